@@ -1,0 +1,12 @@
+//! The hedger agent: it watches the hedge account and executes the center's hedge plan on it.
+//!
+//! The plan is held in memory and kept current from the center's event stream, so that when the
+//! trigger arrives (one of the hedge account's positions closes, in `trigger` mode) or the plan
+//! changes (in `mirror` mode) the orders go out without waiting on a request. Deciding what to send
+//! is pure ([`planner`], [`execution`]); every order carries its plan item id in its magic, comment
+//! and command id ([`tag`]), so that after a restart the agent matches what the account holds against
+//! what the center recorded before it acts, and never hedges twice.
+
+pub mod execution;
+pub mod planner;
+pub mod tag;
