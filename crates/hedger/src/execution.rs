@@ -21,9 +21,9 @@ impl std::str::FromStr for ExecMode {
         if t.eq_ignore_ascii_case("auto") || t.is_empty() {
             return Ok(ExecMode::Auto);
         }
-        t.parse::<OrderFilling>().map(ExecMode::Mode).map_err(|_| {
-            format!("not an execution mode: {t:?} (auto, FOK, IOC, RETURN or BOC)")
-        })
+        t.parse::<OrderFilling>()
+            .map(ExecMode::Mode)
+            .map_err(|_| format!("not an execution mode: {t:?} (auto, FOK, IOC, RETURN or BOC)"))
     }
 }
 
@@ -215,7 +215,10 @@ mod tests {
             Some(OrderFilling::Return)
         );
         assert_eq!(filling_for(&spec, ExecMode::Auto), Some(OrderFilling::Fok));
-        assert_eq!("ioc".parse::<ExecMode>(), Ok(ExecMode::Mode(OrderFilling::Ioc)));
+        assert_eq!(
+            "ioc".parse::<ExecMode>(),
+            Ok(ExecMode::Mode(OrderFilling::Ioc))
+        );
         assert_eq!("AUTO".parse::<ExecMode>(), Ok(ExecMode::Auto));
         assert!("market".parse::<ExecMode>().is_err());
     }
@@ -229,9 +232,18 @@ mod tests {
         };
         assert_eq!(p.next(0, Retcode::DONE), Next::Done);
         assert_eq!(p.next(0, Retcode::DONE_PARTIAL), Next::Done);
-        assert_eq!(p.next(0, Retcode::REQUOTE), Next::Retry(Duration::from_millis(10)));
-        assert_eq!(p.next(1, Retcode::PRICE_OFF), Next::Retry(Duration::from_millis(20)));
-        assert_eq!(p.next(2, Retcode::TIMEOUT), Next::Retry(Duration::from_millis(25)));
+        assert_eq!(
+            p.next(0, Retcode::REQUOTE),
+            Next::Retry(Duration::from_millis(10))
+        );
+        assert_eq!(
+            p.next(1, Retcode::PRICE_OFF),
+            Next::Retry(Duration::from_millis(20))
+        );
+        assert_eq!(
+            p.next(2, Retcode::TIMEOUT),
+            Next::Retry(Duration::from_millis(25))
+        );
         assert_eq!(
             p.next(3, Retcode::REQUOTE),
             Next::GiveUp(Failure::RetriesExhausted)
@@ -255,7 +267,10 @@ mod tests {
         assert!(trip.reason.contains("10019"));
         assert!(b.is_open("EURUSD"));
         assert!(!b.is_open("GBPUSD"));
-        assert!(b.failure("EURUSD", Retcode::REJECT).is_none(), "reported once");
+        assert!(
+            b.failure("EURUSD", Retcode::REJECT).is_none(),
+            "reported once"
+        );
         assert_eq!(b.halted().len(), 1);
         b.reset("EURUSD");
         assert!(!b.is_open("EURUSD"));

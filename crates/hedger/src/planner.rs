@@ -502,8 +502,18 @@ mod tests {
             &HedgeBook::new(),
             &BTreeMap::new(),
         );
-        let closed: Volume = d.legs.iter().filter(|l| l.close.is_some()).map(|l| l.volume).sum();
-        let opened: Volume = d.legs.iter().filter(|l| l.close.is_none()).map(|l| l.volume).sum();
+        let closed: Volume = d
+            .legs
+            .iter()
+            .filter(|l| l.close.is_some())
+            .map(|l| l.volume)
+            .sum();
+        let opened: Volume = d
+            .legs
+            .iter()
+            .filter(|l| l.close.is_none())
+            .map(|l| l.volume)
+            .sum();
         assert_eq!(closed, v(dec!(0.3)));
         assert_eq!(opened, v(dec!(0.2)));
     }
