@@ -1,0 +1,534 @@
+//! Replay rules of the specification (Part A and B §3-4), each on a small hand-built history.
+
+use hedge_domain::{
+    AccountMarginMode, DealEntry, DealTicket, DealType, Magic, Money, OrderState, OrderTicket,
+    OrderType, PositionId, Price, Side, Volume,
+};
+use hedge_ledger::{
+    encode, AccountInfo, CloseKind, DealRecord, EventKind, History, Ledger, LinkKind, OrderRecord,
+    PairingMode, Warning,
+};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn link(ticket: u64, kind: LinkKind) -> Magic {
+    encode(OrderTicket(ticket), kind).unwrap()
+}
+
+struct H {
+    h: History,
+    next_deal: u64,
+    time: i64,
+}
+
+impl H {
+    fn new() -> Self {
+        H {
+            h: History::default(),
+            next_deal: 1000,
+            time: 1_000,
+        }
+    }
+
+    fn order(&mut self, ticket: u64, sym: &str, ty: OrderType, magic: Magic, state: OrderState) {
+        self.order_at(ticket, sym, ty, magic, state, "0", "");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn order_at(
+        &mut self,
+        ticket: u64,
+        sym: &str,
+        ty: OrderType,
+        magic: Magic,
+        state: OrderState,
+        price: &str,
+        comment: &str,
+    ) {
+        self.time += 1;
+        self.h.orders.push(OrderRecord {
+            ticket: OrderTicket(ticket),
+            symbol: sym.into(),
+            order_type: ty,
+            state,
+            magic,
+            volume_initial: Volume(d("1")),
+            volume_current: Volume::ZERO,
+            price_open: Price(d(price)),
+            time_setup_msc: self.time,
+            time_done_msc: self.time,
+            position_id: PositionId(0),
+            comment: comment.into(),
+        });
+    }
+
+    /// A market order with one deal per volume given.
+    fn trade(&mut self, ticket: u64, sym: &str, side: Side, magic: Magic, fills: &[(&str, &str)]) {
+        self.order(
+            ticket,
+            sym,
+            OrderType::market(side),
+            magic,
+            OrderState::Filled,
+        );
+        for (vol, price) in fills {
+            self.deal(ticket, sym, side, vol, price, "0", "0");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deal(
+        &mut self,
+        order: u64,
+        sym: &str,
+        side: Side,
+        vol: &str,
+        price: &str,
+        comm: &str,
+        swap: &str,
+    ) -> u64 {
+        self.time += 1;
+        self.next_deal += 1;
+        self.h.deals.push(DealRecord {
+            ticket: DealTicket(self.next_deal),
+            order: OrderTicket(order),
+            symbol: sym.into(),
+            deal_type: if side == Side::Buy {
+                DealType::Buy
+            } else {
+                DealType::Sell
+            },
+            entry: DealEntry::In,
+            magic: Magic(0),
+            position_id: PositionId(0),
+            volume: Volume(d(vol)),
+            price: Price(d(price)),
+            commission: Money(d(comm)),
+            swap: Money(d(swap)),
+            profit: Money::ZERO,
+            time_msc: self.time,
+            comment: String::new(),
+        });
+        self.next_deal
+    }
+
+    fn replay(&self) -> Ledger {
+        Ledger::replay(&self.h).unwrap()
+    }
+}
+
+#[test]
+fn fifo_split_takes_oldest_entry_deals_first() {
+    // B §4: opening deals 3@1.10 and 2@1.11, closing 4 lots: history gets 3@1.10 + 1@1.11.
+    let mut h = H::new();
+    h.trade(
+        10,
+        "EURUSD",
+        Side::Buy,
+        Magic(0),
+        &[("3", "1.10"), ("2", "1.11")],
+    );
+    h.trade(
+        11,
+        "EURUSD",
+        Side::Sell,
+        link(10, LinkKind::Market),
+        &[("4", "1.12")],
+    );
+    let l = h.replay();
+    let hist: Vec<_> = l.history_positions().collect();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].id(), PositionId(10));
+    assert_eq!(hist[0].exit_order(), OrderTicket(11));
+    assert_eq!(hist[0].volume(), Volume(d("4")));
+    assert_eq!(hist[0].entry_price(), Price(d("1.1025")));
+    assert_eq!(hist[0].exit_price(), Price(d("1.12")));
+    let active = l.active_positions();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].id(), PositionId(10));
+    assert_eq!(active[0].volume(), Volume(d("1")));
+    assert_eq!(active[0].entry_price(), Price(d("1.11")));
+    assert_eq!(l.net_volume("EURUSD"), Volume(d("1")));
+}
+
+#[test]
+fn table_15_excess_becomes_opposite_position_and_merges_by_id() {
+    // Opening order has one deal of 4; the closing order has deals of 5 and 1, linked.
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("4", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("5", "1.3"), ("1", "1.31")],
+    );
+    let l = h.replay();
+    assert_eq!(l.history_count(), 1);
+    let hp = l.history_positions().next().unwrap();
+    assert_eq!(hp.volume(), Volume(d("4")));
+    let active = l.active_positions();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].id(), PositionId(2));
+    assert_eq!(active[0].side(), Side::Sell);
+    assert_eq!(active[0].volume(), Volume(d("2")));
+    assert!(active[0].is_unmanaged());
+    assert_eq!(l.net_volume("EURUSD"), Volume(d("-2")));
+}
+
+#[test]
+fn first_reference_wins() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1", "1.3")],
+    );
+    // A second close of the same position finds nothing active: it opens its own position.
+    h.trade(
+        3,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1", "1.25")],
+    );
+    let l = h.replay();
+    assert_eq!(l.history_count(), 1);
+    let a = l.active_positions();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].id(), PositionId(3));
+    assert_eq!(a[0].side(), Side::Sell);
+    assert!(a[0].is_unmanaged());
+    assert_eq!(l.closed_position_count(), 1);
+}
+
+#[test]
+fn same_direction_link_opens_its_own_position_and_multi_deal_merges_by_id() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Buy,
+        link(1, LinkKind::Market),
+        &[("1", "1.3"), ("0.5", "1.31")],
+    );
+    let l = h.replay();
+    let a = l.active_positions();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[1].id(), PositionId(2));
+    assert_eq!(a[1].volume(), Volume(d("1.5")));
+    assert_eq!(a[0].volume(), Volume(d("1")));
+}
+
+#[test]
+fn partial_closes_give_several_history_rows_and_a_multi_deal_close_one() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Sell, Magic(0), &[("3", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Buy,
+        link(1, LinkKind::Market),
+        &[("1", "1.1")],
+    );
+    h.trade(
+        3,
+        "EURUSD",
+        Side::Buy,
+        link(1, LinkKind::Market),
+        &[("0.5", "1.1"), ("1.5", "1.0")],
+    );
+    let l = h.replay();
+    let hist: Vec<_> = l.history_positions().collect();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[1].exit_order(), OrderTicket(3));
+    assert_eq!(hist[1].volume(), Volume(d("2")));
+    assert_eq!(hist[1].exit_price(), Price(d("1.025")));
+    assert_eq!(hist[1].exit_deals().count(), 2);
+    assert_eq!(l.active_count(), 0);
+    assert_eq!(l.closed_position_count(), 1);
+}
+
+#[test]
+fn link_to_other_symbol_does_not_close() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(
+        2,
+        "GBPUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1", "1.3")],
+    );
+    let l = h.replay();
+    assert_eq!(l.active_count(), 2);
+    assert_eq!(l.history_count(), 0);
+    assert!(matches!(l.warnings()[0], Warning::SymbolMismatch { .. }));
+    assert_eq!(l.net_volume("GBPUSD"), Volume(d("-1")));
+}
+
+#[test]
+fn order_symbol_falls_back_to_the_deal_and_missing_order_uses_deal_magic() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    // No order record for 2: the deal's magic is used for the link.
+    let dl = h.deal(2, "EURUSD", Side::Sell, "1", "1.3", "0", "0");
+    h.h.deals.last_mut().unwrap().magic = link(1, LinkKind::Market);
+    let l = h.replay();
+    assert_eq!(l.history_count(), 1, "deal {dl}");
+    assert_eq!(l.active_count(), 0);
+}
+
+#[test]
+fn commission_and_swap_split_proportionally() {
+    let mut h = H::new();
+    h.order(1, "EURUSD", OrderType::Buy, Magic(0), OrderState::Filled);
+    h.deal(1, "EURUSD", Side::Buy, "4", "1.2", "-4", "-2");
+    h.order(
+        2,
+        "EURUSD",
+        OrderType::Sell,
+        link(1, LinkKind::Market),
+        OrderState::Filled,
+    );
+    h.deal(2, "EURUSD", Side::Sell, "1", "1.3", "-1", "-0.5");
+    let l = h.replay();
+    let hp = l.history_positions().next().unwrap();
+    assert_eq!(hp.commission(), Money(d("-2")));
+    assert_eq!(hp.swap(), Money(d("-1")));
+    let a = &l.active_positions()[0];
+    assert_eq!(a.commission(), Money(d("-3")));
+    assert_eq!(a.swap(), Money(d("-1.5")));
+}
+
+#[test]
+fn non_trade_and_rollover_deals_never_open_positions() {
+    let mut h = H::new();
+    h.deal(0, "EURUSD", Side::Buy, "1", "1.2", "0", "-3");
+    h.h.deals.last_mut().unwrap().comment = "rollover".into();
+    h.deal(0, "", Side::Buy, "0", "0", "0", "0");
+    h.h.deals.last_mut().unwrap().deal_type = DealType::Balance;
+    h.deal(7, "", Side::Buy, "0", "0", "0", "0");
+    h.h.deals.last_mut().unwrap().deal_type = DealType::Credit;
+    let l = h.replay();
+    assert_eq!(l.active_count(), 0);
+    assert_eq!(l.stats().skipped_deals, 3);
+}
+
+#[test]
+fn stop_loss_orders_adopt_replace_and_show_in_history() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(2, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    // Position 1: an old SL cancelled, then an SL that executes.
+    h.order_at(
+        5,
+        "EURUSD",
+        OrderType::SellStop,
+        link(1, LinkKind::StopLoss),
+        OrderState::Canceled,
+        "1.1",
+        "",
+    );
+    h.order_at(
+        6,
+        "EURUSD",
+        OrderType::SellStop,
+        link(1, LinkKind::StopLoss),
+        OrderState::Filled,
+        "1.15",
+        "",
+    );
+    h.deal(6, "EURUSD", Side::Sell, "1", "1.15", "0", "0");
+    // Position 2: two pending SLs; the later one wins and the other is reported as an orphan.
+    h.order_at(
+        7,
+        "EURUSD",
+        OrderType::SellStop,
+        link(2, LinkKind::StopLoss),
+        OrderState::Placed,
+        "1.1",
+        "",
+    );
+    h.order_at(
+        8,
+        "EURUSD",
+        OrderType::SellStop,
+        link(2, LinkKind::StopLoss),
+        OrderState::Placed,
+        "1.11",
+        "sl comment",
+    );
+    let mut l = h.replay();
+    let hp = l.history_positions().next().unwrap();
+    assert_eq!(hp.close_kind(), CloseKind::StopLoss);
+    assert_eq!(hp.stop_loss_order(), Some(OrderTicket(6)));
+    assert_eq!(hp.stop_loss(), Some(Price(d("1.15"))));
+    let a = l.active(PositionId(2)).unwrap();
+    assert_eq!(a.stop_loss_order(), Some(OrderTicket(8)));
+    assert_eq!(a.stop_loss(), Some(Price(d("1.11"))));
+    assert_eq!(a.stop_loss_comment(), Some("sl comment"));
+    assert_eq!(l.take_orphan_stops(), vec![OrderTicket(7)]);
+}
+
+#[test]
+fn cancelled_stop_becomes_history_sl_when_not_executed() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Sell, Magic(0), &[("1", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Buy,
+        link(1, LinkKind::TakeProfit),
+        &[("1", "1.1")],
+    );
+    h.order_at(
+        3,
+        "EURUSD",
+        OrderType::BuyStop,
+        link(1, LinkKind::StopLoss),
+        OrderState::Canceled,
+        "1.3",
+        "",
+    );
+    let l = h.replay();
+    let hp = l.history_positions().next().unwrap();
+    assert_eq!(hp.close_kind(), CloseKind::TakeProfit);
+    assert_eq!(hp.take_profit(), Some(Price(d("1.1"))));
+    assert_eq!(hp.stop_loss(), Some(Price(d("1.3"))));
+}
+
+#[test]
+fn live_updates_match_replay_and_emit_ordered_events() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("2", "1.2")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("0.5", "1.3")],
+    );
+    h.order_at(
+        3,
+        "EURUSD",
+        OrderType::SellStop,
+        link(1, LinkKind::StopLoss),
+        OrderState::Placed,
+        "1.1",
+        "",
+    );
+    h.trade(
+        4,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1.5", "1.3")],
+    );
+    let full = h.replay();
+
+    let mut live = Ledger::new(AccountInfo::default());
+    live.track_events();
+    let mut orders = h.h.orders.clone();
+    orders.sort_by_key(|o| o.time_setup_msc);
+    // Feed in time order: each order right before its deals.
+    let mut deals = h.h.deals.clone();
+    deals.sort_by_key(|x| x.time_msc);
+    for o in &orders {
+        let mut o2 = o.clone();
+        if o.ticket == OrderTicket(3) {
+            live.apply_order(&o2).unwrap();
+            continue;
+        }
+        o2.state = OrderState::Filled;
+        live.apply_order(&o2).unwrap();
+        for dl in deals.iter().filter(|x| x.order == o.ticket) {
+            live.apply_deal(dl).unwrap();
+            // Idempotent: the same deal twice changes nothing.
+            live.apply_deal(dl).unwrap();
+        }
+    }
+    assert_eq!(live.history_count(), full.history_count());
+    assert_eq!(live.active_count(), full.active_count());
+    let ev = live.drain_events();
+    let kinds: Vec<_> = ev.iter().map(|e| (e.position.get(), e.seq)).collect();
+    assert_eq!(kinds, vec![(1, 1), (1, 2), (1, 3), (1, 4)]);
+    assert!(matches!(ev[1].kind, EventKind::PartiallyClosed { .. }));
+    assert!(matches!(ev[2].kind, EventKind::StopLossChanged { .. }));
+    assert!(matches!(ev[3].kind, EventKind::Closed { .. }));
+    // The stop left behind by the close is to be cancelled.
+    assert_eq!(live.take_orphan_stops(), vec![OrderTicket(3)]);
+}
+
+#[test]
+fn hedging_account_gives_the_same_view_from_position_ids() {
+    let mut h = H::new();
+    h.h.account.margin_mode = AccountMarginMode::RetailHedging;
+    h.trade(1, "XAUUSD", Side::Buy, Magic(0), &[("0.05", "4053.41")]);
+    h.trade(2, "XAUUSD", Side::Buy, Magic(0), &[("0.05", "4052.94")]);
+    h.trade(3, "XAUUSD", Side::Sell, Magic(0), &[("0.02", "4058.35")]);
+    h.trade(4, "XAUUSD", Side::Sell, Magic(0), &[("0.05", "4054.3")]);
+    for dl in &mut h.h.deals {
+        let (pid, entry) = match dl.order.get() {
+            1 => (1, DealEntry::In),
+            2 => (2, DealEntry::In),
+            3 => (2, DealEntry::Out),
+            _ => (1, DealEntry::Out),
+        };
+        dl.position_id = PositionId(pid);
+        dl.entry = entry;
+    }
+    let l = h.replay();
+    assert_eq!(l.mode(), PairingMode::Native);
+    assert_eq!(l.history_count(), 2);
+    let a = l.active_positions();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].id(), PositionId(2));
+    assert_eq!(a[0].volume(), Volume(d("0.03")));
+}
+
+#[test]
+fn fifo_mode_handles_in_out_reversals() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(2, "EURUSD", Side::Buy, Magic(0), &[("1", "1.21")]);
+    h.trade(3, "EURUSD", Side::Sell, Magic(0), &[("3", "1.22")]);
+    h.h.deals[2].entry = DealEntry::InOut;
+    let l = Ledger::replay_with(&h.h, PairingMode::Fifo, |_| {}).unwrap();
+    assert_eq!(l.history_count(), 2);
+    let a = l.active_positions();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].id(), PositionId(3));
+    assert_eq!(a[0].side(), Side::Sell);
+    assert_eq!(a[0].volume(), Volume(d("1")));
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("-1", "1.2")]);
+    assert!(Ledger::replay(&h.h).is_err());
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("0.123456789", "1.2")]);
+    assert!(Ledger::replay(&h.h).is_err());
+}
+
+#[test]
+fn exclusions_hide_active_positions_after_pairing() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    h.trade(2, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    let mut l = h.replay();
+    let n = l.hide(&[1u64].into_iter().collect());
+    assert_eq!(n, 1);
+    assert_eq!(l.active_count(), 1);
+    assert_eq!(l.hidden(), &[PositionId(1)]);
+}
