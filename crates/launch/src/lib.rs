@@ -1,0 +1,32 @@
+//! Starting a real MT5 terminal for a hedge agent, from the command line, on Windows or under Wine.
+//!
+//! An agent given `<path> <login> <password> <server>` instead of a terminal port asks this crate to
+//! start the terminal at `<path>` the way MT5 documents it: in portable mode, with a generated
+//! `/config:` start-up file that logs in, enables algo trading and attaches the bridge Expert Advisor
+//! (`mql5/HedgeBridge.mq5`, embedded here, copied into the terminal's `MQL5/Experts` and compiled
+//! with MetaEditor when needed) to a chart, its inputs pointing at the agent's port. The agent then
+//! waits on its own listener through [`RunningTerminal::wait_for`], which fails early and clearly
+//! when the login is refused or the terminal exits, and after a timeout lists the likely causes.
+//! The password lives only in memory and, for the seconds the terminal needs to read it, in an
+//! owner-only start-up file: never in argv, logs, errors or `Debug` output.
+//!
+//! The text builders ([`startup`], [`command`], [`layout`]) are pure; [`launcher`], [`files`] and
+//! [`journal`] do the I/O.
+
+pub mod cli;
+pub mod command;
+pub mod files;
+pub mod journal;
+pub mod launcher;
+pub mod layout;
+pub mod secret;
+pub mod startup;
+
+pub use command::WineMode;
+pub use journal::Finding;
+pub use launcher::{
+    Diagnosis, LaunchError, LaunchSpec, Launcher, RunningTerminal, TerminalState, EA_SOURCE,
+};
+pub use layout::DataFolder;
+pub use secret::{Password, PasswordError};
+pub use startup::{ExpertInputs, ExpertLogLevel};
