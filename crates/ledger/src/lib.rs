@@ -16,6 +16,7 @@ pub mod fixed;
 pub mod ledger;
 pub mod position;
 pub mod record;
+pub mod report;
 
 pub use codec::{decode, encode, CodecError, Link, LinkKind};
 pub use ledger::{
