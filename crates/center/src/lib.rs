@@ -1,0 +1,13 @@
+//! The decision center of hedge: it stores every client position that must be hedged, every hedge
+//! and every decision, and tells the hedger what to do.
+//!
+//! Agents talk to it over JSON/HTTP under `/v1` ([`client::CenterClient`] is the typed client, the
+//! request and response types are in [`model`]). Reports are idempotent and acknowledged only once
+//! durable. The hedge plan ([`plan`], pure arithmetic) nets the client exposure per canonical symbol
+//! and turns it into covering orders in the hedge account's naming, step and limits. Every stored
+//! change is appended to an event log and streamed as server-sent events, resumable by id. The store
+//! is SQLite (embedded default, one writer thread with group commit) or PostgreSQL (several center
+//! instances on one database, LISTEN/NOTIFY between them), behind one trait ([`store::Store`]).
+
+pub mod client;
+pub mod model;
