@@ -1,0 +1,580 @@
+//! The durable local outbox, and the agent's small state store beside it, in one SQLite file.
+//!
+//! Every report an agent makes is first written here, then sent. An item leaves the outbox only when
+//! the receiver acknowledged it, so a crash or a center outage loses nothing; items go out strictly
+//! in the order they were written (the next is not tried before the previous is acknowledged or
+//! dead-lettered), so the center sees a position's events in sequence. An item the receiver rejects
+//! as invalid (HTTP 4xx) is moved to a dead-letter table with the reason instead of blocking the queue
+//! forever.
+//!
+//! The state table holds what an agent must remember across restarts (the last reported state of each
+//! position). [`Outbox::commit`] writes new items and state changes in one transaction: either both
+//! are durable or neither is, which is what makes "nothing reported twice, nothing missed" hold
+//! across a `kill -9`.
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot create state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// An item to enqueue. `key` is the idempotency key: an item whose key is already queued is not
+/// queued again, and the receiver deduplicates on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewItem {
+    pub key: String,
+    /// What the item is (`position_event`, `tumbler_event`, `legacy_open`): tells the delivery how
+    /// to send it.
+    pub kind: String,
+    /// The JSON payload.
+    pub body: String,
+}
+
+impl NewItem {
+    pub fn json<T: serde::Serialize>(
+        key: impl Into<String>,
+        kind: impl Into<String>,
+        body: &T,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(NewItem {
+            key: key.into(),
+            kind: kind.into(),
+            body: serde_json::to_string(body)?,
+        })
+    }
+}
+
+/// A queued item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Position in the queue; strictly increasing in enqueue order.
+    pub seq: i64,
+    pub key: String,
+    pub kind: String,
+    pub body: String,
+    pub created_ms: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+}
+
+/// An item the receiver refused, kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub key: String,
+    pub kind: String,
+    pub body: String,
+    pub error: String,
+    pub failed_ms: i64,
+}
+
+/// A change to the state table, committed together with new items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateWrite {
+    Put {
+        ns: String,
+        key: String,
+        value: String,
+    },
+    Delete {
+        ns: String,
+        key: String,
+    },
+}
+
+/// Why a delivery failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The receiver could not be reached or answered 5xx/429: retry the same item later.
+    #[error("receiver unavailable: {0}")]
+    Unavailable(String),
+    /// The receiver refused the item itself (4xx): retrying cannot help; dead-letter it.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// Sends one item to its receiver. Implemented by the center client, the legacy center, and tests.
+pub trait Delivery: Send + Sync {
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+/// Retry delays while the receiver is unreachable: doubling from `initial` up to `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `failures + 1`.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// What the sender is doing, for the status line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderStatus {
+    /// `false` after a failed delivery, until the next success.
+    pub receiver_up: bool,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub delivered: u64,
+    pub dead_lettered: u64,
+}
+
+/// The outbox and state store of one agent.
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    wake: Notify,
+    status: Mutex<SenderStatus>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE TABLE IF NOT EXISTS dead_letter (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        failed_ms INTEGER NOT NULL,
+        error TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS state (
+        ns TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (ns, key)
+    );
+";
+
+impl Outbox {
+    /// Opens (creating if needed) the state database at `path`, creating its directory too.
+    pub fn open(path: &Path) -> Result<Arc<Self>, OutboxError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OutboxError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        // WAL + FULL: a committed transaction survives a power cut, and readers never block writers.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Self::with_connection(conn)
+    }
+
+    /// An outbox that lives in memory only (tests, `--dry-run`).
+    pub fn open_in_memory() -> Result<Arc<Self>, OutboxError> {
+        Self::with_connection(Connection::open_in_memory()?)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Arc<Self>, OutboxError> {
+        conn.execute_batch(SCHEMA)?;
+        Ok(Arc::new(Outbox {
+            conn: Mutex::new(conn),
+            wake: Notify::new(),
+            status: Mutex::new(SenderStatus {
+                receiver_up: true,
+                ..SenderStatus::default()
+            }),
+        }))
+    }
+
+    /// Enqueues one item; `false` when an item with the same key is already queued.
+    pub fn push(&self, item: NewItem) -> Result<bool, OutboxError> {
+        Ok(self.commit(std::slice::from_ref(&item), &[])? == 1)
+    }
+
+    /// Enqueues `items` (in order) and applies `writes` to the state table, atomically. Returns how
+    /// many items were new (items whose key is already queued are skipped).
+    pub fn commit(&self, items: &[NewItem], writes: &[StateWrite]) -> Result<usize, OutboxError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let mut added = 0;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (key, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let now = now_ms();
+            for item in items {
+                added += insert.execute(params![item.key, item.kind, item.body, now])?;
+            }
+            let mut put = tx.prepare_cached(
+                "INSERT INTO state (ns, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM state WHERE ns = ?1 AND key = ?2")?;
+            for w in writes {
+                match w {
+                    StateWrite::Put { ns, key, value } => {
+                        put.execute(params![ns, key, value])?;
+                    }
+                    StateWrite::Delete { ns, key } => {
+                        delete.execute(params![ns, key])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        if added > 0 {
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// One value of the state table.
+    pub fn state_get(&self, ns: &str, key: &str) -> Result<Option<String>, OutboxError> {
+        let conn = self.conn.lock();
+        Ok(conn
+            .query_row(
+                "SELECT value FROM state WHERE ns = ?1 AND key = ?2",
+                params![ns, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Every `(key, value)` of a namespace, ordered by key.
+    pub fn state_list(&self, ns: &str) -> Result<Vec<(String, String)>, OutboxError> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT key, value FROM state WHERE ns = ?1 ORDER BY key")?;
+        let rows = stmt
+            .query_map(params![ns], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The oldest queued item.
+    pub fn front(&self) -> Result<Option<OutboxItem>, OutboxError> {
+        Ok(self.peek(1)?.into_iter().next())
+    }
+
+    /// Up to `limit` oldest items, in order.
+    pub fn peek(&self, limit: usize) -> Result<Vec<OutboxItem>, OutboxError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, key, kind, body, created_ms, attempts FROM outbox ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(OutboxItem {
+                    seq: r.get(0)?,
+                    key: r.get(1)?,
+                    kind: r.get(2)?,
+                    body: r.get(3)?,
+                    created_ms: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Removes an acknowledged item.
+    pub fn ack(&self, seq: i64) -> Result<(), OutboxError> {
+        self.conn
+            .lock()
+            .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt on an item that stays queued.
+    pub fn record_failure(&self, seq: i64, error: &str) -> Result<(), OutboxError> {
+        self.conn.lock().execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
+            params![seq, error],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a refused item to the dead-letter table.
+    pub fn dead_letter(&self, seq: i64, error: &str) -> Result<(), OutboxError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO dead_letter (seq, key, kind, body, created_ms, failed_ms, error)
+             SELECT seq, key, kind, body, created_ms, ?2, ?3 FROM outbox WHERE seq = ?1",
+            params![seq, now_ms(), error],
+        )?;
+        tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of items waiting.
+    pub fn pending(&self) -> Result<u64, OutboxError> {
+        let n: i64 = self
+            .conn
+            .lock()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Every dead-lettered item, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, OutboxError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, key, kind, body, error, failed_ms FROM dead_letter ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeadLetter {
+                    seq: r.get(0)?,
+                    key: r.get(1)?,
+                    kind: r.get(2)?,
+                    body: r.get(3)?,
+                    error: r.get(4)?,
+                    failed_ms: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The sender's current state.
+    pub fn sender_status(&self) -> SenderStatus {
+        self.status.lock().clone()
+    }
+
+    /// Sends queued items through `delivery` forever, in order: an item is acknowledged (removed)
+    /// only after `delivery` succeeded; an unreachable receiver is retried with `backoff`; a
+    /// rejected item is dead-lettered. Returns only on a database error. Safe to abort at any await
+    /// point: an item whose delivery was cut short stays queued and is sent again (the receiver
+    /// deduplicates by key).
+    pub async fn run_sender<D: Delivery>(
+        self: Arc<Self>,
+        delivery: D,
+        backoff: Backoff,
+    ) -> Result<(), OutboxError> {
+        loop {
+            let Some(item) = self.front()? else {
+                // The timeout covers items pushed by another process sharing the file.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+                continue;
+            };
+            match delivery.deliver(&item).await {
+                Ok(()) => {
+                    self.ack(item.seq)?;
+                    let mut s = self.status.lock();
+                    if !s.receiver_up {
+                        tracing::info!(
+                            pending = item.seq,
+                            "center reachable again; draining outbox"
+                        );
+                    }
+                    s.receiver_up = true;
+                    s.consecutive_failures = 0;
+                    s.delivered += 1;
+                }
+                Err(DeliveryError::Rejected(reason)) => {
+                    tracing::error!(key = %item.key, kind = %item.kind, %reason,
+                        "report rejected by the center; moved to the dead-letter list");
+                    self.dead_letter(item.seq, &reason)?;
+                    self.status.lock().dead_lettered += 1;
+                }
+                Err(DeliveryError::Unavailable(reason)) => {
+                    self.record_failure(item.seq, &reason)?;
+                    let failures = {
+                        let mut s = self.status.lock();
+                        if s.receiver_up {
+                            tracing::warn!(%reason, "center unreachable; reports wait in the outbox");
+                        }
+                        s.receiver_up = false;
+                        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                        s.last_error = Some(reason);
+                        s.consecutive_failures
+                    };
+                    tokio::time::sleep(backoff.delay(failures.saturating_sub(1))).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn item(key: &str) -> NewItem {
+        NewItem {
+            key: key.into(),
+            kind: "test".into(),
+            body: format!("{{\"k\":\"{key}\"}}"),
+        }
+    }
+
+    #[test]
+    fn items_survive_reopen_in_order_and_dedup_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/agent.db");
+        {
+            let ob = Outbox::open(&path).unwrap();
+            assert!(ob.push(item("a")).unwrap());
+            assert!(ob.push(item("b")).unwrap());
+            assert!(!ob.push(item("a")).unwrap());
+            ob.commit(
+                &[item("c")],
+                &[StateWrite::Put {
+                    ns: "pos".into(),
+                    key: "1".into(),
+                    value: "x".into(),
+                }],
+            )
+            .unwrap();
+        }
+        let ob = Outbox::open(&path).unwrap();
+        let keys: Vec<_> = ob.peek(10).unwrap().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, vec!["a", "b", "c"]);
+        assert_eq!(ob.state_get("pos", "1").unwrap().as_deref(), Some("x"));
+        let front = ob.front().unwrap().unwrap();
+        ob.ack(front.seq).unwrap();
+        assert_eq!(ob.pending().unwrap(), 2);
+        ob.dead_letter(ob.front().unwrap().unwrap().seq, "bad")
+            .unwrap();
+        assert_eq!(ob.pending().unwrap(), 1);
+        let dead = ob.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].key, "b");
+        assert_eq!(dead[0].error, "bad");
+        ob.commit(
+            &[],
+            &[StateWrite::Delete {
+                ns: "pos".into(),
+                key: "1".into(),
+            }],
+        )
+        .unwrap();
+        assert!(ob.state_list("pos").unwrap().is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(b.delay(0), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(400));
+        assert_eq!(b.delay(10), Duration::from_secs(1));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(1));
+    }
+
+    /// Fails while `down` is set, rejects keys starting with `bad`, records the order of successes.
+    struct Flaky {
+        down: Arc<std::sync::atomic::AtomicBool>,
+        seen: Arc<Mutex<Vec<String>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Delivery for Flaky {
+        async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(DeliveryError::Unavailable("down".into()));
+            }
+            if item.key.starts_with("bad") {
+                return Err(DeliveryError::Rejected("400 bad".into()));
+            }
+            self.seen.lock().push(item.key.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn sender_waits_out_an_outage_and_drains_in_order() {
+        let ob = Outbox::open_in_memory().unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let flaky = Flaky {
+            down: down.clone(),
+            seen: seen.clone(),
+            calls: calls.clone(),
+        };
+        for k in ["e1", "bad-2", "e3"] {
+            ob.push(item(k)).unwrap();
+        }
+        let task = tokio::spawn(ob.clone().run_sender(
+            flaky,
+            Backoff {
+                initial: Duration::from_millis(5),
+                max: Duration::from_millis(20),
+            },
+        ));
+        while calls.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!ob.sender_status().receiver_up);
+        assert_eq!(ob.pending().unwrap(), 3);
+        assert!(seen.lock().is_empty());
+        down.store(false, Ordering::SeqCst);
+        ob.push(item("e4")).unwrap();
+        for _ in 0..400 {
+            if ob.pending().unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(*seen.lock(), vec!["e1", "e3", "e4"]);
+        assert_eq!(ob.dead_letters().unwrap().len(), 1);
+        let st = ob.sender_status();
+        assert!(st.receiver_up);
+        assert_eq!(st.delivered, 3);
+        assert_eq!(st.dead_lettered, 1);
+        task.abort();
+    }
+}
