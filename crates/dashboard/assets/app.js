@@ -1,0 +1,1393 @@
+// hedge dashboard: follows the center's event stream and renders accounts, positions, the hedge plan,
+// hedges, exposure and the event log. Plain browser JavaScript, no build step, no external fetches.
+'use strict';
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// Builds an element. Text always goes through textContent, never innerHTML, so data from the
+// center (comments, reasons, symbol names) cannot inject markup.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  if (attrs) {
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'text') el.textContent = v;
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) if (c) el.append(c);
+  return el;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function pad(n, w = 2) {
+  return String(n).padStart(w, '0');
+}
+
+// MT5's own date layout (yyyy.mm.dd hh:mi:ss), in UTC.
+function fmtTime(ms) {
+  if (ms === undefined || ms === null || ms <= 0) return '';
+  const d = new Date(ms);
+  return `${d.getUTCFullYear()}.${pad(d.getUTCMonth() + 1)}.${pad(d.getUTCDate())} ` +
+    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+}
+
+function fmtAge(ms) {
+  if (!ms) return 'never';
+  const sec = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (sec < 60) return `${sec} s ago`;
+  if (sec < 3600) return `${Math.floor(sec / 60)} min ago`;
+  return `${Math.floor(sec / 3600)} h ago`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact decimals. Volumes, prices and money arrive as JSON numbers whose shortest form is the
+// decimal the center wrote; they are summed here as integers scaled by 10^10, never as floats.
+
+const DEC_PLACES = 10;
+const DEC_SCALE = 10n ** BigInt(DEC_PLACES);
+
+function dec(value) {
+  if (value === undefined || value === null || value === '') return null;
+  let text = typeof value === 'number' ? String(value) : String(value).trim();
+  if (/e/i.test(text)) {
+    const n = Number(text);
+    if (!Number.isFinite(n)) return null;
+    text = n.toFixed(DEC_PLACES);
+  }
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(text);
+  if (!m || (m[2] === '' && (m[3] === undefined || m[3] === ''))) return null;
+  const frac = (m[3] || '').slice(0, DEC_PLACES).padEnd(DEC_PLACES, '0');
+  const v = BigInt(m[2] || '0') * DEC_SCALE + BigInt(frac);
+  return m[1] === '-' ? -v : v;
+}
+
+// Multiplies two scaled decimals, rounding half away from zero back to the scale.
+function decMul(a, b) {
+  const p = a * b;
+  const q = p / DEC_SCALE;
+  const r = p % DEC_SCALE;
+  const half = DEC_SCALE / 2n;
+  if (r >= half) return q + 1n;
+  if (r <= -half) return q - 1n;
+  return q;
+}
+
+// Text of a scaled decimal with `digits` decimals (rounded half away from zero), or with trailing
+// zeros trimmed when `digits` is undefined.
+function fmtDec(v, digits) {
+  if (v === null || v === undefined) return '';
+  let x = v;
+  if (digits !== undefined && digits < DEC_PLACES) {
+    const unit = 10n ** BigInt(DEC_PLACES - digits);
+    const q = x / unit;
+    const r = x % unit;
+    const half = unit / 2n;
+    x = (r >= half ? q + 1n : r <= -half ? q - 1n : q) * unit;
+  }
+  const neg = x < 0n;
+  const abs = neg ? -x : x;
+  const int = abs / DEC_SCALE;
+  let frac = (abs % DEC_SCALE).toString().padStart(DEC_PLACES, '0');
+  if (digits === undefined) frac = frac.replace(/0+$/, '');
+  else frac = frac.slice(0, digits);
+  const sign = neg && (int !== 0n || /[1-9]/.test(frac)) ? '-' : '';
+  return sign + int.toString() + (frac ? '.' + frac : '');
+}
+
+function fmtNum(value, digits) {
+  const d = dec(value);
+  return d === null ? '' : fmtDec(d, digits);
+}
+
+// Decimals a step implies: 0.01 -> 2, 1 -> 0.
+function stepDigits(step) {
+  const d = dec(step);
+  if (d === null || d <= 0n) return undefined;
+  const t = fmtDec(d);
+  const i = t.indexOf('.');
+  return i < 0 ? 0 : t.length - i - 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+const TOKEN_KEY = 'hedge.dashboard.token';
+const MAX_EVENTS = 5000;
+const MAX_SAMPLES = 2000;
+
+const S = {
+  token: sessionStorage.getItem(TOKEN_KEY) || '',
+  accounts: new Map(), // login -> Account
+  positions: new Map(), // "login:position_id" -> Position
+  hedges: new Map(), // id -> Hedge
+  plans: new Map(), // hedge login -> HedgePlan
+  pauses: [],
+  events: [], // newest last
+  lastEventId: 0,
+  exposure: new Map(), // symbol -> [{t, exposure, hedged}]
+  deals: new Map(), // position key -> [VolumeChange]
+  expanded: new Set(),
+  unavailable: new Set(), // features whose endpoint the center does not have
+  streamAbort: null,
+  session: 0,
+};
+
+const posKey = (p) => `${p.login}:${p.position_id}`;
+
+// ---------------------------------------------------------------------------------------------
+// The center's API
+
+class ApiError extends Error {
+  constructor(status, body, fallback) {
+    super((body && body.message) || fallback || `HTTP ${status}`);
+    this.status = status;
+    this.kind = (body && body.error) || '';
+    this.field = body && body.field;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${S.token}`, Accept: 'application/json' };
+  const init = { method, headers, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let parsed = null;
+  if (text) {
+    try { parsed = JSON.parse(text); } catch (_) { parsed = null; }
+  }
+  if (!res.ok) {
+    if (res.status === 401) signOut('The center refused the token. Sign in again.');
+    throw new ApiError(res.status, parsed, text.slice(0, 200));
+  }
+  return parsed;
+}
+
+// Reads every page of a cursor-paged list.
+async function pages(path, params, maxRows) {
+  const items = [];
+  let after;
+  for (;;) {
+    const q = new URLSearchParams(params);
+    q.set('limit', '1000');
+    if (after !== undefined) q.set('after', String(after));
+    const page = await api('GET', `${path}?${q}`);
+    items.push(...(page.items || []));
+    if (page.next_after === undefined || page.next_after === null || items.length >= maxRows) break;
+    after = page.next_after;
+  }
+  return items;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and following the center
+
+async function loadSnapshot() {
+  const [accounts, positions, hedges, pauses] = await Promise.all([
+    api('GET', '/v1/accounts'),
+    pages('/v1/positions', {}, 200000),
+    pages('/v1/hedges', {}, 200000),
+    api('GET', '/v1/pauses'),
+  ]);
+  S.accounts = new Map((accounts || []).map((a) => [a.login, a]));
+  S.positions = new Map(positions.map((p) => [posKey(p), p]));
+  S.hedges = new Map(hedges.map((x) => [x.id, x]));
+  S.pauses = pauses || [];
+  for (const sym of symbolsInPlay()) sampleExposure(sym, Date.now());
+  await refreshPlans();
+  markDirty('all');
+}
+
+// The event log from the start, keeping the newest entries; sets the stream's resume point.
+async function loadEventLog() {
+  let after = 0;
+  for (let n = 0; n < 1000; n++) {
+    const page = await api('GET', `/v1/events?after=${after}&limit=1000`);
+    for (const e of page.items || []) addToLog(e);
+    if (page.next_after === undefined || page.next_after === null) break;
+    after = page.next_after;
+  }
+}
+
+function addToLog(e) {
+  if (e.id <= S.lastEventId) return false;
+  S.lastEventId = e.id;
+  S.events.push(e);
+  if (S.events.length > MAX_EVENTS) S.events.splice(0, S.events.length - MAX_EVENTS);
+  return true;
+}
+
+let planTimer = null;
+function schedulePlanRefresh() {
+  if (planTimer) return;
+  planTimer = setTimeout(async () => {
+    planTimer = null;
+    try { await refreshPlans(); markDirty('plan'); } catch (e) { showError(e); }
+  }, 150);
+}
+
+async function refreshPlans() {
+  const hedgeLogins = [...S.accounts.values()].filter((a) => a.role === 'hedge').map((a) => a.login);
+  const plans = await Promise.all(hedgeLogins.map((l) => api('GET', `/v1/plan/${l}`).catch((e) => {
+    if (e.status === 404) return null;
+    throw e;
+  })));
+  S.plans = new Map();
+  plans.forEach((p, i) => { if (p) S.plans.set(hedgeLogins[i], p); });
+}
+
+async function refreshPauses() {
+  S.pauses = (await api('GET', '/v1/pauses')) || [];
+  markDirty('accounts', 'plan');
+}
+
+// Applies one event of the log: the stored object after the change travels in `data`.
+function applyEvent(e) {
+  const fresh = addToLog(e);
+  const d = e.data || {};
+  switch (e.kind) {
+    case 'account_registered':
+    case 'account_status':
+      if (d && d.login !== undefined && d.role) S.accounts.set(d.login, d);
+      else if (e.login !== undefined && S.accounts.has(e.login)) {
+        const a = S.accounts.get(e.login);
+        a.status = d.status || d;
+        a.last_seen_ms = e.time_ms;
+      }
+      if (e.kind === 'account_registered') schedulePlanRefresh();
+      markDirty('accounts');
+      break;
+    case 'position_opened':
+    case 'position_increased':
+    case 'position_reduced':
+    case 'position_closed':
+    case 'position_modified':
+    case 'position_reversed': {
+      if (d && d.position_id !== undefined) {
+        const key = posKey(d);
+        const old = S.positions.get(key);
+        if (!old || !(old.last_event_id > d.last_event_id)) S.positions.set(key, d);
+        const deals = S.deals.get(key);
+        if (deals && fresh && !deals.some((x) => x.event_id === e.id)) {
+          deals.push({
+            event_id: e.id, kind: e.kind.replace('position_', ''), side: d.side, volume: d.volume,
+            time_ms: e.time_ms,
+          });
+        }
+        flash.add(key);
+        sampleExposure(d.symbol, e.time_ms);
+      }
+      markDirty('positions', 'exposure');
+      break;
+    }
+    case 'hedge_executed':
+    case 'hedge_failed':
+    case 'hedge_reduced':
+    case 'hedge_closed':
+      if (d && d.id !== undefined) {
+        const old = S.hedges.get(d.id);
+        if (!old || !(old.event_id > d.event_id)) S.hedges.set(d.id, d);
+        flash.add(`h${d.id}`);
+        sampleExposure(d.symbol, e.time_ms);
+        if (fresh) announce(`Hedge ${d.id} ${d.symbol} ${d.status}`);
+      }
+      markDirty('hedges', 'exposure');
+      break;
+    case 'paused':
+    case 'resumed':
+      refreshPauses().catch(showError);
+      if (fresh) announce(`${e.kind === 'paused' ? 'Paused' : 'Resumed'} by ${e.actor}`);
+      break;
+    default:
+      break;
+  }
+  if (e.kind !== 'account_status' && e.kind !== 'hedge_failed' && e.kind !== 'legacy_position') {
+    schedulePlanRefresh();
+  }
+  markDirty('events');
+}
+
+// Reads the event stream with fetch so the bearer token can be sent, resuming from the last event
+// seen; reconnects with backoff when the center goes away (restart, network) and resynchronises.
+async function follow(session) {
+  let backoff = 500;
+  let reconnect = false;
+  while (S.session === session) {
+    const ctrl = new AbortController();
+    S.streamAbort = ctrl;
+    let watchdog = null;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => ctrl.abort(), 45000);
+    };
+    try {
+      const headers = { Authorization: `Bearer ${S.token}`, Accept: 'text/event-stream' };
+      if (S.lastEventId) headers['Last-Event-ID'] = String(S.lastEventId);
+      arm();
+      const res = await fetch('/v1/events/stream', { headers, signal: ctrl.signal, cache: 'no-store' });
+      if (res.status === 401) { signOut('The center refused the token. Sign in again.'); return; }
+      if (!res.ok || !res.body) throw new Error(`event stream answered ${res.status}`);
+      setConn('live', 'live');
+      backoff = 500;
+      if (reconnect) {
+        // Objects changed while we were away are in the replayed events; the snapshot also
+        // covers a center whose store was replaced.
+        loadSnapshot().catch(showError);
+      }
+      reconnect = true;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let ev = { id: null, event: null, data: [] };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        arm();
+        buf += value;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          let line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.endsWith('\r')) line = line.slice(0, -1);
+          if (line === '') {
+            if (ev.data.length) dispatch(ev);
+            ev = { id: null, event: null, data: [] };
+            continue;
+          }
+          if (line.startsWith(':')) continue;
+          const c = line.indexOf(':');
+          const field = c < 0 ? line : line.slice(0, c);
+          let val = c < 0 ? '' : line.slice(c + 1);
+          if (val.startsWith(' ')) val = val.slice(1);
+          if (field === 'data') ev.data.push(val);
+          else if (field === 'id') ev.id = val;
+          else if (field === 'event') ev.event = val;
+        }
+      }
+    } catch (err) {
+      if (S.session !== session) return;
+      if (err && err.name !== 'AbortError') console.warn('event stream:', err.message || err);
+    } finally {
+      clearTimeout(watchdog);
+    }
+    if (S.session !== session) return;
+    setConn(`reconnecting in ${Math.round(backoff / 100) / 10} s`, 'down');
+    await sleep(backoff + Math.random() * 250);
+    backoff = Math.min(backoff * 2, 10000);
+  }
+}
+
+function dispatch(ev) {
+  let e;
+  try { e = JSON.parse(ev.data.join('\n')); } catch (_) { return; }
+  if (!e || typeof e !== 'object' || typeof e.id !== 'number') return;
+  applyEvent(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived figures
+
+function symbolsInPlay() {
+  const set = new Set();
+  for (const p of S.positions.values()) if (p.status !== 'closed') set.add(p.symbol);
+  for (const x of S.hedges.values()) if (x.status === 'open' || x.status === 'partially_closed') set.add(x.symbol);
+  for (const sym of S.exposure.keys()) set.add(sym);
+  return [...set].sort();
+}
+
+function ratioOf(login) {
+  const a = S.accounts.get(login);
+  const r = a ? dec(a.hedge_ratio) : null;
+  return r === null ? DEC_SCALE : r;
+}
+
+// Net client exposure (buys minus sells, times each client's ratio) and net open hedge volume.
+function exposureOf(symbol) {
+  let exposure = 0n;
+  let hedged = 0n;
+  const ratios = new Set();
+  for (const p of S.positions.values()) {
+    if (p.symbol !== symbol || p.status === 'closed') continue;
+    const a = S.accounts.get(p.login);
+    if (a && a.role !== 'client') continue;
+    const v = dec(p.volume) || 0n;
+    const r = ratioOf(p.login);
+    ratios.add(fmtDec(r));
+    const signed = decMul(v, r);
+    exposure += p.side === 'sell' ? -signed : signed;
+  }
+  for (const x of S.hedges.values()) {
+    if (x.symbol !== symbol || !(x.status === 'open' || x.status === 'partially_closed')) continue;
+    const v = dec(x.open_volume) || 0n;
+    hedged += x.side === 'sell' ? -v : v;
+  }
+  return { exposure, hedged, ratios: [...ratios].sort() };
+}
+
+function sampleExposure(symbol, t) {
+  if (!symbol) return;
+  const { exposure, hedged } = exposureOf(symbol);
+  let list = S.exposure.get(symbol);
+  if (!list) { list = []; S.exposure.set(symbol, list); }
+  const last = list[list.length - 1];
+  if (last && last.exposure === exposure && last.hedged === hedged) return;
+  list.push({ t: Math.max(t || Date.now(), last ? last.t : 0), exposure, hedged });
+  if (list.length > MAX_SAMPLES) list.splice(0, list.length - MAX_SAMPLES);
+}
+
+function specFor(login, accountSymbol) {
+  const a = S.accounts.get(login);
+  if (!a || !a.symbols) return null;
+  return a.symbols.find((x) => x.name === accountSymbol) || null;
+}
+
+function priceDigits(login, accountSymbol, symbol) {
+  const spec = specFor(login, accountSymbol) || specFor(login, symbol);
+  return spec ? spec.digits : undefined;
+}
+
+function volumeDigits(login, accountSymbol, symbol) {
+  const spec = specFor(login, accountSymbol) || specFor(login, symbol);
+  return spec ? stepDigits(spec.volume_step) : undefined;
+}
+
+function pausedFor(login, symbol) {
+  return S.pauses.find((p) =>
+    (p.login === undefined || p.login === null || p.login === login) &&
+    (p.symbol === undefined || p.symbol === null || p.symbol === symbol));
+}
+
+const MARGIN_MODES = { 0: 'netting', 1: 'exchange', 2: 'hedging' };
+const marginMode = (m) => MARGIN_MODES[m] !== undefined ? MARGIN_MODES[m] : String(m);
+const sideText = (side) => (side === 'sell' ? 'SELL' : side === 'buy' ? 'BUY' : String(side || ''));
+const sideClass = (side) => (side === 'sell' ? 'sell' : 'buy');
+
+// ---------------------------------------------------------------------------------------------
+// Virtualised table: a scroll box holding a header, a spacer as tall as every row, and only the
+// rows in view (plus a margin). Columns are configurable and remembered per table.
+
+const ROW_H = 30;
+const flash = new Set();
+
+class VTable {
+  constructor(mount, opts) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.defs = opts.columns;
+    this.rows = [];
+    this.view = [];
+    this.filter = '';
+    this.sort = null; // {id, dir}
+    this.active = -1;
+    this.loadConfig();
+    this.scroll = h('div', {
+      class: 'vt-scroll', role: 'grid', tabindex: '0', 'aria-label': opts.label,
+      'aria-rowcount': '1', 'aria-colcount': '1', id: `${this.id}-grid`,
+    });
+    this.head = h('div', { class: 'vt-head', role: 'row', 'aria-rowindex': '1' });
+    this.body = h('div', { class: 'vt-body', role: 'rowgroup' });
+    this.empty = h('div', { class: 'vt-empty', text: opts.empty || 'Nothing to show.' });
+    this.scroll.append(this.head, this.body);
+    this.root = h('div', { class: `vt${opts.tall ? ' tall' : ''}`, dataset: { table: this.id } },
+      this.scroll, this.empty);
+    mount.replaceChildren(this.root);
+    this.scroll.addEventListener('scroll', () => this.paint(), { passive: true });
+    this.scroll.addEventListener('keydown', (ev) => this.onKey(ev));
+    this.body.addEventListener('click', (ev) => {
+      const row = ev.target.closest('.vt-row');
+      if (row) this.setActive(Number(row.dataset.index), false);
+    });
+    new ResizeObserver(() => this.paint()).observe(this.scroll);
+    this.buildTools();
+    this.renderHead();
+  }
+
+  // Columns in the configured order with the configured names.
+  get columns() {
+    return this.config.filter((c) => c.show).map((c) => ({ ...this.defs.find((d) => d.id === c.id), name: c.name }))
+      .filter((c) => c.id);
+  }
+
+  loadConfig() {
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(`hedge.dashboard.columns.${this.id}`) || 'null'); } catch (_) { saved = null; }
+    const byId = new Map(this.defs.map((d) => [d.id, d]));
+    const config = [];
+    if (Array.isArray(saved)) {
+      for (const c of saved) {
+        if (c && byId.has(c.id) && !config.some((x) => x.id === c.id)) {
+          config.push({ id: c.id, name: String(c.name || byId.get(c.id).name).slice(0, 40), show: !!c.show });
+        }
+      }
+    }
+    for (const d of this.defs) {
+      if (!config.some((c) => c.id === d.id)) config.push({ id: d.id, name: d.name, show: d.hidden !== true });
+    }
+    this.config = config;
+  }
+
+  saveConfig() {
+    localStorage.setItem(`hedge.dashboard.columns.${this.id}`, JSON.stringify(this.config));
+    this.renderHead();
+    this.paint(true);
+  }
+
+  resetConfig() {
+    localStorage.removeItem(`hedge.dashboard.columns.${this.id}`);
+    this.loadConfig();
+    this.saveConfig();
+  }
+
+  buildTools() {
+    const tools = document.querySelector(`[data-tools="${this.id}"]`);
+    if (!tools) return;
+    const search = h('input', {
+      type: 'search', id: `${this.id}-filter`, placeholder: 'Filter…', 'aria-label': `Filter ${this.opts.label}`,
+    });
+    search.addEventListener('input', () => { this.filter = search.value.trim().toLowerCase(); this.refresh(); });
+    const cols = h('button', { type: 'button', text: 'Columns…', 'aria-haspopup': 'dialog', onclick: () => openColumns(this) });
+    const csv = h('button', { type: 'button', text: 'Export CSV', onclick: () => this.exportCsv() });
+    tools.append(search, cols, csv);
+  }
+
+  renderHead() {
+    const cols = this.columns;
+    this.template = cols.map((c) => `${c.width || 100}px`).join(' ');
+    this.head.style.gridTemplateColumns = this.template;
+    this.scroll.setAttribute('aria-colcount', String(cols.length));
+    this.head.replaceChildren(...cols.map((c, i) => {
+      const sorted = this.sort && this.sort.id === c.id;
+      const cell = h('div', {
+        role: 'columnheader', 'aria-colindex': i + 1, class: c.num ? 'num' : '',
+        'aria-sort': sorted ? (this.sort.dir > 0 ? 'ascending' : 'descending') : (c.sort ? 'none' : undefined),
+        title: c.note || undefined,
+      });
+      if (c.sort) {
+        const b = h('button', {
+          type: 'button', class: 'expander', text: c.name + (sorted ? (this.sort.dir > 0 ? ' ▲' : ' ▼') : ''),
+          onclick: () => {
+            this.sort = sorted && this.sort.dir > 0 ? { id: c.id, dir: -1 } : sorted ? null : { id: c.id, dir: 1 };
+            this.renderHead();
+            this.refresh();
+          },
+        });
+        cell.append(b);
+      } else {
+        cell.textContent = c.name;
+      }
+      return cell;
+    }));
+  }
+
+  setRows(rows) {
+    this.rows = rows;
+    this.refresh();
+  }
+
+  // Applies the filter and the sort, then paints.
+  refresh() {
+    let view = this.rows;
+    if (this.sort) {
+      const def = this.defs.find((d) => d.id === this.sort.id);
+      if (def) {
+        const key = def.sort;
+        const dir = this.sort.dir;
+        view = [...view].sort((a, b) => {
+          const x = key(a);
+          const y = key(b);
+          return (x < y ? -1 : x > y ? 1 : 0) * dir;
+        });
+      }
+    }
+    if (this.filter) {
+      const cols = this.columns;
+      view = view.filter((r) => cols.some((c) => String(c.text(r) ?? '').toLowerCase().includes(this.filter)));
+    }
+    if (this.opts.expand) view = this.opts.expand(view);
+    this.view = view;
+    if (this.active >= view.length) this.active = view.length - 1;
+    this.paint(true);
+  }
+
+  paint() {
+    const view = this.view;
+    const cols = this.columns;
+    this.body.style.height = `${view.length * ROW_H}px`;
+    this.scroll.setAttribute('aria-rowcount', String(view.length + 1));
+    this.empty.hidden = view.length > 0;
+    const top = Math.max(0, this.scroll.scrollTop - ROW_H);
+    const height = this.scroll.clientHeight || 320;
+    const first = Math.max(0, Math.floor(top / ROW_H) - 5);
+    const last = Math.min(view.length, Math.ceil((top + height) / ROW_H) + 5);
+    const focusKey = document.activeElement && this.body.contains(document.activeElement)
+      ? document.activeElement.dataset.focus : null;
+    const rows = [];
+    for (let i = first; i < last; i++) {
+      const r = view[i];
+      const key = this.opts.key(r);
+      const el = h('div', {
+        role: 'row', class: `vt-row${i === this.active ? ' active' : ''}${r.deal ? ' deal' : ''}`,
+        'aria-rowindex': i + 2, id: `${this.id}-row-${i}`, 'aria-selected': i === this.active ? 'true' : 'false',
+        dataset: { index: i, key },
+      });
+      if (!r.deal && flash.has(key)) { el.classList.add('flash'); flash.delete(key); }
+      if (this.opts.rowClass) { const rc = this.opts.rowClass(r); if (rc) el.classList.add(rc); }
+      el.style.top = `${i * ROW_H}px`;
+      el.style.gridTemplateColumns = this.template;
+      cols.forEach((c, ci) => {
+        const cell = h('div', { role: 'gridcell', 'aria-colindex': ci + 1, class: c.num ? 'num' : '' });
+        const content = c.render ? c.render(r) : c.text(r);
+        if (content instanceof Node) cell.append(content);
+        else {
+          const t = content === undefined || content === null ? '' : String(content);
+          cell.textContent = t;
+          if (t) cell.title = t;
+        }
+        if (c.cls) { const cc = c.cls(r); if (cc) cell.classList.add(cc); }
+        el.append(cell);
+      });
+      rows.push(el);
+    }
+    this.body.replaceChildren(...rows);
+    if (focusKey) {
+      const again = this.body.querySelector(`[data-focus="${CSS.escape(focusKey)}"]`);
+      if (again) again.focus();
+    }
+    if (this.active >= 0 && this.active < view.length) {
+      this.scroll.setAttribute('aria-activedescendant', `${this.id}-row-${this.active}`);
+    } else {
+      this.scroll.removeAttribute('aria-activedescendant');
+    }
+  }
+
+  setActive(i, scroll = true) {
+    if (!this.view.length) return;
+    this.active = Math.max(0, Math.min(this.view.length - 1, i));
+    if (scroll) {
+      const y = this.active * ROW_H;
+      const headH = ROW_H;
+      if (y < this.scroll.scrollTop) this.scroll.scrollTop = y;
+      else if (y + ROW_H + headH > this.scroll.scrollTop + this.scroll.clientHeight) {
+        this.scroll.scrollTop = y + ROW_H + headH - this.scroll.clientHeight;
+      }
+    }
+    this.paint();
+  }
+
+  onKey(ev) {
+    if (ev.target !== this.scroll) return;
+    const page = Math.max(1, Math.floor(this.scroll.clientHeight / ROW_H) - 1);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page };
+    if (ev.key in moves) this.setActive((this.active < 0 ? -1 : this.active) + moves[ev.key]);
+    else if (ev.key === 'Home') this.setActive(0);
+    else if (ev.key === 'End') this.setActive(this.view.length - 1);
+    else if ((ev.key === 'Enter' || ev.key === ' ') && this.active >= 0 && this.opts.onEnter) {
+      this.opts.onEnter(this.view[this.active]);
+    } else return;
+    ev.preventDefault();
+  }
+
+  // What is on screen (visible columns, current filter and order) as CSV in HedgeTerminal's report
+  // layout: `;` after every cell, UTF-8 with a byte-order mark; cells holding `;`, quotes or line
+  // breaks are quoted.
+  exportCsv() {
+    const cols = this.columns.filter((c) => !c.action);
+    const cell = (v) => {
+      const t = v === undefined || v === null ? '' : String(v);
+      return /[;"\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+    };
+    const lines = [cols.map((c) => cell(c.name) + ';').join('')];
+    for (const r of this.view) lines.push(cols.map((c) => cell(c.text(r)) + ';').join(''));
+    const blob = new Blob(['\ufeff' + lines.join('\r\n') + '\r\n'], { type: 'text/csv;charset=utf-8' });
+    const a = h('a', { href: URL.createObjectURL(blob), download: `${this.opts.file || this.id}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    announce(`Exported ${this.view.length} rows`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Column configuration dialog
+
+function openColumns(table) {
+  const dlg = $('#columns');
+  const list = $('#columns-list');
+  $('#columns-title').textContent = `Columns: ${table.opts.label}`;
+  const draw = (focusSel) => {
+    list.replaceChildren(...table.config.map((c, i) => {
+      const def = table.defs.find((d) => d.id === c.id);
+      const cb = h('input', { type: 'checkbox', id: `col-${c.id}`, 'aria-label': `Show ${def.name}` });
+      cb.checked = c.show;
+      cb.addEventListener('change', () => { c.show = cb.checked; table.saveConfig(); });
+      const name = h('input', { type: 'text', value: c.name, maxlength: '40', 'aria-label': `Name of column ${def.name}` });
+      name.addEventListener('change', () => { c.name = name.value.trim() || def.name; table.saveConfig(); });
+      const move = (delta) => {
+        const j = i + delta;
+        if (j < 0 || j >= table.config.length) return;
+        const [item] = table.config.splice(i, 1);
+        table.config.splice(j, 0, item);
+        table.saveConfig();
+        draw(`[data-move="${c.id}:${delta}"]`);
+      };
+      return h('li', null, cb, name,
+        h('button', { type: 'button', class: 'small', 'aria-label': `Move ${def.name} up`, text: '↑', dataset: { move: `${c.id}:-1` }, onclick: () => move(-1), disabled: i === 0 }),
+        h('button', { type: 'button', class: 'small', 'aria-label': `Move ${def.name} down`, text: '↓', dataset: { move: `${c.id}:1` }, onclick: () => move(1), disabled: i === table.config.length - 1 }));
+    }));
+    if (focusSel) { const el = list.querySelector(focusSel); if (el && !el.disabled) el.focus(); }
+  };
+  $('#columns-reset').onclick = () => { table.resetConfig(); draw(); };
+  draw();
+  dlg.showModal();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confirmation and actions
+
+function confirmAction(title, text, { danger = false, label = 'Confirm' } = {}) {
+  const dlg = $('#confirm');
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').textContent = text;
+  $('#confirm-reason').value = '';
+  const ok = $('#confirm-ok');
+  ok.textContent = label;
+  ok.className = danger ? 'danger' : 'primary';
+  dlg.returnValue = '';
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => {
+      resolve(dlg.returnValue === 'ok' ? { reason: $('#confirm-reason').value.trim() } : null);
+    }, { once: true });
+    dlg.showModal();
+    $('#confirm-reason').focus();
+  });
+}
+
+async function runAction(feature, work, okText) {
+  try {
+    await work();
+    toast(okText, true);
+  } catch (e) {
+    if (e.status === 404 || e.status === 405) {
+      S.unavailable.add(feature);
+      markDirty('accounts', 'hedges', 'plan');
+      toast('This center does not offer that action (the endpoint is missing).');
+    } else if (e.status === 403) {
+      toast(`Not allowed with this token: ${e.message}`);
+    } else {
+      showError(e);
+    }
+  }
+}
+
+async function pauseResume(action, login, symbol) {
+  const scope = [login !== undefined ? `account ${login}` : null, symbol ? `symbol ${symbol}` : null]
+    .filter(Boolean).join(', ') || 'every account and symbol';
+  const verb = action === 'pause' ? 'Pause hedging' : 'Resume hedging';
+  const text = action === 'pause'
+    ? `New hedges stop for ${scope}; existing hedges are only reduced (close-only).`
+    : `Hedging restarts for ${scope}.`;
+  const answer = await confirmAction(`${verb}?`, text, { label: verb, danger: action === 'pause' });
+  if (!answer) return;
+  const body = { action };
+  if (login !== undefined) body.login = login;
+  if (symbol) body.symbol = symbol;
+  body.reason = answer.reason || `${action} from the dashboard`;
+  await runAction('actions', async () => {
+    const ack = await api('POST', '/v1/actions', body);
+    if (ack && Array.isArray(ack.pauses)) { S.pauses = ack.pauses; markDirty('accounts', 'plan'); }
+  }, `${verb}: ${scope}`);
+}
+
+async function closeHedge(x) {
+  const answer = await confirmAction(`Close hedge ${x.id}?`,
+    `Closes the remaining ${fmtNum(x.open_volume)} ${x.symbol} ${sideText(x.side)} on hedge account ${x.hedge_login}.`,
+    { label: 'Close hedge', danger: true });
+  if (!answer) return;
+  await runAction('close-hedge', () => api('POST', `/v1/hedges/${x.id}/close`, { reason: answer.reason || 'closed from the dashboard' }),
+    `Close of hedge ${x.id} requested`);
+}
+
+async function retryHedge(x) {
+  const answer = await confirmAction(`Retry hedge ${x.id}?`,
+    `Sends the failed ${sideText(x.side)} ${fmtNum(x.volume)} ${x.symbol} again on hedge account ${x.hedge_login}.`,
+    { label: 'Retry' });
+  if (!answer) return;
+  await runAction('retry-hedge', () => api('POST', `/v1/hedges/${x.id}/retry`, { reason: answer.reason || 'retried from the dashboard' }),
+    `Retry of hedge ${x.id} requested`);
+}
+
+function editAccount(a) {
+  const dlg = $('#edit-account');
+  const map = a.symbol_map || {};
+  $('#edit-title').textContent = `Edit account ${a.login}`;
+  $('#edit-ratio').value = fmtNum(a.hedge_ratio) || '1';
+  $('#edit-prefix').value = map.prefix || '';
+  $('#edit-suffix').value = map.suffix || '';
+  $('#edit-explicit').value = Object.entries(map.explicit || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+  $('#edit-error').textContent = '';
+  dlg.returnValue = '';
+  dlg.addEventListener('close', async () => {
+    if (dlg.returnValue !== 'save') return;
+    const ratio = $('#edit-ratio').value.trim();
+    const explicit = {};
+    for (const line of $('#edit-explicit').value.split(/[\n,]/).map((l) => l.trim()).filter(Boolean)) {
+      const [k, v] = line.split('=').map((t) => (t || '').trim());
+      if (!k || !v) { toast(`Not ACCOUNT=CANONICAL: ${line}`); return; }
+      explicit[k] = v;
+    }
+    if (!/^\d+(\.\d+)?$/.test(ratio) || dec(ratio) <= 0n) { toast('The hedge ratio must be a positive number.'); return; }
+    const answer = await confirmAction(`Change account ${a.login}?`,
+      `Hedge ratio ${fmtNum(a.hedge_ratio)} → ${ratio}; symbols ${$('#edit-prefix').value}*${$('#edit-suffix').value}` +
+      `${Object.keys(explicit).length ? ` with ${Object.keys(explicit).length} explicit name(s)` : ''}.`, { label: 'Save' });
+    if (!answer) return;
+    const body = {
+      hedge_ratio: Number(ratio),
+      symbol_map: { prefix: $('#edit-prefix').value, suffix: $('#edit-suffix').value, explicit },
+      reason: answer.reason || 'edited from the dashboard',
+    };
+    await runAction('edit-account', () => api('PATCH', `/v1/accounts/${a.login}/config`, body), `Account ${a.login} updated`);
+  }, { once: true });
+  dlg.showModal();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+let dirty = new Set();
+let frame = 0;
+function markDirty(...parts) {
+  for (const p of parts) dirty.add(p);
+  if (!frame) frame = requestAnimationFrame(render);
+}
+
+function render() {
+  frame = 0;
+  const all = dirty.has('all');
+  const d = dirty;
+  dirty = new Set();
+  if (all || d.has('accounts')) renderAccounts();
+  if (all || d.has('positions') || d.has('accounts')) renderPositions();
+  if (all || d.has('plan') || d.has('positions') || d.has('hedges') || d.has('accounts')) renderPlan();
+  if (all || d.has('hedges') || d.has('accounts')) renderHedges();
+  if (all || d.has('exposure') || d.has('positions') || d.has('hedges')) renderExposure();
+  if (all || d.has('events')) renderEvents();
+}
+
+function renderAccounts() {
+  const box = $('#accounts');
+  const accounts = [...S.accounts.values()].sort((a, b) =>
+    (a.role === b.role ? 0 : a.role === 'hedge' ? -1 : b.role === 'hedge' ? 1 : a.role < b.role ? -1 : 1) || a.login - b.login);
+  if (!accounts.length) { box.replaceChildren(h('p', { class: 'help', text: 'No account has registered yet.' })); }
+  else box.replaceChildren(...accounts.map(accountCard));
+  const pauses = $('#pauses');
+  pauses.replaceChildren(...S.pauses.map((p) => h('span', { class: 'badge warn' },
+    `Paused: ${p.login !== undefined && p.login !== null ? `account ${p.login}` : 'all accounts'}` +
+    `${p.symbol ? `, ${p.symbol}` : ''} by ${p.actor}${p.reason ? ` (${p.reason})` : ''} since ${fmtTime(p.since_ms)}`)));
+}
+
+function accountCard(a) {
+  const st = a.status || null;
+  const connected = st ? st.connected : null;
+  const openBreakers = st && st.breakers ? Object.entries(st.breakers).filter(([, v]) => v !== 'closed') : [];
+  const paused = S.pauses.find((p) => p.login === a.login && !p.symbol);
+  const mismatch = reconciliation(a);
+  const card = h('article', { class: `card${mismatch ? ' mismatch' : ''}`, 'aria-label': `Account ${a.login}`, dataset: { login: a.login } },
+    h('h3', null, `${a.login}`,
+      h('span', { class: 'badge', text: a.role }),
+      h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
+      paused ? h('span', { class: 'badge warn', text: 'paused' }) : null,
+      mismatch ? h('span', { class: 'badge bad', role: 'img', 'aria-label': `Reconciliation mismatch: ${mismatch}`, title: mismatch, text: 'net ≠ ledger' }) : null),
+    h('dl', null,
+      h('dt', { text: 'Server' }), h('dd', { text: [a.company, a.server].filter(Boolean).join(' · ') || '—' }),
+      h('dt', { text: 'Margin mode' }), h('dd', { text: marginMode(a.margin_mode) }),
+      h('dt', { text: 'Last heartbeat' }), h('dd', { text: fmtAge(a.last_seen_ms), title: fmtTime(a.last_seen_ms), dataset: { age: a.last_seen_ms } }),
+      h('dt', { text: 'Outbox' }), h('dd', { text: st ? `${st.outbox_pending} pending` : '—' }),
+      h('dt', { text: 'Breakers' }), h('dd', { text: !st ? '—' : openBreakers.length ? openBreakers.map(([k, v]) => `${k} ${v.replace('_', '-')}`).join(', ') : 'all closed', class: openBreakers.length ? 'sell' : '' }),
+      a.role === 'client' ? [h('dt', { text: 'Hedge ratio' }), h('dd', { text: fmtNum(a.hedge_ratio) })] : null,
+      h('dt', { text: 'Symbols' }), h('dd', { text: mapText(a.symbol_map) }),
+      st && st.message ? [h('dt', { text: 'Message' }), h('dd', { text: st.message })] : null),
+    h('div', { class: 'actions' },
+      paused
+        ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging for account ${a.login}`, dataset: { focus: `resume-${a.login}` }, onclick: () => pauseResume('resume', a.login) })
+        : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging for account ${a.login}`, dataset: { focus: `pause-${a.login}` }, onclick: () => pauseResume('pause', a.login) }),
+      h('button', {
+        type: 'button', class: 'small', text: S.unavailable.has('edit-account') ? 'Edit (unavailable)' : 'Edit map & ratio…',
+        disabled: S.unavailable.has('edit-account'), 'aria-label': `Edit symbol map and hedge ratio of account ${a.login}`,
+        onclick: () => editAccount(a),
+      })));
+  return card;
+}
+
+// The reconciliation verdict an agent reports: its terminal's net position per symbol compared with
+// the ledger's. Only what the agent states is shown; nothing is guessed here.
+function reconciliation(a) {
+  const st = a.status;
+  if (!st) return null;
+  if (st.reconciled === false) return st.message || 'the agent reports a mismatch';
+  if (st.mismatches && typeof st.mismatches === 'object') {
+    const list = Array.isArray(st.mismatches) ? st.mismatches : Object.keys(st.mismatches);
+    if (list.length) return list.map((m) => (typeof m === 'string' ? m : m.symbol || JSON.stringify(m))).join(', ');
+  }
+  return null;
+}
+
+function mapText(m) {
+  if (!m) return 'canonical names';
+  const parts = [];
+  if (m.prefix || m.suffix) parts.push(`${m.prefix || ''}*${m.suffix || ''}`);
+  const ex = Object.entries(m.explicit || {});
+  if (ex.length) parts.push(ex.map(([k, v]) => `${k}=${v}`).join(', '));
+  return parts.join('; ') || 'canonical names';
+}
+
+// Positions: HedgeTerminal's panel columns, for every client account.
+let positionsTab = 'active';
+let positionsTable;
+let planTable;
+let hedgesTable;
+let eventsTable;
+
+const NOT_REPORTED = 'not reported by the center';
+const optMoney = (v) => (v === undefined || v === null ? '—' : fmtNum(v, 2));
+
+function positionColumns() {
+  const pd = (p) => priceDigits(p.login, p.account_symbol, p.symbol);
+  const vd = (p) => volumeDigits(p.login, p.account_symbol, p.symbol);
+  const dealOr = (f, g) => (r) => (r.deal ? g(r) : f(r));
+  return [
+    {
+      id: 'collapse', name: '', width: 34, action: true, text: (r) => (r.deal ? '' : S.expanded.has(posKey(r)) ? '−' : '+'),
+      render: (r) => (r.deal ? '' : h('button', {
+        type: 'button', class: 'expander', text: S.expanded.has(posKey(r)) ? '▾' : '▸',
+        'aria-expanded': S.expanded.has(posKey(r)) ? 'true' : 'false',
+        'aria-label': `${S.expanded.has(posKey(r)) ? 'Hide' : 'Show'} deals of position ${r.position_id}`,
+        dataset: { focus: `exp-${posKey(r)}` }, onclick: () => toggleDeals(r),
+      })),
+    },
+    { id: 'login', name: 'Account', width: 90, text: dealOr((p) => p.login, () => ''), sort: (p) => p.login },
+    { id: 'symbol', name: 'Symbol', width: 90, text: dealOr((p) => p.account_symbol && p.account_symbol !== p.symbol ? `${p.symbol} (${p.account_symbol})` : p.symbol, () => ''), sort: (p) => p.symbol },
+    { id: 'entry_id', name: 'Entry ID', width: 100, num: true, text: dealOr((p) => p.position_id, (d) => `event ${d.event_id}`), sort: (p) => p.position_id },
+    { id: 'entry_date', name: 'Entry Date', width: 150, text: dealOr((p) => fmtTime(p.opened_ms), (d) => fmtTime(d.time_ms)), sort: (p) => p.opened_ms },
+    { id: 'type', name: 'Type', width: 80, text: dealOr((p) => sideText(p.side), (d) => `${d.kind.replace('_', ' ')} ${sideText(d.side)}`), cls: (r) => (r.deal ? '' : sideClass(r.side)), sort: (p) => p.side },
+    { id: 'volume', name: 'Vol.', width: 70, num: true, text: dealOr((p) => fmtNum(p.volume, vd(p)), (d) => fmtNum(d.volume, vd(d.parent))), sort: (p) => Number(p.volume) },
+    { id: 'max_volume', name: 'Max vol.', width: 75, num: true, hidden: true, text: dealOr((p) => fmtNum(p.max_volume, vd(p)), () => '') },
+    { id: 'entry_price', name: 'Entry Price', width: 90, num: true, text: dealOr((p) => fmtNum(p.price, pd(p)), () => '') },
+    { id: 'sl', name: 'S/L', width: 80, num: true, text: dealOr((p) => fmtNum(p.sl, pd(p)), () => '') },
+    { id: 'tp', name: 'T/P', width: 80, num: true, text: dealOr((p) => fmtNum(p.tp, pd(p)), () => '') },
+    { id: 'price', name: 'Price', width: 80, num: true, note: NOT_REPORTED, text: dealOr((p) => (p.current_price === undefined ? '—' : fmtNum(p.current_price, pd(p))), () => '') },
+    { id: 'commission', name: 'Comm.', width: 70, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.commission), () => '') },
+    { id: 'swap', name: 'Swap', width: 70, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.swap), () => '') },
+    { id: 'profit', name: 'Profit', width: 80, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.profit), () => '') },
+    { id: 'magic', name: 'Magic', width: 80, num: true, hidden: true, text: dealOr((p) => (p.magic ? p.magic : 'Manual'), () => '') },
+    { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
+    { id: 'exit_date', name: 'Exit Date', width: 150, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
+    { id: 'entry_comment', name: 'Entry Comment', width: 140, text: dealOr((p) => p.comment, () => '') },
+    { id: 'exit_comment', name: 'Exit Comment', width: 140, note: NOT_REPORTED, text: dealOr((p) => p.exit_comment || '', () => '') },
+  ];
+}
+
+async function toggleDeals(p) {
+  const key = posKey(p);
+  if (S.expanded.has(key)) {
+    S.expanded.delete(key);
+    renderPositions();
+    return;
+  }
+  S.expanded.add(key);
+  renderPositions();
+  try {
+    const detail = await api('GET', `/v1/positions/${p.login}/${p.position_id}`);
+    S.deals.set(key, (detail && detail.history) || []);
+  } catch (e) {
+    S.deals.set(key, []);
+    showError(e);
+  }
+  renderPositions();
+}
+
+function expandDeals(view) {
+  if (!S.expanded.size) return view;
+  const out = [];
+  for (const p of view) {
+    out.push(p);
+    const key = posKey(p);
+    if (!S.expanded.has(key)) continue;
+    const deals = S.deals.get(key);
+    if (!deals) { out.push({ deal: true, loading: true, parent: p, event_id: '…', kind: 'loading', side: '', volume: null, time_ms: 0 }); continue; }
+    for (const d of deals) out.push({ ...d, deal: true, parent: p });
+  }
+  return out;
+}
+
+function renderPositions() {
+  const active = positionsTab === 'active';
+  const rows = [];
+  for (const p of S.positions.values()) if ((p.status !== 'closed') === active) rows.push(p);
+  rows.sort((a, b) => a.opened_ms - b.opened_ms || a.position_id - b.position_id);
+  positionsTable.setRows(rows);
+  renderSummary(rows, active);
+}
+
+// Summary row, after the panel's: exact sums of what the center reports.
+function renderSummary(rows, active) {
+  const el = $('#positions-summary');
+  let buy = 0n;
+  let sell = 0n;
+  let profit = 0n;
+  let charges = 0n;
+  let anyProfit = false;
+  for (const p of rows) {
+    const v = dec(p.volume) || 0n;
+    if (p.side === 'sell') sell += v; else buy += v;
+    if (p.profit !== undefined && p.profit !== null) { anyProfit = true; profit += dec(p.profit) || 0n; }
+    charges += (dec(p.commission) || 0n) + (dec(p.swap) || 0n);
+  }
+  const item = (label, value, note) => h('span', { title: note || undefined }, h('b', { text: `${label}: ` }), value);
+  const balances = [...S.accounts.values()].map((a) => a.status && a.status.balance).filter((b) => b !== undefined && b !== null);
+  const parts = [item('Positions', String(rows.length))];
+  if (active) {
+    parts.push(item('Buy', fmtDec(buy)), item('Sell', fmtDec(sell)), item('Net', fmtDec(buy - sell)));
+    parts.push(item('Floating P/L', anyProfit ? fmtDec(profit, 2) : '—', anyProfit ? null : NOT_REPORTED));
+  } else {
+    parts.push(item('Total P/L', anyProfit ? fmtDec(profit + charges, 2) : '—', anyProfit ? null : NOT_REPORTED));
+  }
+  parts.push(item('Balance', balances.length ? fmtDec(balances.reduce((s2, b) => s2 + (dec(b) || 0n), 0n), 2) : '—', balances.length ? null : NOT_REPORTED));
+  el.replaceChildren(...parts);
+}
+
+function planColumns() {
+  return [
+    { id: 'hedge_login', name: 'Hedge acct', width: 95, text: (r) => r.hedge_login ?? '' },
+    { id: 'symbol', name: 'Symbol', width: 90, text: (r) => r.symbol, sort: (r) => r.symbol },
+    { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
+    { id: 'exposure', name: 'Exposure', width: 85, num: true, text: (r) => fmtNum(r.exposure) },
+    { id: 'ratio', name: 'Ratio', width: 65, num: true, text: (r) => r.ratios.join(', ') },
+    { id: 'hedged', name: 'Hedged', width: 80, num: true, text: (r) => fmtNum(r.hedged) },
+    { id: 'unhedged', name: 'Unhedged', width: 85, num: true, text: (r) => fmtNum(r.unhedged) },
+    {
+      id: 'order', name: 'Covering order', width: 150, text: (r) => (r.item ? `${sideText(r.item.side)} ${fmtNum(r.item.volume)} (${r.item.action})` : r.state),
+      cls: (r) => (r.item ? sideClass(r.item.side) : ''),
+    },
+    { id: 'residual', name: 'Residual', width: 80, num: true, text: (r) => fmtNum(r.residual) },
+    { id: 'item', name: 'Item id', width: 90, num: true, hidden: true, text: (r) => (r.item ? r.item.id : '') },
+    {
+      id: 'act', name: 'Actions', width: 110, action: true, text: () => '',
+      render: (r) => {
+        const paused = S.pauses.find((p) => p.symbol === r.symbol && (p.login === undefined || p.login === null));
+        return paused
+          ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging ${r.symbol}`, dataset: { focus: `res-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('resume', undefined, r.symbol) })
+          : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging ${r.symbol}`, dataset: { focus: `pau-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('pause', undefined, r.symbol) });
+      },
+    },
+  ];
+}
+
+const RESIDUAL_TEXT = {
+  below_min: 'below min volume', paused: 'paused', no_symbol_spec: 'no symbol spec', bad_symbol_spec: 'bad symbol spec',
+};
+
+function renderPlan() {
+  const rows = [];
+  const seen = new Set();
+  for (const [login, plan] of S.plans) {
+    for (const item of plan.items || []) {
+      seen.add(item.symbol);
+      rows.push({ key: `i${login}:${item.symbol}:${item.id}`, hedge_login: login, symbol: item.symbol, account_symbol: item.account_symbol, exposure: item.exposure, hedged: item.hedged, unhedged: item.unhedged, residual: item.residual, item, ratios: exposureOf(item.symbol).ratios });
+    }
+    for (const r of plan.residuals || []) {
+      seen.add(r.symbol);
+      rows.push({ key: `r${login}:${r.symbol}`, hedge_login: login, symbol: r.symbol, account_symbol: r.account_symbol, exposure: r.exposure, hedged: r.hedged, unhedged: r.unhedged, residual: r.unhedged, state: RESIDUAL_TEXT[r.reason] || r.reason, ratios: exposureOf(r.symbol).ratios });
+    }
+  }
+  for (const sym of symbolsInPlay()) {
+    if (seen.has(sym)) continue;
+    const x = exposureOf(sym);
+    if (x.exposure === 0n && x.hedged === 0n) continue;
+    rows.push({ key: `c${sym}`, hedge_login: '', symbol: sym, exposure: fmtDec(x.exposure), hedged: fmtDec(x.hedged), unhedged: fmtDec(x.exposure + x.hedged), residual: fmtDec(x.exposure + x.hedged), state: 'covered', ratios: x.ratios });
+  }
+  for (const r of rows) {
+    if (pausedFor(r.hedge_login === '' ? undefined : r.hedge_login, r.symbol) && r.state !== 'paused') r.state = r.item ? r.state : `${r.state} (paused)`;
+  }
+  rows.sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0));
+  planTable.setRows(rows);
+}
+
+function hedgeColumns() {
+  return [
+    { id: 'id', name: 'Hedge', width: 70, num: true, text: (x) => x.id, sort: (x) => x.id },
+    { id: 'plan_item_id', name: 'Plan item', width: 90, num: true, hidden: true, text: (x) => x.plan_item_id },
+    { id: 'hedge_login', name: 'Account', width: 85, text: (x) => x.hedge_login },
+    { id: 'symbol', name: 'Symbol', width: 85, text: (x) => x.symbol, sort: (x) => x.symbol },
+    { id: 'side', name: 'Side', width: 60, text: (x) => sideText(x.side), cls: (x) => sideClass(x.side) },
+    { id: 'volume', name: 'Volume', width: 75, num: true, text: (x) => fmtNum(x.volume) },
+    { id: 'open_volume', name: 'Open', width: 70, num: true, text: (x) => fmtNum(x.open_volume) },
+    { id: 'price', name: 'Price', width: 85, num: true, text: (x) => fmtNum(x.price, priceDigits(x.hedge_login, x.account_symbol, x.symbol)) },
+    { id: 'status', name: 'Status', width: 110, text: (x) => x.status.replace('_', ' '), cls: (x) => `status-${x.status === 'partially_closed' ? 'open' : x.status}`, sort: (x) => x.status },
+    { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
+    { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },
+    { id: 'retcode', name: 'Retcode', width: 75, num: true, text: (x) => (x.retcode === undefined || x.retcode === null ? '' : x.retcode) },
+    { id: 'message', name: 'Message', width: 160, text: (x) => x.message || '' },
+    { id: 'position_id', name: 'Position', width: 90, num: true, hidden: true, text: (x) => x.position_id || '' },
+    { id: 'created', name: 'Time', width: 150, text: (x) => fmtTime(x.created_ms), sort: (x) => x.created_ms },
+    {
+      id: 'act', name: 'Actions', width: 100, action: true, text: () => '',
+      render: (x) => {
+        if (x.status === 'open' || x.status === 'partially_closed') {
+          const off = S.unavailable.has('close-hedge');
+          return h('button', { type: 'button', class: 'small', text: off ? 'Close n/a' : 'Close', disabled: off, title: off ? 'The center has no close endpoint' : undefined, 'aria-label': `Close hedge ${x.id}`, dataset: { focus: `close-${x.id}` }, onclick: () => closeHedge(x) });
+        }
+        if (x.status === 'failed') {
+          const off = S.unavailable.has('retry-hedge');
+          return h('button', { type: 'button', class: 'small', text: off ? 'Retry n/a' : 'Retry', disabled: off, title: off ? 'The center has no retry endpoint' : undefined, 'aria-label': `Retry hedge ${x.id}`, dataset: { focus: `retry-${x.id}` }, onclick: () => retryHedge(x) });
+        }
+        return '';
+      },
+    },
+  ];
+}
+
+function renderHedges() {
+  const rows = [...S.hedges.values()].sort((a, b) => b.id - a.id);
+  hedgesTable.setRows(rows);
+}
+
+function eventColumns() {
+  return [
+    { id: 'id', name: 'Event', width: 75, num: true, text: (e) => e.id },
+    { id: 'time', name: 'Time', width: 150, text: (e) => fmtTime(e.time_ms) },
+    { id: 'kind', name: 'Kind', width: 140, text: (e) => e.kind.replace(/_/g, ' ') },
+    { id: 'login', name: 'Account', width: 85, text: (e) => e.login ?? '' },
+    { id: 'symbol', name: 'Symbol', width: 80, text: (e) => e.symbol || '' },
+    { id: 'actor', name: 'Who', width: 100, text: (e) => e.actor },
+    { id: 'reason', name: 'Reason', width: 360, text: (e) => e.reason },
+  ];
+}
+
+function renderEvents() {
+  const kind = $('#events-kind').value;
+  const kinds = new Set(S.events.map((e) => e.kind));
+  const sel = $('#events-kind');
+  for (const k of kinds) {
+    if (![...sel.options].some((o) => o.value === k)) sel.append(h('option', { value: k, text: k.replace(/_/g, ' ') }));
+  }
+  const rows = [];
+  for (let i = S.events.length - 1; i >= 0; i--) if (!kind || S.events[i].kind === kind) rows.push(S.events[i]);
+  eventsTable.setRows(rows);
+}
+
+// Exposure per symbol over time, as an inline SVG step chart.
+function renderExposure() {
+  const sel = $('#exposure-symbol');
+  const symbols = [...S.exposure.keys()].sort();
+  const current = sel.value;
+  if (sel.options.length !== symbols.length || [...sel.options].some((o, i) => o.value !== symbols[i])) {
+    sel.replaceChildren(...symbols.map((x) => h('option', { value: x, text: x })));
+    if (symbols.includes(current)) sel.value = current;
+  }
+  const box = $('#exposure-chart');
+  const sym = sel.value;
+  const list = S.exposure.get(sym) || [];
+  if (!list.length) { box.replaceChildren(h('p', { class: 'help', text: 'No exposure yet.' })); return; }
+  const W = 640;
+  const H = 260;
+  const L = 56;
+  const R = 12;
+  const T = 12;
+  const B = 28;
+  const now = Date.now();
+  const pts = [...list, { ...list[list.length - 1], t: Math.max(now, list[list.length - 1].t) }];
+  const t0 = pts[0].t;
+  const t1 = Math.max(pts[pts.length - 1].t, t0 + 1000);
+  const cover = (p) => -p.hedged;
+  let lo = 0n;
+  let hi = 0n;
+  for (const p of pts) {
+    for (const v of [p.exposure, cover(p)]) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  }
+  if (lo === hi) hi = lo + DEC_SCALE;
+  const span = Number(hi - lo);
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const y = (v) => T + (1 - Number(v - lo) / span) * (H - T - B);
+  const step = (f) => pts.map((p, i) => `${i ? `H${x(p.t).toFixed(1)}V` : `M${x(p.t).toFixed(1)},`}${y(f(p)).toFixed(1)}`).join(' ');
+  const last = list[list.length - 1];
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc', preserveAspectRatio: 'none' },
+    s('title', { id: 'chart-title', text: `${sym} exposure over time` }),
+    s('desc', { id: 'chart-desc', text: `Client exposure now ${fmtDec(last.exposure)} lots, hedge ${fmtDec(last.hedged)} lots, ${list.length} changes since ${fmtTime(t0)}.` }),
+    s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }),
+    s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }),
+    s('line', { class: 'zero', x1: L, y1: y(0n), x2: W - R, y2: y(0n) }),
+    s('text', { x: L - 6, y: y(hi) + 4, 'text-anchor': 'end', text: fmtDec(hi) }),
+    s('text', { x: L - 6, y: y(lo) + 4, 'text-anchor': 'end', text: fmtDec(lo) }),
+    s('text', { x: L - 6, y: y(0n) + 4, 'text-anchor': 'end', text: '0' }),
+    s('text', { x: L, y: H - 8, text: fmtTime(t0).slice(11) }),
+    s('text', { x: W - R, y: H - 8, 'text-anchor': 'end', text: fmtTime(t1).slice(11) + ' UTC' }),
+    s('path', { class: 'exposure', d: step((p) => p.exposure) }),
+    s('path', { class: 'hedged', d: step(cover) }));
+  box.replaceChildren(svg, h('div', { class: 'legend' },
+    h('span', null, h('span', { class: 'sw exposure' }), `client exposure (${fmtDec(last.exposure)})`),
+    h('span', null, h('span', { class: 'sw hedged' }), `hedge, opposite sign (${fmtDec(-last.hedged)})`)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status line, announcements, errors
+
+function setConn(text, cls) {
+  const el = $('#conn-state');
+  el.textContent = text;
+  el.className = `pill ${cls || ''}`;
+  el.dataset.state = cls || '';
+}
+
+let announceTimer = null;
+function announce(text) {
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => { $('#announce').textContent = text; }, 100);
+}
+
+let toastTimer = null;
+function toast(text, ok = false) {
+  const el = $('#toast');
+  el.textContent = text;
+  el.className = `toast${ok ? ' ok' : ''}`;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 5000);
+}
+
+function showError(e) {
+  console.warn(e);
+  toast(e && e.message ? e.message : String(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+async function signIn(token) {
+  S.token = token;
+  S.session += 1;
+  const session = S.session;
+  setConn('connecting…', 'warn');
+  await loadEventLog();
+  await loadSnapshot();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $('#login-section').hidden = true;
+  $('#app').hidden = false;
+  $('#nav').hidden = false;
+  $('#logout').hidden = false;
+  markDirty('all');
+  follow(session);
+}
+
+function signOut(message) {
+  S.session += 1;
+  if (S.streamAbort) S.streamAbort.abort();
+  S.token = '';
+  sessionStorage.removeItem(TOKEN_KEY);
+  $('#app').hidden = true;
+  $('#nav').hidden = true;
+  $('#logout').hidden = true;
+  $('#login-section').hidden = false;
+  $('#login-error').textContent = message || '';
+  setConn('signed out', '');
+  $('#token').focus();
+}
+
+function setTab(tab) {
+  positionsTab = tab;
+  for (const [id, name] of [['tab-active', 'active'], ['tab-history', 'history']]) {
+    const b = $(`#${id}`);
+    b.setAttribute('aria-selected', String(name === tab));
+    b.tabIndex = name === tab ? 0 : -1;
+  }
+  $('#positions-table').setAttribute('aria-labelledby', tab === 'active' ? 'tab-active' : 'tab-history');
+  positionsTable.active = -1;
+  renderPositions();
+}
+
+function init() {
+  positionsTable = new VTable($('#positions-table'), {
+    id: 'positions', label: 'Client positions', columns: positionColumns(), tall: true, file: 'positions',
+    key: (r) => (r.deal ? `d${posKey(r.parent)}:${r.event_id}` : posKey(r)),
+    expand: expandDeals, onEnter: (r) => { if (!r.deal) toggleDeals(r); },
+    empty: 'No positions.',
+  });
+  planTable = new VTable($('#plan-table'), {
+    id: 'plan', label: 'Hedge plan', columns: planColumns(), key: (r) => r.key, file: 'plan',
+    empty: 'Nothing to hedge: no client exposure.',
+  });
+  hedgesTable = new VTable($('#hedges-table'), {
+    id: 'hedges', label: 'Hedges', columns: hedgeColumns(), key: (x) => `h${x.id}`, file: 'hedges',
+    empty: 'No hedge yet.',
+  });
+  eventsTable = new VTable($('#events-table'), {
+    id: 'events', label: 'Event log', columns: eventColumns(), key: (e) => `e${e.id}`, file: 'events',
+    empty: 'No events.',
+  });
+  $('#events-kind').addEventListener('change', () => renderEvents());
+  $('#exposure-symbol').addEventListener('change', () => renderExposure());
+  $('#tab-active').addEventListener('click', () => setTab('active'));
+  $('#tab-history').addEventListener('click', () => setTab('history'));
+  for (const id of ['tab-active', 'tab-history']) {
+    $(`#${id}`).addEventListener('keydown', (ev) => {
+      if (ev.key === 'ArrowRight' || ev.key === 'ArrowLeft') {
+        const next = positionsTab === 'active' ? 'history' : 'active';
+        setTab(next);
+        $(`#tab-${next}`).focus();
+        ev.preventDefault();
+      }
+    });
+  }
+  $('[data-pause-all]').addEventListener('click', () => pauseResume('pause'));
+  $('[data-resume-all]').addEventListener('click', () => pauseResume('resume'));
+  $('#logout').addEventListener('click', () => signOut(''));
+  $('#login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const token = $('#token').value.trim();
+    if (!token) return;
+    $('#login-error').textContent = '';
+    try {
+      await signIn(token);
+      $('#token').value = '';
+    } catch (e) {
+      if (S.token) signOut(e.status ? `Sign-in failed: ${e.message}` : `The center did not answer: ${e.message}`);
+    }
+  });
+  // Heartbeat ages and the chart's time axis move even when nothing happens.
+  setInterval(() => {
+    if ($('#app').hidden) return;
+    for (const dd of document.querySelectorAll('[data-age]')) dd.textContent = fmtAge(Number(dd.dataset.age));
+    renderExposure();
+  }, 1000);
+  if (S.token) {
+    signIn(S.token).catch((e) => signOut(e.status ? '' : `The center did not answer: ${e.message}`));
+  } else {
+    $('#token').focus();
+  }
+}
+
+document.addEventListener('DOMContentLoaded', init);
