@@ -279,9 +279,42 @@ fn classify(line: &[u8], known: &[&str], err: serde_json::Error) -> ProtocolErro
     e
 }
 
+/// The `type` of a line that starts exactly with `{"type":"…"`, as every line this crate writes does.
+/// With it the payload struct is parsed directly, skipping serde's buffering of tagged enums (about
+/// twice as fast); any other layout takes the general path.
+fn leading_type(line: &[u8]) -> Option<&[u8]> {
+    const PREFIX: &[u8] = b"{\"type\":\"";
+    let rest = line.strip_prefix(PREFIX)?;
+    let end = memchr::memchr(b'"', rest)?;
+    Some(&rest[..end])
+}
+
+fn direct<T: DeserializeOwned>(line: &[u8], wrap: fn(T) -> TerminalMsg) -> Option<TerminalMsg> {
+    serde_json::from_slice::<T>(line).ok().map(wrap)
+}
+
 /// Decodes a line a terminal sent.
 pub fn decode_terminal(line: &[u8]) -> Result<TerminalMsg, ProtocolError> {
-    decode(line, TERMINAL_TYPES)
+    use crate::message::{Heartbeat, Reply, Tx};
+    // Payload structs ignore the `type` key; a duplicate or odd line falls through to the general
+    // path, which also produces the precise error.
+    let fast = match leading_type(line) {
+        Some(b"tx") => direct::<Tx>(line, TerminalMsg::Tx),
+        Some(b"reply") => direct::<Reply>(line, TerminalMsg::Reply),
+        Some(b"heartbeat") => direct::<Heartbeat>(line, TerminalMsg::Heartbeat),
+        _ => None,
+    };
+    match fast {
+        Some(msg) => {
+            msg.validate().map_err(|message| {
+                let mut e = ProtocolError::new(ErrorCode::BadMessage, message);
+                e.cmd_id = probe_cmd_id(line);
+                e
+            })?;
+            Ok(msg)
+        }
+        None => decode(line, TERMINAL_TYPES),
+    }
 }
 
 /// Decodes a line an agent sent.

@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The protocol's major version. A peer speaking another major version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Longest accepted `cmd_id`, in bytes.
+pub const MAX_CMD_ID: usize = 128;
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type TimeMs = i64;
 
@@ -867,6 +870,11 @@ impl Validate for TerminalMsg {
 impl Validate for AgentMsg {
     fn validate(&self) -> Result<(), String> {
         match self {
+            AgentMsg::Cmd(cmd)
+                if cmd.cmd_id.as_str().is_empty() || cmd.cmd_id.as_str().len() > MAX_CMD_ID =>
+            {
+                Err(format!("cmd_id must be 1 to {MAX_CMD_ID} bytes"))
+            }
             AgentMsg::Cmd(cmd) => match &cmd.op {
                 Op::OrderSend(r) | Op::OrderCheck(r) => r.validate(),
                 Op::History(h) if h.to < h.from => Err(format!(
