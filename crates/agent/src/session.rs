@@ -2,9 +2,10 @@
 //!
 //! With `--terminal-port` the agent listens on that port (loopback by default) and waits for the
 //! terminal's Expert Advisor, or `hedge sim`, to connect; the link survives reconnections (each one
-//! starts with a fresh snapshot, see `hedge_protocol::TerminalEvent::Connected`). Starting the
-//! terminal at `<path>` needs the launcher, which this build does not include: that mode fails with
-//! an error that says to start the terminal separately and use `--terminal-port`.
+//! starts with a fresh snapshot, see `hedge_protocol::TerminalEvent::Connected`). Given `<path>`, the
+//! agent binds its port first, starts the terminal there through `hedge_launch` (portable mode, the
+//! bridge attached with that port) and waits for the bridge, failing with the launcher's diagnosis
+//! (refused login, terminal exited, or a timeout with the likely causes).
 
 use crate::args::{AgentSettings, TerminalSource};
 use crate::status::StatusBoard;
@@ -20,11 +21,12 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "starting the terminal at {path} is not supported by this build; start the terminal (with \
-         the hedge Expert Advisor) yourself and pass --terminal-port PORT"
-    )]
-    LaunchUnsupported { path: PathBuf },
+    #[error("cannot start the terminal at {path}: {source}")]
+    Launch {
+        path: PathBuf,
+        #[source]
+        source: hedge_launch::LaunchError,
+    },
 }
 
 /// An agent's link to its terminal, with the status board kept current from it.
@@ -32,6 +34,7 @@ pub struct Session {
     pub terminal: Terminal,
     pub status: StatusBoard,
     watcher: tokio::task::JoinHandle<()>,
+    launched: Option<hedge_launch::RunningTerminal>,
 }
 
 impl Session {
@@ -41,19 +44,56 @@ impl Session {
         settings: &AgentSettings,
         role: &'static str,
     ) -> Result<Self, SessionError> {
-        let listen = match &settings.terminal {
-            TerminalSource::Port { listen } => *listen,
-            TerminalSource::Launch(spec) => {
-                return Err(SessionError::LaunchUnsupported {
-                    path: spec.path.clone(),
-                })
-            }
-        };
         let config = TerminalConfig {
             expected_login: Some(settings.login),
             ..TerminalConfig::default()
         };
-        Self::listen(listen, config, StatusBoard::new(role, settings.login)).await
+        let status = StatusBoard::new(role, settings.login);
+        let spec = match &settings.terminal {
+            TerminalSource::Port { listen } => return Self::listen(*listen, config, status).await,
+            TerminalSource::Launch(spec) => spec,
+        };
+        // Bind first: the bridge is told the real port (the listen port may be 0).
+        let listener = TerminalListener::bind_with(spec.listen, config)
+            .await
+            .map_err(|source| SessionError::Bind {
+                addr: spec.listen,
+                source,
+            })?;
+        let launch = hedge_launch::LaunchSpec::new(
+            spec.path.clone(),
+            spec.login,
+            hedge_launch::Password::new(spec.password.expose()),
+            spec.server.clone(),
+            listener.local_addr().port(),
+        );
+        let launch_error = |source| SessionError::Launch {
+            path: spec.path.clone(),
+            source,
+        };
+        let mut running =
+            tokio::task::spawn_blocking(move || hedge_launch::Launcher::new(launch).start())
+                .await
+                .map_err(|e| {
+                    launch_error(hedge_launch::LaunchError::Io {
+                        action: "start",
+                        path: spec.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })?
+                .map_err(launch_error)?;
+        let terminal = listener.start();
+        if let Err(e) = running.wait_for(terminal.ready()).await {
+            terminal.shutdown().await;
+            return Err(launch_error(e));
+        }
+        let watcher = tokio::spawn(watch_link(terminal.clone(), status.clone()));
+        Ok(Session {
+            terminal,
+            status,
+            watcher,
+            launched: Some(running),
+        })
     }
 
     /// Listens on `addr` with an explicit configuration.
@@ -71,6 +111,7 @@ impl Session {
             terminal,
             status,
             watcher,
+            launched: None,
         })
     }
 
@@ -79,10 +120,18 @@ impl Session {
         self.terminal.local_addr()
     }
 
-    /// Closes the link.
-    pub async fn shutdown(self) {
+    /// The pid of the terminal this session started, if it started one.
+    pub fn launched_pid(&self) -> Option<u32> {
+        self.launched.as_ref().map(|r| r.pid())
+    }
+
+    /// Closes the link, and stops the terminal if this session started it.
+    pub async fn shutdown(mut self) {
         self.watcher.abort();
         self.terminal.shutdown().await;
+        if let Some(mut running) = self.launched.take() {
+            running.stop();
+        }
     }
 }
 
