@@ -13,11 +13,18 @@ pub const ONE: i64 = 100_000_000;
 
 /// `value` as 10^-8 units, if exact and in range.
 pub fn to_units(value: Decimal) -> Option<i64> {
-    let scaled = value.checked_mul(Decimal::from(ONE))?;
-    if !scaled.fract().is_zero() {
-        return None;
+    let scale = value.scale();
+    let mantissa = value.mantissa();
+    if scale <= SCALE_DP {
+        let m = mantissa.checked_mul(10i128.pow(SCALE_DP - scale))?;
+        return i64::try_from(m).ok();
     }
-    i64::try_from(scaled.trunc().mantissa() / 10i128.pow(scaled.trunc().scale())).ok()
+    let div = 10i128.checked_pow(scale - SCALE_DP)?;
+    if mantissa % div == 0 {
+        return i64::try_from(mantissa / div).ok();
+    }
+    // More than 8 significant decimals.
+    None
 }
 
 /// 10^-8 units back to a normalized decimal.

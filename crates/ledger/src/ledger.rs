@@ -15,6 +15,33 @@ use hedge_domain::{
     PositionId, Price, Side, Volume,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Tickets are not attacker-chosen hash keys: a multiplicative hash is enough and far cheaper than
+/// SipHash on the per-deal path.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        let h = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 31);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(x as u64);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
 /// How deals are assigned to positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -77,8 +104,8 @@ pub(crate) struct OrderRow {
     pub vol_initial: i64,
     pub time_setup: i64,
     pub time_done: i64,
-    pub symbol: u32,
     pub comment: u32,
+    pub symbol: u16,
     pub otype: OrderType,
     #[allow(dead_code)]
     pub state: OrderState,
@@ -149,8 +176,8 @@ pub(crate) struct HistPos {
     pub exit_order: u64,
     pub sl_order: u64,
     pub frag_start: u32,
-    pub n_entry: u32,
-    pub n_exit: u32,
+    pub n_entry: u16,
+    pub n_exit: u16,
     pub symbol: u32,
     pub side: Side,
     pub entry_magic_is_link: bool,
@@ -257,19 +284,25 @@ pub struct Ledger {
     pub(crate) symbols: Interner,
     pub(crate) comments: Interner,
     pub(crate) orders: Vec<OrderRow>,
-    pub(crate) active: HashMap<u64, ActivePos>,
+    pub(crate) active: IdMap<ActivePos>,
     pub(crate) history: Vec<HistPos>,
     pub(crate) frags: Vec<Frag>,
     fifo: HashMap<u32, VecDeque<u64>>,
     last_key: (i64, u64),
-    live_deals: HashSet<u64>,
+    live_deals: IdSet,
     live: bool,
     pub(crate) orphan_stops: Vec<OrderTicket>,
     pub(crate) warnings: Vec<Warning>,
     events: Option<Vec<PositionEvent>>,
     pub(crate) hidden: Vec<PositionId>,
     pub(crate) stats: ReplayStats,
+    /// id → last history index; built on the first live lookup that misses the recent window, then
+    /// kept current.
+    hist_by_id: Option<IdMap<u32>>,
 }
+
+/// How many recent history rows a live cancellation searches before building the full index.
+const RECENT_HISTORY: usize = 4096;
 
 /// A trade deal reduced to what pairing needs.
 struct Flat {
@@ -297,18 +330,19 @@ impl Ledger {
             symbols: Interner::default(),
             comments: Interner::default(),
             orders: Vec::new(),
-            active: HashMap::new(),
+            active: IdMap::default(),
             history: Vec::new(),
             frags: Vec::new(),
             fifo: HashMap::new(),
             last_key: (i64::MIN, 0),
-            live_deals: HashSet::new(),
+            live_deals: IdSet::default(),
             live: false,
             orphan_stops: Vec::new(),
             warnings: Vec::new(),
             events: None,
             hidden: Vec::new(),
             stats: ReplayStats::default(),
+            hist_by_id: None,
         }
     }
 
@@ -330,6 +364,10 @@ impl Ledger {
         mut progress: impl FnMut(u64),
     ) -> Result<Ledger, LedgerError> {
         let mut ledger = Ledger::with_mode(history.account.clone(), mode);
+        // Capacity up front: untouched pages cost no memory, and growing by copying would.
+        ledger.orders.reserve(history.orders.len());
+        ledger.frags.reserve(history.deals.len() * 2);
+        ledger.history.reserve(history.deals.len());
         for o in &history.orders {
             ledger.upsert_order(o)?;
         }
@@ -431,7 +469,8 @@ impl Ledger {
             vol_initial: vol,
             time_setup: o.time_setup_msc,
             time_done: o.time_done_msc,
-            symbol: self.symbols.intern(&o.symbol),
+            symbol: u16::try_from(self.symbols.intern(&o.symbol))
+                .map_err(|_| bad("symbol", format!("{:?}: more than 65535 symbols", o.symbol)))?,
             comment: self.comments.intern(&o.comment),
             otype: o.order_type,
             state: o.state,
@@ -508,7 +547,7 @@ impl Ledger {
         }
         let order = d.order.get();
         let (magic, order_symbol) = match self.order(order) {
-            Some(row) => (row.magic, row.symbol),
+            Some(row) => (row.magic, row.symbol as u32),
             None => (d.magic.get(), 0),
         };
         let symbol = if d.symbol.is_empty() {
@@ -735,11 +774,21 @@ impl Ledger {
             p.last_cancelled_sl.unwrap_or(0)
         };
         let entry_magic_is_link = codec::is_link(Magic(p.entry_magic));
+        // Fragment counts are u16: a row that would overflow starts a new row instead of merging.
         let merged = p.last_hist != NO_HIST
-            && self
-                .history
-                .get(p.last_hist as usize)
-                .is_some_and(|h| h.exit_order == exit_order && h.id == p.id);
+            && self.history.get(p.last_hist as usize).is_some_and(|h| {
+                h.exit_order == exit_order
+                    && h.id == p.id
+                    && (h.n_entry as usize + hin.len()) < u16::MAX as usize
+                    && (h.n_exit as usize + hout.len()) < u16::MAX as usize
+            });
+        if hin.len() >= u16::MAX as usize {
+            // Unreachable in practice (one deal against 65535 entry deals); keep counts exact.
+            tracing::warn!(
+                position = p.id,
+                "close split into more than 65535 fragments"
+            );
+        }
         if merged {
             self.merge_history(p.last_hist as usize, &hin, &hout);
             if let Some(h) = self.history.get_mut(p.last_hist as usize) {
@@ -752,14 +801,17 @@ impl Ledger {
             self.frags.extend_from_slice(&hin);
             self.frags.extend_from_slice(&hout);
             p.last_hist = self.history.len() as u32;
+            if let Some(ix) = self.hist_by_id.as_mut() {
+                ix.insert(p.id, p.last_hist);
+            }
             self.history.push(HistPos {
                 id: p.id,
                 entry_order: p.entry_order,
                 exit_order,
                 sl_order,
                 frag_start: start,
-                n_entry: hin.len() as u32,
-                n_exit: hout.len() as u32,
+                n_entry: hin.len() as u16,
+                n_exit: hout.len() as u16,
                 symbol: p.symbol,
                 side: p.side,
                 entry_magic_is_link,
@@ -827,23 +879,41 @@ impl Ledger {
         self.frags.extend_from_slice(hout);
         if let Some(h) = self.history.get_mut(hi) {
             h.frag_start = new_start as u32;
-            h.n_entry += hin.len() as u32;
-            h.n_exit += hout.len() as u32;
+            h.n_entry += hin.len() as u16;
+            h.n_exit += hout.len() as u16;
         }
     }
 
     /// id → index of the last history position with that id.
-    fn history_index(&self) -> HashMap<u64, u32> {
-        let mut m = HashMap::with_capacity(self.history.len());
+    fn history_index(&self) -> IdMap<u32> {
+        let mut m = IdMap::with_capacity_and_hasher(self.history.len(), Default::default());
         for (i, h) in self.history.iter().enumerate() {
             m.insert(h.id, i as u32);
         }
         m
     }
 
+    fn find_history(&mut self, id: u64) -> Option<u32> {
+        if let Some(ix) = &self.hist_by_id {
+            return ix.get(&id).copied();
+        }
+        let n = self.history.len();
+        let recent = self.history[n.saturating_sub(RECENT_HISTORY)..]
+            .iter()
+            .rposition(|h| h.id == id)
+            .map(|i| (i + n.saturating_sub(RECENT_HISTORY)) as u32);
+        if recent.is_some() || n <= RECENT_HISTORY {
+            return recent;
+        }
+        let ix = self.history_index();
+        let found = ix.get(&id).copied();
+        self.hist_by_id = Some(ix);
+        found
+    }
+
     /// A cancelled or expired stop order: drop it from its active position, or show it as the SL of
     /// the closed position it protected (unless that one was closed by an executed stop).
-    fn attach_cancelled(&mut self, o: &OrderRecord, index: Option<&HashMap<u64, u32>>) {
+    fn attach_cancelled(&mut self, o: &OrderRecord, index: Option<&IdMap<u32>>) {
         let Some(link) = codec::decode(o.magic) else {
             return;
         };
@@ -868,11 +938,7 @@ impl Ledger {
         }
         let hi = match index {
             Some(ix) => ix.get(&target).copied(),
-            None => self
-                .history
-                .iter()
-                .rposition(|h| h.id == target)
-                .map(|i| i as u32),
+            None => self.find_history(target),
         };
         if let Some(h) = hi.and_then(|i| self.history.get_mut(i as usize)) {
             if h.sl_order == 0 || h.sl_order != h.exit_order {
@@ -955,14 +1021,15 @@ impl Ledger {
     }
 
     pub(crate) fn exit_frags(&self, h: &HistPos) -> &[Frag] {
-        let s = (h.frag_start + h.n_entry) as usize;
+        let s = h.frag_start as usize + h.n_entry as usize;
         &self.frags[s..s + h.n_exit as usize]
     }
 
-    /// Approximate heap bytes held, for the benchmark.
+    /// Bytes used by the order, history and fragment tables (lengths, not capacities), for the
+    /// benchmark.
     pub fn heap_bytes(&self) -> usize {
-        self.orders.capacity() * std::mem::size_of::<OrderRow>()
-            + self.history.capacity() * std::mem::size_of::<HistPos>()
-            + self.frags.capacity() * std::mem::size_of::<Frag>()
+        self.orders.len() * std::mem::size_of::<OrderRow>()
+            + self.history.len() * std::mem::size_of::<HistPos>()
+            + self.frags.len() * std::mem::size_of::<Frag>()
     }
 }

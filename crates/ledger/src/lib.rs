@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod fixed;
+pub mod generator;
 pub mod ledger;
 pub mod position;
 pub mod record;
