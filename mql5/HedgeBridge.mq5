@@ -27,7 +27,7 @@ input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 de
 #define EA_VERSION        "1.0.0"
 #define PROTOCOL_VERSION  1
 #define MAX_LINE          1048576   // longest accepted line, bytes (the protocol's limit)
-#define RING_SIZE         512       // commands remembered for at-most-once execution
+#define RING_SIZE         1024      // trading commands remembered for at-most-once execution
 #define ASYNC_RING_SIZE   256       // OrderSendAsync request ids remembered for tx REQUEST
 #define DEFAULT_PAGE_SIZE 500
 #define MAX_PAGE_SIZE     2000
@@ -35,12 +35,13 @@ input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 de
 #define SEND_TIMEOUT      2000      // ms per SocketSend
 #define MAX_LINES_PER_TICK 64       // lines handled per timer tick, so the terminal stays responsive
 #define BACKOFF_MIN_MS    500
-#define BACKOFF_MAX_MS    30000
+#define BACKOFF_MAX_MS    10000
 
 //--- retcodes used for commands that are not trade requests
 #define RC_DONE    10009
 #define RC_ERROR   10011
 #define RC_INVALID 10013
+#define MAX_CMD_ID 128            // bytes
 
 //--- functions used before their definition
 void   SendHello();
@@ -50,6 +51,7 @@ void   SendError(string code, string message, string cmd_id);
 string PositionRecordField(const MqlTradeTransaction &trans);
 bool   HasNewline();
 void   ScheduleReconnect();
+void   RingLoad();
 
 //+------------------------------------------------------------------+
 //| Connection state                                                 |
@@ -67,7 +69,7 @@ uint   g_last_snapshot = 0;
 
 //--- at-most-once ring: cmd_id -> the body of its first reply
 string g_ring_ids[RING_SIZE];
-string g_ring_replies[RING_SIZE];
+string g_ring_replies[RING_SIZE];   // "" while the command is executing
 int    g_ring_next = 0;
 
 //--- OrderSendAsync request_id -> cmd_id, so the REQUEST transaction names its command
@@ -544,6 +546,7 @@ bool Connect()
       return false;
      }
    SocketTimeouts(g_socket, SEND_TIMEOUT, 1);
+   RingLoad();
    g_connected = true;
    g_seq = 0;
    g_rx_len = 0;
@@ -866,7 +869,8 @@ void SendTx(const MqlTradeTransaction &trans, const MqlTradeRequest &request, co
            "," + JKey("volume") + JVol(trans.volume) +
            "," + JKey("position") + JInt((long)trans.position) +
            "," + JKey("position_by") + JInt((long)trans.position_by);
-   if(tt == TRADE_TRANSACTION_DEAL_ADD && trans.deal > 0 && HistoryDealSelect(trans.deal))
+   if((tt == TRADE_TRANSACTION_DEAL_ADD || tt == TRADE_TRANSACTION_DEAL_UPDATE) &&
+      trans.deal > 0 && HistoryDealSelect(trans.deal))
       body += "," + JKey("deal_record") + DealJson(trans.deal);
    if(tt == TRADE_TRANSACTION_ORDER_ADD || tt == TRADE_TRANSACTION_ORDER_UPDATE)
      {
@@ -970,7 +974,18 @@ void SendError(string code, string message, string cmd_id)
 
 //+------------------------------------------------------------------+
 //| At-most-once ring                                                |
+//| In memory for speed, and in MQL5/Files/HedgeBridge-<login>.ring  |
+//| (one `"cmd_id"<TAB>reply body` line per entry, appended before   |
+//| the reply is sent) so that it survives a restart of the EA or    |
+//| the terminal. An entry with an empty body marks a command that   |
+//| was executing when the EA stopped: its outcome is unknown, so a  |
+//| resend is refused rather than executed a second time.            |
 //+------------------------------------------------------------------+
+long   g_ring_login = -1;
+int    g_ring_file_lines = 0;
+
+string RingFileName() { return "HedgeBridge-" + IntegerToString(g_ring_login) + ".ring"; }
+
 int RingFind(string cmd_id)
   {
    for(int k = 0; k < RING_SIZE; k++)
@@ -979,11 +994,101 @@ int RingFind(string cmd_id)
    return -1;
   }
 
-void RingStore(string cmd_id, string reply_body)
+// Remembers in memory; a later entry for the same id replaces the earlier one.
+void RingPut(string cmd_id, string reply_body)
   {
+   int k = RingFind(cmd_id);
+   if(k >= 0)
+     {
+      g_ring_replies[k] = reply_body;
+      return;
+     }
    g_ring_ids[g_ring_next] = cmd_id;
    g_ring_replies[g_ring_next] = reply_body;
    g_ring_next = (g_ring_next + 1) % RING_SIZE;
+  }
+
+// Rewrites the file with the entries in memory, oldest first, so it never grows without bound.
+void RingCompact()
+  {
+   int h = FileOpen(RingFileName(), FILE_WRITE | FILE_TXT | FILE_ANSI, '\t', CP_UTF8);
+   if(h == INVALID_HANDLE)
+     {
+      LogError("cannot rewrite " + RingFileName() + ", error " + IntegerToString(GetLastError()));
+      return;
+     }
+   int written = 0;
+   for(int k = 0; k < RING_SIZE; k++)
+     {
+      int idx = (g_ring_next + k) % RING_SIZE;
+      if(g_ring_ids[idx] == "")
+         continue;
+      FileWriteString(h, JStr(g_ring_ids[idx]) + "\t" + g_ring_replies[idx] + "\r\n");
+      written++;
+     }
+   FileClose(h);
+   g_ring_file_lines = written;
+  }
+
+// Loads the ring of the logged-in account (once per account).
+void RingLoad()
+  {
+   long login = AccountInfoInteger(ACCOUNT_LOGIN);
+   if(login == g_ring_login)
+      return;
+   for(int k = 0; k < RING_SIZE; k++)
+     {
+      g_ring_ids[k] = "";
+      g_ring_replies[k] = "";
+     }
+   g_ring_next = 0;
+   g_ring_file_lines = 0;
+   g_ring_login = login;
+   if(!FileIsExist(RingFileName()))
+      return;
+   int h = FileOpen(RingFileName(), FILE_READ | FILE_TXT | FILE_ANSI, '\t', CP_UTF8);
+   if(h == INVALID_HANDLE)
+     {
+      LogError("cannot read " + RingFileName() + ", error " + IntegerToString(GetLastError()));
+      return;
+     }
+   while(!FileIsEnding(h))
+     {
+      string line = FileReadString(h);
+      int tab = StringFind(line, "\t");
+      if(tab <= 0)
+         continue;
+      string quoted = StringSubstr(line, 0, tab);
+      string cmd_id;
+      int i = 0;
+      if(!JReadString(quoted, i, StringLen(quoted), cmd_id))
+         continue;
+      RingPut(cmd_id, StringSubstr(line, tab + 1));
+      g_ring_file_lines++;
+     }
+   FileClose(h);
+   LogInfo("loaded " + IntegerToString(g_ring_file_lines) + " executed commands from " + RingFileName());
+   if(g_ring_file_lines > 2 * RING_SIZE)
+      RingCompact();
+  }
+
+// Remembers an entry in memory and appends it to the file; the file is closed (flushed) before the
+// caller goes on, so the entry is on disk before the trade is sent or the reply goes out.
+void RingStore(string cmd_id, string reply_body)
+  {
+   RingPut(cmd_id, reply_body);
+   int h = FileOpen(RingFileName(), FILE_READ | FILE_WRITE | FILE_TXT | FILE_ANSI, '\t', CP_UTF8);
+   if(h == INVALID_HANDLE)
+     {
+      LogError("cannot write " + RingFileName() + ", error " + IntegerToString(GetLastError()));
+      return;
+     }
+   FileSeek(h, 0, SEEK_END);
+   FileWriteString(h, JStr(cmd_id) + "\t" + reply_body + "\r\n");
+   FileClose(h);
+   g_ring_file_lines++;
+   if(g_ring_file_lines > 2 * RING_SIZE)
+      RingCompact();
   }
 
 //+------------------------------------------------------------------+
@@ -1084,11 +1189,6 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
      }
    if(action == TRADE_ACTION_DEAL || action == TRADE_ACTION_PENDING)
      {
-      if(req.symbol == "" || !SymbolSelect(req.symbol, true))
-        {
-         why = "unknown symbol \"" + req.symbol + "\"";
-         return false;
-        }
       ENUM_ORDER_TYPE_FILLING filling;
       if(!ChooseFilling(req.symbol, filling, why))
          return false;
@@ -1119,13 +1219,22 @@ void CmdOrderSend(string cmd_id)
    string why = "";
    if(!BuildRequest(req, why))
      {
-      // An invalid request is answered (and remembered) like a refused one: it never trades.
-      string body = ReplyBody(cmd_id, RC_INVALID, 0, 0, 0, 0, 0, 0, 0, why, 0, 0, "", "");
-      RingStore(cmd_id, body);
-      SendReply(body);
+      // Refused before execution: nothing traded, nothing remembered; a resend is refused again.
+      SendError("bad_message", why, cmd_id);
+      return;
+     }
+   if((req.action == TRADE_ACTION_DEAL || req.action == TRADE_ACTION_PENDING) &&
+      (req.symbol == "" || !SymbolSelect(req.symbol, true)))
+     {
+      string refused = ReplyBody(cmd_id, RC_INVALID, 0, 0, 0, 0, 0, 0, 0,
+                                 "unknown symbol \"" + req.symbol + "\"", 0, 0, "", "");
+      RingStore(cmd_id, refused);
+      SendReply(refused);
       return;
      }
    bool is_async = JGetBool("async", false);
+   // Marked before the trade: if the EA stops inside OrderSend, a resend is refused, never repeated.
+   RingStore(cmd_id, "");
    MqlTradeResult res;
    ZeroMemory(res);
    bool ok = is_async ? OrderSendAsync(req, res) : OrderSend(req, res);
@@ -1159,7 +1268,7 @@ void CmdOrderCheck(string cmd_id)
    string why = "";
    if(!BuildRequest(req, why))
      {
-      SendSimpleReply(cmd_id, RC_INVALID, why, "");
+      SendError("bad_message", why, cmd_id);
       return;
      }
    MqlTradeCheckResult chk;
@@ -1301,12 +1410,24 @@ void HandleCmd()
       SendError("bad_message", "cmd without a string cmd_id", "");
       return;
      }
+   uchar id_bytes[];
+   if(StringToCharArray(cmd_id, id_bytes, 0, WHOLE_ARRAY, CP_UTF8) - 1 > MAX_CMD_ID)
+     {
+      SendError("bad_message", "cmd_id longer than " + IntegerToString(MAX_CMD_ID) + " bytes", "");
+      return;
+     }
    string op = JGetStr("op", "");
    if(op == "order_send")
      {
       int k = RingFind(cmd_id);
       if(k >= 0)
         {
+         if(g_ring_replies[k] == "")
+           {
+            LogError("cmd " + cmd_id + " was executing when the EA stopped; refusing to repeat it");
+            SendSimpleReply(cmd_id, RC_ERROR, "outcome unknown: the terminal stopped while this command was executing; check the account", "");
+            return;
+           }
          LogInfo("cmd " + cmd_id + " already executed; resending its reply");
          SendReply(g_ring_replies[k]);
          return;
@@ -1330,8 +1451,11 @@ void HandleCmd()
 // One received line: a JSON object with a string `type`.
 void HandleLine(string line)
   {
-   if(StringLen(line) == 0)
-      return;
+   string trimmed = line;
+   StringTrimLeft(trimmed);
+   StringTrimRight(trimmed);
+   if(StringLen(trimmed) == 0)
+      return;                    // blank lines are ignored
    if(!JParse(line))
      {
       SendError("bad_json", g_jerror, "");
