@@ -9,5 +9,19 @@
 //! is SQLite (embedded default, one writer thread with group commit) or PostgreSQL (several center
 //! instances on one database, LISTEN/NOTIFY between them), behind one trait ([`store::Store`]).
 
+pub mod api;
+pub mod auth;
+pub mod cli;
 pub mod client;
+pub mod events;
+pub mod legacy;
+pub mod metrics;
 pub mod model;
+pub mod openapi;
+pub mod plan;
+pub mod positions;
+pub mod server;
+pub mod store;
+
+pub use client::{CenterClient, ClientError};
+pub use server::{CenterConfig, CenterHandle, CenterServer};

@@ -1,0 +1,627 @@
+//! The HTTP edge: axum handlers for `/v1`, health, metrics and the OpenAPI document. Handlers
+//! authenticate, check permissions, decode, call the store or the plan, and encode; no rules here.
+
+use crate::auth::{Role, Tokens};
+use crate::events::Hub;
+use crate::metrics::Metrics;
+use crate::model::*;
+use crate::plan;
+use crate::positions::Refusal;
+use crate::store::{logic::now_ms, Store, StoreError, WriteError};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use hedge_domain::{Login, PositionId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest accepted request body of `/v1`.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub tokens: Tokens,
+    pub metrics: Arc<Metrics>,
+    pub legacy: bool,
+}
+
+/// An error answer: status plus [`ApiError`] body.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub body: ApiError,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            body: ApiError {
+                error: error.into(),
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn invalid(field: Option<&str>, message: impl Into<String>) -> Self {
+        Failure {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ApiError {
+                error: "invalid".into(),
+                message: message.into(),
+                field: field.map(str::to_owned),
+            },
+        }
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid { field, message } => Failure::invalid(field.as_deref(), message),
+            Refusal::Conflict(m) => Failure::new(StatusCode::CONFLICT, "conflict", m),
+            Refusal::NotFound(m) => Failure::not_found(m),
+        }
+    }
+}
+
+impl From<WriteError> for Failure {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Refused(r) => r.into(),
+            WriteError::Store(StoreError::Corrupt(m)) => {
+                tracing::error!(error = %m, "stored data is inconsistent");
+                Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "stored data is inconsistent",
+                )
+            }
+            WriteError::Store(e) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, Failure>;
+
+/// JSON answer with status.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}
+
+/// The authenticated caller.
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing bearer token"))?;
+        let presented = value
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .ok_or_else(|| unauthorized("authorization must be a bearer token"))?;
+        let entry = state
+            .tokens
+            .authenticate(presented)
+            .ok_or_else(|| unauthorized("unknown token"))?;
+        Ok(Caller {
+            name: entry.name.clone(),
+            role: entry.role,
+        })
+    }
+}
+
+/// Decodes a JSON body; every problem is a 422 naming the field when serde can tell.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(Failure::invalid(
+            Some("body"),
+            "request body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let field = text
+            .split_once("field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(f, _)| f.to_owned());
+        Failure::invalid(
+            field.as_deref().or(Some("body")),
+            format!("invalid request body: {text}"),
+        )
+    })
+}
+
+async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    })
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t)
+        .map_err(|e| Failure::invalid(Some("query"), e.body_text()))
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    p.map(|Path(t)| t)
+        .map_err(|e| Failure::invalid(Some("path"), e.body_text()))
+}
+
+/// Records latency per route.
+pub async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    metrics.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/accounts", get(list_accounts))
+        .route(
+            "/v1/accounts/{login}",
+            put(register_account).get(get_account),
+        )
+        .route("/v1/accounts/{login}/status", post(heartbeat))
+        .route("/v1/positions", get(list_positions))
+        .route("/v1/positions/events", post(report_position))
+        .route("/v1/positions/{login}/{position_id}", get(get_position))
+        .route("/v1/plan/{hedge_login}", get(get_plan))
+        .route("/v1/hedges", post(hedge_executed).get(list_hedges))
+        .route("/v1/hedges/failed", post(hedge_failed))
+        .route("/v1/hedges/{id}", get(get_hedge))
+        .route("/v1/hedges/{id}/reduce", post(hedge_reduce))
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/stream", get(event_stream))
+        .route("/v1/actions", post(post_action))
+        .route("/v1/pauses", get(list_pauses))
+        .merge(hedge_dashboard::router())
+        .fallback(|| async { Failure::not_found("no such endpoint") })
+        .route_layer(axum::middleware::from_fn_with_state(metrics, observe))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    json(
+        StatusCode::OK,
+        &Health {
+            status: "ok".into(),
+            store: s.store.kind().into(),
+            legacy: s.legacy,
+        },
+    )
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => json(
+            StatusCode::OK,
+            &Health {
+                status: "ready".into(),
+                store: s.store.kind().into(),
+                legacy: s.legacy,
+            },
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Health {
+                status: format!("store unavailable: {e}"),
+                store: s.store.kind().into(),
+                legacy: s.legacy,
+            },
+        ),
+    }
+}
+
+async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+    let mut resp = s.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+async fn openapi() -> Response {
+    json(StatusCode::OK, &crate::openapi::document())
+}
+
+async fn list_accounts(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.accounts().await?))
+}
+
+async fn get_account(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    login: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Response> {
+    let login = Login(path(login)?);
+    match s.store.account(login).await? {
+        Some(a) => Ok(json(StatusCode::OK, &a)),
+        None => Err(Failure::not_found(format!(
+            "account {login} is not registered"
+        ))),
+    }
+}
+
+async fn register_account(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    login: Result<Path<u64>, PathRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let login = Login(path(login)?);
+    let reg: AccountRegistration = decode(&read_body(body, MAX_BODY).await?)?;
+    if reg.login != login {
+        return Err(Failure::invalid(
+            Some("login"),
+            "login in the body differs from the path",
+        ));
+    }
+    if !caller.role.may_act_for(login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not register account {login}",
+            caller.name
+        )));
+    }
+    let role_matches = match caller.role {
+        Role::Client(_) => reg.role == AccountRole::Client,
+        Role::Hedge(_) => reg.role == AccountRole::Hedge,
+        Role::Tumbler(_) => reg.role == AccountRole::Tumbler,
+        _ => true,
+    };
+    if !role_matches {
+        return Err(Failure::forbidden(format!(
+            "token {} may not register its account as {}",
+            caller.name,
+            reg.role.as_str()
+        )));
+    }
+    let account = s.store.register_account(caller.name, reg, now_ms()).await?;
+    Ok(json(StatusCode::OK, &account))
+}
+
+async fn heartbeat(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    login: Result<Path<u64>, PathRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let login = Login(path(login)?);
+    let status: AccountStatus = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.may_act_for(login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not report status of account {login}",
+            caller.name
+        )));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &s.store
+            .heartbeat(caller.name, login, status, now_ms())
+            .await?,
+    ))
+}
+
+async fn report_position(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Response> {
+    let report: PositionReport = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.may_report_for(report.login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not report positions of account {}",
+            caller.name, report.login
+        )));
+    }
+    let (ack, replayed) = s.store.report(caller.name, report, now_ms()).await?;
+    if replayed {
+        s.metrics
+            .reports_replayed_total
+            .fetch_add(1, Ordering::Relaxed);
+    } else {
+        s.metrics.reports_total.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut resp = (StatusCode::OK, ack).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        "idempotent-replay",
+        HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
+    Ok(resp)
+}
+
+async fn list_positions(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    q: Result<Query<PositionFilter>, QueryRejection>,
+) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.positions(query(q)?).await?))
+}
+
+async fn get_position(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    p: Result<Path<(u64, u64)>, PathRejection>,
+) -> ApiResult<Response> {
+    let (login, id) = path(p)?;
+    match s.store.position(Login(login), PositionId(id)).await? {
+        Some(d) => Ok(json(StatusCode::OK, &d)),
+        None => Err(Failure::not_found(format!(
+            "position {id} of account {login} is unknown"
+        ))),
+    }
+}
+
+async fn get_plan(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    login: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Response> {
+    let login = Login(path(login)?);
+    if !caller.role.may_hedge_for(login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not read the plan of account {login}",
+            caller.name
+        )));
+    }
+    let inputs = s.store.plan_inputs(login).await?;
+    let plan = plan::compute(&inputs);
+    s.metrics
+        .plan_items
+        .store(plan.items.len() as u64, Ordering::Relaxed);
+    s.metrics
+        .plan_residuals
+        .store(plan.residuals.len() as u64, Ordering::Relaxed);
+    Ok(json(StatusCode::OK, &plan))
+}
+
+async fn hedge_executed(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Response> {
+    let h: HedgeExecuted = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.may_hedge_for(h.hedge_login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not record hedges of account {}",
+            caller.name, h.hedge_login
+        )));
+    }
+    let (hedge, replayed) = s.store.hedge_executed(caller.name, h, now_ms()).await?;
+    let mut resp = json(
+        if replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &hedge,
+    );
+    resp.headers_mut().insert(
+        "idempotent-replay",
+        HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
+    Ok(resp)
+}
+
+async fn hedge_failed(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Response> {
+    let f: HedgeFailed = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.may_hedge_for(f.hedge_login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not record hedges of account {}",
+            caller.name, f.hedge_login
+        )));
+    }
+    Ok(json(
+        StatusCode::CREATED,
+        &s.store.hedge_failed(caller.name, f, now_ms()).await?,
+    ))
+}
+
+async fn get_hedge(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    id: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = path(id)?;
+    match s.store.hedge(id).await? {
+        Some(h) => Ok(json(StatusCode::OK, &h)),
+        None => Err(Failure::not_found(format!("hedge {id} does not exist"))),
+    }
+}
+
+async fn hedge_reduce(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = path(id)?;
+    let r: HedgeReduce = decode(&read_body(body, MAX_BODY).await?)?;
+    let Some(existing) = s.store.hedge(id).await? else {
+        return Err(Failure::not_found(format!("hedge {id} does not exist")));
+    };
+    if !caller.role.may_hedge_for(existing.hedge_login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not change hedges of account {}",
+            caller.name, existing.hedge_login
+        )));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &s.store.hedge_reduce(caller.name, id, r, now_ms()).await?,
+    ))
+}
+
+async fn list_hedges(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.hedges(query(q)?).await?))
+}
+
+async fn list_events(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.events(query(q)?).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    after: Option<String>,
+}
+
+async fn event_stream(
+    State(s): State<Arc<AppState>>,
+    _c: Caller,
+    headers: HeaderMap,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let header_id = headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+    let after = match header_id.or(q.after) {
+        None => 0,
+        Some(text) if text == "now" => s.store.last_event_id().await?,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            Failure::invalid(
+                Some("Last-Event-ID"),
+                "Last-Event-ID/after must be an event id or `now`",
+            )
+        })?,
+    };
+    let rx = s.hub.stream(after);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+async fn post_action(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Response> {
+    let action: ActionRequest = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.is_admin() {
+        return Err(Failure::forbidden(format!(
+            "token {} may not pause or resume hedging",
+            caller.name
+        )));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &s.store.action(caller.name, action, now_ms()).await?,
+    ))
+}
+
+async fn list_pauses(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.pauses().await?))
+}

@@ -1,0 +1,257 @@
+//! Bearer tokens per agent and what each role may do.
+//!
+//! Tokens come from the config file and/or `HEDGE_CENTER_TOKENS`. A presented token is compared
+//! with every configured one in constant time (`subtle`), so neither the match nor its position
+//! leaks through timing. Tokens never appear in logs, errors or `Debug` output; a token is known by
+//! its name.
+
+use hedge_domain::Login;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+/// What a token is allowed to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A client agent: reports positions of its own account.
+    Client(Login),
+    /// A hedger agent: reads the plan of its own account and records its hedges.
+    Hedge(Login),
+    /// A tumbler agent: registers and reports status for its own account.
+    Tumbler(Login),
+    /// Operators: everything, including pause/resume.
+    Admin,
+    /// The dashboard's read-only view.
+    Viewer,
+}
+
+impl Role {
+    /// The account this role is bound to.
+    pub fn login(self) -> Option<Login> {
+        match self {
+            Role::Client(l) | Role::Hedge(l) | Role::Tumbler(l) => Some(l),
+            Role::Admin | Role::Viewer => None,
+        }
+    }
+
+    pub fn is_admin(self) -> bool {
+        self == Role::Admin
+    }
+
+    /// May act as (register, heartbeat) account `login`.
+    pub fn may_act_for(self, login: Login) -> bool {
+        self.is_admin() || self.login() == Some(login)
+    }
+
+    /// May report positions of `login`.
+    pub fn may_report_for(self, login: Login) -> bool {
+        self.is_admin() || self == Role::Client(login)
+    }
+
+    /// May read the plan of / record hedges on `login`.
+    pub fn may_hedge_for(self, login: Login) -> bool {
+        self.is_admin() || self == Role::Hedge(login)
+    }
+
+    fn parse(role: &str, login: Option<u64>) -> Result<Role, String> {
+        let need = |what: &str| {
+            login
+                .filter(|l| *l > 0)
+                .map(Login)
+                .ok_or_else(|| format!("a {what} token needs a login"))
+        };
+        match role {
+            "client" => Ok(Role::Client(need("client")?)),
+            "hedge" => Ok(Role::Hedge(need("hedge")?)),
+            "tumbler" => Ok(Role::Tumbler(need("tumbler")?)),
+            "admin" => Ok(Role::Admin),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!(
+                "unknown token role {other:?} (client, hedge, tumbler, admin, viewer)"
+            )),
+        }
+    }
+}
+
+/// One configured token.
+#[derive(Clone)]
+pub struct TokenEntry {
+    /// How the token appears in logs and in the event log (`actor`).
+    pub name: String,
+    pub role: Role,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenEntry {
+    pub fn new(
+        name: impl Into<String>,
+        role: Role,
+        secret: impl Into<String>,
+    ) -> Result<Self, String> {
+        let secret = secret.into();
+        if secret.len() < 8 {
+            return Err("a token must be at least 8 characters".into());
+        }
+        if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a token must not contain spaces".into());
+        }
+        Ok(TokenEntry {
+            name: name.into(),
+            role,
+            secret: secret.into_bytes(),
+        })
+    }
+}
+
+/// `[[token]]` in the config file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: Option<String>,
+    pub role: String,
+    #[serde(default)]
+    pub login: Option<u64>,
+    /// The secret itself, or
+    #[serde(default)]
+    pub token: Option<String>,
+    /// the name of an environment variable holding it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl TokenConfig {
+    pub fn entry(&self) -> Result<TokenEntry, String> {
+        let role = Role::parse(&self.role, self.login)?;
+        let secret = match (&self.token, &self.token_env) {
+            (Some(t), None) => t.clone(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (token) is not set"))?,
+            _ => return Err("a token needs exactly one of `token` or `token_env`".into()),
+        };
+        let name = self.name.clone().unwrap_or_else(|| default_name(role));
+        TokenEntry::new(name, role, secret)
+    }
+}
+
+fn default_name(role: Role) -> String {
+    match role {
+        Role::Client(l) => format!("client-{l}"),
+        Role::Hedge(l) => format!("hedge-{l}"),
+        Role::Tumbler(l) => format!("tumbler-{l}"),
+        Role::Admin => "admin".into(),
+        Role::Viewer => "viewer".into(),
+    }
+}
+
+/// Parses `HEDGE_CENTER_TOKENS`: entries `role[:login]=token` separated by commas or whitespace,
+/// e.g. `client:1001=s3cret-1,hedge:2001=s3cret-2,admin=s3cret-3`.
+pub fn parse_env_tokens(text: &str) -> Result<Vec<TokenEntry>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let (who, secret) = entry.split_once('=').ok_or_else(|| {
+            format!(
+                "token entry #{} is not of the form role[:login]=token",
+                i + 1
+            )
+        })?;
+        let (role, login) =
+            match who.split_once(':') {
+                Some((r, l)) => (
+                    r,
+                    Some(l.parse::<u64>().map_err(|_| {
+                        format!("token entry #{}: login {l:?} is not a number", i + 1)
+                    })?),
+                ),
+                None => (who, None),
+            };
+        let role = Role::parse(role, login).map_err(|e| format!("token entry #{}: {e}", i + 1))?;
+        out.push(
+            TokenEntry::new(default_name(role), role, secret)
+                .map_err(|e| format!("token entry #{}: {e}", i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The configured tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    entries: Vec<TokenEntry>,
+}
+
+impl Tokens {
+    pub fn new(entries: Vec<TokenEntry>) -> Self {
+        Tokens { entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry whose secret equals `presented`. Every entry is compared, in constant time each.
+    pub fn authenticate(&self, presented: &[u8]) -> Option<&TokenEntry> {
+        let mut found = None;
+        for entry in &self.entries {
+            if bool::from(entry.secret.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(entry);
+            }
+        }
+        found
+    }
+
+    /// A fresh random secret (hex, 256 bits).
+    pub fn generate_secret() -> String {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_tokens_and_lookup() {
+        let tokens =
+            Tokens::new(parse_env_tokens("client:1001=aaaaaaaa1, admin=bbbbbbbb2").unwrap());
+        assert_eq!(
+            tokens.authenticate(b"aaaaaaaa1").unwrap().role,
+            Role::Client(Login(1001))
+        );
+        assert_eq!(tokens.authenticate(b"bbbbbbbb2").unwrap().role, Role::Admin);
+        assert!(tokens.authenticate(b"aaaaaaaa").is_none());
+        assert!(parse_env_tokens("client=aaaaaaaa1").is_err());
+        assert!(parse_env_tokens("boss:1=aaaaaaaa1").is_err());
+        assert!(parse_env_tokens("admin=short").is_err());
+        let debug = format!("{tokens:?}");
+        assert!(!debug.contains("aaaaaaaa1"));
+    }
+
+    #[test]
+    fn permissions() {
+        let c = Role::Client(Login(1));
+        assert!(c.may_report_for(Login(1)) && !c.may_report_for(Login(2)));
+        assert!(!c.may_hedge_for(Login(1)));
+        assert!(Role::Hedge(Login(5)).may_hedge_for(Login(5)));
+        assert!(!Role::Viewer.may_act_for(Login(5)));
+        assert!(Role::Admin.may_report_for(Login(9)));
+    }
+}

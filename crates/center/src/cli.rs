@@ -1,0 +1,189 @@
+//! `hedge center`: runs the decision center.
+//!
+//! With no arguments it stores in `hedge-center.db` in the working directory and listens on
+//! `127.0.0.1:8080`. Tokens come from `--config` (`[[token]]` tables) and/or `HEDGE_CENTER_TOKENS`.
+//! When none is configured the center does not run open: it creates an admin token once, keeps it
+//! in `hedge-center.token` (mode 0600, next to the database) and prints where it is, never the
+//! token itself.
+
+use crate::auth::{parse_env_tokens, Role, TokenConfig, TokenEntry, Tokens};
+use crate::server::{CenterConfig, CenterServer};
+use crate::store::StoreLocation;
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CenterArgs {
+    /// Store: a SQLite file path (default `hedge-center.db`), or `postgres://user@host/db`.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// PostgreSQL schema to use (created if missing).
+    #[arg(long)]
+    pub pg_schema: Option<String>,
+    /// Address of the API (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Serve the prototype's `/new_position/` and `/all_positions/` endpoints.
+    #[arg(long)]
+    pub legacy: bool,
+    /// Where the legacy endpoints are served when `--listen` is not a loopback address.
+    #[arg(long)]
+    pub legacy_listen: Option<SocketAddr>,
+    /// TOML config file: `db`, `listen`, `legacy`, `legacy_listen` and `[[token]]` entries
+    /// (`name`, `role`, `login`, `token` or `token_env`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// File holding the generated admin token when no token is configured.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Seconds between SSE heartbeat comments.
+    #[arg(long, default_value_t = 15)]
+    pub sse_heartbeat_secs: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<String>,
+    pg_schema: Option<String>,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    legacy: bool,
+    legacy_listen: Option<SocketAddr>,
+    #[serde(default)]
+    token: Vec<TokenConfig>,
+}
+
+/// Reads or creates the generated admin token.
+fn dev_admin_token(path: &Path) -> anyhow::Result<TokenEntry> {
+    let secret = match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => {
+            let secret = Tokens::generate_secret();
+            write_private(path, &secret)
+                .with_context(|| format!("cannot write the admin token file {}", path.display()))?;
+            secret
+        }
+    };
+    TokenEntry::new("admin", Role::Admin, secret)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, format!("{text}\n"))
+}
+
+/// Builds the configuration from the arguments, the config file and the environment.
+pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf>)> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let db = args
+        .db
+        .clone()
+        .or(file.db)
+        .unwrap_or_else(|| "hedge-center.db".into());
+    let mut store = StoreLocation::parse(&db);
+    if let StoreLocation::Postgres { schema, .. } = &mut store {
+        *schema = args.pg_schema.clone().or(file.pg_schema);
+    }
+    let mut entries = Vec::new();
+    for (i, t) in file.token.iter().enumerate() {
+        entries.push(
+            t.entry()
+                .map_err(|e| anyhow::anyhow!("config token #{}: {e}", i + 1))?,
+        );
+    }
+    if let Ok(text) = std::env::var("HEDGE_CENTER_TOKENS") {
+        entries.extend(
+            parse_env_tokens(&text).map_err(|e| anyhow::anyhow!("HEDGE_CENTER_TOKENS: {e}"))?,
+        );
+    }
+    let mut generated = None;
+    if entries.is_empty() {
+        let path = args.token_file.clone().unwrap_or_else(|| match &store {
+            StoreLocation::Sqlite(p) => p.with_extension("token"),
+            StoreLocation::Postgres { .. } => PathBuf::from("hedge-center.token"),
+        });
+        entries.push(dev_admin_token(&path)?);
+        generated = Some(path);
+    }
+    let config = CenterConfig {
+        store,
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        tokens: Tokens::new(entries),
+        legacy: args.legacy || file.legacy,
+        legacy_listen: args
+            .legacy_listen
+            .or(file.legacy_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+        sse_heartbeat: Duration::from_secs(args.sse_heartbeat_secs.max(1)),
+    };
+    Ok((config, generated))
+}
+
+pub async fn run(args: CenterArgs) -> anyhow::Result<()> {
+    let (config, generated) = config(&args)?;
+    let where_ = match &config.store {
+        StoreLocation::Sqlite(p) => format!("sqlite {}", p.display()),
+        StoreLocation::Postgres { schema, .. } => {
+            format!(
+                "postgres{}",
+                schema
+                    .as_ref()
+                    .map(|s| format!(" (schema {s})"))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    let token_count = config.tokens.len();
+    let mut handle = CenterServer::start(config).await?;
+    println!(
+        "hedge center listening on {} (store: {where_}, {token_count} token(s))",
+        handle.url()
+    );
+    if let Some(path) = generated {
+        println!(
+            "no tokens configured: using the admin token in {} (configure tokens with --config or HEDGE_CENTER_TOKENS)",
+            path.display()
+        );
+    }
+    if let Some(addr) = handle.legacy_addr {
+        println!("legacy endpoints on http://{addr}/new_position/ and /all_positions/");
+    }
+    tokio::select! {
+        _ = handle.wait() => anyhow::bail!("the center's server stopped"),
+        _ = tokio::signal::ctrl_c() => {
+            println!("shutting down");
+            handle.shutdown().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The event stream: every stored change, in id order, to any number of subscribers, resumable.
+//!
+//! One tailer task per instance follows the event log (woken by this instance's writer, by
+//! PostgreSQL notifications from other instances, and by a slow poll as a safety net) and
+//! broadcasts each event once. A subscriber first subscribes to the broadcast, then replays the log
+//! from its `Last-Event-ID`, then continues live, skipping what the replay already sent: no gap and
+//! no duplicate, whatever the timing.
+
+use crate::metrics::Metrics;
+use crate::model::{Event, PageQuery};
+use crate::store::Store;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Event>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    heartbeat: Duration,
+}
+
+impl Hub {
+    /// Starts the tailer. It stops when `shutdown` turns true.
+    pub async fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        heartbeat: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Hub>, crate::store::WriteError> {
+        let (tx, _) = broadcast::channel(4096);
+        let hub = Arc::new(Hub {
+            tx: tx.clone(),
+            store: store.clone(),
+            metrics,
+            heartbeat,
+        });
+        let mut last = store.last_event_id().await?;
+        let tailer = hub.clone();
+        tokio::spawn(async move {
+            let mut head = tailer.store.head();
+            let mut poll = tokio::time::interval(Duration::from_millis(1000));
+            loop {
+                tokio::select! {
+                    changed = head.changed() => if changed.is_err() { return },
+                    _ = poll.tick() => {
+                        if let Ok(id) = tailer.store.last_event_id().await {
+                            tailer.store.observe_head(id);
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+                while *head.borrow_and_update() > last {
+                    let page = match tailer
+                        .store
+                        .events(PageQuery {
+                            after: Some(last),
+                            limit: Some(1000),
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event tailer cannot read the log");
+                            break;
+                        }
+                    };
+                    if page.items.is_empty() {
+                        break;
+                    }
+                    for event in page.items {
+                        last = event.id;
+                        tailer.metrics.events_total.fetch_add(1, Ordering::Relaxed);
+                        let _ = tailer.tx.send(Arc::new(event));
+                    }
+                }
+            }
+        });
+        Ok(hub)
+    }
+
+    /// A `text/event-stream` body of the events after `after`, then live.
+    pub fn stream(self: &Arc<Self>, after: u64) -> mpsc::Receiver<Bytes> {
+        let (out, rx) = mpsc::channel::<Bytes>(256);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            hub.metrics.sse_subscribers.fetch_add(1, Ordering::Relaxed);
+            let _ = hub.serve(after, out).await;
+            hub.metrics.sse_subscribers.fetch_sub(1, Ordering::Relaxed);
+        });
+        rx
+    }
+
+    async fn replay(&self, last: &mut u64, out: &mpsc::Sender<Bytes>) -> Result<(), ()> {
+        loop {
+            let page = self
+                .store
+                .events(PageQuery {
+                    after: Some(*last),
+                    limit: Some(500),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|_| ())?;
+            for event in &page.items {
+                *last = event.id;
+                out.send(frame(event)).await.map_err(|_| ())?;
+            }
+            if page.next_after.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn serve(&self, after: u64, out: mpsc::Sender<Bytes>) -> Result<(), ()> {
+        let mut live = self.tx.subscribe();
+        let mut last = after;
+        out.send(Bytes::from_static(b": connected\n\n"))
+            .await
+            .map_err(|_| ())?;
+        self.replay(&mut last, &out).await?;
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        if event.id > last {
+                            if event.id > last + 1 {
+                                // Something between was not broadcast to us: read it from the log.
+                                self.replay(&mut last, &out).await?;
+                            }
+                            if event.id > last {
+                                last = event.id;
+                                out.send(frame(&event)).await.map_err(|_| ())?;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.replay(&mut last, &out).await?,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = heartbeat.tick() => {
+                    out.send(Bytes::from_static(b": heartbeat\n\n")).await.map_err(|_| ())?;
+                }
+                _ = out.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// One SSE frame: `id`, `event` (the kind) and `data` (the event as one line of JSON).
+pub fn frame(event: &Event) -> Bytes {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.id,
+        event.kind.as_str(),
+        data
+    ))
+}

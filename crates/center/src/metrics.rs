@@ -1,0 +1,127 @@
+//! Prometheus metrics, written by hand in the text exposition format.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the latency buckets, seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The center's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    latency: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// Events the event stream has seen (all instances).
+    pub events_total: AtomicU64,
+    /// Position reports stored (replays not counted).
+    pub reports_total: AtomicU64,
+    pub reports_replayed_total: AtomicU64,
+    /// Items of the last plan computed.
+    pub plan_items: AtomicU64,
+    pub plan_residuals: AtomicU64,
+    pub sse_subscribers: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut map = self.latency.lock();
+        let h = map
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP hedge_center_request_duration_seconds HTTP request latency.\n");
+        out.push_str("# TYPE hedge_center_request_duration_seconds histogram\n");
+        let snapshot = self.latency.lock().clone();
+        for ((method, route, status), h) in &snapshot {
+            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "hedge_center_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "hedge_center_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "hedge_center_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "hedge_center_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        let counters = [
+            (
+                "hedge_center_events_total",
+                "counter",
+                "Events seen by the event stream (rate = events/s).",
+                &self.events_total,
+            ),
+            (
+                "hedge_center_reports_total",
+                "counter",
+                "Position reports stored.",
+                &self.reports_total,
+            ),
+            (
+                "hedge_center_reports_replayed_total",
+                "counter",
+                "Position reports answered from the idempotency record.",
+                &self.reports_replayed_total,
+            ),
+            (
+                "hedge_center_plan_items",
+                "gauge",
+                "Items of the last hedge plan computed.",
+                &self.plan_items,
+            ),
+            (
+                "hedge_center_plan_residuals",
+                "gauge",
+                "Residuals of the last hedge plan computed.",
+                &self.plan_residuals,
+            ),
+            (
+                "hedge_center_sse_subscribers",
+                "gauge",
+                "Open event-stream subscriptions.",
+                &self.sse_subscribers,
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

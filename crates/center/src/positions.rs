@@ -1,0 +1,477 @@
+//! Client positions: which reports are acceptable and what each one does to a stored position.
+//!
+//! Pure functions; the store calls them inside its transaction with the position as stored, so a
+//! report that contradicts the state is refused before anything is written.
+
+use crate::model::{EventKind, Position, PositionEventKind, PositionReport, PositionStatus};
+use hedge_domain::Volume;
+use rust_decimal::Decimal;
+
+/// Volumes are stored as integers of 10^-8 lot so that sums in the database are exact.
+pub const VOLUME_SCALE: u32 = 8;
+const MAX_VOLUME_LOTS: i64 = 1_000_000_000;
+pub const MAX_SYMBOL_LEN: usize = 64;
+pub const MAX_KEY_LEN: usize = 200;
+pub const MAX_COMMENT_LEN: usize = 512;
+
+/// Why a report (or another write) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The request itself is malformed (422).
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// The request is well-formed but contradicts what is stored (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something it refers to does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Refusal {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Refusal::Invalid {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A volume as integer units of 10^-8 lot; refuses more decimals than that, negatives and absurd
+/// sizes.
+pub fn volume_units(volume: Volume, field: &str) -> Result<i64, Refusal> {
+    let v = volume.0.normalize();
+    if v.is_sign_negative() && !v.is_zero() {
+        return Err(Refusal::invalid(
+            field,
+            format!("{field} must not be negative"),
+        ));
+    }
+    if v.scale() > VOLUME_SCALE {
+        return Err(Refusal::invalid(
+            field,
+            format!("{field} has more than {VOLUME_SCALE} decimal places"),
+        ));
+    }
+    if v > Decimal::from(MAX_VOLUME_LOTS) {
+        return Err(Refusal::invalid(field, format!("{field} is too large")));
+    }
+    let scaled = v * Decimal::from(100_000_000i64);
+    scaled
+        .trunc()
+        .to_string()
+        .parse::<i64>()
+        .map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
+}
+
+/// Units back to a volume.
+pub fn units_volume(units: i64) -> Volume {
+    Volume(Decimal::new(units, VOLUME_SCALE).normalize())
+}
+
+/// Checks a symbol name (canonical or account): non-empty, short, printable, no spaces.
+pub fn check_symbol(symbol: &str, field: &str) -> Result<(), Refusal> {
+    if symbol.is_empty() {
+        return Err(Refusal::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if symbol.len() > MAX_SYMBOL_LEN {
+        return Err(Refusal::invalid(field, format!("{field} is too long")));
+    }
+    if symbol.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Refusal::invalid(
+            field,
+            format!("{field} must not contain spaces or control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what can be checked without the stored state.
+pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
+    check_symbol(&report.symbol, "symbol")?;
+    if !report.account_symbol.is_empty() {
+        check_symbol(&report.account_symbol, "account_symbol")?;
+    }
+    if report.idempotency_key.trim().is_empty() {
+        return Err(Refusal::invalid(
+            "idempotency_key",
+            "idempotency_key must not be empty",
+        ));
+    }
+    if report.idempotency_key.len() > MAX_KEY_LEN {
+        return Err(Refusal::invalid(
+            "idempotency_key",
+            "idempotency_key is too long",
+        ));
+    }
+    if report.comment.len() > MAX_COMMENT_LEN {
+        return Err(Refusal::invalid("comment", "comment is too long"));
+    }
+    if report.login.0 == 0 || report.login.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid(
+            "login",
+            "login must be a positive account number",
+        ));
+    }
+    if report.position_id.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid(
+            "position_id",
+            "position_id is out of range",
+        ));
+    }
+    if report.seq > i64::MAX as u64 {
+        return Err(Refusal::invalid("seq", "seq is out of range"));
+    }
+    if report.time_ms < 0 {
+        return Err(Refusal::invalid("time_ms", "time_ms must not be negative"));
+    }
+    for (name, price) in [
+        ("price", report.price),
+        ("sl", report.sl),
+        ("tp", report.tp),
+    ] {
+        if price.is_some_and(|p| p.is_negative()) {
+            return Err(Refusal::invalid(
+                name,
+                format!("{name} must not be negative"),
+            ));
+        }
+    }
+    let units = volume_units(report.volume, "volume")?;
+    match report.kind {
+        PositionEventKind::Close if units != 0 => Err(Refusal::invalid(
+            "volume",
+            "volume of a close must be 0 (the remaining volume)",
+        )),
+        PositionEventKind::Close => Ok(()),
+        _ if units == 0 => Err(Refusal::invalid(
+            "volume",
+            "volume must be positive (the remaining volume after the event)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The result of applying a report to a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub event: EventKind,
+    /// The position after the event (`last_event_id` still to be set by the store).
+    pub position: Position,
+    /// Change of the signed open volume (buys positive), in units of 10^-8 lot.
+    pub exposure_delta: i64,
+    /// Whether the volume changed (a volume-history entry is due).
+    pub volume_changed: bool,
+    pub reason: String,
+}
+
+fn signed_units(p: &Position) -> i64 {
+    if p.status == PositionStatus::Closed {
+        return 0;
+    }
+    let units = volume_units(p.volume, "volume").unwrap_or(0);
+    units * i64::from(p.side.sign())
+}
+
+/// Applies a validated report to the stored position (`None` if unknown).
+pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Transition, Refusal> {
+    let account_symbol = if report.account_symbol.is_empty() {
+        report.symbol.clone()
+    } else {
+        report.account_symbol.clone()
+    };
+    let open_now = current.filter(|p| p.status != PositionStatus::Closed);
+    if let Some(p) = current {
+        if p.symbol != report.symbol {
+            return Err(Refusal::Conflict(format!(
+                "position {} of account {} is on {}, not {}",
+                p.position_id, p.login, p.symbol, report.symbol
+            )));
+        }
+        if report.seq <= p.last_seq {
+            return Err(Refusal::Conflict(format!(
+                "stale event: seq {} is not after the position's last seq {}",
+                report.seq, p.last_seq
+            )));
+        }
+    }
+    let before = current.map(signed_units).unwrap_or(0);
+    let mut next = match current {
+        Some(p) => p.clone(),
+        None => Position {
+            login: report.login,
+            position_id: report.position_id,
+            symbol: report.symbol.clone(),
+            account_symbol: account_symbol.clone(),
+            side: report.side,
+            volume: report.volume,
+            max_volume: report.volume,
+            price: report.price,
+            sl: report.sl,
+            tp: report.tp,
+            magic: report.magic,
+            comment: report.comment.clone(),
+            status: PositionStatus::Open,
+            opened_ms: report.time_ms,
+            updated_ms: report.time_ms,
+            last_seq: report.seq,
+            last_event_id: 0,
+        },
+    };
+    next.last_seq = report.seq;
+    next.updated_ms = report.time_ms;
+    next.account_symbol = account_symbol;
+    if report.sl.is_some() || report.kind == PositionEventKind::Modify {
+        next.sl = report.sl;
+    }
+    if report.tp.is_some() || report.kind == PositionEventKind::Modify {
+        next.tp = report.tp;
+    }
+    let volume = report.volume.normalize();
+    let (event, reason) = match (report.kind, open_now) {
+        (PositionEventKind::Open, Some(p)) => {
+            return Err(Refusal::Conflict(format!(
+                "position {} of account {} is already open ({} {})",
+                p.position_id, p.login, p.side, p.volume
+            )))
+        }
+        (PositionEventKind::Open, None) => {
+            let reopened = current.is_some();
+            next.side = report.side;
+            next.volume = volume;
+            next.max_volume = volume;
+            next.price = report.price;
+            next.magic = report.magic;
+            next.comment = report.comment.clone();
+            next.status = PositionStatus::Open;
+            next.opened_ms = report.time_ms;
+            let how = if reopened { "reopened" } else { "opened" };
+            (
+                EventKind::PositionOpened,
+                format!("client {how} {} {} {}", report.side, volume, report.symbol),
+            )
+        }
+        (_, None) => {
+            return Err(Refusal::Conflict(format!(
+                "{} for position {} of account {}, which is not open",
+                report.kind.as_str(),
+                report.position_id,
+                report.login
+            )))
+        }
+        (kind, Some(p)) if kind != PositionEventKind::Reverse && report.side != p.side => {
+            return Err(Refusal::Conflict(format!(
+                "{} reports side {} but position {} is {}",
+                kind.as_str(),
+                report.side,
+                p.position_id,
+                p.side
+            )))
+        }
+        (PositionEventKind::Increase, Some(p)) => {
+            if volume <= p.volume {
+                return Err(Refusal::Conflict(format!(
+                    "increase to {volume} is not above the open volume {}",
+                    p.volume
+                )));
+            }
+            next.volume = volume;
+            next.max_volume = p.max_volume.max(volume);
+            if report.price.is_some() {
+                next.price = report.price;
+            }
+            (
+                EventKind::PositionIncreased,
+                format!("client increased {} {} to {volume}", p.side, p.symbol),
+            )
+        }
+        (PositionEventKind::PartialClose, Some(p)) => {
+            if volume >= p.volume {
+                return Err(Refusal::Conflict(format!(
+                    "partial close to {volume} is not below the open volume {}",
+                    p.volume
+                )));
+            }
+            next.volume = volume;
+            (
+                EventKind::PositionReduced,
+                format!(
+                    "client reduced {} {} from {} to {volume}",
+                    p.side, p.symbol, p.volume
+                ),
+            )
+        }
+        (PositionEventKind::Close, Some(p)) => {
+            next.volume = Volume::ZERO;
+            next.status = PositionStatus::Closed;
+            (
+                EventKind::PositionClosed,
+                format!("client closed {} {} {}", p.side, p.volume, p.symbol),
+            )
+        }
+        (PositionEventKind::Modify, Some(p)) => {
+            if volume != p.volume {
+                return Err(Refusal::Conflict(format!(
+                    "modify reports volume {volume} but the open volume is {}",
+                    p.volume
+                )));
+            }
+            (
+                EventKind::PositionModified,
+                format!("client changed SL/TP of {} {}", p.side, p.symbol),
+            )
+        }
+        (PositionEventKind::Reverse, Some(p)) => {
+            if report.side == p.side {
+                return Err(Refusal::Conflict(format!(
+                    "reverse must flip the side, but position {} is already {}",
+                    p.position_id, p.side
+                )));
+            }
+            next.side = report.side;
+            next.volume = volume;
+            next.max_volume = volume;
+            if report.price.is_some() {
+                next.price = report.price;
+            }
+            (
+                EventKind::PositionReversed,
+                format!(
+                    "client reversed {} {} {} to {} {volume}",
+                    p.side, p.volume, p.symbol, report.side
+                ),
+            )
+        }
+    };
+    if next.status != PositionStatus::Closed {
+        next.status = if next.volume < next.max_volume {
+            PositionStatus::PartiallyClosed
+        } else {
+            PositionStatus::Open
+        };
+    }
+    let after = signed_units(&next);
+    let volume_changed = current
+        .is_none_or(|p| p.volume != next.volume || p.side != next.side || p.status != next.status);
+    Ok(Transition {
+        event,
+        position: next,
+        exposure_delta: after - before,
+        volume_changed,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hedge_domain::{Login, Magic, PositionId, Side};
+    use rust_decimal_macros::dec;
+
+    fn report(kind: PositionEventKind, side: Side, volume: Decimal, seq: u64) -> PositionReport {
+        PositionReport {
+            kind,
+            login: Login(1),
+            position_id: PositionId(10),
+            symbol: "EURUSD".into(),
+            account_symbol: String::new(),
+            side,
+            volume: Volume(volume),
+            price: None,
+            sl: None,
+            tp: None,
+            time_ms: 1,
+            magic: Magic(0),
+            comment: String::new(),
+            seq,
+            idempotency_key: format!("1:10:{seq}"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_exposure() {
+        let open = report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1);
+        validate(&open).unwrap();
+        let t = apply(None, &open).unwrap();
+        assert_eq!(t.exposure_delta, 30_000_000);
+        assert_eq!(t.position.status, PositionStatus::Open);
+        let p = t.position;
+        let t = apply(
+            Some(&p),
+            &report(PositionEventKind::PartialClose, Side::Buy, dec!(0.1), 2),
+        )
+        .unwrap();
+        assert_eq!(t.exposure_delta, -20_000_000);
+        assert_eq!(t.position.status, PositionStatus::PartiallyClosed);
+        let p = t.position;
+        let t = apply(
+            Some(&p),
+            &report(PositionEventKind::Reverse, Side::Sell, dec!(0.2), 3),
+        )
+        .unwrap();
+        assert_eq!(t.exposure_delta, -30_000_000);
+        let p = t.position;
+        let t = apply(
+            Some(&p),
+            &report(PositionEventKind::Close, Side::Sell, dec!(0), 4),
+        )
+        .unwrap();
+        assert_eq!(t.exposure_delta, 20_000_000);
+        assert_eq!(t.position.status, PositionStatus::Closed);
+        // netting reversal as close + open on the same id
+        let p = t.position;
+        let t = apply(
+            Some(&p),
+            &report(PositionEventKind::Open, Side::Buy, dec!(1), 5),
+        )
+        .unwrap();
+        assert_eq!(t.exposure_delta, 100_000_000);
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let p = apply(
+            None,
+            &report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1),
+        )
+        .unwrap()
+        .position;
+        let bigger = report(PositionEventKind::PartialClose, Side::Buy, dec!(0.5), 2);
+        assert!(matches!(
+            apply(Some(&p), &bigger),
+            Err(Refusal::Conflict(_))
+        ));
+        let unknown = report(PositionEventKind::Close, Side::Buy, dec!(0), 2);
+        assert!(matches!(apply(None, &unknown), Err(Refusal::Conflict(_))));
+        let stale = report(PositionEventKind::Modify, Side::Buy, dec!(0.3), 1);
+        assert!(matches!(apply(Some(&p), &stale), Err(Refusal::Conflict(_))));
+        let wrong_side = report(PositionEventKind::PartialClose, Side::Sell, dec!(0.1), 2);
+        assert!(matches!(
+            apply(Some(&p), &wrong_side),
+            Err(Refusal::Conflict(_))
+        ));
+        assert!(validate(&report(PositionEventKind::Close, Side::Buy, dec!(0.1), 2)).is_err());
+        assert!(validate(&report(PositionEventKind::Open, Side::Buy, dec!(0), 2)).is_err());
+        assert!(validate(&report(PositionEventKind::Open, Side::Buy, dec!(-1), 2)).is_err());
+        assert!(validate(&report(
+            PositionEventKind::Open,
+            Side::Buy,
+            dec!(0.000000001),
+            2
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn units_round_trip() {
+        assert_eq!(volume_units(Volume(dec!(0.1)), "v").unwrap(), 10_000_000);
+        assert_eq!(units_volume(10_000_000), Volume(dec!(0.1)));
+        assert_eq!(units_volume(-123_456_789).to_string(), "-1.23456789");
+    }
+}

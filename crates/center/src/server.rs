@@ -1,0 +1,172 @@
+//! Running a center: in-process (tests, the demo) or from the `hedge center` command.
+
+use crate::api::{self, AppState};
+use crate::auth::Tokens;
+use crate::events::Hub;
+use crate::legacy;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreLocation};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything a center needs to start.
+#[derive(Clone, Debug)]
+pub struct CenterConfig {
+    pub store: StoreLocation,
+    /// Where `/v1` is served (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    pub tokens: Tokens,
+    /// Serve the legacy endpoints. They are served on `listen` when that is a loopback address,
+    /// otherwise only on `legacy_listen` (loopback by default), never on a public address.
+    pub legacy: bool,
+    pub legacy_listen: SocketAddr,
+    /// Interval of SSE heartbeat comments.
+    pub sse_heartbeat: Duration,
+}
+
+impl CenterConfig {
+    /// SQLite at `path`, listening on 127.0.0.1 with a free port, with these tokens.
+    pub fn sqlite(path: impl Into<std::path::PathBuf>, tokens: Tokens) -> Self {
+        CenterConfig {
+            store: StoreLocation::Sqlite(path.into()),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens,
+            legacy: false,
+            legacy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            sse_heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the event stream: {0}")]
+    Events(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running center.
+pub struct CenterHandle {
+    /// Where `/v1` is served.
+    pub addr: SocketAddr,
+    /// Where the legacy endpoints are served, when enabled.
+    pub legacy_addr: Option<SocketAddr>,
+    pub store_kind: &'static str,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CenterHandle {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the servers to end; the store's writer finishes its queue.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.store.close();
+    }
+
+    /// Resolves when the servers stop (error or shutdown).
+    pub async fn wait(&mut self) {
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The center as a library.
+pub struct CenterServer;
+
+impl CenterServer {
+    pub async fn start(config: CenterConfig) -> Result<CenterHandle, StartError> {
+        let store = Store::open(&config.store).await?;
+        let metrics = Arc::new(Metrics::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let hub = Hub::start(
+            store.clone(),
+            metrics.clone(),
+            config.sse_heartbeat,
+            shutdown_rx.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Events(e.to_string()))?;
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            hub,
+            tokens: config.tokens.clone(),
+            metrics,
+            legacy: config.legacy,
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let mut app = api::router(state.clone());
+        let mut tasks = Vec::new();
+        let mut legacy_addr = None;
+        if config.legacy {
+            if addr.ip().is_loopback() {
+                app = legacy::router(state.clone()).merge(app);
+                legacy_addr = Some(addr);
+            } else {
+                let l = tokio::net::TcpListener::bind(config.legacy_listen)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: config.legacy_listen,
+                        source,
+                    })?;
+                legacy_addr = Some(l.local_addr().map_err(|source| StartError::Bind {
+                    addr: config.legacy_listen,
+                    source,
+                })?);
+                tasks.push(serve(l, legacy::router(state.clone()), shutdown_rx.clone()));
+            }
+        }
+        tasks.push(serve(listener, app, shutdown_rx));
+        Ok(CenterHandle {
+            addr,
+            legacy_addr,
+            store_kind: store.kind(),
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "server stopped");
+        }
+    })
+}

@@ -1,0 +1,1332 @@
+//! The store's rules and statements, written once for both databases.
+
+use super::{Conn, Dialect, Row, StoreError, Val, WriteError};
+use crate::model::*;
+use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
+use crate::positions::{self, check_symbol, units_volume, volume_units, Refusal};
+use hedge_domain::{
+    DealTicket, Login, Magic, OrderTicket, PositionId, Price, Retcode, Side, Volume,
+};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Schema versions, applied in order at start. `{ID}` is the dialect's auto-increment key.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE accounts (
+        login BIGINT PRIMARY KEY,
+        role TEXT NOT NULL,
+        hedge_ratio TEXT NOT NULL,
+        hedge_login BIGINT,
+        registration TEXT NOT NULL,
+        status TEXT,
+        registered_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL
+    );
+    CREATE TABLE positions (
+        row_id {ID},
+        login BIGINT NOT NULL,
+        position_id BIGINT NOT NULL,
+        symbol TEXT NOT NULL,
+        account_symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        volume_units BIGINT NOT NULL,
+        max_units BIGINT NOT NULL,
+        price TEXT,
+        sl TEXT,
+        tp TEXT,
+        magic BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        opened_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        last_event_id BIGINT NOT NULL,
+        UNIQUE (login, position_id)
+    );
+    CREATE INDEX positions_symbol ON positions (symbol, status);
+    CREATE TABLE position_volumes (
+        login BIGINT NOT NULL,
+        position_id BIGINT NOT NULL,
+        event_id BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        side TEXT NOT NULL,
+        volume_units BIGINT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        PRIMARY KEY (login, position_id, event_id)
+    );
+    CREATE TABLE exposures (
+        login BIGINT NOT NULL,
+        symbol TEXT NOT NULL,
+        net_units BIGINT NOT NULL,
+        last_event_id BIGINT NOT NULL,
+        PRIMARY KEY (login, symbol)
+    );
+    CREATE TABLE hedges (
+        id {ID},
+        plan_item_id BIGINT NOT NULL,
+        hedge_login BIGINT NOT NULL,
+        symbol TEXT NOT NULL,
+        account_symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        volume_units BIGINT NOT NULL,
+        open_units BIGINT NOT NULL,
+        order_ticket BIGINT NOT NULL,
+        deal_ticket BIGINT NOT NULL,
+        position_id BIGINT NOT NULL,
+        price TEXT,
+        latency_us BIGINT,
+        slippage TEXT,
+        status TEXT NOT NULL,
+        retcode BIGINT,
+        message TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        event_id BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX hedges_plan_item ON hedges (hedge_login, plan_item_id) WHERE status <> 'failed';
+    CREATE TABLE hedge_exposures (
+        hedge_login BIGINT NOT NULL,
+        symbol TEXT NOT NULL,
+        net_units BIGINT NOT NULL,
+        last_event_id BIGINT NOT NULL,
+        PRIMARY KEY (hedge_login, symbol)
+    );
+    CREATE TABLE events (
+        id {ID},
+        time_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        login BIGINT,
+        symbol TEXT,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        payload TEXT NOT NULL,
+        response TEXT NOT NULL,
+        event_id BIGINT NOT NULL
+    );
+    CREATE TABLE pauses (
+        scope TEXT PRIMARY KEY,
+        login BIGINT,
+        symbol TEXT,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        event_id BIGINT NOT NULL
+    );
+    CREATE TABLE legacy_book (
+        symbol TEXT PRIMARY KEY,
+        first_seen BIGINT NOT NULL,
+        net_units BIGINT NOT NULL
+    );",
+)];
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn to_i64(v: u64, field: &str) -> Result<i64, Refusal> {
+    i64::try_from(v).map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
+}
+
+/// Starts the write transaction of a batch. PostgreSQL: a transaction-level advisory lock makes
+/// batches of all instances commit one after the other, so event ids become visible in order and
+/// an event stream resumed by id never skips one.
+pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
+    match c.dialect() {
+        Dialect::Sqlite => c.batch("BEGIN IMMEDIATE"),
+        Dialect::Postgres => {
+            c.batch("BEGIN")?;
+            c.query("SELECT pg_advisory_xact_lock(72570001)", &[])?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs `op` in a read transaction (one consistent snapshot).
+pub fn in_read_tx<T>(
+    c: &mut dyn Conn,
+    op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
+    match c.dialect() {
+        Dialect::Sqlite => c.batch("BEGIN")?,
+        Dialect::Postgres => c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
+    }
+    let result = op(c);
+    let _ = c.batch("COMMIT");
+    result
+}
+
+pub fn migrate(c: &mut dyn Conn) -> Result<(), StoreError> {
+    c.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")?;
+    for (version, sql) in MIGRATIONS {
+        begin_write(c)?;
+        let done = c
+            .query_one(
+                "SELECT version FROM schema_migrations WHERE version = ?",
+                &[Val::Int(*version)],
+            )?
+            .is_some();
+        if done {
+            c.batch("COMMIT")?;
+            continue;
+        }
+        let id = match c.dialect() {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        let applied = c.batch(&sql.replace("{ID}", id)).and_then(|_| {
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
+                &[Val::Int(*version), Val::Int(now_ms())],
+            )
+        });
+        match applied {
+            Ok(_) => c.batch("COMMIT")?,
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        tracing::info!(version, "applied store migration");
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn max_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
+    let row = c.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])?;
+    row.map_or(Ok(0), |r| r.u64(0))
+}
+
+struct NewEvent<'a> {
+    time_ms: i64,
+    kind: EventKind,
+    login: Option<Login>,
+    symbol: Option<&'a str>,
+    actor: &'a str,
+    reason: &'a str,
+    data: String,
+}
+
+fn insert_event(c: &mut dyn Conn, e: NewEvent<'_>) -> Result<u64, StoreError> {
+    let row = c
+        .query_one(
+            "INSERT INTO events (time_ms, kind, login, symbol, actor, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            &[
+                Val::Int(e.time_ms),
+                Val::text(e.kind.as_str()),
+                Val::opt_int(e.login.map(|l| l.0 as i64)),
+                Val::opt_text(e.symbol.map(str::to_owned)),
+                Val::text(e.actor),
+                Val::text(e.reason),
+                Val::Text(e.data),
+            ],
+        )?
+        .ok_or_else(|| StoreError::Db("event insert returned no id".into()))?;
+    row.u64(0)
+}
+
+/// Rewrites the data of an event whose object needed the event's own id.
+fn set_event_data(c: &mut dyn Conn, id: u64, data: String) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE events SET data = ? WHERE id = ?",
+        &[Val::Text(data), Val::Int(id as i64)],
+    )?;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(db)
+}
+
+fn price_text(p: Option<Price>) -> Val {
+    Val::opt_text(p.map(|p| p.0.normalize().to_string()))
+}
+
+fn parse_price(t: Option<&str>) -> Result<Option<Price>, StoreError> {
+    t.map(|t| {
+        Decimal::from_str(t)
+            .map(Price)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+fn parse_side(t: &str) -> Result<Side, StoreError> {
+    match t {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(StoreError::Corrupt(format!("bad side {other:?}"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+const ACCOUNT_COLS: &str = "registration, status, registered_ms, last_seen_ms";
+
+fn account_from_row(r: &Row) -> Result<Account, StoreError> {
+    let registration: AccountRegistration =
+        serde_json::from_str(r.text(0)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let status = r
+        .opt_text(1)?
+        .map(serde_json::from_str::<AccountStatus>)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Account {
+        registration,
+        status,
+        registered_ms: r.int(2)?,
+        last_seen_ms: r.int(3)?,
+    })
+}
+
+pub fn account(c: &mut dyn Conn, login: Login) -> Result<Option<Account>, WriteError> {
+    let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE login = ?");
+    Ok(c.query_one(&sql, &[Val::Int(login.0 as i64)])?
+        .map(|r| account_from_row(&r))
+        .transpose()?)
+}
+
+pub fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>, WriteError> {
+    let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY login");
+    let rows = c.query(&sql, &[])?;
+    Ok(rows
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+fn validate_registration(reg: &AccountRegistration) -> Result<(), Refusal> {
+    if reg.login.0 == 0 || reg.login.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid(
+            "login",
+            "login must be a positive account number",
+        ));
+    }
+    if reg.hedge_ratio.is_sign_negative() || reg.hedge_ratio.is_zero() {
+        return Err(Refusal::invalid(
+            "hedge_ratio",
+            "hedge_ratio must be positive",
+        ));
+    }
+    if reg.hedge_ratio > Decimal::from(1000) {
+        return Err(Refusal::invalid(
+            "hedge_ratio",
+            "hedge_ratio must be at most 1000",
+        ));
+    }
+    if reg.symbols.len() > 10_000 {
+        return Err(Refusal::invalid("symbols", "too many symbols"));
+    }
+    for spec in &reg.symbols {
+        check_symbol(&spec.name, "symbols.name")?;
+        if !spec.volume_step.is_positive() {
+            return Err(Refusal::invalid(
+                "symbols.volume_step",
+                format!("volume_step of {} must be positive", spec.name),
+            ));
+        }
+        if spec.volume_min.is_negative() || spec.volume_max < spec.volume_min {
+            return Err(Refusal::invalid(
+                "symbols.volume_max",
+                format!("volume_min/volume_max of {} are inconsistent", spec.name),
+            ));
+        }
+    }
+    for field in [&reg.server, &reg.company, &reg.currency] {
+        if field.len() > 256 {
+            return Err(Refusal::invalid("server", "text field too long"));
+        }
+    }
+    Ok(())
+}
+
+pub fn register_account(
+    c: &mut dyn Conn,
+    actor: &str,
+    reg: &AccountRegistration,
+    now: i64,
+) -> Result<Account, WriteError> {
+    validate_registration(reg)?;
+    let login = reg.login.0 as i64;
+    let text = json(reg)?;
+    let existing = account(c, reg.login)?;
+    let changed = existing.as_ref().is_none_or(|a| a.registration != *reg);
+    let registered_ms = existing.as_ref().map_or(now, |a| a.registered_ms);
+    c.execute(
+        "INSERT INTO accounts (login, role, hedge_ratio, hedge_login, registration, status, registered_ms, last_seen_ms)
+         VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
+         ON CONFLICT (login) DO UPDATE SET role = excluded.role, hedge_ratio = excluded.hedge_ratio,
+           hedge_login = excluded.hedge_login, registration = excluded.registration, last_seen_ms = excluded.last_seen_ms",
+        &[
+            Val::Int(login),
+            Val::text(reg.role.as_str()),
+            Val::Text(reg.hedge_ratio.normalize().to_string()),
+            Val::opt_int(reg.hedge_login.map(|l| l.0 as i64)),
+            Val::Text(text),
+            Val::Int(registered_ms),
+            Val::Int(now),
+        ],
+    )?;
+    let stored = account(c, reg.login)?
+        .ok_or_else(|| StoreError::Db("account vanished after upsert".into()))?;
+    if changed {
+        let reason = if existing.is_some() {
+            format!(
+                "account {} updated its registration ({})",
+                reg.login,
+                reg.role.as_str()
+            )
+        } else {
+            format!("account {} registered as {}", reg.login, reg.role.as_str())
+        };
+        insert_event(
+            c,
+            NewEvent {
+                time_ms: now,
+                kind: EventKind::AccountRegistered,
+                login: Some(reg.login),
+                symbol: None,
+                actor,
+                reason: &reason,
+                data: json(&stored)?,
+            },
+        )?;
+    }
+    Ok(stored)
+}
+
+pub fn heartbeat(
+    c: &mut dyn Conn,
+    actor: &str,
+    login: Login,
+    status: &AccountStatus,
+    now: i64,
+) -> Result<Account, WriteError> {
+    let Some(existing) = account(c, login)? else {
+        return Err(Refusal::NotFound(format!("account {login} is not registered")).into());
+    };
+    if status.breakers.len() > 10_000 || status.message.as_ref().is_some_and(|m| m.len() > 2048) {
+        return Err(Refusal::invalid("breakers", "status too large").into());
+    }
+    c.execute(
+        "UPDATE accounts SET status = ?, last_seen_ms = ? WHERE login = ?",
+        &[
+            Val::Text(json(status)?),
+            Val::Int(now),
+            Val::Int(login.0 as i64),
+        ],
+    )?;
+    let stored =
+        account(c, login)?.ok_or_else(|| StoreError::Db("account vanished after update".into()))?;
+    if existing.status.as_ref() != Some(status) {
+        let reason = format!(
+            "account {login} status: {}, outbox {}",
+            if status.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            status.outbox_pending
+        );
+        insert_event(
+            c,
+            NewEvent {
+                time_ms: now,
+                kind: EventKind::AccountStatus,
+                login: Some(login),
+                symbol: None,
+                actor,
+                reason: &reason,
+                data: json(&stored)?,
+            },
+        )?;
+    }
+    Ok(stored)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Positions
+
+const POSITION_COLS: &str = "login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id";
+
+fn position_from_row(r: &Row) -> Result<Position, StoreError> {
+    Ok(Position {
+        login: Login(r.u64(0)?),
+        position_id: PositionId(r.u64(1)?),
+        symbol: r.text(2)?.to_owned(),
+        account_symbol: r.text(3)?.to_owned(),
+        side: parse_side(r.text(4)?)?,
+        volume: units_volume(r.int(5)?),
+        max_volume: units_volume(r.int(6)?),
+        price: parse_price(r.opt_text(7)?)?,
+        sl: parse_price(r.opt_text(8)?)?,
+        tp: parse_price(r.opt_text(9)?)?,
+        magic: Magic(r.u64(10)?),
+        comment: r.text(11)?.to_owned(),
+        status: PositionStatus::parse(r.text(12)?)
+            .ok_or_else(|| StoreError::Corrupt("bad position status".into()))?,
+        opened_ms: r.int(13)?,
+        updated_ms: r.int(14)?,
+        last_seq: r.u64(15)?,
+        last_event_id: r.u64(16)?,
+    })
+}
+
+fn load_position(
+    c: &mut dyn Conn,
+    login: Login,
+    id: PositionId,
+) -> Result<Option<Position>, StoreError> {
+    let sql = format!("SELECT {POSITION_COLS} FROM positions WHERE login = ? AND position_id = ?");
+    c.query_one(&sql, &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)])?
+        .map(|r| position_from_row(&r))
+        .transpose()
+}
+
+fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
+    c.execute(
+        "INSERT INTO positions (login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (login, position_id) DO UPDATE SET account_symbol = excluded.account_symbol, side = excluded.side,
+           volume_units = excluded.volume_units, max_units = excluded.max_units, price = excluded.price, sl = excluded.sl,
+           tp = excluded.tp, magic = excluded.magic, comment = excluded.comment, status = excluded.status,
+           opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms, last_seq = excluded.last_seq,
+           last_event_id = excluded.last_event_id",
+        &[
+            Val::Int(p.login.0 as i64),
+            Val::Int(p.position_id.0 as i64),
+            Val::text(&p.symbol),
+            Val::text(&p.account_symbol),
+            Val::text(p.side.as_str()),
+            Val::Int(volume_units(p.volume, "volume")?),
+            Val::Int(volume_units(p.max_volume, "volume")?),
+            price_text(p.price),
+            price_text(p.sl),
+            price_text(p.tp),
+            Val::Int(to_i64(p.magic.0, "magic")?),
+            Val::text(&p.comment),
+            Val::text(p.status.as_str()),
+            Val::Int(p.opened_ms),
+            Val::Int(p.updated_ms),
+            Val::Int(p.last_seq as i64),
+            Val::Int(p.last_event_id as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn report(
+    c: &mut dyn Conn,
+    actor: &str,
+    report: &PositionReport,
+    now: i64,
+) -> Result<(String, bool), WriteError> {
+    positions::validate(report)?;
+    to_i64(report.magic.0, "magic")?;
+    let payload = json(report)?;
+    if let Some(row) = c.query_one(
+        "SELECT payload, response FROM idempotency WHERE key = ?",
+        &[Val::text(&report.idempotency_key)],
+    )? {
+        if row.text(0)? != payload {
+            return Err(Refusal::Conflict(format!(
+                "idempotency key {:?} was already used for a different report",
+                report.idempotency_key
+            ))
+            .into());
+        }
+        return Ok((row.text(1)?.to_owned(), true));
+    }
+    let current = load_position(c, report.login, report.position_id)?;
+    let transition = positions::apply(current.as_ref(), report)?;
+    let mut position = transition.position;
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: transition.event,
+            login: Some(report.login),
+            symbol: Some(&report.symbol),
+            actor,
+            reason: &transition.reason,
+            data: String::new(),
+        },
+    )?;
+    position.last_event_id = event_id;
+    set_event_data(c, event_id, json(&position)?)?;
+    store_position(c, &position)?;
+    if transition.volume_changed {
+        c.execute(
+            "INSERT INTO position_volumes (login, position_id, event_id, kind, side, volume_units, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::Int(report.login.0 as i64),
+                Val::Int(report.position_id.0 as i64),
+                Val::Int(event_id as i64),
+                Val::text(report.kind.as_str()),
+                Val::text(position.side.as_str()),
+                Val::Int(volume_units(position.volume, "volume")?),
+                Val::Int(report.time_ms),
+            ],
+        )?;
+    }
+    if transition.exposure_delta != 0 {
+        c.execute(
+            "INSERT INTO exposures (login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
+               last_event_id = excluded.last_event_id",
+            &[
+                Val::Int(report.login.0 as i64),
+                Val::text(&report.symbol),
+                Val::Int(transition.exposure_delta),
+                Val::Int(event_id as i64),
+            ],
+        )?;
+    }
+    let ack = ReportAck {
+        event_id,
+        idempotency_key: report.idempotency_key.clone(),
+        status: position.status,
+        volume: position.volume,
+    };
+    let response = json(&ack)?;
+    c.execute(
+        "INSERT INTO idempotency (key, payload, response, event_id) VALUES (?, ?, ?, ?)",
+        &[
+            Val::text(&report.idempotency_key),
+            Val::Text(payload),
+            Val::Text(response.clone()),
+            Val::Int(event_id as i64),
+        ],
+    )?;
+    Ok((response, false))
+}
+
+fn clamp_limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(100).clamp(1, 1000))
+}
+
+pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>, WriteError> {
+    let mut sql = format!("SELECT {POSITION_COLS} FROM positions WHERE row_id > ?");
+    let mut params = vec![Val::Int(f.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(login) = f.login {
+        sql.push_str(" AND login = ?");
+        params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
+    }
+    if let Some(symbol) = &f.symbol {
+        sql.push_str(" AND symbol = ?");
+        params.push(Val::text(symbol));
+    }
+    if let Some(status) = f.status {
+        sql.push_str(" AND status = ?");
+        params.push(Val::text(status.as_str()));
+    }
+    let limit = clamp_limit(f.limit);
+    sql.push_str(" ORDER BY row_id LIMIT ?");
+    params.push(Val::Int(limit + 1));
+    let rows = c.query(&sql, &params)?;
+    page(rows, limit, 17, position_from_row)
+}
+
+fn page<T>(
+    rows: Vec<Row>,
+    limit: i64,
+    cursor_col: usize,
+    map: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Page<T>, WriteError> {
+    let more = rows.len() as i64 > limit;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for r in rows.iter().take(limit as usize) {
+        items.push(map(r)?);
+        last = Some(r.u64(cursor_col)?);
+    }
+    Ok(Page {
+        items,
+        next_after: if more { last } else { None },
+    })
+}
+
+pub fn position_detail(
+    c: &mut dyn Conn,
+    login: Login,
+    id: PositionId,
+) -> Result<Option<PositionDetail>, WriteError> {
+    if login.0 > i64::MAX as u64 || id.0 > i64::MAX as u64 {
+        return Ok(None);
+    }
+    let Some(position) = load_position(c, login, id)? else {
+        return Ok(None);
+    };
+    let rows = c.query(
+        "SELECT event_id, kind, side, volume_units, time_ms FROM position_volumes WHERE login = ? AND position_id = ? ORDER BY event_id",
+        &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)],
+    )?;
+    let history = rows
+        .iter()
+        .map(|r| {
+            Ok(VolumeChange {
+                event_id: r.u64(0)?,
+                kind: PositionEventKind::parse(r.text(1)?)
+                    .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,
+                side: parse_side(r.text(2)?)?,
+                volume: units_volume(r.int(3)?),
+                time_ms: r.int(4)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Some(PositionDetail { position, history }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan
+
+pub fn plan_inputs(c: &mut dyn Conn, hedge_login: Login) -> Result<PlanInputs, WriteError> {
+    let Some(hedge) = account(c, hedge_login)? else {
+        return Err(
+            Refusal::NotFound(format!("hedge account {hedge_login} is not registered")).into(),
+        );
+    };
+    if hedge.registration.role != AccountRole::Hedge {
+        return Err(Refusal::Conflict(format!(
+            "account {hedge_login} is registered as {}, not as a hedge account",
+            hedge.registration.role.as_str()
+        ))
+        .into());
+    }
+    let as_of_event_id = max_event_id(c)?;
+    let mut configs = std::collections::BTreeMap::new();
+    for r in c.query(
+        "SELECT login, role, hedge_ratio, hedge_login FROM accounts",
+        &[],
+    )? {
+        configs.insert(
+            r.u64(0)?,
+            (
+                r.text(1)?.to_owned(),
+                Decimal::from_str(r.text(2)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                r.opt_int(3)?.map(|l| Login(l as u64)),
+            ),
+        );
+    }
+    let mut exposures = Vec::new();
+    let mut clients = Vec::new();
+    for r in c.query(
+        "SELECT login, symbol, net_units, last_event_id FROM exposures",
+        &[],
+    )? {
+        let login = r.u64(0)?;
+        match configs.get(&login) {
+            Some((role, ratio, hedge)) if role == "client" => clients.push(ClientConfig {
+                login: Login(login),
+                ratio: *ratio,
+                hedge_login: *hedge,
+            }),
+            // Reports from an account not (yet) registered count 1:1 on every hedge account.
+            None => clients.push(ClientConfig {
+                login: Login(login),
+                ratio: Decimal::ONE,
+                hedge_login: None,
+            }),
+            Some(_) => continue,
+        }
+        exposures.push(ClientExposure {
+            login: Login(login),
+            symbol: r.text(1)?.to_owned(),
+            net_units: r.int(2)?,
+            last_event_id: r.u64(3)?,
+        });
+    }
+    clients.sort_by_key(|c| c.login);
+    clients.dedup_by_key(|c| c.login);
+    let hedges = c
+        .query(
+            "SELECT symbol, net_units, last_event_id FROM hedge_exposures WHERE hedge_login = ?",
+            &[Val::Int(hedge_login.0 as i64)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(HedgeCover {
+                symbol: r.text(0)?.to_owned(),
+                net_units: r.int(1)?,
+                last_event_id: r.u64(2)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(PlanInputs {
+        hedge: hedge.registration,
+        clients,
+        exposures,
+        hedges,
+        pauses: pauses(c)?,
+        as_of_event_id,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hedges
+
+const HEDGE_COLS: &str = "id, plan_item_id, hedge_login, symbol, account_symbol, side, volume_units, open_units, order_ticket, deal_ticket, position_id, price, latency_us, slippage, status, retcode, message, created_ms, updated_ms, event_id";
+
+fn hedge_from_row(r: &Row) -> Result<Hedge, StoreError> {
+    Ok(Hedge {
+        id: r.u64(0)?,
+        plan_item_id: r.u64(1)?,
+        hedge_login: Login(r.u64(2)?),
+        symbol: r.text(3)?.to_owned(),
+        account_symbol: r.text(4)?.to_owned(),
+        side: parse_side(r.text(5)?)?,
+        volume: units_volume(r.int(6)?),
+        open_volume: units_volume(r.int(7)?),
+        order: OrderTicket(r.u64(8)?),
+        deal: DealTicket(r.u64(9)?),
+        position_id: PositionId(r.u64(10)?),
+        price: parse_price(r.opt_text(11)?)?,
+        latency_us: r.opt_int(12)?.map(|v| v as u64),
+        slippage: parse_price(r.opt_text(13)?)?,
+        status: HedgeStatus::parse(r.text(14)?)
+            .ok_or_else(|| StoreError::Corrupt("bad hedge status".into()))?,
+        retcode: r.opt_int(15)?.map(|v| Retcode(v as u32)),
+        message: r.text(16)?.to_owned(),
+        created_ms: r.int(17)?,
+        updated_ms: r.int(18)?,
+        event_id: r.u64(19)?,
+    })
+}
+
+pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, WriteError> {
+    if id > i64::MAX as u64 {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {HEDGE_COLS} FROM hedges WHERE id = ?");
+    Ok(c.query_one(&sql, &[Val::Int(id as i64)])?
+        .map(|r| hedge_from_row(&r))
+        .transpose()?)
+}
+
+fn hedge_account(c: &mut dyn Conn, login: Login) -> Result<AccountRegistration, WriteError> {
+    match account(c, login)? {
+        Some(a) if a.registration.role == AccountRole::Hedge => Ok(a.registration),
+        Some(_) => Err(Refusal::Conflict(format!("account {login} is not a hedge account")).into()),
+        None => Err(Refusal::NotFound(format!("hedge account {login} is not registered")).into()),
+    }
+}
+
+struct HedgeRow<'a> {
+    plan_item_id: u64,
+    hedge_login: Login,
+    symbol: &'a str,
+    account_symbol: String,
+    side: Side,
+    volume_units: i64,
+    open_units: i64,
+    order: OrderTicket,
+    deal: DealTicket,
+    position_id: PositionId,
+    price: Option<Price>,
+    latency_us: Option<u64>,
+    slippage: Option<Price>,
+    status: HedgeStatus,
+    retcode: Option<Retcode>,
+    message: &'a str,
+    now: i64,
+    event_id: u64,
+}
+
+fn insert_hedge(c: &mut dyn Conn, h: HedgeRow<'_>) -> Result<u64, WriteError> {
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO hedges ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                HEDGE_COLS.trim_start_matches("id, ")
+            ),
+            &[
+                Val::Int(to_i64(h.plan_item_id, "plan_item_id")?),
+                Val::Int(h.hedge_login.0 as i64),
+                Val::text(h.symbol),
+                Val::Text(h.account_symbol),
+                Val::text(h.side.as_str()),
+                Val::Int(h.volume_units),
+                Val::Int(h.open_units),
+                Val::Int(to_i64(h.order.0, "order")?),
+                Val::Int(to_i64(h.deal.0, "deal")?),
+                Val::Int(to_i64(h.position_id.0, "position_id")?),
+                price_text(h.price),
+                Val::opt_int(h.latency_us.map(|v| v.min(i64::MAX as u64) as i64)),
+                price_text(h.slippage),
+                Val::text(h.status.as_str()),
+                Val::opt_int(h.retcode.map(|r| i64::from(r.0))),
+                Val::text(h.message),
+                Val::Int(h.now),
+                Val::Int(h.now),
+                Val::Int(h.event_id as i64),
+            ],
+        )?
+        .ok_or_else(|| StoreError::Db("hedge insert returned no id".into()))?;
+    Ok(row.u64(0)?)
+}
+
+fn add_hedge_exposure(
+    c: &mut dyn Conn,
+    hedge_login: Login,
+    symbol: &str,
+    delta: i64,
+    event_id: u64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO hedge_exposures (hedge_login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
+         ON CONFLICT (hedge_login, symbol) DO UPDATE SET net_units = hedge_exposures.net_units + excluded.net_units,
+           last_event_id = excluded.last_event_id",
+        &[Val::Int(hedge_login.0 as i64), Val::text(symbol), Val::Int(delta), Val::Int(event_id as i64)],
+    )?;
+    Ok(())
+}
+
+pub fn hedge_executed(
+    c: &mut dyn Conn,
+    actor: &str,
+    h: &HedgeExecuted,
+    now: i64,
+) -> Result<(Hedge, bool), WriteError> {
+    check_symbol(&h.symbol, "symbol")?;
+    let units = volume_units(h.volume, "volume")?;
+    if units == 0 {
+        return Err(Refusal::invalid("volume", "volume must be positive").into());
+    }
+    to_i64(h.plan_item_id, "plan_item_id")?;
+    if h.hedge_login.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid("hedge_login", "hedge_login is out of range").into());
+    }
+    let sql = format!(
+        "SELECT {HEDGE_COLS} FROM hedges WHERE hedge_login = ? AND plan_item_id = ? AND status <> 'failed'"
+    );
+    if let Some(row) = c.query_one(
+        &sql,
+        &[
+            Val::Int(h.hedge_login.0 as i64),
+            Val::Int(h.plan_item_id as i64),
+        ],
+    )? {
+        let existing = hedge_from_row(&row)?;
+        if existing.symbol != h.symbol || existing.side != h.side {
+            return Err(Refusal::Conflict(format!(
+                "plan item {} was already executed as {} {} {}",
+                h.plan_item_id, existing.side, existing.volume, existing.symbol
+            ))
+            .into());
+        }
+        return Ok((existing, true));
+    }
+    let account = hedge_account(c, h.hedge_login)?;
+    let reason = format!(
+        "hedge {} {} {} executed on {} for plan item {}",
+        h.side, h.volume, h.symbol, h.hedge_login, h.plan_item_id
+    );
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: EventKind::HedgeExecuted,
+            login: Some(h.hedge_login),
+            symbol: Some(&h.symbol),
+            actor,
+            reason: &reason,
+            data: String::new(),
+        },
+    )?;
+    let id = insert_hedge(
+        c,
+        HedgeRow {
+            plan_item_id: h.plan_item_id,
+            hedge_login: h.hedge_login,
+            symbol: &h.symbol,
+            account_symbol: account.symbol_map.to_account(&h.symbol),
+            side: h.side,
+            volume_units: units,
+            open_units: units,
+            order: h.order,
+            deal: h.deal,
+            position_id: h.position_id,
+            price: h.price,
+            latency_us: h.latency_us,
+            slippage: h.slippage,
+            status: HedgeStatus::Open,
+            retcode: None,
+            message: "",
+            now,
+            event_id,
+        },
+    )?;
+    add_hedge_exposure(
+        c,
+        h.hedge_login,
+        &h.symbol,
+        units * i64::from(h.side.sign()),
+        event_id,
+    )?;
+    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    set_event_data(c, event_id, json(&hedge)?)?;
+    Ok((hedge, false))
+}
+
+pub fn hedge_failed(
+    c: &mut dyn Conn,
+    actor: &str,
+    f: &HedgeFailed,
+    now: i64,
+) -> Result<Hedge, WriteError> {
+    check_symbol(&f.symbol, "symbol")?;
+    let units = volume_units(f.volume, "volume")?;
+    to_i64(f.plan_item_id, "plan_item_id")?;
+    if f.message.len() > 2048 {
+        return Err(Refusal::invalid("message", "message is too long").into());
+    }
+    let account = hedge_account(c, f.hedge_login)?;
+    let reason = format!(
+        "hedge {} {} {} failed on {} for plan item {}: retcode {} {}",
+        f.side, f.volume, f.symbol, f.hedge_login, f.plan_item_id, f.retcode.0, f.message
+    );
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: EventKind::HedgeFailed,
+            login: Some(f.hedge_login),
+            symbol: Some(&f.symbol),
+            actor,
+            reason: &reason,
+            data: String::new(),
+        },
+    )?;
+    let id = insert_hedge(
+        c,
+        HedgeRow {
+            plan_item_id: f.plan_item_id,
+            hedge_login: f.hedge_login,
+            symbol: &f.symbol,
+            account_symbol: account.symbol_map.to_account(&f.symbol),
+            side: f.side,
+            volume_units: units,
+            open_units: 0,
+            order: OrderTicket(0),
+            deal: DealTicket(0),
+            position_id: PositionId(0),
+            price: None,
+            latency_us: None,
+            slippage: None,
+            status: HedgeStatus::Failed,
+            retcode: Some(f.retcode),
+            message: &f.message,
+            now,
+            event_id,
+        },
+    )?;
+    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    set_event_data(c, event_id, json(&hedge)?)?;
+    Ok(hedge)
+}
+
+pub fn hedge_reduce(
+    c: &mut dyn Conn,
+    actor: &str,
+    id: u64,
+    r: &HedgeReduce,
+    now: i64,
+) -> Result<Hedge, WriteError> {
+    let remaining = volume_units(r.remaining, "remaining")?;
+    let Some(hedge) = hedge_by_id(c, id)? else {
+        return Err(Refusal::NotFound(format!("hedge {id} does not exist")).into());
+    };
+    if hedge.status == HedgeStatus::Failed {
+        return Err(
+            Refusal::Conflict(format!("hedge {id} failed; there is nothing to reduce")).into(),
+        );
+    }
+    let open = volume_units(hedge.open_volume, "open_volume")?;
+    if remaining == open {
+        return Ok(hedge);
+    }
+    if remaining > open {
+        return Err(Refusal::Conflict(format!(
+            "hedge {id} has {} open; remaining {} would increase it",
+            hedge.open_volume, r.remaining
+        ))
+        .into());
+    }
+    let status = if remaining == 0 {
+        HedgeStatus::Closed
+    } else {
+        HedgeStatus::PartiallyClosed
+    };
+    let kind = if remaining == 0 {
+        EventKind::HedgeClosed
+    } else {
+        EventKind::HedgeReduced
+    };
+    let reason = format!(
+        "hedge {id} ({} {}) reduced from {} to {}{}",
+        hedge.side,
+        hedge.symbol,
+        hedge.open_volume,
+        r.remaining.normalize(),
+        if r.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.reason)
+        }
+    );
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind,
+            login: Some(hedge.hedge_login),
+            symbol: Some(&hedge.symbol),
+            actor,
+            reason: &reason,
+            data: String::new(),
+        },
+    )?;
+    c.execute(
+        "UPDATE hedges SET open_units = ?, status = ?, updated_ms = ?, event_id = ? WHERE id = ?",
+        &[
+            Val::Int(remaining),
+            Val::text(status.as_str()),
+            Val::Int(now),
+            Val::Int(event_id as i64),
+            Val::Int(id as i64),
+        ],
+    )?;
+    let delta = (open - remaining) * -i64::from(hedge.side.sign());
+    add_hedge_exposure(c, hedge.hedge_login, &hedge.symbol, delta, event_id)?;
+    let stored = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    set_event_data(c, event_id, json(&stored)?)?;
+    Ok(stored)
+}
+
+pub fn hedges(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Hedge>, WriteError> {
+    let mut sql = format!("SELECT {HEDGE_COLS} FROM hedges WHERE id > ?");
+    let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(login) = q.login {
+        sql.push_str(" AND hedge_login = ?");
+        params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
+    }
+    if let Some(symbol) = &q.symbol {
+        sql.push_str(" AND symbol = ?");
+        params.push(Val::text(symbol));
+    }
+    let limit = clamp_limit(q.limit);
+    sql.push_str(" ORDER BY id LIMIT ?");
+    params.push(Val::Int(limit + 1));
+    let rows = c.query(&sql, &params)?;
+    page(rows, limit, 0, hedge_from_row)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: r.u64(0)?,
+        time_ms: r.int(1)?,
+        kind: EventKind::parse(r.text(2)?)
+            .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,
+        login: r.opt_int(3)?.map(|l| Login(l as u64)),
+        symbol: r.opt_text(4)?.map(str::to_owned),
+        actor: r.text(5)?.to_owned(),
+        reason: r.text(6)?.to_owned(),
+        data: serde_json::from_str(r.text(7)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, WriteError> {
+    let mut sql =
+        "SELECT id, time_ms, kind, login, symbol, actor, reason, data FROM events WHERE id > ?"
+            .to_owned();
+    let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(login) = q.login {
+        sql.push_str(" AND login = ?");
+        params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
+    }
+    if let Some(symbol) = &q.symbol {
+        sql.push_str(" AND symbol = ?");
+        params.push(Val::text(symbol));
+    }
+    let limit = clamp_limit(q.limit);
+    sql.push_str(" ORDER BY id LIMIT ?");
+    params.push(Val::Int(limit + 1));
+    let rows = c.query(&sql, &params)?;
+    page(rows, limit, 0, event_from_row)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pauses
+
+pub fn pauses(c: &mut dyn Conn) -> Result<Vec<Pause>, StoreError> {
+    c.query(
+        "SELECT login, symbol, actor, reason, since_ms, event_id FROM pauses ORDER BY event_id",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Pause {
+            login: r.opt_int(0)?.map(|l| Login(l as u64)),
+            symbol: r.opt_text(1)?.map(str::to_owned),
+            actor: r.text(2)?.to_owned(),
+            reason: r.text(3)?.to_owned(),
+            since_ms: r.int(4)?,
+            event_id: r.u64(5)?,
+        })
+    })
+    .collect()
+}
+
+pub fn action(
+    c: &mut dyn Conn,
+    actor: &str,
+    a: &ActionRequest,
+    now: i64,
+) -> Result<ActionAck, WriteError> {
+    if let Some(symbol) = &a.symbol {
+        check_symbol(symbol, "symbol")?;
+    }
+    if a.reason.len() > 1024 {
+        return Err(Refusal::invalid("reason", "reason is too long").into());
+    }
+    if a.login.is_some_and(|l| l.0 > i64::MAX as u64) {
+        return Err(Refusal::invalid("login", "login is out of range").into());
+    }
+    let scope = format!(
+        "{}/{}",
+        a.login.map_or("*".to_owned(), |l| l.to_string()),
+        a.symbol.as_deref().unwrap_or("*")
+    );
+    let exists = c
+        .query_one(
+            "SELECT event_id FROM pauses WHERE scope = ?",
+            &[Val::text(&scope)],
+        )?
+        .is_some();
+    let changed = match a.action {
+        ActionKind::Pause => !exists,
+        ActionKind::Resume => exists,
+    };
+    let what = format!(
+        "{}{}",
+        a.login
+            .map_or("all accounts".to_owned(), |l| format!("account {l}")),
+        a.symbol
+            .as_deref()
+            .map_or(String::new(), |s| format!(", {s}"))
+    );
+    let reason = match a.action {
+        ActionKind::Pause => format!("{actor} paused hedging (close-only) for {what}"),
+        ActionKind::Resume => format!("{actor} resumed hedging for {what}"),
+    } + &if a.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", a.reason)
+    };
+    let mut event_id = 0;
+    if changed {
+        event_id = insert_event(
+            c,
+            NewEvent {
+                time_ms: now,
+                kind: match a.action {
+                    ActionKind::Pause => EventKind::Paused,
+                    ActionKind::Resume => EventKind::Resumed,
+                },
+                login: a.login,
+                symbol: a.symbol.as_deref(),
+                actor,
+                reason: &reason,
+                data: json(a)?,
+            },
+        )?;
+        match a.action {
+            ActionKind::Pause => {
+                c.execute(
+                    "INSERT INTO pauses (scope, login, symbol, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    &[
+                        Val::text(&scope),
+                        Val::opt_int(a.login.map(|l| l.0 as i64)),
+                        Val::opt_text(a.symbol.clone()),
+                        Val::text(actor),
+                        Val::text(&a.reason),
+                        Val::Int(now),
+                        Val::Int(event_id as i64),
+                    ],
+                )?;
+            }
+            ActionKind::Resume => {
+                c.execute("DELETE FROM pauses WHERE scope = ?", &[Val::text(&scope)])?;
+            }
+        }
+    }
+    Ok(ActionAck {
+        event_id,
+        changed,
+        pauses: pauses(c)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy book
+
+pub fn legacy_report(
+    c: &mut dyn Conn,
+    actor: &str,
+    symbol: &str,
+    side: Side,
+    volume: Volume,
+    now: i64,
+) -> Result<u64, WriteError> {
+    let units = volume_units(volume, "volume")?;
+    let signed = units * i64::from(side.sign());
+    let reason = format!("legacy new_position {side} {} {symbol}", volume.normalize());
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: EventKind::LegacyPosition,
+            login: None,
+            symbol: Some(symbol),
+            actor,
+            reason: &reason,
+            data: serde_json::json!({"symbol": symbol, "side": side.code(), "volume": volume})
+                .to_string(),
+        },
+    )?;
+    c.execute(
+        "INSERT INTO legacy_book (symbol, first_seen, net_units) VALUES (?, ?, ?)
+         ON CONFLICT (symbol) DO UPDATE SET net_units = legacy_book.net_units + excluded.net_units",
+        &[
+            Val::text(symbol),
+            Val::Int(event_id as i64),
+            Val::Int(signed),
+        ],
+    )?;
+    Ok(event_id)
+}
+
+pub fn legacy_book(c: &mut dyn Conn) -> Result<Vec<(String, i64)>, StoreError> {
+    c.query(
+        "SELECT symbol, net_units FROM legacy_book WHERE net_units <> 0 ORDER BY first_seen",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?.to_owned(), r.int(1)?)))
+    .collect()
+}

@@ -1,0 +1,578 @@
+//! Durable storage: accounts, client positions with their volume history, hedges, pauses, the
+//! legacy book and the append-only event log.
+//!
+//! The rules live here once, written against [`Conn`], a small synchronous SQL connection trait with
+//! two implementations: [`sqlite`] (embedded default) and [`postgres`] (scale-out). Writes go through
+//! one writer thread per center instance that batches concurrent requests into one transaction
+//! (group commit): each request runs inside its own savepoint, so a refused request changes nothing
+//! while the others in the batch commit, and every answer is sent only after the commit returned,
+//! i.e. once the change is durable. Reads use a small pool of separate connections.
+
+pub mod logic;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::model::*;
+use crate::plan::PlanInputs;
+use crate::positions::Refusal;
+use hedge_domain::{Login, PositionId, Side, Volume};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// A failure of the database itself (not of the request).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// Why a write did not happen.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A value bound to or read from SQL. Only integers and text are used, so both databases store the
+/// same thing (volumes as integer units, prices as decimal text, objects as JSON text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Val {
+    Int(i64),
+    Text(String),
+    NullInt,
+    NullText,
+}
+
+impl Val {
+    pub fn opt_int(v: Option<i64>) -> Val {
+        v.map_or(Val::NullInt, Val::Int)
+    }
+    pub fn opt_text(v: Option<String>) -> Val {
+        v.map_or(Val::NullText, Val::Text)
+    }
+    pub fn text(v: impl Into<String>) -> Val {
+        Val::Text(v.into())
+    }
+}
+
+/// One result row.
+#[derive(Clone, Debug, Default)]
+pub struct Row(pub Vec<Val>);
+
+impl Row {
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Int(v)) => Ok(*v),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected integer, got {other:?}"
+            ))),
+        }
+    }
+    pub fn u64(&self, i: usize) -> Result<u64, StoreError> {
+        u64::try_from(self.int(i)?)
+            .map_err(|_| StoreError::Corrupt(format!("column {i}: negative id")))
+    }
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Int(v)) => Ok(Some(*v)),
+            Some(Val::NullInt) | Some(Val::NullText) => Ok(None),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected integer, got {other:?}"
+            ))),
+        }
+    }
+    pub fn text(&self, i: usize) -> Result<&str, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Text(v)) => Ok(v),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Text(v)) => Ok(Some(v)),
+            Some(Val::NullInt) | Some(Val::NullText) => Ok(None),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Which SQL dialect a connection speaks; the statements are written once with `?` placeholders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A synchronous SQL connection. Implemented for SQLite and PostgreSQL.
+pub trait Conn: Send {
+    fn dialect(&self) -> Dialect;
+    /// Runs one statement; returns the number of rows changed.
+    fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
+    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
+    /// Runs statements without parameters (transaction control, DDL).
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
+
+    fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(std::path::PathBuf),
+    /// A libpq-style connection string or URL, and optionally a schema to use (created if missing;
+    /// tests use one fresh schema each).
+    Postgres {
+        url: String,
+        schema: Option<String>,
+    },
+}
+
+impl StoreLocation {
+    /// `postgres://...`/`postgresql://...`/`host=...` → PostgreSQL; `sqlite://path` or a plain path →
+    /// SQLite.
+    pub fn parse(text: &str) -> StoreLocation {
+        let t = text.trim();
+        if t.starts_with("postgres://") || t.starts_with("postgresql://") || t.contains("host=") {
+            StoreLocation::Postgres {
+                url: t.to_owned(),
+                schema: None,
+            }
+        } else {
+            let path = t.strip_prefix("sqlite://").unwrap_or(t);
+            StoreLocation::Sqlite(path.into())
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreLocation::Sqlite(_) => "sqlite",
+            StoreLocation::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// A request for the writer thread: runs inside the batch transaction (in its own savepoint) and
+/// returns whether it succeeded plus what to do once the batch's commit outcome is known.
+type Job = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Largest number of requests committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// The writer thread's loop: block for one job, take whatever else is queued, run them all in one
+/// transaction, commit, then answer everybody.
+fn writer_loop(
+    mut conn: Box<dyn Conn>,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    head: watch::Sender<u64>,
+    notify: Option<String>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        let begun = logic::begin_write(conn.as_mut());
+        if let Err(e) = begun {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            for job in batch {
+                // Not run: answer with the error through a dummy completion.
+                drop(job);
+            }
+            let _ = conn.batch("ROLLBACK");
+            continue;
+        }
+        let mut failed: Option<StoreError> = None;
+        for job in batch {
+            if let Err(e) = conn.batch("SAVEPOINT job") {
+                failed = Some(e);
+                break;
+            }
+            let (ok, completion) = job(conn.as_mut());
+            let end = if ok {
+                conn.batch("RELEASE SAVEPOINT job")
+            } else {
+                conn.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+            };
+            completions.push(completion);
+            if let Err(e) = end {
+                failed = Some(e);
+                break;
+            }
+        }
+        let mut max_id = None;
+        if failed.is_none() {
+            match logic::max_event_id(conn.as_mut()) {
+                Ok(id) => max_id = Some(id),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_none() {
+            if let (Some(channel), Some(id)) = (&notify, max_id) {
+                let sql = format!("SELECT pg_notify('{channel}', '{id}')");
+                if let Err(e) = conn.query(&sql, &[]) {
+                    failed = Some(e);
+                }
+            }
+        }
+        let outcome = match failed {
+            None => conn.batch("COMMIT"),
+            Some(e) => {
+                let _ = conn.batch("ROLLBACK");
+                Err(e)
+            }
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "write batch failed, nothing of it was stored");
+        }
+        for completion in completions {
+            completion(outcome.clone());
+        }
+        if let (Ok(()), Some(id)) = (&outcome, max_id) {
+            head.send_if_modified(|h| {
+                if id > *h {
+                    *h = id;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+}
+
+/// A pool of read connections used from blocking threads.
+struct ReadPool {
+    conns: parking_lot::Mutex<Vec<Box<dyn Conn>>>,
+    available: tokio::sync::Semaphore,
+}
+
+/// The center's store: one writer thread, a few readers, and the id of the newest event known.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: &'static str,
+    jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    readers: ReadPool,
+    head: watch::Sender<u64>,
+    _listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and applies pending migrations.
+    pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
+        let (writer, readers, notify, listener_setup): (Box<dyn Conn>, Vec<Box<dyn Conn>>, _, _) =
+            match location {
+                StoreLocation::Sqlite(path) => {
+                    let path = path.clone();
+                    let (w, r) = tokio::task::spawn_blocking(move || sqlite::open(&path, 4))
+                        .await
+                        .map_err(|e| StoreError::Db(e.to_string()))??;
+                    (w, r, None, None)
+                }
+                StoreLocation::Postgres { url, schema } => {
+                    let opened = postgres::open(url, schema.as_deref(), 4).await?;
+                    (
+                        opened.writer,
+                        opened.readers,
+                        Some(opened.channel.clone()),
+                        Some((url.clone(), schema.clone(), opened.channel)),
+                    )
+                }
+            };
+        let mut writer = writer;
+        let (writer, head_id) = tokio::task::spawn_blocking(move || {
+            logic::migrate(writer.as_mut())?;
+            let id = logic::max_event_id(writer.as_mut())?;
+            Ok::<_, StoreError>((writer, id))
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))??;
+        let (head, _) = watch::channel(head_id);
+        let listener = match listener_setup {
+            Some((url, schema, channel)) => {
+                Some(postgres::listen(&url, schema.as_deref(), &channel, head.clone()).await?)
+            }
+            None => None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let head_tx = head.clone();
+        std::thread::Builder::new()
+            .name("center-writer".into())
+            .spawn(move || writer_loop(writer, rx, head_tx, notify))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let n = readers.len();
+        Ok(Store {
+            inner: Arc::new(Inner {
+                kind: location.kind(),
+                jobs: parking_lot::Mutex::new(Some(tx)),
+                readers: ReadPool {
+                    conns: parking_lot::Mutex::new(readers),
+                    available: tokio::sync::Semaphore::new(n),
+                },
+                head,
+                _listener: listener,
+            }),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.inner.kind
+    }
+
+    /// The id of the newest event this instance knows of; changes wake the event stream.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    /// Raises the known head (events written by other instances, found by polling).
+    pub fn observe_head(&self, id: u64) {
+        self.inner.head.send_if_modified(|h| {
+            if id > *h {
+                *h = id;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Stops accepting writes; the writer thread ends once the queue is drained.
+    pub fn close(&self) {
+        self.inner.jobs.lock().take();
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, WriteError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel::<Result<T, WriteError>>();
+        let job: Job = Box::new(move |conn| {
+            let result = op(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(WriteError::Store(e)),
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, completion)
+        });
+        let sent = match self.inner.jobs.lock().as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(WriteError::Store(StoreError::Closed));
+            }
+            rx.await
+                .unwrap_or(Err(WriteError::Store(StoreError::Closed)))
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError> + Send + 'static,
+    ) -> Result<T, WriteError> {
+        let permit = self
+            .inner
+            .readers
+            .available
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.conns.lock().pop();
+            let Some(mut conn) = conn else {
+                return Err(WriteError::Store(StoreError::Db(
+                    "no read connection".into(),
+                )));
+            };
+            let result = logic::in_read_tx(conn.as_mut(), op);
+            inner.readers.conns.lock().push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+        drop(permit);
+        result
+    }
+
+    pub async fn register_account(
+        &self,
+        actor: String,
+        reg: AccountRegistration,
+        now_ms: i64,
+    ) -> Result<Account, WriteError> {
+        self.write(move |c| logic::register_account(c, &actor, &reg, now_ms))
+            .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        actor: String,
+        login: Login,
+        status: AccountStatus,
+        now_ms: i64,
+    ) -> Result<Account, WriteError> {
+        self.write(move |c| logic::heartbeat(c, &actor, login, &status, now_ms))
+            .await
+    }
+
+    pub async fn account(&self, login: Login) -> Result<Option<Account>, WriteError> {
+        self.read(move |c| logic::account(c, login)).await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>, WriteError> {
+        self.read(logic::accounts).await
+    }
+
+    /// Stores a position report; returns the acknowledgement as JSON text (the exact first answer)
+    /// and whether it is a replay.
+    pub async fn report(
+        &self,
+        actor: String,
+        report: PositionReport,
+        now_ms: i64,
+    ) -> Result<(String, bool), WriteError> {
+        self.write(move |c| logic::report(c, &actor, &report, now_ms))
+            .await
+    }
+
+    pub async fn positions(&self, filter: PositionFilter) -> Result<Page<Position>, WriteError> {
+        self.read(move |c| logic::positions(c, &filter)).await
+    }
+
+    pub async fn position(
+        &self,
+        login: Login,
+        id: PositionId,
+    ) -> Result<Option<PositionDetail>, WriteError> {
+        self.read(move |c| logic::position_detail(c, login, id))
+            .await
+    }
+
+    pub async fn plan_inputs(&self, hedge_login: Login) -> Result<PlanInputs, WriteError> {
+        self.read(move |c| logic::plan_inputs(c, hedge_login)).await
+    }
+
+    pub async fn hedge_executed(
+        &self,
+        actor: String,
+        hedge: HedgeExecuted,
+        now_ms: i64,
+    ) -> Result<(Hedge, bool), WriteError> {
+        self.write(move |c| logic::hedge_executed(c, &actor, &hedge, now_ms))
+            .await
+    }
+
+    pub async fn hedge_failed(
+        &self,
+        actor: String,
+        failure: HedgeFailed,
+        now_ms: i64,
+    ) -> Result<Hedge, WriteError> {
+        self.write(move |c| logic::hedge_failed(c, &actor, &failure, now_ms))
+            .await
+    }
+
+    pub async fn hedge_reduce(
+        &self,
+        actor: String,
+        id: u64,
+        reduce: HedgeReduce,
+        now_ms: i64,
+    ) -> Result<Hedge, WriteError> {
+        self.write(move |c| logic::hedge_reduce(c, &actor, id, &reduce, now_ms))
+            .await
+    }
+
+    pub async fn hedge(&self, id: u64) -> Result<Option<Hedge>, WriteError> {
+        self.read(move |c| logic::hedge_by_id(c, id)).await
+    }
+
+    pub async fn hedges(&self, query: PageQuery) -> Result<Page<Hedge>, WriteError> {
+        self.read(move |c| logic::hedges(c, &query)).await
+    }
+
+    pub async fn events(&self, query: PageQuery) -> Result<Page<Event>, WriteError> {
+        self.read(move |c| logic::events(c, &query)).await
+    }
+
+    pub async fn last_event_id(&self) -> Result<u64, WriteError> {
+        self.read(|c| Ok(logic::max_event_id(c)?)).await
+    }
+
+    pub async fn action(
+        &self,
+        actor: String,
+        action: ActionRequest,
+        now_ms: i64,
+    ) -> Result<ActionAck, WriteError> {
+        self.write(move |c| logic::action(c, &actor, &action, now_ms))
+            .await
+    }
+
+    pub async fn pauses(&self) -> Result<Vec<Pause>, WriteError> {
+        self.read(|c| Ok(logic::pauses(c)?)).await
+    }
+
+    pub async fn legacy_report(
+        &self,
+        actor: String,
+        symbol: String,
+        side: Side,
+        volume: Volume,
+        now_ms: i64,
+    ) -> Result<u64, WriteError> {
+        self.write(move |c| logic::legacy_report(c, &actor, &symbol, side, volume, now_ms))
+            .await
+    }
+
+    /// The legacy book: (symbol, signed net units), first-seen order, zero nets left out.
+    pub async fn legacy_book(&self) -> Result<Vec<(String, i64)>, WriteError> {
+        self.read(|c| Ok(logic::legacy_book(c)?)).await
+    }
+
+    /// A cheap round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), WriteError> {
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.read(|c| {
+                c.query("SELECT 1", &[])?;
+                Ok(())
+            }),
+        )
+        .await;
+        match read {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::Store(StoreError::Db(
+                "store ping timed out".into(),
+            ))),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! SQLite: one file in WAL mode, `synchronous=FULL`.
+//!
+//! FULL rather than NORMAL because an acknowledged report must survive a power cut, not only a
+//! crash of the process: in WAL mode NORMAL skips the fsync at commit, so the last transactions can
+//! vanish with the machine. Group commit in the writer thread makes FULL affordable: one fsync
+//! covers every report of the batch.
+
+use super::{Conn, Dialect, Row, StoreError, Val};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use std::path::Path;
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Val::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Val::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Val::NullInt | Val::NullText => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+pub struct SqliteConn {
+    conn: Connection,
+}
+
+impl Conn for SqliteConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
+            let mut vals = Vec::with_capacity(n);
+            for i in 0..n {
+                vals.push(match row.get_ref(i).map_err(db)? {
+                    ValueRef::Integer(v) => Val::Int(v),
+                    ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Null => Val::NullInt,
+                    ValueRef::Real(f) => Val::Int(f as i64),
+                    ValueRef::Blob(b) => Val::Text(String::from_utf8_lossy(b).into_owned()),
+                });
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(db)
+    }
+}
+
+/// Opens the writer connection (creating the file) and `readers` read-only connections.
+pub fn open(
+    path: &Path,
+    readers: usize,
+) -> Result<(Box<dyn Conn>, Vec<Box<dyn Conn>>), StoreError> {
+    let writer = Connection::open(path).map_err(db)?;
+    writer
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA wal_autocheckpoint = 4000;",
+        )
+        .map_err(db)?;
+    writer.set_prepared_statement_cache_capacity(64);
+    let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
+    for _ in 0..readers {
+        let r = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")
+            .map_err(db)?;
+        r.set_prepared_statement_cache_capacity(64);
+        pool.push(Box::new(SqliteConn { conn: r }));
+    }
+    Ok((Box::new(SqliteConn { conn: writer }), pool))
+}
