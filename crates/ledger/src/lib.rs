@@ -11,13 +11,16 @@
 //! writes `Active.csv` / `History.csv`. The core is pure and synchronous; only [`state`] and the CLI
 //! touch files.
 
+pub mod actions;
 pub mod codec;
+pub mod exclusions;
 pub mod fixed;
 pub mod generator;
 pub mod ledger;
 pub mod position;
 pub mod record;
 pub mod report;
+pub mod state;
 
 pub use codec::{decode, encode, CodecError, Link, LinkKind};
 pub use ledger::{

@@ -1,0 +1,526 @@
+//! Trade actions on bi-directional positions, planned by the ledger and executed by the caller.
+//!
+//! A plan is an ordered list of broker requests, each with its own timeout and retry budget. The
+//! order follows one rule: a stop-loss order is cancelled before any counter-order is sent and
+//! re-placed only after the counter-order has executed, so a stale stop can never open a position.
+//! [`Execution`] walks a plan step by step from broker results: retryable retcodes (requote, price
+//! changed, off quotes, too many requests, timeout, connection) are retried up to the budget, fatal
+//! ones fail the plan, and cancelling an order that is already gone counts as done.
+
+use crate::codec::{self, encode, CodecError, LinkKind};
+use crate::position::ActivePosition;
+use hedge_domain::{
+    Magic, OrderTicket, OrderType, PositionId, Price, Retcode, RetcodeClass, Rounding, Side,
+    SymbolSpec, Volume,
+};
+use std::time::Duration;
+
+/// Default time a step may take before it counts as failed (and is retried).
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of retries of a step after a retryable failure.
+pub const MAX_RETRIES: u32 = 3;
+/// Longest exit comment MT5 keeps.
+pub const MAX_COMMENT: usize = 31;
+
+/// One request to the trade server.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum BrokerRequest {
+    /// A market order (`TRADE_ACTION_DEAL`).
+    Market {
+        symbol: String,
+        side: Side,
+        volume: Volume,
+        magic: Magic,
+        comment: String,
+    },
+    /// A pending stop order (`TRADE_ACTION_PENDING`, BUY_STOP / SELL_STOP) acting as the stop-loss.
+    PlaceStop {
+        symbol: String,
+        order_type: OrderType,
+        volume: Volume,
+        price: Price,
+        magic: Magic,
+        comment: String,
+    },
+    /// Move a pending order's price in place (`TRADE_ACTION_MODIFY`).
+    ModifyStop { order: OrderTicket, price: Price },
+    /// Delete a pending order (`TRADE_ACTION_REMOVE`).
+    CancelOrder { order: OrderTicket },
+}
+
+/// A request with its execution limits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlanStep {
+    pub request: BrokerRequest,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// What an action does to a position, as ordered broker requests.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActionPlan {
+    pub position: PositionId,
+    pub steps: Vec<PlanStep>,
+    /// A new exit comment to keep locally (positions without a stop order).
+    pub local_exit_comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("volume {requested} exceeds the position's {available}")]
+    VolumeTooLarge { requested: Volume, available: Volume },
+    #[error("volume {0} is not positive or below the symbol's step/minimum")]
+    BadVolume(Volume),
+    #[error("position {0} already has a stop-loss; modify it instead")]
+    StopExists(PositionId),
+    #[error("position {0} has no stop-loss")]
+    NoStop(PositionId),
+    #[error("nothing changes")]
+    NoChanges,
+    #[error("take-profit {tp} is on the wrong side of the current price {price}")]
+    BadTakeProfit { tp: Price, price: Price },
+    #[error("stop-loss {sl} is on the wrong side of the current price {price}")]
+    BadStopLoss { sl: Price, price: Price },
+    #[error("magic {0} has bit 63 set and would be read as a link")]
+    LinkMagic(Magic),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+fn step(request: BrokerRequest) -> PlanStep {
+    PlanStep {
+        request,
+        timeout: STEP_TIMEOUT,
+        max_retries: MAX_RETRIES,
+    }
+}
+
+fn truncate_comment(c: &str) -> String {
+    c.chars().take(MAX_COMMENT).collect()
+}
+
+fn stop_type(position_side: Side) -> OrderType {
+    match position_side {
+        Side::Buy => OrderType::SellStop,
+        Side::Sell => OrderType::BuyStop,
+    }
+}
+
+/// The market order that opens a new position. The caller's own magic (an EA number) is kept; it must
+/// not have bit 63 set, or the ledger would read it as a link. The new position's id will be the
+/// order's ticket.
+pub fn plan_open(
+    symbol: &str,
+    side: Side,
+    volume: Volume,
+    magic: Magic,
+    comment: &str,
+    spec: Option<&SymbolSpec>,
+) -> Result<BrokerRequest, ActionError> {
+    if codec::is_link(magic) {
+        return Err(ActionError::LinkMagic(magic));
+    }
+    let volume = normalize(volume, spec)?;
+    Ok(BrokerRequest::Market {
+        symbol: symbol.to_owned(),
+        side,
+        volume,
+        magic,
+        comment: truncate_comment(comment),
+    })
+}
+
+fn normalize(volume: Volume, spec: Option<&SymbolSpec>) -> Result<Volume, ActionError> {
+    if !volume.is_positive() {
+        return Err(ActionError::BadVolume(volume));
+    }
+    match spec {
+        Some(s) => s
+            .normalize_volume(volume, Rounding::Down)
+            .map_err(|_| ActionError::BadVolume(volume)),
+        None => Ok(volume),
+    }
+}
+
+/// Close all (`volume` = `None` or the full volume) or part of a position. `kind` marks the close as a
+/// plain, stop-loss or take-profit close in the link magic.
+pub fn plan_close(
+    pos: &ActivePosition<'_>,
+    volume: Option<Volume>,
+    kind: LinkKind,
+    exit_comment: &str,
+    spec: Option<&SymbolSpec>,
+) -> Result<ActionPlan, ActionError> {
+    let available = pos.volume();
+    let volume = match volume {
+        None => available,
+        Some(v) if v == available => available,
+        Some(v) if v > available => {
+            return Err(ActionError::VolumeTooLarge {
+                requested: v,
+                available,
+            })
+        }
+        Some(v) => normalize(v, spec)?,
+    };
+    let magic = encode(pos.entry_order(), kind)?;
+    let comment = truncate_comment(exit_comment);
+    let mut steps = Vec::new();
+    let stop = pos.stop_loss_order().zip(pos.stop_loss());
+    if let Some((order, _)) = stop {
+        steps.push(step(BrokerRequest::CancelOrder { order }));
+    }
+    steps.push(step(BrokerRequest::Market {
+        symbol: pos.symbol().to_owned(),
+        side: pos.side().opposite(),
+        volume,
+        magic,
+        comment: comment.clone(),
+    }));
+    if let Some((_, price)) = stop {
+        if volume < available {
+            steps.push(step(BrokerRequest::PlaceStop {
+                symbol: pos.symbol().to_owned(),
+                order_type: stop_type(pos.side()),
+                volume: available - volume,
+                price,
+                magic: encode(pos.entry_order(), LinkKind::StopLoss)?,
+                comment: pos
+                    .stop_loss_comment()
+                    .map(truncate_comment)
+                    .unwrap_or(comment),
+            }));
+        }
+    }
+    Ok(ActionPlan {
+        position: pos.id(),
+        steps,
+        local_exit_comment: None,
+    })
+}
+
+/// Place a stop-loss on a position that has none. `current` (Bid for long, Ask for short) guards
+/// against a stop that would trigger at once.
+pub fn plan_set_stop_loss(
+    pos: &ActivePosition<'_>,
+    price: Price,
+    current: Option<Price>,
+    exit_comment: &str,
+) -> Result<ActionPlan, ActionError> {
+    if pos.stop_loss_order().is_some() {
+        return Err(ActionError::StopExists(pos.id()));
+    }
+    check_stop_side(pos.side(), price, current)?;
+    Ok(ActionPlan {
+        position: pos.id(),
+        steps: vec![step(BrokerRequest::PlaceStop {
+            symbol: pos.symbol().to_owned(),
+            order_type: stop_type(pos.side()),
+            volume: pos.volume(),
+            price,
+            magic: encode(pos.entry_order(), LinkKind::StopLoss)?,
+            comment: truncate_comment(exit_comment),
+        })],
+        local_exit_comment: None,
+    })
+}
+
+fn check_stop_side(side: Side, sl: Price, current: Option<Price>) -> Result<(), ActionError> {
+    let Some(price) = current else { return Ok(()) };
+    let wrong = match side {
+        Side::Buy => sl >= price,
+        Side::Sell => sl <= price,
+    };
+    if wrong || !sl.is_positive() {
+        return Err(ActionError::BadStopLoss { sl, price });
+    }
+    Ok(())
+}
+
+/// Move the existing stop order in place.
+pub fn plan_modify_stop_loss(
+    pos: &ActivePosition<'_>,
+    price: Price,
+    current: Option<Price>,
+) -> Result<ActionPlan, ActionError> {
+    let order = pos.stop_loss_order().ok_or(ActionError::NoStop(pos.id()))?;
+    if pos.stop_loss() == Some(price) {
+        return Err(ActionError::NoChanges);
+    }
+    check_stop_side(pos.side(), price, current)?;
+    Ok(ActionPlan {
+        position: pos.id(),
+        steps: vec![step(BrokerRequest::ModifyStop { order, price })],
+        local_exit_comment: None,
+    })
+}
+
+/// Remove the stop-loss.
+pub fn plan_delete_stop_loss(pos: &ActivePosition<'_>) -> Result<ActionPlan, ActionError> {
+    let order = pos.stop_loss_order().ok_or(ActionError::NoStop(pos.id()))?;
+    Ok(ActionPlan {
+        position: pos.id(),
+        steps: vec![step(BrokerRequest::CancelOrder { order })],
+        local_exit_comment: None,
+    })
+}
+
+/// Change the exit comment: with a stop order the comment lives on it, so the stop is re-created;
+/// otherwise it is local only.
+pub fn plan_change_exit_comment(
+    pos: &ActivePosition<'_>,
+    comment: &str,
+) -> Result<ActionPlan, ActionError> {
+    let comment = truncate_comment(comment);
+    match pos.stop_loss_order().zip(pos.stop_loss()) {
+        Some((order, price)) => {
+            if pos.stop_loss_comment() == Some(comment.as_str()) {
+                return Err(ActionError::NoChanges);
+            }
+            Ok(ActionPlan {
+                position: pos.id(),
+                steps: vec![
+                    step(BrokerRequest::CancelOrder { order }),
+                    step(BrokerRequest::PlaceStop {
+                        symbol: pos.symbol().to_owned(),
+                        order_type: stop_type(pos.side()),
+                        volume: pos.volume(),
+                        price,
+                        magic: encode(pos.entry_order(), LinkKind::StopLoss)?,
+                        comment,
+                    }),
+                ],
+                local_exit_comment: None,
+            })
+        }
+        None => Ok(ActionPlan {
+            position: pos.id(),
+            steps: Vec::new(),
+            local_exit_comment: Some(comment),
+        }),
+    }
+}
+
+/// Whether a new virtual take-profit is acceptable: 0 removes it; otherwise long needs TP ≥ Bid and
+/// short TP ≤ Ask.
+pub fn validate_take_profit(
+    side: Side,
+    tp: Price,
+    old: Option<Price>,
+    bid: Price,
+    ask: Price,
+) -> Result<(), ActionError> {
+    if tp.is_negative() {
+        return Err(ActionError::BadTakeProfit { tp, price: bid });
+    }
+    if old.unwrap_or(Price::ZERO) == tp {
+        return Err(ActionError::NoChanges);
+    }
+    if tp.is_zero() {
+        return Ok(());
+    }
+    match side {
+        Side::Buy if tp < bid => Err(ActionError::BadTakeProfit { tp, price: bid }),
+        Side::Sell if tp > ask => Err(ActionError::BadTakeProfit { tp, price: ask }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a virtual take-profit fires at these prices (long: TP ≤ Bid; short: TP ≥ Ask).
+pub fn take_profit_hit(side: Side, tp: Price, bid: Price, ask: Price) -> bool {
+    tp.is_positive()
+        && match side {
+            Side::Buy => tp <= bid,
+            Side::Sell => tp >= ask,
+        }
+}
+
+/// On a price update: the take-profit close plan when a virtual TP is hit.
+pub fn check_take_profit(
+    pos: &ActivePosition<'_>,
+    tp: Price,
+    bid: Price,
+    ask: Price,
+    exit_comment: &str,
+) -> Result<Option<ActionPlan>, ActionError> {
+    if !take_profit_hit(pos.side(), tp, bid, ask) {
+        return Ok(None);
+    }
+    plan_close(pos, None, LinkKind::TakeProfit, exit_comment, None).map(Some)
+}
+
+/// A trailing stop: the distance captured when it was enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrailingStop {
+    pub distance: Price,
+}
+
+impl TrailingStop {
+    /// Enables trailing on a position with a stop-loss at the current price (Bid for long, Ask for
+    /// short).
+    pub fn enable(pos: &ActivePosition<'_>, current: Price) -> Result<Self, ActionError> {
+        let sl = pos.stop_loss().ok_or(ActionError::NoStop(pos.id()))?;
+        Ok(TrailingStop {
+            distance: (current - sl).abs(),
+        })
+    }
+
+    /// The stop level to move to at `current`, only if it is strictly better than the present one
+    /// (up for long, down for short): a gap through the stop never moves it back.
+    pub fn new_level(&self, side: Side, sl: Price, current: Price) -> Option<Price> {
+        let candidate = match side {
+            Side::Buy => current - self.distance,
+            Side::Sell => current + self.distance,
+        };
+        let better = match side {
+            Side::Buy => candidate > sl,
+            Side::Sell => candidate < sl,
+        };
+        (better && candidate.is_positive()).then_some(candidate)
+    }
+
+    /// The modify plan for a price update, if the stop should move.
+    pub fn on_price(
+        &self,
+        pos: &ActivePosition<'_>,
+        current: Price,
+        spec: Option<&SymbolSpec>,
+    ) -> Option<ActionPlan> {
+        let sl = pos.stop_loss()?;
+        let level = self.new_level(pos.side(), sl, current)?;
+        let level = spec.map(|s| s.normalize_price(level)).unwrap_or(level);
+        if level == sl {
+            return None;
+        }
+        plan_modify_stop_loss(pos, level, None).ok()
+    }
+}
+
+/// Progress of one plan.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    /// Send `plan.steps[step]` (attempt number `attempt`, from 0).
+    Send { step: usize, attempt: u32 },
+    /// Waiting for the result of the request sent at `since_ms`.
+    Waiting { step: usize, attempt: u32, since_ms: i64 },
+    Done,
+    Failed { step: usize, retcode: Option<Retcode>, reason: String },
+}
+
+/// Drives a plan from broker results; the caller sends requests and reports what came back.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Execution {
+    pub plan: ActionPlan,
+    pub status: Status,
+}
+
+impl Execution {
+    pub fn new(plan: ActionPlan) -> Self {
+        let status = if plan.steps.is_empty() {
+            Status::Done
+        } else {
+            Status::Send {
+                step: 0,
+                attempt: 0,
+            }
+        };
+        Execution { plan, status }
+    }
+
+    /// The request to send now, if any; marks it as sent at `now_ms`.
+    pub fn next_request(&mut self, now_ms: i64) -> Option<&BrokerRequest> {
+        if let Status::Send { step, attempt } = self.status {
+            self.status = Status::Waiting {
+                step,
+                attempt,
+                since_ms: now_ms,
+            };
+            return self.plan.steps.get(step).map(|s| &s.request);
+        }
+        None
+    }
+
+    /// The broker's answer to the current request. `order_missing` tells that a cancel failed because
+    /// the order no longer exists, which counts as done.
+    pub fn on_result(&mut self, retcode: Retcode, order_missing: bool) {
+        let Status::Waiting { step, attempt, .. } = self.status else {
+            return;
+        };
+        let is_cancel = matches!(
+            self.plan.steps.get(step).map(|s| &s.request),
+            Some(BrokerRequest::CancelOrder { .. })
+        );
+        match retcode.class() {
+            RetcodeClass::Done => self.advance(step),
+            _ if is_cancel && order_missing => self.advance(step),
+            RetcodeClass::Retryable => self.retry(step, attempt, Some(retcode), "retryable"),
+            RetcodeClass::Fatal => {
+                self.status = Status::Failed {
+                    step,
+                    retcode: Some(retcode),
+                    reason: retcode.description().to_owned(),
+                }
+            }
+        }
+    }
+
+    /// Call periodically: a request unanswered past its step's timeout is retried (or fails).
+    pub fn on_tick(&mut self, now_ms: i64) {
+        if let Status::Waiting {
+            step,
+            attempt,
+            since_ms,
+        } = self.status
+        {
+            let timeout = self
+                .plan
+                .steps
+                .get(step)
+                .map(|s| s.timeout.as_millis() as i64)
+                .unwrap_or(0);
+            if now_ms - since_ms >= timeout {
+                self.retry(step, attempt, None, "timed out");
+            }
+        }
+    }
+
+    fn retry(&mut self, step: usize, attempt: u32, retcode: Option<Retcode>, why: &str) {
+        let budget = self.plan.steps.get(step).map(|s| s.max_retries).unwrap_or(0);
+        self.status = if attempt < budget {
+            Status::Send {
+                step,
+                attempt: attempt + 1,
+            }
+        } else {
+            Status::Failed {
+                step,
+                retcode,
+                reason: format!("{why} after {} attempts", attempt + 1),
+            }
+        };
+    }
+
+    fn advance(&mut self, step: usize) {
+        self.status = if step + 1 < self.plan.steps.len() {
+            Status::Send {
+                step: step + 1,
+                attempt: 0,
+            }
+        } else {
+            Status::Done
+        };
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, Status::Done | Status::Failed { .. })
+    }
+}

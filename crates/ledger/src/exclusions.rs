@@ -1,0 +1,206 @@
+//! Exclusions: active positions the ledger keeps out of view (positions that existed before the
+//! ledger took over an account, or that the user chose to hide).
+//!
+//! The project's own format is a text file, one exclusion per line: `<login> <position id>`, with
+//! blank lines and `#` comments allowed. HedgeTerminal's `ExcludeOrders.xml`
+//! (`<Orders-Exclude><Order AccountID=".." ID=".."/></Orders-Exclude>`) can be imported; it is parsed
+//! as real XML, so reformatted files, comments and several elements per line all work.
+
+use hedge_domain::{Login, PositionId};
+use quick_xml::events::Event;
+use std::collections::{BTreeSet, HashSet};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExclusionError {
+    #[error("line {line}: expected `<login> <position id>`, got {text:?}")]
+    Line { line: usize, text: String },
+    #[error("ExcludeOrders.xml: {0}")]
+    Xml(String),
+}
+
+/// A set of (login, position id) exclusions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    entries: BTreeSet<(u64, u64)>,
+}
+
+impl Exclusions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses the project's text format. Any malformed line rejects the whole file.
+    pub fn parse(text: &str) -> Result<Self, ExclusionError> {
+        let mut entries = BTreeSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let parsed = match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(b), None) => a.parse::<u64>().ok().zip(b.parse::<u64>().ok()),
+                _ => None,
+            };
+            match parsed {
+                Some((login, id)) if id > 0 => {
+                    entries.insert((login, id));
+                }
+                _ => {
+                    return Err(ExclusionError::Line {
+                        line: i + 1,
+                        text: raw.to_owned(),
+                    })
+                }
+            }
+        }
+        Ok(Exclusions { entries })
+    }
+
+    /// The text form: a header comment and one sorted line per exclusion.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# hedge ledger exclusions: <login> <position id>\n");
+        for (login, id) in &self.entries {
+            s.push_str(&format!("{login} {id}\n"));
+        }
+        s
+    }
+
+    /// Adds an exclusion; false if it was already there.
+    pub fn add(&mut self, login: Login, id: PositionId) -> bool {
+        self.entries.insert((login.get(), id.get()))
+    }
+
+    pub fn remove(&mut self, login: Login, id: PositionId) -> bool {
+        self.entries.remove(&(login.get(), id.get()))
+    }
+
+    pub fn contains(&self, login: Login, id: PositionId) -> bool {
+        self.entries.contains(&(login.get(), id.get()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Login, PositionId)> + '_ {
+        self.entries
+            .iter()
+            .map(|&(l, i)| (Login(l), PositionId(i)))
+    }
+
+    /// The position ids excluded for one account.
+    pub fn ids_for(&self, login: Login) -> HashSet<u64> {
+        self.entries
+            .range((login.get(), 0)..=(login.get(), u64::MAX))
+            .map(|&(_, id)| id)
+            .collect()
+    }
+
+    /// Merges another set in; returns how many were new.
+    pub fn merge(&mut self, other: &Exclusions) -> usize {
+        let before = self.entries.len();
+        self.entries.extend(other.entries.iter().copied());
+        self.entries.len() - before
+    }
+
+    /// Imports HedgeTerminal's `ExcludeOrders.xml`. Elements named `Order` with a numeric `AccountID`
+    /// and an `ID` above zero are taken (of every account: filter with [`Exclusions::ids_for`]);
+    /// other elements are ignored. Malformed XML is an error.
+    pub fn import_exclude_orders_xml(xml: &str) -> Result<Self, ExclusionError> {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        reader.config_mut().trim_text(true);
+        let mut entries = BTreeSet::new();
+        let mut depth = 0usize;
+        let mut root_seen = false;
+        loop {
+            let event = reader
+                .read_event()
+                .map_err(|e| ExclusionError::Xml(e.to_string()))?;
+            let (element, is_start) = match &event {
+                Event::Start(e) => (Some(e.clone()), true),
+                Event::Empty(e) => (Some(e.clone()), false),
+                Event::End(_) => {
+                    depth = depth.saturating_sub(1);
+                    (None, false)
+                }
+                Event::Eof => break,
+                _ => (None, false),
+            };
+            let Some(e) = element else { continue };
+            if depth == 0 {
+                root_seen = true;
+            }
+            if e.local_name().as_ref() == b"Order" {
+                let mut login = None;
+                let mut id = None;
+                for a in e.attributes() {
+                    let a = a.map_err(|err| ExclusionError::Xml(err.to_string()))?;
+                    let value = a
+                        .unescape_value()
+                        .map_err(|err| ExclusionError::Xml(err.to_string()))?;
+                    match a.key.local_name().as_ref() {
+                        b"AccountID" => login = value.trim().parse::<u64>().ok(),
+                        b"ID" => id = value.trim().parse::<u64>().ok(),
+                        _ => {}
+                    }
+                }
+                if let (Some(l), Some(i)) = (login, id) {
+                    if i > 0 {
+                        entries.insert((l, i));
+                    }
+                }
+            }
+            if is_start {
+                depth += 1;
+            }
+        }
+        if !root_seen {
+            return Err(ExclusionError::Xml("no elements".into()));
+        }
+        Ok(Exclusions { entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_round_trip_and_errors() {
+        let e = Exclusions::parse("# c\n7 100\n\n7 101 # note\n8 5\n").unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e.ids_for(Login(7)), [100, 101].into_iter().collect());
+        assert_eq!(Exclusions::parse(&e.to_text()).unwrap(), e);
+        assert_eq!(
+            Exclusions::parse("7 100\nseven 1\n"),
+            Err(ExclusionError::Line {
+                line: 2,
+                text: "seven 1".into()
+            })
+        );
+        assert!(Exclusions::parse("7 0").is_err());
+        assert!(Exclusions::parse("7 1 2").is_err());
+    }
+
+    #[test]
+    fn imports_the_original_xml_in_any_layout() {
+        let original = "<Orders-Exclude>\r\n\t<Order AccountID=\"7\" ID=\"100\"/>\r\n\t<Order AccountID=\"7\" ID=\"101\"></Order>\r\n\t<Order AccountID=\"9\" ID=\"5\"/>\r\n</Orders-Exclude>";
+        let e = Exclusions::import_exclude_orders_xml(original).unwrap();
+        assert_eq!(e.ids_for(Login(7)), [100, 101].into_iter().collect());
+        assert_eq!(e.ids_for(Login(9)), [5].into_iter().collect());
+        // One line, a comment, an XML declaration, junk elements and a zero id.
+        let compact = "<?xml version=\"1.0\"?><Orders-Exclude><!-- hi --><Order AccountID=\"7\" ID=\"1\"/><Order AccountID=\"7\" ID=\"0\"/><Other ID=\"3\"/><Order ID=\"4\"/></Orders-Exclude>";
+        let e = Exclusions::import_exclude_orders_xml(compact).unwrap();
+        assert_eq!(e.len(), 1);
+        assert!(Exclusions::import_exclude_orders_xml("<Orders-Exclude/>")
+            .unwrap()
+            .is_empty());
+        assert!(Exclusions::import_exclude_orders_xml("<Orders-Exclude><Order").is_err());
+        assert!(Exclusions::import_exclude_orders_xml("").is_err());
+    }
+}

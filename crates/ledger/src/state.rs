@@ -1,0 +1,382 @@
+//! The local state store: the few facts that live on this machine only (virtual take-profit levels,
+//! exit comments of positions without a stop order, trailing distances, freezes), shared by every
+//! instance running here.
+//!
+//! The state is one JSON file, replaced atomically (write to a temporary file, then rename). Every
+//! read-modify-write happens under a lock file created with `create_new`, which is atomic on every
+//! local file system; the lock records its expiry, so a crashed holder blocks others for at most
+//! the lock's lifetime. Losing the file loses only take-profit levels and freezes: positions are
+//! always rebuilt from the account history.
+
+use crate::actions::TrailingStop;
+use hedge_domain::{Price, PositionId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a position stays frozen after a task starts, unless released earlier.
+pub const FREEZE_TTL_MS: i64 = 180_000;
+/// How long a lock file is honoured.
+pub const LOCK_TTL_MS: i64 = 10_000;
+
+/// Local facts about one position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailing: Option<TrailingStop>,
+    /// Frozen until this time (ms since the epoch), by `frozen_by`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_until_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_by: Option<String>,
+}
+
+impl PositionState {
+    fn is_empty(&self) -> bool {
+        self == &PositionState::default()
+    }
+}
+
+/// Everything in the store, keyed by account login and position id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalState {
+    #[serde(default)]
+    pub accounts: BTreeMap<u64, BTreeMap<u64, PositionState>>,
+}
+
+impl LocalState {
+    pub fn position(&self, login: u64, id: PositionId) -> Option<&PositionState> {
+        self.accounts.get(&login)?.get(&id.get())
+    }
+
+    pub fn position_mut(&mut self, login: u64, id: PositionId) -> &mut PositionState {
+        self.accounts
+            .entry(login)
+            .or_default()
+            .entry(id.get())
+            .or_default()
+    }
+
+    /// Whether the position is frozen at `now_ms` by someone other than `me`.
+    pub fn is_frozen(&self, login: u64, id: PositionId, now_ms: i64, me: &str) -> bool {
+        self.position(login, id).is_some_and(|p| {
+            p.frozen_until_ms.is_some_and(|t| now_ms < t) && p.frozen_by.as_deref() != Some(me)
+        })
+    }
+
+    /// Drops the records of positions that are no longer active (their TP and freeze are moot).
+    pub fn retain_active(&mut self, login: u64, active: &dyn Fn(PositionId) -> bool) {
+        if let Some(m) = self.accounts.get_mut(&login) {
+            m.retain(|id, p| active(PositionId(*id)) && !p.is_empty());
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store I/O at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is corrupt: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("the state store is locked by another instance (waited {0:?})")]
+    Busy(Duration),
+    #[error("position {0} is frozen by another task")]
+    Frozen(PositionId),
+}
+
+/// The store in a directory: `state.json` and `state.lock`.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    dir: PathBuf,
+    owner: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LockInfo {
+    owner: String,
+    expires_ms: i64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl LocalStore {
+    /// A store in `dir` (created if missing); `owner` names this instance in locks and freezes.
+    pub fn open(dir: impl Into<PathBuf>, owner: impl Into<String>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(LocalStore {
+            dir,
+            owner: owner.into(),
+        })
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("state.lock")
+    }
+
+    /// Takes the lock if it is free or expired. Returns false when someone else holds it.
+    fn try_lock(&self, now: i64) -> Result<bool, StoreError> {
+        let path = self.lock_path();
+        let info = LockInfo {
+            owner: self.owner.clone(),
+            expires_ms: now + LOCK_TTL_MS,
+        };
+        let body = serde_json::to_vec(&info).unwrap_or_default();
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(&body).map_err(io(&path))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let expired = match std::fs::read(&path) {
+                    Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
+                        .map(|l| l.expires_ms <= now)
+                        // A lock being written right now reads empty: treat it as held.
+                        .unwrap_or(false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                if expired {
+                    // Break the stale lock by renaming it away (atomic: only one breaker wins the
+                    // rename of this file), then compete for a fresh one.
+                    let stale = self.dir.join(format!(
+                        "state.lock.stale.{}.{}",
+                        std::process::id(),
+                        self.owner
+                    ));
+                    if std::fs::rename(&path, &stale).is_ok() {
+                        // Another breaker may have replaced the stale lock with a fresh one between
+                        // our read and our rename: if we took a live lock, put it back.
+                        let taken_live = std::fs::read(&stale)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
+                            .is_some_and(|l| l.expires_ms > now);
+                        if taken_live {
+                            let _ = std::fs::hard_link(&stale, &path);
+                            let _ = std::fs::remove_file(&stale);
+                            return Ok(false);
+                        }
+                        let _ = std::fs::remove_file(&stale);
+                    }
+                    return match OpenOptions::new().write(true).create_new(true).open(&path) {
+                        Ok(mut f) => {
+                            f.write_all(&body).map_err(io(&path))?;
+                            Ok(true)
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(io(&path)(e)),
+                    };
+                }
+                Ok(false)
+            }
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn unlock(&self) {
+        let _ = std::fs::remove_file(self.lock_path());
+    }
+
+    /// Reads the state without locking (a consistent snapshot thanks to the atomic rename).
+    pub fn load(&self) -> Result<LocalState, StoreError> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LocalState::default()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn save(&self, state: &LocalState) -> Result<(), StoreError> {
+        let path = self.state_path();
+        let tmp = self.dir.join(format!("state.json.tmp.{}", std::process::id()));
+        let body = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&body).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Runs `f` on the state under the lock, waiting up to `wait` for it, and saves the result. If `f`
+    /// fails nothing is written.
+    pub fn update<R, E>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&mut LocalState) -> Result<R, E>,
+    ) -> Result<Result<R, E>, StoreError> {
+        let start = std::time::Instant::now();
+        while !self.try_lock(now_ms())? {
+            if start.elapsed() >= wait {
+                return Err(StoreError::Busy(wait));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let result = (|| {
+            let mut state = self.load()?;
+            let r = f(&mut state);
+            if r.is_ok() {
+                self.save(&state)?;
+            }
+            Ok(r)
+        })();
+        self.unlock();
+        result
+    }
+
+    /// Freezes a position for a task: fails if another instance froze it and the freeze has not
+    /// expired. The freeze lapses by itself after [`FREEZE_TTL_MS`].
+    pub fn freeze(&self, login: u64, id: PositionId, now_ms: i64) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        self.update(Duration::from_secs(2), |s| {
+            if s.is_frozen(login, id, now_ms, &owner) {
+                return Err(StoreError::Frozen(id));
+            }
+            let p = s.position_mut(login, id);
+            p.frozen_until_ms = Some(now_ms + FREEZE_TTL_MS);
+            p.frozen_by = Some(owner.clone());
+            Ok(())
+        })?
+    }
+
+    /// Releases this instance's freeze of a position.
+    pub fn release(&self, login: u64, id: PositionId) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        self.update(Duration::from_secs(2), |s| {
+            let p = s.position_mut(login, id);
+            if p.frozen_by.as_deref() == Some(owner.as_str()) {
+                p.frozen_until_ms = None;
+                p.frozen_by = None;
+            }
+            Ok::<(), StoreError>(())
+        })?
+    }
+
+    /// Sets (or with `None` removes) a position's virtual take-profit.
+    pub fn set_take_profit(
+        &self,
+        login: u64,
+        id: PositionId,
+        tp: Option<Price>,
+    ) -> Result<(), StoreError> {
+        self.update(Duration::from_secs(2), |s| {
+            s.position_mut(login, id).take_profit = tp.filter(|p| !p.is_zero());
+            Ok::<(), StoreError>(())
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn freeze_is_exclusive_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalStore::open(dir.path(), "a").unwrap();
+        let b = LocalStore::open(dir.path(), "b").unwrap();
+        let id = PositionId(7);
+        a.freeze(1, id, 1_000).unwrap();
+        assert!(matches!(b.freeze(1, id, 2_000), Err(StoreError::Frozen(_))));
+        // Re-freezing by the owner is fine; after the TTL anyone may.
+        a.freeze(1, id, 2_000).unwrap();
+        b.freeze(1, id, 2_000 + FREEZE_TTL_MS).unwrap();
+        b.release(1, id).unwrap();
+        a.freeze(1, id, 2_001 + FREEZE_TTL_MS).unwrap();
+    }
+
+    #[test]
+    fn take_profit_persists_and_a_stale_lock_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalStore::open(dir.path(), "a").unwrap();
+        a.set_take_profit(1, PositionId(3), Some(Price(Decimal::new(11, 1))))
+            .unwrap();
+        // A crashed holder left an expired lock.
+        std::fs::write(
+            dir.path().join("state.lock"),
+            br#"{"owner":"x","expires_ms":0}"#,
+        )
+        .unwrap();
+        let b = LocalStore::open(dir.path(), "b").unwrap();
+        let s = b.load().unwrap();
+        assert_eq!(
+            s.position(1, PositionId(3)).unwrap().take_profit,
+            Some(Price(Decimal::new(11, 1)))
+        );
+        b.set_take_profit(1, PositionId(3), None).unwrap();
+        assert_eq!(b.load().unwrap().position(1, PositionId(3)).unwrap().take_profit, None);
+        // A live lock makes others wait and give up.
+        std::fs::write(
+            dir.path().join("state.lock"),
+            format!(r#"{{"owner":"x","expires_ms":{}}}"#, now_ms() + 60_000),
+        )
+        .unwrap();
+        let r = b.update(Duration::from_millis(30), |_| Ok::<(), StoreError>(()));
+        assert!(matches!(r, Err(StoreError::Busy(_))));
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let s = LocalStore::open(path, format!("w{t}")).unwrap();
+                    for i in 0..20u64 {
+                        s.update(Duration::from_secs(10), |st| {
+                            st.position_mut(1, PositionId(t * 100 + i)).exit_comment =
+                                Some("x".into());
+                            Ok::<(), StoreError>(())
+                        })
+                        .unwrap()
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = LocalStore::open(dir.path(), "r").unwrap().load().unwrap();
+        assert_eq!(s.accounts[&1].len(), 80);
+    }
+}
