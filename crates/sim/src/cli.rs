@@ -1,0 +1,295 @@
+//! `hedge sim`: run a simulated MT5 terminal that connects to an agent.
+
+use crate::account::AccountConfig;
+use crate::faults::Faults;
+use crate::feed::parse_ticks;
+use crate::script::Script;
+use crate::symbols::{default_symbols, SimSymbol};
+use crate::terminal::{FeedConfig, SimConfig, SimTerminal};
+use anyhow::{bail, Context};
+use hedge_domain::{AccountMarginMode, FillingModes, Login, Money, OrderFilling, Volume};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+#[command(about = "Simulated MT5 trade server: connects to an agent as the EA does")]
+pub struct SimArgs {
+    /// The agent's address.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub connect: String,
+    /// Account type: netting or hedging.
+    #[arg(long, default_value = "hedging")]
+    pub mode: AccountMarginMode,
+    /// Account number.
+    #[arg(long, default_value_t = 1000)]
+    pub login: u64,
+    /// Symbols to offer (base names from EURUSD, GBPUSD, USDJPY, XAUUSD), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Decorate symbol names as a broker does, e.g. `.r`.
+    #[arg(long, default_value = "")]
+    pub suffix: String,
+    /// Replay ticks from a CSV (`time,bid,ask` or HistData) instead of the random walk.
+    #[arg(long)]
+    pub ticks: Option<std::path::PathBuf>,
+    /// Symbol the tick file is for (default: the first symbol).
+    #[arg(long)]
+    pub ticks_symbol: Option<String>,
+    /// Replay speed factor for --ticks.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Random walk step interval in milliseconds (0: prices move only by script).
+    #[arg(long, default_value_t = 250)]
+    pub tick_ms: u64,
+    /// Seed for prices and faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value = "10000")]
+    pub balance: String,
+    #[arg(long, default_value = "USD")]
+    pub currency: String,
+    #[arg(long, default_value_t = 100)]
+    pub leverage: u32,
+    /// Probability of a requote/off-quote per market order (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub requote_rate: f64,
+    /// Probability of a rejection per market order (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub reject_rate: f64,
+    /// Added latency before each command, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Drop the connection once after this many messages.
+    #[arg(long)]
+    pub disconnect_after: Option<u64>,
+    /// Restrict a symbol's filling modes, e.g. `EURUSD=IOC` or `XAUUSD=FOK+IOC` (repeatable).
+    #[arg(long = "filling")]
+    pub filling: Vec<String>,
+    /// Limit the volume available per quote, e.g. `EURUSD=0.5` (repeatable).
+    #[arg(long = "liquidity")]
+    pub liquidity: Vec<String>,
+    /// A TOML file with per-symbol settings (see docs/simulator.md).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// A script of timed trades (see docs/simulator.md).
+    #[arg(long)]
+    pub script: Option<std::path::PathBuf>,
+    /// Exit when the script has finished (after this many extra seconds).
+    #[arg(long)]
+    pub exit_after_script: Option<u64>,
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat_secs: u64,
+    #[arg(long, default_value_t = 60)]
+    pub snapshot_secs: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    symbol: Vec<SymbolOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SymbolOverride {
+    name: String,
+    #[serde(default)]
+    filling: Option<Vec<String>>,
+    #[serde(default)]
+    liquidity: Option<String>,
+    #[serde(default)]
+    stops_level: Option<u32>,
+}
+
+fn parse_filling(modes: &[&str]) -> anyhow::Result<FillingModes> {
+    let mut f = FillingModes::default();
+    for m in modes {
+        match m.parse::<OrderFilling>().map_err(anyhow::Error::msg)? {
+            OrderFilling::Fok => f.fok = true,
+            OrderFilling::Ioc => f.ioc = true,
+            OrderFilling::Return => f.ret = true,
+            OrderFilling::Boc => f.boc = true,
+        }
+    }
+    Ok(f)
+}
+
+fn find<'a>(
+    symbols: &'a mut [SimSymbol],
+    name: &str,
+    suffix: &str,
+) -> anyhow::Result<&'a mut SimSymbol> {
+    let full = format!("{name}{suffix}");
+    symbols
+        .iter_mut()
+        .find(|s| s.spec.name == name || s.spec.name == full)
+        .with_context(|| format!("no symbol {name:?}"))
+}
+
+fn liquidity(v: &str) -> anyhow::Result<Volume> {
+    v.parse::<Volume>()
+        .ok()
+        .filter(|v| !v.is_negative())
+        .with_context(|| format!("bad liquidity {v:?}"))
+}
+
+/// Builds the simulator configuration from the arguments (no I/O besides reading the named files).
+pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>)> {
+    let mut symbols = default_symbols(&args.suffix);
+    if !args.symbols.is_empty() {
+        let wanted: Vec<String> = args
+            .symbols
+            .iter()
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for w in &wanted {
+            if !symbols
+                .iter()
+                .any(|s| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
+            {
+                bail!("unknown symbol {w:?}; available: EURUSD, GBPUSD, USDJPY, XAUUSD");
+            }
+        }
+        symbols.retain(|s| {
+            wanted
+                .iter()
+                .any(|w| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
+        });
+    }
+    for f in &args.filling {
+        let (name, modes) = f
+            .split_once('=')
+            .with_context(|| format!("--filling {f:?}: expected SYMBOL=MODE[+MODE]"))?;
+        let modes: Vec<&str> = modes.split(['+', ',']).collect();
+        let filling = parse_filling(&modes)?;
+        find(&mut symbols, name, &args.suffix)?.spec.filling = filling;
+    }
+    for l in &args.liquidity {
+        let (name, v) = l
+            .split_once('=')
+            .with_context(|| format!("--liquidity {l:?}: expected SYMBOL=VOLUME"))?;
+        let v = liquidity(v)?;
+        let s = find(&mut symbols, name, &args.suffix)?;
+        *s = s.clone().with_liquidity(Some(v));
+    }
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: FileConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for o in file.symbol {
+            let s = find(&mut symbols, &o.name, &args.suffix)?;
+            if let Some(modes) = &o.filling {
+                let modes: Vec<&str> = modes.iter().map(String::as_str).collect();
+                s.spec.filling = parse_filling(&modes)?;
+            }
+            if let Some(l) = &o.liquidity {
+                *s = s.clone().with_liquidity(Some(liquidity(l)?));
+            }
+            if let Some(level) = o.stops_level {
+                s.spec.stops_level = level;
+            }
+        }
+    }
+    let balance: Money = args
+        .balance
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--balance")?;
+    for (name, rate) in [
+        ("--requote-rate", args.requote_rate),
+        ("--reject-rate", args.reject_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            bail!("{name} must be between 0 and 1");
+        }
+    }
+    let account = AccountConfig {
+        login: Login(args.login),
+        mode: args.mode,
+        currency: args.currency.clone(),
+        leverage: args.leverage,
+        balance,
+        seed: args.seed,
+        faults: Faults {
+            requote_rate: args.requote_rate,
+            reject_rate: args.reject_rate,
+            latency_ms: args.latency_ms,
+            disconnect_after: args.disconnect_after,
+        },
+        ..AccountConfig::default()
+    };
+    let feed = match &args.ticks {
+        Some(path) => {
+            let symbol = match &args.ticks_symbol {
+                Some(s) => find(&mut symbols, s, &args.suffix)?.spec.name.clone(),
+                None => symbols
+                    .first()
+                    .map(|s| s.spec.name.clone())
+                    .context("no symbols")?,
+            };
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let ticks = parse_ticks(&text, &symbol)?;
+            if let (Some(first), Some(s)) = (
+                ticks.first(),
+                symbols.iter_mut().find(|s| s.spec.name == symbol),
+            ) {
+                s.bid = first.bid;
+                s.ask = first.ask;
+                s.quote_time = first.time;
+            }
+            FeedConfig::Replay {
+                ticks,
+                speed: args.speed,
+            }
+        }
+        None if args.tick_ms == 0 => FeedConfig::Manual,
+        None => FeedConfig::RandomWalk {
+            interval: Duration::from_millis(args.tick_ms),
+        },
+    };
+    let script = match &args.script {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(Script::parse(&text)?)
+        }
+        None => None,
+    };
+    let mut config = SimConfig::new(args.connect.clone(), account);
+    config.symbols = symbols;
+    config.feed = feed;
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_secs.max(1));
+    config.snapshot_interval = Duration::from_secs(args.snapshot_secs.max(1));
+    Ok((config, script))
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let (config, script) = build_config(&args)?;
+    tracing::info!(
+        login = args.login, mode = %args.mode, agent = %config.connect,
+        symbols = ?config.symbols.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(),
+        "simulated terminal starting"
+    );
+    let terminal = Arc::new(SimTerminal::spawn(config));
+    let script_task = script.map(|s| terminal.run_script(s));
+    match (script_task, args.exit_after_script) {
+        (Some(task), Some(extra)) => {
+            task.await.context("script task failed")?;
+            tokio::time::sleep(Duration::from_secs(extra)).await;
+        }
+        _ => {
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+        }
+    }
+    let info = terminal.account();
+    tracing::info!(balance = %info.balance, equity = %info.equity, positions = terminal.positions().len(), "stopping");
+    terminal.stop().await;
+    Ok(())
+}

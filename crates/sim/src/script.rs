@@ -1,0 +1,443 @@
+//! Scripted scenarios: timed trades on the simulated terminal (see `docs/simulator.md`).
+//!
+//! One step per line, `at <time> <action> [args] [key=value ...]`; `#` starts a comment. Times are
+//! offsets from the start (`250ms`, `2s`, `1.5s`, `1m`). Positions are named by ticket (`123`) or by
+//! `#N`, the position opened by the N-th `open` of the script.
+
+use crate::terminal::SimTerminal;
+use hedge_domain::{Magic, OrderTime, OrderType, PositionId, Price, Side, TradeAction, Volume};
+use hedge_protocol::{Filling, TradeRequest};
+use std::time::Duration;
+
+/// A position named in a script.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PosRef {
+    Ticket(PositionId),
+    /// 1-based index of the script's `open` steps.
+    Opened(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Open {
+        symbol: String,
+        side: Side,
+        volume: Volume,
+        magic: Magic,
+        comment: String,
+        sl: Price,
+        tp: Price,
+        filling: Filling,
+    },
+    Close {
+        position: PosRef,
+    },
+    Partial {
+        position: PosRef,
+        volume: Volume,
+    },
+    Modify {
+        position: PosRef,
+        sl: Price,
+        tp: Price,
+    },
+    Pending {
+        symbol: String,
+        order_type: OrderType,
+        volume: Volume,
+        price: Price,
+        magic: Magic,
+        comment: String,
+    },
+    Quote {
+        symbol: String,
+        bid: Price,
+        ask: Price,
+    },
+    Disconnect,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub at: Duration,
+    pub action: Action,
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Script {
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("script line {line}: {message}")]
+pub struct ScriptError {
+    pub line: usize,
+    pub message: String,
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 0.001)
+    };
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * unit))
+}
+
+/// Splits on whitespace, keeping `"quoted strings"` (also in `key="a b"`) together.
+fn tokens(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut has = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                has = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if has {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                has = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    if has {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn pos_ref(s: &str) -> Result<PosRef, String> {
+    if let Some(n) = s.strip_prefix('#') {
+        match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(PosRef::Opened(n)),
+            _ => Err(format!("bad position reference {s:?}")),
+        }
+    } else {
+        s.parse::<u64>()
+            .map(|t| PosRef::Ticket(PositionId(t)))
+            .map_err(|_| format!("bad position {s:?} (a ticket or #N)"))
+    }
+}
+
+fn volume(s: &str) -> Result<Volume, String> {
+    s.parse::<Volume>()
+        .ok()
+        .filter(|v| v.is_positive())
+        .ok_or_else(|| format!("bad volume {s:?}"))
+}
+
+fn price(s: &str) -> Result<Price, String> {
+    s.parse::<Price>()
+        .ok()
+        .filter(|p| !p.is_negative())
+        .ok_or_else(|| format!("bad price {s:?}"))
+}
+
+fn order_type(s: &str) -> Result<OrderType, String> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "buy" => OrderType::Buy,
+        "sell" => OrderType::Sell,
+        "buy_limit" => OrderType::BuyLimit,
+        "sell_limit" => OrderType::SellLimit,
+        "buy_stop" => OrderType::BuyStop,
+        "sell_stop" => OrderType::SellStop,
+        other => return Err(format!("bad order type {other:?}")),
+    })
+}
+
+struct Options {
+    magic: Magic,
+    comment: String,
+    sl: Price,
+    tp: Price,
+    filling: Filling,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        magic: Magic(0),
+        comment: String::new(),
+        sl: Price::ZERO,
+        tp: Price::ZERO,
+        filling: Filling::Auto,
+    };
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {a:?}"))?;
+        match k {
+            "magic" => o.magic = v.parse().map_err(|_| format!("bad magic {v:?}"))?,
+            "comment" => o.comment = v.to_owned(),
+            "sl" => o.sl = price(v)?,
+            "tp" => o.tp = price(v)?,
+            "filling" => {
+                o.filling = if v.eq_ignore_ascii_case("auto") {
+                    Filling::Auto
+                } else {
+                    Filling::Mode(v.parse()?)
+                }
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn parse_action(t: &[String]) -> Result<Action, String> {
+    let word = t.first().map(String::as_str).unwrap_or("");
+    let need = |n: usize| -> Result<(), String> {
+        if t.len() < n {
+            Err(format!("{word}: missing arguments"))
+        } else {
+            Ok(())
+        }
+    };
+    Ok(match word {
+        "open" => {
+            need(4)?;
+            let side: Side = t[2].parse()?;
+            let o = options(&t[4..])?;
+            Action::Open {
+                symbol: t[1].clone(),
+                side,
+                volume: volume(&t[3])?,
+                magic: o.magic,
+                comment: o.comment,
+                sl: o.sl,
+                tp: o.tp,
+                filling: o.filling,
+            }
+        }
+        "close" => {
+            need(2)?;
+            if t.len() > 2 {
+                return Err("close takes one position".into());
+            }
+            Action::Close {
+                position: pos_ref(&t[1])?,
+            }
+        }
+        "partial" => {
+            need(3)?;
+            Action::Partial {
+                position: pos_ref(&t[1])?,
+                volume: volume(&t[2])?,
+            }
+        }
+        "modify" => {
+            need(2)?;
+            let o = options(&t[2..])?;
+            Action::Modify {
+                position: pos_ref(&t[1])?,
+                sl: o.sl,
+                tp: o.tp,
+            }
+        }
+        "pending" => {
+            need(5)?;
+            let o = options(&t[5..])?;
+            let order_type = order_type(&t[2])?;
+            if !order_type.is_pending() {
+                return Err(format!("{} is not a pending type", t[2]));
+            }
+            Action::Pending {
+                symbol: t[1].clone(),
+                order_type,
+                volume: volume(&t[3])?,
+                price: price(&t[4])?,
+                magic: o.magic,
+                comment: o.comment,
+            }
+        }
+        "quote" => {
+            need(4)?;
+            Action::Quote {
+                symbol: t[1].clone(),
+                bid: price(&t[2])?,
+                ask: price(&t[3])?,
+            }
+        }
+        "disconnect" => Action::Disconnect,
+        other => return Err(format!("unknown action {other:?}")),
+    })
+}
+
+impl Script {
+    pub fn parse(text: &str) -> Result<Script, ScriptError> {
+        let mut steps = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let err = |message: String| ScriptError { line, message };
+            let t = tokens(trimmed).map_err(err)?;
+            if t.len() < 3 || t[0] != "at" {
+                return Err(err("expected: at <time> <action> ...".into()));
+            }
+            let at = parse_duration(&t[1]).ok_or_else(|| err(format!("bad time {:?}", t[1])))?;
+            let action = parse_action(&t[2..]).map_err(err)?;
+            steps.push(Step { at, action, line });
+        }
+        // Stable: steps at the same time keep their order.
+        steps.sort_by_key(|s| s.at);
+        Ok(Script { steps })
+    }
+}
+
+/// Runs every step at its time, logging each outcome.
+pub async fn run(terminal: &SimTerminal, script: &Script) {
+    let start = tokio::time::Instant::now();
+    let mut opened: Vec<PositionId> = Vec::new();
+    let resolve = |r: &PosRef, opened: &[PositionId]| -> Option<PositionId> {
+        match r {
+            PosRef::Ticket(t) => Some(*t),
+            PosRef::Opened(n) => opened.get(n - 1).copied(),
+        }
+    };
+    for step in &script.steps {
+        tokio::time::sleep_until(start + step.at).await;
+        let reply = match &step.action {
+            Action::Open {
+                symbol,
+                side,
+                volume,
+                magic,
+                comment,
+                sl,
+                tp,
+                filling,
+            } => {
+                let mut r = TradeRequest::market(symbol.clone(), OrderType::market(*side), *volume);
+                r.magic = *magic;
+                r.comment = comment.clone();
+                r.sl = *sl;
+                r.tp = *tp;
+                r.type_filling = *filling;
+                let reply = terminal.trade(r);
+                // Keep numbering aligned with the script's opens even when one fails.
+                opened.push(reply.position);
+                Some(reply)
+            }
+            Action::Close { position } => resolve(position, &opened)
+                .filter(|p| p.0 != 0)
+                .map(|p| terminal.close(p, None)),
+            Action::Partial { position, volume } => resolve(position, &opened)
+                .filter(|p| p.0 != 0)
+                .map(|p| terminal.close(p, Some(*volume))),
+            Action::Modify { position, sl, tp } => resolve(position, &opened)
+                .filter(|p| p.0 != 0)
+                .map(|p| terminal.modify(p, *sl, *tp)),
+            Action::Pending {
+                symbol,
+                order_type,
+                volume,
+                price,
+                magic,
+                comment,
+            } => {
+                let mut r = TradeRequest::market(symbol.clone(), *order_type, *volume);
+                r.action = TradeAction::Pending;
+                r.price = *price;
+                r.magic = *magic;
+                r.comment = comment.clone();
+                r.type_time = OrderTime::Gtc;
+                Some(terminal.trade(r))
+            }
+            Action::Quote { symbol, bid, ask } => {
+                terminal.set_quote(symbol, *bid, *ask);
+                None
+            }
+            Action::Disconnect => {
+                terminal.disconnect();
+                None
+            }
+        };
+        match reply {
+            Some(r) => tracing::info!(
+                line = step.line, retcode = %r.retcode, order = %r.order, position = %r.position,
+                comment = %r.comment, "script step"
+            ),
+            None if matches!(
+                step.action,
+                Action::Close { .. } | Action::Partial { .. } | Action::Modify { .. }
+            ) =>
+            {
+                tracing::warn!(
+                    line = step.line,
+                    "script step names a position that was not opened"
+                )
+            }
+            None => tracing::info!(line = step.line, "script step"),
+        }
+    }
+    tracing::info!("script finished");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_action() {
+        let text = r#"
+# a comment
+at 500ms open EURUSD buy 0.1 magic=7 comment="spike signal" sl=1.07 filling=IOC
+at 1s partial #1 0.05
+at 1.5s modify #1 sl=1.075 tp=1.09
+at 2s close 100001
+at 3s pending XAUUSD buy_limit 1 1900.5 magic=2
+at 2500 quote EURUSD 1.1 1.1002
+at 1m disconnect
+"#;
+        let s = Script::parse(text).unwrap();
+        assert_eq!(s.steps.len(), 7);
+        assert_eq!(s.steps[0].at, Duration::from_millis(500));
+        match &s.steps[0].action {
+            Action::Open {
+                comment,
+                magic,
+                filling,
+                ..
+            } => {
+                assert_eq!(comment, "spike signal");
+                assert_eq!(*magic, Magic(7));
+                assert_eq!(*filling, Filling::Mode(hedge_domain::OrderFilling::Ioc));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.steps[4].at, Duration::from_millis(2500));
+        assert!(matches!(s.steps[6].action, Action::Disconnect));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = Script::parse("at 1s open EURUSD up 0.1").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(Script::parse("\nat x open EURUSD buy 1").unwrap_err().line == 2);
+        assert!(Script::parse("at 1s open EURUSD buy -1").is_err());
+        assert!(Script::parse("at 1s close #0").is_err());
+        assert!(Script::parse("at 1s fly").is_err());
+        assert!(Script::parse("open EURUSD buy 1").is_err());
+        assert!(Script::parse("at 1s open EURUSD buy 1 comment=\"x").is_err());
+        assert!(Script::parse("at 1s open EURUSD buy 1 colour=red").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! The simulated symbols: specification, current quote and per-quote liquidity.
+
+use hedge_domain::{FillingModes, Money, Price, SymbolSpec, Volume};
+use hedge_protocol::{SymbolInfo, TimeMs};
+use rust_decimal::Decimal;
+
+/// A symbol as the simulated server holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimSymbol {
+    pub spec: SymbolSpec,
+    pub bid: Price,
+    pub ask: Price,
+    pub quote_time: TimeMs,
+    /// Volume the market offers per quote; `None` is unlimited. Orders beyond it fill partially.
+    pub liquidity: Option<Volume>,
+    /// What is left of `liquidity` until the next quote.
+    pub liquidity_left: Option<Volume>,
+    /// Spread in points for generated quotes.
+    pub spread_points: u32,
+}
+
+impl SimSymbol {
+    pub fn new(spec: SymbolSpec, bid: Price, spread_points: u32) -> Self {
+        let ask = Price(bid.0 + spec.point.0 * Decimal::from(spread_points));
+        SimSymbol {
+            spec,
+            bid,
+            ask,
+            quote_time: 0,
+            liquidity: None,
+            liquidity_left: None,
+            spread_points,
+        }
+    }
+
+    pub fn with_liquidity(mut self, liquidity: Option<Volume>) -> Self {
+        self.liquidity = liquidity;
+        self.liquidity_left = liquidity;
+        self
+    }
+
+    pub fn with_filling(mut self, filling: FillingModes) -> Self {
+        self.spec.filling = filling;
+        self
+    }
+
+    pub fn info(&self) -> SymbolInfo {
+        SymbolInfo {
+            spec: self.spec.clone(),
+            bid: Some(self.bid),
+            ask: Some(self.ask),
+            time: self.quote_time,
+        }
+    }
+}
+
+fn d(mantissa: i64, scale: u32) -> Decimal {
+    Decimal::new(mantissa, scale)
+}
+
+/// The default symbol set with realistic specifications, names decorated with `suffix` (e.g. `.r`).
+/// Tick values are in USD for a USD account.
+pub fn default_symbols(suffix: &str) -> Vec<SimSymbol> {
+    let named = |base: &str| format!("{base}{suffix}");
+    let mut eurusd = SymbolSpec::forex(named("EURUSD"), 5);
+    eurusd.margin_per_lot = Money(d(1_100, 0));
+    let mut gbpusd = SymbolSpec::forex(named("GBPUSD"), 5);
+    gbpusd.margin_per_lot = Money(d(1_270, 0));
+    let mut usdjpy = SymbolSpec::forex(named("USDJPY"), 3);
+    // One point (0.001 JPY) on 100,000 USD is 100 JPY, about 0.67 USD.
+    usdjpy.tick_value = Money(d(67, 2));
+    usdjpy.margin_per_lot = Money(d(1_000, 0));
+    let mut xauusd = SymbolSpec::forex(named("XAUUSD"), 2);
+    xauusd.contract_size = Decimal::from(100);
+    xauusd.volume_max = Volume(d(50, 0));
+    xauusd.margin_per_lot = Money(d(2_000, 0));
+    xauusd.stops_level = 10;
+    vec![
+        SimSymbol::new(eurusd, Price(d(108_312, 5)), 12),
+        SimSymbol::new(gbpusd, Price(d(126_755, 5)), 15),
+        SimSymbol::new(usdjpy, Price(d(149_512, 3)), 14),
+        SimSymbol::new(xauusd, Price(d(192_345, 2)), 25),
+    ]
+}
