@@ -223,3 +223,47 @@ async fn a_missing_terminal_is_a_clear_error() {
     let err = Launcher::new(spec).start().unwrap_err();
     assert!(matches!(err, LaunchError::TerminalNotFound(_)), "{err}");
 }
+
+#[tokio::test]
+async fn the_terminal_starts_and_its_bridge_connects_to_the_agent() {
+    let folder = TerminalFolder::new(&conf("connect"));
+    let listener = hedge_protocol::TerminalListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_secs(30)))
+        .start()
+        .unwrap();
+    let ini = folder.startup_ini(port);
+    assert!(
+        ini.exists(),
+        "the start-up file exists until the bridge connects"
+    );
+    let terminal = listener.start();
+    running
+        .wait_for(terminal.ready())
+        .await
+        .expect("the bridge connects")
+        .expect("the handshake completes");
+    assert!(
+        !ini.exists(),
+        "the password file is removed once the bridge connected"
+    );
+    assert!(running.secret_files().is_empty());
+    let hello = terminal.hello().expect("hello");
+    assert_eq!(hello.login, hedge_domain::Login(common::LOGIN));
+    assert_eq!(hello.server, common::SERVER);
+    assert!(!terminal.symbols().is_empty());
+    assert_eq!(folder.metaeditor_runs(), 1);
+
+    // The link carries commands: a round trip through the stand-in's bridge.
+    let reply = terminal
+        .ping(hedge_domain::CmdId::from("launch-ping-1"))
+        .await
+        .expect("ping");
+    assert!(reply.is_done(), "{reply:?}");
+    assert_eq!(running.state(), TerminalState::Running);
+    terminal.shutdown().await;
+    running.stop();
+    assert!(matches!(running.state(), TerminalState::Exited(_)));
+}

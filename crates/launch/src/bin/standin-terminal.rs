@@ -250,7 +250,8 @@ fn main() -> ExitCode {
             );
             park()
         }
-        _ => match standin_bridge::run(&checked.host, checked.port, checked.login) {
+        _ => match standin_bridge::run(&checked.host, checked.port, checked.login, &checked.server)
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 experts_log.line(
@@ -271,9 +272,28 @@ fn park() -> ! {
 }
 
 mod standin_bridge {
-    /// Runs the simulated terminal side of the protocol against the agent at `host:port`.
-    pub fn run(host: &str, port: u16, login: u64) -> Result<(), String> {
-        let _ = (host, port, login);
-        Err("simulator not wired yet".into())
+    use hedge_domain::Login;
+    use hedge_sim::{AccountConfig, SimConfig, SimTerminal};
+
+    /// Runs the simulator as this terminal's bridge: it connects to the agent at `host:port` exactly
+    /// as the Expert Advisor would, logged in as `login` on `server`, until the process is stopped.
+    pub fn run(host: &str, port: u16, login: u64, server: &str) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        let config = SimConfig::new(
+            format!("{host}:{port}"),
+            AccountConfig {
+                login: Login(login),
+                server: server.to_owned(),
+                ..AccountConfig::default()
+            },
+        );
+        runtime.block_on(async move {
+            let _terminal = SimTerminal::spawn(config);
+            std::future::pending::<()>().await;
+        });
+        Ok(())
     }
 }
