@@ -42,6 +42,7 @@ input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 de
 #define RC_ERROR   10011
 #define RC_INVALID 10013
 #define MAX_CMD_ID 128            // bytes
+#define MAX_DATETIME 32535215999  // 3000.12.31 23:59:59, the largest datetime
 
 //--- functions used before their definition
 void   SendHello();
@@ -158,6 +159,24 @@ string JPrice(double v, string symbol) { return JNum(v, PriceDigits(symbol)); }
 
 // Milliseconds since the Unix epoch, UTC.
 long NowMs() { return (long)TimeGMT() * 1000; }
+
+// MT5 stamps orders, deals, positions and ticks with the trade server's clock; the protocol speaks
+// UTC. The server's offset is the difference of TimeTradeServer() and TimeGMT(), rounded to 15
+// minutes (every time zone is a multiple of it) so that clock jitter never moves it.
+long g_server_offset_ms = 0;
+
+void UpdateServerOffset()
+  {
+   long diff = (long)(TimeTradeServer() - TimeGMT());
+   long quarters = (long)MathRound((double)diff / 900.0);
+   g_server_offset_ms = quarters * 900 * 1000;
+  }
+
+// A server-clock time in ms as UTC ms; 0 (unset) stays 0.
+long Utc(long server_ms) { return server_ms > 0 ? server_ms - g_server_offset_ms : 0; }
+
+// A server-clock datetime (seconds) as UTC ms; 0 stays 0.
+long UtcSec(long server_sec) { return server_sec > 0 ? server_sec * 1000 - g_server_offset_ms : 0; }
 
 //+------------------------------------------------------------------+
 //| JSON reading: one flat object of strings, numbers, bools, nulls. |
@@ -489,6 +508,22 @@ bool JGetBool(string key, bool def)
    return g_jvals[k] == "true";
   }
 
+// Whether text is a plain or scientific decimal number ("0.1", "-3", "1e-7").
+bool JLooksNumeric(string v)
+  {
+   int n = StringLen(v);
+   bool digit = false;
+   for(int i = 0; i < n; i++)
+     {
+      ushort c = StringGetCharacter(v, i);
+      if(c >= '0' && c <= '9')
+         digit = true;
+      else if(c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E')
+         return false;
+     }
+   return digit;
+  }
+
 // Whether a numeric field holds a valid non-negative number (or is absent).
 bool JNonNegative(string key)
   {
@@ -496,6 +531,8 @@ bool JNonNegative(string key)
    if(k < 0 || g_jkinds[k] == JK_NULL)
       return true;
    if(g_jkinds[k] != JK_NUMBER && g_jkinds[k] != JK_STRING)
+      return false;
+   if(!JLooksNumeric(g_jvals[k]))
       return false;
    return StringToDouble(g_jvals[k]) >= 0.0;
   }
@@ -547,6 +584,7 @@ bool Connect()
      }
    SocketTimeouts(g_socket, SEND_TIMEOUT, 1);
    RingLoad();
+   UpdateServerOffset();
    g_connected = true;
    g_seq = 0;
    g_rx_len = 0;
@@ -628,8 +666,8 @@ string PositionJson()
           "," + JKey("profit") + JMoney(PositionGetDouble(POSITION_PROFIT)) +
           "," + JKey("magic") + JInt(PositionGetInteger(POSITION_MAGIC)) +
           "," + JKey("comment") + JStr(PositionGetString(POSITION_COMMENT)) +
-          "," + JKey("time") + JInt(PositionGetInteger(POSITION_TIME_MSC)) +
-          "," + JKey("time_update") + JInt(PositionGetInteger(POSITION_TIME_UPDATE_MSC)) +
+          "," + JKey("time") + JInt(Utc(PositionGetInteger(POSITION_TIME_MSC))) +
+          "," + JKey("time_update") + JInt(Utc(PositionGetInteger(POSITION_TIME_UPDATE_MSC))) +
           "," + JKey("reason") + JInt(PositionGetInteger(POSITION_REASON)) + "}";
   }
 
@@ -641,11 +679,11 @@ string OrderJson()
           "," + JKey("symbol") + JStr(sym) +
           "," + JKey("type") + JInt(OrderGetInteger(ORDER_TYPE)) +
           "," + JKey("state") + JInt(OrderGetInteger(ORDER_STATE)) +
-          "," + JKey("time_setup") + JInt(OrderGetInteger(ORDER_TIME_SETUP_MSC)) +
-          "," + JKey("time_done") + JInt(OrderGetInteger(ORDER_TIME_DONE_MSC)) +
+          "," + JKey("time_setup") + JInt(Utc(OrderGetInteger(ORDER_TIME_SETUP_MSC))) +
+          "," + JKey("time_done") + JInt(Utc(OrderGetInteger(ORDER_TIME_DONE_MSC))) +
           "," + JKey("type_filling") + JInt(OrderGetInteger(ORDER_TYPE_FILLING)) +
           "," + JKey("type_time") + JInt(OrderGetInteger(ORDER_TYPE_TIME)) +
-          "," + JKey("expiration") + JInt(OrderGetInteger(ORDER_TIME_EXPIRATION) * 1000) +
+          "," + JKey("expiration") + JInt(UtcSec(OrderGetInteger(ORDER_TIME_EXPIRATION))) +
           "," + JKey("volume_initial") + JVol(OrderGetDouble(ORDER_VOLUME_INITIAL)) +
           "," + JKey("volume_current") + JVol(OrderGetDouble(ORDER_VOLUME_CURRENT)) +
           "," + JKey("price_open") + JPrice(OrderGetDouble(ORDER_PRICE_OPEN), sym) +
@@ -668,11 +706,11 @@ string HistoryOrderJson(ulong t)
           "," + JKey("symbol") + JStr(sym) +
           "," + JKey("type") + JInt(HistoryOrderGetInteger(t, ORDER_TYPE)) +
           "," + JKey("state") + JInt(HistoryOrderGetInteger(t, ORDER_STATE)) +
-          "," + JKey("time_setup") + JInt(HistoryOrderGetInteger(t, ORDER_TIME_SETUP_MSC)) +
-          "," + JKey("time_done") + JInt(HistoryOrderGetInteger(t, ORDER_TIME_DONE_MSC)) +
+          "," + JKey("time_setup") + JInt(Utc(HistoryOrderGetInteger(t, ORDER_TIME_SETUP_MSC))) +
+          "," + JKey("time_done") + JInt(Utc(HistoryOrderGetInteger(t, ORDER_TIME_DONE_MSC))) +
           "," + JKey("type_filling") + JInt(HistoryOrderGetInteger(t, ORDER_TYPE_FILLING)) +
           "," + JKey("type_time") + JInt(HistoryOrderGetInteger(t, ORDER_TYPE_TIME)) +
-          "," + JKey("expiration") + JInt(HistoryOrderGetInteger(t, ORDER_TIME_EXPIRATION) * 1000) +
+          "," + JKey("expiration") + JInt(UtcSec(HistoryOrderGetInteger(t, ORDER_TIME_EXPIRATION))) +
           "," + JKey("volume_initial") + JVol(HistoryOrderGetDouble(t, ORDER_VOLUME_INITIAL)) +
           "," + JKey("volume_current") + JVol(HistoryOrderGetDouble(t, ORDER_VOLUME_CURRENT)) +
           "," + JKey("price_open") + JPrice(HistoryOrderGetDouble(t, ORDER_PRICE_OPEN), sym) +
@@ -694,7 +732,7 @@ string DealJson(ulong t)
    return "{" + JKey("ticket") + JInt((long)t) +
           "," + JKey("order") + JInt(HistoryDealGetInteger(t, DEAL_ORDER)) +
           "," + JKey("position_id") + JInt(HistoryDealGetInteger(t, DEAL_POSITION_ID)) +
-          "," + JKey("time") + JInt(HistoryDealGetInteger(t, DEAL_TIME_MSC)) +
+          "," + JKey("time") + JInt(Utc(HistoryDealGetInteger(t, DEAL_TIME_MSC))) +
           "," + JKey("type") + JInt(HistoryDealGetInteger(t, DEAL_TYPE)) +
           "," + JKey("entry") + JInt(HistoryDealGetInteger(t, DEAL_ENTRY)) +
           "," + JKey("reason") + JInt(HistoryDealGetInteger(t, DEAL_REASON)) +
@@ -739,7 +777,7 @@ string SymbolJson(string sym)
    if(have_tick)
       out += "," + JKey("bid") + JNum(tick.bid, digits) +
              "," + JKey("ask") + JNum(tick.ask, digits) +
-             "," + JKey("time") + JInt(tick.time_msc);
+             "," + JKey("time") + JInt(Utc(tick.time_msc));
    return out + "}";
   }
 
@@ -786,6 +824,7 @@ void SendSymbols()
 // snapshot: account, open positions, working orders; cmd_id set when it answers a command.
 void SendSnapshot(string cmd_id)
   {
+   UpdateServerOffset();
    string positions = "";
    int total = PositionsTotal();
    for(int i = 0; i < total; i++)
@@ -861,7 +900,7 @@ void SendTx(const MqlTradeTransaction &trans, const MqlTradeRequest &request, co
               "," + JKey("time_type") + JInt(trans.time_type);
    if(deal_tx)
       body += "," + JKey("deal_type") + JInt(trans.deal_type);
-   body += "," + JKey("expiration") + JInt((long)trans.time_expiration * 1000) +
+   body += "," + JKey("expiration") + JInt(UtcSec((long)trans.time_expiration)) +
            "," + JKey("price") + JPrice(trans.price, sym) +
            "," + JKey("price_trigger") + JPrice(trans.price_trigger, sym) +
            "," + JKey("sl") + JPrice(trans.price_sl, sym) +
@@ -909,7 +948,7 @@ string PositionRecordField(const MqlTradeTransaction &trans)
    string sym = HistoryDealGetString(trans.deal, DEAL_SYMBOL);
    long deal_type = HistoryDealGetInteger(trans.deal, DEAL_TYPE);
    long pos_type = deal_type == DEAL_TYPE_SELL ? POSITION_TYPE_BUY : POSITION_TYPE_SELL;
-   long t = HistoryDealGetInteger(trans.deal, DEAL_TIME_MSC);
+   long t = Utc(HistoryDealGetInteger(trans.deal, DEAL_TIME_MSC));
    return "," + JKey("position_record") + "{" + JKey("ticket") + JInt((long)id) +
           "," + JKey("identifier") + JInt((long)id) +
           "," + JKey("symbol") + JStr(sym) +
@@ -1178,7 +1217,8 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
    req.deviation = (ulong)JGetLong("deviation", 0);
    req.type = (ENUM_ORDER_TYPE)order_type;
    req.type_time = (ENUM_ORDER_TYPE_TIME)type_time;
-   req.expiration = (datetime)(JGetLong("expiration", 0) / 1000);
+   long expiration = JGetLong("expiration", 0);
+   req.expiration = expiration > 0 ? (datetime)((expiration + g_server_offset_ms) / 1000) : 0;
    req.comment = JGetStr("comment", "");
    req.position = (ulong)JGetLong("position", 0);
    req.position_by = (ulong)JGetLong("position_by", 0);
@@ -1310,19 +1350,29 @@ void CmdHistory(string cmd_id)
       string parts[];
       if(StringSplit(cursor, ':', parts) != 2)
         {
-         SendError("bad_message", "bad history cursor", cmd_id);
+         SendSimpleReply(cmd_id, RC_INVALID, "unreadable history cursor", "");
          return;
         }
       order_pos = (int)StringToInteger(parts[0]);
       deal_pos = (int)StringToInteger(parts[1]);
       if(order_pos < 0 || deal_pos < 0)
         {
-         SendError("bad_message", "bad history cursor", cmd_id);
+         SendSimpleReply(cmd_id, RC_INVALID, "unreadable history cursor", "");
          return;
         }
      }
    // HistorySelect works in whole seconds and includes both ends; the exact ms range is applied below.
-   if(!HistorySelect((datetime)(from / 1000), (datetime)(to / 1000 + 1)))
+   UpdateServerOffset();
+   long server_from = from + g_server_offset_ms;
+   long server_to = to + g_server_offset_ms;
+   if(server_from < 0)
+      server_from = 0;
+   long to_sec = server_to / 1000 + 1;
+   if(to_sec > MAX_DATETIME)
+      to_sec = MAX_DATETIME;             // "everything": datetime ends in the year 3000
+   if(server_from / 1000 > to_sec)
+      server_from = to_sec * 1000;
+   if(!HistorySelect((datetime)(server_from / 1000), (datetime)to_sec))
      {
       SendSimpleReply(cmd_id, RC_ERROR, "HistorySelect failed, error " + IntegerToString(GetLastError()), "");
       return;
@@ -1339,7 +1389,7 @@ void CmdHistory(string cmd_id)
         {
          ulong t = HistoryOrderGetTicket(order_pos);
          order_pos++;
-         long tm = HistoryOrderGetInteger(t, ORDER_TIME_SETUP_MSC);
+         long tm = Utc(HistoryOrderGetInteger(t, ORDER_TIME_SETUP_MSC));
          if(t == 0 || tm < from || tm >= to)
             continue;
          orders += (orders == "" ? "" : ",") + HistoryOrderJson(t);
@@ -1349,7 +1399,7 @@ void CmdHistory(string cmd_id)
         {
          ulong t = HistoryDealGetTicket(deal_pos);
          deal_pos++;
-         long tm = HistoryDealGetInteger(t, DEAL_TIME_MSC);
+         long tm = Utc(HistoryDealGetInteger(t, DEAL_TIME_MSC));
          if(t == 0 || tm < from || tm >= to)
             continue;
          deals += (deals == "" ? "" : ",") + DealJson(t);
@@ -1392,7 +1442,15 @@ void CmdSymbolInfo(string cmd_id)
       SendSimpleReply(cmd_id, RC_INVALID, "unknown symbol \"" + sym + "\"", "");
       return;
      }
-   SendSimpleReply(cmd_id, RC_DONE, "", JKey("symbol") + SymbolJson(sym));
+   MqlTick tick;
+   double bid = 0, ask = 0;
+   if(SymbolInfoTick(sym, tick))
+     {
+      bid = tick.bid;
+      ask = tick.ask;
+     }
+   SendReply(ReplyBody(cmd_id, RC_DONE, 0, 0, 0, 0, 0, bid, ask, "", 0, 0, sym,
+                       JKey("symbol") + SymbolJson(sym)));
   }
 
 // ping: answered at once.
