@@ -384,7 +384,7 @@ pub struct PlanItem {
 }
 
 /// Why a symbol with uncovered exposure has no plan item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResidualReason {
     /// Rounded to the step it is below the hedge account's minimum volume.
