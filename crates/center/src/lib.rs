@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! The decision center of hedge: it stores every client position that must be hedged, every hedge
 //! and every decision, and tells the hedger what to do.
 //!

@@ -1,4 +1,352 @@
-//! The OpenAPI 3 document served at `/openapi.json`.
-pub fn document() -> serde_json::Value {
-    serde_json::json!({"openapi": "3.0.3"})
+//! The OpenAPI 3 document served at `/openapi.json`, written by hand next to [`crate::model`]; a
+//! test checks that every route of the router is described.
+
+use serde_json::{json, Value};
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn err(description: &str) -> Value {
+    ok(description, r("ApiError"))
+}
+
+fn login_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer", "format": "int64", "minimum": 1 } })
+}
+
+fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object", "required": ["items"],
+        "properties": {
+            "items": { "type": "array", "items": r(item) },
+            "next_after": { "type": "integer", "format": "int64", "description": "Cursor of the next page; absent on the last page." }
+        }
+    })
+}
+
+fn enum_of(values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values })
+}
+
+fn num(description: &str) -> Value {
+    json!({ "type": "number", "description": description })
+}
+
+fn int(description: &str) -> Value {
+    json!({ "type": "integer", "format": "int64", "description": description })
+}
+
+fn text(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let auth_errors = |mut responses: serde_json::Map<String, Value>| {
+        responses.insert("401".into(), err("Missing or unknown bearer token."));
+        responses.insert("403".into(), err("The token's role may not do this."));
+        Value::Object(responses)
+    };
+    let resp = |pairs: Vec<(&str, Value)>| {
+        let mut m = serde_json::Map::new();
+        for (k, v) in pairs {
+            m.insert(k.to_owned(), v);
+        }
+        auth_errors(m)
+    };
+    let page_params = vec![
+        query_param(
+            "login",
+            json!({ "type": "integer", "format": "int64" }),
+            "Only this account.",
+        ),
+        query_param(
+            "symbol",
+            json!({ "type": "string" }),
+            "Only this canonical symbol.",
+        ),
+        query_param(
+            "after",
+            json!({ "type": "integer", "format": "int64" }),
+            "Cursor: items after this one.",
+        ),
+        query_param(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
+            "Page size.",
+        ),
+    ];
+    let mut position_params = page_params.clone();
+    position_params.push(query_param(
+        "status",
+        enum_of(&["open", "partially_closed", "closed"]),
+        "Only positions in this status.",
+    ));
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hedge center",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Decision center of hedge: client positions, hedges, the hedge plan and the event log. All `/v1` endpoints need `Authorization: Bearer <token>`. Volumes and prices are JSON numbers read exactly as written; sides are \"buy\"/\"sell\"; times are Unix milliseconds. Errors are `ApiError` objects: 422 malformed input (naming the field), 409 contradicts stored state, 404 unknown, 401/403 auth, 413 body too large, 503 store unavailable (retry)."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "ApiError": {
+                    "type": "object", "required": ["error", "message"],
+                    "properties": {
+                        "error": enum_of(&["invalid", "conflict", "not_found", "unauthorized", "forbidden", "too_large", "unavailable", "internal"]),
+                        "message": text("What is wrong, in words."),
+                        "field": text("The offending field, when one is to blame.")
+                    }
+                },
+                "Health": { "type": "object", "properties": { "status": text(""), "store": enum_of(&["sqlite", "postgres"]), "legacy": { "type": "boolean" } } },
+                "SymbolSpec": {
+                    "type": "object",
+                    "required": ["name", "digits", "point", "tick_size", "tick_value", "contract_size", "volume_min", "volume_step", "volume_max", "filling", "trade_mode"],
+                    "properties": {
+                        "name": text("The account's name of the symbol."), "digits": { "type": "integer" }, "point": num(""), "tick_size": num(""),
+                        "tick_value": num(""), "contract_size": { "description": "Decimal (number or string)." }, "volume_min": num(""), "volume_step": num(""),
+                        "volume_max": num(""), "filling": { "type": "object", "properties": { "fok": { "type": "boolean" }, "ioc": { "type": "boolean" }, "return": { "type": "boolean" }, "boc": { "type": "boolean" } } },
+                        "stops_level": { "type": "integer" }, "trade_mode": { "type": "integer", "description": "SYMBOL_TRADE_MODE code." }, "margin_per_lot": num("")
+                    }
+                },
+                "SymbolMap": { "type": "object", "properties": { "prefix": text(""), "suffix": text(""), "explicit": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Account name -> canonical name." } } },
+                "AccountRegistration": {
+                    "type": "object", "required": ["login", "role", "margin_mode"],
+                    "properties": {
+                        "login": int("MT5 account number."), "role": enum_of(&["client", "hedge", "tumbler"]),
+                        "server": text(""), "company": text(""),
+                        "margin_mode": { "type": "integer", "enum": [0, 1, 2], "description": "0 netting, 1 exchange, 2 hedging." },
+                        "symbol_map": r("SymbolMap"),
+                        "hedge_ratio": num("Client accounts: volume factor in the plan (default 1)."),
+                        "hedge_login": int("Client accounts: the hedge account covering them; absent = every hedge account."),
+                        "symbols": { "type": "array", "items": r("SymbolSpec") },
+                        "currency": text("")
+                    }
+                },
+                "AccountStatus": {
+                    "type": "object", "required": ["connected"],
+                    "properties": {
+                        "connected": { "type": "boolean" }, "last_event_ms": int(""), "outbox_pending": int("Reports waiting in the agent's outbox."),
+                        "breakers": { "type": "object", "additionalProperties": enum_of(&["closed", "open", "half_open"]) },
+                        "message": text("")
+                    }
+                },
+                "Account": {
+                    "allOf": [r("AccountRegistration"), { "type": "object", "properties": { "registered_ms": int(""), "last_seen_ms": int(""), "status": r("AccountStatus") } }]
+                },
+                "PositionReport": {
+                    "type": "object", "required": ["kind", "login", "position_id", "symbol", "side", "volume", "time_ms", "seq", "idempotency_key"],
+                    "properties": {
+                        "kind": enum_of(&["open", "increase", "partial_close", "close", "modify", "reverse"]),
+                        "login": int(""), "position_id": int(""), "symbol": text("Canonical symbol."), "account_symbol": text("The account's name of the symbol."),
+                        "side": enum_of(&["buy", "sell"]), "volume": num("Remaining volume after the event (0 for close)."),
+                        "price": num(""), "sl": num(""), "tp": num(""), "time_ms": int(""), "magic": int(""), "comment": text(""),
+                        "seq": int("Strictly increasing per position."), "idempotency_key": text("`login:position_id:seq`.")
+                    }
+                },
+                "ReportAck": {
+                    "type": "object", "required": ["event_id", "idempotency_key", "status", "volume"],
+                    "properties": { "event_id": int(""), "idempotency_key": text(""), "status": enum_of(&["open", "partially_closed", "closed"]), "volume": num("") }
+                },
+                "Position": {
+                    "type": "object",
+                    "properties": {
+                        "login": int(""), "position_id": int(""), "symbol": text(""), "account_symbol": text(""), "side": enum_of(&["buy", "sell"]),
+                        "volume": num(""), "max_volume": num(""), "price": num(""), "sl": num(""), "tp": num(""), "magic": int(""), "comment": text(""),
+                        "status": enum_of(&["open", "partially_closed", "closed"]), "opened_ms": int(""), "updated_ms": int(""), "last_seq": int(""), "last_event_id": int("")
+                    }
+                },
+                "PositionDetail": {
+                    "type": "object",
+                    "properties": {
+                        "position": r("Position"),
+                        "history": { "type": "array", "items": { "type": "object", "properties": { "event_id": int(""), "kind": text(""), "side": enum_of(&["buy", "sell"]), "volume": num(""), "time_ms": int("") } } }
+                    }
+                },
+                "PlanItem": {
+                    "type": "object",
+                    "properties": {
+                        "id": int("Stable while the symbol's exposure and hedges do not change; put it in the order's magic/comment."),
+                        "symbol": text("Canonical."), "account_symbol": text("Hedge account's name."), "side": enum_of(&["buy", "sell"]),
+                        "volume": num("Rounded to the step, clamped to min/max."), "action": enum_of(&["open", "reduce"]),
+                        "exposure": num("Signed client exposure x ratio."), "hedged": num("Signed open hedge volume."),
+                        "unhedged": num("exposure + hedged."), "residual": num("Uncovered after this order.")
+                    }
+                },
+                "PlanResidual": {
+                    "type": "object",
+                    "properties": {
+                        "symbol": text(""), "account_symbol": text(""), "exposure": num(""), "hedged": num(""), "unhedged": num(""),
+                        "reason": enum_of(&["below_min", "paused", "no_symbol_spec", "bad_symbol_spec"])
+                    }
+                },
+                "HedgePlan": {
+                    "type": "object",
+                    "properties": { "hedge_login": int(""), "as_of_event_id": int(""), "items": { "type": "array", "items": r("PlanItem") }, "residuals": { "type": "array", "items": r("PlanResidual") } }
+                },
+                "HedgeExecuted": {
+                    "type": "object", "required": ["plan_item_id", "hedge_login", "symbol", "side", "volume", "time_ms"],
+                    "properties": {
+                        "plan_item_id": int(""), "hedge_login": int(""), "symbol": text("Canonical."), "side": enum_of(&["buy", "sell"]), "volume": num("Filled volume."),
+                        "order": int(""), "deal": int(""), "position_id": int(""), "price": num(""), "latency_us": int(""), "slippage": num(""), "time_ms": int("")
+                    }
+                },
+                "HedgeFailed": {
+                    "type": "object", "required": ["plan_item_id", "hedge_login", "symbol", "side", "volume", "retcode", "time_ms"],
+                    "properties": { "plan_item_id": int(""), "hedge_login": int(""), "symbol": text(""), "side": enum_of(&["buy", "sell"]), "volume": num(""), "retcode": { "type": "integer" }, "message": text(""), "time_ms": int("") }
+                },
+                "HedgeReduce": {
+                    "type": "object", "required": ["remaining", "time_ms"],
+                    "properties": { "remaining": num("Remaining open volume; 0 closes."), "deal": int(""), "price": num(""), "time_ms": int(""), "reason": text("") }
+                },
+                "Hedge": {
+                    "type": "object",
+                    "properties": {
+                        "id": int(""), "plan_item_id": int(""), "hedge_login": int(""), "symbol": text(""), "account_symbol": text(""), "side": enum_of(&["buy", "sell"]),
+                        "volume": num(""), "open_volume": num(""), "order": int(""), "deal": int(""), "position_id": int(""), "price": num(""), "latency_us": int(""),
+                        "slippage": num(""), "status": enum_of(&["open", "partially_closed", "closed", "failed"]), "retcode": { "type": "integer" }, "message": text(""),
+                        "created_ms": int(""), "updated_ms": int(""), "event_id": int("")
+                    }
+                },
+                "ActionRequest": {
+                    "type": "object", "required": ["action"],
+                    "properties": { "action": enum_of(&["pause", "resume"]), "login": int("Scope: an account (absent = all)."), "symbol": text("Scope: a canonical symbol (absent = all)."), "reason": text("") }
+                },
+                "Pause": { "type": "object", "properties": { "login": int(""), "symbol": text(""), "actor": text(""), "reason": text(""), "since_ms": int(""), "event_id": int("") } },
+                "ActionAck": { "type": "object", "properties": { "event_id": int(""), "changed": { "type": "boolean" }, "pauses": { "type": "array", "items": r("Pause") } } },
+                "Event": {
+                    "type": "object",
+                    "properties": {
+                        "id": int("Increasing; the SSE id."),
+                        "time_ms": int(""),
+                        "kind": enum_of(&crate::model::EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+                        "login": int(""), "symbol": text(""), "actor": text("Token name that caused it."), "reason": text("Why, in words."),
+                        "data": { "type": "object", "description": "The stored object after the change." }
+                    }
+                },
+                "PagePosition": page_of("Position"),
+                "PageHedge": page_of("Hedge"),
+                "PageEvent": page_of("Event")
+            }
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness.", "security": [], "responses": { "200": ok("Alive.", r("Health")) } } },
+            "/readyz": { "get": { "summary": "Readiness: the store answers.", "security": [], "responses": { "200": ok("Ready.", r("Health")), "503": ok("Store unavailable.", r("Health")) } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics (request latency histograms, plan size, events).", "security": [], "responses": { "200": { "description": "Text exposition format.", "content": { "text/plain": {} } } } } },
+            "/openapi.json": { "get": { "summary": "This document.", "security": [], "responses": { "200": { "description": "OpenAPI 3 document." } } } },
+            "/v1/accounts": { "get": { "summary": "All accounts.", "responses": resp(vec![("200", ok("Accounts by login.", json!({ "type": "array", "items": r("Account") })))]) } },
+            "/v1/accounts/{login}": {
+                "parameters": [login_param("login")],
+                "get": { "summary": "One account.", "responses": resp(vec![("200", ok("The account.", r("Account"))), ("404", err("Not registered."))]) },
+                "put": { "summary": "Register or update an account (agents: their own, with their role).", "requestBody": body(r("AccountRegistration")), "responses": resp(vec![("200", ok("Stored account.", r("Account"))), ("422", err("Invalid registration."))]) }
+            },
+            "/v1/accounts/{login}/status": {
+                "parameters": [login_param("login")],
+                "post": { "summary": "Heartbeat with the agent's status.", "requestBody": body(r("AccountStatus")), "responses": resp(vec![("200", ok("Stored account.", r("Account"))), ("404", err("Not registered."))]) }
+            },
+            "/v1/positions/events": {
+                "post": {
+                    "summary": "Report a client position event (client token of that login). Idempotent by idempotency_key: the same key returns the first answer with `Idempotent-Replay: true`. Answered once durable.",
+                    "requestBody": body(r("PositionReport")),
+                    "responses": resp(vec![
+                        ("200", json!({ "description": "Stored (or replayed).", "headers": { "Idempotent-Replay": { "schema": { "type": "string", "enum": ["true", "false"] } } }, "content": { "application/json": { "schema": r("ReportAck") } } })),
+                        ("409", err("Contradicts the stored position, or the key was used for another report.")),
+                        ("413", err("Body too large.")),
+                        ("422", err("Malformed report."))
+                    ])
+                }
+            },
+            "/v1/positions": { "get": { "summary": "Client positions, paged.", "parameters": position_params, "responses": resp(vec![("200", ok("A page.", r("PagePosition"))), ("422", err("Bad query."))]) } },
+            "/v1/positions/{login}/{position_id}": {
+                "parameters": [login_param("login"), login_param("position_id")],
+                "get": { "summary": "A position with its volume history.", "responses": resp(vec![("200", ok("The position.", r("PositionDetail"))), ("404", err("Unknown."))]) }
+            },
+            "/v1/plan/{hedge_login}": {
+                "parameters": [login_param("hedge_login")],
+                "get": { "summary": "The hedge plan of a hedge account (hedge token of that login, or admin).", "responses": resp(vec![("200", ok("The plan.", r("HedgePlan"))), ("404", err("Hedge account not registered.")), ("409", err("Not a hedge account."))]) }
+            },
+            "/v1/hedges": {
+                "post": { "summary": "Record an executed plan item; idempotent by (hedge_login, plan_item_id).", "requestBody": body(r("HedgeExecuted")), "responses": resp(vec![("201", ok("Recorded.", r("Hedge"))), ("200", ok("Already recorded (replay).", r("Hedge"))), ("409", err("Plan item recorded with another side/symbol.")), ("422", err("Malformed."))]) },
+                "get": { "summary": "Hedges, paged.", "parameters": page_params.clone(), "responses": resp(vec![("200", ok("A page.", r("PageHedge")))]) }
+            },
+            "/v1/hedges/failed": {
+                "post": { "summary": "Record a failed plan item with its retcode (the plan is unchanged).", "requestBody": body(r("HedgeFailed")), "responses": resp(vec![("201", ok("Recorded.", r("Hedge"))), ("422", err("Malformed."))]) }
+            },
+            "/v1/hedges/{id}": {
+                "parameters": [login_param("id")],
+                "get": { "summary": "One hedge.", "responses": resp(vec![("200", ok("The hedge.", r("Hedge"))), ("404", err("Unknown."))]) }
+            },
+            "/v1/hedges/{id}/reduce": {
+                "parameters": [login_param("id")],
+                "post": { "summary": "Set a hedge's remaining open volume after a (partial) close; idempotent.", "requestBody": body(r("HedgeReduce")), "responses": resp(vec![("200", ok("The hedge.", r("Hedge"))), ("404", err("Unknown.")), ("409", err("Would increase the hedge, or it failed."))]) }
+            },
+            "/v1/events": { "get": { "summary": "The event log, paged, oldest first.", "parameters": page_params, "responses": resp(vec![("200", ok("A page.", r("PageEvent")))]) } },
+            "/v1/events/stream": {
+                "get": {
+                    "summary": "Server-sent events: every stored change in id order; resumes after `Last-Event-ID` (header) or `?after=` (an id, or `now`); heartbeat comments keep it alive.",
+                    "parameters": [
+                        query_param("after", json!({ "type": "string" }), "Event id to resume after, or `now`."),
+                        { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
+                    ],
+                    "responses": resp(vec![("200", { json!({ "description": "`id: <event id>`, `event: <kind>`, `data: <Event JSON>` frames.", "content": { "text/event-stream": { "schema": r("Event") } } }) }), ("422", err("Bad Last-Event-ID."))])
+                }
+            },
+            "/v1/actions": { "post": { "summary": "Operator actions (admin): pause (close-only) / resume hedging per account and/or symbol; recorded with who did it.", "requestBody": body(r("ActionRequest")), "responses": resp(vec![("200", ok("Done.", r("ActionAck")))]) } },
+            "/v1/pauses": { "get": { "summary": "Active pauses.", "responses": resp(vec![("200", ok("Pauses.", json!({ "type": "array", "items": r("Pause") })))]) } },
+            "/new_position/": {
+                "get": {
+                    "summary": "Legacy (served with --legacy, loopback only, no token): add a position to the netted legacy book. Also without the trailing slash.",
+                    "security": [],
+                    "requestBody": body(json!({ "type": "object", "required": ["symbol", "volume", "side"], "properties": { "symbol": { "type": "string", "minLength": 1 }, "volume": { "type": "number", "exclusiveMinimum": 0 }, "side": { "type": "integer", "enum": [0, 1] } } })),
+                    "responses": { "200": ok("Stored.", json!({ "type": "object", "properties": { "message": { "type": "string", "enum": ["success"] } } })), "422": err("Bad input; `field` names it. Nothing stored.") }
+                }
+            },
+            "/all_positions/": {
+                "get": {
+                    "summary": "Legacy: the netted book as a JSON string holding an object keyed by symbol in first-seen order, e.g. \"{\\\"EURUSD\\\":{\\\"volume\\\":0.3,\\\"side\\\":0}}\". Also without the trailing slash.",
+                    "security": [],
+                    "responses": { "200": ok("JSON string.", json!({ "type": "string" })) }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_described() {
+        let doc = super::document();
+        let source = include_str!("api.rs");
+        for line in source.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix(".route(\"") {
+                let path = rest.split('"').next().unwrap_or_default();
+                assert!(
+                    doc["paths"].get(path).is_some(),
+                    "route {path} is not in the OpenAPI document"
+                );
+            }
+        }
+        for path in ["/new_position/", "/all_positions/"] {
+            assert!(doc["paths"].get(path).is_some());
+        }
+    }
 }

@@ -168,6 +168,27 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed test does not reach `finish`: still drop its schema.
+    fn drop(&mut self) {
+        if let StoreLocation::Postgres {
+            url,
+            schema: Some(schema),
+        } = self.location.clone()
+        {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_schema(&url, &schema));
+                }
+            })
+            .join();
+        }
+    }
+}
+
 pub async fn drop_schema(url: &str, schema: &str) {
     if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
         tokio::spawn(conn);
