@@ -11,13 +11,17 @@
 //! appears ([`kill`]).
 
 pub mod args;
+pub mod center;
+pub mod client;
 pub mod config;
+pub mod kill;
 pub mod logging;
 pub mod outbox;
 pub mod secret;
 pub mod session;
 pub mod status;
 pub mod tracker;
+pub mod tumbler;
 
 pub use args::{AgentArgs, AgentSettings, ExecMode, LogFormat, TerminalSource};
 pub use outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 struct Inner {
     connected: bool,
     last_event: Option<(String, Instant)>,
+    last_event_ms: Option<i64>,
     terminal: String,
 }
 
@@ -51,7 +52,14 @@ impl StatusBoard {
 
     /// Records the latest event (a short description such as `open 123 EURUSD buy 0.1`).
     pub fn event(&self, description: impl Into<String>) {
-        self.inner.lock().last_event = Some((description.into(), Instant::now()));
+        let mut inner = self.inner.lock();
+        inner.last_event = Some((description.into(), Instant::now()));
+        inner.last_event_ms = Some(crate::center::now_ms());
+    }
+
+    /// Wall-clock time (ms since the epoch) of the latest event.
+    pub fn last_event_ms(&self) -> Option<i64> {
+        self.inner.lock().last_event_ms
     }
 
     pub fn snapshot(&self) -> StatusSnapshot {

@@ -1,0 +1,320 @@
+//! Talking to the decision center: what goes through the outbox (registrations, position reports,
+//! tumbler events, legacy opens) and how each kind is delivered.
+//!
+//! Registration travels through the outbox too, so it always reaches the center before the reports
+//! queued after it (a report about an account the center does not know yet would be refused).
+
+use crate::args::AgentSettings;
+use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
+use crate::status::StatusBoard;
+use hedge_center::client::{CenterClient, ClientError};
+use hedge_center::model::{AccountRegistration, AccountRole, AccountStatus, PositionReport};
+use hedge_domain::{Login, Side, Volume};
+use hedge_protocol::{Hello, SymbolInfo};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Outbox item kinds.
+pub const KIND_REGISTER: &str = "register";
+pub const KIND_POSITION: &str = "position_event";
+pub const KIND_LEGACY_OPEN: &str = "legacy_open";
+pub const KIND_TUMBLER: &str = "tumbler_event";
+
+/// The prototype center's `GET /new_position/` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyOpen {
+    pub symbol: String,
+    pub volume: Volume,
+    /// 0 buy, 1 sell.
+    pub side: u8,
+}
+
+impl LegacyOpen {
+    pub fn new(symbol: impl Into<String>, volume: Volume, side: Side) -> Self {
+        LegacyOpen {
+            symbol: symbol.into(),
+            volume,
+            side: side.code(),
+        }
+    }
+}
+
+/// What the tumbler did, reported once per firing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TumblerReport {
+    pub login: Login,
+    pub position_id: hedge_domain::PositionId,
+    pub symbol: String,
+    pub side: Side,
+    pub volume: Volume,
+    pub magic: hedge_domain::Magic,
+    /// When the terminal saw the position open (ms).
+    pub time_ms: i64,
+    /// `name:pid` of every process killed (or that would have been, in a dry run).
+    pub killed: Vec<String>,
+    pub dry_run: bool,
+    /// Microseconds from receiving the transaction to the last kill issued.
+    pub reaction_us: u64,
+}
+
+/// Delivers outbox items to the center (`/v1`) and/or a prototype-style center.
+#[derive(Clone, Debug, Default)]
+pub struct CenterDelivery {
+    pub center: Option<CenterClient>,
+    pub legacy: Option<LegacyCenter>,
+}
+
+fn from_client_error(e: ClientError) -> DeliveryError {
+    match e {
+        ClientError::Rejected { .. } | ClientError::Config(_) => {
+            DeliveryError::Rejected(e.to_string())
+        }
+        ClientError::Unavailable(_) | ClientError::Protocol(_) => {
+            DeliveryError::Unavailable(e.to_string())
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(item: &OutboxItem) -> Result<T, DeliveryError> {
+    serde_json::from_str(&item.body)
+        .map_err(|e| DeliveryError::Rejected(format!("unreadable {} item: {e}", item.kind)))
+}
+
+impl Delivery for CenterDelivery {
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        match item.kind.as_str() {
+            KIND_LEGACY_OPEN => match &self.legacy {
+                Some(legacy) => legacy.new_position(&parse::<LegacyOpen>(item)?).await,
+                None => Err(DeliveryError::Rejected(
+                    "no legacy center configured".into(),
+                )),
+            },
+            kind => {
+                let Some(center) = &self.center else {
+                    return Err(DeliveryError::Rejected(format!(
+                        "no center configured for {kind} items"
+                    )));
+                };
+                match kind {
+                    KIND_REGISTER => center
+                        .register_account(&parse::<AccountRegistration>(item)?)
+                        .await
+                        .map(drop)
+                        .map_err(from_client_error),
+                    KIND_POSITION => center
+                        .report_position(&parse::<PositionReport>(item)?)
+                        .await
+                        .map(drop)
+                        .map_err(from_client_error),
+                    KIND_TUMBLER => {
+                        // The center has no tumbler endpoint; the firing is recorded as the
+                        // account's status message, which the dashboard shows.
+                        let report = parse::<TumblerReport>(item)?;
+                        let status = AccountStatus {
+                            connected: true,
+                            last_event_ms: Some(report.time_ms),
+                            message: Some(describe_tumbler(&report)),
+                            ..AccountStatus::default()
+                        };
+                        center
+                            .heartbeat(report.login, &status)
+                            .await
+                            .map(drop)
+                            .map_err(from_client_error)
+                    }
+                    other => Err(DeliveryError::Rejected(format!(
+                        "unknown item kind {other:?}"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// One line describing a tumbler firing.
+pub fn describe_tumbler(r: &TumblerReport) -> String {
+    format!(
+        "tumbler {}: position #{} {} {} {} opened; {} {} in {} us",
+        if r.dry_run { "dry run" } else { "fired" },
+        r.position_id,
+        r.symbol,
+        r.side,
+        r.volume,
+        if r.dry_run { "would kill" } else { "killed" },
+        if r.killed.is_empty() {
+            "nothing".to_owned()
+        } else {
+            r.killed.join(", ")
+        },
+        r.reaction_us
+    )
+}
+
+/// A prototype-style center: `GET /new_position/` with a JSON body.
+#[derive(Clone, Debug)]
+pub struct LegacyCenter {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl LegacyCenter {
+    pub fn new(base: &str) -> Result<Self, DeliveryError> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(DeliveryError::Rejected(format!(
+                "legacy center URL must start with http:// or https://, got {base:?}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+        Ok(LegacyCenter { http, base })
+    }
+
+    /// `GET /new_position/` with `{"symbol":..,"volume":..,"side":0|1}`, as the prototype sent it.
+    pub async fn new_position(&self, open: &LegacyOpen) -> Result<(), DeliveryError> {
+        let resp = self
+            .http
+            .get(format!("{}/new_position/", self.base))
+            .json(open)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+            Err(DeliveryError::Rejected(format!(
+                "legacy center answered {status}"
+            )))
+        } else {
+            Err(DeliveryError::Unavailable(format!(
+                "legacy center answered {status}"
+            )))
+        }
+    }
+}
+
+/// Builds the delivery for `settings` (and an optional prototype-style center).
+pub fn delivery(settings: &AgentSettings, legacy: Option<&str>) -> Result<CenterDelivery, String> {
+    let center = match &settings.center {
+        Some(c) => Some(
+            CenterClient::new(
+                c.url.clone(),
+                c.token.as_ref().map(|t| t.expose().to_owned()),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let legacy = match legacy {
+        Some(url) => Some(LegacyCenter::new(url).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(CenterDelivery { center, legacy })
+}
+
+/// Client-account options of a registration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientHedging {
+    pub hedge_ratio: Option<Decimal>,
+    pub hedge_login: Option<Login>,
+}
+
+/// The registration of this account: role, margin mode, symbol map and the specs of the watched
+/// symbols (all the terminal's symbols when none are watched).
+pub fn registration(
+    settings: &AgentSettings,
+    role: AccountRole,
+    hello: &Hello,
+    symbols: &[SymbolInfo],
+    hedging: &ClientHedging,
+) -> AccountRegistration {
+    let specs = symbols
+        .iter()
+        .filter(|s| match settings.symbol_map.to_canonical(&s.spec.name) {
+            Some(canonical) => settings.watches(&canonical),
+            None => settings.symbols.is_empty(),
+        })
+        .map(|s| s.spec.clone())
+        .collect();
+    AccountRegistration {
+        login: settings.login,
+        role,
+        server: hello.server.clone(),
+        company: hello.company.clone(),
+        margin_mode: hello.margin_mode,
+        symbol_map: settings.symbol_map.clone(),
+        hedge_ratio: hedging.hedge_ratio.unwrap_or(Decimal::ONE),
+        hedge_login: hedging.hedge_login,
+        symbols: specs,
+        currency: hello.currency.clone(),
+    }
+}
+
+/// Queues the registration; its key changes with its content, so an unchanged registration on a
+/// reconnect is not sent twice while still queued.
+pub fn queue_registration(
+    outbox: &Outbox,
+    registration: &AccountRegistration,
+) -> Result<(), crate::outbox::OutboxError> {
+    let body = serde_json::to_string(registration).unwrap_or_default();
+    let key = format!(
+        "register:{}:{}:{:016x}",
+        registration.login,
+        now_ms(),
+        fnv1a(body.as_bytes())
+    );
+    outbox.push(NewItem {
+        key,
+        kind: KIND_REGISTER.into(),
+        body,
+    })?;
+    Ok(())
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends the account's status to the center every `interval` (best effort: a lost heartbeat is
+/// replaced by the next).
+pub fn spawn_heartbeat(
+    center: CenterClient,
+    login: Login,
+    board: StatusBoard,
+    outbox: Arc<Outbox>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let s = board.snapshot();
+            let status = AccountStatus {
+                connected: s.connected,
+                last_event_ms: board.last_event_ms(),
+                outbox_pending: outbox.pending().unwrap_or(0),
+                message: s.last_event.clone(),
+                ..AccountStatus::default()
+            };
+            if let Err(e) = center.heartbeat(login, &status).await {
+                tracing::debug!(error = %e, "status heartbeat to the center failed");
+            }
+        }
+    })
+}

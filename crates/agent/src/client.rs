@@ -1,0 +1,688 @@
+//! `hedge client`: reports every position event of its account to the center, exactly once.
+//!
+//! The terminal's stream (handshake snapshot, `tx` records, periodic snapshots) goes through the
+//! [`Tracker`]; the events it yields are written to the outbox together with the tracker's new state
+//! in one transaction, then sent in order by the outbox's sender. On every (re)connection the fresh
+//! snapshot is reconciled against the persisted state: positions that vanished while the agent was
+//! away are reported closed (with their closing deal from the terminal's history when it has one),
+//! and positions that opened and closed entirely while it was away are found in the history.
+
+use crate::args::{AgentArgs, AgentSettings};
+use crate::center::{self, ClientHedging, LegacyOpen, KIND_LEGACY_OPEN, KIND_POSITION};
+use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, StateWrite};
+use crate::session::Session;
+use crate::status::StatusBoard;
+use crate::tracker::{
+    CloseDetail, ClosedWhileAway, EventKind, Observed, PositionEvent, PositionState, TimeMs,
+    Tracker,
+};
+use anyhow::Context;
+use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
+use hedge_domain::{DealEntry, PositionId, Price, Volume};
+use hedge_protocol::{
+    DealRecord, Hello, HistoryRange, PositionRecord, Terminal, TerminalEvent, Tx,
+};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// State namespaces in the outbox database.
+const NS_POSITION: &str = "position";
+const NS_META: &str = "meta";
+const KEY_LAST_SEEN: &str = "last_seen";
+
+/// `hedge client`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+
+    /// Also report each open in the prototype's format (`GET /new_position/`) to this
+    /// prototype-style center.
+    #[arg(long, value_name = "URL")]
+    pub legacy_center: Option<String>,
+
+    /// Factor applied to this account's volumes in the hedge plan (default 1).
+    #[arg(long, value_name = "RATIO")]
+    pub hedge_ratio: Option<Decimal>,
+
+    /// The hedge account covering this client (default: every hedge account).
+    #[arg(long, value_name = "LOGIN")]
+    pub hedge_login: Option<u64>,
+}
+
+/// The `[client]` table of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    pub legacy_center: Option<String>,
+    pub hedge_ratio: Option<toml::Value>,
+    pub hedge_login: Option<u64>,
+}
+
+/// What the client reports and where.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Report every event to the center's `/v1` API.
+    pub center: bool,
+    /// Report opens to a prototype-style center.
+    pub legacy: bool,
+    pub hedging: ClientHedging,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("persisted state is unreadable ({what}): {message}")]
+    State { what: String, message: String },
+}
+
+/// Runs `hedge client` until interrupted.
+pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    let settings = args.agent.resolve()?;
+    crate::logging::init(settings.log_format);
+    settings.log_warnings();
+    let section: ClientSection = settings.config.section("client")?;
+    let legacy = args.legacy_center.clone().or(section.legacy_center.clone());
+    if settings.center.is_none() && legacy.is_none() {
+        anyhow::bail!("nowhere to report to: give --center URL and/or --legacy-center URL");
+    }
+    let hedge_ratio = match (args.hedge_ratio, &section.hedge_ratio) {
+        (Some(r), _) => Some(r),
+        (None, Some(v)) => Some(ratio_from_toml(v)?),
+        (None, None) => None,
+    };
+    if let Some(r) = hedge_ratio {
+        anyhow::ensure!(r > Decimal::ZERO, "hedge ratio must be positive, got {r}");
+    }
+    let options = ClientOptions {
+        center: settings.center.is_some(),
+        legacy: legacy.is_some(),
+        hedging: ClientHedging {
+            hedge_ratio,
+            hedge_login: args
+                .hedge_login
+                .or(section.hedge_login)
+                .map(hedge_domain::Login),
+        },
+    };
+    let delivery = center::delivery(&settings, legacy.as_deref()).map_err(anyhow::Error::msg)?;
+    let state_path = settings.state_path("client");
+    let outbox = Outbox::open(&state_path)?;
+    let session = Session::attach(&settings, "client").await?;
+    tracing::info!(
+        login = %settings.login,
+        listen = %session.local_addr(),
+        state = %state_path.display(),
+        center = settings.center.as_ref().map(|c| c.url.as_str()),
+        legacy_center = legacy.as_deref(),
+        pending_outbox = outbox.pending().unwrap_or(0),
+        "client agent started"
+    );
+    let agent = ClientAgent::load(
+        settings.clone(),
+        outbox.clone(),
+        session.terminal.clone(),
+        session.status.clone(),
+        options,
+    )?;
+    let sender = tokio::spawn(
+        outbox
+            .clone()
+            .run_sender(delivery.clone(), Backoff::default()),
+    );
+    let status_line = session
+        .status
+        .spawn(Some(outbox.clone()), settings.status_interval);
+    let heartbeat = delivery.center.clone().map(|c| {
+        center::spawn_heartbeat(
+            c,
+            settings.login,
+            session.status.clone(),
+            outbox.clone(),
+            settings.status_interval,
+        )
+    });
+    let result = tokio::select! {
+        r = agent.run() => r.context("client agent failed"),
+        r = sender => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("outbox sender failed")),
+            Err(e) => Err(anyhow::anyhow!("outbox sender stopped: {e}")),
+        },
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; pending reports stay in the outbox");
+            Ok(())
+        }
+    };
+    status_line.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    session.shutdown().await;
+    result
+}
+
+fn ratio_from_toml(v: &toml::Value) -> anyhow::Result<Decimal> {
+    match v {
+        toml::Value::Float(f) => hedge_domain::num::decimal_from_f64(*f)
+            .ok_or_else(|| anyhow::anyhow!("hedge_ratio is not a finite number")),
+        toml::Value::Integer(i) => Ok(Decimal::from(*i)),
+        toml::Value::String(s) => hedge_domain::num::parse_decimal(s)
+            .ok_or_else(|| anyhow::anyhow!("hedge_ratio {s:?} is not a number")),
+        _ => anyhow::bail!("hedge_ratio must be a number"),
+    }
+}
+
+/// Turns a terminal position into the tracker's view of it.
+pub fn observed(p: &PositionRecord) -> Observed {
+    Observed {
+        id: p.identifier,
+        symbol: p.symbol.clone(),
+        side: p.position_type.side(),
+        volume: p.volume,
+        price_open: p.price_open,
+        sl: p.sl,
+        tp: p.tp,
+        magic: p.magic,
+        time: p.time,
+        time_update: p.time_update,
+    }
+}
+
+fn is_exit(entry: DealEntry) -> bool {
+    matches!(entry, DealEntry::Out | DealEntry::OutBy | DealEntry::InOut)
+}
+
+fn close_from_deal(d: &DealRecord) -> CloseDetail {
+    CloseDetail {
+        time: d.time,
+        price: Some(d.price),
+        deal: Some(d.ticket),
+        confirmed: true,
+    }
+}
+
+/// From history deals: the closing deal of each of `ids`, and the positions that opened after
+/// `since` and were entirely closed again.
+fn read_history(
+    deals: &[DealRecord],
+    ids: &[PositionId],
+    since: Option<TimeMs>,
+) -> (HashMap<PositionId, CloseDetail>, Vec<ClosedWhileAway>) {
+    let mut by_position: BTreeMap<PositionId, Vec<&DealRecord>> = BTreeMap::new();
+    for d in deals
+        .iter()
+        .filter(|d| d.deal_type.is_trade() && d.position_id.get() != 0)
+    {
+        by_position.entry(d.position_id).or_default().push(d);
+    }
+    let mut closes = HashMap::new();
+    for id in ids {
+        if let Some(last_exit) = by_position.get(id).and_then(|ds| {
+            ds.iter()
+                .filter(|d| is_exit(d.entry))
+                .max_by_key(|d| (d.time, d.ticket))
+        }) {
+            closes.insert(*id, close_from_deal(last_exit));
+        }
+    }
+    let mut away = Vec::new();
+    if let Some(since) = since {
+        for (id, ds) in &by_position {
+            let mut ds = ds.clone();
+            ds.sort_by_key(|d| (d.time, d.ticket));
+            let Some(first) = ds.first() else { continue };
+            if first.entry != DealEntry::In || first.time <= since {
+                continue;
+            }
+            let Some(side) = first.deal_type.side() else {
+                continue;
+            };
+            let opened: Volume = ds
+                .iter()
+                .filter(|d| d.entry == DealEntry::In)
+                .fold(Volume::ZERO, |a, d| a + d.volume);
+            let closed: Volume = ds
+                .iter()
+                .filter(|d| matches!(d.entry, DealEntry::Out | DealEntry::OutBy))
+                .fold(Volume::ZERO, |a, d| a + d.volume);
+            let has_reversal = ds.iter().any(|d| d.entry == DealEntry::InOut);
+            let Some(last) = ds.last() else { continue };
+            if has_reversal || closed < opened || !is_exit(last.entry) {
+                continue;
+            }
+            away.push(ClosedWhileAway {
+                position: Observed {
+                    id: *id,
+                    symbol: first.symbol.clone(),
+                    side,
+                    volume: Volume::ZERO,
+                    price_open: first.price,
+                    sl: Price::ZERO,
+                    tp: Price::ZERO,
+                    magic: first.magic,
+                    time: first.time,
+                    time_update: last.time,
+                },
+                volume: opened,
+                close: close_from_deal(last),
+            });
+        }
+    }
+    (closes, away)
+}
+
+/// The client agent's event loop over one terminal link.
+pub struct ClientAgent {
+    settings: AgentSettings,
+    outbox: Arc<Outbox>,
+    terminal: Terminal,
+    status: StatusBoard,
+    tracker: Tracker,
+    options: ClientOptions,
+    /// Terminal time of the latest message whose effects are durable (persisted with them).
+    last_seen: Option<TimeMs>,
+    commands: u64,
+}
+
+impl ClientAgent {
+    /// Resumes from the state persisted in `outbox`.
+    pub fn load(
+        settings: AgentSettings,
+        outbox: Arc<Outbox>,
+        terminal: Terminal,
+        status: StatusBoard,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let mut states = Vec::new();
+        for (key, value) in outbox.state_list(NS_POSITION)? {
+            let state: PositionState =
+                serde_json::from_str(&value).map_err(|e| ClientError::State {
+                    what: format!("position {key}"),
+                    message: e.to_string(),
+                })?;
+            states.push(state);
+        }
+        let last_seen = outbox
+            .state_get(NS_META, KEY_LAST_SEEN)?
+            .and_then(|v| v.parse::<i64>().ok());
+        tracing::info!(positions = states.len(), last_seen, "client state restored");
+        Ok(ClientAgent {
+            tracker: Tracker::restore(settings.login, states),
+            settings,
+            outbox,
+            terminal,
+            status,
+            options,
+            last_seen,
+            commands: 0,
+        })
+    }
+
+    /// Processes the terminal's events until the link is shut down.
+    pub async fn run(mut self) -> Result<(), ClientError> {
+        let mut events = self.terminal.subscribe();
+        if self.terminal.is_connected() {
+            if let Some(hello) = self.terminal.hello() {
+                self.on_connected(&hello).await?;
+            }
+        }
+        loop {
+            match events.recv().await {
+                Ok(TerminalEvent::Connected {
+                    hello, snapshot, ..
+                }) => {
+                    let _ = snapshot;
+                    self.on_connected(&hello).await?;
+                }
+                Ok(TerminalEvent::Snapshot(s)) => {
+                    let rows: Vec<Observed> = s.positions.iter().map(observed).collect();
+                    self.reconcile(&rows, s.time, false).await?;
+                }
+                Ok(TerminalEvent::Tx(tx)) => self.on_tx(&tx)?,
+                Ok(TerminalEvent::Gap { .. }) => self.resync().await?,
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "client fell behind the terminal; resyncing");
+                    self.resync().await?;
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    async fn on_connected(&mut self, hello: &Hello) -> Result<(), ClientError> {
+        if self.options.center {
+            let reg = center::registration(
+                &self.settings,
+                AccountRole::Client,
+                hello,
+                &self.terminal.symbols(),
+                &self.options.hedging,
+            );
+            center::queue_registration(&self.outbox, &reg)?;
+        }
+        if hello.margin_mode.is_netting() {
+            tracing::info!("netting account: reporting the terminal's net position per symbol");
+        }
+        self.resync().await
+    }
+
+    /// Reconciles against the terminal's current state, looking in the history for what may have
+    /// been missed since the last durable event.
+    async fn resync(&mut self) -> Result<(), ClientError> {
+        let (rows, time) = self.terminal.with_state(|s| {
+            (
+                s.positions.values().map(observed).collect::<Vec<_>>(),
+                s.last_time,
+            )
+        });
+        self.reconcile(&rows, time, true).await
+    }
+
+    /// Brings the tracker in line with a full list of open positions. `sweep`: also search the
+    /// history since the last durable event for positions that opened and closed unseen.
+    async fn reconcile(
+        &mut self,
+        rows: &[Observed],
+        time: TimeMs,
+        sweep: bool,
+    ) -> Result<(), ClientError> {
+        let missing = self.tracker.missing_from(rows);
+        let mut closes = HashMap::new();
+        let mut away = Vec::new();
+        let since = self.last_seen.filter(|_| sweep);
+        if !missing.is_empty() || since.is_some_and(|s| s < time) {
+            let oldest_open = missing
+                .iter()
+                .filter_map(|id| self.tracker.get(*id).map(|p| p.opened))
+                .min();
+            let from = match (oldest_open, since) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => time,
+            };
+            match self.history(from - 1000, time.max(from) + 60_000).await {
+                Some(deals) => {
+                    let present: Vec<PositionId> = rows.iter().map(|r| r.id).collect();
+                    let (c, a) = read_history(&deals, &missing, since);
+                    closes = c;
+                    away = a
+                        .into_iter()
+                        .filter(|w| !present.contains(&w.position.id))
+                        .collect();
+                }
+                None => {
+                    if !missing.is_empty() {
+                        tracing::warn!(
+                            positions = ?missing,
+                            "history unavailable; reporting vanished positions as closed without their deal"
+                        );
+                    }
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for w in &away {
+            events.extend(self.tracker.closed_while_away(w));
+        }
+        events.extend(self.tracker.reconcile(rows, &closes, time));
+        self.commit(events, time)
+    }
+
+    async fn history(&mut self, from: TimeMs, to: TimeMs) -> Option<Vec<DealRecord>> {
+        self.commands += 1;
+        let cmd_id = format!(
+            "client-{}-history-{}-{}",
+            self.settings.login,
+            center::now_ms(),
+            self.commands
+        );
+        let range = HistoryRange {
+            from: from.max(0),
+            to,
+            page_size: None,
+            cursor: None,
+        };
+        match tokio::time::timeout(
+            Duration::from_secs(15),
+            self.terminal.history(cmd_id.into(), range),
+        )
+        .await
+        {
+            Ok(Ok(h)) if h.reply.is_done() => Some(h.deals),
+            Ok(Ok(h)) => {
+                tracing::warn!(retcode = %h.reply.retcode, comment = %h.reply.comment, "history refused");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "history request failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("history request timed out");
+                None
+            }
+        }
+    }
+
+    fn on_tx(&mut self, tx: &Tx) -> Result<(), ClientError> {
+        let Some(p) = &tx.position_record else {
+            return Ok(());
+        };
+        let obs = observed(p);
+        let close = if obs.volume.is_zero() {
+            tx.deal_record
+                .as_ref()
+                .filter(|d| d.position_id == obs.id)
+                .map(close_from_deal)
+        } else {
+            None
+        };
+        let events = self.tracker.observe(&obs, close);
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.commit(events, tx.time)
+    }
+
+    /// Queues the reports of `events` and persists the tracker's new state, in one transaction.
+    fn commit(&mut self, events: Vec<PositionEvent>, time: TimeMs) -> Result<(), ClientError> {
+        let event_time = events.iter().map(|e| e.time).max().unwrap_or(time);
+        let seen = self.last_seen.unwrap_or(0).max(time).max(event_time);
+        if events.is_empty() && self.last_seen == Some(seen) {
+            return Ok(());
+        }
+        let mut items = Vec::new();
+        let mut writes = Vec::new();
+        let mut touched: Vec<PositionId> = Vec::new();
+        for e in &events {
+            if !touched.contains(&e.position) {
+                touched.push(e.position);
+            }
+            let canonical = match self.settings.symbol_map.to_canonical(&e.symbol) {
+                Some(c) => c,
+                None => {
+                    if self.settings.symbols.is_empty() {
+                        tracing::warn!(symbol = %e.symbol, "symbol does not match the prefix; reported under its account name");
+                    }
+                    e.symbol.clone()
+                }
+            };
+            if !self.settings.watches(&canonical) {
+                tracing::debug!(event = %e.describe(), "not a watched symbol; not reported");
+                continue;
+            }
+            tracing::info!(
+                key = %e.key(),
+                kind = e.kind.as_str(),
+                position = %e.position,
+                symbol = %e.symbol,
+                side = %e.side,
+                volume = %e.volume,
+                delta = %e.delta,
+                reversal = e.reversal,
+                "position event"
+            );
+            self.status.event(e.describe());
+            if self.options.center {
+                items.push(
+                    NewItem::json(e.key(), KIND_POSITION, &report(e, &canonical)).map_err(
+                        |err| ClientError::State {
+                            what: "report".into(),
+                            message: err.to_string(),
+                        },
+                    )?,
+                );
+            }
+            if self.options.legacy && e.kind == EventKind::Open {
+                items.push(
+                    NewItem::json(
+                        format!("{}:legacy", e.key()),
+                        KIND_LEGACY_OPEN,
+                        &LegacyOpen::new(canonical.clone(), e.volume, e.side),
+                    )
+                    .map_err(|err| ClientError::State {
+                        what: "legacy report".into(),
+                        message: err.to_string(),
+                    })?,
+                );
+            }
+        }
+        for id in touched {
+            let key = id.to_string();
+            match self.tracker.get(id) {
+                Some(state) => writes.push(StateWrite::Put {
+                    ns: NS_POSITION.into(),
+                    key,
+                    value: serde_json::to_string(state).map_err(|err| ClientError::State {
+                        what: "position".into(),
+                        message: err.to_string(),
+                    })?,
+                }),
+                None => writes.push(StateWrite::Delete {
+                    ns: NS_POSITION.into(),
+                    key,
+                }),
+            }
+        }
+        writes.push(StateWrite::Put {
+            ns: NS_META.into(),
+            key: KEY_LAST_SEEN.into(),
+            value: seen.to_string(),
+        });
+        self.outbox.commit(&items, &writes)?;
+        self.last_seen = Some(seen);
+        Ok(())
+    }
+}
+
+fn non_zero(p: Price) -> Option<Price> {
+    (!p.is_zero()).then_some(p)
+}
+
+/// The center's report for one event.
+pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
+    let kind = match e.kind {
+        EventKind::Open => PositionEventKind::Open,
+        EventKind::Increase => PositionEventKind::Increase,
+        EventKind::PartialClose => PositionEventKind::PartialClose,
+        EventKind::Close => PositionEventKind::Close,
+        EventKind::Modify => PositionEventKind::Modify,
+    };
+    let price = match (&e.kind, &e.close) {
+        (EventKind::Close, Some(c)) => c.price.or(Some(e.price_open)),
+        _ => Some(e.price_open),
+    };
+    let mut comment = String::new();
+    if e.reversal {
+        comment.push_str("reversal");
+    }
+    if let Some(c) = &e.close {
+        if !c.confirmed {
+            comment.push_str("closed while the agent was away; no closing deal found");
+        }
+    }
+    PositionReport {
+        kind,
+        login: e.login,
+        position_id: e.position,
+        symbol: canonical.to_owned(),
+        account_symbol: e.symbol.clone(),
+        side: e.side,
+        volume: e.volume,
+        price: price.and_then(non_zero),
+        sl: non_zero(e.sl),
+        tp: non_zero(e.tp),
+        time_ms: e.time,
+        magic: e.magic,
+        comment,
+        seq: u64::from(e.seq),
+        idempotency_key: e.key(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hedge_domain::{DealReason, DealTicket, DealType, Magic, OrderTicket};
+
+    fn deal(
+        ticket: u64,
+        pos: u64,
+        entry: DealEntry,
+        t: DealType,
+        vol: i64,
+        time: i64,
+    ) -> DealRecord {
+        DealRecord {
+            ticket: DealTicket(ticket),
+            order: OrderTicket(ticket),
+            position_id: PositionId(pos),
+            time,
+            deal_type: t,
+            entry,
+            reason: DealReason::Client,
+            magic: Magic(0),
+            volume: Volume(Decimal::new(vol, 2)),
+            price: Price(Decimal::new(11000 + ticket as i64, 4)),
+            commission: Default::default(),
+            swap: Default::default(),
+            profit: Default::default(),
+            fee: Default::default(),
+            symbol: "EURUSD".into(),
+            comment: String::new(),
+            external_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn history_gives_closing_deals_and_positions_missed_entirely() {
+        let deals = vec![
+            deal(1, 10, DealEntry::In, DealType::Buy, 10, 100),
+            deal(2, 10, DealEntry::Out, DealType::Sell, 10, 200),
+            // Opened after the agent's last look and closed in two parts.
+            deal(3, 20, DealEntry::In, DealType::Sell, 20, 300),
+            deal(4, 20, DealEntry::Out, DealType::Buy, 5, 310),
+            deal(5, 20, DealEntry::Out, DealType::Buy, 15, 320),
+            // Still partly open: not a missed round trip.
+            deal(6, 30, DealEntry::In, DealType::Buy, 20, 330),
+            deal(7, 30, DealEntry::Out, DealType::Sell, 10, 340),
+        ];
+        let (closes, away) = read_history(&deals, &[PositionId(10)], Some(150));
+        assert_eq!(closes[&PositionId(10)].deal, Some(DealTicket(2)));
+        assert_eq!(away.len(), 1);
+        assert_eq!(away[0].position.id, PositionId(20));
+        assert_eq!(away[0].position.side, hedge_domain::Side::Sell);
+        assert_eq!(away[0].volume, Volume(Decimal::new(20, 2)));
+        assert_eq!(away[0].close.deal, Some(DealTicket(5)));
+        let (_, none) = read_history(&deals, &[], None);
+        assert!(none.is_empty());
+    }
+}

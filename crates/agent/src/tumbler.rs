@@ -1,0 +1,526 @@
+//! `hedge tumbler`: on the first new position of its account, kill the configured processes at once.
+//!
+//! The trigger is the `tx` that carries the new position (a `DEAL_ADD` entering a position id the
+//! tumbler has not seen), acted on as soon as it is read, before anything is logged or stored: the
+//! kill is the first thing done. Positions that already exist when the tumbler connects are not new;
+//! positions that appear in a snapshot after a reconnection are (their `tx` may have been missed).
+//! Afterwards the firing is logged with every pid, reported to the center through the outbox, and
+//! the tumbler exits, or re-arms with `--rearm`.
+
+use crate::args::{AgentArgs, AgentSettings};
+use crate::center::{self, TumblerReport, KIND_TUMBLER};
+use crate::kill::{Killed, Killer, DEFAULT_NAMES};
+use crate::outbox::{Backoff, NewItem, Outbox};
+use crate::session::Session;
+use crate::status::StatusBoard;
+use hedge_center::model::AccountRole;
+use hedge_domain::{DealEntry, Login, Magic, PositionId, Side, Volume};
+use hedge_protocol::{Terminal, TerminalEvent, Tx};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+/// `hedge tumbler`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TumblerArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+
+    /// Process name to kill (repeatable). Default: terminal.exe, terminal64.exe, javaw.exe.
+    #[arg(long = "kill", value_name = "NAME")]
+    pub kill: Vec<String>,
+
+    /// Kill the process whose pid this file holds (repeatable).
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_files: Vec<PathBuf>,
+
+    /// Only positions on this symbol trigger (canonical or account name; repeatable). The
+    /// positional symbols filter the same way.
+    #[arg(long = "symbol", value_name = "SYMBOL")]
+    pub symbols: Vec<String>,
+
+    /// Only positions with this magic number trigger (repeatable).
+    #[arg(long = "magic", value_name = "MAGIC")]
+    pub magics: Vec<u64>,
+
+    /// Keep watching after firing, for the next new position.
+    #[arg(long)]
+    pub rearm: bool,
+
+    /// Only report: kill nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The `[tumbler]` table of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TumblerSection {
+    #[serde(default)]
+    pub kill: Vec<String>,
+    #[serde(default)]
+    pub pid_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    #[serde(default)]
+    pub magics: Vec<u64>,
+    pub rearm: Option<bool>,
+    pub dry_run: Option<bool>,
+}
+
+/// A new position that passes the filters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub position: PositionId,
+    pub symbol: String,
+    pub side: Side,
+    pub volume: Volume,
+    pub magic: Magic,
+    pub time: i64,
+}
+
+/// Which positions trigger: symbol (canonical or account name) and magic filters, and the ids known
+/// before arming. Pure.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    symbols: Vec<String>,
+    magics: Vec<Magic>,
+    map: hedge_domain::SymbolMap,
+    known: HashSet<PositionId>,
+}
+
+impl Watch {
+    pub fn new(symbols: Vec<String>, magics: Vec<Magic>, map: hedge_domain::SymbolMap) -> Self {
+        Watch {
+            symbols,
+            magics,
+            map,
+            known: HashSet::new(),
+        }
+    }
+
+    /// Marks positions as existing (not new).
+    pub fn know(&mut self, ids: impl IntoIterator<Item = PositionId>) {
+        self.known.extend(ids);
+    }
+
+    pub fn is_known(&self, id: PositionId) -> bool {
+        self.known.contains(&id)
+    }
+
+    fn passes(&self, symbol: &str, magic: Magic) -> bool {
+        let symbol_ok = self.symbols.is_empty()
+            || self.symbols.iter().any(|s| {
+                s == symbol || self.map.to_canonical(symbol).as_deref() == Some(s.as_str())
+            });
+        let magic_ok = self.magics.is_empty() || self.magics.contains(&magic);
+        symbol_ok && magic_ok
+    }
+
+    /// The trigger a `tx` carries, if it opens a position not seen before and passes the filters.
+    /// The position is remembered either way, so it triggers at most once.
+    pub fn on_tx(&mut self, tx: &Tx) -> Option<Trigger> {
+        let candidate = if let Some(d) = tx
+            .deal_record
+            .as_ref()
+            .filter(|d| d.entry == DealEntry::In && d.deal_type.is_trade())
+        {
+            Trigger {
+                position: d.position_id,
+                symbol: d.symbol.clone(),
+                side: d.deal_type.side()?,
+                volume: d.volume,
+                magic: d.magic,
+                time: d.time,
+            }
+        } else if let Some(p) = tx
+            .position_record
+            .as_ref()
+            .filter(|p| p.volume.is_positive())
+        {
+            Trigger {
+                position: p.identifier,
+                symbol: p.symbol.clone(),
+                side: p.position_type.side(),
+                volume: p.volume,
+                magic: p.magic,
+                time: p.time,
+            }
+        } else {
+            return None;
+        };
+        if candidate.position.get() == 0 || !self.known.insert(candidate.position) {
+            return None;
+        }
+        self.passes(&candidate.symbol, candidate.magic)
+            .then_some(candidate)
+    }
+
+    /// Triggers for positions in a full list that were not known (opened while disconnected).
+    pub fn on_positions(&mut self, positions: &[hedge_protocol::PositionRecord]) -> Vec<Trigger> {
+        let mut out = Vec::new();
+        for p in positions {
+            if p.volume.is_positive()
+                && self.known.insert(p.identifier)
+                && self.passes(&p.symbol, p.magic)
+            {
+                out.push(Trigger {
+                    position: p.identifier,
+                    symbol: p.symbol.clone(),
+                    side: p.position_type.side(),
+                    volume: p.volume,
+                    magic: p.magic,
+                    time: p.time,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Runs `hedge tumbler` until it fires (or forever with `--rearm`).
+pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
+    let settings = args.agent.resolve()?;
+    crate::logging::init(settings.log_format);
+    settings.log_warnings();
+    let section: TumblerSection = settings.config.section("tumbler")?;
+    let mut names = if args.kill.is_empty() {
+        section.kill.clone()
+    } else {
+        args.kill.clone()
+    };
+    let pid_files = if args.pid_files.is_empty() {
+        section.pid_files.clone()
+    } else {
+        args.pid_files.clone()
+    };
+    if names.is_empty() && pid_files.is_empty() {
+        names = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    }
+    if let Some(bad) = names
+        .iter()
+        .find(|n| n.trim().is_empty() || n.contains(['/', '\\']))
+    {
+        anyhow::bail!("--kill takes a process name (like javaw.exe), not {bad:?}");
+    }
+    let mut symbols = settings.symbols.clone();
+    symbols.extend(args.symbols.iter().cloned());
+    symbols.extend(section.symbols.iter().cloned());
+    let mut magics: Vec<Magic> = args.magics.iter().map(|m| Magic(*m)).collect();
+    magics.extend(section.magics.iter().map(|m| Magic(*m)));
+    let rearm = args.rearm || section.rearm.unwrap_or(false);
+    let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
+
+    let outbox = Outbox::open(&settings.state_path("tumbler"))?;
+    let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
+    let session = Session::attach(&settings, "tumbler").await?;
+    let killer = Arc::new(Killer::new(names, pid_files, dry_run));
+    tracing::info!(
+        login = %settings.login,
+        listen = %session.local_addr(),
+        kill = ?killer.names(),
+        pid_files = ?killer.pid_files(),
+        symbols = ?symbols,
+        magics = ?magics.iter().map(|m| m.get()).collect::<Vec<_>>(),
+        rearm,
+        dry_run,
+        "tumbler armed"
+    );
+    let sender = settings.center.as_ref().map(|_| {
+        tokio::spawn(
+            outbox
+                .clone()
+                .run_sender(delivery.clone(), Backoff::default()),
+        )
+    });
+    let status_line = session
+        .status
+        .spawn(Some(outbox.clone()), settings.status_interval);
+    let refresher = spawn_refresher(killer.clone());
+    let watch = Watch::new(symbols, magics, settings.symbol_map.clone());
+    let tumbler = Tumbler {
+        settings: settings.clone(),
+        terminal: session.terminal.clone(),
+        status: session.status.clone(),
+        outbox: outbox.clone(),
+        killer,
+        watch,
+        rearm,
+    };
+    let result = tokio::select! {
+        r = tumbler.run() => r,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted");
+            Ok(())
+        }
+    };
+    refresher.abort();
+    status_line.abort();
+    if let Some(sender) = sender {
+        // Give the center a moment to take the report; it stays in the outbox otherwise.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while outbox.pending().unwrap_or(0) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if outbox.pending().unwrap_or(0) > 0 {
+            tracing::warn!(
+                "center did not take the report yet; it is kept in the outbox for the next start"
+            );
+        }
+        sender.abort();
+    }
+    session.shutdown().await;
+    result
+}
+
+/// Rescans the process list in the background so a firing usually has its pids at hand.
+fn spawn_refresher(killer: Arc<Killer>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let k = killer.clone();
+            let _ = tokio::task::spawn_blocking(move || k.refresh()).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// The tumbler's event loop.
+pub struct Tumbler {
+    pub settings: AgentSettings,
+    pub terminal: Terminal,
+    pub status: StatusBoard,
+    pub outbox: Arc<Outbox>,
+    pub killer: Arc<Killer>,
+    pub watch: Watch,
+    pub rearm: bool,
+}
+
+impl Tumbler {
+    /// Watches until the first trigger (every trigger with `rearm`).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let mut events = self.terminal.subscribe();
+        let mut armed_once = false;
+        if self.terminal.is_connected() {
+            self.watch
+                .know(self.terminal.positions().iter().map(|p| p.identifier));
+            armed_once = true;
+            self.on_connected();
+        }
+        loop {
+            let triggers = match events.recv().await {
+                Ok(TerminalEvent::Tx(tx)) => {
+                    let received = Instant::now();
+                    match self.watch.on_tx(&tx) {
+                        Some(t) => vec![(t, received)],
+                        None => continue,
+                    }
+                }
+                Ok(TerminalEvent::Connected { snapshot, .. }) => {
+                    let received = Instant::now();
+                    if !armed_once {
+                        // Positions open when the tumbler starts are not new.
+                        self.watch
+                            .know(snapshot.positions.iter().map(|p| p.identifier));
+                        armed_once = true;
+                        self.on_connected();
+                        continue;
+                    }
+                    self.on_connected();
+                    stamp(self.watch.on_positions(&snapshot.positions), received)
+                }
+                Ok(TerminalEvent::Snapshot(snapshot)) => {
+                    let received = Instant::now();
+                    if !armed_once {
+                        self.watch
+                            .know(snapshot.positions.iter().map(|p| p.identifier));
+                        armed_once = true;
+                        continue;
+                    }
+                    stamp(self.watch.on_positions(&snapshot.positions), received)
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        skipped = n,
+                        "tumbler fell behind; checking current positions"
+                    );
+                    let received = Instant::now();
+                    let positions = self.terminal.positions();
+                    stamp(self.watch.on_positions(&positions), received)
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            if triggers.is_empty() {
+                continue;
+            }
+            self.fire(&triggers)?;
+            if !self.rearm {
+                return Ok(());
+            }
+            tracing::info!("tumbler re-armed");
+        }
+    }
+
+    fn on_connected(&self) {
+        if self.settings.center.is_none() {
+            return;
+        }
+        if let Some(hello) = self.terminal.hello() {
+            let reg = center::registration(
+                &self.settings,
+                AccountRole::Tumbler,
+                &hello,
+                &self.terminal.symbols(),
+                &center::ClientHedging::default(),
+            );
+            if let Err(e) = center::queue_registration(&self.outbox, &reg) {
+                tracing::error!(error = %e, "cannot queue the registration");
+            }
+        }
+    }
+
+    /// Kills first, then logs and reports.
+    fn fire(&self, triggers: &[(Trigger, Instant)]) -> anyhow::Result<()> {
+        let (killed, first_kill) = self.killer.fire();
+        let Some((trigger, received)) = triggers.first() else {
+            return Ok(());
+        };
+        let reaction = first_kill
+            .unwrap_or_else(Instant::now)
+            .duration_since(*received);
+        log_firing(
+            self.settings.login,
+            trigger,
+            &killed,
+            self.killer.dry_run(),
+            reaction,
+        );
+        let report = TumblerReport {
+            login: self.settings.login,
+            position_id: trigger.position,
+            symbol: trigger.symbol.clone(),
+            side: trigger.side,
+            volume: trigger.volume,
+            magic: trigger.magic,
+            time_ms: trigger.time,
+            killed: killed
+                .iter()
+                .filter(|k| k.result.is_ok())
+                .map(Killed::label)
+                .collect(),
+            dry_run: self.killer.dry_run(),
+            reaction_us: u64::try_from(reaction.as_micros()).unwrap_or(u64::MAX),
+        };
+        self.status.event(center::describe_tumbler(&report));
+        if self.settings.center.is_some() {
+            let key = format!("tumbler:{}:{}", self.settings.login, trigger.position);
+            self.outbox
+                .push(NewItem::json(key, KIND_TUMBLER, &report)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn stamp(triggers: Vec<Trigger>, at: Instant) -> Vec<(Trigger, Instant)> {
+    triggers.into_iter().map(|t| (t, at)).collect()
+}
+
+fn log_firing(login: Login, t: &Trigger, killed: &[Killed], dry_run: bool, reaction: Duration) {
+    tracing::warn!(
+        account = %login,
+        position = %t.position,
+        symbol = %t.symbol,
+        side = %t.side,
+        volume = %t.volume,
+        magic = t.magic.get(),
+        dry_run,
+        reaction_us = reaction.as_micros() as u64,
+        "new position: tumbler fired"
+    );
+    if killed.is_empty() {
+        tracing::warn!("no matching process was running");
+    }
+    for k in killed {
+        match &k.result {
+            Ok(()) if dry_run => {
+                tracing::warn!(target_name = %k.target, pid = k.pid, "would kill (dry run)")
+            }
+            Ok(()) => tracing::warn!(target_name = %k.target, pid = k.pid, "killed"),
+            Err(e) => {
+                tracing::error!(target_name = %k.target, pid = k.pid, error = %e, "kill failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hedge_domain::{
+        DealReason, DealTicket, DealType, OrderTicket, Price, TradeTransactionType,
+    };
+    use hedge_protocol::DealRecord;
+    use rust_decimal::Decimal;
+
+    fn open_tx(pos: u64, symbol: &str, magic: u64, entry: DealEntry) -> Tx {
+        let mut tx = Tx::new(1, TradeTransactionType::DealAdd);
+        tx.deal_record = Some(DealRecord {
+            ticket: DealTicket(pos + 1000),
+            order: OrderTicket(pos),
+            position_id: PositionId(pos),
+            time: 5,
+            deal_type: DealType::Buy,
+            entry,
+            reason: DealReason::Client,
+            magic: Magic(magic),
+            volume: Volume(Decimal::new(1, 1)),
+            price: Price(Decimal::new(11, 1)),
+            commission: Default::default(),
+            swap: Default::default(),
+            profit: Default::default(),
+            fee: Default::default(),
+            symbol: symbol.into(),
+            comment: String::new(),
+            external_id: String::new(),
+        });
+        tx
+    }
+
+    #[test]
+    fn only_new_filtered_positions_trigger_once() {
+        let mut w = Watch::new(
+            vec!["EURUSD".into()],
+            vec![Magic(7)],
+            hedge_domain::SymbolMap::from_affix(".r"),
+        );
+        w.know([PositionId(1)]);
+        assert!(
+            w.on_tx(&open_tx(1, "EURUSD.r", 7, DealEntry::In)).is_none(),
+            "known"
+        );
+        assert!(
+            w.on_tx(&open_tx(2, "GBPUSD.r", 7, DealEntry::In)).is_none(),
+            "symbol"
+        );
+        assert!(
+            w.on_tx(&open_tx(3, "EURUSD.r", 8, DealEntry::In)).is_none(),
+            "magic"
+        );
+        assert!(
+            w.on_tx(&open_tx(4, "EURUSD.r", 7, DealEntry::Out))
+                .is_none(),
+            "a close"
+        );
+        let t = w.on_tx(&open_tx(5, "EURUSD.r", 7, DealEntry::In)).unwrap();
+        assert_eq!(t.position, PositionId(5));
+        assert!(
+            w.on_tx(&open_tx(5, "EURUSD.r", 7, DealEntry::In)).is_none(),
+            "once"
+        );
+        let mut any = Watch::new(vec![], vec![], hedge_domain::SymbolMap::identity());
+        assert!(any.on_tx(&open_tx(9, "XAUUSD", 0, DealEntry::In)).is_some());
+    }
+}
