@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// The decision center: stores positions, hedges and decisions; serves the hedge plan.
     Center(hedge_center::cli::CenterArgs),
+    /// Bi-directional positions of an MT5 account: replay histories and reports, reconcile, exclude.
+    Ledger(hedge_ledger::cli::LedgerArgs),
     /// Simulated MT5 trade server: connects to an agent exactly as the EA does.
     Sim(hedge_sim::cli::SimArgs),
 }
@@ -27,6 +29,10 @@ fn main() -> anyhow::Result<()> {
         Command::Center(args) => {
             init_tracing();
             tokio::runtime::Runtime::new()?.block_on(hedge_center::cli::run(args))
+        }
+        Command::Ledger(args) => {
+            init_tracing();
+            hedge_ledger::cli::run(args)
         }
         Command::Sim(args) => {
             init_tracing();

@@ -7,6 +7,10 @@
 //! and command id ([`tag`]), so that after a restart the agent matches what the account holds against
 //! what the center recorded before it acts, and never hedges twice.
 
+pub mod account;
+pub mod agent;
 pub mod execution;
+pub mod executor;
 pub mod planner;
+pub mod records;
 pub mod tag;

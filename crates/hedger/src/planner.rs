@@ -61,6 +61,9 @@ pub struct Fill {
     pub price: Price,
     /// Deal time, ms since the epoch.
     pub time: i64,
+    /// The deal reduced a hedge (entry OUT) rather than opening one.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 /// What has been done for each plan item: fills seen on the account, volumes the center recorded,
@@ -172,9 +175,11 @@ pub struct Leg {
     pub symbol: String,
     pub side: Side,
     pub volume: Volume,
-    /// The hedge position this leg closes (hedging accounts), or `None` for an order that opens (or,
-    /// on a netting account, reduces the net position).
+    /// The hedge position this leg closes (hedging accounts), or `None` for a plain market order.
     pub close: Option<PositionId>,
+    /// The leg takes back hedge volume (a close by position, or on a netting account a deal against
+    /// the net hedge position) instead of adding to it.
+    pub reduces: bool,
     /// Fills of the item already seen plus this leg's index: part of the command id, stable when the
     /// same decision is taken again.
     pub leg: u32,
@@ -255,49 +260,50 @@ pub fn plan(
         let mut leg_no = u32::try_from(book.fills(item.id).len()).unwrap_or(u32::MAX);
         let mut left = remaining;
         let mut legs = Vec::new();
-        if !account.netting {
-            // Hedge positions this item points against: reduce them instead of opening the opposite.
-            let mut against: Vec<&HeldPosition> = account
-                .positions
-                .iter()
-                .filter(|p| {
-                    p.symbol == symbol
-                        && p.side == item.side.opposite()
-                        && p.item().is_some()
-                        && p.volume.is_positive()
-                })
-                .collect();
-            against.sort_by_key(|p| p.id);
-            for p in against {
-                if !left.is_positive() {
-                    break;
-                }
-                let free = p.volume - claimed.get(&p.id).copied().unwrap_or(Volume::ZERO);
-                if !free.is_positive() {
-                    continue;
-                }
-                let take = free.min(left);
-                let volume = if take == p.volume {
-                    take
-                } else {
-                    match spec.normalize_volume(take, Rounding::Down) {
-                        Ok(v) => v,
-                        Err(_) => continue,
-                    }
-                };
-                *claimed.entry(p.id).or_insert(Volume::ZERO) += volume;
-                left -= volume;
-                legs.push(Leg {
-                    item: item.id,
-                    canonical: item.symbol.clone(),
-                    symbol: symbol.clone(),
-                    side: item.side,
-                    volume,
-                    close: Some(p.id),
-                    leg: leg_no,
-                });
-                leg_no = leg_no.saturating_add(1);
+        // Hedge positions this item points against: reduce them instead of adding the opposite.
+        let mut against: Vec<&HeldPosition> = account
+            .positions
+            .iter()
+            .filter(|p| {
+                p.symbol == symbol
+                    && p.side == item.side.opposite()
+                    && p.item().is_some()
+                    && p.volume.is_positive()
+            })
+            .collect();
+        against.sort_by_key(|p| p.id);
+        for p in against {
+            if !left.is_positive() {
+                break;
             }
+            let free = p.volume - claimed.get(&p.id).copied().unwrap_or(Volume::ZERO);
+            if !free.is_positive() {
+                continue;
+            }
+            let take = free.min(left);
+            let volume = if take == p.volume {
+                take
+            } else {
+                match spec.normalize_volume(take, Rounding::Down) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            *claimed.entry(p.id).or_insert(Volume::ZERO) += volume;
+            left -= volume;
+            legs.push(Leg {
+                item: item.id,
+                canonical: item.symbol.clone(),
+                symbol: symbol.clone(),
+                side: item.side,
+                volume,
+                // On a netting account the opposite deal reduces the one position by itself; naming
+                // the position is for hedging accounts, where it is what prevents a new position.
+                close: (!account.netting).then_some(p.id),
+                reduces: true,
+                leg: leg_no,
+            });
+            leg_no = leg_no.saturating_add(1);
         }
         if left.is_positive() {
             // Rounded down: an item is never executed beyond its volume (the center already rounds
@@ -310,6 +316,7 @@ pub fn plan(
                     side: item.side,
                     volume,
                     close: None,
+                    reduces: false,
                     leg: leg_no,
                 }),
                 Err(e) if legs.is_empty() => {
@@ -378,6 +385,7 @@ mod tests {
             volume,
             price: Price(dec!(1.1)),
             time: deal as i64,
+            closing: false,
         }
     }
 
@@ -537,7 +545,20 @@ mod tests {
         );
         assert_eq!(d.legs.len(), 1);
         assert_eq!(d.legs[0].close, None);
+        assert!(d.legs[0].reduces);
         assert_eq!(d.legs[0].side, Side::Buy);
+
+        // A reversal: one deal takes the hedge back, another opens the new one.
+        let d = plan(
+            &[item(3, "EURUSD", Side::Buy, v(dec!(0.5)))],
+            &account,
+            &HedgeBook::new(),
+            &BTreeMap::new(),
+        );
+        assert_eq!(d.legs.len(), 2);
+        assert!(d.legs[0].reduces && !d.legs[1].reduces);
+        assert_eq!(d.legs[0].volume, v(dec!(0.3)));
+        assert_eq!(d.legs[1].volume, v(dec!(0.2)));
     }
 
     #[test]
@@ -580,7 +601,7 @@ mod tests {
                     if filled.is_positive() {
                         book.add_fill(Fill { item: leg.item, deal: DealTicket(deal), order: OrderTicket(deal),
                             position: PositionId(deal), symbol: leg.symbol.clone(), side: leg.side,
-                            volume: filled, price: Price::ZERO, time: deal as i64 });
+                            volume: filled, price: Price::ZERO, time: deal as i64, closing: leg.reduces });
                         deal += 1;
                     }
                 }

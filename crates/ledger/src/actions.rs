@@ -59,7 +59,10 @@ pub struct PlanStep {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 }
@@ -76,7 +79,10 @@ pub struct ActionPlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
     #[error("volume {requested} exceeds the position's {available}")]
-    VolumeTooLarge { requested: Volume, available: Volume },
+    VolumeTooLarge {
+        requested: Volume,
+        available: Volume,
+    },
     #[error("volume {0} is not positive or below the symbol's step/minimum")]
     BadVolume(Volume),
     #[error("position {0} already has a stop-loss; modify it instead")]
@@ -409,11 +415,22 @@ impl TrailingStop {
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Status {
     /// Send `plan.steps[step]` (attempt number `attempt`, from 0).
-    Send { step: usize, attempt: u32 },
+    Send {
+        step: usize,
+        attempt: u32,
+    },
     /// Waiting for the result of the request sent at `since_ms`.
-    Waiting { step: usize, attempt: u32, since_ms: i64 },
+    Waiting {
+        step: usize,
+        attempt: u32,
+        since_ms: i64,
+    },
     Done,
-    Failed { step: usize, retcode: Option<Retcode>, reason: String },
+    Failed {
+        step: usize,
+        retcode: Option<Retcode>,
+        reason: String,
+    },
 }
 
 /// Drives a plan from broker results; the caller sends requests and reports what came back.
@@ -494,7 +511,12 @@ impl Execution {
     }
 
     fn retry(&mut self, step: usize, attempt: u32, retcode: Option<Retcode>, why: &str) {
-        let budget = self.plan.steps.get(step).map(|s| s.max_retries).unwrap_or(0);
+        let budget = self
+            .plan
+            .steps
+            .get(step)
+            .map(|s| s.max_retries)
+            .unwrap_or(0);
         self.status = if attempt < budget {
             Status::Send {
                 step,

@@ -88,9 +88,7 @@ impl Exclusions {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Login, PositionId)> + '_ {
-        self.entries
-            .iter()
-            .map(|&(l, i)| (Login(l), PositionId(i)))
+        self.entries.iter().map(|&(l, i)| (Login(l), PositionId(i)))
     }
 
     /// The position ids excluded for one account.

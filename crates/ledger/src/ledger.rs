@@ -383,15 +383,31 @@ impl Ledger {
             }
         }
         progress(idx.len() as u64);
-        let mut cancelled: Vec<&OrderRecord> =
-            history.orders.iter().filter(|o| o.is_cancelled()).collect();
+        // Later records of a ticket replace earlier ones: only final states count below.
+        let mut last: IdMap<usize> = IdMap::default();
+        for (i, o) in history.orders.iter().enumerate() {
+            last.insert(o.ticket.get(), i);
+        }
+        let is_final = |i: usize, o: &OrderRecord| last.get(&o.ticket.get()) == Some(&i);
+        let mut cancelled: Vec<&OrderRecord> = history
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| is_final(*i, o) && o.is_cancelled())
+            .map(|(_, o)| o)
+            .collect();
         cancelled.sort_by_key(|o| (o.time_done_msc, o.ticket.get()));
         let hist_index = ledger.history_index();
         for o in cancelled {
             ledger.attach_cancelled(o, Some(&hist_index));
         }
-        let mut pending: Vec<&OrderRecord> =
-            history.orders.iter().filter(|o| o.is_pending()).collect();
+        let mut pending: Vec<&OrderRecord> = history
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| is_final(*i, o) && o.is_pending())
+            .map(|(_, o)| o)
+            .collect();
         pending.sort_by_key(|o| o.ticket.get());
         for o in pending {
             ledger.adopt_pending(o);

@@ -12,12 +12,15 @@
 //! touch files.
 
 pub mod actions;
+pub mod cli;
 pub mod codec;
 pub mod exclusions;
+pub mod export;
 pub mod fixed;
 pub mod generator;
 pub mod ledger;
 pub mod position;
+pub mod reconcile;
 pub mod record;
 pub mod report;
 pub mod state;

@@ -9,7 +9,7 @@
 //! always rebuilt from the account history.
 
 use crate::actions::TrailingStop;
-use hedge_domain::{Price, PositionId};
+use hedge_domain::{PositionId, Price};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -222,7 +222,9 @@ impl LocalStore {
 
     fn save(&self, state: &LocalState) -> Result<(), StoreError> {
         let path = self.state_path();
-        let tmp = self.dir.join(format!("state.json.tmp.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!("state.json.tmp.{}", std::process::id()));
         let body = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
@@ -342,7 +344,14 @@ mod tests {
             Some(Price(Decimal::new(11, 1)))
         );
         b.set_take_profit(1, PositionId(3), None).unwrap();
-        assert_eq!(b.load().unwrap().position(1, PositionId(3)).unwrap().take_profit, None);
+        assert_eq!(
+            b.load()
+                .unwrap()
+                .position(1, PositionId(3))
+                .unwrap()
+                .take_profit,
+            None
+        );
         // A live lock makes others wait and give up.
         std::fs::write(
             dir.path().join("state.lock"),

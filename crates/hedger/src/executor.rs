@@ -1,0 +1,265 @@
+//! Sending legs to the terminal: the request each leg becomes, and the retry loop around it.
+
+use crate::account::fill_from_reply;
+use crate::execution::{filling_for, ExecMode, Failure, Next, RetryPolicy};
+use crate::planner::{Fill, Leg};
+use crate::tag::{HedgeTag, ItemIdTooLarge};
+use hedge_domain::{OrderType, Price, Retcode, Side, SymbolSpec};
+use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
+use std::time::{Duration, Instant};
+
+/// How orders are sent.
+#[derive(Clone, Debug)]
+pub struct OrderSettings {
+    pub exec_mode: ExecMode,
+    pub retry: RetryPolicy,
+    /// Accepted slippage in points.
+    pub deviation: u64,
+    /// How long to wait for one reply before sending the same command again.
+    pub reply_timeout: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            exec_mode: ExecMode::Auto,
+            retry: RetryPolicy::default(),
+            deviation: 20,
+            reply_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The market price an order on `side` trades at: the ask to buy, the bid to sell.
+fn side_price(side: Side, bid: Price, ask: Price) -> Price {
+    match side {
+        Side::Buy => ask,
+        Side::Sell => bid,
+    }
+}
+
+/// The request for one attempt of a leg. `quote` is the freshest (bid, ask) known.
+pub fn build_request(
+    leg: &Leg,
+    tag: &HedgeTag,
+    spec: Option<&SymbolSpec>,
+    settings: &OrderSettings,
+    quote: Option<(Price, Price)>,
+) -> TradeRequest {
+    let order_type = OrderType::market(leg.side);
+    let mut request = match leg.close {
+        Some(position) => TradeRequest::close(leg.symbol.clone(), position, order_type, leg.volume),
+        None => TradeRequest::market(leg.symbol.clone(), order_type, leg.volume),
+    };
+    request.magic = tag.magic;
+    request.comment = tag.comment.clone();
+    request.deviation = settings.deviation;
+    request.type_filling = match spec.and_then(|s| filling_for(s, settings.exec_mode)) {
+        Some(mode) => Filling::Mode(mode),
+        // No specification (or no usable mode): the terminal knows the symbol and picks.
+        None => Filling::Auto,
+    };
+    if let Some((bid, ask)) = quote {
+        let price = side_price(leg.side, bid, ask);
+        if price.is_positive() {
+            request.price = match spec {
+                Some(s) => s.normalize_price(price),
+                None => price,
+            };
+        }
+    }
+    request
+}
+
+/// How a leg ended.
+#[derive(Clone, Debug)]
+pub enum LegOutcome {
+    /// Carried out (fully or partially: `fill` says how much).
+    Filled {
+        reply: Box<Reply>,
+        fill: Option<Fill>,
+    },
+    /// Given up: refused for good, or retryable refusals until the attempts ran out.
+    Rejected {
+        failure: Failure,
+        retcode: Retcode,
+        comment: String,
+    },
+    /// The link failed so that the outcome is unknown (shutdown, or timeouts on every attempt). The
+    /// account will show the result after the next snapshot; the leg must not be sent again blindly.
+    Unknown(String),
+}
+
+/// The result of one leg with what it took.
+#[derive(Clone, Debug)]
+pub struct LegReport {
+    pub leg: Leg,
+    /// The last request sent (its side is the side actually traded).
+    pub request: TradeRequest,
+    pub attempts: u32,
+    /// Retcodes of every attempt, in order.
+    pub retcodes: Vec<Retcode>,
+    pub outcome: LegOutcome,
+    /// From the first write to the final reply.
+    pub latency: Duration,
+    /// The price asked for on the first attempt (for slippage), zero when the terminal chose.
+    pub requested_price: Price,
+}
+
+/// Sends a leg, retrying retryable refusals with a fresh price and a new command id each time.
+pub async fn execute_leg(
+    terminal: &Terminal,
+    leg: Leg,
+    settings: &OrderSettings,
+) -> Result<LegReport, ItemIdTooLarge> {
+    let tag = HedgeTag::new(leg.item)?;
+    let started = Instant::now();
+    let info = terminal.symbol(&leg.symbol);
+    let spec = info.as_ref().map(|i| i.spec.clone());
+    let mut quote = info.as_ref().and_then(|i| Some((i.bid?, i.ask?)));
+    let mut attempt: u32 = 0;
+    let mut retcodes = Vec::new();
+    let mut timeouts: u32 = 0;
+    let mut request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
+    let requested_price = request.price;
+    loop {
+        let cmd_id = tag.cmd_id(leg.leg, attempt);
+        tracing::debug!(%cmd_id, symbol = %request.symbol, side = %leg.side, volume = %leg.volume, "sending hedge order");
+        match terminal
+            .send_timeout(
+                cmd_id.clone(),
+                hedge_protocol::Op::OrderSend(request.clone()),
+                settings.reply_timeout,
+            )
+            .await
+        {
+            Ok(reply) => {
+                retcodes.push(reply.retcode);
+                match settings.retry.next(attempt, reply.retcode) {
+                    Next::Done => {
+                        let now_ms = reply.time;
+                        let fill = fill_from_reply(&request, &reply, now_ms, leg.reduces);
+                        return Ok(LegReport {
+                            leg,
+                            request,
+                            attempts: attempt + 1,
+                            retcodes,
+                            outcome: LegOutcome::Filled {
+                                reply: Box::new(reply),
+                                fill,
+                            },
+                            latency: started.elapsed(),
+                            requested_price,
+                        });
+                    }
+                    Next::Retry(delay) => {
+                        tracing::info!(%cmd_id, retcode = %reply.retcode, ?delay, "retryable refusal; retrying with a fresh price");
+                        if reply.bid.is_positive() && reply.ask.is_positive() {
+                            quote = Some((reply.bid, reply.ask));
+                        }
+                        tokio::time::sleep(delay).await;
+                        if let Some(i) = terminal.symbol(&leg.symbol) {
+                            if let (Some(b), Some(a)) = (i.bid, i.ask) {
+                                if i.time >= reply.time || quote.is_none() {
+                                    quote = Some((b, a));
+                                }
+                            }
+                        }
+                        attempt += 1;
+                        request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
+                    }
+                    Next::GiveUp(failure) => {
+                        return Ok(LegReport {
+                            leg,
+                            request,
+                            attempts: attempt + 1,
+                            retcodes,
+                            outcome: LegOutcome::Rejected {
+                                failure,
+                                retcode: reply.retcode,
+                                comment: reply.comment,
+                            },
+                            latency: started.elapsed(),
+                            requested_price,
+                        });
+                    }
+                }
+            }
+            Err(TerminalError::Timeout { .. }) if timeouts + 1 < settings.retry.max_attempts => {
+                // The command may have run: the same id again is answered from the terminal's memory
+                // if it did, executed if it did not.
+                timeouts += 1;
+                tracing::warn!(%cmd_id, "no reply in time; sending the same command again");
+            }
+            Err(TerminalError::InFlight(_)) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                return Ok(LegReport {
+                    leg,
+                    request,
+                    attempts: attempt + 1,
+                    retcodes,
+                    outcome: LegOutcome::Unknown(e.to_string()),
+                    latency: started.elapsed(),
+                    requested_price,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tag::PlanItemId;
+    use hedge_domain::{FillingModes, OrderFilling, PositionId, Volume};
+    use rust_decimal_macros::dec;
+
+    fn leg(side: Side, close: Option<PositionId>) -> Leg {
+        Leg {
+            item: PlanItemId(4),
+            canonical: "EURUSD".into(),
+            symbol: "EURUSD.h".into(),
+            side,
+            volume: Volume(dec!(0.2)),
+            close,
+            reduces: close.is_some(),
+            leg: 0,
+        }
+    }
+
+    #[test]
+    fn requests_carry_the_tag_the_side_and_an_allowed_filling() {
+        let tag = HedgeTag::new(PlanItemId(4)).unwrap();
+        let mut spec = SymbolSpec::forex("EURUSD.h", 5);
+        spec.filling = FillingModes {
+            ioc: true,
+            ..FillingModes::default()
+        };
+        let settings = OrderSettings {
+            exec_mode: ExecMode::Mode(OrderFilling::Fok),
+            ..OrderSettings::default()
+        };
+        let quote = Some((Price(dec!(1.10001)), Price(dec!(1.10011))));
+        let r = build_request(&leg(Side::Sell, None), &tag, Some(&spec), &settings, quote);
+        assert_eq!(r.order_type, OrderType::Sell);
+        assert_eq!(r.magic, tag.magic);
+        assert_eq!(r.comment, "hedge:4");
+        assert_eq!(r.type_filling, Filling::Mode(OrderFilling::Ioc));
+        assert_eq!(r.price, Price(dec!(1.10001)));
+        assert_eq!(r.position, PositionId(0));
+
+        let r = build_request(
+            &leg(Side::Buy, Some(PositionId(77))),
+            &tag,
+            None,
+            &settings,
+            quote,
+        );
+        assert_eq!(r.order_type, OrderType::Buy);
+        assert_eq!(r.position, PositionId(77));
+        assert_eq!(r.type_filling, Filling::Auto);
+        assert_eq!(r.price, Price(dec!(1.10011)));
+    }
+}

@@ -1,0 +1,596 @@
+//! `hedge ledger ...`: replay an account history (ours or an MT5 report), audit it, reconcile it with
+//! the broker's net positions, manage exclusions, generate synthetic histories.
+
+use crate::exclusions::Exclusions;
+use crate::export::{self, Columns, CsvEncoding, ReportContext};
+use crate::generator::{GenConfig, Generator};
+use crate::ledger::{Ledger, PairingMode};
+use crate::reconcile;
+use crate::record::History;
+use crate::report::{self, format_time, ImportedReport};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use hedge_domain::{Login, PositionId, SymbolSpec, Volume};
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Bi-directional positions of an MT5 account: replay, audit, reconcile, exclusions"
+)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    pub command: LedgerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Replay a history (JSON lines, or an MT5 report .xlsx/.html) and print its positions.
+    Replay(ReplayArgs),
+    /// Compare the ledger's net volume per symbol with the broker's net positions.
+    Reconcile(ReconcileArgs),
+    /// Add, remove or list exclusions.
+    Exclude(ExcludeArgs),
+    /// Import HedgeTerminal's ExcludeOrders.xml into an exclusions file.
+    ImportExcludes(ImportExcludesArgs),
+    /// Hide every active position while the broker's net position is flat.
+    HideFlat(HideFlatArgs),
+    /// Write a synthetic netting history (JSON lines).
+    Generate(GenerateArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    Links,
+    Native,
+    Fifo,
+}
+
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// History file: JSON lines (see docs/ledger.md) or an MT5 "Trade History Report" (.xlsx, .html).
+    pub history: PathBuf,
+    /// Exclusions file (`<login> <position id>` per line).
+    #[arg(long)]
+    pub exclusions: Option<PathBuf>,
+    /// Account login for exclusions (default: the history's).
+    #[arg(long)]
+    pub login: Option<u64>,
+    /// Override the pairing mode (default: links for netting, native for hedging, fifo for netting
+    /// reports).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write Active.csv and History.csv into this directory.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// CSV in the original's Excel format (UTF-16LE, CRLF, trailing `;`).
+    #[arg(long)]
+    pub excel: bool,
+    /// Active table columns: `Id[=Name],...` (default: the original's).
+    #[arg(long)]
+    pub active_columns: Option<String>,
+    /// History table columns: `Id[=Name],...`.
+    #[arg(long)]
+    pub history_columns: Option<String>,
+    /// Symbol specifications (JSON array of SymbolSpec) for digits and profit.
+    #[arg(long)]
+    pub symbols: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Broker net positions: JSON object `{"EURUSD": -0.3, ...}` (signed, long positive).
+    #[arg(long)]
+    pub broker: PathBuf,
+    /// Print the correcting order and exclusions for each mismatch.
+    #[arg(long)]
+    pub propose: bool,
+    /// Record the proposed exclusions in the --exclusions file for symbols the broker already has
+    /// flat (where no correcting order is needed).
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExcludeArgs {
+    /// Exclusions file to edit (created if missing).
+    #[arg(long)]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub action: ExcludeAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExcludeAction {
+    Add { login: u64, ids: Vec<u64> },
+    Remove { login: u64, ids: Vec<u64> },
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportExcludesArgs {
+    /// HedgeTerminal's ExcludeOrders.xml.
+    pub xml: PathBuf,
+    /// Exclusions file to merge into (created if missing).
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Only this account's entries.
+    #[arg(long)]
+    pub login: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct HideFlatArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Broker net positions (JSON object, symbol → signed volume); must be all flat.
+    #[arg(long)]
+    pub broker: PathBuf,
+    /// Exclusions file to append to.
+    #[arg(long)]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub deals: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 3)]
+    pub symbols: usize,
+    /// Output file (default: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: LedgerArgs) -> Result<()> {
+    match args.command {
+        LedgerCommand::Replay(a) => replay(a),
+        LedgerCommand::Reconcile(a) => reconcile_cmd(a),
+        LedgerCommand::Exclude(a) => exclude(a),
+        LedgerCommand::ImportExcludes(a) => import_excludes(a),
+        LedgerCommand::HideFlat(a) => hide_flat(a),
+        LedgerCommand::Generate(a) => generate(a),
+    }
+}
+
+struct Loaded {
+    ledger: Ledger,
+    report: Option<ImportedReport>,
+    login: Login,
+}
+
+fn is_report(path: &Path) -> bool {
+    matches!(
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
+        Some("xlsx" | "html" | "htm")
+    )
+}
+
+fn load(src: &SourceArgs) -> Result<Loaded> {
+    let (history, mode, report) = if is_report(&src.history) {
+        let r = report::import_path(&src.history)
+            .with_context(|| format!("importing {}", src.history.display()))?;
+        (r.history.clone(), r.mode, Some(r))
+    } else {
+        let f = std::fs::File::open(&src.history)
+            .with_context(|| format!("opening {}", src.history.display()))?;
+        let h = History::read_jsonl(BufReader::new(f))
+            .with_context(|| format!("reading {}", src.history.display()))?;
+        let mode = PairingMode::for_account(h.account.margin_mode);
+        (h, mode, None)
+    };
+    let mode = match src.mode {
+        Some(ModeArg::Links) => PairingMode::Links,
+        Some(ModeArg::Native) => PairingMode::Native,
+        Some(ModeArg::Fifo) => PairingMode::Fifo,
+        None => mode,
+    };
+    let total = history.deals.len() as u64;
+    let bar = (std::io::stderr().is_terminal() && total >= 200_000).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("replay {bar:40} {pos}/{len} deals ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut ledger = Ledger::replay_with(&history, mode, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let login = Login(src.login.unwrap_or(history.account.login.get()));
+    if let Some(path) = &src.exclusions {
+        let ex = read_exclusions(path)?;
+        let n = ledger.hide(&ex.ids_for(login));
+        tracing::info!(hidden = n, "exclusions applied");
+    }
+    for w in ledger.warnings() {
+        tracing::warn!(?w, "replay");
+    }
+    Ok(Loaded {
+        ledger,
+        report,
+        login,
+    })
+}
+
+fn read_exclusions(path: &Path) -> Result<Exclusions> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Exclusions::parse(&text).with_context(|| format!("in {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Exclusions::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_exclusions(path: &Path, ex: &Exclusions) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, ex.to_text()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+fn read_broker(path: &Path) -> Result<Vec<(String, Volume)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let map: BTreeMap<String, Volume> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected {{\"SYMBOL\": signed volume}}", path.display()))?;
+    Ok(map.into_iter().collect())
+}
+
+fn read_specs(path: &Option<PathBuf>) -> Result<std::collections::HashMap<String, SymbolSpec>> {
+    let Some(path) = path else {
+        return Ok(Default::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let specs: Vec<SymbolSpec> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON array of symbol specs", path.display()))?;
+    Ok(specs.into_iter().map(|s| (s.name.clone(), s)).collect())
+}
+
+fn replay(a: ReplayArgs) -> Result<()> {
+    let loaded = load(&a.source)?;
+    let l = &loaded.ledger;
+    let ctx = ReportContext {
+        login: loaded.login.get(),
+        specs: read_specs(&a.symbols)?,
+        ..Default::default()
+    };
+    let mismatches = loaded
+        .report
+        .as_ref()
+        .map(|r| r.verify(l))
+        .unwrap_or_default();
+    if let Some(dir) = &a.csv {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let enc = if a.excel {
+            CsvEncoding::Utf16Excel
+        } else {
+            CsvEncoding::Utf8
+        };
+        let ac = match &a.active_columns {
+            Some(s) => Columns::parse(s, false)?,
+            None => Columns::default_active(),
+        };
+        let hc = match &a.history_columns {
+            Some(s) => Columns::parse(s, true)?,
+            None => Columns::default_history(),
+        };
+        std::fs::write(
+            dir.join("Active.csv"),
+            export::active_csv(l, &ctx, &ac, enc),
+        )?;
+        std::fs::write(
+            dir.join("History.csv"),
+            export::history_csv(l, &ctx, &hc, enc),
+        )?;
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if a.json {
+        let doc = serde_json::json!({
+            "mode": l.mode(),
+            "stats": l.stats(),
+            "active": export::active_rows(l, &ctx),
+            "history": export::history_rows(l, &ctx),
+            "net": l.net_volumes().into_iter().collect::<BTreeMap<_, _>>(),
+            "hidden": l.hidden(),
+            "warnings": l.warnings(),
+            "report_check": loaded.report.as_ref().map(|_| &mismatches),
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else if a.csv.is_none() {
+        print_tables(&mut out, l, &ctx)?;
+    }
+    if let Some(r) = &loaded.report {
+        if !a.json {
+            writeln!(
+                out,
+                "report check: {} open positions, {} closed positions expected: {}",
+                r.open_positions.len(),
+                r.closed_positions
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if mismatches.is_empty() {
+                    "OK".to_owned()
+                } else {
+                    format!("{} MISMATCHES", mismatches.len())
+                }
+            )?;
+            for m in &mismatches {
+                writeln!(
+                    out,
+                    "  {}: report {} ledger {}",
+                    m.what, m.expected, m.actual
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    if !mismatches.is_empty() {
+        bail!("the replay does not match the report's own summary");
+    }
+    Ok(())
+}
+
+fn print_tables(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result<()> {
+    let active = export::active_rows(l, ctx);
+    writeln!(out, "Active positions ({}):", active.len())?;
+    writeln!(
+        out,
+        "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {}",
+        "id", "symbol", "side", "volume", "entry", "sl", "entry time", "magic"
+    )?;
+    for r in &active {
+        writeln!(
+            out,
+            "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {}",
+            r.id,
+            r.symbol,
+            r.side,
+            r.volume,
+            r.entry_price,
+            r.stop_loss.map(|p| p.to_string()).unwrap_or_default(),
+            format_time(r.entry_time_msc),
+            export::magic_label(r.magic)
+        )?;
+    }
+    let hist = export::history_rows(l, ctx);
+    writeln!(out, "History positions ({}):", hist.len())?;
+    writeln!(
+        out,
+        "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8}",
+        "id",
+        "exit order",
+        "symbol",
+        "side",
+        "volume",
+        "entry",
+        "exit",
+        "exit time",
+        "commission",
+        "swap"
+    )?;
+    for r in &hist {
+        writeln!(
+            out,
+            "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8}",
+            r.id,
+            r.exit_order,
+            r.symbol,
+            r.side,
+            r.volume,
+            r.entry_price,
+            r.exit_price,
+            format_time(r.exit_time_msc),
+            r.commission,
+            r.swap
+        )?;
+    }
+    writeln!(out, "Net volume per symbol:")?;
+    for (s, v) in l.net_volumes() {
+        writeln!(out, "  {s}: {v}")?;
+    }
+    let st = l.stats();
+    writeln!(
+        out,
+        "{} trade deals, {} other deals skipped, {} orders; {} positions closed, {} hidden, {} warnings",
+        st.trade_deals,
+        st.skipped_deals,
+        st.orders,
+        l.closed_position_count(),
+        l.hidden().len(),
+        l.warnings().len()
+    )?;
+    Ok(())
+}
+
+fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
+    let loaded = load(&a.source)?;
+    let broker = read_broker(&a.broker)?;
+    let mismatches = reconcile::reconcile(&loaded.ledger, &broker);
+    let corrections: Vec<_> = mismatches
+        .iter()
+        .map(|m| reconcile::propose_correction(&loaded.ledger, m))
+        .collect();
+    if a.json {
+        let doc = serde_json::json!({
+            "mismatches": mismatches,
+            "corrections": if a.propose { Some(&corrections) } else { None },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if mismatches.is_empty() {
+        println!("net positions equal on every symbol");
+    } else {
+        for (m, c) in mismatches.iter().zip(&corrections) {
+            println!("{}: ledger {} broker {}", m.symbol, m.ledger, m.broker);
+            if a.propose {
+                match &c.order {
+                    Some(o) => println!("  1. send {}", serde_json::to_string(o)?),
+                    None => println!("  1. no order needed: the broker is flat"),
+                }
+                println!(
+                    "  2. exclude positions {:?} (and the one the order opens)",
+                    c.exclude.iter().map(|p| p.get()).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    if a.apply {
+        let file = a
+            .source
+            .exclusions
+            .as_ref()
+            .context("--apply needs --exclusions FILE")?;
+        let mut ex = read_exclusions(file)?;
+        let mut added = 0;
+        for c in corrections.iter().filter(|c| c.order.is_none()) {
+            for id in &c.exclude {
+                added += ex.add(loaded.login, *id) as usize;
+            }
+        }
+        write_exclusions(file, &ex)?;
+        println!("{added} exclusions recorded in {}", file.display());
+        let pending: Vec<&str> = corrections
+            .iter()
+            .filter(|c| c.order.is_some())
+            .map(|c| c.symbol.as_str())
+            .collect();
+        if !pending.is_empty() {
+            println!(
+                "not applied (the broker is not flat; send the correcting order first): {pending:?}"
+            );
+        }
+    }
+    if !mismatches.is_empty() && !a.apply {
+        bail!("{} symbol(s) differ", mismatches.len());
+    }
+    Ok(())
+}
+
+fn exclude(a: ExcludeArgs) -> Result<()> {
+    let mut ex = read_exclusions(&a.file)?;
+    match a.action {
+        ExcludeAction::Add { login, ids } => {
+            for id in ids {
+                ex.add(Login(login), PositionId(id));
+            }
+            write_exclusions(&a.file, &ex)?;
+        }
+        ExcludeAction::Remove { login, ids } => {
+            for id in ids {
+                ex.remove(Login(login), PositionId(id));
+            }
+            write_exclusions(&a.file, &ex)?;
+        }
+        ExcludeAction::List => {
+            for (l, id) in ex.iter() {
+                println!("{l} {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn import_excludes(a: ImportExcludesArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.xml).with_context(|| format!("reading {}", a.xml.display()))?;
+    let text = decode_text(&bytes);
+    let imported = Exclusions::import_exclude_orders_xml(&text)?;
+    let mut filtered = Exclusions::new();
+    for (l, id) in imported.iter() {
+        if a.login.is_none_or(|want| want == l.get()) {
+            filtered.add(l, id);
+        }
+    }
+    let mut ex = read_exclusions(&a.file)?;
+    let added = ex.merge(&filtered);
+    write_exclusions(&a.file, &ex)?;
+    println!(
+        "{} exclusions read, {added} new, {} in {}",
+        filtered.len(),
+        ex.len(),
+        a.file.display()
+    );
+    Ok(())
+}
+
+/// MQL writes text files as UTF-16LE with a BOM; others are UTF-8.
+fn decode_text(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0xFF, 0xFE]) {
+        let body = &bytes[2..bytes.len() - (bytes.len() - 2) % 2];
+        encoding_rs::UTF_16LE
+            .decode_without_bom_handling(body)
+            .0
+            .into_owned()
+    } else {
+        encoding_rs::UTF_8.decode(bytes).0.into_owned()
+    }
+}
+
+fn hide_flat(a: HideFlatArgs) -> Result<()> {
+    let loaded = load(&a.source)?;
+    let broker = read_broker(&a.broker)?;
+    let ids = reconcile::hide_flat(&loaded.ledger, &broker)?;
+    let with_stops: Vec<u64> = ids
+        .iter()
+        .filter_map(|id| loaded.ledger.active(*id))
+        .filter(|p| p.stop_loss_order().is_some())
+        .map(|p| p.id().get())
+        .collect();
+    if !with_stops.is_empty() {
+        bail!("positions {with_stops:?} still have stop-loss orders; delete them first");
+    }
+    let mut ex = read_exclusions(&a.file)?;
+    for id in &ids {
+        ex.add(loaded.login, *id);
+    }
+    write_exclusions(&a.file, &ex)?;
+    println!(
+        "{} positions hidden (recorded in {})",
+        ids.len(),
+        a.file.display()
+    );
+    Ok(())
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let cfg = GenConfig {
+        deals: a.deals,
+        seed: a.seed,
+        symbols: a.symbols,
+    };
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    for line in Generator::new(cfg) {
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

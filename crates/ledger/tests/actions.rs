@@ -1,0 +1,408 @@
+//! Action plans, virtual take-profit, trailing stop, execution with retries, reconciliation and
+//! reports, on small ledgers.
+
+use hedge_domain::{
+    DealEntry, DealTicket, DealType, Login, Magic, Money, OrderState, OrderTicket, OrderType,
+    PositionId, Price, Retcode, Side, SymbolSpec, Volume,
+};
+use hedge_ledger::actions::{
+    self, plan_change_exit_comment, plan_close, plan_delete_stop_loss, plan_modify_stop_loss,
+    plan_open, plan_set_stop_loss, ActionError, BrokerRequest, Execution, Status, TrailingStop,
+};
+use hedge_ledger::export::{self, Columns, CsvEncoding, ReportContext};
+use hedge_ledger::reconcile::{hide_flat, propose_correction, reconcile, HideError};
+use hedge_ledger::{decode, encode, DealRecord, History, Ledger, LinkKind, OrderRecord};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+fn v(s: &str) -> Volume {
+    Volume(d(s))
+}
+fn p(s: &str) -> Price {
+    Price(d(s))
+}
+
+fn order(
+    t: u64,
+    ty: OrderType,
+    magic: Magic,
+    state: OrderState,
+    price: &str,
+    comment: &str,
+) -> OrderRecord {
+    OrderRecord {
+        ticket: OrderTicket(t),
+        symbol: "EURUSD".into(),
+        order_type: ty,
+        state,
+        magic,
+        volume_initial: v("1"),
+        volume_current: Volume::ZERO,
+        price_open: p(price),
+        time_setup_msc: t as i64,
+        time_done_msc: t as i64,
+        position_id: PositionId(0),
+        comment: comment.into(),
+    }
+}
+
+fn deal(t: u64, order: u64, side: Side, vol: &str, price: &str) -> DealRecord {
+    DealRecord {
+        ticket: DealTicket(t),
+        order: OrderTicket(order),
+        symbol: "EURUSD".into(),
+        deal_type: if side == Side::Buy {
+            DealType::Buy
+        } else {
+            DealType::Sell
+        },
+        entry: DealEntry::In,
+        magic: Magic(0),
+        position_id: PositionId(0),
+        volume: v(vol),
+        price: p(price),
+        commission: Money(d("-2")),
+        swap: Money::ZERO,
+        profit: Money::ZERO,
+        time_msc: t as i64,
+        comment: String::new(),
+    }
+}
+
+/// A long position 10 (2 lots @ 1.1000) with a pending SL order 11 at 1.0900, and a short 20 without SL.
+fn ledger() -> Ledger {
+    let mut h = History::default();
+    h.account.login = Login(77);
+    h.orders.push(order(
+        10,
+        OrderType::Buy,
+        Magic(555),
+        OrderState::Filled,
+        "0",
+        "entry",
+    ));
+    h.deals.push(deal(100, 10, Side::Buy, "2", "1.1"));
+    h.orders.push(order(
+        11,
+        OrderType::SellStop,
+        encode(OrderTicket(10), LinkKind::StopLoss).unwrap(),
+        OrderState::Placed,
+        "1.09",
+        "my exit",
+    ));
+    h.orders.push(order(
+        20,
+        OrderType::Sell,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "",
+    ));
+    h.deals.push(deal(200, 20, Side::Sell, "1", "1.2"));
+    Ledger::replay(&h).unwrap()
+}
+
+#[test]
+fn partial_close_cancels_the_stop_first_and_replaces_it_after() {
+    let l = ledger();
+    let pos = l.active(PositionId(10)).unwrap();
+    let plan = plan_close(&pos, Some(v("0.5")), LinkKind::Market, "bye", None).unwrap();
+    assert_eq!(plan.steps.len(), 3);
+    assert_eq!(
+        plan.steps[0].request,
+        BrokerRequest::CancelOrder {
+            order: OrderTicket(11)
+        }
+    );
+    match &plan.steps[1].request {
+        BrokerRequest::Market {
+            side,
+            volume,
+            magic,
+            ..
+        } => {
+            assert_eq!(*side, Side::Sell);
+            assert_eq!(*volume, v("0.5"));
+            let link = decode(*magic).unwrap();
+            assert_eq!(link.ticket, OrderTicket(10));
+            assert_eq!(link.kind(), Some(LinkKind::Market));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &plan.steps[2].request {
+        BrokerRequest::PlaceStop {
+            order_type,
+            volume,
+            price,
+            magic,
+            comment,
+            ..
+        } => {
+            assert_eq!(*order_type, OrderType::SellStop);
+            assert_eq!(*volume, v("1.5"));
+            assert_eq!(*price, p("1.09"));
+            assert_eq!(comment, "my exit");
+            assert!(decode(*magic).unwrap().is_stop_loss());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A full close has no re-placement; too much volume is refused.
+    let full = plan_close(&pos, None, LinkKind::StopLoss, "", None).unwrap();
+    assert_eq!(full.steps.len(), 2);
+    assert!(matches!(
+        plan_close(&pos, Some(v("3")), LinkKind::Market, "", None),
+        Err(ActionError::VolumeTooLarge { .. })
+    ));
+    // The symbol's step applies to partial volumes.
+    let spec = SymbolSpec::forex("EURUSD", 5);
+    assert!(plan_close(&pos, Some(v("0.001")), LinkKind::Market, "", Some(&spec)).is_err());
+}
+
+#[test]
+fn stop_loss_set_modify_delete_and_comment() {
+    let l = ledger();
+    let long = l.active(PositionId(10)).unwrap();
+    let short = l.active(PositionId(20)).unwrap();
+    assert!(matches!(
+        plan_set_stop_loss(&long, p("1.0"), None, ""),
+        Err(ActionError::StopExists(_))
+    ));
+    let set = plan_set_stop_loss(&short, p("1.25"), Some(p("1.21")), "c").unwrap();
+    assert!(matches!(
+        &set.steps[0].request,
+        BrokerRequest::PlaceStop {
+            order_type: OrderType::BuyStop,
+            ..
+        }
+    ));
+    // A stop on the wrong side of the price would trigger at once.
+    assert!(plan_set_stop_loss(&short, p("1.19"), Some(p("1.21")), "").is_err());
+    let m = plan_modify_stop_loss(&long, p("1.095"), Some(p("1.1"))).unwrap();
+    assert_eq!(
+        m.steps[0].request,
+        BrokerRequest::ModifyStop {
+            order: OrderTicket(11),
+            price: p("1.095")
+        }
+    );
+    assert_eq!(
+        plan_modify_stop_loss(&long, p("1.09"), None),
+        Err(ActionError::NoChanges)
+    );
+    assert!(matches!(
+        plan_delete_stop_loss(&short),
+        Err(ActionError::NoStop(_))
+    ));
+    assert_eq!(plan_delete_stop_loss(&long).unwrap().steps.len(), 1);
+    let c = plan_change_exit_comment(&long, "a much longer comment than thirty-one characters")
+        .unwrap();
+    assert_eq!(c.steps.len(), 2);
+    match &c.steps[1].request {
+        BrokerRequest::PlaceStop { comment, .. } => assert_eq!(comment.chars().count(), 31),
+        other => panic!("{other:?}"),
+    }
+    let local = plan_change_exit_comment(&short, "x").unwrap();
+    assert!(local.steps.is_empty());
+    assert_eq!(local.local_exit_comment.as_deref(), Some("x"));
+    assert!(matches!(
+        plan_open("EURUSD", Side::Buy, v("1"), Magic(1 << 63), "", None),
+        Err(ActionError::LinkMagic(_))
+    ));
+}
+
+#[test]
+fn virtual_take_profit_and_trailing_stop() {
+    let l = ledger();
+    let long = l.active(PositionId(10)).unwrap();
+    assert!(
+        actions::validate_take_profit(Side::Buy, p("1.2"), None, p("1.1"), p("1.1001")).is_ok()
+    );
+    assert!(
+        actions::validate_take_profit(Side::Buy, p("1.05"), None, p("1.1"), p("1.1001")).is_err()
+    );
+    assert_eq!(
+        actions::validate_take_profit(Side::Buy, p("1.2"), Some(p("1.2")), p("1.1"), p("1.1")),
+        Err(ActionError::NoChanges)
+    );
+    assert!(
+        actions::check_take_profit(&long, p("1.2"), p("1.19"), p("1.1901"), "")
+            .unwrap()
+            .is_none()
+    );
+    let fire = actions::check_take_profit(&long, p("1.2"), p("1.2"), p("1.2001"), "tp")
+        .unwrap()
+        .unwrap();
+    match &fire.steps.last().unwrap().request {
+        BrokerRequest::Market { magic, .. } => assert!(decode(*magic).unwrap().is_take_profit()),
+        other => panic!("{other:?}"),
+    }
+    // Trailing: distance 0.01 captured at 1.10; moves up with the price, never down.
+    let t = TrailingStop::enable(&long, p("1.1")).unwrap();
+    assert_eq!(t.distance, p("0.01"));
+    assert_eq!(
+        t.new_level(Side::Buy, p("1.09"), p("1.105")),
+        Some(p("1.095"))
+    );
+    assert_eq!(t.new_level(Side::Buy, p("1.09"), p("1.08")), None);
+    assert_eq!(
+        t.new_level(Side::Buy, p("1.09"), p("1.05")),
+        None,
+        "a gap through the stop"
+    );
+    assert_eq!(
+        t.new_level(Side::Sell, p("1.21"), p("1.19")),
+        Some(p("1.2"))
+    );
+    assert_eq!(t.new_level(Side::Sell, p("1.21"), p("1.25")), None);
+    let plan = t
+        .on_price(&long, p("1.12"), Some(&SymbolSpec::forex("EURUSD", 5)))
+        .unwrap();
+    assert_eq!(
+        plan.steps[0].request,
+        BrokerRequest::ModifyStop {
+            order: OrderTicket(11),
+            price: p("1.11")
+        }
+    );
+}
+
+#[test]
+fn execution_retries_retryable_fails_fatal_and_accepts_gone_orders() {
+    let l = ledger();
+    let pos = l.active(PositionId(10)).unwrap();
+    let plan = plan_close(&pos, None, LinkKind::Market, "", None).unwrap();
+    let mut ex = Execution::new(plan.clone());
+    assert!(matches!(
+        ex.next_request(0),
+        Some(BrokerRequest::CancelOrder { .. })
+    ));
+    ex.on_result(Retcode::INVALID_ORDER, true); // already gone: done
+    assert!(matches!(
+        ex.next_request(1),
+        Some(BrokerRequest::Market { .. })
+    ));
+    ex.on_result(Retcode::REQUOTE, false);
+    assert_eq!(
+        ex.status,
+        Status::Send {
+            step: 1,
+            attempt: 1
+        }
+    );
+    ex.next_request(2);
+    ex.on_tick(2 + 29_999);
+    assert!(matches!(ex.status, Status::Waiting { .. }));
+    ex.on_tick(2 + 30_000); // timed out: retried
+    assert_eq!(
+        ex.status,
+        Status::Send {
+            step: 1,
+            attempt: 2
+        }
+    );
+    ex.next_request(40_000);
+    ex.on_result(Retcode::DONE, false);
+    assert_eq!(ex.status, Status::Done);
+    assert!(ex.is_finished());
+
+    let mut ex = Execution::new(plan.clone());
+    ex.next_request(0);
+    ex.on_result(Retcode::NO_MONEY, false);
+    assert!(matches!(ex.status, Status::Failed { step: 0, .. }));
+
+    let mut ex = Execution::new(plan);
+    ex.next_request(0);
+    ex.on_result(Retcode::DONE, false);
+    for i in 0..=3 {
+        ex.next_request(i);
+        ex.on_result(Retcode::PRICE_CHANGED, false);
+    }
+    assert!(
+        matches!(ex.status, Status::Failed { step: 1, .. }),
+        "{:?}",
+        ex.status
+    );
+}
+
+#[test]
+fn reconciliation_reports_mismatches_and_proposes_a_fix() {
+    let l = ledger();
+    // Ledger: EURUSD +2 - 1 = +1.
+    assert!(reconcile(&l, &[("EURUSD".into(), v("1"))]).is_empty());
+    let m = reconcile(
+        &l,
+        &[("EURUSD".into(), v("0.5")), ("GBPUSD".into(), v("-1"))],
+    );
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].symbol, "EURUSD");
+    assert_eq!((m[0].ledger, m[0].broker), (v("1"), v("0.5")));
+    assert_eq!((m[1].ledger, m[1].broker), (Volume::ZERO, v("-1")));
+    let c = propose_correction(&l, &m[0]);
+    assert_eq!(c.exclude, vec![PositionId(10), PositionId(20)]);
+    match c.order {
+        Some(BrokerRequest::Market {
+            side,
+            volume,
+            magic,
+            ..
+        }) => {
+            assert_eq!((side, volume, magic), (Side::Sell, v("0.5"), Magic(0)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        hide_flat(&l, &[("EURUSD".into(), v("1"))]),
+        Err(HideError::NotFlat(_))
+    ));
+    assert_eq!(hide_flat(&l, &[]).unwrap().len(), 2);
+}
+
+#[test]
+fn csv_reports_follow_the_columns_and_encodings() {
+    let l = ledger();
+    let mut ctx = ReportContext::default();
+    ctx.specs
+        .insert("EURUSD".into(), SymbolSpec::forex("EURUSD", 5));
+    ctx.prices
+        .insert("EURUSD".into(), (p("1.1010"), p("1.1012")));
+    let cols = Columns::parse("Magic,Symbol,EntryID=Entry ID,Type,Volume,EntryPrice,StopLoss,CurrentPrice,Commission,Profit,ExitComment", false).unwrap();
+    let csv = String::from_utf8(export::active_csv(&l, &ctx, &cols, CsvEncoding::Utf8)).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "Magic;Symbol;Entry ID;Type;Volume;EntryPrice;StopLoss;CurrentPrice;Commission;Profit;ExitComment");
+    assert_eq!(
+        lines[1],
+        "555;EURUSD;10;BUY;2.00;1.10000;1.09000;1.10100;-2.00000;200.00000000;my exit"
+    );
+    assert_eq!(
+        lines[2],
+        "0;EURUSD;20;SELL;1.00;1.20000;0.00000;1.10120;-2.00000;9880.00000000;"
+    );
+    let bytes = export::active_csv(&l, &ctx, &cols, CsvEncoding::Utf16Excel);
+    assert_eq!(&bytes[..2], &[0xFF, 0xFE]);
+    let text = String::from_utf16(
+        &bytes[2..]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(text.starts_with("Magic;Symbol;"));
+    assert!(text.contains(";ExitComment;\r\n555;"));
+    assert!(Columns::parse("ExitPrice", false).is_err());
+    assert!(Columns::parse("CurrentPrice", true).is_err());
+    assert!(Columns::parse("Nope", true).is_err());
+    let rows = export::active_rows(&l, &ctx);
+    assert_eq!(
+        export::active_summary(&rows, Money(d("10000")), Money(d("100")), Money(d("11188"))),
+        "Balance: 10000.00  Floating P/L: 10080.00 (100.80%)  Margin: 0.89%"
+    );
+    let h = export::history_csv(&l, &ctx, &Columns::default_history(), CsvEncoding::Utf8);
+    assert_eq!(String::from_utf8(h).unwrap().lines().count(), 1);
+    assert_eq!(
+        export::history_summary(&[], Money(d("5")), "USD"),
+        "Balance: 5.00  Total P/L: 0.00$ Pos.: 0"
+    );
+}
