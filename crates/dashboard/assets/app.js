@@ -253,10 +253,13 @@ function schedulePlanRefresh() {
 
 async function refreshPlans() {
   const hedgeLogins = [...S.accounts.values()].filter((a) => a.role === 'hedge').map((a) => a.login);
+  let forbidden = false;
   const plans = await Promise.all(hedgeLogins.map((l) => api('GET', `/v1/plan/${l}`).catch((e) => {
+    if (e.status === 403) { forbidden = true; return null; }
     if (e.status === 404) return null;
     throw e;
   })));
+  S.planForbidden = forbidden;
   S.plans = new Map();
   plans.forEach((p, i) => { if (p) S.plans.set(hedgeLogins[i], p); });
 }
@@ -728,6 +731,7 @@ class VTable {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    this.root.dataset.exported = String(this.view.length);
     announce(`Exported ${this.view.length} rows`);
   }
 }
@@ -865,12 +869,18 @@ function editAccount(a) {
       `Hedge ratio ${fmtNum(a.hedge_ratio)} → ${ratio}; symbols ${$('#edit-prefix').value}*${$('#edit-suffix').value}` +
       `${Object.keys(explicit).length ? ` with ${Object.keys(explicit).length} explicit name(s)` : ''}.`, { label: 'Save' });
     if (!answer) return;
+    // The center's registration endpoint replaces the account's configuration as a whole, so the
+    // stored registration is sent back with only the map and the ratio changed.
     const body = {
-      hedge_ratio: Number(ratio),
-      symbol_map: { prefix: $('#edit-prefix').value, suffix: $('#edit-suffix').value, explicit },
-      reason: answer.reason || 'edited from the dashboard',
+      login: a.login, role: a.role, server: a.server, company: a.company, margin_mode: a.margin_mode,
+      symbol_map: { prefix: $('#edit-prefix').value.trim(), suffix: $('#edit-suffix').value.trim(), explicit },
+      hedge_ratio: ratio, symbols: a.symbols || [], currency: a.currency || '',
     };
-    await runAction('edit-account', () => api('PATCH', `/v1/accounts/${a.login}/config`, body), `Account ${a.login} updated`);
+    if (a.hedge_login !== undefined && a.hedge_login !== null) body.hedge_login = a.hedge_login;
+    await runAction('edit-account', async () => {
+      const stored = await api('PUT', `/v1/accounts/${a.login}`, body);
+      if (stored && stored.login !== undefined) { S.accounts.set(stored.login, stored); markDirty('accounts', 'plan'); }
+    }, `Account ${a.login} updated`);
   }, { once: true });
   dlg.showModal();
 }
@@ -981,7 +991,7 @@ function positionColumns() {
   const dealOr = (f, g) => (r) => (r.deal ? g(r) : f(r));
   return [
     {
-      id: 'collapse', name: '', width: 34, action: true, text: (r) => (r.deal ? '' : S.expanded.has(posKey(r)) ? '−' : '+'),
+      id: 'collapse', name: 'Deals', width: 58, action: true, text: (r) => (r.deal ? '' : S.expanded.has(posKey(r)) ? '−' : '+'),
       render: (r) => (r.deal ? '' : h('button', {
         type: 'button', class: 'expander', text: S.expanded.has(posKey(r)) ? '▾' : '▸',
         'aria-expanded': S.expanded.has(posKey(r)) ? 'true' : 'false',
@@ -992,7 +1002,7 @@ function positionColumns() {
     { id: 'login', name: 'Account', width: 90, text: dealOr((p) => p.login, () => ''), sort: (p) => p.login },
     { id: 'symbol', name: 'Symbol', width: 90, text: dealOr((p) => p.account_symbol && p.account_symbol !== p.symbol ? `${p.symbol} (${p.account_symbol})` : p.symbol, () => ''), sort: (p) => p.symbol },
     { id: 'entry_id', name: 'Entry ID', width: 100, num: true, text: dealOr((p) => p.position_id, (d) => `event ${d.event_id}`), sort: (p) => p.position_id },
-    { id: 'entry_date', name: 'Entry Date', width: 150, text: dealOr((p) => fmtTime(p.opened_ms), (d) => fmtTime(d.time_ms)), sort: (p) => p.opened_ms },
+    { id: 'entry_date', name: 'Entry Date', width: 160, text: dealOr((p) => fmtTime(p.opened_ms), (d) => fmtTime(d.time_ms)), sort: (p) => p.opened_ms },
     { id: 'type', name: 'Type', width: 80, text: dealOr((p) => sideText(p.side), (d) => `${d.kind.replace('_', ' ')} ${sideText(d.side)}`), cls: (r) => (r.deal ? '' : sideClass(r.side)), sort: (p) => p.side },
     { id: 'volume', name: 'Vol.', width: 70, num: true, text: dealOr((p) => fmtNum(p.volume, vd(p)), (d) => fmtNum(d.volume, vd(d.parent))), sort: (p) => Number(p.volume) },
     { id: 'max_volume', name: 'Max vol.', width: 75, num: true, hidden: true, text: dealOr((p) => fmtNum(p.max_volume, vd(p)), () => '') },
@@ -1005,7 +1015,7 @@ function positionColumns() {
     { id: 'profit', name: 'Profit', width: 80, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.profit), () => '') },
     { id: 'magic', name: 'Magic', width: 80, num: true, hidden: true, text: dealOr((p) => (p.magic ? p.magic : 'Manual'), () => '') },
     { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
-    { id: 'exit_date', name: 'Exit Date', width: 150, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
+    { id: 'exit_date', name: 'Exit Date', width: 160, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
     { id: 'entry_comment', name: 'Entry Comment', width: 140, text: dealOr((p) => p.comment, () => '') },
     { id: 'exit_comment', name: 'Exit Comment', width: 140, note: NOT_REPORTED, text: dealOr((p) => p.exit_comment || '', () => '') },
   ];
@@ -1082,7 +1092,7 @@ function renderSummary(rows, active) {
 
 function planColumns() {
   return [
-    { id: 'hedge_login', name: 'Hedge acct', width: 95, text: (r) => r.hedge_login ?? '' },
+    { id: 'hedge_login', name: 'Hedge acct', width: 95, hidden: true, text: (r) => r.hedge_login ?? '' },
     { id: 'symbol', name: 'Symbol', width: 90, text: (r) => r.symbol, sort: (r) => r.symbol },
     { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
     { id: 'exposure', name: 'Exposure', width: 85, num: true, text: (r) => fmtNum(r.exposure) },
@@ -1135,25 +1145,19 @@ function renderPlan() {
   }
   rows.sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0));
   planTable.setRows(rows);
+  $('#plan-note').textContent = S.planForbidden
+    ? 'This token may not read the hedge plan (admin or hedge tokens may); exposure is computed from the positions and hedges.'
+    : '';
 }
 
 function hedgeColumns() {
   return [
     { id: 'id', name: 'Hedge', width: 70, num: true, text: (x) => x.id, sort: (x) => x.id },
-    { id: 'plan_item_id', name: 'Plan item', width: 90, num: true, hidden: true, text: (x) => x.plan_item_id },
-    { id: 'hedge_login', name: 'Account', width: 85, text: (x) => x.hedge_login },
     { id: 'symbol', name: 'Symbol', width: 85, text: (x) => x.symbol, sort: (x) => x.symbol },
     { id: 'side', name: 'Side', width: 60, text: (x) => sideText(x.side), cls: (x) => sideClass(x.side) },
     { id: 'volume', name: 'Volume', width: 75, num: true, text: (x) => fmtNum(x.volume) },
     { id: 'open_volume', name: 'Open', width: 70, num: true, text: (x) => fmtNum(x.open_volume) },
-    { id: 'price', name: 'Price', width: 85, num: true, text: (x) => fmtNum(x.price, priceDigits(x.hedge_login, x.account_symbol, x.symbol)) },
     { id: 'status', name: 'Status', width: 110, text: (x) => x.status.replace('_', ' '), cls: (x) => `status-${x.status === 'partially_closed' ? 'open' : x.status}`, sort: (x) => x.status },
-    { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
-    { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },
-    { id: 'retcode', name: 'Retcode', width: 75, num: true, text: (x) => (x.retcode === undefined || x.retcode === null ? '' : x.retcode) },
-    { id: 'message', name: 'Message', width: 160, text: (x) => x.message || '' },
-    { id: 'position_id', name: 'Position', width: 90, num: true, hidden: true, text: (x) => x.position_id || '' },
-    { id: 'created', name: 'Time', width: 150, text: (x) => fmtTime(x.created_ms), sort: (x) => x.created_ms },
     {
       id: 'act', name: 'Actions', width: 100, action: true, text: () => '',
       render: (x) => {
@@ -1168,6 +1172,15 @@ function hedgeColumns() {
         return '';
       },
     },
+    { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
+    { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },
+    { id: 'retcode', name: 'Retcode', width: 75, num: true, text: (x) => (x.retcode === undefined || x.retcode === null ? '' : x.retcode) },
+    { id: 'message', name: 'Message', width: 160, text: (x) => x.message || '' },
+    { id: 'price', name: 'Price', width: 85, num: true, text: (x) => fmtNum(x.price, priceDigits(x.hedge_login, x.account_symbol, x.symbol)) },
+    { id: 'hedge_login', name: 'Account', width: 85, text: (x) => x.hedge_login },
+    { id: 'created', name: 'Time', width: 150, text: (x) => fmtTime(x.created_ms), sort: (x) => x.created_ms },
+    { id: 'plan_item_id', name: 'Plan item', width: 90, num: true, hidden: true, text: (x) => x.plan_item_id },
+    { id: 'position_id', name: 'Position', width: 90, num: true, hidden: true, text: (x) => x.position_id || '' },
   ];
 }
 
@@ -1378,8 +1391,17 @@ function init() {
     }
   });
   // Heartbeat ages and the chart's time axis move even when nothing happens.
+  let ticks = 0;
   setInterval(() => {
     if ($('#app').hidden) return;
+    ticks += 1;
+    // Heartbeats that change nothing are not events; the accounts are re-read for their times.
+    if (ticks % 5 === 0 && S.token) {
+      api('GET', '/v1/accounts').then((list) => {
+        for (const a of list || []) S.accounts.set(a.login, a);
+        markDirty('accounts');
+      }).catch(() => {});
+    }
     for (const dd of document.querySelectorAll('[data-age]')) dd.textContent = fmtAge(Number(dd.dataset.age));
     renderExposure();
   }, 1000);
