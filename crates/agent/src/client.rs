@@ -328,8 +328,10 @@ impl ClientAgent {
     pub async fn run(mut self) -> Result<(), ClientError> {
         let mut events = self.terminal.subscribe();
         if self.terminal.is_connected() {
+            // Connected before this loop subscribed: the current state is all there is to go by.
             if let Some(hello) = self.terminal.hello() {
-                self.on_connected(&hello).await?;
+                self.register(&hello)?;
+                self.resync().await?;
             }
         }
         loop {
@@ -337,8 +339,11 @@ impl ClientAgent {
                 Ok(TerminalEvent::Connected {
                     hello, snapshot, ..
                 }) => {
-                    let _ = snapshot;
-                    self.on_connected(&hello).await?;
+                    // The handshake snapshot, not the live state: events queued behind this one
+                    // are newer than the snapshot and must be applied after it.
+                    self.register(&hello)?;
+                    let rows: Vec<Observed> = snapshot.positions.iter().map(observed).collect();
+                    self.reconcile(&rows, snapshot.time, true).await?;
                 }
                 Ok(TerminalEvent::Snapshot(s)) => {
                     let rows: Vec<Observed> = s.positions.iter().map(observed).collect();
@@ -356,7 +361,7 @@ impl ClientAgent {
         }
     }
 
-    async fn on_connected(&mut self, hello: &Hello) -> Result<(), ClientError> {
+    fn register(&mut self, hello: &Hello) -> Result<(), ClientError> {
         if self.options.center {
             let reg = center::registration(
                 &self.settings,
@@ -370,7 +375,7 @@ impl ClientAgent {
         if hello.margin_mode.is_netting() {
             tracing::info!("netting account: reporting the terminal's net position per symbol");
         }
-        self.resync().await
+        Ok(())
     }
 
     /// Reconciles against the terminal's current state, looking in the history for what may have

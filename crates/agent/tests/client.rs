@@ -1,0 +1,293 @@
+//! End-to-end: `hedge client` between the simulated terminal and an in-process center, over real
+//! sockets.
+
+mod common;
+
+use common::*;
+use hedge_center::model::PositionEventKind::{self, *};
+
+use hedge_domain::{AccountMarginMode, Magic, PositionId, Price, Side, Volume};
+use hedge_sim::SimTerminal;
+use rust_decimal::Decimal;
+use std::time::Duration;
+
+fn lots(hundredths: i64) -> Volume {
+    Volume(Decimal::new(hundredths, 2))
+}
+
+fn open(sim: &SimTerminal, side: Side, hundredths: i64) -> PositionId {
+    let r = sim.open("EURUSD", side, lots(hundredths), Magic(0), "test");
+    assert!(r.is_done(), "open refused: {r:?}");
+    r.position
+}
+
+fn close(sim: &SimTerminal, id: PositionId, hundredths: Option<i64>) {
+    let r = sim.close(id, hundredths.map(lots));
+    assert!(r.is_done(), "close refused: {r:?}");
+}
+
+async fn settle(
+    center: &hedge_center::client::CenterClient,
+    id: PositionId,
+    kinds: &[PositionEventKind],
+) {
+    // Wait a little more, then check that nothing was added (no double report).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    history_of(center, id, kinds).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_account_reports_every_event_once_including_open_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    let a = open(&sim, Side::Buy, 30);
+    history_of(&api, a, &[Open]).await;
+    close(&sim, a, Some(10));
+    let d = history_of(&api, a, &[Open, PartialClose]).await;
+    assert_eq!(d.position.volume, lots(20));
+    let r = sim.modify(
+        a,
+        Price(Decimal::new(105000, 5)),
+        Price(Decimal::new(120000, 5)),
+    );
+    assert!(r.is_done(), "{r:?}");
+    // The center keeps volume changes in the history; a stop change shows on the position.
+    let sl = Some(Price(Decimal::new(105000, 5)));
+    let d = eventually(
+        "stop loss at the center",
+        Duration::from_secs(20),
+        || async {
+            let d = api.position(LOGIN, a).await.ok()?;
+            (d.position.sl == sl).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(d.position.last_seq, 3);
+    // Close and open at once: the count of positions stays 1, the prototype's blind spot.
+    close(&sim, a, None);
+    let b = open(&sim, Side::Sell, 10);
+    let d = history_of(&api, a, &[Open, PartialClose, Close]).await;
+    assert_eq!(d.position.last_seq, 4);
+    let d = history_of(&api, b, &[Open]).await;
+    assert_eq!(d.position.side, Side::Sell);
+    settle(&api, a, &[Open, PartialClose, Close]).await;
+    settle(&api, b, &[Open]).await;
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netting_account_reports_increase_partial_close_and_reversal() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let sim = start_sim(port, AccountMarginMode::RetailNetting);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    let p = open(&sim, Side::Buy, 10);
+    history_of(&api, p, &[Open]).await;
+    assert_eq!(
+        open(&sim, Side::Buy, 20),
+        p,
+        "netting keeps one position per symbol"
+    );
+    history_of(&api, p, &[Open, Increase]).await;
+    open(&sim, Side::Sell, 10);
+    let d = history_of(&api, p, &[Open, Increase, PartialClose]).await;
+    assert_eq!(d.position.volume, lots(20));
+    // Sell 0.5 against a 0.2 buy: the position reverses to a 0.3 sell.
+    open(&sim, Side::Sell, 50);
+    let d = history_of(&api, p, &[Open, Increase, PartialClose, Close, Open]).await;
+    assert_eq!(d.position.side, Side::Sell);
+    assert_eq!(d.position.volume, lots(30));
+    close(&sim, p, None);
+    settle(&api, p, &[Open, Increase, PartialClose, Close, Open, Close]).await;
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_scenario_misses_nothing_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let state = dir.path().join("state");
+    let agent = start_client(port, &center.url(), &state);
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    let a = open(&sim, Side::Buy, 10);
+    let b = open(&sim, Side::Sell, 30);
+    history_of(&api, a, &[Open]).await;
+    history_of(&api, b, &[Open]).await;
+
+    // The agent dies; the account moves on without it.
+    agent.kill();
+    close(&sim, a, None);
+    close(&sim, b, Some(10));
+    let c = open(&sim, Side::Buy, 20);
+    let d = open(&sim, Side::Sell, 10);
+    close(&sim, d, None);
+
+    let agent = start_client(port, &center.url(), &state);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    history_of(&api, a, &[Open, Close]).await;
+    history_of(&api, b, &[Open, PartialClose]).await;
+    history_of(&api, c, &[Open]).await;
+    history_of(&api, d, &[Open, Close]).await;
+
+    // And it keeps going after the restart.
+    close(&sim, c, None);
+    history_of(&api, c, &[Open, Close]).await;
+    // A second restart with nothing new reports nothing.
+    agent.kill();
+    let agent = start_client(port, &center.url(), &state);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(&api, a, &[Open, Close]).await;
+    settle(&api, b, &[Open, PartialClose]).await;
+    settle(&api, c, &[Open, Close]).await;
+    settle(&api, d, &[Open, Close]).await;
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn center_outage_is_bridged_by_the_outbox_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let center_port = free_port();
+    let url = format!("http://127.0.0.1:{center_port}");
+    let port = free_port();
+    let state = dir.path().join("state");
+    let agent = start_client(port, &url, &state);
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    let a = open(&sim, Side::Buy, 30);
+    close(&sim, a, Some(10));
+    let b = open(&sim, Side::Sell, 10);
+    close(&sim, a, None);
+    // Registration + 4 reports wait in the durable outbox.
+    let outbox = hedge_agent::Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
+    eventually("reports queued", Duration::from_secs(10), || async {
+        (outbox.pending().ok()? >= 5).then_some(())
+    })
+    .await;
+
+    let center = start_center(dir.path(), center_port, false).await;
+    let api = admin(&center.url());
+    let ha = history_of(&api, a, &[Open, PartialClose, Close]).await;
+    let hb = history_of(&api, b, &[Open]).await;
+    // Sent in the order they happened: a open, a partial, b open, a close.
+    let ids = [
+        ha.history[0].event_id,
+        ha.history[1].event_id,
+        hb.history[0].event_id,
+        ha.history[2].event_id,
+    ];
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+    eventually("outbox drained", Duration::from_secs(10), || async {
+        (outbox.pending().ok()? == 0).then_some(())
+    })
+    .await;
+    assert!(outbox.dead_letters().unwrap().is_empty());
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_disconnect_is_resynced_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    let a = open(&sim, Side::Buy, 10);
+    history_of(&api, a, &[Open]).await;
+    sim.disconnect();
+    eventually("link down", Duration::from_secs(5), || async {
+        (!sim.is_connected()).then_some(())
+    })
+    .await;
+    close(&sim, a, None);
+    let b = open(&sim, Side::Buy, 20);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    history_of(&api, a, &[Open, Close]).await;
+    history_of(&api, b, &[Open]).await;
+    settle(&api, a, &[Open, Close]).await;
+    settle(&api, b, &[Open]).await;
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_center_gets_opens_in_the_prototype_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, true).await;
+    let legacy_url = format!("http://{}", center.legacy_addr.unwrap());
+    let port = free_port();
+    let argv: Vec<String> = [
+        "--terminal-port",
+        &port.to_string(),
+        "--login",
+        &LOGIN.to_string(),
+        "--prefix",
+        "-",
+        "--exec-mode",
+        "FOK",
+        "--legacy-center",
+        &legacy_url,
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let args = client_args(&argv);
+    let agent = AgentThread::spawn(move || hedge_agent::client::run(args));
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let a = open(&sim, Side::Buy, 10);
+    close(&sim, a, None);
+    open(&sim, Side::Buy, 20);
+
+    let http = reqwest::Client::new();
+    let book = eventually("legacy book", Duration::from_secs(20), || {
+        let http = http.clone();
+        let url = format!("{legacy_url}/all_positions/");
+        async move {
+            let text: String = http.get(url).send().await.ok()?.json().await.ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let vol = v.get("EURUSD")?.get("volume")?.as_f64()?;
+            ((vol - 0.3).abs() < 1e-9).then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(book["EURUSD"]["side"], 0);
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
