@@ -19,6 +19,10 @@ enum Command {
     Center(hedge_center::cli::CenterArgs),
     /// Bi-directional positions of an MT5 account: replay histories and reports, reconcile, exclude.
     Ledger(hedge_ledger::cli::LedgerArgs),
+    /// Client agent: reports every position event of its account to the center, exactly once.
+    Client(hedge_agent::client::ClientArgs),
+    /// Tumbler: kills the configured processes the moment a new position appears.
+    Tumbler(hedge_agent::tumbler::TumblerArgs),
     /// Simulated MT5 trade server: connects to an agent exactly as the EA does.
     Sim(hedge_sim::cli::SimArgs),
 }
@@ -33,6 +37,12 @@ fn main() -> anyhow::Result<()> {
         Command::Ledger(args) => {
             init_tracing();
             hedge_ledger::cli::run(args)
+        }
+        Command::Client(args) => {
+            tokio::runtime::Runtime::new()?.block_on(hedge_agent::client::run(args))
+        }
+        Command::Tumbler(args) => {
+            tokio::runtime::Runtime::new()?.block_on(hedge_agent::tumbler::run(args))
         }
         Command::Sim(args) => {
             init_tracing();
