@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
         TokenEntry::new("hedger-1001", Role::Hedge(Login(1001)), HEDGER)
             .map_err(anyhow::Error::msg)?,
     ]);
-    let center = CenterServer::start(CenterConfig::sqlite(dir.path().join("c.sqlite"), tokens)).await?;
+    let center =
+        CenterServer::start(CenterConfig::sqlite(dir.path().join("c.sqlite"), tokens)).await?;
     let url = center.url();
     let symbols = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"];
     for (login, role, token) in [
@@ -105,7 +106,9 @@ async fn main() -> anyhow::Result<()> {
             .status()
     })
     .await??;
-    tokio::time::timeout(Duration::from_secs(10), center.shutdown()).await.ok();
+    tokio::time::timeout(Duration::from_secs(10), center.shutdown())
+        .await
+        .ok();
     anyhow::ensure!(status.success(), "the browser measurement failed");
     Ok(())
 }
