@@ -79,6 +79,15 @@ struct Working {
     position: PositionId,
 }
 
+/// Open volume and volume-weighted cost of one symbol's buys and sells.
+#[derive(Clone, Debug, Default)]
+struct Exposure {
+    buy_volume: Decimal,
+    buy_cost: Decimal,
+    sell_volume: Decimal,
+    sell_cost: Decimal,
+}
+
 /// The outcome of a request: the reply (without `cmd_id`, set by the caller) and the transactions.
 #[derive(Clone, Debug)]
 pub struct Execution {
@@ -95,6 +104,8 @@ pub struct Account {
     balance: Money,
     symbols: BTreeMap<String, SimSymbol>,
     positions: BTreeMap<PositionId, Position>,
+    /// Per-symbol sums over open positions, so equity and margin cost O(symbols), not O(positions).
+    exposure: BTreeMap<String, Exposure>,
     working: BTreeMap<OrderTicket, Working>,
     history_orders: Vec<OrderRecord>,
     deals: Vec<DealRecord>,
@@ -119,6 +130,7 @@ impl Account {
                 .map(|s| (s.spec.name.clone(), s))
                 .collect(),
             positions: BTreeMap::new(),
+            exposure: BTreeMap::new(),
             working: BTreeMap::new(),
             history_orders: Vec::new(),
             deals: Vec::new(),
@@ -254,8 +266,55 @@ impl Account {
         self.balance
     }
 
+    /// Unrealized profit of all open positions at the current quotes.
     pub fn floating_profit(&self) -> Money {
-        self.positions.values().map(|p| self.profit_of(p)).sum()
+        let mut total = Decimal::ZERO;
+        for (symbol, e) in &self.exposure {
+            let Some(s) = self.symbols.get(symbol) else {
+                continue;
+            };
+            let tick = if s.spec.tick_size.is_positive() {
+                s.spec.tick_size.0
+            } else {
+                s.spec.point.0
+            };
+            if tick.is_zero() {
+                continue;
+            }
+            let diff =
+                (s.bid.0 * e.buy_volume - e.buy_cost) + (e.sell_cost - s.ask.0 * e.sell_volume);
+            total += diff / tick * s.spec.tick_value.0;
+        }
+        Money(total.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero))
+    }
+
+    fn put_position(&mut self, p: Position) {
+        if let Some(old) = self.positions.insert(p.id, p.clone()) {
+            self.expose(&old, -Decimal::ONE);
+        }
+        self.expose(&p, Decimal::ONE);
+    }
+
+    fn drop_position(&mut self, id: PositionId) {
+        if let Some(old) = self.positions.remove(&id) {
+            self.expose(&old, -Decimal::ONE);
+        }
+    }
+
+    fn expose(&mut self, p: &Position, sign: Decimal) {
+        let e = self.exposure.entry(p.symbol.clone()).or_default();
+        let volume = p.volume.0 * sign;
+        let cost = p.volume.0 * p.price_open.0 * sign;
+        match p.side {
+            Side::Buy => {
+                e.buy_volume += volume;
+                e.buy_cost += cost;
+            }
+            Side::Sell => {
+                e.sell_volume += volume;
+                e.sell_cost += cost;
+            }
+        }
     }
 
     pub fn equity(&self) -> Money {
@@ -263,9 +322,9 @@ impl Account {
     }
 
     pub fn margin(&self) -> Money {
-        self.positions
-            .values()
-            .map(|p| self.margin_for(&p.symbol, p.volume))
+        self.exposure
+            .iter()
+            .map(|(symbol, e)| self.margin_for(symbol, Volume(e.buy_volume + e.sell_volume)))
             .sum()
     }
 
@@ -796,7 +855,7 @@ impl Account {
                     p.price_open = Price(avg.round_dp(digits + 3).normalize());
                     p.volume = total;
                     p.time_update = now;
-                    self.positions.insert(p.id, p.clone());
+                    self.put_position(p.clone());
                     (DealEntry::In, p.id, Money::ZERO, p)
                 }
                 Some(mut p) => {
@@ -804,11 +863,11 @@ impl Account {
                         let profit = self.profit(symbol, p.side, volume, p.price_open, price);
                         p.volume -= volume;
                         p.time_update = now;
-                        self.positions.insert(p.id, p.clone());
+                        self.put_position(p.clone());
                         (DealEntry::Out, p.id, profit, p)
                     } else if volume == p.volume {
                         let profit = self.profit(symbol, p.side, volume, p.price_open, price);
-                        self.positions.remove(&p.id);
+                        self.drop_position(p.id);
                         p.volume = Volume::ZERO;
                         (DealEntry::Out, p.id, profit, p)
                     } else {
@@ -820,7 +879,7 @@ impl Account {
                         p.sl = sl;
                         p.tp = tp;
                         p.time_update = now;
-                        self.positions.insert(p.id, p.clone());
+                        self.put_position(p.clone());
                         (DealEntry::InOut, p.id, profit, p)
                     }
                 }
@@ -833,9 +892,9 @@ impl Account {
                     p.volume -= volume;
                     p.time_update = now;
                     if p.volume.is_zero() {
-                        self.positions.remove(&p.id);
+                        self.drop_position(p.id);
                     } else {
-                        self.positions.insert(p.id, p.clone());
+                        self.put_position(p.clone());
                     }
                     (DealEntry::Out, p.id, profit, p)
                 }
@@ -851,7 +910,7 @@ impl Account {
             p.price_open = Price(avg.round_dp(digits + 3).normalize());
             p.volume = total;
             p.time_update = now;
-            self.positions.insert(p.id, p.clone());
+            self.put_position(p.clone());
             (DealEntry::In, p.id, Money::ZERO, p)
         } else {
             let p = self.open_position(
@@ -930,7 +989,7 @@ impl Account {
             time_update: self.now,
             reason,
         };
-        self.positions.insert(p.id, p.clone());
+        self.put_position(p.clone());
         p
     }
 
@@ -1427,7 +1486,7 @@ impl Account {
         p.sl = req.sl;
         p.tp = req.tp;
         p.time_update = self.now;
-        self.positions.insert(p.id, p.clone());
+        self.put_position(p.clone());
         let mut tx = Tx::new(self.now, TradeTransactionType::Position);
         tx.symbol = p.symbol.clone();
         tx.position = p.id;
@@ -1541,9 +1600,9 @@ impl Account {
             after.volume -= volume;
             after.time_update = self.now;
             if after.volume.is_zero() {
-                self.positions.remove(&p.id);
+                self.drop_position(p.id);
             } else {
-                self.positions.insert(p.id, after.clone());
+                self.put_position(after.clone());
             }
             let deal = DealRecord {
                 ticket: self.new_deal(),

@@ -754,18 +754,9 @@ impl Session<'_> {
         let (mut sent_orders, mut sent_deals) = (0u32, 0u32);
         loop {
             let end = (at + page_size).min(total);
-            let page_orders: Vec<OrderRecord> = orders
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i >= at && *i < end)
-                .map(|(_, o)| o.clone())
-                .collect();
-            let page_deals: Vec<DealRecord> = deals
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i + orders.len() >= at && *i + orders.len() < end)
-                .map(|(_, d)| d.clone())
-                .collect();
+            let n = orders.len();
+            let page_orders: Vec<OrderRecord> = orders[at.min(n)..end.min(n)].to_vec();
+            let page_deals: Vec<DealRecord> = deals[at.max(n) - n..end.max(n) - n].to_vec();
             sent_orders += page_orders.len() as u32;
             sent_deals += page_deals.len() as u32;
             let last = end >= total;

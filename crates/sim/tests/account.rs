@@ -530,6 +530,16 @@ fn check_invariant(
         let y = net.get(name).copied().unwrap_or_default();
         proptest::prop_assert_eq!(x, y, "{} in {:?}", name, mode);
     }
+    // The incremental per-symbol sums agree with the positions themselves.
+    let margin: Money = a
+        .positions()
+        .iter()
+        .map(|p| Money(a.symbol(&p.symbol).unwrap().spec.margin_per_lot.0 * p.volume.0))
+        .sum();
+    proptest::prop_assert_eq!(a.margin(), margin);
+    let floating: Money = a.positions().iter().map(|p| p.profit).sum();
+    let slack = Decimal::new(1, 2) * Decimal::from(a.positions().len() as i64 + 1);
+    proptest::prop_assert!((a.floating_profit().0 - floating.0).abs() <= slack);
     if mode.is_netting() {
         let mut seen = std::collections::BTreeSet::new();
         for p in a.positions() {
