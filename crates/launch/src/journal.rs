@@ -2,9 +2,10 @@
 //! (`logs/YYYYMMDD.log`) and the experts' log (`MQL5/Logs/YYYYMMDD.log`), both UTF-16LE.
 
 use crate::files::decode_text;
+use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
-use std::time::SystemTime;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 /// Something in the logs that explains why the bridge did not connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,32 +91,82 @@ pub fn scan(text: &str) -> Vec<Finding> {
     found
 }
 
-/// The findings in every `*.log` file of `dirs` modified at or after `since` (log files are named
-/// by the terminal's local date, so the modification time is the reliable filter).
-pub fn read_findings(dirs: &[&Path], since: SystemTime) -> Vec<Finding> {
-    let mut found = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut files: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("log")))
-            .filter(|p| {
-                std::fs::metadata(p)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|m| m >= since)
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            if let Ok(bytes) = std::fs::read(&file) {
-                found.extend(scan(&decode_text(&bytes)));
+/// Where each log file ended when the terminal was started. The terminal appends to one journal file
+/// per day, so an earlier failed start the same day must not be read as this one's: only what was
+/// written after the marks counts.
+#[derive(Clone, Debug, Default)]
+pub struct LogMarks {
+    ends: HashMap<PathBuf, u64>,
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("log")))
+        .collect();
+    files.sort();
+    files
+}
+
+impl LogMarks {
+    /// Marks the current end of every `*.log` file in `dirs`.
+    pub fn take(dirs: &[&Path]) -> Self {
+        let mut ends = HashMap::new();
+        for dir in dirs {
+            for file in log_files(dir) {
+                if let Ok(meta) = std::fs::metadata(&file) {
+                    ends.insert(file, meta.len());
+                }
             }
         }
+        LogMarks { ends }
     }
-    found
+
+    /// The findings in what was written to the `*.log` files of `dirs` since the marks (all of a
+    /// file that is new, or that shrank and so was replaced).
+    pub fn read_findings(&self, dirs: &[&Path]) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for dir in dirs {
+            for file in log_files(dir) {
+                let mark = self.ends.get(&file).copied().unwrap_or(0);
+                if let Some(text) = read_from(&file, mark) {
+                    found.extend(scan(&text));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The text of `file` from byte `mark` on, decoded in the file's own encoding (from its start).
+fn read_from(file: &Path, mark: u64) -> Option<String> {
+    let mut f = std::fs::File::open(file).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mark = if mark > len { 0 } else { mark };
+    if mark == len {
+        return None;
+    }
+    let mut head = [0u8; 2];
+    let head_len = f.read(&mut head).ok()?;
+    let utf16 = head_len == 2 && head == [0xFF, 0xFE];
+    // A UTF-16 file grows by whole code units; keep the offset on one.
+    let start = if utf16 { mark.max(2) & !1 } else { mark };
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    if utf16 {
+        let mut with_bom = vec![0xFF, 0xFE];
+        with_bom.extend_from_slice(&tail);
+        Some(decode_text(&with_bom))
+    } else if start == 0 {
+        Some(decode_text(&tail))
+    } else {
+        Some(String::from_utf8_lossy(&tail).into_owned())
+    }
 }
 
 #[cfg(test)]
@@ -139,19 +190,41 @@ mod tests {
     }
 
     #[test]
-    fn reads_utf16_logs_modified_since_start() {
+    fn only_lines_written_after_the_marks_count() {
         let dir = tempfile::tempdir().unwrap();
-        let start = SystemTime::now() - std::time::Duration::from_secs(2);
+        let journal = dir.path().join("20260101.log");
+        // An earlier failed start the same day.
         std::fs::write(
-            dir.path().join("20260101.log"),
+            &journal,
             crate::files::utf16le_with_bom("x\t'1': authorization on S failed\r\n"),
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "authorization failed").unwrap();
-        let found = read_findings(&[dir.path()], start);
+        let marks = LogMarks::take(&[dir.path()]);
+        assert!(marks.read_findings(&[dir.path()]).is_empty());
+
+        let append = |text: &str| {
+            use std::io::Write;
+            let bytes = crate::files::utf16le_with_bom(text);
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&journal)
+                .unwrap();
+            f.write_all(&bytes[2..]).unwrap();
+        };
+        append("x\t'1': authorized on S\r\n");
+        assert!(marks.read_findings(&[dir.path()]).is_empty());
+        append("x\t'1': authorization on S failed (Invalid account)\r\n");
+        let found = marks.read_findings(&[dir.path()]);
         assert_eq!(found.len(), 1);
         assert!(found[0].is_authorization_failure());
-        let later = SystemTime::now() + std::time::Duration::from_secs(60);
-        assert!(read_findings(&[dir.path()], later).is_empty());
+
+        // A file that appears after the marks is read whole.
+        std::fs::write(
+            dir.path().join("20260102.log"),
+            "HedgeBridge: SocketConnect failed, error 4014\n",
+        )
+        .unwrap();
+        assert_eq!(marks.read_findings(&[dir.path()]).len(), 2);
     }
 }

@@ -228,7 +228,6 @@ impl Launcher {
     /// terminal. Blocking: it may run MetaEditor for a few seconds.
     pub fn start(self) -> Result<RunningTerminal, LaunchError> {
         let spec = self.spec;
-        let started_at = SystemTime::now();
         let terminal = std::fs::canonicalize(&spec.terminal)
             .ok()
             .filter(|p| p.is_file())
@@ -282,6 +281,7 @@ impl Launcher {
         }
         drop(spec.password);
 
+        let marks = journal::LogMarks::take(&[&data.journal_dir(), &data.experts_log_dir()]);
         let cmd = command::terminal_command(&terminal, &ini_path, wine);
         let output_log = data.journal_dir().join("hedge-terminal-output.log");
         let child = spawn(&cmd, &output_log, wine.is_some()).inspect_err(|_| {
@@ -297,7 +297,7 @@ impl Launcher {
             child,
             data,
             secret_files: vec![ini_path],
-            started_at,
+            marks,
             started: Instant::now(),
             timeout: spec.connect_timeout,
             login: spec.login,
@@ -436,7 +436,8 @@ pub struct RunningTerminal {
     child: Child,
     data: DataFolder,
     secret_files: Vec<PathBuf>,
-    started_at: SystemTime,
+    /// Where the logs ended at start: only what the terminal writes afterwards is evidence.
+    marks: journal::LogMarks,
     started: Instant,
     timeout: Duration,
     login: Login,
@@ -491,10 +492,9 @@ impl RunningTerminal {
     /// What the process and the logs say about why the bridge has not connected.
     pub fn diagnose(&mut self) -> Diagnosis {
         let state = self.state();
-        let mut findings = journal::read_findings(
-            &[&self.data.journal_dir(), &self.data.experts_log_dir()],
-            self.started_at - Duration::from_secs(1),
-        );
+        let mut findings = self
+            .marks
+            .read_findings(&[&self.data.journal_dir(), &self.data.experts_log_dir()]);
         findings.sort_by_key(|f| !f.is_authorization_failure());
         findings.dedup();
         Diagnosis {
@@ -529,7 +529,9 @@ impl RunningTerminal {
                 }
                 _ = tick.tick() => {
                     let exited = matches!(self.state(), TerminalState::Exited(_));
-                    let refused = journal::read_findings(&[&self.data.journal_dir()], self.started_at - Duration::from_secs(1))
+                    let refused = self
+                        .marks
+                        .read_findings(&[&self.data.journal_dir()])
                         .iter()
                         .any(Finding::is_authorization_failure);
                     if exited || refused || tokio::time::Instant::now() >= deadline {

@@ -267,3 +267,33 @@ async fn the_terminal_starts_and_its_bridge_connects_to_the_agent() {
     running.stop();
     assert!(matches!(running.state(), TerminalState::Exited(_)));
 }
+
+#[tokio::test]
+async fn an_earlier_failure_in_the_same_journal_does_not_fail_the_next_start() {
+    let folder = TerminalFolder::new(&conf("connect"));
+    // First start with a wrong password: the day's journal now holds a refused login.
+    let (listener, port) = listener().await;
+    let mut refused = Launcher::new(folder.spec("wrong", port, Duration::from_secs(30)))
+        .start()
+        .unwrap();
+    let err = refused.wait_for(listener.accept()).await.unwrap_err();
+    assert!(err.is_authorization_failure(), "{err}");
+    drop(listener);
+
+    // The same day, the right password: the old journal line must not be taken for this start's.
+    let listener = hedge_protocol::TerminalListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_secs(30)))
+        .start()
+        .unwrap();
+    let terminal = listener.start();
+    running
+        .wait_for(terminal.ready())
+        .await
+        .expect("the bridge connects")
+        .expect("the handshake completes");
+    terminal.shutdown().await;
+    running.stop();
+}
