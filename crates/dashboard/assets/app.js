@@ -218,6 +218,7 @@ async function loadSnapshot() {
   S.positions = new Map(positions.map((p) => [posKey(p), p]));
   S.hedges = new Map(hedges.map((x) => [x.id, x]));
   S.pauses = pauses || [];
+  reindexExposure();
   for (const sym of symbolsInPlay()) sampleExposure(sym, Date.now());
   await refreshPlans();
   markDirty('all');
@@ -282,7 +283,7 @@ function applyEvent(e) {
         a.status = d.status || d;
         a.last_seen_ms = e.time_ms;
       }
-      if (e.kind === 'account_registered') schedulePlanRefresh();
+      if (e.kind === 'account_registered') { reindexExposure(); schedulePlanRefresh(); }
       markDirty('accounts');
       break;
     case 'position_opened':
@@ -294,7 +295,7 @@ function applyEvent(e) {
       if (d && d.position_id !== undefined) {
         const key = posKey(d);
         const old = S.positions.get(key);
-        if (!old || !(old.last_event_id > d.last_event_id)) S.positions.set(key, d);
+        if (!old || !(old.last_event_id > d.last_event_id)) { S.positions.set(key, d); indexPosition(d); }
         const deals = S.deals.get(key);
         if (deals && fresh && !deals.some((x) => x.event_id === e.id)) {
           deals.push({
@@ -314,7 +315,7 @@ function applyEvent(e) {
     case 'hedge_closed':
       if (d && d.id !== undefined) {
         const old = S.hedges.get(d.id);
-        if (!old || !(old.event_id > d.event_id)) S.hedges.set(d.id, d);
+        if (!old || !(old.event_id > d.event_id)) { S.hedges.set(d.id, d); indexHedge(d); }
         flash.add(`h${d.id}`);
         sampleExposure(d.symbol, e.time_ms);
         if (fresh) announce(`Hedge ${d.id} ${d.symbol} ${d.status}`);
@@ -414,10 +415,63 @@ function dispatch(ev) {
 // ---------------------------------------------------------------------------------------------
 // Derived figures
 
+// Exact per-symbol sums, kept up to date as positions and hedges change: each object's last
+// contribution is remembered, so an update subtracts exactly what was added (even if a ratio changed
+// since) and the dashboard never rescans 10,000 positions for one event.
+const EXPO = { bySymbol: new Map(), parts: new Map() };
+
+function expoEntry(symbol) {
+  let e = EXPO.bySymbol.get(symbol);
+  if (!e) { e = { exposure: 0n, hedged: 0n, open: 0, ratios: new Map() }; EXPO.bySymbol.set(symbol, e); }
+  return e;
+}
+
+function expoApply(part, sign) {
+  const e = expoEntry(part.symbol);
+  e.open += sign;
+  if (part.hedge) e.hedged += sign > 0 ? part.value : -part.value;
+  else {
+    e.exposure += sign > 0 ? part.value : -part.value;
+    const n = (e.ratios.get(part.ratio) || 0) + sign;
+    if (n > 0) e.ratios.set(part.ratio, n); else e.ratios.delete(part.ratio);
+  }
+}
+
+function expoSet(key, part) {
+  const old = EXPO.parts.get(key);
+  if (old) expoApply(old, -1);
+  if (part) { expoApply(part, 1); EXPO.parts.set(key, part); } else EXPO.parts.delete(key);
+}
+
+function positionPart(p) {
+  if (!p || p.status === 'closed') return null;
+  const a = S.accounts.get(p.login);
+  if (a && a.role !== 'client') return null;
+  const r = ratioOf(p.login);
+  const v = decMul(dec(p.volume) || 0n, r);
+  return { symbol: p.symbol, value: p.side === 'sell' ? -v : v, ratio: fmtDec(r) };
+}
+
+function hedgePart(x) {
+  if (!x || !(x.status === 'open' || x.status === 'partially_closed')) return null;
+  const v = dec(x.open_volume) || 0n;
+  return { symbol: x.symbol, value: x.side === 'sell' ? -v : v, hedge: true };
+}
+
+function indexPosition(p) { expoSet(`p${posKey(p)}`, positionPart(p)); }
+function indexHedge(x) { expoSet(`h${x.id}`, hedgePart(x)); }
+
+// From scratch: after a snapshot, or when an account (its role or ratio) changed.
+function reindexExposure() {
+  EXPO.bySymbol = new Map();
+  EXPO.parts = new Map();
+  for (const p of S.positions.values()) indexPosition(p);
+  for (const x of S.hedges.values()) indexHedge(x);
+}
+
 function symbolsInPlay() {
   const set = new Set();
-  for (const p of S.positions.values()) if (p.status !== 'closed') set.add(p.symbol);
-  for (const x of S.hedges.values()) if (x.status === 'open' || x.status === 'partially_closed') set.add(x.symbol);
+  for (const [sym, e] of EXPO.bySymbol) if (e.open > 0) set.add(sym);
   for (const sym of S.exposure.keys()) set.add(sym);
   return [...set].sort();
 }
@@ -430,25 +484,9 @@ function ratioOf(login) {
 
 // Net client exposure (buys minus sells, times each client's ratio) and net open hedge volume.
 function exposureOf(symbol) {
-  let exposure = 0n;
-  let hedged = 0n;
-  const ratios = new Set();
-  for (const p of S.positions.values()) {
-    if (p.symbol !== symbol || p.status === 'closed') continue;
-    const a = S.accounts.get(p.login);
-    if (a && a.role !== 'client') continue;
-    const v = dec(p.volume) || 0n;
-    const r = ratioOf(p.login);
-    ratios.add(fmtDec(r));
-    const signed = decMul(v, r);
-    exposure += p.side === 'sell' ? -signed : signed;
-  }
-  for (const x of S.hedges.values()) {
-    if (x.symbol !== symbol || !(x.status === 'open' || x.status === 'partially_closed')) continue;
-    const v = dec(x.open_volume) || 0n;
-    hedged += x.side === 'sell' ? -v : v;
-  }
-  return { exposure, hedged, ratios: [...ratios].sort() };
+  const e = EXPO.bySymbol.get(symbol);
+  if (!e) return { exposure: 0n, hedged: 0n, ratios: [] };
+  return { exposure: e.exposure, hedged: e.hedged, ratios: [...e.ratios.keys()].sort() };
 }
 
 function sampleExposure(symbol, t) {
@@ -879,7 +917,7 @@ function editAccount(a) {
     if (a.hedge_login !== undefined && a.hedge_login !== null) body.hedge_login = a.hedge_login;
     await runAction('edit-account', async () => {
       const stored = await api('PUT', `/v1/accounts/${a.login}`, body);
-      if (stored && stored.login !== undefined) { S.accounts.set(stored.login, stored); markDirty('accounts', 'plan'); }
+      if (stored && stored.login !== undefined) { S.accounts.set(stored.login, stored); reindexExposure(); markDirty('accounts', 'plan'); }
     }, `Account ${a.login} updated`);
   }, { once: true });
   dlg.showModal();
