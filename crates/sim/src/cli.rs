@@ -293,3 +293,104 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     terminal.stop().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    fn args(list: &[&str]) -> SimArgs {
+        let mut argv = vec!["sim"];
+        argv.extend_from_slice(list);
+        Wrap::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn flags_shape_the_symbols_and_faults() {
+        let a = args(&[
+            "--mode",
+            "netting",
+            "--login",
+            "77",
+            "--symbols",
+            "EURUSD,XAUUSD",
+            "--suffix",
+            ".r",
+            "--filling",
+            "EURUSD=IOC",
+            "--liquidity",
+            "XAUUSD.r=0.5",
+            "--requote-rate",
+            "0.2",
+            "--tick-ms",
+            "0",
+        ]);
+        let (config, script) = build_config(&a).unwrap();
+        assert!(script.is_none());
+        assert_eq!(config.account.mode, AccountMarginMode::RetailNetting);
+        assert_eq!(config.account.login, Login(77));
+        assert_eq!(config.account.faults.requote_rate, 0.2);
+        let names: Vec<_> = config
+            .symbols
+            .iter()
+            .map(|s| s.spec.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["EURUSD.r", "XAUUSD.r"]);
+        assert!(config.symbols[0].spec.filling.ioc && !config.symbols[0].spec.filling.fok);
+        assert_eq!(config.symbols[1].liquidity, Some("0.5".parse().unwrap()));
+        assert!(matches!(config.feed, FeedConfig::Manual));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(build_config(&args(&["--symbols", "DOGEUSD"])).is_err());
+        assert!(build_config(&args(&["--filling", "EURUSD=XYZ"])).is_err());
+        assert!(build_config(&args(&["--liquidity", "EURUSD=-1"])).is_err());
+        assert!(build_config(&args(&["--reject-rate", "2"])).is_err());
+        assert!(build_config(&args(&["--balance", "lots"])).is_err());
+    }
+
+    #[test]
+    fn files_are_read() {
+        let dir = std::env::temp_dir().join(format!("hedge-sim-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ticks = dir.join("t.csv");
+        std::fs::write(&ticks, "20240102 100000250,1.10410,1.10430,0\n").unwrap();
+        let script = dir.join("s.txt");
+        std::fs::write(&script, "at 1s open EURUSD buy 0.1\nat 2s close #1\n").unwrap();
+        let conf = dir.join("c.toml");
+        std::fs::write(
+            &conf,
+            "[[symbol]]\nname = \"GBPUSD\"\nfilling = [\"FOK\"]\nliquidity = \"2\"\n",
+        )
+        .unwrap();
+        let a = args(&[
+            "--ticks",
+            ticks.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+            "--config",
+            conf.to_str().unwrap(),
+        ]);
+        let (config, script) = build_config(&a).unwrap();
+        assert_eq!(script.unwrap().steps.len(), 2);
+        assert!(matches!(&config.feed, FeedConfig::Replay { ticks, .. } if ticks.len() == 1));
+        let eurusd = &config.symbols[0];
+        assert_eq!(eurusd.bid, "1.1041".parse().unwrap());
+        let gbp = config
+            .symbols
+            .iter()
+            .find(|s| s.spec.name == "GBPUSD")
+            .unwrap();
+        assert!(gbp.spec.filling.fok && !gbp.spec.filling.ioc);
+        std::fs::write(&conf, "[[symbol]]\nname = \"GBPUSD\"\ncolour = 1\n").unwrap();
+        assert!(build_config(&args(&["--config", conf.to_str().unwrap()])).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
