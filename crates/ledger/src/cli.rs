@@ -82,6 +82,9 @@ pub struct ReplayArgs {
     /// History table columns: `Id[=Name],...`.
     #[arg(long)]
     pub history_columns: Option<String>,
+    /// Take both tables' columns from HedgeTerminal's Settings.xml.
+    #[arg(long, conflicts_with_all = ["active_columns", "history_columns"])]
+    pub settings: Option<PathBuf>,
     /// Symbol specifications (JSON array of SymbolSpec) for digits and profit.
     #[arg(long)]
     pub symbols: Option<PathBuf>,
@@ -290,13 +293,22 @@ fn replay(a: ReplayArgs) -> Result<()> {
         } else {
             CsvEncoding::Utf8
         };
-        let ac = match &a.active_columns {
-            Some(s) => Columns::parse(s, false)?,
-            None => Columns::default_active(),
-        };
-        let hc = match &a.history_columns {
-            Some(s) => Columns::parse(s, true)?,
-            None => Columns::default_history(),
+        let (ac, hc) = match &a.settings {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                Columns::from_settings_xml(&decode_text(&bytes))?
+            }
+            None => (
+                match &a.active_columns {
+                    Some(s) => Columns::parse(s, false)?,
+                    None => Columns::default_active(),
+                },
+                match &a.history_columns {
+                    Some(s) => Columns::parse(s, true)?,
+                    None => Columns::default_history(),
+                },
+            ),
         };
         std::fs::write(
             dir.join("Active.csv"),
@@ -360,8 +372,8 @@ fn print_tables(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result
     writeln!(out, "Active positions ({}):", active.len())?;
     writeln!(
         out,
-        "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {}",
-        "id", "symbol", "side", "volume", "entry", "sl", "entry time", "magic"
+        "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} magic",
+        "id", "symbol", "side", "volume", "entry", "sl", "entry time"
     )?;
     for r in &active {
         writeln!(

@@ -116,6 +116,8 @@ pub enum ColumnError {
     Unknown(String),
     #[error("column {0} is not allowed in the {1} table")]
     NotAllowed(&'static str, &'static str),
+    #[error("Settings.xml: {0}")]
+    Xml(String),
 }
 
 impl Columns {
@@ -164,6 +166,73 @@ impl Columns {
             c(Column::EntryComment, "Entry Comment"),
             c(Column::ExitComment, "Exit Comment"),
         ])
+    }
+
+    /// Reads the `<Show-Columns>` of HedgeTerminal's `Settings.xml`: `(active, history)`. A column needs
+    /// `ID`, `Name` and a positive `Width`; columns a table does not allow, and unknown ids, are
+    /// skipped as the original did.
+    pub fn from_settings_xml(xml: &str) -> Result<(Columns, Columns), ColumnError> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut active = Vec::new();
+        let mut history = Vec::new();
+        let mut table: Option<bool> = None;
+        loop {
+            let event = reader
+                .read_event()
+                .map_err(|e| ColumnError::Xml(e.to_string()))?;
+            let (e, is_start) = match event {
+                Event::Start(e) => (e, true),
+                Event::Empty(e) => (e, false),
+                Event::End(e) => {
+                    if matches!(
+                        e.local_name().as_ref(),
+                        b"Active-Position" | b"History-Position"
+                    ) {
+                        table = None;
+                    }
+                    continue;
+                }
+                Event::Eof => break,
+                _ => continue,
+            };
+            match e.local_name().as_ref() {
+                b"Active-Position" if is_start => table = Some(false),
+                b"History-Position" if is_start => table = Some(true),
+                b"Column" => {
+                    let Some(is_history) = table else { continue };
+                    let (mut id, mut name, mut width) = (None, None, 0i64);
+                    for a in e.attributes().flatten() {
+                        let value = a
+                            .unescape_value()
+                            .map_err(|err| ColumnError::Xml(err.to_string()))?
+                            .into_owned();
+                        match a.key.local_name().as_ref() {
+                            b"ID" => id = Column::from_id(&value),
+                            b"Name" => name = Some(value),
+                            b"Width" => width = value.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(col), Some(name)) = (id, name) {
+                        let allowed = if is_history {
+                            col.allowed_in_history()
+                        } else {
+                            col.allowed_in_active()
+                        };
+                        if width > 0 && allowed {
+                            if is_history {
+                                history.push((col, name));
+                            } else {
+                                active.push((col, name));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((Columns(active), Columns(history)))
     }
 
     /// Parses `Id[=Name],Id[=Name],...` for the active (`history = false`) or history table.

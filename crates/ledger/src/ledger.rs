@@ -27,8 +27,17 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
         }
     }
     fn write_u64(&mut self, x: u64) {
@@ -107,7 +116,6 @@ pub(crate) struct OrderRow {
     pub comment: u32,
     pub symbol: u16,
     pub otype: OrderType,
-    #[allow(dead_code)]
     pub state: OrderState,
 }
 
@@ -115,14 +123,14 @@ pub(crate) struct OrderRow {
 #[derive(Debug)]
 pub(crate) struct Interner {
     names: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
+    index: HashMap<Box<str>, u32, BuildHasherDefault<IdHasher>>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
         let mut i = Interner {
             names: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         };
         i.intern("");
         i
@@ -299,6 +307,8 @@ pub struct Ledger {
     /// id → last history index; built on the first live lookup that misses the recent window, then
     /// kept current.
     hist_by_id: Option<IdMap<u32>>,
+    /// Reused buffers for the entry and exit fragments of a close.
+    scratch: (Vec<Frag>, Vec<Frag>),
 }
 
 /// How many recent history rows a live cancellation searches before building the full index.
@@ -343,6 +353,7 @@ impl Ledger {
             hidden: Vec::new(),
             stats: ReplayStats::default(),
             hist_by_id: None,
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -770,8 +781,9 @@ impl Ledger {
         let Some(mut p) = self.active.remove(&id) else {
             return;
         };
-        let mut hin: Vec<Frag> = Vec::new();
-        let mut hout: Vec<Frag> = Vec::new();
+        let (mut hin, mut hout) = std::mem::take(&mut self.scratch);
+        hin.clear();
+        hout.clear();
         while out.vol > 0 {
             let Some(front) = p.deals.front_mut() else {
                 break;
@@ -871,6 +883,7 @@ impl Ledger {
                 }
             }
         }
+        self.scratch = (hin, hout);
     }
 
     fn merge_history(&mut self, hi: usize, hin: &[Frag], hout: &[Frag]) {

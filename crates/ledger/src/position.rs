@@ -44,6 +44,7 @@ pub struct OrderInfo {
     pub volume_setup: Volume,
     pub time_setup_msc: i64,
     pub time_done_msc: i64,
+    pub state: hedge_domain::OrderState,
     pub comment: String,
 }
 
@@ -168,6 +169,10 @@ impl<'a> ActivePosition<'a> {
     }
     pub fn deals(&self) -> impl Iterator<Item = DealFragment> + 'a {
         self.pos.deals.iter().map(DealFragment::from)
+    }
+    /// Price difference in the position's favour at `current` (the original's "profit points").
+    pub fn price_difference(&self, current: Price) -> Price {
+        Price((current.0 - self.entry_price().0) * Decimal::from(self.side().sign()))
     }
     /// Floating profit at `current` (Bid for long, Ask for short).
     pub fn profit(&self, spec: &SymbolSpec, current: Price) -> Money {
@@ -441,6 +446,7 @@ impl Ledger {
             volume_setup: Volume(from_units(o.vol_initial)),
             time_setup_msc: o.time_setup,
             time_done_msc: o.time_done,
+            state: o.state,
             comment: self.comments.get(o.comment).to_owned(),
         })
     }

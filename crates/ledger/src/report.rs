@@ -506,7 +506,7 @@ fn parse_entry(s: &str) -> Option<DealEntry> {
     }
 }
 
-fn cell<'a>(row: &'a [(usize, String)], col: Option<usize>) -> &'a str {
+fn cell(row: &[(usize, String)], col: Option<usize>) -> &str {
     let Some(col) = col else { return "" };
     row.iter()
         .find(|(c, _)| *c == col)
@@ -565,10 +565,10 @@ fn sections(sheet: &Sheet) -> Vec<Section<'_>> {
     };
     if let Some(d) = deals_at {
         raw[d].kind = Kind::Deals;
-        for idx in 0..d {
-            raw[idx].kind = if has_ratio(&raw[idx]) {
+        for sec in raw.iter_mut().take(d) {
+            sec.kind = if has_ratio(sec) {
                 Kind::Orders
-            } else if has_tickets(&raw[idx]) {
+            } else if has_tickets(sec) {
                 Kind::Positions
             } else {
                 Kind::Other

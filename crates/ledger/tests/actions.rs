@@ -406,3 +406,36 @@ fn csv_reports_follow_the_columns_and_encodings() {
         "Balance: 5.00  Total P/L: 0.00$ Pos.: 0"
     );
 }
+
+#[test]
+fn columns_from_the_original_settings_file() {
+    let xml = r#"<Hedge-Terminal-Settings>
+  <Show-Columns>
+    <Active-Position>
+      <Column ID="Magic" Name="Magic" Width="100"/>
+      <Column ID="Symbol" Name="Symbol" Width="70"/>
+      <Column ID="ExitPrice" Name="Exit" Width="50"/>
+      <Column ID="EntryID" Name="Entry ID" Width="0"/>
+    </Active-Position>
+    <History-Position>
+      <!-- <Column ID="Magic" Name="Magic" Width="100"/> -->
+      <Column ID="EntryID" Name="Entry ID" Width="80"/>
+      <Column ID="CurrentPrice" Name="Price" Width="50"/>
+      <Column ID="ExitPrice" Name="Exit Price" Width="50"></Column>
+    </History-Position>
+  </Show-Columns>
+  <Other-Settings><Deviation Value="30"/></Other-Settings>
+</Hedge-Terminal-Settings>"#;
+    let (a, h) = Columns::from_settings_xml(xml).unwrap();
+    assert_eq!(
+        a.0.iter()
+            .map(|(c, n)| (c.id(), n.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("Magic", "Magic"), ("Symbol", "Symbol")]
+    );
+    assert_eq!(
+        h.0.iter().map(|(c, _)| c.id()).collect::<Vec<_>>(),
+        vec!["EntryID", "ExitPrice"]
+    );
+    assert!(Columns::from_settings_xml("<a><b></a>").is_err());
+}
