@@ -599,12 +599,12 @@ bool Connect()
   }
 
 // Sends one message: the envelope `{"type":..,"seq":..,` + body + `}` and a newline, as UTF-8.
-bool WriteMessage(string type, string body)
+bool WriteMessage(string kind, string body)
   {
    if(!g_connected)
       return false;
    g_seq++;
-   string line = "{\"type\":" + JStr(type) + ",\"seq\":" + IntegerToString((long)g_seq);
+   string line = "{\"type\":" + JStr(kind) + ",\"seq\":" + IntegerToString((long)g_seq);
    if(body != "")
       line += "," + body;
    line += "}\n";
@@ -628,7 +628,7 @@ bool WriteMessage(string type, string body)
       sent += n;
      }
    g_last_sent = GetTickCount();
-   LogDebug("sent " + type + " #" + IntegerToString((long)g_seq));
+   LogDebug("sent " + kind + " #" + IntegerToString((long)g_seq));
    return true;
   }
 
@@ -1229,6 +1229,10 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
      }
    if(action == TRADE_ACTION_DEAL || action == TRADE_ACTION_PENDING)
      {
+      // Into Market Watch first, so that its quote and filling modes are available (an unknown
+      // symbol is answered by the caller).
+      if(req.symbol != "")
+         SymbolSelect(req.symbol, true);
       ENUM_ORDER_TYPE_FILLING filling;
       if(!ChooseFilling(req.symbol, filling, why))
          return false;
@@ -1525,13 +1529,13 @@ void HandleLine(string line)
       SendError("missing_type", "a message needs a string \"type\"", "");
       return;
      }
-   string type = g_jvals[k];
-   if(type == "cmd")
+   string msg_type = g_jvals[k];
+   if(msg_type == "cmd")
       HandleCmd();
-   else if(type == "error")
+   else if(msg_type == "error")
       LogError("agent reports: " + JGetStr("code", "") + ": " + JGetStr("message", ""));
    else
-      SendError("unknown_type", "unknown message type \"" + type + "\"", JGetStr("cmd_id", ""));
+      SendError("unknown_type", "unknown message type \"" + msg_type + "\"", JGetStr("cmd_id", ""));
   }
 
 //+------------------------------------------------------------------+
