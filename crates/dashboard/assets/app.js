@@ -1042,7 +1042,8 @@ function positionColumns() {
     { id: 'entry_id', name: 'Entry ID', width: 100, num: true, text: dealOr((p) => p.position_id, (d) => `event ${d.event_id}`), sort: (p) => p.position_id },
     { id: 'entry_date', name: 'Entry Date', width: 160, text: dealOr((p) => fmtTime(p.opened_ms), (d) => fmtTime(d.time_ms)), sort: (p) => p.opened_ms },
     { id: 'type', name: 'Type', width: 80, text: dealOr((p) => sideText(p.side), (d) => `${d.kind.replace('_', ' ')} ${sideText(d.side)}`), cls: (r) => (r.deal ? '' : sideClass(r.side)), sort: (p) => p.side },
-    { id: 'volume', name: 'Vol.', width: 70, num: true, text: dealOr((p) => fmtNum(p.volume, vd(p)), (d) => fmtNum(d.volume, vd(d.parent))), sort: (p) => Number(p.volume) },
+    // A closed position shows the volume it had, as the panel's history does.
+    { id: 'volume', name: 'Vol.', width: 70, num: true, text: dealOr((p) => fmtNum(p.status === 'closed' ? p.max_volume : p.volume, vd(p)), (d) => fmtNum(d.volume, vd(d.parent))), sort: (p) => Number(p.status === 'closed' ? p.max_volume : p.volume) },
     { id: 'max_volume', name: 'Max vol.', width: 75, num: true, hidden: true, text: dealOr((p) => fmtNum(p.max_volume, vd(p)), () => '') },
     { id: 'entry_price', name: 'Entry Price', width: 90, num: true, text: dealOr((p) => fmtNum(p.price, pd(p)), () => '') },
     { id: 'sl', name: 'S/L', width: 80, num: true, text: dealOr((p) => fmtNum(p.sl, pd(p)), () => '') },
@@ -1195,7 +1196,7 @@ function hedgeColumns() {
     { id: 'side', name: 'Side', width: 60, text: (x) => sideText(x.side), cls: (x) => sideClass(x.side) },
     { id: 'volume', name: 'Volume', width: 75, num: true, text: (x) => fmtNum(x.volume) },
     { id: 'open_volume', name: 'Open', width: 70, num: true, text: (x) => fmtNum(x.open_volume) },
-    { id: 'status', name: 'Status', width: 110, text: (x) => x.status.replace('_', ' '), cls: (x) => `status-${x.status === 'partially_closed' ? 'open' : x.status}`, sort: (x) => x.status },
+    { id: 'status', name: 'Status', width: 130, text: (x) => x.status.replace('_', ' '), cls: (x) => `status-${x.status === 'partially_closed' ? 'open' : x.status}`, sort: (x) => x.status },
     {
       id: 'act', name: 'Actions', width: 100, action: true, text: () => '',
       render: (x) => {

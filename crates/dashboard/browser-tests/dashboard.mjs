@@ -255,6 +255,20 @@ async function main() {
     const headsAgain = await page.$$eval('[data-table="positions"] .vt-head [role=columnheader]', (c) => c.map((x) => x.textContent.trim()));
     check('column choices are remembered', headsAgain.join('|') === heads.join('|'), headsAgain.join('|'));
 
+    // Edit a client's hedge ratio through the center's registration endpoint, confirming it.
+    await page.click('button[aria-label="Edit symbol map and hedge ratio of account 2002"]');
+    await page.locator('#edit-account').waitFor({ state: 'visible' });
+    await page.fill('#edit-ratio', '0.25');
+    await page.click('#edit-account button[value=save]');
+    await confirmDialog(page, 'browser test ratio');
+    await waitFor(page, 'the new ratio on the account card', () => {
+      const card = document.querySelector('#accounts .card[data-login="2002"]');
+      return card && /Hedge ratio\s*0\.25/.test(card.textContent);
+    });
+    await waitFor(page, 'the edit in the event log', () => [...document.querySelectorAll('[data-table="events"] .vt-row')]
+      .some((r) => /account registered/.test(r.textContent) && /operator/.test(r.textContent)));
+    check('hedge ratio of account 2002 edited through the UI and logged with who did it', true);
+
     // 8. CSV export of what is on screen.
     const [download] = await Promise.all([
       page.waitForEvent('download', { timeout: 10000 }),
