@@ -552,7 +552,9 @@ impl RunningTerminal {
         LaunchError::NotConnected(Box::new(diagnosis))
     }
 
-    /// Stops the terminal (kills the process this launcher started) and waits for it.
+    /// Stops the terminal (kills the process this launcher started) and waits for it. Under Wine
+    /// the process is `wine`'s; the Windows process normally ends with it, but Wine may keep it
+    /// running in its server, so a user who needs a hard stop uses the tumbler's process kill.
     pub fn stop(&mut self) {
         if self.state() == TerminalState::Running {
             let _ = self.child.kill();

@@ -12,6 +12,26 @@
 //!
 //! The text builders ([`startup`], [`command`], [`layout`]) are pure; [`launcher`], [`files`] and
 //! [`journal`] do the I/O.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use hedge_launch::{LaunchSpec, Launcher, Password};
+//! // Bind first: the bridge is told the agent's real port.
+//! let listener = hedge_protocol::TerminalListener::bind("127.0.0.1:0").await?;
+//! let spec = LaunchSpec::new(
+//!     "/opt/mt5-demo/terminal64.exe",
+//!     hedge_domain::Login(5012345),
+//!     Password::from_arg("env:MT5_PASSWORD")?,
+//!     "Broker-Demo",
+//!     listener.local_addr().port(),
+//! );
+//! // Blocking (it may run MetaEditor), hence spawn_blocking inside a runtime.
+//! let mut running = tokio::task::spawn_blocking(move || Launcher::new(spec).start()).await??;
+//! let terminal = listener.start();
+//! // Fails early on a refused login or an exited terminal, else after the timeout, with a diagnosis.
+//! running.wait_for(terminal.ready()).await??;
+//! # Ok(()) }
+//! ```
 
 pub mod cli;
 pub mod command;
