@@ -414,6 +414,30 @@ impl Terminal {
         self.send(cmd_id, Op::OrderSend(request)).await
     }
 
+    /// `OrderCheck`: the reply's `check` holds margin and free margin after the request.
+    pub async fn order_check(
+        &self,
+        cmd_id: CmdId,
+        request: TradeRequest,
+    ) -> Result<Reply, TerminalError> {
+        self.send(cmd_id, Op::OrderCheck(request)).await
+    }
+
+    /// A symbol's specification and current quote, fresh from the terminal (`reply.symbol`).
+    pub async fn symbol_info(
+        &self,
+        cmd_id: CmdId,
+        symbol: impl Into<String>,
+    ) -> Result<Reply, TerminalError> {
+        self.send(
+            cmd_id,
+            Op::SymbolInfo {
+                symbol: symbol.into(),
+            },
+        )
+        .await
+    }
+
     /// Round trip to the terminal.
     pub async fn ping(&self, cmd_id: CmdId) -> Result<Reply, TerminalError> {
         self.send(cmd_id, Op::Ping).await

@@ -700,12 +700,18 @@ impl Account {
     }
 
     fn trigger_stops(&mut self, symbol: &str, txs: &mut Vec<Tx>) {
+        let Some((bid, ask)) = self.symbols.get(symbol).map(|s| (s.bid, s.ask)) else {
+            return;
+        };
         let hits: Vec<(PositionId, DealReason)> = self
             .positions
             .values()
-            .filter(|p| p.symbol == symbol)
+            .filter(|p| (p.sl.is_positive() || p.tp.is_positive()) && p.symbol == symbol)
             .filter_map(|p| {
-                let close = self.close_price(symbol, p.side)?;
+                let close = match p.side {
+                    Side::Buy => bid,
+                    Side::Sell => ask,
+                };
                 let (sl_hit, tp_hit) = match p.side {
                     Side::Buy => (
                         p.sl.is_positive() && close <= p.sl,

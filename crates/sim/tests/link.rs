@@ -230,3 +230,47 @@ async fn a_bad_command_line_gets_an_error_and_the_link_survives() {
     assert!(sim.positions().is_empty(), "nothing executed");
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn injected_disconnect_and_tick_replay() {
+    let listener = TerminalListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr();
+    let terminal = listener.start();
+    let mut events = terminal.subscribe();
+    let mut c = config(addr, AccountMarginMode::RetailHedging);
+    c.account.faults.disconnect_after = Some(5);
+    let ticks = hedge_sim::parse_ticks(
+        "time,bid,ask\n1704189600000,1.10000,1.10012\n1704189600010,1.10100,1.10112\n1704189600020,1.10200,1.10212\n",
+        "EURUSD",
+    )
+    .unwrap();
+    c.feed = hedge_sim::FeedConfig::Replay { ticks, speed: 1.0 };
+    let sim = SimTerminal::spawn(c);
+    assert!(terminal.wait_ready(Duration::from_secs(5)).await);
+    let mut buy = TradeRequest::market("EURUSD", OrderType::Buy, Volume(dec!(0.1)));
+    buy.tp = Price(dec!(1.105));
+    let open = terminal.order_send(CmdId::from("o"), buy).await.unwrap();
+    assert_eq!(open.retcode, Retcode::DONE);
+    // Hello, symbols, snapshot, reply, first tx: the fifth message ends the connection once.
+    let mut saw_resync = false;
+    while !saw_resync {
+        if let TerminalEvent::Connected { resync: true, .. } =
+            tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            saw_resync = true;
+        }
+    }
+    assert_eq!(terminal.positions().len(), 1);
+    // The replayed quotes moved the clock to the file's time and the price up.
+    sim.with_account(|a| {
+        assert!(a.now() >= 1_704_189_600_000);
+    });
+    sim.set_quote("EURUSD", Price(dec!(1.106)), Price(dec!(1.10612)));
+    let deal = next_tx_with_deal(&mut events).await;
+    assert_eq!(deal.reason, DealReason::Tp);
+    terminal.shutdown().await;
+    sim.stop().await;
+}
