@@ -609,3 +609,98 @@ async fn the_agent_client_trades_through_the_simulator() {
     terminal.shutdown().await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn closing_names_the_position_on_hedging_accounts() {
+    let (mut agent, sim, _l) = connected(|_| {}).await;
+    agent.send(&market("c-open-1", 0.3, 0, "")).await;
+    let (first, _) = agent.reply("c-open-1").await;
+    agent.send(&market("c-open-2", 0.1, 0, "")).await;
+    let (second, _) = agent.reply("c-open-2").await;
+    assert_ne!(
+        first.position, second.position,
+        "hedging: one position per order"
+    );
+
+    // A partial close of the first position, then the rest, each naming it.
+    let mut close = market("c-close-1", 0.1, 1, "");
+    close["position"] = json!(first.position.get());
+    agent.send(&close).await;
+    let (partial, before) = agent.reply("c-close-1").await;
+    assert_eq!(partial.retcode, Retcode::DONE, "{partial:?}");
+    assert_eq!(partial.position, first.position);
+    let mut rest = market("c-close-2", 0.2, 1, "");
+    rest["position"] = json!(first.position.get());
+    agent.send(&rest).await;
+    let (_, mut seen) = agent.reply("c-close-2").await;
+    seen.extend(before);
+    let closes = |m: &TerminalMsg| {
+        matches!(m, TerminalMsg::Tx(t)
+            if t.tx_type == TradeTransactionType::DealAdd
+                && t.position_record.as_ref().is_some_and(|p| p.volume.is_zero()))
+    };
+    if !seen.iter().any(closes) {
+        seen.extend(agent.until(closes).await);
+    }
+    let closed = deal_adds(&seen)
+        .into_iter()
+        .filter_map(|t| t.position_record.as_ref())
+        .find(|p| p.identifier == first.position && p.volume.is_zero());
+    assert!(closed.is_some(), "the closing tx reports volume 0");
+    let open: Vec<_> = sim.positions().into_iter().map(|p| p.identifier).collect();
+    assert_eq!(
+        open,
+        vec![second.position],
+        "only the other position is left"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn pending_orders_are_pushed_with_their_records() {
+    let (mut agent, sim, _l) = connected(|_| {}).await;
+    agent
+        .send(&json!({"type":"cmd","cmd_id":"snap-p","op":"symbol_info","symbol":"EURUSD"}))
+        .await;
+    let (info, _) = agent.reply("snap-p").await;
+    let bid = info.bid.to_f64();
+    let limit = json!({
+        "type":"cmd","cmd_id":"pend-1","op":"order_send","action":5,"symbol":"EURUSD",
+        "volume":0.1,"price":((bid * 0.9) * 100_000.0).round() / 100_000.0,"order_type":2,
+        "type_filling":2,"type_time":0
+    });
+    agent.send(&limit).await;
+    let (placed, mut seen) = agent.reply("pend-1").await;
+    assert!(placed.is_done(), "{placed:?}");
+    assert!(placed.order.get() > 0);
+    let is_add = |m: &TerminalMsg| matches!(m, TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::OrderAdd);
+    if !seen.iter().any(is_add) {
+        seen.extend(agent.until(is_add).await);
+    }
+    let add = seen
+        .iter()
+        .find_map(|m| match m {
+            TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::OrderAdd => Some(t),
+            _ => None,
+        })
+        .expect("ORDER_ADD");
+    let record = add.order_record.as_ref().expect("order_record");
+    assert_eq!(record.ticket, placed.order);
+    assert_eq!(sim.orders().len(), 1);
+
+    let remove = json!({"type":"cmd","cmd_id":"pend-del","op":"order_send","action":8,"order":placed.order.get()});
+    agent.send(&remove).await;
+    let (removed, mut seen) = agent.reply("pend-del").await;
+    assert!(removed.is_done(), "{removed:?}");
+    if !seen
+        .iter()
+        .any(|m| matches!(m, TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::OrderDelete))
+    {
+        seen = agent
+            .until(|m| matches!(m, TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::OrderDelete))
+            .await;
+    }
+    assert!(!seen.is_empty());
+    assert!(sim.orders().is_empty());
+    sim.stop().await;
+}
