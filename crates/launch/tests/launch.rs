@@ -51,7 +51,7 @@ async fn wrong_password_fails_fast_and_clearly_without_the_password() {
 async fn a_terminal_that_never_connects_times_out_with_likely_causes() {
     let folder = TerminalFolder::new(&conf("never"));
     let (listener, port) = listener().await;
-    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_millis(1500)))
+    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_secs(3)))
         .start()
         .unwrap();
     let err = running.wait_for(listener.accept()).await.unwrap_err();
@@ -77,7 +77,7 @@ async fn a_terminal_that_never_connects_times_out_with_likely_causes() {
 async fn a_refused_socket_is_named_from_the_bridge_log() {
     let folder = TerminalFolder::new(&conf("socket-refused"));
     let (listener, port) = listener().await;
-    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_millis(1500)))
+    let mut running = Launcher::new(folder.spec(PASSWORD, port, Duration::from_secs(3)))
         .start()
         .unwrap();
     let err = running.wait_for(listener.accept()).await.unwrap_err();

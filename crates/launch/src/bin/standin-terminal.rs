@@ -189,7 +189,16 @@ fn main() -> ExitCode {
         Some(h) => h,
         None => return ExitCode::from(2),
     };
-    let conf = parse_ini(&std::fs::read_to_string(here.join("standin.conf")).unwrap_or_default());
+    let conf_path = here.join("standin.conf");
+    // A test that fails before stopping this process removes its folder; leave with it.
+    let watched = conf_path.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if !watched.exists() {
+            std::process::exit(0);
+        }
+    });
+    let conf = parse_ini(&std::fs::read_to_string(&conf_path).unwrap_or_default());
     let mode = conf
         .get(".mode")
         .map_or("connect", String::as_str)
@@ -264,7 +273,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Stays alive like a terminal that nobody closes; the test stops it.
+/// Stays alive like a terminal that nobody closes; the test stops it (or removes its folder).
 fn park() -> ! {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
