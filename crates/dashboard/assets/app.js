@@ -963,13 +963,12 @@ function accountCard(a) {
   const connected = st ? st.connected : null;
   const openBreakers = st && st.breakers ? Object.entries(st.breakers).filter(([, v]) => v !== 'closed') : [];
   const paused = S.pauses.find((p) => p.login === a.login && !p.symbol);
-  const mismatch = reconciliation(a);
-  const card = h('article', { class: `card${mismatch ? ' mismatch' : ''}`, 'aria-label': `Account ${a.login}`, dataset: { login: a.login } },
+  const card = h('article', { class: 'card', 'aria-label': `Account ${a.login}`, dataset: { login: a.login } },
     h('h3', null, `${a.login}`,
       h('span', { class: 'badge', text: a.role }),
       h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
       paused ? h('span', { class: 'badge warn', text: 'paused' }) : null,
-      mismatch ? h('span', { class: 'badge bad', role: 'img', 'aria-label': `Reconciliation mismatch: ${mismatch}`, title: mismatch, text: 'net ≠ ledger' }) : null),
+      openBreakers.length ? h('span', { class: 'badge bad', text: `${openBreakers.length} breaker${openBreakers.length > 1 ? 's' : ''} open` }) : null),
     h('dl', null,
       h('dt', { text: 'Server' }), h('dd', { text: [a.company, a.server].filter(Boolean).join(' · ') || '—' }),
       h('dt', { text: 'Margin mode' }), h('dd', { text: marginMode(a.margin_mode) }),
@@ -989,19 +988,6 @@ function accountCard(a) {
         onclick: () => editAccount(a),
       })));
   return card;
-}
-
-// The reconciliation verdict an agent reports: its terminal's net position per symbol compared with
-// the ledger's. Only what the agent states is shown; nothing is guessed here.
-function reconciliation(a) {
-  const st = a.status;
-  if (!st) return null;
-  if (st.reconciled === false) return st.message || 'the agent reports a mismatch';
-  if (st.mismatches && typeof st.mismatches === 'object') {
-    const list = Array.isArray(st.mismatches) ? st.mismatches : Object.keys(st.mismatches);
-    if (list.length) return list.map((m) => (typeof m === 'string' ? m : m.symbol || JSON.stringify(m))).join(', ');
-  }
-  return null;
 }
 
 function mapText(m) {
@@ -1117,7 +1103,6 @@ function renderSummary(rows, active) {
     charges += (dec(p.commission) || 0n) + (dec(p.swap) || 0n);
   }
   const item = (label, value, note) => h('span', { title: note || undefined }, h('b', { text: `${label}: ` }), value);
-  const balances = [...S.accounts.values()].map((a) => a.status && a.status.balance).filter((b) => b !== undefined && b !== null);
   const parts = [item('Positions', String(rows.length))];
   if (active) {
     parts.push(item('Buy', fmtDec(buy)), item('Sell', fmtDec(sell)), item('Net', fmtDec(buy - sell)));
@@ -1125,7 +1110,7 @@ function renderSummary(rows, active) {
   } else {
     parts.push(item('Total P/L', anyProfit ? fmtDec(profit + charges, 2) : '—', anyProfit ? null : NOT_REPORTED));
   }
-  parts.push(item('Balance', balances.length ? fmtDec(balances.reduce((s2, b) => s2 + (dec(b) || 0n), 0n), 2) : '—', balances.length ? null : NOT_REPORTED));
+  parts.push(item('Balance', '—', NOT_REPORTED));
   el.replaceChildren(...parts);
 }
 

@@ -143,8 +143,8 @@ async function main() {
     await pauseButton.click();
     await confirmDialog(page, 'browser test pause');
     await waitFor(page, 'the pause badge', (sym) => document.querySelector('#pauses').textContent.includes(sym), symbol);
-    await waitFor(page, 'the paused event in the log', () => [...document.querySelectorAll('[data-table="events"] .vt-row')].some((r) => /paused/.test(r.textContent) && /browser test pause/.test(r.textContent)));
-    const pausedRow = await page.$$eval('[data-table="events"] .vt-row', (rows) => rows.map((r) => r.textContent).find((t) => /paused/.test(t)));
+    await waitFor(page, 'the paused event in the log', () => S.events.some((e) => e.kind === 'paused' && /browser test pause/.test(e.reason)));
+    const pausedRow = await page.evaluate(() => { const e = S.events.find((x) => x.kind === 'paused'); return `${e.actor}: ${e.reason}`; });
     check(`hedging of ${symbol} paused through the UI and logged with who did it`, true, pausedRow);
     await shot(page, '04-paused');
 
@@ -265,8 +265,9 @@ async function main() {
       const card = document.querySelector('#accounts .card[data-login="2002"]');
       return card && /Hedge ratio\s*0\.25/.test(card.textContent);
     });
-    await waitFor(page, 'the edit in the event log', () => [...document.querySelectorAll('[data-table="events"] .vt-row')]
-      .some((r) => /account registered/.test(r.textContent) && /operator/.test(r.textContent)));
+    // The page's event log (rows scroll away quickly under the live feed, so its data is checked).
+    await waitFor(page, 'the edit in the event log', () => S.events
+      .some((e) => e.kind === 'account_registered' && e.login === 2002 && e.actor === 'operator'));
     check('hedge ratio of account 2002 edited through the UI and logged with who did it', true);
 
     // 8. CSV export of what is on screen.
