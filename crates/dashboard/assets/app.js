@@ -1118,7 +1118,15 @@ function planColumns() {
   return [
     { id: 'hedge_login', name: 'Hedge acct', width: 95, hidden: true, text: (r) => r.hedge_login ?? '' },
     { id: 'symbol', name: 'Symbol', width: 90, text: (r) => r.symbol, sort: (r) => r.symbol },
-    { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
+    {
+      id: 'act', name: 'Actions', width: 90, action: true, text: () => '',
+      render: (r) => {
+        const paused = S.pauses.find((p) => p.symbol === r.symbol && (p.login === undefined || p.login === null));
+        return paused
+          ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging ${r.symbol}`, dataset: { focus: `res-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('resume', undefined, r.symbol) })
+          : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging ${r.symbol}`, dataset: { focus: `pau-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('pause', undefined, r.symbol) });
+      },
+    },
     { id: 'exposure', name: 'Exposure', width: 85, num: true, text: (r) => fmtNum(r.exposure) },
     { id: 'ratio', name: 'Ratio', width: 65, num: true, text: (r) => r.ratios.join(', ') },
     { id: 'hedged', name: 'Hedged', width: 80, num: true, text: (r) => fmtNum(r.hedged) },
@@ -1128,16 +1136,8 @@ function planColumns() {
       cls: (r) => (r.item ? sideClass(r.item.side) : ''),
     },
     { id: 'residual', name: 'Residual', width: 80, num: true, text: (r) => fmtNum(r.residual) },
+    { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
     { id: 'item', name: 'Item id', width: 90, num: true, hidden: true, text: (r) => (r.item ? r.item.id : '') },
-    {
-      id: 'act', name: 'Actions', width: 110, action: true, text: () => '',
-      render: (r) => {
-        const paused = S.pauses.find((p) => p.symbol === r.symbol && (p.login === undefined || p.login === null));
-        return paused
-          ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging ${r.symbol}`, dataset: { focus: `res-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('resume', undefined, r.symbol) })
-          : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging ${r.symbol}`, dataset: { focus: `pau-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('pause', undefined, r.symbol) });
-      },
-    },
   ];
 }
 

@@ -42,7 +42,8 @@ const rowCount = (page, id) => page.$$eval(`[data-table="${id}"] .vt-row`, (rows
 
 async function waitFor(page, what, fn, arg, timeout = 30000) {
   try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 200 });
+    const handle = await page.waitForFunction(fn, arg, { timeout, polling: 200 });
+    return await handle.jsonValue();
   } catch (e) {
     await shot(page, `failed-${what.replace(/\W+/g, '-')}`).catch(() => {});
     throw new Error(`timed out waiting for ${what}`);
@@ -140,7 +141,8 @@ async function main() {
     const pauseButton = page.locator('[data-table="plan"] .vt-row button', { hasText: 'Pause' }).first();
     const pauseLabel = await pauseButton.getAttribute('aria-label');
     const symbol = pauseLabel.replace('Pause hedging ', '');
-    await pauseButton.click();
+    // Rows move under the live feed: click the button of exactly that symbol.
+    await page.click(`[data-table="plan"] button[aria-label="${pauseLabel}"]`);
     await confirmDialog(page, 'browser test pause');
     await waitFor(page, 'the pause badge', (sym) => document.querySelector('#pauses').textContent.includes(sym), symbol);
     await waitFor(page, 'the paused event in the log', () => S.events.some((e) => e.kind === 'paused' && /browser test pause/.test(e.reason)));
@@ -164,7 +166,7 @@ async function main() {
     await closeButton.waitFor({ state: 'visible', timeout: 30000 });
     const closeLabel = await closeButton.getAttribute('aria-label');
     const hedgeId = closeLabel.replace('Close hedge ', '');
-    await closeButton.click();
+    await page.click(`[data-table="hedges"] button[aria-label="${closeLabel}"]`);
     await confirmDialog(page, 'browser test close');
     await waitFor(page, 'the close to take effect', (id) => {
       const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
@@ -232,10 +234,14 @@ async function main() {
 
     // 6. Deal rows expand under a position, by keyboard.
     await page.focus('#positions-grid');
-    await page.keyboard.press('Home');
+    // The newest position: the feed closes the oldest ones.
+    await page.keyboard.press('End');
     await page.keyboard.press('Enter');
-    await waitFor(page, 'deal rows', () => document.querySelectorAll('[data-table="positions"] .vt-row.deal').length > 0);
-    check('Enter on a position shows its deal rows', true, await page.$eval('[data-table="positions"] .vt-row.deal', (r) => r.textContent));
+    const dealText = await waitFor(page, 'deal rows', () => {
+      const r = document.querySelector('[data-table="positions"] .vt-row.deal');
+      return r && r.textContent;
+    });
+    check('Enter on a position shows its deal rows', true, dealText);
     check('the active row is announced to assistive technology',
       await page.$eval('#positions-grid', (g) => !!g.getAttribute('aria-activedescendant')));
 
