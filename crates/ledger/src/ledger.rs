@@ -309,6 +309,9 @@ pub struct Ledger {
     hist_by_id: Option<IdMap<u32>>,
     /// Reused buffers for the entry and exit fragments of a close.
     scratch: (Vec<Frag>, Vec<Frag>),
+    /// Index of the last order found for a deal: deals mostly come in order-ticket order, so the next
+    /// lookup usually hits it or its neighbour without a binary search.
+    order_hint: usize,
 }
 
 /// How many recent history rows a live cancellation searches before building the full index.
@@ -354,6 +357,7 @@ impl Ledger {
             stats: ReplayStats::default(),
             hist_by_id: None,
             scratch: (Vec::new(), Vec::new()),
+            order_hint: 0,
         }
     }
 
@@ -573,7 +577,14 @@ impl Ledger {
             return Ok(());
         }
         let order = d.order.get();
-        let (magic, order_symbol) = match self.order(order) {
+        let found = [self.order_hint, self.order_hint + 1]
+            .into_iter()
+            .find(|&i| self.orders.get(i).is_some_and(|r| r.ticket == order))
+            .or_else(|| self.orders.binary_search_by_key(&order, |r| r.ticket).ok());
+        if let Some(i) = found {
+            self.order_hint = i;
+        }
+        let (magic, order_symbol) = match found.and_then(|i| self.orders.get(i)) {
             Some(row) => (row.magic, row.symbol as u32),
             None => (d.magic.get(), 0),
         };

@@ -62,12 +62,13 @@ fn generate_replay_csv_exclude_and_reconcile() {
         "--file",
         &p("ex.txt"),
     ]);
-    if r.is_ok() {
-        let ex = std::fs::read_to_string(p("ex.txt")).unwrap();
-        assert!(ex.lines().count() > 1);
-    } else {
+    match r {
+        Ok(()) => {
+            let ex = std::fs::read_to_string(p("ex.txt")).unwrap();
+            assert!(ex.lines().count() > 1);
+        }
         // Generated histories may leave stop orders on active positions: that refusal is the rule.
-        assert!(r.unwrap_err().to_string().contains("stop-loss"));
+        Err(e) => assert!(e.to_string().contains("stop-loss"), "{e}"),
     }
 
     ledger(&["exclude", "--file", &p("ex2.txt"), "add", "0", "5", "6"]).unwrap();
