@@ -821,13 +821,6 @@ impl Ledger {
                     && (h.n_entry as usize + hin.len()) < u16::MAX as usize
                     && (h.n_exit as usize + hout.len()) < u16::MAX as usize
             });
-        if hin.len() >= u16::MAX as usize {
-            // Unreachable in practice (one deal against 65535 entry deals); keep counts exact.
-            tracing::warn!(
-                position = p.id,
-                "close split into more than 65535 fragments"
-            );
-        }
         if merged {
             self.merge_history(p.last_hist as usize, &hin, &hout);
             if let Some(h) = self.history.get_mut(p.last_hist as usize) {
@@ -836,25 +829,29 @@ impl Ledger {
                 }
             }
         } else {
-            let start = self.frags.len() as u32;
-            self.frags.extend_from_slice(&hin);
-            self.frags.extend_from_slice(&hout);
-            p.last_hist = self.history.len() as u32;
-            if let Some(ix) = self.hist_by_id.as_mut() {
-                ix.insert(p.id, p.last_hist);
+            // hin and hout pair up one to one; rows hold at most u16::MAX - 1 pairs each.
+            const CHUNK: usize = u16::MAX as usize - 1;
+            for (ci, co) in hin.chunks(CHUNK).zip(hout.chunks(CHUNK)) {
+                let start = self.frags.len() as u32;
+                self.frags.extend_from_slice(ci);
+                self.frags.extend_from_slice(co);
+                p.last_hist = self.history.len() as u32;
+                if let Some(ix) = self.hist_by_id.as_mut() {
+                    ix.insert(p.id, p.last_hist);
+                }
+                self.history.push(HistPos {
+                    id: p.id,
+                    entry_order: p.entry_order,
+                    exit_order,
+                    sl_order,
+                    frag_start: start,
+                    n_entry: ci.len() as u16,
+                    n_exit: co.len() as u16,
+                    symbol: p.symbol,
+                    side: p.side,
+                    entry_magic_is_link,
+                });
             }
-            self.history.push(HistPos {
-                id: p.id,
-                entry_order: p.entry_order,
-                exit_order,
-                sl_order,
-                frag_start: start,
-                n_entry: hin.len() as u16,
-                n_exit: hout.len() as u16,
-                symbol: p.symbol,
-                side: p.side,
-                entry_magic_is_link,
-            });
         }
         let remaining = p.volume();
         if remaining > 0 {
@@ -1048,6 +1045,22 @@ impl Ledger {
         }
         self.hidden.sort();
         before - self.active.len()
+    }
+
+    /// Hides the active positions on symbols that have expired (futures past their expiration), as the
+    /// original did at startup. Returns how many were hidden.
+    pub fn hide_expired_symbols(&mut self, expired: &HashSet<String>) -> usize {
+        let syms: HashSet<u32> = expired
+            .iter()
+            .filter_map(|s| self.symbols.lookup(s))
+            .collect();
+        let ids: HashSet<u64> = self
+            .active
+            .values()
+            .filter(|p| syms.contains(&p.symbol))
+            .map(|p| p.id)
+            .collect();
+        self.hide(&ids)
     }
 
     /// Ids hidden by exclusions.

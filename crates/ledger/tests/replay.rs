@@ -531,4 +531,14 @@ fn exclusions_hide_active_positions_after_pairing() {
     assert_eq!(n, 1);
     assert_eq!(l.active_count(), 1);
     assert_eq!(l.hidden(), &[PositionId(1)]);
+    let mut h = H::new();
+    h.trade(1, "SI-12.24", Side::Buy, Magic(0), &[("1", "30")]);
+    h.trade(2, "EURUSD", Side::Buy, Magic(0), &[("1", "1.2")]);
+    let mut l = h.replay();
+    assert_eq!(
+        l.hide_expired_symbols(&["SI-12.24".to_owned()].into_iter().collect()),
+        1
+    );
+    assert_eq!(l.net_volume("SI-12.24"), Volume::ZERO);
+    assert_eq!(l.active_count(), 1);
 }
