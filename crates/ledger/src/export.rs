@@ -357,6 +357,16 @@ fn active_row(p: &ActivePosition<'_>, ctx: &ReportContext) -> ActiveRow {
 }
 
 fn history_row(h: &HistoryPosition<'_>, ctx: &ReportContext) -> HistoryRow {
+    // A virtual take-profit that never fired still shows, if it is on the far side of the exit.
+    let local_tp = ctx
+        .local
+        .as_ref()
+        .and_then(|s| s.position(ctx.login, h.id()))
+        .and_then(|p| p.take_profit)
+        .filter(|tp| match h.side() {
+            Side::Buy => *tp >= h.exit_price(),
+            Side::Sell => *tp <= h.exit_price(),
+        });
     HistoryRow {
         id: h.id(),
         magic: h.entry_magic(),
@@ -372,7 +382,7 @@ fn history_row(h: &HistoryPosition<'_>, ctx: &ReportContext) -> HistoryRow {
         entry_price: h.entry_price(),
         exit_price: h.exit_price(),
         stop_loss: h.stop_loss(),
-        take_profit: h.take_profit(),
+        take_profit: h.take_profit().or(local_tp),
         commission: h.commission(),
         swap: h.swap(),
         profit: ctx.specs.get(h.symbol()).map(|s| h.profit(s)),

@@ -439,3 +439,44 @@ fn columns_from_the_original_settings_file() {
     );
     assert!(Columns::from_settings_xml("<a><b></a>").is_err());
 }
+
+#[test]
+fn history_shows_a_virtual_take_profit_that_never_fired() {
+    let mut h = History::default();
+    h.orders.push(order(
+        10,
+        OrderType::Buy,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "",
+    ));
+    h.deals.push(deal(100, 10, Side::Buy, "1", "1.1"));
+    h.orders.push(order(
+        12,
+        OrderType::Sell,
+        encode(OrderTicket(10), LinkKind::Market).unwrap(),
+        OrderState::Filled,
+        "0",
+        "",
+    ));
+    h.deals.push(deal(101, 12, Side::Sell, "1", "1.12"));
+    let l = Ledger::replay(&h).unwrap();
+    let mut state = hedge_ledger::state::LocalState::default();
+    state.position_mut(0, PositionId(10)).take_profit = Some(p("1.15"));
+    let ctx = ReportContext {
+        local: Some(state.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        export::history_rows(&l, &ctx)[0].take_profit,
+        Some(p("1.15"))
+    );
+    // A level below the exit price of a long would have fired: not shown.
+    state.position_mut(0, PositionId(10)).take_profit = Some(p("1.11"));
+    let ctx = ReportContext {
+        local: Some(state),
+        ..Default::default()
+    };
+    assert_eq!(export::history_rows(&l, &ctx)[0].take_profit, None);
+}
