@@ -43,6 +43,15 @@ pub enum BrokerRequest {
         magic: Magic,
         comment: String,
     },
+    /// On exchange-execution symbols: a limit order acting as a market order (time-in-force DAY).
+    LimitAsMarket {
+        symbol: String,
+        order_type: OrderType,
+        volume: Volume,
+        price: Price,
+        magic: Magic,
+        comment: String,
+    },
     /// Move a pending order's price in place (`TRADE_ACTION_MODIFY`).
     ModifyStop { order: OrderTicket, price: Price },
     /// Delete a pending order (`TRADE_ACTION_REMOVE`).
@@ -312,6 +321,60 @@ pub fn plan_change_exit_comment(
             steps: Vec::new(),
             local_exit_comment: Some(comment),
         }),
+    }
+}
+
+/// For symbols with exchange execution and a deviation: turns a market request into a limit order that
+/// acts as one (a sell becomes SELL_LIMIT at Bid − deviation·point, a buy BUY_LIMIT at Ask +
+/// deviation·point, both rounded down to the tick size). Other requests pass through unchanged.
+pub fn as_exchange_limit(
+    request: BrokerRequest,
+    bid: Price,
+    ask: Price,
+    deviation_points: u32,
+    spec: &SymbolSpec,
+) -> BrokerRequest {
+    let BrokerRequest::Market {
+        symbol,
+        side,
+        volume,
+        magic,
+        comment,
+    } = request
+    else {
+        return request;
+    };
+    if deviation_points == 0 {
+        return BrokerRequest::Market {
+            symbol,
+            side,
+            volume,
+            magic,
+            comment,
+        };
+    }
+    let offset = spec.point.0 * rust_decimal::Decimal::from(deviation_points);
+    let (order_type, raw) = match side {
+        Side::Sell => (OrderType::SellLimit, bid.0 - offset),
+        Side::Buy => (OrderType::BuyLimit, ask.0 + offset),
+    };
+    let tick = if spec.tick_size.is_positive() {
+        spec.tick_size.0
+    } else {
+        spec.point.0
+    };
+    let price = if tick.is_zero() {
+        raw
+    } else {
+        (raw / tick).floor() * tick
+    };
+    BrokerRequest::LimitAsMarket {
+        symbol,
+        order_type,
+        volume,
+        price: Price(price.normalize()),
+        magic,
+        comment,
     }
 }
 

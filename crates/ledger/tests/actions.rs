@@ -480,3 +480,36 @@ fn history_shows_a_virtual_take_profit_that_never_fired() {
     };
     assert_eq!(export::history_rows(&l, &ctx)[0].take_profit, None);
 }
+
+#[test]
+fn exchange_symbols_send_limit_orders_acting_as_market() {
+    let mut spec = SymbolSpec::forex("SBER", 2);
+    spec.tick_size = p("0.05");
+    let req = plan_open("SBER", Side::Sell, v("1"), Magic(0), "", None).unwrap();
+    match actions::as_exchange_limit(req, p("250.13"), p("250.20"), 30, &spec) {
+        BrokerRequest::LimitAsMarket {
+            order_type, price, ..
+        } => {
+            assert_eq!(order_type, OrderType::SellLimit);
+            assert_eq!(price, p("249.8")); // 250.13 - 0.30 = 249.83, down to the tick
+        }
+        other => panic!("{other:?}"),
+    }
+    let req = plan_open("SBER", Side::Buy, v("1"), Magic(0), "", None).unwrap();
+    match actions::as_exchange_limit(req, p("250.13"), p("250.20"), 30, &spec) {
+        BrokerRequest::LimitAsMarket {
+            order_type, price, ..
+        } => {
+            assert_eq!(order_type, OrderType::BuyLimit);
+            assert_eq!(price, p("250.5"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let cancel = BrokerRequest::CancelOrder {
+        order: OrderTicket(1),
+    };
+    assert_eq!(
+        actions::as_exchange_limit(cancel.clone(), p("1"), p("1"), 30, &spec),
+        cancel
+    );
+}
