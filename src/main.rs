@@ -25,6 +25,10 @@ enum Command {
     Tumbler(hedge_agent::tumbler::TumblerArgs),
     /// Simulated MT5 trade server: connects to an agent exactly as the EA does.
     Sim(hedge_sim::cli::SimArgs),
+    /// Hedger: executes the center's hedge plan on the hedge account (trigger or mirror mode).
+    Hedger(hedge_hedger::cli::HedgerArgs),
+    /// The whole system in one process on loopback: center, simulated terminals, agents, a signal.
+    Demo(hedge_demo::cli::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +52,10 @@ fn main() -> anyhow::Result<()> {
             init_tracing();
             tokio::runtime::Runtime::new()?.block_on(hedge_sim::cli::run(args))
         }
+        Command::Hedger(args) => {
+            tokio::runtime::Runtime::new()?.block_on(hedge_hedger::cli::run(args))
+        }
+        Command::Demo(args) => tokio::runtime::Runtime::new()?.block_on(hedge_demo::cli::run(args)),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod agent;
+pub mod cli;
 pub mod execution;
 pub mod executor;
 pub mod planner;

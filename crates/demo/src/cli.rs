@@ -1,0 +1,49 @@
+//! `hedge demo`.
+
+use crate::scenario::{run as run_scenario, DemoOptions};
+use crate::timeline::Timeline;
+use std::time::Duration;
+
+/// `hedge demo [--duration SECS] [--seed N] [--json]`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Seconds the center stays up after the scenario, for a look at it (0: exit at once).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub duration: u64,
+
+    /// Seed of the simulated price feeds.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+
+    /// One JSON object per line instead of the readable timeline.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the demo; an error when the final check does not hold, so the exit code says it.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The timeline goes to stdout; logs only for problems, unless RUST_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let timeline = Timeline::new(args.json);
+    let outcome = run_scenario(
+        DemoOptions {
+            keep_running: Duration::from_secs(args.duration.min(24 * 3600)),
+            seed: args.seed,
+        },
+        timeline,
+    )
+    .await?;
+    if outcome.ok {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the final check failed: the hedge account is not net opposite to the clients"
+        )
+    }
+}
