@@ -338,28 +338,22 @@ impl CenterClient {
                     backoff = Duration::from_millis(100);
                     let mut parser = SseParser::default();
                     let mut body = resp;
-                    loop {
-                        match body.chunk().await {
-                            Ok(Some(chunk)) => {
-                                for frame in parser.push(&chunk) {
-                                    let Some(data) = frame.data else { continue };
-                                    match serde_json::from_str::<Event>(&data) {
-                                        Ok(event) => {
-                                            after = Some(event.id);
-                                            if tx.send(Ok(event)).await.is_err() {
-                                                return;
-                                            }
-                                        }
-                                        Err(e) => {
-                                            let _ = tx
-                                                .send(Err(ClientError::Protocol(e.to_string())))
-                                                .await;
-                                            return;
-                                        }
+                    while let Ok(Some(chunk)) = body.chunk().await {
+                        for frame in parser.push(&chunk) {
+                            let Some(data) = frame.data else { continue };
+                            match serde_json::from_str::<Event>(&data) {
+                                Ok(event) => {
+                                    after = Some(event.id);
+                                    if tx.send(Ok(event)).await.is_err() {
+                                        return;
                                     }
                                 }
+                                Err(e) => {
+                                    let _ =
+                                        tx.send(Err(ClientError::Protocol(e.to_string()))).await;
+                                    return;
+                                }
                             }
-                            Ok(None) | Err(_) => break,
                         }
                     }
                 }

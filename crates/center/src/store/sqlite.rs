@@ -69,11 +69,11 @@ impl Conn for SqliteConn {
     }
 }
 
+/// The writer connection and the read pool.
+pub type Connections = (Box<dyn Conn>, Vec<Box<dyn Conn>>);
+
 /// Opens the writer connection (creating the file) and `readers` read-only connections.
-pub fn open(
-    path: &Path,
-    readers: usize,
-) -> Result<(Box<dyn Conn>, Vec<Box<dyn Conn>>), StoreError> {
+pub fn open(path: &Path, readers: usize) -> Result<Connections, StoreError> {
     let writer = Connection::open(path).map_err(db)?;
     writer
         .execute_batch(
