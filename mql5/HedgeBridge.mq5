@@ -1331,8 +1331,38 @@ void CmdOrderCheck(string cmd_id)
    SendSimpleReply(cmd_id, retcode, chk.comment, extra);
   }
 
-// history: orders then deals with from <= time < to, in pages, then a reply with the totals.
-// The cursor is "<orders sent>:<deals sent>" within the selection, which is ordered by time.
+// Sorts the first n rows of keys ([time, ticket]) by time, then ticket. ArraySort orders by the
+// first column only, so runs of equal times are then put in ticket order (they are short).
+void SortByTimeThenTicket(long &keys[][2], int n)
+  {
+   if(n > 1)
+      ArraySort(keys);
+   int i = 0;
+   while(i < n)
+     {
+      int j = i + 1;
+      while(j < n && keys[j][0] == keys[i][0])
+         j++;
+      for(int a = i + 1; a < j; a++)
+        {
+         long tm = keys[a][0];
+         long tk = keys[a][1];
+         int b = a - 1;
+         while(b >= i && keys[b][1] > tk)
+           {
+            keys[b + 1][0] = keys[b][0];
+            keys[b + 1][1] = keys[b][1];
+            b--;
+           }
+         keys[b + 1][0] = tm;
+         keys[b + 1][1] = tk;
+        }
+      i = j;
+     }
+  }
+
+// history: orders (by time_done) then deals (by time) with from <= time < to, in pages, then a
+// reply with the totals. The cursor is "<orders sent>:<deals sent>" within the sorted range.
 void CmdHistory(string cmd_id)
   {
    long from = JGetLong("from", -1);
@@ -1365,48 +1395,69 @@ void CmdHistory(string cmd_id)
          return;
         }
      }
-   // HistorySelect works in whole seconds and includes both ends; the exact ms range is applied below.
+   // HistorySelect works in whole seconds of server time; the exact UTC ms range is applied below.
+   // It starts at 0: an order set up before `from` may be done inside the range.
    UpdateServerOffset();
-   long server_from = from + g_server_offset_ms;
-   long server_to = to + g_server_offset_ms;
-   if(server_from < 0)
-      server_from = 0;
-   long to_sec = server_to / 1000 + 1;
+   long to_sec = (to + g_server_offset_ms) / 1000 + 1;
    if(to_sec > MAX_DATETIME)
       to_sec = MAX_DATETIME;             // "everything": datetime ends in the year 3000
-   if(server_from / 1000 > to_sec)
-      server_from = to_sec * 1000;
-   if(!HistorySelect((datetime)(server_from / 1000), (datetime)to_sec))
+   if(to_sec < 0)
+      to_sec = 0;
+   if(!HistorySelect(0, (datetime)to_sec))
      {
       SendSimpleReply(cmd_id, RC_ERROR, "HistorySelect failed, error " + IntegerToString(GetLastError()), "");
       return;
      }
-   int orders_total = HistoryOrdersTotal();
-   int deals_total = HistoryDealsTotal();
+   // Orders by time_done then ticket, then deals by time then ticket, as the protocol orders them.
+   long okeys[][2];
+   long dkeys[][2];
+   int orders_total = 0, deals_total = 0;
+   int n = HistoryOrdersTotal();
+   for(int i = 0; i < n; i++)
+     {
+      ulong t = HistoryOrderGetTicket(i);
+      if(t == 0)
+         continue;
+      long tm = Utc(HistoryOrderGetInteger(t, ORDER_TIME_DONE_MSC));
+      if(tm < from || tm >= to)
+         continue;
+      ArrayResize(okeys, orders_total + 1, 1024);
+      okeys[orders_total][0] = tm;
+      okeys[orders_total][1] = (long)t;
+      orders_total++;
+     }
+   n = HistoryDealsTotal();
+   for(int i = 0; i < n; i++)
+     {
+      ulong t = HistoryDealGetTicket(i);
+      if(t == 0)
+         continue;
+      long tm = Utc(HistoryDealGetInteger(t, DEAL_TIME_MSC));
+      if(tm < from || tm >= to)
+         continue;
+      ArrayResize(dkeys, deals_total + 1, 1024);
+      dkeys[deals_total][0] = tm;
+      dkeys[deals_total][1] = (long)t;
+      deals_total++;
+     }
+   SortByTimeThenTicket(okeys, orders_total);
+   SortByTimeThenTicket(dkeys, deals_total);
    int page = 0, sent_orders = 0, sent_deals = 0;
    string orders = "", deals = "";
    int in_page = 0;
-   // Walk the orders, then the deals, cutting a page every page_size records.
+   // The cursor counts records of the sorted range already sent; history only grows at its end.
    while(order_pos < orders_total || deal_pos < deals_total)
      {
       if(order_pos < orders_total)
         {
-         ulong t = HistoryOrderGetTicket(order_pos);
+         orders += (orders == "" ? "" : ",") + HistoryOrderJson((ulong)okeys[order_pos][1]);
          order_pos++;
-         long tm = Utc(HistoryOrderGetInteger(t, ORDER_TIME_SETUP_MSC));
-         if(t == 0 || tm < from || tm >= to)
-            continue;
-         orders += (orders == "" ? "" : ",") + HistoryOrderJson(t);
          sent_orders++;
         }
       else
         {
-         ulong t = HistoryDealGetTicket(deal_pos);
+         deals += (deals == "" ? "" : ",") + DealJson((ulong)dkeys[deal_pos][1]);
          deal_pos++;
-         long tm = Utc(HistoryDealGetInteger(t, DEAL_TIME_MSC));
-         if(t == 0 || tm < from || tm >= to)
-            continue;
-         deals += (deals == "" ? "" : ",") + DealJson(t);
          sent_deals++;
         }
       in_page++;
