@@ -364,6 +364,18 @@ async fn history_comes_in_pages_then_a_reply() {
         (summary.orders as usize, summary.deals as usize)
     );
     assert_eq!(orders, 3);
+    // Orders first (by time done, then ticket), then deals (by time, then ticket).
+    let all_orders: Vec<_> = pages.iter().flat_map(|p| &p.orders).collect();
+    let all_deals: Vec<_> = pages.iter().flat_map(|p| &p.deals).collect();
+    assert!(all_orders
+        .windows(2)
+        .all(|w| (w[0].time_done, w[0].ticket) <= (w[1].time_done, w[1].ticket)));
+    assert!(all_deals
+        .windows(2)
+        .all(|w| (w[0].time, w[0].ticket) <= (w[1].time, w[1].ticket)));
+    let first_deal_page = pages.iter().position(|p| !p.deals.is_empty());
+    let last_order_page = pages.iter().rposition(|p| !p.orders.is_empty());
+    assert!(first_deal_page >= last_order_page, "no order after a deal");
     let trades = pages
         .iter()
         .flat_map(|p| &p.deals)
