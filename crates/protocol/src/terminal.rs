@@ -276,7 +276,9 @@ impl TerminalListener {
     }
 }
 
-/// A handle on the terminal link. Clone it freely; all clones share one link and one state.
+/// A handle on the terminal link. Clone it freely; all clones share one link and one state. The
+/// background tasks keep listening until [`Terminal::shutdown`] is called, even when every handle has
+/// been dropped.
 #[derive(Clone)]
 pub struct Terminal {
     inner: Arc<Inner>,
