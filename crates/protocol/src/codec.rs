@@ -305,21 +305,29 @@ pub fn decode_terminal(line: &[u8]) -> Result<TerminalMsg, ProtocolError> {
         _ => None,
     };
     match fast {
-        Some(msg) => {
-            msg.validate().map_err(|message| {
-                let mut e = ProtocolError::new(ErrorCode::BadMessage, message);
-                e.cmd_id = probe_cmd_id(line);
-                e
-            })?;
-            Ok(msg)
-        }
+        Some(msg) => validated(msg, line),
         None => decode(line, TERMINAL_TYPES),
     }
 }
 
+fn validated<T: Validate>(msg: T, line: &[u8]) -> Result<T, ProtocolError> {
+    msg.validate().map_err(|message| {
+        let mut e = ProtocolError::new(ErrorCode::BadMessage, message);
+        e.cmd_id = probe_cmd_id(line);
+        e
+    })?;
+    Ok(msg)
+}
+
 /// Decodes a line an agent sent.
 pub fn decode_agent(line: &[u8]) -> Result<AgentMsg, ProtocolError> {
-    decode(line, AGENT_TYPES)
+    // A command whose fields all parse as the flat command reads is accepted from it; anything else
+    // (an `error`, an unknown op, a field the flat form cannot take) goes the general way, which
+    // decides and classifies exactly as before.
+    match crate::command::FlatCmd::parse(line) {
+        Some(cmd) => validated(AgentMsg::Cmd(cmd), line),
+        None => decode(line, AGENT_TYPES),
+    }
 }
 
 /// Whether a peer's major version is supported.
@@ -371,6 +379,296 @@ pub fn encode_limited<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::FlatCmd;
+    use crate::message::{Cmd, Filling, HistoryRange, Op, TradeRequest};
+    use hedge_domain::{
+        Magic, OrderFilling, OrderTime, OrderType, PositionId, Price, TradeAction, Volume,
+    };
+    use proptest::prelude::*;
+    use proptest::strategy::{BoxedStrategy, ValueTree};
+    use rust_decimal_macros::dec;
+
+    /// What the general serde path alone makes of a line: the reference the flat path must match.
+    fn general(line: &[u8]) -> Result<AgentMsg, ProtocolError> {
+        decode::<AgentMsg>(line, AGENT_TYPES)
+    }
+
+    fn commands() -> Vec<AgentMsg> {
+        let mut request = TradeRequest::market("EURUSD", OrderType::Sell, Volume(dec!(0.3)));
+        request.magic = Magic(99);
+        request.deviation = 20;
+        request.sl = Price(dec!(1.1));
+        request.comment = "hedge \"p-1\" \u{e9}".into();
+        request.position = PositionId(31);
+        request.is_async = true;
+        let mut pending = request.clone();
+        pending.action = TradeAction::Pending;
+        pending.order_type = OrderType::BuyStopLimit;
+        pending.price = Price(dec!(1.08312));
+        pending.type_filling = Filling::Mode(OrderFilling::Return);
+        pending.type_time = OrderTime::Specified;
+        pending.expiration = 1_800_000_000_000;
+        pending.position_by = PositionId(32);
+        let ops = vec![
+            Op::OrderSend(request.clone()),
+            Op::OrderSend(pending),
+            Op::OrderCheck(request),
+            Op::History(HistoryRange {
+                from: 0,
+                to: 1_800_000_000_000,
+                page_size: Some(100),
+                cursor: Some("x".into()),
+            }),
+            Op::History(HistoryRange {
+                from: 5,
+                to: 5,
+                page_size: None,
+                cursor: None,
+            }),
+            Op::Snapshot,
+            Op::SymbolInfo {
+                symbol: "XAUUSD".into(),
+            },
+            Op::Ping,
+        ];
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                AgentMsg::Cmd(Cmd {
+                    cmd_id: CmdId::new(format!("c-{i}")),
+                    op,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_encoded_command_takes_the_flat_path() {
+        for msg in commands() {
+            let mut line = Vec::new();
+            encode(&msg, &mut line).unwrap();
+            let AgentMsg::Cmd(cmd) = &msg else {
+                unreachable!("only commands are listed")
+            };
+            assert_eq!(FlatCmd::parse(&line).as_ref(), Some(cmd));
+            assert_eq!(decode_agent(&line).unwrap(), msg);
+            assert_eq!(general(&line).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn flat_and_general_paths_agree_on_unusual_and_bad_lines() {
+        let lines: &[&str] = &[
+            // Key order, escapes, unknown keys, defaults.
+            r#"{"op":"order_send","action":1,"symbol":"EURUSD","volume":0.3,"cmd_id":"a","type":"cmd"}"#,
+            r#"{"type":"c\u006dd","cmd_id":"a","op":"order\u005fsend","action":1,"volume":"0.1"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"future":[1,{"x":2}]}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":6,"position":3,"sl":1.1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"type_filling":"AUTO"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"type_filling":"ioc"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"type_filling":2}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"ping","volume":"junk","from":"x"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"history","from":1,"to":2,"action":"junk"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"history","from":1,"to":2,"page_size":null,"cursor":null}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"symbol_info","symbol":"EURUSD","volume":-1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"snapshot"}"#,
+            // Nulls where the general path wants a value.
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"symbol":null}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":null,"volume":1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":null}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"symbol_info","symbol":null}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"history","from":null,"to":2}"#,
+            r#"{"type":"cmd","cmd_id":null,"op":"ping"}"#,
+            // Duplicate keys.
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"volume":2}"#,
+            r#"{"type":"cmd","cmd_id":"a","cmd_id":"b","op":"ping"}"#,
+            r#"{"type":"cmd","type":"cmd","cmd_id":"a","op":"ping"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"ping","op":"snapshot"}"#,
+            // Refused by validation, with the cmd_id named.
+            r#"{"type":"cmd","cmd_id":"n","op":"order_send","action":1,"volume":-0.1}"#,
+            r#"{"type":"cmd","cmd_id":"n","op":"order_send","action":1,"volume":0}"#,
+            r#"{"type":"cmd","cmd_id":"n","op":"order_check","action":5,"volume":1,"price":-1}"#,
+            r#"{"type":"cmd","cmd_id":"n","op":"order_send","action":8,"order":5,"volume":-1}"#,
+            r#"{"type":"cmd","cmd_id":"n","op":"history","from":10,"to":2}"#,
+            r#"{"type":"cmd","cmd_id":"","op":"ping"}"#,
+            // Missing or wrong fields, types and ops.
+            r#"{"type":"cmd","op":"ping"}"#,
+            r#"{"type":"cmd","cmd_id":"a"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"teleport"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","volume":1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":3,"volume":1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"order_type":99}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":"abc"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"order_send","action":1,"volume":1,"deviation":-1}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"symbol_info"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"history","from":1}"#,
+            r#"{"type":"cmd","cmd_id":7,"op":"ping"}"#,
+            r#"{"type":"error","code":"bad_json","message":"m"}"#,
+            r#"{"type":"error","code":"bad_json"}"#,
+            r#"{"type":"tx","cmd_id":"a","time":1,"tx_type":6}"#,
+            r#"{"type":5,"cmd_id":"a","op":"ping"}"#,
+            r#"{"cmd_id":"a","op":"ping"}"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"ping"} x"#,
+            r#"{"type":"cmd","cmd_id":"a","op":"ping""#,
+            r#"["type","cmd"]"#,
+            "",
+        ];
+        for line in lines {
+            assert_eq!(
+                decode_agent(line.as_bytes()),
+                general(line.as_bytes()),
+                "{line}"
+            );
+        }
+        let e = decode_agent(lines[22].as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert_eq!(e.cmd_id, Some(CmdId::from("n")));
+        assert!(decode_agent(&[0xff, b'{', b'}']).is_err());
+        assert_eq!(decode_agent(&[0xff]), general(&[0xff]));
+    }
+
+    const KEYS: &[&str] = &[
+        "type",
+        "cmd_id",
+        "op",
+        "action",
+        "magic",
+        "order",
+        "symbol",
+        "volume",
+        "price",
+        "stoplimit",
+        "sl",
+        "tp",
+        "deviation",
+        "order_type",
+        "type_filling",
+        "type_time",
+        "expiration",
+        "comment",
+        "position",
+        "position_by",
+        "async",
+        "from",
+        "to",
+        "page_size",
+        "cursor",
+        "code",
+        "message",
+        "extra",
+    ];
+
+    /// JSON text for `key`: mostly a value that key takes somewhere, sometimes anything.
+    fn value_for(key: &str) -> BoxedStrategy<String> {
+        let good: &[&str] = match key {
+            "type" => &["\"cmd\"", "\"cmd\"", "\"cmd\"", "\"error\""],
+            "cmd_id" => &["\"c-1\"", "\"k\\u0031\"", "\"\""],
+            "op" => &[
+                "\"order_send\"",
+                "\"order_send\"",
+                "\"order_check\"",
+                "\"history\"",
+                "\"snapshot\"",
+                "\"symbol_info\"",
+                "\"ping\"",
+                "\"teleport\"",
+            ],
+            "action" => &["1", "1", "5", "6", "7", "8", "10", "0", "2"],
+            "volume" | "price" | "stoplimit" | "sl" | "tp" => {
+                &["0", "0.3", "1", "1.08312", "-0.1", "\"0.5\"", "1e-3"]
+            }
+            "order_type" => &["0", "1", "2", "5", "6", "7", "8", "9", "10"],
+            "type_filling" => &["0", "1", "2", "3", "4", "\"auto\"", "\"AUTO\"", "\"fok\""],
+            "type_time" => &["0", "1", "2", "3", "4"],
+            "symbol" | "comment" | "cursor" | "message" => &["\"EURUSD\"", "\"\"", "\"a\\\"b\""],
+            "from" | "to" | "expiration" => &["0", "100", "1800000000000", "-5"],
+            "page_size" => &["10", "0", "null"],
+            "deviation" | "magic" | "order" | "position" | "position_by" => &["0", "77", "20"],
+            "async" => &["true", "false"],
+            "code" => &["\"bad_json\"", "\"whatever\""],
+            _ => &["1", "{\"a\":[1,2]}"],
+        };
+        let junk: &[&str] = &[
+            "null",
+            "true",
+            "-1",
+            "1.5",
+            "\"x\"",
+            "[]",
+            "{}",
+            "18446744073709551616",
+        ];
+        let good: Vec<String> = good.iter().map(|s| s.to_string()).collect();
+        let junk: Vec<String> = junk.iter().map(|s| s.to_string()).collect();
+        prop_oneof![
+            24 => proptest::sample::select(good),
+            1 => proptest::sample::select(junk),
+        ]
+        .boxed()
+    }
+
+    /// A JSON object over [`KEYS`] in any order, now and then with a key twice.
+    fn command_like_line() -> impl Strategy<Value = String> {
+        let fields: Vec<_> = KEYS
+            .iter()
+            .map(|&key| {
+                let weight = match key {
+                    "type" | "cmd_id" | "op" | "action" | "volume" => 0.95,
+                    "from" | "to" | "symbol" => 0.6,
+                    _ => 0.25,
+                };
+                proptest::option::weighted(weight, value_for(key).prop_map(move |v| (key, v)))
+            })
+            .collect();
+        let twice = proptest::option::weighted(
+            0.1,
+            proptest::sample::select(KEYS)
+                .prop_flat_map(|k| value_for(k).prop_map(move |v| (k, v))),
+        );
+        (fields, twice)
+            .prop_map(|(fields, twice)| {
+                let mut fields: Vec<_> = fields.into_iter().flatten().collect();
+                fields.extend(twice);
+                fields
+            })
+            .prop_shuffle()
+            .prop_map(|fields| {
+                let body: Vec<String> = fields
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            })
+    }
+
+    /// The comparison below says little unless its lines often take the flat path and often fail.
+    #[test]
+    fn generated_lines_reach_both_outcomes() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = command_like_line();
+        let (mut flat, mut refused, mut accepted_elsewhere) = (0, 0, 0);
+        for _ in 0..1000 {
+            let line = strategy.new_tree(&mut runner).unwrap().current();
+            let fast = FlatCmd::parse(line.as_bytes()).is_some();
+            match (fast, decode_agent(line.as_bytes()).is_ok()) {
+                (true, _) => flat += 1,
+                (false, false) => refused += 1,
+                (false, true) => accepted_elsewhere += 1,
+            }
+        }
+        eprintln!("flat {flat}, refused {refused}, general only {accepted_elsewhere}");
+        assert!(flat >= 100, "only {flat} of 1000 lines took the flat path");
+        assert!(refused >= 100, "only {refused} of 1000 lines were refused");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn flat_and_general_paths_agree(line in command_like_line()) {
+            prop_assert_eq!(decode_agent(line.as_bytes()), general(line.as_bytes()), "{}", line);
+        }
+    }
 
     #[test]
     fn lines_are_split_across_and_within_reads() {

@@ -9,6 +9,7 @@
 //! ([`codec`]), and [`Terminal`], the async agent-side client every agent is built on ([`terminal`]).
 
 pub mod codec;
+mod command;
 pub mod message;
 pub mod terminal;
 
