@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
-use hedge_center::store::StoreLocation;
+use hedge_center::store::{StoreLocation, Synchronous};
 use hedge_center::{CenterClient, CenterConfig, CenterServer};
 use hedge_domain::{
     AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec, Volume,
@@ -326,13 +326,17 @@ async fn measure(name: &str, target: Target, center: bool, seconds: f64, conns: 
     }
 }
 
-async fn start_center(location: StoreLocation) -> hedge_center::CenterHandle {
+async fn start_center(
+    location: StoreLocation,
+    synchronous: Synchronous,
+) -> hedge_center::CenterHandle {
     let tokens = Tokens::new(vec![
         TokenEntry::new("bench-client", Role::Client(CLIENT), CLIENT_TOKEN).expect("token"),
         TokenEntry::new("bench-hedge", Role::Hedge(HEDGE), HEDGE_TOKEN).expect("token"),
     ]);
     let mut config = CenterConfig::sqlite("unused", tokens);
     config.store = location;
+    config.synchronous = synchronous;
     config.legacy = true;
     let handle = CenterServer::start(config).await.expect("start center");
     let hedge = CenterClient::new(handle.url(), Some(HEDGE_TOKEN.into())).expect("client");
@@ -375,29 +379,36 @@ async fn main() {
     let mut rows = Vec::new();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let handle = start_center(StoreLocation::Sqlite(dir.path().join("bench.db"))).await;
-    let target = Target {
-        addr: handle.addr,
-        next_id: Arc::new(AtomicU64::new(1)),
-    };
-    rows.push(
-        measure(
+    for (sync, name, file) in [
+        (
+            Synchronous::Full,
             "center (SQLite, synchronous=FULL)",
-            target,
-            true,
-            seconds,
-            conns,
-        )
-        .await,
-    );
-    handle.shutdown().await;
+            "full.db",
+        ),
+        (
+            Synchronous::Normal,
+            "center (SQLite, synchronous=NORMAL)",
+            "normal.db",
+        ),
+    ] {
+        let handle = start_center(StoreLocation::Sqlite(dir.path().join(file)), sync).await;
+        let target = Target {
+            addr: handle.addr,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        rows.push(measure(name, target, true, seconds, conns).await);
+        handle.shutdown().await;
+    }
 
     if let Some(pg) = arg(&args, "--pg") {
         let schema = format!("hedge_bench_{:08x}", rand::random::<u32>());
-        let handle = start_center(StoreLocation::Postgres {
-            url: pg.clone(),
-            schema: Some(schema.clone()),
-        })
+        let handle = start_center(
+            StoreLocation::Postgres {
+                url: pg.clone(),
+                schema: Some(schema.clone()),
+            },
+            Synchronous::Full,
+        )
         .await;
         let target = Target {
             addr: handle.addr,

@@ -39,6 +39,10 @@ pub struct CenterArgs {
     /// File holding the generated admin token when no token is configured.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// SQLite commit durability: `full` (fsync each commit, survives power loss; default) or
+    /// `normal` (survives a crash of the center, not a power cut).
+    #[arg(long, default_value = "full")]
+    pub synchronous: crate::store::Synchronous,
     /// Seconds between SSE heartbeat comments.
     #[arg(long, default_value_t = 15)]
     pub sse_heartbeat_secs: u64,
@@ -145,6 +149,7 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             .or(file.legacy_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
         sse_heartbeat: Duration::from_secs(args.sse_heartbeat_secs.max(1)),
+        synchronous: args.synchronous,
     };
     Ok((config, generated))
 }

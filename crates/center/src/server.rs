@@ -24,6 +24,8 @@ pub struct CenterConfig {
     pub legacy_listen: SocketAddr,
     /// Interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
+    /// SQLite commit durability (FULL by default).
+    pub synchronous: crate::store::Synchronous,
 }
 
 impl CenterConfig {
@@ -36,6 +38,7 @@ impl CenterConfig {
             legacy: false,
             legacy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             sse_heartbeat: Duration::from_secs(15),
+            synchronous: crate::store::Synchronous::Full,
         }
     }
 }
@@ -93,7 +96,7 @@ pub struct CenterServer;
 
 impl CenterServer {
     pub async fn start(config: CenterConfig) -> Result<CenterHandle, StartError> {
-        let store = Store::open(&config.store).await?;
+        let store = Store::open_with(&config.store, config.synchronous).await?;
         let metrics = Arc::new(Metrics::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let hub = Hub::start(

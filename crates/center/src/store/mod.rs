@@ -129,6 +129,28 @@ pub trait Conn: Send {
     }
 }
 
+/// SQLite's commit durability (`PRAGMA synchronous` in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged report survives a power cut. The default.
+    #[default]
+    Full,
+    /// No fsync at commit (WAL is synced at checkpoints): an acknowledged report survives a crash
+    /// or `kill -9` of the center, but the last commits can be lost if the machine loses power.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(format!("synchronous must be full or normal, not {other:?}")),
+        }
+    }
+}
+
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -282,13 +304,22 @@ struct Inner {
 impl Store {
     /// Opens (creating if needed) the store and applies pending migrations.
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
+        Self::open_with(location, Synchronous::Full).await
+    }
+
+    /// Like [`Store::open`], choosing SQLite's commit durability.
+    pub async fn open_with(
+        location: &StoreLocation,
+        synchronous: Synchronous,
+    ) -> Result<Store, StoreError> {
         let (writer, readers, notify, listener_setup): (Box<dyn Conn>, Vec<Box<dyn Conn>>, _, _) =
             match location {
                 StoreLocation::Sqlite(path) => {
                     let path = path.clone();
-                    let (w, r) = tokio::task::spawn_blocking(move || sqlite::open(&path, 4))
-                        .await
-                        .map_err(|e| StoreError::Db(e.to_string()))??;
+                    let (w, r) =
+                        tokio::task::spawn_blocking(move || sqlite::open(&path, 4, synchronous))
+                            .await
+                            .map_err(|e| StoreError::Db(e.to_string()))??;
                     (w, r, None, None)
                 }
                 StoreLocation::Postgres { url, schema } => {

@@ -73,12 +73,21 @@ impl Conn for SqliteConn {
 pub type Connections = (Box<dyn Conn>, Vec<Box<dyn Conn>>);
 
 /// Opens the writer connection (creating the file) and `readers` read-only connections.
-pub fn open(path: &Path, readers: usize) -> Result<Connections, StoreError> {
+pub fn open(
+    path: &Path,
+    readers: usize,
+    synchronous: super::Synchronous,
+) -> Result<Connections, StoreError> {
     let writer = Connection::open(path).map_err(db)?;
+    writer
+        .execute_batch(match synchronous {
+            super::Synchronous::Full => "PRAGMA synchronous = FULL;",
+            super::Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        })
+        .map_err(db)?;
     writer
         .execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 5000;
              PRAGMA wal_autocheckpoint = 4000;",
         )
