@@ -282,7 +282,7 @@ fn spawn_refresher(killer: Arc<Killer>) -> tokio::task::JoinHandle<()> {
         loop {
             let k = killer.clone();
             let _ = tokio::task::spawn_blocking(move || k.refresh()).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
 }
