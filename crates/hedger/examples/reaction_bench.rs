@@ -138,6 +138,8 @@ impl World {
                     AccountMarginMode::RetailHedging
                 },
                 faults: setup.faults.clone(),
+                // Hedges pile up over many runs; margin must not be what stops them.
+                balance: hedge_domain::Money(Decimal::from(100_000_000)),
                 ..AccountConfig::default()
             },
         );
