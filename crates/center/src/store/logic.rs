@@ -137,7 +137,7 @@ fn to_i64(v: u64, field: &str) -> Result<i64, Refusal> {
 /// an event stream resumed by id never skips one.
 pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
     match c.dialect() {
-        Dialect::Sqlite => c.batch("BEGIN IMMEDIATE"),
+        Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
         Dialect::Postgres => {
             c.batch("BEGIN")?;
             c.query("SELECT pg_advisory_xact_lock(72570001)", &[])?;

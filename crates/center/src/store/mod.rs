@@ -124,6 +124,12 @@ pub trait Conn: Send {
     /// Runs statements without parameters (transaction control, DDL).
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
 
+    /// Runs one parameterless transaction-control statement (`BEGIN`, `SAVEPOINT`, `COMMIT`...)
+    /// that the writer issues for every request; implementations may keep it prepared.
+    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.batch(sql)
+    }
+
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
@@ -223,22 +229,43 @@ fn writer_loop(
             continue;
         }
         let mut failed: Option<StoreError> = None;
+        // A lone request needs no savepoint: if it is refused, the whole transaction is rolled
+        // back instead, which leaves the store exactly as a rolled-back savepoint would.
+        let single = batch.len() == 1;
+        let mut lone_refused = false;
         for job in batch {
-            if let Err(e) = conn.batch("SAVEPOINT job") {
+            if single {
+                let (ok, completion) = job(conn.as_mut());
+                completions.push(completion);
+                lone_refused = !ok;
+                break;
+            }
+            if let Err(e) = conn.control("SAVEPOINT job") {
                 failed = Some(e);
                 break;
             }
             let (ok, completion) = job(conn.as_mut());
             let end = if ok {
-                conn.batch("RELEASE SAVEPOINT job")
+                conn.control("RELEASE SAVEPOINT job")
             } else {
-                conn.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+                conn.control("ROLLBACK TO SAVEPOINT job")
+                    .and_then(|_| conn.control("RELEASE SAVEPOINT job"))
             };
             completions.push(completion);
             if let Err(e) = end {
                 failed = Some(e);
                 break;
             }
+        }
+        if lone_refused {
+            // Nothing to keep: the refusal itself is the answer, whatever the rollback says.
+            if let Err(e) = conn.control("ROLLBACK") {
+                tracing::error!(error = %e, "cannot roll back a refused request");
+            }
+            for completion in completions {
+                completion(Ok(()));
+            }
+            continue;
         }
         let mut max_id = None;
         if failed.is_none() {
@@ -256,7 +283,7 @@ fn writer_loop(
             }
         }
         let outcome = match failed {
-            None => conn.batch("COMMIT"),
+            None => conn.control("COMMIT"),
             Some(e) => {
                 let _ = conn.batch("ROLLBACK");
                 Err(e)

@@ -67,6 +67,13 @@ impl Conn for SqliteConn {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         self.conn.execute_batch(sql).map_err(db)
     }
+
+    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
+        // Kept prepared: parsing these anew for every request of every batch is measurable.
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+        stmt.raw_execute().map_err(db)?;
+        Ok(())
+    }
 }
 
 /// The writer connection and the read pool.
