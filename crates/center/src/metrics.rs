@@ -17,10 +17,14 @@ struct Histogram {
     sum: f64,
 }
 
+/// route → status → histogram, for one method.
+type RouteHistograms = BTreeMap<String, BTreeMap<u16, Histogram>>;
+
 /// The center's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    latency: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// method → route → status; nested so that recording a known route allocates nothing.
+    latency: Mutex<BTreeMap<String, RouteHistograms>>,
     /// Events the event stream has seen (all instances).
     pub events_total: AtomicU64,
     /// Position reports stored (replays not counted).
@@ -35,9 +39,19 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut map = self.latency.lock();
-        let h = map
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        if !map.contains_key(method) {
+            map.insert(method.to_owned(), BTreeMap::new());
+        }
+        let Some(routes) = map.get_mut(method) else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), BTreeMap::new());
+        }
+        let Some(statuses) = routes.get_mut(route) else {
+            return;
+        };
+        let h = statuses.entry(status).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 h.counts[i] += 1;
@@ -52,7 +66,14 @@ impl Metrics {
         out.push_str("# HELP hedge_center_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE hedge_center_request_duration_seconds histogram\n");
         let snapshot = self.latency.lock().clone();
-        for ((method, route, status), h) in &snapshot {
+        let flat = snapshot.iter().flat_map(|(method, routes)| {
+            routes.iter().flat_map(move |(route, statuses)| {
+                statuses
+                    .iter()
+                    .map(move |(status, h)| (method, route, status, h))
+            })
+        });
+        for (method, route, status, h) in flat {
             let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

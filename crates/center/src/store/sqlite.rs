@@ -96,7 +96,8 @@ pub fn open(
         .execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA busy_timeout = 5000;
-             PRAGMA wal_autocheckpoint = 4000;",
+             PRAGMA wal_autocheckpoint = 4000;
+             PRAGMA cache_size = -65536;",
         )
         .map_err(db)?;
     writer.set_prepared_statement_cache_capacity(64);
