@@ -273,10 +273,17 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     .await
     .context("starting the center")?;
     let url = center.url();
+    // The dashboard needs a token to sign in; it goes to an owner-only file, never to the output.
+    let token_file = base.join("dashboard.token");
+    write_private(&token_file, &admin).context("writing the dashboard token file")?;
     t.emit(
         "center",
-        format!("center listening on {url} (SQLite in {})", base.display()),
-        json!({ "url": url }),
+        format!(
+            "center listening on {url} (SQLite in {}); dashboard at {url}/, sign in with the token in {}",
+            base.display(),
+            token_file.display()
+        ),
+        json!({ "url": url, "dashboard": format!("{url}/"), "token_file": token_file }),
     );
     let view = CenterClient::new(url.clone(), Some(admin))?;
     let mut events = view.subscribe(Some(0));
@@ -725,4 +732,19 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         reaction_us,
         hedge_orders,
     })
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
