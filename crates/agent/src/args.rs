@@ -116,6 +116,10 @@ pub struct AgentArgs {
     #[arg(long, value_name = "IP")]
     pub listen: Option<IpAddr>,
 
+    /// How to start the terminal at <path> (Wine, timeout, chart, MetaEditor).
+    #[command(flatten)]
+    pub launch: hedge_launch::cli::LaunchOptions,
+
     /// Account number (instead of the positional <login>).
     #[arg(long)]
     pub login: Option<u64>,
@@ -215,6 +219,8 @@ pub struct LaunchSpec {
     pub password: Secret,
     pub server: String,
     pub listen: SocketAddr,
+    /// Wine, connect timeout, chart symbol, MetaEditor path.
+    pub options: hedge_launch::cli::LaunchOptions,
 }
 
 /// The decision center to report to.
@@ -413,6 +419,7 @@ impl AgentArgs {
                     password,
                     server,
                     listen: SocketAddr::new(listen_ip, 0),
+                    options: self.launch.clone(),
                 })
             }
             (None, None) => return Err(ArgsError::NoTerminal),

@@ -60,13 +60,14 @@ impl Session {
                 addr: spec.listen,
                 source,
             })?;
-        let launch = hedge_launch::LaunchSpec::new(
+        let mut launch = hedge_launch::LaunchSpec::new(
             spec.path.clone(),
             spec.login,
             hedge_launch::Password::new(spec.password.expose()),
             spec.server.clone(),
             listener.local_addr().port(),
         );
+        spec.options.apply(&mut launch);
         let launch_error = |source| SessionError::Launch {
             path: spec.path.clone(),
             source,

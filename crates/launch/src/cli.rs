@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Options for starting a terminal; the positional `<path> <login> <password> <server>` belong to the
 /// agent's own arguments and are passed to [`LaunchOptions::spec`].
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct LaunchOptions {
     /// Run the terminal through Wine (automatic when not on Windows and the path ends in .exe).
     #[arg(long, conflicts_with = "no_wine")]
@@ -36,6 +36,19 @@ pub enum LaunchArgsError {
     Login(String),
     #[error("password: {0}")]
     Password(#[from] PasswordError),
+}
+
+impl Default for LaunchOptions {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        LaunchOptions {
+            wine: false,
+            no_wine: false,
+            launch_timeout: 120,
+            chart_symbol: "EURUSD".to_owned(),
+            metaeditor: None,
+        }
+    }
 }
 
 impl LaunchOptions {
@@ -64,11 +77,19 @@ impl LaunchOptions {
             .map_err(|_| LaunchArgsError::Login(login.to_owned()))?;
         let password = Password::from_arg(password)?;
         let mut spec = LaunchSpec::new(path, login, password, server, agent_port);
+        self.apply(&mut spec);
+        Ok(spec)
+    }
+
+    /// Carries these options into a spec built elsewhere (the agents build theirs from their own
+    /// arguments).
+    pub fn apply(&self, spec: &mut LaunchSpec) {
         spec.wine = self.wine_mode();
         spec.connect_timeout = Duration::from_secs(self.launch_timeout.max(1));
-        spec.chart_symbol = self.chart_symbol.clone();
+        if !self.chart_symbol.is_empty() {
+            spec.chart_symbol = self.chart_symbol.clone();
+        }
         spec.metaeditor = self.metaeditor.clone();
-        Ok(spec)
     }
 }
 
