@@ -6,9 +6,16 @@
 //! snapshot is reconciled against the persisted state: positions that vanished while the agent was
 //! away are reported closed (with their closing deal from the terminal's history when it has one),
 //! and positions that opened and closed entirely while it was away are found in the history.
+//!
+//! On a netting account the positions are the ledger's bi-directional ones ([`crate::netting`]):
+//! the whole history is replayed at every (re)connection, each live deal is fed to the ledger, and
+//! the tracker sees the ledger's positions instead of the terminal's single net position, so a
+//! second buy is an open of its own and a sell reduces the oldest buy first. `native_netting = true`
+//! in the config file's `[client]` table keeps the terminal's net position.
 
 use crate::args::{AgentArgs, AgentSettings};
 use crate::center::{self, ClientHedging, LegacyOpen, KIND_LEGACY_OPEN, KIND_POSITION};
+use crate::netting::NettingBook;
 use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, StateWrite};
 use crate::session::Session;
 use crate::status::StatusBoard;
@@ -20,7 +27,7 @@ use anyhow::Context;
 use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
 use hedge_domain::{DealEntry, PositionId, Price, Volume};
 use hedge_protocol::{
-    DealRecord, Hello, HistoryRange, PositionRecord, Terminal, TerminalEvent, Tx,
+    DealRecord, Hello, HistoryRange, OrderRecord, PositionRecord, Terminal, TerminalEvent, Tx,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -61,6 +68,10 @@ pub struct ClientSection {
     pub legacy_center: Option<String>,
     pub hedge_ratio: Option<toml::Value>,
     pub hedge_login: Option<u64>,
+    /// On a netting account, report the terminal's single net position per symbol instead of the
+    /// ledger's bi-directional positions.
+    #[serde(default)]
+    pub native_netting: bool,
 }
 
 /// What the client reports and where.
@@ -71,6 +82,8 @@ pub struct ClientOptions {
     /// Report opens to a prototype-style center.
     pub legacy: bool,
     pub hedging: ClientHedging,
+    /// Netting accounts: the terminal's net positions instead of the ledger's.
+    pub native_netting: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +122,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 .or(section.hedge_login)
                 .map(hedge_domain::Login),
         },
+        native_netting: section.native_netting,
     };
     let delivery = center::delivery(&settings, legacy.as_deref()).map_err(anyhow::Error::msg)?;
     let state_path = settings.state_path("client");
@@ -288,6 +302,10 @@ pub struct ClientAgent {
     /// Terminal time of the latest message whose effects are durable (persisted with them).
     last_seen: Option<TimeMs>,
     commands: u64,
+    /// Netting account reported through the ledger; the book is `None` until the history replays.
+    ledger_mode: bool,
+    margin_mode: hedge_domain::AccountMarginMode,
+    book: Option<NettingBook>,
 }
 
 impl ClientAgent {
@@ -321,6 +339,9 @@ impl ClientAgent {
             options,
             last_seen,
             commands: 0,
+            ledger_mode: false,
+            margin_mode: hedge_domain::AccountMarginMode::RetailHedging,
+            book: None,
         })
     }
 
@@ -342,12 +363,21 @@ impl ClientAgent {
                     // The handshake snapshot, not the live state: events queued behind this one
                     // are newer than the snapshot and must be applied after it.
                     self.register(&hello)?;
-                    let rows: Vec<Observed> = snapshot.positions.iter().map(observed).collect();
-                    self.reconcile(&rows, snapshot.time, true).await?;
+                    if self.ledger_mode {
+                        self.rebuild_and_reconcile(&snapshot.positions, snapshot.time)
+                            .await?;
+                    } else {
+                        let rows: Vec<Observed> = snapshot.positions.iter().map(observed).collect();
+                        self.reconcile(&rows, snapshot.time, true).await?;
+                    }
                 }
                 Ok(TerminalEvent::Snapshot(s)) => {
-                    let rows: Vec<Observed> = s.positions.iter().map(observed).collect();
-                    self.reconcile(&rows, s.time, false).await?;
+                    if self.ledger_mode {
+                        self.reconcile_ledger(&s.positions, s.time).await?;
+                    } else {
+                        let rows: Vec<Observed> = s.positions.iter().map(observed).collect();
+                        self.reconcile(&rows, s.time, false).await?;
+                    }
                 }
                 Ok(TerminalEvent::Tx(tx)) => self.on_tx(&tx)?,
                 Ok(TerminalEvent::Gap { .. }) => self.resync().await?,
@@ -372,7 +402,15 @@ impl ClientAgent {
             );
             center::queue_registration(&self.outbox, &reg)?;
         }
-        if hello.margin_mode.is_netting() {
+        let ledger_mode = hello.margin_mode.is_netting() && !self.options.native_netting;
+        if ledger_mode != self.ledger_mode {
+            self.book = None;
+        }
+        self.ledger_mode = ledger_mode;
+        self.margin_mode = hello.margin_mode;
+        if ledger_mode {
+            tracing::info!("netting account: reporting the ledger's bi-directional positions");
+        } else if hello.margin_mode.is_netting() {
             tracing::info!("netting account: reporting the terminal's net position per symbol");
         }
         Ok(())
@@ -381,6 +419,15 @@ impl ClientAgent {
     /// Reconciles against the terminal's current state, looking in the history for what may have
     /// been missed since the last durable event.
     async fn resync(&mut self) -> Result<(), ClientError> {
+        if self.ledger_mode {
+            let (positions, time) = self.terminal.with_state(|s| {
+                (
+                    s.positions.values().cloned().collect::<Vec<_>>(),
+                    s.last_time,
+                )
+            });
+            return self.rebuild_and_reconcile(&positions, time).await;
+        }
         let (rows, time) = self.terminal.with_state(|s| {
             (
                 s.positions.values().map(observed).collect::<Vec<_>>(),
@@ -441,7 +488,105 @@ impl ClientAgent {
         self.commit(events, time)
     }
 
+    /// Netting through the ledger: replays the whole history into a fresh book, then reconciles the
+    /// tracker against the book's positions, with closes and missed round trips from the book.
+    async fn rebuild_and_reconcile(
+        &mut self,
+        terminal: &[PositionRecord],
+        time: TimeMs,
+    ) -> Result<(), ClientError> {
+        self.book = None;
+        let Some((orders, deals)) = self.full_history(0, time + 60_000).await else {
+            tracing::warn!(
+                "history unavailable; bi-directional positions wait for the next resync"
+            );
+            return Ok(());
+        };
+        match NettingBook::replay(self.settings.login, self.margin_mode, &orders, &deals) {
+            Ok(book) => {
+                tracing::info!(
+                    mode = ?book.mode(),
+                    deals = deals.len(),
+                    positions = book.rows().len(),
+                    "ledger rebuilt from the account's history"
+                );
+                self.book = Some(book);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "history does not replay; nothing reported until it does");
+                return Ok(());
+            }
+        }
+        self.reconcile_ledger_sweep(terminal, time, self.last_seen)
+    }
+
+    /// A periodic snapshot on a netting account: the book's positions are the truth; a book that
+    /// disagrees with the terminal's net volume is rebuilt.
+    async fn reconcile_ledger(
+        &mut self,
+        terminal: &[PositionRecord],
+        time: TimeMs,
+    ) -> Result<(), ClientError> {
+        let consistent = self.book.as_ref().is_some_and(|b| {
+            let mut symbols: Vec<&str> = terminal.iter().map(|p| p.symbol.as_str()).collect();
+            symbols.extend(self.tracker.positions().map(|p| p.symbol.as_str()));
+            symbols
+                .iter()
+                .all(|s| b.net_volume(s) == terminal_net(terminal, s))
+        });
+        if !consistent {
+            if self.book.is_some() {
+                tracing::warn!("ledger disagrees with the terminal's net positions; rebuilding");
+            }
+            return self.rebuild_and_reconcile(terminal, time).await;
+        }
+        self.reconcile_ledger_sweep(terminal, time, None)
+    }
+
+    fn reconcile_ledger_sweep(
+        &mut self,
+        terminal: &[PositionRecord],
+        time: TimeMs,
+        since: Option<TimeMs>,
+    ) -> Result<(), ClientError> {
+        let Some(book) = &self.book else {
+            return Ok(());
+        };
+        let rows = book.rows();
+        for p in terminal {
+            let net = book.net_volume(&p.symbol);
+            if net != terminal_net(terminal, &p.symbol) {
+                tracing::warn!(symbol = %p.symbol, ledger = %net, "ledger net volume differs from the terminal's position");
+            }
+        }
+        let missing = self.tracker.missing_from(&rows);
+        let tracker = &self.tracker;
+        let (closes, away) = book.closes(&missing, since, |id| tracker.was_closed(id));
+        let mut events = Vec::new();
+        for w in &away {
+            events.extend(self.tracker.closed_while_away(w));
+        }
+        events.extend(self.tracker.reconcile(&rows, &closes, time));
+        self.commit(events, time)
+    }
+
+    async fn full_history(
+        &mut self,
+        from: TimeMs,
+        to: TimeMs,
+    ) -> Option<(Vec<OrderRecord>, Vec<DealRecord>)> {
+        self.history_records(from, to).await
+    }
+
     async fn history(&mut self, from: TimeMs, to: TimeMs) -> Option<Vec<DealRecord>> {
+        self.history_records(from, to).await.map(|(_, d)| d)
+    }
+
+    async fn history_records(
+        &mut self,
+        from: TimeMs,
+        to: TimeMs,
+    ) -> Option<(Vec<OrderRecord>, Vec<DealRecord>)> {
         self.commands += 1;
         let cmd_id = format!(
             "client-{}-history-{}-{}",
@@ -461,7 +606,7 @@ impl ClientAgent {
         )
         .await
         {
-            Ok(Ok(h)) if h.reply.is_done() => Some(h.deals),
+            Ok(Ok(h)) if h.reply.is_done() => Some((h.orders, h.deals)),
             Ok(Ok(h)) => {
                 tracing::warn!(retcode = %h.reply.retcode, comment = %h.reply.comment, "history refused");
                 None
@@ -478,6 +623,9 @@ impl ClientAgent {
     }
 
     fn on_tx(&mut self, tx: &Tx) -> Result<(), ClientError> {
+        if self.ledger_mode {
+            return self.on_tx_ledger(tx);
+        }
         let Some(p) = &tx.position_record else {
             return Ok(());
         };
@@ -491,6 +639,37 @@ impl ClientAgent {
             None
         };
         let events = self.tracker.observe(&obs, close);
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.commit(events, tx.time)
+    }
+
+    /// Netting through the ledger: each live deal becomes the bi-directional positions it touched.
+    fn on_tx_ledger(&mut self, tx: &Tx) -> Result<(), ClientError> {
+        let Some(book) = &mut self.book else {
+            // Not replayed yet: the next snapshot rebuilds from history, which holds this deal.
+            return Ok(());
+        };
+        let mut touched = Vec::new();
+        let result = (|| {
+            if let Some(o) = &tx.order_record {
+                book.apply_order(o)?;
+            }
+            if let Some(d) = &tx.deal_record {
+                touched = book.apply_deal(d)?;
+            }
+            Ok::<(), crate::netting::NettingError>(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "live record does not fit the ledger; rebuilding at the next snapshot");
+            self.book = None;
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        for t in touched {
+            events.extend(self.tracker.observe(&t.position, t.close));
+        }
         if events.is_empty() {
             return Ok(());
         }
@@ -586,6 +765,17 @@ impl ClientAgent {
         self.last_seen = Some(seen);
         Ok(())
     }
+}
+
+/// The terminal's net volume of a symbol (buy positive).
+fn terminal_net(positions: &[PositionRecord], symbol: &str) -> Volume {
+    positions
+        .iter()
+        .filter(|p| p.symbol == symbol)
+        .fold(Volume::ZERO, |a, p| match p.position_type.side() {
+            hedge_domain::Side::Buy => a + p.volume,
+            hedge_domain::Side::Sell => a - p.volume,
+        })
 }
 
 fn non_zero(p: Price) -> Option<Price> {

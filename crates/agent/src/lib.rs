@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod kill;
 pub mod logging;
+pub mod netting;
 pub mod outbox;
 pub mod secret;
 pub mod session;

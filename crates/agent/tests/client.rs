@@ -85,12 +85,19 @@ async fn hedging_account_reports_every_event_once_including_open_after_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn netting_account_reports_increase_partial_close_and_reversal() {
+async fn native_netting_reports_increase_partial_close_and_reversal() {
     let dir = tempfile::tempdir().unwrap();
     let center = start_center(dir.path(), 0, false).await;
     let api = admin(&center.url());
     let port = free_port();
-    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let config = dir.path().join("client.toml");
+    std::fs::write(&config, "[client]\nnative_netting = true\n").unwrap();
+    let agent = start_client_with(
+        port,
+        &center.url(),
+        &dir.path().join("state"),
+        &["--config", config.to_str().unwrap()],
+    );
     let sim = start_sim(port, AccountMarginMode::RetailNetting);
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
 
@@ -286,6 +293,106 @@ async fn legacy_center_gets_opens_in_the_prototype_format() {
     })
     .await;
     assert_eq!(book["EURUSD"]["side"], 0);
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+/// Opens at market and returns the order ticket: the id of the ledger's position it opens.
+fn order(sim: &SimTerminal, side: Side, hundredths: i64) -> PositionId {
+    let r = sim.open("EURUSD", side, lots(hundredths), Magic(0), "test");
+    assert!(r.is_done(), "open refused: {r:?}");
+    PositionId(r.order.get())
+}
+
+async fn ledger_positions(api: &hedge_center::client::CenterClient) -> Vec<(PositionId, Side)> {
+    let page = api
+        .positions(&hedge_center::model::PositionFilter::default())
+        .await
+        .unwrap();
+    let mut v: Vec<(PositionId, Side)> =
+        page.items.iter().map(|p| (p.position_id, p.side)).collect();
+    v.sort_by_key(|p| p.0);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netting_account_reports_the_ledgers_bidirectional_positions_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let state = dir.path().join("state");
+    let agent = start_client(port, &center.url(), &state);
+    let sim = start_sim(port, AccountMarginMode::RetailNetting);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+
+    // Two buys: one net 0.3 position at the terminal, two positions in the ledger.
+    let a = order(&sim, Side::Buy, 10);
+    let b = order(&sim, Side::Buy, 20);
+    assert_ne!(a, b);
+    assert_eq!(sim.positions().len(), 1, "the terminal nets them");
+    let d = history_of(&api, a, &[Open]).await;
+    assert_eq!(d.position.volume, lots(10));
+    let d = history_of(&api, b, &[Open]).await;
+    assert_eq!(d.position.volume, lots(20));
+
+    // Sell 0.05: first in, first out, the older buy shrinks.
+    order(&sim, Side::Sell, 5);
+    let d = history_of(&api, a, &[Open, PartialClose]).await;
+    assert_eq!(d.position.volume, lots(5));
+    settle(&api, b, &[Open]).await;
+
+    // The agent dies; meanwhile a sell 0.5 reverses the account: it closes the rest of the first
+    // buy, the whole second buy, and opens a 0.25 sell.
+    agent.kill();
+    let c = order(&sim, Side::Sell, 50);
+    let agent = start_client(port, &center.url(), &state);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let d = history_of(&api, a, &[Open, PartialClose, Close]).await;
+    assert_eq!(d.position.volume, lots(0));
+    let d = history_of(&api, b, &[Open, Close]).await;
+    assert_eq!(d.position.volume, lots(0));
+    let d = history_of(&api, c, &[Open]).await;
+    assert_eq!(d.position.side, Side::Sell);
+    assert_eq!(d.position.volume, lots(25));
+
+    // Live again: a buy 0.1 partly closes the sell, then a buy 0.15 closes it.
+    order(&sim, Side::Buy, 10);
+    let d = history_of(&api, c, &[Open, PartialClose]).await;
+    assert_eq!(d.position.volume, lots(15));
+    order(&sim, Side::Buy, 15);
+    history_of(&api, c, &[Open, PartialClose, Close]).await;
+    assert!(sim.positions().is_empty());
+
+    // A live reversal: buy 0.1, then sell 0.3 closes that buy and opens a 0.2 sell.
+    let e = order(&sim, Side::Buy, 10);
+    history_of(&api, e, &[Open]).await;
+    let f = order(&sim, Side::Sell, 30);
+    let d = history_of(&api, e, &[Open, Close]).await;
+    assert_eq!(d.position.volume, lots(0));
+    let d = history_of(&api, f, &[Open]).await;
+    assert_eq!((d.position.side, d.position.volume), (Side::Sell, lots(20)));
+    order(&sim, Side::Buy, 20);
+    history_of(&api, f, &[Open, Close]).await;
+
+    settle(&api, a, &[Open, PartialClose, Close]).await;
+    settle(&api, b, &[Open, Close]).await;
+    settle(&api, c, &[Open, PartialClose, Close]).await;
+    settle(&api, e, &[Open, Close]).await;
+    settle(&api, f, &[Open, Close]).await;
+    // Exactly the ledger's positions, nothing under another id.
+    assert_eq!(
+        ledger_positions(&api).await,
+        vec![
+            (a, Side::Buy),
+            (b, Side::Buy),
+            (c, Side::Sell),
+            (e, Side::Buy),
+            (f, Side::Sell)
+        ]
+    );
 
     agent.kill();
     sim.stop().await;

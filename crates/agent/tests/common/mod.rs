@@ -117,7 +117,17 @@ pub fn tumbler_args(argv: &[String]) -> hedge_agent::tumbler::TumblerArgs {
 
 /// `hedge client --terminal-port PORT --login 1000 --prefix - --exec-mode auto --center URL ...`.
 pub fn start_client(port: u16, center_url: &str, state_dir: &Path) -> AgentThread {
-    let argv: Vec<String> = [
+    start_client_with(port, center_url, state_dir, &[])
+}
+
+/// [`start_client`] with extra arguments.
+pub fn start_client_with(
+    port: u16,
+    center_url: &str,
+    state_dir: &Path,
+    extra: &[&str],
+) -> AgentThread {
+    let mut argv: Vec<String> = [
         "--terminal-port",
         &port.to_string(),
         "--login",
@@ -138,6 +148,7 @@ pub fn start_client(port: u16, center_url: &str, state_dir: &Path) -> AgentThrea
     .iter()
     .map(|s| s.to_string())
     .collect();
+    argv.extend(extra.iter().map(|s| s.to_string()));
     let args = client_args(&argv);
     AgentThread::spawn(move || hedge_agent::client::run(args))
 }
