@@ -196,8 +196,33 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// How much of an oversized body is still read (and dropped) before the refusal is answered.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes; `None` if it is longer (or cannot be read). A longer body
+/// is read on to its end, up to [`DRAIN_LIMIT`], and dropped: answering while the client is still
+/// sending would close the connection with unread data, and the client would then see a reset
+/// instead of the refusal.
+pub async fn read_limited(body: Body, limit: usize) -> Option<Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_LIMIT {
+            return None;
+        }
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    (seen <= limit).then(|| Bytes::from(kept))
+}
+
 async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    read_limited(body, limit).await.ok_or_else(|| {
         Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

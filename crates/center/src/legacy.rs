@@ -93,9 +93,9 @@ pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
 }
 
 async fn new_position(State(s): State<Arc<AppState>>, body: Body) -> Result<Response, Failure> {
-    let bytes = axum::body::to_bytes(body, MAX_LEGACY_BODY)
+    let bytes = crate::api::read_limited(body, MAX_LEGACY_BODY)
         .await
-        .map_err(|_| {
+        .ok_or_else(|| {
             Failure::invalid(
                 Some("body"),
                 format!("body exceeds {MAX_LEGACY_BODY} bytes"),
