@@ -306,6 +306,8 @@ pub struct ClientAgent {
     ledger_mode: bool,
     margin_mode: hedge_domain::AccountMarginMode,
     book: Option<NettingBook>,
+    /// A live record did not fit the book: replay the history before the next message.
+    rebuild_now: bool,
 }
 
 impl ClientAgent {
@@ -342,6 +344,7 @@ impl ClientAgent {
             ledger_mode: false,
             margin_mode: hedge_domain::AccountMarginMode::RetailHedging,
             book: None,
+            rebuild_now: false,
         })
     }
 
@@ -379,7 +382,12 @@ impl ClientAgent {
                         self.reconcile(&rows, s.time, false).await?;
                     }
                 }
-                Ok(TerminalEvent::Tx(tx)) => self.on_tx(&tx)?,
+                Ok(TerminalEvent::Tx(tx)) => {
+                    self.on_tx(&tx)?;
+                    if std::mem::take(&mut self.rebuild_now) {
+                        self.resync().await?;
+                    }
+                }
                 Ok(TerminalEvent::Gap { .. }) => self.resync().await?,
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
@@ -662,8 +670,9 @@ impl ClientAgent {
             Ok::<(), crate::netting::NettingError>(())
         })();
         if let Err(e) = result {
-            tracing::warn!(error = %e, "live record does not fit the ledger; rebuilding at the next snapshot");
+            tracing::warn!(error = %e, "live record does not fit the ledger; rebuilding from history");
             self.book = None;
+            self.rebuild_now = true;
             return Ok(());
         }
         let mut events = Vec::new();

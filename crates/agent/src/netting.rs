@@ -17,6 +17,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub enum NettingError {
     #[error("the account's history does not replay: {0}")]
     Replay(#[from] LedgerError),
+    /// A link magic in a book paired first-in-first-out: the history must be replayed with links.
+    #[error("deal {deal} carries a link magic; the book pairs first-in-first-out")]
+    LinkedDeal { deal: DealTicket },
 }
 
 /// The ledger of one netting account.
@@ -147,6 +150,9 @@ impl NettingBook {
     /// A live deal: the positions it opened, changed or closed. A deal already integrated yields
     /// nothing.
     pub fn apply_deal(&mut self, d: &DealRecord) -> Result<Vec<Touched>, NettingError> {
+        if self.ledger.mode() == PairingMode::Fifo && hedge_ledger::codec::is_link(d.magic) {
+            return Err(NettingError::LinkedDeal { deal: d.ticket });
+        }
         if !self.known.insert(d.ticket) {
             return Ok(Vec::new());
         }
@@ -339,6 +345,21 @@ mod tests {
         );
         assert!(b.apply_deal(&rev).unwrap().is_empty());
         assert_eq!(b.net_volume("EURUSD"), -lots(20));
+    }
+
+    #[test]
+    fn a_link_magic_in_a_first_in_first_out_book_asks_for_a_replay_with_links() {
+        let mut b = book(&[deal(1, 1, DealType::Buy, DealEntry::In, 10)]);
+        let link = hedge_ledger::encode(OrderTicket(1), hedge_ledger::LinkKind::Market).unwrap();
+        let mut d = deal(2, 2, DealType::Sell, DealEntry::Out, 10);
+        d.magic = link;
+        assert!(matches!(
+            b.apply_deal(&d),
+            Err(NettingError::LinkedDeal { .. })
+        ));
+        let linked = book(&[deal(1, 1, DealType::Buy, DealEntry::In, 10), d]);
+        assert_eq!(linked.mode(), PairingMode::Links);
+        assert!(linked.rows().is_empty());
     }
 
     #[test]
