@@ -106,7 +106,7 @@ fn a_wrong_password_is_reported_clearly_and_exits_non_zero() {
     assert!(
         leftovers
             .iter()
-            .all(|p| !p.extension().is_some_and(|e| e == "ini")),
+            .all(|p| p.extension().is_none_or(|e| e != "ini")),
         "start-up files left behind: {leftovers:?}"
     );
 }
