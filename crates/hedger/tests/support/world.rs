@@ -1,0 +1,343 @@
+// The test world shared by the end-to-end tests and the reaction benchmark: an in-process
+// center, a simulated hedge terminal connecting to the hedger's port, and the hedger itself.
+// Included textually (`include!`) by `tests/e2e.rs` and `examples/reaction_bench.rs`.
+
+use hedge_agent::outbox::{Backoff, Outbox};
+use hedge_center::auth::{Role, TokenEntry, Tokens};
+use hedge_center::client::CenterClient;
+use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
+use hedge_center::server::{CenterConfig, CenterHandle, CenterServer};
+use hedge_domain::{
+    AccountMarginMode, FillingModes, Login, Magic, PositionId, Side, SymbolMap, Volume,
+};
+use hedge_hedger::agent::{
+    follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
+};
+use hedge_hedger::execution::ExecMode;
+use hedge_protocol::{TerminalConfig, TerminalListener};
+use hedge_sim::{default_symbols, AccountConfig, Faults, SimConfig, SimTerminal};
+use rust_decimal::Decimal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+const HEDGE: Login = Login(2001);
+const CLIENT: Login = Login(1001);
+const SIGNAL: Magic = Magic(777);
+
+fn lots(units: i64) -> Volume {
+    Volume(Decimal::new(units, 2))
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    center: Option<CenterHandle>,
+    admin: CenterClient,
+    hedger_center: CenterClient,
+    sim: Arc<SimTerminal>,
+    addr: SocketAddr,
+    outbox: Arc<Outbox>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    plan: Arc<PlanHolder>,
+    events: broadcast::Sender<HedgerEvent>,
+    seq: u64,
+    terminal: Option<hedge_protocol::Terminal>,
+}
+
+struct Setup {
+    mode: Mode,
+    netting: bool,
+    faults: Faults,
+    ioc_only: bool,
+    exec_mode: ExecMode,
+    breaker_threshold: u32,
+    deliver: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            mode: Mode::Trigger,
+            netting: false,
+            faults: Faults::default(),
+            ioc_only: false,
+            exec_mode: ExecMode::Auto,
+            breaker_threshold: 3,
+            deliver: true,
+        }
+    }
+}
+
+async fn wait_for<F: FnMut() -> bool>(timeout: Duration, mut f: F) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}
+
+impl World {
+    async fn start(setup: Setup) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let admin_secret = Tokens::generate_secret();
+        let hedge_secret = Tokens::generate_secret();
+        let tokens = Tokens::new(vec![
+            TokenEntry::new("admin", Role::Admin, admin_secret.clone()).unwrap(),
+            TokenEntry::new("hedger", Role::Hedge(HEDGE), hedge_secret.clone()).unwrap(),
+        ]);
+        let center = CenterServer::start(CenterConfig::sqlite(dir.path().join("c.db"), tokens))
+            .await
+            .unwrap();
+        let admin = CenterClient::new(center.url(), Some(admin_secret)).unwrap();
+        let hedger_center = CenterClient::new(center.url(), Some(hedge_secret)).unwrap();
+        admin
+            .register_account(&AccountRegistration {
+                login: CLIENT,
+                role: AccountRole::Client,
+                server: "sim".into(),
+                company: "sim".into(),
+                margin_mode: AccountMarginMode::RetailHedging,
+                symbol_map: SymbolMap::identity(),
+                hedge_ratio: Decimal::ONE,
+                hedge_login: None,
+                symbols: Vec::new(),
+                currency: "USD".into(),
+            })
+            .await
+            .unwrap();
+        let listener = TerminalListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr();
+        drop(listener);
+        let mut symbols = default_symbols(".h");
+        if setup.ioc_only {
+            for s in &mut symbols {
+                s.spec.filling = FillingModes {
+                    ioc: true,
+                    ..FillingModes::default()
+                };
+            }
+        }
+        let mut config = SimConfig::new(
+            addr.to_string(),
+            AccountConfig {
+                login: HEDGE,
+                mode: if setup.netting {
+                    AccountMarginMode::RetailNetting
+                } else {
+                    AccountMarginMode::RetailHedging
+                },
+                faults: setup.faults.clone(),
+                // Hedges pile up over many runs; margin must not be what stops them.
+                balance: hedge_domain::Money(Decimal::from(100_000_000)),
+                ..AccountConfig::default()
+            },
+        );
+        config.symbols = symbols;
+        config.reconnect_max = Duration::from_millis(200);
+        let sim = Arc::new(SimTerminal::spawn(config));
+        let outbox = Outbox::open(&dir.path().join("hedger.db")).unwrap();
+        let (events, _) = broadcast::channel(1024);
+        let mut world = World {
+            _dir: dir,
+            center: Some(center),
+            admin,
+            hedger_center,
+            sim,
+            addr,
+            outbox,
+            tasks: Vec::new(),
+            plan: Arc::new(PlanHolder::default()),
+            events,
+            seq: 0,
+            terminal: None,
+        };
+        world.spawn_hedger(&setup).await;
+        if setup.deliver {
+            world.spawn_sender();
+        }
+        world
+    }
+
+    fn spawn_sender(&mut self) {
+        let outbox = self.outbox.clone();
+        let delivery = HedgeDelivery {
+            center: self.hedger_center.clone(),
+            login: HEDGE,
+        };
+        self.tasks.push(tokio::spawn(async move {
+            let _ = outbox
+                .run_sender(
+                    delivery,
+                    Backoff {
+                        initial: Duration::from_millis(20),
+                        max: Duration::from_millis(200),
+                    },
+                )
+                .await;
+        }));
+    }
+
+    async fn spawn_hedger(&mut self, setup: &Setup) {
+        let listener = TerminalListener::bind_with(
+            self.addr,
+            TerminalConfig {
+                expected_login: Some(HEDGE),
+                ..TerminalConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let terminal = listener.start();
+        self.plan = Arc::new(PlanHolder::default());
+        let follower = tokio::spawn(follow_plan(
+            self.hedger_center.clone(),
+            HEDGE,
+            self.plan.clone(),
+            Duration::from_secs(1),
+            Some(self.events.clone()),
+        ));
+        let mut opts = HedgerOptions::new(HEDGE, setup.mode);
+        opts.symbol_map = SymbolMap::from_affix(".h");
+        opts.breaker_threshold = setup.breaker_threshold;
+        opts.orders.exec_mode = setup.exec_mode;
+        opts.orders.retry.max_attempts = 3;
+        opts.orders.retry.base_delay = Duration::from_millis(1);
+        let hedger = Hedger::new(
+            terminal.clone(),
+            Some(self.hedger_center.clone()),
+            self.outbox.clone(),
+            opts,
+            self.plan.clone(),
+            Some(self.events.clone()),
+        );
+        self.terminal = Some(terminal.clone());
+        let run = tokio::spawn(async move {
+            let _ = hedger.run().await;
+            terminal.shutdown().await;
+        });
+        self.tasks.push(follower);
+        self.tasks.push(run);
+        assert!(self.sim.wait_connected(Duration::from_secs(10)).await);
+        // The hedge account must be registered before the plan means anything.
+        let admin = self.admin.clone();
+        let mut ok = false;
+        for _ in 0..500 {
+            if admin
+                .accounts()
+                .await
+                .map(|a| a.iter().any(|a| a.registration.login == HEDGE))
+                .unwrap_or(false)
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ok, "hedge account registered");
+    }
+
+    /// Stops the hedger (as a crash would: nothing is flushed) and its terminal link.
+    async fn crash_hedger(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(t) = self.terminal.take() {
+            t.shutdown().await;
+        }
+        // The sim notices the dropped link and reconnects to the next hedger.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    async fn client(&mut self, position: u64, kind: PositionEventKind, side: Side, volume: Volume) {
+        self.client_symbol(position, "EURUSD", kind, side, volume)
+            .await;
+    }
+
+    async fn client_symbol(
+        &mut self,
+        position: u64,
+        symbol: &str,
+        kind: PositionEventKind,
+        side: Side,
+        volume: Volume,
+    ) {
+        self.seq += 1;
+        self.admin
+            .report_position(&PositionReport {
+                kind,
+                login: CLIENT,
+                position_id: PositionId(position),
+                symbol: symbol.into(),
+                account_symbol: String::new(),
+                side,
+                volume,
+                price: None,
+                sl: None,
+                tp: None,
+                time_ms: 1,
+                magic: Magic(0),
+                comment: String::new(),
+                seq: self.seq,
+                idempotency_key: format!("{CLIENT}:{position}:{}", self.seq),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn plan_volume(&self, symbol: &str, volume: Volume) -> bool {
+        let plan = self.plan.clone();
+        let symbol = symbol.to_owned();
+        wait_for(Duration::from_secs(10), move || {
+            plan.get().is_some_and(|p| {
+                p.items
+                    .iter()
+                    .any(|i| i.symbol == symbol && i.volume == volume)
+            })
+        })
+        .await
+    }
+
+    /// Signed hedge volume (hedge-tagged positions) per account symbol.
+    fn hedge_net(&self, symbol: &str) -> Volume {
+        self.sim
+            .positions()
+            .iter()
+            .filter(|p| p.symbol == symbol && p.magic != SIGNAL)
+            .map(|p| match p.position_type.side() {
+                Side::Buy => p.volume,
+                Side::Sell => -p.volume,
+            })
+            .sum()
+    }
+
+    fn hedge_positions(&self) -> usize {
+        self.sim
+            .positions()
+            .iter()
+            .filter(|p| p.magic != SIGNAL)
+            .count()
+    }
+
+    /// Opens and closes one of the account's own positions: the trigger.
+    fn fire_trigger(&self) {
+        let r = self
+            .sim
+            .open("GBPUSD.h", Side::Buy, lots(1), SIGNAL, "signal");
+        assert!(r.retcode.is_done());
+        let c = self.sim.close(r.position, None);
+        assert!(c.retcode.is_done());
+    }
+
+    async fn shutdown(mut self) {
+        self.crash_hedger().await;
+        self.sim.stop().await;
+        if let Some(c) = self.center.take() {
+            c.shutdown().await;
+        }
+    }
+}
