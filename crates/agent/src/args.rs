@@ -37,9 +37,11 @@ pub enum ExecMode {
 impl ExecMode {
     /// The filling mode to use for `spec`: the fixed one when the symbol allows it, otherwise the
     /// symbol's preferred allowed mode (a disallowed mode is what produces retcode 10030).
+    /// BOC applies to limit orders only, so a market order configured with it also gets the
+    /// symbol's preferred mode.
     pub fn filling_for(self, spec: &SymbolSpec) -> Option<OrderFilling> {
         match self {
-            ExecMode::Auto => spec.filling.preferred(),
+            ExecMode::Auto | ExecMode::Fixed(OrderFilling::Boc) => spec.filling.preferred(),
             ExecMode::Fixed(mode) => spec.filling.choose(Some(mode)),
         }
     }
@@ -548,6 +550,39 @@ impl AgentArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn filling_never_picks_a_mode_the_symbol_refuses() {
+        let mut spec = SymbolSpec::forex("EURUSD", 5);
+        spec.filling = hedge_domain::FillingModes {
+            ioc: true,
+            ..hedge_domain::FillingModes::default()
+        };
+        for mode in [
+            ExecMode::Auto,
+            ExecMode::Fixed(OrderFilling::Fok),
+            ExecMode::Fixed(OrderFilling::Return),
+            ExecMode::Fixed(OrderFilling::Boc),
+        ] {
+            assert_eq!(mode.filling_for(&spec), Some(OrderFilling::Ioc), "{mode}");
+        }
+        spec.filling = hedge_domain::FillingModes::ALL;
+        assert_eq!(
+            ExecMode::Fixed(OrderFilling::Return).filling_for(&spec),
+            Some(OrderFilling::Return)
+        );
+        assert_eq!(ExecMode::Auto.filling_for(&spec), Some(OrderFilling::Fok));
+        assert_eq!(
+            ExecMode::Fixed(OrderFilling::Boc).filling_for(&spec),
+            Some(OrderFilling::Fok)
+        );
+        assert_eq!(
+            "ioc".parse::<ExecMode>(),
+            Ok(ExecMode::Fixed(OrderFilling::Ioc))
+        );
+        assert_eq!("AUTO".parse::<ExecMode>(), Ok(ExecMode::Auto));
+        assert!("market".parse::<ExecMode>().is_err());
+    }
 
     #[derive(Parser)]
     struct Cli {

@@ -2,7 +2,7 @@
 //! runtime in [`crate::agent`].
 
 use crate::agent::{follow_plan, HedgeDelivery, Hedger, HedgerOptions, Mode, PlanHolder};
-use crate::execution::{ExecMode, RetryPolicy};
+use crate::execution::RetryPolicy;
 use crate::executor::OrderSettings;
 use anyhow::Context;
 use hedge_agent::outbox::{Backoff, Outbox};
@@ -52,13 +52,6 @@ pub struct HedgerSection {
     pub history_days: Option<u32>,
 }
 
-fn exec_mode(mode: hedge_agent::ExecMode) -> ExecMode {
-    match mode.fixed() {
-        Some(m) => ExecMode::Mode(m),
-        None => ExecMode::Auto,
-    }
-}
-
 /// Runs `hedge hedger` until interrupted (or, with `--once`, until the trigger is handled).
 pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
     let settings = args.agent.resolve()?;
@@ -91,7 +84,7 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
         .unwrap_or(3);
     opts.history_days = section.history_days.unwrap_or(30);
     opts.orders = OrderSettings {
-        exec_mode: exec_mode(settings.exec_mode),
+        exec_mode: settings.exec_mode,
         retry: RetryPolicy {
             max_attempts: args
                 .max_attempts

@@ -1,54 +1,10 @@
 //! How an order is carried out: the filling mode, what to do with each retcode, and when to stop
 //! trading a symbol. Pure rules; the agent applies them around the terminal's replies.
 
-use hedge_domain::{FillingModes, OrderFilling, Retcode, RetcodeClass, SymbolSpec};
+use hedge_domain::{Retcode, RetcodeClass};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The `<exec_mode>` argument: a filling mode, or `auto` to take the symbol's preferred one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ExecMode {
-    #[default]
-    Auto,
-    Mode(OrderFilling),
-}
-
-impl std::str::FromStr for ExecMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("auto") || t.is_empty() {
-            return Ok(ExecMode::Auto);
-        }
-        t.parse::<OrderFilling>()
-            .map(ExecMode::Mode)
-            .map_err(|_| format!("not an execution mode: {t:?} (auto, FOK, IOC, RETURN or BOC)"))
-    }
-}
-
-impl std::fmt::Display for ExecMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExecMode::Auto => f.write_str("auto"),
-            ExecMode::Mode(m) => f.write_str(m.mt5_name().trim_start_matches("ORDER_FILLING_")),
-        }
-    }
-}
-
-/// The filling mode to send for a market order on `spec`: the requested mode if the symbol allows
-/// it, else the symbol's preferred mode. `None` when the symbol allows no mode a market order can
-/// use; the caller then lets the terminal choose. Never a mode the symbol refuses (retcode 10030).
-pub fn filling_for(spec: &SymbolSpec, mode: ExecMode) -> Option<OrderFilling> {
-    let modes: FillingModes = spec.filling;
-    let requested = match mode {
-        ExecMode::Auto => None,
-        // BOC is for limit orders only; a market order asking for it gets the symbol's choice.
-        ExecMode::Mode(OrderFilling::Boc) => None,
-        ExecMode::Mode(m) => Some(m),
-    };
-    modes.choose(requested)
-}
 
 /// Bounded exponential backoff for retryable retcodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,35 +149,6 @@ impl Breakers {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filling_never_picks_a_mode_the_symbol_refuses() {
-        let mut spec = SymbolSpec::forex("EURUSD", 5);
-        spec.filling = FillingModes {
-            ioc: true,
-            ..FillingModes::default()
-        };
-        for mode in [
-            ExecMode::Auto,
-            ExecMode::Mode(OrderFilling::Fok),
-            ExecMode::Mode(OrderFilling::Return),
-            ExecMode::Mode(OrderFilling::Boc),
-        ] {
-            assert_eq!(filling_for(&spec, mode), Some(OrderFilling::Ioc), "{mode}");
-        }
-        spec.filling = FillingModes::ALL;
-        assert_eq!(
-            filling_for(&spec, ExecMode::Mode(OrderFilling::Return)),
-            Some(OrderFilling::Return)
-        );
-        assert_eq!(filling_for(&spec, ExecMode::Auto), Some(OrderFilling::Fok));
-        assert_eq!(
-            "ioc".parse::<ExecMode>(),
-            Ok(ExecMode::Mode(OrderFilling::Ioc))
-        );
-        assert_eq!("AUTO".parse::<ExecMode>(), Ok(ExecMode::Auto));
-        assert!("market".parse::<ExecMode>().is_err());
-    }
 
     #[test]
     fn retries_are_bounded_and_back_off() {

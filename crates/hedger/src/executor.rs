@@ -1,9 +1,10 @@
 //! Sending legs to the terminal: the request each leg becomes, and the retry loop around it.
 
 use crate::account::fill_from_reply;
-use crate::execution::{filling_for, ExecMode, Failure, Next, RetryPolicy};
+use crate::execution::{Failure, Next, RetryPolicy};
 use crate::planner::{Fill, Leg};
 use crate::tag::{HedgeTag, ItemIdTooLarge};
+use hedge_agent::ExecMode;
 use hedge_domain::{OrderType, Price, Retcode, Side, SymbolSpec};
 use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ pub fn build_request(
     request.magic = tag.magic;
     request.comment = tag.comment.clone();
     request.deviation = settings.deviation;
-    request.type_filling = match spec.and_then(|s| filling_for(s, settings.exec_mode)) {
+    request.type_filling = match spec.and_then(|s| settings.exec_mode.filling_for(s)) {
         Some(mode) => Filling::Mode(mode),
         // No specification (or no usable mode): the terminal knows the symbol and picks.
         None => Filling::Auto,
@@ -238,7 +239,7 @@ mod tests {
             ..FillingModes::default()
         };
         let settings = OrderSettings {
-            exec_mode: ExecMode::Mode(OrderFilling::Fok),
+            exec_mode: ExecMode::Fixed(OrderFilling::Fok),
             ..OrderSettings::default()
         };
         let quote = Some((Price(dec!(1.10001)), Price(dec!(1.10011))));

@@ -130,7 +130,7 @@ async fn a_restart_with_the_center_unreachable_never_hedges_twice_and_the_record
 async fn an_ioc_only_symbol_is_traded_with_ioc_even_when_fok_is_asked() {
     let mut w = World::start(Setup {
         ioc_only: true,
-        exec_mode: ExecMode::Mode(OrderFilling::Fok),
+        exec_mode: ExecMode::Fixed(OrderFilling::Fok),
         ..Setup::default()
     })
     .await;

@@ -13,7 +13,7 @@ use hedge_domain::{
 use hedge_hedger::agent::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
-use hedge_hedger::execution::ExecMode;
+use hedge_agent::ExecMode;
 use hedge_protocol::{TerminalConfig, TerminalListener};
 use hedge_sim::{default_symbols, AccountConfig, Faults, SimConfig, SimTerminal};
 use rust_decimal::Decimal;
