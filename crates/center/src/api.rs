@@ -282,6 +282,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/actions", post(post_action))
         .route("/v1/pauses", get(list_pauses))
+        .route("/v1/commands", get(list_commands))
+        .route("/v1/commands/{id}", get(get_command))
+        .route("/v1/commands/{id}/result", post(command_result))
         .merge(hedge_dashboard::router())
         .fallback(|| async { Failure::not_found("no such endpoint") })
         .route_layer(axum::middleware::from_fn_with_state(metrics, observe))
@@ -635,7 +638,7 @@ async fn post_action(
     let action: ActionRequest = decode(&read_body(body, MAX_BODY).await?)?;
     if !caller.role.is_admin() {
         return Err(Failure::forbidden(format!(
-            "token {} may not pause or resume hedging",
+            "token {} may not perform operator actions",
             caller.name
         )));
     }
@@ -647,4 +650,81 @@ async fn post_action(
 
 async fn list_pauses(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, &s.store.pauses().await?))
+}
+
+/// Who may read the commands of hedge account `login`: operators, the dashboard's viewer, and that
+/// account's hedger.
+fn may_read_commands(role: Role, login: Login) -> bool {
+    role.is_admin() || role == Role::Viewer || role.may_hedge_for(login)
+}
+
+async fn list_commands(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<CommandQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let mut q = query(q)?;
+    match (q.login, caller.role) {
+        (None, Role::Hedge(own)) => q.login = Some(own),
+        (None, Role::Admin | Role::Viewer) => {}
+        (None, _) => {
+            return Err(Failure::forbidden(format!(
+                "token {} may not read commands",
+                caller.name
+            )))
+        }
+        (Some(login), role) if !may_read_commands(role, login) => {
+            return Err(Failure::forbidden(format!(
+                "token {} may not read the commands of account {login}",
+                caller.name
+            )))
+        }
+        _ => {}
+    }
+    Ok(json(StatusCode::OK, &s.store.commands(q).await?))
+}
+
+async fn get_command(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = path(id)?;
+    match s.store.command(id).await? {
+        Some(c) if may_read_commands(caller.role, c.hedge_login) => Ok(json(StatusCode::OK, &c)),
+        Some(c) => Err(Failure::forbidden(format!(
+            "token {} may not read the commands of account {}",
+            caller.name, c.hedge_login
+        ))),
+        None => Err(Failure::not_found(format!("command {id} does not exist"))),
+    }
+}
+
+async fn command_result(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = path(id)?;
+    let result: CommandResult = decode(&read_body(body, MAX_BODY).await?)?;
+    let Some(existing) = s.store.command(id).await? else {
+        return Err(Failure::not_found(format!("command {id} does not exist")));
+    };
+    if !caller.role.may_hedge_for(existing.hedge_login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not report results for account {}",
+            caller.name, existing.hedge_login
+        )));
+    }
+    let (command, replayed) = s
+        .store
+        .command_result(caller.name, id, result, now_ms())
+        .await?;
+    let mut resp = json(StatusCode::OK, &command);
+    resp.headers_mut().insert(
+        "idempotent-replay",
+        HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
+    Ok(resp)
 }

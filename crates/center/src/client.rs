@@ -293,9 +293,48 @@ impl CenterClient {
         self.get_query("/v1/events", query).await
     }
 
-    /// `POST /v1/actions`: pause/resume (admin token).
+    /// `POST /v1/actions`: pause/resume, close/retry a hedge, overrides (admin token).
     pub async fn action(&self, action: &ActionRequest) -> Result<ActionAck, ClientError> {
         self.post("/v1/actions", action).await
+    }
+
+    /// `GET /v1/commands`: one page of operator commands.
+    pub async fn commands(&self, query: &CommandQuery) -> Result<Page<Command>, ClientError> {
+        self.get_query("/v1/commands", query).await
+    }
+
+    /// Every pending command for hedge account `login`, oldest first.
+    pub async fn pending_commands(&self, login: Login) -> Result<Vec<Command>, ClientError> {
+        let mut query = CommandQuery {
+            login: Some(login),
+            status: Some(CommandStatus::Pending),
+            after: None,
+            limit: Some(1000),
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.commands(&query).await?;
+            out.extend(page.items);
+            match page.next_after {
+                Some(next) => query.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `GET /v1/commands/{id}`.
+    pub async fn command(&self, id: u64) -> Result<Command, ClientError> {
+        self.get(&format!("/v1/commands/{id}")).await
+    }
+
+    /// `POST /v1/commands/{id}/result`: what the hedger did. Safe to repeat with the same result.
+    pub async fn command_result(
+        &self,
+        id: u64,
+        result: &CommandResult,
+    ) -> Result<Command, ClientError> {
+        self.post(&format!("/v1/commands/{id}/result"), result)
+            .await
     }
 
     /// `GET /v1/pauses`.

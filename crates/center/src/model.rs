@@ -5,8 +5,8 @@
 //! sides are `"buy"`/`"sell"`; enums are `snake_case` strings; times are Unix milliseconds.
 
 use hedge_domain::{
-    AccountMarginMode, DealTicket, Login, Magic, OrderTicket, PositionId, Price, Retcode, Side,
-    SymbolMap, SymbolSpec, Volume,
+    AccountMarginMode, DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode,
+    Side, SymbolMap, SymbolSpec, Volume,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,29 @@ pub mod decimal_number {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
         Volume::deserialize(deserializer).map(|v| v.0)
+    }
+}
+
+/// An optional [`decimal_number`]: absent or `null` is `None`; a number or a decimal string is read
+/// exactly.
+pub mod opt_decimal_number {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Decimal>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => hedge_domain::num::serialize_decimal(*v, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Decimal>, D::Error> {
+        Ok(Option::<Volume>::deserialize(deserializer)?.map(|v| v.0))
     }
 }
 
@@ -129,6 +152,110 @@ pub struct AccountStatus {
     /// Free text for the dashboard (last error, version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The account's money as the terminal reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountMoney>,
+    /// Latest marks of the account's open positions. The center keeps only the latest mark per
+    /// position (not history) and serves it on `GET /v1/positions`; it is not kept in the stored
+    /// status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<PositionMark>,
+    /// Netting accounts: whether the ledger's net position per symbol matches the terminal's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<Reconciliation>,
+}
+
+/// An account's money (`AccountInfo` of the terminal), in the account currency.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountMoney {
+    pub balance: Money,
+    pub equity: Money,
+    pub margin: Money,
+    pub margin_free: Money,
+    /// Floating profit of the open positions.
+    pub profit: Money,
+    #[serde(default)]
+    pub currency: String,
+}
+
+/// The latest valuation of one open position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionMark {
+    pub position_id: PositionId,
+    pub price_current: Price,
+    #[serde(default)]
+    pub swap: Money,
+    #[serde(default)]
+    pub profit: Money,
+    #[serde(default)]
+    pub commission: Money,
+}
+
+/// The outcome of comparing the ledger's net position per symbol with the terminal's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub ok: bool,
+    /// What disagrees, in words (empty when `ok`).
+    #[serde(default)]
+    pub detail: String,
+    pub checked_ms: i64,
+}
+
+/// Operator overrides of an account's configuration. They survive the agent's re-registration and
+/// win over the registered values in the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_map: Option<SymbolMap>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_decimal_number"
+    )]
+    pub hedge_ratio: Option<Decimal>,
+}
+
+impl AccountOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.symbol_map.is_none() && self.hedge_ratio.is_none()
+    }
+
+    /// The registration with the overrides applied: what the plan uses.
+    pub fn apply(&self, registration: &AccountRegistration) -> AccountRegistration {
+        let mut effective = registration.clone();
+        if let Some(map) = &self.symbol_map {
+            effective.symbol_map = map.clone();
+        }
+        if let Some(ratio) = self.hedge_ratio {
+            effective.hedge_ratio = ratio;
+        }
+        effective
+    }
+}
+
+/// Which overridable setting an action names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideField {
+    SymbolMap,
+    HedgeRatio,
+}
+
+impl OverrideField {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OverrideField::SymbolMap => "symbol_map",
+            OverrideField::HedgeRatio => "hedge_ratio",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "symbol_map" => Some(OverrideField::SymbolMap),
+            "hedge_ratio" => Some(OverrideField::HedgeRatio),
+            _ => None,
+        }
+    }
 }
 
 /// An account as the center knows it.
@@ -141,6 +268,16 @@ pub struct Account {
     pub last_seen_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<AccountStatus>,
+    /// Operator overrides; `registration` keeps what the agent sent.
+    #[serde(default, skip_serializing_if = "AccountOverrides::is_empty")]
+    pub overrides: AccountOverrides,
+}
+
+impl Account {
+    /// The registration with the operator's overrides applied.
+    pub fn effective(&self) -> AccountRegistration {
+        self.overrides.apply(&self.registration)
+    }
 }
 
 /// What happened to a client position.
@@ -292,6 +429,15 @@ pub struct Position {
     pub updated_ms: i64,
     pub last_seq: u64,
     pub last_event_id: u64,
+    /// From the account's latest mark of this position (open positions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_current: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profit: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission: Option<Money>,
 }
 
 /// One entry of a position's volume history.
@@ -539,7 +685,7 @@ pub struct Hedge {
     pub event_id: u64,
 }
 
-/// Generic operator actions (`POST /v1/actions`), recorded in the event log with who did them.
+/// Operator actions (`POST /v1/actions`), recorded in the event log with who did them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -547,10 +693,36 @@ pub enum ActionKind {
     Pause,
     /// Ends a pause with exactly the same scope.
     Resume,
+    /// Asks the hedger to close hedge `hedge_id`; also pauses its symbol on its account.
+    CloseHedge,
+    /// Asks the hedger to try failed hedge `hedge_id` again.
+    RetryHedge,
+    /// Overrides the symbol map of account `login`.
+    SetSymbolMap,
+    /// Overrides the hedge ratio of client account `login`.
+    SetHedgeRatio,
+    /// Removes the override `field` of account `login`.
+    ClearOverride,
 }
 
-/// `POST /v1/actions`. The scope is an account (hedge or client), a canonical symbol, or both;
-/// neither means everything.
+impl ActionKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Pause => "pause",
+            ActionKind::Resume => "resume",
+            ActionKind::CloseHedge => "close_hedge",
+            ActionKind::RetryHedge => "retry_hedge",
+            ActionKind::SetSymbolMap => "set_symbol_map",
+            ActionKind::SetHedgeRatio => "set_hedge_ratio",
+            ActionKind::ClearOverride => "clear_override",
+        }
+    }
+}
+
+/// `POST /v1/actions`. Pause/resume: the scope is an account (hedge or client), a canonical symbol,
+/// or both; neither means everything. The other actions name what they need: `hedge_id`
+/// (close/retry), `login` plus `symbol_map`/`hedge_ratio` (overrides), `login` plus `field`
+/// (clear an override).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRequest {
     pub action: ActionKind,
@@ -560,6 +732,158 @@ pub struct ActionRequest {
     pub symbol: Option<String>,
     #[serde(default)]
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_map: Option<SymbolMap>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_decimal_number"
+    )]
+    pub hedge_ratio: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<OverrideField>,
+}
+
+impl ActionRequest {
+    /// An action with nothing but its kind; fill in what it needs.
+    pub fn new(action: ActionKind) -> Self {
+        ActionRequest {
+            action,
+            login: None,
+            symbol: None,
+            reason: String::new(),
+            hedge_id: None,
+            symbol_map: None,
+            hedge_ratio: None,
+            field: None,
+        }
+    }
+
+    pub fn close_hedge(hedge_id: u64, reason: impl Into<String>) -> Self {
+        ActionRequest {
+            hedge_id: Some(hedge_id),
+            reason: reason.into(),
+            ..Self::new(ActionKind::CloseHedge)
+        }
+    }
+
+    pub fn retry_hedge(hedge_id: u64, reason: impl Into<String>) -> Self {
+        ActionRequest {
+            hedge_id: Some(hedge_id),
+            reason: reason.into(),
+            ..Self::new(ActionKind::RetryHedge)
+        }
+    }
+}
+
+/// What a hedger is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Close the hedge's position(s) on the hedge account.
+    CloseHedge,
+    /// Reset the symbol's circuit breaker and act on the current plan for it.
+    RetryHedge,
+}
+
+impl CommandKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::CloseHedge => "close_hedge",
+            CommandKind::RetryHedge => "retry_hedge",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "close_hedge" => Some(CommandKind::CloseHedge),
+            "retry_hedge" => Some(CommandKind::RetryHedge),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl CommandStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Done => "done",
+            CommandStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(CommandStatus::Pending),
+            "done" => Some(CommandStatus::Done),
+            "failed" => Some(CommandStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An operator command for the hedger of `hedge_login`, durable until it has a result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: u64,
+    pub hedge_login: Login,
+    pub kind: CommandKind,
+    pub hedge_id: u64,
+    /// Canonical symbol.
+    pub symbol: String,
+    /// The hedge account's name for it.
+    pub account_symbol: String,
+    /// The plan item the hedge was opened for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_item: Option<u64>,
+    /// Close: the hedge's open volume when the command was issued; retry: the volume that failed.
+    pub volume: Volume,
+    pub status: CommandStatus,
+    /// Name of the token that issued it.
+    pub actor: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_retcode: Option<Retcode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_message: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Query of `GET /v1/commands`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandQuery {
+    /// The hedge account; a hedge token may only ask for its own (and gets it when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CommandStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `POST /v1/commands/{id}/result`: what the hedger did. The same result twice answers the stored
+/// command again; a different result for a finished command is refused (409).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// `done` or `failed`.
+    pub status: CommandStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retcode: Option<Retcode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// An active pause (`GET /v1/pauses`).
@@ -584,12 +908,18 @@ impl Pause {
 }
 
 /// The answer to an action.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionAck {
     pub event_id: u64,
     /// Whether the action changed anything (pausing a paused scope does not).
     pub changed: bool,
     pub pauses: Vec<Pause>,
+    /// Close/retry: the command (the pending one already issued, when `changed` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// Override actions: the account after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
 }
 
 /// The kinds of event-log entries.
@@ -611,6 +941,11 @@ pub enum EventKind {
     Paused,
     Resumed,
     LegacyPosition,
+    CommandIssued,
+    CommandDone,
+    CommandFailed,
+    OverrideSet,
+    OverrideCleared,
 }
 
 impl EventKind {
@@ -630,6 +965,11 @@ impl EventKind {
         EventKind::Paused,
         EventKind::Resumed,
         EventKind::LegacyPosition,
+        EventKind::CommandIssued,
+        EventKind::CommandDone,
+        EventKind::CommandFailed,
+        EventKind::OverrideSet,
+        EventKind::OverrideCleared,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -649,6 +989,11 @@ impl EventKind {
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",
             EventKind::LegacyPosition => "legacy_position",
+            EventKind::CommandIssued => "command_issued",
+            EventKind::CommandDone => "command_done",
+            EventKind::CommandFailed => "command_failed",
+            EventKind::OverrideSet => "override_set",
+            EventKind::OverrideCleared => "override_cleared",
         }
     }
 
@@ -660,7 +1005,12 @@ impl EventKind {
     pub const fn moves_plan(self) -> bool {
         !matches!(
             self,
-            EventKind::AccountStatus | EventKind::HedgeFailed | EventKind::LegacyPosition
+            EventKind::AccountStatus
+                | EventKind::HedgeFailed
+                | EventKind::LegacyPosition
+                | EventKind::CommandIssued
+                | EventKind::CommandDone
+                | EventKind::CommandFailed
         )
     }
 }

@@ -144,11 +144,30 @@ pub fn document() -> Value {
                     "properties": {
                         "connected": { "type": "boolean" }, "last_event_ms": int(""), "outbox_pending": int("Reports waiting in the agent's outbox."),
                         "breakers": { "type": "object", "additionalProperties": enum_of(&["closed", "open", "half_open"]) },
-                        "message": text("")
+                        "message": text(""),
+                        "account": r("AccountMoney"),
+                        "marks": { "type": "array", "description": "Latest marks of the open positions; the center keeps the latest per position and serves them on /v1/positions. Absent or empty: the stored marks stay.", "items": r("PositionMark") },
+                        "reconciliation": r("Reconciliation")
                     }
                 },
+                "AccountMoney": {
+                    "type": "object", "required": ["balance", "equity", "margin", "margin_free", "profit"],
+                    "properties": { "balance": num(""), "equity": num(""), "margin": num(""), "margin_free": num(""), "profit": num("Floating P/L."), "currency": text("") }
+                },
+                "PositionMark": {
+                    "type": "object", "required": ["position_id", "price_current"],
+                    "properties": { "position_id": int(""), "price_current": num(""), "swap": num(""), "profit": num(""), "commission": num("") }
+                },
+                "Reconciliation": {
+                    "type": "object", "required": ["ok", "checked_ms"],
+                    "properties": { "ok": { "type": "boolean", "description": "Netting: the ledger's net per symbol equals the terminal's; hedging: always true." }, "detail": text("What disagrees."), "checked_ms": int("") }
+                },
+                "AccountOverrides": {
+                    "type": "object",
+                    "properties": { "symbol_map": { "type": "object" }, "hedge_ratio": num("") }
+                },
                 "Account": {
-                    "allOf": [r("AccountRegistration"), { "type": "object", "properties": { "registered_ms": int(""), "last_seen_ms": int(""), "status": r("AccountStatus") } }]
+                    "allOf": [r("AccountRegistration"), { "type": "object", "properties": { "registered_ms": int(""), "last_seen_ms": int(""), "status": r("AccountStatus"), "overrides": r("AccountOverrides") } }]
                 },
                 "PositionReport": {
                     "type": "object", "required": ["kind", "login", "position_id", "symbol", "side", "volume", "time_ms", "seq", "idempotency_key"],
@@ -169,7 +188,8 @@ pub fn document() -> Value {
                     "properties": {
                         "login": int(""), "position_id": int(""), "symbol": text(""), "account_symbol": text(""), "side": enum_of(&["buy", "sell"]),
                         "volume": num(""), "max_volume": num(""), "price": num(""), "sl": num(""), "tp": num(""), "magic": int(""), "comment": text(""),
-                        "status": enum_of(&["open", "partially_closed", "closed"]), "opened_ms": int(""), "updated_ms": int(""), "last_seq": int(""), "last_event_id": int("")
+                        "status": enum_of(&["open", "partially_closed", "closed"]), "opened_ms": int(""), "updated_ms": int(""), "last_seq": int(""), "last_event_id": int(""),
+                        "price_current": num("From the latest mark (open positions)."), "swap": num(""), "profit": num(""), "commission": num("")
                     }
                 },
                 "PositionDetail": {
@@ -226,10 +246,27 @@ pub fn document() -> Value {
                 },
                 "ActionRequest": {
                     "type": "object", "required": ["action"],
-                    "properties": { "action": enum_of(&["pause", "resume"]), "login": int("Scope: an account (absent = all)."), "symbol": text("Scope: a canonical symbol (absent = all)."), "reason": text("") }
+                    "properties": {
+                        "action": enum_of(&["pause", "resume", "close_hedge", "retry_hedge", "set_symbol_map", "set_hedge_ratio", "clear_override"]),
+                        "login": int("pause/resume: scope account (absent = all); overrides: the account."), "symbol": text("pause/resume: scope canonical symbol (absent = all)."), "reason": text(""),
+                        "hedge_id": int("close_hedge/retry_hedge."), "symbol_map": { "type": "object", "description": "set_symbol_map: {prefix, suffix, explicit}." },
+                        "hedge_ratio": num("set_hedge_ratio (client accounts); a number or a decimal string."), "field": enum_of(&["symbol_map", "hedge_ratio"])
+                    }
+                },
+                "Command": {
+                    "type": "object",
+                    "properties": {
+                        "id": int(""), "hedge_login": int(""), "kind": enum_of(&["close_hedge", "retry_hedge"]), "hedge_id": int(""), "symbol": text("Canonical."), "account_symbol": text(""),
+                        "plan_item": int(""), "volume": num(""), "status": enum_of(&["pending", "done", "failed"]), "actor": text("Token name that issued it."), "reason": text(""),
+                        "result_retcode": { "type": "integer" }, "result_message": text(""), "created_ms": int(""), "updated_ms": int("")
+                    }
+                },
+                "CommandResult": {
+                    "type": "object", "required": ["status"],
+                    "properties": { "status": enum_of(&["done", "failed"]), "retcode": { "type": "integer" }, "message": text("") }
                 },
                 "Pause": { "type": "object", "properties": { "login": int(""), "symbol": text(""), "actor": text(""), "reason": text(""), "since_ms": int(""), "event_id": int("") } },
-                "ActionAck": { "type": "object", "properties": { "event_id": int(""), "changed": { "type": "boolean" }, "pauses": { "type": "array", "items": r("Pause") } } },
+                "ActionAck": { "type": "object", "properties": { "event_id": int(""), "changed": { "type": "boolean" }, "pauses": { "type": "array", "items": r("Pause") }, "command": r("Command"), "account": r("Account") } },
                 "Event": {
                     "type": "object",
                     "properties": {
@@ -242,7 +279,8 @@ pub fn document() -> Value {
                 },
                 "PagePosition": page_of("Position"),
                 "PageHedge": page_of("Hedge"),
-                "PageEvent": page_of("Event")
+                "PageEvent": page_of("Event"),
+                "PageCommand": page_of("Command")
             }
         },
         "security": [{ "bearer": [] }],
@@ -308,7 +346,16 @@ pub fn document() -> Value {
                     "responses": resp(vec![("200", { json!({ "description": "`id: <event id>`, `event: <kind>`, `data: <Event JSON>` frames.", "content": { "text/event-stream": { "schema": r("Event") } } }) }), ("422", err("Bad Last-Event-ID."))])
                 }
             },
-            "/v1/actions": { "post": { "summary": "Operator actions (admin): pause (close-only) / resume hedging per account and/or symbol; recorded with who did it.", "requestBody": body(r("ActionRequest")), "responses": resp(vec![("200", ok("Done.", r("ActionAck")))]) } },
+            "/v1/actions": { "post": { "summary": "Operator actions (admin), recorded with who did it: pause (close-only) / resume per account and/or symbol; close_hedge (also pauses that symbol on that account) / retry_hedge create a command for the hedger (a second request while one is pending returns it, changed=false); set_symbol_map / set_hedge_ratio / clear_override keep overrides that re-registration does not overwrite. A field the action does not use is refused.", "requestBody": body(r("ActionRequest")), "responses": resp(vec![("200", ok("Done.", r("ActionAck"))), ("404", err("Unknown hedge or account.")), ("409", err("Hedge closed (close), not failed (retry), or ratio on a non-client account.")), ("422", err("Missing or invalid field."))]) } },
+            "/v1/commands": { "get": { "summary": "Operator commands, paged (admin, viewer, or the hedge token of `login`; a hedge token without `login` gets its own).", "parameters": [query_param("login", json!({ "type": "integer" }), "Hedge account."), query_param("status", enum_of(&["pending", "done", "failed"]), ""), query_param("after", json!({ "type": "integer" }), "Cursor."), query_param("limit", json!({ "type": "integer" }), "1..=1000.")], "responses": resp(vec![("200", ok("A page.", r("PageCommand")))]) } },
+            "/v1/commands/{id}": {
+                "parameters": [login_param("id")],
+                "get": { "summary": "One command.", "responses": resp(vec![("200", ok("The command.", r("Command"))), ("404", err("Unknown."))]) }
+            },
+            "/v1/commands/{id}/result": {
+                "parameters": [login_param("id")],
+                "post": { "summary": "The hedger's result for a command (hedge token of its account). The same result again answers 200 with the stored command (`Idempotent-Replay: true`); another result for a finished command is 409.", "requestBody": body(r("CommandResult")), "responses": resp(vec![("200", ok("The command.", r("Command"))), ("404", err("Unknown.")), ("409", err("Already finished with another result.")), ("422", err("Malformed; status must be done or failed."))]) }
+            },
             "/v1/pauses": { "get": { "summary": "Active pauses.", "responses": resp(vec![("200", ok("Pauses.", json!({ "type": "array", "items": r("Pause") })))]) } },
             "/new_position/": {
                 "get": {

@@ -222,6 +222,10 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             updated_ms: report.time_ms,
             last_seq: report.seq,
             last_event_id: 0,
+            price_current: None,
+            swap: None,
+            profit: None,
+            commission: None,
         },
     };
     next.last_seq = report.seq;

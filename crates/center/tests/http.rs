@@ -25,6 +25,10 @@ both_backends!(
     event_paging_and_sse_resume,
     legacy_endpoints,
     legacy_bad_input,
+    close_and_retry_commands,
+    command_refusals_store_nothing,
+    status_money_marks_and_reconciliation,
+    operator_overrides,
 );
 
 async fn health_metrics_and_openapi(b: Backend) {
@@ -138,6 +142,7 @@ async fn accounts_and_auth(b: Backend) {
             .into_iter()
             .collect(),
         message: Some("ok".into()),
+        ..AccountStatus::default()
     };
     let a = env.client.heartbeat(CLIENT, &status).await.unwrap();
     assert_eq!(a.status.as_ref(), Some(&status));
@@ -955,10 +960,10 @@ async fn pauses_are_close_only(b: Backend) {
         .await
         .unwrap();
     let pause = ActionRequest {
-        action: ActionKind::Pause,
         login: Some(HEDGE),
         symbol: Some("EURUSD".into()),
         reason: "news".into(),
+        ..ActionRequest::new(ActionKind::Pause)
     };
     assert_eq!(
         env.hedge.action(&pause).await.unwrap_err().status(),
@@ -1304,4 +1309,879 @@ async fn postgres_instances_share_events() {
     assert!(ids[0] < ids[1]);
     b.shutdown().await;
     a.finish().await;
+}
+
+/// A client buy of 0.3 EURUSD hedged by one executed plan item, plus one failed attempt.
+async fn hedged_world(env: &Env) -> (Hedge, Hedge) {
+    env.register_defaults().await;
+    env.client
+        .report_position(&open(CLIENT, 1, "EURUSD", Side::Buy, "0.3"))
+        .await
+        .unwrap();
+    let item = env.hedge.plan(HEDGE).await.unwrap().items[0].clone();
+    let failed = env
+        .hedge
+        .hedge_failed(&HedgeFailed {
+            plan_item_id: item.id,
+            hedge_login: HEDGE,
+            symbol: item.symbol.clone(),
+            side: item.side,
+            volume: item.volume,
+            retcode: Retcode::REQUOTE,
+            message: "requote".into(),
+            time_ms: 1,
+        })
+        .await
+        .unwrap();
+    let open = env
+        .hedge
+        .hedge_executed(&executed(&item, "0.3"))
+        .await
+        .unwrap();
+    (open, failed)
+}
+
+async fn event_kinds(env: &Env) -> Vec<Event> {
+    env.viewer
+        .events(&PageQuery {
+            limit: Some(1000),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+}
+
+async fn close_and_retry_commands(b: Backend) {
+    let env = Env::start(b).await;
+    let mut sub = env.hedge.subscribe(Some(
+        env.admin
+            .events(&PageQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len() as u64,
+    ));
+    let (open, failed) = hedged_world(&env).await;
+    assert!(env.hedge.pending_commands(HEDGE).await.unwrap().is_empty());
+
+    // close: a pending command with everything the hedger needs, and close-only on that symbol
+    let ack = env
+        .admin
+        .action(&ActionRequest::close_hedge(open.id, "manual unwind"))
+        .await
+        .unwrap();
+    assert!(ack.changed);
+    let close = ack.command.clone().unwrap();
+    assert_eq!(close.kind, CommandKind::CloseHedge);
+    assert_eq!(close.status, CommandStatus::Pending);
+    assert_eq!(
+        (
+            close.hedge_login,
+            close.hedge_id,
+            close.symbol.as_str(),
+            close.account_symbol.as_str()
+        ),
+        (HEDGE, open.id, "EURUSD", "EURUSD.h")
+    );
+    assert_eq!(close.plan_item, Some(open.plan_item_id));
+    assert_eq!(close.volume, vol("0.3"));
+    assert_eq!(
+        (close.actor.as_str(), close.reason.as_str()),
+        ("ops", "manual unwind")
+    );
+    assert!(ack.pauses.iter().any(|p| p.login == Some(HEDGE)
+        && p.symbol.as_deref() == Some("EURUSD")
+        && p.actor == "ops"));
+    // a second click while pending returns the same command, stores nothing new
+    let again = env
+        .admin
+        .action(&ActionRequest::close_hedge(open.id, "again"))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.command.as_ref().map(|c| c.id), Some(close.id));
+    let pending = env.hedge.pending_commands(HEDGE).await.unwrap();
+    assert_eq!(pending, vec![close.clone()]);
+    assert_eq!(env.viewer.command(close.id).await.unwrap(), close);
+
+    // the event reaches the stream with the actor
+    let issued = loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("command_issued on the stream")
+            .unwrap()
+            .unwrap();
+        if e.kind == EventKind::CommandIssued {
+            break e;
+        }
+    };
+    assert_eq!((issued.actor.as_str(), issued.login), ("ops", Some(HEDGE)));
+    assert!(issued.reason.contains("manual unwind"));
+    assert_eq!(issued.data["id"], serde_json::json!(close.id));
+
+    // the hedger reports the result; the same result again is answered the same way
+    let done = CommandResult {
+        status: CommandStatus::Done,
+        retcode: Some(Retcode::DONE),
+        message: Some("closed position 501".into()),
+    };
+    let first = env.hedge.command_result(close.id, &done).await.unwrap();
+    assert_eq!(first.status, CommandStatus::Done);
+    assert_eq!(first.result_retcode, Some(Retcode::DONE));
+    assert_eq!(
+        env.hedge.command_result(close.id, &done).await.unwrap(),
+        first
+    );
+    let (status, text) = env
+        .raw(
+            Method::POST,
+            &format!("/v1/commands/{}/result", close.id),
+            Some(HEDGE_TOKEN),
+            Some(r#"{"status":"done","retcode":10009,"message":"closed position 501"}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    // a different result after the final one is a conflict
+    let other = CommandResult {
+        status: CommandStatus::Failed,
+        retcode: Some(Retcode::REQUOTE),
+        message: None,
+    };
+    assert_eq!(
+        env.hedge
+            .command_result(close.id, &other)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
+    assert!(env.hedge.pending_commands(HEDGE).await.unwrap().is_empty());
+
+    // retry of the failed attempt; its failure is recorded too
+    let retry = env
+        .admin
+        .action(&ActionRequest::retry_hedge(failed.id, ""))
+        .await
+        .unwrap()
+        .command
+        .unwrap();
+    assert_eq!(
+        (retry.kind, retry.volume),
+        (CommandKind::RetryHedge, vol("0.3"))
+    );
+    let failed_result = env.hedge.command_result(retry.id, &other).await.unwrap();
+    assert_eq!(failed_result.status, CommandStatus::Failed);
+    let all = env
+        .viewer
+        .commands(&CommandQuery::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        all.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![close.id, retry.id]
+    );
+    let finished = env
+        .admin
+        .commands(&CommandQuery {
+            login: Some(HEDGE),
+            status: Some(CommandStatus::Failed),
+            ..CommandQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(finished.len(), 1);
+
+    let events = event_kinds(&env).await;
+    let count = |k: EventKind| events.iter().filter(|e| e.kind == k).count();
+    assert_eq!(count(EventKind::CommandIssued), 2);
+    assert_eq!(count(EventKind::CommandDone), 1);
+    assert_eq!(count(EventKind::CommandFailed), 1);
+    let paused = events.iter().find(|e| e.kind == EventKind::Paused).unwrap();
+    assert_eq!(paused.actor, "ops");
+    assert!(events
+        .iter()
+        .filter(|e| e.kind == EventKind::CommandDone)
+        .all(|e| e.actor == "hedge-2001"));
+    env.finish().await;
+}
+
+async fn command_refusals_store_nothing(b: Backend) {
+    let env = Env::start(b).await;
+    let (open, failed) = hedged_world(&env).await;
+    let before = event_kinds(&env).await.len();
+    let pauses_before = env.viewer.pauses().await.unwrap();
+
+    let refused = |status: u16, text: &str| (status, text.to_owned());
+    let cases: Vec<(Option<&str>, String, u16)> = vec![
+        // only operators
+        (
+            Some(HEDGE_TOKEN),
+            format!(r#"{{"action":"close_hedge","hedge_id":{}}}"#, open.id),
+            403,
+        ),
+        (
+            Some(VIEWER_TOKEN),
+            format!(r#"{{"action":"close_hedge","hedge_id":{}}}"#, open.id),
+            403,
+        ),
+        (
+            None,
+            format!(r#"{{"action":"close_hedge","hedge_id":{}}}"#, open.id),
+            401,
+        ),
+        // malformed
+        (Some(ADMIN_TOKEN), r#"{"action":"close_hedge"}"#.into(), 422),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"close_hedge","hedge_id":-1}"#.into(),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"close_hedge","hedge_id":"x"}"#.into(),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"explode","hedge_id":1}"#.into(),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"close_hedge","hedge_id":{},"login":5}}"#,
+                open.id
+            ),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"pause","hedge_id":{}}}"#, open.id),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"close_hedge","hedge_id":{},"reason":"{}"}}"#,
+                open.id,
+                "x".repeat(2000)
+            ),
+            422,
+        ),
+        // unknown hedge; closing a failed one; retrying an open one
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"close_hedge","hedge_id":999999}"#.into(),
+            404,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"retry_hedge","hedge_id":999999}"#.into(),
+            404,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"close_hedge","hedge_id":{}}}"#, failed.id),
+            409,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"retry_hedge","hedge_id":{}}}"#, open.id),
+            409,
+        ),
+    ];
+    for (token, body, want) in cases {
+        let (status, text) = env
+            .raw(Method::POST, "/v1/actions", token, Some(&body))
+            .await;
+        assert_eq!(refused(status, &text).0, want, "{body}: {text}");
+        let error: ApiError = serde_json::from_str(&text).unwrap();
+        assert!(!error.message.is_empty());
+    }
+    // closing a closed hedge
+    env.hedge
+        .hedge_reduced(
+            open.id,
+            &HedgeReduce {
+                remaining: vol("0"),
+                deal: None,
+                price: None,
+                time_ms: 2,
+                reason: "closed".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let after_close = event_kinds(&env).await.len();
+    assert_eq!(after_close, before + 1);
+    assert_eq!(
+        env.admin
+            .action(&ActionRequest::close_hedge(open.id, ""))
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
+    assert_eq!(event_kinds(&env).await.len(), after_close);
+    assert_eq!(env.viewer.pauses().await.unwrap(), pauses_before);
+    assert!(env
+        .viewer
+        .commands(&CommandQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    // results: unknown command, wrong account, pending as a result, bad bodies
+    let cmd = env
+        .admin
+        .action(&ActionRequest::retry_hedge(failed.id, ""))
+        .await
+        .unwrap()
+        .command
+        .unwrap();
+    let events_with_cmd = event_kinds(&env).await.len();
+    let result_cases: Vec<(String, Option<&str>, &str, u16)> = vec![
+        (
+            "/v1/commands/999999/result".into(),
+            Some(HEDGE_TOKEN),
+            r#"{"status":"done"}"#,
+            404,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(CLIENT_TOKEN),
+            r#"{"status":"done"}"#,
+            403,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(VIEWER_TOKEN),
+            r#"{"status":"done"}"#,
+            403,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            None,
+            r#"{"status":"done"}"#,
+            401,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            r#"{"status":"pending"}"#,
+            422,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            r#"{"status":"finished"}"#,
+            422,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            r#"{"retcode":10009}"#,
+            422,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            "[]",
+            422,
+        ),
+        (
+            format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            "",
+            422,
+        ),
+        (
+            "/v1/commands/abc/result".into(),
+            Some(HEDGE_TOKEN),
+            r#"{"status":"done"}"#,
+            422,
+        ),
+    ];
+    for (path, token, body, want) in result_cases {
+        let (status, text) = env.raw(Method::POST, &path, token, Some(body)).await;
+        assert_eq!(status, want, "{path} {body}: {text}");
+    }
+    let long = format!(r#"{{"status":"done","message":"{}"}}"#, "m".repeat(3000));
+    let (status, _) = env
+        .raw(
+            Method::POST,
+            &format!("/v1/commands/{}/result", cmd.id),
+            Some(HEDGE_TOKEN),
+            Some(&long),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(event_kinds(&env).await.len(), events_with_cmd);
+    assert_eq!(env.viewer.command(cmd.id).await.unwrap(), cmd);
+
+    // reading commands: another account's hedge token, a client token
+    for (path, token, want) in [
+        (
+            format!("/v1/commands?login={}", HEDGE),
+            Some(CLIENT_TOKEN),
+            403,
+        ),
+        ("/v1/commands".to_owned(), Some(CLIENT_TOKEN), 403),
+        ("/v1/commands?login=5".to_owned(), Some(HEDGE_TOKEN), 403),
+        (
+            "/v1/commands?status=nope".to_owned(),
+            Some(ADMIN_TOKEN),
+            422,
+        ),
+        (format!("/v1/commands/{}", cmd.id), Some(CLIENT_TOKEN), 403),
+        ("/v1/commands/999999".to_owned(), Some(ADMIN_TOKEN), 404),
+    ] {
+        let (status, text) = env.raw(Method::GET, &path, token, None).await;
+        assert_eq!(status, want, "{path}: {text}");
+    }
+    // a hedge token without login gets its own commands
+    let (status, text) = env
+        .raw(
+            Method::GET,
+            "/v1/commands?status=pending",
+            Some(HEDGE_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let page: Page<Command> = serde_json::from_str(&text).unwrap();
+    assert_eq!(page.items, vec![cmd]);
+    env.finish().await;
+}
+
+async fn status_money_and_marks_setup(env: &Env) {
+    env.register_defaults().await;
+    for (id, side) in [(1, Side::Buy), (2, Side::Sell)] {
+        env.client
+            .report_position(&open(CLIENT, id, "EURUSD", side, "0.1"))
+            .await
+            .unwrap();
+    }
+}
+
+fn mark(id: u64, price: &str, profit: &str) -> PositionMark {
+    PositionMark {
+        position_id: PositionId(id),
+        price_current: hedge_domain::Price(dec(price)),
+        swap: hedge_domain::Money(dec("-0.35")),
+        profit: hedge_domain::Money(dec(profit)),
+        commission: hedge_domain::Money(dec("-0.7")),
+    }
+}
+
+async fn status_money_marks_and_reconciliation(b: Backend) {
+    let env = Env::start(b).await;
+    status_money_and_marks_setup(&env).await;
+    let status = AccountStatus {
+        connected: true,
+        account: Some(AccountMoney {
+            balance: hedge_domain::Money(dec("10000.10")),
+            equity: hedge_domain::Money(dec("10000.30")),
+            margin: hedge_domain::Money(dec("22")),
+            margin_free: hedge_domain::Money(dec("9978.30")),
+            profit: hedge_domain::Money(dec("0.2")),
+            currency: "USD".into(),
+        }),
+        marks: vec![mark(1, "1.10011", "0.1"), mark(2, "1.10013", "0.1")],
+        reconciliation: Some(Reconciliation {
+            ok: false,
+            detail: "EURUSD: ledger 0.1, terminal 0.2".into(),
+            checked_ms: 5,
+        }),
+        ..AccountStatus::default()
+    };
+    let stored = env.client.heartbeat(CLIENT, &status).await.unwrap();
+    let kept = stored.status.unwrap();
+    assert_eq!(kept.account, status.account);
+    assert_eq!(kept.reconciliation, status.reconciliation);
+    assert!(kept.marks.is_empty(), "marks are served on the positions");
+    // exact decimals on the wire
+    let (_, text) = env
+        .raw(
+            Method::GET,
+            &format!("/v1/accounts/{CLIENT}"),
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(raw["status"]["account"]["balance"].to_string(), "10000.1");
+    assert_eq!(
+        raw["status"]["reconciliation"]["ok"],
+        serde_json::json!(false)
+    );
+
+    let positions = env
+        .viewer
+        .positions(&PositionFilter::default())
+        .await
+        .unwrap()
+        .items;
+    let p1 = positions
+        .iter()
+        .find(|p| p.position_id == PositionId(1))
+        .unwrap();
+    assert_eq!(p1.price_current, Some(hedge_domain::Price(dec("1.10011"))));
+    assert_eq!(p1.swap, Some(hedge_domain::Money(dec("-0.35"))));
+    assert_eq!(p1.commission, Some(hedge_domain::Money(dec("-0.7"))));
+    assert_eq!(p1.profit, Some(hedge_domain::Money(dec("0.1"))));
+    let detail = env.viewer.position(CLIENT, PositionId(2)).await.unwrap();
+    assert_eq!(
+        detail.position.price_current,
+        Some(hedge_domain::Price(dec("1.10013")))
+    );
+
+    // only the latest mark is kept; a status without marks leaves them
+    let events_before = event_kinds(&env).await.len();
+    let newer = AccountStatus {
+        marks: vec![mark(1, "1.1002", "0.9")],
+        ..status.clone()
+    };
+    env.client.heartbeat(CLIENT, &newer).await.unwrap();
+    let events = event_kinds(&env).await;
+    assert_eq!(events.len(), events_before + 1);
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, EventKind::AccountStatus);
+    assert_eq!(last.data["marks"][0]["price_current"].to_string(), "1.1002");
+    env.client
+        .heartbeat(
+            CLIENT,
+            &AccountStatus {
+                marks: vec![],
+                ..newer.clone()
+            },
+        )
+        .await
+        .unwrap();
+    // the same status again is no event
+    assert_eq!(event_kinds(&env).await.len(), events_before + 1);
+    let positions = env
+        .viewer
+        .positions(&PositionFilter::default())
+        .await
+        .unwrap()
+        .items;
+    let p1 = positions
+        .iter()
+        .find(|p| p.position_id == PositionId(1))
+        .unwrap();
+    assert_eq!(p1.profit, Some(hedge_domain::Money(dec("0.9"))));
+    let p2 = positions
+        .iter()
+        .find(|p| p.position_id == PositionId(2))
+        .unwrap();
+    assert_eq!(
+        p2.price_current, None,
+        "position 2 was not marked in the latest status"
+    );
+
+    // a closed position shows no mark
+    env.client
+        .report_position(&report(
+            CLIENT,
+            PositionEventKind::Close,
+            1,
+            "EURUSD",
+            Side::Buy,
+            "0",
+            2,
+        ))
+        .await
+        .unwrap();
+    let p1 = env
+        .viewer
+        .position(CLIENT, PositionId(1))
+        .await
+        .unwrap()
+        .position;
+    assert_eq!(p1.price_current, None);
+
+    // bad marks: refused, nothing stored
+    let events_before = event_kinds(&env).await.len();
+    for body in [
+        r#"{"connected":true,"marks":[{"position_id":2,"price_current":-1}]}"#,
+        r#"{"connected":true,"marks":[{"position_id":0,"price_current":1}]}"#,
+        r#"{"connected":true,"marks":[{"position_id":2,"price_current":1},{"position_id":2,"price_current":1}]}"#,
+        r#"{"connected":true,"marks":[{"position_id":2}]}"#,
+        r#"{"connected":true,"account":{"balance":"x","equity":1,"margin":1,"margin_free":1,"profit":1}}"#,
+        r#"{"connected":true,"account":{"balance":1}}"#,
+        r#"{"connected":true,"reconciliation":{"detail":"x"}}"#,
+    ] {
+        let (status, text) = env
+            .raw(
+                Method::POST,
+                &format!("/v1/accounts/{CLIENT}/status"),
+                Some(CLIENT_TOKEN),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}: {text}");
+    }
+    assert_eq!(event_kinds(&env).await.len(), events_before);
+    let p2 = env
+        .viewer
+        .position(CLIENT, PositionId(2))
+        .await
+        .unwrap()
+        .position;
+    assert_eq!(p2.price_current, None);
+    env.finish().await;
+}
+
+async fn operator_overrides(b: Backend) {
+    let env = Env::start(b).await;
+    env.register_defaults().await;
+    env.client
+        .report_position(&open(CLIENT, 1, "EURUSD", Side::Buy, "0.4"))
+        .await
+        .unwrap();
+    let plan = env.hedge.plan(HEDGE).await.unwrap();
+    assert_eq!(
+        (plan.items[0].volume, plan.items[0].account_symbol.as_str()),
+        (vol("0.4"), "EURUSD.h")
+    );
+
+    // ratio override on the client: the plan follows, the registration keeps the agent's value
+    let ack = env
+        .admin
+        .action(&ActionRequest {
+            login: Some(CLIENT),
+            hedge_ratio: Some(dec("0.5")),
+            reason: "halve".into(),
+            ..ActionRequest::new(ActionKind::SetHedgeRatio)
+        })
+        .await
+        .unwrap();
+    assert!(ack.changed);
+    let account = ack.account.unwrap();
+    assert_eq!(account.registration.hedge_ratio, dec("1"));
+    assert_eq!(account.overrides.hedge_ratio, Some(dec("0.5")));
+    assert_eq!(
+        env.hedge.plan(HEDGE).await.unwrap().items[0].volume,
+        vol("0.2")
+    );
+    // the string form of the contract is accepted too
+    let (status, text) = env
+        .raw(
+            Method::POST,
+            "/v1/actions",
+            Some(ADMIN_TOKEN),
+            Some(&format!(
+                r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":"0.5"}}"#
+            )),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let same: ActionAck = serde_json::from_str(&text).unwrap();
+    assert!(!same.changed);
+
+    // symbol map override on the hedge account: the plan names the symbol the new way
+    let map = hedge_domain::SymbolMap::from_affix("-ECN");
+    env.admin
+        .action(&ActionRequest {
+            login: Some(HEDGE),
+            symbol_map: Some(map.clone()),
+            ..ActionRequest::new(ActionKind::SetSymbolMap)
+        })
+        .await
+        .unwrap();
+    // re-registration by the agent does not overwrite the overrides
+    env.hedge
+        .register_account(&hedge_registration())
+        .await
+        .unwrap();
+    env.client
+        .register_account(&client_registration(CLIENT, "1"))
+        .await
+        .unwrap();
+    let hedge = env.viewer.account(HEDGE).await.unwrap();
+    assert_eq!(
+        hedge.registration.symbol_map,
+        hedge_registration().symbol_map
+    );
+    assert_eq!(hedge.overrides.symbol_map, Some(map));
+    // the hedge account sent no spec under the overridden name, so the plan says so
+    let plan = env.hedge.plan(HEDGE).await.unwrap();
+    assert!(plan.items.is_empty());
+    assert_eq!(plan.residuals[0].account_symbol, "EURUSD-ECN");
+    assert_eq!(plan.residuals[0].reason, ResidualReason::NoSymbolSpec);
+    assert_eq!(plan.residuals[0].unhedged, vol("0.2"));
+    let listed = env.viewer.accounts().await.unwrap();
+    assert!(listed
+        .iter()
+        .any(|a| a.overrides.hedge_ratio == Some(dec("0.5"))));
+
+    // refusals: nothing stored
+    let events_before = event_kinds(&env).await.len();
+    for (token, body, want) in [
+        (
+            Some(HEDGE_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":2}}"#),
+            403,
+        ),
+        (
+            Some(VIEWER_TOKEN),
+            format!(r#"{{"action":"clear_override","login":{CLIENT},"field":"hedge_ratio"}}"#),
+            403,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":0}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":-1}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":1001}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":"abc"}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT}}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"set_hedge_ratio","hedge_ratio":2}"#.to_owned(),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            r#"{"action":"set_hedge_ratio","login":777,"hedge_ratio":2}"#.to_owned(),
+            404,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_hedge_ratio","login":{HEDGE},"hedge_ratio":2}}"#),
+            409,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_symbol_map","login":{HEDGE}}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"set_symbol_map","login":{HEDGE},"symbol_map":{{"suffix":"a b"}}}}"#
+            ),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"set_symbol_map","login":{HEDGE},"symbol_map":{{"explicit":{{"GOLD":"XAUUSD","XAU":"XAUUSD"}}}}}}"#
+            ),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"set_symbol_map","login":{HEDGE},"symbol_map":{{"explicit":{{"":"XAUUSD"}}}}}}"#
+            ),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"set_symbol_map","login":{HEDGE},"symbol_map":"x"}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(
+                r#"{{"action":"set_symbol_map","login":{HEDGE},"symbol_map":{{}},"hedge_ratio":1}}"#
+            ),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"clear_override","login":{HEDGE}}}"#),
+            422,
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            format!(r#"{{"action":"clear_override","login":{HEDGE},"field":"color"}}"#),
+            422,
+        ),
+    ] {
+        let (status, text) = env
+            .raw(Method::POST, "/v1/actions", token, Some(&body))
+            .await;
+        assert_eq!(status, want, "{body}: {text}");
+    }
+    assert_eq!(event_kinds(&env).await.len(), events_before);
+    assert_eq!(
+        env.hedge.plan(HEDGE).await.unwrap().residuals[0].account_symbol,
+        "EURUSD-ECN"
+    );
+
+    // clearing: back to the agent's values; clearing again changes nothing
+    let clear = |login, field| ActionRequest {
+        login: Some(login),
+        field: Some(field),
+        ..ActionRequest::new(ActionKind::ClearOverride)
+    };
+    assert!(
+        env.admin
+            .action(&clear(CLIENT, OverrideField::HedgeRatio))
+            .await
+            .unwrap()
+            .changed
+    );
+    assert!(
+        env.admin
+            .action(&clear(HEDGE, OverrideField::SymbolMap))
+            .await
+            .unwrap()
+            .changed
+    );
+    assert!(
+        !env.admin
+            .action(&clear(HEDGE, OverrideField::SymbolMap))
+            .await
+            .unwrap()
+            .changed
+    );
+    let plan = env.hedge.plan(HEDGE).await.unwrap();
+    assert_eq!(
+        (plan.items[0].volume, plan.items[0].account_symbol.as_str()),
+        (vol("0.4"), "EURUSD.h")
+    );
+    let events = event_kinds(&env).await;
+    let set = events
+        .iter()
+        .filter(|e| e.kind == EventKind::OverrideSet)
+        .count();
+    let cleared: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::OverrideCleared)
+        .collect();
+    assert_eq!((set, cleared.len()), (2, 2));
+    assert!(cleared.iter().all(|e| e.actor == "ops"));
+    assert!(env
+        .viewer
+        .account(HEDGE)
+        .await
+        .unwrap()
+        .overrides
+        .is_empty());
+    env.finish().await;
 }

@@ -217,6 +217,7 @@ impl Feeder {
                 outbox_pending: (tick + i as u64) % 3,
                 breakers: BTreeMap::new(),
                 message: Some("client agent (test feed)".into()),
+                ..AccountStatus::default()
             };
             self.client(token)
                 .heartbeat(Login(*login), &status)
@@ -229,6 +230,7 @@ impl Feeder {
             outbox_pending: 0,
             breakers,
             message: Some("hedger (test feed)".into()),
+            ..AccountStatus::default()
         };
         self.client(HEDGER_TOKEN)
             .heartbeat(HEDGE_LOGIN, &status)

@@ -871,6 +871,7 @@ impl Hedger {
             outbox_pending: self.outbox.pending().unwrap_or(0),
             breakers,
             message,
+            ..AccountStatus::default()
         };
         let login = self.opts.login;
         tokio::spawn(async move {

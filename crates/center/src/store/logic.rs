@@ -5,7 +5,8 @@ use crate::model::*;
 use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
 use crate::positions::{self, check_symbol, units_volume, volume_units, Refusal};
 use hedge_domain::{
-    DealTicket, Login, Magic, OrderTicket, PositionId, Price, Retcode, Side, Volume,
+    DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode, Side, SymbolMap,
+    Volume,
 };
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -122,6 +123,47 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         first_seen BIGINT NOT NULL,
         net_units BIGINT NOT NULL
     );",
+),
+(
+    2,
+    "CREATE TABLE position_marks (
+        login BIGINT NOT NULL,
+        position_id BIGINT NOT NULL,
+        price_current TEXT NOT NULL,
+        swap TEXT NOT NULL,
+        profit TEXT NOT NULL,
+        commission TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (login, position_id)
+    );
+    CREATE TABLE account_overrides (
+        login BIGINT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        event_id BIGINT NOT NULL,
+        PRIMARY KEY (login, field)
+    );
+    CREATE TABLE commands (
+        id {ID},
+        hedge_login BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        hedge_id BIGINT NOT NULL,
+        symbol TEXT NOT NULL,
+        account_symbol TEXT NOT NULL,
+        plan_item_id BIGINT,
+        volume_units BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        result_retcode BIGINT,
+        result_message TEXT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE INDEX commands_login_status ON commands (hedge_login, status, id);",
 )];
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
@@ -288,23 +330,73 @@ fn account_from_row(r: &Row) -> Result<Account, StoreError> {
         status,
         registered_ms: r.int(2)?,
         last_seen_ms: r.int(3)?,
+        overrides: AccountOverrides::default(),
     })
 }
 
+/// Operator overrides per login (all accounts, or one).
+fn load_overrides(
+    c: &mut dyn Conn,
+    login: Option<Login>,
+) -> Result<std::collections::BTreeMap<u64, AccountOverrides>, StoreError> {
+    let rows = match login {
+        Some(l) => c.query(
+            "SELECT login, field, value FROM account_overrides WHERE login = ?",
+            &[Val::Int(l.0 as i64)],
+        )?,
+        None => c.query("SELECT login, field, value FROM account_overrides", &[])?,
+    };
+    let mut out = std::collections::BTreeMap::<u64, AccountOverrides>::new();
+    for r in rows {
+        let entry = out.entry(r.u64(0)?).or_default();
+        let value = r.text(2)?;
+        match OverrideField::parse(r.text(1)?) {
+            Some(OverrideField::SymbolMap) => {
+                entry.symbol_map = Some(
+                    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+            }
+            Some(OverrideField::HedgeRatio) => {
+                entry.hedge_ratio =
+                    Some(Decimal::from_str(value).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            None => return Err(StoreError::Corrupt("bad override field".into())),
+        }
+    }
+    Ok(out)
+}
+
 pub fn account(c: &mut dyn Conn, login: Login) -> Result<Option<Account>, WriteError> {
+    if login.0 > i64::MAX as u64 {
+        return Ok(None);
+    }
     let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE login = ?");
-    Ok(c.query_one(&sql, &[Val::Int(login.0 as i64)])?
+    let Some(mut account) = c
+        .query_one(&sql, &[Val::Int(login.0 as i64)])?
         .map(|r| account_from_row(&r))
-        .transpose()?)
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    if let Some(o) = load_overrides(c, Some(login))?.remove(&login.0) {
+        account.overrides = o;
+    }
+    Ok(Some(account))
 }
 
 pub fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>, WriteError> {
     let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY login");
     let rows = c.query(&sql, &[])?;
-    Ok(rows
-        .iter()
-        .map(account_from_row)
-        .collect::<Result<_, _>>()?)
+    let mut overrides = load_overrides(c, None)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut account = account_from_row(r)?;
+        if let Some(o) = overrides.remove(&account.registration.login.0) {
+            account.overrides = o;
+        }
+        out.push(account);
+    }
+    Ok(out)
 }
 
 fn validate_registration(reg: &AccountRegistration) -> Result<(), Refusal> {
@@ -417,20 +509,24 @@ pub fn heartbeat(
     let Some(existing) = account(c, login)? else {
         return Err(Refusal::NotFound(format!("account {login} is not registered")).into());
     };
-    if status.breakers.len() > 10_000 || status.message.as_ref().is_some_and(|m| m.len() > 2048) {
-        return Err(Refusal::invalid("breakers", "status too large").into());
-    }
+    validate_status(status)?;
+    // Marks live in their own table (latest per position), not in the stored status.
+    let marks_changed = store_marks(c, login, &status.marks, now)?;
+    let kept = AccountStatus {
+        marks: Vec::new(),
+        ..status.clone()
+    };
     c.execute(
         "UPDATE accounts SET status = ?, last_seen_ms = ? WHERE login = ?",
         &[
-            Val::Text(json(status)?),
+            Val::Text(json(&kept)?),
             Val::Int(now),
             Val::Int(login.0 as i64),
         ],
     )?;
     let stored =
         account(c, login)?.ok_or_else(|| StoreError::Db("account vanished after update".into()))?;
-    if existing.status.as_ref() != Some(status) {
+    if existing.status.as_ref() != Some(&kept) || marks_changed {
         let reason = format!(
             "account {login} status: {}, outbox {}",
             if status.connected {
@@ -440,6 +536,16 @@ pub fn heartbeat(
             },
             status.outbox_pending
         );
+        let mut data = serde_json::to_value(&stored).map_err(db)?;
+        if marks_changed {
+            // The dashboard updates its position rows from the event alone.
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert(
+                    "marks".into(),
+                    serde_json::to_value(&status.marks).map_err(db)?,
+                );
+            }
+        }
         insert_event(
             c,
             NewEvent {
@@ -449,11 +555,141 @@ pub fn heartbeat(
                 symbol: None,
                 actor,
                 reason: &reason,
-                data: json(&stored)?,
+                data: data.to_string(),
             },
         )?;
     }
     Ok(stored)
+}
+
+fn validate_status(status: &AccountStatus) -> Result<(), Refusal> {
+    if status.breakers.len() > 10_000 || status.message.as_ref().is_some_and(|m| m.len() > 2048) {
+        return Err(Refusal::invalid("breakers", "status too large"));
+    }
+    if status.marks.len() > 100_000 {
+        return Err(Refusal::invalid("marks", "too many marks"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(status.marks.len());
+    for m in &status.marks {
+        if m.position_id.0 == 0 || m.position_id.0 > i64::MAX as u64 {
+            return Err(Refusal::invalid(
+                "marks.position_id",
+                "position_id must be a positive ticket",
+            ));
+        }
+        if !seen.insert(m.position_id) {
+            return Err(Refusal::invalid(
+                "marks.position_id",
+                format!("position {} is marked twice", m.position_id),
+            ));
+        }
+        if m.price_current.0.is_sign_negative() && !m.price_current.0.is_zero() {
+            return Err(Refusal::invalid(
+                "marks.price_current",
+                "price_current must not be negative",
+            ));
+        }
+    }
+    if let Some(a) = &status.account {
+        if a.currency.len() > 16 {
+            return Err(Refusal::invalid("account.currency", "currency is too long"));
+        }
+    }
+    if let Some(r) = &status.reconciliation {
+        if r.detail.len() > 8192 {
+            return Err(Refusal::invalid(
+                "reconciliation.detail",
+                "reconciliation detail is too long",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn money_text(m: Money) -> Val {
+    Val::Text(m.0.normalize().to_string())
+}
+
+fn parse_money(t: Option<&str>) -> Result<Option<Money>, StoreError> {
+    Ok(parse_price(t)?.map(|p| Money(p.0)))
+}
+
+/// Replaces an account's marks with `marks` (nothing when the status carries none); returns
+/// whether anything changed.
+fn store_marks(
+    c: &mut dyn Conn,
+    login: Login,
+    marks: &[PositionMark],
+    now: i64,
+) -> Result<bool, StoreError> {
+    if marks.is_empty() {
+        return Ok(false);
+    }
+    let existing = marks_of(c, login)?;
+    let wanted: std::collections::BTreeMap<u64, &PositionMark> =
+        marks.iter().map(|m| (m.position_id.0, m)).collect();
+    if existing.len() == wanted.len()
+        && existing
+            .iter()
+            .all(|m| wanted.get(&m.position_id.0).is_some_and(|w| **w == *m))
+    {
+        return Ok(false);
+    }
+    c.execute(
+        "DELETE FROM position_marks WHERE login = ?",
+        &[Val::Int(login.0 as i64)],
+    )?;
+    for m in marks {
+        c.execute(
+            "INSERT INTO position_marks (login, position_id, price_current, swap, profit, commission, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::Int(login.0 as i64),
+                Val::Int(m.position_id.0 as i64),
+                Val::Text(m.price_current.0.normalize().to_string()),
+                money_text(m.swap),
+                money_text(m.profit),
+                money_text(m.commission),
+                Val::Int(now),
+            ],
+        )?;
+    }
+    Ok(true)
+}
+
+fn mark_from_row(r: &Row, at: usize) -> Result<Option<PositionMark>, StoreError> {
+    let Some(price) = parse_price(r.opt_text(at + 1)?)? else {
+        return Ok(None);
+    };
+    Ok(Some(PositionMark {
+        position_id: PositionId(r.u64(at)?),
+        price_current: price,
+        swap: parse_money(r.opt_text(at + 2)?)?.unwrap_or_default(),
+        profit: parse_money(r.opt_text(at + 3)?)?.unwrap_or_default(),
+        commission: parse_money(r.opt_text(at + 4)?)?.unwrap_or_default(),
+    }))
+}
+
+fn marks_of(c: &mut dyn Conn, login: Login) -> Result<Vec<PositionMark>, StoreError> {
+    c.query(
+        "SELECT position_id, price_current, swap, profit, commission FROM position_marks WHERE login = ?",
+        &[Val::Int(login.0 as i64)],
+    )?
+    .iter()
+    .filter_map(|r| mark_from_row(r, 0).transpose())
+    .collect()
+}
+
+/// Puts a mark on an open position (closed positions show none: the mark is of the last open state).
+fn apply_mark(p: &mut Position, mark: Option<PositionMark>) {
+    if p.status == PositionStatus::Closed {
+        return;
+    }
+    if let Some(m) = mark {
+        p.price_current = Some(m.price_current);
+        p.swap = Some(m.swap);
+        p.profit = Some(m.profit);
+        p.commission = Some(m.commission);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,6 +717,10 @@ fn position_from_row(r: &Row) -> Result<Position, StoreError> {
         updated_ms: r.int(14)?,
         last_seq: r.u64(15)?,
         last_event_id: r.u64(16)?,
+        price_current: None,
+        swap: None,
+        profit: None,
+        commission: None,
     })
 }
 
@@ -618,25 +858,38 @@ fn clamp_limit(limit: Option<u32>) -> i64 {
 }
 
 pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>, WriteError> {
-    let mut sql = format!("SELECT {POSITION_COLS} FROM positions WHERE row_id > ?");
+    let cols = POSITION_COLS
+        .split(", ")
+        .map(|col| format!("p.{col}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT {cols}, m.position_id, m.price_current, m.swap, m.profit, m.commission
+         FROM positions p LEFT JOIN position_marks m ON m.login = p.login AND m.position_id = p.position_id
+         WHERE p.row_id > ?"
+    );
     let mut params = vec![Val::Int(f.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
     if let Some(login) = f.login {
-        sql.push_str(" AND login = ?");
+        sql.push_str(" AND p.login = ?");
         params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
     }
     if let Some(symbol) = &f.symbol {
-        sql.push_str(" AND symbol = ?");
+        sql.push_str(" AND p.symbol = ?");
         params.push(Val::text(symbol));
     }
     if let Some(status) = f.status {
-        sql.push_str(" AND status = ?");
+        sql.push_str(" AND p.status = ?");
         params.push(Val::text(status.as_str()));
     }
     let limit = clamp_limit(f.limit);
-    sql.push_str(" ORDER BY row_id LIMIT ?");
+    sql.push_str(" ORDER BY p.row_id LIMIT ?");
     params.push(Val::Int(limit + 1));
     let rows = c.query(&sql, &params)?;
-    page(rows, limit, 17, position_from_row)
+    page(rows, limit, 17, |r| {
+        let mut p = position_from_row(r)?;
+        apply_mark(&mut p, mark_from_row(r, 18)?);
+        Ok(p)
+    })
 }
 
 fn page<T>(
@@ -666,9 +919,18 @@ pub fn position_detail(
     if login.0 > i64::MAX as u64 || id.0 > i64::MAX as u64 {
         return Ok(None);
     }
-    let Some(position) = load_position(c, login, id)? else {
+    let Some(mut position) = load_position(c, login, id)? else {
         return Ok(None);
     };
+    let mark = c
+        .query_one(
+            "SELECT position_id, price_current, swap, profit, commission FROM position_marks WHERE login = ? AND position_id = ?",
+            &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)],
+        )?
+        .map(|r| mark_from_row(&r, 0))
+        .transpose()?
+        .flatten();
+    apply_mark(&mut position, mark);
     let rows = c.query(
         "SELECT event_id, kind, side, volume_units, time_ms FROM position_volumes WHERE login = ? AND position_id = ? ORDER BY event_id",
         &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)],
@@ -706,16 +968,24 @@ pub fn plan_inputs(c: &mut dyn Conn, hedge_login: Login) -> Result<PlanInputs, W
         .into());
     }
     let as_of_event_id = max_event_id(c)?;
+    let overrides = load_overrides(c, None)?;
     let mut configs = std::collections::BTreeMap::new();
     for r in c.query(
         "SELECT login, role, hedge_ratio, hedge_login FROM accounts",
         &[],
     )? {
+        let login = r.u64(0)?;
+        let registered =
+            Decimal::from_str(r.text(2)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ratio = overrides
+            .get(&login)
+            .and_then(|o| o.hedge_ratio)
+            .unwrap_or(registered);
         configs.insert(
-            r.u64(0)?,
+            login,
             (
                 r.text(1)?.to_owned(),
-                Decimal::from_str(r.text(2)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ratio,
                 r.opt_int(3)?.map(|l| Login(l as u64)),
             ),
         );
@@ -765,7 +1035,7 @@ pub fn plan_inputs(c: &mut dyn Conn, hedge_login: Login) -> Result<PlanInputs, W
         })
         .collect::<Result<_, StoreError>>()?;
     Ok(PlanInputs {
-        hedge: hedge.registration,
+        hedge: hedge.effective(),
         clients,
         exposures,
         hedges,
@@ -817,7 +1087,7 @@ pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, WriteErro
 
 fn hedge_account(c: &mut dyn Conn, login: Login) -> Result<AccountRegistration, WriteError> {
     match account(c, login)? {
-        Some(a) if a.registration.role == AccountRole::Hedge => Ok(a.registration),
+        Some(a) if a.registration.role == AccountRole::Hedge => Ok(a.effective()),
         Some(_) => Err(Refusal::Conflict(format!("account {login} is not a hedge account")).into()),
         None => Err(Refusal::NotFound(format!("hedge account {login} is not registered")).into()),
     }
@@ -1198,19 +1468,108 @@ pub fn action(
     a: &ActionRequest,
     now: i64,
 ) -> Result<ActionAck, WriteError> {
-    if let Some(symbol) = &a.symbol {
-        check_symbol(symbol, "symbol")?;
-    }
     if a.reason.len() > 1024 {
         return Err(Refusal::invalid("reason", "reason is too long").into());
     }
     if a.login.is_some_and(|l| l.0 > i64::MAX as u64) {
         return Err(Refusal::invalid("login", "login is out of range").into());
     }
+    if let Some(symbol) = &a.symbol {
+        check_symbol(symbol, "symbol")?;
+    }
+    // A field the action does not use is refused rather than ignored: the operator meant something.
+    let unused = |field: &str, present: bool| -> Result<(), Refusal> {
+        if present {
+            Err(Refusal::invalid(
+                field,
+                format!("{field} is not used by {}", a.action.as_str()),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let uses = |login: bool, symbol: bool, hedge: bool, map: bool, ratio: bool, field: bool| {
+        unused("login", !login && a.login.is_some())?;
+        unused("symbol", !symbol && a.symbol.is_some())?;
+        unused("hedge_id", !hedge && a.hedge_id.is_some())?;
+        unused("symbol_map", !map && a.symbol_map.is_some())?;
+        unused("hedge_ratio", !ratio && a.hedge_ratio.is_some())?;
+        unused("field", !field && a.field.is_some())
+    };
+    match a.action {
+        ActionKind::Pause | ActionKind::Resume => {
+            uses(true, true, false, false, false, false)?;
+            let pause = a.action == ActionKind::Pause;
+            let (event_id, changed) = set_pause(
+                c,
+                actor,
+                pause,
+                a.login,
+                a.symbol.as_deref(),
+                &a.reason,
+                now,
+            )?;
+            Ok(ActionAck {
+                event_id,
+                changed,
+                pauses: pauses(c)?,
+                command: None,
+                account: None,
+            })
+        }
+        ActionKind::CloseHedge | ActionKind::RetryHedge => {
+            uses(false, false, true, false, false, false)?;
+            issue_command(c, actor, a, now)
+        }
+        ActionKind::SetSymbolMap => {
+            uses(true, false, false, true, false, false)?;
+            let map = a
+                .symbol_map
+                .as_ref()
+                .ok_or_else(|| Refusal::invalid("symbol_map", "set_symbol_map needs symbol_map"))?;
+            validate_symbol_map(map)?;
+            set_override(c, actor, a, OverrideField::SymbolMap, Some(json(map)?), now)
+        }
+        ActionKind::SetHedgeRatio => {
+            uses(true, false, false, false, true, false)?;
+            let ratio = a.hedge_ratio.ok_or_else(|| {
+                Refusal::invalid("hedge_ratio", "set_hedge_ratio needs hedge_ratio")
+            })?;
+            if ratio.is_sign_negative() || ratio.is_zero() || ratio > Decimal::from(1000) {
+                return Err(Refusal::invalid(
+                    "hedge_ratio",
+                    "hedge_ratio must be positive and at most 1000",
+                )
+                .into());
+            }
+            let text = ratio.normalize().to_string();
+            set_override(c, actor, a, OverrideField::HedgeRatio, Some(text), now)
+        }
+        ActionKind::ClearOverride => {
+            uses(true, false, false, false, false, true)?;
+            let field = a
+                .field
+                .ok_or_else(|| Refusal::invalid("field", "clear_override needs field"))?;
+            set_override(c, actor, a, field, None, now)
+        }
+    }
+}
+
+/// Pauses (close-only) or resumes a scope; returns the event id (0 when nothing changed) and
+/// whether anything changed.
+fn set_pause(
+    c: &mut dyn Conn,
+    actor: &str,
+    pause: bool,
+    login: Option<Login>,
+    symbol: Option<&str>,
+    why: &str,
+    now: i64,
+) -> Result<(u64, bool), WriteError> {
     let scope = format!(
         "{}/{}",
-        a.login.map_or("*".to_owned(), |l| l.to_string()),
-        a.symbol.as_deref().unwrap_or("*")
+        login.map_or("*".to_owned(), |l| l.to_string()),
+        symbol.unwrap_or("*")
     );
     let exists = c
         .query_one(
@@ -1218,68 +1577,460 @@ pub fn action(
             &[Val::text(&scope)],
         )?
         .is_some();
-    let changed = match a.action {
-        ActionKind::Pause => !exists,
-        ActionKind::Resume => exists,
-    };
+    let changed = if pause { !exists } else { exists };
+    if !changed {
+        return Ok((0, false));
+    }
     let what = format!(
         "{}{}",
-        a.login
-            .map_or("all accounts".to_owned(), |l| format!("account {l}")),
-        a.symbol
-            .as_deref()
-            .map_or(String::new(), |s| format!(", {s}"))
+        login.map_or("all accounts".to_owned(), |l| format!("account {l}")),
+        symbol.map_or(String::new(), |s| format!(", {s}"))
     );
-    let reason = match a.action {
-        ActionKind::Pause => format!("{actor} paused hedging (close-only) for {what}"),
-        ActionKind::Resume => format!("{actor} resumed hedging for {what}"),
+    let reason = if pause {
+        format!("{actor} paused hedging (close-only) for {what}")
+    } else {
+        format!("{actor} resumed hedging for {what}")
+    } + &if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
+    };
+    let mut data = ActionRequest::new(if pause {
+        ActionKind::Pause
+    } else {
+        ActionKind::Resume
+    });
+    data.login = login;
+    data.symbol = symbol.map(str::to_owned);
+    data.reason = why.to_owned();
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: if pause {
+                EventKind::Paused
+            } else {
+                EventKind::Resumed
+            },
+            login,
+            symbol,
+            actor,
+            reason: &reason,
+            data: json(&data)?,
+        },
+    )?;
+    if pause {
+        c.execute(
+            "INSERT INTO pauses (scope, login, symbol, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::text(&scope),
+                Val::opt_int(login.map(|l| l.0 as i64)),
+                Val::opt_text(symbol.map(str::to_owned)),
+                Val::text(actor),
+                Val::text(why),
+                Val::Int(now),
+                Val::Int(event_id as i64),
+            ],
+        )?;
+    } else {
+        c.execute("DELETE FROM pauses WHERE scope = ?", &[Val::text(&scope)])?;
+    }
+    Ok((event_id, true))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator overrides
+
+fn validate_symbol_map(map: &SymbolMap) -> Result<(), Refusal> {
+    for (field, text) in [
+        ("symbol_map.prefix", &map.prefix),
+        ("symbol_map.suffix", &map.suffix),
+    ] {
+        if text.len() > 32 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Refusal::invalid(
+                field,
+                format!("{field} must be at most 32 characters without spaces"),
+            ));
+        }
+    }
+    if map.explicit.len() > 10_000 {
+        return Err(Refusal::invalid(
+            "symbol_map.explicit",
+            "too many explicit entries",
+        ));
+    }
+    let mut canonical = std::collections::BTreeMap::new();
+    for (account, name) in &map.explicit {
+        check_symbol(account, "symbol_map.explicit")?;
+        check_symbol(name, "symbol_map.explicit")?;
+        if let Some(first) = canonical.insert(name.as_str(), account.as_str()) {
+            return Err(Refusal::invalid(
+                "symbol_map.explicit",
+                format!("canonical symbol {name} is mapped twice ({first} and {account})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sets (`value` = Some) or clears an override of account `a.login`.
+fn set_override(
+    c: &mut dyn Conn,
+    actor: &str,
+    a: &ActionRequest,
+    field: OverrideField,
+    value: Option<String>,
+    now: i64,
+) -> Result<ActionAck, WriteError> {
+    let login = a
+        .login
+        .ok_or_else(|| Refusal::invalid("login", format!("{} needs login", a.action.as_str())))?;
+    let Some(before) = account(c, login)? else {
+        return Err(Refusal::NotFound(format!("account {login} is not registered")).into());
+    };
+    if field == OverrideField::HedgeRatio
+        && value.is_some()
+        && before.registration.role != AccountRole::Client
+    {
+        return Err(Refusal::Conflict(format!(
+            "account {login} is a {} account; a hedge ratio applies to client accounts",
+            before.registration.role.as_str()
+        ))
+        .into());
+    }
+    let current = c
+        .query_one(
+            "SELECT value FROM account_overrides WHERE login = ? AND field = ?",
+            &[Val::Int(login.0 as i64), Val::text(field.as_str())],
+        )?
+        .map(|r| r.text(0).map(str::to_owned))
+        .transpose()?;
+    if current == value {
+        return Ok(ActionAck {
+            event_id: 0,
+            changed: false,
+            pauses: pauses(c)?,
+            command: None,
+            account: Some(before),
+        });
+    }
+    let reason = match &value {
+        Some(v) => format!(
+            "{actor} overrode the {} of account {login} with {v}",
+            field.as_str().replace('_', " ")
+        ),
+        None => format!(
+            "{actor} removed the {} override of account {login}",
+            field.as_str().replace('_', " ")
+        ),
     } + &if a.reason.is_empty() {
         String::new()
     } else {
         format!(": {}", a.reason)
     };
-    let mut event_id = 0;
-    if changed {
-        event_id = insert_event(
-            c,
-            NewEvent {
-                time_ms: now,
-                kind: match a.action {
-                    ActionKind::Pause => EventKind::Paused,
-                    ActionKind::Resume => EventKind::Resumed,
-                },
-                login: a.login,
-                symbol: a.symbol.as_deref(),
-                actor,
-                reason: &reason,
-                data: json(a)?,
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: if value.is_some() {
+                EventKind::OverrideSet
+            } else {
+                EventKind::OverrideCleared
             },
-        )?;
-        match a.action {
-            ActionKind::Pause => {
-                c.execute(
-                    "INSERT INTO pauses (scope, login, symbol, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    &[
-                        Val::text(&scope),
-                        Val::opt_int(a.login.map(|l| l.0 as i64)),
-                        Val::opt_text(a.symbol.clone()),
-                        Val::text(actor),
-                        Val::text(&a.reason),
-                        Val::Int(now),
-                        Val::Int(event_id as i64),
-                    ],
-                )?;
-            }
-            ActionKind::Resume => {
-                c.execute("DELETE FROM pauses WHERE scope = ?", &[Val::text(&scope)])?;
-            }
+            login: Some(login),
+            symbol: None,
+            actor,
+            reason: &reason,
+            data: String::new(),
+        },
+    )?;
+    match &value {
+        Some(v) => {
+            c.execute(
+                "INSERT INTO account_overrides (login, field, value, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (login, field) DO UPDATE SET value = excluded.value, actor = excluded.actor,
+                   reason = excluded.reason, since_ms = excluded.since_ms, event_id = excluded.event_id",
+                &[
+                    Val::Int(login.0 as i64),
+                    Val::text(field.as_str()),
+                    Val::text(v),
+                    Val::text(actor),
+                    Val::text(&a.reason),
+                    Val::Int(now),
+                    Val::Int(event_id as i64),
+                ],
+            )?;
         }
+        None => {
+            c.execute(
+                "DELETE FROM account_overrides WHERE login = ? AND field = ?",
+                &[Val::Int(login.0 as i64), Val::text(field.as_str())],
+            )?;
+        }
+    }
+    let after = account(c, login)?.ok_or_else(|| StoreError::Db("account vanished".to_owned()))?;
+    set_event_data(c, event_id, json(&after)?)?;
+    Ok(ActionAck {
+        event_id,
+        changed: true,
+        pauses: pauses(c)?,
+        command: None,
+        account: Some(after),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator commands
+
+const COMMAND_COLS: &str = "id, hedge_login, kind, hedge_id, symbol, account_symbol, plan_item_id, volume_units, status, actor, reason, result_retcode, result_message, created_ms, updated_ms";
+
+fn command_from_row(r: &Row) -> Result<Command, StoreError> {
+    Ok(Command {
+        id: r.u64(0)?,
+        hedge_login: Login(r.u64(1)?),
+        kind: CommandKind::parse(r.text(2)?)
+            .ok_or_else(|| StoreError::Corrupt("bad command kind".into()))?,
+        hedge_id: r.u64(3)?,
+        symbol: r.text(4)?.to_owned(),
+        account_symbol: r.text(5)?.to_owned(),
+        plan_item: r.opt_int(6)?.map(|v| v as u64),
+        volume: units_volume(r.int(7)?),
+        status: CommandStatus::parse(r.text(8)?)
+            .ok_or_else(|| StoreError::Corrupt("bad command status".into()))?,
+        actor: r.text(9)?.to_owned(),
+        reason: r.text(10)?.to_owned(),
+        result_retcode: r.opt_int(11)?.map(|v| Retcode(v as u32)),
+        result_message: r.opt_text(12)?.map(str::to_owned),
+        created_ms: r.int(13)?,
+        updated_ms: r.int(14)?,
+    })
+}
+
+pub fn command_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Command>, WriteError> {
+    if id > i64::MAX as u64 {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {COMMAND_COLS} FROM commands WHERE id = ?");
+    Ok(c.query_one(&sql, &[Val::Int(id as i64)])?
+        .map(|r| command_from_row(&r))
+        .transpose()?)
+}
+
+pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, WriteError> {
+    let mut sql = format!("SELECT {COMMAND_COLS} FROM commands WHERE id > ?");
+    let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(login) = q.login {
+        sql.push_str(" AND hedge_login = ?");
+        params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
+    }
+    if let Some(status) = q.status {
+        sql.push_str(" AND status = ?");
+        params.push(Val::text(status.as_str()));
+    }
+    let limit = clamp_limit(q.limit);
+    sql.push_str(" ORDER BY id LIMIT ?");
+    params.push(Val::Int(limit + 1));
+    let rows = c.query(&sql, &params)?;
+    page(rows, limit, 0, command_from_row)
+}
+
+fn issue_command(
+    c: &mut dyn Conn,
+    actor: &str,
+    a: &ActionRequest,
+    now: i64,
+) -> Result<ActionAck, WriteError> {
+    let kind = match a.action {
+        ActionKind::CloseHedge => CommandKind::CloseHedge,
+        _ => CommandKind::RetryHedge,
+    };
+    let hedge_id = a.hedge_id.ok_or_else(|| {
+        Refusal::invalid("hedge_id", format!("{} needs hedge_id", a.action.as_str()))
+    })?;
+    let Some(hedge) = hedge_by_id(c, hedge_id)? else {
+        return Err(Refusal::NotFound(format!("hedge {hedge_id} does not exist")).into());
+    };
+    match (kind, hedge.status) {
+        (CommandKind::CloseHedge, HedgeStatus::Closed) => {
+            return Err(Refusal::Conflict(format!("hedge {hedge_id} is already closed")).into())
+        }
+        (CommandKind::CloseHedge, HedgeStatus::Failed) => {
+            return Err(Refusal::Conflict(format!(
+                "hedge {hedge_id} failed, nothing of it is open to close (retry it instead)"
+            ))
+            .into())
+        }
+        (CommandKind::RetryHedge, status) if status != HedgeStatus::Failed => {
+            return Err(Refusal::Conflict(format!(
+                "hedge {hedge_id} is {}, only a failed hedge can be retried",
+                status.as_str()
+            ))
+            .into())
+        }
+        _ => {}
+    }
+    // A second click while the first command is still pending gets that command back, so the
+    // hedger never receives the same order twice.
+    let sql = format!(
+        "SELECT {COMMAND_COLS} FROM commands WHERE hedge_id = ? AND kind = ? AND status = 'pending' ORDER BY id LIMIT 1"
+    );
+    if let Some(row) = c.query_one(&sql, &[Val::Int(hedge_id as i64), Val::text(kind.as_str())])? {
+        return Ok(ActionAck {
+            event_id: 0,
+            changed: false,
+            pauses: pauses(c)?,
+            command: Some(command_from_row(&row)?),
+            account: None,
+        });
+    }
+    let volume = match kind {
+        CommandKind::CloseHedge => hedge.open_volume,
+        CommandKind::RetryHedge => hedge.volume,
+    };
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO commands ({}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, NULL, ?, ?) RETURNING id",
+                COMMAND_COLS.trim_start_matches("id, ")
+            ),
+            &[
+                Val::Int(hedge.hedge_login.0 as i64),
+                Val::text(kind.as_str()),
+                Val::Int(hedge_id as i64),
+                Val::text(&hedge.symbol),
+                Val::text(&hedge.account_symbol),
+                Val::Int(to_i64(hedge.plan_item_id, "plan_item_id")?),
+                Val::Int(volume_units(volume, "volume")?),
+                Val::text(actor),
+                Val::text(&a.reason),
+                Val::Int(now),
+                Val::Int(now),
+            ],
+        )?
+        .ok_or_else(|| StoreError::Db("command insert returned no id".into()))?;
+    let command =
+        command_by_id(c, row.u64(0)?)?.ok_or_else(|| StoreError::Db("command vanished".into()))?;
+    let reason = format!(
+        "{actor} asked to {} hedge {hedge_id} ({} {} {} on {}), command {}",
+        match kind {
+            CommandKind::CloseHedge => "close",
+            CommandKind::RetryHedge => "retry",
+        },
+        hedge.side,
+        volume.normalize(),
+        hedge.symbol,
+        hedge.hedge_login,
+        command.id
+    ) + &if a.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", a.reason)
+    };
+    let event_id = insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: EventKind::CommandIssued,
+            login: Some(hedge.hedge_login),
+            symbol: Some(&hedge.symbol),
+            actor,
+            reason: &reason,
+            data: json(&command)?,
+        },
+    )?;
+    if kind == CommandKind::CloseHedge {
+        // Close-only on that symbol, or mirror mode would open the hedge again right away.
+        let why = format!("close of hedge {hedge_id} (command {})", command.id);
+        set_pause(
+            c,
+            actor,
+            true,
+            Some(hedge.hedge_login),
+            Some(&hedge.symbol),
+            &why,
+            now,
+        )?;
     }
     Ok(ActionAck {
         event_id,
-        changed,
+        changed: true,
         pauses: pauses(c)?,
+        command: Some(command),
+        account: None,
     })
+}
+
+/// Records what the hedger did with a command; returns the command and whether this is a repeat of
+/// the result already stored.
+pub fn command_result(
+    c: &mut dyn Conn,
+    actor: &str,
+    id: u64,
+    r: &CommandResult,
+    now: i64,
+) -> Result<(Command, bool), WriteError> {
+    if r.status == CommandStatus::Pending {
+        return Err(Refusal::invalid("status", "a result is done or failed").into());
+    }
+    if r.message.as_ref().is_some_and(|m| m.len() > 2048) {
+        return Err(Refusal::invalid("message", "message is too long").into());
+    }
+    let Some(command) = command_by_id(c, id)? else {
+        return Err(Refusal::NotFound(format!("command {id} does not exist")).into());
+    };
+    if command.status != CommandStatus::Pending {
+        if command.status == r.status
+            && command.result_retcode == r.retcode
+            && command.result_message == r.message
+        {
+            return Ok((command, true));
+        }
+        return Err(Refusal::Conflict(format!(
+            "command {id} already has the result {}",
+            command.status.as_str()
+        ))
+        .into());
+    }
+    c.execute(
+        "UPDATE commands SET status = ?, result_retcode = ?, result_message = ?, updated_ms = ? WHERE id = ?",
+        &[
+            Val::text(r.status.as_str()),
+            Val::opt_int(r.retcode.map(|v| i64::from(v.0))),
+            Val::opt_text(r.message.clone()),
+            Val::Int(now),
+            Val::Int(id as i64),
+        ],
+    )?;
+    let stored = command_by_id(c, id)?.ok_or_else(|| StoreError::Db("command vanished".into()))?;
+    let reason = format!(
+        "command {id} ({} hedge {}) {}{}{}",
+        command.kind.as_str().replace('_', " "),
+        command.hedge_id,
+        r.status.as_str(),
+        r.retcode
+            .map_or(String::new(), |v| format!(", retcode {}", v.0)),
+        r.message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map_or(String::new(), |m| format!(": {m}"))
+    );
+    insert_event(
+        c,
+        NewEvent {
+            time_ms: now,
+            kind: if r.status == CommandStatus::Done {
+                EventKind::CommandDone
+            } else {
+                EventKind::CommandFailed
+            },
+            login: Some(command.hedge_login),
+            symbol: Some(&command.symbol),
+            actor,
+            reason: &reason,
+            data: json(&stored)?,
+        },
+    )?;
+    Ok((stored, false))
 }
 
 // ---------------------------------------------------------------------------------------------

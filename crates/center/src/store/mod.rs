@@ -595,6 +595,26 @@ impl Store {
             .await
     }
 
+    pub async fn commands(&self, query: CommandQuery) -> Result<Page<Command>, WriteError> {
+        self.read(move |c| logic::commands(c, &query)).await
+    }
+
+    pub async fn command(&self, id: u64) -> Result<Option<Command>, WriteError> {
+        self.read(move |c| logic::command_by_id(c, id)).await
+    }
+
+    /// Records a command's result; returns the command and whether it repeats the stored result.
+    pub async fn command_result(
+        &self,
+        actor: String,
+        id: u64,
+        result: CommandResult,
+        now_ms: i64,
+    ) -> Result<(Command, bool), WriteError> {
+        self.write(move |c| logic::command_result(c, &actor, id, &result, now_ms))
+            .await
+    }
+
     pub async fn pauses(&self) -> Result<Vec<Pause>, WriteError> {
         self.read(|c| Ok(logic::pauses(c)?)).await
     }
