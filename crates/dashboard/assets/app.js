@@ -142,6 +142,7 @@ const S = {
   accounts: new Map(), // login -> Account
   positions: new Map(), // "login:position_id" -> Position
   hedges: new Map(), // id -> Hedge
+  commands: new Map(), // id -> Command (operator close/retry requests and their outcome)
   plans: new Map(), // hedge login -> HedgePlan
   pauses: [],
   events: [], // newest last
@@ -155,6 +156,25 @@ const S = {
 };
 
 const posKey = (p) => `${p.login}:${p.position_id}`;
+
+// The latest marks of an account's open positions (current price, swap, profit, commission).
+function applyMarks(login, marks) {
+  for (const m of marks) {
+    const p = S.positions.get(`${login}:${m.position_id}`);
+    if (!p || p.status === 'closed') continue;
+    p.price_current = m.price_current;
+    p.swap = m.swap;
+    p.profit = m.profit;
+    p.commission = m.commission;
+  }
+}
+
+// The latest command about a hedge, if any.
+function commandOf(hedgeId) {
+  let last = null;
+  for (const c of S.commands.values()) if (c.hedge_id === hedgeId && (!last || c.id > last.id)) last = c;
+  return last;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The center's API
@@ -208,15 +228,21 @@ async function pages(path, params, maxRows) {
 // Loading and following the center
 
 async function loadSnapshot() {
-  const [accounts, positions, hedges, pauses] = await Promise.all([
+  const [accounts, positions, hedges, pauses, commands] = await Promise.all([
     api('GET', '/v1/accounts'),
     pages('/v1/positions', {}, 200000),
     pages('/v1/hedges', {}, 200000),
     api('GET', '/v1/pauses'),
+    // An older center has no commands; the hedge actions then show as unavailable when used.
+    pages('/v1/commands', {}, 200000).catch((e) => {
+      if (e.status === 404 || e.status === 403) return [];
+      throw e;
+    }),
   ]);
   S.accounts = new Map((accounts || []).map((a) => [a.login, a]));
   S.positions = new Map(positions.map((p) => [posKey(p), p]));
   S.hedges = new Map(hedges.map((x) => [x.id, x]));
+  S.commands = new Map(commands.map((c) => [c.id, c]));
   S.pauses = pauses || [];
   reindexExposure();
   for (const sym of symbolsInPlay()) sampleExposure(sym, Date.now());
@@ -277,14 +303,38 @@ function applyEvent(e) {
   switch (e.kind) {
     case 'account_registered':
     case 'account_status':
-      if (d && d.login !== undefined && d.role) S.accounts.set(d.login, d);
-      else if (e.login !== undefined && S.accounts.has(e.login)) {
+    case 'override_set':
+    case 'override_cleared':
+      if (d && d.login !== undefined && d.role) {
+        const { marks, ...account } = d;
+        S.accounts.set(d.login, account);
+        if (Array.isArray(marks)) applyMarks(d.login, marks);
+      } else if (e.login !== undefined && S.accounts.has(e.login)) {
         const a = S.accounts.get(e.login);
         a.status = d.status || d;
         a.last_seen_ms = e.time_ms;
       }
-      if (e.kind === 'account_registered') { reindexExposure(); schedulePlanRefresh(); }
-      markDirty('accounts');
+      if (e.kind !== 'account_status') {
+        reindexExposure();
+        schedulePlanRefresh();
+        if (fresh && e.kind !== 'account_registered') announce(e.reason);
+      }
+      markDirty('accounts', 'positions');
+      break;
+    case 'command_issued':
+    case 'command_done':
+    case 'command_failed':
+      if (d && d.id !== undefined) {
+        const old = S.commands.get(d.id);
+        if (!old || !(old.updated_ms > d.updated_ms)) S.commands.set(d.id, d);
+        flash.add(`h${d.hedge_id}`);
+        if (fresh) announce(`Command ${d.id} (${d.kind.replace('_', ' ')} ${d.hedge_id}): ${d.status}`);
+        if (fresh && e.kind !== 'command_issued') {
+          toast(`Command ${d.id}: ${d.kind.replace('_', ' ')} ${d.hedge_id} ${d.status}` +
+            `${d.result_message ? ` (${d.result_message})` : ''}`, d.status === 'done');
+        }
+      }
+      markDirty('hedges');
       break;
     case 'position_opened':
     case 'position_increased':
@@ -330,7 +380,7 @@ function applyEvent(e) {
     default:
       break;
   }
-  if (e.kind !== 'account_status' && e.kind !== 'hedge_failed' && e.kind !== 'legacy_position') {
+  if (!['account_status', 'hedge_failed', 'legacy_position', 'command_done', 'command_failed'].includes(e.kind)) {
     schedulePlanRefresh();
   }
   markDirty('events');
@@ -476,9 +526,15 @@ function symbolsInPlay() {
   return [...set].sort();
 }
 
+// What the plan uses: the operator's override when there is one, else the agent's value.
+function effective(a, field) {
+  const o = a && a.overrides;
+  return o && o[field] !== undefined && o[field] !== null ? o[field] : a ? a[field] : undefined;
+}
+
 function ratioOf(login) {
   const a = S.accounts.get(login);
-  const r = a ? dec(a.hedge_ratio) : null;
+  const r = a ? dec(effective(a, 'hedge_ratio')) : null;
   return r === null ? DEC_SCALE : r;
 }
 
@@ -870,8 +926,15 @@ async function closeHedge(x) {
     `Closes the remaining ${fmtNum(x.open_volume)} ${x.symbol} ${sideText(x.side)} on hedge account ${x.hedge_login}.`,
     { label: 'Close hedge', danger: true });
   if (!answer) return;
-  await runAction('close-hedge', () => api('POST', `/v1/hedges/${x.id}/close`, { reason: answer.reason || 'closed from the dashboard' }),
-    `Close of hedge ${x.id} requested`);
+  await runAction('close-hedge', () => hedgeCommand({ action: 'close_hedge', hedge_id: x.id, reason: answer.reason || 'closed from the dashboard' }),
+    `Close of hedge ${x.id} requested; ${x.symbol} on account ${x.hedge_login} is now close-only`);
+}
+
+// Sends a close/retry action; the command it creates is shown on the hedge's row as it changes.
+async function hedgeCommand(body) {
+  const ack = await api('POST', '/v1/actions', body);
+  if (ack && ack.command) { S.commands.set(ack.command.id, ack.command); markDirty('hedges'); }
+  if (ack && Array.isArray(ack.pauses)) { S.pauses = ack.pauses; markDirty('accounts', 'plan'); }
 }
 
 async function retryHedge(x) {
@@ -879,18 +942,34 @@ async function retryHedge(x) {
     `Sends the failed ${sideText(x.side)} ${fmtNum(x.volume)} ${x.symbol} again on hedge account ${x.hedge_login}.`,
     { label: 'Retry' });
   if (!answer) return;
-  await runAction('retry-hedge', () => api('POST', `/v1/hedges/${x.id}/retry`, { reason: answer.reason || 'retried from the dashboard' }),
+  await runAction('retry-hedge', () => hedgeCommand({ action: 'retry_hedge', hedge_id: x.id, reason: answer.reason || 'retried from the dashboard' }),
     `Retry of hedge ${x.id} requested`);
 }
 
+function sameMap(a, b) {
+  const norm = (m) => JSON.stringify({
+    prefix: (m && m.prefix) || '', suffix: (m && m.suffix) || '',
+    explicit: Object.fromEntries(Object.entries((m && m.explicit) || {}).sort()),
+  });
+  return norm(a) === norm(b);
+}
+
+// Edits an account's symbol map and (client accounts) hedge ratio as operator overrides: the
+// agent's registration stays as sent, the override wins in the plan and survives re-registration.
 function editAccount(a) {
   const dlg = $('#edit-account');
-  const map = a.symbol_map || {};
+  const client = a.role === 'client';
+  const map = effective(a, 'symbol_map') || {};
   $('#edit-title').textContent = `Edit account ${a.login}`;
-  $('#edit-ratio').value = fmtNum(a.hedge_ratio) || '1';
+  $('#edit-ratio').value = fmtNum(effective(a, 'hedge_ratio')) || '1';
+  $('#edit-ratio').disabled = !client;
+  $('#edit-ratio-help').textContent = client
+    ? `Agent's value: ${fmtNum(a.hedge_ratio)}.`
+    : 'The hedge ratio applies to client accounts only.';
   $('#edit-prefix').value = map.prefix || '';
   $('#edit-suffix').value = map.suffix || '';
   $('#edit-explicit').value = Object.entries(map.explicit || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+  $('#edit-map-help').textContent = `Agent's map: ${mapText(a.symbol_map)}.`;
   $('#edit-error').textContent = '';
   dlg.returnValue = '';
   dlg.addEventListener('close', async () => {
@@ -902,25 +981,44 @@ function editAccount(a) {
       if (!k || !v) { toast(`Not ACCOUNT=CANONICAL: ${line}`); return; }
       explicit[k] = v;
     }
-    if (!/^\d+(\.\d+)?$/.test(ratio) || dec(ratio) <= 0n) { toast('The hedge ratio must be a positive number.'); return; }
-    const answer = await confirmAction(`Change account ${a.login}?`,
-      `Hedge ratio ${fmtNum(a.hedge_ratio)} → ${ratio}; symbols ${$('#edit-prefix').value}*${$('#edit-suffix').value}` +
-      `${Object.keys(explicit).length ? ` with ${Object.keys(explicit).length} explicit name(s)` : ''}.`, { label: 'Save' });
+    if (client && (!/^\d+(\.\d+)?$/.test(ratio) || dec(ratio) <= 0n)) { toast('The hedge ratio must be a positive number.'); return; }
+    const newMap = { prefix: $('#edit-prefix').value.trim(), suffix: $('#edit-suffix').value.trim(), explicit };
+    const actions = [];
+    if (client && dec(ratio) !== dec(effective(a, 'hedge_ratio'))) {
+      actions.push({ action: 'set_hedge_ratio', login: a.login, hedge_ratio: ratio });
+    }
+    if (!sameMap(newMap, map)) actions.push({ action: 'set_symbol_map', login: a.login, symbol_map: newMap });
+    if (!actions.length) { toast('Nothing changed.'); return; }
+    const what = actions.map((x) => (x.action === 'set_hedge_ratio'
+      ? `hedge ratio ${fmtNum(effective(a, 'hedge_ratio'))} → ${ratio}`
+      : `symbols ${mapText(map)} → ${mapText(newMap)}`)).join('; ');
+    const answer = await confirmAction(`Override account ${a.login}?`,
+      `${what}. Kept when the agent registers again; clear the override to go back to the agent's value.`, { label: 'Save' });
     if (!answer) return;
-    // The center's registration endpoint replaces the account's configuration as a whole, so the
-    // stored registration is sent back with only the map and the ratio changed.
-    const body = {
-      login: a.login, role: a.role, server: a.server, company: a.company, margin_mode: a.margin_mode,
-      symbol_map: { prefix: $('#edit-prefix').value.trim(), suffix: $('#edit-suffix').value.trim(), explicit },
-      hedge_ratio: ratio, symbols: a.symbols || [], currency: a.currency || '',
-    };
-    if (a.hedge_login !== undefined && a.hedge_login !== null) body.hedge_login = a.hedge_login;
     await runAction('edit-account', async () => {
-      const stored = await api('PUT', `/v1/accounts/${a.login}`, body);
-      if (stored && stored.login !== undefined) { S.accounts.set(stored.login, stored); reindexExposure(); markDirty('accounts', 'plan'); }
+      for (const body of actions) await applyOverride({ ...body, reason: answer.reason || 'edited from the dashboard' });
     }, `Account ${a.login} updated`);
   }, { once: true });
   dlg.showModal();
+}
+
+async function applyOverride(body) {
+  const ack = await api('POST', '/v1/actions', body);
+  if (ack && ack.account && ack.account.login !== undefined) {
+    S.accounts.set(ack.account.login, ack.account);
+    reindexExposure();
+    schedulePlanRefresh();
+    markDirty('accounts', 'plan');
+  }
+}
+
+async function clearOverride(a, field) {
+  const name = field === 'hedge_ratio' ? 'hedge ratio' : 'symbol map';
+  const answer = await confirmAction(`Clear the ${name} override of account ${a.login}?`,
+    `The agent's ${name} (${field === 'hedge_ratio' ? fmtNum(a.hedge_ratio) : mapText(a.symbol_map)}) applies again.`, { label: 'Clear override' });
+  if (!answer) return;
+  await runAction('edit-account', () => applyOverride({ action: 'clear_override', login: a.login, field, reason: answer.reason || 'cleared from the dashboard' }),
+    `The ${name} of account ${a.login} is the agent's again`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -963,9 +1061,22 @@ function accountCard(a) {
   const connected = st ? st.connected : null;
   const openBreakers = st && st.breakers ? Object.entries(st.breakers).filter(([, v]) => v !== 'closed') : [];
   const paused = S.pauses.find((p) => p.login === a.login && !p.symbol);
+  const rec = st && st.reconciliation;
+  const money = st && st.account;
+  const o = a.overrides || {};
+  const overridden = (field, agentText, overrideText) => (o[field] === undefined || o[field] === null
+    ? h('dd', { text: agentText })
+    : h('dd', { class: 'override', dataset: { override: field } },
+      h('span', { class: 'badge warn', text: 'override' }), ` ${overrideText} `,
+      h('span', { class: 'agent-value', text: `(agent: ${agentText})` }), ' ',
+      h('button', { type: 'button', class: 'small', text: 'Clear', 'aria-label': `Clear the ${field.replace('_', ' ')} override of account ${a.login}`, onclick: () => clearOverride(a, field) })));
   const card = h('article', { class: 'card', 'aria-label': `Account ${a.login}`, dataset: { login: a.login } },
     h('h3', null, `${a.login}`,
       h('span', { class: 'badge', text: a.role }),
+      rec && rec.ok === false ? h('span', {
+        class: 'badge bad', role: 'status', text: 'reconciliation mismatch', title: rec.detail || 'ledger and terminal disagree',
+        dataset: { reconciliation: 'mismatch' },
+      }) : null,
       h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
       paused ? h('span', { class: 'badge warn', text: 'paused' }) : null,
       openBreakers.length ? h('span', { class: 'badge bad', text: `${openBreakers.length} breaker${openBreakers.length > 1 ? 's' : ''} open` }) : null),
@@ -975,8 +1086,18 @@ function accountCard(a) {
       h('dt', { text: 'Last heartbeat' }), h('dd', { text: fmtAge(a.last_seen_ms), title: fmtTime(a.last_seen_ms), dataset: { age: a.last_seen_ms } }),
       h('dt', { text: 'Outbox' }), h('dd', { text: st ? `${st.outbox_pending} pending` : '—' }),
       h('dt', { text: 'Breakers' }), h('dd', { text: !st ? '—' : openBreakers.length ? openBreakers.map(([k, v]) => `${k} ${v.replace('_', '-')}`).join(', ') : 'all closed', class: openBreakers.length ? 'sell' : '' }),
-      a.role === 'client' ? [h('dt', { text: 'Hedge ratio' }), h('dd', { text: fmtNum(a.hedge_ratio) })] : null,
-      h('dt', { text: 'Symbols' }), h('dd', { text: mapText(a.symbol_map) }),
+      money ? [
+        h('dt', { text: 'Balance' }), h('dd', { class: 'num', dataset: { money: 'balance' }, text: `${fmtNum(money.balance, 2)} ${money.currency || ''}`.trim() }),
+        h('dt', { text: 'Equity' }), h('dd', { class: 'num', text: fmtNum(money.equity, 2) }),
+        h('dt', { text: 'Margin' }), h('dd', { class: 'num', text: `${fmtNum(money.margin, 2)} (free ${fmtNum(money.margin_free, 2)})` }),
+        h('dt', { text: 'Floating P/L' }), h('dd', { class: `num ${(dec(money.profit) || 0n) < 0n ? 'sell' : ''}`, text: fmtNum(money.profit, 2) }),
+      ] : null,
+      rec ? [h('dt', { text: 'Reconciliation' }), h('dd', {
+        class: rec.ok ? '' : 'sell', dataset: { reconciliation: rec.ok ? 'ok' : 'mismatch' },
+        text: rec.ok ? `ok (${fmtAge(rec.checked_ms)})` : `mismatch: ${rec.detail || 'ledger and terminal disagree'}`,
+      })] : null,
+      a.role === 'client' ? [h('dt', { text: 'Hedge ratio' }), overridden('hedge_ratio', fmtNum(a.hedge_ratio), fmtNum(o.hedge_ratio))] : null,
+      h('dt', { text: 'Symbols' }), overridden('symbol_map', mapText(a.symbol_map), mapText(o.symbol_map)),
       st && st.message ? [h('dt', { text: 'Message' }), h('dd', { text: st.message })] : null),
     h('div', { class: 'actions' },
       paused
@@ -1007,6 +1128,7 @@ let hedgesTable;
 let eventsTable;
 
 const NOT_REPORTED = 'not reported by the center';
+const MARKED = "from the agent's latest mark of the open position";
 const optMoney = (v) => (v === undefined || v === null ? '—' : fmtNum(v, 2));
 
 function positionColumns() {
@@ -1034,10 +1156,10 @@ function positionColumns() {
     { id: 'entry_price', name: 'Entry Price', width: 90, num: true, text: dealOr((p) => fmtNum(p.price, pd(p)), () => '') },
     { id: 'sl', name: 'S/L', width: 80, num: true, text: dealOr((p) => fmtNum(p.sl, pd(p)), () => '') },
     { id: 'tp', name: 'T/P', width: 80, num: true, text: dealOr((p) => fmtNum(p.tp, pd(p)), () => '') },
-    { id: 'price', name: 'Price', width: 80, num: true, note: NOT_REPORTED, text: dealOr((p) => (p.current_price === undefined ? '—' : fmtNum(p.current_price, pd(p))), () => '') },
-    { id: 'commission', name: 'Comm.', width: 70, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.commission), () => '') },
-    { id: 'swap', name: 'Swap', width: 70, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.swap), () => '') },
-    { id: 'profit', name: 'Profit', width: 80, num: true, note: NOT_REPORTED, text: dealOr((p) => optMoney(p.profit), () => '') },
+    { id: 'price', name: 'Price', width: 80, num: true, note: MARKED, text: dealOr((p) => (p.price_current === undefined || p.price_current === null ? '—' : fmtNum(p.price_current, pd(p))), () => '') },
+    { id: 'commission', name: 'Comm.', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.commission), () => '') },
+    { id: 'swap', name: 'Swap', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.swap), () => '') },
+    { id: 'profit', name: 'Profit', width: 80, num: true, note: MARKED, text: dealOr((p) => optMoney(p.profit), () => ''), cls: (r) => (!r.deal && (dec(r.profit) || 0n) < 0n ? 'sell' : ''), sort: (p) => Number(p.profit || 0) },
     { id: 'magic', name: 'Magic', width: 80, num: true, hidden: true, text: dealOr((p) => (p.magic ? p.magic : 'Manual'), () => '') },
     { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
     { id: 'exit_date', name: 'Exit Date', width: 160, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
@@ -1088,29 +1210,50 @@ function renderPositions() {
   renderSummary(rows, active);
 }
 
-// Summary row, after the panel's: exact sums of what the center reports.
+// Summary row, after the panel's: balance, floating P/L, margin and total P/L from the client
+// accounts' own figures (the status `account` block), summed exactly per currency, and the count.
 function renderSummary(rows, active) {
   const el = $('#positions-summary');
   let buy = 0n;
   let sell = 0n;
-  let profit = 0n;
-  let charges = 0n;
-  let anyProfit = false;
+  let marked = 0n;
+  let anyMark = false;
   for (const p of rows) {
     const v = dec(p.volume) || 0n;
     if (p.side === 'sell') sell += v; else buy += v;
-    if (p.profit !== undefined && p.profit !== null) { anyProfit = true; profit += dec(p.profit) || 0n; }
-    charges += (dec(p.commission) || 0n) + (dec(p.swap) || 0n);
+    if (p.profit !== undefined && p.profit !== null) {
+      anyMark = true;
+      marked += (dec(p.profit) || 0n) + (dec(p.swap) || 0n) + (dec(p.commission) || 0n);
+    }
   }
-  const item = (label, value, note) => h('span', { title: note || undefined }, h('b', { text: `${label}: ` }), value);
-  const parts = [item('Positions', String(rows.length))];
+  const byCurrency = new Map();
+  for (const a of S.accounts.values()) {
+    const m = a.role === 'client' && a.status && a.status.account;
+    if (!m) continue;
+    const c = m.currency || '';
+    const t = byCurrency.get(c) || { balance: 0n, profit: 0n, margin: 0n, equity: 0n };
+    t.balance += dec(m.balance) || 0n;
+    t.profit += dec(m.profit) || 0n;
+    t.margin += dec(m.margin) || 0n;
+    t.equity += dec(m.equity) || 0n;
+    byCurrency.set(c, t);
+  }
+  const money = (f) => (byCurrency.size
+    ? [...byCurrency].map(([c, t]) => `${fmtDec(f(t), 2)}${c ? ` ${c}` : ''}`).join(' + ')
+    : '—');
+  const note = byCurrency.size ? null : 'no client agent has reported its account yet';
+  const item = (label, value, key, title) => h('span', { title: title || undefined, dataset: { sum: key } }, h('b', { text: `${label}: ` }), value);
+  const parts = [];
+  parts.push(item('Balance', money((t) => t.balance), 'balance', note));
   if (active) {
-    parts.push(item('Buy', fmtDec(buy)), item('Sell', fmtDec(sell)), item('Net', fmtDec(buy - sell)));
-    parts.push(item('Floating P/L', anyProfit ? fmtDec(profit, 2) : '—', anyProfit ? null : NOT_REPORTED));
+    parts.push(item('Floating P/L', money((t) => t.profit), 'floating', note));
+    parts.push(item('Margin', money((t) => t.margin), 'margin', note));
+    parts.push(item('Total P/L', anyMark ? fmtDec(marked, 2) : '—', 'total', anyMark ? 'profit + swap + commission of the listed positions' : NOT_REPORTED));
+    parts.push(item('Buy', fmtDec(buy), 'buy'), item('Sell', fmtDec(sell), 'sell'), item('Net', fmtDec(buy - sell), 'net'));
   } else {
-    parts.push(item('Total P/L', anyProfit ? fmtDec(profit + charges, 2) : '—', anyProfit ? null : NOT_REPORTED));
+    parts.push(item('Equity', money((t) => t.equity), 'equity', note));
   }
-  parts.push(item('Balance', '—', NOT_REPORTED));
+  parts.push(item('Positions', String(rows.length), 'count'));
   el.replaceChildren(...parts);
 }
 
@@ -1185,6 +1328,10 @@ function hedgeColumns() {
     {
       id: 'act', name: 'Actions', width: 100, action: true, text: () => '',
       render: (x) => {
+        const cmd = commandOf(x.id);
+        if (cmd && cmd.status === 'pending') {
+          return h('button', { type: 'button', class: 'small', text: cmd.kind === 'close_hedge' ? 'Closing…' : 'Retrying…', disabled: true, 'aria-label': `Command ${cmd.id} for hedge ${x.id} is pending`, dataset: { focus: `pending-${x.id}` } });
+        }
         if (x.status === 'open' || x.status === 'partially_closed') {
           const off = S.unavailable.has('close-hedge');
           return h('button', { type: 'button', class: 'small', text: off ? 'Close n/a' : 'Close', disabled: off, title: off ? 'The center has no close endpoint' : undefined, 'aria-label': `Close hedge ${x.id}`, dataset: { focus: `close-${x.id}` }, onclick: () => closeHedge(x) });
@@ -1195,6 +1342,15 @@ function hedgeColumns() {
         }
         return '';
       },
+    },
+    {
+      id: 'command', name: 'Command', width: 170, note: 'the latest operator command about this hedge',
+      text: (x) => {
+        const c = commandOf(x.id);
+        if (!c) return '';
+        return `${c.kind.replace('_', ' ')} #${c.id}: ${c.status}${c.result_retcode ? ` (${c.result_retcode})` : ''}${c.result_message ? ` ${c.result_message}` : ''}`;
+      },
+      cls: (x) => { const c = commandOf(x.id); return c ? `command-${c.status}` : ''; },
     },
     { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
     { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },

@@ -115,6 +115,29 @@ async function main() {
       `${await page.$$eval('#accounts .card', (c) => c.length)} accounts, ${await rowCount(page, 'positions')} position rows, ` +
       `${await rowCount(page, 'plan')} plan rows, ${await rowCount(page, 'hedges')} hedge rows`);
     check('the summary row is shown', /Positions:\s*\d+/.test(await page.textContent('#positions-summary')));
+    // Money and reconciliation from the agents' status.
+    const summary = await waitFor(page, 'the account summary', () => {
+      const b = document.querySelector('#positions-summary [data-sum="balance"]');
+      return b && /20001\.00 USD/.test(b.textContent) ? document.querySelector('#positions-summary').textContent : false;
+    });
+    check('the summary row sums the clients\' balance, floating P/L and margin exactly',
+      /Floating P\/L: 23\.50 USD/.test(summary) && /Margin: 420\.00 USD/.test(summary) && /Total P\/L: -?\d/.test(summary), summary);
+    const badge = await waitFor(page, 'the reconciliation badge', () => {
+      const b = document.querySelector('#accounts .card[data-login="2001"] .badge.bad[data-reconciliation="mismatch"]');
+      return b ? `${b.textContent} / ${b.title}` : false;
+    });
+    check('a red reconciliation badge with the detail as its tooltip', /ledger 0\.3, terminal 0\.2/.test(badge), badge);
+    check('a reconciled account has no badge', await page.evaluate(() =>
+      !document.querySelector('#accounts .card[data-login="2002"] .badge[data-reconciliation]') &&
+      /ok/.test(document.querySelector('#accounts .card[data-login="2002"] dd[data-reconciliation]').textContent)));
+    const priced = await waitFor(page, 'current prices from the marks', () => {
+      const heads = [...document.querySelectorAll('[data-table="positions"] .vt-head [role=columnheader]')].map((c) => c.textContent.trim());
+      const i = heads.indexOf('Price');
+      const rows = [...document.querySelectorAll('[data-table="positions"] .vt-row')];
+      const cell = rows.map((r) => r.children[i] && r.children[i].textContent).find((t) => t && /^\d/.test(t));
+      return cell || false;
+    });
+    check('positions show the current price, commission, swap and profit of their mark', true, priced);
     await shot(page, '02-overview');
 
     // 3. They update live, without reloading.
@@ -184,7 +207,12 @@ async function main() {
       log('NOTE: the center has no close-hedge endpoint; the dashboard shows the action as unavailable');
       check(`hedge ${hedgeId} close confirmed through the UI; the center lacks the endpoint and the UI says so`, true, toastText);
     } else {
-      check(`hedge ${hedgeId} close confirmed through the UI and accepted by the center`, /requested/.test(toastText), toastText);
+      // The toast may already tell the outcome when the hedger was quick; the command is the proof.
+      const command = await waitFor(page, 'the close command', (id) => {
+        const c = [...S.commands.values()].find((x) => x.hedge_id === Number(id) && x.kind === 'close_hedge');
+        return c ? `command ${c.id} by ${c.actor}: ${c.status}` : false;
+      }, hedgeId);
+      check(`hedge ${hedgeId} close confirmed through the UI and accepted by the center`, /requested|done/.test(toastText), `${command}; ${toastText}`);
       await waitFor(page, `hedge ${hedgeId} to be closed`, (id) => {
         const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
         return row && /closed/.test(row.textContent);
@@ -261,20 +289,32 @@ async function main() {
     const headsAgain = await page.$$eval('[data-table="positions"] .vt-head [role=columnheader]', (c) => c.map((x) => x.textContent.trim()));
     check('column choices are remembered', headsAgain.join('|') === heads.join('|'), headsAgain.join('|'));
 
-    // Edit a client's hedge ratio through the center's registration endpoint, confirming it.
+    // Override a client's hedge ratio and symbol map, confirming it: the card shows the agent's
+    // value beside the override.
     await page.click('button[aria-label="Edit symbol map and hedge ratio of account 2002"]');
     await page.locator('#edit-account').waitFor({ state: 'visible' });
     await page.fill('#edit-ratio', '0.25');
+    await page.fill('#edit-suffix', '.pro');
     await page.click('#edit-account button[value=save]');
     await confirmDialog(page, 'browser test ratio');
-    await waitFor(page, 'the new ratio on the account card', () => {
-      const card = document.querySelector('#accounts .card[data-login="2002"]');
-      return card && /Hedge ratio\s*0\.25/.test(card.textContent);
+    const overridden = await waitFor(page, 'the overrides on the account card', () => {
+      const ratio = document.querySelector('#accounts .card[data-login="2002"] [data-override="hedge_ratio"]');
+      const map = document.querySelector('#accounts .card[data-login="2002"] [data-override="symbol_map"]');
+      return ratio && map && /0\.25/.test(ratio.textContent) && /agent: 0\.5/.test(ratio.textContent) &&
+        /\*\.pro/.test(map.textContent) ? `${ratio.textContent} | ${map.textContent}` : false;
     });
+    check('the overrides show beside the agent\'s values', true, overridden);
     // The page's event log (rows scroll away quickly under the live feed, so its data is checked).
-    await waitFor(page, 'the edit in the event log', () => S.events
-      .some((e) => e.kind === 'account_registered' && e.login === 2002 && e.actor === 'operator'));
-    check('hedge ratio of account 2002 edited through the UI and logged with who did it', true);
+    await waitFor(page, 'the overrides in the event log', () => S.events
+      .filter((e) => e.kind === 'override_set' && e.login === 2002 && e.actor === 'operator').length >= 2);
+    check('hedge ratio and symbol map of account 2002 overridden through the UI and logged with who did it', true);
+    await shot(page, '06b-overrides');
+    await page.click('button[aria-label="Clear the hedge ratio override of account 2002"]');
+    await confirmDialog(page, 'browser test clear');
+    await waitFor(page, 'the ratio override to be cleared', () =>
+      !document.querySelector('#accounts .card[data-login="2002"] [data-override="hedge_ratio"]') &&
+      S.events.some((e) => e.kind === 'override_cleared' && e.login === 2002));
+    check('an override cleared through the UI', true);
 
     // 8. CSV export of what is on screen.
     const [download] = await Promise.all([

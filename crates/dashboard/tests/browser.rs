@@ -211,13 +211,53 @@ impl Feeder {
             breakers.insert(name.to_owned(), BreakerState::Closed);
         }
         for (i, (login, token)) in CLIENT_TOKENS.iter().enumerate() {
+            // Marks of the open positions move a point per tick; account 2001 reports a
+            // reconciliation mismatch, which the dashboard must flag.
+            let marks: Vec<PositionMark> = self
+                .positions
+                .iter()
+                .filter(|p| p.open && p.login.0 == *login)
+                .map(|p| {
+                    let (_, digits, px) = SYMBOLS
+                        .iter()
+                        .find(|(n, _, _)| *n == p.symbol)
+                        .expect("known symbol");
+                    let moved: Price = format!("{}e-{digits}", tick % 7)
+                        .parse()
+                        .expect("price step");
+                    PositionMark {
+                        position_id: p.id,
+                        price_current: price(px) + moved,
+                        swap: "-0.12".parse().expect("money"),
+                        profit: format!("{}", (tick % 7) as i64 - 2).parse().expect("money"),
+                        commission: "-0.7".parse().expect("money"),
+                    }
+                })
+                .collect();
             let status = AccountStatus {
                 connected: true,
                 last_event_ms: Some(now_ms()),
                 outbox_pending: (tick + i as u64) % 3,
                 breakers: BTreeMap::new(),
                 message: Some("client agent (test feed)".into()),
-                ..AccountStatus::default()
+                account: Some(AccountMoney {
+                    balance: "10000.5".parse().expect("money"),
+                    equity: "10012.25".parse().expect("money"),
+                    margin: "210".parse().expect("money"),
+                    margin_free: "9802.25".parse().expect("money"),
+                    profit: "11.75".parse().expect("money"),
+                    currency: "USD".into(),
+                }),
+                marks,
+                reconciliation: Some(Reconciliation {
+                    ok: *login != 2001,
+                    detail: if *login == 2001 {
+                        "EURUSD: ledger 0.3, terminal 0.2".into()
+                    } else {
+                        String::new()
+                    },
+                    checked_ms: now_ms(),
+                }),
             };
             self.client(token)
                 .heartbeat(Login(*login), &status)
@@ -311,6 +351,36 @@ impl Feeder {
     /// reduces hedges for `reduce` items.
     async fn hedger_step(&mut self) -> Result<(), ClientErrorText> {
         let hedger = self.client(HEDGER_TOKEN);
+        // Operator commands first, as the hedger does: a close takes the hedge's volume back,
+        // a retry has nothing left to do once the plan item was executed since.
+        for command in hedger.pending_commands(HEDGE_LOGIN).await.map_err(err)? {
+            if command.kind == CommandKind::CloseHedge {
+                hedger
+                    .hedge_reduced(
+                        command.hedge_id,
+                        &HedgeReduce {
+                            remaining: Volume::ZERO,
+                            deal: None,
+                            price: None,
+                            time_ms: now_ms(),
+                            reason: format!("closed by command {}", command.id),
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+            }
+            hedger
+                .command_result(
+                    command.id,
+                    &CommandResult {
+                        status: CommandStatus::Done,
+                        retcode: Some(Retcode(10009)),
+                        message: Some("done by the test hedger".into()),
+                    },
+                )
+                .await
+                .map_err(err)?;
+        }
         let plan = hedger.plan(HEDGE_LOGIN).await.map_err(err)?;
         for item in plan.items {
             match item.action {
