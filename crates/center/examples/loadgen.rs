@@ -1,14 +1,16 @@
 //! Load generator for the center, and the same figures for the prototype baseline in one run.
 //!
 //! `cargo run --release -p hedge-center --example loadgen -- [--seconds 3] [--conns 64]
-//!     [--prototype http://127.0.0.1:18080] [--pg "host=127.0.0.1 user=postgres dbname=test"]`
+//!     [--prototype http://127.0.0.1:18080] [--pg "host=127.0.0.1 user=postgres dbname=test"]
+//!     [--no-sqlite] [--no-normal] [--race-conns 32] [--race-rounds 100] [--race-hot 50]`
 //!
-//! Starts a center in-process (SQLite in a temporary directory; PostgreSQL in a fresh schema with
-//! `--pg`) and drives it over loopback with many concurrent keep-alive connections: durable
-//! position reports/s, plan reads/s, p50/p99 latency at a paced 1,000 req/s (measured from the
-//! scheduled send time, so a stall is not hidden), and lost updates under concurrency (N concurrent
-//! legacy reports of known volumes, then the final total). `scripts/bench-center.sh` starts the
-//! prototype and passes `--prototype`.
+//! Starts a center in-process (SQLite in a temporary directory, with `synchronous=FULL` and
+//! `NORMAL`; PostgreSQL in a fresh schema with `--pg`) and drives it over loopback with many
+//! concurrent keep-alive connections: durable position reports/s, plan reads/s, legacy
+//! `new_position`/s and `all_positions`/s, p50/p99 latency at a paced 1,000 req/s (measured from
+//! the scheduled send time, so a stall is not hidden), then a lost-update race (see [`race`]) on
+//! the legacy endpoints and on `/v1`. The same figures for the prototype with `--prototype`, and
+//! the ratios. `scripts/bench-center.sh` starts the prototype and passes `--prototype`.
 
 use bytes::Bytes;
 use hedge_center::auth::{Role, TokenEntry, Tokens};
@@ -239,90 +241,272 @@ impl<T> Shared<T> {
     }
 }
 
-/// `n` concurrent legacy reports of 0.01 lot buys on one symbol; returns how many were lost.
-async fn lost_updates(target: &Target, n: u64, conns: usize) -> (u64, u64) {
-    let symbol = format!("LOST{}", target.addr.port());
-    let body = format!(r#"{{"symbol": "{symbol}", "volume": 0.01, "side": 0}}"#);
-    let sent = Arc::new(AtomicU64::new(0));
-    let per = n / conns as u64;
+/// Which endpoint a race phase reports through.
+#[derive(Clone, Copy, PartialEq)]
+enum RaceApi {
+    /// `GET /new_position/`, read back from `GET /all_positions/` (the center and the prototype).
+    Legacy,
+    /// `POST /v1/positions/events`, read back from the plan's exposure (the center only).
+    V1,
+}
+
+/// What one race phase acknowledged and what the server held afterwards, in hundredths of a lot.
+#[derive(Default)]
+struct Race {
+    acked: u64,
+    errors: u64,
+    sent: u64,
+    stored: u64,
+    symbols: usize,
+    /// Symbols whose stored total differs from what was acknowledged for them.
+    wrong: usize,
+}
+
+fn race_request(
+    target: &Target,
+    api: RaceApi,
+    symbol: &str,
+    id: u64,
+    hundredths: u64,
+) -> Request<Full<Bytes>> {
+    let volume = Decimal::new(hundredths as i64, 2);
+    let b = Request::builder().header("host", target.addr.to_string());
+    match api {
+        RaceApi::Legacy => b
+            .method("GET")
+            .uri("/new_position/")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                r#"{{"symbol": "{symbol}", "volume": {volume}, "side": 0}}"#
+            )))),
+        RaceApi::V1 => {
+            let report = PositionReport {
+                kind: PositionEventKind::Open,
+                login: CLIENT,
+                position_id: PositionId(id),
+                symbol: symbol.into(),
+                account_symbol: String::new(),
+                side: Side::Buy,
+                volume: Volume(volume),
+                price: None,
+                sl: None,
+                tp: None,
+                time_ms: 1,
+                magic: Magic(0),
+                comment: String::new(),
+                seq: 1,
+                idempotency_key: PositionReport::default_key(CLIENT, PositionId(id), 1),
+            };
+            b.method("POST")
+                .uri("/v1/positions/events")
+                .header("authorization", format!("Bearer {CLIENT_TOKEN}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(
+                    serde_json::to_vec(&report).unwrap_or_default(),
+                )))
+        }
+    }
+    .expect("request")
+}
+
+/// Provokes lost updates: in each of `rounds` rounds every connection waits at a barrier, then
+/// all send the first report of one fresh symbol at the same moment (the prototype's
+/// check-then-insert and DataFrame enlargement race here); then every connection sends `hot`
+/// reports of one shared symbol back to back (its read-modify-write races here). Buys only, so
+/// the prototype (which sums whatever the side) and the center (which nets) must both hold
+/// exactly the acknowledged sum. On `/v1` the connections go in pairs that send the same
+/// position with the same key at the same moment: it must be stored once.
+async fn race(target: &Target, api: RaceApi, conns: usize, rounds: u64, hot: u64) -> Race {
+    let tag = format!("R{:04x}", rand::random::<u16>());
+    let n = conns as u64;
+    let base = target
+        .next_id
+        .fetch_add(rounds * n + hot * n + 1, Ordering::Relaxed);
+    let barrier = Arc::new(tokio::sync::Barrier::new(conns));
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (target, body, sent) = (target.clone(), body.clone(), sent.clone());
+    for j in 0..n {
+        let (target, tag, barrier) = (target.clone(), tag.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(target.addr).await;
-            for _ in 0..per {
-                let req = Request::builder()
-                    .method("GET")
-                    .uri("/new_position/")
-                    .header("host", target.addr.to_string())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body.clone())))
-                    .expect("request");
-                if send(&mut sender, req).await.is_ok() {
-                    sent.fetch_add(1, Ordering::Relaxed);
+            // (symbol, position id, hundredths) of every acknowledged report.
+            let mut acked: Vec<(String, u64, u64)> = Vec::new();
+            let mut errors = 0u64;
+            let mut plan: Vec<(String, u64, u64)> = Vec::new();
+            for r in 0..rounds {
+                let (slot, hundredths) = match api {
+                    RaceApi::Legacy => (j, 1 + j % 5),
+                    RaceApi::V1 => (j / 2, 1 + (j / 2) % 5),
+                };
+                plan.push((format!("{tag}n{r}"), base + r * n + slot, hundredths));
+            }
+            for k in 0..hot {
+                plan.push((format!("{tag}hot"), base + rounds * n + j * hot + k, 1));
+            }
+            for (i, (symbol, id, hundredths)) in plan.into_iter().enumerate() {
+                if i as u64 <= rounds {
+                    barrier.wait().await;
+                }
+                let req = race_request(&target, api, &symbol, id, hundredths);
+                match send(&mut sender, req).await {
+                    Ok(_) => acked.push((symbol, id, hundredths)),
+                    Err(_) => {
+                        errors += 1;
+                        sender = connect(target.addr).await;
+                    }
                 }
             }
+            (acked, errors)
         }));
     }
+    let mut sent: std::collections::HashMap<String, u64> = Default::default();
+    let mut ids = std::collections::HashSet::new();
+    let mut out = Race::default();
     for t in tasks {
-        let _ = t.await;
+        let Ok((acked, errors)) = t.await else {
+            continue;
+        };
+        out.errors += errors;
+        out.acked += acked.len() as u64;
+        for (symbol, id, hundredths) in acked {
+            // A position acknowledged twice (same key) counts once.
+            if ids.insert(id) {
+                *sent.entry(symbol).or_default() += hundredths;
+            }
+        }
     }
-    let acknowledged = sent.load(Ordering::Relaxed);
+    let stored = match api {
+        RaceApi::Legacy => legacy_totals(target).await,
+        RaceApi::V1 => plan_totals(target).await,
+    };
+    out.symbols = sent.len();
+    for (symbol, units) in &sent {
+        let held = stored.get(symbol).copied().unwrap_or(0);
+        out.sent += units;
+        out.stored += held;
+        if held != *units {
+            out.wrong += 1;
+        }
+    }
+    out
+}
+
+/// `GET /all_positions/` as hundredths per symbol (the body is a JSON string holding the object).
+async fn legacy_totals(target: &Target) -> std::collections::HashMap<String, u64> {
     let mut sender = connect(target.addr).await;
     let body = send(&mut sender, request(target, Op::LegacyAll))
         .await
         .unwrap_or_default();
     let inner: String = serde_json::from_slice(&body).unwrap_or_default();
-    let book: serde_json::Value = serde_json::from_str(&inner).unwrap_or_default();
-    let volume = book[&symbol]["volume"].as_f64().unwrap_or(0.0);
-    let counted = (volume / 0.01).round() as u64;
-    (acknowledged, acknowledged.saturating_sub(counted))
+    let book: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&inner).unwrap_or_default();
+    book.into_iter()
+        .map(|(symbol, row)| {
+            let volume = row["volume"].as_f64().unwrap_or(0.0);
+            (symbol, (volume * 100.0).round().max(0.0) as u64)
+        })
+        .collect()
+}
+
+/// The plan's net exposure per symbol (items and residuals) as hundredths, read exactly.
+async fn plan_totals(target: &Target) -> std::collections::HashMap<String, u64> {
+    let mut sender = connect(target.addr).await;
+    let body = send(&mut sender, request(target, Op::Plan))
+        .await
+        .unwrap_or_default();
+    let Ok(plan) = serde_json::from_slice::<hedge_center::model::HedgePlan>(&body) else {
+        eprintln!("cannot read the plan back");
+        return Default::default();
+    };
+    let hundredths = |v: Volume| {
+        rust_decimal::prelude::ToPrimitive::to_u64(&(v.0.abs() * Decimal::ONE_HUNDRED)).unwrap_or(0)
+    };
+    plan.items
+        .iter()
+        .map(|i| (i.symbol.clone(), hundredths(i.exposure)))
+        .chain(
+            plan.residuals
+                .iter()
+                .map(|r| (r.symbol.clone(), hundredths(r.exposure))),
+        )
+        .collect()
 }
 
 struct Row {
     name: String,
+    /// Durable `/v1` reports (center only).
     reports: Option<Figures>,
-    legacy: Figures,
-    reads: Figures,
-    p50: Duration,
-    p99: Duration,
-    paced_errors: u64,
-    lost: (u64, u64),
+    /// `GET /v1/plan/{hedge}` (center only).
+    plan: Option<Figures>,
+    legacy_new: Figures,
+    legacy_all: Figures,
+    /// p50, p99, errors at 1,000 req/s of `/v1` reports (center only).
+    paced_reports: Option<(Duration, Duration, u64)>,
+    /// The same for `GET /new_position/`.
+    paced_legacy: (Duration, Duration, u64),
+    race_legacy: Race,
+    race_v1: Option<Race>,
 }
 
-async fn measure(name: &str, target: Target, center: bool, seconds: f64, conns: usize) -> Row {
+struct Settings {
+    seconds: f64,
+    conns: usize,
+    race_conns: usize,
+    race_rounds: u64,
+    race_hot: u64,
+}
+
+async fn measure(name: &str, target: Target, center: bool, s: &Settings) -> Row {
     eprintln!("measuring {name} ...");
-    let reports = if center {
-        Some(closed_loop(&target, Op::Report, conns, seconds).await)
+    let (seconds, conns) = (s.seconds, s.conns);
+    let (reports, plan) = if center {
+        (
+            Some(closed_loop(&target, Op::Report, conns, seconds).await),
+            Some(closed_loop(&target, Op::Plan, conns, seconds).await),
+        )
+    } else {
+        (None, None)
+    };
+    let legacy_new = closed_loop(&target, Op::LegacyNew, conns, seconds).await;
+    let legacy_all = closed_loop(&target, Op::LegacyAll, conns, seconds).await;
+    let paced_reports = if center {
+        Some(paced(&target, Op::Report, 1000, seconds, 32).await)
     } else {
         None
     };
-    let legacy = closed_loop(&target, Op::LegacyNew, conns, seconds).await;
-    let reads = closed_loop(
+    let paced_legacy = paced(&target, Op::LegacyNew, 1000, seconds, 32).await;
+    // Last, so the extra symbols do not weigh on the read figures above.
+    let race_legacy = race(
         &target,
-        if center { Op::Plan } else { Op::LegacyAll },
-        conns,
-        seconds,
+        RaceApi::Legacy,
+        s.race_conns,
+        s.race_rounds,
+        s.race_hot,
     )
     .await;
-    let (p50, p99, paced_errors) = paced(
-        &target,
-        if center { Op::Report } else { Op::LegacyNew },
-        1000,
-        seconds,
-        32,
-    )
-    .await;
-    let lost = lost_updates(&target, 2000, 32).await;
+    let race_v1 = if center {
+        Some(
+            race(
+                &target,
+                RaceApi::V1,
+                s.race_conns,
+                s.race_rounds,
+                s.race_hot,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     Row {
         name: name.into(),
         reports,
-        legacy,
-        reads,
-        p50,
-        p99,
-        paced_errors,
-        lost,
+        plan,
+        legacy_new,
+        legacy_all,
+        paced_reports,
+        paced_legacy,
+        race_legacy,
+        race_v1,
     }
 }
 
@@ -370,33 +554,46 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: f64 = arg(&args, "--seconds")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let conns: usize = arg(&args, "--conns")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let num = |name: &str, default: u64| -> u64 {
+        arg(&args, name)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let settings = Settings {
+        seconds: arg(&args, "--seconds")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0),
+        conns: num("--conns", 64) as usize,
+        race_conns: num("--race-conns", 32).max(2) as usize,
+        race_rounds: num("--race-rounds", 100),
+        race_hot: num("--race-hot", 50),
+    };
     let mut rows = Vec::new();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    for (sync, name, file) in [
-        (
+    let mut sqlite = Vec::new();
+    if !flag("--no-sqlite") {
+        sqlite.push((
             Synchronous::Full,
-            "center (SQLite, synchronous=FULL)",
+            "center, SQLite synchronous=FULL",
             "full.db",
-        ),
-        (
-            Synchronous::Normal,
-            "center (SQLite, synchronous=NORMAL)",
-            "normal.db",
-        ),
-    ] {
+        ));
+        if !flag("--no-normal") {
+            sqlite.push((
+                Synchronous::Normal,
+                "center, SQLite synchronous=NORMAL",
+                "normal.db",
+            ));
+        }
+    }
+    for (sync, name, file) in sqlite {
         let handle = start_center(StoreLocation::Sqlite(dir.path().join(file)), sync).await;
         let target = Target {
             addr: handle.addr,
             next_id: Arc::new(AtomicU64::new(1)),
         };
-        rows.push(measure(name, target, true, seconds, conns).await);
+        rows.push(measure(name, target, true, &settings).await);
         handle.shutdown().await;
     }
 
@@ -414,7 +611,7 @@ async fn main() {
             addr: handle.addr,
             next_id: Arc::new(AtomicU64::new(1)),
         };
-        rows.push(measure("center (PostgreSQL)", target, true, seconds, conns).await);
+        rows.push(measure("center, PostgreSQL", target, true, &settings).await);
         handle.shutdown().await;
         if let Ok((client, conn)) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await {
             tokio::spawn(conn);
@@ -434,40 +631,63 @@ async fn main() {
             addr,
             next_id: Arc::new(AtomicU64::new(1)),
         };
-        rows.push(
-            measure(
-                "prototype (FastAPI + pandas)",
-                target,
-                false,
-                seconds,
-                conns,
-            )
-            .await,
-        );
+        rows.push(measure("prototype (FastAPI + pandas)", target, false, &settings).await);
     }
 
+    print_report(&rows, &settings);
+}
+
+fn rate(f: &Option<Figures>) -> String {
+    f.as_ref()
+        .map_or("-".to_owned(), |f| format!("{:.0}", f.per_sec))
+}
+
+fn latency(p: Option<(Duration, Duration, u64)>) -> String {
+    p.map_or("-".to_owned(), |(p50, p99, _)| {
+        format!(
+            "{:.2} / {:.2}",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        )
+    })
+}
+
+fn lots(hundredths: u64) -> String {
+    Decimal::new(hundredths as i64, 2).to_string()
+}
+
+fn print_report(rows: &[Row], s: &Settings) {
     println!();
-    println!("{seconds} s per measurement, {conns} keep-alive connections (paced: 32), loopback");
     println!(
-        "{:<36} {:>12} {:>14} {:>12} {:>10} {:>10} {:>16}",
-        "target", "reports/s", "legacy new/s", "reads/s", "p50", "p99", "lost / acked"
+        "{} s per measurement, {} keep-alive connections, loopback; p50/p99 in ms at a paced 1,000 req/s over 32 connections",
+        s.seconds, s.conns
     );
-    for r in &rows {
+    println!(
+        "{:<34} {:>10} {:>10} {:>11} {:>11} {:>17} {:>17}",
+        "target",
+        "reports/s",
+        "plan/s",
+        "legacy new/s",
+        "legacy all/s",
+        "p50/p99 reports",
+        "p50/p99 legacy"
+    );
+    for r in rows {
         let errors = r.reports.as_ref().map_or(0, |f| f.errors)
-            + r.legacy.errors
-            + r.reads.errors
-            + r.paced_errors;
+            + r.plan.as_ref().map_or(0, |f| f.errors)
+            + r.legacy_new.errors
+            + r.legacy_all.errors
+            + r.paced_reports.map_or(0, |p| p.2)
+            + r.paced_legacy.2;
         println!(
-            "{:<36} {:>12} {:>14.0} {:>12.0} {:>10.2?} {:>10.2?} {:>16}{}",
+            "{:<34} {:>10} {:>10} {:>11.0} {:>11.0} {:>17} {:>17}{}",
             r.name,
-            r.reports
-                .as_ref()
-                .map_or("-".to_owned(), |f| format!("{:.0}", f.per_sec)),
-            r.legacy.per_sec,
-            r.reads.per_sec,
-            r.p50,
-            r.p99,
-            format!("{} / {}", r.lost.1, r.lost.0),
+            rate(&r.reports),
+            rate(&r.plan),
+            r.legacy_new.per_sec,
+            r.legacy_all.per_sec,
+            latency(r.paced_reports),
+            latency(Some(r.paced_legacy)),
             if errors > 0 {
                 format!("  ({errors} errors)")
             } else {
@@ -475,17 +695,53 @@ async fn main() {
             }
         );
     }
-    if let (Some(ours), Some(proto)) = (
-        rows.first(),
-        rows.iter().find(|r| r.name.starts_with("prototype")),
-    ) {
-        if let Some(rep) = &ours.reports {
+
+    println!();
+    println!(
+        "lost updates: {} connections, {} rounds of concurrent first reports of a fresh symbol, then {} reports each of one shared symbol; volumes in lots",
+        s.race_conns, s.race_rounds, s.race_hot
+    );
+    println!(
+        "{:<34} {:<22} {:>8} {:>8} {:>10} {:>10} {:>10} {:>14}",
+        "target", "endpoint", "acked", "errors", "sent", "stored", "lost", "symbols wrong"
+    );
+    for r in rows {
+        let mut races = vec![("new_position/all_positions", &r.race_legacy)];
+        if let Some(v1) = &r.race_v1 {
+            races.push(("/v1 reports/plan", v1));
+        }
+        for (endpoint, race) in races {
             println!(
-                "center/prototype: durable reports {:.0}x the prototype's new_position; legacy new_position {:.0}x",
-                rep.per_sec / proto.legacy.per_sec.max(1e-9),
-                ours.legacy.per_sec / proto.legacy.per_sec.max(1e-9)
+                "{:<34} {:<22} {:>8} {:>8} {:>10} {:>10} {:>10} {:>8} of {:<4}",
+                r.name,
+                endpoint,
+                race.acked,
+                race.errors,
+                lots(race.sent),
+                lots(race.stored),
+                lots(race.sent.saturating_sub(race.stored)),
+                race.wrong,
+                race.symbols
             );
         }
     }
-    println!("reads/s: center = GET /v1/plan/{{hedge}}, prototype = GET /all_positions/; p50/p99 at 1,000 req/s of reports (prototype: new_position)");
+
+    let Some(proto) = rows.iter().find(|r| r.name.starts_with("prototype")) else {
+        return;
+    };
+    println!();
+    println!("ratios to the prototype (same run):");
+    let ratio = |ours: f64, theirs: f64| format!("{:.1}x", ours / theirs.max(1e-9));
+    for r in rows.iter().filter(|r| r.reports.is_some()) {
+        let reports = r.reports.as_ref().map_or(0.0, |f| f.per_sec);
+        let plan = r.plan.as_ref().map_or(0.0, |f| f.per_sec);
+        println!(
+            "  {}: durable reports vs its new_position {}, plan reads vs its all_positions {}, new_position {}, all_positions {}",
+            r.name,
+            ratio(reports, proto.legacy_new.per_sec),
+            ratio(plan, proto.legacy_all.per_sec),
+            ratio(r.legacy_new.per_sec, proto.legacy_new.per_sec),
+            ratio(r.legacy_all.per_sec, proto.legacy_all.per_sec),
+        );
+    }
 }
