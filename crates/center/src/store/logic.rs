@@ -181,7 +181,7 @@ pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
     match c.dialect() {
         Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
         Dialect::Postgres => {
-            c.batch("BEGIN")?;
+            c.control("BEGIN")?;
             c.query("SELECT pg_advisory_xact_lock(72570001)", &[])?;
             Ok(())
         }
@@ -280,7 +280,7 @@ fn insert_event(c: &mut dyn Conn, e: NewEvent<'_>) -> Result<u64, StoreError> {
 
 /// Rewrites the data of an event whose object needed the event's own id.
 fn set_event_data(c: &mut dyn Conn, id: u64, data: String) -> Result<(), StoreError> {
-    c.execute(
+    c.send(
         "UPDATE events SET data = ? WHERE id = ?",
         &[Val::Text(data), Val::Int(id as i64)],
     )?;
@@ -511,7 +511,7 @@ pub fn heartbeat(
     };
     validate_status(status)?;
     // Marks live in their own table (latest per position), not in the stored status.
-    let marks_changed = store_marks(c, login, &status.marks, now)?;
+    let changed_marks = store_marks(c, login, &status.marks, now)?;
     let kept = AccountStatus {
         marks: Vec::new(),
         ..status.clone()
@@ -526,7 +526,7 @@ pub fn heartbeat(
     )?;
     let stored =
         account(c, login)?.ok_or_else(|| StoreError::Db("account vanished after update".into()))?;
-    if existing.status.as_ref() != Some(&kept) || marks_changed {
+    if existing.status.as_ref() != Some(&kept) || !changed_marks.is_empty() {
         let reason = format!(
             "account {login} status: {}, outbox {}",
             if status.connected {
@@ -537,12 +537,13 @@ pub fn heartbeat(
             status.outbox_pending
         );
         let mut data = serde_json::to_value(&stored).map_err(db)?;
-        if marks_changed {
-            // The dashboard updates its position rows from the event alone.
+        if !changed_marks.is_empty() {
+            // The marks that moved, so the dashboard updates its position rows from the event
+            // alone without the event carrying every position of a large account.
             if let Some(obj) = data.as_object_mut() {
                 obj.insert(
                     "marks".into(),
-                    serde_json::to_value(&status.marks).map_err(db)?,
+                    serde_json::to_value(&changed_marks).map_err(db)?,
                 );
             }
         }
@@ -614,34 +615,38 @@ fn parse_money(t: Option<&str>) -> Result<Option<Money>, StoreError> {
     Ok(parse_price(t)?.map(|p| Money(p.0)))
 }
 
-/// Replaces an account's marks with `marks` (nothing when the status carries none); returns
-/// whether anything changed.
+/// Makes `marks` the account's marks (nothing when the status carries none): changed ones are
+/// written, those of positions no longer listed removed, unchanged ones left alone so a large
+/// account costs the writer only what moved. Returns the marks that changed.
 fn store_marks(
     c: &mut dyn Conn,
     login: Login,
     marks: &[PositionMark],
     now: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Vec<PositionMark>, StoreError> {
     if marks.is_empty() {
-        return Ok(false);
+        return Ok(Vec::new());
     }
-    let existing = marks_of(c, login)?;
-    let wanted: std::collections::BTreeMap<u64, &PositionMark> =
-        marks.iter().map(|m| (m.position_id.0, m)).collect();
-    if existing.len() == wanted.len()
-        && existing
-            .iter()
-            .all(|m| wanted.get(&m.position_id.0).is_some_and(|w| **w == *m))
-    {
-        return Ok(false);
-    }
-    c.execute(
-        "DELETE FROM position_marks WHERE login = ?",
-        &[Val::Int(login.0 as i64)],
-    )?;
-    for m in marks {
+    let existing: std::collections::HashMap<u64, PositionMark> = marks_of(c, login)?
+        .into_iter()
+        .map(|m| (m.position_id.0, m))
+        .collect();
+    let wanted: std::collections::HashSet<u64> = marks.iter().map(|m| m.position_id.0).collect();
+    for gone in existing.keys().filter(|id| !wanted.contains(id)) {
         c.execute(
-            "INSERT INTO position_marks (login, position_id, price_current, swap, profit, commission, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "DELETE FROM position_marks WHERE login = ? AND position_id = ?",
+            &[Val::Int(login.0 as i64), Val::Int(*gone as i64)],
+        )?;
+    }
+    let mut changed = Vec::new();
+    for m in marks {
+        if existing.get(&m.position_id.0) == Some(m) {
+            continue;
+        }
+        c.execute(
+            "INSERT INTO position_marks (login, position_id, price_current, swap, profit, commission, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (login, position_id) DO UPDATE SET price_current = excluded.price_current, swap = excluded.swap,
+               profit = excluded.profit, commission = excluded.commission, updated_ms = excluded.updated_ms",
             &[
                 Val::Int(login.0 as i64),
                 Val::Int(m.position_id.0 as i64),
@@ -652,8 +657,9 @@ fn store_marks(
                 Val::Int(now),
             ],
         )?;
+        changed.push(m.clone());
     }
-    Ok(true)
+    Ok(changed)
 }
 
 fn mark_from_row(r: &Row, at: usize) -> Result<Option<PositionMark>, StoreError> {
@@ -736,7 +742,7 @@ fn load_position(
 }
 
 fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
-    c.execute(
+    c.send(
         "INSERT INTO positions (login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (login, position_id) DO UPDATE SET account_symbol = excluded.account_symbol, side = excluded.side,
@@ -808,7 +814,7 @@ pub fn report(
     set_event_data(c, event_id, json(&position)?)?;
     store_position(c, &position)?;
     if transition.volume_changed {
-        c.execute(
+        c.send(
             "INSERT INTO position_volumes (login, position_id, event_id, kind, side, volume_units, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
             &[
                 Val::Int(report.login.0 as i64),
@@ -822,7 +828,7 @@ pub fn report(
         )?;
     }
     if transition.exposure_delta != 0 {
-        c.execute(
+        c.send(
             "INSERT INTO exposures (login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
              ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
                last_event_id = excluded.last_event_id",
@@ -841,7 +847,7 @@ pub fn report(
         volume: position.volume,
     };
     let response = json(&ack)?;
-    c.execute(
+    c.send(
         "INSERT INTO idempotency (key, payload, response, event_id) VALUES (?, ?, ?, ?)",
         &[
             Val::text(&report.idempotency_key),
@@ -2060,7 +2066,7 @@ pub fn legacy_report(
                 .to_string(),
         },
     )?;
-    c.execute(
+    c.send(
         "INSERT INTO legacy_book (symbol, first_seen, net_units) VALUES (?, ?, ?)
          ON CONFLICT (symbol) DO UPDATE SET net_units = legacy_book.net_units + excluded.net_units",
         &[

@@ -125,9 +125,23 @@ pub trait Conn: Send {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
 
     /// Runs one parameterless transaction-control statement (`BEGIN`, `SAVEPOINT`, `COMMIT`...)
-    /// that the writer issues for every request; implementations may keep it prepared.
+    /// that the writer issues for every request; implementations may keep it prepared, and may
+    /// pipeline `BEGIN`, `SAVEPOINT` and `RELEASE SAVEPOINT` like [`Conn::send`]. `COMMIT` and
+    /// `ROLLBACK` always wait, and `COMMIT` fails if a pipelined statement before it failed.
     fn control(&mut self, sql: &str) -> Result<(), StoreError> {
         self.batch(sql)
+    }
+
+    /// Runs one statement whose row count the caller does not need. A connection may send it
+    /// without waiting for the answer (pipelining); its failure is then returned by the next call
+    /// that waits for an answer, or by [`Conn::flush`].
+    fn send(&mut self, sql: &str, params: &[Val]) -> Result<(), StoreError> {
+        self.execute(sql, params).map(|_| ())
+    }
+
+    /// Waits for the answers of every statement sent and not yet answered; the first failure.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
@@ -209,6 +223,11 @@ fn writer_loop(
     head: watch::Sender<u64>,
     notify: Option<String>,
 ) {
+    let notify_sql = notify.map(|channel| {
+        format!(
+            "SELECT id, pg_notify('{channel}', id::text) FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events) AS head"
+        )
+    });
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -236,8 +255,9 @@ fn writer_loop(
         for job in batch {
             if single {
                 let (ok, completion) = job(conn.as_mut());
-                completions.push(completion);
-                lone_refused = !ok;
+                let own = if ok { conn.flush().err() } else { None };
+                lone_refused = !ok || own.is_some();
+                completions.push((completion, own));
                 break;
             }
             if let Err(e) = conn.control("SAVEPOINT job") {
@@ -245,13 +265,16 @@ fn writer_loop(
                 break;
             }
             let (ok, completion) = job(conn.as_mut());
-            let end = if ok {
+            // The request's pipelined statements must all have succeeded before it counts as
+            // done; a failure among them is that request's failure, not the batch's.
+            let own = if ok { conn.flush().err() } else { None };
+            let end = if ok && own.is_none() {
                 conn.control("RELEASE SAVEPOINT job")
             } else {
                 conn.control("ROLLBACK TO SAVEPOINT job")
                     .and_then(|_| conn.control("RELEASE SAVEPOINT job"))
             };
-            completions.push(completion);
+            completions.push((completion, own));
             if let Err(e) = end {
                 failed = Some(e);
                 break;
@@ -262,24 +285,16 @@ fn writer_loop(
             if let Err(e) = conn.control("ROLLBACK") {
                 tracing::error!(error = %e, "cannot roll back a refused request");
             }
-            for completion in completions {
-                completion(Ok(()));
+            for (completion, own) in completions {
+                completion(own.map_or(Ok(()), Err));
             }
             continue;
         }
         let mut max_id = None;
         if failed.is_none() {
-            match logic::max_event_id(conn.as_mut()) {
+            match head_of_batch(conn.as_mut(), notify_sql.as_deref()) {
                 Ok(id) => max_id = Some(id),
                 Err(e) => failed = Some(e),
-            }
-        }
-        if failed.is_none() {
-            if let (Some(channel), Some(id)) = (&notify, max_id) {
-                let sql = format!("SELECT pg_notify('{channel}', '{id}')");
-                if let Err(e) = conn.query(&sql, &[]) {
-                    failed = Some(e);
-                }
             }
         }
         let outcome = match failed {
@@ -292,8 +307,11 @@ fn writer_loop(
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "write batch failed, nothing of it was stored");
         }
-        for completion in completions {
-            completion(outcome.clone());
+        for (completion, own) in completions {
+            completion(match own {
+                Some(e) => Err(e),
+                None => outcome.clone(),
+            });
         }
         if let (Ok(()), Some(id)) = (&outcome, max_id) {
             head.send_if_modified(|h| {
@@ -306,6 +324,18 @@ fn writer_loop(
             });
         }
     }
+}
+
+/// The newest event id as the batch leaves it. On PostgreSQL `notify_sql` also announces it to
+/// every instance in the same statement (`pg_notify`, delivered at commit): one round trip, and one
+/// prepared statement rather than a new one per batch.
+fn head_of_batch(conn: &mut dyn Conn, notify_sql: Option<&str>) -> Result<u64, StoreError> {
+    let Some(sql) = notify_sql else {
+        return logic::max_event_id(conn);
+    };
+    conn.query_one(sql, &[])?
+        .ok_or_else(|| StoreError::Db("no event head".into()))?
+        .u64(0)
 }
 
 /// A pool of read connections used from blocking threads.

@@ -5,10 +5,19 @@
 //! The rules are the synchronous [`Conn`] ones: `tokio_postgres` client calls only wait on channels
 //! (the connection itself is driven by a task on the runtime), so the writer thread and the blocking
 //! readers wait for them with a plain `block_on`.
+//!
+//! Round trips, not the server, bound the writer here, so statements whose answer nobody needs
+//! ([`Conn::send`], savepoints, `BEGIN`) are pipelined: handed to the connection at once and their
+//! answers collected with the next statement that waits, or by [`Conn::flush`]. A report then costs
+//! four round trips instead of ten.
 
 use super::{Conn, Dialect, Row, StoreError, Val};
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::watch;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
@@ -38,20 +47,91 @@ fn numbered(sql: &str) -> String {
     out
 }
 
+/// The answer of a statement sent without waiting.
+type Reply = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
 pub struct PgConn {
-    client: Client,
+    client: Arc<Client>,
     statements: HashMap<String, Statement>,
+    /// Statements sent and not yet answered, oldest first. The connection task hands each
+    /// statement's answer to its own small channel and stalls while that channel is full, so the
+    /// answers are always awaited oldest first (never a newer one while older ones wait).
+    in_flight: VecDeque<Reply>,
 }
 
 impl PgConn {
+    fn new(client: Client) -> PgConn {
+        PgConn {
+            client: Arc::new(client),
+            statements: HashMap::new(),
+            in_flight: VecDeque::new(),
+        }
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
+        // Preparing waits for its answer, which comes after those of the statements in flight.
+        drain(&mut self.in_flight)?;
         let s = futures::executor::block_on(self.client.prepare(&numbered(sql))).map_err(db)?;
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
     }
+
+    /// Hands `reply`'s request to the connection now (its first poll writes it to the connection's
+    /// queue) and keeps it to collect the answer later.
+    fn start(&mut self, mut reply: Reply) {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        if let Poll::Ready(r) = reply.as_mut().poll(&mut cx) {
+            reply = Box::pin(futures::future::ready(r));
+        }
+        self.in_flight.push_back(reply);
+    }
+}
+
+/// Waits for every statement in flight, oldest first; returns the first error among them.
+fn drain(in_flight: &mut VecDeque<Reply>) -> Result<(), StoreError> {
+    let mut first = None;
+    while let Some(reply) = in_flight.pop_front() {
+        if let Err(e) = futures::executor::block_on(reply) {
+            first.get_or_insert(db(e));
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Sends `request` behind the statements in flight, so they all share one round trip, and waits
+/// for everything. An earlier failure is the one reported (it aborted the transaction, which is
+/// why a later statement failed too), unless `own_result` says this statement's answer is all
+/// that counts (a rollback).
+fn wait<T>(
+    in_flight: &mut VecDeque<Reply>,
+    request: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    own_result: bool,
+) -> Result<T, StoreError> {
+    let mut request = std::pin::pin!(request);
+    if in_flight.is_empty() {
+        return futures::executor::block_on(request).map_err(db);
+    }
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let early = request.as_mut().poll(&mut cx);
+    let earlier = drain(in_flight);
+    let result = match early {
+        Poll::Ready(r) => r,
+        Poll::Pending => futures::executor::block_on(request),
+    };
+    if !own_result {
+        earlier?;
+    }
+    result.map_err(db)
+}
+
+/// A parameterless transaction-control statement whose answer can wait.
+fn deferrable(sql: &str) -> bool {
+    sql == "BEGIN" || sql.starts_with("SAVEPOINT ") || sql.starts_with("RELEASE SAVEPOINT ")
 }
 
 fn boxed(params: &[Val]) -> Vec<Box<dyn ToSql + Sync + Send>> {
@@ -80,7 +160,29 @@ impl Conn for PgConn {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        futures::executor::block_on(self.client.execute(&stmt, &refs)).map_err(db)
+        wait(
+            &mut self.in_flight,
+            self.client.execute(&stmt, &refs),
+            false,
+        )
+    }
+
+    fn send(&mut self, sql: &str, params: &[Val]) -> Result<(), StoreError> {
+        let stmt = self.statement(sql)?;
+        let owned = boxed(params);
+        let client = self.client.clone();
+        self.start(Box::pin(async move {
+            let refs: Vec<&(dyn ToSql + Sync)> = owned
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            client.execute(&stmt, &refs).await.map(|_| ())
+        }));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        drain(&mut self.in_flight)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
@@ -90,7 +192,7 @@ impl Conn for PgConn {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let rows = futures::executor::block_on(self.client.query(&stmt, &refs)).map_err(db)?;
+        let rows = wait(&mut self.in_flight, self.client.query(&stmt, &refs), false)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut vals = Vec::with_capacity(row.len());
@@ -133,7 +235,24 @@ impl Conn for PgConn {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        futures::executor::block_on(self.client.batch_execute(sql)).map_err(db)
+        let rollback = sql.starts_with("ROLLBACK");
+        wait(
+            &mut self.in_flight,
+            self.client.batch_execute(sql),
+            rollback,
+        )
+    }
+
+    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
+        if deferrable(sql) {
+            let client = self.client.clone();
+            let sql = sql.to_owned();
+            self.start(Box::pin(async move { client.batch_execute(&sql).await }));
+            return Ok(());
+        }
+        // COMMIT waits, and reports an earlier failure: PostgreSQL answers COMMIT of an aborted
+        // transaction with a silent rollback, which must never pass for a commit.
+        self.batch(sql)
     }
 }
 
@@ -181,17 +300,11 @@ pub async fn open(url: &str, schema: Option<&str>, readers: usize) -> Result<Ope
     let writer = connect(url, schema).await?;
     let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
     for _ in 0..readers {
-        pool.push(Box::new(PgConn {
-            client: connect(url, schema).await?,
-            statements: HashMap::new(),
-        }));
+        pool.push(Box::new(PgConn::new(connect(url, schema).await?)));
     }
     let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
     Ok(Opened {
-        writer: Box::new(PgConn {
-            client: writer,
-            statements: HashMap::new(),
-        }),
+        writer: Box::new(PgConn::new(writer)),
         readers: pool,
         channel,
     })
@@ -250,8 +363,65 @@ pub async fn listen(
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Conn, Val};
+
     #[test]
     fn placeholders_are_numbered() {
         assert_eq!(super::numbered("a = ? AND b = ?"), "a = $1 AND b = $2");
+    }
+
+    fn count(c: &mut dyn Conn) -> Vec<i64> {
+        c.query("SELECT k FROM t ORDER BY k", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.int(0).unwrap())
+            .collect()
+    }
+
+    /// Pipelined statements: a failure among them reaches the caller, a COMMIT after it fails
+    /// rather than passing PostgreSQL's silent rollback off as a commit, a savepoint rollback
+    /// recovers, and a waiting query sees every write sent before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_failures_are_reported() {
+        let url = std::env::var("HEDGE_TEST_PG")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
+        let schema = format!("hedge_pipe_{:08x}", rand::random::<u32>());
+        let opened = super::open(&url, Some(&schema), 0).await.unwrap();
+        let mut c = opened.writer;
+        tokio::task::spawn_blocking(move || {
+            let insert = "INSERT INTO t (k) VALUES (?)";
+            c.batch("CREATE TABLE t (k BIGINT PRIMARY KEY)").unwrap();
+
+            c.control("BEGIN").unwrap();
+            c.send(insert, &[Val::Int(1)]).unwrap();
+            c.send(insert, &[Val::Int(1)]).unwrap();
+            c.send(insert, &[Val::Int(2)]).unwrap();
+            let err = c.control("COMMIT").unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+            assert!(count(c.as_mut()).is_empty());
+
+            c.control("BEGIN").unwrap();
+            c.send(insert, &[Val::Int(3)]).unwrap();
+            c.control("SAVEPOINT job").unwrap();
+            c.send(insert, &[Val::Int(3)]).unwrap();
+            let err = c.flush().unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+            c.control("ROLLBACK TO SAVEPOINT job").unwrap();
+            c.control("RELEASE SAVEPOINT job").unwrap();
+            c.send(insert, &[Val::Int(4)]).unwrap();
+            assert_eq!(count(c.as_mut()), vec![3, 4]);
+            c.send(insert, &[Val::Int(4)]).unwrap();
+            let err = c.query("SELECT 1", &[]).unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+            c.batch("ROLLBACK").unwrap();
+
+            c.control("BEGIN").unwrap();
+            c.send(insert, &[Val::Int(5)]).unwrap();
+            c.control("COMMIT").unwrap();
+            assert_eq!(count(c.as_mut()), vec![5]);
+            c.batch(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+        })
+        .await
+        .unwrap();
     }
 }
