@@ -10,7 +10,7 @@ use crate::status::StatusBoard;
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{AccountRegistration, AccountRole, AccountStatus, PositionReport};
 use hedge_domain::{Login, Side, Volume};
-use hedge_protocol::{Hello, SymbolInfo};
+use hedge_protocol::{Hello, SymbolInfo, Terminal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -98,11 +98,19 @@ impl Delivery for CenterDelivery {
                     )));
                 };
                 match kind {
-                    KIND_REGISTER => center
-                        .register_account(&parse::<AccountRegistration>(item)?)
-                        .await
-                        .map(drop)
-                        .map_err(from_client_error),
+                    KIND_REGISTER => {
+                        let reg = parse::<AccountRegistration>(item)?;
+                        if reg.role == AccountRole::Tumbler
+                            && registered_otherwise(center, &reg).await?
+                        {
+                            return Ok(());
+                        }
+                        center
+                            .register_account(&reg)
+                            .await
+                            .map(drop)
+                            .map_err(from_client_error)
+                    }
                     KIND_POSITION => center
                         .report_position(&parse::<PositionReport>(item)?)
                         .await
@@ -130,6 +138,28 @@ impl Delivery for CenterDelivery {
                 }
             }
         }
+    }
+}
+
+/// Whether the center knows the tumbler's account under another role: a tumbler on a client
+/// account (where the copier trades) must not turn it into a tumbler account, which would take the
+/// client out of the hedge plan. The client agent registers it.
+async fn registered_otherwise(
+    center: &CenterClient,
+    reg: &AccountRegistration,
+) -> Result<bool, DeliveryError> {
+    match center.account(reg.login).await {
+        Ok(account) if account.registration.role != reg.role => {
+            tracing::info!(
+                account = %reg.login,
+                role = account.registration.role.as_str(),
+                "account already registered by its own agent; the tumbler only reports"
+            );
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.status() == Some(404) => Ok(false),
+        Err(e) => Err(from_client_error(e)),
     }
 }
 
@@ -291,30 +321,59 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Sends the account's status to the center every `interval` (best effort: a lost heartbeat is
-/// replaced by the next).
+/// replaced by the next). With `refresh`, each heartbeat first asks the terminal for a snapshot and
+/// waits briefly for the agent to value it, so the account block and the marks are current.
 pub fn spawn_heartbeat(
     center: CenterClient,
     login: Login,
     board: StatusBoard,
     outbox: Arc<Outbox>,
     interval: Duration,
+    refresh: Option<Terminal>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests = 0u64;
         loop {
             tick.tick().await;
-            let s = board.snapshot();
-            let status = AccountStatus {
-                connected: s.connected,
-                last_event_ms: board.last_event_ms(),
-                outbox_pending: outbox.pending().unwrap_or(0),
-                message: s.last_event.clone(),
-                ..AccountStatus::default()
-            };
+            if let Some(terminal) = refresh.as_ref().filter(|t| t.is_connected()) {
+                let (_, before) = board.valuation();
+                requests += 1;
+                let cmd_id = format!("status-{login}-{}-{requests}", now_ms());
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    terminal.request_snapshot(cmd_id.into()),
+                )
+                .await;
+                if matches!(asked, Ok(Ok(ref r)) if r.is_done()) {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while board.valuation().1 == before && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            let status = status_of(&board, outbox.pending().unwrap_or(0));
             if let Err(e) = center.heartbeat(login, &status).await {
                 tracing::debug!(error = %e, "status heartbeat to the center failed");
             }
         }
     })
+}
+
+/// The status the board describes.
+pub fn status_of(board: &StatusBoard, outbox_pending: u64) -> AccountStatus {
+    let s = board.snapshot();
+    let (valuation, _) = board.valuation();
+    let valuation = valuation.unwrap_or_default();
+    AccountStatus {
+        connected: s.connected,
+        last_event_ms: board.last_event_ms(),
+        outbox_pending,
+        message: s.last_event.clone(),
+        account: valuation.account,
+        marks: valuation.marks,
+        reconciliation: valuation.reconciliation,
+        ..AccountStatus::default()
+    }
 }

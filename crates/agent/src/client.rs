@@ -23,15 +23,17 @@ use crate::tracker::{
     CloseDetail, ClosedWhileAway, EventKind, Observed, PositionEvent, PositionState, TimeMs,
     Tracker,
 };
+use crate::valuation::{self, Commissions, Valuation};
 use anyhow::Context;
 use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
 use hedge_domain::{DealEntry, PositionId, Price, Volume};
 use hedge_protocol::{
-    DealRecord, Hello, HistoryRange, OrderRecord, PositionRecord, Terminal, TerminalEvent, Tx,
+    AccountInfo, DealRecord, Hello, HistoryRange, OrderRecord, PositionRecord, SymbolInfo,
+    Terminal, TerminalEvent, Tx,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -159,6 +161,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             session.status.clone(),
             outbox.clone(),
             settings.status_interval,
+            Some(session.terminal.clone()),
         )
     });
     let result = tokio::select! {
@@ -308,6 +311,8 @@ pub struct ClientAgent {
     book: Option<NettingBook>,
     /// A live record did not fit the book: replay the history before the next message.
     rebuild_now: bool,
+    /// Commission per open position from the deals seen (accounts reported natively).
+    commissions: Commissions,
 }
 
 impl ClientAgent {
@@ -345,6 +350,7 @@ impl ClientAgent {
             margin_mode: hedge_domain::AccountMarginMode::RetailHedging,
             book: None,
             rebuild_now: false,
+            commissions: Commissions::default(),
         })
     }
 
@@ -373,6 +379,7 @@ impl ClientAgent {
                         let rows: Vec<Observed> = snapshot.positions.iter().map(observed).collect();
                         self.reconcile(&rows, snapshot.time, true).await?;
                     }
+                    self.value(&snapshot.positions, &snapshot.account).await;
                 }
                 Ok(TerminalEvent::Snapshot(s)) => {
                     if self.ledger_mode {
@@ -381,6 +388,7 @@ impl ClientAgent {
                         let rows: Vec<Observed> = s.positions.iter().map(observed).collect();
                         self.reconcile(&rows, s.time, false).await?;
                     }
+                    self.value(&s.positions, &s.account).await;
                 }
                 Ok(TerminalEvent::Tx(tx)) => {
                     self.on_tx(&tx)?;
@@ -397,6 +405,103 @@ impl ClientAgent {
                 Err(RecvError::Closed) => return Ok(()),
             }
         }
+    }
+
+    /// Values the account for the status heartbeat: the account block, the marks of the open
+    /// positions (the ledger's on a netting account) and the reconciliation.
+    async fn value(&mut self, positions: &[PositionRecord], account: &AccountInfo) {
+        let now = center::now_ms();
+        let (marks, reconciliation) = if self.ledger_mode {
+            let Some(symbols) = self.book.as_ref().map(NettingBook::symbols) else {
+                self.status.set_valuation(Valuation {
+                    account: Some(valuation::account_money(account)),
+                    marks: Vec::new(),
+                    reconciliation: Some(valuation::ledger_unavailable(now)),
+                });
+                return;
+            };
+            let quotes = self.quotes(&symbols).await;
+            let Some(book) = &self.book else { return };
+            let marks = valuation::ledger_marks(
+                book,
+                |symbol, side| {
+                    let q = quotes.get(symbol)?;
+                    Some(valuation::close_price(side, q.bid?, q.ask?))
+                },
+                |symbol| quotes.get(symbol).map(|q| q.spec.clone()),
+            );
+            let reconciliation = valuation::reconcile_netting(
+                symbols.iter().map(String::as_str),
+                |s| book.net_volume(s),
+                positions,
+                now,
+            );
+            (marks, reconciliation)
+        } else {
+            let open: BTreeSet<PositionId> = positions.iter().map(|p| p.identifier).collect();
+            self.commissions.retain_open(&open);
+            self.learn_commissions(positions).await;
+            (
+                valuation::terminal_marks(positions, &self.commissions),
+                valuation::reconciled(now),
+            )
+        };
+        self.status.set_valuation(Valuation {
+            account: Some(valuation::account_money(account)),
+            marks,
+            reconciliation: Some(reconciliation),
+        });
+    }
+
+    /// Reads the deals of open positions whose commission is not known yet (opened before this
+    /// agent started) from the terminal's history.
+    async fn learn_commissions(&mut self, positions: &[PositionRecord]) {
+        let unknown: Vec<&PositionRecord> = positions
+            .iter()
+            .filter(|p| !self.commissions.knows(p.identifier))
+            .collect();
+        let Some(from) = unknown.iter().map(|p| p.time).min() else {
+            return;
+        };
+        let ids: Vec<PositionId> = unknown.iter().map(|p| p.identifier).collect();
+        let to = self.terminal.with_state(|s| s.last_time).max(from) + 60_000;
+        if let Some(deals) = self.history(from - 1000, to).await {
+            for d in &deals {
+                self.commissions.record(d);
+            }
+        }
+        // Asked once: a position the history does not show keeps a commission of 0.
+        for id in ids {
+            self.commissions.mark_known(id);
+        }
+    }
+
+    /// Current quotes and specs of `symbols`, fresh from the terminal (the cached quote when the
+    /// terminal does not answer).
+    async fn quotes(&mut self, symbols: &[String]) -> HashMap<String, SymbolInfo> {
+        let mut out = HashMap::new();
+        for symbol in symbols {
+            self.commands += 1;
+            let cmd_id = format!(
+                "client-{}-quote-{}-{}",
+                self.settings.login,
+                center::now_ms(),
+                self.commands
+            );
+            let fresh = match tokio::time::timeout(
+                Duration::from_secs(2),
+                self.terminal.symbol_info(cmd_id.into(), symbol.clone()),
+            )
+            .await
+            {
+                Ok(Ok(reply)) if reply.is_done() => reply.symbol,
+                _ => None,
+            };
+            if let Some(info) = fresh.or_else(|| self.terminal.symbol(symbol)) {
+                out.insert(symbol.clone(), info);
+            }
+        }
+        out
     }
 
     fn register(&mut self, hello: &Hello) -> Result<(), ClientError> {
@@ -470,6 +575,9 @@ impl ClientAgent {
             };
             match self.history(from - 1000, time.max(from) + 60_000).await {
                 Some(deals) => {
+                    for d in &deals {
+                        self.commissions.record(d);
+                    }
                     let present: Vec<PositionId> = rows.iter().map(|r| r.id).collect();
                     let (c, a) = read_history(&deals, &missing, since);
                     closes = c;
@@ -540,7 +648,7 @@ impl ClientAgent {
             symbols.extend(self.tracker.positions().map(|p| p.symbol.as_str()));
             symbols
                 .iter()
-                .all(|s| b.net_volume(s) == terminal_net(terminal, s))
+                .all(|s| b.net_volume(s) == valuation::terminal_net(terminal, s))
         });
         if !consistent {
             if self.book.is_some() {
@@ -563,7 +671,7 @@ impl ClientAgent {
         let rows = book.rows();
         for p in terminal {
             let net = book.net_volume(&p.symbol);
-            if net != terminal_net(terminal, &p.symbol) {
+            if net != valuation::terminal_net(terminal, &p.symbol) {
                 tracing::warn!(symbol = %p.symbol, ledger = %net, "ledger net volume differs from the terminal's position");
             }
         }
@@ -633,6 +741,9 @@ impl ClientAgent {
     fn on_tx(&mut self, tx: &Tx) -> Result<(), ClientError> {
         if self.ledger_mode {
             return self.on_tx_ledger(tx);
+        }
+        if let Some(d) = &tx.deal_record {
+            self.commissions.record(d);
         }
         let Some(p) = &tx.position_record else {
             return Ok(());
@@ -774,17 +885,6 @@ impl ClientAgent {
         self.last_seen = Some(seen);
         Ok(())
     }
-}
-
-/// The terminal's net volume of a symbol (buy positive).
-fn terminal_net(positions: &[PositionRecord], symbol: &str) -> Volume {
-    positions
-        .iter()
-        .filter(|p| p.symbol == symbol)
-        .fold(Volume::ZERO, |a, p| match p.position_type.side() {
-            hedge_domain::Side::Buy => a + p.volume,
-            hedge_domain::Side::Sell => a - p.volume,
-        })
 }
 
 fn non_zero(p: Price) -> Option<Price> {

@@ -23,6 +23,7 @@ pub mod session;
 pub mod status;
 pub mod tracker;
 pub mod tumbler;
+pub mod valuation;
 
 pub use args::{AgentArgs, AgentSettings, ExecMode, LogFormat, TerminalSource};
 pub use outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};

@@ -106,6 +106,18 @@ impl NettingBook {
         } else {
             PairingMode::Fifo
         };
+        Self::replay_with(login, margin_mode, mode, orders, deals)
+    }
+
+    /// Replays with the pairing given rather than guessed: an account whose orders all go through
+    /// the ledger (the hedger's) pairs by links from its first deal on.
+    pub fn replay_with(
+        login: Login,
+        margin_mode: AccountMarginMode,
+        mode: PairingMode,
+        orders: &[OrderRecord],
+        deals: &[DealRecord],
+    ) -> Result<Self, NettingError> {
         let history = hedge_ledger::History {
             account: AccountInfo {
                 login,
@@ -139,6 +151,44 @@ impl NettingBook {
     /// Net volume per symbol (buy positive), to compare with the terminal's own positions.
     pub fn net_volume(&self, symbol: &str) -> Volume {
         self.ledger.net_volume(symbol)
+    }
+
+    /// The symbols the open positions are on.
+    pub fn symbols(&self) -> Vec<String> {
+        let mut symbols: Vec<String> = self
+            .ledger
+            .active_positions()
+            .iter()
+            .map(|p| p.symbol().to_owned())
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        symbols
+    }
+
+    /// The latest marks of the open positions: commission and swap are each position's share of
+    /// its deals (the ledger splits them by volume), profit is valued at `price(symbol, side)` (the
+    /// price the position would close at). Positions without a price or a spec are left out.
+    pub fn marks(
+        &self,
+        price: impl Fn(&str, hedge_domain::Side) -> Option<Price>,
+        spec: impl Fn(&str) -> Option<hedge_domain::SymbolSpec>,
+    ) -> Vec<hedge_center::model::PositionMark> {
+        self.ledger
+            .active_positions()
+            .iter()
+            .filter_map(|p| {
+                let current = price(p.symbol(), p.side())?;
+                let spec = spec(p.symbol())?;
+                Some(hedge_center::model::PositionMark {
+                    position_id: p.id(),
+                    price_current: current,
+                    swap: p.swap(),
+                    profit: p.profit(&spec, current),
+                    commission: p.commission(),
+                })
+            })
+            .collect()
     }
 
     /// A live order change (keeps link magics and stop orders known to the ledger).

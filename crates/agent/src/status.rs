@@ -2,6 +2,7 @@
 //! connected, what the last event was and how many reports wait in the outbox.
 
 use crate::outbox::Outbox;
+use crate::valuation::Valuation;
 use hedge_domain::Login;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ struct Inner {
     last_event: Option<(String, Instant)>,
     last_event_ms: Option<i64>,
     terminal: String,
+    valuation: Option<Valuation>,
+    /// Bumped on every new valuation, so a heartbeat can wait for a fresh one.
+    valuation_seq: u64,
 }
 
 /// Shared, cheap-to-update status of one account. Clone it into every task that changes it.
@@ -55,6 +59,19 @@ impl StatusBoard {
         let mut inner = self.inner.lock();
         inner.last_event = Some((description.into(), Instant::now()));
         inner.last_event_ms = Some(crate::center::now_ms());
+    }
+
+    /// The latest account block, marks and reconciliation.
+    pub fn set_valuation(&self, valuation: Valuation) {
+        let mut inner = self.inner.lock();
+        inner.valuation = Some(valuation);
+        inner.valuation_seq += 1;
+    }
+
+    /// The latest valuation and its sequence number (0 before the first).
+    pub fn valuation(&self) -> (Option<Valuation>, u64) {
+        let inner = self.inner.lock();
+        (inner.valuation.clone(), inner.valuation_seq)
     }
 
     /// Wall-clock time (ms since the epoch) of the latest event.

@@ -6,11 +6,18 @@
 //! positions that appear in a snapshot after a reconnection are (their `tx` may have been missed).
 //! Afterwards the firing is logged with every pid, reported to the center through the outbox, and
 //! the tumbler exits, or re-arms with `--rearm`.
+//!
+//! The positions it has seen are kept in its state store (with the report of a firing, in one
+//! transaction), so a restarted tumbler neither fires again on a position it already knew nor
+//! ignores one that opened while it was down.
+//!
+//! On an account a client agent also watches (the copier's client account), the client registers
+//! the account: the tumbler does not re-register an account the center knows under another role.
 
 use crate::args::{AgentArgs, AgentSettings};
 use crate::center::{self, TumblerReport, KIND_TUMBLER};
 use crate::kill::{Killed, Killer, DEFAULT_NAMES};
-use crate::outbox::{Backoff, NewItem, Outbox};
+use crate::outbox::{Backoff, NewItem, Outbox, StateWrite};
 use crate::session::Session;
 use crate::status::StatusBoard;
 use hedge_center::model::AccountRole;
@@ -22,6 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
+
+/// State store namespace and key of the positions seen.
+const NS_TUMBLER: &str = "tumbler";
+const KEY_KNOWN: &str = "known";
 
 /// `hedge tumbler`.
 #[derive(clap::Args, Clone, Debug)]
@@ -53,6 +64,11 @@ pub struct TumblerArgs {
     /// Only report: kill nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Do not register the account with the center: its client agent does (a tumbler on the
+    /// copier's client account). Firings are still reported.
+    #[arg(long)]
+    pub no_register: bool,
 }
 
 /// The `[tumbler]` table of the config file.
@@ -69,6 +85,7 @@ pub struct TumblerSection {
     pub magics: Vec<u64>,
     pub rearm: Option<bool>,
     pub dry_run: Option<bool>,
+    pub register: Option<bool>,
 }
 
 /// A new position that passes the filters.
@@ -109,6 +126,21 @@ impl Watch {
 
     pub fn is_known(&self, id: PositionId) -> bool {
         self.known.contains(&id)
+    }
+
+    /// Every position id seen, sorted (what the state store keeps).
+    pub fn known_ids(&self) -> Vec<PositionId> {
+        let mut ids: Vec<PositionId> = self.known.iter().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Forgets positions that are no longer open (a closed position id never opens again).
+    /// Returns whether anything was forgotten.
+    pub fn retain_open(&mut self, open: &HashSet<PositionId>) -> bool {
+        let before = self.known.len();
+        self.known.retain(|id| open.contains(id));
+        self.known.len() != before
     }
 
     fn passes(&self, symbol: &str, magic: Magic) -> bool {
@@ -213,6 +245,7 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     magics.extend(section.magics.iter().map(|m| Magic(*m)));
     let rearm = args.rearm || section.rearm.unwrap_or(false);
     let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
+    let register = !args.no_register && section.register.unwrap_or(true);
 
     let outbox = Outbox::open(&settings.state_path("tumbler"))?;
     let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
@@ -240,8 +273,18 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
         .status
         .spawn(Some(outbox.clone()), settings.status_interval);
     let refresher = spawn_refresher(killer.clone());
-    let watch = Watch::new(symbols, magics, settings.symbol_map.clone());
+    let mut watch = Watch::new(symbols, magics, settings.symbol_map.clone());
+    let restored = load_known(&outbox)?;
+    if let Some(ids) = &restored {
+        tracing::info!(
+            positions = ids.len(),
+            "restarted: positions seen before are not new"
+        );
+        watch.know(ids.iter().copied());
+    }
     let tumbler = Tumbler {
+        restored: restored.is_some(),
+        register,
         settings: settings.clone(),
         terminal: session.terminal.clone(),
         status: session.status.clone(),
@@ -296,6 +339,33 @@ pub struct Tumbler {
     pub killer: Arc<Killer>,
     pub watch: Watch,
     pub rearm: bool,
+    /// The positions seen were restored from the state store: positions in the first snapshot that
+    /// are not among them opened while the tumbler was down, and are new.
+    pub restored: bool,
+    /// Register the account with the center (not when its client agent does).
+    pub register: bool,
+}
+
+/// The positions a previous run had seen; `None` on a first start.
+pub fn load_known(outbox: &Outbox) -> anyhow::Result<Option<Vec<PositionId>>> {
+    match outbox.state_get(NS_TUMBLER, KEY_KNOWN)? {
+        None => Ok(None),
+        Some(text) => {
+            let ids: Vec<u64> = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("the tumbler's state is unreadable ({e}); remove its state file to start afresh")
+            })?;
+            Ok(Some(ids.into_iter().map(PositionId).collect()))
+        }
+    }
+}
+
+fn known_write(watch: &Watch) -> StateWrite {
+    let ids: Vec<u64> = watch.known_ids().iter().map(|id| id.get()).collect();
+    StateWrite::Put {
+        ns: NS_TUMBLER.into(),
+        key: KEY_KNOWN.into(),
+        value: serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()),
+    }
 }
 
 impl Tumbler {
@@ -304,42 +374,47 @@ impl Tumbler {
         let mut events = self.terminal.subscribe();
         let mut armed_once = false;
         if self.terminal.is_connected() {
-            self.watch
-                .know(self.terminal.positions().iter().map(|p| p.identifier));
+            let positions = self.terminal.positions();
             armed_once = true;
             self.on_connected();
+            let triggers = self.arm(&positions, Instant::now())?;
+            if self.fire_all(&triggers)? {
+                return Ok(());
+            }
         }
         loop {
             let triggers = match events.recv().await {
                 Ok(TerminalEvent::Tx(tx)) => {
                     let received = Instant::now();
+                    let known = self.watch.known.len();
                     match self.watch.on_tx(&tx) {
                         Some(t) => vec![(t, received)],
-                        None => continue,
+                        None => {
+                            if self.watch.known.len() != known {
+                                self.persist()?;
+                            }
+                            continue;
+                        }
                     }
                 }
                 Ok(TerminalEvent::Connected { snapshot, .. }) => {
                     let received = Instant::now();
-                    if !armed_once {
-                        // Positions open when the tumbler starts are not new.
-                        self.watch
-                            .know(snapshot.positions.iter().map(|p| p.identifier));
-                        armed_once = true;
-                        self.on_connected();
-                        continue;
-                    }
                     self.on_connected();
-                    stamp(self.watch.on_positions(&snapshot.positions), received)
+                    if !armed_once {
+                        armed_once = true;
+                        self.arm(&snapshot.positions, received)?
+                    } else {
+                        self.on_snapshot(&snapshot.positions, received)?
+                    }
                 }
                 Ok(TerminalEvent::Snapshot(snapshot)) => {
                     let received = Instant::now();
                     if !armed_once {
-                        self.watch
-                            .know(snapshot.positions.iter().map(|p| p.identifier));
                         armed_once = true;
-                        continue;
+                        self.arm(&snapshot.positions, received)?
+                    } else {
+                        self.on_snapshot(&snapshot.positions, received)?
                     }
-                    stamp(self.watch.on_positions(&snapshot.positions), received)
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
@@ -353,19 +428,67 @@ impl Tumbler {
                 }
                 Err(RecvError::Closed) => return Ok(()),
             };
-            if triggers.is_empty() {
-                continue;
-            }
-            self.fire(&triggers)?;
-            if !self.rearm {
+            if self.fire_all(&triggers)? {
                 return Ok(());
             }
-            tracing::info!("tumbler re-armed");
         }
     }
 
+    /// Fires on `triggers` (if any); whether the tumbler is done (fired and not re-arming).
+    fn fire_all(&mut self, triggers: &[(Trigger, Instant)]) -> anyhow::Result<bool> {
+        if triggers.is_empty() {
+            return Ok(false);
+        }
+        self.fire(triggers)?;
+        if !self.rearm {
+            return Ok(true);
+        }
+        tracing::info!("tumbler re-armed");
+        Ok(false)
+    }
+
+    /// The first look at the account. On a first start every open position is old. After a
+    /// restart, positions not seen before opened while the tumbler was down: they trigger.
+    fn arm(
+        &mut self,
+        positions: &[hedge_protocol::PositionRecord],
+        received: Instant,
+    ) -> anyhow::Result<Vec<(Trigger, Instant)>> {
+        if self.restored {
+            let triggers = self.on_snapshot(positions, received)?;
+            if triggers.is_empty() {
+                self.persist()?;
+            }
+            return Ok(triggers);
+        }
+        self.watch.know(positions.iter().map(|p| p.identifier));
+        self.persist()?;
+        Ok(Vec::new())
+    }
+
+    /// A full list of open positions: new ones trigger, closed ones are forgotten.
+    fn on_snapshot(
+        &mut self,
+        positions: &[hedge_protocol::PositionRecord],
+        received: Instant,
+    ) -> anyhow::Result<Vec<(Trigger, Instant)>> {
+        let triggers = stamp(self.watch.on_positions(positions), received);
+        let open: HashSet<PositionId> = positions.iter().map(|p| p.identifier).collect();
+        let forgot = self.watch.retain_open(&open);
+        if triggers.is_empty() && forgot {
+            self.persist()?;
+        }
+        Ok(triggers)
+    }
+
+    /// Writes the positions seen to the state store.
+    fn persist(&self) -> anyhow::Result<()> {
+        self.outbox.commit(&[], &[known_write(&self.watch)])?;
+        Ok(())
+    }
+
     fn on_connected(&self) {
-        if self.settings.center.is_none() {
+        if self.settings.center.is_none() || !self.register {
             return;
         }
         if let Some(hello) = self.terminal.hello() {
@@ -415,11 +538,14 @@ impl Tumbler {
             reaction_us: u64::try_from(reaction.as_micros()).unwrap_or(u64::MAX),
         };
         self.status.event(center::describe_tumbler(&report));
+        let mut items = Vec::new();
         if self.settings.center.is_some() {
             let key = format!("tumbler:{}:{}", self.settings.login, trigger.position);
-            self.outbox
-                .push(NewItem::json(key, KIND_TUMBLER, &report)?)?;
+            items.push(NewItem::json(key, KIND_TUMBLER, &report)?);
         }
+        // The report and the positions seen in one transaction: after a restart the position is
+        // known, and its report is either queued once or was never made.
+        self.outbox.commit(&items, &[known_write(&self.watch)])?;
         Ok(())
     }
 }

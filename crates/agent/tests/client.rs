@@ -398,3 +398,138 @@ async fn netting_account_reports_the_ledgers_bidirectional_positions_across_a_re
     sim.stop().await;
     center.shutdown().await;
 }
+
+/// The positions at the center with their marks, once every one of `ids` has one.
+async fn marked(
+    api: &hedge_center::client::CenterClient,
+    ids: &[PositionId],
+    price: impl Fn(PositionId) -> Price,
+) -> Vec<hedge_center::model::Position> {
+    eventually(
+        "marks of the open positions",
+        Duration::from_secs(20),
+        || async {
+            let page = api
+                .positions(&hedge_center::model::PositionFilter::default())
+                .await
+                .ok()?;
+            let items: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|p| ids.contains(&p.position_id))
+                .collect();
+            (items.len() == ids.len()
+                && items
+                    .iter()
+                    .all(|p| p.price_current == Some(price(p.position_id))))
+            .then_some(items)
+        },
+    )
+    .await
+}
+
+/// The account block and reconciliation the center holds, once the block matches the terminal's.
+async fn account_status(
+    api: &hedge_center::client::CenterClient,
+    sim: &SimTerminal,
+) -> hedge_center::model::AccountStatus {
+    eventually("the account block", Duration::from_secs(20), || async {
+        let status = api.account(LOGIN).await.ok()?.status?;
+        let block = status.account.as_ref()?;
+        let info = sim.account();
+        (block.balance == info.balance
+            && block.equity == info.equity
+            && block.margin == info.margin
+            && block.margin_free == info.margin_free
+            && block.profit == info.profit
+            && block.currency == info.currency)
+            .then_some(status)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_carries_the_account_block_the_marks_and_reconciliation_on_hedging() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let a = open(&sim, Side::Buy, 30);
+    let b = open(&sim, Side::Sell, 10);
+    let (bid, ask) = (
+        Price(Decimal::new(110100, 5)),
+        Price(Decimal::new(110120, 5)),
+    );
+    sim.set_quote("EURUSD", bid, ask);
+
+    // A buy is valued at the bid, a sell at the ask, with the terminal's own profit and swap.
+    let items = marked(&api, &[a, b], |id| if id == a { bid } else { ask }).await;
+    for p in &items {
+        let terminal = sim
+            .positions()
+            .into_iter()
+            .find(|t| t.identifier == p.position_id)
+            .unwrap();
+        assert_eq!(p.profit, Some(terminal.profit), "{p:?}");
+        assert_eq!(p.swap, Some(terminal.swap), "{p:?}");
+        assert_eq!(p.commission, Some(hedge_domain::Money::ZERO), "{p:?}");
+    }
+    assert!(items
+        .iter()
+        .any(|p| p.profit != Some(hedge_domain::Money::ZERO)));
+    let status = account_status(&api, &sim).await;
+    let recon = status.reconciliation.expect("a reconciliation");
+    assert!(recon.ok && recon.checked_ms > 0, "{recon:?}");
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_carries_the_ledgers_marks_and_reconciliation_on_netting() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let agent = start_client(port, &center.url(), &dir.path().join("state"));
+    let sim = start_sim(port, AccountMarginMode::RetailNetting);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    // One net position at the terminal, two positions in the ledger.
+    let a = order(&sim, Side::Buy, 10);
+    let b = order(&sim, Side::Buy, 20);
+    let (bid, ask) = (
+        Price(Decimal::new(110500, 5)),
+        Price(Decimal::new(110520, 5)),
+    );
+    sim.set_quote("EURUSD", bid, ask);
+
+    let items = marked(&api, &[a, b], |_| bid).await;
+    let deals = sim.deals();
+    for p in &items {
+        // Each ledger position is valued from its own entry: (bid - entry) in points of 0.00001,
+        // one unit of money per point and lot.
+        let entry = deals
+            .iter()
+            .find(|d| d.order.get() == p.position_id.get())
+            .unwrap()
+            .price;
+        let expected = (bid.0 - entry.0) * Decimal::from(100_000) * p.volume.0;
+        assert_eq!(p.profit.map(|m| m.0), Some(expected), "{p:?}");
+        assert_eq!(p.commission, Some(hedge_domain::Money::ZERO), "{p:?}");
+    }
+    // Together they are worth what the terminal says its net position is worth.
+    let total: Decimal = items.iter().filter_map(|p| p.profit).map(|m| m.0).sum();
+    assert_eq!(total, sim.positions()[0].profit.0);
+    let status = account_status(&api, &sim).await;
+    let recon = status.reconciliation.expect("a reconciliation");
+    assert!(recon.ok, "{recon:?}");
+    assert_eq!(recon.detail, "");
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}

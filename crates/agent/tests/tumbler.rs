@@ -254,3 +254,160 @@ async fn dry_run_kills_nothing_and_rearm_keeps_watching() {
     let _ = copier.wait();
     sim.stop().await;
 }
+
+/// Every firing the center recorded for `LOGIN`: the position named in each status message, in
+/// order (a message is recorded as an event whenever the status changes).
+async fn reported_positions(api: &hedge_center::client::CenterClient) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = api
+            .events(&hedge_center::model::PageQuery {
+                login: Some(LOGIN),
+                after,
+                limit: Some(500),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for e in &page.items {
+            if let Some(m) = e.data["status"]["message"].as_str() {
+                if m.starts_with("tumbler fired") {
+                    let id = m.split('#').nth(1).and_then(|r| r.split(' ').next());
+                    out.push(id.unwrap_or_default().to_owned());
+                }
+            }
+        }
+        match page.next_after {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports_each_once() {
+    let logs = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let state = dir.path().join("state");
+    let start = || {
+        let args = tumbler_args(&tumbler_argv(
+            port,
+            &[
+                "--kill",
+                "restart-copier.exe",
+                "--rearm",
+                "--center",
+                &center.url(),
+                "--center-token",
+                TUMBLER_TOKEN,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+        ));
+        AgentThread::spawn(move || hedge_agent::tumbler::run(args))
+    };
+    let lot = Volume(Decimal::new(1, 1));
+    let mut copier = start_named(dir.path(), "restart-copier.exe");
+    let agent = start();
+    // Tickets of their own, so the log lines of this test are told apart from the others'.
+    let sim = {
+        let account = hedge_sim::AccountConfig {
+            login: LOGIN,
+            mode: AccountMarginMode::RetailHedging,
+            first_ticket: 7_700_000,
+            ..hedge_sim::AccountConfig::default()
+        };
+        let mut config = hedge_sim::SimConfig::new(format!("127.0.0.1:{port}"), account);
+        config.reconnect_min = Duration::from_millis(50);
+        config.reconnect_max = Duration::from_millis(300);
+        hedge_sim::SimTerminal::spawn(config)
+    };
+    let old = sim.open("EURUSD", Side::Buy, lot, Magic(0), "old");
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = sim.open("EURUSD", Side::Sell, lot, Magic(0), "first");
+    assert!(
+        exited_within(&mut copier, Duration::from_secs(5)),
+        "first signal"
+    );
+    // The report is with the center before the restart.
+    eventually("first report", Duration::from_secs(10), || async {
+        let r = reported_positions(&api).await;
+        r.contains(&first.position.to_string()).then_some(())
+    })
+    .await;
+
+    // Restart mid-scenario: the positions already there (the old one and the one it fired on) are
+    // not new, so the copier started again survives the reconnection.
+    agent.kill();
+    let mut copier = start_named(dir.path(), "restart-copier.exe");
+    let agent = start();
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    eventually(
+        "the restarted tumbler to register",
+        Duration::from_secs(10),
+        || async {
+            let a = api.account(LOGIN).await.ok()?;
+            (a.last_seen_ms > 0).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        copier.try_wait().unwrap().is_none(),
+        "a restart fired on a position seen before it"
+    );
+    // The next new position is not missed.
+    let second = sim.open("GBPUSD", Side::Buy, lot, Magic(0), "second");
+    assert!(
+        exited_within(&mut copier, Duration::from_secs(5)),
+        "second signal"
+    );
+
+    // A position that opens while the tumbler is down is new when it comes back.
+    agent.kill();
+    let mut copier = start_named(dir.path(), "restart-copier.exe");
+    let third = sim.open("XAUUSD", Side::Sell, lot, Magic(0), "while down");
+    let agent = start();
+    assert!(
+        exited_within(&mut copier, Duration::from_secs(10)),
+        "missed the position that opened while the tumbler was down"
+    );
+
+    let expected: Vec<String> = [&first, &second, &third]
+        .iter()
+        .map(|r| r.position.to_string())
+        .collect();
+    let reported = eventually("three reports", Duration::from_secs(10), || async {
+        let r = reported_positions(&api).await;
+        (r.len() >= 3).then_some(r)
+    })
+    .await;
+    // Give a duplicate the time to show up before concluding there is none.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reported_again = reported_positions(&api).await;
+    assert_eq!(reported, expected);
+    assert_eq!(reported_again, expected, "a firing was reported twice");
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    for id in [
+        old.position,
+        first.position,
+        second.position,
+        third.position,
+    ] {
+        let firings = text
+            .lines()
+            .filter(|l| l.contains("tumbler fired") && l.contains(&format!("position={id} ")))
+            .count();
+        let want = usize::from(id != old.position);
+        assert_eq!(firings, want, "firings on position {id}");
+    }
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
