@@ -1,6 +1,8 @@
 //! The demo scenario: every component started in this process, the signal played, the result checked.
 
 use crate::exposure::{holds, table, ExposureRow, Holding};
+use crate::live::{self, LiveAccount};
+use crate::relay::Relay;
 use crate::timeline::Timeline;
 use anyhow::{bail, Context};
 use hedge_agent::outbox::{Backoff, Outbox};
@@ -45,7 +47,8 @@ pub struct DemoOutcome {
 const CLIENT_A: Login = Login(1001);
 const CLIENT_B: Login = Login(1002);
 const HEDGE: Login = Login(2001);
-const WATCHED: Login = Login(3001);
+/// How often the live phase trades on a client account.
+const LIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// The signal service's magic number (the copier's trades carry it).
 const SIGNAL_MAGIC: Magic = Magic(777);
 
@@ -190,7 +193,7 @@ fn describe_plan(plan: &HedgePlan) -> String {
     format!("hedger holds the plan: {}", items.join(", "))
 }
 
-fn print_hedger_event(t: &Timeline, e: &HedgerEvent) {
+fn print_hedger_event(t: &Timeline, e: &HedgerEvent, live: bool) {
     let fields = serde_json::to_value(e).unwrap_or(json!({}));
     match e {
         HedgerEvent::Ready { fills, .. } => t.emit(
@@ -230,7 +233,8 @@ fn print_hedger_event(t: &Timeline, e: &HedgerEvent) {
         } => t.emit(
             "hedged",
             format!(
-                "{filled}/{orders} hedge orders filled; trigger -> last reply {:.3} ms",
+                "{filled}/{orders} hedge orders filled; {} -> last reply {:.3} ms",
+                if live { "plan change" } else { "trigger" },
                 *elapsed_us as f64 / 1000.0
             ),
             fields,
@@ -265,7 +269,8 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let tok_a = token("client-a", Role::Client(CLIENT_A), &mut entries)?;
     let tok_b = token("client-b", Role::Client(CLIENT_B), &mut entries)?;
     let tok_h = token("hedger", Role::Hedge(HEDGE), &mut entries)?;
-    let tok_w = token("tumbler", Role::Tumbler(WATCHED), &mut entries)?;
+    // The tumbler watches client A, the account the copier trades into.
+    let tok_w = token("tumbler", Role::Tumbler(CLIENT_A), &mut entries)?;
     let center = CenterServer::start(CenterConfig::sqlite(
         base.join("center.db"),
         Tokens::new(entries),
@@ -307,7 +312,6 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let map_a = SymbolMap::from_affix(".r");
     let map_b = SymbolMap::from_affix("m*");
     let map_h = SymbolMap::from_affix("-ECN");
-    let map_w = SymbolMap::identity();
 
     // The copier stand-in and the agents.
     let copier = start_copier(&base);
@@ -337,15 +341,24 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     };
     agents.push(tokio::spawn(hedge_agent::tumbler::run(
         hedge_agent::tumbler::TumblerArgs {
-            agent: agent_args(port_w, WATCHED, "-", &url, &tok_w, &base.join("w")),
+            agent: agent_args(port_w, CLIENT_A, ".r", &url, &tok_w, &base.join("w")),
             kill: kill_names,
             pid_files,
             symbols: Vec::new(),
             magics: Vec::new(),
             rearm: false,
             dry_run,
+            // Client A's own agent registers the account.
+            no_register: true,
         },
     )));
+    // Client A's terminal streams to both its client agent and the tumbler.
+    let relay = Relay::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port_a)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], port_w)),
+    )
+    .await
+    .context("starting the relay for client A's terminal")?;
     match &copier {
         Some(c) => t.emit(
             "copier",
@@ -371,6 +384,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let hedger_addr = listener.local_addr();
     let hedger_terminal = listener.start();
     let hedger_center = CenterClient::new(url.clone(), Some(tok_h))?;
+    let mirror_center = hedger_center.clone();
     let outbox = Outbox::open(&base.join("hedger.db"))?;
     let sender = tokio::spawn(outbox.clone().run_sender(
         HedgeDelivery {
@@ -406,14 +420,23 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         .run(),
     );
     let reaction = Arc::new(std::sync::Mutex::new((None::<u64>, 0usize, false)));
+    let live_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hedger_printer = {
         let t = t.clone();
         let reaction = reaction.clone();
+        let live_flag = live_flag.clone();
         tokio::spawn(async move {
             loop {
                 match hedger_rx.recv().await {
                     Ok(e) => {
-                        print_hedger_event(&t, &e);
+                        print_hedger_event(
+                            &t,
+                            &e,
+                            live_flag.load(std::sync::atomic::Ordering::Relaxed),
+                        );
+                        if live_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                            continue;
+                        }
                         if let Ok(mut r) = reaction.lock() {
                             match &e {
                                 HedgerEvent::Batch {
@@ -452,7 +475,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         Arc::new(SimTerminal::spawn(config))
     };
     let sim_a = sim(
-        format!("127.0.0.1:{port_a}"),
+        relay.addr().to_string(),
         CLIENT_A,
         AccountMarginMode::RetailNetting,
         &map_a,
@@ -472,18 +495,13 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         &map_h,
         3,
     );
-    let sim_w = sim(
-        format!("127.0.0.1:{port_w}"),
-        WATCHED,
-        AccountMarginMode::RetailHedging,
-        &map_w,
-        4,
-    );
     for (name, s) in [
-        ("client A (1001, netting, EURUSD.r)", &sim_a),
+        (
+            "client A (1001, netting, EURUSD.r; client agent and tumbler)",
+            &sim_a,
+        ),
         ("client B (1002, hedging, mEURUSD)", &sim_b),
         ("hedge account (2001, hedging, EURUSD-ECN)", &sim_h),
-        ("signal watcher (3001, tumbler)", &sim_w),
     ] {
         if !s.wait_connected(Duration::from_secs(10)).await {
             bail!("the simulated terminal of {name} did not connect to its agent");
@@ -496,7 +514,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         loop {
             let accounts = view.accounts().await.unwrap_or_default();
             let logins: Vec<Login> = accounts.iter().map(|a| a.registration.login).collect();
-            if [CLIENT_A, CLIENT_B, HEDGE, WATCHED]
+            if [CLIENT_A, CLIENT_B, HEDGE]
                 .iter()
                 .all(|l| logins.contains(l))
             {
@@ -527,8 +545,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
             },
         ]
     };
-    let accounts: [(&str, &Arc<SimTerminal>, &SymbolMap, Vec<SignalTrade>); 4] = [
-        ("watcher 3001", &sim_w, &map_w, basket(1, 1)),
+    let accounts: [(&str, &Arc<SimTerminal>, &SymbolMap, Vec<SignalTrade>); 3] = [
         ("client A 1001", &sim_a, &map_a, basket(10, 5)),
         ("client B 1002", &sim_b, &map_b, basket(20, 3)),
         ("hedge 2001", &sim_h, &map_h, basket(1, 1)),
@@ -555,7 +572,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
             }
         }
     }
-    // The tumbler kills the copier the moment the first position appears.
+    // The tumbler on client A kills the copier the moment the copier's first position appears.
     let killed_at = Instant::now();
     let copier_dead = match copier {
         Some(mut c) => match tokio::time::timeout(Duration::from_secs(10), c.child.wait()).await {
@@ -696,29 +713,83 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         json!({ "ok": ok, "reaction_us": reaction_us, "hedge_orders": hedge_orders }),
     );
 
+    let mut mirror = None;
     if !opts.keep_running.is_zero() {
+        // The live phase: the hedger follows the plan position by position (mirror mode) and
+        // carries out the operator's close/retry commands; the clients keep trading.
+        let mut options = HedgerOptions::new(HEDGE, Mode::Mirror);
+        options.symbol_map = map_h.clone();
+        live_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        mirror = Some(tokio::spawn(
+            Hedger::new(
+                hedger_terminal.clone(),
+                Some(mirror_center),
+                outbox.clone(),
+                options,
+                plan.clone(),
+                Some(hedger_tx.clone()),
+            )
+            .run(),
+        ));
         t.emit(
-            "center",
+            "live",
             format!(
-                "center stays up at {url} for {} s (dashboard at {url}/); Ctrl-C to stop",
-                opts.keep_running.as_secs()
+                "live for {} s: the clients keep trading, the hedger mirrors them and takes commands; dashboard at {url}/ (token in {}); Ctrl-C to stop",
+                opts.keep_running.as_secs(),
+                token_file.display()
             ),
-            json!({ "url": url }),
+            json!({ "url": url, "duration_s": opts.keep_running.as_secs() }),
         );
-        tokio::select! {
-            _ = tokio::time::sleep(opts.keep_running) => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        let live_accounts = [
+            LiveAccount {
+                name: "client A 1001",
+                sim: sim_a.clone(),
+                map: map_a.clone(),
+                netting: true,
+            },
+            LiveAccount {
+                name: "client B 1002",
+                sim: sim_b.clone(),
+                map: map_b.clone(),
+                netting: false,
+            },
+        ];
+        let keep = opts.keep_running;
+        let summary = live::run(&t, &live_accounts, opts.seed, LIVE_INTERVAL, async move {
+            tokio::select! {
+                _ = tokio::time::sleep(keep) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await;
+        let mut clients = holdings(&sim_a, &map_a);
+        clients.extend(holdings(&sim_b, &map_b));
+        let now = table(&clients, &holdings(&sim_h, &map_h));
+        t.emit(
+            "live",
+            format!(
+                "live phase over: {} opens, {} closes, {} refused; the hedge account {} the clients now",
+                summary.opens,
+                summary.closes,
+                summary.refused,
+                if holds(&now) { "mirrors" } else { "does not exactly mirror (paused or closed by an operator, or still catching up)" }
+            ),
+            json!({ "opens": summary.opens, "closes": summary.closes, "refused": summary.refused, "mirrors": holds(&now) }),
+        );
     }
 
     // Shut everything down.
     follower.abort();
     hedger.abort();
+    if let Some(m) = &mirror {
+        m.abort();
+    }
+    relay.stop();
     sender.abort();
     for a in &agents {
         a.abort();
     }
-    for s in [&sim_a, &sim_b, &sim_h, &sim_w] {
+    for s in [&sim_a, &sim_b, &sim_h] {
         s.stop().await;
     }
     hedger_terminal.shutdown().await;

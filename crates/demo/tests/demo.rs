@@ -40,3 +40,52 @@ async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
     assert!(trigger < order);
     assert!(pos("tumbler").is_some() && pos("result").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_phase_keeps_clients_trading_and_the_hedger_mirroring_them() {
+    let timeline = Timeline::quiet(true);
+    let outcome = run(
+        DemoOptions {
+            keep_running: Duration::from_millis(4500),
+            seed: 11,
+        },
+        timeline.clone(),
+    )
+    .await
+    .expect("the demo starts");
+    let lines: Vec<serde_json::Value> = timeline
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(outcome.ok, "the scenario's check failed: {lines:#?}");
+    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+    // Both clients traded, once each in turn.
+    let trades: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| kind(v) == "live" && v.get("action").is_some())
+        .collect();
+    assert_eq!(trades.len(), 2, "{lines:#?}");
+    assert_eq!(trades[0]["account"], "client A 1001");
+    assert_eq!(trades[1]["account"], "client B 1002");
+    assert!(trades.iter().all(|v| v["retcode"] == 10009), "{trades:#?}");
+    // The hedger, still running, answered the clients' trades with hedge orders of its own.
+    let first_trade = lines
+        .iter()
+        .position(|v| kind(v) == "live" && v.get("action").is_some())
+        .unwrap();
+    let mirrored = lines[first_trade..]
+        .iter()
+        .filter(|v| kind(v) == "order")
+        .count();
+    assert!(
+        mirrored >= 1,
+        "no hedge order in the live phase: {lines:#?}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(
+        end["opens"].as_u64().unwrap() + end["closes"].as_u64().unwrap(),
+        2,
+        "{end}"
+    );
+}
