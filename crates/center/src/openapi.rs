@@ -146,7 +146,7 @@ pub fn document() -> Value {
                         "breakers": { "type": "object", "additionalProperties": enum_of(&["closed", "open", "half_open"]) },
                         "message": text(""),
                         "account": r("AccountMoney"),
-                        "marks": { "type": "array", "description": "Latest marks of the open positions; the center keeps the latest per position and serves them on /v1/positions. Absent or empty: the stored marks stay.", "items": r("PositionMark") },
+                        "marks": { "type": "array", "description": "Latest marks of the open positions; the center keeps the latest per position and serves them on /v1/positions; the account_status event carries the marks that changed as data.marks. Absent or empty: the stored marks stay.", "items": r("PositionMark") },
                         "reconciliation": r("Reconciliation")
                     }
                 },
