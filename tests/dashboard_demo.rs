@@ -117,7 +117,10 @@ fn demo_dashboard_in_headless_chromium() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&token_file).expect("token file").permissions().mode();
+        let mode = std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "the token file must be owner-only");
     }
 
