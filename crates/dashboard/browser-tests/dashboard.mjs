@@ -221,6 +221,29 @@ async function main() {
     }
     await shot(page, '05-hedge-close');
 
+    // Retry the failed hedge; its command's progress shows on the row.
+    // Older rows scroll out of the virtualised table: bring the failed one into view first.
+    const failedId = await waitFor(page, 'a failed hedge', () => {
+      const x = [...S.hedges.values()].find((h) => h.status === 'failed');
+      if (!x) return false;
+      const i = hedgesTable.view.findIndex((r) => r.id === x.id);
+      if (i < 0) return false;
+      hedgesTable.setActive(i);
+      return x.id;
+    });
+    const retryButton = page.locator(`[data-table="hedges"] button[aria-label="Retry hedge ${failedId}"]`);
+    await retryButton.waitFor({ state: 'visible', timeout: 10000 });
+    await retryButton.click();
+    await confirmDialog(page, 'browser test retry');
+    const retried = await waitFor(page, `the retry of hedge ${failedId} to be done`, (id) => {
+      const c = [...S.commands.values()].find((x) => x.hedge_id === id && x.kind === 'retry_hedge');
+      if (!c || c.status !== 'done') return false;
+      hedgesTable.setActive(hedgesTable.view.findIndex((r) => r.id === id));
+      const row = document.querySelector(`[data-table="hedges"] .vt-row[data-key="h${id}"]`);
+      return row && /retry hedge #\d+: done/.test(row.textContent) ? row.textContent : false;
+    }, failedId, 60000);
+    check(`failed hedge ${failedId} retried through the UI; the row shows the command done`, true, retried);
+
     // Optional: the harness restarts the center; the page must reconnect and catch up.
     if (process.env.HEDGE_RESTART_HOOK) {
       await page.evaluate(() => {
