@@ -1074,7 +1074,7 @@ function accountCard(a) {
     h('h3', null, `${a.login}`,
       h('span', { class: 'badge', text: a.role }),
       rec && rec.ok === false ? h('span', {
-        class: 'badge bad', role: 'status', text: 'reconciliation mismatch', title: rec.detail || 'ledger and terminal disagree',
+        class: 'badge bad', text: 'reconciliation mismatch', title: rec.detail || 'ledger and terminal disagree',
         dataset: { reconciliation: 'mismatch' },
       }) : null,
       h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
