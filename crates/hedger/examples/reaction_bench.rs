@@ -5,11 +5,15 @@
 //!
 //! - trigger mode: the own position's closing deal arrives at the hedger → every hedge order of the
 //!   plan (held in memory) answered by the terminal (an upper bound of "written to the socket");
-//! - mirror mode: a client open reported to the center → the hedge order answered, through the
-//!   center's event stream and plan over loopback;
+//! - mirror mode: a client open reported to the center → the hedge order written and answered,
+//!   through the center's event stream and plan over loopback, with each stage's share (report
+//!   durable, event received, plan item held, order written, reply); every run is timed or counted
+//!   as missed;
 //! - resident memory of this process (center, simulator and hedger together: an upper bound).
 
 include!("../tests/support/world.rs");
+
+use hedge_hedger::probe::Stage;
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -108,44 +112,89 @@ async fn main() {
     );
     w.shutdown().await;
 
-    // Mirror mode: a client open through the center to the hedge order.
+    // Mirror mode: a client open through the center to the hedge order, stage by stage. The keys
+    // are the center's event ids: the open's event id is also the id of the plan item it produces.
     let mut w = World::start(Setup {
         mode: Mode::Mirror,
         ..Setup::default()
     })
     .await;
-    let mut rx = w.events.subscribe();
-    let mut mirror_us = Vec::new();
+    let probe = w.probe.clone();
+    let mut stages: Vec<(&str, Vec<u64>)> = [
+        "report POST -> durable (answered)",
+        "durable -> event received by the hedger",
+        "event received -> plan item held",
+        "plan item held -> order written",
+        "order written -> terminal reply",
+        "client open reported -> hedge order written",
+        "client open reported -> hedge order answered",
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::new()))
+    .collect();
+    let mut missed = 0usize;
     for i in 0..runs {
-        while rx.try_recv().is_ok() {}
+        probe.clear();
         let started = Instant::now();
-        w.client(
-            50_000 + i as u64,
-            PositionEventKind::Open,
-            Side::Buy,
-            lots(1),
-        )
-        .await;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
-                Ok(Ok(HedgerEvent::Order(o))) if o.outcome == "filled" => {
-                    mirror_us.push(started.elapsed().as_micros() as u64);
-                    break;
+        let event = w
+            .client(
+                50_000 + i as u64,
+                PositionEventKind::Open,
+                Side::Buy,
+                lots(1),
+            )
+            .await;
+        let durable = Instant::now();
+        let answered = {
+            let probe = probe.clone();
+            wait_for(Duration::from_secs(5), move || {
+                probe.first(Stage::OrderAnswered, event).is_some()
+            })
+            .await
+        };
+        let marks = (
+            probe.first(Stage::EventReceived, event),
+            probe.first(Stage::PlanHeld, event),
+            probe.first(Stage::OrderWritten, event),
+            probe.first(Stage::OrderAnswered, event),
+        );
+        match (answered, marks) {
+            (true, (Some(received), Some(held), Some(written), Some(reply))) => {
+                let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+                let spans = [
+                    us(started, durable),
+                    us(durable, received),
+                    us(received, held),
+                    us(held, written),
+                    us(written, reply),
+                    us(started, written),
+                    us(started, reply),
+                ];
+                for ((_, v), span) in stages.iter_mut().zip(spans) {
+                    v.push(span);
                 }
-                _ => continue,
+            }
+            (_, m) => {
+                missed += 1;
+                eprintln!("run {i}: event {event} not carried through within 5 s: {m:?}");
             }
         }
+        // The next run starts from a quiet state: the hedge recorded and the plan empty again.
         let outbox = w.outbox.clone();
         wait_for(Duration::from_secs(5), || {
             outbox.pending().unwrap_or(1) == 0
         })
         .await;
+        let plan = w.plan.clone();
+        wait_for(Duration::from_secs(5), || {
+            plan.get().is_some_and(|p| p.items.is_empty())
+        })
+        .await;
     }
-    report(
-        "mirror: client open reported -> hedge order answered",
-        mirror_us,
-    );
+    println!("mirror mode, {runs} runs, {missed} not carried through within 5 s:");
+    for (name, v) in stages {
+        report(&format!("  {name}"), v);
+    }
     if let Some(kb) = rss_kb() {
         println!(
             "resident memory of the whole process (center + simulator + hedger): {:.1} MB",

@@ -1,8 +1,9 @@
 //! Reading the hedge account: protocol records turned into what the planner needs, and the trigger.
 
+use crate::executor::command_of;
 use crate::planner::{Fill, HeldPosition};
 use crate::tag::item_of;
-use hedge_domain::{DealEntry, PositionId, TradeTransactionType};
+use hedge_domain::{DealEntry, Magic, PositionId, TradeTransactionType};
 use hedge_protocol::{DealRecord, PositionRecord, Reply, TradeRequest, Tx};
 use std::collections::BTreeMap;
 
@@ -34,8 +35,19 @@ pub fn fill_from_deal(d: &DealRecord) -> Option<Fill> {
         volume: d.volume,
         price: d.price,
         time: d.time,
-        closing: matches!(d.entry, DealEntry::Out | DealEntry::OutBy),
+        // A linked deal takes volume back from a hedge even where the netting terminal books it
+        // as an entry into a reversed position.
+        closing: matches!(d.entry, DealEntry::Out | DealEntry::OutBy)
+            || hedge_ledger::codec::is_link(d.magic),
     })
+}
+
+/// Whether a record with this magic and comment comes from the hedger: a hedge order, a linked
+/// reduction, or an operator command it carried out. None of them is a trigger.
+pub fn is_hedger_order(magic: Magic, comment: &str) -> bool {
+    item_of(magic, comment).is_some()
+        || hedge_ledger::codec::is_link(magic)
+        || command_of(comment).is_some()
 }
 
 /// The fill a successful reply reports, for the order the hedger sent. The deal transaction carries
@@ -85,7 +97,7 @@ pub fn trigger_of(tx: &Tx) -> Option<Trigger> {
     if !matches!(deal.entry, DealEntry::Out | DealEntry::OutBy) || !deal.deal_type.is_trade() {
         return None;
     }
-    if item_of(deal.magic, &deal.comment).is_some() {
+    if is_hedger_order(deal.magic, &deal.comment) {
         return None;
     }
     // Only a full close counts; a partial close leaves the position (and the signal) open.
@@ -109,7 +121,7 @@ pub fn watched_positions<'a>(
 ) -> BTreeMap<PositionId, String> {
     positions
         .into_iter()
-        .filter(|p| item_of(p.magic, &p.comment).is_none())
+        .filter(|p| !is_hedger_order(p.magic, &p.comment))
         .map(|p| (p.identifier, p.symbol.clone()))
         .collect()
 }
@@ -209,6 +221,14 @@ mod tests {
         assert!(trigger_of(&tx_with(deal(DealEntry::Out, tag.magic, ""), Volume::ZERO)).is_none());
         assert!(trigger_of(&tx_with(
             deal(DealEntry::Out, Magic(0), "hedge:3"),
+            Volume::ZERO
+        ))
+        .is_none());
+        // Linked reductions and operator closes are the hedger's own orders too.
+        let link = crate::ledger::close_link(OrderTicket(3)).unwrap();
+        assert!(trigger_of(&tx_with(deal(DealEntry::Out, link, ""), Volume::ZERO)).is_none());
+        assert!(trigger_of(&tx_with(
+            deal(DealEntry::Out, Magic(0), "cmd:9"),
             Volume::ZERO
         ))
         .is_none());

@@ -12,18 +12,23 @@
 
 use crate::account::{fill_from_deal, trigger_of, vanished, watched_positions, Trigger};
 use crate::execution::{Breakers, Failure};
-use crate::executor::{execute_leg, LegOutcome, LegReport, OrderSettings};
-use crate::planner::{self, AccountView, HedgeBook, HeldPosition, PlanItem};
+use crate::executor::{command_of, execute_leg, LegOutcome, LegReport, OrderSettings};
+use crate::ledger::HedgeLedger;
+use crate::planner::{self, AccountView, HedgeBook, HeldPosition, Leg, PlanItem};
+use crate::probe::{Probe, Stage};
 use crate::records::{executed_record, reduce_targets, HoldingSnapshot};
 use crate::tag::PlanItemId;
 use futures::FutureExt;
 use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
-    AccountRegistration, AccountRole, AccountStatus, BreakerState, Hedge, HedgeExecuted,
-    HedgeFailed, HedgePlan, HedgeReduce, HedgeStatus, PageQuery,
+    AccountRegistration, AccountRole, AccountStatus, BreakerState, Command, CommandKind,
+    CommandResult, CommandStatus, EventKind, Hedge, HedgeExecuted, HedgeFailed, HedgePlan,
+    HedgeReduce, HedgeStatus, PageQuery,
 };
-use hedge_domain::{CmdId, Login, Price, Side, SymbolMap, SymbolSpec, Volume};
+use hedge_domain::{
+    CmdId, DealTicket, Login, OrderTicket, Price, Side, SymbolMap, SymbolSpec, Volume,
+};
 use hedge_protocol::{HistoryRange, Terminal, TerminalEvent};
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -165,9 +170,29 @@ pub enum HedgerError {
 pub struct PlanHolder {
     plan: RwLock<Option<HedgePlan>>,
     version: watch::Sender<u64>,
+    /// Bumped when the stream announces an operator command for this account.
+    commands: watch::Sender<u64>,
+    probe: Option<Arc<Probe>>,
 }
 
 impl PlanHolder {
+    /// A holder whose follower and runtime record their stages in `probe` (benchmarks).
+    pub fn with_probe(probe: Arc<Probe>) -> Self {
+        PlanHolder {
+            probe: Some(probe),
+            ..PlanHolder::default()
+        }
+    }
+
+    fn command_issued(&self) {
+        self.commands.send_modify(|v| *v += 1);
+    }
+
+    fn mark(&self, stage: Stage, key: u64, at: Instant) {
+        if let Some(p) = &self.probe {
+            p.record(stage, key, at);
+        }
+    }
     pub fn get(&self) -> Option<HedgePlan> {
         self.plan.read().clone()
     }
@@ -196,6 +221,12 @@ impl PlanHolder {
         }
         drop(held);
         if changed && newer {
+            if self.probe.is_some() {
+                let now = Instant::now();
+                for item in self.items() {
+                    self.mark(Stage::PlanHeld, item.id, now);
+                }
+            }
             self.version.send_modify(|v| *v += 1);
         }
         changed && newer
@@ -255,12 +286,22 @@ pub async fn follow_plan(
             tokio::select! {
                 event = sub.next() => match event {
                     Some(Ok(e)) => {
+                        holder.mark(Stage::EventReceived, e.id, Instant::now());
                         let mut newest = e.kind.moves_plan().then_some(e.id);
+                        let mine = |e: &hedge_center::model::Event| {
+                            e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login)
+                        };
+                        let mut commands = mine(&e);
                         // Take everything already queued, then fetch once.
                         while let Some(Some(Ok(more))) = sub.next().now_or_never() {
+                            holder.mark(Stage::EventReceived, more.id, Instant::now());
+                            commands |= mine(&more);
                             if more.kind.moves_plan() {
                                 newest = Some(more.id);
                             }
+                        }
+                        if commands {
+                            holder.command_issued();
                         }
                         if let Some(id) = newest {
                             if holder.as_of().is_none_or(|as_of| id > as_of) {
@@ -286,6 +327,30 @@ pub async fn follow_plan(
     }
 }
 
+/// What one reaction did.
+#[derive(Debug, Default)]
+struct ActSummary {
+    filled: usize,
+    /// Legs given up, with the last retcode and the server's comment.
+    rejected: Vec<(hedge_domain::Retcode, String)>,
+}
+
+fn done(retcode: Option<hedge_domain::Retcode>, message: String) -> CommandResult {
+    CommandResult {
+        status: CommandStatus::Done,
+        retcode,
+        message: Some(message),
+    }
+}
+
+fn failed(retcode: Option<hedge_domain::Retcode>, message: String) -> CommandResult {
+    CommandResult {
+        status: CommandStatus::Failed,
+        retcode,
+        message: Some(message),
+    }
+}
+
 /// Delivers the hedger's outbox items to the center.
 #[derive(Clone)]
 pub struct HedgeDelivery {
@@ -296,6 +361,14 @@ pub struct HedgeDelivery {
 pub const KIND_EXECUTED: &str = "hedge_executed";
 pub const KIND_FAILED: &str = "hedge_failed";
 pub const KIND_REDUCED: &str = "hedge_holding";
+pub const KIND_COMMAND: &str = "command_result";
+
+/// The result of an operator command, waiting in the outbox for the center.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CommandAnswer {
+    pub id: u64,
+    pub result: CommandResult,
+}
 
 fn delivery_error(e: ClientError) -> DeliveryError {
     if e.is_retryable() {
@@ -374,6 +447,15 @@ impl Delivery for HedgeDelivery {
                 }
                 Ok(())
             }
+            KIND_COMMAND => {
+                let answer: CommandAnswer = serde_json::from_str(&item.body)
+                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+                self.center
+                    .command_result(answer.id, &answer.result)
+                    .await
+                    .map(|_| ())
+                    .map_err(delivery_error)
+            }
             other => Err(DeliveryError::Rejected(format!(
                 "unknown outbox item kind {other:?}"
             ))),
@@ -396,6 +478,19 @@ pub struct Hedger {
     events: Option<broadcast::Sender<HedgerEvent>>,
     netting: bool,
     generation: u64,
+    /// Netting accounts: the hedges as bi-directional positions (`None` on hedging accounts, or
+    /// while the history does not replay).
+    ledger: Option<HedgeLedger>,
+    /// Operator commands whose orders are on the account (their comment names them).
+    commands_on_account: BTreeSet<u64>,
+    /// Operator commands whose result is recorded (in the center or queued in the outbox).
+    commands_answered: BTreeSet<u64>,
+    /// The ledger lost track of a live record: rebuild before acting again.
+    ledger_stale: bool,
+    /// Holdings to record once the ledger has the deals that changed them.
+    holding_due: Vec<(String, BTreeSet<DealTicket>)>,
+    /// Mirror mode held back a symbol while its reductions were being recorded.
+    deferred: bool,
 }
 
 impl Hedger {
@@ -421,6 +516,12 @@ impl Hedger {
             events,
             netting: false,
             generation: 0,
+            ledger: None,
+            commands_on_account: BTreeSet::new(),
+            commands_answered: BTreeSet::new(),
+            ledger_stale: false,
+            holding_due: Vec::new(),
+            deferred: false,
         }
     }
 
@@ -444,7 +545,12 @@ impl Hedger {
         })
     }
 
+    /// What the planner reduces: on a netting account the hedges as the ledger keeps them, one
+    /// position per hedge; on a hedging account the terminal's positions.
     fn held_positions(&self) -> Vec<HeldPosition> {
+        if let (true, Some(ledger)) = (self.netting, &self.ledger) {
+            return ledger.hedges();
+        }
         self.terminal.with_state(|s| {
             s.positions
                 .values()
@@ -509,9 +615,16 @@ impl Hedger {
             .map(|h| h.margin_mode.is_netting())
             .unwrap_or(false);
         self.generation = self.terminal.with_state(|s| s.generation);
+        self.ledger_stale = false;
         // 1. What the account shows: every hedge-tagged deal of the look-back window.
         let now = now_ms();
-        let from = now - i64::from(self.opts.history_days) * 86_400_000;
+        // The ledger needs the whole history to know which hedges are open; elsewhere the
+        // look-back window is enough to find the hedge deals.
+        let from = if self.netting {
+            0
+        } else {
+            now - i64::from(self.opts.history_days) * 86_400_000
+        };
         let history = self
             .terminal
             .history(
@@ -530,10 +643,37 @@ impl Hedger {
                     if let Some(fill) = fill_from_deal(deal) {
                         self.book.add_fill(fill);
                     }
+                    if let Some(id) = command_of(&deal.comment) {
+                        self.commands_on_account.insert(id);
+                    }
+                }
+                if self.netting {
+                    let mode = self
+                        .terminal
+                        .hello()
+                        .map(|h| h.margin_mode)
+                        .unwrap_or(hedge_domain::AccountMarginMode::RetailNetting);
+                    match HedgeLedger::replay(self.opts.login, mode, &h.orders, &h.deals) {
+                        Ok(ledger) => {
+                            tracing::info!(
+                                hedges = ledger.hedges().len(),
+                                deals = h.deals.len(),
+                                "hedges rebuilt from the account's history through the ledger"
+                            );
+                            self.ledger = Some(ledger);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the account's history does not replay; reducing against the net position");
+                            self.ledger = None;
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "account history unavailable; relying on the center's records")
+                tracing::warn!(error = %e, "account history unavailable; relying on the center's records");
+                if self.netting {
+                    self.ledger = None;
+                }
             }
         }
         // 2. What the center recorded.
@@ -556,6 +696,11 @@ impl Hedger {
         }
         // 3. What waits in the outbox.
         for queued in self.outbox.peek(100_000)? {
+            if queued.kind == KIND_COMMAND {
+                if let Ok(answer) = serde_json::from_str::<CommandAnswer>(&queued.body) {
+                    self.commands_answered.insert(answer.id);
+                }
+            }
             if queued.kind == KIND_EXECUTED {
                 if let Ok(rec) = serde_json::from_str::<HedgeExecuted>(&queued.body) {
                     let item = PlanItemId(rec.plan_item_id);
@@ -595,6 +740,11 @@ impl Hedger {
         for f in self.book.all_fills().map(|f| f.deal).collect::<Vec<_>>() {
             self.book.mark_recorded(f);
         }
+        // A reduction whose deal never reached the ledger live is in the history just read (or
+        // it did not happen); either way the holding is current now.
+        for (symbol, _) in std::mem::take(&mut self.holding_due) {
+            self.record_holding(&symbol)?;
+        }
         self.watched = self
             .terminal
             .with_state(|s| watched_positions(s.positions.values()));
@@ -626,7 +776,7 @@ impl Hedger {
             .filter(|f| !f.closing)
             .cloned()
             .collect();
-        let Some(record) = executed_record(
+        let Some(mut record) = executed_record(
             self.opts.login,
             item,
             &fills,
@@ -636,6 +786,10 @@ impl Hedger {
         ) else {
             return Ok(false);
         };
+        if self.netting {
+            // The hedge's position is the ledger's: the one its opening order started.
+            record.position_id = hedge_domain::PositionId(record.order.0);
+        }
         self.outbox.push(NewItem::json(
             format!("hedge:{}:{}", self.opts.login, item),
             KIND_EXECUTED,
@@ -648,6 +802,68 @@ impl Hedger {
         Ok(true)
     }
 
+    /// Records what a symbol holds once the ledger has taken `deals` (the reductions just filled):
+    /// the replies come before the deals reach the ledger, and a snapshot taken earlier would still
+    /// show the volume they took back. Without a ledger the terminal's state is already current.
+    fn record_holding_after(
+        &mut self,
+        account_symbol: &str,
+        deals: BTreeSet<DealTicket>,
+    ) -> Result<(), HedgerError> {
+        match &self.ledger {
+            Some(l) if self.netting && !deals.iter().all(|d| l.knows_deal(*d)) => {
+                self.holding_due.push((account_symbol.to_owned(), deals));
+                Ok(())
+            }
+            _ => self.record_holding(account_symbol),
+        }
+    }
+
+    /// Canonical symbols with a reduction record still in the outbox.
+    fn symbols_being_recorded(&self) -> Result<BTreeSet<String>, HedgerError> {
+        if self.outbox.pending()? == 0 {
+            return Ok(BTreeSet::new());
+        }
+        Ok(self
+            .outbox
+            .peek(100_000)?
+            .into_iter()
+            .filter(|i| i.kind == KIND_REDUCED)
+            .filter_map(|i| serde_json::from_str::<HoldingSnapshot>(&i.body).ok())
+            .map(|h| h.symbol)
+            .collect())
+    }
+
+    /// Acts on what was deferred once the reductions are recorded, with a plan fetched after them.
+    async fn act_deferred(&mut self) -> Result<(), HedgerError> {
+        if !self.symbols_being_recorded()?.is_empty() {
+            return Ok(());
+        }
+        let Some(center) = self.center.clone() else {
+            self.deferred = false;
+            return Ok(());
+        };
+        match center.plan(self.opts.login).await {
+            Ok(plan) => {
+                self.deferred = false;
+                self.plan.set(plan);
+                if self.terminal.is_connected() {
+                    self.act("plan after reductions", Instant::now()).await?;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "plan not available; trying again"),
+        }
+        Ok(())
+    }
+
+    /// Records the holdings that were waiting for their deals, where the ledger now has them.
+    fn flush_holdings(&mut self) -> Result<(), HedgerError> {
+        for (symbol, deals) in std::mem::take(&mut self.holding_due) {
+            self.record_holding_after(&symbol, deals)?;
+        }
+        Ok(())
+    }
+
     /// Queues what the account now holds for a symbol, so the center's hedges are reduced to it.
     fn record_holding(&mut self, account_symbol: &str) -> Result<(), HedgerError> {
         let canonical = self
@@ -656,13 +872,10 @@ impl Hedger {
             .to_canonical(account_symbol)
             .unwrap_or_else(|| account_symbol.to_owned());
         let positions = self.held_positions();
-        let holding = HoldingSnapshot::capture(
-            &canonical,
-            account_symbol,
-            self.netting,
-            &positions,
-            now_ms(),
-        );
+        // Through the ledger a netting account holds one position per hedge, like a hedging one.
+        let shared_net = self.netting && self.ledger.is_none();
+        let holding =
+            HoldingSnapshot::capture(&canonical, account_symbol, shared_net, &positions, now_ms());
         let key = format!(
             "holding:{}:{}:{}",
             self.opts.login,
@@ -690,7 +903,21 @@ impl Hedger {
 
     /// Plans and sends everything the held plan asks for, all orders at once.
     pub async fn act(&mut self, reason: &str, started: Instant) -> Result<usize, HedgerError> {
-        let items = self.plan_items();
+        Ok(self.act_on(reason, started, None).await?.filled)
+    }
+
+    /// Plans and sends what the held plan asks for, for one canonical symbol or all of them.
+    async fn act_on(
+        &mut self,
+        reason: &str,
+        started: Instant,
+        only: Option<&str>,
+    ) -> Result<ActSummary, HedgerError> {
+        let items: Vec<PlanItem> = self
+            .plan_items()
+            .into_iter()
+            .filter(|i| only.is_none_or(|s| s == i.symbol))
+            .collect();
         let specs = self.specs();
         let positions = self.held_positions();
         let decision = {
@@ -702,19 +929,35 @@ impl Hedger {
             };
             planner::plan(&items, &view, &self.book, &self.breakers.halted())
         };
+        let mut decision = decision;
+        if self.opts.mode == Mode::Mirror && reason != "retry" && !decision.legs.is_empty() {
+            // A reduction is recorded hedge by hedge; a plan computed between those records
+            // overstates the hedges and would reduce again. Symbols whose records are still on
+            // their way wait for a plan fetched after them.
+            let recording = self.symbols_being_recorded()?;
+            if !recording.is_empty() {
+                decision.legs.retain(|l| !recording.contains(&l.canonical));
+                tracing::debug!(symbols = ?recording, "waiting for the reductions to be recorded");
+                self.deferred = true;
+            }
+        }
         for (item, why) in &decision.skipped {
             if !matches!(why, planner::SkipReason::Done) {
                 tracing::warn!(item = %item, reason = %why, "plan item not executed");
             }
         }
         if decision.legs.is_empty() {
-            return Ok(0);
+            return Ok(ActSummary::default());
         }
         for leg in &decision.legs {
             self.book.begin(leg.item, leg.volume);
         }
         let settings = self.opts.orders.clone();
         let terminal = self.terminal.clone();
+        let written = Instant::now();
+        for leg in &decision.legs {
+            self.plan.mark(Stage::OrderWritten, leg.item.0, written);
+        }
         // All legs at once: each writes its command as soon as it is polled, so the orders are on
         // the wire back to back and their round trips overlap.
         let reports = futures::future::join_all(
@@ -728,14 +971,32 @@ impl Hedger {
         let elapsed = started.elapsed();
         let mut filled = 0;
         let mut opened_items: BTreeMap<PlanItemId, (Duration, Price)> = BTreeMap::new();
-        let mut reduced_symbols = BTreeSet::new();
+        let mut reduced_symbols: BTreeMap<String, BTreeSet<DealTicket>> = BTreeMap::new();
         let total = reports.len();
+        let mut rejected = Vec::new();
         for report in reports.into_iter().flatten() {
+            if let LegOutcome::Rejected {
+                retcode, comment, ..
+            } = &report.outcome
+            {
+                rejected.push((*retcode, comment.clone()));
+                self.book.gave_up(report.leg.item, report.attempts);
+            }
+            self.plan.mark(
+                Stage::OrderAnswered,
+                report.leg.item.0,
+                written + report.latency,
+            );
             self.book.end(report.leg.item, report.leg.volume);
             if self.handle_report(&report)? {
                 filled += 1;
                 if report.leg.reduces {
-                    reduced_symbols.insert(report.leg.symbol.clone());
+                    let deals = reduced_symbols
+                        .entry(report.leg.symbol.clone())
+                        .or_default();
+                    if let LegOutcome::Filled { reply, .. } = &report.outcome {
+                        deals.insert(reply.deal);
+                    }
                 } else {
                     opened_items
                         .entry(report.leg.item)
@@ -746,8 +1007,8 @@ impl Hedger {
         for (item, (latency, requested)) in opened_items {
             self.record_executed(item, Some(latency), Some(requested))?;
         }
-        for symbol in reduced_symbols {
-            self.record_holding(&symbol)?;
+        for (symbol, deals) in reduced_symbols {
+            self.record_holding_after(&symbol, deals)?;
         }
         tracing::info!(
             reason,
@@ -762,7 +1023,255 @@ impl Hedger {
             filled,
             elapsed_us: elapsed.as_micros() as u64,
         });
-        Ok(filled)
+        Ok(ActSummary { filled, rejected })
+    }
+
+    /// Carries out the account's pending operator commands, oldest first. A command whose result is
+    /// already recorded is skipped; one already carried out on the account is only answered.
+    async fn run_commands(&mut self) -> Result<(), HedgerError> {
+        let Some(center) = self.center.clone() else {
+            return Ok(());
+        };
+        if !self.terminal.is_connected() {
+            return Ok(());
+        }
+        let mut pending = match center.pending_commands(self.opts.login).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "pending commands not available");
+                return Ok(());
+            }
+        };
+        pending.sort_by_key(|c| c.id);
+        for command in pending {
+            if command.hedge_login != self.opts.login
+                || command.status != CommandStatus::Pending
+                || self.commands_answered.contains(&command.id)
+            {
+                continue;
+            }
+            tracing::info!(command = command.id, kind = command.kind.as_str(), hedge = command.hedge_id,
+                symbol = %command.symbol, actor = %command.actor, "operator command");
+            let result = match command.kind {
+                CommandKind::CloseHedge => self.close_hedge(&center, &command).await?,
+                CommandKind::RetryHedge => Some(self.retry_hedge(&command).await?),
+            };
+            if let Some(result) = result {
+                self.answer(command.id, result)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a command's result for the center (once per command).
+    fn answer(&mut self, id: u64, result: CommandResult) -> Result<(), HedgerError> {
+        tracing::info!(command = id, status = result.status.as_str(), retcode = ?result.retcode,
+            message = ?result.message, "operator command answered");
+        self.outbox.push(NewItem::json(
+            format!("command:{}:{id}", self.opts.login),
+            KIND_COMMAND,
+            &CommandAnswer { id, result },
+        )?)?;
+        self.commands_answered.insert(id);
+        Ok(())
+    }
+
+    /// Closes every position of the hedge: by ticket on a hedging account, by an order linked to
+    /// the hedge's opening order on a netting one. `None` when the outcome is unknown (the link
+    /// failed): the command stays pending and is tried again with the same command ids.
+    async fn close_hedge(
+        &mut self,
+        center: &CenterClient,
+        command: &Command,
+    ) -> Result<Option<CommandResult>, HedgerError> {
+        let account_symbol = if command.account_symbol.is_empty() {
+            self.opts.symbol_map.to_account(&command.symbol)
+        } else {
+            command.account_symbol.clone()
+        };
+        if self.commands_on_account.contains(&command.id) {
+            // Carried out before a restart: make sure the reduction is recorded, then answer.
+            self.record_holding(&account_symbol)?;
+            return Ok(Some(done(
+                None,
+                "already carried out on the hedge account".into(),
+            )));
+        }
+        // The hedge's positions: tagged with its plan item, or (no item known) the one the center
+        // recorded for it.
+        let (item, opening) = match command.plan_item {
+            Some(item) => (Some(PlanItemId(item)), None),
+            None => match all_hedges(center, self.opts.login, Some(command.symbol.clone())).await {
+                Ok(hedges) => match hedges.into_iter().find(|h| h.id == command.hedge_id) {
+                    Some(h) => (
+                        Some(PlanItemId(h.plan_item_id)),
+                        Some(if self.netting {
+                            hedge_domain::PositionId(h.order.0)
+                        } else {
+                            h.position_id
+                        }),
+                    ),
+                    None => {
+                        return Ok(Some(failed(
+                            None,
+                            format!(
+                                "hedge {} is not a hedge of account {}",
+                                command.hedge_id, self.opts.login
+                            ),
+                        )))
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "hedge record not available; the command waits");
+                    return Ok(None);
+                }
+            },
+        };
+        let positions: Vec<HeldPosition> = self
+            .held_positions()
+            .into_iter()
+            .filter(|p| {
+                p.symbol == account_symbol
+                    && p.volume.is_positive()
+                    && (opening == Some(p.id) || (item.is_some() && p.item() == item))
+            })
+            .collect();
+        if positions.is_empty() {
+            return Ok(Some(done(None, "nothing open for this hedge".into())));
+        }
+        let legs: Vec<Leg> = positions
+            .iter()
+            .enumerate()
+            .map(|(n, p)| Leg {
+                item: p.item().or(item).unwrap_or(PlanItemId(0)),
+                canonical: command.symbol.clone(),
+                symbol: p.symbol.clone(),
+                side: p.side.opposite(),
+                volume: p.volume,
+                close: (!self.netting).then_some(p.id),
+                link: if self.netting {
+                    crate::ledger::close_link(OrderTicket(p.id.0)).ok()
+                } else {
+                    None
+                },
+                command: Some(command.id),
+                reduces: true,
+                leg: u32::try_from(n).unwrap_or(u32::MAX),
+                attempt_base: 0,
+            })
+            .collect();
+        let started = Instant::now();
+        let settings = self.opts.orders.clone();
+        let terminal = self.terminal.clone();
+        let reports = futures::future::join_all(
+            legs.into_iter()
+                .map(|leg| execute_leg(&terminal, leg, &settings)),
+        )
+        .await;
+        let mut closed = Volume::ZERO;
+        let mut closing_deals = BTreeSet::new();
+        let mut last_retcode = None;
+        let mut refused = Vec::new();
+        let mut unknown = false;
+        let total = reports.len();
+        for report in reports.into_iter().flatten() {
+            let sent_side = report.request.order_type.side().unwrap_or(report.leg.side);
+            let mut event = OrderEvent {
+                item: report.leg.item.0,
+                symbol: report.leg.symbol.clone(),
+                side: sent_side,
+                volume: report.leg.volume,
+                filled: Volume::ZERO,
+                closes: report.leg.close.map(|p| p.0),
+                retcode: report.retcodes.last().map(|r| r.0),
+                retcodes: report.retcodes.iter().map(|r| r.0).collect(),
+                attempts: report.attempts,
+                price: None,
+                latency_us: report.latency.as_micros() as u64,
+                outcome: String::new(),
+                filling: format!("{:?}", report.request.type_filling),
+            };
+            match &report.outcome {
+                LegOutcome::Filled { reply, fill } => {
+                    closed += reply.volume;
+                    closing_deals.insert(reply.deal);
+                    last_retcode = Some(reply.retcode);
+                    event.filled = reply.volume;
+                    event.price = Some(reply.price);
+                    event.outcome = "filled".into();
+                    if let Some(f) = fill.clone() {
+                        self.book.add_fill(f);
+                    }
+                    self.commands_on_account.insert(command.id);
+                    tracing::info!(command = command.id, symbol = %report.leg.symbol, side = %sent_side,
+                        volume = %reply.volume, price = %reply.price, "hedge closed by operator command");
+                }
+                LegOutcome::Rejected {
+                    retcode, comment, ..
+                } => {
+                    event.outcome = "rejected".into();
+                    refused.push((*retcode, comment.clone()));
+                }
+                LegOutcome::Unknown(why) => {
+                    event.outcome = format!("unknown: {why}");
+                    unknown = true;
+                }
+            }
+            self.emit(HedgerEvent::Order(event));
+        }
+        self.emit(HedgerEvent::Batch {
+            reason: format!("command {}", command.id),
+            orders: total,
+            filled: usize::from(closed.is_positive()),
+            elapsed_us: started.elapsed().as_micros() as u64,
+        });
+        if closed.is_positive() {
+            self.record_holding_after(&account_symbol, closing_deals)?;
+        }
+        if let Some((retcode, comment)) = refused.first() {
+            return Ok(Some(failed(
+                Some(*retcode),
+                format!(
+                    "{}: {comment} (closed {closed} of the hedge)",
+                    retcode.description()
+                ),
+            )));
+        }
+        if unknown {
+            return Ok(None);
+        }
+        Ok(Some(done(last_retcode, format!("closed {closed}"))))
+    }
+
+    /// Resets the symbol's breaker and acts on the current plan for that symbol.
+    async fn retry_hedge(&mut self, command: &Command) -> Result<CommandResult, HedgerError> {
+        let was_open = self.breakers.is_open(&command.symbol);
+        self.breakers.reset(&command.symbol);
+        if was_open {
+            self.send_status(Some(format!(
+                "{} resumed by operator command",
+                command.symbol
+            )));
+        }
+        if !self.terminal.is_connected() {
+            return Ok(done(
+                None,
+                "breaker reset; the terminal is not connected".into(),
+            ));
+        }
+        let summary = self
+            .act_on("retry", Instant::now(), Some(&command.symbol))
+            .await?;
+        Ok(match summary.rejected.first() {
+            Some((retcode, comment)) => failed(
+                Some(*retcode),
+                format!("{}: {comment}", retcode.description()),
+            ),
+            None => done(
+                None,
+                format!("breaker reset; {} order(s) filled", summary.filled),
+            ),
+        })
     }
 
     /// Books one leg's outcome; true when it filled.
@@ -886,6 +1395,18 @@ impl Hedger {
             if let Some(fill) = fill_from_deal(deal) {
                 self.book.add_fill(fill);
             }
+            if let Some(id) = command_of(&deal.comment) {
+                self.commands_on_account.insert(id);
+            }
+        }
+        if let Some(ledger) = &mut self.ledger {
+            if let Err(e) = ledger.apply(tx) {
+                // Without a ledger that fits, reductions would go to the wrong hedge: rebuild from
+                // the account's history at the next resynchronisation.
+                tracing::error!(error = %e, "live record does not fit the ledger; rebuilding from the account's history");
+                self.ledger = None;
+                self.ledger_stale = true;
+            }
         }
     }
 
@@ -898,10 +1419,12 @@ impl Hedger {
         self.spawn_registration();
         self.rebuild().await?;
         let mut plan_version = self.plan.version.subscribe();
+        let mut command_version = self.plan.commands.subscribe();
         let mut status_tick = tokio::time::interval(self.opts.status_interval);
         if self.opts.mode == Mode::Mirror {
             self.act("start-up", Instant::now()).await?;
         }
+        self.run_commands().await?;
         loop {
             tokio::select! {
                 biased;
@@ -909,6 +1432,12 @@ impl Hedger {
                     Ok(TerminalEvent::Tx(tx)) => {
                         let started = Instant::now();
                         self.take_fill_from_tx(&tx);
+                        if self.ledger_stale {
+                            self.rebuild().await?;
+                        }
+                        if !self.holding_due.is_empty() {
+                            self.flush_holdings()?;
+                        }
                         if let Some(trigger) = trigger_of(&tx) {
                             self.watched.remove(&trigger.position);
                             if self.opts.mode == Mode::Trigger && self.on_trigger(trigger, started).await? {
@@ -933,6 +1462,7 @@ impl Hedger {
                         } else {
                             self.act("reconnect", started).await?;
                         }
+                        self.run_commands().await?;
                     }
                     Ok(TerminalEvent::Snapshot(snapshot)) => {
                         let now = watched_positions(snapshot.positions.iter());
@@ -973,8 +1503,20 @@ impl Hedger {
                         self.act("plan change", started).await?;
                     }
                 }
+                _ = tokio::time::sleep(Duration::from_millis(10)), if self.deferred => {
+                    self.act_deferred().await?;
+                }
+                changed = command_version.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    command_version.borrow_and_update();
+                    self.run_commands().await?;
+                }
                 _ = status_tick.tick() => {
                     self.send_status(None);
+                    // A safety net for a command announced while the stream was down.
+                    self.run_commands().await?;
                 }
             }
         }

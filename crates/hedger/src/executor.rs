@@ -5,7 +5,7 @@ use crate::execution::{Failure, Next, RetryPolicy};
 use crate::planner::{Fill, Leg};
 use crate::tag::{HedgeTag, ItemIdTooLarge};
 use hedge_agent::ExecMode;
-use hedge_domain::{OrderType, Price, Retcode, Side, SymbolSpec};
+use hedge_domain::{CmdId, OrderType, Price, Retcode, Side, SymbolSpec};
 use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,34 @@ fn side_price(side: Side, bid: Price, ask: Price) -> Price {
     }
 }
 
+/// The comment of an order carrying out operator command `id`: how a restart sees on the account
+/// that the command already ran.
+pub fn command_comment(id: u64) -> String {
+    format!("{COMMAND_PREFIX}{id}")
+}
+
+pub const COMMAND_PREFIX: &str = "cmd:";
+
+/// The operator command an order's comment names, if any.
+pub fn command_of(comment: &str) -> Option<u64> {
+    let rest = comment.trim().strip_prefix(COMMAND_PREFIX)?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The command id of one attempt of a leg: the terminal runs an id at most once. A leg sent again
+/// after its item was given up starts past the attempts already used, so the terminal trades it
+/// instead of answering with the earlier refusal from its memory.
+fn leg_cmd_id(leg: &Leg, tag: &HedgeTag, attempt: u32) -> CmdId {
+    let attempt = leg.attempt_base.saturating_add(attempt);
+    match leg.command {
+        Some(id) => CmdId(format!("cmd-{id}-{}-{attempt}", leg.leg)),
+        None => tag.cmd_id(leg.leg, attempt),
+    }
+}
+
 /// The request for one attempt of a leg. `quote` is the freshest (bid, ask) known.
 pub fn build_request(
     leg: &Leg,
@@ -52,8 +80,12 @@ pub fn build_request(
         Some(position) => TradeRequest::close(leg.symbol.clone(), position, order_type, leg.volume),
         None => TradeRequest::market(leg.symbol.clone(), order_type, leg.volume),
     };
-    request.magic = tag.magic;
-    request.comment = tag.comment.clone();
+    // A linked reduction keeps the plan item in its comment only: the magic is the ledger's.
+    request.magic = leg.link.unwrap_or(tag.magic);
+    request.comment = match leg.command {
+        Some(id) => command_comment(id),
+        None => tag.comment.clone(),
+    };
     request.deviation = settings.deviation;
     request.type_filling = match spec.and_then(|s| settings.exec_mode.filling_for(s)) {
         Some(mode) => Filling::Mode(mode),
@@ -124,7 +156,7 @@ pub async fn execute_leg(
     let mut request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
     let requested_price = request.price;
     loop {
-        let cmd_id = tag.cmd_id(leg.leg, attempt);
+        let cmd_id = leg_cmd_id(&leg, &tag, attempt);
         tracing::debug!(%cmd_id, symbol = %request.symbol, side = %leg.side, volume = %leg.volume, "sending hedge order");
         match terminal
             .send_timeout(
@@ -225,9 +257,44 @@ mod tests {
             side,
             volume: Volume(dec!(0.2)),
             close,
+            link: None,
+            command: None,
             reduces: close.is_some(),
             leg: 0,
+            attempt_base: 0,
         }
+    }
+
+    #[test]
+    fn linked_and_command_legs_say_so_in_magic_comment_and_command_id() {
+        let tag = HedgeTag::new(PlanItemId(4)).unwrap();
+        let settings = OrderSettings::default();
+        let link = crate::ledger::close_link(hedge_domain::OrderTicket(55)).unwrap();
+        let mut linked = leg(Side::Buy, None);
+        linked.link = Some(link);
+        let r = build_request(&linked, &tag, None, &settings, None);
+        assert_eq!(r.magic, link);
+        assert_eq!(r.comment, "hedge:4");
+        assert_eq!(
+            crate::tag::item_of(r.magic, &r.comment),
+            Some(PlanItemId(4))
+        );
+        assert_eq!(leg_cmd_id(&linked, &tag, 1).as_str(), "hedge-4-0-1");
+
+        let mut command = leg(Side::Buy, Some(PositionId(77)));
+        command.command = Some(12);
+        command.leg = 2;
+        let r = build_request(&command, &tag, None, &settings, None);
+        assert_eq!(r.magic, tag.magic);
+        assert_eq!(r.comment, "cmd:12");
+        assert_eq!(command_of(&r.comment), Some(12));
+        assert_eq!(command_of("cmd:12 [tp]"), Some(12));
+        assert_eq!(command_of("cmd:"), None);
+        assert_eq!(command_of("hedge:12"), None);
+        assert_eq!(leg_cmd_id(&command, &tag, 0).as_str(), "cmd-12-2-0");
+        // Sent again after a refusal: new ids.
+        linked.attempt_base = 5;
+        assert_eq!(leg_cmd_id(&linked, &tag, 1).as_str(), "hedge-4-0-6");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod agent;
 pub mod cli;
 pub mod execution;
 pub mod executor;
+pub mod ledger;
 pub mod planner;
+pub mod probe;
 pub mod records;
 pub mod tag;

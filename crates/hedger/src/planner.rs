@@ -75,6 +75,8 @@ pub struct HedgeBook {
     recorded_volume: BTreeMap<PlanItemId, Volume>,
     recorded_deals: BTreeSet<DealTicket>,
     in_flight: BTreeMap<PlanItemId, Volume>,
+    /// Attempts spent on orders of an item that were given up.
+    given_up: BTreeMap<PlanItemId, u32>,
 }
 
 impl HedgeBook {
@@ -149,6 +151,16 @@ impl HedgeBook {
         filled.max(recorded)
     }
 
+    /// An order of `item` was given up after `attempts` attempts.
+    pub fn gave_up(&mut self, item: PlanItemId, attempts: u32) {
+        let used = self.given_up.entry(item).or_insert(0);
+        *used = used.saturating_add(attempts);
+    }
+
+    pub fn attempts_used(&self, item: PlanItemId) -> u32 {
+        self.given_up.get(&item).copied().unwrap_or(0)
+    }
+
     pub fn in_flight(&self, item: PlanItemId) -> Volume {
         self.in_flight.get(&item).copied().unwrap_or(Volume::ZERO)
     }
@@ -177,12 +189,21 @@ pub struct Leg {
     pub volume: Volume,
     /// The hedge position this leg closes (hedging accounts), or `None` for a plain market order.
     pub close: Option<PositionId>,
+    /// Netting accounts: the ledger link to the opening order of the hedge this leg reduces (the
+    /// order's magic), so that the ledger takes the volume from that hedge and no other.
+    pub link: Option<Magic>,
+    /// The operator command this leg carries out (its comment and command id name the command
+    /// instead of the plan item).
+    pub command: Option<u64>,
     /// The leg takes back hedge volume (a close by position, or on a netting account a deal against
     /// the net hedge position) instead of adding to it.
     pub reduces: bool,
     /// Fills of the item already seen plus this leg's index: part of the command id, stable when the
     /// same decision is taken again.
     pub leg: u32,
+    /// Attempts already used by earlier rounds of this item that were given up: the first attempt
+    /// number of this leg's command ids.
+    pub attempt_base: u32,
 }
 
 /// Why an item produced no order.
@@ -220,6 +241,8 @@ pub struct Decision {
 pub struct AccountView<'a> {
     /// Netting accounts hold one position per symbol; hedging accounts one per order.
     pub netting: bool,
+    /// Hedging accounts: the terminal's positions. Netting accounts: the hedges as the ledger
+    /// keeps them, one position per hedge opening order.
     pub positions: &'a [HeldPosition],
     pub symbols: &'a SymbolMap,
     /// Specifications by the account's symbol name.
@@ -280,6 +303,16 @@ pub fn plan(
             if !free.is_positive() {
                 continue;
             }
+            // On a netting account the reduction is linked to the hedge's opening order (the
+            // ledger's position id); a ticket the link cannot carry is left alone.
+            let link = if account.netting {
+                match crate::ledger::close_link(OrderTicket(p.id.0)) {
+                    Ok(m) => Some(m),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
             let take = free.min(left);
             let volume = if take == p.volume {
                 take
@@ -297,11 +330,14 @@ pub fn plan(
                 symbol: symbol.clone(),
                 side: item.side,
                 volume,
-                // On a netting account the opposite deal reduces the one position by itself; naming
-                // the position is for hedging accounts, where it is what prevents a new position.
+                // Naming the position is for hedging accounts, where it is what prevents a new
+                // position; on a netting account the link does that for the ledger.
                 close: (!account.netting).then_some(p.id),
+                link,
+                command: None,
                 reduces: true,
                 leg: leg_no,
+                attempt_base: book.attempts_used(item.id),
             });
             leg_no = leg_no.saturating_add(1);
         }
@@ -316,8 +352,11 @@ pub fn plan(
                     side: item.side,
                     volume,
                     close: None,
+                    link: None,
+                    command: None,
                     reduces: false,
                     leg: leg_no,
+                    attempt_base: book.attempts_used(item.id),
                 }),
                 Err(e) if legs.is_empty() => {
                     decision.skipped.push((item.id, SkipReason::Volume(e)));
@@ -527,10 +566,14 @@ mod tests {
     }
 
     #[test]
-    fn netting_account_sends_one_opposite_deal() {
+    fn netting_account_reduces_each_hedge_by_a_linked_order() {
         let map = SymbolMap::identity();
         let specs = specs(&["EURUSD"]);
-        let positions = [hedge_position(100, "EURUSD", Side::Sell, v(dec!(0.3)), 1)];
+        // The ledger's view: two hedges, each its own position (id = opening order ticket).
+        let positions = [
+            hedge_position(100, "EURUSD", Side::Sell, v(dec!(0.3)), 1),
+            hedge_position(105, "EURUSD", Side::Sell, v(dec!(0.1)), 4),
+        ];
         let account = AccountView {
             netting: true,
             positions: &positions,
@@ -547,18 +590,39 @@ mod tests {
         assert_eq!(d.legs[0].close, None);
         assert!(d.legs[0].reduces);
         assert_eq!(d.legs[0].side, Side::Buy);
+        let link = d.legs[0].link.expect("linked");
+        assert_eq!(
+            hedge_ledger::decode(link).map(|l| l.ticket),
+            Some(OrderTicket(100))
+        );
 
-        // A reversal: one deal takes the hedge back, another opens the new one.
+        // A reversal: linked orders take both hedges back, a plain one opens the new hedge.
         let d = plan(
-            &[item(3, "EURUSD", Side::Buy, v(dec!(0.5)))],
+            &[item(3, "EURUSD", Side::Buy, v(dec!(0.6)))],
             &account,
             &HedgeBook::new(),
             &BTreeMap::new(),
         );
-        assert_eq!(d.legs.len(), 2);
-        assert!(d.legs[0].reduces && !d.legs[1].reduces);
-        assert_eq!(d.legs[0].volume, v(dec!(0.3)));
-        assert_eq!(d.legs[1].volume, v(dec!(0.2)));
+        assert_eq!(d.legs.len(), 3);
+        let linked: Vec<(Option<OrderTicket>, Volume)> = d
+            .legs
+            .iter()
+            .map(|l| {
+                (
+                    l.link.and_then(hedge_ledger::decode).map(|k| k.ticket),
+                    l.volume,
+                )
+            })
+            .collect();
+        assert_eq!(
+            linked,
+            vec![
+                (Some(OrderTicket(100)), v(dec!(0.3))),
+                (Some(OrderTicket(105)), v(dec!(0.1))),
+                (None, v(dec!(0.2))),
+            ]
+        );
+        assert!(d.legs[0].reduces && d.legs[1].reduces && !d.legs[2].reduces);
     }
 
     #[test]

@@ -297,3 +297,308 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
     );
     w.shutdown().await;
 }
+
+/// Waits until the center holds `n` hedges, none of them waiting for a reduction record.
+async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center::model::Hedge> {
+    let outbox = w.outbox.clone();
+    assert!(
+        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1)
+            == 0)
+        .await,
+        "the records reached the center"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hedges = w.hedges().await;
+        if hedges.len() == n || Instant::now() > deadline {
+            assert_eq!(hedges.len(), n, "{hedges:?}");
+            return hedges;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the center's open hedge volume is `total` (the reductions recorded).
+async fn center_open(w: &World, total: Volume) -> Vec<hedge_center::model::Hedge> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hedges = w.hedges().await;
+        let open: Volume = hedges.iter().map(|h| h.open_volume).sum();
+        if open == total || Instant::now() > deadline {
+            assert_eq!(open, total, "{hedges:?}");
+            return hedges;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_close_runs_once_across_restarts_and_the_hedge_stays_closed() {
+    use hedge_center::model::{ActionRequest, CommandStatus};
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(30))
+        .await
+    );
+    let hedge = recorded_hedges(&w, 1).await.remove(0);
+
+    // The hedger is down when the operator closes the hedge; its next start carries it out, but
+    // the center does not hear of the result (no outbox sender).
+    w.crash_hedger().await;
+    let ack = w
+        .admin
+        .action(&ActionRequest::close_hedge(hedge.id, "operator close test"))
+        .await
+        .unwrap();
+    let command = ack.command.expect("a command");
+    assert_eq!(command.status, CommandStatus::Pending);
+    w.spawn_hedger(&Setup {
+        mode: Mode::Mirror,
+        ..Setup::default()
+    })
+    .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_positions() == 0).await,
+        "closed by the command: {:?}",
+        w.sim.positions()
+    );
+    assert_eq!(w.command_deals(command.id), 1);
+    assert!(
+        w.outbox.pending().unwrap() >= 1,
+        "the result waits in the outbox"
+    );
+
+    // Restarted with the result still queued: the pending command is not executed again.
+    w.crash_hedger().await;
+    w.spawn_hedger(&Setup {
+        mode: Mode::Mirror,
+        ..Setup::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.command_deals(command.id), 1);
+
+    // Restarted with the local state lost: the account's history shows the command ran, so it is
+    // only acknowledged, and the reduction recorded.
+    w.crash_hedger().await;
+    w.outbox = Outbox::open(&w._dir.path().join("fresh.db")).unwrap();
+    w.spawn_hedger(&Setup {
+        mode: Mode::Mirror,
+        ..Setup::default()
+    })
+    .await;
+    w.spawn_sender();
+    let done = w
+        .command_reaches(command.id, CommandStatus::Done)
+        .await
+        .expect("the command is answered");
+    assert!(done.result_message.is_some());
+    assert_eq!(w.command_deals(command.id), 1, "never executed twice");
+    let closed = recorded_hedges(&w, 1).await.remove(0);
+    assert_eq!(closed.status, HedgeStatus::Closed);
+    // Close-only on the symbol: mirror mode does not open the hedge again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.hedge_positions(), 0);
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_retry_resets_the_breaker_and_hedges_the_failed_item() {
+    use hedge_center::model::{ActionRequest, CommandStatus};
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        breaker_threshold: 1,
+        faults: Faults {
+            requote_rate: 1.0,
+            ..Faults::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(10))
+        .await;
+    let failed = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let hedges = w.hedges().await;
+            if let Some(h) = hedges.into_iter().find(|h| h.status == HedgeStatus::Failed) {
+                break h;
+            }
+            assert!(Instant::now() < deadline, "the failure is recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert_eq!(w.hedge_positions(), 0);
+    w.sim.with_account(|a| a.set_faults(Faults::default()));
+    // Halted: nothing is sent until the operator asks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.hedge_positions(), 0);
+    let ack = w
+        .admin
+        .action(&ActionRequest::retry_hedge(failed.id, "broker fixed"))
+        .await
+        .unwrap();
+    let command = ack.command.expect("a command");
+    let hedged = wait_for(Duration::from_secs(10), || {
+        w.hedge_net("EURUSD.h") == -lots(10)
+    })
+    .await;
+    if !hedged {
+        eprintln!("COMMAND {:?}", w.admin.command(command.id).await);
+        eprintln!("PLAN {:?}", w.plan.get());
+        eprintln!("DEALS {:?}", w.sim.deals());
+    }
+    assert!(hedged, "hedged after the retry");
+    let done = w
+        .command_reaches(command.id, CommandStatus::Done)
+        .await
+        .expect("the retry is answered");
+    assert!(done.result_message.unwrap_or_default().contains("filled"));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
+    use hedge_center::model::{ActionRequest, CommandStatus};
+    use hedge_hedger::ledger::HedgeLedger;
+    let setup = || Setup {
+        mode: Mode::Mirror,
+        netting: true,
+        ..Setup::default()
+    };
+    let mut w = World::start(setup()).await;
+    // What the account's history replays to: (ledger position id, side, volume) per open hedge.
+    let ledger = |w: &World| {
+        let (orders, deals) = w.sim.with_account(|a| a.history(0, i64::MAX));
+        let l =
+            HedgeLedger::replay(HEDGE, AccountMarginMode::RetailNetting, &orders, &deals).unwrap();
+        assert_eq!(
+            l.hedge_net("EURUSD.h"),
+            w.hedge_net("EURUSD.h"),
+            "ledger = terminal net"
+        );
+        l.hedges()
+            .into_iter()
+            .map(|p| (p.id.0, p.side, p.volume))
+            .collect::<Vec<_>>()
+    };
+    // The center's open hedges match the ledger's, hedge by hedge.
+    let matches_center = |hedges: &[hedge_center::model::Hedge], held: &[(u64, Side, Volume)]| {
+        let open: Vec<(u64, Side, Volume)> = hedges
+            .iter()
+            .filter(|h| h.open_volume.is_positive())
+            .map(|h| (h.position_id.0, h.side, h.open_volume))
+            .collect();
+        assert_eq!(open, held);
+    };
+
+    // Two clients open: two hedges, one net position on the terminal.
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(20))
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(20))
+        .await
+    );
+    w.client(2, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(50))
+        .await
+    );
+    assert_eq!(w.sim.positions().len(), 1, "netting: one position");
+    let hedges = recorded_hedges(&w, 2).await;
+    let (a, b) = (hedges[0].position_id.0, hedges[1].position_id.0);
+    assert_eq!(
+        ledger(&w),
+        vec![(a, Side::Sell, lots(20)), (b, Side::Sell, lots(30))]
+    );
+    matches_center(&hedges, &ledger(&w));
+
+    // A partial close on the client side: a reduction linked to the oldest hedge's opening order.
+    w.client(2, PositionEventKind::PartialClose, Side::Buy, lots(20))
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(40))
+        .await
+    );
+    let linked: Vec<_> = w
+        .sim
+        .deals()
+        .into_iter()
+        .filter(|d| hedge_ledger::codec::is_link(d.magic))
+        .collect();
+    assert_eq!(linked.len(), 1);
+    assert_eq!(
+        hedge_ledger::decode(linked[0].magic).map(|l| l.ticket.0),
+        Some(a)
+    );
+    assert!(
+        hedge_hedger::tag::item_from_comment(&linked[0].comment).is_some(),
+        "the reduction names its plan item in the comment: {:?}",
+        linked[0].comment
+    );
+    assert_eq!(
+        ledger(&w),
+        vec![(a, Side::Sell, lots(10)), (b, Side::Sell, lots(30))]
+    );
+    let hedges = center_open(&w, lots(40)).await;
+    matches_center(&hedges, &ledger(&w));
+
+    // The hedger is down while client 1 closes; the restarted hedger replays the account through
+    // the ledger, finds both hedges and reduces once.
+    w.crash_hedger().await;
+    w.client(1, PositionEventKind::Close, Side::Buy, Volume::ZERO)
+        .await;
+    w.spawn_hedger(&setup()).await;
+    w.spawn_sender();
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(20))
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.hedge_net("EURUSD.h"), -lots(20), "no double reduction");
+    assert_eq!(ledger(&w), vec![(b, Side::Sell, lots(20))]);
+    let hedges = center_open(&w, lots(20)).await;
+    assert_eq!(hedges[0].status, HedgeStatus::Closed);
+    matches_center(&hedges, &ledger(&w));
+
+    // The operator closes the remaining hedge: a close linked to its opening order.
+    let ack = w
+        .admin
+        .action(&ActionRequest::close_hedge(hedges[1].id, "operator close"))
+        .await
+        .unwrap();
+    let command = ack.command.expect("a command");
+    w.command_reaches(command.id, CommandStatus::Done)
+        .await
+        .expect("the close is answered");
+    assert_eq!(w.hedge_net("EURUSD.h"), Volume::ZERO);
+    assert!(ledger(&w).is_empty());
+    let closing = w
+        .sim
+        .deals()
+        .into_iter()
+        .find(|d| d.comment == format!("cmd:{}", command.id))
+        .expect("the command's deal");
+    assert_eq!(
+        hedge_ledger::decode(closing.magic).map(|l| l.ticket.0),
+        Some(b)
+    );
+    let hedges = center_open(&w, Volume::ZERO).await;
+    assert!(hedges.iter().all(|h| h.status == HedgeStatus::Closed));
+    // Client 2 still holds 0.2, but the symbol is close-only now: nothing is opened again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.hedge_net("EURUSD.h"), Volume::ZERO);
+    w.shutdown().await;
+}

@@ -13,6 +13,7 @@ use hedge_domain::{
 use hedge_hedger::agent::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
+use hedge_hedger::probe::Probe;
 use hedge_agent::ExecMode;
 use hedge_protocol::{TerminalConfig, TerminalListener};
 use hedge_sim::{default_symbols, AccountConfig, Faults, SimConfig, SimTerminal};
@@ -40,6 +41,7 @@ struct World {
     outbox: Arc<Outbox>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     plan: Arc<PlanHolder>,
+    probe: Arc<Probe>,
     events: broadcast::Sender<HedgerEvent>,
     seq: u64,
     terminal: Option<hedge_protocol::Terminal>,
@@ -151,6 +153,7 @@ impl World {
             outbox,
             tasks: Vec::new(),
             plan: Arc::new(PlanHolder::default()),
+            probe: Arc::new(Probe::default()),
             events,
             seq: 0,
             terminal: None,
@@ -192,7 +195,7 @@ impl World {
         .await
         .unwrap();
         let terminal = listener.start();
-        self.plan = Arc::new(PlanHolder::default());
+        self.plan = Arc::new(PlanHolder::with_probe(self.probe.clone()));
         let follower = tokio::spawn(follow_plan(
             self.hedger_center.clone(),
             HEDGE,
@@ -253,9 +256,15 @@ impl World {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    async fn client(&mut self, position: u64, kind: PositionEventKind, side: Side, volume: Volume) {
+    async fn client(
+        &mut self,
+        position: u64,
+        kind: PositionEventKind,
+        side: Side,
+        volume: Volume,
+    ) -> u64 {
         self.client_symbol(position, "EURUSD", kind, side, volume)
-            .await;
+            .await
     }
 
     async fn client_symbol(
@@ -265,7 +274,7 @@ impl World {
         kind: PositionEventKind,
         side: Side,
         volume: Volume,
-    ) {
+    ) -> u64 {
         self.seq += 1;
         self.admin
             .report_position(&PositionReport {
@@ -286,7 +295,9 @@ impl World {
                 idempotency_key: format!("{CLIENT}:{position}:{}", self.seq),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .ack
+            .event_id
     }
 
     async fn plan_volume(&self, symbol: &str, volume: Volume) -> bool {
@@ -331,6 +342,41 @@ impl World {
         assert!(r.retcode.is_done());
         let c = self.sim.close(r.position, None);
         assert!(c.retcode.is_done());
+    }
+
+    /// Every hedge the center holds for the hedge account, oldest first.
+    async fn hedges(&self) -> Vec<hedge_center::model::Hedge> {
+        hedge_hedger::agent::all_hedges(&self.admin, HEDGE, None)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the center has an operator command in `status`.
+    async fn command_reaches(
+        &self,
+        id: u64,
+        status: hedge_center::model::CommandStatus,
+    ) -> Option<hedge_center::model::Command> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(c) = self.admin.command(id).await {
+                if c.status == status {
+                    return Some(c);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// Deals on the hedge account whose comment names operator command `id`.
+    fn command_deals(&self, id: u64) -> usize {
+        let comment = format!("cmd:{id}");
+        self.sim
+            .deals()
+            .iter()
+            .filter(|d| d.comment == comment)
+            .count()
     }
 
     async fn shutdown(mut self) {
