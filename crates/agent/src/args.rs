@@ -13,7 +13,7 @@
 //! [`AgentArgs::resolve`] merges the command line with the `--config` file into [`AgentSettings`].
 
 use crate::config::{ConfigError, ConfigFile};
-use crate::secret::{process_list_warning, Secret, SecretError, SecretSource};
+use crate::secret::{self, process_list_warning, Secret, SecretError, SecretSource};
 use hedge_domain::{Login, OrderFilling, SymbolMap, SymbolMapError, SymbolSpec};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -494,10 +494,10 @@ impl AgentArgs {
         warnings: &mut Vec<String>,
     ) -> Result<Secret, ArgsError> {
         if let Some(var) = &self.password_env {
-            return Ok(Secret::from_env(var)?);
+            return Ok(secret::from_env(var)?);
         }
         if let Some(path) = &self.password_file {
-            return Ok(Secret::from_file(path)?);
+            return Ok(secret::from_file(path)?);
         }
         if let Some(p) = proto {
             if p.password != "-" && !p.password.is_empty() {
@@ -506,10 +506,10 @@ impl AgentArgs {
             }
         }
         if let Some(var) = &config.password_env {
-            return Ok(Secret::from_env(var)?);
+            return Ok(secret::from_env(var)?);
         }
         if let Some(path) = &config.password_file {
-            return Ok(Secret::from_file(path)?);
+            return Ok(secret::from_file(path)?);
         }
         if let Some(secret) = &config.password {
             if secret.is_empty() {
@@ -521,7 +521,7 @@ impl AgentArgs {
             return Ok(secret.clone());
         }
         if std::env::var_os(PASSWORD_ENV).is_some() {
-            return Ok(Secret::from_env(PASSWORD_ENV)?);
+            return Ok(secret::from_env(PASSWORD_ENV)?);
         }
         Err(ArgsError::Missing(
             "<password> (or --password-env, --password-file, HEDGE_PASSWORD)",
@@ -537,10 +537,10 @@ impl AgentArgs {
             .as_ref()
             .or(config.center_token_file.as_ref())
         {
-            return Ok(Some(Secret::from_file(path)?));
+            return Ok(Some(secret::from_file(path)?));
         }
         if let Some(var) = &config.center_token_env {
-            return Ok(Some(Secret::from_env(var)?));
+            return Ok(Some(secret::from_env(var)?));
         }
         Ok(None)
     }

@@ -57,6 +57,7 @@ pub enum ConfigError {
 pub struct ConfigFile {
     pub path: Option<PathBuf>,
     pub login: Option<u64>,
+    #[serde(default, deserialize_with = "crate::secret::deserialize_opt")]
     pub password: Option<Secret>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,

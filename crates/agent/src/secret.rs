@@ -1,10 +1,12 @@
-//! Passwords and tokens. A [`Secret`] prints as `***` through `Debug` and `Display`, so it cannot leak
-//! through a log line, an error message or a panic by accident; the value is reachable only through
-//! [`Secret::expose`], which makes every legitimate use visible in review.
+//! Passwords and tokens on the agents' command line and in their config file: where each came from,
+//! so that one given on the command line draws the `ps` warning. The value itself is a
+//! [`Secret`] (from `hedge-launch`, which hands the password to the terminal): redacted when
+//! printed, wiped when dropped, readable only through [`Secret::expose`].
 
+use hedge_launch::PasswordError;
+pub use hedge_launch::Secret;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// Where a secret came from. Only [`SecretSource::CommandLine`] is visible to other local users (`ps`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,89 +49,44 @@ pub enum SecretError {
     Empty(SecretSource),
 }
 
-/// A password or token. Redacted in `Debug`/`Display`; the memory is overwritten on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// Reads a secret from an environment variable.
+pub fn from_env(var: &str) -> Result<Secret, SecretError> {
+    Secret::from_env(var).map_err(|e| from_launch(e, SecretSource::Env(var.to_owned())))
+}
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
+/// Reads a secret from the first line of a file.
+pub fn from_file(path: &Path) -> Result<Secret, SecretError> {
+    Secret::from_file(path).map_err(|e| from_launch(e, SecretSource::File(path.to_owned())))
+}
 
-    /// The secret itself. Call only where the value is handed to its consumer (a launcher, an HTTP
-    /// header), never to format a message.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Reads the secret from an environment variable.
-    pub fn from_env(var: &str) -> Result<Self, SecretError> {
-        let value = std::env::var(var).map_err(|_| SecretError::MissingEnv(var.to_owned()))?;
-        let secret = Secret(value);
-        if secret.is_empty() {
-            return Err(SecretError::Empty(SecretSource::Env(var.to_owned())));
-        }
-        Ok(secret)
-    }
-
-    /// Reads the secret from a file: its first line, without the line ending (files written by
-    /// `echo` end with a newline that is not part of the password).
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
-            path: path.to_owned(),
-            source,
-        })?;
-        let first = text.lines().next().unwrap_or("").to_owned();
-        let mut text = text;
-        wipe(&mut text);
-        if first.is_empty() {
-            return Err(SecretError::Empty(SecretSource::File(path.to_owned())));
-        }
-        Ok(Secret(first))
+fn from_launch(e: PasswordError, source: SecretSource) -> SecretError {
+    match e {
+        PasswordError::MissingEnv(var) => SecretError::MissingEnv(var),
+        PasswordError::Empty => SecretError::Empty(source),
+        PasswordError::Read { error, .. } => SecretError::File {
+            path: source_path(&source),
+            source: error,
+        },
+        PasswordError::NotUtf8(_) => SecretError::File {
+            path: source_path(&source),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+        },
     }
 }
 
-fn wipe(text: &mut String) {
-    let mut bytes = std::mem::take(text).into_bytes();
-    for b in bytes.iter_mut() {
-        // Volatile so the compiler cannot drop the stores as dead before the buffer is freed.
-        unsafe { std::ptr::write_volatile(b, 0) };
+fn source_path(source: &SecretSource) -> PathBuf {
+    match source {
+        SecretSource::File(p) | SecretSource::ConfigFile(p) => p.clone(),
+        other => PathBuf::from(other.to_string()),
     }
 }
 
-impl Drop for Secret {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
-    }
+/// `password = "..."` in the config file.
+pub fn deserialize_opt<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Secret>, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<String>::deserialize(deserializer)?.map(Secret::new))
 }
 
 /// The warning printed when a secret was given as a command-line argument.
@@ -160,19 +117,19 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "p@ss word").unwrap();
         writeln!(f, "ignored").unwrap();
-        let s = Secret::from_file(f.path()).unwrap();
+        let s = from_file(f.path()).unwrap();
         assert_eq!(s.expose(), "p@ss word");
 
         let empty = tempfile::NamedTempFile::new().unwrap();
-        let err = Secret::from_file(empty.path()).unwrap_err();
+        let err = from_file(empty.path()).unwrap_err();
         assert!(matches!(err, SecretError::Empty(_)));
-        let err = Secret::from_file(Path::new("/nonexistent/secret")).unwrap_err();
+        let err = from_file(Path::new("/nonexistent/secret")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/secret"));
     }
 
     #[test]
     fn missing_env_is_a_clear_error() {
-        let err = Secret::from_env("HEDGE_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
+        let err = from_env("HEDGE_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
         assert!(err.to_string().contains("HEDGE_TEST_SURELY_UNSET_VARIABLE"));
     }
 }

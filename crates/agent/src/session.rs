@@ -63,7 +63,7 @@ impl Session {
         let mut launch = hedge_launch::LaunchSpec::new(
             spec.path.clone(),
             spec.login,
-            hedge_launch::Password::new(spec.password.expose()),
+            spec.password.clone(),
             spec.server.clone(),
             listener.local_addr().port(),
         );

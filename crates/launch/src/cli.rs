@@ -3,7 +3,7 @@
 
 use crate::command::WineMode;
 use crate::launcher::LaunchSpec;
-use crate::secret::{Password, PasswordError};
+use crate::secret::{PasswordError, Secret};
 use hedge_domain::Login;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,7 +63,7 @@ impl LaunchOptions {
     }
 
     /// The spec for the terminal at `path`. `password` may be the password, `env:NAME`, `file:PATH`
-    /// or `-` (see [`Password::from_arg`]).
+    /// or `-` (see [`Secret::from_arg`]).
     pub fn spec(
         &self,
         path: impl Into<PathBuf>,
@@ -75,7 +75,7 @@ impl LaunchOptions {
         let login: Login = login
             .parse()
             .map_err(|_| LaunchArgsError::Login(login.to_owned()))?;
-        let password = Password::from_arg(password)?;
+        let password = Secret::from_arg(password)?;
         let mut spec = LaunchSpec::new(path, login, password, server, agent_port);
         self.apply(&mut spec);
         Ok(spec)

@@ -10,7 +10,7 @@ use crate::command::{self, CommandLine, WineMode};
 use crate::files::{remove_if_exists, utf16le_with_bom, write_private};
 use crate::journal::{self, Finding};
 use crate::layout::DataFolder;
-use crate::secret::Password;
+use crate::secret::Secret;
 use crate::startup::{ExpertInputs, StartupConfig, StartupError};
 use hedge_domain::Login;
 use std::fmt;
@@ -34,7 +34,7 @@ pub struct LaunchSpec {
     /// `terminal64.exe` (or `terminal.exe`) of a portable installation; one folder per account.
     pub terminal: PathBuf,
     pub login: Login,
-    pub password: Password,
+    pub password: Secret,
     pub server: String,
     /// The bridge's inputs; `inputs.port` is the agent's listening port.
     pub inputs: ExpertInputs,
@@ -60,7 +60,7 @@ impl LaunchSpec {
     pub fn new(
         terminal: impl Into<PathBuf>,
         login: Login,
-        password: Password,
+        password: Secret,
         server: impl Into<String>,
         agent_port: u16,
     ) -> Self {

@@ -15,13 +15,13 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use hedge_launch::{LaunchSpec, Launcher, Password};
+//! use hedge_launch::{LaunchSpec, Launcher, Secret};
 //! // Bind first: the bridge is told the agent's real port.
 //! let listener = hedge_protocol::TerminalListener::bind("127.0.0.1:0").await?;
 //! let spec = LaunchSpec::new(
 //!     "/opt/mt5-demo/terminal64.exe",
 //!     hedge_domain::Login(5012345),
-//!     Password::from_arg("env:MT5_PASSWORD")?,
+//!     Secret::from_arg("env:MT5_PASSWORD")?,
 //!     "Broker-Demo",
 //!     listener.local_addr().port(),
 //! );
@@ -48,5 +48,5 @@ pub use launcher::{
     Diagnosis, LaunchError, LaunchSpec, Launcher, RunningTerminal, TerminalState, EA_SOURCE,
 };
 pub use layout::DataFolder;
-pub use secret::{Password, PasswordError};
+pub use secret::{PasswordError, Secret};
 pub use startup::{ExpertInputs, ExpertLogLevel};

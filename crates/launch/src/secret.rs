@@ -1,14 +1,18 @@
-//! The account password, held so that it cannot leak by accident.
+//! Passwords and tokens, held so that they cannot leak by accident.
 //!
-//! It has no `Display`, its `Debug` is redacted, and its bytes are overwritten when it is dropped. The
-//! only way to read it is [`Password::expose`], which the launcher calls once, to write the private
-//! start-up file the terminal reads.
+//! A [`Secret`] prints as `***` through `Debug` and `Display`, so it cannot reach a log line, an
+//! error message or a panic, and its bytes are overwritten when it is dropped. The only way to read
+//! it is [`Secret::expose`], which makes every legitimate use visible in review: the launcher calls
+//! it once, to write the private start-up file the terminal reads; the agents, to put a token in an
+//! HTTP header.
 
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
 
-/// An MT5 account password.
-pub struct Password(Vec<u8>);
+/// An account password or an API token.
+pub struct Secret(Vec<u8>);
 
 /// Why a password argument could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +30,33 @@ pub enum PasswordError {
     NotUtf8(String),
 }
 
-impl Password {
+impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Password(value.into().into_bytes())
+        Secret(value.into().into_bytes())
+    }
+
+    /// Reads the secret from the environment variable `name`.
+    pub fn from_env(name: &str) -> Result<Self, PasswordError> {
+        let value = std::env::var(name).map_err(|_| PasswordError::MissingEnv(name.to_owned()))?;
+        Secret::non_empty(value)
+    }
+
+    /// Reads the secret from the first line of a file, without its line ending (files written by
+    /// `echo` end with a newline that is not part of the password).
+    pub fn from_file(path: &Path) -> Result<Self, PasswordError> {
+        let name = path.display().to_string();
+        let text = std::fs::read(path).map_err(|error| PasswordError::Read {
+            source_name: name.clone(),
+            error,
+        })?;
+        Secret::non_empty(first_line(text, &name)?)
+    }
+
+    fn non_empty(value: String) -> Result<Self, PasswordError> {
+        if value.is_empty() {
+            return Err(PasswordError::Empty);
+        }
+        Ok(Secret::new(value))
     }
 
     /// Resolves a password given on the command line without putting it in `ps` output: `env:NAME`
@@ -37,13 +65,9 @@ impl Password {
     /// users for as long as the process runs, which is why the other forms exist).
     pub fn from_arg(arg: &str) -> Result<Self, PasswordError> {
         let password = if let Some(name) = arg.strip_prefix("env:") {
-            std::env::var(name).map_err(|_| PasswordError::MissingEnv(name.to_owned()))?
+            return Secret::from_env(name);
         } else if let Some(path) = arg.strip_prefix("file:") {
-            let text = std::fs::read(path).map_err(|error| PasswordError::Read {
-                source_name: path.to_owned(),
-                error,
-            })?;
-            first_line(text, path)?
+            return Secret::from_file(Path::new(path));
         } else if arg == "-" {
             let mut text = Vec::new();
             std::io::stdin()
@@ -57,13 +81,11 @@ impl Password {
         } else {
             arg.to_owned()
         };
-        if password.is_empty() {
-            return Err(PasswordError::Empty);
-        }
-        Ok(Password::new(password))
+        Secret::non_empty(password)
     }
 
-    /// The password itself. Call it only to hand the password to the terminal.
+    /// The secret itself. Call it only where the value is handed to its consumer (the terminal's
+    /// start-up file, an HTTP header), never to format a message.
     pub fn expose(&self) -> &str {
         // Built from a `String` and never mutated except by `Drop`, so always UTF-8.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -92,21 +114,43 @@ fn wipe(bytes: &mut [u8]) {
     }
 }
 
-impl Drop for Password {
+impl Drop for Secret {
     fn drop(&mut self) {
         wipe(&mut self.0);
     }
 }
 
-impl Clone for Password {
+impl Clone for Secret {
     fn clone(&self) -> Self {
-        Password(self.0.clone())
+        Secret(self.0.clone())
     }
 }
 
-impl fmt::Debug for Password {
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Secret {}
+
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The value itself (command-line parsing); the other forms are [`Secret::from_arg`]'s.
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
     }
 }
 
@@ -115,31 +159,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_never_shows_the_password() {
-        let p = Password::new("s3cret\"pw");
-        assert_eq!(format!("{p:?}"), "Password(<redacted>)");
+    fn secrets_never_print() {
+        let p = Secret::new("s3cret\"pw");
+        assert_eq!(format!("{p:?}"), "Secret(***)");
+        assert_eq!(format!("{p}"), "***");
+        assert!(!format!("{:?}", Some(p.clone())).contains("s3cret"));
         assert_eq!(p.expose(), "s3cret\"pw");
+        assert_eq!(p, Secret::new("s3cret\"pw"));
+    }
+
+    #[test]
+    fn dropping_wipes_the_bytes() {
+        let mut bytes = b"hunter2".to_vec();
+        wipe(&mut bytes);
+        assert_eq!(bytes, vec![0; 7]);
     }
 
     #[test]
     fn arguments_resolve_from_env_and_file() {
         std::env::set_var("HEDGE_LAUNCH_TEST_PW", "from-env");
         assert_eq!(
-            Password::from_arg("env:HEDGE_LAUNCH_TEST_PW")
+            Secret::from_arg("env:HEDGE_LAUNCH_TEST_PW")
                 .unwrap()
                 .expose(),
             "from-env"
         );
         assert!(matches!(
-            Password::from_arg("env:HEDGE_LAUNCH_TEST_PW_MISSING"),
+            Secret::from_arg("env:HEDGE_LAUNCH_TEST_PW_MISSING"),
             Err(PasswordError::MissingEnv(_))
         ));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, "from-file\r\nignored").unwrap();
         let arg = format!("file:{}", path.display());
-        assert_eq!(Password::from_arg(&arg).unwrap().expose(), "from-file");
-        assert_eq!(Password::from_arg("literal").unwrap().expose(), "literal");
-        assert!(matches!(Password::from_arg(""), Err(PasswordError::Empty)));
+        assert_eq!(Secret::from_arg(&arg).unwrap().expose(), "from-file");
+        assert_eq!(Secret::from_arg("literal").unwrap().expose(), "literal");
+        assert!(matches!(Secret::from_arg(""), Err(PasswordError::Empty)));
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\nsecond").unwrap();
+        assert!(matches!(
+            Secret::from_file(&empty),
+            Err(PasswordError::Empty)
+        ));
+        let err = Secret::from_file(Path::new("/nonexistent/secret")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/secret"), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //! Expert Advisor settings, the chart to attach the bridge to) and the `.set` file holding the bridge's
 //! inputs.
 
-use crate::secret::Password;
+use crate::secret::Secret;
 use std::fmt::Write as _;
 
 /// The bridge Expert Advisor's name, relative to `MQL5\Experts` (what `[StartUp] Expert=` names).
@@ -87,7 +87,7 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct StartupConfig<'a> {
     pub login: u64,
-    pub password: &'a Password,
+    pub password: &'a Secret,
     pub server: &'a str,
     /// `[Common] KeepPrivate`: whether the terminal stores the password in its own account database.
     /// Off by default, so the password lives on disk only for the seconds the ini exists.
@@ -188,7 +188,7 @@ impl ExpertInputs {
 mod tests {
     use super::*;
 
-    fn config(password: &Password) -> StartupConfig<'_> {
+    fn config(password: &Secret) -> StartupConfig<'_> {
         StartupConfig {
             login: 5012345,
             password,
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn ini_has_every_documented_section() {
-        let pw = Password::new("pa;ss=word");
+        let pw = Secret::new("pa;ss=word");
         let ini = config(&pw).to_ini().unwrap();
         let text = ini.as_str();
         for line in [
@@ -231,12 +231,12 @@ mod tests {
 
     #[test]
     fn values_that_would_inject_settings_are_refused() {
-        let pw = Password::new("x\r\nAllowDllImport=1");
+        let pw = Secret::new("x\r\nAllowDllImport=1");
         assert_eq!(
             config(&pw).to_ini().unwrap_err(),
             StartupError::LineBreak("password")
         );
-        let pw = Password::new("ok");
+        let pw = Secret::new("ok");
         let mut c = config(&pw);
         c.server = "";
         assert_eq!(c.to_ini().unwrap_err(), StartupError::Empty("server"));

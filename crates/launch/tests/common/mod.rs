@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use hedge_domain::Login;
-use hedge_launch::{LaunchSpec, Password, WineMode};
+use hedge_launch::{LaunchSpec, Secret, WineMode};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ impl TerminalFolder {
         let mut spec = LaunchSpec::new(
             self.terminal(),
             Login(LOGIN),
-            Password::new(password),
+            Secret::new(password),
             SERVER,
             port,
         );
