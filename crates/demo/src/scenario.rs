@@ -717,6 +717,8 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     if !opts.keep_running.is_zero() {
         // The live phase: the hedger follows the plan position by position (mirror mode) and
         // carries out the operator's close/retry commands; the clients keep trading.
+        // One hedger per account: the trigger-mode one is done (or given up on) by now.
+        hedger.abort();
         let mut options = HedgerOptions::new(HEDGE, Mode::Mirror);
         options.symbol_map = map_h.clone();
         live_flag.store(true, std::sync::atomic::Ordering::Relaxed);
