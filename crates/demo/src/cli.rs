@@ -7,7 +7,8 @@ use std::time::Duration;
 /// `hedge demo [--duration SECS] [--seed N] [--json]`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
-    /// Seconds the center stays up after the scenario, for a look at it (0: exit at once).
+    /// Seconds of live activity after the scenario: the clients keep trading, the hedger mirrors
+    /// them and executes operator commands (0: exit right after the final check).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub duration: u64,
 
