@@ -88,4 +88,6 @@ async fn the_live_phase_keeps_clients_trading_and_the_hedger_mirroring_them() {
         2,
         "{end}"
     );
+    // Nobody paused or closed anything, so the hedger caught up with every trade.
+    assert_eq!(end["mirrors"], true, "{lines:#?}");
 }
