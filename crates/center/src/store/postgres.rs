@@ -2,9 +2,11 @@
 //! each sends `pg_notify` with the newest event id in the same transaction, and every instance
 //! listens, so events written anywhere reach every instance's subscribers.
 //!
-//! The rules are the synchronous [`Conn`] ones: `tokio_postgres` client calls only wait on channels
-//! (the connection itself is driven by a task on the runtime), so the writer thread and the blocking
-//! readers wait for them with a plain `block_on`.
+//! The rules are the synchronous [`Conn`] ones. Each connection has a single-threaded runtime of
+//! its own that drives its socket, and the thread using the connection (the writer, a blocking
+//! reader) runs it while it waits for an answer. Driving the socket from the shared runtime
+//! instead put every round trip behind the HTTP tasks queued there, which under load cost far
+//! more than the round trip itself.
 //!
 //! Round trips, not the server, bound the writer here, so statements whose answer nobody needs
 //! ([`Conn::send`], savepoints, `BEGIN`) are pipelined: handed to the connection at once and their
@@ -51,21 +53,49 @@ fn numbered(sql: &str) -> String {
 type Reply = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
 pub struct PgConn {
+    /// Declared before `runtime` so that the client is dropped first.
     client: Arc<Client>,
     statements: HashMap<String, Statement>,
     /// Statements sent and not yet answered, oldest first. The connection task hands each
     /// statement's answer to its own small channel and stalls while that channel is full, so the
     /// answers are always awaited oldest first (never a newer one while older ones wait).
     in_flight: VecDeque<Reply>,
+    /// Runs the connection's task; `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Never blocks, so a connection may be dropped anywhere, even inside async code.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` to completion on the connection's own runtime.
+fn run<F: Future>(rt: &Option<tokio::runtime::Runtime>, f: F) -> F::Output {
+    match rt {
+        Some(rt) => rt.block_on(f),
+        None => futures::executor::block_on(f),
+    }
 }
 
 impl PgConn {
-    fn new(client: Client) -> PgConn {
-        PgConn {
+    /// Connects with a runtime of its own. Blocks: call it from a blocking thread.
+    fn connect_blocking(url: &str, schema: Option<&str>) -> Result<PgConn, StoreError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        // `connect` spawns the connection's task onto the runtime it runs on: this one.
+        let client = rt.block_on(connect(url, schema))?;
+        Ok(PgConn {
             client: Arc::new(client),
             statements: HashMap::new(),
             in_flight: VecDeque::new(),
-        }
+            runtime: Some(rt),
+        })
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
@@ -73,8 +103,8 @@ impl PgConn {
             return Ok(s.clone());
         }
         // Preparing waits for its answer, which comes after those of the statements in flight.
-        drain(&mut self.in_flight)?;
-        let s = futures::executor::block_on(self.client.prepare(&numbered(sql))).map_err(db)?;
+        drain(&self.runtime, &mut self.in_flight)?;
+        let s = run(&self.runtime, self.client.prepare(&numbered(sql))).map_err(db)?;
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
     }
@@ -92,10 +122,13 @@ impl PgConn {
 }
 
 /// Waits for every statement in flight, oldest first; returns the first error among them.
-fn drain(in_flight: &mut VecDeque<Reply>) -> Result<(), StoreError> {
+fn drain(
+    rt: &Option<tokio::runtime::Runtime>,
+    in_flight: &mut VecDeque<Reply>,
+) -> Result<(), StoreError> {
     let mut first = None;
     while let Some(reply) = in_flight.pop_front() {
-        if let Err(e) = futures::executor::block_on(reply) {
+        if let Err(e) = run(rt, reply) {
             first.get_or_insert(db(e));
         }
     }
@@ -107,21 +140,22 @@ fn drain(in_flight: &mut VecDeque<Reply>) -> Result<(), StoreError> {
 /// why a later statement failed too), unless `own_result` says this statement's answer is all
 /// that counts (a rollback).
 fn wait<T>(
+    rt: &Option<tokio::runtime::Runtime>,
     in_flight: &mut VecDeque<Reply>,
     request: impl Future<Output = Result<T, tokio_postgres::Error>>,
     own_result: bool,
 ) -> Result<T, StoreError> {
     let mut request = std::pin::pin!(request);
     if in_flight.is_empty() {
-        return futures::executor::block_on(request).map_err(db);
+        return run(rt, request).map_err(db);
     }
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     let early = request.as_mut().poll(&mut cx);
-    let earlier = drain(in_flight);
+    let earlier = drain(rt, in_flight);
     let result = match early {
         Poll::Ready(r) => r,
-        Poll::Pending => futures::executor::block_on(request),
+        Poll::Pending => run(rt, request),
     };
     if !own_result {
         earlier?;
@@ -161,6 +195,7 @@ impl Conn for PgConn {
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
         wait(
+            &self.runtime,
             &mut self.in_flight,
             self.client.execute(&stmt, &refs),
             false,
@@ -182,7 +217,7 @@ impl Conn for PgConn {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        drain(&mut self.in_flight)
+        drain(&self.runtime, &mut self.in_flight)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
@@ -192,7 +227,12 @@ impl Conn for PgConn {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let rows = wait(&mut self.in_flight, self.client.query(&stmt, &refs), false)?;
+        let rows = wait(
+            &self.runtime,
+            &mut self.in_flight,
+            self.client.query(&stmt, &refs),
+            false,
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut vals = Vec::with_capacity(row.len());
@@ -237,6 +277,7 @@ impl Conn for PgConn {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         let rollback = sql.starts_with("ROLLBACK");
         wait(
+            &self.runtime,
             &mut self.in_flight,
             self.client.batch_execute(sql),
             rollback,
@@ -297,14 +338,21 @@ pub struct Opened {
 
 /// Connects the writer and `readers` read connections.
 pub async fn open(url: &str, schema: Option<&str>, readers: usize) -> Result<Opened, StoreError> {
-    let writer = connect(url, schema).await?;
-    let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
-    for _ in 0..readers {
-        pool.push(Box::new(PgConn::new(connect(url, schema).await?)));
-    }
+    let (owned_url, owned_schema) = (url.to_owned(), schema.map(str::to_owned));
+    let (writer, pool) = tokio::task::spawn_blocking(move || {
+        let (url, schema) = (owned_url.as_str(), owned_schema.as_deref());
+        let writer = PgConn::connect_blocking(url, schema)?;
+        let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            pool.push(Box::new(PgConn::connect_blocking(url, schema)?));
+        }
+        Ok::<_, StoreError>((writer, pool))
+    })
+    .await
+    .map_err(|e| StoreError::Db(e.to_string()))??;
     let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
     Ok(Opened {
-        writer: Box::new(PgConn::new(writer)),
+        writer: Box::new(writer),
         readers: pool,
         channel,
     })
