@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the center against the prototype baseline (../shared/reference) in one run.
 # Usage: scripts/bench-center.sh [--seconds N] [--conns N] [--pg "host=127.0.0.1 user=postgres dbname=test"]
+#            [--no-sqlite] [--no-normal] [--race-conns N] [--race-rounds N] [--race-hot N]
+# Every option goes to crates/center/examples/loadgen.rs. PROTO_VENV and PROTO_PORT choose the
+# prototype's virtualenv (created on first use) and port.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 reference="$here/../shared/reference"
