@@ -153,16 +153,29 @@ async function main() {
     check('hedging resumed through the UI', true);
 
     // 5. Close an open hedge through the UI and wait for the hedger to carry it out.
-    const closeButton = page.locator('[data-table="hedges"] .vt-row button', { hasText: /^Close$/ }).first();
-    await closeButton.waitFor({ state: 'visible', timeout: 30000 });
-    const label = await closeButton.getAttribute('aria-label');
-    const hedgeId = Number(label.replace('Close hedge ', ''));
-    await closeButton.click();
-    await confirmDialog(page, 'browser test close');
-    const commandId = await waitFor(page, 'the close command', (id) => {
-      const c = [...S.commands.values()].find((x) => x.hedge_id === id && x.kind === 'close_hedge');
-      return c ? c.id : false;
-    }, hedgeId);
+    // The demo's hedger keeps trading, so the chosen hedge may close by itself between the click
+    // and the confirmation; the center then refuses (409) and another open hedge is tried.
+    let hedgeId = null;
+    let commandId = null;
+    for (let attempt = 1; attempt <= 3 && commandId === null; attempt++) {
+      const first = page.locator('[data-table="hedges"] .vt-row button', { hasText: /^Close$/ }).first();
+      await first.waitFor({ state: 'visible', timeout: 30000 });
+      const label = await first.getAttribute('aria-label');
+      hedgeId = Number(label.replace('Close hedge ', ''));
+      await page.evaluate(() => { document.querySelector('#toast').hidden = true; });
+      // Rows move under the live feed: click exactly that hedge's button.
+      await page.click(`[data-table="hedges"] button[aria-label="${label}"]`);
+      await confirmDialog(page, 'browser test close');
+      const outcome = await waitFor(page, 'the close command or its refusal', (id) => {
+        const c = [...S.commands.values()].find((x) => x.hedge_id === id && x.kind === 'close_hedge');
+        if (c) return { id: c.id };
+        const t = document.querySelector('#toast');
+        return !t.hidden && /already closed/.test(t.textContent) ? { refused: t.textContent } : false;
+      }, hedgeId);
+      if (outcome.id !== undefined) commandId = outcome.id;
+      else log(`hedge ${hedgeId} closed by itself before the command (${outcome.refused}); trying another`);
+    }
+    check('a close command was created through the UI', commandId !== null);
     check(`the close of hedge ${hedgeId} created command ${commandId}`, true);
     const pendingText = await rowText(page, 'hedges', `h${hedgeId}`);
     check('the hedge row shows the command', /close hedge #\d+: (pending|done)/.test(pendingText || ''), pendingText);
