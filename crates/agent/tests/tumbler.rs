@@ -411,3 +411,69 @@ async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports
     sim.stop().await;
     center.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    // The copier's client account, registered by its client agent.
+    let client = hedge_center::model::AccountRegistration {
+        login: LOGIN,
+        role: hedge_center::model::AccountRole::Client,
+        server: "HedgeSim".into(),
+        company: String::new(),
+        margin_mode: AccountMarginMode::RetailHedging,
+        symbol_map: hedge_domain::SymbolMap::identity(),
+        hedge_ratio: Decimal::ONE,
+        hedge_login: None,
+        symbols: Vec::new(),
+        currency: "USD".into(),
+    };
+    api.register_account(&client).await.unwrap();
+    let port = free_port();
+    let args = tumbler_args(&tumbler_argv(
+        port,
+        &[
+            "--dry-run",
+            "--kill",
+            "registration-copier.exe",
+            "--center",
+            &center.url(),
+            "--center-token",
+            TUMBLER_TOKEN,
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+    ));
+    let agent = AgentThread::spawn(move || hedge_agent::tumbler::run(args));
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim.open(
+        "EURUSD",
+        Side::Buy,
+        Volume(Decimal::new(1, 1)),
+        Magic(0),
+        "signal",
+    );
+    // The firing is reported after the registration in the outbox's order, so once it is at the
+    // center the registration has been dealt with.
+    let account = eventually("the firing's report", Duration::from_secs(10), || async {
+        let a = api.account(LOGIN).await.ok()?;
+        a.status
+            .as_ref()?
+            .message
+            .as_ref()?
+            .starts_with("tumbler dry run")
+            .then_some(a)
+    })
+    .await;
+    assert_eq!(
+        account.registration, client,
+        "the tumbler re-registered the client's account"
+    );
+    let _ = tokio::task::spawn_blocking(move || agent.join()).await;
+    sim.stop().await;
+    center.shutdown().await;
+}
