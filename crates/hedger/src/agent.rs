@@ -19,6 +19,7 @@ use crate::probe::{Probe, Stage};
 use crate::records::{executed_record, reduce_targets, HoldingSnapshot};
 use crate::tag::PlanItemId;
 use futures::FutureExt;
+use hedge_agent::center::{queue_registration, KIND_REGISTER};
 use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
@@ -447,6 +448,15 @@ impl Delivery for HedgeDelivery {
                 }
                 Ok(())
             }
+            KIND_REGISTER => {
+                let registration: AccountRegistration = serde_json::from_str(&item.body)
+                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+                self.center
+                    .register_account(&registration)
+                    .await
+                    .map(|_| ())
+                    .map_err(delivery_error)
+            }
             KIND_COMMAND => {
                 let answer: CommandAnswer = serde_json::from_str(&item.body)
                     .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
@@ -559,11 +569,11 @@ impl Hedger {
         })
     }
 
-    /// Registers the account with the center, in the background until it succeeds.
-    fn spawn_registration(&self) {
-        let Some(center) = self.center.clone() else {
+    /// Queues the account's registration with the center.
+    fn queue_registration(&self) {
+        if self.center.is_none() {
             return;
-        };
+        }
         let Some(hello) = self.terminal.hello() else {
             return;
         };
@@ -584,26 +594,11 @@ impl Hedger {
                 .collect(),
             currency: hello.currency.clone(),
         };
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match center.register_account(&registration).await {
-                    Ok(_) => {
-                        tracing::info!(login = %registration.login, "hedge account registered with the center");
-                        return;
-                    }
-                    Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, "center unreachable; registration retried");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the center refused the registration");
-                        return;
-                    }
-                }
-            }
-        });
+        // Through the outbox, like every agent: it reaches the center before any record queued
+        // after it, and survives a center outage and a restart.
+        if let Err(e) = queue_registration(&self.outbox, &registration) {
+            tracing::error!(error = %e, "registration not queued");
+        }
     }
 
     /// Rebuilds what was done from the account, the center and the outbox; records executed hedges
@@ -1416,7 +1411,7 @@ impl Hedger {
         if self.terminal.ready().await.is_err() {
             return Err(HedgerError::TerminalGone);
         }
-        self.spawn_registration();
+        self.queue_registration();
         self.rebuild().await?;
         let mut plan_version = self.plan.version.subscribe();
         let mut command_version = self.plan.commands.subscribe();

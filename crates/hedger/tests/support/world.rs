@@ -158,10 +158,33 @@ impl World {
             seq: 0,
             terminal: None,
         };
-        world.spawn_hedger(&setup).await;
         if setup.deliver {
             world.spawn_sender();
+        } else {
+            // The center is unreachable for the hedger's outbox from the start; it knew the hedge
+            // account from before.
+            world
+                .admin
+                .register_account(&AccountRegistration {
+                    login: HEDGE,
+                    role: AccountRole::Hedge,
+                    server: "sim".into(),
+                    company: "sim".into(),
+                    margin_mode: if setup.netting {
+                        AccountMarginMode::RetailNetting
+                    } else {
+                        AccountMarginMode::RetailHedging
+                    },
+                    symbol_map: SymbolMap::from_affix(".h"),
+                    hedge_ratio: Decimal::ONE,
+                    hedge_login: None,
+                    symbols: default_symbols(".h").into_iter().map(|s| s.spec).collect(),
+                    currency: "USD".into(),
+                })
+                .await
+                .unwrap();
         }
+        world.spawn_hedger(&setup).await;
         world
     }
 
