@@ -4,9 +4,9 @@
 //! The rules live here once, written against [`Conn`], a small synchronous SQL connection trait with
 //! two implementations: [`sqlite`] (embedded default) and [`postgres`] (scale-out). Writes go through
 //! one writer thread per center instance that batches concurrent requests into one transaction
-//! (group commit): each request runs inside its own savepoint, so a refused request changes nothing
-//! while the others in the batch commit, and every answer is sent only after the commit returned,
-//! i.e. once the change is durable. Reads use a small pool of separate connections.
+//! (group commit): a refused request changes nothing while the others in the batch commit (the
+//! batch is run again with a savepoint per request when one is refused), and every answer is sent
+//! only after the commit returned, i.e. once the change is durable. Reads use a small pool of separate connections.
 
 pub mod logic;
 pub mod postgres;

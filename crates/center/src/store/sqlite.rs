@@ -26,6 +26,9 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 pub struct SqliteConn {
     conn: Connection,
+    /// Per statement text: the same insert without `RETURNING id`, when that can be answered with
+    /// the rowid instead (see [`SqliteConn::rowid_insert`]), or `None`.
+    returning_id: std::collections::HashMap<String, Option<String>>,
     /// Held by the writer only: dropping it (when the writer thread ends) stops the checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -78,6 +81,14 @@ impl Conn for SqliteConn {
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        if let Some(plain) = self.rowid_insert(sql)? {
+            let inserted = self.execute(&plain, params)?;
+            return Ok(if inserted == 1 {
+                vec![Row(vec![Val::Int(self.conn.last_insert_rowid())])]
+            } else {
+                Vec::new()
+            });
+        }
         let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
         let n = stmt.column_count();
         let mut rows = stmt
@@ -110,6 +121,67 @@ impl Conn for SqliteConn {
         stmt.raw_execute().map_err(db)?;
         Ok(())
     }
+}
+
+impl SqliteConn {
+    fn new(conn: Connection, checkpointer: Option<std::sync::mpsc::Sender<()>>) -> SqliteConn {
+        SqliteConn {
+            conn,
+            returning_id: Default::default(),
+            _checkpointer: checkpointer,
+        }
+    }
+
+    /// `INSERT INTO t (...) VALUES (...) RETURNING id` without its `RETURNING id`, when one row is
+    /// inserted and `id` is `t`'s rowid: the id is then `last_insert_rowid()`. SQLite runs a
+    /// RETURNING clause through a temporary table that it opens and closes on every execution,
+    /// which made it the dearest part of storing an event. Anything else (several rows, an
+    /// upsert, a SELECT, a table whose `id` is not its rowid) keeps the clause.
+    fn rowid_insert(&mut self, sql: &str) -> Result<Option<String>, StoreError> {
+        if let Some(known) = self.returning_id.get(sql) {
+            return Ok(known.clone());
+        }
+        let head = sql.strip_suffix(" RETURNING id").filter(|head| {
+            head.starts_with("INSERT INTO ")
+                && head.ends_with(')')
+                && head.matches("VALUES").count() == 1
+                && !head.contains("),")
+                && !head.contains("ON CONFLICT")
+                && !head.contains("SELECT")
+        });
+        let plain = match head {
+            Some(head) => {
+                let table = head["INSERT INTO ".len()..]
+                    .split([' ', '('])
+                    .next()
+                    .unwrap_or_default();
+                id_is_rowid(&self.conn, table)?.then(|| head.to_owned())
+            }
+            None => None,
+        };
+        self.returning_id.insert(sql.to_owned(), plain.clone());
+        Ok(plain)
+    }
+}
+
+/// Whether `table`'s `id` column is its rowid: the table's only primary-key column, declared
+/// `INTEGER`, and the table not `WITHOUT ROWID`.
+fn id_is_rowid(conn: &Connection, table: &str) -> Result<bool, StoreError> {
+    let (id_pk, pks): (i64, i64) = conn
+        .query_row(
+            "SELECT COALESCE(SUM(CASE WHEN name = 'id' AND pk = 1 AND upper(type) = 'INTEGER' THEN 1 ELSE 0 END), 0), COUNT(*) FROM pragma_table_info(?1) WHERE pk > 0",
+            [table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db)?;
+    let without_rowid: bool = conn
+        .query_row(
+            "SELECT COALESCE(MAX(upper(sql) LIKE '%WITHOUT ROWID%'), 0) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(id_pk == 1 && pks == 1 && !without_rowid)
 }
 
 /// The writer connection and the read pool.
@@ -152,16 +224,50 @@ pub fn open(
         r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = 1;")
             .map_err(db)?;
         r.set_prepared_statement_cache_capacity(64);
-        pool.push(Box::new(SqliteConn {
-            conn: r,
-            _checkpointer: None,
-        }));
+        pool.push(Box::new(SqliteConn::new(r, None)));
     }
-    Ok((
-        Box::new(SqliteConn {
-            conn: writer,
-            _checkpointer: Some(checkpointer),
-        }),
-        pool,
-    ))
+    Ok((Box::new(SqliteConn::new(writer, Some(checkpointer))), pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Synchronous, Val};
+
+    /// `RETURNING id` is answered with the rowid only where that is the same answer.
+    #[test]
+    fn returning_id_uses_the_rowid_only_where_it_is_the_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _) = super::open(&dir.path().join("t.db"), 0, Synchronous::Normal).unwrap();
+        c.batch(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL);
+             CREATE TABLE b (id TEXT PRIMARY KEY, v TEXT NOT NULL);",
+        )
+        .unwrap();
+        let into_a = "INSERT INTO a (v) VALUES (?) RETURNING id";
+        for expected in 1..=3 {
+            let rows = c.query(into_a, &[Val::text("x")]).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].int(0).unwrap(), expected);
+        }
+        assert!(c.query(into_a, &[Val::NullText]).is_err());
+        assert_eq!(
+            c.query(into_a, &[Val::text("y")]).unwrap()[0]
+                .int(0)
+                .unwrap(),
+            4
+        );
+
+        let into_b = "INSERT INTO b (id, v) VALUES (?, ?) RETURNING id";
+        let rows = c.query(into_b, &[Val::text("k"), Val::text("x")]).unwrap();
+        assert_eq!(rows[0].text(0).unwrap(), "k");
+        let upsert = "INSERT INTO a (id, v) VALUES (?, ?) ON CONFLICT (id) DO NOTHING RETURNING id";
+        assert!(c
+            .query(upsert, &[Val::Int(1), Val::text("z")])
+            .unwrap()
+            .is_empty());
+        let two = "INSERT INTO a (v) VALUES (?), (?) RETURNING id";
+        let rows = c.query(two, &[Val::text("p"), Val::text("q")]).unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.int(0).unwrap()).collect();
+        assert_eq!(ids, vec![5, 6]);
+    }
 }
