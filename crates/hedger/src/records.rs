@@ -60,6 +60,9 @@ pub fn executed_record(
 pub struct HoldingSnapshot {
     /// Canonical symbol.
     pub symbol: String,
+    /// One net position shared by every hedge of the symbol (a netting account seen without the
+    /// ledger). False when each hedge has positions of its own: a hedging account, or a netting
+    /// account seen through the ledger (position id = the hedge's opening order).
     pub netting: bool,
     /// Hedge positions on the account for this symbol: id → (side, volume).
     pub positions: BTreeMap<u64, (Side, Volume)>,
