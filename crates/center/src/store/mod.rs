@@ -6,7 +6,8 @@
 //! one writer thread per center instance that batches concurrent requests into one transaction
 //! (group commit): a refused request changes nothing while the others in the batch commit (the
 //! batch is run again with a savepoint per request when one is refused), and every answer is sent
-//! only after the commit returned, i.e. once the change is durable. Reads use a small pool of separate connections.
+//! only after the commit returned, i.e. once the change is durable. Reads use a small pool of
+//! separate connections.
 
 pub mod logic;
 pub mod postgres;
