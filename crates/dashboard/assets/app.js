@@ -1051,9 +1051,18 @@ function renderAccounts() {
   if (!accounts.length) { box.replaceChildren(h('p', { class: 'help', text: 'No account has registered yet.' })); }
   else box.replaceChildren(...accounts.map(accountCard));
   const pauses = $('#pauses');
-  pauses.replaceChildren(...S.pauses.map((p) => h('span', { class: 'badge warn' },
-    `Paused: ${p.login !== undefined && p.login !== null ? `account ${p.login}` : 'all accounts'}` +
-    `${p.symbol ? `, ${p.symbol}` : ''} by ${p.actor}${p.reason ? ` (${p.reason})` : ''} since ${fmtTime(p.since_ms)}`)));
+  // Every pause can be ended from here, including the close-only one a hedge close leaves behind.
+  pauses.replaceChildren(...S.pauses.map((p) => {
+    const login = p.login !== undefined && p.login !== null ? p.login : undefined;
+    const scope = `${login !== undefined ? `account ${login}` : 'all accounts'}${p.symbol ? `, ${p.symbol}` : ''}`;
+    return h('span', { class: 'badge warn', dataset: { pause: `${login ?? '*'}/${p.symbol || '*'}` } },
+      `Paused: ${scope} by ${p.actor}${p.reason ? ` (${p.reason})` : ''} since ${fmtTime(p.since_ms)} `,
+      h('button', {
+        type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging for ${scope}`,
+        dataset: { focus: `resume-pause-${login ?? '*'}-${p.symbol || '*'}` },
+        onclick: () => pauseResume('resume', login, p.symbol || undefined),
+      }));
+  }));
 }
 
 function accountCard(a) {

@@ -218,11 +218,23 @@ async function main() {
         return row && /closed/.test(row.textContent);
       }, hedgeId, 60000);
       check(`hedge ${hedgeId} shows as closed`, true);
+      // The close left its symbol close-only on the hedge account; end that pause from its badge.
+      const scope = await page.evaluate((id) => {
+        const x = S.hedges.get(Number(id));
+        return `account ${x.hedge_login}, ${x.symbol}`;
+      }, hedgeId);
+      await page.click(`#pauses button[aria-label="Resume hedging for ${scope}"]`);
+      await confirmDialog(page, 'browser test resume after close');
+      await waitFor(page, 'the close-only pause to end', (text) =>
+        ![...document.querySelectorAll('#pauses .badge')].some((b) => b.textContent.includes(text)), scope);
+      check(`the close-only pause of ${scope} ended from its badge`, true);
     }
     await shot(page, '05-hedge-close');
 
     // Retry the failed hedge; its command's progress shows on the row.
-    // Older rows scroll out of the virtualised table: bring the failed one into view first.
+    // New hedges keep pushing rows down; the table's filter holds the failed one (its message is
+    // the requote) still while it is clicked.
+    await page.fill('#hedges-filter', 'requote');
     const failedId = await waitFor(page, 'a failed hedge', () => {
       const x = [...S.hedges.values()].find((h) => h.status === 'failed');
       if (!x) return false;
@@ -243,6 +255,7 @@ async function main() {
       return row && /retry hedge #\d+: done/.test(row.textContent) ? row.textContent : false;
     }, failedId, 60000);
     check(`failed hedge ${failedId} retried through the UI; the row shows the command done`, true, retried);
+    await page.fill('#hedges-filter', '');
 
     // Optional: the harness restarts the center; the page must reconnect and catch up.
     if (process.env.HEDGE_RESTART_HOOK) {

