@@ -1134,27 +1134,32 @@ impl Hedger {
         if positions.is_empty() {
             return Ok(Some(done(None, "nothing open for this hedge".into())));
         }
-        let legs: Vec<Leg> = positions
-            .iter()
-            .enumerate()
-            .map(|(n, p)| Leg {
+        let mut legs = Vec::with_capacity(positions.len());
+        for (n, p) in positions.iter().enumerate() {
+            // On a netting account only a linked order closes this hedge and no other; a ticket
+            // the link format cannot carry is refused rather than closed by a plain order.
+            let link = if self.netting {
+                match crate::ledger::close_link(OrderTicket(p.id.0)) {
+                    Ok(m) => Some(m),
+                    Err(e) => return Ok(Some(failed(None, format!("cannot link the close: {e}")))),
+                }
+            } else {
+                None
+            };
+            legs.push(Leg {
                 item: p.item().or(item).unwrap_or(PlanItemId(0)),
                 canonical: command.symbol.clone(),
                 symbol: p.symbol.clone(),
                 side: p.side.opposite(),
                 volume: p.volume,
                 close: (!self.netting).then_some(p.id),
-                link: if self.netting {
-                    crate::ledger::close_link(OrderTicket(p.id.0)).ok()
-                } else {
-                    None
-                },
+                link,
                 command: Some(command.id),
                 reduces: true,
                 leg: u32::try_from(n).unwrap_or(u32::MAX),
                 attempt_base: 0,
-            })
-            .collect();
+            });
+        }
         let started = Instant::now();
         let settings = self.opts.orders.clone();
         let terminal = self.terminal.clone();
