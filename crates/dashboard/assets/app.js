@@ -1398,7 +1398,10 @@ function renderEvents() {
     if (![...sel.options].some((o) => o.value === k)) sel.append(h('option', { value: k, text: k.replace(/_/g, ' ') }));
   }
   const rows = [];
-  for (let i = S.events.length - 1; i >= 0; i--) if (!kind || S.events[i].kind === kind) rows.push(S.events[i]);
+  // Agents send their money and marks with every heartbeat; by default those status events stay out
+  // of the way of the decisions and actions.
+  const keep = kind === '*' ? () => true : kind ? (e) => e.kind === kind : (e) => e.kind !== 'account_status';
+  for (let i = S.events.length - 1; i >= 0; i--) if (keep(S.events[i])) rows.push(S.events[i]);
   eventsTable.setRows(rows);
 }
 
