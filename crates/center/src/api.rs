@@ -26,6 +26,10 @@ use std::time::Instant;
 /// Largest accepted request body of `/v1`.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Largest accepted status heartbeat: it carries a mark per open position (10,000 marks are about
+/// 1.4 MB of JSON).
+pub const MAX_STATUS_BODY: usize = 8 << 20;
+
 /// Shared by every handler.
 pub struct AppState {
     pub store: Store,
@@ -211,7 +215,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Option<Bytes> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.ok()?;
         seen = seen.saturating_add(chunk.len());
-        if seen > DRAIN_LIMIT {
+        if seen > DRAIN_LIMIT.max(limit) {
             return None;
         }
         if seen <= limit {
@@ -398,7 +402,7 @@ async fn heartbeat(
     body: Body,
 ) -> ApiResult<Response> {
     let login = Login(path(login)?);
-    let status: AccountStatus = decode(&read_body(body, MAX_BODY).await?)?;
+    let status: AccountStatus = decode(&read_body(body, MAX_STATUS_BODY).await?)?;
     if !caller.role.may_act_for(login) {
         return Err(Failure::forbidden(format!(
             "token {} may not report status of account {login}",

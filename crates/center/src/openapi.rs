@@ -297,7 +297,7 @@ pub fn document() -> Value {
             },
             "/v1/accounts/{login}/status": {
                 "parameters": [login_param("login")],
-                "post": { "summary": "Heartbeat with the agent's status.", "requestBody": body(r("AccountStatus")), "responses": resp(vec![("200", ok("Stored account.", r("Account"))), ("404", err("Not registered."))]) }
+                "post": { "summary": "Heartbeat with the agent's status (up to 8 MiB: a mark per open position).", "requestBody": body(r("AccountStatus")), "responses": resp(vec![("200", ok("Stored account.", r("Account"))), ("404", err("Not registered."))]) }
             },
             "/v1/positions/events": {
                 "post": {

@@ -1934,6 +1934,21 @@ async fn status_money_marks_and_reconciliation(b: Backend) {
         .unwrap()
         .position;
     assert_eq!(p2.price_current, None);
+
+    // an account with 12,000 open positions sends them all in one status (over 1 MiB of JSON)
+    let many = AccountStatus {
+        marks: (1..=12_000).map(|i| mark(i, "1.23456", "-12.34")).collect(),
+        ..status.clone()
+    };
+    assert!(serde_json::to_vec(&many).unwrap().len() > 1 << 20);
+    env.client.heartbeat(CLIENT, &many).await.unwrap();
+    let p2 = env
+        .viewer
+        .position(CLIENT, PositionId(2))
+        .await
+        .unwrap()
+        .position;
+    assert_eq!(p2.price_current, Some(hedge_domain::Price(dec("1.23456"))));
     env.finish().await;
 }
 
