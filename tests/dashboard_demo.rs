@@ -31,6 +31,17 @@ impl Drop for Running {
     }
 }
 
+/// The demo's working directory (beside its token file): a killed demo cannot remove it itself.
+struct DemoDir(Option<PathBuf>);
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn require_tools(scripts: &Path) -> PathBuf {
     let how = "install Chromium with `apt-get install -y chromium` and run `npm ci` in crates/dashboard/browser-tests";
     let chromium = std::env::var_os("CHROMIUM")
@@ -77,6 +88,8 @@ fn demo_dashboard_in_headless_chromium() {
         .unwrap_or_else(|| root.join("target/artifacts/dashboard/demo"));
     std::fs::create_dir_all(&artifacts).expect("artifacts directory");
     let work = tempfile::tempdir().expect("temp dir");
+    // Declared before the demo so that it is dropped after the demo was killed.
+    let mut demo_dir = DemoDir(None);
 
     let mut demo = Command::new(env!("CARGO_BIN_EXE_hedge"))
         .args(["demo", "--json", "--duration", DEMO_SECONDS])
@@ -110,6 +123,13 @@ fn demo_dashboard_in_headless_chromium() {
             .as_str()
             .unwrap_or_else(|| panic!("no token_file in {first}")),
     );
+    demo_dir.0 = token_file
+        .parent()
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("hedge-demo-"))
+        })
+        .map(Path::to_path_buf);
     let token = std::fs::read_to_string(&token_file)
         .expect("the token file is readable")
         .trim()
@@ -269,4 +289,5 @@ fn demo_dashboard_in_headless_chromium() {
     });
     drop(browser);
     drop(demo);
+    drop(demo_dir);
 }
