@@ -3,24 +3,22 @@
 //! instance running here.
 //!
 //! The state is one JSON file, replaced atomically (write to a temporary file, then rename). Every
-//! read-modify-write happens under a lock file created with `create_new`, which is atomic on every
-//! local file system; the lock records its expiry, so a crashed holder blocks others for at most
-//! the lock's lifetime. Losing the file loses only take-profit levels and freezes: positions are
+//! read-modify-write happens under an OS lock on `state.lock` (`flock` on Unix, `LockFileEx` on
+//! Windows): taking it is atomic, and the kernel drops it when its holder exits or crashes, so a
+//! dead instance never blocks the others. Losing the file loses only take-profit levels and freezes: positions are
 //! always rebuilt from the account history.
 
 use crate::actions::TrailingStop;
 use hedge_domain::{PositionId, Price};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long a position stays frozen after a task starts, unless released earlier.
 pub const FREEZE_TTL_MS: i64 = 180_000;
-/// How long a lock file is honoured.
-pub const LOCK_TTL_MS: i64 = 10_000;
 
 /// Local facts about one position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,24 +99,11 @@ pub struct LocalStore {
     owner: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct LockInfo {
-    owner: String,
-    expires_ms: i64,
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
         source,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl LocalStore {
@@ -144,67 +129,22 @@ impl LocalStore {
         self.dir.join("state.lock")
     }
 
-    /// Takes the lock if it is free or expired. Returns false when someone else holds it.
-    fn try_lock(&self, now: i64) -> Result<bool, StoreError> {
+    /// Takes the store's lock if no other holder has it: an OS file lock on `state.lock`, so the
+    /// kernel releases it when its holder dies and no stale lock can outlive a crash. `None` when
+    /// someone else holds it.
+    fn try_lock(&self) -> Result<Option<File>, StoreError> {
         let path = self.lock_path();
-        let info = LockInfo {
-            owner: self.owner.clone(),
-            expires_ms: now + LOCK_TTL_MS,
-        };
-        let body = serde_json::to_vec(&info).unwrap_or_default();
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                f.write_all(&body).map_err(io(&path))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let expired = match std::fs::read(&path) {
-                    Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
-                        .map(|l| l.expires_ms <= now)
-                        // A lock being written right now reads empty: treat it as held.
-                        .unwrap_or(false),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-                    Err(e) => return Err(io(&path)(e)),
-                };
-                if expired {
-                    // Break the stale lock by renaming it away (atomic: only one breaker wins the
-                    // rename of this file), then compete for a fresh one.
-                    let stale = self.dir.join(format!(
-                        "state.lock.stale.{}.{}",
-                        std::process::id(),
-                        self.owner
-                    ));
-                    if std::fs::rename(&path, &stale).is_ok() {
-                        // Another breaker may have replaced the stale lock with a fresh one between
-                        // our read and our rename: if we took a live lock, put it back.
-                        let taken_live = std::fs::read(&stale)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
-                            .is_some_and(|l| l.expires_ms > now);
-                        if taken_live {
-                            let _ = std::fs::hard_link(&stale, &path);
-                            let _ = std::fs::remove_file(&stale);
-                            return Ok(false);
-                        }
-                        let _ = std::fs::remove_file(&stale);
-                    }
-                    return match OpenOptions::new().write(true).create_new(true).open(&path) {
-                        Ok(mut f) => {
-                            f.write_all(&body).map_err(io(&path))?;
-                            Ok(true)
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                        Err(e) => Err(io(&path)(e)),
-                    };
-                }
-                Ok(false)
-            }
-            Err(e) => Err(io(&path)(e)),
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(io(&path)(e)),
         }
-    }
-
-    fn unlock(&self) {
-        let _ = std::fs::remove_file(self.lock_path());
     }
 
     /// Reads the state without locking (a consistent snapshot thanks to the atomic rename).
@@ -222,9 +162,11 @@ impl LocalStore {
 
     fn save(&self, state: &LocalState) -> Result<(), StoreError> {
         let path = self.state_path();
-        let tmp = self
-            .dir
-            .join(format!("state.json.tmp.{}", std::process::id()));
+        let tmp = self.dir.join(format!(
+            "state.json.tmp.{}.{}",
+            std::process::id(),
+            self.owner
+        ));
         let body = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
@@ -245,12 +187,15 @@ impl LocalStore {
         f: impl FnOnce(&mut LocalState) -> Result<R, E>,
     ) -> Result<Result<R, E>, StoreError> {
         let start = std::time::Instant::now();
-        while !self.try_lock(now_ms())? {
+        let lock = loop {
+            if let Some(lock) = self.try_lock()? {
+                break lock;
+            }
             if start.elapsed() >= wait {
                 return Err(StoreError::Busy(wait));
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
+        };
         let result = (|| {
             let mut state = self.load()?;
             let r = f(&mut state);
@@ -259,7 +204,8 @@ impl LocalStore {
             }
             Ok(r)
         })();
-        self.unlock();
+        // Closing the file would release it too; unlocking first says so explicitly.
+        let _ = lock.unlock();
         result
     }
 
@@ -326,17 +272,13 @@ mod tests {
     }
 
     #[test]
-    fn take_profit_persists_and_a_stale_lock_is_broken() {
+    fn take_profit_persists_and_a_dead_holders_lock_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let a = LocalStore::open(dir.path(), "a").unwrap();
         a.set_take_profit(1, PositionId(3), Some(Price(Decimal::new(11, 1))))
             .unwrap();
-        // A crashed holder left an expired lock.
-        std::fs::write(
-            dir.path().join("state.lock"),
-            br#"{"owner":"x","expires_ms":0}"#,
-        )
-        .unwrap();
+        // A crashed holder leaves its lock file behind, but the kernel released its lock.
+        std::fs::write(dir.path().join("state.lock"), b"left by a dead instance").unwrap();
         let b = LocalStore::open(dir.path(), "b").unwrap();
         let s = b.load().unwrap();
         assert_eq!(
@@ -352,14 +294,19 @@ mod tests {
                 .take_profit,
             None
         );
-        // A live lock makes others wait and give up.
-        std::fs::write(
-            dir.path().join("state.lock"),
-            format!(r#"{{"owner":"x","expires_ms":{}}}"#, now_ms() + 60_000),
-        )
-        .unwrap();
-        let r = b.update(Duration::from_millis(30), |_| Ok::<(), StoreError>(()));
+        // A live holder makes others wait and give up, and changes nothing.
+        let held = File::open(dir.path().join("state.lock")).unwrap();
+        held.lock().unwrap();
+        let r = b.update(Duration::from_millis(30), |s| {
+            s.position_mut(1, PositionId(4)).exit_comment = Some("x".into());
+            Ok::<(), StoreError>(())
+        });
         assert!(matches!(r, Err(StoreError::Busy(_))));
+        assert!(b.load().unwrap().position(1, PositionId(4)).is_none());
+        held.unlock().unwrap();
+        b.update(Duration::from_millis(30), |_| Ok::<(), StoreError>(()))
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
