@@ -59,7 +59,11 @@ fn request(target: &Target, op: Op) -> Request<Full<Bytes>> {
                 position_id: PositionId(id),
                 symbol: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"][(id % 4) as usize].into(),
                 account_symbol: String::new(),
-                side: if id % 3 == 0 { Side::Sell } else { Side::Buy },
+                side: if id.is_multiple_of(3) {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
                 volume: Volume(Decimal::new(1 + (id % 50) as i64, 2)),
                 price: None,
                 sl: None,
