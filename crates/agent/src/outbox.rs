@@ -126,10 +126,12 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
+    /// Capped at 2 s: a refused connection costs the center nothing, and once it is back every
+    /// second a report waits is a second a client position goes unhedged.
     fn default() -> Self {
         Backoff {
             initial: Duration::from_millis(200),
-            max: Duration::from_secs(10),
+            max: Duration::from_secs(2),
         }
     }
 }
