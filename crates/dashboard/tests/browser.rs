@@ -320,7 +320,7 @@ impl Feeder {
     /// Opens a new client position (odd steps) or closes the oldest open one (every fourth step).
     async fn client_step(&mut self) -> Result<(), ClientErrorText> {
         self.step += 1;
-        if self.step % 4 == 0 {
+        if self.step.is_multiple_of(4) {
             if let Some(i) = self.positions.iter().position(|p| p.open) {
                 let seq = self.positions[i].seq + 1;
                 self.report(&self.positions[i], PositionEventKind::Close, seq)
@@ -333,10 +333,14 @@ impl Feeder {
         let n = self.next_id;
         let (symbol, _, _) = SYMBOLS[(n % 3) as usize];
         let p = FedPosition {
-            login: Login(if n % 2 == 0 { 2001 } else { 2002 }),
+            login: Login(if n.is_multiple_of(2) { 2001 } else { 2002 }),
             id: PositionId(n),
             symbol,
-            side: if n % 5 == 0 { Side::Sell } else { Side::Buy },
+            side: if n.is_multiple_of(5) {
+                Side::Sell
+            } else {
+                Side::Buy
+            },
             volume: vol(["0.1", "0.2", "0.3", "0.05"][(n % 4) as usize]),
             seq: 1,
             open: true,
@@ -544,7 +548,7 @@ fn dashboard_in_headless_chromium() {
             let result = async {
                 feeder.client_step().await?;
                 feeder.hedger_step().await?;
-                if tick % 3 == 0 {
+                if tick.is_multiple_of(3) {
                     feeder.heartbeat(tick).await?;
                 }
                 Ok::<_, ClientErrorText>(())
