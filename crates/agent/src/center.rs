@@ -66,7 +66,10 @@ pub struct CenterDelivery {
     pub legacy: Option<LegacyCenter>,
 }
 
-fn from_client_error(e: ClientError) -> DeliveryError {
+/// How a center answer counts for the outbox: only a refusal (4xx) or a bad configuration is final;
+/// anything else, an answer this version does not understand included, is retried, so an item is
+/// never dropped because the center was being upgraded.
+pub fn from_client_error(e: ClientError) -> DeliveryError {
     match e {
         ClientError::Rejected { .. } | ClientError::Config(_) => {
             DeliveryError::Rejected(e.to_string())
@@ -77,7 +80,8 @@ fn from_client_error(e: ClientError) -> DeliveryError {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(item: &OutboxItem) -> Result<T, DeliveryError> {
+/// An outbox item's body; an unreadable one can never be sent and is refused.
+pub fn parse_item<T: for<'de> Deserialize<'de>>(item: &OutboxItem) -> Result<T, DeliveryError> {
     serde_json::from_str(&item.body)
         .map_err(|e| DeliveryError::Rejected(format!("unreadable {} item: {e}", item.kind)))
 }
@@ -86,7 +90,7 @@ impl Delivery for CenterDelivery {
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
         match item.kind.as_str() {
             KIND_LEGACY_OPEN => match &self.legacy {
-                Some(legacy) => legacy.new_position(&parse::<LegacyOpen>(item)?).await,
+                Some(legacy) => legacy.new_position(&parse_item::<LegacyOpen>(item)?).await,
                 None => Err(DeliveryError::Rejected(
                     "no legacy center configured".into(),
                 )),
@@ -99,7 +103,7 @@ impl Delivery for CenterDelivery {
                 };
                 match kind {
                     KIND_REGISTER => {
-                        let reg = parse::<AccountRegistration>(item)?;
+                        let reg = parse_item::<AccountRegistration>(item)?;
                         if reg.role == AccountRole::Tumbler
                             && registered_otherwise(center, &reg).await?
                         {
@@ -112,14 +116,14 @@ impl Delivery for CenterDelivery {
                             .map_err(from_client_error)
                     }
                     KIND_POSITION => center
-                        .report_position(&parse::<PositionReport>(item)?)
+                        .report_position(&parse_item::<PositionReport>(item)?)
                         .await
                         .map(drop)
                         .map_err(from_client_error),
                     KIND_TUMBLER => {
                         // The center has no tumbler endpoint; the firing is recorded as the
                         // account's status message, which the dashboard shows.
-                        let report = parse::<TumblerReport>(item)?;
+                        let report = parse_item::<TumblerReport>(item)?;
                         let status = AccountStatus {
                             connected: true,
                             last_event_ms: Some(report.time_ms),

@@ -19,7 +19,9 @@ use crate::probe::{Probe, Stage};
 use crate::records::{executed_record, reduce_targets, HoldingSnapshot};
 use crate::tag::PlanItemId;
 use futures::FutureExt;
-use hedge_agent::center::{queue_registration, KIND_REGISTER};
+use hedge_agent::center::{
+    from_client_error, parse_item, queue_registration, CenterDelivery, KIND_REGISTER,
+};
 use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
@@ -371,12 +373,9 @@ pub struct CommandAnswer {
     pub result: CommandResult,
 }
 
-fn delivery_error(e: ClientError) -> DeliveryError {
-    if e.is_retryable() {
-        DeliveryError::Unavailable(e.to_string())
-    } else {
-        DeliveryError::Rejected(e.to_string())
-    }
+/// The outcome of a center call, as the outbox counts it.
+fn sent<T>(r: Result<T, ClientError>) -> Result<(), DeliveryError> {
+    r.map(drop).map_err(from_client_error)
 }
 
 /// Every hedge of an account the center holds (all pages).
@@ -407,64 +406,51 @@ pub async fn all_hedges(
 impl Delivery for HedgeDelivery {
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
         match item.kind.as_str() {
-            KIND_EXECUTED => {
-                let body: HedgeExecuted = serde_json::from_str(&item.body)
-                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+            KIND_EXECUTED => sent(
                 self.center
-                    .hedge_executed(&body)
-                    .await
-                    .map(|_| ())
-                    .map_err(delivery_error)
-            }
-            KIND_FAILED => {
-                let body: HedgeFailed = serde_json::from_str(&item.body)
-                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+                    .hedge_executed(&parse_item::<HedgeExecuted>(item)?)
+                    .await,
+            ),
+            KIND_FAILED => sent(
                 self.center
-                    .hedge_failed(&body)
-                    .await
-                    .map(|_| ())
-                    .map_err(delivery_error)
-            }
+                    .hedge_failed(&parse_item::<HedgeFailed>(item)?)
+                    .await,
+            ),
             KIND_REDUCED => {
-                let holding: HoldingSnapshot = serde_json::from_str(&item.body)
-                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
+                let holding: HoldingSnapshot = parse_item(item)?;
                 let hedges = all_hedges(&self.center, self.login, Some(holding.symbol.clone()))
                     .await
-                    .map_err(delivery_error)?;
+                    .map_err(from_client_error)?;
                 for (id, remaining) in reduce_targets(&hedges, &holding) {
-                    self.center
-                        .hedge_reduced(
-                            id,
-                            &HedgeReduce {
-                                remaining,
-                                deal: None,
-                                price: None,
-                                time_ms: holding.time_ms,
-                                reason: "reduced on the hedge account".into(),
-                            },
-                        )
-                        .await
-                        .map_err(delivery_error)?;
+                    sent(
+                        self.center
+                            .hedge_reduced(
+                                id,
+                                &HedgeReduce {
+                                    remaining,
+                                    deal: None,
+                                    price: None,
+                                    time_ms: holding.time_ms,
+                                    reason: "reduced on the hedge account".into(),
+                                },
+                            )
+                            .await,
+                    )?;
                 }
                 Ok(())
             }
-            KIND_REGISTER => {
-                let registration: AccountRegistration = serde_json::from_str(&item.body)
-                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
-                self.center
-                    .register_account(&registration)
-                    .await
-                    .map(|_| ())
-                    .map_err(delivery_error)
-            }
             KIND_COMMAND => {
-                let answer: CommandAnswer = serde_json::from_str(&item.body)
-                    .map_err(|e| DeliveryError::Rejected(e.to_string()))?;
-                self.center
-                    .command_result(answer.id, &answer.result)
-                    .await
-                    .map(|_| ())
-                    .map_err(delivery_error)
+                let answer: CommandAnswer = parse_item(item)?;
+                sent(self.center.command_result(answer.id, &answer.result).await)
+            }
+            // Registration is the agents' own item: delivered exactly as they deliver it.
+            KIND_REGISTER => {
+                CenterDelivery {
+                    center: Some(self.center.clone()),
+                    legacy: None,
+                }
+                .deliver(item)
+                .await
             }
             other => Err(DeliveryError::Rejected(format!(
                 "unknown outbox item kind {other:?}"
