@@ -1081,14 +1081,26 @@ fn hedge_from_row(r: &Row) -> Result<Hedge, StoreError> {
     })
 }
 
-pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, WriteError> {
-    if id > i64::MAX as u64 {
+/// The row of `table` with that id, read by `from_row`. An id beyond SQL's integer range names no
+/// row, rather than wrapping to a negative one that might.
+fn row_by_id<T>(
+    c: &mut dyn Conn,
+    table: &str,
+    cols: &str,
+    id: u64,
+    from_row: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, WriteError> {
+    let Ok(id) = i64::try_from(id) else {
         return Ok(None);
-    }
-    let sql = format!("SELECT {HEDGE_COLS} FROM hedges WHERE id = ?");
-    Ok(c.query_one(&sql, &[Val::Int(id as i64)])?
-        .map(|r| hedge_from_row(&r))
+    };
+    let sql = format!("SELECT {cols} FROM {table} WHERE id = ?");
+    Ok(c.query_one(&sql, &[Val::Int(id)])?
+        .map(|r| from_row(&r))
         .transpose()?)
+}
+
+pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, WriteError> {
+    row_by_id(c, "hedges", HEDGE_COLS, id, hedge_from_row)
 }
 
 fn hedge_account(c: &mut dyn Conn, login: Login) -> Result<AccountRegistration, WriteError> {
@@ -1813,13 +1825,7 @@ fn command_from_row(r: &Row) -> Result<Command, StoreError> {
 }
 
 pub fn command_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Command>, WriteError> {
-    if id > i64::MAX as u64 {
-        return Ok(None);
-    }
-    let sql = format!("SELECT {COMMAND_COLS} FROM commands WHERE id = ?");
-    Ok(c.query_one(&sql, &[Val::Int(id as i64)])?
-        .map(|r| command_from_row(&r))
-        .transpose()?)
+    row_by_id(c, "commands", COMMAND_COLS, id, command_from_row)
 }
 
 pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, WriteError> {
