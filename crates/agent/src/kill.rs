@@ -285,13 +285,20 @@ pub fn list_processes() -> Vec<ProcessInfo> {
     else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    parse_tasklist(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The processes in `tasklist /FO CSV /NH` output: `"image","pid","session","#","memory"` per line.
+/// Every field is quoted and the memory field holds commas of its own (`"123,456 K"`), so fields
+/// are split on `","`. Built on every platform so that its tests run everywhere.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn parse_tasklist(out: &str) -> Vec<ProcessInfo> {
+    out.lines()
         .filter_map(|line| {
-            let mut fields = line.split("\",\"");
+            let mut fields = line.trim().split("\",\"");
             let name = fields.next()?.trim_start_matches('"').to_owned();
             let pid = fields.next()?.trim_matches('"').parse().ok()?;
-            Some(ProcessInfo {
+            (!name.is_empty()).then(|| ProcessInfo {
                 pid,
                 program: Some(name.clone()),
                 name,
@@ -367,6 +374,25 @@ mod tests {
             "terminal64.exe"
         );
         assert_eq!(base_name("/usr/bin/java"), "java");
+    }
+
+    #[test]
+    fn tasklist_output_is_read_with_commas_inside_fields() {
+        let out = "\r\n\"System Idle Process\",\"0\",\"Services\",\"0\",\"8 K\"\r\n\
+                   \"terminal64.exe\",\"4812\",\"Console\",\"1\",\"412,336 K\"\r\n\
+                   \"javaw.exe\",\"77\",\"Console\",\"1\",\"1,204,112 K\"\r\n\
+                   INFO: garbage line\r\n";
+        let found = parse_tasklist(out);
+        let pairs: Vec<(u32, &str)> = found.iter().map(|p| (p.pid, p.name.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                (0, "System Idle Process"),
+                (4812, "terminal64.exe"),
+                (77, "javaw.exe")
+            ]
+        );
+        assert!(found.iter().any(|p| matches(p, "JAVAW.EXE")));
     }
 
     #[test]
