@@ -10,6 +10,11 @@
 //!   through the center's event stream and plan over loopback, with each stage's share (report
 //!   durable, event received, plan item held, order written, reply); every run is timed or counted
 //!   as missed;
+//! - mirror mode with the client agent in the loop: a position opened on the simulated client
+//!   terminal → the in-process client agent (`hedge client`) reports it → the center → the hedger's
+//!   hedge order written and answered on its own simulated terminal; every run is timed or counted
+//!   as missed. This variant runs last: the client agent installs the agents' log subscriber
+//!   (stderr, `RUST_LOG`, default `info`) as it does in production;
 //! - resident memory of this process (center, simulator and hedger together: an upper bound).
 
 include!("../tests/support/world.rs");
@@ -209,6 +214,170 @@ async fn main() {
     if let Some(kb) = rss_kb() {
         println!(
             "resident memory of the whole process (center + simulator + hedger): {:.1} MB",
+            kb as f64 / 1024.0
+        );
+    }
+    w.shutdown().await;
+
+    mirror_through_client_agent(runs).await;
+}
+
+/// Outcome of one run of the client-agent variant.
+enum AgentRun {
+    /// Open on the client terminal, then the hedger's marks for the plan item it produced.
+    Timed {
+        started: Instant,
+        received: Option<Instant>,
+        held: Option<Instant>,
+        written: Instant,
+        answered: Instant,
+    },
+    Missed(String),
+}
+
+/// One client open on the terminal, carried through the client agent, the center and the hedger.
+async fn agent_run(
+    w: &World,
+    client: &SimTerminal,
+    rx: &mut broadcast::Receiver<HedgerEvent>,
+) -> AgentRun {
+    let probe = w.probe.clone();
+    probe.clear();
+    while rx.try_recv().is_ok() {}
+    let started = Instant::now();
+    let opened = client.open("EURUSD", Side::Buy, lots(1), Magic(0), "bench");
+    if !opened.retcode.is_done() {
+        return AgentRun::Missed(format!("client open refused: {opened:?}"));
+    }
+    // The hedger is otherwise idle, so the first order it finishes is this open's hedge; its plan
+    // item id is the center's event id of the open, the key of the probe's marks.
+    let deadline = started + Duration::from_secs(5);
+    let item = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(HedgerEvent::Order(o))) => break o.item,
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                return AgentRun::Missed("hedger events closed".into())
+            }
+            Err(_) => {
+                return AgentRun::Missed(format!(
+                    "position {} not hedged within 5 s",
+                    opened.position
+                ))
+            }
+        }
+    };
+    // Outside the timed span: check the order was this open's hedge.
+    let open_event = w
+        .admin
+        .position(CLIENT, opened.position)
+        .await
+        .ok()
+        .and_then(|d| {
+            d.history
+                .iter()
+                .find(|h| h.kind == PositionEventKind::Open)
+                .map(|h| h.event_id)
+        });
+    if open_event != Some(item) {
+        return AgentRun::Missed(format!(
+            "hedge order for item {item}, the open of position {} is event {open_event:?}",
+            opened.position
+        ));
+    }
+    match (
+        probe.first(Stage::OrderWritten, item),
+        probe.first(Stage::OrderAnswered, item),
+    ) {
+        (Some(written), Some(answered)) => AgentRun::Timed {
+            started,
+            received: probe.first(Stage::EventReceived, item),
+            held: probe.first(Stage::PlanHeld, item),
+            written,
+            answered,
+        },
+        marks => AgentRun::Missed(format!("item {item} without order marks: {marks:?}")),
+    }
+}
+
+/// Mirror mode with the real client agent between the client terminal and the center.
+async fn mirror_through_client_agent(runs: usize) {
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        ..Setup::default()
+    })
+    .await;
+    let client = w.start_client_agent().await;
+    let mut rx = w.events.subscribe();
+    let mut stages: Vec<(&str, Vec<u64>)> = [
+        "terminal open -> event received by the hedger (client agent, report, center)",
+        "event received -> plan item held",
+        "plan item held -> order written",
+        "order written -> terminal reply",
+        "client open on the terminal -> hedge order written",
+        "client open on the terminal -> hedge order answered",
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::new()))
+    .collect();
+    let mut missed = 0usize;
+    // Run 0 warms the connections up and is not timed; every other run is timed or missed.
+    for i in 0..=runs {
+        let run = agent_run(&w, &client, &mut rx).await;
+        match (i, run) {
+            (0, _) => {}
+            (
+                _,
+                AgentRun::Timed {
+                    started,
+                    received,
+                    held,
+                    written,
+                    answered,
+                },
+            ) => {
+                let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+                let spans = [
+                    received.map(|r| us(started, r)),
+                    received.zip(held).map(|(r, h)| us(r, h)),
+                    held.map(|h| us(h, written)),
+                    Some(us(written, answered)),
+                    Some(us(started, written)),
+                    Some(us(started, answered)),
+                ];
+                // The end-to-end spans count every timed run; a stage whose mark is missing (a plan
+                // taken from a fetch rather than the event) only leaves that stage short.
+                for ((_, v), span) in stages.iter_mut().zip(spans) {
+                    v.extend(span);
+                }
+            }
+            (_, AgentRun::Missed(why)) => {
+                missed += 1;
+                eprintln!("client-agent run {i}: {why}");
+            }
+        }
+        // The next run starts from a quiet state: the hedge recorded and the plan empty again.
+        let outbox = w.outbox.clone();
+        wait_for(Duration::from_secs(5), || {
+            outbox.pending().unwrap_or(1) == 0
+        })
+        .await;
+        let plan = w.plan.clone();
+        wait_for(Duration::from_secs(5), || {
+            plan.get().is_some_and(|p| p.items.is_empty())
+        })
+        .await;
+    }
+    println!(
+        "mirror mode through the client agent, {runs} timed runs (after one warm-up), {missed} missed:"
+    );
+    for (name, v) in stages {
+        report(&format!("  {name}"), v);
+    }
+    if let Some(kb) = rss_kb() {
+        println!(
+            "resident memory of the whole process (center + two simulators + client agent + hedger): {:.1} MB",
             kb as f64 / 1024.0
         );
     }

@@ -45,6 +45,9 @@ struct World {
     events: broadcast::Sender<HedgerEvent>,
     seq: u64,
     terminal: Option<hedge_protocol::Terminal>,
+    client_secret: String,
+    /// The client account's own agent and its simulated terminal, when started.
+    client_agent: Option<(tokio::task::JoinHandle<()>, Arc<SimTerminal>)>,
 }
 
 struct Setup {
@@ -87,9 +90,11 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let admin_secret = Tokens::generate_secret();
         let hedge_secret = Tokens::generate_secret();
+        let client_secret = Tokens::generate_secret();
         let tokens = Tokens::new(vec![
             TokenEntry::new("admin", Role::Admin, admin_secret.clone()).unwrap(),
             TokenEntry::new("hedger", Role::Hedge(HEDGE), hedge_secret.clone()).unwrap(),
+            TokenEntry::new("client", Role::Client(CLIENT), client_secret.clone()).unwrap(),
         ]);
         let center = CenterServer::start(CenterConfig::sqlite(dir.path().join("c.db"), tokens))
             .await
@@ -157,6 +162,8 @@ impl World {
             events,
             seq: 0,
             terminal: None,
+            client_secret,
+            client_agent: None,
         };
         if setup.deliver {
             world.spawn_sender();
@@ -402,7 +409,79 @@ impl World {
             .count()
     }
 
+    /// Starts the client account's own agent (`hedge client`, in this process) and a simulated
+    /// client terminal connecting to it, so client exposure reaches the center the way it does in
+    /// production: from a trade on the terminal, through the agent. Returns the client terminal
+    /// once the agent has registered the account.
+    // The end-to-end tests report client exposure to the center directly; the benchmark uses this.
+    #[allow(dead_code)]
+    async fn start_client_agent(&mut self) -> Arc<SimTerminal> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let url = self.center.as_ref().unwrap().url();
+        let args = hedge_agent::client::ClientArgs {
+            agent: hedge_agent::AgentArgs {
+                terminal_port: Some(port),
+                login: Some(CLIENT.get()),
+                prefix: Some("-".into()),
+                exec_mode: Some(ExecMode::Auto),
+                center: Some(url),
+                center_token: Some(hedge_agent::Secret::new(&self.client_secret)),
+                state_dir: Some(self._dir.path().join("client")),
+                ..hedge_agent::AgentArgs::default()
+            },
+            legacy_center: None,
+            hedge_ratio: None,
+            hedge_login: None,
+        };
+        let task = tokio::spawn(async move {
+            if let Err(e) = hedge_agent::client::run(args).await {
+                eprintln!("client agent stopped: {e:#}");
+            }
+        });
+        let mut config = SimConfig::new(
+            format!("127.0.0.1:{port}"),
+            AccountConfig {
+                login: CLIENT,
+                balance: hedge_domain::Money(Decimal::from(100_000_000)),
+                ..AccountConfig::default()
+            },
+        );
+        config.reconnect_max = Duration::from_millis(200);
+        let sim = Arc::new(SimTerminal::spawn(config));
+        self.client_agent = Some((task, sim.clone()));
+        assert!(sim.wait_connected(Duration::from_secs(10)).await);
+        // The agent registers the account from the terminal's hello; wait until the center has
+        // that registration (the world registered the account before with an empty symbol list).
+        let admin = self.admin.clone();
+        let mut registered = false;
+        for _ in 0..500 {
+            if admin
+                .accounts()
+                .await
+                .map(|a| {
+                    a.iter()
+                        .any(|a| a.registration.login == CLIENT && !a.registration.symbols.is_empty())
+                })
+                .unwrap_or(false)
+            {
+                registered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(registered, "client agent registered its account");
+        sim
+    }
+
     async fn shutdown(mut self) {
+        if let Some((task, sim)) = self.client_agent.take() {
+            task.abort();
+            let _ = task.await;
+            sim.stop().await;
+        }
         self.crash_hedger().await;
         self.sim.stop().await;
         if let Some(c) = self.center.take() {
