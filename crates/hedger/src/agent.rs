@@ -487,6 +487,11 @@ pub struct Hedger {
     holding_due: Vec<(String, BTreeSet<DealTicket>)>,
     /// Mirror mode held back a symbol while its reductions were being recorded.
     deferred: bool,
+    /// Canonical symbols reduced since the held plan was fetched. A plan that arrives from the
+    /// event stream may have been computed between two of their records and overstate the hedges
+    /// (its fetch can finish after the outbox has sent the last record), so mirror mode acts on
+    /// them again only with a plan fetched once no record is left to send.
+    reduced_since_plan: BTreeSet<String>,
 }
 
 impl Hedger {
@@ -518,6 +523,7 @@ impl Hedger {
             ledger_stale: false,
             holding_due: Vec::new(),
             deferred: false,
+            reduced_since_plan: BTreeSet::new(),
         }
     }
 
@@ -827,6 +833,7 @@ impl Hedger {
         match center.plan(self.opts.login).await {
             Ok(plan) => {
                 self.deferred = false;
+                self.reduced_since_plan.clear();
                 self.plan.set(plan);
                 if self.terminal.is_connected() {
                     self.act("plan after reductions", Instant::now()).await?;
@@ -915,7 +922,8 @@ impl Hedger {
             // A reduction is recorded hedge by hedge; a plan computed between those records
             // overstates the hedges and would reduce again. Symbols whose records are still on
             // their way wait for a plan fetched after them.
-            let recording = self.symbols_being_recorded()?;
+            let mut recording = self.symbols_being_recorded()?;
+            recording.extend(self.reduced_since_plan.iter().cloned());
             if !recording.is_empty() {
                 decision.legs.retain(|l| !recording.contains(&l.canonical));
                 tracing::debug!(symbols = ?recording, "waiting for the reductions to be recorded");
@@ -972,6 +980,10 @@ impl Hedger {
             if self.handle_report(&report)? {
                 filled += 1;
                 if report.leg.reduces {
+                    if self.opts.mode == Mode::Mirror {
+                        self.reduced_since_plan.insert(report.leg.canonical.clone());
+                        self.deferred = true;
+                    }
                     let deals = reduced_symbols
                         .entry(report.leg.symbol.clone())
                         .or_default();
