@@ -206,6 +206,7 @@ pub fn observed(p: &PositionRecord) -> Observed {
         sl: p.sl,
         tp: p.tp,
         magic: p.magic,
+        comment: p.comment.clone(),
         time: p.time,
         time_update: p.time_update,
     }
@@ -221,6 +222,7 @@ fn close_from_deal(d: &DealRecord) -> CloseDetail {
         price: Some(d.price),
         deal: Some(d.ticket),
         confirmed: true,
+        comment: d.comment.clone(),
     }
 }
 
@@ -283,6 +285,7 @@ fn read_history(
                     sl: Price::ZERO,
                     tp: Price::ZERO,
                     magic: first.magic,
+                    comment: first.comment.clone(),
                     time: first.time,
                     time_update: last.time,
                 },
@@ -904,15 +907,26 @@ pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
         (EventKind::Close, Some(c)) => c.price.or(Some(e.price_open)),
         _ => Some(e.price_open),
     };
-    let mut comment = String::new();
-    if e.reversal {
-        comment.push_str("reversal");
-    }
-    if let Some(c) = &e.close {
-        if !c.confirmed {
-            comment.push_str("closed while the agent was away; no closing deal found");
+    // Opens, increases and modifications carry the position's own comment (its entry comment); a
+    // reduction or close carries its deal's (the exit comment). What the agent only inferred is
+    // said after it.
+    let own = match e.kind {
+        EventKind::PartialClose | EventKind::Close => {
+            e.close.as_ref().map_or("", |c| c.comment.as_str())
         }
+        EventKind::Open | EventKind::Increase | EventKind::Modify => e.comment.as_str(),
+    };
+    let mut notes: Vec<&str> = Vec::new();
+    if !own.is_empty() {
+        notes.push(own);
     }
+    if e.reversal {
+        notes.push("reversal");
+    }
+    if e.close.as_ref().is_some_and(|c| !c.confirmed) {
+        notes.push("closed while the agent was away; no closing deal found");
+    }
+    let comment = notes.join("; ");
     PositionReport {
         kind,
         login: e.login,
@@ -964,6 +978,45 @@ mod tests {
             comment: String::new(),
             external_id: String::new(),
         }
+    }
+
+    #[test]
+    fn reports_carry_the_entry_comment_then_the_closing_deals() {
+        let mut tracker = crate::tracker::Tracker::new(hedge_domain::Login(7));
+        let mut seen = crate::tracker::Observed {
+            id: PositionId(10),
+            symbol: "EURUSD".into(),
+            side: hedge_domain::Side::Buy,
+            volume: Volume(Decimal::new(10, 2)),
+            price_open: Price(Decimal::new(11000, 4)),
+            sl: Price::ZERO,
+            tp: Price::ZERO,
+            magic: Magic(0),
+            comment: "signal #42".into(),
+            time: 100,
+            time_update: 100,
+        };
+        let opened = tracker.observe(&seen, None);
+        assert_eq!(report(&opened[0], "EURUSD").comment, "signal #42");
+
+        let mut closing = deal(2, 10, DealEntry::Out, DealType::Sell, 10, 200);
+        closing.comment = "[sl 1.09000]".into();
+        seen.volume = Volume::ZERO;
+        seen.time_update = 200;
+        let closed = tracker.observe(&seen, Some(close_from_deal(&closing)));
+        let r = report(&closed[0], "EURUSD");
+        assert_eq!(r.kind, PositionEventKind::Close);
+        assert_eq!(r.comment, "[sl 1.09000]");
+
+        // A close only inferred from a snapshot says so, and has no deal comment to give.
+        seen.id = PositionId(11);
+        seen.volume = Volume(Decimal::new(10, 2));
+        tracker.observe(&seen, None);
+        let gone = tracker.reconcile(&[], &std::collections::HashMap::new(), 300);
+        assert_eq!(
+            report(&gone[0], "EURUSD").comment,
+            "closed while the agent was away; no closing deal found"
+        );
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn observed(p: &ActivePosition<'_>, time_update: TimeMs) -> Observed {
         sl: p.stop_loss().unwrap_or(Price::ZERO),
         tp: Price::ZERO,
         magic: p.entry_magic(),
+        comment: p.entry_comment().to_owned(),
         time: first,
         time_update,
     }
@@ -235,6 +236,7 @@ impl NettingBook {
                         sl: Price::ZERO,
                         tp: Price::ZERO,
                         magic: d.magic,
+                        comment: String::new(),
                         time: d.time,
                         time_update: d.time,
                     },
@@ -243,6 +245,7 @@ impl NettingBook {
                         price: Some(d.price),
                         deal: Some(d.ticket),
                         confirmed: true,
+                        comment: d.comment.clone(),
                     }),
                 }),
             }
@@ -275,6 +278,7 @@ impl NettingBook {
                 price: Some(last.map(|f| f.price).unwrap_or_else(|| h.exit_price())),
                 deal: last.map(|f| f.ticket),
                 confirmed: true,
+                comment: h.exit_comment().to_owned(),
             };
             if wanted.contains(&id) {
                 closes.insert(id, close);
@@ -294,6 +298,7 @@ impl NettingBook {
                         sl: Price::ZERO,
                         tp: Price::ZERO,
                         magic: h.entry_magic(),
+                        comment: h.entry_comment().to_owned(),
                         time: h.entry_time_msc(),
                         time_update: close.time,
                     },

@@ -34,6 +34,8 @@ pub struct Observed {
     pub sl: Price,
     pub tp: Price,
     pub magic: Magic,
+    /// The position's own comment (its entry comment).
+    pub comment: String,
     /// When the position was opened.
     pub time: TimeMs,
     /// When it last changed (0 if unknown).
@@ -51,6 +53,8 @@ pub struct PositionState {
     pub sl: Price,
     pub tp: Price,
     pub magic: Magic,
+    #[serde(default)]
+    pub comment: String,
     pub opened: TimeMs,
     pub updated: TimeMs,
     /// Sequence number of the last event reported for this position.
@@ -100,6 +104,9 @@ pub struct PositionEvent {
     pub sl: Price,
     pub tp: Price,
     pub magic: Magic,
+    /// The position's entry comment.
+    #[serde(default)]
+    pub comment: String,
     pub time: TimeMs,
     /// Part of a reversal on a netting account (a close of the old side and an open of the new).
     #[serde(default)]
@@ -143,6 +150,9 @@ pub struct CloseDetail {
     pub deal: Option<DealTicket>,
     /// Whether a closing deal was found in the history (false: inferred from a snapshot alone).
     pub confirmed: bool,
+    /// The closing deal's comment (the position's exit comment).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
 }
 
 /// A position that opened and closed entirely while the agent was not watching, as found in history.
@@ -231,6 +241,7 @@ impl Tracker {
             sl: state.sl,
             tp: state.tp,
             magic: state.magic,
+            comment: state.comment.clone(),
             time,
             reversal: false,
             close: None,
@@ -247,6 +258,7 @@ impl Tracker {
             sl: obs.sl,
             tp: obs.tp,
             magic: obs.magic,
+            comment: obs.comment.clone(),
             opened: obs.time,
             updated: obs.time_update.max(obs.time),
             seq: 1,
@@ -267,6 +279,7 @@ impl Tracker {
                     price: None,
                     deal: None,
                     confirmed: true,
+                    comment: String::new(),
                 }),
                 &mut out,
             );
@@ -382,6 +395,7 @@ impl Tracker {
                 price: None,
                 deal: None,
                 confirmed: false,
+                comment: String::new(),
             });
             self.close_one(id, detail, &mut out);
         }
@@ -437,6 +451,7 @@ mod tests {
             sl: Price::ZERO,
             tp: Price::ZERO,
             magic: Magic(0),
+            comment: String::new(),
             time: 1000,
             time_update: t,
         }
@@ -513,6 +528,7 @@ mod tests {
                 price: Some(Price(Decimal::new(11100, 4))),
                 deal: Some(DealTicket(99)),
                 confirmed: true,
+                comment: "sl hit".into(),
             },
         );
         let e = t.reconcile(&snap, &closes, 2000);
@@ -535,6 +551,7 @@ mod tests {
                 price: None,
                 deal: Some(DealTicket(100)),
                 confirmed: true,
+                comment: String::new(),
             },
         };
         let e = t.closed_while_away(&away);

@@ -349,6 +349,9 @@ pub struct PositionReport {
     pub time_ms: i64,
     #[serde(default)]
     pub magic: Magic,
+    /// `open`, `increase`, `modify`: the position's own comment (its entry comment).
+    /// `partial_close`, `close`: the comment of the deal that reduced or closed it (the exit
+    /// comment); the entry comment is kept.
     #[serde(default)]
     pub comment: String,
     /// The agent's event sequence for this position; strictly increasing per position.
@@ -423,7 +426,11 @@ pub struct Position {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tp: Option<Price>,
     pub magic: Magic,
+    /// The entry comment (the position's comment when it opened).
     pub comment: String,
+    /// The exit comment: that of the deal that last reduced or closed the position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_comment: Option<String>,
     pub status: PositionStatus,
     pub opened_ms: i64,
     pub updated_ms: i64,

@@ -175,7 +175,8 @@ pub fn document() -> Value {
                         "kind": enum_of(&["open", "increase", "partial_close", "close", "modify", "reverse"]),
                         "login": int(""), "position_id": int(""), "symbol": text("Canonical symbol."), "account_symbol": text("The account's name of the symbol."),
                         "side": enum_of(&["buy", "sell"]), "volume": num("Remaining volume after the event (0 for close)."),
-                        "price": num(""), "sl": num(""), "tp": num(""), "time_ms": int(""), "magic": int(""), "comment": text(""),
+                        "price": num(""), "sl": num(""), "tp": num(""), "time_ms": int(""), "magic": int(""),
+                        "comment": text("open, increase, modify: the position's comment (entry comment); partial_close, close: the comment of the deal that reduced or closed it (exit comment)."),
                         "seq": int("Strictly increasing per position."), "idempotency_key": text("`login:position_id:seq`.")
                     }
                 },
@@ -187,7 +188,8 @@ pub fn document() -> Value {
                     "type": "object",
                     "properties": {
                         "login": int(""), "position_id": int(""), "symbol": text(""), "account_symbol": text(""), "side": enum_of(&["buy", "sell"]),
-                        "volume": num(""), "max_volume": num(""), "price": num(""), "sl": num(""), "tp": num(""), "magic": int(""), "comment": text(""),
+                        "volume": num(""), "max_volume": num(""), "price": num(""), "sl": num(""), "tp": num(""), "magic": int(""), "comment": text("Entry comment."),
+                        "exit_comment": text("Comment of the deal that last reduced or closed the position."),
                         "status": enum_of(&["open", "partially_closed", "closed"]), "opened_ms": int(""), "updated_ms": int(""), "last_seq": int(""), "last_event_id": int(""),
                         "price_current": num("From the latest mark (open positions)."), "swap": num(""), "profit": num(""), "commission": num("")
                     }

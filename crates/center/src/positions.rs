@@ -217,6 +217,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             tp: report.tp,
             magic: report.magic,
             comment: report.comment.clone(),
+            exit_comment: None,
             status: PositionStatus::Open,
             opened_ms: report.time_ms,
             updated_ms: report.time_ms,
@@ -303,6 +304,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
                 )));
             }
             next.volume = volume;
+            next.exit_comment = exit_comment(report);
             (
                 EventKind::PositionReduced,
                 format!(
@@ -314,6 +316,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
         (PositionEventKind::Close, Some(p)) => {
             next.volume = Volume::ZERO;
             next.status = PositionStatus::Closed;
+            next.exit_comment = exit_comment(report);
             (
                 EventKind::PositionClosed,
                 format!("client closed {} {} {}", p.side, p.volume, p.symbol),
@@ -370,6 +373,11 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
         volume_changed,
         reason,
     })
+}
+
+/// A reduction's or close's comment is the exit comment; an empty one leaves none.
+fn exit_comment(report: &PositionReport) -> Option<String> {
+    (!report.comment.is_empty()).then(|| report.comment.clone())
 }
 
 #[cfg(test)]

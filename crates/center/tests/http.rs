@@ -309,22 +309,38 @@ async fn position_lifecycle_and_refusals(b: Backend) {
     let env = Env::start(b).await;
     env.register_defaults().await;
     let c = &env.client;
-    c.report_position(&open(CLIENT, 20, "EURUSD", Side::Buy, "0.5"))
-        .await
-        .unwrap();
-    let partial = c
-        .report_position(&report(
-            CLIENT,
-            PositionEventKind::PartialClose,
-            20,
-            "EURUSD",
-            Side::Buy,
-            "0.2",
-            2,
-        ))
-        .await
-        .unwrap();
+    let mut first = open(CLIENT, 20, "EURUSD", Side::Buy, "0.5");
+    first.comment = "signal #42".into();
+    c.report_position(&first).await.unwrap();
+    let mut reduce = report(
+        CLIENT,
+        PositionEventKind::PartialClose,
+        20,
+        "EURUSD",
+        Side::Buy,
+        "0.2",
+        2,
+    );
+    reduce.comment = "tp1 hit".into();
+    let partial = c.report_position(&reduce).await.unwrap();
     assert_eq!(partial.ack.status, PositionStatus::PartiallyClosed);
+    // The reduction's comment is the exit comment; the entry comment stays.
+    let stored = c.position(CLIENT, PositionId(20)).await.unwrap().position;
+    assert_eq!(stored.comment, "signal #42");
+    assert_eq!(stored.exit_comment.as_deref(), Some("tp1 hit"));
+    let listed = c
+        .positions(&PositionFilter {
+            login: Some(CLIENT),
+            ..PositionFilter::default()
+        })
+        .await
+        .unwrap();
+    let listed = listed
+        .items
+        .iter()
+        .find(|p| p.position_id == PositionId(20))
+        .unwrap();
+    assert_eq!(listed.exit_comment.as_deref(), Some("tp1 hit"));
     let mut modify = report(
         CLIENT,
         PositionEventKind::Modify,

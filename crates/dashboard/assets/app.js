@@ -1173,7 +1173,7 @@ function positionColumns() {
     { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
     { id: 'exit_date', name: 'Exit Date', width: 160, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
     { id: 'entry_comment', name: 'Entry Comment', width: 140, text: dealOr((p) => p.comment, () => '') },
-    { id: 'exit_comment', name: 'Exit Comment', width: 140, note: NOT_REPORTED, text: dealOr((p) => p.exit_comment || '', () => '') },
+    { id: 'exit_comment', name: 'Exit Comment', width: 140, text: dealOr((p) => p.exit_comment || '', () => '') },
   ];
 }
 

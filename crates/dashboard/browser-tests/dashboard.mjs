@@ -376,6 +376,11 @@ async function main() {
     // 10. History tab.
     await page.click('#tab-history');
     await waitFor(page, 'the history tab', () => document.querySelector('#tab-history').getAttribute('aria-selected') === 'true');
+    await waitFor(page, 'exit comments in the history', () =>
+      [...document.querySelectorAll('[data-table="positions"] .vt-row')].some((r) => r.textContent.includes('closed #')));
+    const exits = await page.$$eval('[data-table="positions"] .vt-row',
+      (rows) => rows.filter((r) => r.textContent.includes('closed #')).length);
+    check('closed positions show their exit comment', exits > 0, `${exits} rows`);
     await shot(page, '07-history');
     await page.click('#tab-active');
 

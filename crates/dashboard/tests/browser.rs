@@ -306,7 +306,12 @@ impl Feeder {
             tp: None,
             time_ms: now_ms(),
             magic: Magic(77),
-            comment: format!("signal #{}", p.id),
+            // Entry comment on the open, the closing deal's on the close.
+            comment: if kind == PositionEventKind::Close {
+                format!("closed #{}", p.id)
+            } else {
+                format!("signal #{}", p.id)
+            },
             seq,
             idempotency_key: PositionReport::default_key(p.login, p.id, seq),
         };

@@ -164,7 +164,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         updated_ms BIGINT NOT NULL
     );
     CREATE INDEX commands_login_status ON commands (hedge_login, status, id);",
-)];
+    ),
+    (3, "ALTER TABLE positions ADD COLUMN exit_comment TEXT"),
+];
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
@@ -701,7 +703,7 @@ fn apply_mark(p: &mut Position, mark: Option<PositionMark>) {
 // ---------------------------------------------------------------------------------------------
 // Positions
 
-const POSITION_COLS: &str = "login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id";
+const POSITION_COLS: &str = "login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id, exit_comment";
 
 fn position_from_row(r: &Row) -> Result<Position, StoreError> {
     Ok(Position {
@@ -717,6 +719,7 @@ fn position_from_row(r: &Row) -> Result<Position, StoreError> {
         tp: parse_price(r.opt_text(9)?)?,
         magic: Magic(r.u64(10)?),
         comment: r.text(11)?.to_owned(),
+        exit_comment: r.opt_text(18)?.map(str::to_owned),
         status: PositionStatus::parse(r.text(12)?)
             .ok_or_else(|| StoreError::Corrupt("bad position status".into()))?,
         opened_ms: r.int(13)?,
@@ -743,13 +746,13 @@ fn load_position(
 
 fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
     c.send(
-        "INSERT INTO positions (login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        "INSERT INTO positions (login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (login, position_id) DO UPDATE SET account_symbol = excluded.account_symbol, side = excluded.side,
            volume_units = excluded.volume_units, max_units = excluded.max_units, price = excluded.price, sl = excluded.sl,
            tp = excluded.tp, magic = excluded.magic, comment = excluded.comment, status = excluded.status,
            opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms, last_seq = excluded.last_seq,
-           last_event_id = excluded.last_event_id",
+           last_event_id = excluded.last_event_id, exit_comment = excluded.exit_comment",
         &[
             Val::Int(p.login.0 as i64),
             Val::Int(p.position_id.0 as i64),
@@ -768,6 +771,7 @@ fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
             Val::Int(p.updated_ms),
             Val::Int(p.last_seq as i64),
             Val::Int(p.last_event_id as i64),
+            Val::opt_text(p.exit_comment.clone()),
         ],
     )?;
     Ok(())
@@ -893,7 +897,7 @@ pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>,
     let rows = c.query(&sql, &params)?;
     page(rows, limit, 17, |r| {
         let mut p = position_from_row(r)?;
-        apply_mark(&mut p, mark_from_row(r, 18)?);
+        apply_mark(&mut p, mark_from_row(r, 19)?);
         Ok(p)
     })
 }
