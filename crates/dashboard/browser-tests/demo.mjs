@@ -13,6 +13,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { harness } from './harness.mjs';
 
 const [url, tokenFile] = process.argv.slice(2);
 if (!url || !tokenFile) {
@@ -23,43 +24,7 @@ const artifacts = path.resolve(process.env.HEDGE_ARTIFACTS || 'target/artifacts/
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 fs.mkdirSync(artifacts, { recursive: true });
 
-const log = (...a) => console.log('[demo-dashboard]', ...a);
-const result = { screenshots: [] };
-
-function check(name, ok, detail = '') {
-  if (!ok) throw new Error(`check failed: ${name}${detail ? `: ${detail}` : ''}`);
-  log(`ok: ${name}${detail ? ` (${detail})` : ''}`);
-}
-
-async function shot(page, name) {
-  const file = path.join(artifacts, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  result.screenshots.push(file);
-  log(`screenshot ${file}`);
-}
-
-async function waitFor(page, what, fn, arg, timeout = 30000) {
-  try {
-    const handle = await page.waitForFunction(fn, arg, { timeout, polling: 200 });
-    return await handle.jsonValue();
-  } catch (e) {
-    await shot(page, `failed-${what.replace(/\W+/g, '-')}`).catch(() => {});
-    throw new Error(`timed out waiting for ${what}`);
-  }
-}
-
-async function confirmDialog(page, reason) {
-  const dialog = page.locator('#confirm');
-  await dialog.waitFor({ state: 'visible', timeout: 5000 });
-  check('the confirmation dialog is modal and labelled', await page.evaluate(() => {
-    const d = document.querySelector('#confirm');
-    return d.open && d.matches(':modal') && !!document.getElementById(d.getAttribute('aria-labelledby')).textContent;
-  }));
-  await page.fill('#confirm-reason', reason);
-  // Keyboard: the reason field has the focus; Tab reaches the buttons, the confirm is clicked.
-  await page.click('#confirm-ok');
-  await dialog.waitFor({ state: 'hidden', timeout: 5000 });
-}
+const { results: result, log, check, shot, waitFor, confirmDialog } = harness('demo-dashboard', artifacts);
 
 // Scrolls a virtualised table to the row whose key is `key` and returns its text.
 async function rowText(page, table, key) {
