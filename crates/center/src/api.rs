@@ -152,6 +152,28 @@ pub struct Caller {
     pub role: Role,
 }
 
+impl Caller {
+    /// Refuses (403) unless this token may act for hedge account `login`; `what` names the act.
+    fn require_hedge(&self, login: Login, what: &str) -> Result<(), Failure> {
+        if self.role.may_hedge_for(login) {
+            Ok(())
+        } else {
+            Err(Failure::forbidden(format!(
+                "token {} may not {what} of account {login}",
+                self.name
+            )))
+        }
+    }
+}
+
+/// Tells an idempotent write's caller whether the answer is the stored one of an earlier request.
+fn mark_replay(resp: &mut Response, replayed: bool) {
+    resp.headers_mut().insert(
+        "idempotent-replay",
+        HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
+}
+
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = Failure;
 
@@ -438,15 +460,11 @@ async fn report_position(
         s.metrics.reports_total.fetch_add(1, Ordering::Relaxed);
     }
     let mut resp = (StatusCode::OK, ack).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(
-        "idempotent-replay",
-        HeaderValue::from_static(if replayed { "true" } else { "false" }),
-    );
+    mark_replay(&mut resp, replayed);
     Ok(resp)
 }
 
@@ -478,12 +496,7 @@ async fn get_plan(
     login: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Response> {
     let login = Login(path(login)?);
-    if !caller.role.may_hedge_for(login) {
-        return Err(Failure::forbidden(format!(
-            "token {} may not read the plan of account {login}",
-            caller.name
-        )));
-    }
+    caller.require_hedge(login, "read the plan")?;
     let inputs = s.store.plan_inputs(login).await?;
     let plan = plan::compute(&inputs);
     s.metrics
@@ -501,12 +514,7 @@ async fn hedge_executed(
     body: Body,
 ) -> ApiResult<Response> {
     let h: HedgeExecuted = decode(&read_body(body, MAX_BODY).await?)?;
-    if !caller.role.may_hedge_for(h.hedge_login) {
-        return Err(Failure::forbidden(format!(
-            "token {} may not record hedges of account {}",
-            caller.name, h.hedge_login
-        )));
-    }
+    caller.require_hedge(h.hedge_login, "record hedges")?;
     let (hedge, replayed) = s.store.hedge_executed(caller.name, h, now_ms()).await?;
     let mut resp = json(
         if replayed {
@@ -516,10 +524,7 @@ async fn hedge_executed(
         },
         &hedge,
     );
-    resp.headers_mut().insert(
-        "idempotent-replay",
-        HeaderValue::from_static(if replayed { "true" } else { "false" }),
-    );
+    mark_replay(&mut resp, replayed);
     Ok(resp)
 }
 
@@ -529,12 +534,7 @@ async fn hedge_failed(
     body: Body,
 ) -> ApiResult<Response> {
     let f: HedgeFailed = decode(&read_body(body, MAX_BODY).await?)?;
-    if !caller.role.may_hedge_for(f.hedge_login) {
-        return Err(Failure::forbidden(format!(
-            "token {} may not record hedges of account {}",
-            caller.name, f.hedge_login
-        )));
-    }
+    caller.require_hedge(f.hedge_login, "record hedges")?;
     Ok(json(
         StatusCode::CREATED,
         &s.store.hedge_failed(caller.name, f, now_ms()).await?,
@@ -564,12 +564,7 @@ async fn hedge_reduce(
     let Some(existing) = s.store.hedge(id).await? else {
         return Err(Failure::not_found(format!("hedge {id} does not exist")));
     };
-    if !caller.role.may_hedge_for(existing.hedge_login) {
-        return Err(Failure::forbidden(format!(
-            "token {} may not change hedges of account {}",
-            caller.name, existing.hedge_login
-        )));
-    }
+    caller.require_hedge(existing.hedge_login, "change hedges")?;
     Ok(json(
         StatusCode::OK,
         &s.store.hedge_reduce(caller.name, id, r, now_ms()).await?,
@@ -715,20 +710,12 @@ async fn command_result(
     let Some(existing) = s.store.command(id).await? else {
         return Err(Failure::not_found(format!("command {id} does not exist")));
     };
-    if !caller.role.may_hedge_for(existing.hedge_login) {
-        return Err(Failure::forbidden(format!(
-            "token {} may not report results for account {}",
-            caller.name, existing.hedge_login
-        )));
-    }
+    caller.require_hedge(existing.hedge_login, "report command results")?;
     let (command, replayed) = s
         .store
         .command_result(caller.name, id, result, now_ms())
         .await?;
     let mut resp = json(StatusCode::OK, &command);
-    resp.headers_mut().insert(
-        "idempotent-replay",
-        HeaderValue::from_static(if replayed { "true" } else { "false" }),
-    );
+    mark_replay(&mut resp, replayed);
     Ok(resp)
 }
