@@ -221,32 +221,25 @@ async fn center_outage_is_bridged_by_the_outbox_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_disconnect_is_resynced_from_the_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let center = start_center(dir.path(), 0, false).await;
-    let api = admin(&center.url());
-    let port = free_port();
-    let agent = start_client(port, &center.url(), &dir.path().join("state"));
-    let sim = start_sim(port, AccountMarginMode::RetailHedging);
-    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let rig = Rig::start(AccountMarginMode::RetailHedging).await;
+    let (api, sim) = (&rig.api, &rig.sim);
 
-    let a = open(&sim, Side::Buy, 10);
-    history_of(&api, a, &[Open]).await;
+    let a = open(sim, Side::Buy, 10);
+    history_of(api, a, &[Open]).await;
     sim.disconnect();
     eventually("link down", Duration::from_secs(5), || async {
         (!sim.is_connected()).then_some(())
     })
     .await;
-    close(&sim, a, None);
-    let b = open(&sim, Side::Buy, 20);
+    close(sim, a, None);
+    let b = open(sim, Side::Buy, 20);
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
-    history_of(&api, a, &[Open, Close]).await;
-    history_of(&api, b, &[Open]).await;
-    settle(&api, a, &[Open, Close]).await;
-    settle(&api, b, &[Open]).await;
+    history_of(api, a, &[Open, Close]).await;
+    history_of(api, b, &[Open]).await;
+    settle(api, a, &[Open, Close]).await;
+    settle(api, b, &[Open]).await;
 
-    agent.kill();
-    sim.stop().await;
-    center.shutdown().await;
+    rig.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,15 +443,10 @@ async fn account_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_carries_the_account_block_the_marks_and_reconciliation_on_hedging() {
-    let dir = tempfile::tempdir().unwrap();
-    let center = start_center(dir.path(), 0, false).await;
-    let api = admin(&center.url());
-    let port = free_port();
-    let agent = start_client(port, &center.url(), &dir.path().join("state"));
-    let sim = start_sim(port, AccountMarginMode::RetailHedging);
-    assert!(sim.wait_connected(Duration::from_secs(10)).await);
-    let a = open(&sim, Side::Buy, 30);
-    let b = open(&sim, Side::Sell, 10);
+    let rig = Rig::start(AccountMarginMode::RetailHedging).await;
+    let (api, sim) = (&rig.api, &rig.sim);
+    let a = open(sim, Side::Buy, 30);
+    let b = open(sim, Side::Sell, 10);
     let (bid, ask) = (
         Price(Decimal::new(110100, 5)),
         Price(Decimal::new(110120, 5)),
@@ -466,7 +454,7 @@ async fn status_carries_the_account_block_the_marks_and_reconciliation_on_hedgin
     sim.set_quote("EURUSD", bid, ask);
 
     // A buy is valued at the bid, a sell at the ask, with the terminal's own profit and swap.
-    let items = marked(&api, &[a, b], |id| if id == a { bid } else { ask }).await;
+    let items = marked(api, &[a, b], |id| if id == a { bid } else { ask }).await;
     for p in &items {
         let terminal = sim
             .positions()
@@ -480,34 +468,27 @@ async fn status_carries_the_account_block_the_marks_and_reconciliation_on_hedgin
     assert!(items
         .iter()
         .any(|p| p.profit != Some(hedge_domain::Money::ZERO)));
-    let status = account_status(&api, &sim).await;
+    let status = account_status(api, sim).await;
     let recon = status.reconciliation.expect("a reconciliation");
     assert!(recon.ok && recon.checked_ms > 0, "{recon:?}");
 
-    agent.kill();
-    sim.stop().await;
-    center.shutdown().await;
+    rig.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_carries_the_ledgers_marks_and_reconciliation_on_netting() {
-    let dir = tempfile::tempdir().unwrap();
-    let center = start_center(dir.path(), 0, false).await;
-    let api = admin(&center.url());
-    let port = free_port();
-    let agent = start_client(port, &center.url(), &dir.path().join("state"));
-    let sim = start_sim(port, AccountMarginMode::RetailNetting);
-    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let rig = Rig::start(AccountMarginMode::RetailNetting).await;
+    let (api, sim) = (&rig.api, &rig.sim);
     // One net position at the terminal, two positions in the ledger.
-    let a = order(&sim, Side::Buy, 10);
-    let b = order(&sim, Side::Buy, 20);
+    let a = order(sim, Side::Buy, 10);
+    let b = order(sim, Side::Buy, 20);
     let (bid, ask) = (
         Price(Decimal::new(110500, 5)),
         Price(Decimal::new(110520, 5)),
     );
     sim.set_quote("EURUSD", bid, ask);
 
-    let items = marked(&api, &[a, b], |_| bid).await;
+    let items = marked(api, &[a, b], |_| bid).await;
     let deals = sim.deals();
     for p in &items {
         // Each ledger position is valued from its own entry: (bid - entry) in points of 0.00001,
@@ -524,12 +505,10 @@ async fn status_carries_the_ledgers_marks_and_reconciliation_on_netting() {
     // Together they are worth what the terminal says its net position is worth.
     let total: Decimal = items.iter().filter_map(|p| p.profit).map(|m| m.0).sum();
     assert_eq!(total, sim.positions()[0].profit.0);
-    let status = account_status(&api, &sim).await;
+    let status = account_status(api, sim).await;
     let recon = status.reconciliation.expect("a reconciliation");
     assert!(recon.ok, "{recon:?}");
     assert_eq!(recon.detail, "");
 
-    agent.kill();
-    sim.stop().await;
-    center.shutdown().await;
+    rig.stop().await;
 }

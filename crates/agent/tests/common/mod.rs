@@ -173,6 +173,40 @@ pub fn admin(url: &str) -> CenterClient {
     CenterClient::new(url, Some(ADMIN_TOKEN.to_owned())).unwrap()
 }
 
+/// A center, a client agent and its simulated terminal, connected: how most client tests begin.
+pub struct Rig {
+    pub api: CenterClient,
+    pub sim: SimTerminal,
+    agent: AgentThread,
+    center: CenterHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn start(mode: AccountMarginMode) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let center = start_center(dir.path(), 0, false).await;
+        let api = admin(&center.url());
+        let port = free_port();
+        let agent = start_client(port, &center.url(), &dir.path().join("state"));
+        let sim = start_sim(port, mode);
+        assert!(sim.wait_connected(Duration::from_secs(10)).await);
+        Rig {
+            api,
+            sim,
+            agent,
+            center,
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.agent.kill();
+        self.sim.stop().await;
+        self.center.shutdown().await;
+    }
+}
+
 pub fn start_sim(port: u16, mode: AccountMarginMode) -> SimTerminal {
     let account = AccountConfig {
         login: LOGIN,
