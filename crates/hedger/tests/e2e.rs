@@ -1,7 +1,7 @@
 //! End to end over real sockets: an in-process center, a simulated hedge terminal connecting to the
 //! hedger's port, client exposure reported to the center, and the hedger reacting.
 
-use hedge_center::model::{HedgeStatus, PageQuery};
+use hedge_center::model::HedgeStatus;
 use hedge_domain::OrderFilling;
 
 include!("support/world.rs");
@@ -24,22 +24,10 @@ async fn trigger_mode_opens_the_whole_plan_when_an_own_position_closes() {
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(30));
     assert_eq!(w.hedge_net("XAUUSD.h"), lots(8));
     // Recorded in the center with the plan item ids, and the plan is empty afterwards.
-    let outbox = w.outbox.clone();
-    assert!(
-        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1)
-            == 0)
-        .await
-    );
-    let hedges = w
-        .admin
-        .hedges(&PageQuery {
-            login: Some(HEDGE),
-            ..PageQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hedges.items.len(), 2);
-    assert!(hedges.items.iter().all(|h| h.status == HedgeStatus::Open));
+    assert!(w.records_sent().await);
+    let hedges = w.hedges().await;
+    assert_eq!(hedges.len(), 2);
+    assert!(hedges.iter().all(|h| h.status == HedgeStatus::Open));
     let plan = w.plan.clone();
     assert!(
         wait_for(Duration::from_secs(10), || plan
@@ -50,7 +38,7 @@ async fn trigger_mode_opens_the_whole_plan_when_an_own_position_closes() {
     // The orders carry their plan item id in magic and comment.
     for p in w.sim.positions() {
         let item = hedge_hedger::tag::item_of(p.magic, &p.comment).expect("tagged");
-        assert!(hedges.items.iter().any(|h| h.plan_item_id == item.0));
+        assert!(hedges.iter().any(|h| h.plan_item_id == item.0));
     }
     // A second trigger with nothing left to hedge sends nothing.
     w.fire_trigger();
@@ -100,22 +88,10 @@ async fn a_restart_with_the_center_unreachable_never_hedges_twice_and_the_record
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(20));
     // The center comes back: the outbox drains, the hedge is recorded once, the plan empties.
     w.spawn_sender();
-    let outbox = w.outbox.clone();
-    assert!(
-        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1)
-            == 0)
-        .await
-    );
-    let hedges = w
-        .admin
-        .hedges(&PageQuery {
-            login: Some(HEDGE),
-            ..PageQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hedges.items.len(), 1);
-    assert_eq!(hedges.items[0].volume, lots(20));
+    assert!(w.records_sent().await);
+    let hedges = w.hedges().await;
+    assert_eq!(hedges.len(), 1);
+    assert_eq!(hedges[0].volume, lots(20));
     let plan = w.plan.clone();
     assert!(
         wait_for(Duration::from_secs(10), || plan
@@ -203,22 +179,9 @@ async fn requotes_are_retried_and_rejects_open_the_breaker() {
     assert!(reason.contains("consecutive"), "{reason}");
     assert_eq!(w.hedge_positions(), 0);
     // The failure is recorded in the center.
-    let outbox = w.outbox.clone();
-    assert!(
-        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1)
-            == 0)
-        .await
-    );
-    let hedges = w
-        .admin
-        .hedges(&PageQuery {
-            login: Some(HEDGE),
-            ..PageQuery::default()
-        })
-        .await
-        .unwrap();
+    assert!(w.records_sent().await);
+    let hedges = w.hedges().await;
     assert!(hedges
-        .items
         .iter()
         .any(|h| h.status == HedgeStatus::Failed && h.retcode.is_some()));
     // Halted: the next trigger sends nothing even though the server would now accept.
@@ -300,13 +263,7 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
 
 /// Waits until the center holds `n` hedges, none of them waiting for a reduction record.
 async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center::model::Hedge> {
-    let outbox = w.outbox.clone();
-    assert!(
-        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1)
-            == 0)
-        .await,
-        "the records reached the center"
-    );
+    assert!(w.records_sent().await, "the records reached the center");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let hedges = w.hedges().await;

@@ -375,6 +375,12 @@ impl World {
     }
 
     /// Every hedge the center holds for the hedge account, oldest first.
+    /// Whether the hedger's outbox emptied (its records reached the center) within 10 s.
+    async fn records_sent(&self) -> bool {
+        let outbox = self.outbox.clone();
+        wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1) == 0).await
+    }
+
     async fn hedges(&self) -> Vec<hedge_center::model::Hedge> {
         hedge_hedger::agent::all_hedges(&self.admin, HEDGE, None)
             .await
