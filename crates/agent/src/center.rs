@@ -8,7 +8,9 @@ use crate::args::AgentSettings;
 use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use crate::status::StatusBoard;
 use hedge_center::client::{CenterClient, ClientError};
-use hedge_center::model::{AccountRegistration, AccountRole, AccountStatus, PositionReport};
+use hedge_center::model::{
+    AccountRegistration, AccountRole, AccountStatus, PositionReport, TumblerFiring,
+};
 use hedge_domain::{Login, Side, Volume};
 use hedge_protocol::{Hello, SymbolInfo, Terminal};
 use rust_decimal::Decimal;
@@ -39,24 +41,6 @@ impl LegacyOpen {
             side: side.code(),
         }
     }
-}
-
-/// What the tumbler did, reported once per firing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TumblerReport {
-    pub login: Login,
-    pub position_id: hedge_domain::PositionId,
-    pub symbol: String,
-    pub side: Side,
-    pub volume: Volume,
-    pub magic: hedge_domain::Magic,
-    /// When the terminal saw the position open (ms).
-    pub time_ms: i64,
-    /// `name:pid` of every process killed (or that would have been, in a dry run).
-    pub killed: Vec<String>,
-    pub dry_run: bool,
-    /// Microseconds from receiving the transaction to the last kill issued.
-    pub reaction_us: u64,
 }
 
 /// Delivers outbox items to the center (`/v1`) and/or a prototype-style center.
@@ -102,36 +86,25 @@ impl Delivery for CenterDelivery {
                     )));
                 };
                 match kind {
-                    KIND_REGISTER => {
-                        let reg = parse_item::<AccountRegistration>(item)?;
-                        if reg.role == AccountRole::Tumbler
-                            && registered_otherwise(center, &reg).await?
-                        {
-                            return Ok(());
-                        }
-                        center
-                            .register_account(&reg)
-                            .await
-                            .map(drop)
-                            .map_err(from_client_error)
-                    }
+                    KIND_REGISTER => center
+                        .register_account(&parse_item::<AccountRegistration>(item)?)
+                        .await
+                        .map(drop)
+                        .map_err(from_client_error),
                     KIND_POSITION => center
                         .report_position(&parse_item::<PositionReport>(item)?)
                         .await
                         .map(drop)
                         .map_err(from_client_error),
                     KIND_TUMBLER => {
-                        // The center has no tumbler endpoint; the firing is recorded as the
-                        // account's status message, which the dashboard shows.
-                        let report = parse_item::<TumblerReport>(item)?;
-                        let status = AccountStatus {
-                            connected: true,
-                            last_event_ms: Some(report.time_ms),
-                            message: Some(describe_tumbler(&report)),
-                            ..AccountStatus::default()
-                        };
+                        let mut firing = parse_item::<TumblerFiring>(item)?;
+                        if firing.idempotency_key.is_empty() {
+                            // Queued by an older agent, whose bodies carried no key: the item's
+                            // own key is the one it would have sent.
+                            firing.idempotency_key = item.key.clone();
+                        }
                         center
-                            .heartbeat(report.login, &status)
+                            .tumbler_fired(&firing)
                             .await
                             .map(drop)
                             .map_err(from_client_error)
@@ -143,47 +116,6 @@ impl Delivery for CenterDelivery {
             }
         }
     }
-}
-
-/// Whether the center knows the tumbler's account under another role: a tumbler on a client
-/// account (where the copier trades) must not turn it into a tumbler account, which would take the
-/// client out of the hedge plan. The client agent registers it.
-async fn registered_otherwise(
-    center: &CenterClient,
-    reg: &AccountRegistration,
-) -> Result<bool, DeliveryError> {
-    match center.account(reg.login).await {
-        Ok(account) if account.registration.role != reg.role => {
-            tracing::info!(
-                account = %reg.login,
-                role = account.registration.role.as_str(),
-                "account already registered by its own agent; the tumbler only reports"
-            );
-            Ok(true)
-        }
-        Ok(_) => Ok(false),
-        Err(e) if e.status() == Some(404) => Ok(false),
-        Err(e) => Err(from_client_error(e)),
-    }
-}
-
-/// One line describing a tumbler firing.
-pub fn describe_tumbler(r: &TumblerReport) -> String {
-    format!(
-        "tumbler {}: position #{} {} {} {} opened; {} {} in {} us",
-        if r.dry_run { "dry run" } else { "fired" },
-        r.position_id,
-        r.symbol,
-        r.side,
-        r.volume,
-        if r.dry_run { "would kill" } else { "killed" },
-        if r.killed.is_empty() {
-            "nothing".to_owned()
-        } else {
-            r.killed.join(", ")
-        },
-        r.reaction_us
-    )
 }
 
 /// A prototype-style center: `GET /new_position/` with a JSON body.

@@ -216,16 +216,6 @@ fn is_exit(entry: DealEntry) -> bool {
     matches!(entry, DealEntry::Out | DealEntry::OutBy | DealEntry::InOut)
 }
 
-fn close_from_deal(d: &DealRecord) -> CloseDetail {
-    CloseDetail {
-        time: d.time,
-        price: Some(d.price),
-        deal: Some(d.ticket),
-        confirmed: true,
-        comment: d.comment.clone(),
-    }
-}
-
 /// From history deals: the closing deal of each of `ids`, and the positions that opened after
 /// `since` and were entirely closed again.
 fn read_history(
@@ -247,7 +237,7 @@ fn read_history(
                 .filter(|d| is_exit(d.entry))
                 .max_by_key(|d| (d.time, d.ticket))
         }) {
-            closes.insert(*id, close_from_deal(last_exit));
+            closes.insert(*id, CloseDetail::from_deal(last_exit));
         }
     }
     let mut away = Vec::new();
@@ -290,7 +280,7 @@ fn read_history(
                     time_update: last.time,
                 },
                 volume: opened,
-                close: close_from_deal(last),
+                close: CloseDetail::from_deal(last),
             });
         }
     }
@@ -752,14 +742,13 @@ impl ClientAgent {
             return Ok(());
         };
         let obs = observed(p);
-        let close = if obs.volume.is_zero() {
-            tx.deal_record
-                .as_ref()
-                .filter(|d| d.position_id == obs.id)
-                .map(close_from_deal)
-        } else {
-            None
-        };
+        // The deal that closed the position, or the exit deal that reduced it (a partial close
+        // carries its comment too).
+        let close = tx
+            .deal_record
+            .as_ref()
+            .filter(|d| d.position_id == obs.id && (obs.volume.is_zero() || is_exit(d.entry)))
+            .map(CloseDetail::from_deal);
         let events = self.tracker.observe(&obs, close);
         if events.is_empty() {
             return Ok(());
@@ -949,7 +938,7 @@ pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_domain::{DealReason, DealTicket, DealType, Magic, OrderTicket};
+    use hedge_domain::{DealTicket, DealType, Magic};
 
     fn deal(
         ticket: u64,
@@ -960,23 +949,16 @@ mod tests {
         time: i64,
     ) -> DealRecord {
         DealRecord {
-            ticket: DealTicket(ticket),
-            order: OrderTicket(ticket),
             position_id: PositionId(pos),
             time,
-            deal_type: t,
-            entry,
-            reason: DealReason::Client,
-            magic: Magic(0),
-            volume: Volume(Decimal::new(vol, 2)),
-            price: Price(Decimal::new(11000 + ticket as i64, 4)),
-            commission: Default::default(),
-            swap: Default::default(),
-            profit: Default::default(),
-            fee: Default::default(),
-            symbol: "EURUSD".into(),
-            comment: String::new(),
-            external_id: String::new(),
+            ..DealRecord::trade(
+                DealTicket(ticket),
+                "EURUSD",
+                t,
+                entry,
+                Volume(Decimal::new(vol, 2)),
+                Price(Decimal::new(11000 + ticket as i64, 4)),
+            )
         }
     }
 
@@ -1003,7 +985,7 @@ mod tests {
         closing.comment = "[sl 1.09000]".into();
         seen.volume = Volume::ZERO;
         seen.time_update = 200;
-        let closed = tracker.observe(&seen, Some(close_from_deal(&closing)));
+        let closed = tracker.observe(&seen, Some(CloseDetail::from_deal(&closing)));
         let r = report(&closed[0], "EURUSD");
         assert_eq!(r.kind, PositionEventKind::Close);
         assert_eq!(r.comment, "[sl 1.09000]");

@@ -88,7 +88,7 @@ fn observed(p: &ActivePosition<'_>, time_update: TimeMs) -> Observed {
 pub struct Touched {
     /// The position's state after the deal (volume 0 once closed).
     pub position: Observed,
-    /// For a close: the deal that closed it.
+    /// The deal that closed it, or that reduced it (the partial close carries the deal's comment).
     pub close: Option<CloseDetail>,
 }
 
@@ -208,18 +208,24 @@ impl NettingBook {
             return Ok(Vec::new());
         }
         self.ledger.apply_deal(&ledger_deal(d))?;
-        let ids: BTreeSet<PositionId> = self
-            .ledger
-            .drain_events()
-            .into_iter()
+        let events = self.ledger.drain_events();
+        let reduced: BTreeSet<PositionId> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    hedge_ledger::ledger::EventKind::PartiallyClosed { .. }
+                )
+            })
             .map(|e| e.position)
             .collect();
+        let ids: BTreeSet<PositionId> = events.into_iter().map(|e| e.position).collect();
         let mut out = Vec::new();
         for id in ids {
             match self.ledger.active(id) {
                 Some(p) => out.push(Touched {
                     position: observed(&p, d.time),
-                    close: None,
+                    close: reduced.contains(&id).then(|| CloseDetail::from_deal(d)),
                 }),
                 None => out.push(Touched {
                     // The tracker closes by id from its own state; only the id and the deal count.
@@ -240,13 +246,7 @@ impl NettingBook {
                         time: d.time,
                         time_update: d.time,
                     },
-                    close: Some(CloseDetail {
-                        time: d.time,
-                        price: Some(d.price),
-                        deal: Some(d.ticket),
-                        confirmed: true,
-                        comment: d.comment.clone(),
-                    }),
+                    close: Some(CloseDetail::from_deal(d)),
                 }),
             }
         }
@@ -315,28 +315,22 @@ impl NettingBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_domain::{DealEntry, DealReason, DealType, Magic, OrderTicket, Side};
+    use hedge_domain::{DealEntry, DealType, OrderTicket, Side};
     use rust_decimal::Decimal;
 
     fn deal(ticket: u64, order: u64, t: DealType, entry: DealEntry, vol: i64) -> DealRecord {
         DealRecord {
-            ticket: DealTicket(ticket),
             order: OrderTicket(order),
             position_id: PositionId(1),
             time: 1_000 * ticket as i64,
-            deal_type: t,
-            entry,
-            reason: DealReason::Client,
-            magic: Magic(0),
-            volume: Volume(Decimal::new(vol, 2)),
-            price: Price(Decimal::new(110_000 + ticket as i64, 5)),
-            commission: Default::default(),
-            swap: Default::default(),
-            profit: Default::default(),
-            fee: Default::default(),
-            symbol: "EURUSD".into(),
-            comment: String::new(),
-            external_id: String::new(),
+            ..DealRecord::trade(
+                DealTicket(ticket),
+                "EURUSD",
+                t,
+                entry,
+                Volume(Decimal::new(vol, 2)),
+                Price(Decimal::new(110_000 + ticket as i64, 5)),
+            )
         }
     }
 

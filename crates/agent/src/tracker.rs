@@ -155,6 +155,19 @@ pub struct CloseDetail {
     pub comment: String,
 }
 
+impl CloseDetail {
+    /// What deal `d`, which closed or reduced the position, says about it.
+    pub fn from_deal(d: &hedge_protocol::DealRecord) -> CloseDetail {
+        CloseDetail {
+            time: d.time,
+            price: Some(d.price),
+            deal: Some(d.ticket),
+            confirmed: true,
+            comment: d.comment.clone(),
+        }
+    }
+}
+
 /// A position that opened and closed entirely while the agent was not watching, as found in history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosedWhileAway {
@@ -268,7 +281,8 @@ impl Tracker {
     }
 
     /// Applies the current state of one position (from a `tx` record or a snapshot row). A volume of
-    /// 0 means it has just been closed; `close` then says how, when known.
+    /// 0 means it has just been closed; `close` then says how, when known. For a position that
+    /// shrank, `close` is the reducing deal, attached to the partial close (its exit comment).
     pub fn observe(&mut self, obs: &Observed, close: Option<CloseDetail>) -> Vec<PositionEvent> {
         let mut out = Vec::new();
         if !obs.volume.is_positive() {
@@ -336,7 +350,11 @@ impl Tracker {
             next.seq += 1;
             next.volume = obs.volume;
             next.price_open = obs.price_open;
-            out.push(self.event(&next, kind, delta, time));
+            let mut event = self.event(&next, kind, delta, time);
+            if kind == EventKind::PartialClose {
+                event.close = close;
+            }
+            out.push(event);
         }
         if obs.sl != prev.sl || obs.tp != prev.tp {
             next.seq += 1;
@@ -462,6 +480,29 @@ mod tests {
             .iter()
             .map(|e| (e.position.get(), e.seq, e.kind))
             .collect()
+    }
+
+    #[test]
+    fn a_partial_close_carries_its_reducing_deal_and_an_increase_none() {
+        let mut t = Tracker::new(Login(7));
+        t.observe(&obs(1, Side::Buy, 30, 1000), None);
+        let deal = |ticket: u64, comment: &str| CloseDetail {
+            time: 1100,
+            price: Some(Price(Decimal::new(11010, 4))),
+            deal: Some(DealTicket(ticket)),
+            confirmed: true,
+            comment: comment.into(),
+        };
+        let e = t.observe(&obs(1, Side::Buy, 10, 1100), Some(deal(5, "tp1 hit")));
+        assert_eq!(kinds(&e), vec![(1, 2, EventKind::PartialClose)]);
+        assert_eq!(e[0].close, Some(deal(5, "tp1 hit")));
+        // An increase is no exit: a deal passed with it is not its exit.
+        let e = t.observe(&obs(1, Side::Buy, 20, 1200), Some(deal(6, "add")));
+        assert_eq!(kinds(&e), vec![(1, 3, EventKind::Increase)]);
+        assert_eq!(e[0].close, None);
+        let e = t.observe(&obs(1, Side::Buy, 0, 1300), Some(deal(7, "tp2 hit")));
+        assert_eq!(kinds(&e), vec![(1, 4, EventKind::Close)]);
+        assert_eq!(e[0].close, Some(deal(7, "tp2 hit")));
     }
 
     #[test]

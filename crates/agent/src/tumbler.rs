@@ -11,16 +11,17 @@
 //! transaction), so a restarted tumbler neither fires again on a position it already knew nor
 //! ignores one that opened while it was down.
 //!
-//! On an account a client agent also watches (the copier's client account), the client registers
-//! the account: the tumbler does not re-register an account the center knows under another role.
+//! On an account a client agent also watches (the copier's client account), the client's role
+//! stands: the center never lets a tumbler's registration replace another role. The firing is
+//! recorded as a `tumbler_fired` event, not as the account's status, which is the client's.
 
 use crate::args::{AgentArgs, AgentSettings};
-use crate::center::{self, TumblerReport, KIND_TUMBLER};
+use crate::center::{self, KIND_TUMBLER};
 use crate::kill::{Killed, Killer, DEFAULT_NAMES};
 use crate::outbox::{Backoff, NewItem, Outbox, StateWrite};
 use crate::session::Session;
 use crate::status::StatusBoard;
-use hedge_center::model::AccountRole;
+use hedge_center::model::{AccountRole, TumblerFiring};
 use hedge_domain::{DealEntry, Login, Magic, PositionId, Side, Volume};
 use hedge_protocol::{Terminal, TerminalEvent, Tx};
 use serde::Deserialize;
@@ -521,7 +522,7 @@ impl Tumbler {
             self.killer.dry_run(),
             reaction,
         );
-        let report = TumblerReport {
+        let firing = TumblerFiring {
             login: self.settings.login,
             position_id: trigger.position,
             symbol: trigger.symbol.clone(),
@@ -536,12 +537,16 @@ impl Tumbler {
                 .collect(),
             dry_run: self.killer.dry_run(),
             reaction_us: u64::try_from(reaction.as_micros()).unwrap_or(u64::MAX),
+            idempotency_key: TumblerFiring::default_key(self.settings.login, trigger.position),
         };
-        self.status.event(center::describe_tumbler(&report));
+        self.status.event(firing.describe());
         let mut items = Vec::new();
         if self.settings.center.is_some() {
-            let key = format!("tumbler:{}:{}", self.settings.login, trigger.position);
-            items.push(NewItem::json(key, KIND_TUMBLER, &report)?);
+            items.push(NewItem::json(
+                firing.idempotency_key.clone(),
+                KIND_TUMBLER,
+                &firing,
+            )?);
         }
         // The report and the positions seen in one transaction: after a restart the position is
         // known, and its report is either queued once or was never made.

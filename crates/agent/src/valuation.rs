@@ -167,9 +167,7 @@ pub fn reconciled(checked_ms: i64) -> Reconciliation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_domain::{
-        AccountMarginMode, DealEntry, DealReason, DealType, Login, Magic, OrderTicket, PositionType,
-    };
+    use hedge_domain::{AccountMarginMode, DealEntry, DealType, Login, Magic, PositionType};
     use rust_decimal_macros::dec;
 
     fn position(id: u64, symbol: &str, side: Side, volume: Volume) -> PositionRecord {
@@ -202,23 +200,17 @@ mod tests {
         comm: Money,
     ) -> DealRecord {
         DealRecord {
-            ticket: DealTicket(ticket),
-            order: OrderTicket(ticket),
             position_id: PositionId(pos),
             time: ticket as i64,
-            deal_type: t,
-            entry,
-            reason: DealReason::Client,
-            magic: Magic(0),
-            volume: vol,
-            price: Price(dec!(1.1)),
             commission: comm,
-            swap: Money::ZERO,
-            profit: Money::ZERO,
-            fee: Money::ZERO,
-            symbol: "EURUSD".into(),
-            comment: String::new(),
-            external_id: String::new(),
+            ..DealRecord::trade(
+                DealTicket(ticket),
+                "EURUSD",
+                t,
+                entry,
+                vol,
+                Price(dec!(1.1)),
+            )
         }
     }
 

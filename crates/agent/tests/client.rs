@@ -299,6 +299,64 @@ fn order(sim: &SimTerminal, side: Side, hundredths: i64) -> PositionId {
     PositionId(r.order.get())
 }
 
+/// Closes `hundredths` of `position` with an exit deal commented `comment`.
+fn close_commented(sim: &SimTerminal, position: PositionId, hundredths: i64, comment: &str) {
+    let side = sim
+        .positions()
+        .into_iter()
+        .find(|p| p.identifier == position)
+        .map(|p| p.position_type.side())
+        .expect("open position");
+    let mut r = hedge_protocol::TradeRequest::close(
+        "EURUSD",
+        position,
+        hedge_domain::OrderType::market(side.opposite()),
+        lots(hundredths),
+    );
+    r.comment = comment.into();
+    let reply = sim.trade(r);
+    assert!(reply.is_done(), "close refused: {reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_closes_carry_the_reducing_deals_comment_on_hedging_and_netting() {
+    for mode in [
+        AccountMarginMode::RetailHedging,
+        AccountMarginMode::RetailNetting,
+    ] {
+        let rig = Rig::start(mode).await;
+        let (api, sim) = (&rig.api, &rig.sim);
+
+        // Netting goes through the ledger: its position is the opening order's.
+        let reply = sim.open("EURUSD", Side::Buy, lots(30), Magic(0), "entry");
+        assert!(reply.is_done(), "{reply:?}");
+        let (terminal_id, id) = if mode == AccountMarginMode::RetailNetting {
+            (reply.position, PositionId(reply.order.get()))
+        } else {
+            (reply.position, reply.position)
+        };
+        history_of(api, id, &[Open]).await;
+        close_commented(sim, terminal_id, 10, "tp1 hit");
+        let d = history_of(api, id, &[Open, PartialClose]).await;
+        assert_eq!(d.position.volume, lots(20), "{mode:?}");
+        assert_eq!(
+            d.position.exit_comment.as_deref(),
+            Some("tp1 hit"),
+            "{mode:?}"
+        );
+        assert_eq!(d.position.comment, "entry", "{mode:?}");
+        close_commented(sim, terminal_id, 20, "tp2 hit");
+        let d = history_of(api, id, &[Open, PartialClose, Close]).await;
+        assert_eq!(
+            d.position.exit_comment.as_deref(),
+            Some("tp2 hit"),
+            "{mode:?}"
+        );
+
+        rig.stop().await;
+    }
+}
+
 async fn ledger_positions(api: &hedge_center::client::CenterClient) -> Vec<(PositionId, Side)> {
     let page = api
         .positions(&hedge_center::model::PositionFilter::default())

@@ -90,6 +90,20 @@ fn tumbler_argv(port: u16, extra: &[&str]) -> Vec<String> {
     argv
 }
 
+/// Starts `hedge tumbler` on its own thread, watching the terminal at `port`, with `extra` flags.
+fn spawn_tumbler(port: u16, extra: &[&str]) -> AgentThread {
+    let args = tumbler_args(&tumbler_argv(port, extra));
+    AgentThread::spawn(move || hedge_agent::tumbler::run(args))
+}
+
+/// The simulated terminal at `port`, once the tumbler is connected and has taken its snapshot.
+async fn armed_terminal(port: u16) -> hedge_sim::SimTerminal {
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
     let logs = capture_logs();
@@ -100,7 +114,7 @@ async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
     let mut bystander = start_named(dir.path(), "bystander.exe");
     let port = free_port();
     let state = dir.path().join("state");
-    let args = tumbler_args(&tumbler_argv(
+    let agent = spawn_tumbler(
         port,
         &[
             "--kill",
@@ -114,8 +128,7 @@ async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
             "--state-dir",
             state.to_str().unwrap(),
         ],
-    ));
-    let agent = AgentThread::spawn(move || hedge_agent::tumbler::run(args));
+    );
     let sim = start_sim(port, AccountMarginMode::RetailHedging);
     // A position open before the tumbler is armed is not new.
     sim.open(
@@ -161,22 +174,15 @@ async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
         let line = format!("target_name={name} pid={}", child.id());
         assert!(text.contains(&line), "log lacks {line:?}");
     }
-    // Reported to the center (the account's status message names what was killed).
+    // Recorded at the center as a `tumbler_fired` event naming what was killed.
     let api = admin(&center.url());
-    let account = eventually("tumbler report", Duration::from_secs(10), || async {
-        let a = api.account(LOGIN).await.ok()?;
-        a.status
-            .as_ref()?
-            .message
-            .as_ref()?
-            .contains("javaw.exe")
-            .then_some(a)
-    })
-    .await;
-    let message = account.status.unwrap().message.unwrap();
+    let reason = first_firing(&api).await.reason;
+    for child in [&java, &terminal] {
+        assert!(reason.contains(&format!(":{}", child.id())), "{reason}");
+    }
     assert!(
-        message.contains(&format!("javaw.exe:{}", java.id())),
-        "{message}"
+        reason.contains(&format!("javaw.exe:{}", java.id())),
+        "{reason}"
     );
 
     bystander.kill().unwrap();
@@ -191,7 +197,7 @@ async fn dry_run_kills_nothing_and_rearm_keeps_watching() {
     let dir = tempfile::tempdir().unwrap();
     let mut copier = start_named(dir.path(), "dry-copier.exe");
     let port = free_port();
-    let args = tumbler_args(&tumbler_argv(
+    let agent = spawn_tumbler(
         port,
         &[
             "--kill",
@@ -203,11 +209,8 @@ async fn dry_run_kills_nothing_and_rearm_keeps_watching() {
             "--state-dir",
             dir.path().join("state").to_str().unwrap(),
         ],
-    ));
-    let agent = AgentThread::spawn(move || hedge_agent::tumbler::run(args));
-    let sim = start_sim(port, AccountMarginMode::RetailHedging);
-    assert!(sim.wait_connected(Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    );
+    let sim = armed_terminal(port).await;
     // Magic 5 does not pass the filter; magic 77 does, twice (re-armed).
     sim.open(
         "EURUSD",
@@ -255,8 +258,26 @@ async fn dry_run_kills_nothing_and_rearm_keeps_watching() {
     sim.stop().await;
 }
 
-/// Every firing the center recorded for `LOGIN`: the position named in each status message, in
-/// order (a message is recorded as an event whenever the status changes).
+/// The first `tumbler_fired` event the center recorded for `LOGIN`, waited for.
+async fn first_firing(api: &hedge_center::client::CenterClient) -> hedge_center::model::Event {
+    eventually("the firing's event", Duration::from_secs(10), || async {
+        let page = api
+            .events(&hedge_center::model::PageQuery {
+                login: Some(LOGIN),
+                limit: Some(500),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        page.items
+            .into_iter()
+            .find(|e| e.kind == hedge_center::model::EventKind::TumblerFired)
+    })
+    .await
+}
+
+/// Every firing the center recorded for `LOGIN`: the position of each `tumbler_fired` event that
+/// was not a dry run, in order.
 async fn reported_positions(api: &hedge_center::client::CenterClient) -> Vec<String> {
     let mut out = Vec::new();
     let mut after = None;
@@ -271,11 +292,10 @@ async fn reported_positions(api: &hedge_center::client::CenterClient) -> Vec<Str
             .await
             .unwrap();
         for e in &page.items {
-            if let Some(m) = e.data["status"]["message"].as_str() {
-                if m.starts_with("tumbler fired") {
-                    let id = m.split('#').nth(1).and_then(|r| r.split(' ').next());
-                    out.push(id.unwrap_or_default().to_owned());
-                }
+            if e.kind == hedge_center::model::EventKind::TumblerFired
+                && e.data["dry_run"] == serde_json::Value::Bool(false)
+            {
+                out.push(e.data["position_id"].to_string());
             }
         }
         match page.next_after {
@@ -294,7 +314,7 @@ async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports
     let port = free_port();
     let state = dir.path().join("state");
     let start = || {
-        let args = tumbler_args(&tumbler_argv(
+        spawn_tumbler(
             port,
             &[
                 "--kill",
@@ -307,8 +327,7 @@ async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports
                 "--state-dir",
                 state.to_str().unwrap(),
             ],
-        ));
-        AgentThread::spawn(move || hedge_agent::tumbler::run(args))
+        )
     };
     let lot = Volume(Decimal::new(1, 1));
     let mut copier = start_named(dir.path(), "restart-copier.exe");
@@ -431,8 +450,15 @@ async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
         currency: "USD".into(),
     };
     api.register_account(&client).await.unwrap();
+    // The client agent's status of the account, which a firing must leave alone.
+    let client_status = hedge_center::model::AccountStatus {
+        connected: true,
+        message: Some("client agent: 0 positions".into()),
+        ..Default::default()
+    };
+    api.heartbeat(LOGIN, &client_status).await.unwrap();
     let port = free_port();
-    let args = tumbler_args(&tumbler_argv(
+    let agent = spawn_tumbler(
         port,
         &[
             "--dry-run",
@@ -445,12 +471,9 @@ async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
             "--state-dir",
             dir.path().join("state").to_str().unwrap(),
         ],
-    ));
-    let agent = AgentThread::spawn(move || hedge_agent::tumbler::run(args));
-    let sim = start_sim(port, AccountMarginMode::RetailHedging);
-    assert!(sim.wait_connected(Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    sim.open(
+    );
+    let sim = armed_terminal(port).await;
+    let opened = sim.open(
         "EURUSD",
         Side::Buy,
         Volume(Decimal::new(1, 1)),
@@ -459,16 +482,22 @@ async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
     );
     // The firing is reported after the registration in the outbox's order, so once it is at the
     // center the registration has been dealt with.
-    let account = eventually("the firing's report", Duration::from_secs(10), || async {
-        let a = api.account(LOGIN).await.ok()?;
-        a.status
-            .as_ref()?
-            .message
-            .as_ref()?
-            .starts_with("tumbler dry run")
-            .then_some(a)
-    })
-    .await;
+    let firing = first_firing(&api).await;
+    assert_eq!(firing.actor, format!("tumbler-{LOGIN}"));
+    assert!(
+        firing
+            .reason
+            .starts_with(&format!("tumbler dry run: position #{}", opened.position)),
+        "{}",
+        firing.reason
+    );
+    assert_eq!(firing.data["dry_run"], serde_json::Value::Bool(true));
+    let account = api.account(LOGIN).await.unwrap();
+    assert_eq!(
+        account.status.and_then(|s| s.message),
+        client_status.message,
+        "the firing replaced the client's status message"
+    );
     assert_eq!(
         account.registration, client,
         "the tumbler re-registered the client's account"

@@ -167,6 +167,17 @@ impl Caller {
 }
 
 /// Tells an idempotent write's caller whether the answer is the stored one of an earlier request.
+/// An answer the store keeps as JSON text for replays, sent as it was stored.
+fn stored_answer(status: StatusCode, json_text: String, replayed: bool) -> Response {
+    let mut resp = (status, json_text).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    mark_replay(&mut resp, replayed);
+    resp
+}
+
 fn mark_replay(resp: &mut Response, replayed: bool) {
     resp.headers_mut().insert(
         "idempotent-replay",
@@ -296,6 +307,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(register_account).get(get_account),
         )
         .route("/v1/accounts/{login}/status", post(heartbeat))
+        .route("/v1/tumbler/firings", post(tumbler_fired))
         .route("/v1/positions", get(list_positions))
         .route("/v1/positions/events", post(report_position))
         .route("/v1/positions/{login}/{position_id}", get(get_position))
@@ -417,6 +429,27 @@ async fn register_account(
     Ok(json(StatusCode::OK, &account))
 }
 
+async fn tumbler_fired(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    body: Body,
+) -> ApiResult<Response> {
+    let firing: TumblerFiring = decode(&read_body(body, MAX_BODY).await?)?;
+    if !caller.role.may_fire_for(firing.login) {
+        return Err(Failure::forbidden(format!(
+            "token {} may not record tumbler firings of account {}",
+            caller.name, firing.login
+        )));
+    }
+    let (ack, replayed) = s.store.tumbler_fired(caller.name, firing, now_ms()).await?;
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(stored_answer(status, ack, replayed))
+}
+
 async fn heartbeat(
     State(s): State<Arc<AppState>>,
     caller: Caller,
@@ -459,13 +492,7 @@ async fn report_position(
     } else {
         s.metrics.reports_total.fetch_add(1, Ordering::Relaxed);
     }
-    let mut resp = (StatusCode::OK, ack).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    mark_replay(&mut resp, replayed);
-    Ok(resp)
+    Ok(stored_answer(StatusCode::OK, ack, replayed))
 }
 
 async fn list_positions(
@@ -629,9 +656,13 @@ async fn event_stream(
     Ok(resp)
 }
 
+/// The header that makes an operator action idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 async fn post_action(
     State(s): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let action: ActionRequest = decode(&read_body(body, MAX_BODY).await?)?;
@@ -641,10 +672,28 @@ async fn post_action(
             caller.name
         )));
     }
-    Ok(json(
-        StatusCode::OK,
-        &s.store.action(caller.name, action, now_ms()).await?,
-    ))
+    // Required: without a key a resent close or retry could not be told from a new one.
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => {
+            return Err(Failure::invalid(
+                Some("Idempotency-Key"),
+                "operator actions need an Idempotency-Key header (a fresh value per action, the same value when resending it)",
+            ))
+        }
+        Some(v) => v.to_str().map_err(|_| {
+            Failure::invalid(
+                Some("Idempotency-Key"),
+                "Idempotency-Key must be visible ASCII characters without spaces",
+            )
+        })?,
+    };
+    let (ack, replayed) = s
+        .store
+        .action(caller.name, key.to_owned(), action, now_ms())
+        .await?;
+    let mut resp = json(StatusCode::OK, &ack);
+    mark_replay(&mut resp, replayed);
+    Ok(resp)
 }
 
 async fn list_pauses(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {

@@ -42,6 +42,11 @@ impl Role {
         self.is_admin() || self.login() == Some(login)
     }
 
+    /// May record a tumbler firing on `login`.
+    pub fn may_fire_for(self, login: Login) -> bool {
+        self.is_admin() || self == Role::Tumbler(login)
+    }
+
     /// May report positions of `login`.
     pub fn may_report_for(self, login: Login) -> bool {
         self.is_admin() || self == Role::Client(login)

@@ -60,6 +60,19 @@ pub struct ReportOutcome {
     pub replayed: bool,
 }
 
+/// The answer to an operator action and whether it is the replay of an earlier request with the
+/// same idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionOutcome {
+    pub ack: ActionAck,
+    pub replayed: bool,
+}
+
+/// A fresh idempotency key for one operator action (128 random bits, hex).
+pub fn new_action_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// A client of one center, cheap to clone (connections are pooled and kept alive).
 #[derive(Clone)]
 pub struct CenterClient {
@@ -235,10 +248,7 @@ impl CenterClient {
                     .json(report),
             )
             .await?;
-        let replayed = resp
-            .headers()
-            .get("idempotent-replay")
-            .is_some_and(|v| v.as_bytes() == b"true");
+        let replayed = is_replay(&resp);
         let ack = Self::json(resp).await?;
         Ok(ReportOutcome { ack, replayed })
     }
@@ -293,9 +303,31 @@ impl CenterClient {
         self.get_query("/v1/events", query).await
     }
 
-    /// `POST /v1/actions`: pause/resume, close/retry a hedge, overrides (admin token).
-    pub async fn action(&self, action: &ActionRequest) -> Result<ActionAck, ClientError> {
-        self.post("/v1/actions", action).await
+    /// `POST /v1/tumbler/firings`: records a tumbler firing (idempotent by its key).
+    pub async fn tumbler_fired(&self, firing: &TumblerFiring) -> Result<FiringAck, ClientError> {
+        self.post("/v1/tumbler/firings", firing).await
+    }
+
+    /// `POST /v1/actions`: pause/resume, close/retry a hedge, overrides (admin token). `key` is the
+    /// action's idempotency key: a fresh one per action ([`new_action_key`]), the same one when
+    /// resending it after a lost answer, so the center acts once (the first answer comes back,
+    /// `replayed` set).
+    pub async fn action(
+        &self,
+        key: &str,
+        action: &ActionRequest,
+    ) -> Result<ActionOutcome, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(self.url("/v1/actions"))
+                    .header("idempotency-key", key)
+                    .json(action),
+            )
+            .await?;
+        let replayed = is_replay(&resp);
+        let ack = Self::json(resp).await?;
+        Ok(ActionOutcome { ack, replayed })
     }
 
     /// `GET /v1/commands`: one page of operator commands.
@@ -411,6 +443,13 @@ impl CenterClient {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// Whether the center answered with a stored first answer (`Idempotent-Replay: true`).
+fn is_replay(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("idempotent-replay")
+        .is_some_and(|v| v.as_bytes() == b"true")
 }
 
 /// A live subscription to the center's events. Dropping it ends the background connection.

@@ -129,13 +129,18 @@ pub fn render_book(book: &[(String, i64)]) -> String {
 }
 
 async fn all_positions(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
-    let book = s.store.legacy_book().await?;
-    let inner = render_book(&book);
-    let outer = serde_json::to_vec(&inner).unwrap_or_default();
-    Ok(json_bytes(outer))
+    let body = s
+        .store
+        .legacy_book_answer(|book| {
+            let inner = render_book(book);
+            serde_json::to_vec(&inner).unwrap_or_default().into()
+        })
+        .await?;
+    Ok(json_bytes(body))
 }
 
-fn json_bytes(body: Vec<u8>) -> Response {
+fn json_bytes(body: impl Into<axum::body::Body>) -> Response {
+    let body: axum::body::Body = body.into();
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

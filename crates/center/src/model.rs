@@ -407,6 +407,64 @@ pub struct ReportAck {
     pub volume: Volume,
 }
 
+/// A tumbler firing: the processes it killed (or, in a dry run, would have) when a new position
+/// appeared on its account. Kept in the event log, not as the account's status message, so that the
+/// agent that owns the account's status (the client agent on a copier's account) does not overwrite
+/// it and the firing stays visible after the next heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TumblerFiring {
+    pub login: Login,
+    pub position_id: PositionId,
+    pub symbol: String,
+    pub side: Side,
+    pub volume: Volume,
+    pub magic: Magic,
+    /// When the terminal saw the position open (ms).
+    pub time_ms: i64,
+    /// `name:pid` of every process killed (or that would have been, in a dry run).
+    pub killed: Vec<String>,
+    pub dry_run: bool,
+    /// Microseconds from receiving the transaction to the last kill issued.
+    pub reaction_us: u64,
+    /// The same key twice stores one firing. Agents use `tumbler:{login}:{position}`.
+    #[serde(default)]
+    pub idempotency_key: String,
+}
+
+impl TumblerFiring {
+    /// The key the tumbler of `login` uses for the firing on `position`.
+    pub fn default_key(login: Login, position: PositionId) -> String {
+        format!("tumbler:{login}:{position}")
+    }
+
+    /// One line for logs, the event's reason and the dashboard.
+    pub fn describe(&self) -> String {
+        format!(
+            "tumbler {}: position #{} {} {} {} opened; {} {} in {} us",
+            if self.dry_run { "dry run" } else { "fired" },
+            self.position_id,
+            self.symbol,
+            self.side,
+            self.volume,
+            if self.dry_run { "would kill" } else { "killed" },
+            if self.killed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                self.killed.join(", ")
+            },
+            self.reaction_us
+        )
+    }
+}
+
+/// The answer to a tumbler firing; a repeated key gets the first answer again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiringAck {
+    /// The event-log id of the firing.
+    pub event_id: u64,
+    pub idempotency_key: String,
+}
+
 /// A client position as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
@@ -690,6 +748,10 @@ pub struct Hedge {
     pub updated_ms: i64,
     /// The event-log id of the last change.
     pub event_id: u64,
+    /// Open hedges on `GET /v1/hedges`: the hedge account's latest mark of the hedge's position
+    /// (current price, swap, profit, commission), as the hedger's heartbeat reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<PositionMark>,
 }
 
 /// Operator actions (`POST /v1/actions`), recorded in the event log with who did them.
@@ -953,6 +1015,7 @@ pub enum EventKind {
     CommandFailed,
     OverrideSet,
     OverrideCleared,
+    TumblerFired,
 }
 
 impl EventKind {
@@ -977,6 +1040,7 @@ impl EventKind {
         EventKind::CommandFailed,
         EventKind::OverrideSet,
         EventKind::OverrideCleared,
+        EventKind::TumblerFired,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -1001,6 +1065,7 @@ impl EventKind {
             EventKind::CommandFailed => "command_failed",
             EventKind::OverrideSet => "override_set",
             EventKind::OverrideCleared => "override_cleared",
+            EventKind::TumblerFired => "tumbler_fired",
         }
     }
 
@@ -1018,6 +1083,7 @@ impl EventKind {
                 | EventKind::CommandIssued
                 | EventKind::CommandDone
                 | EventKind::CommandFailed
+                | EventKind::TumblerFired
         )
     }
 }

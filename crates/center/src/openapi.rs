@@ -180,6 +180,19 @@ pub fn document() -> Value {
                         "seq": int("Strictly increasing per position."), "idempotency_key": text("`login:position_id:seq`.")
                     }
                 },
+                "TumblerFiring": {
+                    "type": "object", "required": ["login", "position_id", "symbol", "side", "volume", "magic", "time_ms", "killed", "dry_run", "reaction_us", "idempotency_key"],
+                    "properties": {
+                        "login": int(""), "position_id": int("The new position that fired the tumbler."), "symbol": text("As on the account."), "side": enum_of(&["buy", "sell"]),
+                        "volume": num(""), "magic": int(""), "time_ms": int("When the terminal saw the position open."),
+                        "killed": { "type": "array", "items": text("`name:pid`."), "maxItems": 64 }, "dry_run": { "type": "boolean" },
+                        "reaction_us": int("From the transaction received to the last kill issued."), "idempotency_key": text("At most 200 bytes; agents use `tumbler:{login}:{position_id}`.")
+                    }
+                },
+                "FiringAck": {
+                    "type": "object", "required": ["event_id", "idempotency_key"],
+                    "properties": { "event_id": int("The `tumbler_fired` event."), "idempotency_key": text("") }
+                },
                 "ReportAck": {
                     "type": "object", "required": ["event_id", "idempotency_key", "status", "volume"],
                     "properties": { "event_id": int(""), "idempotency_key": text(""), "status": enum_of(&["open", "partially_closed", "closed"]), "volume": num("") }
@@ -243,7 +256,8 @@ pub fn document() -> Value {
                         "id": int(""), "plan_item_id": int(""), "hedge_login": int(""), "symbol": text(""), "account_symbol": text(""), "side": enum_of(&["buy", "sell"]),
                         "volume": num(""), "open_volume": num(""), "order": int(""), "deal": int(""), "position_id": int(""), "price": num(""), "latency_us": int(""),
                         "slippage": num(""), "status": enum_of(&["open", "partially_closed", "closed", "failed"]), "retcode": { "type": "integer" }, "message": text(""),
-                        "created_ms": int(""), "updated_ms": int(""), "event_id": int("")
+                        "created_ms": int(""), "updated_ms": int(""), "event_id": int(""),
+                        "mark": { "type": "object", "description": "Open hedges on GET /v1/hedges: the hedge account's latest mark of the hedge's position {position_id, price_current, swap, profit, commission} from the hedger's heartbeat; absent when none was reported." }
                     }
                 },
                 "ActionRequest": {
@@ -301,6 +315,19 @@ pub fn document() -> Value {
                 "parameters": [login_param("login")],
                 "post": { "summary": "Heartbeat with the agent's status (up to 8 MiB: a mark per open position).", "requestBody": body(r("AccountStatus")), "responses": resp(vec![("200", ok("Stored account.", r("Account"))), ("404", err("Not registered."))]) }
             },
+            "/v1/tumbler/firings": {
+                "post": {
+                    "summary": "Record a tumbler firing as a `tumbler_fired` event (tumbler token of that login, or admin). Idempotent by idempotency_key: the same key returns the first answer with `Idempotent-Replay: true`.",
+                    "requestBody": body(r("TumblerFiring")),
+                    "responses": resp(vec![
+                        ("201", ok("Recorded.", r("FiringAck"))),
+                        ("200", json!({ "description": "Already recorded (replay).", "headers": { "Idempotent-Replay": { "schema": { "type": "string", "enum": ["true", "false"] } } }, "content": { "application/json": { "schema": r("FiringAck") } } })),
+                        ("403", err("Not this account's tumbler.")),
+                        ("409", err("The key was used for another request.")),
+                        ("422", err("Malformed firing."))
+                    ])
+                }
+            },
             "/v1/positions/events": {
                 "post": {
                     "summary": "Report a client position event (client token of that login). Idempotent by idempotency_key: the same key returns the first answer with `Idempotent-Replay: true`. Answered once durable.",
@@ -348,7 +375,17 @@ pub fn document() -> Value {
                     "responses": resp(vec![("200", { json!({ "description": "`id: <event id>`, `event: <kind>`, `data: <Event JSON>` frames.", "content": { "text/event-stream": { "schema": r("Event") } } }) }), ("422", err("Bad Last-Event-ID."))])
                 }
             },
-            "/v1/actions": { "post": { "summary": "Operator actions (admin), recorded with who did it: pause (close-only) / resume per account and/or symbol; close_hedge (also pauses that symbol on that account) / retry_hedge create a command for the hedger (a second request while one is pending returns it, changed=false); set_symbol_map / set_hedge_ratio / clear_override keep overrides that re-registration does not overwrite. A field the action does not use is refused.", "requestBody": body(r("ActionRequest")), "responses": resp(vec![("200", ok("Done.", r("ActionAck"))), ("404", err("Unknown hedge or account.")), ("409", err("Hedge closed (close), not failed (retry), or ratio on a non-client account.")), ("422", err("Missing or invalid field."))]) } },
+            "/v1/actions": { "post": {
+                "summary": "Operator actions (admin), recorded with who did it: pause (close-only) / resume per account and/or symbol; close_hedge (also pauses that symbol on that account) / retry_hedge create a command for the hedger (a second request while one is pending returns it, changed=false); set_symbol_map / set_hedge_ratio / clear_override keep overrides that re-registration does not overwrite. A field the action does not use is refused. Every action carries the required Idempotency-Key header: the same key with the same action returns the first answer (Idempotent-Replay: true) and changes nothing, even after the command it created has finished; the same key with another action is refused (409). A refused action stores nothing, so its key may be sent again.",
+                "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": true, "description": "1 to 200 visible ASCII characters: a fresh value per operator action, the same value when resending it.", "schema": { "type": "string", "minLength": 1, "maxLength": 200 } }],
+                "requestBody": body(r("ActionRequest")),
+                "responses": resp(vec![
+                    ("200", json!({ "description": "Done (or replayed).", "headers": { "Idempotent-Replay": { "schema": { "type": "string", "enum": ["true", "false"] } } }, "content": { "application/json": { "schema": r("ActionAck") } } })),
+                    ("404", err("Unknown hedge or account.")),
+                    ("409", err("Hedge closed (close), not failed (retry), ratio on a non-client account, or the idempotency key was used for another action.")),
+                    ("422", err("Missing or invalid field, or a missing or malformed Idempotency-Key.")),
+                ])
+            } },
             "/v1/commands": { "get": { "summary": "Operator commands, paged (admin, viewer, or the hedge token of `login`; a hedge token without `login` gets its own).", "parameters": [query_param("login", json!({ "type": "integer" }), "Hedge account."), query_param("status", enum_of(&["pending", "done", "failed"]), ""), query_param("after", json!({ "type": "integer" }), "Cursor."), query_param("limit", json!({ "type": "integer" }), "1..=1000.")], "responses": resp(vec![("200", ok("A page.", r("PageCommand")))]) } },
             "/v1/commands/{id}": {
                 "parameters": [login_param("id")],

@@ -4,7 +4,7 @@
 //! report that contradicts the state is refused before anything is written.
 
 use crate::model::{EventKind, Position, PositionEventKind, PositionReport, PositionStatus};
-use hedge_domain::Volume;
+use hedge_domain::{Login, PositionId, Volume};
 use rust_decimal::Decimal;
 
 /// Volumes are stored as integers of 10^-8 lot so that sums in the database are exact.
@@ -92,39 +92,51 @@ pub fn check_symbol(symbol: &str, field: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Checks an idempotency key: not blank, at most [`MAX_KEY_LEN`] bytes.
+pub fn check_key(key: &str) -> Result<(), Refusal> {
+    if key.trim().is_empty() {
+        return Err(Refusal::invalid(
+            "idempotency_key",
+            "idempotency_key must not be empty",
+        ));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Refusal::invalid(
+            "idempotency_key",
+            "idempotency_key is too long",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an account number and a position id fit the store's signed 64-bit columns.
+pub fn check_position_ref(login: Login, position_id: PositionId) -> Result<(), Refusal> {
+    if login.0 == 0 || login.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid(
+            "login",
+            "login must be a positive account number",
+        ));
+    }
+    if position_id.0 > i64::MAX as u64 {
+        return Err(Refusal::invalid(
+            "position_id",
+            "position_id is out of range",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks what can be checked without the stored state.
 pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
     check_symbol(&report.symbol, "symbol")?;
     if !report.account_symbol.is_empty() {
         check_symbol(&report.account_symbol, "account_symbol")?;
     }
-    if report.idempotency_key.trim().is_empty() {
-        return Err(Refusal::invalid(
-            "idempotency_key",
-            "idempotency_key must not be empty",
-        ));
-    }
-    if report.idempotency_key.len() > MAX_KEY_LEN {
-        return Err(Refusal::invalid(
-            "idempotency_key",
-            "idempotency_key is too long",
-        ));
-    }
+    check_key(&report.idempotency_key)?;
     if report.comment.len() > MAX_COMMENT_LEN {
         return Err(Refusal::invalid("comment", "comment is too long"));
     }
-    if report.login.0 == 0 || report.login.0 > i64::MAX as u64 {
-        return Err(Refusal::invalid(
-            "login",
-            "login must be a positive account number",
-        ));
-    }
-    if report.position_id.0 > i64::MAX as u64 {
-        return Err(Refusal::invalid(
-            "position_id",
-            "position_id is out of range",
-        ));
-    }
+    check_position_ref(report.login, report.position_id)?;
     if report.seq > i64::MAX as u64 {
         return Err(Refusal::invalid("seq", "seq is out of range"));
     }

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use futures::StreamExt;
+use hedge_center::client::new_action_key;
 use hedge_center::model::*;
 use hedge_center::ClientError;
 use hedge_domain::{DealTicket, Login, OrderTicket, PositionId, Retcode, Side};
@@ -27,6 +28,7 @@ both_backends!(
     legacy_bad_input,
     close_and_retry_commands,
     command_refusals_store_nothing,
+    operator_actions_act_once_per_key,
     status_money_marks_and_reconciliation,
     operator_overrides,
 );
@@ -982,13 +984,29 @@ async fn pauses_are_close_only(b: Backend) {
         ..ActionRequest::new(ActionKind::Pause)
     };
     assert_eq!(
-        env.hedge.action(&pause).await.unwrap_err().status(),
+        env.hedge
+            .action(&new_action_key(), &pause)
+            .await
+            .unwrap_err()
+            .status(),
         Some(403)
     );
-    let ack = env.admin.action(&pause).await.unwrap();
+    let ack = env
+        .admin
+        .action(&new_action_key(), &pause)
+        .await
+        .unwrap()
+        .ack;
     assert!(ack.changed);
     assert_eq!(ack.pauses.len(), 1);
-    assert!(!env.admin.action(&pause).await.unwrap().changed);
+    assert!(
+        !env.admin
+            .action(&new_action_key(), &pause)
+            .await
+            .unwrap()
+            .ack
+            .changed
+    );
     let plan = env.hedge.plan(HEDGE).await.unwrap();
     assert!(plan.items.is_empty());
     assert_eq!(plan.residuals[0].reason, ResidualReason::Paused);
@@ -998,7 +1016,14 @@ async fn pauses_are_close_only(b: Backend) {
         action: ActionKind::Resume,
         ..pause.clone()
     };
-    assert!(env.admin.action(&resume).await.unwrap().changed);
+    assert!(
+        env.admin
+            .action(&new_action_key(), &resume)
+            .await
+            .unwrap()
+            .ack
+            .changed
+    );
     assert_eq!(env.hedge.plan(HEDGE).await.unwrap().items.len(), 1);
     let events = env
         .viewer
@@ -1015,7 +1040,9 @@ async fn pauses_are_close_only(b: Backend) {
 
 async fn event_paging_and_sse_resume(b: Backend) {
     let env = Env::start(b).await;
-    let mut sub_all = env.viewer.subscribe(None);
+    // From event 0 (the log is empty here), not "from now": a subscription connects in the
+    // background, and "now" could already be past the first report.
+    let mut sub_all = env.viewer.subscribe(Some(0));
     for i in 0..5 {
         env.client
             .report_position(&open(CLIENT, 100 + i, "EURUSD", Side::Buy, "0.1"))
@@ -1384,9 +1411,13 @@ async fn close_and_retry_commands(b: Backend) {
     // close: a pending command with everything the hedger needs, and close-only on that symbol
     let ack = env
         .admin
-        .action(&ActionRequest::close_hedge(open.id, "manual unwind"))
+        .action(
+            &new_action_key(),
+            &ActionRequest::close_hedge(open.id, "manual unwind"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     assert!(ack.changed);
     let close = ack.command.clone().unwrap();
     assert_eq!(close.kind, CommandKind::CloseHedge);
@@ -1412,9 +1443,13 @@ async fn close_and_retry_commands(b: Backend) {
     // a second click while pending returns the same command, stores nothing new
     let again = env
         .admin
-        .action(&ActionRequest::close_hedge(open.id, "again"))
+        .action(
+            &new_action_key(),
+            &ActionRequest::close_hedge(open.id, "again"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     assert!(!again.changed);
     assert_eq!(again.command.as_ref().map(|c| c.id), Some(close.id));
     let pending = env.hedge.pending_commands(HEDGE).await.unwrap();
@@ -1477,9 +1512,13 @@ async fn close_and_retry_commands(b: Backend) {
     // retry of the failed attempt; its failure is recorded too
     let retry = env
         .admin
-        .action(&ActionRequest::retry_hedge(failed.id, ""))
+        .action(
+            &new_action_key(),
+            &ActionRequest::retry_hedge(failed.id, ""),
+        )
         .await
         .unwrap()
+        .ack
         .command
         .unwrap();
     assert_eq!(
@@ -1521,6 +1560,154 @@ async fn close_and_retry_commands(b: Backend) {
         .iter()
         .filter(|e| e.kind == EventKind::CommandDone)
         .all(|e| e.actor == "hedge-2001"));
+    env.finish().await;
+}
+
+async fn all_commands(env: &Env) -> Vec<Command> {
+    env.viewer
+        .commands(&CommandQuery::default())
+        .await
+        .unwrap()
+        .items
+}
+
+async fn operator_actions_act_once_per_key(b: Backend) {
+    let env = Env::start(b).await;
+    let (open, failed) = hedged_world(&env).await;
+    let close = ActionRequest::close_hedge(open.id, "unwind");
+    let close_body = serde_json::to_string(&close).unwrap();
+
+    // no key, or a malformed one: refused before anything is stored
+    let before = event_kinds(&env).await.len();
+    let too_long = "k".repeat(201);
+    for key in [None, Some(""), Some("two words"), Some(too_long.as_str())] {
+        let (status, _, text) = env.raw_action(Some(ADMIN_TOKEN), key, &close_body).await;
+        assert_eq!(status, 422, "{key:?}: {text}");
+        let error: ApiError = serde_json::from_str(&text).unwrap();
+        assert_eq!(error.field.as_deref(), Some("Idempotency-Key"), "{key:?}");
+    }
+    assert_eq!(event_kinds(&env).await.len(), before);
+    assert!(all_commands(&env).await.is_empty());
+
+    // the same key twice: one command, the second answer is the first one, marked as a replay
+    let key = new_action_key();
+    let first = env.admin.action(&key, &close).await.unwrap();
+    assert!(!first.replayed);
+    assert!(first.ack.changed);
+    let command = first.ack.command.clone().unwrap();
+    let after_first = event_kinds(&env).await.len();
+    let again = env.admin.action(&key, &close).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.ack, first.ack);
+    assert_eq!(event_kinds(&env).await.len(), after_first);
+    assert_eq!(all_commands(&env).await, vec![command.clone()]);
+
+    // the same key with another action is refused and changes nothing
+    let pauses = env.viewer.pauses().await.unwrap();
+    for other in [
+        ActionRequest::close_hedge(open.id, "another reason"),
+        ActionRequest::retry_hedge(failed.id, "unwind"),
+        ActionRequest::new(ActionKind::Pause),
+    ] {
+        let err = env.admin.action(&key, &other).await.unwrap_err();
+        assert_eq!(err.status(), Some(409), "{other:?}");
+        assert!(err.to_string().contains("different action"), "{err}");
+    }
+    assert_eq!(event_kinds(&env).await.len(), after_first);
+    assert_eq!(env.viewer.pauses().await.unwrap(), pauses);
+    assert_eq!(all_commands(&env).await, vec![command.clone()]);
+
+    // resent after the hedger finished the command: still the first answer, no second close
+    env.hedge
+        .command_result(
+            command.id,
+            &CommandResult {
+                status: CommandStatus::Done,
+                retcode: Some(Retcode::DONE),
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+    let after_done = event_kinds(&env).await.len();
+    let late = env.admin.action(&key, &close).await.unwrap();
+    assert!(late.replayed);
+    assert_eq!(late.ack, first.ack);
+    assert_eq!(event_kinds(&env).await.len(), after_done);
+    let commands = all_commands(&env).await;
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].status, CommandStatus::Done);
+    // a new key is a new operator decision: it does issue a second close
+    let fresh = env.admin.action(&new_action_key(), &close).await.unwrap();
+    assert!(!fresh.replayed);
+    assert_ne!(fresh.ack.command.as_ref().unwrap().id, command.id);
+    assert_eq!(all_commands(&env).await.len(), 2);
+
+    // concurrent duplicates: stored once, every answer the same
+    let retry = ActionRequest::retry_hedge(failed.id, "broker fixed");
+    let key = new_action_key();
+    let before = event_kinds(&env).await.len();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let admin = env.admin.clone();
+            let (key, retry) = (key.clone(), retry.clone());
+            tokio::spawn(async move { admin.action(&key, &retry).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert!(outcomes.iter().all(|o| o.ack == outcomes[0].ack));
+    assert!(outcomes[0].ack.changed);
+    assert_eq!(event_kinds(&env).await.len(), before + 1);
+    let retries = all_commands(&env)
+        .await
+        .into_iter()
+        .filter(|c| c.kind == CommandKind::RetryHedge)
+        .count();
+    assert_eq!(retries, 1);
+
+    // a replayed pause after a resume does not pause again
+    let pause = ActionRequest {
+        login: Some(CLIENT),
+        ..ActionRequest::new(ActionKind::Pause)
+    };
+    let resume = ActionRequest {
+        action: ActionKind::Resume,
+        ..pause.clone()
+    };
+    let pause_key = new_action_key();
+    let paused = env.admin.action(&pause_key, &pause).await.unwrap();
+    assert!(paused.ack.changed);
+    let resumed = env.admin.action(&new_action_key(), &resume).await.unwrap();
+    assert!(resumed.ack.changed);
+    let pauses = env.viewer.pauses().await.unwrap();
+    let replay = env.admin.action(&pause_key, &pause).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.ack, paused.ack);
+    assert_eq!(env.viewer.pauses().await.unwrap(), pauses);
+    assert!(!pauses.iter().any(|p| p.login == Some(CLIENT)));
+
+    // a refused action stores nothing under its key: the same key may be sent again
+    let key = new_action_key();
+    let (status, _, _) = env
+        .raw_action(
+            Some(ADMIN_TOKEN),
+            Some(&key),
+            r#"{"action":"close_hedge","hedge_id":999999}"#,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, replayed, text) = env
+        .raw_action(
+            Some(ADMIN_TOKEN),
+            Some(&key),
+            &serde_json::to_string(&ActionRequest::new(ActionKind::Pause)).unwrap(),
+        )
+        .await;
+    assert_eq!((status, replayed), (200, false), "{text}");
     env.finish().await;
 }
 
@@ -1610,9 +1797,8 @@ async fn command_refusals_store_nothing(b: Backend) {
         ),
     ];
     for (token, body, want) in cases {
-        let (status, text) = env
-            .raw(Method::POST, "/v1/actions", token, Some(&body))
-            .await;
+        let key = new_action_key();
+        let (status, _, text) = env.raw_action(token, Some(&key), &body).await;
         assert_eq!(refused(status, &text).0, want, "{body}: {text}");
         let error: ApiError = serde_json::from_str(&text).unwrap();
         assert!(!error.message.is_empty());
@@ -1635,7 +1821,7 @@ async fn command_refusals_store_nothing(b: Backend) {
     assert_eq!(after_close, before + 1);
     assert_eq!(
         env.admin
-            .action(&ActionRequest::close_hedge(open.id, ""))
+            .action(&new_action_key(), &ActionRequest::close_hedge(open.id, ""))
             .await
             .unwrap_err()
             .status(),
@@ -1654,9 +1840,13 @@ async fn command_refusals_store_nothing(b: Backend) {
     // results: unknown command, wrong account, pending as a result, bad bodies
     let cmd = env
         .admin
-        .action(&ActionRequest::retry_hedge(failed.id, ""))
+        .action(
+            &new_action_key(),
+            &ActionRequest::retry_hedge(failed.id, ""),
+        )
         .await
         .unwrap()
+        .ack
         .command
         .unwrap();
     let events_with_cmd = event_kinds(&env).await.len();
@@ -1984,14 +2174,18 @@ async fn operator_overrides(b: Backend) {
     // ratio override on the client: the plan follows, the registration keeps the agent's value
     let ack = env
         .admin
-        .action(&ActionRequest {
-            login: Some(CLIENT),
-            hedge_ratio: Some(dec("0.5")),
-            reason: "halve".into(),
-            ..ActionRequest::new(ActionKind::SetHedgeRatio)
-        })
+        .action(
+            &new_action_key(),
+            &ActionRequest {
+                login: Some(CLIENT),
+                hedge_ratio: Some(dec("0.5")),
+                reason: "halve".into(),
+                ..ActionRequest::new(ActionKind::SetHedgeRatio)
+            },
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     assert!(ack.changed);
     let account = ack.account.unwrap();
     assert_eq!(account.registration.hedge_ratio, dec("1"));
@@ -2001,14 +2195,11 @@ async fn operator_overrides(b: Backend) {
         vol("0.2")
     );
     // the string form of the contract is accepted too
-    let (status, text) = env
-        .raw(
-            Method::POST,
-            "/v1/actions",
+    let (status, _, text) = env
+        .raw_action(
             Some(ADMIN_TOKEN),
-            Some(&format!(
-                r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":"0.5"}}"#
-            )),
+            Some(&new_action_key()),
+            &format!(r#"{{"action":"set_hedge_ratio","login":{CLIENT},"hedge_ratio":"0.5"}}"#),
         )
         .await;
     assert_eq!(status, 200, "{text}");
@@ -2018,11 +2209,14 @@ async fn operator_overrides(b: Backend) {
     // symbol map override on the hedge account: the plan names the symbol the new way
     let map = hedge_domain::SymbolMap::from_affix("-ECN");
     env.admin
-        .action(&ActionRequest {
-            login: Some(HEDGE),
-            symbol_map: Some(map.clone()),
-            ..ActionRequest::new(ActionKind::SetSymbolMap)
-        })
+        .action(
+            &new_action_key(),
+            &ActionRequest {
+                login: Some(HEDGE),
+                symbol_map: Some(map.clone()),
+                ..ActionRequest::new(ActionKind::SetSymbolMap)
+            },
+        )
         .await
         .unwrap();
     // re-registration by the agent does not overwrite the overrides
@@ -2153,9 +2347,8 @@ async fn operator_overrides(b: Backend) {
             422,
         ),
     ] {
-        let (status, text) = env
-            .raw(Method::POST, "/v1/actions", token, Some(&body))
-            .await;
+        let key = new_action_key();
+        let (status, _, text) = env.raw_action(token, Some(&key), &body).await;
         assert_eq!(status, want, "{body}: {text}");
     }
     assert_eq!(event_kinds(&env).await.len(), events_before);
@@ -2172,23 +2365,26 @@ async fn operator_overrides(b: Backend) {
     };
     assert!(
         env.admin
-            .action(&clear(CLIENT, OverrideField::HedgeRatio))
+            .action(&new_action_key(), &clear(CLIENT, OverrideField::HedgeRatio))
             .await
             .unwrap()
+            .ack
             .changed
     );
     assert!(
         env.admin
-            .action(&clear(HEDGE, OverrideField::SymbolMap))
+            .action(&new_action_key(), &clear(HEDGE, OverrideField::SymbolMap))
             .await
             .unwrap()
+            .ack
             .changed
     );
     assert!(
         !env.admin
-            .action(&clear(HEDGE, OverrideField::SymbolMap))
+            .action(&new_action_key(), &clear(HEDGE, OverrideField::SymbolMap))
             .await
             .unwrap()
+            .ack
             .changed
     );
     let plan = env.hedge.plan(HEDGE).await.unwrap();

@@ -169,6 +169,24 @@ function applyMarks(login, marks) {
   }
 }
 
+// The hedge account's latest marks of its open hedges' positions (a hedge is matched to its
+// position on the hedge account by position id).
+function applyHedgeMarks(login, marks) {
+  const byPosition = new Map(marks.map((m) => [m.position_id, m]));
+  for (const x of S.hedges.values()) {
+    if (x.hedge_login !== login || (x.status !== 'open' && x.status !== 'partially_closed')) continue;
+    const m = byPosition.get(x.position_id);
+    if (m) x.mark = m;
+  }
+}
+
+// A hedge's floating P/L (profit + swap + commission of its mark) as a scaled decimal, or null
+// when it is not open or its account has not marked it.
+function hedgePnl(x) {
+  if (!x.mark || (x.status !== 'open' && x.status !== 'partially_closed')) return null;
+  return (dec(x.mark.profit) || 0n) + (dec(x.mark.swap) || 0n) + (dec(x.mark.commission) || 0n);
+}
+
 // The latest command about a hedge, if any.
 function commandOf(hedgeId) {
   let last = null;
@@ -188,8 +206,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${S.token}`, Accept: 'application/json' };
+async function api(method, path, body, extraHeaders) {
+  const headers = { Authorization: `Bearer ${S.token}`, Accept: 'application/json', ...extraHeaders };
   const init = { method, headers, cache: 'no-store' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -206,6 +224,29 @@ async function api(method, path, body) {
     throw new ApiError(res.status, parsed, text.slice(0, 200));
   }
   return parsed;
+}
+
+// One idempotency key per operator action (128 random bits). getRandomValues, unlike randomUUID,
+// also works when the panel is served without TLS from another host.
+function actionKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// Sends one operator action. A lost answer (network error, center restarting) is resent with the
+// same key, so the center acts once and answers the resend with the first result; a refusal (4xx)
+// is final.
+async function postAction(body) {
+  const key = actionKey();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api('POST', '/v1/actions', body, { 'Idempotency-Key': key });
+    } catch (e) {
+      const lost = !(e instanceof ApiError) || e.status >= 500;
+      if (!lost || attempt >= 4) throw e;
+      await sleep(300 * attempt);
+    }
+  }
 }
 
 // Reads every page of a cursor-paged list.
@@ -308,7 +349,9 @@ function applyEvent(e) {
       if (d && d.login !== undefined && d.role) {
         const { marks, ...account } = d;
         S.accounts.set(d.login, account);
-        if (Array.isArray(marks)) applyMarks(d.login, marks);
+        if (Array.isArray(marks)) {
+          if (d.role === 'hedge') { applyHedgeMarks(d.login, marks); markDirty('hedges'); } else applyMarks(d.login, marks);
+        }
       } else if (e.login !== undefined && S.accounts.has(e.login)) {
         const a = S.accounts.get(e.login);
         a.status = d.status || d;
@@ -365,12 +408,25 @@ function applyEvent(e) {
     case 'hedge_closed':
       if (d && d.id !== undefined) {
         const old = S.hedges.get(d.id);
-        if (!old || !(old.event_id > d.event_id)) { S.hedges.set(d.id, d); indexHedge(d); }
+        if (!old || !(old.event_id > d.event_id)) {
+          // Events carry the hedge without its mark: an open hedge keeps the last one until the
+          // next heartbeat.
+          if (old && old.mark && !d.mark && (d.status === 'open' || d.status === 'partially_closed')) d.mark = old.mark;
+          S.hedges.set(d.id, d);
+          indexHedge(d);
+        }
         flash.add(`h${d.id}`);
         sampleExposure(d.symbol, e.time_ms);
         if (fresh) announce(`Hedge ${d.id} ${d.symbol} ${d.status}`);
       }
       markDirty('hedges', 'exposure');
+      break;
+    case 'tumbler_fired':
+      // The copier or terminal of a client account was killed: worth a look whatever tab is open.
+      if (fresh) {
+        announce(e.reason);
+        toast(`Account ${e.login}: ${e.reason}`);
+      }
       break;
     case 'paused':
     case 'resumed':
@@ -380,7 +436,7 @@ function applyEvent(e) {
     default:
       break;
   }
-  if (!['account_status', 'hedge_failed', 'legacy_position', 'command_done', 'command_failed'].includes(e.kind)) {
+  if (!['account_status', 'hedge_failed', 'legacy_position', 'command_done', 'command_failed', 'tumbler_fired'].includes(e.kind)) {
     schedulePlanRefresh();
   }
   markDirty('events');
@@ -916,7 +972,7 @@ async function pauseResume(action, login, symbol) {
   if (symbol) body.symbol = symbol;
   body.reason = answer.reason || `${action} from the dashboard`;
   await runAction('actions', async () => {
-    const ack = await api('POST', '/v1/actions', body);
+    const ack = await postAction(body);
     if (ack && Array.isArray(ack.pauses)) { S.pauses = ack.pauses; markDirty('accounts', 'plan'); }
   }, `${verb}: ${scope}`);
 }
@@ -932,7 +988,7 @@ async function closeHedge(x) {
 
 // Sends a close/retry action; the command it creates is shown on the hedge's row as it changes.
 async function hedgeCommand(body) {
-  const ack = await api('POST', '/v1/actions', body);
+  const ack = await postAction(body);
   if (ack && ack.command) { S.commands.set(ack.command.id, ack.command); markDirty('hedges'); }
   if (ack && Array.isArray(ack.pauses)) { S.pauses = ack.pauses; markDirty('accounts', 'plan'); }
 }
@@ -1003,7 +1059,7 @@ function editAccount(a) {
 }
 
 async function applyOverride(body) {
-  const ack = await api('POST', '/v1/actions', body);
+  const ack = await postAction(body);
   if (ack && ack.account && ack.account.login !== undefined) {
     S.accounts.set(ack.account.login, ack.account);
     reindexExposure();
@@ -1361,6 +1417,12 @@ function hedgeColumns() {
       },
       cls: (x) => { const c = commandOf(x.id); return c ? `command-${c.status}` : ''; },
     },
+    {
+      id: 'pnl', name: 'P/L', width: 80, num: true, note: "profit + swap + commission, from the hedge account's latest mark of the hedge's position",
+      text: (x) => { const v = hedgePnl(x); return v === null ? (x.status === 'open' || x.status === 'partially_closed' ? '—' : '') : fmtDec(v, 2); },
+      cls: (x) => ((hedgePnl(x) || 0n) < 0n ? 'sell' : ''),
+      sort: (x) => Number(fmtDec(hedgePnl(x) || 0n)),
+    },
     { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
     { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },
     { id: 'retcode', name: 'Retcode', width: 75, num: true, text: (x) => (x.retcode === undefined || x.retcode === null ? '' : x.retcode) },
@@ -1376,6 +1438,30 @@ function hedgeColumns() {
 function renderHedges() {
   const rows = [...S.hedges.values()].sort((a, b) => b.id - a.id);
   hedgesTable.setRows(rows);
+  renderHedgesSummary();
+}
+
+// Per hedge account: the P/L of its open hedges summed exactly, in the account's currency, and how
+// many open hedges its agent has not marked yet.
+function renderHedgesSummary() {
+  const el = $('#hedges-summary');
+  const byAccount = new Map();
+  for (const x of S.hedges.values()) {
+    if (x.status !== 'open' && x.status !== 'partially_closed') continue;
+    const t = byAccount.get(x.hedge_login) || { pnl: 0n, marked: 0, unmarked: 0 };
+    const v = hedgePnl(x);
+    if (v === null) t.unmarked += 1; else { t.pnl += v; t.marked += 1; }
+    byAccount.set(x.hedge_login, t);
+  }
+  const parts = [];
+  for (const [login, t] of [...byAccount].sort((a, b) => a[0] - b[0])) {
+    const a = S.accounts.get(login);
+    const currency = (a && a.status && a.status.account && a.status.account.currency) || '';
+    const value = t.marked ? `${fmtDec(t.pnl, 2)}${currency ? ` ${currency}` : ''}` : '—';
+    const title = t.unmarked ? `${t.unmarked} open hedge(s) not marked by the hedger yet` : 'profit + swap + commission of the open hedges';
+    parts.push(h('span', { title, dataset: { sum: `hedge-pnl-${login}` } }, h('b', { text: `Hedge P/L ${login}: ` }), value));
+  }
+  el.replaceChildren(...parts);
 }
 
 function eventColumns() {

@@ -51,6 +51,18 @@ async function main() {
     const u = r.url();
     if (!u.startsWith(new URL(url).origin)) problems.push(`request outside the center: ${u}`);
   });
+  // Every operator action the page sends, with its idempotency key.
+  const actionRequests = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/actions') {
+      actionRequests.push({ key: r.headers()['idempotency-key'] || '', body: r.postData() });
+    }
+  });
+  // Operator actions answered (one lost answer below never arrives).
+  const actionAnswers = [];
+  page.on('requestfinished', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/actions') actionAnswers.push(r.url());
+  });
 
   try {
     // 1. Sign in.
@@ -124,6 +136,26 @@ async function main() {
     check('the exposure chart is drawn', true, await page.$eval('#exposure-chart desc', (d) => d.textContent));
     await shot(page, '03-updated');
 
+    // Each open hedge shows its P/L from the hedge account's marks (the test hedger marks every
+    // hedge position profit 1.5, swap -0.1, commission -0.2), and the account's total sums them.
+    const hedgePnl = await waitFor(page, 'hedge P/L from the hedger\'s marks', () => {
+      const open = [...S.hedges.values()].filter((x) => x.status === 'open' || x.status === 'partially_closed');
+      const marked = open.filter((x) => x.mark);
+      if (!marked.length) return false;
+      const headers = [...document.querySelectorAll('[data-table="hedges"] [role="columnheader"]')];
+      const col = headers.findIndex((c) => c.textContent.trim().startsWith('P/L'));
+      if (col < 0) return false;
+      const cells = [...document.querySelectorAll('[data-table="hedges"] .vt-row')]
+        .filter((r) => { const x = S.hedges.get(Number(r.dataset.key.slice(1))); return x && marked.includes(x); })
+        .map((r) => r.children[col].textContent);
+      const cents = marked.length * 120;
+      const total = `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+      const sum = document.querySelector('[data-sum="hedge-pnl-1001"]');
+      if (!cells.length || !cells.every((t) => t === '1.20') || !sum || sum.textContent !== `Hedge P/L 1001: ${total}`) return false;
+      return `${cells.length} rows show 1.20; ${sum.textContent} over ${marked.length} marked of ${open.length} open hedges`;
+    }, undefined, 30000);
+    check('open hedges show their P/L from the hedge account\'s marks, and the account total sums them exactly', true, hedgePnl);
+
     // 4. Pause hedging of a symbol from the plan, confirming the dialog.
     const pauseButton = page.locator('[data-table="plan"] .vt-row button', { hasText: 'Pause' }).first();
     const pauseLabel = await pauseButton.getAttribute('aria-label');
@@ -153,6 +185,16 @@ async function main() {
     await closeButton.waitFor({ state: 'visible', timeout: 30000 });
     const closeLabel = await closeButton.getAttribute('aria-label');
     const hedgeId = closeLabel.replace('Close hedge ', '');
+    // The center acts on the first close but its answer is lost: the page must resend it with the
+    // same key, and the center must answer with the first command instead of closing twice.
+    let answerLost = false;
+    await page.route('**/v1/actions', async (route) => {
+      if (answerLost) return route.continue();
+      answerLost = true;
+      await route.fetch();
+      return route.abort('connectionreset');
+    });
+    const closeRequestsBefore = actionRequests.length;
     await page.click(`[data-table="hedges"] button[aria-label="${closeLabel}"]`);
     await confirmDialog(page, 'browser test close');
     await waitFor(page, 'the close to take effect', (id) => {
@@ -167,6 +209,20 @@ async function main() {
       return c ? `command ${c.id} by ${c.actor}: ${c.status}` : false;
     }, hedgeId);
     check(`hedge ${hedgeId} close confirmed through the UI and accepted by the center`, /requested|done/.test(toastText), `${command}; ${toastText}`);
+    // The hedger may finish the first close before the page resends it: wait for the resend.
+    for (let i = 0; i < 100 && actionRequests.length - closeRequestsBefore < 2; i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (let i = 0; i < 100 && actionAnswers.length < actionRequests.length - 1; i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await page.unroute('**/v1/actions');
+    const closeSends = actionRequests.slice(closeRequestsBefore);
+    const closeCommands = await page.evaluate(async (id) => (await api('GET', `/v1/commands?limit=1000`)).items
+      .filter((c) => c.hedge_id === Number(id) && c.kind === 'close_hedge').length, hedgeId);
+    check('a close whose answer was lost is resent with the same idempotency key and closes once',
+      closeSends.length === 2 && closeSends[0].key === closeSends[1].key && closeSends[0].body === closeSends[1].body && closeCommands === 1,
+      `${closeSends.length} sends, keys ${closeSends.map((x) => x.key).join(', ')}, ${closeCommands} close command(s)`);
     await waitFor(page, `hedge ${hedgeId} to be closed`, (id) => {
       const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
       return row && /closed/.test(row.textContent);
@@ -345,6 +401,13 @@ async function main() {
     await shot(page, '08-phone');
     await page.setViewportSize({ width: 1440, height: 1000 });
 
+    const byKey = new Map();
+    for (const r of actionRequests) byKey.set(r.key, [...(byKey.get(r.key) || []), r.body]);
+    check('every operator action carries an idempotency key of its own (a resend only repeats its own)',
+      actionRequests.length > 0 && actionRequests.every((r) => /^[0-9a-f]{32}$/.test(r.key))
+        && [...byKey.values()].every((bodies) => bodies.every((b) => b === bodies[0]))
+        && byKey.size === actionRequests.length - 1,
+      `${actionRequests.length} action requests, ${byKey.size} keys`);
     check('no script errors and nothing fetched outside the center', problems.length === 0, problems.join('; '));
   } finally {
     fs.writeFileSync(path.join(artifacts, 'dashboard-results.json'), JSON.stringify(results, null, 2));

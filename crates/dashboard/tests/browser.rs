@@ -264,12 +264,36 @@ impl Feeder {
                 .await
                 .map_err(err)?;
         }
+        // The hedger marks the position of each open hedge: profit 1.5, swap -0.1, commission
+        // -0.2, so every hedge shows a P/L of 1.20 and the account's total is 1.20 per hedge.
+        let hedger = self.client(HEDGER_TOKEN);
+        let open = hedger
+            .hedges(&PageQuery {
+                login: Some(HEDGE_LOGIN),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        let marks: Vec<PositionMark> = open
+            .items
+            .iter()
+            .filter(|h| matches!(h.status, HedgeStatus::Open | HedgeStatus::PartiallyClosed))
+            .map(|h| PositionMark {
+                position_id: h.position_id,
+                price_current: h.price.unwrap_or_else(|| price("1")),
+                swap: "-0.1".parse().expect("money"),
+                profit: "1.5".parse().expect("money"),
+                commission: "-0.2".parse().expect("money"),
+            })
+            .collect();
         let status = AccountStatus {
             connected: true,
             last_event_ms: Some(now_ms()),
             outbox_pending: 0,
             breakers,
             message: Some("hedger (test feed)".into()),
+            marks,
             ..AccountStatus::default()
         };
         self.client(HEDGER_TOKEN)

@@ -192,34 +192,44 @@ async fn main() {
             }
         }
         // The next run starts from a quiet state: the hedge recorded and the plan empty again.
-        let outbox = w.outbox.clone();
-        wait_for(Duration::from_secs(5), || {
-            outbox.pending().unwrap_or(1) == 0
-        })
-        .await;
-        if !back_to_back {
-            let plan = w.plan.clone();
-            wait_for(Duration::from_secs(5), || {
-                plan.get().is_some_and(|p| p.items.is_empty())
-            })
-            .await;
-        }
+        settle(&w, !back_to_back).await;
     }
     println!(
         "mirror mode, {runs} timed runs (after one warm-up), {missed} not carried through within 5 s:"
     );
+    print_stages(stages, "center + simulator + hedger");
+    w.shutdown().await;
+
+    mirror_through_client_agent(runs).await;
+}
+
+/// Waits until the hedger's records are sent and, with `plan_empty`, the plan is empty again.
+async fn settle(w: &World, plan_empty: bool) {
+    let outbox = w.outbox.clone();
+    wait_for(Duration::from_secs(5), || {
+        outbox.pending().unwrap_or(1) == 0
+    })
+    .await;
+    if plan_empty {
+        let plan = w.plan.clone();
+        wait_for(Duration::from_secs(5), || {
+            plan.get().is_some_and(|p| p.items.is_empty())
+        })
+        .await;
+    }
+}
+
+/// Prints each stage's figures, then the resident memory of the process (`what` it holds).
+fn print_stages(stages: Vec<(&str, Vec<u64>)>, what: &str) {
     for (name, v) in stages {
         report(&format!("  {name}"), v);
     }
     if let Some(kb) = rss_kb() {
         println!(
-            "resident memory of the whole process (center + simulator + hedger): {:.1} MB",
+            "resident memory of the whole process ({what}): {:.1} MB",
             kb as f64 / 1024.0
         );
     }
-    w.shutdown().await;
-
-    mirror_through_client_agent(runs).await;
 }
 
 /// Outcome of one run of the client-agent variant.
@@ -358,28 +368,11 @@ async fn mirror_through_client_agent(runs: usize) {
             }
         }
         // The next run starts from a quiet state: the hedge recorded and the plan empty again.
-        let outbox = w.outbox.clone();
-        wait_for(Duration::from_secs(5), || {
-            outbox.pending().unwrap_or(1) == 0
-        })
-        .await;
-        let plan = w.plan.clone();
-        wait_for(Duration::from_secs(5), || {
-            plan.get().is_some_and(|p| p.items.is_empty())
-        })
-        .await;
+        settle(&w, true).await;
     }
     println!(
         "mirror mode through the client agent, {runs} timed runs (after one warm-up), {missed} missed:"
     );
-    for (name, v) in stages {
-        report(&format!("  {name}"), v);
-    }
-    if let Some(kb) = rss_kb() {
-        println!(
-            "resident memory of the whole process (center + two simulators + client agent + hedger): {:.1} MB",
-            kb as f64 / 1024.0
-        );
-    }
+    print_stages(stages, "center + two simulators + client agent + hedger");
     w.shutdown().await;
 }

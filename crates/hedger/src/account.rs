@@ -148,29 +148,25 @@ mod tests {
     use super::*;
     use crate::tag::{HedgeTag, PlanItemId};
     use hedge_domain::{
-        DealReason, DealTicket, DealType, Magic, Money, OrderTicket, PositionType, Price, Volume,
+        DealTicket, DealType, Magic, Money, OrderTicket, PositionType, Price, Volume,
     };
     use rust_decimal_macros::dec;
 
     fn deal(entry: DealEntry, magic: Magic, comment: &str) -> DealRecord {
         DealRecord {
-            ticket: DealTicket(9),
             order: OrderTicket(8),
             position_id: PositionId(7),
             time: 1000,
-            deal_type: DealType::Sell,
-            entry,
-            reason: DealReason::Client,
             magic,
-            volume: Volume(dec!(0.1)),
-            price: Price(dec!(1.1)),
-            commission: Money::ZERO,
-            swap: Money::ZERO,
-            profit: Money::ZERO,
-            fee: Money::ZERO,
-            symbol: "EURUSD".into(),
             comment: comment.into(),
-            external_id: String::new(),
+            ..DealRecord::trade(
+                DealTicket(9),
+                "EURUSD",
+                DealType::Sell,
+                entry,
+                Volume(dec!(0.1)),
+                Price(dec!(1.1)),
+            )
         }
     }
 

@@ -23,6 +23,7 @@ use hedge_agent::center::{
     from_client_error, parse_item, queue_registration, CenterDelivery, KIND_REGISTER,
 };
 use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
+use hedge_agent::valuation::{self, Commissions};
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
     AccountRegistration, AccountRole, AccountStatus, BreakerState, Command, CommandKind,
@@ -155,6 +156,28 @@ pub struct OrderEvent {
     pub latency_us: u64,
     pub outcome: String,
     pub filling: String,
+}
+
+impl OrderEvent {
+    /// What was sent for one leg, as the terminal's last answer left it; the caller fills in the
+    /// outcome. The side is the one the order actually carried, which is what gets logged.
+    fn sent(report: &LegReport) -> OrderEvent {
+        OrderEvent {
+            item: report.leg.item.0,
+            symbol: report.leg.symbol.clone(),
+            side: report.request.order_type.side().unwrap_or(report.leg.side),
+            volume: report.leg.volume,
+            filled: Volume::ZERO,
+            closes: report.leg.close.map(|p| p.0),
+            retcode: report.retcodes.last().map(|r| r.0),
+            retcodes: report.retcodes.iter().map(|r| r.0).collect(),
+            attempts: report.attempts,
+            price: None,
+            latency_us: report.latency.as_micros() as u64,
+            outcome: String::new(),
+            filling: format!("{:?}", report.request.type_filling),
+        }
+    }
 }
 
 /// Why the hedger stopped.
@@ -487,6 +510,8 @@ pub struct Hedger {
     holding_due: Vec<(String, BTreeSet<DealTicket>)>,
     /// Mirror mode held back a symbol while its reductions were being recorded.
     deferred: bool,
+    /// Commission per open position, from the deals seen, for the marks in the status.
+    commissions: Commissions,
     /// Canonical symbols reduced since the held plan was fetched. A plan that arrives from the
     /// event stream may have been computed between two of their records and overstate the hedges
     /// (its fetch can finish after the outbox has sent the last record), so mirror mode acts on
@@ -524,6 +549,7 @@ impl Hedger {
             holding_due: Vec::new(),
             deferred: false,
             reduced_since_plan: BTreeSet::new(),
+            commissions: Commissions::default(),
         }
     }
 
@@ -627,6 +653,7 @@ impl Hedger {
         match history {
             Ok(h) => {
                 for deal in &h.deals {
+                    self.commissions.record(deal);
                     if let Some(fill) = fill_from_deal(deal) {
                         self.book.add_fill(fill);
                     }
@@ -1173,22 +1200,8 @@ impl Hedger {
         let mut unknown = false;
         let total = reports.len();
         for report in reports.into_iter().flatten() {
-            let sent_side = report.request.order_type.side().unwrap_or(report.leg.side);
-            let mut event = OrderEvent {
-                item: report.leg.item.0,
-                symbol: report.leg.symbol.clone(),
-                side: sent_side,
-                volume: report.leg.volume,
-                filled: Volume::ZERO,
-                closes: report.leg.close.map(|p| p.0),
-                retcode: report.retcodes.last().map(|r| r.0),
-                retcodes: report.retcodes.iter().map(|r| r.0).collect(),
-                attempts: report.attempts,
-                price: None,
-                latency_us: report.latency.as_micros() as u64,
-                outcome: String::new(),
-                filling: format!("{:?}", report.request.type_filling),
-            };
+            let mut event = OrderEvent::sent(&report);
+            let sent_side = event.side;
             match &report.outcome {
                 LegOutcome::Filled { reply, fill } => {
                     closed += reply.volume;
@@ -1246,10 +1259,10 @@ impl Hedger {
         let was_open = self.breakers.is_open(&command.symbol);
         self.breakers.reset(&command.symbol);
         if was_open {
-            self.send_status(Some(format!(
-                "{} resumed by operator command",
-                command.symbol
-            )));
+            self.send_status(
+                Some(format!("{} resumed by operator command", command.symbol)),
+                false,
+            );
         }
         if !self.terminal.is_connected() {
             return Ok(done(
@@ -1274,23 +1287,8 @@ impl Hedger {
 
     /// Books one leg's outcome; true when it filled.
     fn handle_report(&mut self, report: &LegReport) -> Result<bool, HedgerError> {
-        let sent_side = report.request.order_type.side().unwrap_or(report.leg.side);
-        let filling = format!("{:?}", report.request.type_filling);
-        let mut event = OrderEvent {
-            item: report.leg.item.0,
-            symbol: report.leg.symbol.clone(),
-            side: sent_side,
-            volume: report.leg.volume,
-            filled: Volume::ZERO,
-            closes: report.leg.close.map(|p| p.0),
-            retcode: report.retcodes.last().map(|r| r.0),
-            retcodes: report.retcodes.iter().map(|r| r.0).collect(),
-            attempts: report.attempts,
-            price: None,
-            latency_us: report.latency.as_micros() as u64,
-            outcome: String::new(),
-            filling,
-        };
+        let mut event = OrderEvent::sent(report);
+        let sent_side = event.side;
         let filled = match &report.outcome {
             LegOutcome::Filled { reply, fill } => {
                 self.breakers.success(&report.leg.canonical);
@@ -1345,10 +1343,10 @@ impl Hedger {
                         symbol: report.leg.canonical.clone(),
                         reason: trip.reason.clone(),
                     });
-                    self.send_status(Some(format!(
-                        "{} halted: {}",
-                        report.leg.canonical, trip.reason
-                    )));
+                    self.send_status(
+                        Some(format!("{} halted: {}", report.leg.canonical, trip.reason)),
+                        false,
+                    );
                 }
                 false
             }
@@ -1363,8 +1361,11 @@ impl Hedger {
         Ok(filled)
     }
 
-    /// The hedger's status for the center's dashboard (breakers included).
-    fn send_status(&self, message: Option<String>) {
+    /// The hedger's status for the center's dashboard: breakers, the account's money and the marks
+    /// of its open positions, so the dashboard can show each hedge's P/L. `refresh` asks the
+    /// terminal for a fresh snapshot first (current prices and profit), off the hedger's loop so
+    /// the wait never delays an order.
+    fn send_status(&mut self, message: Option<String>, refresh: bool) {
         let Some(center) = self.center.clone() else {
             return;
         };
@@ -1372,16 +1373,54 @@ impl Hedger {
         for symbol in self.breakers.halted().keys() {
             breakers.insert(symbol.clone(), BreakerState::Open);
         }
-        let status = AccountStatus {
-            connected: self.terminal.is_connected(),
-            last_event_ms: Some(self.terminal.with_state(|s| s.last_time)),
+        let open: BTreeSet<hedge_domain::PositionId> = self
+            .terminal
+            .with_state(|s| s.positions.keys().copied().collect());
+        self.commissions.retain_open(&open);
+        let commissions = self.commissions.clone();
+        // On a netting account the terminal's one position per symbol holds every hedge of that
+        // symbol: its mark is no hedge's own, so none is sent.
+        let netting = self.netting;
+        let base = AccountStatus {
             outbox_pending: self.outbox.pending().unwrap_or(0),
             breakers,
             message,
             ..AccountStatus::default()
         };
+        let terminal = self.terminal.clone();
         let login = self.opts.login;
         tokio::spawn(async move {
+            if refresh && terminal.is_connected() {
+                let before = terminal.with_state(|s| s.last_time);
+                let cmd_id = format!("hedger-status-{login}-{}", now_ms());
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    terminal.request_snapshot(CmdId(cmd_id)),
+                )
+                .await;
+                if matches!(asked, Ok(Ok(ref r)) if r.is_done()) {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while terminal.with_state(|s| s.last_time) == before
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            let status = terminal.with_state(|s| {
+                let positions: Vec<_> = s.positions.values().cloned().collect();
+                AccountStatus {
+                    connected: s.connected,
+                    last_event_ms: Some(s.last_time),
+                    account: s.account.as_ref().map(valuation::account_money),
+                    marks: if netting {
+                        Vec::new()
+                    } else {
+                        valuation::terminal_marks(&positions, &commissions)
+                    },
+                    ..base
+                }
+            });
             if let Err(e) = center.heartbeat(login, &status).await {
                 tracing::debug!(error = %e, "status not sent");
             }
@@ -1390,6 +1429,7 @@ impl Hedger {
 
     fn take_fill_from_tx(&mut self, tx: &hedge_protocol::Tx) {
         if let Some(deal) = &tx.deal_record {
+            self.commissions.record(deal);
             if let Some(fill) = fill_from_deal(deal) {
                 self.book.add_fill(fill);
             }
@@ -1512,7 +1552,7 @@ impl Hedger {
                     self.run_commands().await?;
                 }
                 _ = status_tick.tick() => {
-                    self.send_status(None);
+                    self.send_status(None, true);
                     // A safety net for a command announced while the stream was down.
                     self.run_commands().await?;
                 }

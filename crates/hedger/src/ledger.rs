@@ -149,7 +149,7 @@ impl HedgeLedger {
 mod tests {
     use super::*;
     use crate::tag::{HedgeTag, PlanItemId};
-    use hedge_domain::{DealEntry, DealReason, DealType, Money, Price, TradeTransactionType};
+    use hedge_domain::{DealEntry, DealReason, DealType, Price, TradeTransactionType};
     use rust_decimal::Decimal;
 
     fn lots(v: i64) -> Volume {
@@ -158,24 +158,19 @@ mod tests {
 
     fn deal(ticket: u64, t: DealType, entry: DealEntry, vol: i64, magic: Magic) -> DealRecord {
         DealRecord {
-            ticket: DealTicket(ticket),
-            order: OrderTicket(ticket),
             // A netting terminal: one position id for the symbol.
             position_id: PositionId(1),
             time: 1_000 * ticket as i64,
-            deal_type: t,
-            entry,
             reason: DealReason::Expert,
             magic,
-            volume: lots(vol),
-            price: Price(Decimal::new(110_000 + ticket as i64, 5)),
-            commission: Money::ZERO,
-            swap: Money::ZERO,
-            profit: Money::ZERO,
-            fee: Money::ZERO,
-            symbol: "EURUSD".into(),
-            comment: String::new(),
-            external_id: String::new(),
+            ..DealRecord::trade(
+                DealTicket(ticket),
+                "EURUSD",
+                t,
+                entry,
+                lots(vol),
+                Price(Decimal::new(110_000 + ticket as i64, 5)),
+            )
         }
     }
 

@@ -167,6 +167,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             event_id: id,
+            mark: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! End to end over real sockets: an in-process center, a simulated hedge terminal connecting to the
 //! hedger's port, client exposure reported to the center, and the hedger reacting.
 
+use hedge_center::client::new_action_key;
 use hedge_center::model::HedgeStatus;
 use hedge_domain::OrderFilling;
 
@@ -234,6 +235,74 @@ async fn mirror_mode_follows_opens_partial_closes_and_closes_by_position() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_carries_the_marks_of_the_hedges_for_their_profit() {
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        status_interval: Duration::from_millis(200),
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
+            == -lots(30))
+        .await,
+        "hedged on open"
+    );
+    assert!(w.records_sent().await);
+    // The center puts the hedge account's mark of the hedge's position on the open hedge.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (hedge, mark) = loop {
+        let hedges = w.hedges().await;
+        if let Some(h) = hedges.iter().find(|h| h.mark.is_some()) {
+            break (h.clone(), h.mark.clone().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mark on the hedges: {hedges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let position = w
+        .sim
+        .positions()
+        .into_iter()
+        .find(|p| p.identifier == hedge.position_id)
+        .expect("the hedge's position on the account");
+    assert_eq!(mark.position_id, hedge.position_id);
+    assert!(mark.price_current.0 > Decimal::ZERO);
+    // The terminal's own figures, not a recomputation: the profit moves with the price, the mark
+    // is one heartbeat behind at most.
+    assert_eq!(mark.swap, position.swap);
+    if mark.price_current == position.price_current {
+        assert_eq!(mark.profit, position.profit);
+    }
+    let account = w.admin.account(HEDGE).await.unwrap();
+    let money = account
+        .status
+        .and_then(|s| s.account)
+        .expect("the hedge account's money in the status");
+    assert!(money.balance.0 > Decimal::ZERO);
+    // Closed with the client: the closed hedge carries no mark.
+    w.client(1, PositionEventKind::Close, Side::Buy, Volume::ZERO)
+        .await;
+    assert!(wait_for(Duration::from_secs(10), || w.hedge_positions() == 0).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        let hedges = w.hedges().await;
+        let h = hedges.into_iter().find(|h| h.id == hedge.id).unwrap();
+        if h.status == HedgeStatus::Closed {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "hedge not closed: {h:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(closed.mark, None);
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
     let mut w = World::start(Setup {
         mode: Mode::Mirror,
@@ -311,9 +380,13 @@ async fn an_operator_close_runs_once_across_restarts_and_the_hedge_stays_closed(
     w.crash_hedger().await;
     let ack = w
         .admin
-        .action(&ActionRequest::close_hedge(hedge.id, "operator close test"))
+        .action(
+            &new_action_key(),
+            &ActionRequest::close_hedge(hedge.id, "operator close test"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     let command = ack.command.expect("a command");
     assert_eq!(command.status, CommandStatus::Pending);
     w.spawn_hedger(&Setup {
@@ -399,9 +472,13 @@ async fn an_operator_retry_resets_the_breaker_and_hedges_the_failed_item() {
     assert_eq!(w.hedge_positions(), 0);
     let ack = w
         .admin
-        .action(&ActionRequest::retry_hedge(failed.id, "broker fixed"))
+        .action(
+            &new_action_key(),
+            &ActionRequest::retry_hedge(failed.id, "broker fixed"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     let command = ack.command.expect("a command");
     let hedged = wait_for(Duration::from_secs(10), || {
         w.hedge_net("EURUSD.h") == -lots(10)
@@ -533,9 +610,13 @@ async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
     // The operator closes the remaining hedge: a close linked to its opening order.
     let ack = w
         .admin
-        .action(&ActionRequest::close_hedge(hedges[1].id, "operator close"))
+        .action(
+            &new_action_key(),
+            &ActionRequest::close_hedge(hedges[1].id, "operator close"),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .ack;
     let command = ack.command.expect("a command");
     w.command_reaches(command.id, CommandStatus::Done)
         .await

@@ -306,6 +306,40 @@ pub struct DealRecord {
     pub external_id: String,
 }
 
+impl DealRecord {
+    /// A trade deal with only what identifies and sizes it: its order and position take the deal's
+    /// ticket number, the time is 0, the reason is the client's, the magic 0 and every money column
+    /// zero. Callers (scripted terminals, tests) set the rest with struct update syntax.
+    pub fn trade(
+        ticket: DealTicket,
+        symbol: impl Into<String>,
+        deal_type: DealType,
+        entry: DealEntry,
+        volume: Volume,
+        price: Price,
+    ) -> DealRecord {
+        DealRecord {
+            ticket,
+            order: OrderTicket(ticket.0),
+            position_id: PositionId(ticket.0),
+            time: 0,
+            deal_type,
+            entry,
+            reason: DealReason::Client,
+            magic: Magic(0),
+            volume,
+            price,
+            commission: Money::ZERO,
+            swap: Money::ZERO,
+            profit: Money::ZERO,
+            fee: Money::ZERO,
+            symbol: symbol.into(),
+            comment: String::new(),
+            external_id: String::new(),
+        }
+    }
+}
+
 /// One page of an answer to a `history` command.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPage {

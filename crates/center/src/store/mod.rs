@@ -331,12 +331,8 @@ fn run_pass(
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "write batch failed, nothing of it was stored");
     }
-    for (completion, own) in completions {
-        completion(match own {
-            Some(e) => Err(e),
-            None => outcome.clone(),
-        });
-    }
+    // The head moves before anybody is answered: a request that follows an acknowledged write
+    // sees a head that includes it, so an answer cached under an older head is never served.
     if let (Ok(()), Some(id)) = (&outcome, max_id) {
         head.send_if_modified(|h| {
             if id > *h {
@@ -345,6 +341,12 @@ fn run_pass(
             } else {
                 false
             }
+        });
+    }
+    for (completion, own) in completions {
+        completion(match own {
+            Some(e) => Err(e),
+            None => outcome.clone(),
         });
     }
     Pass::Done
@@ -379,6 +381,9 @@ struct Inner {
     jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     readers: ReadPool,
     head: watch::Sender<u64>,
+    /// The legacy `all_positions` answer and the head it was read at (see
+    /// [`Store::legacy_book_answer`]).
+    legacy_answer: parking_lot::Mutex<Option<(u64, bytes::Bytes)>>,
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -444,6 +449,7 @@ impl Store {
                     available: tokio::sync::Semaphore::new(n),
                 },
                 head,
+                legacy_answer: parking_lot::Mutex::new(None),
                 _listener: listener,
             }),
         })
@@ -561,6 +567,17 @@ impl Store {
             .await
     }
 
+    /// Records a tumbler firing; returns the answer (JSON) and whether it was a replay.
+    pub async fn tumbler_fired(
+        &self,
+        actor: String,
+        firing: TumblerFiring,
+        now_ms: i64,
+    ) -> Result<(String, bool), WriteError> {
+        self.write(move |c| logic::tumbler_fired(c, &actor, &firing, now_ms))
+            .await
+    }
+
     pub async fn account(&self, login: Login) -> Result<Option<Account>, WriteError> {
         self.read(move |c| logic::account(c, login)).await
     }
@@ -645,13 +662,16 @@ impl Store {
         self.read(|c| Ok(logic::max_event_id(c)?)).await
     }
 
+    /// Performs an operator action once per idempotency key; returns the answer and whether it is
+    /// the stored answer of an earlier request with the same key.
     pub async fn action(
         &self,
         actor: String,
+        key: String,
         action: ActionRequest,
         now_ms: i64,
-    ) -> Result<ActionAck, WriteError> {
-        self.write(move |c| logic::action(c, &actor, &action, now_ms))
+    ) -> Result<(ActionAck, bool), WriteError> {
+        self.write(move |c| logic::keyed_action(c, &actor, &key, &action, now_ms))
             .await
     }
 
@@ -696,6 +716,35 @@ impl Store {
         self.read(|c| Ok(logic::legacy_book(c)?)).await
     }
 
+    /// The legacy book rendered by `render`, read again only when an event was stored since the
+    /// last read: every change of the book stores an event in the same transaction, and the head
+    /// moves before the write is acknowledged, so an unchanged head means an unchanged book.
+    /// Only on SQLite, whose one writer is this instance's: on PostgreSQL other instances' writes
+    /// reach the head a notification later, so every read goes to the database.
+    pub async fn legacy_book_answer(
+        &self,
+        render: impl FnOnce(&[(String, i64)]) -> bytes::Bytes,
+    ) -> Result<bytes::Bytes, WriteError> {
+        let cacheable = self.inner.kind == "sqlite";
+        // Read before the query: the book read is at least as new as this head.
+        let head = *self.inner.head.borrow();
+        if cacheable {
+            if let Some((at, answer)) = self.inner.legacy_answer.lock().as_ref() {
+                if *at == head {
+                    return Ok(answer.clone());
+                }
+            }
+        }
+        let answer = render(&self.legacy_book().await?);
+        if cacheable {
+            let mut cached = self.inner.legacy_answer.lock();
+            if cached.as_ref().is_none_or(|(at, _)| *at < head) {
+                *cached = Some((head, answer.clone()));
+            }
+        }
+        Ok(answer)
+    }
+
     /// A cheap round trip to the database (readiness).
     pub async fn ping(&self) -> Result<(), WriteError> {
         let read = tokio::time::timeout(
@@ -715,30 +764,34 @@ impl Store {
     }
 }
 
+/// An open of `id` lots/100 of EURUSD on account 7 under `key`, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn sample_open(id: u64, key: String) -> PositionReport {
+    PositionReport {
+        kind: PositionEventKind::Open,
+        login: Login(7),
+        position_id: PositionId(id),
+        symbol: "EURUSD".into(),
+        account_symbol: String::new(),
+        side: Side::Buy,
+        volume: Volume(rust_decimal::Decimal::new(id as i64, 2)),
+        price: None,
+        sl: None,
+        tp: None,
+        time_ms: 1,
+        magic: hedge_domain::Magic(0),
+        comment: String::new(),
+        seq: 1,
+        idempotency_key: key,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_domain::Magic;
-    use rust_decimal::Decimal;
 
     fn open(id: u64, key: String) -> PositionReport {
-        PositionReport {
-            kind: PositionEventKind::Open,
-            login: Login(7),
-            position_id: PositionId(id),
-            symbol: "EURUSD".into(),
-            account_symbol: String::new(),
-            side: Side::Buy,
-            volume: Volume(Decimal::new(id as i64, 2)),
-            price: None,
-            sl: None,
-            tp: None,
-            time_ms: 1,
-            magic: Magic(0),
-            comment: String::new(),
-            seq: 1,
-            idempotency_key: key,
-        }
+        sample_open(id, key)
     }
 
     /// Requests queued together commit in one batch. A refused one among them (every fifth reuses

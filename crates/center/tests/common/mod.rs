@@ -28,6 +28,8 @@ pub const CLIENT2_TOKEN: &str = "client-secret-1002";
 pub const HEDGE_TOKEN: &str = "hedge-secret-2001";
 pub const ADMIN_TOKEN: &str = "admin-secret-0000";
 pub const VIEWER_TOKEN: &str = "viewer-secret-000";
+/// The tumbler on the copier's client account, [`CLIENT`].
+pub const TUMBLER_TOKEN: &str = "tumbler-secret-1001";
 
 pub fn tokens() -> Tokens {
     Tokens::new(vec![
@@ -36,6 +38,7 @@ pub fn tokens() -> Tokens {
         TokenEntry::new("hedge-2001", Role::Hedge(HEDGE), HEDGE_TOKEN).unwrap(),
         TokenEntry::new("ops", Role::Admin, ADMIN_TOKEN).unwrap(),
         TokenEntry::new("dashboard", Role::Viewer, VIEWER_TOKEN).unwrap(),
+        TokenEntry::new("tumbler-1001", Role::Tumbler(CLIENT), TUMBLER_TOKEN).unwrap(),
     ])
 }
 
@@ -165,6 +168,35 @@ impl Env {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap())
+    }
+}
+
+impl Env {
+    /// `POST /v1/actions` with `body` as sent; `key` is the Idempotency-Key header (none when
+    /// `None`). Returns the status, whether the answer was marked a replay, and the body.
+    pub async fn raw_action(
+        &self,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &str,
+    ) -> (u16, bool, String) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/actions", self.url))
+            .body(body.to_owned());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let replayed = resp
+            .headers()
+            .get("idempotent-replay")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        (status, replayed, resp.text().await.unwrap())
     }
 }
 

@@ -58,6 +58,7 @@ struct Setup {
     exec_mode: ExecMode,
     breaker_threshold: u32,
     deliver: bool,
+    status_interval: Duration,
 }
 
 impl Default for Setup {
@@ -70,6 +71,7 @@ impl Default for Setup {
             exec_mode: ExecMode::Auto,
             breaker_threshold: 3,
             deliver: true,
+            status_interval: Duration::from_secs(5),
         }
     }
 }
@@ -236,6 +238,7 @@ impl World {
         let mut opts = HedgerOptions::new(HEDGE, setup.mode);
         opts.symbol_map = SymbolMap::from_affix(".h");
         opts.breaker_threshold = setup.breaker_threshold;
+        opts.status_interval = setup.status_interval;
         opts.orders.exec_mode = setup.exec_mode;
         opts.orders.retry.max_attempts = 3;
         opts.orders.retry.base_delay = Duration::from_millis(1);
