@@ -65,6 +65,11 @@ fn require_tools(scripts: &Path) -> PathBuf {
     chromium
 }
 
+/// The last `n` of `lines`, one per line.
+fn last_lines(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Lines of a child's output, read on a thread so the pipe never fills.
 fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -163,15 +168,20 @@ fn demo_dashboard_in_headless_chromium() {
     let started = Instant::now();
     let mut transcript = Vec::new();
     let mut result = None;
+    // What the browser script said, kept for the failure message: a CI summary shows the panic
+    // and little of what was printed before it.
+    let mut browser_said = Vec::new();
     let status = loop {
         while let Ok(line) = browser_out.try_recv() {
             println!("{line}");
             if let Some(json) = line.strip_prefix("RESULT ") {
                 result = Some(json.to_owned());
             }
+            browser_said.push(line);
         }
         while let Ok(line) = browser_err.try_recv() {
             eprintln!("{line}");
+            browser_said.push(line);
         }
         // Keep the demo's pipes drained; its timeline explains a failure.
         while let Ok(line) = out.try_recv() {
@@ -185,14 +195,16 @@ fn demo_dashboard_in_headless_chromium() {
         }
         if let Some(s) = demo.0.try_wait().expect("demo status") {
             panic!(
-                "hedge demo ended ({s}) before the browser was done:\n{}",
-                transcript.join("\n")
+                "hedge demo ended ({s}) before the browser was done:\n{}\nbrowser script:\n{}",
+                last_lines(&transcript, 80),
+                last_lines(&browser_said, 40)
             );
         }
         assert!(
             started.elapsed() < Duration::from_secs(140),
-            "the browser run takes too long; demo timeline:\n{}",
-            transcript.join("\n")
+            "the browser run takes too long; demo timeline:\n{}\nbrowser script:\n{}",
+            last_lines(&transcript, 40),
+            last_lines(&browser_said, 40)
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -202,24 +214,24 @@ fn demo_dashboard_in_headless_chromium() {
         if let Some(json) = line.strip_prefix("RESULT ") {
             result = Some(json.to_owned());
         }
+        browser_said.push(line);
     }
     while let Ok(line) = browser_err.try_recv() {
         eprintln!("{line}");
+        browser_said.push(line);
     }
     if !status.success() {
         while let Ok(line) = out.try_recv() {
             transcript.push(line);
         }
+        let timeline = artifacts.join("demo-timeline.jsonl");
+        let _ = std::fs::write(&timeline, transcript.join("\n"));
+        eprintln!("the whole demo timeline: {}", timeline.display());
+        // The browser's own words last: a CI summary keeps the end of the message.
         panic!(
-            "the browser checks failed ({status}); demo timeline:\n{}",
-            transcript
-                .iter()
-                .rev()
-                .take(80)
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
+            "the browser checks failed ({status}); demo timeline:\n{}\nbrowser script:\n{}",
+            last_lines(&transcript, 40),
+            last_lines(&browser_said, 40)
         );
     }
     let result: serde_json::Value =

@@ -368,8 +368,7 @@ function applyEvent(e) {
     case 'command_done':
     case 'command_failed':
       if (d && d.id !== undefined) {
-        const old = S.commands.get(d.id);
-        if (!old || !(old.updated_ms > d.updated_ms)) S.commands.set(d.id, d);
+        keepCommand(d);
         flash.add(`h${d.hedge_id}`);
         if (fresh) announce(`Command ${d.id} (${d.kind.replace('_', ' ')} ${d.hedge_id}): ${d.status}`);
         if (fresh && e.kind !== 'command_issued') {
@@ -986,10 +985,19 @@ async function closeHedge(x) {
     `Close of hedge ${x.id} requested; ${x.symbol} on account ${x.hedge_login} is now close-only`);
 }
 
+// Stores a command unless what is held is newer. The action's answer can arrive after the stream
+// already said the hedger finished the command; a command only ever goes from pending to done or
+// failed, so a finished one is never replaced by its pending self, even within one millisecond.
+function keepCommand(c) {
+  const old = S.commands.get(c.id);
+  if (old && (old.updated_ms > c.updated_ms || (old.status !== 'pending' && c.status === 'pending'))) return;
+  S.commands.set(c.id, c);
+}
+
 // Sends a close/retry action; the command it creates is shown on the hedge's row as it changes.
 async function hedgeCommand(body) {
   const ack = await postAction(body);
-  if (ack && ack.command) { S.commands.set(ack.command.id, ack.command); markDirty('hedges'); }
+  if (ack && ack.command) { keepCommand(ack.command); markDirty('hedges'); }
   if (ack && Array.isArray(ack.pauses)) { S.pauses = ack.pauses; markDirty('accounts', 'plan'); }
 }
 

@@ -187,12 +187,25 @@ async function main() {
     const hedgeId = closeLabel.replace('Close hedge ', '');
     // The center acts on the first close but its answer is lost: the page must resend it with the
     // same key, and the center must answer with the first command instead of closing twice.
+    // The resend's answer (the command as first stored, pending) is then held until the stream has
+    // said that the hedger finished the command: the page gets the older state last and must keep
+    // the newer one.
     let answerLost = false;
+    let staleAnswerHeld = false;
     await page.route('**/v1/actions', async (route) => {
-      if (answerLost) return route.continue();
-      answerLost = true;
-      await route.fetch();
-      return route.abort('connectionreset');
+      if (!answerLost) {
+        answerLost = true;
+        await route.fetch();
+        return route.abort('connectionreset');
+      }
+      const response = await route.fetch();
+      for (let i = 0; i < 300 && !staleAnswerHeld; i += 1) {
+        staleAnswerHeld = await page.evaluate((id) => [...S.commands.values()]
+          .some((c) => c.hedge_id === Number(id) && c.kind === 'close_hedge' && c.status !== 'pending'), hedgeId)
+          .catch(() => false);
+        if (!staleAnswerHeld) await new Promise((r) => setTimeout(r, 100));
+      }
+      return route.fulfill({ response });
     });
     const closeRequestsBefore = actionRequests.length;
     await page.click(`[data-table="hedges"] button[aria-label="${closeLabel}"]`);
@@ -228,6 +241,14 @@ async function main() {
       return row && /closed/.test(row.textContent);
     }, hedgeId, 60000);
     check(`hedge ${hedgeId} shows as closed`, true);
+    const doneRow = await waitFor(page, `the close command of hedge ${hedgeId} to show done`, (id) => {
+      const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
+      return row && /#\d+: done/.test(row.textContent) ? row.textContent : false;
+    }, hedgeId, 30000);
+    check('a command answer older than the stream does not bring back its pending state',
+      staleAnswerHeld && await page.evaluate((id) => [...S.commands.values()]
+        .filter((c) => c.hedge_id === Number(id) && c.kind === 'close_hedge').every((c) => c.status === 'done'), hedgeId),
+      `answer held until done: ${staleAnswerHeld}; ${doneRow}`);
     // The close left its symbol close-only on the hedge account; end that pause from its badge.
     const scope = await page.evaluate((id) => {
       const x = S.hedges.get(Number(id));
