@@ -204,17 +204,13 @@ async fn mirror_mode_follows_opens_partial_closes_and_closes_by_position() {
     w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
         .await;
     assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(30))
-        .await,
+        w.hedge_net_reaches("EURUSD.h", -lots(30)).await,
         "hedged on open"
     );
     w.client(1, PositionEventKind::PartialClose, Side::Buy, lots(10))
         .await;
     assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(10))
-        .await,
+        w.hedge_net_reaches("EURUSD.h", -lots(10)).await,
         "reduced with the client: {:?}",
         w.sim.positions()
     );
@@ -245,9 +241,7 @@ async fn the_status_carries_the_marks_of_the_hedges_for_their_profit() {
     w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
         .await;
     assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(30))
-        .await,
+        w.hedge_net_reaches("EURUSD.h", -lots(30)).await,
         "hedged on open"
     );
     assert!(w.records_sent().await);
@@ -312,18 +306,12 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
     .await;
     w.client(1, PositionEventKind::Open, Side::Buy, lots(20))
         .await;
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(20))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(20)).await);
     // The client reverses: now short 0.1.
     w.client(1, PositionEventKind::Reverse, Side::Sell, lots(10))
         .await;
     assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == lots(10))
-        .await,
+        w.hedge_net_reaches("EURUSD.h", lots(10)).await,
         "hedge reversed with the client: {:?}",
         w.sim.positions()
     );
@@ -368,11 +356,7 @@ async fn an_operator_close_runs_once_across_restarts_and_the_hedge_stays_closed(
     .await;
     w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
         .await;
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(30))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(30)).await);
     let hedge = recorded_hedges(&w, 1).await.remove(0);
 
     // The hedger is down when the operator closes the hedge; its next start carries it out, but
@@ -536,18 +520,10 @@ async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
     // Two clients open: two hedges, one net position on the terminal.
     w.client(1, PositionEventKind::Open, Side::Buy, lots(20))
         .await;
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(20))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(20)).await);
     w.client(2, PositionEventKind::Open, Side::Buy, lots(30))
         .await;
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(50))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(50)).await);
     assert_eq!(w.sim.positions().len(), 1, "netting: one position");
     let hedges = recorded_hedges(&w, 2).await;
     let (a, b) = (hedges[0].position_id.0, hedges[1].position_id.0);
@@ -560,11 +536,7 @@ async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
     // A partial close on the client side: a reduction linked to the oldest hedge's opening order.
     w.client(2, PositionEventKind::PartialClose, Side::Buy, lots(20))
         .await;
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(40))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(40)).await);
     let linked: Vec<_> = w
         .sim
         .deals()
@@ -595,11 +567,7 @@ async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
         .await;
     w.spawn_hedger(&setup()).await;
     w.spawn_sender();
-    assert!(
-        wait_for(Duration::from_secs(10), || w.hedge_net("EURUSD.h")
-            == -lots(20))
-        .await
-    );
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(20)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(20), "no double reduction");
     assert_eq!(ledger(&w), vec![(b, Side::Sell, lots(20))]);

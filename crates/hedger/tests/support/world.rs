@@ -359,6 +359,11 @@ impl World {
             .sum()
     }
 
+    /// Whether the signed hedge volume of `symbol` reaches `volume` within 10 s.
+    async fn hedge_net_reaches(&self, symbol: &str, volume: Volume) -> bool {
+        wait_for(Duration::from_secs(10), || self.hedge_net(symbol) == volume).await
+    }
+
     fn hedge_positions(&self) -> usize {
         self.sim
             .positions()
