@@ -6,13 +6,12 @@
 //!
 //! Starts a center in-process (SQLite in a temporary directory, with `synchronous=FULL` and
 //! `NORMAL`; PostgreSQL in a fresh schema with `--pg`) and drives it over loopback with many
-//! concurrent keep-alive connections: durable position reports/s, plan reads/s, legacy
+//! concurrent keep-alive connections (a minimal HTTP/1.1 client, see [`Sender`]): durable position reports/s, plan reads/s, legacy
 //! `new_position`/s and `all_positions`/s, p50/p99 latency at a paced 1,000 req/s (measured from
 //! the scheduled send time, so a stall is not hidden), then a lost-update race (see [`race`]) on
 //! the legacy endpoints and on `/v1`. The same figures for the prototype with `--prototype`, and
 //! the ratios. `scripts/bench-center.sh` starts the prototype and passes `--prototype`.
 
-use bytes::Bytes;
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
 use hedge_center::store::{StoreLocation, Synchronous};
@@ -20,14 +19,12 @@ use hedge_center::{CenterClient, CenterConfig, CenterServer};
 use hedge_domain::{
     AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec, Volume,
 };
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use rust_decimal::Decimal;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT_TOKEN: &str = "bench-client-token";
 const HEDGE_TOKEN: &str = "bench-hedge-token";
@@ -48,87 +45,202 @@ struct Target {
     next_id: Arc<AtomicU64>,
 }
 
-fn request(target: &Target, op: Op) -> Request<Full<Bytes>> {
-    let b = Request::builder().header("host", target.addr.to_string());
+fn request(target: &Target, op: Op) -> Vec<u8> {
     match op {
         Op::Report => {
             let id = target.next_id.fetch_add(1, Ordering::Relaxed);
-            let report = PositionReport {
-                kind: PositionEventKind::Open,
-                login: CLIENT,
-                position_id: PositionId(id),
-                symbol: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"][(id % 4) as usize].into(),
-                account_symbol: String::new(),
-                side: if id.is_multiple_of(3) {
-                    Side::Sell
-                } else {
-                    Side::Buy
-                },
-                volume: Volume(Decimal::new(1 + (id % 50) as i64, 2)),
-                price: None,
-                sl: None,
-                tp: None,
-                time_ms: 1,
-                magic: Magic(0),
-                comment: String::new(),
-                seq: 1,
-                idempotency_key: PositionReport::default_key(CLIENT, PositionId(id), 1),
+            let side = if id.is_multiple_of(3) {
+                Side::Sell
+            } else {
+                Side::Buy
             };
-            b.method("POST")
-                .uri("/v1/positions/events")
-                .header("authorization", format!("Bearer {CLIENT_TOKEN}"))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(
-                    serde_json::to_vec(&report).unwrap_or_default(),
-                )))
+            let symbol = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"][(id % 4) as usize];
+            report_request(
+                target,
+                id,
+                symbol,
+                side,
+                Decimal::new(1 + (id % 50) as i64, 2),
+            )
         }
-        Op::LegacyNew => b
-            .method("GET")
-            .uri("/new_position/")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(
-                br#"{"symbol": "EURUSD", "volume": 0.01, "side": 0}"#,
-            ))),
-        Op::Plan => b
-            .method("GET")
-            .uri(format!("/v1/plan/{HEDGE}"))
-            .header("authorization", format!("Bearer {HEDGE_TOKEN}"))
-            .body(Full::new(Bytes::new())),
-        Op::LegacyAll => b
-            .method("GET")
-            .uri("/all_positions/")
-            .body(Full::new(Bytes::new())),
+        Op::LegacyNew => http_request(
+            target,
+            "GET",
+            "/new_position/",
+            None,
+            br#"{"symbol": "EURUSD", "volume": 0.01, "side": 0}"#,
+        ),
+        Op::Plan => http_request(
+            target,
+            "GET",
+            &format!("/v1/plan/{HEDGE}"),
+            Some(HEDGE_TOKEN),
+            b"",
+        ),
+        Op::LegacyAll => http_request(target, "GET", "/all_positions/", None, b""),
     }
-    .expect("request")
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// The open of position `id` as a `/v1` report.
+fn report_request(target: &Target, id: u64, symbol: &str, side: Side, volume: Decimal) -> Vec<u8> {
+    let report = PositionReport {
+        kind: PositionEventKind::Open,
+        login: CLIENT,
+        position_id: PositionId(id),
+        symbol: symbol.into(),
+        account_symbol: String::new(),
+        side,
+        volume: Volume(volume),
+        price: None,
+        sl: None,
+        tp: None,
+        time_ms: 1,
+        magic: Magic(0),
+        comment: String::new(),
+        seq: 1,
+        idempotency_key: PositionReport::default_key(CLIENT, PositionId(id), 1),
+    };
+    http_request(
+        target,
+        "POST",
+        "/v1/positions/events",
+        Some(CLIENT_TOKEN),
+        &serde_json::to_vec(&report).unwrap_or_default(),
+    )
+}
+
+/// One HTTP/1.1 request as it goes on the wire.
+fn http_request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", target.addr);
+    if let Some(token) = token {
+        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut wire = head.into_bytes();
+    wire.extend_from_slice(body);
+    wire
+}
+
+/// A keep-alive HTTP/1.1 connection with as little client work as possible: the request is
+/// written as prepared bytes and the answer read by its `content-length` (or chunks). A full
+/// client library on the same two cores would take CPU time from the server being measured, as
+/// wrk-style generators avoid.
+struct Sender {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
 
 async fn connect(addr: SocketAddr) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
+    Sender {
+        stream,
+        buf: Vec::with_capacity(8192),
+    }
 }
 
-async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> Result<Bytes, String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
+/// Sends one request and reads its answer: the body of a 2xx, else an error naming the status.
+async fn send(sender: &mut Sender, req: Vec<u8>) -> Result<Vec<u8>, String> {
+    sender
+        .stream
+        .write_all(&req)
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if status.is_success() {
+        .map_err(|e| e.to_string())?;
+    let head_end = loop {
+        if let Some(i) = find(&sender.buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_more(sender).await?;
+    };
+    let head = std::str::from_utf8(&sender.buf[..head_end]).map_err(|e| e.to_string())?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let header = |name: &str| {
+        head.split("\r\n").find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let body = if let Some(len) = header("content-length") {
+        let len: usize = len.parse().map_err(|_| format!("content-length {len}"))?;
+        while sender.buf.len() < head_end + len {
+            read_more(sender).await?;
+        }
+        let body = sender.buf[head_end..head_end + len].to_vec();
+        sender.buf.drain(..head_end + len);
+        body
+    } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        sender.buf.drain(..head_end);
+        read_chunked(sender).await?
+    } else {
+        return Err(format!("an answer without a length: {head:?}"));
+    };
+    if (200..300).contains(&status) {
         Ok(body)
     } else {
         Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
     }
+}
+
+async fn read_chunked(sender: &mut Sender) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = find(&sender.buf, b"\r\n") {
+                break i;
+            }
+            read_more(sender).await?;
+        };
+        let size = std::str::from_utf8(&sender.buf[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+            .ok_or("a bad chunk size")?;
+        // The chunk, then its CRLF (after the last, empty chunk: the final CRLF).
+        let need = line_end + 2 + size + 2;
+        while sender.buf.len() < need {
+            read_more(sender).await?;
+        }
+        body.extend_from_slice(&sender.buf[line_end + 2..line_end + 2 + size]);
+        sender.buf.drain(..need);
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}
+
+async fn read_more(sender: &mut Sender) -> Result<(), String> {
+    let mut chunk = [0u8; 8192];
+    let n = sender
+        .stream
+        .read(&mut chunk)
+        .await
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("the server closed the connection".into());
+    }
+    sender.buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 struct Figures {
@@ -275,51 +387,18 @@ struct Race {
     wrong: usize,
 }
 
-fn race_request(
-    target: &Target,
-    api: RaceApi,
-    symbol: &str,
-    id: u64,
-    hundredths: u64,
-) -> Request<Full<Bytes>> {
+fn race_request(target: &Target, api: RaceApi, symbol: &str, id: u64, hundredths: u64) -> Vec<u8> {
     let volume = Decimal::new(hundredths as i64, 2);
-    let b = Request::builder().header("host", target.addr.to_string());
     match api {
-        RaceApi::Legacy => b
-            .method("GET")
-            .uri("/new_position/")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(format!(
-                r#"{{"symbol": "{symbol}", "volume": {volume}, "side": 0}}"#
-            )))),
-        RaceApi::V1 => {
-            let report = PositionReport {
-                kind: PositionEventKind::Open,
-                login: CLIENT,
-                position_id: PositionId(id),
-                symbol: symbol.into(),
-                account_symbol: String::new(),
-                side: Side::Buy,
-                volume: Volume(volume),
-                price: None,
-                sl: None,
-                tp: None,
-                time_ms: 1,
-                magic: Magic(0),
-                comment: String::new(),
-                seq: 1,
-                idempotency_key: PositionReport::default_key(CLIENT, PositionId(id), 1),
-            };
-            b.method("POST")
-                .uri("/v1/positions/events")
-                .header("authorization", format!("Bearer {CLIENT_TOKEN}"))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(
-                    serde_json::to_vec(&report).unwrap_or_default(),
-                )))
-        }
+        RaceApi::Legacy => http_request(
+            target,
+            "GET",
+            "/new_position/",
+            None,
+            format!(r#"{{"symbol": "{symbol}", "volume": {volume}, "side": 0}}"#).as_bytes(),
+        ),
+        RaceApi::V1 => report_request(target, id, symbol, Side::Buy, volume),
     }
-    .expect("request")
 }
 
 /// Provokes lost updates: in each of `rounds` rounds every connection waits at a barrier, then
