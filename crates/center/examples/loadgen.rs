@@ -6,10 +6,10 @@
 //!
 //! Starts a center in-process (SQLite in a temporary directory, with `synchronous=FULL` and
 //! `NORMAL`; PostgreSQL in a fresh schema with `--pg`) and drives it over loopback with many
-//! concurrent keep-alive connections (a minimal HTTP/1.1 client, see [`Sender`]): durable position reports/s, plan reads/s, legacy
-//! `new_position`/s and `all_positions`/s, p50/p99 latency at a paced 1,000 req/s (measured from
-//! the scheduled send time, so a stall is not hidden), then a lost-update race (see [`race`]) on
-//! the legacy endpoints and on `/v1`. The same figures for the prototype with `--prototype`, and
+//! concurrent keep-alive connections (a minimal HTTP/1.1 client, see [`Sender`]): durable
+//! position reports/s, plan reads/s, legacy `new_position`/s and `all_positions`/s, p50/p99
+//! latency at a paced 1,000 req/s (measured from the scheduled send time, so a stall is not
+//! hidden), then a lost-update race (see [`race`]) on the legacy endpoints and on `/v1`. The same figures for the prototype with `--prototype`, and
 //! the ratios. `scripts/bench-center.sh` starts the prototype and passes `--prototype`.
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
