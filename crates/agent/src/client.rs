@@ -216,11 +216,11 @@ fn is_exit(entry: DealEntry) -> bool {
     matches!(entry, DealEntry::Out | DealEntry::OutBy | DealEntry::InOut)
 }
 
-/// From history deals: the closing deal of each of `ids`, and the positions that opened after
-/// `since` and were entirely closed again.
+/// From history deals: the last exit deal of every position that has one (the close of a position
+/// that vanished, or the reduction of one still open), and the positions that opened after `since`
+/// and were entirely closed again.
 fn read_history(
     deals: &[DealRecord],
-    ids: &[PositionId],
     since: Option<TimeMs>,
 ) -> (HashMap<PositionId, CloseDetail>, Vec<ClosedWhileAway>) {
     let mut by_position: BTreeMap<PositionId, Vec<&DealRecord>> = BTreeMap::new();
@@ -231,12 +231,12 @@ fn read_history(
         by_position.entry(d.position_id).or_default().push(d);
     }
     let mut closes = HashMap::new();
-    for id in ids {
-        if let Some(last_exit) = by_position.get(id).and_then(|ds| {
-            ds.iter()
-                .filter(|d| is_exit(d.entry))
-                .max_by_key(|d| (d.time, d.ticket))
-        }) {
+    for (id, ds) in &by_position {
+        if let Some(last_exit) = ds
+            .iter()
+            .filter(|d| is_exit(d.entry))
+            .max_by_key(|d| (d.time, d.ticket))
+        {
             closes.insert(*id, CloseDetail::from_deal(last_exit));
         }
     }
@@ -572,7 +572,7 @@ impl ClientAgent {
                         self.commissions.record(d);
                     }
                     let present: Vec<PositionId> = rows.iter().map(|r| r.id).collect();
-                    let (c, a) = read_history(&deals, &missing, since);
+                    let (c, a) = read_history(&deals, since);
                     closes = c;
                     away = a
                         .into_iter()
@@ -1014,14 +1014,16 @@ mod tests {
             deal(6, 30, DealEntry::In, DealType::Buy, 20, 330),
             deal(7, 30, DealEntry::Out, DealType::Sell, 10, 340),
         ];
-        let (closes, away) = read_history(&deals, &[PositionId(10)], Some(150));
+        let (closes, away) = read_history(&deals, Some(150));
         assert_eq!(closes[&PositionId(10)].deal, Some(DealTicket(2)));
+        // The reduction of a position still open, for the partial close found by a snapshot.
+        assert_eq!(closes[&PositionId(30)].deal, Some(DealTicket(7)));
         assert_eq!(away.len(), 1);
         assert_eq!(away[0].position.id, PositionId(20));
         assert_eq!(away[0].position.side, hedge_domain::Side::Sell);
         assert_eq!(away[0].volume, Volume(Decimal::new(20, 2)));
         assert_eq!(away[0].close.deal, Some(DealTicket(5)));
-        let (_, none) = read_history(&deals, &[], None);
+        let (_, none) = read_history(&deals, None);
         assert!(none.is_empty());
     }
 }

@@ -397,8 +397,10 @@ impl Tracker {
             .collect()
     }
 
-    /// Brings the tracker in line with a full snapshot: positions it shows are observed, tracked ones
-    /// it lacks are closed (with `closes[id]` when the history told how, else unconfirmed at `time`).
+    /// Brings the tracker in line with a full snapshot: positions it shows are observed (a reduction
+    /// with `closes[id]`, the position's last exit deal, when that is newer than what was seen),
+    /// tracked ones it lacks are closed (with `closes[id]` when the history told how, else
+    /// unconfirmed at `time`).
     /// Events come out in position-id order, closes first.
     pub fn reconcile(
         &mut self,
@@ -426,7 +428,13 @@ impl Tracker {
                 self.closed.remove(&obs.id);
                 self.closed_order.retain(|c| *c != obs.id);
             }
-            out.extend(self.observe(obs, None));
+            // An exit deal newer than what was last seen of a position still open is what
+            // reduced it while the agent was away: its comment and price go with the partial close.
+            let reduced_by = closes
+                .get(&obs.id)
+                .filter(|d| self.open.get(&obs.id).is_some_and(|p| d.time >= p.updated))
+                .cloned();
+            out.extend(self.observe(obs, reduced_by));
         }
         out
     }

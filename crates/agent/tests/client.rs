@@ -225,7 +225,9 @@ async fn terminal_disconnect_is_resynced_from_the_snapshot() {
     let (api, sim) = (&rig.api, &rig.sim);
 
     let a = open(sim, Side::Buy, 10);
+    let c = open(sim, Side::Sell, 30);
     history_of(api, a, &[Open]).await;
+    history_of(api, c, &[Open]).await;
     sim.disconnect();
     eventually("link down", Duration::from_secs(5), || async {
         (!sim.is_connected()).then_some(())
@@ -233,11 +235,17 @@ async fn terminal_disconnect_is_resynced_from_the_snapshot() {
     .await;
     close(sim, a, None);
     let b = open(sim, Side::Buy, 20);
+    // Reduced while the agent is away: the snapshot shows it, the history says by which deal.
+    close_commented(sim, c, 10, "tp1 while away");
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
     history_of(api, a, &[Open, Close]).await;
     history_of(api, b, &[Open]).await;
+    let d = history_of(api, c, &[Open, PartialClose]).await;
+    assert_eq!(d.position.volume, lots(20));
+    assert_eq!(d.position.exit_comment.as_deref(), Some("tp1 while away"));
     settle(api, a, &[Open, Close]).await;
     settle(api, b, &[Open]).await;
+    settle(api, c, &[Open, PartialClose]).await;
 
     rig.stop().await;
 }
