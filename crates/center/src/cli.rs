@@ -46,6 +46,10 @@ pub struct CenterArgs {
     /// Seconds between SSE heartbeat comments.
     #[arg(long, default_value_t = 15)]
     pub sse_heartbeat_secs: u64,
+    /// Days to keep the agents' status heartbeats in the event log (0 keeps them forever).
+    /// Decisions are always kept.
+    #[arg(long, default_value_t = 7)]
+    pub status_retention_days: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -150,6 +154,8 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
         sse_heartbeat: Duration::from_secs(args.sse_heartbeat_secs.max(1)),
         synchronous: args.synchronous,
+        status_retention: (args.status_retention_days > 0)
+            .then(|| Duration::from_secs(args.status_retention_days.saturating_mul(24 * 3600))),
     };
     Ok((config, generated))
 }

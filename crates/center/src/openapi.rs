@@ -364,7 +364,7 @@ pub fn document() -> Value {
                 "parameters": [login_param("id")],
                 "post": { "summary": "Set a hedge's remaining open volume after a (partial) close; idempotent.", "requestBody": body(r("HedgeReduce")), "responses": resp(vec![("200", ok("The hedge.", r("Hedge"))), ("404", err("Unknown.")), ("409", err("Would increase the hedge, or it failed."))]) }
             },
-            "/v1/events": { "get": { "summary": "The event log, paged, oldest first.", "parameters": page_params, "responses": resp(vec![("200", ok("A page.", r("PageEvent")))]) } },
+            "/v1/events": { "get": { "summary": "The event log, paged, oldest first. Status heartbeats (`account_status`) are kept for the center's status retention (7 days by default); every other event is kept for good. Ids only grow: a pruned heartbeat leaves a gap, never a reused id.", "parameters": page_params, "responses": resp(vec![("200", ok("A page.", r("PageEvent")))]) } },
             "/v1/events/stream": {
                 "get": {
                     "summary": "Server-sent events: every stored change in id order; resumes after `Last-Event-ID` (header) or `?after=` (an id, or `now`); heartbeat comments keep it alive.",

@@ -26,6 +26,8 @@ pub struct CenterConfig {
     pub sse_heartbeat: Duration,
     /// SQLite commit durability (FULL by default).
     pub synchronous: crate::store::Synchronous,
+    /// How long status heartbeat events are kept; `None` keeps them forever.
+    pub status_retention: Option<Duration>,
 }
 
 impl CenterConfig {
@@ -39,8 +41,57 @@ impl CenterConfig {
             legacy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             sse_heartbeat: Duration::from_secs(15),
             synchronous: crate::store::Synchronous::Full,
+            status_retention: Some(DEFAULT_STATUS_RETENTION),
         }
     }
+}
+
+/// Status heartbeats older than this are pruned unless configured otherwise.
+pub const DEFAULT_STATUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the pruner looks for status heartbeats past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Heartbeats deleted per write: small enough that a report queued behind it barely waits.
+const PRUNE_BATCH: u32 = 500;
+
+/// Deletes status heartbeats past `retention`, in small writes, every [`PRUNE_EVERY`] (the first
+/// time a minute after start), until shutdown.
+fn spawn_pruner(
+    store: Store,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            wait = PRUNE_EVERY;
+            let before = crate::store::logic::now_ms().saturating_sub(retention.as_millis() as i64);
+            let mut pruned = 0u64;
+            loop {
+                match store.prune_status_events(before, PRUNE_BATCH).await {
+                    Ok(n) => {
+                        pruned += n;
+                        if n < u64::from(PRUNE_BATCH) {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning old status heartbeats failed");
+                        break;
+                    }
+                }
+            }
+            if pruned > 0 {
+                tracing::info!(pruned, "old status heartbeats pruned");
+            }
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +195,10 @@ impl CenterServer {
                 })?);
                 tasks.push(serve(l, legacy::router(state.clone()), shutdown_rx.clone()));
             }
+        }
+        if let Some(retention) = config.status_retention {
+            // Not in `tasks`: shutdown waits for the servers, the pruner just stops.
+            spawn_pruner(store.clone(), retention, shutdown_rx.clone());
         }
         tasks.push(serve(listener, app, shutdown_rx));
         Ok(CenterHandle {

@@ -178,14 +178,21 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );",
     ),
     (5, COMPACT_SQLITE_LAYOUT),
+    (
+        6,
+        // Finds the oldest status heartbeats for pruning without reading the decisions around
+        // them; only heartbeats pay for its upkeep.
+        "CREATE INDEX events_status ON events (id) WHERE kind = 'account_status'",
+    ),
 ];
 
 /// Migration 5, run by [`compact_sqlite_layout`] rather than as SQL text.
 const COMPACT_SQLITE_LAYOUT: &str = "-- compact SQLite layout";
 
-/// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their rows are never deleted, so
-/// SQLite's plain rowid (largest id + 1) never hands out an id twice either, without the
-/// `sqlite_sequence` row that `AUTOINCREMENT` reads and rewrites on every insert.
+/// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their newest row is never deleted
+/// (only old status heartbeats are pruned from `events`, see [`prune_status_events`]), so SQLite's
+/// plain rowid (largest id + 1) never hands out an id twice either, without the `sqlite_sequence`
+/// row that `AUTOINCREMENT` reads and rewrites on every insert.
 const AUTOINCREMENT_TABLES: &[&str] = &["events", "positions", "hedges", "commands"];
 
 /// Tables keyed by their own primary key and never read by rowid. As `WITHOUT ROWID` tables each is
@@ -357,6 +364,24 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Deletes up to `limit` of the oldest status heartbeat events (`account_status`) stored before
+/// `before_ms`; returns how many. Heartbeats are telemetry (connection, money, marks), written
+/// every few seconds per account: kept forever they would outgrow everything else. Decisions are
+/// never deleted, and neither is the newest event, whatever its kind: its id is the floor of the
+/// next one (see [`AUTOINCREMENT_TABLES`]), so no id is ever handed out twice and a stream resumed
+/// from any id stays in order.
+pub fn prune_status_events(
+    c: &mut dyn Conn,
+    before_ms: i64,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    c.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 'account_status' ORDER BY id LIMIT ?)
+           AND time_ms < ? AND id < (SELECT MAX(id) FROM events)",
+        &[Val::Int(i64::from(limit)), Val::Int(before_ms)],
+    )
 }
 
 pub fn max_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {

@@ -658,6 +658,13 @@ impl Store {
         self.read(move |c| logic::events(c, &query)).await
     }
 
+    /// Deletes up to `limit` of the oldest status heartbeats stored before `before_ms` (see
+    /// [`logic::prune_status_events`]); returns how many.
+    pub async fn prune_status_events(&self, before_ms: i64, limit: u32) -> Result<u64, WriteError> {
+        self.write(move |c| Ok(logic::prune_status_events(c, before_ms, limit)?))
+            .await
+    }
+
     pub async fn last_event_id(&self) -> Result<u64, WriteError> {
         self.read(|c| Ok(logic::max_event_id(c)?)).await
     }

@@ -83,27 +83,33 @@ pub async fn start_at(location: StoreLocation) -> CenterHandle {
     }
 }
 
+/// A store nobody used yet: a SQLite file in a temporary directory (kept while the returned
+/// directory lives) or a fresh PostgreSQL schema.
+pub fn fresh_location(backend: Backend) -> (StoreLocation, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                StoreLocation::Sqlite(dir.path().join("center.db")),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let schema = format!("hedge_test_{:016x}", rand::random::<u64>());
+            (
+                StoreLocation::Postgres {
+                    url: pg_conninfo(),
+                    schema: Some(schema),
+                },
+                None,
+            )
+        }
+    }
+}
+
 impl Env {
     pub async fn start(backend: Backend) -> Env {
-        let (location, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                (
-                    StoreLocation::Sqlite(dir.path().join("center.db")),
-                    Some(dir),
-                )
-            }
-            Backend::Postgres => {
-                let schema = format!("hedge_test_{:016x}", rand::random::<u64>());
-                (
-                    StoreLocation::Postgres {
-                        url: pg_conninfo(),
-                        schema: Some(schema),
-                    },
-                    None,
-                )
-            }
-        };
+        let (location, dir) = fresh_location(backend);
         let handle = start_at(location.clone()).await;
         let url = handle.url();
         Env {
