@@ -253,8 +253,10 @@ impl NettingBook {
         Ok(out)
     }
 
-    /// For positions the tracker still holds but the ledger closed: how each was closed. And the
-    /// positions that opened after `since` and closed entirely, never reported.
+    /// For positions the tracker still holds but the ledger closed: how each was closed; for
+    /// positions still open, their latest closed part (what reduced them, for a reduction found by
+    /// comparing positions). And the positions that opened after `since` and closed entirely,
+    /// never reported.
     pub fn closes(
         &self,
         ids: &[PositionId],
@@ -265,11 +267,12 @@ impl NettingBook {
         let mut closes = HashMap::new();
         let mut away = Vec::new();
         let mut seen = HashSet::new();
-        // Latest first: a position closed in several parts keeps its final close.
+        // Latest first: a position closed in several parts keeps its final close, one still open
+        // its latest closed part.
         let hist: Vec<_> = self.ledger.history_positions().collect();
         for h in hist.iter().rev() {
             let id = h.id();
-            if !seen.insert(id) || self.ledger.active(id).is_some() {
+            if !seen.insert(id) {
                 continue;
             }
             let last = h.exit_deals().max_by_key(|f| (f.time_msc, f.ticket));
@@ -280,7 +283,7 @@ impl NettingBook {
                 confirmed: true,
                 comment: h.exit_comment().to_owned(),
             };
-            if wanted.contains(&id) {
+            if self.ledger.active(id).is_some() || wanted.contains(&id) {
                 closes.insert(id, close);
             } else if since.is_some_and(|s| h.entry_time_msc() > s) && !reported(id) {
                 let volume = self

@@ -353,11 +353,26 @@ async fn partial_closes_carry_the_reducing_deals_comment_on_hedging_and_netting(
             "{mode:?}"
         );
         assert_eq!(d.position.comment, "entry", "{mode:?}");
-        close_commented(sim, terminal_id, 20, "tp2 hit");
-        let d = history_of(api, id, &[Open, PartialClose, Close]).await;
+        // Reduced while the agent is away: found by the resync, with the deal's comment.
+        sim.disconnect();
+        eventually("link down", Duration::from_secs(5), || async {
+            (!sim.is_connected()).then_some(())
+        })
+        .await;
+        close_commented(sim, terminal_id, 5, "tp2 while away");
+        assert!(sim.wait_connected(Duration::from_secs(10)).await);
+        let d = history_of(api, id, &[Open, PartialClose, PartialClose]).await;
+        assert_eq!(d.position.volume, lots(15), "{mode:?}");
         assert_eq!(
             d.position.exit_comment.as_deref(),
-            Some("tp2 hit"),
+            Some("tp2 while away"),
+            "{mode:?}"
+        );
+        close_commented(sim, terminal_id, 15, "tp3 hit");
+        let d = history_of(api, id, &[Open, PartialClose, PartialClose, Close]).await;
+        assert_eq!(
+            d.position.exit_comment.as_deref(),
+            Some("tp3 hit"),
             "{mode:?}"
         );
 
