@@ -185,12 +185,21 @@ async fn center_outage_is_bridged_by_the_outbox_in_order() {
     let sim = start_sim(port, AccountMarginMode::RetailHedging);
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
 
+    let outbox = hedge_agent::Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
     let a = open(&sim, Side::Buy, 30);
+    // The first report queued means the agent's start-up sync is over: from here on it sees each
+    // trade as it happens. (A sync from the terminal's state, which already holds trades whose
+    // messages are still queued, reports the positions it finds before the older messages.)
+    eventually(
+        "the first report queued",
+        Duration::from_secs(10),
+        || async { (outbox.pending().ok()? >= 2).then_some(()) },
+    )
+    .await;
     close(&sim, a, Some(10));
     let b = open(&sim, Side::Sell, 10);
     close(&sim, a, None);
     // Registration + 4 reports wait in the durable outbox.
-    let outbox = hedge_agent::Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
     eventually("reports queued", Duration::from_secs(10), || async {
         (outbox.pending().ok()? >= 5).then_some(())
     })
