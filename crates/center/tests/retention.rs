@@ -10,6 +10,7 @@ use hedge_center::store::{Store, StoreLocation};
 use hedge_domain::Side;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+const ACTOR: &str = "client-1001";
 
 fn status(outbox_pending: u64) -> AccountStatus {
     AccountStatus {
@@ -40,36 +41,43 @@ async fn cleanup(location: StoreLocation) {
     }
 }
 
-async fn old_heartbeats_are_pruned_and_decisions_kept(b: Backend) {
-    let (location, _dir) = fresh_location(b);
+/// A fresh store with the client account registered `days` ago and its first heartbeat right
+/// after; returns the store, where it is (with its directory), now and the registration time.
+async fn registered(
+    b: Backend,
+    days: i64,
+) -> (Store, StoreLocation, Option<tempfile::TempDir>, i64, i64) {
+    let (location, dir) = fresh_location(b);
     let store = Store::open(&location).await.unwrap();
     let now = hedge_center::store::logic::now_ms();
-    let old = now - 10 * DAY_MS;
-    let actor = "client-1001".to_owned();
+    let old = now - days * DAY_MS;
     store
-        .register_account(actor.clone(), client_registration(CLIENT, "1"), old)
+        .register_account(ACTOR.into(), client_registration(CLIENT, "1"), old)
         .await
         .unwrap();
+    beat(&store, 0, old + 1).await;
+    (store, location, dir, now, old)
+}
+
+async fn beat(store: &Store, outbox_pending: u64, time_ms: i64) {
     store
-        .heartbeat(actor.clone(), CLIENT, status(0), old + 1)
+        .heartbeat(ACTOR.into(), CLIENT, status(outbox_pending), time_ms)
         .await
         .unwrap();
+}
+
+async fn old_heartbeats_are_pruned_and_decisions_kept(b: Backend) {
+    let (store, location, _dir, now, old) = registered(b, 10).await;
     store
         .report(
-            actor.clone(),
+            ACTOR.into(),
             open(CLIENT, 7, "EURUSD", Side::Buy, "0.1"),
             old + 2,
         )
         .await
         .unwrap();
-    store
-        .heartbeat(actor.clone(), CLIENT, status(1), old + 3)
-        .await
-        .unwrap();
-    store
-        .heartbeat(actor.clone(), CLIENT, status(2), now - 3_600_000)
-        .await
-        .unwrap();
+    beat(&store, 1, old + 3).await;
+    beat(&store, 2, now - 3_600_000).await;
     let before = all_events(&store).await;
     let kinds: Vec<EventKind> = before.iter().map(|(_, k)| *k).collect();
     assert_eq!(
@@ -106,23 +114,8 @@ async fn old_heartbeats_are_pruned_and_decisions_kept(b: Backend) {
 }
 
 async fn the_newest_event_is_kept_so_no_id_is_reused(b: Backend) {
-    let (location, _dir) = fresh_location(b);
-    let store = Store::open(&location).await.unwrap();
-    let now = hedge_center::store::logic::now_ms();
-    let old = now - 30 * DAY_MS;
-    let actor = "client-1001".to_owned();
-    store
-        .register_account(actor.clone(), client_registration(CLIENT, "1"), old)
-        .await
-        .unwrap();
-    store
-        .heartbeat(actor.clone(), CLIENT, status(0), old + 1)
-        .await
-        .unwrap();
-    store
-        .heartbeat(actor.clone(), CLIENT, status(1), old + 2)
-        .await
-        .unwrap();
+    let (store, location, _dir, now, old) = registered(b, 30).await;
+    beat(&store, 1, old + 2).await;
     let before = all_events(&store).await;
     assert_eq!(before.len(), 3);
     // The older heartbeat goes; the newest event, a heartbeat too, stays.
@@ -133,7 +126,11 @@ async fn the_newest_event_is_kept_so_no_id_is_reused(b: Backend) {
     // After a restart the next event still gets a new id.
     let store = Store::open(&location).await.unwrap();
     store
-        .report(actor, open(CLIENT, 8, "EURUSD", Side::Sell, "0.2"), now)
+        .report(
+            ACTOR.into(),
+            open(CLIENT, 8, "EURUSD", Side::Sell, "0.2"),
+            now,
+        )
         .await
         .unwrap();
     let after = all_events(&store).await;
