@@ -16,9 +16,7 @@ use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
 use hedge_center::store::{StoreLocation, Synchronous};
 use hedge_center::{CenterClient, CenterConfig, CenterServer};
-use hedge_domain::{
-    AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec, Volume,
-};
+use hedge_domain::{AccountMarginMode, Login, PositionId, Side, SymbolMap, SymbolSpec, Volume};
 use rust_decimal::Decimal;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,23 +81,15 @@ fn request(target: &Target, op: Op) -> Vec<u8> {
 
 /// The open of position `id` as a `/v1` report.
 fn report_request(target: &Target, id: u64, symbol: &str, side: Side, volume: Decimal) -> Vec<u8> {
-    let report = PositionReport {
-        kind: PositionEventKind::Open,
-        login: CLIENT,
-        position_id: PositionId(id),
-        symbol: symbol.into(),
-        account_symbol: String::new(),
+    let report = PositionReport::new(
+        PositionEventKind::Open,
+        CLIENT,
+        PositionId(id),
+        symbol,
         side,
-        volume: Volume(volume),
-        price: None,
-        sl: None,
-        tp: None,
-        time_ms: 1,
-        magic: Magic(0),
-        comment: String::new(),
-        seq: 1,
-        idempotency_key: PositionReport::default_key(CLIENT, PositionId(id), 1),
-    };
+        Volume(volume),
+        1,
+    );
     http_request(
         target,
         "POST",

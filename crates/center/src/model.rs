@@ -365,6 +365,36 @@ impl PositionReport {
     pub fn default_key(login: Login, position_id: PositionId, seq: u64) -> String {
         format!("{login}:{position_id}:{seq}")
     }
+
+    /// A report of `kind` with only what every report needs: no price, stops, magic or comment,
+    /// no account symbol, time 0, and the [default key](PositionReport::default_key) of `seq`.
+    pub fn new(
+        kind: PositionEventKind,
+        login: Login,
+        position_id: PositionId,
+        symbol: impl Into<String>,
+        side: Side,
+        volume: Volume,
+        seq: u64,
+    ) -> Self {
+        PositionReport {
+            kind,
+            login,
+            position_id,
+            symbol: symbol.into(),
+            account_symbol: String::new(),
+            side,
+            volume,
+            price: None,
+            sl: None,
+            tp: None,
+            time_ms: 0,
+            magic: Magic(0),
+            comment: String::new(),
+            seq,
+            idempotency_key: Self::default_key(login, position_id, seq),
+        }
+    }
 }
 
 /// The status of a client position.

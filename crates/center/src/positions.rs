@@ -395,26 +395,21 @@ fn exit_comment(report: &PositionReport) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_domain::{Login, Magic, PositionId, Side};
+    use hedge_domain::{Login, PositionId, Side};
     use rust_decimal_macros::dec;
 
     fn report(kind: PositionEventKind, side: Side, volume: Decimal, seq: u64) -> PositionReport {
         PositionReport {
-            kind,
-            login: Login(1),
-            position_id: PositionId(10),
-            symbol: "EURUSD".into(),
-            account_symbol: String::new(),
-            side,
-            volume: Volume(volume),
-            price: None,
-            sl: None,
-            tp: None,
             time_ms: 1,
-            magic: Magic(0),
-            comment: String::new(),
-            seq,
-            idempotency_key: format!("1:10:{seq}"),
+            ..PositionReport::new(
+                kind,
+                Login(1),
+                PositionId(10),
+                "EURUSD",
+                side,
+                Volume(volume),
+                seq,
+            )
         }
     }
 

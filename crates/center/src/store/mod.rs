@@ -775,21 +775,17 @@ impl Store {
 #[cfg(test)]
 pub(crate) fn sample_open(id: u64, key: String) -> PositionReport {
     PositionReport {
-        kind: PositionEventKind::Open,
-        login: Login(7),
-        position_id: PositionId(id),
-        symbol: "EURUSD".into(),
-        account_symbol: String::new(),
-        side: Side::Buy,
-        volume: Volume(rust_decimal::Decimal::new(id as i64, 2)),
-        price: None,
-        sl: None,
-        tp: None,
         time_ms: 1,
-        magic: hedge_domain::Magic(0),
-        comment: String::new(),
-        seq: 1,
         idempotency_key: key,
+        ..PositionReport::new(
+            PositionEventKind::Open,
+            Login(7),
+            PositionId(id),
+            "EURUSD",
+            Side::Buy,
+            Volume(rust_decimal::Decimal::new(id as i64, 2)),
+            1,
+        )
     }
 }
 

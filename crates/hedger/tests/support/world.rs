@@ -311,21 +311,16 @@ impl World {
         self.seq += 1;
         self.admin
             .report_position(&PositionReport {
-                kind,
-                login: CLIENT,
-                position_id: PositionId(position),
-                symbol: symbol.into(),
-                account_symbol: String::new(),
-                side,
-                volume,
-                price: None,
-                sl: None,
-                tp: None,
                 time_ms: 1,
-                magic: Magic(0),
-                comment: String::new(),
-                seq: self.seq,
-                idempotency_key: format!("{CLIENT}:{position}:{}", self.seq),
+                ..PositionReport::new(
+                    kind,
+                    CLIENT,
+                    PositionId(position),
+                    symbol,
+                    side,
+                    volume,
+                    self.seq,
+                )
             })
             .await
             .unwrap()
