@@ -51,7 +51,10 @@ impl AgentThread {
                     _ = stop_rx => Ok(()),
                 }
             });
-            rt.shutdown_background();
+            // Every task is dropped, as on a crash, but the thread ends only once they are gone:
+            // a restarted agent must find the terminal port and its state free, as it would after
+            // a real crash (the OS frees them with the process).
+            rt.shutdown_timeout(std::time::Duration::from_secs(10));
             result
         });
         AgentThread {
