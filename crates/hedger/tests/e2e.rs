@@ -25,9 +25,7 @@ async fn trigger_mode_opens_the_whole_plan_when_an_own_position_closes() {
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(30));
     assert_eq!(w.hedge_net("XAUUSD.h"), lots(8));
     // Recorded in the center with the plan item ids, and the plan is empty afterwards.
-    assert!(w.records_sent().await);
-    let hedges = w.hedges().await;
-    assert_eq!(hedges.len(), 2);
+    let hedges = recorded_hedges(&w, 2).await;
     assert!(hedges.iter().all(|h| h.status == HedgeStatus::Open));
     let plan = w.plan.clone();
     assert!(
@@ -89,9 +87,7 @@ async fn a_restart_with_the_center_unreachable_never_hedges_twice_and_the_record
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(20));
     // The center comes back: the outbox drains, the hedge is recorded once, the plan empties.
     w.spawn_sender();
-    assert!(w.records_sent().await);
-    let hedges = w.hedges().await;
-    assert_eq!(hedges.len(), 1);
+    let hedges = recorded_hedges(&w, 1).await;
     assert_eq!(hedges[0].volume, lots(20));
     let plan = w.plan.clone();
     assert!(
@@ -180,11 +176,18 @@ async fn requotes_are_retried_and_rejects_open_the_breaker() {
     assert!(reason.contains("consecutive"), "{reason}");
     assert_eq!(w.hedge_positions(), 0);
     // The failure is recorded in the center.
-    assert!(w.records_sent().await);
-    let hedges = w.hedges().await;
-    assert!(hedges
-        .iter()
-        .any(|h| h.status == HedgeStatus::Failed && h.retcode.is_some()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hedges = w.hedges().await;
+        let failed = hedges
+            .iter()
+            .any(|h| h.status == HedgeStatus::Failed && h.retcode.is_some());
+        if failed || Instant::now() > deadline {
+            assert!(failed, "{hedges:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Halted: the next trigger sends nothing even though the server would now accept.
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.sim.with_account(|a| a.set_faults(Faults::default()));
@@ -318,7 +321,9 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
     w.shutdown().await;
 }
 
-/// Waits until the center holds `n` hedges, none of them waiting for a reduction record.
+/// Waits until the center holds `n` hedges, none of them waiting for a reduction record. The
+/// outbox being empty is not enough on its own: the hedger queues a fill's record only after it
+/// has read the reply, so right after the orders there may be nothing queued yet.
 async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center::model::Hedge> {
     assert!(w.records_sent().await, "the records reached the center");
     let deadline = Instant::now() + Duration::from_secs(10);
