@@ -55,6 +55,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Heartbeats deleted per write: small enough that a report queued behind it barely waits.
 const PRUNE_BATCH: u32 = 500;
 
+/// The time before which heartbeats are pruned. A retention too long to express keeps everything.
+fn prune_before(now_ms: i64, retention: Duration) -> i64 {
+    let kept = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(kept)
+}
+
 /// Deletes status heartbeats past `retention`, in small writes, every [`PRUNE_EVERY`] (the first
 /// time a minute after start), until shutdown.
 fn spawn_pruner(
@@ -70,7 +76,7 @@ fn spawn_pruner(
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             wait = PRUNE_EVERY;
-            let before = crate::store::logic::now_ms().saturating_sub(retention.as_millis() as i64);
+            let before = prune_before(crate::store::logic::now_ms(), retention);
             let mut pruned = 0u64;
             loop {
                 match store.prune_status_events(before, PRUNE_BATCH).await {
@@ -227,4 +233,21 @@ fn serve(
             tracing::error!(error = %e, "server stopped");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_too_long_to_express_prunes_nothing() {
+        let now = 1_800_000_000_000;
+        assert_eq!(
+            prune_before(now, Duration::from_secs(7 * 24 * 3600)),
+            now - 7 * 24 * 3600 * 1000
+        );
+        // `--status-retention-days` near u64::MAX: the cutoff lies before any event.
+        assert!(prune_before(now, Duration::from_secs(u64::MAX)) < 0);
+        assert!(prune_before(now, Duration::from_secs(u64::MAX / 2)) < 0);
+    }
 }
