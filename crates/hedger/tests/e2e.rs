@@ -176,18 +176,12 @@ async fn requotes_are_retried_and_rejects_open_the_breaker() {
     assert!(reason.contains("consecutive"), "{reason}");
     assert_eq!(w.hedge_positions(), 0);
     // The failure is recorded in the center.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let hedges = w.hedges().await;
-        let failed = hedges
+    w.hedges_until("no failed hedge with its retcode", |hedges| {
+        hedges
             .iter()
-            .any(|h| h.status == HedgeStatus::Failed && h.retcode.is_some());
-        if failed || Instant::now() > deadline {
-            assert!(failed, "{hedges:?}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .any(|h| h.status == HedgeStatus::Failed && h.retcode.is_some())
+    })
+    .await;
     // Halted: the next trigger sends nothing even though the server would now accept.
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.sim.with_account(|a| a.set_faults(Faults::default()));
@@ -249,18 +243,13 @@ async fn the_status_carries_the_marks_of_the_hedges_for_their_profit() {
     );
     assert!(w.records_sent().await);
     // The center puts the hedge account's mark of the hedge's position on the open hedge.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (hedge, mark) = loop {
-        let hedges = w.hedges().await;
-        if let Some(h) = hedges.iter().find(|h| h.mark.is_some()) {
-            break (h.clone(), h.mark.clone().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no mark on the hedges: {hedges:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let hedges = w
+        .hedges_until("no mark on the hedges", |hedges| {
+            hedges.iter().any(|h| h.mark.is_some())
+        })
+        .await;
+    let hedge = hedges.into_iter().find(|h| h.mark.is_some()).unwrap();
+    let mark = hedge.mark.clone().unwrap();
     let position = w
         .sim
         .positions()
@@ -285,16 +274,16 @@ async fn the_status_carries_the_marks_of_the_hedges_for_their_profit() {
     w.client(1, PositionEventKind::Close, Side::Buy, Volume::ZERO)
         .await;
     assert!(wait_for(Duration::from_secs(10), || w.hedge_positions() == 0).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let closed = loop {
-        let hedges = w.hedges().await;
-        let h = hedges.into_iter().find(|h| h.id == hedge.id).unwrap();
-        if h.status == HedgeStatus::Closed {
-            break h;
-        }
-        assert!(Instant::now() < deadline, "hedge not closed: {h:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let closed = w
+        .hedges_until("hedge not closed", |hedges| {
+            hedges
+                .iter()
+                .any(|h| h.id == hedge.id && h.status == HedgeStatus::Closed)
+        })
+        .await
+        .into_iter()
+        .find(|h| h.id == hedge.id)
+        .unwrap();
     assert_eq!(closed.mark, None);
     w.shutdown().await;
 }
@@ -326,29 +315,16 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
 /// has read the reply, so right after the orders there may be nothing queued yet.
 async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center::model::Hedge> {
     assert!(w.records_sent().await, "the records reached the center");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let hedges = w.hedges().await;
-        if hedges.len() == n || Instant::now() > deadline {
-            assert_eq!(hedges.len(), n, "{hedges:?}");
-            return hedges;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.hedges_until(&format!("not {n} hedges"), |hedges| hedges.len() == n)
+        .await
 }
 
 /// Waits until the center's open hedge volume is `total` (the reductions recorded).
 async fn center_open(w: &World, total: Volume) -> Vec<hedge_center::model::Hedge> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let hedges = w.hedges().await;
-        let open: Volume = hedges.iter().map(|h| h.open_volume).sum();
-        if open == total || Instant::now() > deadline {
-            assert_eq!(open, total, "{hedges:?}");
-            return hedges;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.hedges_until(&format!("open hedge volume is not {total}"), |hedges| {
+        hedges.iter().map(|h| h.open_volume).sum::<Volume>() == total
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -390,6 +390,23 @@ impl World {
             .unwrap()
     }
 
+    /// Polls the center's hedges until `done` holds (10 s at most, then fails naming `what`).
+    async fn hedges_until(
+        &self,
+        what: &str,
+        mut done: impl FnMut(&[hedge_center::model::Hedge]) -> bool,
+    ) -> Vec<hedge_center::model::Hedge> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let hedges = self.hedges().await;
+            if done(&hedges) {
+                return hedges;
+            }
+            assert!(Instant::now() < deadline, "{what}: {hedges:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the center has an operator command in `status`.
     async fn command_reaches(
         &self,
