@@ -508,15 +508,16 @@ pub struct Hedger {
     ledger_stale: bool,
     /// Holdings to record once the ledger has the deals that changed them.
     holding_due: Vec<(String, BTreeSet<DealTicket>)>,
-    /// Mirror mode held back a symbol while its reductions were being recorded.
+    /// Mirror mode held back a symbol while its trades were being recorded.
     deferred: bool,
     /// Commission per open position, from the deals seen, for the marks in the status.
     commissions: Commissions,
-    /// Canonical symbols reduced since the held plan was fetched. A plan that arrives from the
-    /// event stream may have been computed between two of their records and overstate the hedges
-    /// (its fetch can finish after the outbox has sent the last record), so mirror mode acts on
-    /// them again only with a plan fetched once no record is left to send.
-    reduced_since_plan: BTreeSet<String>,
+    /// Canonical symbols traded (opened or reduced) since the held plan was fetched. A plan that
+    /// arrives from the event stream may have been computed before their records were stored (its
+    /// fetch can finish after the outbox has sent the last record) and ask for the same volume
+    /// again, so mirror mode acts on them again only with a plan fetched once no record is left to
+    /// send.
+    traded_since_plan: BTreeSet<String>,
 }
 
 impl Hedger {
@@ -548,7 +549,7 @@ impl Hedger {
             ledger_stale: false,
             holding_due: Vec::new(),
             deferred: false,
-            reduced_since_plan: BTreeSet::new(),
+            traded_since_plan: BTreeSet::new(),
             commissions: Commissions::default(),
         }
     }
@@ -833,7 +834,7 @@ impl Hedger {
         }
     }
 
-    /// Canonical symbols with a reduction record still in the outbox.
+    /// Canonical symbols with an execution or reduction record still in the outbox.
     fn symbols_being_recorded(&self) -> Result<BTreeSet<String>, HedgerError> {
         if self.outbox.pending()? == 0 {
             return Ok(BTreeSet::new());
@@ -842,13 +843,19 @@ impl Hedger {
             .outbox
             .peek(100_000)?
             .into_iter()
-            .filter(|i| i.kind == KIND_REDUCED)
-            .filter_map(|i| serde_json::from_str::<HoldingSnapshot>(&i.body).ok())
-            .map(|h| h.symbol)
+            .filter_map(|i| match i.kind.as_str() {
+                KIND_EXECUTED => serde_json::from_str::<HedgeExecuted>(&i.body)
+                    .ok()
+                    .map(|h| h.symbol),
+                KIND_REDUCED => serde_json::from_str::<HoldingSnapshot>(&i.body)
+                    .ok()
+                    .map(|h| h.symbol),
+                _ => None,
+            })
             .collect())
     }
 
-    /// Acts on what was deferred once the reductions are recorded, with a plan fetched after them.
+    /// Acts on what was deferred once the trades are recorded, with a plan fetched after them.
     async fn act_deferred(&mut self) -> Result<(), HedgerError> {
         if !self.symbols_being_recorded()?.is_empty() {
             return Ok(());
@@ -860,10 +867,10 @@ impl Hedger {
         match center.plan(self.opts.login).await {
             Ok(plan) => {
                 self.deferred = false;
-                self.reduced_since_plan.clear();
+                self.traded_since_plan.clear();
                 self.plan.set(plan);
                 if self.terminal.is_connected() {
-                    self.act("plan after reductions", Instant::now()).await?;
+                    self.act("plan after records", Instant::now()).await?;
                 }
             }
             Err(e) => tracing::debug!(error = %e, "plan not available; trying again"),
@@ -946,14 +953,15 @@ impl Hedger {
         };
         let mut decision = decision;
         if self.opts.mode == Mode::Mirror && reason != "retry" && !decision.legs.is_empty() {
-            // A reduction is recorded hedge by hedge; a plan computed between those records
-            // overstates the hedges and would reduce again. Symbols whose records are still on
-            // their way wait for a plan fetched after them.
+            // A plan computed before a trade's records were stored asks for that trade again: an
+            // open would be hedged twice, a reduction reduced twice. Symbols traded since the
+            // held plan, or whose records are still on their way, wait for a plan fetched after
+            // them.
             let mut recording = self.symbols_being_recorded()?;
-            recording.extend(self.reduced_since_plan.iter().cloned());
+            recording.extend(self.traded_since_plan.iter().cloned());
             if !recording.is_empty() {
                 decision.legs.retain(|l| !recording.contains(&l.canonical));
-                tracing::debug!(symbols = ?recording, "waiting for the reductions to be recorded");
+                tracing::debug!(symbols = ?recording, "waiting for the trades to be recorded");
                 self.deferred = true;
             }
         }
@@ -1006,11 +1014,11 @@ impl Hedger {
             self.book.end(report.leg.item, report.leg.volume);
             if self.handle_report(&report)? {
                 filled += 1;
+                if self.opts.mode == Mode::Mirror {
+                    self.traded_since_plan.insert(report.leg.canonical.clone());
+                    self.deferred = true;
+                }
                 if report.leg.reduces {
-                    if self.opts.mode == Mode::Mirror {
-                        self.reduced_since_plan.insert(report.leg.canonical.clone());
-                        self.deferred = true;
-                    }
                     let deals = reduced_symbols
                         .entry(report.leg.symbol.clone())
                         .or_default();

@@ -114,15 +114,18 @@ async fn an_ioc_only_symbol_is_traded_with_ioc_even_when_fok_is_asked() {
     w.fire_trigger();
     assert!(wait_for(Duration::from_secs(10), || w.hedge_positions() == 1).await);
     assert_eq!(w.hedge_net("EURUSD.h"), lots(10));
-    let mut saw = false;
-    while let Ok(e) = rx.try_recv() {
-        if let HedgerEvent::Order(o) = e {
-            assert_eq!(o.retcodes, vec![10009], "no 10030");
-            assert!(o.filling.contains("Ioc"), "{}", o.filling);
-            saw = true;
+    // The order's event follows its reply, which may come after the position shows.
+    let order = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(HedgerEvent::Order(o)) = rx.recv().await {
+                return o;
+            }
         }
-    }
-    assert!(saw);
+    })
+    .await
+    .expect("an order event");
+    assert_eq!(order.retcodes, vec![10009], "no 10030");
+    assert!(order.filling.contains("Ioc"), "{}", order.filling);
     w.shutdown().await;
 }
 
@@ -224,6 +227,41 @@ async fn mirror_mode_follows_opens_partial_closes_and_closes_by_position() {
         "hedge closed with the client: {:?}",
         w.sim.positions()
     );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mirror_mode_never_hedges_an_open_again_on_a_plan_older_than_its_record() {
+    // The records wait in the outbox: the center's plan keeps asking for the first open.
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        deliver: false,
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(20))
+        .await;
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(20)).await);
+    // A second open: the plan now says 0.5 unhedged, 0.2 of which is the hedge not yet recorded.
+    w.client(2, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(w.plan_volume("EURUSD", lots(50)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.hedge_net("EURUSD.h"),
+        -lots(20),
+        "nothing sent on a plan that does not know the first hedge"
+    );
+    // Once the record is stored, a fresh plan asks for the second open only.
+    w.spawn_sender();
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(50)).await);
+    let hedges = recorded_hedges(&w, 2).await;
+    assert_eq!(
+        hedges.iter().map(|h| h.volume).collect::<Vec<_>>(),
+        vec![lots(20), lots(30)]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.hedge_net("EURUSD.h"), -lots(50), "no over-hedge");
     w.shutdown().await;
 }
 
