@@ -159,6 +159,8 @@ pub struct SenderStatus {
 pub struct Outbox {
     conn: Mutex<Connection>,
     wake: Notify,
+    /// Woken at every acknowledgement, for whoever waits on what the receiver has stored.
+    acked: Notify,
     status: Mutex<SenderStatus>,
 }
 
@@ -226,6 +228,7 @@ impl Outbox {
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
             wake: Notify::new(),
+            acked: Notify::new(),
             status: Mutex::new(SenderStatus {
                 receiver_up: true,
                 ..SenderStatus::default()
@@ -330,7 +333,13 @@ impl Outbox {
         self.conn
             .lock()
             .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+        self.acked.notify_waiters();
         Ok(())
+    }
+
+    /// Resolves at the next acknowledgement (one that happens while this is awaited).
+    pub async fn next_ack(&self) {
+        self.acked.notified().await
     }
 
     /// Records a failed attempt on an item that stays queued.

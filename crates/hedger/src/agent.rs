@@ -1467,6 +1467,7 @@ impl Hedger {
         let mut plan_version = self.plan.version.subscribe();
         let mut command_version = self.plan.commands.subscribe();
         let mut status_tick = tokio::time::interval(self.opts.status_interval);
+        let outbox = self.outbox.clone();
         if self.opts.mode == Mode::Mirror {
             self.act("start-up", Instant::now()).await?;
         }
@@ -1549,7 +1550,14 @@ impl Hedger {
                         self.act("plan change", started).await?;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(10)), if self.deferred => {
+                // Held-back symbols go on as soon as their records are stored; the timer retries a
+                // plan fetch that failed.
+                _ = async {
+                    tokio::select! {
+                        _ = outbox.next_ack() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    }
+                }, if self.deferred => {
                     self.act_deferred().await?;
                 }
                 changed = command_version.changed() => {
