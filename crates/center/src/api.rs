@@ -524,15 +524,28 @@ async fn get_plan(
 ) -> ApiResult<Response> {
     let login = Login(path(login)?);
     caller.require_hedge(login, "read the plan")?;
-    let inputs = s.store.plan_inputs(login).await?;
-    let plan = plan::compute(&inputs);
-    s.metrics
-        .plan_items
-        .store(plan.items.len() as u64, Ordering::Relaxed);
-    s.metrics
-        .plan_residuals
-        .store(plan.residuals.len() as u64, Ordering::Relaxed);
-    Ok(json(StatusCode::OK, &plan))
+    let metrics = &s.metrics;
+    let body = s
+        .store
+        .plan_answer(login, |inputs| {
+            let plan = plan::compute(inputs);
+            metrics
+                .plan_items
+                .store(plan.items.len() as u64, Ordering::Relaxed);
+            metrics
+                .plan_residuals
+                .store(plan.residuals.len() as u64, Ordering::Relaxed);
+            serde_json::to_vec(&plan)
+                .map(Into::into)
+                .map_err(|e| StoreError::Db(format!("plan not serializable: {e}")))
+        })
+        .await?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 async fn hedge_executed(

@@ -384,6 +384,9 @@ struct Inner {
     /// The legacy `all_positions` answer and the head it was read at (see
     /// [`Store::legacy_book_answer`]).
     legacy_answer: parking_lot::Mutex<Option<(u64, bytes::Bytes)>>,
+    /// Each hedge account's rendered plan and the head it was computed at (see
+    /// [`Store::plan_answer`]). One entry per hedge account that asked.
+    plan_answers: parking_lot::Mutex<std::collections::HashMap<Login, (u64, bytes::Bytes)>>,
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -450,6 +453,7 @@ impl Store {
                 },
                 head,
                 legacy_answer: parking_lot::Mutex::new(None),
+                plan_answers: parking_lot::Mutex::new(std::collections::HashMap::new()),
                 _listener: listener,
             }),
         })
@@ -613,6 +617,38 @@ impl Store {
 
     pub async fn plan_inputs(&self, hedge_login: Login) -> Result<PlanInputs, WriteError> {
         self.read(move |c| logic::plan_inputs(c, hedge_login)).await
+    }
+
+    /// The plan of `hedge_login` rendered by `render`, computed again only when an event was
+    /// stored since: every input of the plan (registrations, overrides, pauses, client and hedge
+    /// exposures) changes only together with an event in the same transaction, and the plan does
+    /// not depend on the time. SQLite only, for the reason given at [`Store::legacy_book_answer`].
+    /// A refusal (unknown or non-hedge account) is never kept.
+    pub async fn plan_answer(
+        &self,
+        hedge_login: Login,
+        render: impl FnOnce(&PlanInputs) -> Result<bytes::Bytes, StoreError>,
+    ) -> Result<bytes::Bytes, WriteError> {
+        let cacheable = self.inner.kind == "sqlite";
+        let head = *self.inner.head.borrow();
+        if cacheable {
+            if let Some((at, answer)) = self.inner.plan_answers.lock().get(&hedge_login) {
+                if *at == head {
+                    return Ok(answer.clone());
+                }
+            }
+        }
+        let answer = render(&self.plan_inputs(hedge_login).await?)?;
+        if cacheable {
+            let mut cached = self.inner.plan_answers.lock();
+            let entry = cached
+                .entry(hedge_login)
+                .or_insert_with(|| (head, answer.clone()));
+            if entry.0 < head {
+                *entry = (head, answer.clone());
+            }
+        }
+        Ok(answer)
     }
 
     pub async fn hedge_executed(
