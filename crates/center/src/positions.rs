@@ -59,11 +59,9 @@ pub fn volume_units(volume: Volume, field: &str) -> Result<i64, Refusal> {
     if v > Decimal::from(MAX_VOLUME_LOTS) {
         return Err(Refusal::invalid(field, format!("{field} is too large")));
     }
+    // At most VOLUME_SCALE decimals, so the product is a whole number of units.
     let scaled = v * Decimal::from(100_000_000i64);
-    scaled
-        .trunc()
-        .to_string()
-        .parse::<i64>()
+    i64::try_from(scaled.trunc())
         .map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
 }
 

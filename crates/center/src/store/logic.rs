@@ -950,7 +950,14 @@ fn apply_mark(p: &mut Position, mark: Option<PositionMark>) {
 // ---------------------------------------------------------------------------------------------
 // Positions
 
-const POSITION_COLS: &str = "login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id, exit_comment";
+/// The columns of a stored position, in the order [`position_from_row`] reads them. A macro so
+/// that statements can be spelled out at compile time (`concat!`) rather than formatted per call.
+macro_rules! position_cols {
+    () => {
+        "login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id, exit_comment"
+    };
+}
+const POSITION_COLS: &str = position_cols!();
 
 fn position_from_row(r: &Row) -> Result<Position, StoreError> {
     Ok(Position {
@@ -985,24 +992,33 @@ fn load_position(
     login: Login,
     id: PositionId,
 ) -> Result<Option<Position>, StoreError> {
-    let sql = format!("SELECT {POSITION_COLS} FROM positions WHERE login = ? AND position_id = ?");
-    c.query_one(&sql, &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)])?
+    const SQL: &str = concat!(
+        "SELECT ",
+        position_cols!(),
+        " FROM positions WHERE login = ? AND position_id = ?"
+    );
+    c.query_one(SQL, &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)])?
         .map(|r| position_from_row(&r))
         .transpose()
 }
 
-fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
+/// Writes `p`: a plain insert when the transaction found no row for it (`exists` false), else an
+/// update of that row. The caller read the row in the same write transaction, so the choice is
+/// exact, and neither statement pays for the other's path as an upsert would.
+fn store_position(c: &mut dyn Conn, p: &Position, exists: bool) -> Result<(), WriteError> {
+    // Both statements bind the same values in the same order: the key last.
+    let sql = if exists {
+        "UPDATE positions SET symbol = ?, account_symbol = ?, side = ?, volume_units = ?, max_units = ?,
+           price = ?, sl = ?, tp = ?, magic = ?, comment = ?, status = ?, opened_ms = ?, updated_ms = ?,
+           last_seq = ?, last_event_id = ?, exit_comment = ?
+         WHERE login = ? AND position_id = ?"
+    } else {
+        "INSERT INTO positions (symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment, login, position_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
     c.send(
-        "INSERT INTO positions (login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (login, position_id) DO UPDATE SET account_symbol = excluded.account_symbol, side = excluded.side,
-           volume_units = excluded.volume_units, max_units = excluded.max_units, price = excluded.price, sl = excluded.sl,
-           tp = excluded.tp, magic = excluded.magic, comment = excluded.comment, status = excluded.status,
-           opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms, last_seq = excluded.last_seq,
-           last_event_id = excluded.last_event_id, exit_comment = excluded.exit_comment",
+        sql,
         &[
-            Val::Int(p.login.0 as i64),
-            Val::Int(p.position_id.0 as i64),
             Val::text(&p.symbol),
             Val::text(&p.account_symbol),
             Val::text(p.side.as_str()),
@@ -1019,6 +1035,8 @@ fn store_position(c: &mut dyn Conn, p: &Position) -> Result<(), WriteError> {
             Val::Int(p.last_seq as i64),
             Val::Int(p.last_event_id as i64),
             Val::opt_text(p.exit_comment.clone()),
+            Val::Int(p.login.0 as i64),
+            Val::Int(p.position_id.0 as i64),
         ],
     )?;
     Ok(())
@@ -1053,7 +1071,7 @@ pub fn report(
     )?;
     position.last_event_id = event_id;
     set_event_data(c, event_id, json(&position)?)?;
-    store_position(c, &position)?;
+    store_position(c, &position, current.is_some())?;
     if transition.volume_changed {
         c.send(
             "INSERT INTO position_volumes (login, position_id, event_id, kind, side, volume_units, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
