@@ -214,7 +214,11 @@ fn parent_pid() -> Option<u32> {
 
 #[cfg(windows)]
 fn parent_pid() -> Option<u32> {
-    None
+    let own = std::process::id();
+    win::snapshot()
+        .into_iter()
+        .find(|(info, _)| info.pid == own)
+        .map(|(_, parent)| parent)
 }
 
 /// One process's name and program, or `None` if it is gone (or a zombie awaiting its parent).
@@ -277,34 +281,83 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
     list_processes().into_iter().find(|p| p.pid == pid)
 }
 
+/// Windows: the process list from a ToolHelp snapshot and the kill by `TerminateProcess`, both
+/// in-process. Starting `tasklist` or `taskkill` instead costs a process creation each (tens of
+/// milliseconds on Windows), which is longer than the whole reaction budget of the tumbler.
 #[cfg(windows)]
-pub fn list_processes() -> Vec<ProcessInfo> {
-    let Ok(out) = std::process::Command::new("tasklist")
-        .args(["/FO", "CSV", "/NH"])
-        .output()
-    else {
-        return Vec::new();
+mod win {
+    use super::ProcessInfo;
+    use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
+        TH32CS_SNAPPROCESS,
     };
-    parse_tasklist(&String::from_utf8_lossy(&out.stdout))
+    use windows_sys::Win32::System::Threading::{OpenProcess, TerminateProcess, PROCESS_TERMINATE};
+
+    /// Every process with its parent's pid; empty if the snapshot cannot be taken.
+    pub fn snapshot() -> Vec<(ProcessInfo, u32)> {
+        // SAFETY: a process snapshot has no preconditions; the handle is checked and closed below.
+        let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+        if snap == INVALID_HANDLE_VALUE {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        // SAFETY: PROCESSENTRY32W is plain data; all zeroes is a valid value, and dwSize is set
+        // as the API requires before the first call.
+        let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+        entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+        // SAFETY: `snap` is a live snapshot handle and `entry` a correctly sized, writable entry.
+        let mut more = unsafe { Process32FirstW(snap, &mut entry) } != 0;
+        while more {
+            let len = entry
+                .szExeFile
+                .iter()
+                .position(|c| *c == 0)
+                .unwrap_or(entry.szExeFile.len());
+            let name = String::from_utf16_lossy(&entry.szExeFile[..len]);
+            if !name.is_empty() {
+                out.push((
+                    ProcessInfo {
+                        pid: entry.th32ProcessID,
+                        program: Some(name.clone()),
+                        name,
+                    },
+                    entry.th32ParentProcessID,
+                ));
+            }
+            // SAFETY: as for Process32FirstW.
+            more = unsafe { Process32NextW(snap, &mut entry) } != 0;
+        }
+        // SAFETY: `snap` is a handle this function opened and has not closed.
+        unsafe { CloseHandle(snap) };
+        out
+    }
+
+    pub fn terminate(pid: u32) -> Result<(), String> {
+        // SAFETY: OpenProcess only reads its arguments; a null handle is checked below.
+        let handle = unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) };
+        if handle.is_null() {
+            // SAFETY: reads the calling thread's last error; no preconditions.
+            let code = unsafe { GetLastError() };
+            return Err(format!("cannot open process {pid} (error {code})"));
+        }
+        // SAFETY: `handle` was opened above with PROCESS_TERMINATE; exit code 1 marks a forced end.
+        let ok = unsafe { TerminateProcess(handle, 1) } != 0;
+        // SAFETY: as above, read before CloseHandle can change it.
+        let code = unsafe { GetLastError() };
+        // SAFETY: `handle` is open and closed exactly once.
+        unsafe { CloseHandle(handle) };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("cannot terminate process {pid} (error {code})"))
+        }
+    }
 }
 
-/// The processes in `tasklist /FO CSV /NH` output: `"image","pid","session","#","memory"` per line.
-/// Every field is quoted and the memory field holds commas of its own (`"123,456 K"`), so fields
-/// are split on `","`. Built on every platform so that its tests run everywhere.
-#[cfg_attr(not(windows), allow(dead_code))]
-fn parse_tasklist(out: &str) -> Vec<ProcessInfo> {
-    out.lines()
-        .filter_map(|line| {
-            let mut fields = line.trim().split("\",\"");
-            let name = fields.next()?.trim_start_matches('"').to_owned();
-            let pid = fields.next()?.trim_matches('"').parse().ok()?;
-            (!name.is_empty()).then(|| ProcessInfo {
-                pid,
-                program: Some(name.clone()),
-                name,
-            })
-        })
-        .collect()
+#[cfg(windows)]
+pub fn list_processes() -> Vec<ProcessInfo> {
+    win::snapshot().into_iter().map(|(info, _)| info).collect()
 }
 
 #[cfg(windows)]
@@ -312,7 +365,7 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
     list_processes().into_iter().find(|p| p.pid == pid)
 }
 
-/// Kills `pid` at once (SIGKILL; `taskkill /F` on Windows).
+/// Kills `pid` at once (SIGKILL; `TerminateProcess` on Windows).
 #[cfg(unix)]
 pub fn kill_pid(pid: u32) -> Result<(), String> {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
@@ -332,15 +385,10 @@ pub fn kill_pid(pid: u32) -> Result<(), String> {
 
 #[cfg(windows)]
 pub fn kill_pid(pid: u32) -> Result<(), String> {
-    let out = std::process::Command::new("taskkill")
-        .args(["/F", "/PID", &pid.to_string()])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    if pid == 0 {
+        return Err("refusing to terminate pid 0".into());
     }
+    win::terminate(pid)
 }
 
 #[cfg(test)]
@@ -377,25 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn tasklist_output_is_read_with_commas_inside_fields() {
-        let out = "\r\n\"System Idle Process\",\"0\",\"Services\",\"0\",\"8 K\"\r\n\
-                   \"terminal64.exe\",\"4812\",\"Console\",\"1\",\"412,336 K\"\r\n\
-                   \"javaw.exe\",\"77\",\"Console\",\"1\",\"1,204,112 K\"\r\n\
-                   INFO: garbage line\r\n";
-        let found = parse_tasklist(out);
-        let pairs: Vec<(u32, &str)> = found.iter().map(|p| (p.pid, p.name.as_str())).collect();
-        assert_eq!(
-            pairs,
-            [
-                (0, "System Idle Process"),
-                (4812, "terminal64.exe"),
-                (77, "javaw.exe")
-            ]
-        );
-        assert!(found.iter().any(|p| matches(p, "JAVAW.EXE")));
-    }
-
-    #[test]
     fn pid_files_must_hold_a_pid() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.pid");
@@ -407,14 +436,54 @@ mod tests {
         assert!(read_pid_file(&dir.path().join("missing")).is_err());
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
-    fn never_kills_itself() {
+    fn never_kills_itself_or_its_parent() {
         let me = process_info(std::process::id()).unwrap();
+        let parent = parent_pid().expect("the parent's pid is known");
         let killer = Killer::new(vec![me.name.clone()], Vec::new(), false);
         assert!(killer
             .find()
             .iter()
-            .all(|(pid, _)| *pid != std::process::id()));
+            .all(|(pid, _)| *pid != std::process::id() && *pid != parent));
+    }
+
+    /// A child that would live for half a minute, and the name the scan knows it by.
+    fn long_lived_child() -> (std::process::Child, &'static str) {
+        #[cfg(unix)]
+        let (child, name) = (
+            std::process::Command::new("sleep").arg("30").spawn(),
+            "sleep",
+        );
+        #[cfg(windows)]
+        let (child, name) = (
+            std::process::Command::new("ping")
+                .args(["-n", "30", "127.0.0.1"])
+                .stdout(std::process::Stdio::null())
+                .spawn(),
+            "ping.exe",
+        );
+        (child.expect("start the child"), name)
+    }
+
+    #[test]
+    fn a_running_child_is_listed_by_name_and_killed_at_once() {
+        let (mut child, name) = long_lived_child();
+        let pid = child.id();
+        let seen = list_processes()
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .expect("the child is in the process list");
+        assert!(matches(&seen, name), "{seen:?} should match {name}");
+        let killer = Killer::new(vec![name.to_owned()], Vec::new(), false);
+        assert!(killer.find().iter().any(|(p, _)| *p == pid));
+        let started = Instant::now();
+        kill_pid(pid).expect("kill the child");
+        let status = child.wait().expect("reap the child");
+        assert!(!status.success(), "a killed child does not exit cleanly");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the child ran on until it ended by itself"
+        );
+        assert!(process_info(pid).is_none(), "the reaped child is gone");
     }
 }
