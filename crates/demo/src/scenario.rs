@@ -107,27 +107,47 @@ fn agent_args(
     }
 }
 
-/// The copier stand-in: a harmless long sleep started under the name `javaw.exe`, so the tumbler's
-/// kill is a real kill of a real process. `None` where that cannot be done (no `sleep`).
+/// The copier stand-in: a harmless long-running program started under the name `javaw.exe`, so the
+/// tumbler's kill is a real kill of a real process: a copy of `sleep` on Unix, of the system's
+/// `PING.EXE` on Windows (pinging the loopback for ten minutes). `None` where that cannot be done.
 struct Copier {
     child: tokio::process::Child,
     pid: u32,
     pid_file: PathBuf,
 }
 
-fn start_copier(dir: &Path) -> Option<Copier> {
+/// A program that runs for ten minutes doing nothing harmful, and its arguments.
+#[cfg(unix)]
+fn long_runner() -> Option<(PathBuf, Vec<&'static str>)> {
     let sleep = ["/bin/sleep", "/usr/bin/sleep"]
         .iter()
-        .map(Path::new)
+        .map(PathBuf::from)
         .find(|p| p.exists())?;
+    Some((sleep, vec!["600"]))
+}
+
+#[cfg(windows)]
+fn long_runner() -> Option<(PathBuf, Vec<&'static str>)> {
+    let root = std::env::var_os("SystemRoot")?;
+    let ping = PathBuf::from(root).join("System32").join("PING.EXE");
+    ping.exists()
+        .then(|| (ping, vec!["-n", "600", "127.0.0.1"]))
+}
+
+fn start_copier(dir: &Path) -> Option<Copier> {
+    let (program, args) = long_runner()?;
     let exe = dir.join("javaw.exe");
-    std::fs::copy(sleep, &exe).ok()?;
+    std::fs::copy(program, &exe).ok()?;
     let child = tokio::process::Command::new(&exe)
-        .arg("600")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .ok()?;
-    let pid = child.id()?;
+    // A pid of 0 names no process (a launcher that handed the program on): nothing to kill.
+    let pid = child.id().filter(|pid| *pid != 0)?;
     let pid_file = dir.join("copier.pid");
     std::fs::write(&pid_file, format!("{pid}\n")).ok()?;
     Some(Copier {
