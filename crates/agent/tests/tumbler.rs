@@ -114,6 +114,17 @@ async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
     let mut bystander = start_named(dir.path(), "bystander.exe");
     let port = free_port();
     let state = dir.path().join("state");
+    // A position open before the tumbler is armed is not new. The terminal has it before the
+    // tumbler listens, so it is in the first snapshot (opened after the connection, it would be
+    // a new position).
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    sim.open(
+        "EURUSD",
+        Side::Buy,
+        Volume(Decimal::new(1, 1)),
+        Magic(0),
+        "old",
+    );
     let agent = spawn_tumbler(
         port,
         &[
@@ -128,15 +139,6 @@ async fn tumbler_kills_the_named_processes_on_the_first_new_position() {
             "--state-dir",
             state.to_str().unwrap(),
         ],
-    );
-    let sim = start_sim(port, AccountMarginMode::RetailHedging);
-    // A position open before the tumbler is armed is not new.
-    sim.open(
-        "EURUSD",
-        Side::Buy,
-        Volume(Decimal::new(1, 1)),
-        Magic(0),
-        "old",
     );
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -331,8 +333,9 @@ async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports
     };
     let lot = Volume(Decimal::new(1, 1));
     let mut copier = start_named(dir.path(), "restart-copier.exe");
-    let agent = start();
-    // Tickets of their own, so the log lines of this test are told apart from the others'.
+    // Tickets of their own, so the log lines of this test are told apart from the others'. The
+    // terminal starts before the tumbler listens, so the "old" position is already in the snapshot
+    // the tumbler first sees: opened once the terminal is connected, it would be a new one.
     let sim = {
         let account = hedge_sim::AccountConfig {
             login: LOGIN,
@@ -346,6 +349,7 @@ async fn a_restarted_tumbler_fires_only_on_positions_it_has_not_seen_and_reports
         hedge_sim::SimTerminal::spawn(config)
     };
     let old = sim.open("EURUSD", Side::Buy, lot, Magic(0), "old");
+    let agent = start();
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first = sim.open("EURUSD", Side::Sell, lot, Magic(0), "first");
