@@ -71,24 +71,29 @@ pub struct Killer {
     names: Vec<String>,
     pid_files: Vec<PathBuf>,
     dry_run: bool,
-    protected: HashSet<u32>,
+    /// The parent's pid as found at start (see [`Killer::protected`]).
+    parent: Option<u32>,
     cache: Mutex<Vec<(u32, String)>>,
 }
 
 impl Killer {
     pub fn new(names: Vec<String>, pid_files: Vec<PathBuf>, dry_run: bool) -> Self {
-        let mut protected = HashSet::new();
-        protected.insert(std::process::id());
-        if let Some(parent) = parent_pid() {
-            protected.insert(parent);
-        }
         Killer {
             names,
             pid_files,
             dry_run,
-            protected,
+            parent: parent_pid(),
             cache: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The pids never to kill: the agent's own and its parent's while that parent lives. Checked
+    /// every time rather than settled at start: a parent that has exited leaves its pid free, and
+    /// the process that gets it next may be one the tumbler must kill.
+    fn protected(&self) -> HashSet<u32> {
+        let mut protected = HashSet::from([std::process::id()]);
+        protected.extend(live_parent(self.parent));
+        protected
     }
 
     pub fn names(&self) -> &[String] {
@@ -111,12 +116,16 @@ impl Killer {
 
     /// Matching processes now: `(pid, configured name)`.
     pub fn find(&self) -> Vec<(u32, String)> {
+        self.find_except(&self.protected())
+    }
+
+    fn find_except(&self, protected: &HashSet<u32>) -> Vec<(u32, String)> {
         if self.names.is_empty() {
             return Vec::new();
         }
         list_processes()
             .into_iter()
-            .filter(|p| !self.protected.contains(&p.pid))
+            .filter(|p| !protected.contains(&p.pid))
             .filter_map(|p| {
                 self.names
                     .iter()
@@ -132,17 +141,19 @@ impl Killer {
         let mut done: Vec<Killed> = Vec::new();
         let mut first = None;
         let mut seen = HashSet::new();
+        let protected = self.protected();
         let cached = self.cache.lock().clone();
         for (pid, name) in cached {
             // The pid may have been reused since the scan: only kill it if it still matches.
-            let still = process_info(pid).is_some_and(|p| matches(&p, &name));
+            let still =
+                !protected.contains(&pid) && process_info(pid).is_some_and(|p| matches(&p, &name));
             if still && seen.insert(pid) {
                 done.push(self.kill_one(pid, name, &mut first));
             }
         }
         for path in &self.pid_files {
             match read_pid_file(path) {
-                Ok(pid) if self.protected.contains(&pid) => done.push(Killed {
+                Ok(pid) if protected.contains(&pid) => done.push(Killed {
                     target: path.display().to_string(),
                     pid,
                     result: Err("refusing to kill the agent itself or its parent".into()),
@@ -159,7 +170,7 @@ impl Killer {
                 }),
             }
         }
-        for (pid, name) in self.find() {
+        for (pid, name) in self.find_except(&protected) {
             if seen.insert(pid) {
                 done.push(self.kill_one(pid, name, &mut first));
             }
@@ -212,13 +223,32 @@ fn parent_pid() -> Option<u32> {
     u32::try_from(ppid).ok()
 }
 
+/// The parent now, given the one found at start. A Unix process is re-parented when its parent
+/// exits, so asking again is exact and cheap.
+#[cfg(unix)]
+fn live_parent(_at_start: Option<u32>) -> Option<u32> {
+    parent_pid()
+}
+
+/// The parent now, given the one found at start: Windows does not re-parent, so the pid found at
+/// start is still the parent only if the process holding it now was created before this one (a
+/// creation-time query, cheaper than another process snapshot on the way to a kill).
+#[cfg(windows)]
+fn live_parent(at_start: Option<u32>) -> Option<u32> {
+    let parent = at_start?;
+    (win::created(parent)? <= win::created(std::process::id())?).then_some(parent)
+}
+
 #[cfg(windows)]
 fn parent_pid() -> Option<u32> {
     let own = std::process::id();
-    win::snapshot()
+    let parent = win::snapshot()
         .into_iter()
         .find(|(info, _)| info.pid == own)
-        .map(|(_, parent)| parent)
+        .map(|(_, parent)| parent)?;
+    // Windows keeps the parent's pid after the parent has exited, and may hand it to a new
+    // process: only a process created before this one can be its parent.
+    (win::created(parent)? <= win::created(own)?).then_some(parent)
 }
 
 /// One process's name and program, or `None` if it is gone (or a zombie awaiting its parent).
@@ -287,12 +317,38 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 #[cfg(windows)]
 mod win {
     use super::ProcessInfo;
-    use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::Foundation::{
+        CloseHandle, GetLastError, FILETIME, INVALID_HANDLE_VALUE,
+    };
     use windows_sys::Win32::System::Diagnostics::ToolHelp::{
         CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
         TH32CS_SNAPPROCESS,
     };
-    use windows_sys::Win32::System::Threading::{OpenProcess, TerminateProcess, PROCESS_TERMINATE};
+    use windows_sys::Win32::System::Threading::{
+        GetProcessTimes, OpenProcess, TerminateProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+        PROCESS_TERMINATE,
+    };
+
+    /// When `pid` was created (100 ns units since 1601), or `None` if it cannot be read.
+    pub fn created(pid: u32) -> Option<u64> {
+        // SAFETY: OpenProcess only reads its arguments; a null handle is checked below.
+        let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if handle.is_null() {
+            return None;
+        }
+        let zero = FILETIME {
+            dwLowDateTime: 0,
+            dwHighDateTime: 0,
+        };
+        let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+        // SAFETY: `handle` is open with query rights; the four out-pointers are valid FILETIMEs.
+        let ok =
+            unsafe { GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) }
+                != 0;
+        // SAFETY: `handle` is open and closed exactly once.
+        unsafe { CloseHandle(handle) };
+        ok.then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+    }
 
     /// Every process with its parent's pid; empty if the snapshot cannot be taken.
     pub fn snapshot() -> Vec<(ProcessInfo, u32)> {
@@ -439,12 +495,16 @@ mod tests {
     #[test]
     fn never_kills_itself_or_its_parent() {
         let me = process_info(std::process::id()).unwrap();
-        let parent = parent_pid().expect("the parent's pid is known");
+        // A Unix process always has a live parent. A Windows process may have none: its parent
+        // has exited, or, under Wine, the first process has pid 0 as its parent.
+        let parent = parent_pid();
+        #[cfg(unix)]
+        assert!(parent.is_some(), "the parent's pid is known");
         let killer = Killer::new(vec![me.name.clone()], Vec::new(), false);
         assert!(killer
             .find()
             .iter()
-            .all(|(pid, _)| *pid != std::process::id() && *pid != parent));
+            .all(|(pid, _)| *pid != std::process::id() && Some(*pid) != parent));
     }
 
     /// A child that would live for half a minute, and the name the scan knows it by.
