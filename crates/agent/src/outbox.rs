@@ -159,8 +159,10 @@ pub struct SenderStatus {
 pub struct Outbox {
     conn: Mutex<Connection>,
     wake: Notify,
-    /// Woken at every acknowledgement, for whoever waits on what the receiver has stored.
-    acked: Notify,
+    /// Counts acknowledgements, for whoever waits on what the receiver has stored: a watch rather
+    /// than a notification, so an acknowledgement between a look at the queue and the wait that
+    /// follows it is not missed.
+    acked: tokio::sync::watch::Sender<u64>,
     status: Mutex<SenderStatus>,
 }
 
@@ -228,7 +230,7 @@ impl Outbox {
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
             wake: Notify::new(),
-            acked: Notify::new(),
+            acked: tokio::sync::watch::Sender::new(0),
             status: Mutex::new(SenderStatus {
                 receiver_up: true,
                 ..SenderStatus::default()
@@ -333,13 +335,13 @@ impl Outbox {
         self.conn
             .lock()
             .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
-        self.acked.notify_waiters();
+        self.acked.send_modify(|n| *n += 1);
         Ok(())
     }
 
-    /// Resolves at the next acknowledgement (one that happens while this is awaited).
-    pub async fn next_ack(&self) {
-        self.acked.notified().await
+    /// The count of acknowledgements, to wait on with `changed()`.
+    pub fn acks(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.acked.subscribe()
     }
 
     /// Records a failed attempt on an item that stays queued.

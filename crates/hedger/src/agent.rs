@@ -510,6 +510,9 @@ pub struct Hedger {
     holding_due: Vec<(String, BTreeSet<DealTicket>)>,
     /// Mirror mode held back a symbol while its trades were being recorded.
     deferred: bool,
+    /// The plan fetch after the records failed: the held-back symbols wait for a timed retry
+    /// rather than for the next acknowledgement.
+    deferred_fetch_failed: bool,
     /// Commission per open position, from the deals seen, for the marks in the status.
     commissions: Commissions,
     /// Canonical symbols traded (opened or reduced) since the held plan was fetched. A plan that
@@ -549,6 +552,7 @@ impl Hedger {
             ledger_stale: false,
             holding_due: Vec::new(),
             deferred: false,
+            deferred_fetch_failed: false,
             traded_since_plan: BTreeSet::new(),
             commissions: Commissions::default(),
         }
@@ -857,6 +861,7 @@ impl Hedger {
 
     /// Acts on what was deferred once the trades are recorded, with a plan fetched after them.
     async fn act_deferred(&mut self) -> Result<(), HedgerError> {
+        self.deferred_fetch_failed = false;
         if !self.symbols_being_recorded()?.is_empty() {
             return Ok(());
         }
@@ -873,7 +878,10 @@ impl Hedger {
                     self.act("plan after records", Instant::now()).await?;
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "plan not available; trying again"),
+            Err(e) => {
+                tracing::debug!(error = %e, "plan not available; trying again");
+                self.deferred_fetch_failed = true;
+            }
         }
         Ok(())
     }
@@ -1467,12 +1475,13 @@ impl Hedger {
         let mut plan_version = self.plan.version.subscribe();
         let mut command_version = self.plan.commands.subscribe();
         let mut status_tick = tokio::time::interval(self.opts.status_interval);
-        let outbox = self.outbox.clone();
+        let mut acks = self.outbox.acks();
         if self.opts.mode == Mode::Mirror {
             self.act("start-up", Instant::now()).await?;
         }
         self.run_commands().await?;
         loop {
+            let retry_fetch = self.deferred_fetch_failed;
             tokio::select! {
                 biased;
                 event = events.recv() => match event {
@@ -1550,14 +1559,14 @@ impl Hedger {
                         self.act("plan change", started).await?;
                     }
                 }
-                // Held-back symbols go on as soon as their records are stored; the timer retries a
-                // plan fetch that failed.
-                _ = async {
-                    tokio::select! {
-                        _ = outbox.next_ack() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                    }
-                }, if self.deferred => {
+                // Held-back symbols go on once their records are stored, at the next
+                // acknowledgement, so the outbox is not read every few milliseconds while the
+                // center is down. A failed plan fetch is retried soon; otherwise a slow timer only
+                // guards against waiting for an acknowledgement that never comes.
+                _ = tokio::time::timeout(
+                    if retry_fetch { Duration::from_millis(10) } else { Duration::from_secs(1) },
+                    acks.changed(),
+                ), if self.deferred => {
                     self.act_deferred().await?;
                 }
                 changed = command_version.changed() => {
