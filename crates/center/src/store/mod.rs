@@ -376,17 +376,24 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Rendered answers and the event head each was read at (see [`Store::at_head`]).
+struct AnswerCache<K>(parking_lot::Mutex<std::collections::HashMap<K, (u64, bytes::Bytes)>>);
+
+impl<K> Default for AnswerCache<K> {
+    fn default() -> Self {
+        AnswerCache(parking_lot::Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
 struct Inner {
     kind: &'static str,
     jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     readers: ReadPool,
     head: watch::Sender<u64>,
-    /// The legacy `all_positions` answer and the head it was read at (see
-    /// [`Store::legacy_book_answer`]).
-    legacy_answer: parking_lot::Mutex<Option<(u64, bytes::Bytes)>>,
-    /// Each hedge account's rendered plan and the head it was computed at (see
-    /// [`Store::plan_answer`]). One entry per hedge account that asked.
-    plan_answers: parking_lot::Mutex<std::collections::HashMap<Login, (u64, bytes::Bytes)>>,
+    /// The legacy `all_positions` answer (see [`Store::legacy_book_answer`]).
+    legacy_answer: AnswerCache<()>,
+    /// Each hedge account's rendered plan (see [`Store::plan_answer`]).
+    plan_answers: AnswerCache<Login>,
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -452,8 +459,8 @@ impl Store {
                     available: tokio::sync::Semaphore::new(n),
                 },
                 head,
-                legacy_answer: parking_lot::Mutex::new(None),
-                plan_answers: parking_lot::Mutex::new(std::collections::HashMap::new()),
+                legacy_answer: AnswerCache::default(),
+                plan_answers: AnswerCache::default(),
                 _listener: listener,
             }),
         })
@@ -620,33 +627,46 @@ impl Store {
     }
 
     /// The plan of `hedge_login` rendered by `render`, computed again only when an event was
-    /// stored since: every input of the plan (registrations, overrides, pauses, client and hedge
-    /// exposures) changes only together with an event in the same transaction, and the plan does
-    /// not depend on the time. SQLite only, for the reason given at [`Store::legacy_book_answer`].
-    /// A refusal (unknown or non-hedge account) is never kept.
+    /// stored since (see [`Store::at_head`]): every input of the plan (registrations, overrides,
+    /// pauses, client and hedge exposures) changes only together with an event in the same
+    /// transaction, and the plan does not depend on the time. A refusal (unknown or non-hedge
+    /// account) is never kept.
     pub async fn plan_answer(
         &self,
         hedge_login: Login,
         render: impl FnOnce(&PlanInputs) -> Result<bytes::Bytes, StoreError>,
     ) -> Result<bytes::Bytes, WriteError> {
-        let cacheable = self.inner.kind == "sqlite";
+        self.at_head(&self.inner.plan_answers, hedge_login, async {
+            Ok(render(&self.plan_inputs(hedge_login).await?)?)
+        })
+        .await
+    }
+
+    /// The answer kept in `cache` under `key` if no event was stored since it was read, else
+    /// `read`'s, kept for the next caller. The head moves before a write is acknowledged, so an
+    /// unchanged head means unchanged data for anything that changes only together with an event.
+    /// Only on SQLite, whose one writer is this instance's: on PostgreSQL other instances' writes
+    /// reach the head a notification later, so every read goes to the database.
+    async fn at_head<K: Eq + std::hash::Hash>(
+        &self,
+        cache: &AnswerCache<K>,
+        key: K,
+        read: impl Future<Output = Result<bytes::Bytes, WriteError>>,
+    ) -> Result<bytes::Bytes, WriteError> {
+        if self.inner.kind != "sqlite" {
+            return read.await;
+        }
+        // Taken before the read: what is read is at least as new as this head.
         let head = *self.inner.head.borrow();
-        if cacheable {
-            if let Some((at, answer)) = self.inner.plan_answers.lock().get(&hedge_login) {
-                if *at == head {
-                    return Ok(answer.clone());
-                }
+        if let Some((at, answer)) = cache.0.lock().get(&key) {
+            if *at == head {
+                return Ok(answer.clone());
             }
         }
-        let answer = render(&self.plan_inputs(hedge_login).await?)?;
-        if cacheable {
-            let mut cached = self.inner.plan_answers.lock();
-            let entry = cached
-                .entry(hedge_login)
-                .or_insert_with(|| (head, answer.clone()));
-            if entry.0 < head {
-                *entry = (head, answer.clone());
-            }
+        let answer = read.await?;
+        let mut cached = cache.0.lock();
+        if cached.get(&key).is_none_or(|(at, _)| *at < head) {
+            cached.insert(key, (head, answer.clone()));
         }
         Ok(answer)
     }
@@ -760,32 +780,16 @@ impl Store {
     }
 
     /// The legacy book rendered by `render`, read again only when an event was stored since the
-    /// last read: every change of the book stores an event in the same transaction, and the head
-    /// moves before the write is acknowledged, so an unchanged head means an unchanged book.
-    /// Only on SQLite, whose one writer is this instance's: on PostgreSQL other instances' writes
-    /// reach the head a notification later, so every read goes to the database.
+    /// last read (see [`Store::at_head`]): every change of the book stores an event in the same
+    /// transaction.
     pub async fn legacy_book_answer(
         &self,
         render: impl FnOnce(&[(String, i64)]) -> bytes::Bytes,
     ) -> Result<bytes::Bytes, WriteError> {
-        let cacheable = self.inner.kind == "sqlite";
-        // Read before the query: the book read is at least as new as this head.
-        let head = *self.inner.head.borrow();
-        if cacheable {
-            if let Some((at, answer)) = self.inner.legacy_answer.lock().as_ref() {
-                if *at == head {
-                    return Ok(answer.clone());
-                }
-            }
-        }
-        let answer = render(&self.legacy_book().await?);
-        if cacheable {
-            let mut cached = self.inner.legacy_answer.lock();
-            if cached.as_ref().is_none_or(|(at, _)| *at < head) {
-                *cached = Some((head, answer.clone()));
-            }
-        }
-        Ok(answer)
+        self.at_head(&self.inner.legacy_answer, (), async {
+            Ok(render(&self.legacy_book().await?))
+        })
+        .await
     }
 
     /// A cheap round trip to the database (readiness).
