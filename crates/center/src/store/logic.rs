@@ -11,10 +11,18 @@ use hedge_domain::{
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
-/// Schema versions, applied in order at start. `{ID}` is the dialect's auto-increment key.
-const MIGRATIONS: &[(i64, &str)] = &[(
+/// One schema migration: SQL text, in which `{ID}` is the dialect's auto-increment key, or a
+/// function for a change that SQL text alone cannot make.
+#[derive(Clone, Copy)]
+enum Step {
+    Sql(&'static str),
+    Code(fn(&mut dyn Conn) -> Result<(), StoreError>),
+}
+
+/// Schema versions, applied in order at start.
+const MIGRATIONS: &[(i64, Step)] = &[(
     1,
-    "CREATE TABLE accounts (
+    Step::Sql("CREATE TABLE accounts (
         login BIGINT PRIMARY KEY,
         role TEXT NOT NULL,
         hedge_ratio TEXT NOT NULL,
@@ -122,11 +130,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         symbol TEXT PRIMARY KEY,
         first_seen BIGINT NOT NULL,
         net_units BIGINT NOT NULL
-    );",
+    );"),
 ),
 (
     2,
-    "CREATE TABLE position_marks (
+    Step::Sql("CREATE TABLE position_marks (
         login BIGINT NOT NULL,
         position_id BIGINT NOT NULL,
         price_current TEXT NOT NULL,
@@ -163,31 +171,28 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         created_ms BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL
     );
-    CREATE INDEX commands_login_status ON commands (hedge_login, status, id);",
+    CREATE INDEX commands_login_status ON commands (hedge_login, status, id);"),
     ),
-    (3, "ALTER TABLE positions ADD COLUMN exit_comment TEXT"),
+    (3, Step::Sql("ALTER TABLE positions ADD COLUMN exit_comment TEXT")),
     (
         4,
-        "CREATE TABLE action_keys (
+        Step::Sql("CREATE TABLE action_keys (
         key TEXT PRIMARY KEY,
         actor TEXT NOT NULL,
         payload TEXT NOT NULL,
         response TEXT NOT NULL,
         event_id BIGINT NOT NULL,
         created_ms BIGINT NOT NULL
-    );",
+    );"),
     ),
-    (5, COMPACT_SQLITE_LAYOUT),
+    (5, Step::Code(compact_sqlite_layout)),
     (
         6,
         // Finds the oldest status heartbeats for pruning without reading the decisions around
         // them; only heartbeats pay for its upkeep.
-        "CREATE INDEX events_status ON events (id) WHERE kind = 'account_status'",
+        Step::Sql("CREATE INDEX events_status ON events (id) WHERE kind = 'account_status'"),
     ),
 ];
-
-/// Migration 5, run by [`compact_sqlite_layout`] rather than as SQL text.
-const COMPACT_SQLITE_LAYOUT: &str = "-- compact SQLite layout";
 
 /// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their newest row is never deleted
 /// (only old status heartbeats are pruned from `events`, see [`prune_status_events`]), so SQLite's
@@ -318,9 +323,9 @@ pub fn migrate(c: &mut dyn Conn) -> Result<(), StoreError> {
     migrate_through(c, MIGRATIONS)
 }
 
-fn migrate_through(c: &mut dyn Conn, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
+fn migrate_through(c: &mut dyn Conn, migrations: &[(i64, Step)]) -> Result<(), StoreError> {
     c.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")?;
-    for (version, sql) in migrations {
+    for (version, step) in migrations {
         begin_write(c)?;
         let done = c
             .query_one(
@@ -336,10 +341,9 @@ fn migrate_through(c: &mut dyn Conn, migrations: &[(i64, &str)]) -> Result<(), S
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
             Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
         };
-        let run = if *sql == COMPACT_SQLITE_LAYOUT {
-            compact_sqlite_layout(c)
-        } else {
-            c.batch(&sql.replace("{ID}", id))
+        let run = match step {
+            Step::Sql(sql) => c.batch(&sql.replace("{ID}", id)),
+            Step::Code(change) => change(c),
         };
         let applied = run.and_then(|_| {
             c.execute(
@@ -647,19 +651,22 @@ pub fn register_account(
     Ok(stored)
 }
 
-/// The answer stored under `key`, if the key was used before: the same `payload` gets it again,
-/// another payload is a conflict (`what` names the kind of request in the refusal).
+/// Reads the first answer under a key of the agents' requests (reports, tumbler firings).
+const REQUEST_ANSWER: &str = "SELECT payload, response FROM idempotency WHERE key = ?";
+/// Reads the first answer under a key of the operators' actions.
+const ACTION_ANSWER: &str = "SELECT payload, response FROM action_keys WHERE key = ?";
+
+/// The answer stored under `key` (read by `lookup`, [`REQUEST_ANSWER`] or [`ACTION_ANSWER`]), if
+/// the key was used before: the same `payload` gets it again, another payload is a conflict
+/// (`what` names the kind of request in the refusal).
 fn first_answer(
     c: &mut dyn Conn,
+    lookup: &str,
     key: &str,
     payload: &str,
     what: &str,
 ) -> Result<Option<String>, WriteError> {
-    let Some(row) = c.query_one(
-        "SELECT payload, response FROM idempotency WHERE key = ?",
-        &[Val::text(key)],
-    )?
-    else {
+    let Some(row) = c.query_one(lookup, &[Val::text(key)])? else {
         return Ok(None);
     };
     if row.text(0)? != payload {
@@ -699,7 +706,13 @@ pub fn tumbler_fired(
 ) -> Result<(String, bool), WriteError> {
     validate_firing(firing)?;
     let payload = json(firing)?;
-    if let Some(answer) = first_answer(c, &firing.idempotency_key, &payload, "request")? {
+    if let Some(answer) = first_answer(
+        c,
+        REQUEST_ANSWER,
+        &firing.idempotency_key,
+        &payload,
+        "request",
+    )? {
         return Ok((answer, true));
     }
     let event_id = insert_event(
@@ -728,7 +741,7 @@ fn validate_firing(f: &TumblerFiring) -> Result<(), Refusal> {
     const MAX_KILLED: usize = 64;
     check_symbol(&f.symbol, "symbol")?;
     positions::check_position_ref(f.login, f.position_id)?;
-    if f.volume.0.is_sign_negative() || f.volume.0.is_zero() {
+    if !f.volume.is_positive() {
         return Err(Refusal::invalid("volume", "volume must be positive"));
     }
     if f.time_ms < 0 {
@@ -1051,7 +1064,13 @@ pub fn report(
     positions::validate(report)?;
     to_i64(report.magic.0, "magic")?;
     let payload = json(report)?;
-    if let Some(answer) = first_answer(c, &report.idempotency_key, &payload, "report")? {
+    if let Some(answer) = first_answer(
+        c,
+        REQUEST_ANSWER,
+        &report.idempotency_key,
+        &payload,
+        "report",
+    )? {
         return Ok((answer, true));
     }
     let current = load_position(c, report.login, report.position_id)?;
@@ -1798,18 +1817,8 @@ pub fn keyed_action(
 ) -> Result<(ActionAck, bool), WriteError> {
     check_action_key(key)?;
     let payload = json(a)?;
-    if let Some(row) = c.query_one(
-        "SELECT payload, response FROM action_keys WHERE key = ?",
-        &[Val::text(key)],
-    )? {
-        if row.text(0)? != payload {
-            return Err(Refusal::Conflict(format!(
-                "idempotency key {key:?} was already used for a different action"
-            ))
-            .into());
-        }
-        let ack =
-            serde_json::from_str(row.text(1)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(answer) = first_answer(c, ACTION_ANSWER, key, &payload, "action")? {
+        let ack = serde_json::from_str(&answer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         return Ok((ack, true));
     }
     let ack = action(c, actor, a, now)?;
