@@ -133,17 +133,20 @@ type ApiResult<T> = Result<T, Failure>;
 /// JSON answer with status.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut resp = (status, body).into_response();
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
+        Ok(body) => json_body(status, body),
         Err(e) => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             .into_response(),
     }
+}
+
+/// An answer whose body is JSON already (rendered before, or kept by the store).
+pub(crate) fn json_body(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut resp = (status, body.into()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// The authenticated caller.
@@ -166,21 +169,21 @@ impl Caller {
     }
 }
 
-/// Tells an idempotent write's caller whether the answer is the stored one of an earlier request.
 /// An answer the store keeps as JSON text for replays, sent as it was stored.
 fn stored_answer(status: StatusCode, json_text: String, replayed: bool) -> Response {
-    let mut resp = (status, json_text).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut resp = json_body(status, json_text);
     mark_replay(&mut resp, replayed);
     resp
 }
 
+/// The header that tells an idempotent write's caller whether the answer is the stored one of an
+/// earlier request (`true`) or new (`false`).
+pub const IDEMPOTENT_REPLAY: &str = "idempotent-replay";
+
+/// Tells an idempotent write's caller whether the answer is the stored one of an earlier request.
 fn mark_replay(resp: &mut Response, replayed: bool) {
     resp.headers_mut().insert(
-        "idempotent-replay",
+        IDEMPOTENT_REPLAY,
         HeaderValue::from_static(if replayed { "true" } else { "false" }),
     );
 }
@@ -540,12 +543,7 @@ async fn get_plan(
                 .map_err(|e| StoreError::Db(format!("plan not serializable: {e}")))
         })
         .await?;
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    Ok(json_body(StatusCode::OK, body))
 }
 
 async fn hedge_executed(

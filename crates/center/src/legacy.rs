@@ -6,13 +6,13 @@
 //! symbol netted to zero is left out, volumes are exact decimals always written with a decimal
 //! point, and bad input is a 422 naming the field, with nothing stored.
 
-use crate::api::{AppState, Failure};
+use crate::api::{json_body, AppState, Failure};
 use crate::positions::{check_symbol, units_volume, volume_units};
 use crate::store::logic::now_ms;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use hedge_domain::num::parse_decimal;
@@ -105,7 +105,10 @@ async fn new_position(State(s): State<Arc<AppState>>, body: Body) -> Result<Resp
     s.store
         .legacy_report("legacy".into(), p.symbol, p.side, p.volume, now_ms())
         .await?;
-    Ok(json_bytes(br#"{"message":"success"}"#.to_vec()))
+    Ok(json_body(
+        StatusCode::OK,
+        br#"{"message":"success"}"#.as_slice(),
+    ))
 }
 
 /// `{"EURUSD":{"volume":0.3,"side":0}}` from the netted book.
@@ -136,17 +139,7 @@ async fn all_positions(State(s): State<Arc<AppState>>) -> Result<Response, Failu
             serde_json::to_vec(&inner).unwrap_or_default().into()
         })
         .await?;
-    Ok(json_bytes(body))
-}
-
-fn json_bytes(body: impl Into<axum::body::Body>) -> Response {
-    let body: axum::body::Body = body.into();
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    Ok(json_body(StatusCode::OK, body))
 }
 
 #[cfg(test)]
