@@ -239,16 +239,14 @@ fn live_parent(at_start: Option<u32>) -> Option<u32> {
     (win::created(parent)? <= win::created(std::process::id())?).then_some(parent)
 }
 
+/// The parent's pid as the process list records it; [`live_parent`] says whether it still is.
 #[cfg(windows)]
 fn parent_pid() -> Option<u32> {
     let own = std::process::id();
-    let parent = win::snapshot()
+    win::snapshot()
         .into_iter()
         .find(|(info, _)| info.pid == own)
-        .map(|(_, parent)| parent)?;
-    // Windows keeps the parent's pid after the parent has exited, and may hand it to a new
-    // process: only a process created before this one can be its parent.
-    (win::created(parent)? <= win::created(own)?).then_some(parent)
+        .map(|(_, parent)| parent)
 }
 
 /// One process's name and program, or `None` if it is gone (or a zombie awaiting its parent).
@@ -497,7 +495,7 @@ mod tests {
         let me = process_info(std::process::id()).unwrap();
         // A Unix process always has a live parent. A Windows process may have none: its parent
         // has exited, or, under Wine, the first process has pid 0 as its parent.
-        let parent = parent_pid();
+        let parent = live_parent(parent_pid());
         #[cfg(unix)]
         assert!(parent.is_some(), "the parent's pid is known");
         let killer = Killer::new(vec![me.name.clone()], Vec::new(), false);
