@@ -169,12 +169,17 @@ function applyMarks(login, marks) {
   }
 }
 
+// Whether a hedge still holds a position on its hedge account.
+function hedgeIsOpen(x) {
+  return x.status === 'open' || x.status === 'partially_closed';
+}
+
 // The hedge account's latest marks of its open hedges' positions (a hedge is matched to its
 // position on the hedge account by position id).
 function applyHedgeMarks(login, marks) {
   const byPosition = new Map(marks.map((m) => [m.position_id, m]));
   for (const x of S.hedges.values()) {
-    if (x.hedge_login !== login || (x.status !== 'open' && x.status !== 'partially_closed')) continue;
+    if (x.hedge_login !== login || !hedgeIsOpen(x)) continue;
     const m = byPosition.get(x.position_id);
     if (m) x.mark = m;
   }
@@ -183,7 +188,7 @@ function applyHedgeMarks(login, marks) {
 // A hedge's floating P/L (profit + swap + commission of its mark) as a scaled decimal, or null
 // when it is not open or its account has not marked it.
 function hedgePnl(x) {
-  if (!x.mark || (x.status !== 'open' && x.status !== 'partially_closed')) return null;
+  if (!x.mark || !hedgeIsOpen(x)) return null;
   return (dec(x.mark.profit) || 0n) + (dec(x.mark.swap) || 0n) + (dec(x.mark.commission) || 0n);
 }
 
@@ -410,7 +415,7 @@ function applyEvent(e) {
         if (!old || !(old.event_id > d.event_id)) {
           // Events carry the hedge without its mark: an open hedge keeps the last one until the
           // next heartbeat.
-          if (old && old.mark && !d.mark && (d.status === 'open' || d.status === 'partially_closed')) d.mark = old.mark;
+          if (old && old.mark && !d.mark && hedgeIsOpen(d)) d.mark = old.mark;
           S.hedges.set(d.id, d);
           indexHedge(d);
         }
@@ -558,7 +563,7 @@ function positionPart(p) {
 }
 
 function hedgePart(x) {
-  if (!x || !(x.status === 'open' || x.status === 'partially_closed')) return null;
+  if (!x || !hedgeIsOpen(x)) return null;
   const v = dec(x.open_volume) || 0n;
   return { symbol: x.symbol, value: x.side === 'sell' ? -v : v, hedge: true };
 }
@@ -1405,7 +1410,7 @@ function hedgeColumns() {
         if (cmd && cmd.status === 'pending') {
           return h('button', { type: 'button', class: 'small', text: cmd.kind === 'close_hedge' ? 'Closing…' : 'Retrying…', disabled: true, 'aria-label': `Command ${cmd.id} for hedge ${x.id} is pending`, dataset: { focus: `pending-${x.id}` } });
         }
-        if (x.status === 'open' || x.status === 'partially_closed') {
+        if (hedgeIsOpen(x)) {
           const off = S.unavailable.has('close-hedge');
           return h('button', { type: 'button', class: 'small', text: off ? 'Close n/a' : 'Close', disabled: off, title: off ? 'The center has no close endpoint' : undefined, 'aria-label': `Close hedge ${x.id}`, dataset: { focus: `close-${x.id}` }, onclick: () => closeHedge(x) });
         }
@@ -1427,7 +1432,7 @@ function hedgeColumns() {
     },
     {
       id: 'pnl', name: 'P/L', width: 80, num: true, note: "profit + swap + commission, from the hedge account's latest mark of the hedge's position",
-      text: (x) => { const v = hedgePnl(x); return v === null ? (x.status === 'open' || x.status === 'partially_closed' ? '—' : '') : fmtDec(v, 2); },
+      text: (x) => { const v = hedgePnl(x); return v === null ? (hedgeIsOpen(x) ? '—' : '') : fmtDec(v, 2); },
       cls: (x) => ((hedgePnl(x) || 0n) < 0n ? 'sell' : ''),
       sort: (x) => Number(fmtDec(hedgePnl(x) || 0n)),
     },
@@ -1455,7 +1460,7 @@ function renderHedgesSummary() {
   const el = $('#hedges-summary');
   const byAccount = new Map();
   for (const x of S.hedges.values()) {
-    if (x.status !== 'open' && x.status !== 'partially_closed') continue;
+    if (!hedgeIsOpen(x)) continue;
     const t = byAccount.get(x.hedge_login) || { pnl: 0n, marked: 0, unmarked: 0 };
     const v = hedgePnl(x);
     if (v === null) t.unmarked += 1; else { t.pnl += v; t.marked += 1; }
