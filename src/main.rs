@@ -29,6 +29,9 @@ enum Command {
     Hedger(hedge_hedger::cli::HedgerArgs),
     /// The whole system in one process on loopback: center, simulated terminals, agents, a signal.
     Demo(hedge_demo::cli::DemoArgs),
+    /// The whole system as separate processes on a seeded trading script with seeded faults, then
+    /// a check that the books agree (center, client and hedge accounts).
+    Soak(hedge_soak::cli::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,7 +59,22 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(hedge_hedger::cli::run(args))
         }
         Command::Demo(args) => tokio::runtime::Runtime::new()?.block_on(hedge_demo::cli::run(args)),
+        Command::Soak(args) => {
+            init_tracing_quiet();
+            tokio::runtime::Runtime::new()?.block_on(hedge_soak::cli::run(args))
+        }
     }
+}
+
+/// Warnings only: the soak's own output is its report.
+fn init_tracing_quiet() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn init_tracing() {

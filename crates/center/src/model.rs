@@ -580,6 +580,10 @@ pub struct PageQuery {
     pub after: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Hedges only: `true` lists the open and partially closed ones alone (what a hedger compares
+    /// with its account), however long the account's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
 }
 
 /// One page of a list. `next_after` is the cursor of the next page, absent on the last one.

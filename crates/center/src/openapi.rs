@@ -89,6 +89,12 @@ pub fn document() -> Value {
             "Page size.",
         ),
     ];
+    let mut hedge_params = page_params.clone();
+    hedge_params.push(query_param(
+        "open",
+        json!({ "type": "boolean" }),
+        "true: only open and partially closed hedges.",
+    ));
     let mut position_params = page_params.clone();
     position_params.push(query_param(
         "status",
@@ -351,7 +357,7 @@ pub fn document() -> Value {
             },
             "/v1/hedges": {
                 "post": { "summary": "Record an executed plan item; idempotent by (hedge_login, plan_item_id).", "requestBody": body(r("HedgeExecuted")), "responses": resp(vec![("201", ok("Recorded.", r("Hedge"))), ("200", ok("Already recorded (replay).", r("Hedge"))), ("409", err("Plan item recorded with another side/symbol.")), ("422", err("Malformed."))]) },
-                "get": { "summary": "Hedges, paged.", "parameters": page_params.clone(), "responses": resp(vec![("200", ok("A page.", r("PageHedge")))]) }
+                "get": { "summary": "Hedges, paged.", "parameters": hedge_params, "responses": resp(vec![("200", ok("A page.", r("PageHedge")))]) }
             },
             "/v1/hedges/failed": {
                 "post": { "summary": "Record a failed plan item with its retcode (the plan is unchanged).", "requestBody": body(r("HedgeFailed")), "responses": resp(vec![("201", ok("Recorded.", r("Hedge"))), ("422", err("Malformed."))]) }

@@ -81,6 +81,9 @@ pub struct HedgerOptions {
     pub plan_refresh: Duration,
     /// Seconds between status heartbeats to the center.
     pub status_interval: Duration,
+    /// How often the center's open hedges are compared with the account's positions (on top of
+    /// every fill and every reconnect).
+    pub reconcile_interval: Duration,
 }
 
 impl HedgerOptions {
@@ -96,6 +99,7 @@ impl HedgerOptions {
             history_days: 30,
             plan_refresh: Duration::from_secs(5),
             status_interval: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(2),
         }
     }
 }
@@ -377,6 +381,45 @@ fn failed(retcode: Option<hedge_domain::Retcode>, message: String) -> CommandRes
     }
 }
 
+/// How long a holding waits for the transactions of the deals that changed it.
+const DUE_HOLDING_WAIT: Duration = Duration::from_secs(3);
+
+/// A holding to record once the account's state has the deals that changed it.
+#[derive(Clone, Debug)]
+struct DueHolding {
+    /// Account symbol.
+    symbol: String,
+    deals: BTreeSet<DealTicket>,
+    since: Instant,
+}
+
+/// The most recent deals whose transactions reached the terminal's state.
+#[derive(Default)]
+struct SeenDeals {
+    set: BTreeSet<DealTicket>,
+    order: std::collections::VecDeque<DealTicket>,
+}
+
+impl SeenDeals {
+    /// Far more than the deals of any batch still waiting for its transactions.
+    const CAPACITY: usize = 4096;
+
+    fn insert(&mut self, deal: DealTicket) {
+        if self.set.insert(deal) {
+            self.order.push_back(deal);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, deal: DealTicket) -> bool {
+        self.set.contains(&deal)
+    }
+}
+
 /// Delivers the hedger's outbox items to the center.
 #[derive(Clone)]
 pub struct HedgeDelivery {
@@ -407,6 +450,20 @@ pub async fn all_hedges(
     login: Login,
     symbol: Option<String>,
 ) -> Result<Vec<Hedge>, ClientError> {
+    hedges_where(center, login, symbol, None).await
+}
+
+/// The hedges of an account the center holds open (all pages).
+pub async fn open_hedges(center: &CenterClient, login: Login) -> Result<Vec<Hedge>, ClientError> {
+    hedges_where(center, login, None, Some(true)).await
+}
+
+async fn hedges_where(
+    center: &CenterClient,
+    login: Login,
+    symbol: Option<String>,
+    open: Option<bool>,
+) -> Result<Vec<Hedge>, ClientError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -416,6 +473,7 @@ pub async fn all_hedges(
                 symbol: symbol.clone(),
                 after,
                 limit: Some(1000),
+                open,
             })
             .await?;
         out.extend(page.items);
@@ -444,6 +502,10 @@ impl Delivery for HedgeDelivery {
                 let hedges = all_hedges(&self.center, self.login, Some(holding.symbol.clone()))
                     .await
                     .map_err(from_client_error)?;
+                let reason = match &holding.correction {
+                    Some(found) => format!("correction: {found}"),
+                    None => "reduced on the hedge account".to_owned(),
+                };
                 for (id, remaining) in reduce_targets(&hedges, &holding) {
                     sent(
                         self.center
@@ -454,7 +516,7 @@ impl Delivery for HedgeDelivery {
                                     deal: None,
                                     price: None,
                                     time_ms: holding.time_ms,
-                                    reason: "reduced on the hedge account".into(),
+                                    reason: reason.clone(),
                                 },
                             )
                             .await,
@@ -506,8 +568,14 @@ pub struct Hedger {
     commands_answered: BTreeSet<u64>,
     /// The ledger lost track of a live record: rebuild before acting again.
     ledger_stale: bool,
-    /// Holdings to record once the ledger has the deals that changed them.
-    holding_due: Vec<(String, BTreeSet<DealTicket>)>,
+    /// Holdings to record once the account's state has the deals that changed them.
+    holding_due: Vec<DueHolding>,
+    /// Deals whose transaction has been applied to the terminal's state, newest last (bounded):
+    /// a reply arrives before its deal's `tx`, and a holding captured in between would still show
+    /// the volume the reduction took back.
+    seen_deals: SeenDeals,
+    /// Corrections sent since start: center records that had drifted from the account.
+    corrections: u64,
     /// Mirror mode held back a symbol while its trades were being recorded.
     deferred: bool,
     /// The plan fetch after the records failed: the held-back symbols wait for a timed retry
@@ -551,6 +619,8 @@ impl Hedger {
             commands_answered: BTreeSet::new(),
             ledger_stale: false,
             holding_due: Vec::new(),
+            seen_deals: SeenDeals::default(),
+            corrections: 0,
             deferred: false,
             deferred_fetch_failed: false,
             traded_since_plan: BTreeSet::new(),
@@ -754,15 +824,15 @@ impl Hedger {
             .map(|f| f.symbol.clone())
             .collect();
         for symbol in closing_symbols {
-            self.record_holding(&symbol)?;
+            self.record_holding(&symbol, None)?;
         }
         for f in self.book.all_fills().map(|f| f.deal).collect::<Vec<_>>() {
             self.book.mark_recorded(f);
         }
         // A reduction whose deal never reached the ledger live is in the history just read (or
         // it did not happen); either way the holding is current now.
-        for (symbol, _) in std::mem::take(&mut self.holding_due) {
-            self.record_holding(&symbol)?;
+        for due in std::mem::take(&mut self.holding_due) {
+            self.record_holding(&due.symbol, None)?;
         }
         self.watched = self
             .terminal
@@ -821,21 +891,38 @@ impl Hedger {
         Ok(true)
     }
 
-    /// Records what a symbol holds once the ledger has taken `deals` (the reductions just filled):
-    /// the replies come before the deals reach the ledger, and a snapshot taken earlier would still
-    /// show the volume they took back. Without a ledger the terminal's state is already current.
+    /// Records what a symbol holds once the account's state has taken `deals` (the reductions
+    /// just filled): the replies come before the deals' transactions, and a holding captured
+    /// earlier would still show the volume they took back, so the center would never hear of the
+    /// reduction. On a netting account seen through the ledger, the ledger must have them.
     fn record_holding_after(
         &mut self,
         account_symbol: &str,
         deals: BTreeSet<DealTicket>,
+        since: Instant,
     ) -> Result<(), HedgerError> {
-        match &self.ledger {
-            Some(l) if self.netting && !deals.iter().all(|d| l.knows_deal(*d)) => {
-                self.holding_due.push((account_symbol.to_owned(), deals));
-                Ok(())
-            }
-            _ => self.record_holding(account_symbol),
+        let known = |d: &DealTicket| match (&self.ledger, self.netting) {
+            (Some(l), true) => l.knows_deal(*d),
+            _ => self.seen_deals.contains(*d),
+        };
+        if deals.iter().all(known) {
+            return self.record_holding(account_symbol, None);
         }
+        if since.elapsed() >= DUE_HOLDING_WAIT {
+            // The deal's transaction never came (lost with a link): the state is as current as it
+            // will get; the periodic comparison corrects whatever this misses.
+            tracing::debug!(
+                symbol = account_symbol,
+                "deal transactions missing; recording the holding as it is"
+            );
+            return self.record_holding(account_symbol, None);
+        }
+        self.holding_due.push(DueHolding {
+            symbol: account_symbol.to_owned(),
+            deals,
+            since,
+        });
+        Ok(())
     }
 
     /// Canonical symbols with an execution or reduction record still in the outbox.
@@ -886,16 +973,21 @@ impl Hedger {
         Ok(())
     }
 
-    /// Records the holdings that were waiting for their deals, where the ledger now has them.
+    /// Records the holdings that were waiting for their deals, where the state now has them.
     fn flush_holdings(&mut self) -> Result<(), HedgerError> {
-        for (symbol, deals) in std::mem::take(&mut self.holding_due) {
-            self.record_holding_after(&symbol, deals)?;
+        for due in std::mem::take(&mut self.holding_due) {
+            self.record_holding_after(&due.symbol, due.deals, due.since)?;
         }
         Ok(())
     }
 
     /// Queues what the account now holds for a symbol, so the center's hedges are reduced to it.
-    fn record_holding(&mut self, account_symbol: &str) -> Result<(), HedgerError> {
+    /// `correction` names why a drift was found, for the center's event.
+    fn record_holding(
+        &mut self,
+        account_symbol: &str,
+        correction: Option<String>,
+    ) -> Result<(), HedgerError> {
         let canonical = self
             .opts
             .symbol_map
@@ -904,8 +996,9 @@ impl Hedger {
         let positions = self.held_positions();
         // Through the ledger a netting account holds one position per hedge, like a hedging one.
         let shared_net = self.netting && self.ledger.is_none();
-        let holding =
+        let mut holding =
             HoldingSnapshot::capture(&canonical, account_symbol, shared_net, &positions, now_ms());
+        holding.correction = correction;
         let key = format!(
             "holding:{}:{}:{}",
             self.opts.login,
@@ -915,6 +1008,89 @@ impl Hedger {
         self.outbox
             .push(NewItem::json(key, KIND_REDUCED, &holding)?)?;
         Ok(())
+    }
+
+    /// Compares the center's open hedges with what the account holds and queues the corrections:
+    /// the account is the truth. Symbols whose records are still on their way, or whose deals
+    /// have not reached the account's state yet, are left for the next comparison, so a record in
+    /// flight is never mistaken for a drift. Returns the corrections queued.
+    pub async fn reconcile(&mut self, why: &str) -> Result<usize, HedgerError> {
+        let Some(center) = self.center.clone() else {
+            return Ok(0);
+        };
+        if !self.terminal.is_connected() || self.ledger_stale {
+            return Ok(0);
+        }
+        // Executed hedges the center never heard of (a reply lost, the fill seen as a `tx`).
+        let mut corrections = 0;
+        let unrecorded: BTreeSet<PlanItemId> = self
+            .book
+            .unrecorded()
+            .iter()
+            .filter(|f| !f.closing && !self.recorded_items.contains(&f.item))
+            .map(|f| f.item)
+            .collect();
+        for item in unrecorded {
+            if self.record_executed(item, None, None)? {
+                corrections += 1;
+                tracing::warn!(item = %item, why, "correction: hedge on the account the center did not hold; recorded it");
+            }
+        }
+        let hedges = match open_hedges(&center, self.opts.login).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(error = %e, "center unreachable; comparison skipped");
+                return Ok(corrections);
+            }
+        };
+        // Read after the fetch: a record the sender delivered meanwhile is in the fetched list.
+        let mut busy = self.symbols_being_recorded()?;
+        for due in &self.holding_due {
+            busy.insert(
+                self.opts
+                    .symbol_map
+                    .to_canonical(&due.symbol)
+                    .unwrap_or_else(|| due.symbol.clone()),
+            );
+        }
+        let symbols: BTreeSet<String> = hedges.iter().map(|h| h.symbol.clone()).collect();
+        let positions = self.held_positions();
+        let shared_net = self.netting && self.ledger.is_none();
+        for canonical in symbols.difference(&busy) {
+            let account_symbol = hedges
+                .iter()
+                .find(|h| &h.symbol == canonical && !h.account_symbol.is_empty())
+                .map(|h| h.account_symbol.clone())
+                .unwrap_or_else(|| self.opts.symbol_map.to_account(canonical));
+            let holding = HoldingSnapshot::capture(
+                canonical,
+                &account_symbol,
+                shared_net,
+                &positions,
+                now_ms(),
+            );
+            let targets = reduce_targets(&hedges, &holding);
+            if targets.is_empty() {
+                continue;
+            }
+            let found = targets
+                .iter()
+                .map(|(id, keep)| {
+                    let had = hedges
+                        .iter()
+                        .find(|h| h.id == *id)
+                        .map(|h| h.open_volume)
+                        .unwrap_or(Volume::ZERO);
+                    format!("hedge #{id} open {had} in the center, {keep} on the account")
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::warn!(symbol = %canonical, why, %found, "correction: the center's hedges differ from the account");
+            self.record_holding(&account_symbol, Some(found))?;
+            corrections += targets.len();
+        }
+        self.corrections += corrections as u64;
+        Ok(corrections)
     }
 
     fn plan_items(&self) -> Vec<PlanItem> {
@@ -1044,7 +1220,7 @@ impl Hedger {
             self.record_executed(item, Some(latency), Some(requested))?;
         }
         for (symbol, deals) in reduced_symbols {
-            self.record_holding_after(&symbol, deals)?;
+            self.record_holding_after(&symbol, deals, Instant::now())?;
         }
         tracing::info!(
             reason,
@@ -1127,7 +1303,7 @@ impl Hedger {
         };
         if self.commands_on_account.contains(&command.id) {
             // Carried out before a restart: make sure the reduction is recorded, then answer.
-            self.record_holding(&account_symbol)?;
+            self.record_holding(&account_symbol, None)?;
             return Ok(Some(done(
                 None,
                 "already carried out on the hedge account".into(),
@@ -1253,7 +1429,7 @@ impl Hedger {
             elapsed_us: started.elapsed().as_micros() as u64,
         });
         if closed.is_positive() {
-            self.record_holding_after(&account_symbol, closing_deals)?;
+            self.record_holding_after(&account_symbol, closing_deals, Instant::now())?;
         }
         if let Some((retcode, comment)) = refused.first() {
             return Ok(Some(failed(
@@ -1445,6 +1621,7 @@ impl Hedger {
 
     fn take_fill_from_tx(&mut self, tx: &hedge_protocol::Tx) {
         if let Some(deal) = &tx.deal_record {
+            self.seen_deals.insert(deal.ticket);
             self.commissions.record(deal);
             if let Some(fill) = fill_from_deal(deal) {
                 self.book.add_fill(fill);
@@ -1476,6 +1653,8 @@ impl Hedger {
         let mut command_version = self.plan.commands.subscribe();
         let mut status_tick = tokio::time::interval(self.opts.status_interval);
         let mut acks = self.outbox.acks();
+        let mut reconcile_tick = tokio::time::interval(self.opts.reconcile_interval);
+        reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if self.opts.mode == Mode::Mirror {
             self.act("start-up", Instant::now()).await?;
         }
@@ -1509,6 +1688,7 @@ impl Hedger {
                         let now = watched_positions(snapshot.positions.iter());
                         let gone = vanished(&self.watched, &now);
                         self.rebuild().await?;
+                        self.reconcile("terminal reconnected").await?;
                         if self.opts.mode == Mode::Trigger {
                             if let Some(trigger) = gone.into_iter().next() {
                                 if self.on_trigger(trigger, started).await? {
@@ -1575,6 +1755,12 @@ impl Hedger {
                     }
                     command_version.borrow_and_update();
                     self.run_commands().await?;
+                }
+                _ = reconcile_tick.tick() => {
+                    if !self.holding_due.is_empty() {
+                        self.flush_holdings()?;
+                    }
+                    self.reconcile("periodic").await?;
                 }
                 _ = status_tick.tick() => {
                     self.send_status(None, true);

@@ -38,6 +38,11 @@ pub struct HedgerArgs {
     /// Accepted slippage, in points.
     #[arg(long, value_name = "POINTS")]
     pub deviation: Option<u64>,
+
+    /// Seconds between comparisons of the center's open hedges with the account's positions
+    /// (they also run after every reconnect of the terminal) [default: 2].
+    #[arg(long, value_name = "SECS")]
+    pub reconcile_interval: Option<f64>,
 }
 
 /// The `[hedger]` table of the config file.
@@ -50,6 +55,7 @@ pub struct HedgerSection {
     pub max_attempts: Option<u32>,
     pub deviation: Option<u64>,
     pub history_days: Option<u32>,
+    pub reconcile_interval: Option<f64>,
 }
 
 /// Runs `hedge hedger` until interrupted (or, with `--once`, until the trigger is handled).
@@ -97,6 +103,12 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
         reply_timeout: Duration::from_secs(5),
     };
     opts.status_interval = settings.status_interval;
+    if let Some(secs) = args.reconcile_interval.or(section.reconcile_interval) {
+        if !(secs.is_finite() && (0.1..=3600.0).contains(&secs)) {
+            anyhow::bail!("--reconcile-interval {secs} must be between 0.1 and 3600 seconds");
+        }
+        opts.reconcile_interval = std::time::Duration::from_secs_f64(secs);
+    }
 
     let state_path = settings.state_path("hedger");
     let outbox = Outbox::open(&state_path)?;

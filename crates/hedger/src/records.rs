@@ -67,6 +67,10 @@ pub struct HoldingSnapshot {
     /// Hedge positions on the account for this symbol: id → (side, volume).
     pub positions: BTreeMap<u64, (Side, Volume)>,
     pub time_ms: i64,
+    /// Set when the holding corrects center records found to differ from the account (the
+    /// periodic comparison), with what was found: the center's event then says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
 }
 
 impl HoldingSnapshot {
@@ -86,6 +90,7 @@ impl HoldingSnapshot {
                 .map(|p| (p.id.0, (p.side, p.volume)))
                 .collect(),
             time_ms,
+            correction: None,
         }
     }
 }
@@ -225,6 +230,7 @@ mod tests {
             netting: false,
             positions,
             time_ms: 0,
+            correction: None,
         };
         assert_eq!(
             reduce_targets(&hedges, &holding),
@@ -245,6 +251,7 @@ mod tests {
             netting: true,
             positions,
             time_ms: 0,
+            correction: None,
         };
         assert_eq!(
             reduce_targets(&hedges, &holding),

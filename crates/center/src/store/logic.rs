@@ -1708,6 +1708,9 @@ pub fn hedges(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Hedge>, WriteError
         sql.push_str(" AND symbol = ?");
         params.push(Val::text(symbol));
     }
+    if q.open == Some(true) {
+        sql.push_str(" AND status IN ('open', 'partially_closed')");
+    }
     let limit = clamp_limit(q.limit);
     sql.push_str(" ORDER BY id LIMIT ?");
     params.push(Val::Int(limit + 1));
@@ -1746,6 +1749,9 @@ pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, WriteError
     if let Some(symbol) = &q.symbol {
         sql.push_str(" AND symbol = ?");
         params.push(Val::text(symbol));
+    }
+    if q.open == Some(true) {
+        sql.push_str(" AND status IN ('open', 'partially_closed')");
     }
     let limit = clamp_limit(q.limit);
     sql.push_str(" ORDER BY id LIMIT ?");
