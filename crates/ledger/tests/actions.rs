@@ -85,14 +85,18 @@ fn ledger() -> Ledger {
         "entry",
     ));
     h.deals.push(deal(100, 10, Side::Buy, "2", "1.1"));
-    h.orders.push(order(
+    let mut stop = order(
         11,
         OrderType::SellStop,
         encode(OrderTicket(10), LinkKind::StopLoss).unwrap(),
         OrderState::Placed,
         "1.09",
         "my exit",
-    ));
+    );
+    // Placed after the position's opening deal, as the server's clock has it.
+    stop.time_setup_msc = 150;
+    stop.time_done_msc = 0;
+    h.orders.push(stop);
     h.orders.push(order(
         20,
         OrderType::Sell,
