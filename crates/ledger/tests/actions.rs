@@ -517,3 +517,77 @@ fn exchange_symbols_send_limit_orders_acting_as_market() {
         cancel
     );
 }
+
+#[test]
+fn csv_prices_take_the_history_digits_not_the_arithmetic() {
+    // One order filled at 1.1 and 1.2 (average 1.1666...), partly closed at 1.15; no symbol specs.
+    let mut h = History::default();
+    let mut open = order(1, OrderType::Buy, Magic(0), OrderState::Filled, "0", "");
+    open.volume_initial = v("3");
+    h.orders.push(open);
+    h.deals.push(deal(11, 1, Side::Buy, "1", "1.1"));
+    h.deals.push(deal(12, 1, Side::Buy, "2", "1.2"));
+    h.orders.push(order(
+        2,
+        OrderType::Sell,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "",
+    ));
+    h.deals.push(deal(13, 2, Side::Sell, "1", "1.15"));
+    let l = Ledger::replay(&h).unwrap();
+    let cols = Columns::parse("EntryID,EntryPrice,StopLoss,Commission", false).unwrap();
+    let csv = String::from_utf8(export::active_csv(
+        &l,
+        &ReportContext::default(),
+        &cols,
+        CsvEncoding::Utf8,
+    ))
+    .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows, vec!["1;1.17;0.00;-4.00", "2;1.15;0.00;-2.00"]);
+}
+
+#[test]
+fn csv_text_cells_are_quoted_and_neutralised_but_numbers_are_not() {
+    let mut h = History::default();
+    h.orders.push(order(
+        1,
+        OrderType::Sell,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "=HYPERLINK(\"x\");a",
+    ));
+    h.deals.push(deal(11, 1, Side::Sell, "1", "1.1"));
+    h.orders.push(order(
+        2,
+        OrderType::Buy,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "-5 lots",
+    ));
+    h.deals.push(deal(12, 2, Side::Buy, "1", "1.1"));
+    let l = Ledger::replay(&h).unwrap();
+    let cols = Columns::parse("EntryID,Commission,EntryComment=@Note", false).unwrap();
+    let csv = String::from_utf8(export::active_csv(
+        &l,
+        &ReportContext::default(),
+        &cols,
+        CsvEncoding::Utf8,
+    ))
+    .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "EntryID;Commission;'@Note",
+            "1;-2.0;\"'=HYPERLINK(\"\"x\"\");a\"",
+            "2;-2.0;'-5 lots",
+        ]
+    );
+    assert_eq!(export::neutralize("EURUSD"), "EURUSD");
+    assert_eq!(export::neutralize("\tcmd"), "'\tcmd");
+}
