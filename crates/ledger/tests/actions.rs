@@ -299,7 +299,10 @@ fn execution_retries_retryable_fails_fatal_and_accepts_gone_orders() {
     ex.next_request(2);
     ex.on_tick(2 + 29_999);
     assert!(matches!(ex.status, Status::Waiting { .. }));
-    ex.on_tick(2 + 30_000); // timed out: retried
+    ex.on_tick(2 + 30_000); // timed out: it may have filled, so nothing is resent yet
+    assert!(matches!(ex.status, Status::Unconfirmed { step: 1, .. }));
+    assert!(ex.next_request(30_003).is_none());
+    ex.confirm(&l); // the history shows no such order and the position is whole: resend
     assert_eq!(
         ex.status,
         Status::Send {
@@ -590,4 +593,98 @@ fn csv_text_cells_are_quoted_and_neutralised_but_numbers_are_not() {
     );
     assert_eq!(export::neutralize("EURUSD"), "EURUSD");
     assert_eq!(export::neutralize("\tcmd"), "'\tcmd");
+}
+
+/// The ledger after the close order `order` filled `vol` of position 10 (which still has its stop).
+fn after_close(order_state: OrderState, vol: Option<&str>) -> Ledger {
+    let mut l = ledger();
+    let magic = encode(OrderTicket(10), LinkKind::Market).unwrap();
+    let mut o = order(30, OrderType::Sell, magic, order_state, "0", "");
+    o.time_setup_msc = 300;
+    l.apply_order(&o).unwrap();
+    if let Some(vol) = vol {
+        l.apply_deal(&deal(300, 30, Side::Sell, vol, "1.2"))
+            .unwrap();
+    }
+    l
+}
+
+#[test]
+fn a_timed_out_close_is_resent_only_when_it_certainly_did_not_fill() {
+    let l = ledger();
+    let plan = plan_close(
+        &l.active(PositionId(10)).unwrap(),
+        None,
+        LinkKind::Market,
+        "",
+        None,
+    )
+    .unwrap();
+    let timed_out = || {
+        let mut ex = Execution::new(plan.clone());
+        ex.next_request(0);
+        ex.on_result(Retcode::DONE, false); // the stop is cancelled
+        ex.next_request(1);
+        ex.on_tick(1 + 30_000);
+        ex
+    };
+    // The first close filled after all: done, and no second (reversing) close.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, Some("2")));
+    assert_eq!(ex.status, Status::Done);
+    // Its order is in history as filled but the deal is not in yet: wait.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, None));
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    // Still working on the server: wait.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Placed, None));
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    // Half filled: the plan stops, to be planned again from what is left.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, Some("1")));
+    assert!(matches!(ex.status, Status::Failed { step: 1, .. }));
+    // An answer of "timeout" or "no connection" is just as uncertain.
+    let mut ex = Execution::new(plan.clone());
+    ex.next_request(0);
+    ex.on_result(Retcode::DONE, false);
+    ex.next_request(1);
+    ex.on_result(Retcode::CONNECTION, false);
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    ex.confirm(&l);
+    assert_eq!(
+        ex.status,
+        Status::Send {
+            step: 1,
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn stop_orders_can_expire_with_their_symbol() {
+    let l = ledger();
+    let pos = l.active(PositionId(10)).unwrap();
+    let plan = plan_close(&pos, Some(v("0.5")), LinkKind::Market, "", None).unwrap();
+    let plan = actions::with_stop_expiry(plan, Some(1_000));
+    match &plan.steps[2].request {
+        BrokerRequest::PlaceStop { expiry, .. } => assert_eq!(
+            *expiry,
+            actions::StopExpiry::Specified {
+                expiration_msc: 1_000 + 86_400_000
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let json = serde_json::to_value(&plan.steps[2].request).unwrap();
+    assert_eq!(json["expiry"]["type_time"], "specified");
+    let gtc = plan_close(&pos, Some(v("0.5")), LinkKind::Market, "", None).unwrap();
+    let gtc = actions::with_stop_expiry(gtc, None);
+    assert!(matches!(
+        &gtc.steps[2].request,
+        BrokerRequest::PlaceStop {
+            expiry: actions::StopExpiry::Gtc,
+            ..
+        }
+    ));
 }
