@@ -688,3 +688,46 @@ fn stop_orders_can_expire_with_their_symbol() {
         }
     ));
 }
+
+#[test]
+fn closes_on_hedging_accounts_name_the_position() {
+    let mut h = History::default();
+    h.account.margin_mode = hedge_domain::AccountMarginMode::RetailHedging;
+    for (t, side) in [(10, Side::Buy), (20, Side::Sell)] {
+        let ty = OrderType::market(side);
+        h.orders
+            .push(order(t, ty, Magic(0), OrderState::Filled, "0", ""));
+        let mut dl = deal(t * 10, t, side, "1", "1.1");
+        dl.position_id = PositionId(t);
+        h.deals.push(dl);
+    }
+    let l = Ledger::replay(&h).unwrap();
+    for id in [10, 20] {
+        let plan = plan_close(
+            &l.active(PositionId(id)).unwrap(),
+            Some(v("0.5")),
+            LinkKind::Market,
+            "",
+            None,
+        )
+        .unwrap();
+        match &plan.steps[0].request {
+            BrokerRequest::Market { position, .. } => assert_eq!(*position, Some(PositionId(id))),
+            other => panic!("{other:?}"),
+        }
+        let json = serde_json::to_value(&plan.steps[0].request).unwrap();
+        assert_eq!(json["position"], id);
+    }
+    // Netting accounts have one position per symbol: no ticket to name.
+    let netting = ledger();
+    let plan = plan_close(
+        &netting.active(PositionId(20)).unwrap(),
+        None,
+        LinkKind::Market,
+        "",
+        None,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&plan.steps[0].request).unwrap();
+    assert!(json.get("position").is_none());
+}
