@@ -190,7 +190,7 @@ impl Exclusions {
 
 fn decode_xml_text(bytes: &[u8]) -> Result<String, ExclusionError> {
     let utf16 = |le: bool, body: &[u8]| {
-        if body.len() % 2 != 0 {
+        if !body.len().is_multiple_of(2) {
             return Err(ExclusionError::Xml(
                 "UTF-16 text with an odd number of bytes".into(),
             ));

@@ -447,7 +447,7 @@ impl Ledger {
                 StepKind::Deal => {
                     ledger.apply_deal(&history.deals[s.index as usize])?;
                     done += 1;
-                    if done % 65_536 == 0 {
+                    if done.is_multiple_of(65_536) {
                         progress(done);
                     }
                 }
