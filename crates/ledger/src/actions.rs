@@ -8,10 +8,11 @@
 //! ones fail the plan, and cancelling an order that is already gone counts as done.
 
 use crate::codec::{self, encode, CodecError, LinkKind};
+use crate::ledger::{order_state_is_pending, Ledger, PairingMode};
 use crate::position::ActivePosition;
 use hedge_domain::{
-    Magic, OrderTicket, OrderType, PositionId, Price, Retcode, RetcodeClass, Rounding, Side,
-    SymbolSpec, Volume,
+    Magic, OrderState, OrderTicket, OrderType, PositionId, Price, Retcode, RetcodeClass, Rounding,
+    Side, SymbolSpec, Volume,
 };
 use std::time::Duration;
 
@@ -26,13 +27,16 @@ pub const MAX_COMMENT: usize = 31;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum BrokerRequest {
-    /// A market order (`TRADE_ACTION_DEAL`).
+    /// A market order (`TRADE_ACTION_DEAL`). On hedging accounts a reducing order names the
+    /// position it closes (`position`); without it MT5 would open a new opposite position.
     Market {
         symbol: String,
         side: Side,
         volume: Volume,
         magic: Magic,
         comment: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        position: Option<PositionId>,
     },
     /// A pending stop order (`TRADE_ACTION_PENDING`, BUY_STOP / SELL_STOP) acting as the stop-loss.
     PlaceStop {
@@ -42,6 +46,8 @@ pub enum BrokerRequest {
         price: Price,
         magic: Magic,
         comment: String,
+        /// Good till cancelled, or until the symbol's expiry (B§6.3, see [`with_stop_expiry`]).
+        expiry: StopExpiry,
     },
     /// On exchange-execution symbols: a limit order acting as a market order (time-in-force DAY).
     LimitAsMarket {
@@ -51,11 +57,38 @@ pub enum BrokerRequest {
         price: Price,
         magic: Magic,
         comment: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        position: Option<PositionId>,
     },
     /// Move a pending order's price in place (`TRADE_ACTION_MODIFY`).
     ModifyStop { order: OrderTicket, price: Price },
     /// Delete a pending order (`TRADE_ACTION_REMOVE`).
     CancelOrder { order: OrderTicket },
+}
+
+/// How long a stop order works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type_time", rename_all = "snake_case")]
+pub enum StopExpiry {
+    /// `ORDER_TIME_GTC`.
+    Gtc,
+    /// `ORDER_TIME_SPECIFIED` until `expiration_msc` (both stop directions alike, unlike the
+    /// original's SELL_STOP).
+    Specified { expiration_msc: i64 },
+}
+
+/// What a market step must have done, so that a step whose answer never came is resent only when
+/// it certainly did not execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FillGuard {
+    pub position: PositionId,
+    /// The position's volume when the plan was made.
+    pub before: Volume,
+    /// The volume the step closes.
+    pub volume: Volume,
+    pub magic: Magic,
+    /// The highest order ticket the ledger knew when planning: the step's order comes after it.
+    pub after_order: u64,
 }
 
 /// A request with its execution limits.
@@ -65,6 +98,8 @@ pub struct PlanStep {
     #[serde(with = "secs")]
     pub timeout: Duration,
     pub max_retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<FillGuard>,
 }
 
 mod secs {
@@ -115,7 +150,29 @@ fn step(request: BrokerRequest) -> PlanStep {
         request,
         timeout: STEP_TIMEOUT,
         max_retries: MAX_RETRIES,
+        guard: None,
     }
+}
+
+/// The position ticket a reducing request must carry: hedging accounts only.
+fn position_ticket(pos: &ActivePosition<'_>) -> Option<PositionId> {
+    (pos.ledger.mode() == PairingMode::Native).then(|| pos.id())
+}
+
+/// Sets every stop order of a plan to expire with its symbol: the symbol's expiration plus one day,
+/// as the original placed them (B§6.3). Symbols without an expiration keep GTC.
+pub fn with_stop_expiry(mut plan: ActionPlan, symbol_expiration_msc: Option<i64>) -> ActionPlan {
+    let Some(exp) = symbol_expiration_msc.filter(|&t| t > 0) else {
+        return plan;
+    };
+    for s in &mut plan.steps {
+        if let BrokerRequest::PlaceStop { expiry, .. } = &mut s.request {
+            *expiry = StopExpiry::Specified {
+                expiration_msc: exp.saturating_add(86_400_000),
+            };
+        }
+    }
+    plan
 }
 
 fn truncate_comment(c: &str) -> String {
@@ -150,6 +207,7 @@ pub fn plan_open(
         volume,
         magic,
         comment: truncate_comment(comment),
+        position: None,
     })
 }
 
@@ -193,13 +251,22 @@ pub fn plan_close(
     if let Some((order, _)) = stop {
         steps.push(step(BrokerRequest::CancelOrder { order }));
     }
-    steps.push(step(BrokerRequest::Market {
+    let mut close = step(BrokerRequest::Market {
         symbol: pos.symbol().to_owned(),
         side: pos.side().opposite(),
         volume,
         magic,
         comment: comment.clone(),
-    }));
+        position: position_ticket(pos),
+    });
+    close.guard = Some(FillGuard {
+        position: pos.id(),
+        before: available,
+        volume,
+        magic,
+        after_order: pos.ledger.orders.last().map_or(0, |o| o.ticket),
+    });
+    steps.push(close);
     if let Some((_, price)) = stop {
         if volume < available {
             steps.push(step(BrokerRequest::PlaceStop {
@@ -212,6 +279,7 @@ pub fn plan_close(
                     .stop_loss_comment()
                     .map(truncate_comment)
                     .unwrap_or(comment),
+                expiry: StopExpiry::Gtc,
             }));
         }
     }
@@ -243,6 +311,7 @@ pub fn plan_set_stop_loss(
             price,
             magic: encode(pos.entry_order(), LinkKind::StopLoss)?,
             comment: truncate_comment(exit_comment),
+            expiry: StopExpiry::Gtc,
         })],
         local_exit_comment: None,
     })
@@ -311,6 +380,7 @@ pub fn plan_change_exit_comment(
                         price,
                         magic: encode(pos.entry_order(), LinkKind::StopLoss)?,
                         comment,
+                        expiry: StopExpiry::Gtc,
                     }),
                 ],
                 local_exit_comment: None,
@@ -340,6 +410,7 @@ pub fn as_exchange_limit(
         volume,
         magic,
         comment,
+        position,
     } = request
     else {
         return request;
@@ -351,6 +422,7 @@ pub fn as_exchange_limit(
             volume,
             magic,
             comment,
+            position,
         };
     }
     let offset = spec.point.0 * rust_decimal::Decimal::from(deviation_points);
@@ -375,6 +447,7 @@ pub fn as_exchange_limit(
         price: Price(price.normalize()),
         magic,
         comment,
+        position,
     }
 }
 
@@ -488,6 +561,13 @@ pub enum Status {
         attempt: u32,
         since_ms: i64,
     },
+    /// A market step timed out (or came back as timeout / no connection): it may have executed.
+    /// Nothing is resent until [`Execution::confirm`] finds it certainly did not.
+    Unconfirmed {
+        step: usize,
+        attempt: u32,
+        since_ms: i64,
+    },
     Done,
     Failed {
         step: usize,
@@ -539,9 +619,11 @@ impl Execution {
             self.plan.steps.get(step).map(|s| &s.request),
             Some(BrokerRequest::CancelOrder { .. })
         );
+        let ambiguous = matches!(retcode, Retcode::TIMEOUT | Retcode::CONNECTION);
         match retcode.class() {
             RetcodeClass::Done => self.advance(step),
             _ if is_cancel && order_missing => self.advance(step),
+            _ if ambiguous && self.guard(step).is_some() => self.unconfirmed(step, attempt),
             RetcodeClass::Retryable => self.retry(step, attempt, Some(retcode), "retryable"),
             RetcodeClass::Fatal => {
                 self.status = Status::Failed {
@@ -568,8 +650,70 @@ impl Execution {
                 .map(|s| s.timeout.as_millis() as i64)
                 .unwrap_or(0);
             if now_ms - since_ms >= timeout {
-                self.retry(step, attempt, None, "timed out");
+                if self.guard(step).is_some() {
+                    self.unconfirmed(step, attempt);
+                } else {
+                    self.retry(step, attempt, None, "timed out");
+                }
             }
+        }
+    }
+
+    fn guard(&self, step: usize) -> Option<FillGuard> {
+        self.plan.steps.get(step).and_then(|s| s.guard)
+    }
+
+    fn unconfirmed(&mut self, step: usize, attempt: u32) {
+        let since_ms = match self.status {
+            Status::Waiting { since_ms, .. } => since_ms,
+            _ => 0,
+        };
+        self.status = Status::Unconfirmed {
+            step,
+            attempt,
+            since_ms,
+        };
+    }
+
+    /// Decides an unconfirmed market step from the ledger, once it holds the broker's latest
+    /// orders and deals. The first request counts as executed when the position lost the step's
+    /// volume; it is resent only when the position is untouched and no order carrying the close
+    /// magic appeared since planning. A working such order, or a filled one whose deal has not
+    /// arrived, means wait (call again later); a partial reduction fails the plan, to be planned
+    /// again from what is left.
+    pub fn confirm(&mut self, ledger: &Ledger) {
+        let Status::Unconfirmed { step, attempt, .. } = self.status else {
+            return;
+        };
+        let Some(g) = self.guard(step) else {
+            self.retry(step, attempt, None, "timed out");
+            return;
+        };
+        let mut working = false;
+        let mut filled = false;
+        for o in ledger.orders.iter().rev() {
+            if o.ticket <= g.after_order {
+                break;
+            }
+            if o.magic == g.magic.get() {
+                working |= order_state_is_pending(o.state);
+                filled |= o.state == OrderState::Filled;
+            }
+        }
+        let now = ledger
+            .active(g.position)
+            .map_or(Volume::ZERO, |p| p.volume());
+        let reduced = g.before - now;
+        if reduced >= g.volume {
+            self.advance(step);
+        } else if reduced.is_positive() {
+            self.status = Status::Failed {
+                step,
+                retcode: None,
+                reason: format!("partially filled: {reduced} of {}", g.volume),
+            };
+        } else if !working && !filled {
+            self.retry(step, attempt, None, "not executed after a timeout");
         }
     }
 

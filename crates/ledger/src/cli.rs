@@ -10,7 +10,7 @@ use crate::record::History;
 use crate::report::{self, format_time, ImportedReport};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use hedge_domain::{Login, PositionId, SymbolSpec, Volume};
+use hedge_domain::{Login, PositionId, Price, SymbolSpec, Volume};
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -88,6 +88,13 @@ pub struct ReplayArgs {
     /// Symbol specifications (JSON array of SymbolSpec) for digits and profit.
     #[arg(long)]
     pub symbols: Option<PathBuf>,
+    /// Current prices for the active report: JSON object `{"EURUSD": [bid, ask], ...}`.
+    #[arg(long)]
+    pub quotes: Option<PathBuf>,
+    /// Use each symbol's last deal price as its current price (for symbols --quotes does not
+    /// cover).
+    #[arg(long)]
+    pub last_prices: bool,
 }
 
 #[derive(Args, Debug)]
@@ -273,12 +280,35 @@ fn read_specs(path: &Option<PathBuf>) -> Result<std::collections::HashMap<String
     Ok(specs.into_iter().map(|s| (s.name.clone(), s)).collect())
 }
 
+/// Bid and ask per symbol from a quotes file, then (when asked) the history's last deal prices
+/// for the symbols the file does not name.
+fn read_quotes(
+    path: &Option<PathBuf>,
+    last: Option<&Ledger>,
+) -> Result<std::collections::HashMap<String, (Price, Price)>> {
+    let mut prices = std::collections::HashMap::new();
+    if let Some(path) = path {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let quotes: BTreeMap<String, (Price, Price)> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: expected {{\"SYMBOL\": [bid, ask]}}", path.display()))?;
+        prices.extend(quotes);
+    }
+    if let Some(l) = last {
+        for (symbol, p) in l.last_prices() {
+            prices.entry(symbol).or_insert((p, p));
+        }
+    }
+    Ok(prices)
+}
+
 fn replay(a: ReplayArgs) -> Result<()> {
     let loaded = load(&a.source)?;
     let l = &loaded.ledger;
     let ctx = ReportContext {
         login: loaded.login.get(),
         specs: read_specs(&a.symbols)?,
+        prices: read_quotes(&a.quotes, a.last_prices.then_some(l))?,
         ..Default::default()
     };
     let mismatches = loaded

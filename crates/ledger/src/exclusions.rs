@@ -110,6 +110,15 @@ impl Exclusions {
     /// and an `ID` above zero are taken (of every account: filter with [`Exclusions::ids_for`]);
     /// other elements are ignored. Malformed XML is an error.
     pub fn import_exclude_orders_xml(xml: &str) -> Result<Self, ExclusionError> {
+        // UTF-16 read as UTF-8 leaves a NUL beside every ASCII character; parsing that would find
+        // no elements and import nothing without a word.
+        if xml.contains('\0') {
+            return Err(ExclusionError::Xml(
+                "the file looks like UTF-16 without a byte-order mark; import its bytes \
+                 (Exclusions::import_exclude_orders_bytes) or save it as UTF-8"
+                    .into(),
+            ));
+        }
         let mut reader = quick_xml::Reader::from_str(xml);
         reader.config_mut().trim_text(true);
         let mut entries = BTreeSet::new();
@@ -131,6 +140,12 @@ impl Exclusions {
             };
             let Some(e) = element else { continue };
             if depth == 0 {
+                if e.local_name().as_ref() != b"Orders-Exclude" {
+                    return Err(ExclusionError::Xml(format!(
+                        "the root element is <{}>, not <Orders-Exclude>",
+                        String::from_utf8_lossy(e.local_name().as_ref())
+                    )));
+                }
                 root_seen = true;
             }
             if e.local_name().as_ref() == b"Order" {
@@ -161,6 +176,47 @@ impl Exclusions {
             return Err(ExclusionError::Xml("no elements".into()));
         }
         Ok(Exclusions { entries })
+    }
+}
+
+impl Exclusions {
+    /// Imports `ExcludeOrders.xml` from its bytes, in whatever encoding MT5 or an editor saved it:
+    /// UTF-8 or UTF-16 (LE or BE), with or without a byte-order mark. Without a mark, UTF-16 is
+    /// recognised by the NUL bytes beside the ASCII of the markup.
+    pub fn import_exclude_orders_bytes(bytes: &[u8]) -> Result<Self, ExclusionError> {
+        Self::import_exclude_orders_xml(&decode_xml_text(bytes)?)
+    }
+}
+
+fn decode_xml_text(bytes: &[u8]) -> Result<String, ExclusionError> {
+    let utf16 = |le: bool, body: &[u8]| {
+        if !body.len().is_multiple_of(2) {
+            return Err(ExclusionError::Xml(
+                "UTF-16 text with an odd number of bytes".into(),
+            ));
+        }
+        let units = body.chunks_exact(2).map(|c| {
+            if le {
+                u16::from_le_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], c[1]])
+            }
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| ExclusionError::Xml(format!("invalid UTF-16: {e}")))
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(true, rest),
+        [0xFE, 0xFF, rest @ ..] => utf16(false, rest),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => std::str::from_utf8(rest)
+            .map(str::to_owned)
+            .map_err(|e| ExclusionError::Xml(format!("invalid UTF-8: {e}"))),
+        [a, 0, ..] if *a != 0 => utf16(true, bytes),
+        [0, b, ..] if *b != 0 => utf16(false, bytes),
+        _ => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| ExclusionError::Xml(format!("invalid UTF-8: {e}"))),
     }
 }
 
@@ -200,5 +256,25 @@ mod tests {
             .is_empty());
         assert!(Exclusions::import_exclude_orders_xml("<Orders-Exclude><Order").is_err());
         assert!(Exclusions::import_exclude_orders_xml("").is_err());
+        assert!(Exclusions::import_exclude_orders_xml(
+            "<Settings><Order AccountID=\"7\" ID=\"1\"/></Settings>"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn utf16_without_a_mark_is_read_or_refused_never_silently_empty() {
+        let xml = "<Orders-Exclude>\r\n\t<Order AccountID=\"7\" ID=\"100\"/>\r\n</Orders-Exclude>";
+        let le: Vec<u8> = xml.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = xml.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let bom: Vec<u8> = [0xFF, 0xFE].into_iter().chain(le.iter().copied()).collect();
+        for bytes in [&le, &be, &bom, &xml.as_bytes().to_vec()] {
+            let e = Exclusions::import_exclude_orders_bytes(bytes).unwrap();
+            assert_eq!(e.ids_for(Login(7)), [100].into_iter().collect());
+        }
+        // The same bytes taken as UTF-8 text (what a caller without the byte API has): refused.
+        let as_utf8 = String::from_utf8(le).unwrap();
+        let err = Exclusions::import_exclude_orders_xml(&as_utf8).unwrap_err();
+        assert!(err.to_string().contains("UTF-16"), "{err}");
     }
 }

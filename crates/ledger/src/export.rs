@@ -3,9 +3,16 @@
 //!
 //! CSV cells are separated by `;`. The default encoding is UTF-8 with `\n` line ends; the Excel
 //! compatibility mode writes what the original wrote: UTF-16LE with a BOM, CRLF line ends and a `;`
-//! after every cell including the last. Prices print with the symbol's digits, volumes with the
-//! decimals of its volume step, commission with the price digits (as the original did) and profit
-//! with 8 decimals.
+//! after every cell including the last. Prices print with the symbol's digits (from its spec, else
+//! the most decimals its prices have in the history: never from the arithmetic of averages),
+//! volumes with the decimals of its volume step, commission with the price digits (as the original
+//! did) and profit with 8 decimals.
+//!
+//! Cells are quoted as RFC 4180 says (a cell holding `;`, `"`, CR or LF is wrapped in quotes, inner
+//! quotes doubled), so a comment can never shift the columns. Text cells (symbols, comments, header
+//! names) that start with `=`, `+`, `-`, `@`, a tab or a CR get a leading `'`, so a spreadsheet
+//! shows them instead of running them as formulas. Numeric cells are never changed: a negative
+//! commission or profit is data.
 
 use crate::codec;
 use crate::ledger::Ledger;
@@ -424,16 +431,29 @@ fn fixed(value: Decimal, dp: u32) -> String {
     format!("{:.*}", dp as usize, value.round_dp(dp))
 }
 
-fn digits_for(ctx: &ReportContext, symbol: &str, prices: &[Price]) -> u32 {
+fn digits_for(ledger: &Ledger, ctx: &ReportContext, symbol: &str) -> u32 {
     if let Some(s) = ctx.specs.get(symbol) {
         return s.digits;
     }
-    prices
-        .iter()
-        .map(|p| p.0.normalize().scale())
-        .max()
-        .unwrap_or(5)
-        .max(2)
+    ledger.price_digits(symbol).unwrap_or(5)
+}
+
+/// A text cell made safe for spreadsheets: a leading `'` stops a formula from running.
+pub fn neutralize(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// RFC 4180 quoting, with `;` as the separator.
+fn quote(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.contains([';', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\"")).into()
+    } else {
+        cell.into()
+    }
 }
 
 fn volume_dp(ctx: &ReportContext, symbol: &str, v: Volume) -> u32 {
@@ -454,11 +474,10 @@ fn opt_price(p: Option<Price>, dp: u32) -> String {
     fixed(p.map(|p| p.0).unwrap_or(Decimal::ZERO), dp)
 }
 
-fn active_cell(col: Column, r: &ActiveRow, ctx: &ReportContext) -> String {
-    let dp = digits_for(ctx, &r.symbol, &[r.entry_price]);
+fn active_cell(col: Column, r: &ActiveRow, ctx: &ReportContext, dp: u32) -> String {
     match col {
         Column::Magic => r.magic.get().to_string(),
-        Column::Symbol => r.symbol.clone(),
+        Column::Symbol => neutralize(&r.symbol),
         Column::EntryID => r.id.to_string(),
         Column::ExitID => "0".into(),
         Column::EntryDate => format_time(r.entry_time_msc),
@@ -471,18 +490,17 @@ fn active_cell(col: Column, r: &ActiveRow, ctx: &ReportContext) -> String {
         Column::CurrentPrice => opt_price(r.current_price, dp),
         Column::Commission => fixed(r.commission.0, dp),
         Column::Profit => r.profit.map(|p| fixed(p.0, 8)).unwrap_or_default(),
-        Column::EntryComment => r.entry_comment.clone(),
-        Column::ExitComment => r.exit_comment.clone(),
+        Column::EntryComment => neutralize(&r.entry_comment),
+        Column::ExitComment => neutralize(&r.exit_comment),
         Column::ExitPrice => String::new(),
         Column::CollapsePosition | Column::TralStopLoss | Column::ExitMagic => String::new(),
     }
 }
 
-fn history_cell(col: Column, r: &HistoryRow, ctx: &ReportContext) -> String {
-    let dp = digits_for(ctx, &r.symbol, &[r.entry_price, r.exit_price]);
+fn history_cell(col: Column, r: &HistoryRow, ctx: &ReportContext, dp: u32) -> String {
     match col {
         Column::Magic => r.magic.get().to_string(),
-        Column::Symbol => r.symbol.clone(),
+        Column::Symbol => neutralize(&r.symbol),
         Column::EntryID => r.id.to_string(),
         Column::ExitID => r.exit_order.to_string(),
         Column::EntryDate => format_time(r.entry_time_msc),
@@ -496,8 +514,8 @@ fn history_cell(col: Column, r: &HistoryRow, ctx: &ReportContext) -> String {
         Column::CurrentPrice => fixed(r.exit_price.0, dp),
         Column::Commission => fixed(r.commission.0, dp),
         Column::Profit => r.profit.map(|p| fixed(p.0, 8)).unwrap_or_default(),
-        Column::EntryComment => r.entry_comment.clone(),
-        Column::ExitComment => r.exit_comment.clone(),
+        Column::EntryComment => neutralize(&r.entry_comment),
+        Column::ExitComment => neutralize(&r.exit_comment),
         Column::CollapsePosition | Column::TralStopLoss | Column::ExitMagic => String::new(),
     }
 }
@@ -507,7 +525,8 @@ fn encode_lines(lines: Vec<Vec<String>>, enc: CsvEncoding) -> Vec<u8> {
         CsvEncoding::Utf8 => {
             let mut s = String::new();
             for l in lines {
-                s.push_str(&l.join(";"));
+                let cells: Vec<_> = l.iter().map(|c| quote(c)).collect();
+                s.push_str(&cells.join(";"));
                 s.push('\n');
             }
             s.into_bytes()
@@ -516,7 +535,7 @@ fn encode_lines(lines: Vec<Vec<String>>, enc: CsvEncoding) -> Vec<u8> {
             let mut s = String::new();
             for l in lines {
                 for c in l {
-                    s.push_str(&c);
+                    s.push_str(&quote(&c));
                     s.push(';');
                 }
                 s.push_str("\r\n");
@@ -537,13 +556,14 @@ pub fn active_csv(
     columns: &Columns,
     enc: CsvEncoding,
 ) -> Vec<u8> {
-    let mut lines = vec![columns.0.iter().map(|(_, n)| n.clone()).collect()];
+    let mut lines = vec![columns.0.iter().map(|(_, n)| neutralize(n)).collect()];
     for r in active_rows(ledger, ctx) {
+        let dp = digits_for(ledger, ctx, &r.symbol);
         lines.push(
             columns
                 .0
                 .iter()
-                .map(|(c, _)| active_cell(*c, &r, ctx))
+                .map(|(c, _)| active_cell(*c, &r, ctx, dp))
                 .collect(),
         );
     }
@@ -557,13 +577,14 @@ pub fn history_csv(
     columns: &Columns,
     enc: CsvEncoding,
 ) -> Vec<u8> {
-    let mut lines = vec![columns.0.iter().map(|(_, n)| n.clone()).collect()];
+    let mut lines = vec![columns.0.iter().map(|(_, n)| neutralize(n)).collect()];
     for r in history_rows(ledger, ctx) {
+        let dp = digits_for(ledger, ctx, &r.symbol);
         lines.push(
             columns
                 .0
                 .iter()
-                .map(|(c, _)| history_cell(*c, &r, ctx))
+                .map(|(c, _)| history_cell(*c, &r, ctx, dp))
                 .collect(),
         );
     }

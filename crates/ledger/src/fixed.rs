@@ -27,6 +27,17 @@ pub fn to_units(value: Decimal) -> Option<i64> {
     None
 }
 
+/// How many decimals `units` needs (0..=8): trailing zeros of the 10^-8 count say what is not needed.
+pub fn decimals(units: i64) -> u8 {
+    let mut dp = SCALE_DP as u8;
+    let mut u = units;
+    while dp > 0 && u % 10 == 0 {
+        u /= 10;
+        dp -= 1;
+    }
+    dp
+}
+
 /// 10^-8 units back to a normalized decimal.
 pub fn from_units(units: i64) -> Decimal {
     Decimal::new(units, SCALE_DP).normalize()

@@ -3,8 +3,10 @@
 //! The generator plays a trader working through link magics: it opens positions with market orders
 //! (some filled in several deals, some only partly), closes and partially closes them with linked
 //! counter-orders (occasionally for more than the position, which reverses the net position), places
-//! stop-loss orders that are later cancelled or triggered, and now and then repeats a close that was
-//! already consumed. Records come out as a stream in time order, each order before its deals, so a
+//! stop-loss orders that are later cancelled or triggered, closes one position with two exit orders
+//! whose fills interleave, closes through an exchange limit order carrying the stop-loss link, and
+//! now and then repeats a close that was already consumed. Prices move within each symbol's real
+//! range and digits (EURUSD ~1.08000, USDJPY ~150.000, XAUUSD ~2000.00). Records come out as a stream in time order, each order before its deals, so a
 //! million-deal history never has to sit in memory; [`generate`] collects a small one.
 
 use crate::codec::{encode, LinkKind};
@@ -42,13 +44,42 @@ const SYMBOLS: &[&str] = &[
     "EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "AUDUSD", "USDCHF", "NZDUSD", "USDCAD",
 ];
 
+/// Each symbol's price as a trader knows it: (starting price in points, digits, largest step in
+/// points). A USDJPY at 1.497 or gold with five decimals would look wrong in every report.
+const MARKETS: &[(i64, u32, i64)] = &[
+    (108_000, 5, 20),
+    (127_000, 5, 25),
+    (150_000, 3, 20),
+    (200_000, 2, 60),
+    (66_000, 5, 15),
+    (88_000, 5, 15),
+    (61_000, 5, 15),
+    (136_000, 5, 20),
+];
+
+/// The digits the generator prices `symbol` with, if it is one of its symbols.
+pub fn symbol_digits(symbol: &str) -> Option<u32> {
+    SYMBOLS
+        .iter()
+        .position(|s| *s == symbol)
+        .map(|i| MARKETS[i].1)
+}
+
 struct Model {
     id: u64,
     symbol: usize,
     side: Side,
     /// Remaining volume in 0.01 lots.
     remaining: u64,
-    stop: Option<u64>,
+    stop: Option<Stop>,
+}
+
+/// A working stop order: MT5 keeps its ticket, setup time and price through to its final state.
+#[derive(Clone, Copy)]
+struct Stop {
+    ticket: u64,
+    setup: i64,
+    price: Price,
 }
 
 /// A stream of history lines.
@@ -77,7 +108,7 @@ impl Generator {
             open: Vec::new(),
             closed: VecDeque::new(),
             net: vec![0; n],
-            prices: (0..n).map(|i| 110_000 + i as i64 * 20_000).collect(),
+            prices: (0..n).map(|i| MARKETS[i].0).collect(),
             next_order: 1_000_000,
             next_deal: 5_000_000,
             time: 1_700_000_000_000,
@@ -92,9 +123,11 @@ impl Generator {
     }
 
     fn price(&mut self, s: usize) -> Price {
+        let (start, digits, step) = MARKETS[s];
         let p = &mut self.prices[s];
-        *p = (*p + self.rng.gen_range(-20..=20)).max(1_000);
-        Price(Decimal::new(*p, 5))
+        // A random walk held within ±20 % of the start, so a long history stays plausible.
+        *p = (*p + self.rng.gen_range(-step..=step)).clamp(start * 4 / 5, start * 6 / 5);
+        Price(Decimal::new(*p, digits))
     }
 
     fn order(
@@ -212,6 +245,10 @@ impl Generator {
             self.trigger_or_cancel_stop();
         } else if r < open_p + 0.58 {
             self.repeat_close();
+        } else if r < open_p + 0.61 {
+            self.interleaved_closes();
+        } else if r < open_p + 0.63 {
+            self.exchange_stop_close();
         } else {
             self.close_position();
         }
@@ -315,7 +352,11 @@ impl Generator {
         };
         let price = self.price(s);
         let ticket = self.order(s, ty, magic, remaining, OrderState::Placed, price);
-        self.open[k].stop = Some(ticket);
+        self.open[k].stop = Some(Stop {
+            ticket,
+            setup: self.time,
+            price,
+        });
     }
 
     fn cancel_stop(&mut self, k: usize) {
@@ -328,7 +369,7 @@ impl Generator {
         let side = self.open[k].side;
         let magic = encode(OrderTicket(id), LinkKind::StopLoss).unwrap_or_default();
         self.queue.push_back(HistoryLine::Order(OrderRecord {
-            ticket: OrderTicket(stop),
+            ticket: OrderTicket(stop.ticket),
             symbol: SYMBOLS[s].to_owned(),
             order_type: if side == Side::Buy {
                 OrderType::SellStop
@@ -339,8 +380,8 @@ impl Generator {
             magic,
             volume_initial: Volume(Decimal::new(self.open[k].remaining as i64, 2)),
             volume_current: Volume(Decimal::new(self.open[k].remaining as i64, 2)),
-            price_open: Price(Decimal::new(self.prices[s], 5)),
-            time_setup_msc: t,
+            price_open: stop.price,
+            time_setup_msc: stop.setup,
             time_done_msc: t,
             position_id: PositionId(0),
             comment: String::new(),
@@ -362,7 +403,7 @@ impl Generator {
         let magic = encode(OrderTicket(p.id), LinkKind::StopLoss).unwrap_or_default();
         let vol = Volume(Decimal::new(p.remaining as i64, 2));
         self.queue.push_back(HistoryLine::Order(OrderRecord {
-            ticket: OrderTicket(stop),
+            ticket: OrderTicket(stop.ticket),
             symbol: SYMBOLS[p.symbol].to_owned(),
             order_type: if p.side == Side::Buy {
                 OrderType::SellStop
@@ -373,13 +414,72 @@ impl Generator {
             magic,
             volume_initial: vol,
             volume_current: Volume::ZERO,
-            price_open: Price(Decimal::new(self.prices[p.symbol], 5)),
-            time_setup_msc: t,
+            price_open: stop.price,
+            time_setup_msc: stop.setup,
             time_done_msc: t,
             position_id: PositionId(0),
             comment: String::new(),
         }));
-        self.deal(stop, p.symbol, p.side.opposite(), p.remaining);
+        self.deal(stop.ticket, p.symbol, p.side.opposite(), p.remaining);
+        self.closed.push_back(p.id);
+    }
+
+    /// Two partial closes of one position whose fills alternate (A, B, A), as two working exit
+    /// orders on an exchange fill: still one history row per exit order.
+    fn interleaved_closes(&mut self) {
+        let Some(k) = self.open.iter().position(|p| p.remaining >= 4) else {
+            self.open_position();
+            return;
+        };
+        let (id, s, side) = (self.open[k].id, self.open[k].symbol, self.open[k].side);
+        let quarter = self.open[k].remaining / 4;
+        let magic = encode(OrderTicket(id), LinkKind::Market).unwrap_or_default();
+        let ty = OrderType::market(side.opposite());
+        let price = Price::ZERO;
+        let a = self.order(s, ty, magic, 2 * quarter, OrderState::Filled, price);
+        let b = self.order(s, ty, magic, quarter, OrderState::Filled, price);
+        self.deal(a, s, side.opposite(), quarter);
+        self.deal(b, s, side.opposite(), quarter);
+        self.deal(a, s, side.opposite(), quarter);
+        self.open[k].remaining -= 3 * quarter;
+    }
+
+    /// An exchange close sent as a limit order acting as a market order, carrying the stop-loss
+    /// link (a close marked as SL): briefly pending, then filled. It is never the position's stop.
+    fn exchange_stop_close(&mut self) {
+        let k = self.rng.gen_range(0..self.open.len());
+        let (id, s, side, remaining) = {
+            let p = &self.open[k];
+            (p.id, p.symbol, p.side, p.remaining)
+        };
+        if self.open[k].stop.is_some() {
+            self.cancel_stop(k);
+        }
+        let magic = encode(OrderTicket(id), LinkKind::StopLoss).unwrap_or_default();
+        let ty = match side {
+            Side::Buy => OrderType::SellLimit,
+            Side::Sell => OrderType::BuyLimit,
+        };
+        let price = self.price(s);
+        let ticket = self.order(s, ty, magic, remaining, OrderState::Placed, price);
+        let setup = self.time;
+        let done = self.tick();
+        self.queue.push_back(HistoryLine::Order(OrderRecord {
+            ticket: OrderTicket(ticket),
+            symbol: SYMBOLS[s].to_owned(),
+            order_type: ty,
+            state: OrderState::Filled,
+            magic,
+            volume_initial: Volume(Decimal::new(remaining as i64, 2)),
+            volume_current: Volume::ZERO,
+            price_open: price,
+            time_setup_msc: setup,
+            time_done_msc: done,
+            position_id: PositionId(0),
+            comment: String::new(),
+        }));
+        self.deal(ticket, s, side.opposite(), remaining);
+        let p = self.open.swap_remove(k);
         self.closed.push_back(p.id);
     }
 

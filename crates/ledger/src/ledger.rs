@@ -14,43 +14,17 @@ use hedge_domain::{
     AccountMarginMode, DealEntry, DealTicket, Magic, OrderState, OrderTicket, OrderType,
     PositionId, Price, Side, Volume,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{HashMap, VecDeque};
 
-/// Tickets are not attacker-chosen hash keys: a multiplicative hash is enough and far cheaper than
-/// SipHash on the per-deal path.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
+mod hide;
+mod ids;
+mod steps;
+mod stops;
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.write_u64(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        let h = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 31);
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(x as u64);
-    }
-}
+pub(crate) use steps::order_state_is_pending;
+use steps::{replay_steps, StepKind};
 
-pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-pub(crate) type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+pub(crate) use ids::{IdMap, IdSet, Interner};
 
 /// How deals are assigned to positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,7 +63,7 @@ pub(crate) struct Frag {
 
 impl Frag {
     /// Cuts `v` off this fragment, keeping commission and swap proportional; the sums stay exact.
-    fn take(&mut self, v: i64) -> Frag {
+    pub(crate) fn take(&mut self, v: i64) -> Frag {
         let comm = fixed::prorate(self.comm, v, self.vol);
         let swap = fixed::prorate(self.swap, v, self.vol);
         let taken = Frag {
@@ -119,44 +93,6 @@ pub(crate) struct OrderRow {
     pub state: OrderState,
 }
 
-/// Deduplicated strings (symbols, comments); index 0 is the empty string.
-#[derive(Debug)]
-pub(crate) struct Interner {
-    names: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32, BuildHasherDefault<IdHasher>>,
-}
-
-impl Default for Interner {
-    fn default() -> Self {
-        let mut i = Interner {
-            names: Vec::new(),
-            index: HashMap::default(),
-        };
-        i.intern("");
-        i
-    }
-}
-
-impl Interner {
-    pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(s.into());
-        self.index.insert(s.into(), i);
-        i
-    }
-    pub fn get(&self, i: u32) -> &str {
-        self.names.get(i as usize).map(|s| &**s).unwrap_or("")
-    }
-    pub fn lookup(&self, s: &str) -> Option<u32> {
-        self.index.get(s).copied()
-    }
-}
-
-const NO_HIST: u32 = u32::MAX;
-
 #[derive(Clone, Debug)]
 pub(crate) struct ActivePos {
     pub id: u64,
@@ -167,7 +103,9 @@ pub(crate) struct ActivePos {
     pub deals: VecDeque<Frag>,
     pub stop: Option<u64>,
     pub last_cancelled_sl: Option<u64>,
-    pub last_hist: u32,
+    /// History rows booked while this position was open, by exit order: a close by an exit order
+    /// already seen merges into its row, however the fills of several exits interleave.
+    pub rows: Vec<(u64, u32)>,
     pub seq: u32,
 }
 
@@ -303,6 +241,18 @@ pub struct Ledger {
     pub(crate) warnings: Vec<Warning>,
     events: Option<Vec<PositionEvent>>,
     pub(crate) hidden: Vec<PositionId>,
+    /// Excluded ids and the deal time from which each is hidden (`None`: from its opening).
+    pub(crate) excluded: IdMap<Option<i64>>,
+    /// Timed exclusions not yet reached, latest first (popped from the end).
+    pub(crate) exclusion_queue: Vec<(i64, u64)>,
+    /// Hidden positions still receive their own opening order's deals (and, on hedging accounts,
+    /// the deals naming their position id), so they never reappear as new positions.
+    pub(crate) hidden_pos: IdMap<ActivePos>,
+    /// Per symbol id: the most decimals seen in its deal and order prices (report digits when no
+    /// symbol spec is given).
+    pub(crate) digits: Vec<u8>,
+    /// Per symbol id: the price of its latest deal (0: none).
+    pub(crate) last_price: Vec<i64>,
     pub(crate) stats: ReplayStats,
     /// id → last history index; built on the first live lookup that misses the recent window, then
     /// kept current.
@@ -354,6 +304,11 @@ impl Ledger {
             warnings: Vec::new(),
             events: None,
             hidden: Vec::new(),
+            excluded: IdMap::default(),
+            exclusion_queue: Vec::new(),
+            hidden_pos: IdMap::default(),
+            digits: Vec::new(),
+            last_price: Vec::new(),
             stats: ReplayStats::default(),
             hist_by_id: None,
             scratch: (Vec::new(), Vec::new()),
@@ -370,15 +325,35 @@ impl Ledger {
         )
     }
 
-    /// Replays a whole history: every order is loaded, then every trade deal is integrated in
-    /// (time, ticket) order, then cancelled stop orders are attached, then pending stop orders are
-    /// adopted (the original's order of work). `progress` is called with the number of deals done.
+    /// Replays a whole history without exclusions (see [`Ledger::replay_excluding`]).
     pub fn replay_with(
         history: &History,
         mode: PairingMode,
+        progress: impl FnMut(u64),
+    ) -> Result<Ledger, LedgerError> {
+        Self::replay_excluding(history, mode, &[], progress)
+    }
+
+    /// Replays a whole history through the same steps a live feed takes, in time order: every
+    /// order is loaded first (its final state), then trade deals, stop placements and stop
+    /// cancellations are integrated by time (ties: orders before deals, then by ticket). A stop
+    /// order counts as placed at its setup time and cancelled at its done time, so a history cut
+    /// anywhere, replayed, and fed the rest live ends where the whole replay does.
+    ///
+    /// `exclusions` hides positions: `(id, None)` from the moment the position opens, `(id,
+    /// Some(t))` once every deal at or before `t` ms is replayed. A hidden position no longer pairs
+    /// with later closes (they open positions of their own, as the broker's net requires).
+    /// `progress` is called with the number of deals done.
+    pub fn replay_excluding(
+        history: &History,
+        mode: PairingMode,
+        exclusions: &[(PositionId, Option<i64>)],
         mut progress: impl FnMut(u64),
     ) -> Result<Ledger, LedgerError> {
         let mut ledger = Ledger::with_mode(history.account.clone(), mode);
+        for &(id, from) in exclusions {
+            ledger.exclude(id, from);
+        }
         // Capacity up front: untouched pages cost no memory, and growing by copying would.
         ledger.orders.reserve(history.orders.len());
         ledger.frags.reserve(history.deals.len() * 2);
@@ -386,47 +361,23 @@ impl Ledger {
         for o in &history.orders {
             ledger.upsert_order(o)?;
         }
-        let mut idx: Vec<u32> = (0..history.deals.len() as u32).collect();
-        idx.sort_by_key(|&i| {
-            let d = &history.deals[i as usize];
-            (d.time_msc, d.ticket.get())
-        });
-        for (n, &i) in idx.iter().enumerate() {
-            ledger.apply_deal(&history.deals[i as usize])?;
-            if n % 65_536 == 0 {
-                progress(n as u64);
+        let steps = replay_steps(history);
+        let total = history.deals.len() as u64;
+        let mut done = 0u64;
+        for s in steps {
+            match s.kind {
+                StepKind::Deal => {
+                    ledger.apply_deal(&history.deals[s.index as usize])?;
+                    done += 1;
+                    if done.is_multiple_of(65_536) {
+                        progress(done);
+                    }
+                }
+                StepKind::Place => ledger.adopt_pending(&history.orders[s.index as usize]),
+                StepKind::Cancel => ledger.attach_cancelled(&history.orders[s.index as usize]),
             }
         }
-        progress(idx.len() as u64);
-        // Later records of a ticket replace earlier ones: only final states count below.
-        let mut last: IdMap<usize> = IdMap::default();
-        for (i, o) in history.orders.iter().enumerate() {
-            last.insert(o.ticket.get(), i);
-        }
-        let is_final = |i: usize, o: &OrderRecord| last.get(&o.ticket.get()) == Some(&i);
-        let mut cancelled: Vec<&OrderRecord> = history
-            .orders
-            .iter()
-            .enumerate()
-            .filter(|(i, o)| is_final(*i, o) && o.is_cancelled())
-            .map(|(_, o)| o)
-            .collect();
-        cancelled.sort_by_key(|o| (o.time_done_msc, o.ticket.get()));
-        let hist_index = ledger.history_index();
-        for o in cancelled {
-            ledger.attach_cancelled(o, Some(&hist_index));
-        }
-        let mut pending: Vec<&OrderRecord> = history
-            .orders
-            .iter()
-            .enumerate()
-            .filter(|(i, o)| is_final(*i, o) && o.is_pending())
-            .map(|(_, o)| o)
-            .collect();
-        pending.sort_by_key(|o| o.ticket.get());
-        for o in pending {
-            ledger.adopt_pending(o);
-        }
+        progress(total);
         Ok(ledger)
     }
 
@@ -441,12 +392,6 @@ impl Ledger {
     /// Takes the events recorded since the last call.
     pub fn drain_events(&mut self) -> Vec<PositionEvent> {
         self.events.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Takes the stop orders that no longer protect anything (superseded, duplicate, or left behind by
-    /// a close) and should be cancelled on the server.
-    pub fn take_orphan_stops(&mut self) -> Vec<OrderTicket> {
-        std::mem::take(&mut self.orphan_stops)
     }
 
     pub fn warnings(&self) -> &[Warning] {
@@ -471,7 +416,7 @@ impl Ledger {
         if order.is_pending() {
             self.adopt_pending(order);
         } else if order.is_cancelled() {
-            self.attach_cancelled(order, None);
+            self.attach_cancelled(order);
         }
         Ok(())
     }
@@ -493,6 +438,8 @@ impl Ledger {
             to_units(o.price_open.0).ok_or_else(|| bad("price", o.price_open.to_string()))?;
         let vol = to_units(o.volume_initial.0)
             .ok_or_else(|| bad("volume", o.volume_initial.to_string()))?;
+        let symbol = self.symbols.intern(&o.symbol);
+        self.note_price(symbol, price, false);
         let row = OrderRow {
             ticket: t,
             magic: o.magic.get(),
@@ -500,7 +447,7 @@ impl Ledger {
             vol_initial: vol,
             time_setup: o.time_setup_msc,
             time_done: o.time_done_msc,
-            symbol: u16::try_from(self.symbols.intern(&o.symbol))
+            symbol: u16::try_from(symbol)
                 .map_err(|_| bad("symbol", format!("{:?}: more than 65535 symbols", o.symbol)))?,
             comment: self.comments.intern(&o.comment),
             otype: o.order_type,
@@ -523,6 +470,22 @@ impl Ledger {
             .binary_search_by_key(&ticket, |r| r.ticket)
             .ok()
             .map(|i| &self.orders[i])
+    }
+
+    /// Keeps the symbol's report digits (the most decimals of any of its prices) and, for deals,
+    /// its latest price.
+    fn note_price(&mut self, symbol: u32, price: i64, is_deal: bool) {
+        let s = symbol as usize;
+        if self.digits.len() <= s {
+            self.digits.resize(s + 1, 0);
+            self.last_price.resize(s + 1, 0);
+        }
+        if price != 0 {
+            self.digits[s] = self.digits[s].max(fixed::decimals(price));
+        }
+        if is_deal {
+            self.last_price[s] = price;
+        }
     }
 
     /// Integrates one deal (replay or live). Non-trade deals (balance, credit, rollover, ...) are
@@ -573,7 +536,9 @@ impl Ledger {
             self.live_deals.insert(t);
         }
         self.stats.trade_deals += 1;
+        self.hide_reached(d.time_msc, false);
         if vol == 0 {
+            self.hide_reached(d.time_msc, true);
             return Ok(());
         }
         let order = d.order.get();
@@ -593,6 +558,7 @@ impl Ledger {
         } else {
             self.symbols.intern(&d.symbol)
         };
+        self.note_price(symbol, price, true);
         let flat = Flat {
             order,
             magic,
@@ -614,6 +580,7 @@ impl Ledger {
             PairingMode::Native => self.pair_native(flat),
             PairingMode::Fifo => self.pair_fifo(flat),
         }
+        self.hide_reached(d.time_msc, true);
         Ok(())
     }
 
@@ -657,10 +624,20 @@ impl Ledger {
         } else {
             f.order
         };
+        if self.hidden_pos.contains_key(&pid) {
+            self.absorb_hidden(pid, f.order, f.magic, f.side, f.frag);
+            return;
+        }
+        // The same close gives the same view on both account modes: a stop-loss or take-profit
+        // typed link on the closing order marks the close as it does on netting accounts.
+        let kind = codec::decode(Magic(f.magic))
+            .filter(|l| l.ticket.get() == pid)
+            .and_then(|l| l.kind())
+            .unwrap_or(LinkKind::Market);
         match self.active.get(&pid) {
             Some(p) if p.side != f.side => {
                 let mut frag = f.frag;
-                self.close(pid, f.order, LinkKind::Market, &mut frag);
+                self.close(pid, f.order, kind, &mut frag);
                 if frag.vol > 0 {
                     self.open_or_continue(f.order, f.magic, f.symbol, f.side, frag);
                 }
@@ -706,7 +683,18 @@ impl Ledger {
     }
 
     /// Appends to the active position with id `order` (merge by id), or opens it.
-    fn open_or_continue(&mut self, order: u64, magic: u64, symbol: u32, side: Side, frag: Frag) {
+    pub(crate) fn open_or_continue(
+        &mut self,
+        order: u64,
+        magic: u64,
+        symbol: u32,
+        side: Side,
+        frag: Frag,
+    ) {
+        if self.hidden_pos.contains_key(&order) {
+            self.absorb_hidden(order, order, magic, side, frag);
+            return;
+        }
         match self.active.get(&order) {
             Some(p) if p.side == side => self.append(order, frag),
             Some(_) => {
@@ -731,6 +719,10 @@ impl Ledger {
         side: Side,
         frag: Frag,
     ) {
+        if self.excluded_at(id, frag.time) {
+            self.hide_new(id, entry_order, magic, symbol, side, frag);
+            return;
+        }
         let mut deals = VecDeque::with_capacity(1);
         deals.push_back(frag);
         let p = ActivePos {
@@ -742,7 +734,7 @@ impl Ledger {
             deals,
             stop: None,
             last_cancelled_sl: None,
-            last_hist: NO_HIST,
+            rows: Vec::new(),
             seq: 0,
         };
         self.active.insert(id, p);
@@ -807,52 +799,18 @@ impl Ledger {
             }
         }
         let closed: i64 = hout.iter().map(|f| f.vol).sum();
+        // The row's S/L: the stop that executed it, else the stop that protected the position when
+        // it closed (close plans cancel the stop just before the counter-order, hence the last
+        // cancelled one).
         let sl_order = if kind == LinkKind::StopLoss {
             exit_order
         } else {
-            p.last_cancelled_sl.unwrap_or(0)
+            p.stop.or(p.last_cancelled_sl).unwrap_or(0)
         };
-        let entry_magic_is_link = codec::is_link(Magic(p.entry_magic));
-        // Fragment counts are u16: a row that would overflow starts a new row instead of merging.
-        let merged = p.last_hist != NO_HIST
-            && self.history.get(p.last_hist as usize).is_some_and(|h| {
-                h.exit_order == exit_order
-                    && h.id == p.id
-                    && (h.n_entry as usize + hin.len()) < u16::MAX as usize
-                    && (h.n_exit as usize + hout.len()) < u16::MAX as usize
-            });
-        if merged {
-            self.merge_history(p.last_hist as usize, &hin, &hout);
-            if let Some(h) = self.history.get_mut(p.last_hist as usize) {
-                if kind == LinkKind::StopLoss {
-                    h.sl_order = exit_order;
-                }
-            }
-        } else {
-            // hin and hout pair up one to one; rows hold at most u16::MAX - 1 pairs each.
-            const CHUNK: usize = u16::MAX as usize - 1;
-            for (ci, co) in hin.chunks(CHUNK).zip(hout.chunks(CHUNK)) {
-                let start = self.frags.len() as u32;
-                self.frags.extend_from_slice(ci);
-                self.frags.extend_from_slice(co);
-                p.last_hist = self.history.len() as u32;
-                if let Some(ix) = self.hist_by_id.as_mut() {
-                    ix.insert(p.id, p.last_hist);
-                }
-                self.history.push(HistPos {
-                    id: p.id,
-                    entry_order: p.entry_order,
-                    exit_order,
-                    sl_order,
-                    frag_start: start,
-                    n_entry: ci.len() as u16,
-                    n_exit: co.len() as u16,
-                    symbol: p.symbol,
-                    side: p.side,
-                    entry_magic_is_link,
-                });
-            }
+        if p.stop == Some(exit_order) {
+            p.stop = None;
         }
+        self.book_history(&mut p, exit_order, kind, sl_order, &hin, &hout);
         let remaining = p.volume();
         if remaining > 0 {
             let pid = p.id;
@@ -892,6 +850,67 @@ impl Ledger {
             }
         }
         self.scratch = (hin, hout);
+    }
+
+    /// Books the closed fragments under (position, exit order): into that pair's row when one
+    /// exists, else as a new row.
+    fn book_history(
+        &mut self,
+        p: &mut ActivePos,
+        exit_order: u64,
+        kind: LinkKind,
+        sl_order: u64,
+        hin: &[Frag],
+        hout: &[Frag],
+    ) {
+        // Fragment counts are u16: a row that would overflow starts a new row instead of merging.
+        let existing = p
+            .rows
+            .iter()
+            .rev()
+            .find(|(exit, _)| *exit == exit_order)
+            .map(|&(_, i)| i as usize)
+            .filter(|&i| {
+                self.history.get(i).is_some_and(|h| {
+                    (h.n_entry as usize + hin.len()) < u16::MAX as usize
+                        && (h.n_exit as usize + hout.len()) < u16::MAX as usize
+                })
+            });
+        if let Some(i) = existing {
+            self.merge_history(i, hin, hout);
+            if let Some(h) = self.history.get_mut(i) {
+                if kind == LinkKind::StopLoss {
+                    h.sl_order = exit_order;
+                }
+            }
+            return;
+        }
+        let entry_magic_is_link = codec::is_link(Magic(p.entry_magic));
+        // hin and hout pair up one to one; rows hold at most u16::MAX - 1 pairs each.
+        const CHUNK: usize = u16::MAX as usize - 1;
+        for (ci, co) in hin.chunks(CHUNK).zip(hout.chunks(CHUNK)) {
+            let start = self.frags.len() as u32;
+            self.frags.extend_from_slice(ci);
+            self.frags.extend_from_slice(co);
+            let row = self.history.len() as u32;
+            p.rows.retain(|(exit, _)| *exit != exit_order);
+            p.rows.push((exit_order, row));
+            if let Some(ix) = self.hist_by_id.as_mut() {
+                ix.insert(p.id, row);
+            }
+            self.history.push(HistPos {
+                id: p.id,
+                entry_order: p.entry_order,
+                exit_order,
+                sl_order,
+                frag_start: start,
+                n_entry: ci.len() as u16,
+                n_exit: co.len() as u16,
+                symbol: p.symbol,
+                side: p.side,
+                entry_magic_is_link,
+            });
+        }
     }
 
     fn merge_history(&mut self, hi: usize, hin: &[Frag], hout: &[Frag]) {
@@ -946,126 +965,6 @@ impl Ledger {
         let found = ix.get(&id).copied();
         self.hist_by_id = Some(ix);
         found
-    }
-
-    /// A cancelled or expired stop order: drop it from its active position, or show it as the SL of
-    /// the closed position it protected (unless that one was closed by an executed stop).
-    fn attach_cancelled(&mut self, o: &OrderRecord, index: Option<&IdMap<u32>>) {
-        let Some(link) = codec::decode(o.magic) else {
-            return;
-        };
-        if !(link.is_stop_loss() || link.is_take_profit()) {
-            return;
-        }
-        let target = link.ticket.get();
-        let t = o.ticket.get();
-        if let Some(p) = self.active.get_mut(&target) {
-            p.last_cancelled_sl = Some(t);
-            if p.stop == Some(t) {
-                p.stop = None;
-                self.emit(
-                    target,
-                    EventKind::StopLossChanged {
-                        order: None,
-                        price: None,
-                    },
-                );
-            }
-            return;
-        }
-        let hi = match index {
-            Some(ix) => ix.get(&target).copied(),
-            None => self.find_history(target),
-        };
-        if let Some(h) = hi.and_then(|i| self.history.get_mut(i as usize)) {
-            if h.sl_order == 0 || h.sl_order != h.exit_order {
-                h.sl_order = t;
-            }
-        }
-    }
-
-    /// A pending stop-loss order linked to an active position becomes (or replaces) its stop.
-    fn adopt_pending(&mut self, o: &OrderRecord) {
-        let Some(link) = codec::decode(o.magic) else {
-            return;
-        };
-        if !link.is_stop_loss() {
-            return;
-        }
-        let target = link.ticket.get();
-        let t = o.ticket.get();
-        let Some(p) = self.active.get(&target) else {
-            return;
-        };
-        let symbol_ok = o.symbol.is_empty() || self.symbols.get(p.symbol) == o.symbol;
-        let side_ok = o.order_type.side() == Some(p.side.opposite());
-        if !symbol_ok || !side_ok {
-            self.warnings.push(Warning::StopNotAdopted {
-                order: o.ticket,
-                position: PositionId(target),
-            });
-            self.orphan_stops.push(o.ticket);
-            return;
-        }
-        let previous = p.stop;
-        if let Some(old) = previous {
-            if old != t {
-                self.orphan_stops.push(OrderTicket(old));
-            }
-        }
-        if let Some(p) = self.active.get_mut(&target) {
-            p.stop = Some(t);
-        }
-        self.emit(
-            target,
-            EventKind::StopLossChanged {
-                order: Some(o.ticket),
-                price: Some(o.price_open),
-            },
-        );
-    }
-
-    /// Hides the active positions whose ids are listed (exclusions). Pairing already happened, so a
-    /// later order linking to a hidden position opens a position of its own.
-    pub fn hide(&mut self, ids: &HashSet<u64>) -> usize {
-        let before = self.active.len();
-        let hidden: Vec<u64> = self
-            .active
-            .keys()
-            .copied()
-            .filter(|id| ids.contains(id))
-            .collect();
-        for id in hidden {
-            if let Some(p) = self.active.remove(&id) {
-                if let Some(q) = self.fifo.get_mut(&p.symbol) {
-                    q.retain(|&x| x != id);
-                }
-                self.hidden.push(PositionId(id));
-            }
-        }
-        self.hidden.sort();
-        before - self.active.len()
-    }
-
-    /// Hides the active positions on symbols that have expired (futures past their expiration), as the
-    /// original did at startup. Returns how many were hidden.
-    pub fn hide_expired_symbols(&mut self, expired: &HashSet<String>) -> usize {
-        let syms: HashSet<u32> = expired
-            .iter()
-            .filter_map(|s| self.symbols.lookup(s))
-            .collect();
-        let ids: HashSet<u64> = self
-            .active
-            .values()
-            .filter(|p| syms.contains(&p.symbol))
-            .map(|p| p.id)
-            .collect();
-        self.hide(&ids)
-    }
-
-    /// Ids hidden by exclusions.
-    pub fn hidden(&self) -> &[PositionId] {
-        &self.hidden
     }
 
     pub(crate) fn entry_frags(&self, h: &HistPos) -> &[Frag] {

@@ -451,3 +451,26 @@ impl Ledger {
         })
     }
 }
+
+impl Ledger {
+    /// Decimals to print `symbol`'s prices with when no symbol spec says: the most any of its deal
+    /// or order prices in the history has. `None` for a symbol the history does not name.
+    pub fn price_digits(&self, symbol: &str) -> Option<u32> {
+        let s = self.symbols.lookup(symbol)? as usize;
+        Some(self.digits.get(s).copied().unwrap_or(0) as u32)
+    }
+
+    /// The price of each symbol's latest deal, sorted by symbol: the fallback for current prices
+    /// when no quotes are given.
+    pub fn last_prices(&self) -> Vec<(String, Price)> {
+        let mut v: Vec<(String, Price)> = self
+            .last_price
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p != 0)
+            .map(|(s, &p)| (self.symbols.get(s as u32).to_owned(), Price(from_units(p))))
+            .collect();
+        v.sort();
+        v
+    }
+}

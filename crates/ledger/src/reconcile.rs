@@ -62,6 +62,7 @@ pub fn propose_correction(ledger: &Ledger, m: &NetMismatch) -> Correction {
         },
         volume: m.broker.abs(),
         magic: Magic(0),
+        position: None,
         comment: "reconcile".into(),
     });
     let exclude = ledger

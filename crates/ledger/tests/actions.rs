@@ -85,14 +85,18 @@ fn ledger() -> Ledger {
         "entry",
     ));
     h.deals.push(deal(100, 10, Side::Buy, "2", "1.1"));
-    h.orders.push(order(
+    let mut stop = order(
         11,
         OrderType::SellStop,
         encode(OrderTicket(10), LinkKind::StopLoss).unwrap(),
         OrderState::Placed,
         "1.09",
         "my exit",
-    ));
+    );
+    // Placed after the position's opening deal, as the server's clock has it.
+    stop.time_setup_msc = 150;
+    stop.time_done_msc = 0;
+    h.orders.push(stop);
     h.orders.push(order(
         20,
         OrderType::Sell,
@@ -295,7 +299,10 @@ fn execution_retries_retryable_fails_fatal_and_accepts_gone_orders() {
     ex.next_request(2);
     ex.on_tick(2 + 29_999);
     assert!(matches!(ex.status, Status::Waiting { .. }));
-    ex.on_tick(2 + 30_000); // timed out: retried
+    ex.on_tick(2 + 30_000); // timed out: it may have filled, so nothing is resent yet
+    assert!(matches!(ex.status, Status::Unconfirmed { step: 1, .. }));
+    assert!(ex.next_request(30_003).is_none());
+    ex.confirm(&l); // the history shows no such order and the position is whole: resend
     assert_eq!(
         ex.status,
         Status::Send {
@@ -512,4 +519,215 @@ fn exchange_symbols_send_limit_orders_acting_as_market() {
         actions::as_exchange_limit(cancel.clone(), p("1"), p("1"), 30, &spec),
         cancel
     );
+}
+
+#[test]
+fn csv_prices_take_the_history_digits_not_the_arithmetic() {
+    // One order filled at 1.1 and 1.2 (average 1.1666...), partly closed at 1.15; no symbol specs.
+    let mut h = History::default();
+    let mut open = order(1, OrderType::Buy, Magic(0), OrderState::Filled, "0", "");
+    open.volume_initial = v("3");
+    h.orders.push(open);
+    h.deals.push(deal(11, 1, Side::Buy, "1", "1.1"));
+    h.deals.push(deal(12, 1, Side::Buy, "2", "1.2"));
+    h.orders.push(order(
+        2,
+        OrderType::Sell,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "",
+    ));
+    h.deals.push(deal(13, 2, Side::Sell, "1", "1.15"));
+    let l = Ledger::replay(&h).unwrap();
+    let cols = Columns::parse("EntryID,EntryPrice,StopLoss,Commission", false).unwrap();
+    let csv = String::from_utf8(export::active_csv(
+        &l,
+        &ReportContext::default(),
+        &cols,
+        CsvEncoding::Utf8,
+    ))
+    .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows, vec!["1;1.17;0.00;-4.00", "2;1.15;0.00;-2.00"]);
+}
+
+#[test]
+fn csv_text_cells_are_quoted_and_neutralised_but_numbers_are_not() {
+    let mut h = History::default();
+    h.orders.push(order(
+        1,
+        OrderType::Sell,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "=HYPERLINK(\"x\");a",
+    ));
+    h.deals.push(deal(11, 1, Side::Sell, "1", "1.1"));
+    h.orders.push(order(
+        2,
+        OrderType::Buy,
+        Magic(0),
+        OrderState::Filled,
+        "0",
+        "-5 lots",
+    ));
+    h.deals.push(deal(12, 2, Side::Buy, "1", "1.1"));
+    let l = Ledger::replay(&h).unwrap();
+    let cols = Columns::parse("EntryID,Commission,EntryComment=@Note", false).unwrap();
+    let csv = String::from_utf8(export::active_csv(
+        &l,
+        &ReportContext::default(),
+        &cols,
+        CsvEncoding::Utf8,
+    ))
+    .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "EntryID;Commission;'@Note",
+            "1;-2.0;\"'=HYPERLINK(\"\"x\"\");a\"",
+            "2;-2.0;'-5 lots",
+        ]
+    );
+    assert_eq!(export::neutralize("EURUSD"), "EURUSD");
+    assert_eq!(export::neutralize("\tcmd"), "'\tcmd");
+}
+
+/// The ledger after the close order `order` filled `vol` of position 10 (which still has its stop).
+fn after_close(order_state: OrderState, vol: Option<&str>) -> Ledger {
+    let mut l = ledger();
+    let magic = encode(OrderTicket(10), LinkKind::Market).unwrap();
+    let mut o = order(30, OrderType::Sell, magic, order_state, "0", "");
+    o.time_setup_msc = 300;
+    l.apply_order(&o).unwrap();
+    if let Some(vol) = vol {
+        l.apply_deal(&deal(300, 30, Side::Sell, vol, "1.2"))
+            .unwrap();
+    }
+    l
+}
+
+#[test]
+fn a_timed_out_close_is_resent_only_when_it_certainly_did_not_fill() {
+    let l = ledger();
+    let plan = plan_close(
+        &l.active(PositionId(10)).unwrap(),
+        None,
+        LinkKind::Market,
+        "",
+        None,
+    )
+    .unwrap();
+    let timed_out = || {
+        let mut ex = Execution::new(plan.clone());
+        ex.next_request(0);
+        ex.on_result(Retcode::DONE, false); // the stop is cancelled
+        ex.next_request(1);
+        ex.on_tick(1 + 30_000);
+        ex
+    };
+    // The first close filled after all: done, and no second (reversing) close.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, Some("2")));
+    assert_eq!(ex.status, Status::Done);
+    // Its order is in history as filled but the deal is not in yet: wait.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, None));
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    // Still working on the server: wait.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Placed, None));
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    // Half filled: the plan stops, to be planned again from what is left.
+    let mut ex = timed_out();
+    ex.confirm(&after_close(OrderState::Filled, Some("1")));
+    assert!(matches!(ex.status, Status::Failed { step: 1, .. }));
+    // An answer of "timeout" or "no connection" is just as uncertain.
+    let mut ex = Execution::new(plan.clone());
+    ex.next_request(0);
+    ex.on_result(Retcode::DONE, false);
+    ex.next_request(1);
+    ex.on_result(Retcode::CONNECTION, false);
+    assert!(matches!(ex.status, Status::Unconfirmed { .. }));
+    ex.confirm(&l);
+    assert_eq!(
+        ex.status,
+        Status::Send {
+            step: 1,
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn stop_orders_can_expire_with_their_symbol() {
+    let l = ledger();
+    let pos = l.active(PositionId(10)).unwrap();
+    let plan = plan_close(&pos, Some(v("0.5")), LinkKind::Market, "", None).unwrap();
+    let plan = actions::with_stop_expiry(plan, Some(1_000));
+    match &plan.steps[2].request {
+        BrokerRequest::PlaceStop { expiry, .. } => assert_eq!(
+            *expiry,
+            actions::StopExpiry::Specified {
+                expiration_msc: 1_000 + 86_400_000
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let json = serde_json::to_value(&plan.steps[2].request).unwrap();
+    assert_eq!(json["expiry"]["type_time"], "specified");
+    let gtc = plan_close(&pos, Some(v("0.5")), LinkKind::Market, "", None).unwrap();
+    let gtc = actions::with_stop_expiry(gtc, None);
+    assert!(matches!(
+        &gtc.steps[2].request,
+        BrokerRequest::PlaceStop {
+            expiry: actions::StopExpiry::Gtc,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn closes_on_hedging_accounts_name_the_position() {
+    let mut h = History::default();
+    h.account.margin_mode = hedge_domain::AccountMarginMode::RetailHedging;
+    for (t, side) in [(10, Side::Buy), (20, Side::Sell)] {
+        let ty = OrderType::market(side);
+        h.orders
+            .push(order(t, ty, Magic(0), OrderState::Filled, "0", ""));
+        let mut dl = deal(t * 10, t, side, "1", "1.1");
+        dl.position_id = PositionId(t);
+        h.deals.push(dl);
+    }
+    let l = Ledger::replay(&h).unwrap();
+    for id in [10, 20] {
+        let plan = plan_close(
+            &l.active(PositionId(id)).unwrap(),
+            Some(v("0.5")),
+            LinkKind::Market,
+            "",
+            None,
+        )
+        .unwrap();
+        match &plan.steps[0].request {
+            BrokerRequest::Market { position, .. } => assert_eq!(*position, Some(PositionId(id))),
+            other => panic!("{other:?}"),
+        }
+        let json = serde_json::to_value(&plan.steps[0].request).unwrap();
+        assert_eq!(json["position"], id);
+    }
+    // Netting accounts have one position per symbol: no ticket to name.
+    let netting = ledger();
+    let plan = plan_close(
+        &netting.active(PositionId(20)).unwrap(),
+        None,
+        LinkKind::Market,
+        "",
+        None,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&plan.steps[0].request).unwrap();
+    assert!(json.get("position").is_none());
 }

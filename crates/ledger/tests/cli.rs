@@ -111,3 +111,33 @@ fn replays_the_real_report_sample() {
     assert!(path.exists(), "sample missing: {}", path.display());
     ledger(&["replay", path.to_str().unwrap(), "--json"]).unwrap();
 }
+
+#[test]
+fn the_active_report_takes_quotes_or_the_last_deal_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(
+        p("h.jsonl"),
+        "{\"kind\":\"order\",\"ticket\":1,\"symbol\":\"EURUSD\",\"type\":0,\"state\":4}\n\
+         {\"kind\":\"deal\",\"ticket\":11,\"order\":1,\"symbol\":\"EURUSD\",\"type\":0,\"volume\":1,\"price\":1.10003,\"time_msc\":1}\n\
+         {\"kind\":\"order\",\"ticket\":2,\"symbol\":\"USDJPY\",\"type\":1,\"state\":4}\n\
+         {\"kind\":\"deal\",\"ticket\":12,\"order\":2,\"symbol\":\"USDJPY\",\"type\":1,\"volume\":1,\"price\":150.123,\"time_msc\":2}\n",
+    )
+    .unwrap();
+    std::fs::write(p("q.json"), "{\"EURUSD\": [1.10512, 1.10514]}").unwrap();
+    let cols = "EntryID,CurrentPrice";
+    ledger(&[
+        "replay",
+        &p("h.jsonl"),
+        "--csv",
+        &p("out"),
+        "--active-columns",
+        cols,
+        "--quotes",
+        &p("q.json"),
+        "--last-prices",
+    ])
+    .unwrap();
+    let active = std::fs::read_to_string(p("out/Active.csv")).unwrap();
+    assert_eq!(active, "EntryID;CurrentPrice\n1;1.10512\n2;150.123\n");
+}

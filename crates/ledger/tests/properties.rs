@@ -1,8 +1,8 @@
 //! Invariants over generated histories.
 
-use hedge_domain::{Side, Volume};
+use hedge_domain::{PositionId, Side, Volume};
 use hedge_ledger::generator::{generate, GenConfig, Generator};
-use hedge_ledger::{HistoryLine, Ledger};
+use hedge_ledger::{History, HistoryLine, Ledger, PairingMode};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -26,8 +26,152 @@ fn ledger_net(l: &Ledger) -> BTreeMap<String, Decimal> {
     m
 }
 
+/// Cases per property: modest by default so the suite stays fast in CI; `PROPTEST_CASES=N` runs
+/// more.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A history from the first `n` stream lines, as a restart would read it: each order in its
+/// latest state.
+fn history_of(lines: &[HistoryLine]) -> History {
+    let mut h = History::default();
+    let mut at: std::collections::HashMap<u64, usize> = Default::default();
+    for line in lines {
+        match line {
+            HistoryLine::Account(a) => h.account = a.clone(),
+            HistoryLine::Order(o) => match at.get(&o.ticket.get()) {
+                Some(&i) => h.orders[i] = o.clone(),
+                None => {
+                    at.insert(o.ticket.get(), h.orders.len());
+                    h.orders.push(o.clone());
+                }
+            },
+            HistoryLine::Deal(d) => h.deals.push(d.clone()),
+        }
+    }
+    h
+}
+
+/// Everything a ledger shows, field by field, in a comparable form.
+fn view(l: &mut Ledger) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in l.active_positions() {
+        out.push(format!(
+            "active {} {} {:?} {} {} {} {} {:?} {:?} {:?} {} {} {:?}",
+            p.id(),
+            p.symbol(),
+            p.side(),
+            p.volume(),
+            p.entry_price(),
+            p.entry_time_msc(),
+            p.entry_magic().get(),
+            p.stop_loss_order(),
+            p.stop_loss(),
+            p.stop_loss_comment(),
+            p.commission(),
+            p.swap(),
+            p.deals().collect::<Vec<_>>(),
+        ));
+    }
+    let mut rows: Vec<String> = l
+        .history_positions()
+        .map(|h| {
+            format!(
+                "history {} {} {} {:?} {} {} {} {:?} {:?} {:?} {:?} {} {} {:?} {:?}",
+                h.id(),
+                h.exit_order(),
+                h.symbol(),
+                h.side(),
+                h.volume(),
+                h.entry_price(),
+                h.exit_price(),
+                h.stop_loss_order(),
+                h.stop_loss(),
+                h.take_profit(),
+                h.close_kind(),
+                h.commission(),
+                h.swap(),
+                h.entry_deals().collect::<Vec<_>>(),
+                h.exit_deals().collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    rows.sort();
+    out.extend(rows);
+    out.push(format!("hidden {:?}", l.hidden()));
+    out.push(format!("net {:?}", l.net_volumes()));
+    out.push(format!("last prices {:?}", l.last_prices()));
+    out.push(format!("warnings {:?}", l.warnings()));
+    let mut orphans = l.take_orphan_stops();
+    orphans.sort();
+    out.push(format!("orphan stops {orphans:?}"));
+    out
+}
+
+/// Exclusions drawn from the history's opening orders: some hidden from their opening, some from
+/// a deal time in the middle of the history.
+fn exclusions_for(h: &History, pick: u64) -> Vec<(PositionId, Option<i64>)> {
+    if pick == 0 {
+        return Vec::new();
+    }
+    let mid = h.deals.get(h.deals.len() / 2).map(|d| d.time_msc);
+    h.orders
+        .iter()
+        .filter(|o| o.order_type.is_market() && o.magic.get() < (1 << 63))
+        .filter(|o| o.ticket.get().wrapping_mul(pick) % 5 == 0)
+        .map(|o| {
+            let from = if o.ticket.get() % 2 == 0 { None } else { mid };
+            (PositionId(o.ticket.get()), from)
+        })
+        .collect()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(cases(12)))]
+
+    /// A2: a restart gives what the live ledger had. For any generated history and any split
+    /// point, replaying the part before it and feeding the rest live equals replaying it all,
+    /// field by field, exclusions and stop orders included.
+    #[test]
+    fn replay_of_a_prefix_then_live_equals_a_full_replay(
+        seed in any::<u64>(),
+        deals in 1u64..500,
+        symbols in 1usize..=4,
+        splits in proptest::collection::vec(0.0f64..=1.0, 1..4),
+        pick in 0u64..4,
+    ) {
+        let lines: Vec<HistoryLine> = Generator::new(GenConfig { deals, seed, symbols }).collect();
+        let all = history_of(&lines);
+        let ex = exclusions_for(&all, pick);
+        let mut full = Ledger::replay_excluding(&all, PairingMode::Links, &ex, |_| {}).unwrap();
+        let want = view(&mut full);
+        for f in splits {
+            let k = ((lines.len() as f64) * f) as usize;
+            let mut l = Ledger::replay_excluding(&history_of(&lines[..k]), PairingMode::Links, &ex, |_| {})
+                .unwrap();
+            l.track_events();
+            for line in &lines[k..] {
+                match line {
+                    HistoryLine::Order(o) => l.apply_order(o).unwrap(),
+                    HistoryLine::Deal(d) => l.apply_deal(d).unwrap(),
+                    HistoryLine::Account(_) => {}
+                }
+            }
+            let got = view(&mut l);
+            for (a, b) in want.iter().zip(&got) {
+                prop_assert_eq!(a, b, "split after {} of {} lines", k, lines.len());
+            }
+            prop_assert_eq!(want.len(), got.len());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     #[test]
     fn net_volume_per_symbol_equals_the_account_net_position(seed in any::<u64>(), deals in 1u64..400, symbols in 1usize..4) {

@@ -542,3 +542,247 @@ fn exclusions_hide_active_positions_after_pairing() {
     assert_eq!(l.net_volume("SI-12.24"), Volume::ZERO);
     assert_eq!(l.active_count(), 1);
 }
+
+/// Feeds a history live, in time order, each order record right before its deals.
+fn feed_live(l: &mut Ledger, h: &History) {
+    let mut lines: Vec<(i64, u8, usize)> = Vec::new();
+    for (i, o) in h.orders.iter().enumerate() {
+        let t = if o.is_cancelled() {
+            o.time_done_msc
+        } else {
+            o.time_setup_msc
+        };
+        lines.push((t, 0, i));
+    }
+    for (i, dl) in h.deals.iter().enumerate() {
+        lines.push((dl.time_msc, 1, i));
+    }
+    lines.sort();
+    for (_, kind, i) in lines {
+        if kind == 0 {
+            l.apply_order(&h.orders[i]).unwrap();
+        } else {
+            l.apply_deal(&h.deals[i]).unwrap();
+        }
+    }
+}
+
+fn sl_rows(l: &Ledger) -> Vec<(u64, u64, Option<Price>)> {
+    let mut v: Vec<_> = l
+        .history_positions()
+        .map(|h| (h.id().get(), h.exit_order().get(), h.stop_loss()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_cancelled_stop_then_two_closes_read_the_same_live_and_after_a_restart() {
+    let mut h = H::new();
+    h.trade(10, "EURUSD", Side::Buy, Magic(0), &[("1", "1.1")]);
+    h.order_at(
+        11,
+        "EURUSD",
+        OrderType::SellStop,
+        link(10, LinkKind::StopLoss),
+        OrderState::Canceled,
+        "1.09",
+        "",
+    );
+    // Placed, then cancelled a little later.
+    h.h.orders.last_mut().unwrap().time_done_msc += 1;
+    h.time += 1;
+    h.trade(
+        12,
+        "EURUSD",
+        Side::Sell,
+        link(10, LinkKind::Market),
+        &[("0.5", "1.11")],
+    );
+    h.trade(
+        13,
+        "EURUSD",
+        Side::Sell,
+        link(10, LinkKind::Market),
+        &[("0.5", "1.12")],
+    );
+    let full = h.replay();
+    let mut live = Ledger::new(AccountInfo::default());
+    live.track_events();
+    feed_live(&mut live, &h.h);
+    assert_eq!(sl_rows(&full), sl_rows(&live));
+    // The stop the position had before each exit.
+    assert_eq!(
+        sl_rows(&full),
+        vec![
+            (10, 12, Some(Price(d("1.09")))),
+            (10, 13, Some(Price(d("1.09"))))
+        ]
+    );
+}
+
+/// Four positions that existed before the ledger took over (excluded), then a new long and an
+/// order linking to an excluded position.
+fn preexisting() -> (H, Vec<(PositionId, Option<i64>)>) {
+    let mut h = H::new();
+    h.trade(1200, "EURUSD", Side::Buy, Magic(0), &[("1", "1.10")]);
+    h.trade(1201, "EURUSD", Side::Sell, Magic(0), &[("1", "1.11")]);
+    h.trade(1210, "GBPUSD", Side::Sell, Magic(0), &[("2", "1.25")]);
+    h.trade(1211, "GBPUSD", Side::Buy, Magic(0), &[("2", "1.24")]);
+    let ex = [1200, 1201, 1210, 1211]
+        .into_iter()
+        .map(|id| (PositionId(id), None))
+        .collect();
+    (h, ex)
+}
+
+#[test]
+fn an_order_linked_to_an_excluded_position_opens_its_own_live_and_after_a_restart() {
+    let (mut h, ex) = preexisting();
+    let before = h.h.clone();
+    h.trade(1202, "EURUSD", Side::Buy, Magic(0), &[("0.5", "1.12")]);
+    h.trade(
+        1203,
+        "EURUSD",
+        Side::Sell,
+        link(1200, LinkKind::Market),
+        &[("1", "1.13")],
+    );
+    // Broker: +1 -1 +0.5 -1 on EURUSD.
+    let broker = Volume(d("-0.5"));
+    let mut live = Ledger::replay_excluding(&before, PairingMode::Links, &ex, |_| {}).unwrap();
+    live.track_events();
+    for o in &h.h.orders[4..] {
+        live.apply_order(o).unwrap();
+        for dl in h.h.deals.iter().filter(|x| x.order == o.ticket) {
+            live.apply_deal(dl).unwrap();
+        }
+    }
+    let restart = Ledger::replay_excluding(&h.h, PairingMode::Links, &ex, |_| {}).unwrap();
+    assert_eq!(live.net_volume("EURUSD"), broker);
+    assert_eq!(restart.net_volume("EURUSD"), broker);
+    assert_eq!(restart.hidden(), live.hidden());
+    assert!(restart.active(PositionId(1203)).is_some());
+    assert_eq!(restart.history_count(), 0);
+}
+
+#[test]
+fn an_exclusion_from_a_time_keeps_the_pairing_before_it() {
+    let mut h = H::new();
+    h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("2", "1.10")]);
+    h.trade(
+        2,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1", "1.11")],
+    );
+    h.trade(3, "EURUSD", Side::Sell, Magic(0), &[("1", "1.12")]);
+    let hidden_at = h.time;
+    h.trade(
+        4,
+        "EURUSD",
+        Side::Sell,
+        link(1, LinkKind::Market),
+        &[("1", "1.13")],
+    );
+    let ex = vec![
+        (PositionId(1), Some(hidden_at)),
+        (PositionId(3), Some(hidden_at)),
+    ];
+    let l = Ledger::replay_excluding(&h.h, PairingMode::Links, &ex, |_| {}).unwrap();
+    // The partial close before the exclusion stands; the close after it is a position of its own.
+    assert_eq!(l.history_count(), 1);
+    assert_eq!(l.net_volume("EURUSD"), Volume(d("-1")));
+    assert_eq!(l.hidden(), &[PositionId(1), PositionId(3)]);
+}
+
+#[test]
+fn interleaved_fills_of_two_exit_orders_give_one_row_per_exit() {
+    let mut h = H::new();
+    h.trade(60, "EURUSD", Side::Buy, Magic(0), &[("3", "1.10")]);
+    let m = link(60, LinkKind::Market);
+    h.order(61, "EURUSD", OrderType::SellLimit, m, OrderState::Filled);
+    h.order(62, "EURUSD", OrderType::SellLimit, m, OrderState::Filled);
+    h.deal(61, "EURUSD", Side::Sell, "0.5", "1.11", "0", "0");
+    h.deal(62, "EURUSD", Side::Sell, "0.5", "1.12", "0", "0");
+    h.deal(61, "EURUSD", Side::Sell, "0.5", "1.11", "0", "0");
+    let l = h.replay();
+    let mut rows: Vec<_> = l
+        .history_positions()
+        .map(|r| (r.id().get(), r.exit_order().get(), r.volume()))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![(60, 61, Volume(d("1"))), (60, 62, Volume(d("0.5")))]
+    );
+    assert_eq!(l.active(PositionId(60)).unwrap().volume(), Volume(d("1.5")));
+}
+
+#[test]
+fn a_pending_limit_with_a_stop_loss_link_is_not_the_stop() {
+    let mut h = H::new();
+    h.trade(10, "EURUSD", Side::Buy, Magic(0), &[("1", "1.1")]);
+    let m = link(10, LinkKind::StopLoss);
+    h.order_at(
+        11,
+        "EURUSD",
+        OrderType::SellStop,
+        m,
+        OrderState::Placed,
+        "1.09",
+        "",
+    );
+    h.order_at(
+        15,
+        "EURUSD",
+        OrderType::SellLimit,
+        m,
+        OrderState::Placed,
+        "1.0997",
+        "",
+    );
+    let mut l = h.replay();
+    let p = l.active(PositionId(10)).unwrap();
+    assert_eq!(p.stop_loss_order(), Some(OrderTicket(11)));
+    assert_eq!(p.stop_loss(), Some(Price(d("1.09"))));
+    assert!(l.take_orphan_stops().is_empty());
+}
+
+#[test]
+fn a_stop_loss_close_keeps_its_sl_on_hedging_as_on_netting() {
+    let build = |mode: AccountMarginMode| {
+        let mut h = H::new();
+        h.h.account.margin_mode = mode;
+        h.trade(1, "EURUSD", Side::Buy, Magic(0), &[("1", "1.1000")]);
+        h.order_at(
+            5,
+            "EURUSD",
+            OrderType::SellStop,
+            link(1, LinkKind::StopLoss),
+            OrderState::Filled,
+            "1.0950",
+            "",
+        );
+        h.deal(5, "EURUSD", Side::Sell, "1", "1.0950", "0", "0");
+        for dl in &mut h.h.deals {
+            dl.position_id = PositionId(1);
+            dl.entry = if dl.order.get() == 1 {
+                DealEntry::In
+            } else {
+                DealEntry::Out
+            };
+        }
+        h.replay()
+    };
+    for mode in [
+        AccountMarginMode::RetailNetting,
+        AccountMarginMode::RetailHedging,
+    ] {
+        let l = build(mode);
+        let r = l.history_positions().next().unwrap();
+        assert_eq!(r.close_kind(), CloseKind::StopLoss, "{mode:?}");
+        assert_eq!(r.stop_loss(), Some(Price(d("1.095"))), "{mode:?}");
+    }
+}
