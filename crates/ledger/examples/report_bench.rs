@@ -23,12 +23,26 @@ fn peak_kib() -> u64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("write") {
-        let path = args.get(1).ok_or("usage: report_bench write <file> [deals]")?;
-        let deals = args.get(2).map(|d| d.parse()).transpose()?.unwrap_or(100_000);
-        let mut h = generate(GenConfig { deals, seed: 7, symbols: 4 });
+        let path = args
+            .get(1)
+            .ok_or("usage: report_bench write <file> [deals]")?;
+        let deals = args
+            .get(2)
+            .map(|d| d.parse())
+            .transpose()?
+            .unwrap_or(100_000);
+        let mut h = generate(GenConfig {
+            deals,
+            seed: 7,
+            symbols: 4,
+        });
         h.account.login = hedge_domain::Login(12345);
         std::fs::write(path, write_xlsx(&h, &WriteOptions::default())?)?;
-        println!("wrote {path}: {} deals, {} orders", h.deals.len(), h.orders.len());
+        println!(
+            "wrote {path}: {} deals, {} orders",
+            h.deals.len(),
+            h.orders.len()
+        );
         return Ok(());
     }
     let path = args.first().ok_or("usage: report_bench <file.xlsx>")?;

@@ -147,7 +147,11 @@ fn a_report_that_differs_from_its_replay_exits_with_code_3() {
     std::fs::write(&good, write_html(&h, &WriteOptions::default())).unwrap();
     ledger(&["replay", good.to_str().unwrap()]).unwrap();
     // Drop the last trade deal: the report's own open positions no longer follow from its deals.
-    let last = h.deals.iter().rposition(|d| d.deal_type.side().is_some()).unwrap();
+    let last = h
+        .deals
+        .iter()
+        .rposition(|d| d.deal_type.side().is_some())
+        .unwrap();
     let bytes = write_html(&h, &WriteOptions::default());
     let text = String::from_utf16_lossy(
         &bytes[2..]

@@ -14,7 +14,10 @@ fn shared_sample(name: &str) -> Option<PathBuf> {
             "CI=true but {} is missing: the shared samples must be tested in CI",
             shared.display()
         );
-        eprintln!("{} not found: shared sample {name} not tested", shared.display());
+        eprintln!(
+            "{} not found: shared sample {name} not tested",
+            shared.display()
+        );
         return None;
     }
     let path = shared.join("samples/mt5-reports").join(name);

@@ -29,7 +29,11 @@ fn check(history: &History, report: &ImportedReport, what: &str) {
     let (open, closed) = summary(history);
     assert_eq!(report.open_positions.len(), open.len(), "{what}: open rows");
     assert_eq!(report.closed_positions, closed, "{what}: closed count");
-    assert_eq!(report.history.deals.len(), history.deals.len(), "{what}: deals");
+    assert_eq!(
+        report.history.deals.len(),
+        history.deals.len(),
+        "{what}: deals"
+    );
     let imported = report.replay(|_| {}).unwrap();
     let mismatches = report.verify(&imported);
     assert!(mismatches.is_empty(), "{what}: {mismatches:?}");
@@ -41,7 +45,11 @@ fn check(history: &History, report: &ImportedReport, what: &str) {
     };
     assert_eq!(report.mode, mode, "{what}");
     let direct = Ledger::replay_with(history, mode, |_| {}).unwrap();
-    assert_eq!(actives(&imported), actives(&direct), "{what}: active positions");
+    assert_eq!(
+        actives(&imported),
+        actives(&direct),
+        "{what}: active positions"
+    );
     assert_eq!(
         imported.closed_position_count(),
         direct.closed_position_count(),
@@ -104,7 +112,10 @@ fn native_xlsx_parts_are_utf16le_with_bom_and_folders_are_listed() {
     let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
     assert!(names.iter().any(|n| n == "xl/"));
     assert!(names.iter().any(|n| n == "xl/sharedStrings.xml"));
-    for name in names.iter().filter(|n| n.ends_with(".xml") || n.ends_with(".rels")) {
+    for name in names
+        .iter()
+        .filter(|n| n.ends_with(".xml") || n.ends_with(".rels"))
+    {
         let mut part = Vec::new();
         std::io::Read::read_to_end(&mut zip.by_name(name).unwrap(), &mut part).unwrap();
         assert_eq!(&part[..4], &[0xFF, 0xFE, b'<', 0], "{name}");
@@ -125,4 +136,3 @@ proptest! {
         roundtrip(&h, &opts);
     }
 }
-

@@ -25,7 +25,9 @@ pub(crate) fn parse_deal_type(s: &str) -> Option<DealType> {
         "balance" | "solde" | "баланс" | "saldo" | "bakiye" | "残高" | "结余" | "الرصيد" => {
             DealType::Balance
         }
-        "credit" | "crédit" | "кредит" | "kredit" | "crédito" | "credito" => DealType::Credit,
+        "credit" | "crédit" | "кредит" | "kredit" | "crédito" | "credito" => {
+            DealType::Credit
+        }
         "charge" => DealType::Charge,
         "correction" => DealType::Correction,
         "bonus" => DealType::Bonus,

@@ -40,8 +40,7 @@ struct Live {
 impl Live {
     /// Lower is better; `None` when the position cannot have taken this close.
     fn rank(&self, symbol: &str, side: Side, vol: i64, t: i64, profit: Decimal) -> Option<u8> {
-        if self.symbol != symbol || self.side == side || self.open_time > t || self.close_time < t
-        {
+        if self.symbol != symbol || self.side == side || self.open_time > t || self.close_time < t {
             return None;
         }
         let after = self.remaining - vol;
@@ -50,7 +49,11 @@ impl Live {
         }
         let finishes = after == 0;
         Some(match (finishes, self.profit_target) {
-            (true, Some(target)) if self.close_time == t && self.profit_so_far + profit == target => 0,
+            (true, Some(target))
+                if self.close_time == t && self.profit_so_far + profit == target =>
+            {
+                0
+            }
             (true, _) if self.close_time == t => 1,
             (false, _) if self.close_time > t => 2,
             _ => 3,

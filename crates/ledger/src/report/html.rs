@@ -134,7 +134,8 @@ fn html_cells(row: &str) -> Row {
 
 fn is_hidden(tag: &str) -> bool {
     let lower = tag.to_ascii_lowercase();
-    let class_hidden = attr(&lower, "class").is_some_and(|c| c.split_whitespace().any(|w| w == "hidden"));
+    let class_hidden =
+        attr(&lower, "class").is_some_and(|c| c.split_whitespace().any(|w| w == "hidden"));
     let style: String = attr(&lower, "style")
         .unwrap_or_default()
         .chars()

@@ -131,7 +131,9 @@ impl ImportedReport {
         if self.mode == PairingMode::Native {
             let mut e: BTreeMap<u64, (&str, Decimal)> = BTreeMap::new();
             for p in &self.open_positions {
-                let entry = e.entry(p.position.get()).or_insert((&p.symbol, Decimal::ZERO));
+                let entry = e
+                    .entry(p.position.get())
+                    .or_insert((&p.symbol, Decimal::ZERO));
                 entry.1 += signed(p.side, p.volume.0);
             }
             let active = ledger.active_positions();
@@ -197,5 +199,7 @@ pub fn import_bytes(bytes: &[u8], ext: &str) -> Result<ImportedReport, ReportErr
 
 fn looks_like_text(bytes: &[u8]) -> bool {
     let text = text::decode_text(&bytes[..bytes.len().min(512)]);
-    text.trim_start_matches('\u{feff}').trim_start().starts_with('<')
+    text.trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<')
 }

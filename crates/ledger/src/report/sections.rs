@@ -36,16 +36,35 @@ fn layout(kind: Kind) -> &'static [Role] {
             Comment,
         ],
         Kind::WorkingOrders => &[
-            OpenTime, Order, Symbol, Type, Volume, Price, StopLoss, TakeProfit, MarketPrice,
-            State, Comment,
+            OpenTime,
+            Order,
+            Symbol,
+            Type,
+            Volume,
+            Price,
+            StopLoss,
+            TakeProfit,
+            MarketPrice,
+            State,
+            Comment,
         ],
         Kind::ClosedPositions => &[
             Time, Position, Symbol, Type, Volume, Price, StopLoss, TakeProfit, CloseTime,
             ClosePrice, Commission, Swap, Profit,
         ],
         Kind::OpenPositions => &[
-            Time, Position, Symbol, Type, Volume, Price, StopLoss, TakeProfit, MarketPrice, Swap,
-            Profit, Comment,
+            Time,
+            Position,
+            Symbol,
+            Type,
+            Volume,
+            Price,
+            StopLoss,
+            TakeProfit,
+            MarketPrice,
+            Swap,
+            Profit,
+            Comment,
         ],
     }
 }
@@ -336,10 +355,26 @@ mod tests {
     #[test]
     fn an_unknown_language_with_an_extra_column_still_reads() {
         let sheet: Sheet = vec![
-            row(&["Xa", "Xb", "Xc", "Xd", "Xe", "Xf", "Xg", "Xh", "Xi", "Xj", "Xk", "Xl", "Xm", "Xn", "Xo"]),
             row(&[
-                "2024.01.02 10:00:00", "7", "501", "EURUSD", "buy", "in", "1", "1.1", "100", "0", "0",
-                "0", "0", "10", "",
+                "Xa", "Xb", "Xc", "Xd", "Xe", "Xf", "Xg", "Xh", "Xi", "Xj", "Xk", "Xl", "Xm", "Xn",
+                "Xo",
+            ]),
+            row(&[
+                "2024.01.02 10:00:00",
+                "7",
+                "501",
+                "EURUSD",
+                "buy",
+                "in",
+                "1",
+                "1.1",
+                "100",
+                "0",
+                "0",
+                "0",
+                "0",
+                "10",
+                "",
             ]),
         ];
         let secs = sections(&sheet);

@@ -108,10 +108,7 @@ pub(crate) fn is_ratio(s: &str) -> bool {
     match s.split_once('/') {
         Some((a, b)) => {
             let (a, b) = (a.trim(), b.trim());
-            !a.is_empty()
-                && !b.is_empty()
-                && parse_number(a).is_some()
-                && parse_number(b).is_some()
+            !a.is_empty() && !b.is_empty() && parse_number(a).is_some() && parse_number(b).is_some()
         }
         None => false,
     }

@@ -30,7 +30,7 @@ pub enum Locale {
 /// Titles, account labels and the column headers of each table in one language.
 struct Words {
     title: &'static str,
-    labels: [&'static str; 4], // name, account, company, date
+    labels: [&'static str; 4],   // name, account, company, date
     sections: [&'static str; 6], // positions, orders, deals, open positions, working orders, results
     hedge: &'static str,
     netting: &'static str,
@@ -59,58 +59,240 @@ impl Locale {
             Locale::En => Words {
                 title: "Trade History Report",
                 labels: ["Name:", "Account:", "Company:", "Date:"],
-                sections: ["Positions", "Orders", "Deals", "Open Positions", "Working Orders", "Results"],
+                sections: [
+                    "Positions",
+                    "Orders",
+                    "Deals",
+                    "Open Positions",
+                    "Working Orders",
+                    "Results",
+                ],
                 hedge: "Hedge",
                 netting: "Netting",
-                cols: ["Time", "Open Time", "Deal", "Order", "Position", "Symbol", "Type", "Direction", "Volume", "Price", "Market Price", "Commission", "Fee", "Swap", "Profit", "Balance", "Comment", "State"],
+                cols: [
+                    "Time",
+                    "Open Time",
+                    "Deal",
+                    "Order",
+                    "Position",
+                    "Symbol",
+                    "Type",
+                    "Direction",
+                    "Volume",
+                    "Price",
+                    "Market Price",
+                    "Commission",
+                    "Fee",
+                    "Swap",
+                    "Profit",
+                    "Balance",
+                    "Comment",
+                    "State",
+                ],
             },
             Locale::Fr => Words {
                 title: "Rapport d'historique de trading",
                 labels: ["Nom:", "Compte:", "Société:", "Date:"],
-                sections: ["Positions", "Ordres", "Transactions", "Positions ouvertes", "Ordres en cours", "Résultats"],
+                sections: [
+                    "Positions",
+                    "Ordres",
+                    "Transactions",
+                    "Positions ouvertes",
+                    "Ordres en cours",
+                    "Résultats",
+                ],
                 hedge: "Couverture",
                 netting: "Compensation",
-                cols: ["Heure", "Heure d'ouverture", "Transaction", "Ordre", "Position", "Symbole", "Type", "Direction", "Volume", "Prix", "Prix du marché", "Commission", "Frais", "Swap", "Bénéfice", "Solde", "Commentaire", "État"],
+                cols: [
+                    "Heure",
+                    "Heure d'ouverture",
+                    "Transaction",
+                    "Ordre",
+                    "Position",
+                    "Symbole",
+                    "Type",
+                    "Direction",
+                    "Volume",
+                    "Prix",
+                    "Prix du marché",
+                    "Commission",
+                    "Frais",
+                    "Swap",
+                    "Bénéfice",
+                    "Solde",
+                    "Commentaire",
+                    "État",
+                ],
             },
             Locale::De => Words {
                 title: "Handelshistorie",
                 labels: ["Name:", "Konto:", "Firma:", "Datum:"],
-                sections: ["Positionen", "Aufträge", "Geschäfte", "Offene Positionen", "Aktive Aufträge", "Ergebnisse"],
+                sections: [
+                    "Positionen",
+                    "Aufträge",
+                    "Geschäfte",
+                    "Offene Positionen",
+                    "Aktive Aufträge",
+                    "Ergebnisse",
+                ],
                 hedge: "Hedge",
                 netting: "Netting",
-                cols: ["Zeit", "Eröffnungszeit", "Geschäft", "Auftrag", "Position", "Symbol", "Typ", "Richtung", "Volumen", "Preis", "Marktpreis", "Kommission", "Gebühr", "Swap", "Gewinn", "Kontostand", "Kommentar", "Status"],
+                cols: [
+                    "Zeit",
+                    "Eröffnungszeit",
+                    "Geschäft",
+                    "Auftrag",
+                    "Position",
+                    "Symbol",
+                    "Typ",
+                    "Richtung",
+                    "Volumen",
+                    "Preis",
+                    "Marktpreis",
+                    "Kommission",
+                    "Gebühr",
+                    "Swap",
+                    "Gewinn",
+                    "Kontostand",
+                    "Kommentar",
+                    "Status",
+                ],
             },
             Locale::Es => Words {
                 title: "Informe del historial de trading",
                 labels: ["Nombre:", "Cuenta:", "Compañía:", "Fecha:"],
-                sections: ["Posiciones", "Órdenes", "Transacciones", "Posiciones abiertas", "Órdenes activas", "Resultados"],
+                sections: [
+                    "Posiciones",
+                    "Órdenes",
+                    "Transacciones",
+                    "Posiciones abiertas",
+                    "Órdenes activas",
+                    "Resultados",
+                ],
                 hedge: "Cobertura",
                 netting: "Netting",
-                cols: ["Hora", "Hora de apertura", "Transacción", "Orden", "Posición", "Símbolo", "Tipo", "Dirección", "Volumen", "Precio", "Precio de mercado", "Comisión", "Tarifa", "Swap", "Beneficio", "Balance", "Comentario", "Estado"],
+                cols: [
+                    "Hora",
+                    "Hora de apertura",
+                    "Transacción",
+                    "Orden",
+                    "Posición",
+                    "Símbolo",
+                    "Tipo",
+                    "Dirección",
+                    "Volumen",
+                    "Precio",
+                    "Precio de mercado",
+                    "Comisión",
+                    "Tarifa",
+                    "Swap",
+                    "Beneficio",
+                    "Balance",
+                    "Comentario",
+                    "Estado",
+                ],
             },
             Locale::Pt => Words {
                 title: "Relatório do histórico de negociação",
                 labels: ["Nome:", "Conta:", "Empresa:", "Data:"],
-                sections: ["Posições", "Ordens", "Negócios", "Posições abertas", "Ordens em aberto", "Resultados"],
+                sections: [
+                    "Posições",
+                    "Ordens",
+                    "Negócios",
+                    "Posições abertas",
+                    "Ordens em aberto",
+                    "Resultados",
+                ],
                 hedge: "Cobertura",
                 netting: "Netting",
-                cols: ["Horário", "Horário de abertura", "Negócio", "Ordem", "Posição", "Símbolo", "Tipo", "Direção", "Volume", "Preço", "Preço de mercado", "Comissão", "Taxa", "Swap", "Lucro", "Saldo", "Comentário", "Estado"],
+                cols: [
+                    "Horário",
+                    "Horário de abertura",
+                    "Negócio",
+                    "Ordem",
+                    "Posição",
+                    "Símbolo",
+                    "Tipo",
+                    "Direção",
+                    "Volume",
+                    "Preço",
+                    "Preço de mercado",
+                    "Comissão",
+                    "Taxa",
+                    "Swap",
+                    "Lucro",
+                    "Saldo",
+                    "Comentário",
+                    "Estado",
+                ],
             },
             Locale::It => Words {
                 title: "Report dello storico di trading",
                 labels: ["Nome:", "Conto:", "Società:", "Data:"],
-                sections: ["Posizioni", "Ordini", "Operazioni", "Posizioni aperte", "Ordini attivi", "Risultati"],
+                sections: [
+                    "Posizioni",
+                    "Ordini",
+                    "Operazioni",
+                    "Posizioni aperte",
+                    "Ordini attivi",
+                    "Risultati",
+                ],
                 hedge: "Copertura",
                 netting: "Netting",
-                cols: ["Ora", "Ora di apertura", "Operazione", "Ordine", "Posizione", "Simbolo", "Tipo", "Direzione", "Volume", "Prezzo", "Prezzo di mercato", "Commissione", "Tassa", "Swap", "Profitto", "Saldo", "Commento", "Stato"],
+                cols: [
+                    "Ora",
+                    "Ora di apertura",
+                    "Operazione",
+                    "Ordine",
+                    "Posizione",
+                    "Simbolo",
+                    "Tipo",
+                    "Direzione",
+                    "Volume",
+                    "Prezzo",
+                    "Prezzo di mercato",
+                    "Commissione",
+                    "Tassa",
+                    "Swap",
+                    "Profitto",
+                    "Saldo",
+                    "Commento",
+                    "Stato",
+                ],
             },
             Locale::Ru => Words {
                 title: "Отчет торговой истории",
                 labels: ["Имя:", "Счет:", "Компания:", "Дата:"],
-                sections: ["Позиции", "Ордера", "Сделки", "Открытые позиции", "Рабочие ордера", "Результаты"],
+                sections: [
+                    "Позиции",
+                    "Ордера",
+                    "Сделки",
+                    "Открытые позиции",
+                    "Рабочие ордера",
+                    "Результаты",
+                ],
                 hedge: "Хеджинг",
                 netting: "Неттинг",
-                cols: ["Время", "Время открытия", "Сделка", "Ордер", "Позиция", "Символ", "Тип", "Направление", "Объем", "Цена", "Рыночная цена", "Комиссия", "Сбор", "Своп", "Прибыль", "Баланс", "Комментарий", "Состояние"],
+                cols: [
+                    "Время",
+                    "Время открытия",
+                    "Сделка",
+                    "Ордер",
+                    "Позиция",
+                    "Символ",
+                    "Тип",
+                    "Направление",
+                    "Объем",
+                    "Цена",
+                    "Рыночная цена",
+                    "Комиссия",
+                    "Сбор",
+                    "Своп",
+                    "Прибыль",
+                    "Баланс",
+                    "Комментарий",
+                    "Состояние",
+                ],
             },
             Locale::Zh => Words {
                 title: "交易历史报告",
@@ -118,31 +300,128 @@ impl Locale {
                 sections: ["持仓", "订单", "成交", "未平仓持仓", "挂单", "结果"],
                 hedge: "对冲",
                 netting: "净额",
-                cols: ["时间", "开仓时间", "成交", "订单", "持仓", "交易品种", "类型", "方向", "交易量", "价格", "市场价格", "手续费", "费用", "库存费", "利润", "结余", "注释", "状态"],
+                cols: [
+                    "时间",
+                    "开仓时间",
+                    "成交",
+                    "订单",
+                    "持仓",
+                    "交易品种",
+                    "类型",
+                    "方向",
+                    "交易量",
+                    "价格",
+                    "市场价格",
+                    "手续费",
+                    "费用",
+                    "库存费",
+                    "利润",
+                    "结余",
+                    "注释",
+                    "状态",
+                ],
             },
             Locale::Ja => Words {
                 title: "取引履歴レポート",
                 labels: ["名前:", "口座:", "会社:", "日付:"],
-                sections: ["ポジション", "注文", "約定", "未決済ポジション", "待機注文", "結果"],
+                sections: [
+                    "ポジション",
+                    "注文",
+                    "約定",
+                    "未決済ポジション",
+                    "待機注文",
+                    "結果",
+                ],
                 hedge: "ヘッジ",
                 netting: "ネッティング",
-                cols: ["時間", "オープン時間", "約定", "注文", "ポジション", "銘柄", "タイプ", "方向", "数量", "価格", "市場価格", "手数料", "料金", "スワップ", "損益", "残高", "コメント", "状態"],
+                cols: [
+                    "時間",
+                    "オープン時間",
+                    "約定",
+                    "注文",
+                    "ポジション",
+                    "銘柄",
+                    "タイプ",
+                    "方向",
+                    "数量",
+                    "価格",
+                    "市場価格",
+                    "手数料",
+                    "料金",
+                    "スワップ",
+                    "損益",
+                    "残高",
+                    "コメント",
+                    "状態",
+                ],
             },
             Locale::Tr => Words {
                 title: "İşlem Geçmişi Raporu",
                 labels: ["İsim:", "Hesap:", "Şirket:", "Tarih:"],
-                sections: ["Pozisyonlar", "Emirler", "İşlemler", "Açık Pozisyonlar", "Bekleyen Emirler", "Sonuçlar"],
+                sections: [
+                    "Pozisyonlar",
+                    "Emirler",
+                    "İşlemler",
+                    "Açık Pozisyonlar",
+                    "Bekleyen Emirler",
+                    "Sonuçlar",
+                ],
                 hedge: "Hedge",
                 netting: "Netting",
-                cols: ["Zaman", "Açılış zamanı", "İşlem", "Emir", "Pozisyon", "Sembol", "Tip", "Yön", "Hacim", "Fiyat", "Piyasa fiyatı", "Komisyon", "Ücret", "Swap", "Kâr", "Bakiye", "Yorum", "Durum"],
+                cols: [
+                    "Zaman",
+                    "Açılış zamanı",
+                    "İşlem",
+                    "Emir",
+                    "Pozisyon",
+                    "Sembol",
+                    "Tip",
+                    "Yön",
+                    "Hacim",
+                    "Fiyat",
+                    "Piyasa fiyatı",
+                    "Komisyon",
+                    "Ücret",
+                    "Swap",
+                    "Kâr",
+                    "Bakiye",
+                    "Yorum",
+                    "Durum",
+                ],
             },
             Locale::Ar => Words {
                 title: "تقرير سجل التداول",
                 labels: ["الاسم:", "الحساب:", "الشركة:", "التاريخ:"],
-                sections: ["المراكز", "الأوامر", "الصفقات", "المراكز المفتوحة", "الأوامر المعلقة", "النتائج"],
+                sections: [
+                    "المراكز",
+                    "الأوامر",
+                    "الصفقات",
+                    "المراكز المفتوحة",
+                    "الأوامر المعلقة",
+                    "النتائج",
+                ],
                 hedge: "تحوط",
                 netting: "مقاصة",
-                cols: ["الوقت", "وقت الفتح", "صفقة", "أمر", "المركز", "الرمز", "النوع", "الاتجاه", "الحجم", "السعر", "سعر السوق", "العمولة", "الرسوم", "سواب", "الربح", "الرصيد", "تعليق", "الحالة"],
+                cols: [
+                    "الوقت",
+                    "وقت الفتح",
+                    "صفقة",
+                    "أمر",
+                    "المركز",
+                    "الرمز",
+                    "النوع",
+                    "الاتجاه",
+                    "الحجم",
+                    "السعر",
+                    "سعر السوق",
+                    "العمولة",
+                    "الرسوم",
+                    "سواب",
+                    "الربح",
+                    "الرصيد",
+                    "تعليق",
+                    "الحالة",
+                ],
             },
         }
     }
@@ -257,7 +536,11 @@ fn positions(history: &History) -> (Vec<Pos>, Vec<Pos>) {
         };
         let v = d.volume.0;
         let p = open.entry(key.clone()).or_insert_with(|| Pos {
-            id: if hedging { d.position_id.get() } else { d.order.get() },
+            id: if hedging {
+                d.position_id.get()
+            } else {
+                d.order.get()
+            },
             symbol: d.symbol.clone(),
             side,
             open_time: d.time_msc,
@@ -390,7 +673,11 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
     let hedging = !history.account.margin_mode.is_netting();
     let mut rows = vec![title(w.title)];
     let a = &history.account;
-    let currency = if a.currency.is_empty() { "USD" } else { &a.currency };
+    let currency = if a.currency.is_empty() {
+        "USD"
+    } else {
+        &a.currency
+    };
     let mode = if hedging { w.hedge } else { w.netting };
     rows.push(label_row(w.labels[0], "Synthetic Trader".into()));
     rows.push(label_row(
@@ -398,7 +685,10 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
         format!("{} ({currency}, Hedge-Demo, demo, {mode})", a.login.get()),
     ));
     rows.push(label_row(w.labels[2], "Hedge Synthetic Ltd".into()));
-    rows.push(label_row(w.labels[3], format_time(last_time(history))[..16].to_owned()));
+    rows.push(label_row(
+        w.labels[3],
+        format_time(last_time(history))[..16].to_owned(),
+    ));
     let (open, closed) = positions(history);
     if hedging {
         rows.push(title(w.sections[0]));
@@ -427,12 +717,19 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
     }
     let (done, working): (Vec<_>, Vec<_>) = history.orders.iter().partition(|o| !o.is_pending());
     rows.push(title(w.sections[1]));
-    let mut h = header(&[c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[0], c[17], "", c[16]]);
+    let mut h = header(&[
+        c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[0], c[17], "", c[16],
+    ]);
     h.merges = vec![(9, 10), (11, 14)];
     rows.push(h);
     for o in &done {
         let filled = o.volume_initial.0 - o.volume_current.0;
-        rows.push(order_row(o, filled, Some(format_time(o.time_done_msc)), state_word(o.state)));
+        rows.push(order_row(
+            o,
+            filled,
+            Some(format_time(o.time_done_msc)),
+            state_word(o.state),
+        ));
     }
     rows.push(title(w.sections[2]));
     let mut h = header(&[
@@ -453,7 +750,10 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
     let last_row = rows.len();
     rows.push(GridRow {
         cells: vec![
-            (8, Value::Sum(format!("{:.6}", commission), first_row, last_row)),
+            (
+                8,
+                Value::Sum(format!("{:.6}", commission), first_row, last_row),
+            ),
             (9, Value::Sum("0.000000".into(), first_row, last_row)),
             (10, Value::Sum(format!("{:.6}", swap), first_row, last_row)),
             (11, money(profit)),
@@ -486,7 +786,9 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
     }
     if !working.is_empty() {
         rows.push(title(w.sections[4]));
-        rows.push(header(&[c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[17], "", c[16]]));
+        rows.push(header(&[
+            c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[17], "", c[16],
+        ]));
         for o in &working {
             rows.push(order_row(o, Decimal::ZERO, None, state_word(o.state)));
         }
@@ -768,7 +1070,11 @@ pub fn write_html(history: &History, opts: &WriteOptions) -> Vec<u8> {
         escape(w.title)
     ));
     for row in &rows {
-        html.push_str(if row.title { "<tr align=\"center\">\r\n" } else { "<tr bgcolor=\"#FFFFFF\" align=\"right\">\r\n" });
+        html.push_str(if row.title {
+            "<tr align=\"center\">\r\n"
+        } else {
+            "<tr bgcolor=\"#FFFFFF\" align=\"right\">\r\n"
+        });
         let mut col = 0;
         let mut cells = row.cells.iter().peekable();
         let mut first = true;
@@ -793,7 +1099,11 @@ pub fn write_html(history: &History, opts: &WriteOptions) -> Vec<u8> {
                 None => String::new(),
             };
             let tag = if row.title { "th" } else { "td" };
-            let body = if row.title { format!("<div style=\"font: 10pt Tahoma\"><b>{body}</b></div>") } else { body };
+            let body = if row.title {
+                format!("<div style=\"font: 10pt Tahoma\"><b>{body}</b></div>")
+            } else {
+                body
+            };
             if span > 1 {
                 html.push_str(&format!("<{tag} colspan=\"{span}\">{body}</{tag}>"));
             } else {
@@ -817,9 +1127,16 @@ pub fn write_html(history: &History, opts: &WriteOptions) -> Vec<u8> {
 /// `12345.67` as `12&nbsp;345.67`, the way the terminal groups digits in HTML.
 fn nbsp_thousands(n: &str) -> String {
     let (sign, rest) = n.strip_prefix('-').map(|r| ("-", r)).unwrap_or(("", n));
-    let (int, frac) = rest.split_once('.').map(|(a, b)| (a, Some(b))).unwrap_or((rest, None));
+    let (int, frac) = rest
+        .split_once('.')
+        .map(|(a, b)| (a, Some(b)))
+        .unwrap_or((rest, None));
     // Tickets and volumes are not grouped, only amounts and prices.
-    if frac.is_none() || int.len() <= 3 || int.len() > 12 || !int.bytes().all(|b| b.is_ascii_digit()) {
+    if frac.is_none()
+        || int.len() <= 3
+        || int.len() > 12
+        || !int.bytes().all(|b| b.is_ascii_digit())
+    {
         return n.to_owned();
     }
     let mut out = String::from(sign);

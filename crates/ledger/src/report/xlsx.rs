@@ -307,7 +307,9 @@ fn parse_sheet(
             Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"col" => {
                 if attr(&e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") {
                     let min = attr(&e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-                    let max = attr(&e, b"max")?.and_then(|v| v.parse().ok()).unwrap_or(min);
+                    let max = attr(&e, b"max")?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(min);
                     hidden.push((min.max(1) - 1, max.max(1) - 1));
                 }
             }
@@ -438,7 +440,10 @@ mod tests {
         assert_eq!(cell_ref("AB12"), (Some(27), Some(12)));
         assert_eq!(cell_ref("7"), (None, Some(7)));
         assert_eq!(resolve("worksheets/sheet1.xml"), "xl/worksheets/sheet1.xml");
-        assert_eq!(resolve("/xl/worksheets/Sheet2.xml"), "xl/worksheets/sheet2.xml");
+        assert_eq!(
+            resolve("/xl/worksheets/Sheet2.xml"),
+            "xl/worksheets/sheet2.xml"
+        );
         assert_eq!(resolve("../xl/a.xml"), "xl/a.xml");
         assert!(is_date_format("yyyy.mm.dd hh:mm:ss"));
         assert!(!is_date_format("# ##0.00;-# ##0.00;0.00;"));
