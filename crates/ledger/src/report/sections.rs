@@ -266,7 +266,10 @@ fn map_columns(header: &Row, layout: &[Role]) -> HashMap<Role, usize> {
 }
 
 /// The roles a table cannot be read without, and how to recognize their cells.
-fn checks(kind: Kind) -> Vec<(Role, fn(&str) -> bool)> {
+/// A role and the test its cells must pass.
+type Check = (Role, fn(&str) -> bool);
+
+fn checks(kind: Kind) -> Vec<Check> {
     let time: fn(&str) -> bool = |t| parse_time(t).is_some();
     let ticket: fn(&str) -> bool = is_ticket;
     let number: fn(&str) -> bool = |t| !t.trim().is_empty() && parse_number(t).is_some();

@@ -304,14 +304,15 @@ fn parse_sheet(
     let mut next_col = 0usize;
     loop {
         match r.read_event().map_err(xlsx_err)? {
-            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"col" => {
-                if attr(&e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") {
-                    let min = attr(&e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-                    let max = attr(&e, b"max")?
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(min);
-                    hidden.push((min.max(1) - 1, max.max(1) - 1));
-                }
+            Event::Start(e) | Event::Empty(e)
+                if e.local_name().as_ref() == b"col"
+                    && attr(&e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") =>
+            {
+                let min = attr(&e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+                let max = attr(&e, b"max")?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(min);
+                hidden.push((min.max(1) - 1, max.max(1) - 1));
             }
             Event::Start(e) if e.local_name().as_ref() == b"row" => {
                 let n = attr(&e, b"r")?.and_then(|v| v.parse::<usize>().ok());
@@ -414,10 +415,8 @@ fn drop_hidden_columns(sheet: &mut Sheet, hidden: &[(usize, usize)]) {
             .map(|&(a, b)| {
                 if col > b {
                     b - a + 1
-                } else if col >= a {
-                    col - a
                 } else {
-                    0
+                    col.saturating_sub(a)
                 }
             })
             .sum::<usize>()
