@@ -329,7 +329,8 @@ fn check_columns(
         let taken: Vec<usize> = checks(kind)
             .iter()
             .filter(|(r, _)| *r != role)
-            .filter_map(|(r, _)| cols.get(r).copied())
+            // Only a column that holds its own role's cells is spoken for.
+            .filter_map(|(r, g)| cols.get(r).copied().filter(|c| fits(*c, *g)))
             .collect();
         let near = current.unwrap_or(0);
         let found = (0..width)
