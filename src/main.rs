@@ -34,8 +34,29 @@ enum Command {
     Soak(hedge_soak::cli::SoakArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors print as one line with their causes (`{:#}`), never with a backtrace: a backtrace is
+/// for bugs, which panic.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let ledger = matches!(cli.command, Command::Ledger(_));
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if let Some(hint) = hedge_ledger::cli::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
+            let code = if ledger {
+                hedge_ledger::cli::exit_code(&e)
+            } else {
+                1
+            };
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Center(args) => {
             init_tracing();

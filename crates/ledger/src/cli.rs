@@ -381,20 +381,50 @@ fn replay(a: ReplayArgs) -> Result<()> {
                     format!("{} MISMATCHES", mismatches.len())
                 }
             )?;
+            if !mismatches.is_empty() {
+                writeln!(out, "differences (report / replay):")?;
+            }
             for m in &mismatches {
-                writeln!(
-                    out,
-                    "  {}: report {} ledger {}",
-                    m.what, m.expected, m.actual
-                )?;
+                writeln!(out, "  {}: {} / {}", m.what, m.expected, m.actual)?;
             }
         }
     }
     out.flush()?;
     if !mismatches.is_empty() {
-        bail!("the replay does not match the report's own summary");
+        return Err(ReportDiffers(mismatches.len()).into());
     }
     Ok(())
+}
+
+/// Exit code of `hedge ledger replay` when the replay and the report's own summary differ.
+pub const EXIT_REPORT_DIFFERS: u8 = 3;
+
+/// The replay was printed, with its differences from the report's own summary.
+#[derive(Debug, thiserror::Error)]
+#[error("the replay differs from the report's own summary in {0} place(s) (listed above)")]
+pub struct ReportDiffers(pub usize);
+
+/// The process exit code for an error of a `hedge ledger` command: 3 when a replay differs from
+/// its report, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ReportDiffers>().is_some() {
+        EXIT_REPORT_DIFFERS
+    } else {
+        1
+    }
+}
+
+/// What the user can do about an error, when there is something.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|e| match e.downcast_ref::<report::ReportError>()? {
+        report::ReportError::Xlsx(_) | report::ReportError::Format(_) => Some(
+            "export the report again from the terminal (History tab, right click, Report, Open XML or HTML)",
+        ),
+        report::ReportError::NoDeals => {
+            Some("the file must be an MT5 \"Trade History Report\" with its Deals table")
+        }
+        _ => None,
+    })
 }
 
 fn print_tables(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result<()> {

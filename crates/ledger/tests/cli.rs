@@ -104,12 +104,72 @@ fn generate_replay_csv_exclude_and_reconcile() {
     assert!(format!("{err:#}").contains("line 1"));
 }
 
+/// `<repo>/../shared` when it exists; CI (CI=true) must have it.
+fn shared_dir() -> Option<std::path::PathBuf> {
+    let shared = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    if shared.is_dir() {
+        return Some(shared);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {} is missing",
+        shared.display()
+    );
+    None
+}
+
 #[test]
-fn replays_the_real_report_sample() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/samples/mt5-reports/ReportHistory-hedging-small.xlsx");
-    assert!(path.exists(), "sample missing: {}", path.display());
-    ledger(&["replay", path.to_str().unwrap(), "--json"]).unwrap();
+fn replays_the_real_report_samples() {
+    let Some(shared) = shared_dir() else {
+        return;
+    };
+    for name in [
+        "ReportHistory-hedging-small.xlsx",
+        "ReportHistory-hedging-native.xlsx",
+    ] {
+        let path = shared.join("samples/mt5-reports").join(name);
+        assert!(path.exists(), "sample missing: {}", path.display());
+        ledger(&["replay", path.to_str().unwrap(), "--json"]).unwrap();
+    }
+}
+
+#[test]
+fn a_report_that_differs_from_its_replay_exits_with_code_3() {
+    use hedge_ledger::report::writer::{write_html, WriteOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = hedge_ledger::generator::generate(hedge_ledger::generator::GenConfig {
+        deals: 60,
+        seed: 9,
+        symbols: 2,
+    });
+    h.account.login = hedge_domain::Login(7);
+    let good = dir.path().join("good.html");
+    std::fs::write(&good, write_html(&h, &WriteOptions::default())).unwrap();
+    ledger(&["replay", good.to_str().unwrap()]).unwrap();
+    // Drop the last trade deal: the report's own open positions no longer follow from its deals.
+    let last = h
+        .deals
+        .iter()
+        .rposition(|d| d.deal_type.side().is_some())
+        .unwrap();
+    let bytes = write_html(&h, &WriteOptions::default());
+    let text = String::from_utf16_lossy(
+        &bytes[2..]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>(),
+    );
+    let ticket = h.deals[last].ticket.get().to_string();
+    let start = text.find(&format!("<td>{ticket}</td>")).unwrap();
+    let row_start = text[..start].rfind("<tr").unwrap();
+    let row_end = start + text[start..].find("</tr>").unwrap() + 5;
+    let cut = format!("{}{}", &text[..row_start], &text[row_end..]);
+    let bad = dir.path().join("bad.html");
+    std::fs::write(&bad, cut.as_bytes()).unwrap();
+    let err = ledger(&["replay", bad.to_str().unwrap()]).unwrap_err();
+    assert_eq!(hedge_ledger::cli::exit_code(&err), 3, "{err:#}");
+    let err = ledger(&["replay", dir.path().join("missing.xlsx").to_str().unwrap()]).unwrap_err();
+    assert_eq!(hedge_ledger::cli::exit_code(&err), 1);
 }
 
 #[test]

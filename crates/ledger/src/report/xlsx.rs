@@ -1,0 +1,480 @@
+//! The first worksheet of an `.xlsx` package, read straight from its XML parts.
+//!
+//! MT5 writes every part of the package as UTF-16LE with a BOM, which general spreadsheet readers
+//! refuse; a spreadsheet program that re-saves the file writes UTF-8 with inline strings instead.
+//! Each part is decoded by its own BOM / zero-byte pattern while it is inflated, so neither form
+//! needs a second copy of the package in memory.
+
+use super::text::{format_serial, TextEncoding};
+use super::{ReportError, Row, Sheet};
+use quick_xml::events::{BytesStart, Event};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+
+type Archive<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
+
+fn xlsx_err(what: impl std::fmt::Display) -> ReportError {
+    ReportError::Xlsx(what.to_string())
+}
+
+/// Reads the first worksheet of an `.xlsx` file as rows of (column index, text) cells.
+pub fn read_xlsx(bytes: &[u8]) -> Result<Sheet, ReportError> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| xlsx_err(format!("not a zip package ({e})")))?;
+    let names: HashMap<String, String> = zip
+        .file_names()
+        .map(|n| (n.trim_start_matches('/').to_ascii_lowercase(), n.to_owned()))
+        .collect();
+    let rels = match read_part(&mut zip, &names, "xl/_rels/workbook.xml.rels")? {
+        Some(x) => relationships(&x)?,
+        None => HashMap::new(),
+    };
+    let sheet_path = match read_part(&mut zip, &names, "xl/workbook.xml")? {
+        Some(x) => first_sheet_target(&x)?.and_then(|id| rels.get(&id).cloned()),
+        None => None,
+    }
+    .map(|t| resolve(&t))
+    .or_else(|| {
+        let mut sheets: Vec<&String> = names
+            .keys()
+            .filter(|n| n.starts_with("xl/worksheets/") && n.ends_with(".xml"))
+            .collect();
+        sheets.sort();
+        sheets.first().map(|s| s.to_string())
+    })
+    .ok_or_else(|| xlsx_err("the package has no worksheet"))?;
+    let by_type = |suffix: &str, default: &str| {
+        rels.iter()
+            .find(|(k, _)| k.starts_with("type:") && k.ends_with(suffix))
+            .map(|(_, t)| resolve(t))
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let strings = match read_part(
+        &mut zip,
+        &names,
+        &by_type("/sharedStrings", "xl/sharedStrings.xml"),
+    )? {
+        Some(x) => shared_strings(&x)?,
+        None => Vec::new(),
+    };
+    let dates = match read_part(&mut zip, &names, &by_type("/styles", "xl/styles.xml"))? {
+        Some(x) => date_styles(&x)?,
+        None => HashSet::new(),
+    };
+    let xml = read_part(&mut zip, &names, &sheet_path)?
+        .ok_or_else(|| xlsx_err(format!("the worksheet {sheet_path} is missing")))?;
+    parse_sheet(&xml, &strings, &dates)
+}
+
+/// A part's target relative to `xl/`, or absolute from the package root.
+fn resolve(target: &str) -> String {
+    let t = target.replace('\\', "/");
+    let path = match t.strip_prefix('/') {
+        Some(abs) => abs.to_owned(),
+        None => format!("xl/{t}"),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            ".." => {
+                out.pop();
+            }
+            "." | "" => {}
+            s => out.push(s),
+        }
+    }
+    out.join("/").to_ascii_lowercase()
+}
+
+/// Inflates one part and decodes it to text as it streams, whatever its encoding.
+fn read_part(
+    zip: &mut Archive<'_>,
+    names: &HashMap<String, String>,
+    path: &str,
+) -> Result<Option<String>, ReportError> {
+    let Some(name) = names.get(&path.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    let mut file = zip
+        .by_name(name)
+        .map_err(|e| xlsx_err(format!("{path}: {e}")))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut filled = 0;
+    // Enough bytes to see a BOM or the zero bytes of UTF-16.
+    while filled < 4 {
+        let n = file.read(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let (enc, bom) = TextEncoding::sniff(&buf[..filled]);
+    let mut decoder = enc.encoding().new_decoder_without_bom_handling();
+    let size = usize::try_from(file.size()).unwrap_or(0);
+    let mut out = String::with_capacity(match enc {
+        TextEncoding::Utf8 => size,
+        _ => size / 2 + 16,
+    });
+    let mut start = bom.min(filled);
+    while filled > 0 {
+        let chunk = &buf[start..filled];
+        out.reserve(
+            decoder
+                .max_utf8_buffer_length(chunk.len())
+                .unwrap_or(chunk.len() * 3),
+        );
+        let _ = decoder.decode_to_string(chunk, &mut out, false);
+        start = 0;
+        filled = file.read(&mut buf)?;
+    }
+    // The end of the input: a dangling half code unit becomes U+FFFD instead of vanishing silently.
+    out.reserve(8);
+    let _ = decoder.decode_to_string(&[], &mut out, true);
+    Ok(Some(out))
+}
+
+fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, ReportError> {
+    for a in e.attributes().with_checks(false) {
+        let a = a.map_err(xlsx_err)?;
+        if a.key.as_ref() == name || a.key.local_name().as_ref() == name {
+            return Ok(Some(a.unescape_value().map_err(xlsx_err)?.into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// `Id → Target`, plus `type:<Type> → Target` to find parts by relationship type.
+fn relationships(xml: &str) -> Result<HashMap<String, String>, ReportError> {
+    let mut map = HashMap::new();
+    let mut r = quick_xml::Reader::from_str(xml);
+    loop {
+        match r.read_event().map_err(xlsx_err)? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"Relationship" => {
+                if let (Some(id), Some(target)) = (attr(&e, b"Id")?, attr(&e, b"Target")?) {
+                    if let Some(ty) = attr(&e, b"Type")? {
+                        map.insert(format!("type:{ty}"), target.clone());
+                    }
+                    map.insert(id, target);
+                }
+            }
+            Event::Eof => return Ok(map),
+            _ => {}
+        }
+    }
+}
+
+fn first_sheet_target(xml: &str) -> Result<Option<String>, ReportError> {
+    let mut r = quick_xml::Reader::from_str(xml);
+    loop {
+        match r.read_event().map_err(xlsx_err)? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"sheet" => {
+                return attr(&e, b"id");
+            }
+            Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// The shared string table; rich-text runs are joined, phonetic runs skipped.
+fn shared_strings(xml: &str) -> Result<Vec<String>, ReportError> {
+    let mut out = Vec::new();
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut current: Option<String> = None;
+    let mut in_t = false;
+    let mut in_phonetic = false;
+    loop {
+        match r.read_event().map_err(xlsx_err)? {
+            Event::Start(e) => match e.local_name().as_ref() {
+                b"si" => current = Some(String::new()),
+                b"t" => in_t = true,
+                b"rPh" => in_phonetic = true,
+                _ => {}
+            },
+            Event::Empty(e) if e.local_name().as_ref() == b"si" => out.push(String::new()),
+            Event::Text(t) if in_t && !in_phonetic => {
+                if let Some(s) = current.as_mut() {
+                    s.push_str(&t.unescape().map_err(xlsx_err)?);
+                }
+            }
+            Event::CData(t) if in_t && !in_phonetic => {
+                if let Some(s) = current.as_mut() {
+                    s.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::End(e) => match e.local_name().as_ref() {
+                b"si" => out.push(current.take().unwrap_or_default()),
+                b"t" => in_t = false,
+                b"rPh" => in_phonetic = false,
+                _ => {}
+            },
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// Indexes of cell formats that show a date, so a re-saved report whose times became real dates
+/// still reads as MT5's time text.
+fn date_styles(xml: &str) -> Result<HashSet<usize>, ReportError> {
+    let mut custom: HashMap<u32, bool> = HashMap::new();
+    let mut dates = HashSet::new();
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut in_xfs = false;
+    let mut index = 0usize;
+    loop {
+        match r.read_event().map_err(xlsx_err)? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"numFmt" => {
+                let id = attr(&e, b"numFmtId")?.and_then(|v| v.parse().ok());
+                let code = attr(&e, b"formatCode")?.unwrap_or_default();
+                if let Some(id) = id {
+                    custom.insert(id, is_date_format(&code));
+                }
+            }
+            Event::Start(e) if e.local_name().as_ref() == b"cellXfs" => in_xfs = true,
+            Event::End(e) if e.local_name().as_ref() == b"cellXfs" => in_xfs = false,
+            Event::Start(e) | Event::Empty(e) if in_xfs && e.local_name().as_ref() == b"xf" => {
+                let id: u32 = attr(&e, b"numFmtId")?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let is_date = custom
+                    .get(&id)
+                    .copied()
+                    .unwrap_or((14..=22).contains(&id) || (45..=47).contains(&id));
+                if is_date {
+                    dates.insert(index);
+                }
+                index += 1;
+            }
+            Event::Eof => return Ok(dates),
+            _ => {}
+        }
+    }
+}
+
+fn is_date_format(code: &str) -> bool {
+    let mut quoted = false;
+    let mut bracket = false;
+    for c in code.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' if !quoted => bracket = true,
+            ']' if !quoted => bracket = false,
+            'y' | 'Y' | 'd' | 'D' | 'h' | 'H' | 's' | 'S' if !quoted && !bracket => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `B12` → (column 1, row 12); either part may be missing.
+fn cell_ref(r: &str) -> (Option<usize>, Option<usize>) {
+    let letters = r.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+    let col = (letters > 0).then(|| {
+        r.bytes().take(letters).fold(0usize, |acc, b| {
+            acc * 26 + (b.to_ascii_uppercase() - b'A') as usize + 1
+        }) - 1
+    });
+    let row = r[letters..].parse::<usize>().ok();
+    (col, row)
+}
+
+#[derive(Default)]
+struct CellState {
+    col: usize,
+    kind: Option<String>,
+    style: usize,
+    text: String,
+    has_value: bool,
+}
+
+/// Reads `<sheetData>`: every non-empty cell as text at its column; columns hidden in `<cols>`
+/// take no place, as in the terminal's HTML where hidden cells are skipped.
+fn parse_sheet(
+    xml: &str,
+    strings: &[String],
+    dates: &HashSet<usize>,
+) -> Result<Sheet, ReportError> {
+    let mut sheet: Sheet = Vec::new();
+    let mut hidden: Vec<(usize, usize)> = Vec::new();
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut row: Option<Row> = None;
+    let mut cell: Option<CellState> = None;
+    let mut in_value = false;
+    let mut next_col = 0usize;
+    loop {
+        match r.read_event().map_err(xlsx_err)? {
+            Event::Start(e) | Event::Empty(e)
+                if e.local_name().as_ref() == b"col"
+                    && attr(&e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") =>
+            {
+                let min = attr(&e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+                let max = attr(&e, b"max")?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(min);
+                hidden.push((min.max(1) - 1, max.max(1) - 1));
+            }
+            Event::Start(e) if e.local_name().as_ref() == b"row" => {
+                let n = attr(&e, b"r")?.and_then(|v| v.parse::<usize>().ok());
+                let index = n.map(|n| n.max(1) - 1).unwrap_or(sheet.len());
+                while sheet.len() < index {
+                    sheet.push(Vec::new());
+                }
+                row = Some(Vec::new());
+                next_col = 0;
+            }
+            Event::Empty(e) if e.local_name().as_ref() == b"row" => {
+                sheet.push(Vec::new());
+            }
+            Event::End(e) if e.local_name().as_ref() == b"row" => {
+                sheet.push(row.take().unwrap_or_default());
+            }
+            Event::Start(e) if e.local_name().as_ref() == b"c" => {
+                let col = attr(&e, b"r")?
+                    .and_then(|r| cell_ref(&r).0)
+                    .unwrap_or(next_col);
+                next_col = col + 1;
+                cell = Some(CellState {
+                    col,
+                    kind: attr(&e, b"t")?,
+                    style: attr(&e, b"s")?.and_then(|v| v.parse().ok()).unwrap_or(0),
+                    ..CellState::default()
+                });
+            }
+            Event::Empty(e) if e.local_name().as_ref() == b"c" => {
+                next_col = attr(&e, b"r")?
+                    .and_then(|r| cell_ref(&r).0)
+                    .unwrap_or(next_col)
+                    + 1;
+            }
+            Event::Start(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => {
+                in_value = cell.is_some();
+            }
+            Event::Text(t) if in_value => {
+                if let Some(c) = cell.as_mut() {
+                    c.text.push_str(&t.unescape().map_err(xlsx_err)?);
+                    c.has_value = true;
+                }
+            }
+            Event::End(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => in_value = false,
+            Event::End(e) if e.local_name().as_ref() == b"c" => {
+                if let (Some(c), Some(row)) = (cell.take(), row.as_mut()) {
+                    if let Some(text) = cell_text(c, strings, dates)? {
+                        row.push(text);
+                    }
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !hidden.is_empty() {
+        drop_hidden_columns(&mut sheet, &hidden);
+    }
+    Ok(sheet)
+}
+
+fn cell_text(
+    c: CellState,
+    strings: &[String],
+    dates: &HashSet<usize>,
+) -> Result<Option<(usize, String)>, ReportError> {
+    if !c.has_value {
+        return Ok(None);
+    }
+    let text = match c.kind.as_deref() {
+        Some("s") => {
+            let i: usize = c
+                .text
+                .trim()
+                .parse()
+                .map_err(|_| xlsx_err(format!("bad shared string index {:?}", c.text)))?;
+            strings
+                .get(i)
+                .cloned()
+                .ok_or_else(|| xlsx_err(format!("shared string {i} is missing")))?
+        }
+        Some("e") => return Ok(None),
+        Some("b") => match c.text.trim() {
+            "1" => "TRUE".to_owned(),
+            _ => "FALSE".to_owned(),
+        },
+        None | Some("n") if dates.contains(&c.style) => match c.text.trim().parse::<f64>() {
+            Ok(serial) => format_serial(serial),
+            Err(_) => c.text,
+        },
+        _ => c.text,
+    };
+    Ok((!text.trim().is_empty()).then(|| (c.col, text.trim().to_owned())))
+}
+
+fn drop_hidden_columns(sheet: &mut Sheet, hidden: &[(usize, usize)]) {
+    let shift = |col: usize| {
+        hidden
+            .iter()
+            .map(|&(a, b)| {
+                if col > b {
+                    b - a + 1
+                } else {
+                    col.saturating_sub(a)
+                }
+            })
+            .sum::<usize>()
+    };
+    for row in sheet.iter_mut() {
+        row.retain(|(c, _)| !hidden.iter().any(|&(a, b)| (a..=b).contains(c)));
+        for (c, _) in row.iter_mut() {
+            *c -= shift(*c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_paths_and_formats() {
+        assert_eq!(cell_ref("A1"), (Some(0), Some(1)));
+        assert_eq!(cell_ref("AB12"), (Some(27), Some(12)));
+        assert_eq!(cell_ref("7"), (None, Some(7)));
+        assert_eq!(resolve("worksheets/sheet1.xml"), "xl/worksheets/sheet1.xml");
+        assert_eq!(
+            resolve("/xl/worksheets/Sheet2.xml"),
+            "xl/worksheets/sheet2.xml"
+        );
+        assert_eq!(resolve("../xl/a.xml"), "xl/a.xml");
+        assert!(is_date_format("yyyy.mm.dd hh:mm:ss"));
+        assert!(!is_date_format("# ##0.00;-# ##0.00;0.00;"));
+        assert!(!is_date_format("[Red]0.00"));
+    }
+
+    #[test]
+    fn hidden_columns_take_no_place() {
+        let mut sheet: Sheet = vec![vec![(0, "a".into()), (1, "h".into()), (2, "c".into())]];
+        drop_hidden_columns(&mut sheet, &[(1, 1)]);
+        assert_eq!(sheet[0], vec![(0, "a".to_owned()), (1, "c".to_owned())]);
+    }
+
+    #[test]
+    fn sheet_cells_of_every_kind() {
+        let xml = r#"<worksheet><cols><col min="3" max="3" hidden="1"/></cols><sheetData>
+            <row r="2"><c r="A2" t="s"><v>1</v></c><c r="B2" s="1"><v>45000.5</v></c>
+            <c r="C2"><v>9</v></c><c r="D2" t="inlineStr"><is><t>x &amp; y</t></is></c>
+            <c r="E2"><f>SUM(A1)</f><v>4054.30</v></c><c r="F2" s="2"/></row></sheetData></worksheet>"#;
+        let strings = vec!["zero".to_owned(), "one".to_owned()];
+        let dates: HashSet<usize> = [1].into_iter().collect();
+        let sheet = parse_sheet(xml, &strings, &dates).unwrap();
+        assert_eq!(sheet.len(), 2);
+        assert!(sheet[0].is_empty());
+        assert_eq!(
+            sheet[1],
+            vec![
+                (0, "one".to_owned()),
+                (1, "2023.03.15 12:00:00".to_owned()),
+                (2, "x & y".to_owned()),
+                (3, "4054.30".to_owned()),
+            ]
+        );
+    }
+}
