@@ -231,6 +231,80 @@ async fn mirror_mode_follows_opens_partial_closes_and_closes_by_position() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hedge_closed_right_after_its_open_is_closed_in_the_center_every_time() {
+    // The reply of a reducing order comes before its deal's transaction: a holding recorded in
+    // between still showed the hedge, and the center kept it open. The periodic comparison is
+    // switched off so that only the recording itself is tested.
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        reconcile_interval: Duration::from_secs(3600),
+        ..Setup::default()
+    })
+    .await;
+    for round in 0..5u64 {
+        let position = 10 + round;
+        w.client(position, PositionEventKind::Open, Side::Buy, lots(30))
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.client(position, PositionEventKind::Close, Side::Buy, Volume::ZERO)
+            .await;
+        assert!(
+            wait_for(Duration::from_secs(10), || w.hedge_positions() == 0).await,
+            "round {round}: the account still holds {:?}",
+            w.sim.positions()
+        );
+        w.hedges_until(
+            &format!("round {round}: a hedge stays open in the center"),
+            |hedges| hedges.iter().all(|h| h.open_volume.is_zero()),
+        )
+        .await;
+    }
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hedge_closed_outside_the_hedger_is_closed_in_the_center_as_a_correction() {
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        reconcile_interval: Duration::from_millis(200),
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(w.hedge_net_reaches("EURUSD.h", -lots(30)).await);
+    assert!(w.records_sent().await);
+    // Closed on the account by someone else (a stop-loss, the broker, a trader's hand): the plan
+    // then hedges again, and the center must not keep the first hedge open.
+    let hedge = w.sim.positions()[0].identifier;
+    w.sim.close(hedge, None);
+    let hedges = w
+        .hedges_until("the closed hedge stays open in the center", |hedges| {
+            hedges
+                .iter()
+                .any(|h| h.position_id == hedge && h.open_volume.is_zero())
+        })
+        .await;
+    assert!(hedges.iter().any(|h| h.position_id == hedge));
+    let events = w
+        .admin
+        .events(&hedge_center::model::PageQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.contains(": correction: ")),
+        "the correction is an event that says so"
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirror_mode_never_hedges_an_open_again_on_a_plan_older_than_its_record() {
     // The records wait in the outbox: the center's plan keeps asking for the first open.
     let mut w = World::start(Setup {

@@ -289,7 +289,7 @@ pub fn hedge_records(o: &Observed) -> Verdict {
     let corrections = o
         .events
         .iter()
-        .filter(|e| e.reason.starts_with("correction"))
+        .filter(|e| e.reason.contains(": correction: "))
         .count();
     verdict(
         "hedge_records_follow_the_accounts",

@@ -59,6 +59,7 @@ struct Setup {
     breaker_threshold: u32,
     deliver: bool,
     status_interval: Duration,
+    reconcile_interval: Duration,
 }
 
 impl Default for Setup {
@@ -72,6 +73,7 @@ impl Default for Setup {
             breaker_threshold: 3,
             deliver: true,
             status_interval: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(2),
         }
     }
 }
@@ -239,6 +241,7 @@ impl World {
         opts.symbol_map = SymbolMap::from_affix(".h");
         opts.breaker_threshold = setup.breaker_threshold;
         opts.status_interval = setup.status_interval;
+        opts.reconcile_interval = setup.reconcile_interval;
         opts.orders.exec_mode = setup.exec_mode;
         opts.orders.retry.max_attempts = 3;
         opts.orders.retry.base_delay = Duration::from_millis(1);
