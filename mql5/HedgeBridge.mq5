@@ -41,7 +41,7 @@ input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 de
 #define READY_RETRY_MS    1000      // how often to look again while the terminal is not ready
 #define LINE_BUDGET       (MAX_LINE - 4096) // bytes of records per line, the rest for the envelope
 #define MAX_COMMENT       31        // characters of an order comment the trade server keeps
-#define LOCK_NAME         "HedgeBridge.instance"
+#define LOCK_PREFIX       "HedgeBridge.port."  // + the agent port: one instance per agent link
 #define LOCK_LEASE_SEC    60        // a holder that did not renew for this long has died
 
 //--- retcodes used for commands that are not trade requests
@@ -86,7 +86,8 @@ bool   g_snapshot_due = false;      // the trade server link came back: send a f
 string g_wait_reason = "";          // why the last connect attempt waited, logged once per reason
 
 //--- one instance per terminal (and so per account): see LockTake()
-double g_lock_value = 0;            // our value of the LOCK_NAME global variable; 0: not held
+string g_lock_name = "";            // LOCK_PREFIX + InpAgentPort
+double g_lock_value = 0;            // our value of that global variable; 0: not held
 int    g_instance_tag = 0;          // 1-999, tells instances apart within one second
 string g_instance = "";             // hello.instance: the same across this instance's reconnections
 
@@ -624,6 +625,25 @@ void WatchServerLink()
      }
   }
 
+// Writes the first Market Watch symbol to MQL5/Files/HedgeBridge-<login>.symbol: the launcher opens
+// the bridge's chart on it next time, a name this broker has (EURUSD does not exist where symbols
+// carry a suffix). Only a convenience: a failure is logged and changes nothing else.
+void RememberChartSymbol()
+  {
+   string sym = SymbolName(0, true);
+   if(sym == "")
+      return;
+   string name = "HedgeBridge-" + IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN)) + ".symbol";
+   int h = FileOpen(name, FILE_WRITE | FILE_TXT | FILE_ANSI, '\t', CP_UTF8);
+   if(h == INVALID_HANDLE)
+     {
+      LogDebug("cannot write " + name + ", error " + IntegerToString(GetLastError()));
+      return;
+     }
+   FileWriteString(h, sym + "\r\n");
+   FileClose(h);
+  }
+
 // Opens the connection and sends the handshake: hello, symbols, snapshot.
 bool Connect()
   {
@@ -670,6 +690,7 @@ bool Connect()
    SendHello();
    SendSymbols();
    SendSnapshot("");
+   RememberChartSymbol();
    // The backoff is reset only once the link has proved stable (OnTimer): an agent that accepts and
    // then refuses (another login, a second instance) must not be retried every half second.
    return g_connected;
@@ -1945,8 +1966,10 @@ void Poll()
 //| A terminal runs one account, and a profile-restored chart plus   |
 //| the start-up chart can run the EA twice: each copy would keep    |
 //| its own ring of executed cmd_ids (a resent command could trade   |
-//| twice) and replace the other's connection. The copies share one  |
-//| temporary terminal global variable, changed only with            |
+//| twice) and replace the other's connection. Copies for the same   |
+//| agent port share one temporary terminal global variable (copies  |
+//| for other agents, e.g. a tumbler's, are separate links and may   |
+//| run), changed only with                                          |
 //| GlobalVariableSetOnCondition (atomic between EAs of a terminal). |
 //| Its value is <lease second> * 1000 + <instance tag>: who holds   |
 //| it and when the holder last renewed. A holder that stopped       |
@@ -1960,31 +1983,32 @@ long   LockSecond(double value) { return (long)MathFloor(value / 1000.0); }
 // Takes the lock; false (with who holds it in `why`) when a live instance has it.
 bool LockTake(string &why)
   {
-   if(!GlobalVariableCheck(LOCK_NAME) && !GlobalVariableTemp(LOCK_NAME) && !GlobalVariableCheck(LOCK_NAME))
+   if(!GlobalVariableCheck(g_lock_name) && !GlobalVariableTemp(g_lock_name) && !GlobalVariableCheck(g_lock_name))
      {
-      why = "cannot create the terminal global variable " + LOCK_NAME + ", error " + IntegerToString(GetLastError());
+      why = "cannot create the terminal global variable " + g_lock_name + ", error " + IntegerToString(GetLastError());
       return false;
      }
    for(int attempt = 0; attempt < 3; attempt++)
      {
       long now = (long)TimeLocal();
-      double held = GlobalVariableGet(LOCK_NAME);
+      double held = GlobalVariableGet(g_lock_name);
       if(held != 0 && now - LockSecond(held) < LOCK_LEASE_SEC)
         {
-         why = "another HedgeBridge is already running in this terminal (instance " +
+         why = "another HedgeBridge for agent port " + IntegerToString(InpAgentPort) +
+               " is already running in this terminal (instance " +
                IntegerToString((long)MathMod(held, 1000.0)) + ", renewed " +
                IntegerToString(now - LockSecond(held)) + " s ago)";
          return false;
         }
       // Free (0) or a stale lease: swap in ours only if nobody changed it since we read it.
       double mine = LockValue((datetime)now);
-      if(GlobalVariableSetOnCondition(LOCK_NAME, mine, held))
+      if(GlobalVariableSetOnCondition(g_lock_name, mine, held))
         {
          g_lock_value = mine;
          return true;
         }
      }
-   why = "another HedgeBridge took the terminal global variable " + LOCK_NAME + " at the same time";
+   why = "another HedgeBridge took the terminal global variable " + g_lock_name + " at the same time";
    return false;
   }
 
@@ -1998,7 +2022,7 @@ bool LockRenew()
    if(now == LockSecond(g_lock_value))
       return true;
    double next = LockValue((datetime)now);
-   if(!GlobalVariableSetOnCondition(LOCK_NAME, next, g_lock_value))
+   if(!GlobalVariableSetOnCondition(g_lock_name, next, g_lock_value))
       return false;
    g_lock_value = next;
    return true;
@@ -2007,7 +2031,7 @@ bool LockRenew()
 void LockRelease()
   {
    if(g_lock_value != 0)
-      GlobalVariableSetOnCondition(LOCK_NAME, 0, g_lock_value);
+      GlobalVariableSetOnCondition(g_lock_name, 0, g_lock_value);
    g_lock_value = 0;
   }
 
@@ -2026,6 +2050,7 @@ int OnInit()
       LogError("InpPollMs, InpHeartbeatSec and InpSnapshotSec must be positive");
       return INIT_PARAMETERS_INCORRECT;
      }
+   g_lock_name = LOCK_PREFIX + IntegerToString(InpAgentPort);
    g_instance_tag = (int)(((ulong)ChartID() ^ GetMicrosecondCount()) % 999) + 1;
    g_instance = IntegerToString(ChartID()) + "-" + IntegerToString(g_instance_tag);
    string held_by = "";
