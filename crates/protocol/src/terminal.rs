@@ -2,7 +2,8 @@
 //!
 //! A [`TerminalListener`] binds the agent's port; [`TerminalListener::start`] turns it into a
 //! [`Terminal`], a cheap-to-clone handle backed by background tasks that accept the terminal's
-//! connection (and every reconnection), run the handshake (`hello`, `symbols`, `snapshot`), keep the
+//! connection (and every reconnection of the same instance; a terminal not logged in yet, or a
+//! second instance for the login, is refused), run the handshake (`hello`, `symbols`, `snapshot`), keep the
 //! account, symbols, positions and working orders current from snapshots and `tx` messages, match
 //! replies to commands by `cmd_id`, and publish everything as [`TerminalEvent`]s.
 //!
