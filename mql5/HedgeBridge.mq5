@@ -24,11 +24,11 @@ input int    InpSnapshotSec  = 60;          // Periodic snapshot period, seconds
 input int    InpPollMs       = 1;           // Command poll period, milliseconds
 input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 debug
 
-#define EA_VERSION        "1.0.0"
+#define EA_VERSION        "1.1.0"
 #define PROTOCOL_VERSION  1
 #define MAX_LINE          1048576   // longest accepted line, bytes (the protocol's limit)
 #define RING_SIZE         1024      // trading commands remembered for at-most-once execution
-#define ASYNC_RING_SIZE   256       // OrderSendAsync request ids remembered for tx REQUEST
+#define ASYNC_RING_SIZE   256       // request ids remembered for tx REQUEST
 #define DEFAULT_PAGE_SIZE 500
 #define MAX_PAGE_SIZE     2000
 #define CONNECT_TIMEOUT   500       // ms; SocketConnect blocks at most this long
@@ -36,11 +36,22 @@ input int    InpLogLevel     = 1;           // Log level: 0 errors, 1 info, 2 de
 #define MAX_LINES_PER_TICK 64       // lines handled per timer tick, so the terminal stays responsive
 #define BACKOFF_MIN_MS    500
 #define BACKOFF_MAX_MS    10000
+#define STABLE_MS         10000     // a link up this long resets the backoff
+#define SETTLE_MS         1000      // the trade server link must be up this long before a snapshot
+#define READY_RETRY_MS    1000      // how often to look again while the terminal is not ready
+#define LINE_BUDGET       (MAX_LINE - 4096) // bytes of records per line, the rest for the envelope
+#define MAX_COMMENT       31        // characters of an order comment the trade server keeps
+#define LOCK_PREFIX       "HedgeBridge.port."  // + the agent port: one instance per agent link
+#define LOCK_LEASE_SEC    60        // a holder that did not renew for this long has died
 
 //--- retcodes used for commands that are not trade requests
+#define RC_PLACED  10008
 #define RC_DONE    10009
+#define RC_DONE_PARTIAL 10010
 #define RC_ERROR   10011
 #define RC_INVALID 10013
+#define RC_SERVER_DISABLES_AT 10026
+#define RC_INVALID_FILL 10030
 #define MAX_CMD_ID 128            // bytes
 #define MAX_DATETIME 32535215999  // 3000.12.31 23:59:59, the largest datetime
 
@@ -67,13 +78,25 @@ uint   g_next_attempt = 0;          // GetTickCount() of the next connect attemp
 uint   g_backoff     = BACKOFF_MIN_MS;
 uint   g_last_sent   = 0;
 uint   g_last_snapshot = 0;
+uint   g_connected_at = 0;          // GetTickCount() of the handshake
+long   g_hello_login = 0;           // the login the current connection said hello with
+bool   g_server_link = false;       // TERMINAL_CONNECTED as last seen
+uint   g_server_since = 0;          // GetTickCount() of its last change
+bool   g_snapshot_due = false;      // the trade server link came back: send a fresh snapshot
+string g_wait_reason = "";          // why the last connect attempt waited, logged once per reason
+
+//--- one instance per terminal (and so per account): see LockTake()
+string g_lock_name = "";            // LOCK_PREFIX + InpAgentPort
+double g_lock_value = 0;            // our value of that global variable; 0: not held
+int    g_instance_tag = 0;          // 1-999, tells instances apart within one second
+string g_instance = "";             // hello.instance: the same across this instance's reconnections
 
 //--- at-most-once ring: cmd_id -> the body of its first reply
 string g_ring_ids[RING_SIZE];
 string g_ring_replies[RING_SIZE];   // "" while the command is executing
 int    g_ring_next = 0;
 
-//--- OrderSendAsync request_id -> cmd_id, so the REQUEST transaction names its command
+//--- request_id -> cmd_id (OrderSend and OrderSendAsync), so the REQUEST transaction names its command
 uint   g_async_ids[ASYNC_RING_SIZE];
 string g_async_cmds[ASYNC_RING_SIZE];
 int    g_async_next = 0;
@@ -560,9 +583,80 @@ void ScheduleReconnect()
    g_backoff = (g_backoff * 2 > BACKOFF_MAX_MS) ? BACKOFF_MAX_MS : g_backoff * 2;
   }
 
+// Whether the terminal can give a truthful handshake. At terminal start the EA runs before the
+// account is logged in (ACCOUNT_LOGIN 0: the agent would refuse the hello) and before positions are
+// synchronised with the trade server (the agent replaces its whole view with the snapshot), so the
+// connection waits for TERMINAL_CONNECTED and a login, and for the server link to have settled.
+bool TerminalReady(string &why)
+  {
+   if(TerminalInfoInteger(TERMINAL_CONNECTED) == 0)
+     {
+      why = "the terminal is not connected to the trade server";
+      return false;
+     }
+   if(AccountInfoInteger(ACCOUNT_LOGIN) == 0)
+     {
+      why = "no account is logged in yet";
+      return false;
+     }
+   if((int)(GetTickCount() - g_server_since) < SETTLE_MS)
+     {
+      why = "the trade server connection has just come up";
+      return false;
+     }
+   return true;
+  }
+
+// Follows TERMINAL_CONNECTED. When the trade server link comes back while the agent is connected,
+// positions may have changed meanwhile: a fresh snapshot is sent once the link has settled.
+void WatchServerLink()
+  {
+   bool up = TerminalInfoInteger(TERMINAL_CONNECTED) != 0;
+   if(up == g_server_link)
+      return;
+   g_server_link = up;
+   g_server_since = GetTickCount();
+   if(g_connected)
+     {
+      LogInfo(up ? "trade server connection restored; a fresh snapshot follows"
+                 : "trade server connection lost");
+      if(up)
+         g_snapshot_due = true;
+     }
+  }
+
+// Writes the first Market Watch symbol to MQL5/Files/HedgeBridge-<login>.symbol: the launcher opens
+// the bridge's chart on it next time, a name this broker has (EURUSD does not exist where symbols
+// carry a suffix). Only a convenience: a failure is logged and changes nothing else.
+void RememberChartSymbol()
+  {
+   string sym = SymbolName(0, true);
+   if(sym == "")
+      return;
+   string name = "HedgeBridge-" + IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN)) + ".symbol";
+   int h = FileOpen(name, FILE_WRITE | FILE_TXT | FILE_ANSI, '\t', CP_UTF8);
+   if(h == INVALID_HANDLE)
+     {
+      LogDebug("cannot write " + name + ", error " + IntegerToString(GetLastError()));
+      return;
+     }
+   FileWriteString(h, sym + "\r\n");
+   FileClose(h);
+  }
+
 // Opens the connection and sends the handshake: hello, symbols, snapshot.
 bool Connect()
   {
+   string why = "";
+   if(!TerminalReady(why))
+     {
+      if(why != g_wait_reason)
+         LogInfo("waiting before connecting to the agent: " + why);
+      g_wait_reason = why;
+      g_next_attempt = GetTickCount() + READY_RETRY_MS;
+      return false;
+     }
+   g_wait_reason = "";
    g_socket = SocketCreate();
    if(g_socket == INVALID_HANDLE)
      {
@@ -576,7 +670,7 @@ bool Connect()
       // 4014: the address is not in Tools > Options > Expert Advisors > allowed URLs.
       LogError("SocketConnect to " + InpAgentHost + ":" + IntegerToString(InpAgentPort) +
                " failed, error " + IntegerToString(err) +
-               (err == 4014 ? " (add the address to Tools > Options > Expert Advisors > Allow WebRequest for listed URL)" : ""));
+               (err == 4014 ? " (the address is not allowed: Tools > Options > Expert Advisors, tick \"Allow WebRequest for listed URL\" and add " + InpAgentHost + ")" : ""));
       SocketClose(g_socket);
       g_socket = INVALID_HANDLE;
       ScheduleReconnect();
@@ -589,12 +683,16 @@ bool Connect()
    g_seq = 0;
    g_rx_len = 0;
    g_skipping = false;
+   g_snapshot_due = false;
+   g_connected_at = GetTickCount();
+   g_hello_login = AccountInfoInteger(ACCOUNT_LOGIN);
    LogInfo("connected to " + InpAgentHost + ":" + IntegerToString(InpAgentPort));
    SendHello();
    SendSymbols();
    SendSnapshot("");
-   if(g_connected)
-      g_backoff = BACKOFF_MIN_MS;
+   RememberChartSymbol();
+   // The backoff is reset only once the link has proved stable (OnTimer): an agent that accepts and
+   // then refuses (another login, a second instance) must not be retried every half second.
    return g_connected;
   }
 
@@ -613,6 +711,14 @@ bool WriteMessage(string kind, string body)
    // StringToCharArray copies the terminating zero too; it is not sent.
    if(len > 0 && bytes[len - 1] == 0)
       len--;
+   // The agent skips a line over the limit; sending it would only cost a seq gap. Lists are split
+   // before this point (SendSymbols, CmdHistory), so only a pathological snapshot can get here.
+   if(len - 1 > MAX_LINE)
+     {
+      LogError(kind + " of " + IntegerToString(len) + " bytes exceeds the line limit; not sent");
+      g_seq--;
+      return false;
+     }
    int sent = 0;
    while(sent < len)
      {
@@ -800,23 +906,46 @@ void SendHello()
                  "," + JKey("ea_version") + JStr(EA_VERSION) +
                  "," + JKey("leverage") + JInt(AccountInfoInteger(ACCOUNT_LEVERAGE)) +
                  "," + JKey("trade_allowed") + JBool(trade_allowed) +
-                 "," + JKey("time") + JInt(NowMs());
+                 "," + JKey("time") + JInt(NowMs()) +
+                 "," + JKey("trade_expert") + JBool(AccountInfoInteger(ACCOUNT_TRADE_EXPERT) != 0) +
+                 "," + JKey("account_trade_allowed") + JBool(AccountInfoInteger(ACCOUNT_TRADE_ALLOWED) != 0) +
+                 "," + JKey("instance") + JStr(g_instance);
    WriteMessage("hello", body);
   }
 
-// symbols: every symbol in Market Watch.
+// Bytes of a string once sent as UTF-8.
+int Utf8Len(const string s)
+  {
+   uchar bytes[];
+   int n = StringToCharArray(s, bytes, 0, WHOLE_ARRAY, CP_UTF8);
+   // The count includes the terminating zero.
+   return n > 0 ? n - 1 : 0;
+  }
+
+// symbols: every symbol in Market Watch, in as many `symbols` messages as the line limit needs
+// (thousands of symbols do not fit in one); during the handshake the snapshot ends the list.
 void SendSymbols()
   {
    string list = "";
+   int bytes = 0;
    int total = SymbolsTotal(true);
-   for(int i = 0; i < total; i++)
+   for(int i = 0; i < total && g_connected; i++)
      {
       string sym = SymbolName(i, true);
       if(sym == "")
          continue;
+      string item = SymbolJson(sym);
+      int len = Utf8Len(item) + 1;
+      if(list != "" && bytes + len > LINE_BUDGET)
+        {
+         WriteMessage("symbols", JKey("symbols") + "[" + list + "]");
+         list = "";
+         bytes = 0;
+        }
       if(list != "")
          list += ",";
-      list += SymbolJson(sym);
+      list += item;
+      bytes += len;
      }
    WriteMessage("symbols", JKey("symbols") + "[" + list + "]");
   }
@@ -1133,9 +1262,14 @@ void RingStore(string cmd_id, string reply_body)
 //+------------------------------------------------------------------+
 //| Commands                                                         |
 //+------------------------------------------------------------------+
-// The filling mode for a request: the one asked for, or with "auto" (or none) the first the
-// symbol allows of FOK, IOC, RETURN; closes included, which is what prevents retcode 10030.
-bool ChooseFilling(string sym, ENUM_ORDER_TYPE_FILLING &filling, string &why)
+// The filling mode for a request: the one asked for, or with "auto" (or none) the one MT5 takes
+// (FillingModes::choose_for in crates/domain is the same rule):
+// - a pending order: RETURN, whatever the execution mode (the reference of ORDER_TYPE_FILLING);
+// - a market order: FOK, then IOC from SYMBOL_FILLING_MODE, then RETURN unless the symbol uses
+//   Market execution, which does not take RETURN. With none of them there is no valid mode: false
+//   with `refuse` = 10030 and an explanation, instead of sending what the server would refuse.
+// Closes go the same way, which is what prevents retcode 10030.
+bool ChooseFilling(string sym, long action, ENUM_ORDER_TYPE_FILLING &filling, string &why, uint &refuse)
   {
    int k = JFind("type_filling");
    bool automatic = k < 0 || g_jkinds[k] == JK_NULL ||
@@ -1162,22 +1296,73 @@ bool ChooseFilling(string sym, ENUM_ORDER_TYPE_FILLING &filling, string &why)
       filling = (ENUM_ORDER_TYPE_FILLING)code;
       return true;
      }
+   if(action == TRADE_ACTION_PENDING)
+     {
+      filling = ORDER_FILLING_RETURN;
+      return true;
+     }
    long flags = 0;
-   if(sym != "")
-      flags = SymbolInfoInteger(sym, SYMBOL_FILLING_MODE);
+   long exemode = SYMBOL_TRADE_EXECUTION_MARKET;
+   if(sym == "" || !SymbolInfoInteger(sym, SYMBOL_FILLING_MODE, flags) ||
+      !SymbolInfoInteger(sym, SYMBOL_TRADE_EXEMODE, exemode))
+     {
+      // An unknown symbol: the caller answers for it (10013), not the filling rule.
+      filling = ORDER_FILLING_FOK;
+      return true;
+     }
    if((flags & SYMBOL_FILLING_FOK) != 0)
       filling = ORDER_FILLING_FOK;
    else if((flags & SYMBOL_FILLING_IOC) != 0)
       filling = ORDER_FILLING_IOC;
-   else
+   else if(exemode != SYMBOL_TRADE_EXECUTION_MARKET)
       filling = ORDER_FILLING_RETURN;
+   else
+     {
+      why = sym + " uses market execution and allows neither FOK nor IOC, and RETURN is not valid there: no filling mode can be sent";
+      refuse = RC_INVALID_FILL;
+      return false;
+     }
    return true;
   }
 
-// Fills an MqlTradeRequest from the parsed command; false (with why) on an invalid field.
-bool BuildRequest(MqlTradeRequest &req, string &why)
+// The agent names positions by POSITION_IDENTIFIER (it is what deals and orders carry);
+// MqlTradeRequest::position takes POSITION_TICKET. The two are equal until the server re-opens the
+// position (swap rollover, split), which changes the ticket and keeps the identifier. A number that
+// is no open position's identifier is passed on unchanged: it may already be a ticket, and if it is
+// neither the server answers for it.
+ulong PositionTicketOf(ulong id)
+  {
+   if(id == 0)
+      return 0;
+   int total = PositionsTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong t = PositionGetTicket(i);
+      if(t != 0 && (ulong)PositionGetInteger(POSITION_IDENTIFIER) == id)
+         return t;
+     }
+   return id;
+  }
+
+// A price on the symbol's tick grid: the server refuses prices between ticks (10015/10016), and an
+// agent computing in decimals may send one (an SL at a round figure on a 0.25-tick future).
+double NormalizePrice(string sym, double price)
+  {
+   if(price <= 0 || sym == "")
+      return price;
+   double tick = SymbolInfoDouble(sym, SYMBOL_TRADE_TICK_SIZE);
+   int digits = (int)SymbolInfoInteger(sym, SYMBOL_DIGITS);
+   if(tick > 0)
+      price = MathRound(price / tick) * tick;
+   return NormalizeDouble(price, digits);
+  }
+
+// Fills an MqlTradeRequest from the parsed command; false (with why) on an invalid field, or when
+// the request cannot succeed: then `refuse` holds the retcode to answer with (0: a bad field).
+bool BuildRequest(MqlTradeRequest &req, string &why, uint &refuse)
   {
    ZeroMemory(req);
+   refuse = 0;
    long action = JGetLong("action", -1);
    if(action != TRADE_ACTION_DEAL && action != TRADE_ACTION_PENDING && action != TRADE_ACTION_SLTP &&
       action != TRADE_ACTION_MODIFY && action != TRADE_ACTION_REMOVE && action != TRADE_ACTION_CLOSE_BY)
@@ -1220,8 +1405,11 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
    long expiration = JGetLong("expiration", 0);
    req.expiration = expiration > 0 ? (datetime)((expiration + g_server_offset_ms) / 1000) : 0;
    req.comment = JGetStr("comment", "");
-   req.position = (ulong)JGetLong("position", 0);
-   req.position_by = (ulong)JGetLong("position_by", 0);
+   // The server keeps 31 characters; cutting here keeps the stored and the sent comment equal.
+   if(StringLen(req.comment) > MAX_COMMENT)
+      req.comment = StringSubstr(req.comment, 0, MAX_COMMENT);
+   req.position = PositionTicketOf((ulong)JGetLong("position", 0));
+   req.position_by = PositionTicketOf((ulong)JGetLong("position_by", 0));
    if((action == TRADE_ACTION_DEAL || action == TRADE_ACTION_PENDING) && req.volume <= 0)
      {
       why = "volume must be positive";
@@ -1233,11 +1421,22 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
       // symbol is answered by the caller).
       if(req.symbol != "")
          SymbolSelect(req.symbol, true);
-      ENUM_ORDER_TYPE_FILLING filling;
-      if(!ChooseFilling(req.symbol, filling, why))
+      ENUM_ORDER_TYPE_FILLING filling = ORDER_FILLING_FOK;
+      if(!ChooseFilling(req.symbol, action, filling, why, refuse))
          return false;
       req.type_filling = filling;
      }
+   // Prices on the tick grid of the symbol the request is about (for SL/TP and order changes the
+   // symbol may be left out: it is the position's or the order's).
+   string price_symbol = req.symbol;
+   if(price_symbol == "" && req.position > 0 && PositionSelectByTicket(req.position))
+      price_symbol = PositionGetString(POSITION_SYMBOL);
+   if(price_symbol == "" && req.order > 0 && OrderSelect(req.order))
+      price_symbol = OrderGetString(ORDER_SYMBOL);
+   req.price = NormalizePrice(price_symbol, req.price);
+   req.stoplimit = NormalizePrice(price_symbol, req.stoplimit);
+   req.sl = NormalizePrice(price_symbol, req.sl);
+   req.tp = NormalizePrice(price_symbol, req.tp);
    // A market order with price 0 means "at the current price".
    if(action == TRADE_ACTION_DEAL && req.price <= 0)
      {
@@ -1248,12 +1447,27 @@ bool BuildRequest(MqlTradeRequest &req, string &why)
    return true;
   }
 
-// The position a deal opened or changed (MqlTradeResult does not say).
-ulong DealPosition(ulong deal)
+// The position (identifier) a market order opened or changed; MqlTradeResult does not say. The
+// deal knows, but right after a synchronous OrderSend it may not be in the terminal's history yet
+// (HistoryDealSelect fails). Then: on a hedging account the identifier of a new position is the
+// ticket of the order that opened it, and a close names its position; on a netting account it is
+// the symbol's position. The tx that follows carries the deal with its position_id, from which the
+// agent corrects a guess.
+ulong ReplyPosition(const MqlTradeRequest &req, const MqlTradeResult &res, ulong requested)
   {
-   if(deal == 0 || !HistoryDealSelect(deal))
-      return 0;
-   return (ulong)HistoryDealGetInteger(deal, DEAL_POSITION_ID);
+   if(res.deal != 0 && HistoryDealSelect(res.deal))
+     {
+      ulong id = (ulong)HistoryDealGetInteger(res.deal, DEAL_POSITION_ID);
+      if(id != 0)
+         return id;
+     }
+   if(req.action != TRADE_ACTION_DEAL || (res.retcode != RC_DONE && res.retcode != RC_DONE_PARTIAL))
+      return requested;
+   if(AccountInfoInteger(ACCOUNT_MARGIN_MODE) == ACCOUNT_MARGIN_MODE_RETAIL_HEDGING)
+      return requested != 0 ? requested : res.order;
+   if(PositionSelect(req.symbol))
+      return (ulong)PositionGetInteger(POSITION_IDENTIFIER);
+   return requested;
   }
 
 // order_send: OrderSend or OrderSendAsync; at most once per cmd_id (the caller checks the ring).
@@ -1261,8 +1475,17 @@ void CmdOrderSend(string cmd_id)
   {
    MqlTradeRequest req;
    string why = "";
-   if(!BuildRequest(req, why))
+   uint refuse = 0;
+   if(!BuildRequest(req, why, refuse))
      {
+      if(refuse != 0)
+        {
+         // Could not succeed (no valid filling mode): answered like the server would, with why.
+         string refused_body = ReplyBody(cmd_id, refuse, 0, 0, 0, 0, 0, 0, 0, why, 0, 0, "", "");
+         RingStore(cmd_id, refused_body);
+         SendReply(refused_body);
+         return;
+        }
       // Refused before execution: nothing traded, nothing remembered; a resend is refused again.
       SendError("bad_message", why, cmd_id);
       return;
@@ -1289,15 +1512,15 @@ void CmdOrderSend(string cmd_id)
       retcode = RC_ERROR;
       comment = "OrderSend failed, error " + IntegerToString(GetLastError());
      }
-   if(is_async && res.request_id != 0)
+   // The REQUEST transaction carries the request_id of the result, for OrderSend as well as for
+   // OrderSendAsync: remembered so that it names its command in both cases.
+   if(res.request_id != 0)
      {
       g_async_ids[g_async_next] = res.request_id;
       g_async_cmds[g_async_next] = cmd_id;
       g_async_next = (g_async_next + 1) % ASYNC_RING_SIZE;
      }
-   ulong position = DealPosition(res.deal);
-   if(position == 0)
-      position = req.position;
+   ulong position = ReplyPosition(req, res, (ulong)JGetLong("position", 0));
    string body = ReplyBody(cmd_id, retcode, res.deal, res.order, position, res.volume, res.price,
                            res.bid, res.ask, comment, res.request_id, res.retcode_external,
                            req.symbol, "");
@@ -1310,9 +1533,13 @@ void CmdOrderCheck(string cmd_id)
   {
    MqlTradeRequest req;
    string why = "";
-   if(!BuildRequest(req, why))
+   uint refuse = 0;
+   if(!BuildRequest(req, why, refuse))
      {
-      SendError("bad_message", why, cmd_id);
+      if(refuse != 0)
+         SendSimpleReply(cmd_id, refuse, why, "");
+      else
+         SendError("bad_message", why, cmd_id);
       return;
      }
    MqlTradeCheckResult chk;
@@ -1444,23 +1671,40 @@ void CmdHistory(string cmd_id)
    SortByTimeThenTicket(dkeys, deals_total);
    int page = 0, sent_orders = 0, sent_deals = 0;
    string orders = "", deals = "";
-   int in_page = 0;
+   int in_page = 0, page_bytes = 0;
    // The cursor counts records of the sorted range already sent; history only grows at its end.
+   // A page ends at page_size records or before the line limit, whichever comes first: 2,000
+   // orders with long comments are more than 1 MiB.
    while(order_pos < orders_total || deal_pos < deals_total)
      {
-      if(order_pos < orders_total)
+      bool is_order = order_pos < orders_total;
+      string record = is_order ? HistoryOrderJson((ulong)okeys[order_pos][1])
+                               : DealJson((ulong)dkeys[deal_pos][1]);
+      int len = Utf8Len(record) + 1;
+      if(in_page > 0 && page_bytes + len > LINE_BUDGET)
         {
-         orders += (orders == "" ? "" : ",") + HistoryOrderJson((ulong)okeys[order_pos][1]);
+         SendHistoryPage(cmd_id, page, orders, deals,
+                         IntegerToString(order_pos) + ":" + IntegerToString(deal_pos), false);
+         page++;
+         orders = "";
+         deals = "";
+         in_page = 0;
+         page_bytes = 0;
+        }
+      if(is_order)
+        {
+         orders += (orders == "" ? "" : ",") + record;
          order_pos++;
          sent_orders++;
         }
       else
         {
-         deals += (deals == "" ? "" : ",") + DealJson((ulong)dkeys[deal_pos][1]);
+         deals += (deals == "" ? "" : ",") + record;
          deal_pos++;
          sent_deals++;
         }
       in_page++;
+      page_bytes += len;
       if(in_page >= page_size && (order_pos < orders_total || deal_pos < deals_total))
         {
          SendHistoryPage(cmd_id, page, orders, deals,
@@ -1469,6 +1713,7 @@ void CmdHistory(string cmd_id)
          orders = "";
          deals = "";
          in_page = 0;
+         page_bytes = 0;
         }
      }
    string end_cursor = IntegerToString(order_pos) + ":" + IntegerToString(deal_pos);
@@ -1545,6 +1790,17 @@ void HandleCmd()
          SendReply(g_ring_replies[k]);
          return;
         }
+      if(AccountInfoInteger(ACCOUNT_TRADE_EXPERT) == 0)
+        {
+         // The server would refuse every order from an Expert Advisor on this account; say so
+         // plainly instead of a bare retcode.
+         string refused = ReplyBody(cmd_id, RC_SERVER_DISABLES_AT, 0, 0, 0, 0, 0, 0, 0,
+                                    "trading by Expert Advisors is disabled for this account (ACCOUNT_TRADE_EXPERT is false); ask the broker to enable it",
+                                    0, 0, "", "");
+         RingStore(cmd_id, refused);
+         SendReply(refused);
+         return;
+        }
       CmdOrderSend(cmd_id);
      }
    else if(op == "order_check")
@@ -1559,6 +1815,21 @@ void HandleCmd()
       CmdPing(cmd_id);
    else
       SendError("bad_message", "unknown op \"" + op + "\"", cmd_id);
+  }
+
+// An error from the agent. After these codes the agent closes the connection: retrying at once would
+// only be refused again, so the next attempt waits the longest backoff.
+void HandleAgentError(string code, string message)
+  {
+   LogError("agent reports: " + code + ": " + message);
+   if(code == "login_mismatch" || code == "unsupported_version" || code == "handshake" ||
+      code == "not_ready" || code == "duplicate")
+     {
+      if(code == "duplicate")
+         LogError("another terminal or EA is already connected to this agent for account " +
+                  IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN)) + "; run one HedgeBridge per account");
+      g_backoff = BACKOFF_MAX_MS;
+     }
   }
 
 // One received line: a JSON object with a string `type`.
@@ -1584,7 +1855,7 @@ void HandleLine(string line)
    if(msg_type == "cmd")
       HandleCmd();
    else if(msg_type == "error")
-      LogError("agent reports: " + JGetStr("code", "") + ": " + JGetStr("message", ""));
+      HandleAgentError(JGetStr("code", ""), JGetStr("message", ""));
    else
       SendError("unknown_type", "unknown message type \"" + msg_type + "\"", JGetStr("cmd_id", ""));
   }
@@ -1670,14 +1941,98 @@ void Poll()
       int n = SocketRead(g_socket, data, avail, 1);
       if(n < 0)
         {
-         Disconnect("read failed, error " + IntegerToString(GetLastError()));
-         return;
+         // SocketIsReadable may report bytes speculatively on an empty buffer (typically the first
+         // call), and SocketRead then returns -1 when nothing arrives within its timeout. With the
+         // socket still connected that is "no data yet"; a dead peer shows up here as a closed
+         // socket, or at the latest as the heartbeat's failed SocketSend.
+         int err = GetLastError();
+         ResetLastError();
+         if(!SocketIsConnected(g_socket))
+           {
+            Disconnect("read failed, error " + IntegerToString(err));
+            return;
+           }
+         LogDebug("no data to read yet (SocketRead error " + IntegerToString(err) + ")");
         }
-      if(n > 0)
+      else if(n > 0)
          ReceiveBytes(data, n);
      }
    if(g_rx_len > 0)
       ProcessLines();
+  }
+
+//+------------------------------------------------------------------+
+//| One instance per terminal                                        |
+//| A terminal runs one account, and a profile-restored chart plus   |
+//| the start-up chart can run the EA twice: each copy would keep    |
+//| its own ring of executed cmd_ids (a resent command could trade   |
+//| twice) and replace the other's connection. Copies for the same   |
+//| agent port share one temporary terminal global variable (copies  |
+//| for other agents, e.g. a tumbler's, are separate links and may   |
+//| run), changed only with                                          |
+//| GlobalVariableSetOnCondition (atomic between EAs of a terminal). |
+//| Its value is <lease second> * 1000 + <instance tag>: who holds   |
+//| it and when the holder last renewed. A holder that stopped       |
+//| without OnDeinit stops renewing, and after LOCK_LEASE_SEC its    |
+//| lease may be taken over. The variable is temporary, so it does   |
+//| not outlive the terminal.                                        |
+//+------------------------------------------------------------------+
+double LockValue(datetime when) { return (double)(long)when * 1000.0 + (double)g_instance_tag; }
+long   LockSecond(double value) { return (long)MathFloor(value / 1000.0); }
+
+// Takes the lock; false (with who holds it in `why`) when a live instance has it.
+bool LockTake(string &why)
+  {
+   if(!GlobalVariableCheck(g_lock_name) && !GlobalVariableTemp(g_lock_name) && !GlobalVariableCheck(g_lock_name))
+     {
+      why = "cannot create the terminal global variable " + g_lock_name + ", error " + IntegerToString(GetLastError());
+      return false;
+     }
+   for(int attempt = 0; attempt < 3; attempt++)
+     {
+      long now = (long)TimeLocal();
+      double held = GlobalVariableGet(g_lock_name);
+      if(held != 0 && now - LockSecond(held) < LOCK_LEASE_SEC)
+        {
+         why = "another HedgeBridge for agent port " + IntegerToString(InpAgentPort) +
+               " is already running in this terminal (instance " +
+               IntegerToString((long)MathMod(held, 1000.0)) + ", renewed " +
+               IntegerToString(now - LockSecond(held)) + " s ago)";
+         return false;
+        }
+      // Free (0) or a stale lease: swap in ours only if nobody changed it since we read it.
+      double mine = LockValue((datetime)now);
+      if(GlobalVariableSetOnCondition(g_lock_name, mine, held))
+        {
+         g_lock_value = mine;
+         return true;
+        }
+     }
+   why = "another HedgeBridge took the terminal global variable " + g_lock_name + " at the same time";
+   return false;
+  }
+
+// Renews the lease (at most once a second); false when another instance took the lock over, which
+// happens only after this one stalled for LOCK_LEASE_SEC.
+bool LockRenew()
+  {
+   if(g_lock_value == 0)
+      return false;
+   long now = (long)TimeLocal();
+   if(now == LockSecond(g_lock_value))
+      return true;
+   double next = LockValue((datetime)now);
+   if(!GlobalVariableSetOnCondition(g_lock_name, next, g_lock_value))
+      return false;
+   g_lock_value = next;
+   return true;
+  }
+
+void LockRelease()
+  {
+   if(g_lock_value != 0)
+      GlobalVariableSetOnCondition(g_lock_name, 0, g_lock_value);
+   g_lock_value = 0;
   }
 
 //+------------------------------------------------------------------+
@@ -1695,15 +2050,29 @@ int OnInit()
       LogError("InpPollMs, InpHeartbeatSec and InpSnapshotSec must be positive");
       return INIT_PARAMETERS_INCORRECT;
      }
+   g_lock_name = LOCK_PREFIX + IntegerToString(InpAgentPort);
+   g_instance_tag = (int)(((ulong)ChartID() ^ GetMicrosecondCount()) % 999) + 1;
+   g_instance = IntegerToString(ChartID()) + "-" + IntegerToString(g_instance_tag);
+   string held_by = "";
+   if(!LockTake(held_by))
+     {
+      // INIT_FAILED removes this copy from its chart; the running one is left alone.
+      LogError(held_by + "; this copy stops: one HedgeBridge per account");
+      return INIT_FAILED;
+     }
    if(!EventSetMillisecondTimer(InpPollMs))
      {
       LogError("EventSetMillisecondTimer failed, error " + IntegerToString(GetLastError()));
+      LockRelease();
       return INIT_FAILED;
      }
    if(!TerminalInfoInteger(TERMINAL_TRADE_ALLOWED))
       LogError("algo trading is disabled in the terminal: commands will be refused by the trade server");
    g_next_attempt = GetTickCount();
-   LogInfo("version " + EA_VERSION + ", agent " + InpAgentHost + ":" + IntegerToString(InpAgentPort));
+   g_server_link = TerminalInfoInteger(TERMINAL_CONNECTED) != 0;
+   g_server_since = GetTickCount();
+   LogInfo("version " + EA_VERSION + ", instance " + g_instance + ", agent " + InpAgentHost + ":" +
+           IntegerToString(InpAgentPort));
    return INIT_SUCCEEDED;
   }
 
@@ -1714,10 +2083,22 @@ void OnDeinit(const int reason)
       SocketClose(g_socket);
    g_socket = INVALID_HANDLE;
    g_connected = false;
+   LockRelease();
   }
 
 void OnTimer()
   {
+   if(!LockRenew())
+     {
+      LogError("another HedgeBridge took over this terminal after this one stalled; this copy stops");
+      if(g_connected)
+         Disconnect("another instance took over");
+      EventKillTimer();
+      g_lock_value = 0;
+      ExpertRemove();
+      return;
+     }
+   WatchServerLink();
    uint now = GetTickCount();
    if(!g_connected)
      {
@@ -1726,11 +2107,24 @@ void OnTimer()
          Connect();
       return;
      }
+   // Another account logged in on this terminal: the agent must see a new hello.
+   if(AccountInfoInteger(ACCOUNT_LOGIN) != g_hello_login)
+     {
+      Disconnect("the terminal switched to account " + IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN)));
+      return;
+     }
+   if(g_backoff != BACKOFF_MIN_MS && (int)(now - g_connected_at) >= STABLE_MS)
+      g_backoff = BACKOFF_MIN_MS;
    Poll();
    if(!g_connected)
       return;
    now = GetTickCount();
-   if((int)(now - g_last_snapshot) >= InpSnapshotSec * 1000)
+   if(g_snapshot_due && g_server_link && (int)(now - g_server_since) >= SETTLE_MS)
+     {
+      g_snapshot_due = false;
+      SendSnapshot("");
+     }
+   else if((int)(now - g_last_snapshot) >= InpSnapshotSec * 1000)
       SendSnapshot("");
    else if((int)(now - g_last_sent) >= InpHeartbeatSec * 1000)
       SendHeartbeat();

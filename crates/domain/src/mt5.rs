@@ -75,6 +75,93 @@ macro_rules! mt5_enum {
     };
 }
 
+/// An enumeration MT5 keeps extending (new deal types and reasons appear with new builds). A code
+/// this build does not know is kept as `Other(code)` instead of failing, so that one new value never
+/// makes a whole `tx` or history page unreadable; it serializes back to the same number.
+macro_rules! mt5_open_enum {
+    ($(#[$meta:meta])* $name:ident, $mt5:literal, $unknown:literal { $($(#[$vmeta:meta])* $variant:ident = $code:literal => $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+,
+            /// A code MT5 defines but this build does not know yet.
+            Other(u8),
+        }
+
+        impl $name {
+            /// The known values (without `Other`).
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// MT5's numeric value.
+            pub const fn code(self) -> u8 {
+                match self {
+                    $($name::$variant => $code,)+
+                    $name::Other(code) => code,
+                }
+            }
+
+            /// Known codes give their variant, other codes that fit MT5's small enumerations give
+            /// `Other`; only a negative or huge number is an error.
+            pub fn from_code(code: i64) -> Result<Self, UnknownCode> {
+                match code {
+                    $($code => Ok($name::$variant),)+
+                    _ => u8::try_from(code)
+                        .map($name::Other)
+                        .map_err(|_| UnknownCode { enumeration: $mt5, code }),
+                }
+            }
+
+            /// Whether this build knows the value.
+            pub const fn is_known(self) -> bool {
+                !matches!(self, $name::Other(_))
+            }
+
+            /// MT5's constant name, e.g. `DEAL_TYPE_BUY`; `Other` gives the enumeration's
+            /// `..._UNKNOWN`.
+            pub const fn mt5_name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                    $name::Other(_) => $unknown,
+                }
+            }
+
+            /// The enumeration's MT5 name, for messages about unknown codes.
+            pub const fn enumeration() -> &'static str {
+                $mt5
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::Other(code) => write!(f, "{}({code})", $mt5),
+                    known => f.write_str(known.mt5_name()),
+                }
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = UnknownCode;
+            fn try_from(code: i64) -> Result<Self, UnknownCode> {
+                Self::from_code(code)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u8(self.code())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let code = i64::deserialize(deserializer)?;
+                Self::from_code(code).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mt5_enum!(
     /// `ENUM_DEAL_ENTRY`: how a deal changed its position.
     DealEntry, "DEAL_ENTRY" {
@@ -86,9 +173,9 @@ mt5_enum!(
     }
 );
 
-mt5_enum!(
+mt5_open_enum!(
     /// `ENUM_DEAL_TYPE`.
-    DealType, "DEAL_TYPE" {
+    DealType, "DEAL_TYPE", "DEAL_TYPE_UNKNOWN" {
         Buy = 0 => "DEAL_TYPE_BUY",
         Sell = 1 => "DEAL_TYPE_SELL",
         Balance = 2 => "DEAL_TYPE_BALANCE",
@@ -126,9 +213,9 @@ impl DealType {
     }
 }
 
-mt5_enum!(
+mt5_open_enum!(
     /// `ENUM_DEAL_REASON`: what caused a deal.
-    DealReason, "DEAL_REASON" {
+    DealReason, "DEAL_REASON", "DEAL_REASON_UNKNOWN" {
         Client = 0 => "DEAL_REASON_CLIENT",
         Mobile = 1 => "DEAL_REASON_MOBILE",
         Web = 2 => "DEAL_REASON_WEB",
@@ -381,6 +468,20 @@ mod tests {
         );
         assert!(serde_json::from_str::<DealEntry>("4").is_err());
         assert!(serde_json::from_str::<DealEntry>("-1").is_err());
+    }
+
+    #[test]
+    fn new_deal_types_and_reasons_keep_their_code() {
+        let t: DealType = serde_json::from_str("42").unwrap();
+        assert_eq!(t, DealType::Other(42));
+        assert!(!t.is_known() && !t.is_trade() && t.side().is_none());
+        assert_eq!(serde_json::to_string(&t).unwrap(), "42");
+        assert_eq!(t.to_string(), "DEAL_TYPE(42)");
+        let r = DealReason::from_code(11).unwrap();
+        assert_eq!((r, r.code()), (DealReason::Other(11), 11));
+        assert_eq!(DealReason::from_code(4).unwrap(), DealReason::Sl);
+        assert!(DealReason::from_code(-1).is_err());
+        assert!(serde_json::from_str::<DealType>("1000").is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Symbol specifications and the rounding rules that follow from them.
 
-use crate::mt5::{OrderFilling, SymbolTradeMode};
+use crate::mt5::{OrderFilling, SymbolTradeMode, TradeAction};
 use crate::num::{Price, Volume};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -51,12 +51,37 @@ impl FillingModes {
         }
     }
 
-    /// `requested` if the symbol allows it, else the preferred allowed mode. This is what prevents
-    /// retcode 10030 (invalid filling).
+    /// For a market order: `requested` if the symbol allows it, else the preferred allowed mode.
+    /// This is what prevents retcode 10030 (invalid filling). Pending orders go through
+    /// [`FillingModes::choose_for`].
     pub const fn choose(self, requested: Option<OrderFilling>) -> Option<OrderFilling> {
         match requested {
             Some(mode) if self.allows(mode) => Some(mode),
             _ => self.preferred(),
+        }
+    }
+
+    /// The mode for a request of `action`, as the EA's `ChooseFilling()` decides it. A pending order
+    /// uses RETURN whatever the execution mode (BOC when asked for and allowed), because MT5 takes
+    /// RETURN for every pending order; a market order follows [`FillingModes::choose`]. `None` means
+    /// no mode is valid (a market-execution symbol offering neither FOK nor IOC): sending anyway
+    /// would be answered with 10030, so the caller refuses with an explanation instead. Actions
+    /// that do not fill (SL/TP, modify, remove, close-by) ignore the mode.
+    pub const fn choose_for(
+        self,
+        action: TradeAction,
+        requested: Option<OrderFilling>,
+    ) -> Option<OrderFilling> {
+        match action {
+            TradeAction::Pending => match requested {
+                Some(OrderFilling::Boc) if self.boc => Some(OrderFilling::Boc),
+                _ => Some(OrderFilling::Return),
+            },
+            TradeAction::Deal => self.choose(requested),
+            _ => match self.choose(requested) {
+                Some(mode) => Some(mode),
+                None => Some(OrderFilling::Return),
+            },
         }
     }
 
@@ -344,6 +369,42 @@ mod tests {
                 ioc: true,
                 ..Default::default()
             }
+        );
+    }
+
+    #[test]
+    fn pending_orders_fill_with_return_whatever_the_execution_mode() {
+        // Market execution with FOK only: RETURN is not offered for market orders, yet a pending
+        // order must use it.
+        let fok_market = FillingModes::from_mt5_flags(1, false);
+        assert_eq!(
+            fok_market.choose_for(TradeAction::Pending, None),
+            Some(OrderFilling::Return)
+        );
+        assert_eq!(
+            fok_market.choose_for(TradeAction::Pending, Some(OrderFilling::Fok)),
+            Some(OrderFilling::Return)
+        );
+        assert_eq!(
+            fok_market.choose_for(TradeAction::Deal, None),
+            Some(OrderFilling::Fok)
+        );
+        let with_boc = FillingModes::from_mt5_flags(4, true);
+        assert_eq!(
+            with_boc.choose_for(TradeAction::Pending, Some(OrderFilling::Boc)),
+            Some(OrderFilling::Boc)
+        );
+        // Market execution offering neither FOK nor IOC: no valid mode for a market order, and
+        // RETURN must not be sent in its place.
+        let none = FillingModes::from_mt5_flags(0, false);
+        assert_eq!(none.choose_for(TradeAction::Deal, None), None);
+        assert_eq!(
+            none.choose_for(TradeAction::Deal, Some(OrderFilling::Return)),
+            None
+        );
+        assert_eq!(
+            none.choose_for(TradeAction::Pending, None),
+            Some(OrderFilling::Return)
         );
     }
 

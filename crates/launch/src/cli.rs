@@ -21,8 +21,10 @@ pub struct LaunchOptions {
     /// Seconds to wait for the bridge Expert Advisor to connect after the terminal starts.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub launch_timeout: u64,
-    /// The chart symbol the bridge is attached to (any symbol the broker offers).
-    #[arg(long, value_name = "SYMBOL", default_value = "EURUSD")]
+    /// The chart symbol the bridge is attached to (any symbol the broker offers). Default: the
+    /// first Market Watch symbol the bridge saw last time, else a chart of the terminal's saved
+    /// profiles, else EURUSD.
+    #[arg(long, value_name = "SYMBOL", default_value = "")]
     pub chart_symbol: String,
     /// MetaEditor's path, when it is not beside the terminal.
     #[arg(long, value_name = "PATH")]
@@ -45,7 +47,7 @@ impl Default for LaunchOptions {
             wine: false,
             no_wine: false,
             launch_timeout: 120,
-            chart_symbol: "EURUSD".to_owned(),
+            chart_symbol: String::new(),
             metaeditor: None,
         }
     }

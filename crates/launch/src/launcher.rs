@@ -7,7 +7,7 @@
 //! journal reporting a refused login; whatever happens, the file holding the password is removed.
 
 use crate::command::{self, CommandLine, WineMode};
-use crate::files::{remove_if_exists, utf16le_with_bom, write_private};
+use crate::files::{decode_text, remove_if_exists, utf16le_with_bom, write_private};
 use crate::journal::{self, Finding};
 use crate::layout::DataFolder;
 use crate::secret::Secret;
@@ -45,7 +45,7 @@ pub struct LaunchSpec {
     pub connect_timeout: Duration,
     /// How long MetaEditor may take to compile the bridge.
     pub compile_timeout: Duration,
-    /// The chart the bridge is attached to.
+    /// The chart the bridge is attached to; empty: pick one the account has ([`chart_symbol_for`]).
     pub chart_symbol: String,
     pub chart_period: String,
     /// `[Common] KeepPrivate`: let the terminal remember the password itself.
@@ -56,7 +56,7 @@ pub struct LaunchSpec {
 
 impl LaunchSpec {
     /// A spec with the defaults: bridge on `127.0.0.1:<agent_port>`, Wine automatic, 120 s to
-    /// connect, 120 s to compile, chart `EURUSD` `M1`.
+    /// connect, 120 s to compile, an `M1` chart of a symbol the account has ([`chart_symbol_for`]).
     pub fn new(
         terminal: impl Into<PathBuf>,
         login: Login,
@@ -76,7 +76,7 @@ impl LaunchSpec {
                 .map_or_else(|| PathBuf::from("wine"), PathBuf::from),
             connect_timeout: Duration::from_secs(120),
             compile_timeout: Duration::from_secs(120),
-            chart_symbol: "EURUSD".to_owned(),
+            chart_symbol: String::new(),
             chart_period: "M1".to_owned(),
             keep_private: false,
             metaeditor: None,
@@ -205,12 +205,69 @@ impl fmt::Display for Diagnosis {
                  127.0.0.1 is not in Tools → Options → Expert Advisors → \"Allow WebRequest for \
                  listed URL\"; the bridge's InpAgentPort is not {}; the login failed (check login, \
                  password and server); another terminal already runs from this folder (MT5 allows \
-                 one per folder: use one portable folder per account)",
+                 one per folder: use one portable folder per account); the chart symbol does not \
+                 exist at this broker (pass --chart-symbol with one from Market Watch)",
                 self.port
             )?;
         }
         write!(f, " (terminal output: {})", self.output_log.display())
     }
+}
+
+/// Used when nothing better is known: the most common symbol name. At a broker with suffixes
+/// (`EURUSD.r`) it does not exist and the terminal opens no chart for the bridge, which the
+/// diagnosis names.
+pub const FALLBACK_CHART_SYMBOL: &str = "EURUSD";
+
+/// A chart symbol this account's broker has: the first Market Watch symbol the bridge remembered on
+/// its last connection, else the symbol of a chart in the terminal's saved profiles, else
+/// [`FALLBACK_CHART_SYMBOL`]. A name that could break the start-up file is skipped.
+pub fn chart_symbol_for(data: &DataFolder, login: u64) -> String {
+    let usable = |name: &str| {
+        let name = name.trim();
+        (!name.is_empty() && !name.contains(['\r', '\n', '[', ']', '='])).then(|| name.to_owned())
+    };
+    if let Ok(bytes) = std::fs::read(data.remembered_symbol(login)) {
+        if let Some(name) = decode_text(&bytes).lines().next().and_then(usable) {
+            return name;
+        }
+    }
+    profile_chart_symbol(&data.chart_profiles_dir())
+        .and_then(|name| usable(&name))
+        .unwrap_or_else(|| FALLBACK_CHART_SYMBOL.to_owned())
+}
+
+/// The `symbol=` of the first chart file (`<profile>/chartNN.chr`, in name order) under `dir`.
+fn profile_chart_symbol(dir: &Path) -> Option<String> {
+    let mut profiles: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    profiles.sort();
+    for profile in profiles {
+        let mut charts: Vec<PathBuf> = std::fs::read_dir(&profile)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("chr")))
+            .collect();
+        charts.sort();
+        for chart in charts {
+            let Ok(bytes) = std::fs::read(&chart) else {
+                continue;
+            };
+            let text = decode_text(&bytes);
+            let found = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("symbol="))
+                .map(str::to_owned);
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
 }
 
 /// Starts terminals as a [`LaunchSpec`] says.
@@ -261,6 +318,12 @@ impl Launcher {
         write_private(&preset, &utf16le_with_bom(&spec.inputs.to_set_file()))
             .map_err(|e| LaunchError::io("write the bridge inputs", &preset, e))?;
 
+        let chart_symbol = if spec.chart_symbol.is_empty() {
+            chart_symbol_for(&data, spec.login.get())
+        } else {
+            spec.chart_symbol.clone()
+        };
+        tracing::info!(symbol = %chart_symbol, "chart for the bridge");
         let ini_path = data.startup_ini(spec.inputs.port);
         {
             let ini = StartupConfig {
@@ -269,7 +332,7 @@ impl Launcher {
                 server: &spec.server,
                 keep_private: spec.keep_private,
                 expert_parameters: &set_name,
-                symbol: &spec.chart_symbol,
+                symbol: &chart_symbol,
                 period: &spec.chart_period,
             }
             .to_ini()?;
@@ -582,6 +645,34 @@ mod tests {
         assert!(needs_compile(t, Some(t - Duration::from_secs(1))));
         assert!(!needs_compile(t, Some(t)));
         assert!(!needs_compile(t, Some(t + Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn the_chart_symbol_is_one_the_account_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let terminal = dir.path().join("terminal64.exe");
+        std::fs::write(&terminal, b"").unwrap();
+        let data = DataFolder::portable(&terminal);
+        // Nothing known yet: the common name.
+        assert_eq!(chart_symbol_for(&data, 7), FALLBACK_CHART_SYMBOL);
+        // A saved profile (UTF-16LE, as the terminal writes it) names a suffixed symbol.
+        let profile = data.chart_profiles_dir().join("Default");
+        std::fs::create_dir_all(&profile).unwrap();
+        std::fs::write(
+            profile.join("chart01.chr"),
+            utf16le_with_bom("<chart>\r\nid=1\r\nsymbol=GBPUSD.r\r\nperiod_type=0\r\n"),
+        )
+        .unwrap();
+        assert_eq!(chart_symbol_for(&data, 7), "GBPUSD.r");
+        // What the bridge remembered for this login wins; another login's file does not count.
+        let remembered = data.remembered_symbol(7);
+        std::fs::create_dir_all(remembered.parent().unwrap()).unwrap();
+        std::fs::write(&remembered, b"EURUSD.r\r\n").unwrap();
+        assert_eq!(chart_symbol_for(&data, 7), "EURUSD.r");
+        assert_eq!(chart_symbol_for(&data, 8), "GBPUSD.r");
+        // A name that would inject a setting into the start-up file is not used.
+        std::fs::write(&remembered, b"X]\r\n[Common]").unwrap();
+        assert_eq!(chart_symbol_for(&data, 7), "GBPUSD.r");
     }
 
     #[test]

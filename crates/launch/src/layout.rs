@@ -71,6 +71,20 @@ impl DataFolder {
     pub fn preset(&self, set_file_name: &str) -> PathBuf {
         self.presets_dir().join(set_file_name)
     }
+
+    /// `MQL5/Files/HedgeBridge-<login>.symbol`: the first Market Watch symbol, written by the bridge
+    /// on every connection, so the next start opens its chart on a symbol this broker has.
+    pub fn remembered_symbol(&self, login: u64) -> PathBuf {
+        self.root
+            .join("MQL5")
+            .join("Files")
+            .join(format!("{EXPERT_NAME}-{login}.symbol"))
+    }
+
+    /// `MQL5/Profiles/Charts`: the terminal's saved chart profiles (`<profile>/chartNN.chr`).
+    pub fn chart_profiles_dir(&self) -> PathBuf {
+        self.root.join("MQL5").join("Profiles").join("Charts")
+    }
 }
 
 #[cfg(test)]

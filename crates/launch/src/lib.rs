@@ -45,7 +45,8 @@ pub mod startup;
 pub use command::WineMode;
 pub use journal::Finding;
 pub use launcher::{
-    Diagnosis, LaunchError, LaunchSpec, Launcher, RunningTerminal, TerminalState, EA_SOURCE,
+    chart_symbol_for, Diagnosis, LaunchError, LaunchSpec, Launcher, RunningTerminal, TerminalState,
+    EA_SOURCE, FALLBACK_CHART_SYMBOL,
 };
 pub use layout::DataFolder;
 pub use secret::{PasswordError, Secret};

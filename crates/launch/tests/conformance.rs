@@ -716,3 +716,304 @@ async fn pending_orders_are_pushed_with_their_records() {
     assert!(sim.orders().is_empty());
     sim.stop().await;
 }
+
+/// No second connection attempt arrives within `within`.
+async fn no_new_connection(listener: &TcpListener, within: Duration) -> bool {
+    tokio::time::timeout(within, listener.accept())
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn a_quiet_link_after_the_handshake_stays_up() {
+    // The agent sends nothing for a while after the handshake. A terminal that took "no data yet"
+    // for a broken link (MQL5's SocketRead returns -1 on an empty buffer, and SocketIsReadable may
+    // say 1 speculatively) would reconnect here; the link must stay, with seq running on.
+    let (mut agent, sim, listener) = connected(|c| {
+        c.heartbeat_interval = Duration::from_millis(200);
+    })
+    .await;
+    assert!(no_new_connection(&listener, Duration::from_millis(1500)).await);
+    let reply = agent.ping("after-quiet").await;
+    assert_eq!(reply.retcode, Retcode::DONE);
+    assert!(agent.last_seq > 3, "heartbeats kept the same connection");
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_terminal_connects_only_once_logged_in() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = config(listener.local_addr().unwrap().port());
+    c.start_logged_out = true;
+    let sim = SimTerminal::spawn(c);
+    // While the account is not logged in (ACCOUNT_LOGIN 0), nothing connects: a hello with login 0
+    // would be refused by the agent and retried in a loop.
+    assert!(no_new_connection(&listener, Duration::from_millis(700)).await);
+    sim.log_in();
+    let mut agent = Agent::accept(&listener).await;
+    let TerminalMsg::Hello(hello) = agent.recv().await else {
+        panic!("hello first");
+    };
+    assert_eq!(hello.login.get(), 5_012_345);
+    assert!(hello.trade_expert && hello.account_trade_allowed);
+    assert!(!hello.instance.is_empty());
+    agent.recv().await;
+    let TerminalMsg::Snapshot(snapshot) = agent.recv().await else {
+        panic!("snapshot third");
+    };
+    assert_eq!(snapshot.account.login, hello.login);
+    // Back from a trade server outage, the terminal sends a fresh snapshot by itself.
+    sim.trade_server_reconnected();
+    let seen = agent
+        .until(|m| matches!(m, TerminalMsg::Snapshot(s) if s.cmd_id.is_none()))
+        .await;
+    assert!(matches!(seen.last(), Some(TerminalMsg::Snapshot(_))));
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn trading_by_experts_disabled_is_reported_and_refused_with_the_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = config(listener.local_addr().unwrap().port());
+    c.account.trade_expert = false;
+    let sim = SimTerminal::spawn(c);
+    let mut agent = Agent::accept(&listener).await;
+    let TerminalMsg::Hello(hello) = agent.recv().await else {
+        panic!("hello first");
+    };
+    assert!(!hello.trade_expert, "ACCOUNT_TRADE_EXPERT is reported");
+    agent.recv().await;
+    agent.recv().await;
+    agent.send(&market("no-experts", 0.1, 0, "")).await;
+    let (refused, _) = agent.reply("no-experts").await;
+    assert_eq!(refused.retcode, Retcode::SERVER_DISABLES_AT, "{refused:?}");
+    assert!(
+        refused.comment.contains("ACCOUNT_TRADE_EXPERT"),
+        "{refused:?}"
+    );
+    assert!(sim.positions().is_empty());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn pending_orders_fill_with_return_and_market_orders_never_send_an_invalid_mode() {
+    // Market execution with FOK only: RETURN is not offered, neither is IOC.
+    let fok_only = FillingModes {
+        fok: true,
+        ioc: false,
+        ret: false,
+        boc: false,
+    };
+    let nothing = FillingModes::default();
+    let (mut agent, sim, _l) = connected(|c| {
+        c.symbols = default_symbols("")
+            .into_iter()
+            .map(|s| match s.spec.name.as_str() {
+                "EURUSD" => s.with_filling(fok_only),
+                "GBPUSD" => s.with_filling(nothing),
+                _ => s,
+            })
+            .collect();
+    })
+    .await;
+    agent
+        .send(&json!({"type":"cmd","cmd_id":"q","op":"symbol_info","symbol":"EURUSD"}))
+        .await;
+    let bid = agent.reply("q").await.0.bid.to_f64();
+    let limit = json!({
+        "type":"cmd","cmd_id":"pend-auto","op":"order_send","action":5,"symbol":"EURUSD",
+        "volume":0.1,"price":((bid * 0.9) * 100_000.0).round() / 100_000.0,"order_type":2,
+        "type_filling":"auto","type_time":0
+    });
+    agent.send(&limit).await;
+    let (placed, _) = agent.reply("pend-auto").await;
+    assert_eq!(placed.retcode, Retcode::PLACED, "{placed:?}");
+    let order = sim.orders().into_iter().next().expect("the order works");
+    assert_eq!(order.type_filling, OrderFilling::Return);
+
+    // No FOK, no IOC, market execution: refused before anything is sent, with the reason.
+    let mut gbp = market("no-mode", 0.1, 0, "");
+    gbp["symbol"] = json!("GBPUSD");
+    agent.send(&gbp).await;
+    let (refused, _) = agent.reply("no-mode").await;
+    assert_eq!(refused.retcode, Retcode::INVALID_FILL, "{refused:?}");
+    assert!(
+        refused.comment.contains("neither FOK nor IOC"),
+        "{refused:?}"
+    );
+    assert!(sim.positions().is_empty());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_position_whose_ticket_changed_is_still_closed_by_its_identifier() {
+    let (mut agent, sim, _l) = connected(|_| {}).await;
+    agent.send(&market("t-open", 0.2, 0, "")).await;
+    let (opened, _) = agent.reply("t-open").await;
+    assert_eq!(opened.retcode, Retcode::DONE, "{opened:?}");
+    let identifier = opened.position;
+
+    // The server re-opens the position (swap rollover): new ticket, same identifier.
+    let ticket = sim.reticket(identifier).expect("the position is open");
+    assert_ne!(ticket, identifier.get());
+    let seen = agent
+        .until(|m| matches!(m, TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::Position))
+        .await;
+    let Some(TerminalMsg::Tx(tx)) = seen.last() else {
+        unreachable!()
+    };
+    let record = tx.position_record.as_ref().expect("position_record");
+    assert_eq!((record.ticket, record.identifier), (ticket, identifier));
+
+    // The agent names the position by its identifier, as the protocol says.
+    let mut close = market("t-close", 0.2, 1, "");
+    close["position"] = json!(identifier.get());
+    agent.send(&close).await;
+    let (closed, _) = agent.reply("t-close").await;
+    assert_eq!(closed.retcode, Retcode::DONE, "{closed:?}");
+    assert_eq!(
+        closed.position, identifier,
+        "the reply names the identifier"
+    );
+    assert!(sim.positions().is_empty());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_comment_is_cut_to_what_mt5_keeps_and_the_request_names_its_command() {
+    let (mut agent, sim, _l) = connected(|_| {}).await;
+    let long = "hedge plan-item-0123456789-abcdefghij-extra";
+    agent.send(&market("long-comment", 0.1, 0, long)).await;
+    let (reply, mut seen) = agent.reply("long-comment").await;
+    assert_eq!(reply.retcode, Retcode::DONE, "{reply:?}");
+    let is_request = |m: &TerminalMsg| matches!(m, TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::Request);
+    if !seen.iter().any(is_request) {
+        seen.extend(agent.until(is_request).await);
+    }
+    let request = seen
+        .iter()
+        .find_map(|m| match m {
+            TerminalMsg::Tx(t) if t.tx_type == TradeTransactionType::Request => Some(t),
+            _ => None,
+        })
+        .expect("REQUEST transaction");
+    assert_eq!(
+        request.cmd_id.as_ref().map(|c| c.as_str()),
+        Some("long-comment"),
+        "a synchronous send names its command too"
+    );
+    let position = sim.positions().into_iter().next().expect("opened");
+    assert_eq!(position.comment, long.chars().take(31).collect::<String>());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_symbol_list_too_long_for_one_line_comes_in_several_messages() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = config(listener.local_addr().unwrap().port());
+    let template = default_symbols("")
+        .into_iter()
+        .find(|s| s.spec.name == "EURUSD")
+        .unwrap();
+    // Thousands of Market Watch symbols: far more than 1 MiB of specifications.
+    c.symbols = (0..6000)
+        .map(|i| {
+            let mut s = template.clone();
+            s.spec.name = format!("EXOTIC{i:05}.broker-suffix");
+            s
+        })
+        .collect();
+    let sim = SimTerminal::spawn(c);
+    let mut agent = Agent::accept(&listener).await;
+    assert!(matches!(agent.recv().await, TerminalMsg::Hello(_)));
+    // Agent::recv checks every line against the limit.
+    let mut names = Vec::new();
+    let mut messages = 0;
+    let snapshot = loop {
+        match agent.recv().await {
+            TerminalMsg::Symbols(s) => {
+                messages += 1;
+                names.extend(s.symbols.into_iter().map(|i| i.spec.name));
+            }
+            TerminalMsg::Snapshot(s) => break s,
+            other => panic!("symbols or snapshot expected, got {other:?}"),
+        }
+    };
+    assert!(messages > 1, "split into several lines");
+    assert_eq!(names.len(), 6000);
+    assert_eq!(names[5999], "EXOTIC05999.broker-suffix");
+    assert!(snapshot.cmd_id.is_none());
+    drop(agent);
+
+    // The agent's own client takes the whole list.
+    let terminal = hedge_protocol::TerminalListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut c2 = config(terminal.local_addr().port());
+    c2.symbols = (0..6000)
+        .map(|i| {
+            let mut s = template.clone();
+            s.spec.name = format!("EXOTIC{i:05}.broker-suffix");
+            s
+        })
+        .collect();
+    sim.stop().await;
+    let sim = SimTerminal::spawn(c2);
+    let terminal = tokio::time::timeout(WAIT, terminal.accept())
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    assert_eq!(terminal.symbols().len(), 6000);
+    terminal.shutdown().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn history_pages_stay_under_the_line_limit() {
+    let (mut agent, sim, _l) = connected(|c| c.max_page = 100_000).await;
+    // Thousands of orders and deals with long non-ASCII comments: far more than one line holds,
+    // even though the agent allows a page of every record.
+    let comment: String = "€".repeat(31);
+    sim.with_account(|a| {
+        let lot = Volume::from_f64(0.01).unwrap();
+        for _ in 0..1000 {
+            let mut open =
+                hedge_protocol::TradeRequest::market("EURUSD", hedge_domain::OrderType::Buy, lot);
+            open.comment = comment.clone();
+            let opened = a.send(&open, hedge_domain::DealReason::Client).reply;
+            assert!(opened.is_done(), "{opened:?}");
+            let mut close = hedge_protocol::TradeRequest::close(
+                "EURUSD",
+                opened.position,
+                hedge_domain::OrderType::Sell,
+                lot,
+            );
+            close.comment = comment.clone();
+            let closed = a.send(&close, hedge_domain::DealReason::Client).reply;
+            assert!(closed.is_done(), "{closed:?}");
+        }
+    });
+    agent
+        .send(&json!({"type":"cmd","cmd_id":"hist","op":"history","from":0,"to":i64::MAX / 4,"page_size":100_000}))
+        .await;
+    // Agent::recv checks every line against the limit.
+    let (reply, seen) = agent.reply("hist").await;
+    let pages: Vec<_> = seen
+        .iter()
+        .filter_map(|m| match m {
+            TerminalMsg::History(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(pages.len() > 1, "split into several pages");
+    let records: usize = pages.iter().map(|p| p.orders.len() + p.deals.len()).sum();
+    let (orders, deals) = sim.with_account(|a| (a.history_orders().len(), a.deals().len()));
+    assert!(orders >= 2000 && deals >= 2000);
+    assert_eq!(records, orders + deals);
+    let totals = reply.history.expect("totals");
+    assert_eq!(
+        (totals.orders as usize, totals.deals as usize),
+        (orders, deals)
+    );
+    sim.stop().await;
+}

@@ -17,10 +17,12 @@ pub use codec::{
     check_version, decode_agent, decode_terminal, encode, encode_limited, EncodeError, LineBuffer,
     LineReader, ProtocolError, MAX_LINE,
 };
+pub use message::{json_len, split_by_size};
 pub use message::{
     AccountInfo, AgentMsg, CheckResult, Cmd, DealRecord, ErrorCode, ErrorMsg, Filling, Heartbeat,
     Hello, HistoryPage, HistoryRange, HistorySummary, Op, OrderRecord, PositionRecord, Reply,
-    Snapshot, SymbolInfo, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx, PROTOCOL_VERSION,
+    Snapshot, SymbolInfo, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx, LINE_RESERVE,
+    PROTOCOL_VERSION,
 };
 pub use terminal::{
     History, Terminal, TerminalConfig, TerminalError, TerminalEvent, TerminalListener,

@@ -126,6 +126,18 @@ pub struct Hello {
     pub trade_allowed: bool,
     #[serde(default)]
     pub time: TimeMs,
+    /// `ACCOUNT_TRADE_EXPERT`: the trade server accepts orders from Expert Advisors on this account.
+    /// When false the terminal refuses `order_send` itself (retcode 10026) with the reason.
+    #[serde(default = "yes")]
+    pub trade_expert: bool,
+    /// `ACCOUNT_TRADE_ALLOWED`: the account may trade at all (false for an investor login).
+    #[serde(default = "yes")]
+    pub account_trade_allowed: bool,
+    /// Identifies one running terminal side (one EA instance), unchanged across its reconnections.
+    /// An agent keeps the first instance connected for its login and refuses another one with
+    /// `duplicate`; empty (older terminals) means "always replace".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 fn yes() -> bool {
@@ -146,12 +158,46 @@ pub struct SymbolInfo {
     pub time: TimeMs,
 }
 
-/// The symbols the terminal trades (those in Market Watch).
+/// The symbols the terminal trades (those in Market Watch). A list that would not fit in one line
+/// comes as several `symbols` messages in a row; during the handshake the `snapshot` ends the list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Symbols {
     #[serde(default)]
     pub seq: u64,
     pub symbols: Vec<SymbolInfo>,
+}
+
+/// Bytes kept free in every line for the envelope and the other fields of the message, when a list
+/// is split to stay under the line limit.
+pub const LINE_RESERVE: usize = 4096;
+
+/// Bytes of `value` as JSON; `usize::MAX` when it cannot be serialized, so that it never counts as
+/// fitting anywhere.
+pub fn json_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// Splits `items` into consecutive groups whose JSON (as array elements) stays within `budget` bytes,
+/// so that each group fits in one line. An item larger than the budget on its own gets a group of its
+/// own (the encoder then refuses it rather than sending an oversized line).
+pub fn split_by_size<T: Serialize>(items: Vec<T>, budget: usize) -> Vec<Vec<T>> {
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0usize;
+    for item in items {
+        // +1 for the comma between elements; an item that cannot be serialized counts as too big.
+        let len = json_len(&item).saturating_add(1);
+        if !current.is_empty() && used.saturating_add(len) > budget {
+            groups.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used = used.saturating_add(len);
+        current.push(item);
+    }
+    if !current.is_empty() || groups.is_empty() {
+        groups.push(current);
+    }
+    groups
 }
 
 /// Account state (`AccountInfo*`).
@@ -545,7 +591,7 @@ pub struct Heartbeat {
 }
 
 /// Sent by either side about a line it could not accept. The connection stays up (except after
-/// `unsupported_version`, `login_mismatch` and `handshake`).
+/// `unsupported_version`, `login_mismatch`, `handshake`, `not_ready` and `duplicate`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorMsg {
     /// Present when a terminal sends it.
@@ -578,6 +624,12 @@ pub enum ErrorCode {
     LoginMismatch,
     /// The connection did not start with `hello`, `symbols`, `snapshot`; it is closed.
     Handshake,
+    /// The terminal is not ready: not logged in yet (`hello` with login 0). The connection is closed;
+    /// the terminal connects again once the account is logged in.
+    NotReady,
+    /// Another terminal side (another EA instance) is already connected for this login; the newer
+    /// connection is closed and the first one kept.
+    Duplicate,
     /// Anything else.
     Internal,
     /// A code from a newer peer.
@@ -596,6 +648,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::LoginMismatch => "login_mismatch",
             ErrorCode::Handshake => "handshake",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::Duplicate => "duplicate",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -668,7 +722,8 @@ pub struct HistoryRange {
 }
 
 /// Filling mode of a request: a given mode, or `"auto"`: the terminal picks from the symbol's allowed
-/// modes (FOK, then IOC, then RETURN), which is what avoids retcode 10030.
+/// modes (FOK, then IOC, then RETURN) for a market order and RETURN for a pending order
+/// (`FillingModes::choose_for`), which is what avoids retcode 10030.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Filling {
     #[default]

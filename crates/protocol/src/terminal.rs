@@ -2,7 +2,8 @@
 //!
 //! A [`TerminalListener`] binds the agent's port; [`TerminalListener::start`] turns it into a
 //! [`Terminal`], a cheap-to-clone handle backed by background tasks that accept the terminal's
-//! connection (and every reconnection), run the handshake (`hello`, `symbols`, `snapshot`), keep the
+//! connection (and every reconnection of the same instance; a terminal not logged in yet, or a
+//! second instance for the login, is refused), run the handshake (`hello`, `symbols`, `snapshot`), keep the
 //! account, symbols, positions and working orders current from snapshots and `tx` messages, match
 //! replies to commands by `cmd_id`, and publish everything as [`TerminalEvent`]s.
 //!
@@ -20,9 +21,11 @@ use crate::message::{
     Op, OrderRecord, PositionRecord, Reply, Snapshot, SymbolInfo, Symbols, TerminalMsg, TimeMs,
     TradeRequest, Tx,
 };
-use hedge_domain::{CmdId, Login, OrderState, OrderTicket, PositionId, TradeTransactionType};
+use hedge_domain::{
+    CmdId, DealReason, DealType, Login, OrderState, OrderTicket, PositionId, TradeTransactionType,
+};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -589,7 +592,8 @@ async fn handshake(
     config: &TerminalConfig,
 ) -> Result<Handshake, ProtocolError> {
     let mut hello = None;
-    let mut symbols = None;
+    // A long symbol list comes as several `symbols` messages; the snapshot ends it.
+    let mut symbols: Option<Symbols> = None;
     loop {
         let line = match reader.next_line().await {
             Ok(Some(line)) => line,
@@ -612,6 +616,15 @@ async fn handshake(
         match (msg, hello.is_some(), symbols.is_some()) {
             (TerminalMsg::Hello(h), false, _) => {
                 check_version(h.v)?;
+                if h.login.get() == 0 {
+                    // A terminal still starting has no account yet; treating 0 as a login would
+                    // answer login_mismatch on every attempt, or worse adopt an empty account.
+                    return Err(ProtocolError::new(
+                        ErrorCode::NotReady,
+                        "the terminal is not logged in yet (hello with login 0); connect once \
+                         ACCOUNT_LOGIN is set",
+                    ));
+                }
                 if let Some(expected) = config.expected_login {
                     if h.login != expected {
                         return Err(ProtocolError::new(
@@ -625,7 +638,10 @@ async fn handshake(
                 }
                 hello = Some(h);
             }
-            (TerminalMsg::Symbols(s), true, false) => symbols = Some(s),
+            (TerminalMsg::Symbols(s), true, _) => match symbols.as_mut() {
+                Some(all) => all.symbols.extend(s.symbols),
+                None => symbols = Some(s),
+            },
             (TerminalMsg::Snapshot(snapshot), true, true) => {
                 let last_seq = snapshot.seq;
                 return match (hello, symbols) {
@@ -684,7 +700,15 @@ async fn run_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) 
         }
     };
 
-    let generation = install(&inner, writer, &hs).await;
+    let generation = match install(&inner, writer, &hs).await {
+        Ok(generation) => generation,
+        Err((mut writer, e)) => {
+            tracing::warn!(%peer, login = %hs.hello.login, error = %e, "second terminal refused");
+            write_error(&mut writer, &e).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+    };
     tracing::info!(%peer, login = %hs.hello.login, server = %hs.hello.server, generation, "terminal connected");
 
     let reason = read_loop(&inner, &mut reader, generation, hs.last_seq).await;
@@ -701,10 +725,38 @@ async fn run_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) 
     }
 }
 
+/// Why a new connection must not replace the current one: another terminal side for the same login
+/// is connected. Each side keeps its own ring of executed `cmd_id`s, so two of them could each execute
+/// a resent command once; the first stays, the newer is refused. A reconnection of the same instance
+/// (or of a terminal that does not say its instance) replaces the old connection as before.
+fn refuse_second_instance(current: &TerminalState, hello: &Hello) -> Option<ProtocolError> {
+    let existing = current.hello.as_ref().filter(|_| current.connected)?;
+    let other_instance = !existing.instance.is_empty()
+        && !hello.instance.is_empty()
+        && existing.instance != hello.instance;
+    (other_instance && existing.login == hello.login).then(|| {
+        ProtocolError::new(
+            ErrorCode::Duplicate,
+            format!(
+                "account {} is already connected from another terminal or EA instance ({}); \
+                 run one HedgeBridge per account",
+                hello.login, existing.instance
+            ),
+        )
+    })
+}
+
 /// Makes a freshly handshaken connection the current one: replaces the state from its snapshot and
 /// resends every command still waiting for a reply, in submission order.
-async fn install(inner: &Arc<Inner>, writer: OwnedWriteHalf, hs: &Handshake) -> u64 {
+async fn install(
+    inner: &Arc<Inner>,
+    writer: OwnedWriteHalf,
+    hs: &Handshake,
+) -> Result<u64, (OwnedWriteHalf, ProtocolError)> {
     let mut link = inner.link.lock().await;
+    if let Some(e) = refuse_second_instance(&inner.state.read(), &hs.hello) {
+        return Err((writer, e));
+    }
     link.generation += 1;
     let generation = link.generation;
     link.writer = Some(writer);
@@ -749,7 +801,7 @@ async fn install(inner: &Arc<Inner>, writer: OwnedWriteHalf, hs: &Handshake) -> 
         snapshot: Arc::new(hs.snapshot.clone()),
         resync: generation > 1,
     });
-    generation
+    Ok(generation)
 }
 
 async fn read_loop(
@@ -809,9 +861,39 @@ async fn read_loop(
     }
 }
 
+/// Deal types and reasons this build does not know, already logged: a newer terminal may send a new
+/// code on every deal, and one line about it is enough.
+static UNKNOWN_CODES_SEEN: Mutex<BTreeSet<(&'static str, u8)>> =
+    parking_lot::const_mutex(BTreeSet::new());
+
+/// Logs, once per code, a deal type or reason this build does not know. The record is kept with the
+/// code as it came (`Other`), so nothing is lost.
+fn note_unknown_codes(deal: &DealRecord) {
+    let mut unknown = Vec::with_capacity(2);
+    if !deal.deal_type.is_known() {
+        unknown.push((DealType::enumeration(), deal.deal_type.code()));
+    }
+    if !deal.reason.is_known() {
+        unknown.push((DealReason::enumeration(), deal.reason.code()));
+    }
+    for key in unknown {
+        if UNKNOWN_CODES_SEEN.lock().insert(key) {
+            tracing::warn!(
+                enumeration = key.0,
+                code = key.1,
+                deal = %deal.ticket,
+                "the terminal sent a code this build does not know; kept as is"
+            );
+        }
+    }
+}
+
 fn handle(inner: &Arc<Inner>, msg: TerminalMsg) {
     match msg {
         TerminalMsg::Tx(tx) => {
+            if let Some(deal) = &tx.deal_record {
+                note_unknown_codes(deal);
+            }
             inner.state.write().apply_tx(&tx);
             let _ = inner.events.send(TerminalEvent::Tx(Arc::new(tx)));
         }
@@ -847,6 +929,7 @@ fn handle(inner: &Arc<Inner>, msg: TerminalMsg) {
                 .send(TerminalEvent::Snapshot(Arc::new(snapshot)));
         }
         TerminalMsg::History(page) => {
+            page.deals.iter().for_each(note_unknown_codes);
             let mut pending = inner.pending.lock();
             match pending.get_mut(&page.cmd_id) {
                 Some(p) => p.pages.push(page),

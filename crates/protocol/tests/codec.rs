@@ -163,6 +163,9 @@ fn all_terminal_messages() -> Vec<TerminalMsg> {
             leverage: 500,
             trade_allowed: true,
             time: 1_700_000_000_000,
+            trade_expert: false,
+            account_trade_allowed: true,
+            instance: "1a2b".into(),
         }),
         TerminalMsg::Symbols(Symbols {
             seq: 2,
@@ -356,6 +359,33 @@ fn invalid_enum_code_is_bad_message() {
     assert_eq!(e.code, ErrorCode::BadMessage);
     let e = decode_agent(br#"{"type":"cmd","cmd_id":"k","op":"teleport"}"#).unwrap_err();
     assert_eq!(e.code, ErrorCode::BadMessage);
+}
+
+#[test]
+fn a_new_deal_type_or_reason_keeps_the_line_and_the_code() {
+    let mut t = tx();
+    let mut line = Vec::new();
+    encode(&TerminalMsg::Tx(t.clone()), &mut line).unwrap();
+    let text = String::from_utf8(line).unwrap();
+    // A newer terminal: deal type 18 and reason 11 are not in this build's tables.
+    let newer = text
+        .replacen("\"type\":1,\"entry\"", "\"type\":18,\"entry\"", 1)
+        .replacen("\"reason\":3,\"magic\"", "\"reason\":11,\"magic\"", 1);
+    assert_ne!(newer, text, "the test must change the deal's codes");
+    let TerminalMsg::Tx(got) = decode_terminal(newer.trim_end().as_bytes()).unwrap() else {
+        panic!("not a tx");
+    };
+    let deal = got.deal_record.as_ref().unwrap();
+    assert_eq!(deal.deal_type, DealType::Other(18));
+    assert_eq!(deal.reason, DealReason::Other(11));
+    // The rest of the line is read as usual and the codes travel on unchanged.
+    let d = t.deal_record.as_mut().unwrap();
+    d.deal_type = DealType::Other(18);
+    d.reason = DealReason::Other(11);
+    assert_eq!(got, t);
+    let mut again = Vec::new();
+    encode(&TerminalMsg::Tx(got), &mut again).unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), newer);
 }
 
 #[test]

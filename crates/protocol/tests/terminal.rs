@@ -24,6 +24,17 @@ impl FakeTerminal {
         login: u64,
         positions: Vec<PositionRecord>,
     ) -> Self {
+        let pages = vec![vec![symbol_info("EURUSD")]];
+        Self::connect_as(addr, hello(login, PROTOCOL_VERSION), pages, positions).await
+    }
+
+    /// A handshake with the given hello and the symbol list split into `pages` messages.
+    async fn connect_as(
+        addr: std::net::SocketAddr,
+        hello: Hello,
+        pages: Vec<Vec<SymbolInfo>>,
+        positions: Vec<PositionRecord>,
+    ) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (r, w) = stream.into_split();
         let mut t = FakeTerminal {
@@ -31,21 +42,29 @@ impl FakeTerminal {
             writer: w,
             seq: 0,
         };
-        t.send(TerminalMsg::Hello(hello(login, PROTOCOL_VERSION)))
-            .await;
-        t.send(TerminalMsg::Symbols(Symbols {
-            seq: 0,
-            symbols: vec![SymbolInfo {
-                spec: SymbolSpec::forex("EURUSD", 5),
-                bid: None,
-                ask: None,
-                time: 0,
-            }],
-        }))
-        .await;
+        let login = hello.login.get();
+        t.send(TerminalMsg::Hello(hello)).await;
+        for symbols in pages {
+            t.send(TerminalMsg::Symbols(Symbols { seq: 0, symbols }))
+                .await;
+        }
         t.send(TerminalMsg::Snapshot(snapshot(login, positions)))
             .await;
         t
+    }
+
+    /// The agent's next line must be an error with `code`, and then the connection must close.
+    async fn refused_with(mut self, code: ErrorCode) -> ErrorMsg {
+        let e = match self.next().await {
+            AgentMsg::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(e.code, code, "{e:?}");
+        let end = tokio::time::timeout(Duration::from_secs(5), self.reader.next_line())
+            .await
+            .expect("the agent closes the connection");
+        assert!(matches!(end, Ok(None)), "connection must be closed");
+        e
     }
 
     async fn send(&mut self, mut msg: TerminalMsg) {
@@ -78,6 +97,22 @@ impl FakeTerminal {
     }
 }
 
+fn symbol_info(name: &str) -> SymbolInfo {
+    SymbolInfo {
+        spec: SymbolSpec::forex(name, 5),
+        bid: None,
+        ask: None,
+        time: 0,
+    }
+}
+
+fn hello_from(login: u64, instance: &str) -> Hello {
+    Hello {
+        instance: instance.into(),
+        ..hello(login, PROTOCOL_VERSION)
+    }
+}
+
 fn hello(login: u64, v: u32) -> Hello {
     Hello {
         seq: 0,
@@ -92,6 +127,9 @@ fn hello(login: u64, v: u32) -> Hello {
         leverage: 100,
         trade_allowed: true,
         time: 0,
+        trade_expert: true,
+        account_trade_allowed: true,
+        instance: String::new(),
     }
 }
 
@@ -441,5 +479,85 @@ async fn history_pages_are_collected_and_a_refused_command_fails() {
         call.await.unwrap(),
         Err(TerminalError::Refused(_))
     ));
+    terminal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_terminal_not_logged_in_is_refused_as_not_ready_not_as_another_account() {
+    let config = TerminalConfig {
+        expected_login: Some(Login(7)),
+        ..TerminalConfig::default()
+    };
+    let listener = TerminalListener::bind_with("127.0.0.1:0", config)
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let terminal = listener.start();
+    let fake = FakeTerminal::connect(addr, 0, vec![]).await;
+    let e = fake.refused_with(ErrorCode::NotReady).await;
+    assert!(e.message.contains("not logged in"), "{}", e.message);
+    assert!(!terminal.is_connected() && terminal.account().is_none());
+    // Once logged in, the same terminal is accepted.
+    let _fake = FakeTerminal::connect(addr, 7, vec![]).await;
+    assert!(terminal.wait_ready(Duration::from_secs(5)).await);
+    assert_eq!(terminal.hello().unwrap().login, Login(7));
+    terminal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_instance_for_the_account_is_refused_and_the_first_kept() {
+    let (terminal, addr) = started().await;
+    let pages = || vec![vec![symbol_info("EURUSD")]];
+    let mut first = FakeTerminal::connect_as(addr, hello_from(7, "chart-1"), pages(), vec![]).await;
+    assert!(terminal.wait_ready(Duration::from_secs(5)).await);
+
+    let second = FakeTerminal::connect_as(addr, hello_from(7, "chart-2"), pages(), vec![]).await;
+    let e = second.refused_with(ErrorCode::Duplicate).await;
+    assert!(e.message.contains("chart-1"), "{}", e.message);
+    assert_eq!(terminal.state().generation, 1);
+    assert_eq!(terminal.hello().unwrap().instance, "chart-1");
+
+    // The first connection still carries commands.
+    let t2 = terminal.clone();
+    let call = tokio::spawn(async move { t2.ping(CmdId::from("p-1")).await });
+    let cmd = first.next_cmd().await;
+    assert_eq!(cmd.cmd_id.as_str(), "p-1");
+    first
+        .send(TerminalMsg::Reply(Reply::new(
+            cmd.cmd_id,
+            Retcode::DONE,
+            "pong",
+        )))
+        .await;
+    assert_eq!(call.await.unwrap().unwrap().retcode, Retcode::DONE);
+
+    // The same instance reconnecting is the normal case: it replaces its older connection.
+    let _again = FakeTerminal::connect_as(addr, hello_from(7, "chart-1"), pages(), vec![]).await;
+    let mut waited = 0;
+    while terminal.state().generation != 2 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(terminal.state().generation, 2);
+    drop(first);
+    terminal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_symbol_list_in_several_messages_is_kept_whole() {
+    let (terminal, addr) = started().await;
+    let pages = vec![
+        vec![symbol_info("EURUSD"), symbol_info("GBPUSD")],
+        vec![symbol_info("USDJPY")],
+        vec![symbol_info("XAUUSD")],
+    ];
+    let _fake = FakeTerminal::connect_as(addr, hello(7, PROTOCOL_VERSION), pages, vec![]).await;
+    assert!(terminal.wait_ready(Duration::from_secs(5)).await);
+    let names: Vec<String> = terminal
+        .symbols()
+        .into_iter()
+        .map(|s| s.spec.name)
+        .collect();
+    assert_eq!(names, ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]);
     terminal.shutdown().await;
 }

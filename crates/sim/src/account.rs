@@ -35,6 +35,9 @@ pub struct AccountConfig {
     pub faults: Faults,
     /// First order ticket; deals start at twice this.
     pub first_ticket: u64,
+    /// `ACCOUNT_TRADE_EXPERT`: whether the server accepts orders from Expert Advisors. When false,
+    /// protocol commands are refused (10026) and trades by hand still work.
+    pub trade_expert: bool,
 }
 
 impl Default for AccountConfig {
@@ -50,14 +53,21 @@ impl Default for AccountConfig {
             seed: 1,
             faults: Faults::default(),
             first_ticket: 100_000,
+            trade_expert: true,
         }
     }
 }
+
+/// Characters of an order comment MT5 keeps; the rest is cut by the trade server.
+pub const COMMENT_CHARS: usize = 31;
 
 /// An open position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Position {
     pub id: PositionId,
+    /// `POSITION_TICKET`: the identifier's number until the server re-opens the position (a swap
+    /// rollover, a split), which gives it a new ticket and keeps the identifier.
+    pub ticket: u64,
     pub symbol: String,
     pub side: Side,
     pub volume: Volume,
@@ -215,6 +225,17 @@ impl Account {
         self.symbols.values().map(SimSymbol::info).collect()
     }
 
+    /// Gives an open position a new ticket, as a server does when it re-opens positions (swap
+    /// rollover, split): the identifier stays. Returns the position's record after the change, or
+    /// `None` when it is not open.
+    pub fn reticket(&mut self, id: PositionId) -> Option<PositionRecord> {
+        let ticket = self.new_order().0;
+        let p = self.positions.get_mut(&id)?;
+        p.ticket = ticket;
+        let p = p.clone();
+        Some(self.position_record(&p))
+    }
+
     pub fn position(&self, id: PositionId) -> Option<&Position> {
         self.positions.get(&id)
     }
@@ -359,6 +380,9 @@ impl Account {
             leverage: self.config.leverage,
             trade_allowed: true,
             time: self.now,
+            trade_expert: self.config.trade_expert,
+            account_trade_allowed: true,
+            instance: String::new(),
         }
     }
 
@@ -385,7 +409,7 @@ impl Account {
 
     fn position_record(&self, p: &Position) -> PositionRecord {
         PositionRecord {
-            ticket: p.id.0,
+            ticket: p.ticket,
             identifier: p.id,
             symbol: p.symbol.clone(),
             position_type: PositionType::from(p.side),
@@ -983,6 +1007,7 @@ impl Account {
     ) -> Position {
         let p = Position {
             id: PositionId(order.0),
+            ticket: order.0,
             symbol: symbol.to_owned(),
             side,
             volume,
@@ -1004,6 +1029,24 @@ impl Account {
     /// `OrderSend`. `reason` is how the order was placed (`Expert` for protocol commands, `Client`
     /// for trades made "by hand" on the simulated terminal).
     pub fn send(&mut self, req: &TradeRequest, reason: DealReason) -> Execution {
+        if reason == DealReason::Expert && !self.config.trade_expert {
+            return self.refuse(
+                Retcode::SERVER_DISABLES_AT,
+                "trading by Expert Advisors is disabled for this account (ACCOUNT_TRADE_EXPERT is \
+                 false); ask the broker to enable it",
+                &req.symbol,
+            );
+        }
+        let cut;
+        let req = if req.comment.chars().count() > COMMENT_CHARS {
+            cut = TradeRequest {
+                comment: req.comment.chars().take(COMMENT_CHARS).collect(),
+                ..req.clone()
+            };
+            &cut
+        } else {
+            req
+        };
         match req.action {
             TradeAction::Deal => self.market(req, reason),
             TradeAction::Pending => self.pending(req, reason),
@@ -1088,7 +1131,11 @@ impl Account {
         match filling {
             Filling::Auto => spec.filling.preferred().ok_or((
                 Retcode::INVALID_FILL,
-                format!("{} allows no filling mode", spec.name),
+                format!(
+                    "{} uses market execution and allows neither FOK nor IOC, and RETURN is not \
+                     valid there: no filling mode can be sent",
+                    spec.name
+                ),
             )),
             Filling::Mode(OrderFilling::Boc) => {
                 Err((Retcode::INVALID_FILL, "BOC is for limit orders only".into()))
@@ -1344,8 +1391,9 @@ impl Account {
         if let Err((code, why)) = self.check_volume(&spec, req.volume) {
             return self.refuse(code, why, &req.symbol);
         }
+        // MT5 takes RETURN for every pending order, whatever the execution mode and the flags.
         let filling = match req.type_filling {
-            Filling::Auto if spec.filling.ret => OrderFilling::Return,
+            Filling::Auto => OrderFilling::Return,
             other => match self.resolve_filling(&spec, other) {
                 Ok(f) => f,
                 Err((code, why)) => return self.refuse(code, why, &req.symbol),

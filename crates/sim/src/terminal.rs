@@ -16,8 +16,9 @@ use hedge_domain::{
 use hedge_protocol::{
     decode_agent, encode, AccountInfo, AgentMsg, Cmd, DealRecord, ErrorCode, ErrorMsg, Heartbeat,
     HistoryPage, HistoryRange, HistorySummary, LineReader, Op, OrderRecord, PositionRecord,
-    ProtocolError, Reply, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx, MAX_LINE,
+    ProtocolError, Reply, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx, LINE_RESERVE, MAX_LINE,
 };
+use hedge_protocol::{json_len, split_by_size};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -56,6 +57,19 @@ pub struct SimConfig {
     /// Largest history page, in records.
     pub max_page: u32,
     pub ea_version: String,
+    /// This terminal side's `hello.instance`, the same across its reconnections (the agent refuses a
+    /// second instance for one login).
+    pub instance: String,
+    /// Start as a terminal that has not logged in yet: like the EA, connect to the agent only after
+    /// [`SimTerminal::log_in`].
+    pub start_logged_out: bool,
+}
+
+/// A new instance name per simulated terminal in this process.
+fn next_instance() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("sim-{}-{n}", std::process::id())
 }
 
 impl SimConfig {
@@ -72,6 +86,8 @@ impl SimConfig {
             ring_capacity: 4096,
             max_page: 1000,
             ea_version: concat!("hedge-sim ", env!("CARGO_PKG_VERSION")).into(),
+            instance: next_instance(),
+            start_logged_out: false,
         }
     }
 }
@@ -122,6 +138,8 @@ struct Shared {
     out: mpsc::UnboundedSender<TerminalMsg>,
     wall_clock: bool,
     commands_executed: Mutex<u64>,
+    /// Whether the terminal is logged in to its account (`ACCOUNT_LOGIN` set).
+    logged_in: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -184,6 +202,7 @@ impl SimTerminal {
             out: out_tx,
             wall_clock,
             commands_executed: Mutex::new(0),
+            logged_in: watch::Sender::new(!config.start_logged_out),
         });
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = watch::channel(false);
@@ -335,6 +354,40 @@ impl SimTerminal {
         self.shared.push(txs);
     }
 
+    /// The terminal finishes logging in (see [`SimConfig::start_logged_out`]); it connects now.
+    pub fn log_in(&self) {
+        self.shared.logged_in.send_replace(true);
+    }
+
+    /// The terminal's link to the trade server came back: as the EA does, a fresh snapshot follows,
+    /// because positions may have changed while it was away.
+    pub fn trade_server_reconnected(&self) {
+        let snapshot = {
+            let mut account = self.shared.account.lock();
+            self.shared.touch_clock(&mut account);
+            account.snapshot(None)
+        };
+        let _ = self.shared.out.send(TerminalMsg::Snapshot(snapshot));
+    }
+
+    /// The server re-opens a position with a new ticket (swap rollover, split); the identifier
+    /// stays. The change is pushed as a `POSITION` transaction. Returns the new ticket, or `None`
+    /// when the position is not open.
+    pub fn reticket(&self, position: PositionId) -> Option<u64> {
+        let (record, now) = {
+            let mut account = self.shared.account.lock();
+            self.shared.touch_clock(&mut account);
+            (account.reticket(position)?, account.now())
+        };
+        let ticket = record.ticket;
+        let mut tx = Tx::new(now, hedge_domain::TradeTransactionType::Position);
+        tx.symbol = record.symbol.clone();
+        tx.position = record.identifier;
+        tx.position_record = Some(record);
+        self.shared.push(vec![tx]);
+        Some(ticket)
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.shared.account.lock().set_faults(faults);
     }
@@ -417,7 +470,19 @@ async fn drive(
     let mut backoff = config.reconnect_min;
     let mut sent_total: u64 = 0;
     let mut disconnect_fired = false;
+    let mut logged_in = shared.logged_in.subscribe();
     loop {
+        // As the EA: no connection before the account is logged in, or its hello would say login 0.
+        let ready = tokio::select! {
+            r = logged_in.wait_for(|l| *l) => r.is_ok(),
+            c = control.recv() => matches!(c, Some(Control::Disconnect)),
+        };
+        if !ready {
+            return;
+        }
+        if !*logged_in.borrow() {
+            continue;
+        }
         let attempt = tokio::select! {
             r = TcpStream::connect(&config.connect) => Some(r),
             c = control.recv() => match c {
@@ -515,7 +580,7 @@ impl Session<'_> {
 
         // Pushes queued before this point are covered by the snapshot.
         while out.try_recv().is_ok() {}
-        let (hello, symbols, snapshot) = {
+        let (mut hello, symbols, snapshot) = {
             let mut account = self.shared.account.lock();
             self.shared.touch_clock(&mut account);
             (
@@ -524,13 +589,14 @@ impl Session<'_> {
                 account.snapshot(None),
             )
         };
-        for msg in [
-            TerminalMsg::Hello(hello),
-            TerminalMsg::Symbols(Symbols { seq: 0, symbols }),
-            TerminalMsg::Snapshot(snapshot),
-        ] {
-            self.queue(msg);
+        hello.instance = self.config.instance.clone();
+        self.queue(TerminalMsg::Hello(hello));
+        // A Market Watch of thousands of symbols does not fit in one line: it goes in as many
+        // `symbols` messages as needed, and the snapshot ends the list.
+        for symbols in split_by_size(symbols, MAX_LINE - LINE_RESERVE) {
+            self.queue(TerminalMsg::Symbols(Symbols { seq: 0, symbols }));
         }
+        self.queue(TerminalMsg::Snapshot(snapshot));
         if let Err(e) = self.flush().await {
             return End::Lost(e);
         }
@@ -560,7 +626,7 @@ impl Session<'_> {
                             }
                             Ok(AgentMsg::Error(e)) => {
                                 tracing::warn!(code = %e.code, message = %e.message, "agent reported an error");
-                                if matches!(e.code, ErrorCode::UnsupportedVersion | ErrorCode::LoginMismatch | ErrorCode::Handshake) {
+                                if matches!(e.code, ErrorCode::UnsupportedVersion | ErrorCode::LoginMismatch | ErrorCode::Handshake | ErrorCode::NotReady | ErrorCode::Duplicate) {
                                     return End::Lost(format!("refused by agent: {}", e.message));
                                 }
                             }
@@ -752,9 +818,27 @@ impl Session<'_> {
         let mut at = offset.min(total);
         let mut page = 0u32;
         let (mut sent_orders, mut sent_deals) = (0u32, 0u32);
+        let n = orders.len();
+        let record_len = |i: usize| -> usize {
+            let len = if i < n {
+                json_len(&orders[i])
+            } else {
+                json_len(&deals[i - n])
+            };
+            len.saturating_add(1)
+        };
         loop {
-            let end = (at + page_size).min(total);
-            let n = orders.len();
+            // At most page_size records, and never more than fits in one line.
+            let mut end = at;
+            let mut bytes = 0usize;
+            while end < total && end - at < page_size {
+                let len = record_len(end);
+                if end > at && bytes.saturating_add(len) > MAX_LINE - LINE_RESERVE {
+                    break;
+                }
+                bytes = bytes.saturating_add(len);
+                end += 1;
+            }
             let page_orders: Vec<OrderRecord> = orders[at.min(n)..end.min(n)].to_vec();
             let page_deals: Vec<DealRecord> = deals[at.max(n) - n..end.max(n) - n].to_vec();
             sent_orders += page_orders.len() as u32;
