@@ -76,6 +76,9 @@ impl Script {
             ea_version: "bench".into(),
             leverage: 100,
             trade_allowed: true,
+            trade_expert: true,
+            account_trade_allowed: true,
+            instance: String::new(),
             time: now_ms(),
         }));
         let symbols = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]

@@ -289,7 +289,11 @@ pub fn spawn_heartbeat(
                     }
                 }
             }
-            let status = status_of(&board, outbox.pending().unwrap_or(0));
+            let mut status = status_of(&board, outbox.pending().unwrap_or(0));
+            if let Ok((count, reason)) = outbox.dead_letter_summary() {
+                status.dead_letters = count;
+                status.dead_letter_reason = reason;
+            }
             if let Err(e) = center.heartbeat(login, &status).await {
                 tracing::debug!(error = %e, "status heartbeat to the center failed");
             }

@@ -376,6 +376,23 @@ impl Outbox {
         Ok(n.max(0) as u64)
     }
 
+    /// How many items are dead-lettered, and the reason of the newest (read from the database, so
+    /// it survives restarts).
+    pub fn dead_letter_summary(&self) -> Result<(u64, Option<String>), OutboxError> {
+        let conn = self.conn.lock();
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letter", [], |r| r.get(0))?;
+        let reason: Option<String> = conn
+            .query_row(
+                "SELECT error FROM dead_letter ORDER BY failed_ms DESC, seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // The center takes a status message of 2 KiB at most; the start of the reason says it.
+        let reason = reason.map(|r| r.chars().take(1000).collect());
+        Ok((u64::try_from(count).unwrap_or(0), reason))
+    }
+
     /// Every dead-lettered item, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, OutboxError> {
         let conn = self.conn.lock();
@@ -468,6 +485,27 @@ mod tests {
             kind: "test".into(),
             body: format!("{{\"k\":\"{key}\"}}"),
         }
+    }
+
+    #[test]
+    fn refused_reports_are_counted_with_their_reason_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        {
+            let ob = Outbox::open(&path).unwrap();
+            assert_eq!(ob.dead_letter_summary().unwrap(), (0, None));
+            ob.push(item("a")).unwrap();
+            ob.push(item("b")).unwrap();
+            ob.dead_letter(ob.front().unwrap().unwrap().seq, "422: unknown symbol")
+                .unwrap();
+            ob.dead_letter(ob.front().unwrap().unwrap().seq, &"x".repeat(5000))
+                .unwrap();
+        }
+        // A restarted agent still reports them: the center must not look complete.
+        let ob = Outbox::open(&path).unwrap();
+        let (count, reason) = ob.dead_letter_summary().unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(reason.map(|r| r.len()), Some(1000));
     }
 
     #[test]

@@ -146,6 +146,13 @@ pub struct AccountStatus {
     /// Reports waiting in the agent's outbox.
     #[serde(default)]
     pub outbox_pending: u64,
+    /// Reports the center refused for good (kept by the agent across restarts): each is a change
+    /// of the account the center does not know, so the dashboard shows the account in red.
+    #[serde(default)]
+    pub dead_letters: u64,
+    /// Why the newest of them was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_reason: Option<String>,
     /// Circuit-breaker state per symbol (account names or canonical, as the agent knows them).
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerState>,

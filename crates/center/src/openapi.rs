@@ -148,7 +148,7 @@ pub fn document() -> Value {
                 "AccountStatus": {
                     "type": "object", "required": ["connected"],
                     "properties": {
-                        "connected": { "type": "boolean" }, "last_event_ms": int(""), "outbox_pending": int("Reports waiting in the agent's outbox."),
+                        "connected": { "type": "boolean" }, "last_event_ms": int(""), "outbox_pending": int("Reports waiting in the agent's outbox."), "dead_letters": int("Reports the center refused for good, kept by the agent across restarts."), "dead_letter_reason": { "type": "string" },
                         "breakers": { "type": "object", "additionalProperties": enum_of(&["closed", "open", "half_open"]) },
                         "message": text(""),
                         "account": r("AccountMoney"),

@@ -1157,12 +1157,20 @@ function accountCard(a) {
       }) : null,
       h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
       paused ? h('span', { class: 'badge warn', text: 'paused' }) : null,
-      openBreakers.length ? h('span', { class: 'badge bad', text: `${openBreakers.length} breaker${openBreakers.length > 1 ? 's' : ''} open` }) : null),
+      openBreakers.length ? h('span', { class: 'badge bad', text: `${openBreakers.length} breaker${openBreakers.length > 1 ? 's' : ''} open` }) : null,
+      st && st.dead_letters > 0 ? h('span', {
+        class: 'badge bad', text: `${st.dead_letters} report${st.dead_letters > 1 ? 's' : ''} refused`,
+        title: st.dead_letter_reason || 'the center refused reports of this account', dataset: { deadLetters: st.dead_letters },
+      }) : null),
     h('dl', null,
       h('dt', { text: 'Server' }), h('dd', { text: [a.company, a.server].filter(Boolean).join(' · ') || '—' }),
       h('dt', { text: 'Margin mode' }), h('dd', { text: marginMode(a.margin_mode) }),
       h('dt', { text: 'Last heartbeat' }), h('dd', { text: fmtAge(a.last_seen_ms), title: fmtTime(a.last_seen_ms), dataset: { age: a.last_seen_ms } }),
       h('dt', { text: 'Outbox' }), h('dd', { text: st ? `${st.outbox_pending} pending` : '—' }),
+      st && st.dead_letters > 0 ? [h('dt', { text: 'Refused reports' }), h('dd', {
+        class: 'sell', dataset: { deadLetter: 'reason' },
+        text: `${st.dead_letters}, the center does not hold these changes of the account: ${st.dead_letter_reason || 'no reason given'}`,
+      })] : null,
       h('dt', { text: 'Breakers' }), h('dd', { text: !st ? '—' : openBreakers.length ? openBreakers.map(([k, v]) => `${k} ${v.replace('_', '-')}`).join(', ') : 'all closed', class: openBreakers.length ? 'sell' : '' }),
       money ? [
         h('dt', { text: 'Balance' }), h('dd', { class: 'num', dataset: { money: 'balance' }, text: `${fmtNum(money.balance, 2)} ${money.currency || ''}`.trim() }),

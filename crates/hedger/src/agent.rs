@@ -925,16 +925,27 @@ impl Hedger {
         Ok(())
     }
 
-    /// Canonical symbols with an execution or reduction record still in the outbox.
+    /// Canonical symbols with an execution or reduction record still in the outbox, or with a
+    /// reduction whose deals have not reached the account's state: until they have, the
+    /// positions (or the ledger's hedges) still show what the reduction took back, and a plan
+    /// acted on then would close the same hedge again (on a netting account, a linked close of a
+    /// hedge already closed opens a reversed position).
     fn symbols_being_recorded(&self) -> Result<BTreeSet<String>, HedgerError> {
+        let mut due: BTreeSet<String> = self
+            .holding_due
+            .iter()
+            .map(|d| {
+                self.opts
+                    .symbol_map
+                    .to_canonical(&d.symbol)
+                    .unwrap_or_else(|| d.symbol.clone())
+            })
+            .collect();
         if self.outbox.pending()? == 0 {
-            return Ok(BTreeSet::new());
+            return Ok(due);
         }
-        Ok(self
-            .outbox
-            .peek(100_000)?
-            .into_iter()
-            .filter_map(|i| match i.kind.as_str() {
+        due.extend(self.outbox.peek(100_000)?.into_iter().filter_map(|i| {
+            match i.kind.as_str() {
                 KIND_EXECUTED => serde_json::from_str::<HedgeExecuted>(&i.body)
                     .ok()
                     .map(|h| h.symbol),
@@ -942,8 +953,9 @@ impl Hedger {
                     .ok()
                     .map(|h| h.symbol),
                 _ => None,
-            })
-            .collect())
+            }
+        }));
+        Ok(due)
     }
 
     /// Acts on what was deferred once the trades are recorded, with a plan fetched after them.
@@ -1573,8 +1585,12 @@ impl Hedger {
         // On a netting account the terminal's one position per symbol holds every hedge of that
         // symbol: its mark is no hedge's own, so none is sent.
         let netting = self.netting;
+        let (dead_letters, dead_letter_reason) =
+            self.outbox.dead_letter_summary().unwrap_or((0, None));
         let base = AccountStatus {
             outbox_pending: self.outbox.pending().unwrap_or(0),
+            dead_letters,
+            dead_letter_reason,
             breakers,
             message,
             ..AccountStatus::default()

@@ -5,7 +5,7 @@ use crate::execution::{Failure, Next, RetryPolicy};
 use crate::planner::{Fill, Leg};
 use crate::tag::{HedgeTag, ItemIdTooLarge};
 use hedge_agent::ExecMode;
-use hedge_domain::{CmdId, OrderType, Price, Retcode, Side, SymbolSpec};
+use hedge_domain::{CmdId, OrderFilling, OrderType, Price, Retcode, Side, SymbolSpec};
 use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,13 @@ pub fn build_request(
     request
 }
 
+/// A fill-or-kill market order refused (10006) on a symbol that also takes IOC.
+fn fok_refused(request: &TradeRequest, reply: &Reply, spec: Option<&SymbolSpec>) -> bool {
+    reply.retcode == Retcode::REJECT
+        && request.type_filling == Filling::Mode(OrderFilling::Fok)
+        && spec.is_some_and(|s| s.filling.allows(OrderFilling::Ioc))
+}
+
 /// How a leg ended.
 #[derive(Clone, Debug)]
 pub enum LegOutcome {
@@ -153,6 +160,7 @@ pub async fn execute_leg(
     let mut attempt: u32 = 0;
     let mut retcodes = Vec::new();
     let mut timeouts: u32 = 0;
+    let mut ioc_tried = false;
     let mut request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
     let requested_price = request.price;
     loop {
@@ -168,6 +176,15 @@ pub async fn execute_leg(
         {
             Ok(reply) => {
                 retcodes.push(reply.retcode);
+                if !ioc_tried && fok_refused(&request, &reply, spec.as_ref()) {
+                    // Thin liquidity refuses all-or-nothing; what the market offers now is
+                    // better than nothing, and the next plan asks for the rest.
+                    tracing::info!(%cmd_id, comment = %reply.comment, "fill or kill refused; taking what the market offers (IOC)");
+                    ioc_tried = true;
+                    attempt += 1;
+                    request.type_filling = Filling::Mode(OrderFilling::Ioc);
+                    continue;
+                }
                 match settings.retry.next(attempt, reply.retcode) {
                     Next::Done => {
                         let now_ms = reply.time;

@@ -276,10 +276,6 @@ impl System {
                 vec![
                     "--mode".into(),
                     "mirror".into(),
-                    // Rejects are part of the weather here; halting a symbol would need an
-                    // operator, and the soak is about the books, not the breaker.
-                    "--breaker-threshold".into(),
-                    "1000".into(),
                     "--reconcile-interval".into(),
                     "1".into(),
                 ],

@@ -826,7 +826,13 @@ pub fn heartbeat(
 }
 
 fn validate_status(status: &AccountStatus) -> Result<(), Refusal> {
-    if status.breakers.len() > 10_000 || status.message.as_ref().is_some_and(|m| m.len() > 2048) {
+    if status.breakers.len() > 10_000
+        || status.message.as_ref().is_some_and(|m| m.len() > 2048)
+        || status
+            .dead_letter_reason
+            .as_ref()
+            .is_some_and(|m| m.len() > 2048)
+    {
         return Err(Refusal::invalid("breakers", "status too large"));
     }
     if status.marks.len() > 100_000 {
