@@ -1277,7 +1277,11 @@ impl Account {
                     )
                 }
                 _ if fill.is_zero() && filling == OrderFilling::Ioc => {
-                    return self.refuse(Retcode::REJECT, "no liquidity", &req.symbol)
+                    return self.refuse(
+                        Retcode::PRICE_OFF,
+                        "no liquidity at this price",
+                        &req.symbol,
+                    )
                 }
                 _ => {}
             }
