@@ -238,6 +238,8 @@ impl Feeder {
                 connected: true,
                 last_event_ms: Some(now_ms()),
                 outbox_pending: (tick + i as u64) % 3,
+                dead_letters: 0,
+                dead_letter_reason: None,
                 breakers: BTreeMap::new(),
                 message: Some("client agent (test feed)".into()),
                 account: Some(AccountMoney {
