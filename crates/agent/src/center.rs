@@ -9,12 +9,14 @@ use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use crate::status::StatusBoard;
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
-    AccountRegistration, AccountRole, AccountStatus, PositionReport, TumblerFiring,
+    AccountRegistration, AccountRole, AccountStatus, PositionFilter, PositionReport,
+    PositionStatus, Reconciliation, TumblerFiring,
 };
-use hedge_domain::{Login, Side, Volume};
+use hedge_domain::{Login, Side, SymbolMap, Volume};
 use hedge_protocol::{Hello, SymbolInfo, Terminal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -266,6 +268,7 @@ pub fn spawn_heartbeat(
     outbox: Arc<Outbox>,
     interval: Duration,
     refresh: Option<Terminal>,
+    compare: Option<SymbolMap>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -294,10 +297,104 @@ pub fn spawn_heartbeat(
                 status.dead_letters = count;
                 status.dead_letter_reason = reason;
             }
+            if let (Some(terminal), Some(map)) = (refresh.as_ref(), compare.as_ref()) {
+                status.center_check = check_center(&center, login, terminal, &outbox, map).await;
+            }
             if let Err(e) = center.heartbeat(login, &status).await {
                 tracing::debug!(error = %e, "status heartbeat to the center failed");
             }
         }
+    })
+}
+
+/// Net volume per canonical symbol, buys positive, zeros left out.
+fn net_by_symbol<'a>(
+    rows: impl Iterator<Item = (String, Side, Volume)> + 'a,
+) -> BTreeMap<String, Decimal> {
+    let mut net: BTreeMap<String, Decimal> = BTreeMap::new();
+    for (symbol, side, volume) in rows {
+        *net.entry(symbol).or_default() += match side {
+            Side::Buy => volume.0,
+            Side::Sell => -volume.0,
+        };
+    }
+    net.retain(|_, v| !v.is_zero());
+    net
+}
+
+/// The center's open positions of the account against the terminal's, net per symbol. `None` when
+/// it cannot be told now: reports still waiting, the terminal away or trading during the check, or
+/// the center unreachable.
+async fn check_center(
+    center: &CenterClient,
+    login: Login,
+    terminal: &Terminal,
+    outbox: &Outbox,
+    map: &SymbolMap,
+) -> Option<Reconciliation> {
+    let settled = || outbox.pending().ok() == Some(0) && terminal.is_connected();
+    if !settled() {
+        return None;
+    }
+    let read_terminal = || {
+        terminal.with_state(|s| {
+            let rows = s.positions.values().map(|p| {
+                (
+                    map.to_canonical(&p.symbol)
+                        .unwrap_or_else(|| p.symbol.clone()),
+                    p.position_type.side(),
+                    p.volume,
+                )
+            });
+            (s.last_time, net_by_symbol(rows))
+        })
+    };
+    let (before, on_terminal) = read_terminal();
+    let mut rows = Vec::new();
+    for status in [PositionStatus::Open, PositionStatus::PartiallyClosed] {
+        let mut after = None;
+        loop {
+            let page = center
+                .positions(&PositionFilter {
+                    login: Some(login),
+                    status: Some(status),
+                    after,
+                    limit: Some(1000),
+                    ..PositionFilter::default()
+                })
+                .await
+                .ok()?;
+            rows.extend(page.items.into_iter().map(|p| (p.symbol, p.side, p.volume)));
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    // A trade during the check, or a report queued meanwhile, makes a difference that is no drift.
+    if read_terminal().0 != before || !settled() {
+        return None;
+    }
+    let in_center = net_by_symbol(rows.into_iter());
+    let mut differences = Vec::new();
+    for symbol in on_terminal
+        .keys()
+        .chain(in_center.keys())
+        .collect::<BTreeSet<_>>()
+    {
+        let t = on_terminal.get(symbol).copied().unwrap_or_default();
+        let c = in_center.get(symbol).copied().unwrap_or_default();
+        if t != c {
+            differences.push(format!("{symbol}: terminal {t}, center {c}"));
+        }
+    }
+    if !differences.is_empty() {
+        tracing::warn!(differences = %differences.join("; "), "the center's positions differ from the terminal's");
+    }
+    Some(Reconciliation {
+        ok: differences.is_empty(),
+        detail: differences.join("; "),
+        checked_ms: now_ms(),
     })
 }
 

@@ -162,6 +162,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             outbox.clone(),
             settings.status_interval,
             Some(session.terminal.clone()),
+            Some(settings.symbol_map.clone()),
         )
     });
     let result = tokio::select! {

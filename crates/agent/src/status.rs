@@ -97,7 +97,10 @@ impl StatusBoard {
         let pending = outbox.and_then(|o| o.pending().ok());
         let sender = outbox.map(|o| o.sender_status());
         let center_up = sender.as_ref().map(|st| st.receiver_up);
-        let dead = sender.as_ref().map(|st| st.dead_lettered);
+        // From the database: reports refused before a restart still count.
+        let dead = outbox
+            .and_then(|o| o.dead_letter_summary().ok())
+            .map(|(n, _)| n);
         let last = match (&s.last_event, s.last_event_age) {
             (Some(e), Some(age)) => format!("{e} ({}s ago)", age.as_secs()),
             _ => "none".to_owned(),

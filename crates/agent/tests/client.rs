@@ -602,3 +602,46 @@ async fn status_carries_the_ledgers_marks_and_reconciliation_on_netting() {
 
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_when_the_centers_positions_differ_from_the_terminals() {
+    let rig = Rig::start(AccountMarginMode::RetailHedging).await;
+    let (api, sim) = (&rig.api, &rig.sim);
+    open(sim, Side::Buy, 30);
+    eventually(
+        "the center and the terminal agree",
+        Duration::from_secs(30),
+        || async {
+            let check = api.account(LOGIN).await.ok()?.status?.center_check?;
+            check.ok.then_some(())
+        },
+    )
+    .await;
+    // A position the terminal never held, stored in the center by hand: the books now differ, and
+    // the account's status must say so (the dashboard shows it in red).
+    api.report_position(&hedge_center::model::PositionReport::new(
+        Open,
+        LOGIN,
+        PositionId(999_999),
+        "EURUSD",
+        Side::Sell,
+        lots(10),
+        1,
+    ))
+    .await
+    .unwrap();
+    let check = eventually(
+        "the difference reported",
+        Duration::from_secs(30),
+        || async {
+            let check = api.account(LOGIN).await.ok()?.status?.center_check?;
+            (!check.ok).then_some(check)
+        },
+    )
+    .await;
+    assert!(
+        check.detail.contains("EURUSD: terminal 0.3") && check.detail.contains("center 0.2"),
+        "{check:?}"
+    );
+    rig.stop().await;
+}

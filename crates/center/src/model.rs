@@ -170,6 +170,10 @@ pub struct AccountStatus {
     /// Netting accounts: whether the ledger's net position per symbol matches the terminal's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<Reconciliation>,
+    /// Whether the center's open positions of the account match the terminal's, net per
+    /// canonical symbol, checked by the agent when nothing was waiting to be reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center_check: Option<Reconciliation>,
 }
 
 /// An account's money (`AccountInfo` of the terminal), in the account currency.

@@ -153,7 +153,8 @@ pub fn document() -> Value {
                         "message": text(""),
                         "account": r("AccountMoney"),
                         "marks": { "type": "array", "description": "Latest marks of the open positions; the center keeps the latest per position and serves them on /v1/positions; the account_status event carries the marks that changed as data.marks. Absent or empty: the stored marks stay.", "items": r("PositionMark") },
-                        "reconciliation": r("Reconciliation")
+                        "reconciliation": r("Reconciliation"),
+                        "center_check": r("Reconciliation")
                     }
                 },
                 "AccountMoney": {

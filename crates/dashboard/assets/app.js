@@ -1158,6 +1158,10 @@ function accountCard(a) {
       h('span', { class: `badge ${connected === true ? 'ok' : connected === false ? 'bad' : ''}`, text: connected === true ? 'connected' : connected === false ? 'disconnected' : 'no heartbeat' }),
       paused ? h('span', { class: 'badge warn', text: 'paused' }) : null,
       openBreakers.length ? h('span', { class: 'badge bad', text: `${openBreakers.length} breaker${openBreakers.length > 1 ? 's' : ''} open` }) : null,
+      st && st.center_check && st.center_check.ok === false ? h('span', {
+        class: 'badge bad', text: 'center ≠ terminal', title: st.center_check.detail,
+        dataset: { centerCheck: 'mismatch' },
+      }) : null,
       st && st.dead_letters > 0 ? h('span', {
         class: 'badge bad', text: `${st.dead_letters} report${st.dead_letters > 1 ? 's' : ''} refused`,
         title: st.dead_letter_reason || 'the center refused reports of this account', dataset: { deadLetters: st.dead_letters },
@@ -1167,6 +1171,10 @@ function accountCard(a) {
       h('dt', { text: 'Margin mode' }), h('dd', { text: marginMode(a.margin_mode) }),
       h('dt', { text: 'Last heartbeat' }), h('dd', { text: fmtAge(a.last_seen_ms), title: fmtTime(a.last_seen_ms), dataset: { age: a.last_seen_ms } }),
       h('dt', { text: 'Outbox' }), h('dd', { text: st ? `${st.outbox_pending} pending` : '—' }),
+      st && st.center_check ? [h('dt', { text: 'Center vs terminal' }), h('dd', {
+        class: st.center_check.ok ? '' : 'sell', dataset: { centerCheck: st.center_check.ok ? 'ok' : 'mismatch' },
+        text: st.center_check.ok ? `agree (${fmtAge(st.center_check.checked_ms)})` : `differ: ${st.center_check.detail}`,
+      })] : null,
       st && st.dead_letters > 0 ? [h('dt', { text: 'Refused reports' }), h('dd', {
         class: 'sell', dataset: { deadLetter: 'reason' },
         text: `${st.dead_letters}, the center does not hold these changes of the account: ${st.dead_letter_reason || 'no reason given'}`,

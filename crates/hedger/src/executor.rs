@@ -217,6 +217,10 @@ pub async fn execute_leg(
                         }
                         attempt += 1;
                         request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
+                        if ioc_tried {
+                            // The market was thin a moment ago: all-or-nothing would fail again.
+                            request.type_filling = Filling::Mode(OrderFilling::Ioc);
+                        }
                     }
                     Next::GiveUp(failure) => {
                         return Ok(LegReport {

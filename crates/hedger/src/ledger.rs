@@ -12,11 +12,11 @@ use crate::planner::HeldPosition;
 use crate::tag::item_from_magic;
 use hedge_agent::netting::{NettingBook, NettingError};
 use hedge_domain::{
-    AccountMarginMode, DealTicket, Login, Magic, OrderTicket, PositionId, Side, Volume,
+    AccountMarginMode, DealReason, DealTicket, Login, Magic, OrderTicket, PositionId, Side, Volume,
 };
 use hedge_ledger::{CodecError, LinkKind, PairingMode};
 use hedge_protocol::{DealRecord, OrderRecord, Tx};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The magic of an order that reduces or closes the hedge opened by `opening` (the ledger's market
 /// link). Tickets beyond the link format's range are refused rather than encoded wrongly.
@@ -104,11 +104,51 @@ impl HedgeLedger {
 
     /// The open hedges: the ledger's positions opened by a hedge order, by position id (the
     /// opening order's ticket).
+    ///
+    /// A deal the hedger did not send (the broker's stop-loss, take-profit or stop-out, or a trade
+    /// by hand: any reason but an expert's) carries no link, so the ledger takes it for a position
+    /// of its own, while on the account it reduced the net position, i.e. the hedges. Such a deal
+    /// closes the hedges on the other side that were open when it happened, oldest first, and its
+    /// own position is no hedge. Without this the hedges would stay open here, and a linked close
+    /// of one of them would open a reversed position on the account.
     pub fn hedges(&self) -> Vec<HeldPosition> {
-        self.book
+        let mut external: Vec<&DealRecord> = self
+            .deals
+            .values()
+            .filter(|d| d.deal_type.is_trade() && d.reason != DealReason::Expert)
+            .collect();
+        external.sort_by_key(|d| (d.time, d.ticket));
+        let not_hedges: BTreeSet<PositionId> =
+            external.iter().map(|d| PositionId(d.order.0)).collect();
+        let mut rows: Vec<_> = self
+            .book
             .rows()
             .into_iter()
-            .filter(|r| item_from_magic(r.magic).is_some() && r.volume.is_positive())
+            .filter(|r| {
+                item_from_magic(r.magic).is_some()
+                    && r.volume.is_positive()
+                    && !not_hedges.contains(&r.id)
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.time, r.id));
+        for deal in external {
+            let Some(side) = deal.deal_type.side() else {
+                continue;
+            };
+            let mut left = deal.volume;
+            for r in rows.iter_mut().filter(|r| {
+                r.symbol == deal.symbol && r.side == side.opposite() && r.time <= deal.time
+            }) {
+                if !left.is_positive() {
+                    break;
+                }
+                let take = left.min(r.volume);
+                r.volume -= take;
+                left -= take;
+            }
+        }
+        rows.into_iter()
+            .filter(|r| r.volume.is_positive())
             .map(|r| HeldPosition {
                 id: r.id,
                 symbol: r.symbol,
@@ -236,6 +276,41 @@ mod tests {
         l.apply(&tx(hedge.clone())).unwrap();
         l.apply(&tx(hedge)).unwrap();
         assert_eq!(held(&l), vec![(11, Side::Sell, lots(20))]);
+    }
+
+    #[test]
+    fn a_stop_loss_of_the_net_position_closes_the_hedges_it_took_oldest_first() {
+        // Two hedges short 0.5 in all; the broker closes 0.4 of the net by its stop-loss. The
+        // closing deal carries the position's magic (the first hedge's), not a link.
+        let mut sl = deal(12, DealType::Buy, DealEntry::Out, 40, tag(1));
+        sl.reason = DealReason::Sl;
+        sl.comment = "[sl 1.10500]".into();
+        sl.order = OrderTicket(12);
+        let history = [
+            deal(10, DealType::Sell, DealEntry::In, 20, tag(1)),
+            deal(11, DealType::Sell, DealEntry::In, 30, tag(2)),
+            sl,
+        ];
+        let mut l =
+            HedgeLedger::replay(Login(9), AccountMarginMode::RetailNetting, &[], &history).unwrap();
+        assert_eq!(held(&l), vec![(11, Side::Sell, lots(10))]);
+        assert_eq!(l.hedge_net("EURUSD"), -lots(10));
+        // A hedge opened after the stop-loss is not touched by it.
+        l.apply(&tx(deal(13, DealType::Sell, DealEntry::In, 20, tag(3))))
+            .unwrap();
+        assert_eq!(
+            held(&l),
+            vec![(11, Side::Sell, lots(10)), (13, Side::Sell, lots(20))]
+        );
+        // Closing what is left of the second hedge by its link leaves the third alone.
+        let link = close_link(OrderTicket(11)).unwrap();
+        l.apply(&tx(deal(14, DealType::Buy, DealEntry::Out, 10, link)))
+            .unwrap();
+        assert_eq!(held(&l), vec![(13, Side::Sell, lots(20))]);
+        let deals: Vec<DealRecord> = l.deals.values().cloned().collect();
+        let again =
+            HedgeLedger::replay(Login(9), AccountMarginMode::RetailNetting, &[], &deals).unwrap();
+        assert_eq!(held(&again), held(&l));
     }
 
     #[test]

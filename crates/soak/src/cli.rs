@@ -6,7 +6,10 @@ use crate::script::{AccountRef, Process, Rates, Script, Step};
 use crate::system::{System, TerminalFaults, CLIENTS, COPIER, HEDGES};
 use anyhow::Context;
 use hedge_center::client::CenterClient;
-use hedge_center::model::{HedgePlan, PageQuery, Position, PositionFilter};
+use hedge_center::model::{
+    ActionKind, ActionRequest, BreakerState, HedgePlan, HedgeStatus, PageQuery, Position,
+    PositionFilter,
+};
 use hedge_domain::{Login, Magic, Price, Side, SymbolMap, Volume};
 use hedge_sim::{Faults, SimTerminal};
 use rust_decimal::Decimal;
@@ -238,7 +241,10 @@ async fn soak(args: &SoakArgs, seed: u64) -> anyhow::Result<SoakReport> {
     outcome?;
     let calm = Instant::now();
     let deadline = calm + Duration::from_secs(args.settle_timeout);
+    let mut operator_retries = 0u64;
+    let mut last_retry = BTreeMap::new();
     let (settle_ms, invariants) = loop {
+        operator_retries += retry_halted(&system.admin, &mut last_retry).await;
         let observed = observe(&system, &items_seen, false).await;
         let quick_ok = observed
             .as_ref()
@@ -263,6 +269,10 @@ async fn soak(args: &SoakArgs, seed: u64) -> anyhow::Result<SoakReport> {
     faults.insert(
         "center_proxy".into(),
         serde_json::to_value(system.proxy.counts())?,
+    );
+    faults.insert(
+        "operator_retries_of_halted_symbols".into(),
+        serde_json::json!(operator_retries),
     );
     faults.insert(
         "hedge_terminals".into(),
@@ -490,6 +500,69 @@ fn stop_out(t: &SimTerminal, pick: u64) -> bool {
     }
     t.set_quote(&p.symbol, Price(new_bid), Price(new_bid + spread));
     true
+}
+
+/// What an operator does when a hedge account halted a symbol after consecutive rejections (its
+/// breaker, shown on the dashboard): retry the newest failed hedge of that symbol, which resets the
+/// breaker. At most one retry per symbol every 5 s: the status that shows the breaker closed again
+/// comes with the next heartbeat. Returns the retries asked for.
+async fn retry_halted(
+    admin: &CenterClient,
+    last_retry: &mut BTreeMap<(u64, String), Instant>,
+) -> u64 {
+    let mut asked = 0;
+    for h in &HEDGES {
+        let login = Login(h.login);
+        let Ok(account) = admin.account(login).await else {
+            continue;
+        };
+        let halted: Vec<String> = account
+            .status
+            .map(|s| {
+                s.breakers
+                    .into_iter()
+                    .filter(|(_, state)| *state != BreakerState::Closed)
+                    .map(|(symbol, _)| symbol)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if halted.is_empty() {
+            continue;
+        }
+        let Ok(hedges) = hedge_hedger::agent::all_hedges(admin, login, None).await else {
+            continue;
+        };
+        for symbol in halted {
+            let key = (h.login, symbol.clone());
+            if last_retry
+                .get(&key)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+            {
+                continue;
+            }
+            let failed = hedges
+                .iter()
+                .filter(|x| {
+                    x.status == HedgeStatus::Failed
+                        && (x.symbol == symbol || x.account_symbol == symbol)
+                })
+                .max_by_key(|x| x.id);
+            if let Some(f) = failed {
+                let mut action = ActionRequest::new(ActionKind::RetryHedge);
+                action.hedge_id = Some(f.id);
+                action.reason = "soak operator: retry the halted symbol".into();
+                if admin
+                    .action(&hedge_center::client::new_action_key(), &action)
+                    .await
+                    .is_ok()
+                {
+                    asked += 1;
+                    last_retry.insert(key, Instant::now());
+                }
+            }
+        }
+    }
+    asked
 }
 
 /// Reads every hedge account's plan every 100 ms and keeps the largest volume each item had.
