@@ -68,12 +68,6 @@ pub struct SoakArgs {
     /// Center: probability that a write's answer is lost after the center committed it.
     #[arg(long, value_name = "P", default_value_t = 0.02)]
     pub lost_answer_rate: f64,
-    /// Also close positions of the netting hedge account by stop-loss. Off by default: the hedger
-    /// does not yet follow a netting hedge account whose net position the broker closed (the
-    /// ledger keeps the hedges open and takes the close for a new position), which breaks the
-    /// hedge invariants; this flag reproduces it.
-    #[arg(long)]
-    pub netting_hedge_stop_outs: bool,
     /// One JSON object on standard output instead of the text report.
     #[arg(long)]
     pub json: bool,
@@ -219,13 +213,7 @@ async fn soak(args: &SoakArgs, seed: u64) -> anyhow::Result<SoakReport> {
     let watcher = tokio::spawn(watch_plans(system.admin.clone(), items_seen.clone()));
 
     let mut played = Played::default();
-    let outcome = play(
-        &mut system,
-        &script,
-        &mut played,
-        args.netting_hedge_stop_outs,
-    )
-    .await;
+    let outcome = play(&mut system, &script, &mut played).await;
     // Calm: no more faults, every process up.
     system.proxy.calm();
     for t in &system.hedges {
@@ -347,12 +335,7 @@ struct Played {
 }
 
 /// Plays the script against the running system, in real time.
-async fn play(
-    system: &mut System,
-    script: &Script,
-    played: &mut Played,
-    netting_hedge_stop_outs: bool,
-) -> anyhow::Result<()> {
+async fn play(system: &mut System, script: &Script, played: &mut Played) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
     let mut restarts: Vec<(tokio::time::Instant, Process)> = Vec::new();
     for timed in &script.steps {
@@ -418,15 +401,6 @@ async fn play(
                         })
                         .or_default() += 1;
                 }
-            }
-            Step::StopOut {
-                account: AccountRef::Hedge(i),
-                ..
-            } if !netting_hedge_stop_outs && HEDGES[*i % HEDGES.len()].mode.is_netting() => {
-                *played
-                    .faults
-                    .entry("stop_out_skipped_netting_hedge")
-                    .or_default() += 1;
             }
             Step::StopOut { account, pick } => {
                 let t = system.terminal(*account);
@@ -565,9 +539,17 @@ async fn retry_halted(
     asked
 }
 
-/// Reads every hedge account's plan every 100 ms and keeps the largest volume each item had.
+/// Reads every hedge account's plan after each event the center stores (a plan item changes only
+/// with an event) and keeps the largest volume each item had.
 async fn watch_plans(admin: CenterClient, seen: Arc<Mutex<BTreeMap<(Login, u64), Volume>>>) {
+    let mut events = admin.subscribe(None);
     loop {
+        // Several events at once need one read; a stream that broke is resumed by the client.
+        match tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+            Ok(Some(Ok(_))) | Err(_) => {}
+            // The center is down (a kill): do not spin while it comes back.
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
         for h in &HEDGES {
             if let Ok(plan) = admin.plan(Login(h.login)).await {
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -581,7 +563,6 @@ async fn watch_plans(admin: CenterClient, seen: Arc<Mutex<BTreeMap<(Login, u64),
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
