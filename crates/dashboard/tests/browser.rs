@@ -240,6 +240,7 @@ impl Feeder {
                 outbox_pending: (tick + i as u64) % 3,
                 dead_letters: 0,
                 dead_letter_reason: None,
+                center_check: None,
                 breakers: BTreeMap::new(),
                 message: Some("client agent (test feed)".into()),
                 account: Some(AccountMoney {
