@@ -1022,6 +1022,20 @@ impl Hedger {
         Ok(())
     }
 
+    /// Why the account takes no orders from the hedger at all, as the terminal said in `hello`.
+    fn trading_refused(&self) -> Option<&'static str> {
+        let hello = self.terminal.hello()?;
+        if !hello.account_trade_allowed {
+            Some("the account may not trade (an investor login?)")
+        } else if !hello.trade_expert {
+            Some("the trade server refuses orders from Expert Advisors on this account")
+        } else if !hello.trade_allowed {
+            Some("trading is disabled in the terminal (the Algo Trading button)")
+        } else {
+            None
+        }
+    }
+
     /// Compares the center's open hedges with what the account holds and queues the corrections:
     /// the account is the truth. Symbols whose records are still on their way, or whose deals
     /// have not reached the account's state yet, are left for the next comparison, so a record in
@@ -1167,6 +1181,17 @@ impl Hedger {
             }
         }
         if decision.legs.is_empty() {
+            return Ok(ActSummary::default());
+        }
+        if let Some(why) = self.trading_refused() {
+            // Every order would come back 10026 and open the breakers; the plan waits instead,
+            // and the trader reads why on the dashboard.
+            tracing::warn!(
+                reason = why,
+                orders = decision.legs.len(),
+                "hedge orders not sent"
+            );
+            self.send_status(Some(format!("hedge orders not sent: {why}")), false);
             return Ok(ActSummary::default());
         }
         for leg in &decision.legs {
