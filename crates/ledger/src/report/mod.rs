@@ -14,6 +14,7 @@ pub mod locale;
 pub mod sections;
 pub mod synth;
 mod text;
+mod utf8_stream;
 pub mod writer;
 mod xlsx;
 
