@@ -93,7 +93,6 @@ fn every_locale_netting_both_formats() {
 }
 
 #[test]
-#[ignore = "known gap: partial closes of hedging positions are matched greedily and can pick the wrong position"]
 fn hedging_reports_with_partial_closes_replay_to_their_positions() {
     for (i, locale) in Locale::ALL.into_iter().enumerate() {
         let opts = WriteOptions {
