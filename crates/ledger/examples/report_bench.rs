@@ -1,6 +1,7 @@
 //! Import + replay of a generated native (UTF-16 xlsx) MT5 report.
 //!
-//! `report_bench write <file> [deals]` writes the report; `report_bench <file>` imports and replays
+//! `report_bench write <file> [deals] [hedging]` writes the report (of a netting account, or with
+//! `hedging` the same trading on a hedging account); `report_bench <file>` imports and replays
 //! it, printing the time, the peak resident memory (VmHWM) and the package's unzipped size. Two
 //! runs, so the peak memory is the import's alone.
 
@@ -25,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().map(String::as_str) == Some("write") {
         let path = args
             .get(1)
-            .ok_or("usage: report_bench write <file> [deals]")?;
+            .ok_or("usage: report_bench write <file> [deals] [hedging]")?;
         let deals = args
             .get(2)
             .map(|d| d.parse())
@@ -37,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             symbols: 4,
         });
         h.account.login = hedge_domain::Login(12345);
+        if args.get(3).map(String::as_str) == Some("hedging") {
+            h = hedge_ledger::report::synth::to_hedging(&h);
+        }
         std::fs::write(path, write_xlsx(&h, &WriteOptions::default())?)?;
         println!(
             "wrote {path}: {} deals, {} orders",

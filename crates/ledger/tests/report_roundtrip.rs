@@ -101,6 +101,13 @@ fn hedging_reports_with_partial_closes_replay_to_their_positions() {
         };
         roundtrip(&to_hedging(&history(i as u64 + 1, 400, 3)), &opts);
     }
+    // Longer histories on fewer symbols: more positions partly closed side by side.
+    for seed in 40..44 {
+        roundtrip(
+            &to_hedging(&history(seed, 800, 2)),
+            &WriteOptions::default(),
+        );
+    }
 }
 
 #[test]

@@ -316,6 +316,81 @@ struct Frame {
     chosen: Option<usize>,
 }
 
+/// Whether the positions from depth `d` on can still share the free items by volume alone: items
+/// must go to positions already open when they start, and positions must be finished by items that
+/// end by their close time. A wrong choice usually breaks one of these at once, where the search
+/// would otherwise find out only when it reached the position left short.
+struct Shares<'a> {
+    targets: &'a [Target],
+    items: &'a [Item],
+    /// `targets` indices in search order (by close time).
+    order: &'a [usize],
+    /// Depths (indices into `order`) by open time.
+    by_open: Vec<usize>,
+    items_by_first: Vec<usize>,
+    items_by_last: Vec<usize>,
+}
+
+impl<'a> Shares<'a> {
+    fn new(targets: &'a [Target], items: &'a [Item], order: &'a [usize]) -> Self {
+        let mut by_open: Vec<usize> = (0..order.len()).collect();
+        by_open.sort_by_key(|&d| targets[order[d]].first_open());
+        let mut items_by_first: Vec<usize> = (0..items.len()).collect();
+        items_by_first.sort_by_key(|&k| items[k].first);
+        let mut items_by_last: Vec<usize> = (0..items.len()).collect();
+        items_by_last.sort_by_key(|&k| items[k].last);
+        Shares {
+            targets,
+            items,
+            order,
+            by_open,
+            items_by_first,
+            items_by_last,
+        }
+    }
+
+    fn possible(&self, d: usize, owner: &[Option<usize>]) -> bool {
+        let need = |depth: usize| self.targets[self.order[depth]].need;
+        let (mut open_need, mut p, mut free) = (0i64, 0usize, 0i64);
+        for &k in self.items_by_first.iter().filter(|&&k| owner[k].is_none()) {
+            let item = &self.items[k];
+            while let Some(&depth) = self.by_open.get(p) {
+                if self.targets[self.order[depth]].first_open() > item.first {
+                    break;
+                }
+                if depth >= d {
+                    open_need += need(depth);
+                }
+                p += 1;
+            }
+            free += item.volume;
+            if free > open_need {
+                return false;
+            }
+        }
+        let (mut due, mut k, mut ended) = (0i64, 0usize, 0i64);
+        for depth in d..self.order.len() {
+            let end = self.targets[self.order[depth]]
+                .close_time
+                .unwrap_or(i64::MAX);
+            while let Some(&item) = self.items_by_last.get(k) {
+                if self.items[item].last > end {
+                    break;
+                }
+                if owner[item].is_none() {
+                    ended += self.items[item].volume;
+                }
+                k += 1;
+            }
+            due += need(depth);
+            if due > ended {
+                return false;
+            }
+        }
+        due == free
+    }
+}
+
 /// Shares the closes of one symbol and side among its positions, position by position in the
 /// order they close (the still-open ones last), backtracking when a position cannot be finished
 /// from what is left. Returns the target index of every close, or `None` when there is no such
@@ -334,6 +409,7 @@ fn search(
         let p = &targets[k];
         (p.close_time.unwrap_or(i64::MAX), p.first_open(), p.id)
     });
+    let shares = Shares::new(targets, &items, &order);
     let mut owner: Vec<Option<usize>> = vec![None; items.len()];
     let mut stack: Vec<Frame> = Vec::with_capacity(order.len());
     let mut descend = true;
@@ -353,7 +429,14 @@ fn search(
                 }
             } else {
                 let p = &targets[order[d]];
-                let options = ways_to_finish(p, &items, closes, &owner, exact_profit, &mut budget)?;
+                // Checking the shares costs a pass over the items and positions: paid for.
+                let work = (items.len() + order.len()) as u64 / 16;
+                budget = budget.checked_sub(work)?;
+                let options = if shares.possible(d, &owner) {
+                    ways_to_finish(p, &items, closes, &owner, exact_profit, &mut budget)?
+                } else {
+                    Vec::new()
+                };
                 stack.push(Frame {
                     options,
                     next: 0,
