@@ -12,6 +12,7 @@ mod hedging;
 mod html;
 pub mod locale;
 pub mod sections;
+mod share;
 pub mod synth;
 mod text;
 mod utf8_stream;
