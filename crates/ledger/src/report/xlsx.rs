@@ -12,6 +12,8 @@ use quick_xml::events::{BytesStart, Event};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read};
 
+mod scan;
+
 type Archive<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
 
 fn xlsx_err(what: impl std::fmt::Display) -> ReportError {
@@ -62,8 +64,13 @@ pub fn read_xlsx(bytes: &[u8]) -> Result<Sheet, ReportError> {
         Some(x) => date_styles(&x)?,
         None => HashSet::new(),
     };
-    let part = open_part(&mut zip, &names, &sheet_path)?
-        .ok_or_else(|| xlsx_err(format!("the worksheet {sheet_path} is missing")))?;
+    let missing = || xlsx_err(format!("the worksheet {sheet_path} is missing"));
+    let part = open_part(&mut zip, &names, &sheet_path)?.ok_or_else(missing)?;
+    if let Some(sheet) = scan::scan_sheet(part, &strings, &dates)? {
+        return Ok(sheet);
+    }
+    // XML the fast reader leaves to the full parser (a DOCTYPE, for one): read it again.
+    let part = open_part(&mut zip, &names, &sheet_path)?.ok_or_else(missing)?;
     parse_sheet(part, &strings, &dates)
 }
 
@@ -336,19 +343,22 @@ fn cell_start(e: &BytesStart<'_>, next_col: usize) -> Result<CellState, ReportEr
         match a.key.local_name().as_ref() {
             b"r" => cell.col = cell_ref(&a.value).0.unwrap_or(next_col),
             b"s" => cell.style = number(&a.value).unwrap_or(0),
-            b"t" => {
-                cell.kind = match a.value.as_ref() {
-                    b"n" => CellKind::Number,
-                    b"s" => CellKind::Shared,
-                    b"b" => CellKind::Bool,
-                    b"e" => CellKind::Error,
-                    _ => CellKind::Text,
-                }
-            }
+            b"t" => cell.kind = cell_kind(&a.value),
             _ => {}
         }
     }
     Ok(cell)
+}
+
+/// A cell's `t` attribute.
+fn cell_kind(t: &[u8]) -> CellKind {
+    match t {
+        b"n" => CellKind::Number,
+        b"s" => CellKind::Shared,
+        b"b" => CellKind::Bool,
+        b"e" => CellKind::Error,
+        _ => CellKind::Text,
+    }
 }
 
 fn row_number(e: &BytesStart<'_>) -> Result<Option<usize>, ReportError> {
@@ -380,6 +390,9 @@ fn parse_sheet(
     let mut sheet: Sheet = Vec::new();
     let mut hidden: Vec<(usize, usize)> = Vec::new();
     let mut r = quick_xml::Reader::from_reader(part);
+    // The layout whitespace between cells would otherwise be one text event per cell. Cell text
+    // is trimmed anyway (leading spaces of a later rich-text run in an inline string are lost).
+    r.config_mut().trim_text_start = true;
     let mut buf = Vec::new();
     let mut text = String::new();
     let mut row: Option<Row> = None;
@@ -517,6 +530,45 @@ mod tests {
         assert!(is_date_format("yyyy.mm.dd hh:mm:ss"));
         assert!(!is_date_format("# ##0.00;-# ##0.00;0.00;"));
         assert!(!is_date_format("[Red]0.00"));
+    }
+
+    /// The fast reader gives what the full parser gives, wherever the chunks end.
+    #[test]
+    fn the_fast_reader_agrees_with_the_parser() {
+        let strings = SharedStrings::of(&["zero", "one"]);
+        let dates: HashSet<usize> = [1].into_iter().collect();
+        let sheets = [
+            r#"<?xml version="1.0"?><worksheet><cols><col min="3" max="3" hidden="1"/></cols><sheetData>
+            <row r="2"><c r="A2" t="s"><v>1</v></c><c r="B2" s="1"><v>45000.5</v></c>
+            <c r="C2"><v>9</v></c><c r="D2" t="inlineStr"><is><t>x &amp; y &#233;&#x4E2D;</t></is></c>
+            <c r="E2"><f>SUM(A1)</f><v>4054.30</v></c><c r="F2" s="2"/></row><row r="4"/>
+            <!-- a comment with <c> inside --><row><c><v> 7 </v></c><c t="e"><v>#N/A</v></c>
+            <c t="b"><v>1</v></c><c t='str' r="Z"><v>a &lt;b&gt; "c"</v></c><c/><c><v/></c>
+            <c><v><![CDATA[cdata]]></v></c></row></sheetData></worksheet>"#,
+            r#"<x:worksheet xmlns:x="ns"><x:sheetData><x:row r="1"><x:c r="B1" t="s"><x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>"#,
+        ];
+        for xml in sheets {
+            let full = parse_sheet(xml.as_bytes(), &strings, &dates).unwrap();
+            for cap in [1, 2, 5, 64, 1 << 16] {
+                let part = std::io::BufReader::with_capacity(cap, xml.as_bytes());
+                let fast = scan::scan_sheet(part, &strings, &dates).unwrap();
+                assert_eq!(fast.as_ref(), Some(&full), "chunks of {cap}: {xml}");
+            }
+        }
+        let doctype = r#"<!DOCTYPE x [<!ENTITY e "v">]><worksheet/>"#;
+        assert_eq!(
+            scan::scan_sheet(doctype.as_bytes(), &strings, &dates).unwrap(),
+            None
+        );
+        for bad in [
+            "<worksheet><row><c><v>&bogus;</v></c></row>",
+            "<worksheet><row><c",
+        ] {
+            assert!(
+                scan::scan_sheet(bad.as_bytes(), &strings, &dates).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
