@@ -60,6 +60,15 @@ pub enum BrokerRequest {
         #[serde(skip_serializing_if = "Option::is_none")]
         position: Option<PositionId>,
     },
+    /// Set, move or remove (`sl` 0) the stop-loss of the position itself (`TRADE_ACTION_SLTP` with
+    /// the position ticket): hedging accounts, where a pending stop order would open a new
+    /// position when it fires instead of closing this one. The take-profit it sends stays 0, as
+    /// the ledger's take-profit is virtual.
+    PositionStop {
+        symbol: String,
+        position: PositionId,
+        sl: Price,
+    },
     /// Move a pending order's price in place (`TRADE_ACTION_MODIFY`).
     ModifyStop { order: OrderTicket, price: Price },
     /// Delete a pending order (`TRADE_ACTION_REMOVE`).
@@ -154,9 +163,23 @@ fn step(request: BrokerRequest) -> PlanStep {
     }
 }
 
+/// Whether the position is on a hedging account (native pairing), where a reducing request names
+/// its position and the stop-loss lives on the position rather than in a stop order.
+fn on_hedging(pos: &ActivePosition<'_>) -> bool {
+    pos.ledger.mode() == PairingMode::Native
+}
+
 /// The position ticket a reducing request must carry: hedging accounts only.
 fn position_ticket(pos: &ActivePosition<'_>) -> Option<PositionId> {
-    (pos.ledger.mode() == PairingMode::Native).then(|| pos.id())
+    on_hedging(pos).then(|| pos.id())
+}
+
+fn position_stop(pos: &ActivePosition<'_>, sl: Price) -> PlanStep {
+    step(BrokerRequest::PositionStop {
+        symbol: pos.symbol().to_owned(),
+        position: pos.id(),
+        sl,
+    })
 }
 
 /// Sets every stop order of a plan to expire with its symbol: the symbol's expiration plus one day,
@@ -268,7 +291,10 @@ pub fn plan_close(
     });
     steps.push(close);
     if let Some((_, price)) = stop {
-        if volume < available {
+        if volume < available && on_hedging(pos) {
+            // The stop order was cancelled above; the remainder gets its stop on the position.
+            steps.push(position_stop(pos, price));
+        } else if volume < available {
             steps.push(step(BrokerRequest::PlaceStop {
                 symbol: pos.symbol().to_owned(),
                 order_type: stop_type(pos.side()),
@@ -302,6 +328,14 @@ pub fn plan_set_stop_loss(
         return Err(ActionError::StopExists(pos.id()));
     }
     check_stop_side(pos.side(), price, current)?;
+    if on_hedging(pos) {
+        // The exit comment cannot ride on a position's stop: it is kept locally.
+        return Ok(ActionPlan {
+            position: pos.id(),
+            steps: vec![position_stop(pos, price)],
+            local_exit_comment: Some(truncate_comment(exit_comment)),
+        });
+    }
     Ok(ActionPlan {
         position: pos.id(),
         steps: vec![step(BrokerRequest::PlaceStop {
@@ -329,16 +363,31 @@ fn check_stop_side(side: Side, sl: Price, current: Option<Price>) -> Result<(), 
     Ok(())
 }
 
-/// Move the existing stop order in place.
+/// Move the existing stop order in place. On hedging accounts the position's own stop-loss is set
+/// to the new level, and a stop order found there (which would open a position) is cancelled first.
 pub fn plan_modify_stop_loss(
     pos: &ActivePosition<'_>,
     price: Price,
     current: Option<Price>,
 ) -> Result<ActionPlan, ActionError> {
-    let order = pos.stop_loss_order().ok_or(ActionError::NoStop(pos.id()))?;
     if pos.stop_loss() == Some(price) {
         return Err(ActionError::NoChanges);
     }
+    if on_hedging(pos) {
+        check_stop_side(pos.side(), price, current)?;
+        let mut steps: Vec<PlanStep> = pos
+            .stop_loss_order()
+            .map(|order| step(BrokerRequest::CancelOrder { order }))
+            .into_iter()
+            .collect();
+        steps.push(position_stop(pos, price));
+        return Ok(ActionPlan {
+            position: pos.id(),
+            steps,
+            local_exit_comment: None,
+        });
+    }
+    let order = pos.stop_loss_order().ok_or(ActionError::NoStop(pos.id()))?;
     check_stop_side(pos.side(), price, current)?;
     Ok(ActionPlan {
         position: pos.id(),
@@ -347,8 +396,15 @@ pub fn plan_modify_stop_loss(
     })
 }
 
-/// Remove the stop-loss.
+/// Remove the stop-loss: the stop order, or on hedging accounts the position's own stop-loss.
 pub fn plan_delete_stop_loss(pos: &ActivePosition<'_>) -> Result<ActionPlan, ActionError> {
+    if on_hedging(pos) && pos.stop_loss_order().is_none() {
+        return Ok(ActionPlan {
+            position: pos.id(),
+            steps: vec![position_stop(pos, Price::ZERO)],
+            local_exit_comment: None,
+        });
+    }
     let order = pos.stop_loss_order().ok_or(ActionError::NoStop(pos.id()))?;
     Ok(ActionPlan {
         position: pos.id(),
@@ -364,7 +420,13 @@ pub fn plan_change_exit_comment(
     comment: &str,
 ) -> Result<ActionPlan, ActionError> {
     let comment = truncate_comment(comment);
-    match pos.stop_loss_order().zip(pos.stop_loss()) {
+    // On hedging accounts the stop-loss is the position's own, which carries no comment; re-placing
+    // a stop order there would open a position when it fires.
+    let stop = pos
+        .stop_loss_order()
+        .zip(pos.stop_loss())
+        .filter(|_| !on_hedging(pos));
+    match stop {
         Some((order, price)) => {
             if pos.stop_loss_comment() == Some(comment.as_str()) {
                 return Err(ActionError::NoChanges);
@@ -615,14 +677,16 @@ impl Execution {
         let Status::Waiting { step, attempt, .. } = self.status else {
             return;
         };
-        let is_cancel = matches!(
-            self.plan.steps.get(step).map(|s| &s.request),
-            Some(BrokerRequest::CancelOrder { .. })
-        );
+        let request = self.plan.steps.get(step).map(|s| &s.request);
+        let is_cancel = matches!(request, Some(BrokerRequest::CancelOrder { .. }));
+        // A resent position stop that the first attempt already set is answered "no changes".
+        let stop_already_set = matches!(request, Some(BrokerRequest::PositionStop { .. }))
+            && retcode == Retcode::NO_CHANGES;
         let ambiguous = matches!(retcode, Retcode::TIMEOUT | Retcode::CONNECTION);
         match retcode.class() {
             RetcodeClass::Done => self.advance(step),
             _ if is_cancel && order_missing => self.advance(step),
+            _ if stop_already_set => self.advance(step),
             _ if ambiguous && self.guard(step).is_some() => self.unconfirmed(step, attempt),
             RetcodeClass::Retryable => self.retry(step, attempt, Some(retcode), "retryable"),
             RetcodeClass::Fatal => {

@@ -51,7 +51,7 @@ pub enum ModeArg {
 pub struct SourceArgs {
     /// History file: JSON lines (see docs/ledger.md) or an MT5 "Trade History Report" (.xlsx, .html).
     pub history: PathBuf,
-    /// Exclusions file (`<login> <position id>` per line).
+    /// Exclusions file (`<login> <position id> [<from ms>]` per line).
     #[arg(long)]
     pub exclusions: Option<PathBuf>,
     /// Account login for exclusions (default: the history's).
@@ -183,6 +183,19 @@ struct Loaded {
     ledger: Ledger,
     report: Option<ImportedReport>,
     login: Login,
+    /// The time of the history's last deal: exclusions added now hide from there, so a replay
+    /// keeps every pairing made before them.
+    last_deal_msc: Option<i64>,
+}
+
+impl Loaded {
+    /// Records an exclusion of `id` as of the end of this history.
+    fn exclude_now(&self, ex: &mut Exclusions, id: PositionId) -> bool {
+        match self.last_deal_msc {
+            Some(t) => ex.add_from(self.login, id, t),
+            None => ex.add(self.login, id),
+        }
+    }
 }
 
 fn is_report(path: &Path) -> bool {
@@ -223,7 +236,14 @@ fn load(src: &SourceArgs) -> Result<Loaded> {
         );
         b
     });
-    let mut ledger = Ledger::replay_with(&history, mode, |n| {
+    let login = Login(src.login.unwrap_or(history.account.login.get()));
+    // Exclusions take part in the replay, as they do live: an order linking to a hidden position
+    // opens its own, where hiding after the replay would have let it close the hidden one.
+    let exclusions = match &src.exclusions {
+        Some(path) => read_exclusions(path)?.for_replay(login),
+        None => Vec::new(),
+    };
+    let ledger = Ledger::replay_excluding(&history, mode, &exclusions, |n| {
         if let Some(b) = &bar {
             b.set_position(n);
         }
@@ -231,12 +251,10 @@ fn load(src: &SourceArgs) -> Result<Loaded> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let login = Login(src.login.unwrap_or(history.account.login.get()));
-    if let Some(path) = &src.exclusions {
-        let ex = read_exclusions(path)?;
-        let n = ledger.hide(&ex.ids_for(login));
-        tracing::info!(hidden = n, "exclusions applied");
+    if !exclusions.is_empty() {
+        tracing::info!(hidden = ledger.hidden().len(), "exclusions applied");
     }
+    let last_deal_msc = history.deals.iter().map(|d| d.time_msc).max();
     for w in ledger.warnings() {
         tracing::warn!(?w, "replay");
     }
@@ -244,6 +262,7 @@ fn load(src: &SourceArgs) -> Result<Loaded> {
         ledger,
         report,
         login,
+        last_deal_msc,
     })
 }
 
@@ -540,7 +559,7 @@ fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
         let mut added = 0;
         for c in corrections.iter().filter(|c| c.order.is_none()) {
             for id in &c.exclude {
-                added += ex.add(loaded.login, *id) as usize;
+                added += loaded.exclude_now(&mut ex, *id) as usize;
             }
         }
         write_exclusions(file, &ex)?;
@@ -588,8 +607,9 @@ fn exclude(a: ExcludeArgs) -> Result<()> {
 
 fn import_excludes(a: ImportExcludesArgs) -> Result<()> {
     let bytes = std::fs::read(&a.xml).with_context(|| format!("reading {}", a.xml.display()))?;
-    let text = decode_text(&bytes);
-    let imported = Exclusions::import_exclude_orders_xml(&text)?;
+    // MT5 saves it as UTF-16, with or without a byte-order mark; the bytes tell which.
+    let imported = Exclusions::import_exclude_orders_bytes(&bytes)
+        .with_context(|| format!("importing {}", a.xml.display()))?;
     let mut filtered = Exclusions::new();
     for (l, id) in imported.iter() {
         if a.login.is_none_or(|want| want == l.get()) {
@@ -636,7 +656,7 @@ fn hide_flat(a: HideFlatArgs) -> Result<()> {
     }
     let mut ex = read_exclusions(&a.file)?;
     for id in &ids {
-        ex.add(loaded.login, *id);
+        loaded.exclude_now(&mut ex, *id);
     }
     write_exclusions(&a.file, &ex)?;
     println!(

@@ -1,27 +1,30 @@
 //! Exclusions: active positions the ledger keeps out of view (positions that existed before the
 //! ledger took over an account, or that the user chose to hide).
 //!
-//! The project's own format is a text file, one exclusion per line: `<login> <position id>`, with
-//! blank lines and `#` comments allowed. HedgeTerminal's `ExcludeOrders.xml`
+//! The project's own format is a text file, one exclusion per line: `<login> <position id>`, or
+//! `<login> <position id> <from ms>` for a position hidden only once the history up to that time
+//! is replayed (what `hide-flat` and `reconcile --apply` record, so that a replay pairs orders
+//! before that time as they were paired when the position was hidden); blank lines and `#`
+//! comments allowed. HedgeTerminal's `ExcludeOrders.xml`
 //! (`<Orders-Exclude><Order AccountID=".." ID=".."/></Orders-Exclude>`) can be imported; it is parsed
 //! as real XML, so reformatted files, comments and several elements per line all work.
 
 use hedge_domain::{Login, PositionId};
 use quick_xml::events::Event;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExclusionError {
-    #[error("line {line}: expected `<login> <position id>`, got {text:?}")]
+    #[error("line {line}: expected `<login> <position id> [<from ms>]`, got {text:?}")]
     Line { line: usize, text: String },
     #[error("ExcludeOrders.xml: {0}")]
     Xml(String),
 }
 
-/// A set of (login, position id) exclusions.
+/// A set of (login, position id) exclusions, each hidden from its opening or from a time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exclusions {
-    entries: BTreeSet<(u64, u64)>,
+    entries: BTreeMap<(u64, u64), Option<i64>>,
 }
 
 impl Exclusions {
@@ -31,20 +34,25 @@ impl Exclusions {
 
     /// Parses the project's text format. Any malformed line rejects the whole file.
     pub fn parse(text: &str) -> Result<Self, ExclusionError> {
-        let mut entries = BTreeSet::new();
+        let mut entries = BTreeMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
-            let mut parts = line.split_whitespace();
-            let parsed = match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), Some(b), None) => a.parse::<u64>().ok().zip(b.parse::<u64>().ok()),
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let number = |k: usize| fields.get(k).and_then(|f| f.parse::<u64>().ok());
+            let parsed = match fields.len() {
+                2 => number(0).zip(number(1)).map(|(l, id)| (l, id, None)),
+                3 => match (number(0), number(1), fields[2].parse::<i64>().ok()) {
+                    (Some(l), Some(id), Some(t)) => Some((l, id, Some(t))),
+                    _ => None,
+                },
                 _ => None,
             };
             match parsed {
-                Some((login, id)) if id > 0 => {
-                    entries.insert((login, id));
+                Some((login, id, from)) if id > 0 => {
+                    entries.insert((login, id), from);
                 }
                 _ => {
                     return Err(ExclusionError::Line {
@@ -59,24 +67,40 @@ impl Exclusions {
 
     /// The text form: a header comment and one sorted line per exclusion.
     pub fn to_text(&self) -> String {
-        let mut s = String::from("# hedge ledger exclusions: <login> <position id>\n");
-        for (login, id) in &self.entries {
-            s.push_str(&format!("{login} {id}\n"));
+        let mut s = String::from("# hedge ledger exclusions: <login> <position id> [<from ms>]\n");
+        for ((login, id), from) in &self.entries {
+            match from {
+                Some(t) => s.push_str(&format!("{login} {id} {t}\n")),
+                None => s.push_str(&format!("{login} {id}\n")),
+            }
         }
         s
     }
 
-    /// Adds an exclusion; false if it was already there.
+    /// Adds an exclusion from the position's opening; false if it was already there (an existing
+    /// time is replaced: from the opening covers it).
     pub fn add(&mut self, login: Login, id: PositionId) -> bool {
-        self.entries.insert((login.get(), id.get()))
+        self.entries.insert((login.get(), id.get()), None).is_none()
+    }
+
+    /// Adds an exclusion that hides the position once every deal at or before `from_msc` is
+    /// replayed; false if the position was already excluded (the earlier record stays).
+    pub fn add_from(&mut self, login: Login, id: PositionId, from_msc: i64) -> bool {
+        match self.entries.entry((login.get(), id.get())) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Some(from_msc));
+                true
+            }
+        }
     }
 
     pub fn remove(&mut self, login: Login, id: PositionId) -> bool {
-        self.entries.remove(&(login.get(), id.get()))
+        self.entries.remove(&(login.get(), id.get())).is_some()
     }
 
     pub fn contains(&self, login: Login, id: PositionId) -> bool {
-        self.entries.contains(&(login.get(), id.get()))
+        self.entries.contains_key(&(login.get(), id.get()))
     }
 
     pub fn len(&self) -> usize {
@@ -88,21 +112,32 @@ impl Exclusions {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Login, PositionId)> + '_ {
-        self.entries.iter().map(|&(l, i)| (Login(l), PositionId(i)))
+        self.entries.keys().map(|&(l, i)| (Login(l), PositionId(i)))
     }
 
     /// The position ids excluded for one account.
     pub fn ids_for(&self, login: Login) -> HashSet<u64> {
-        self.entries
-            .range((login.get(), 0)..=(login.get(), u64::MAX))
-            .map(|&(_, id)| id)
+        self.range(login).map(|(&(_, id), _)| id).collect()
+    }
+
+    /// One account's exclusions as [`crate::Ledger::replay_excluding`] takes them.
+    pub fn for_replay(&self, login: Login) -> Vec<(PositionId, Option<i64>)> {
+        self.range(login)
+            .map(|(&(_, id), &from)| (PositionId(id), from))
             .collect()
     }
 
-    /// Merges another set in; returns how many were new.
+    fn range(&self, login: Login) -> impl Iterator<Item = (&(u64, u64), &Option<i64>)> + '_ {
+        self.entries
+            .range((login.get(), 0)..=(login.get(), u64::MAX))
+    }
+
+    /// Merges another set in (entries already here keep their time); returns how many were new.
     pub fn merge(&mut self, other: &Exclusions) -> usize {
         let before = self.entries.len();
-        self.entries.extend(other.entries.iter().copied());
+        for (k, v) in &other.entries {
+            self.entries.entry(*k).or_insert(*v);
+        }
         self.entries.len() - before
     }
 
@@ -175,7 +210,9 @@ impl Exclusions {
         if !root_seen {
             return Err(ExclusionError::Xml("no elements".into()));
         }
-        Ok(Exclusions { entries })
+        Ok(Exclusions {
+            entries: entries.into_iter().map(|k| (k, None)).collect(),
+        })
     }
 }
 
@@ -238,7 +275,21 @@ mod tests {
             })
         );
         assert!(Exclusions::parse("7 0").is_err());
-        assert!(Exclusions::parse("7 1 2").is_err());
+        assert!(Exclusions::parse("7 1 x").is_err());
+        assert!(Exclusions::parse("7 1 2 3").is_err());
+        let timed = Exclusions::parse("7 1 1700000000000\n7 2\n").unwrap();
+        assert_eq!(
+            timed.for_replay(Login(7)),
+            vec![
+                (PositionId(1), Some(1_700_000_000_000)),
+                (PositionId(2), None)
+            ]
+        );
+        assert_eq!(Exclusions::parse(&timed.to_text()).unwrap(), timed);
+        let mut e = timed.clone();
+        assert!(!e.add_from(Login(7), PositionId(2), 5));
+        assert!(e.add_from(Login(8), PositionId(2), 5));
+        assert_eq!(e.for_replay(Login(8)), vec![(PositionId(2), Some(5))]);
     }
 
     #[test]

@@ -201,3 +201,134 @@ fn the_active_report_takes_quotes_or_the_last_deal_prices() {
     let active = std::fs::read_to_string(p("out/Active.csv")).unwrap();
     assert_eq!(active, "EntryID;CurrentPrice\n1;1.10512\n2;150.123\n");
 }
+
+/// JSON lines of one market order and its deal on EURUSD at `t` seconds (netting account, login 0).
+fn trade(ticket: u64, sell: bool, magic: u64, volume: &str, t: i64) -> String {
+    let (ty, ms) = (sell as u8, t * 1000);
+    format!(
+        "{{\"kind\":\"order\",\"ticket\":{ticket},\"symbol\":\"EURUSD\",\"type\":{ty},\"state\":4,\"magic\":{magic},\"volume_initial\":{volume},\"time_setup_msc\":{ms},\"time_done_msc\":{ms}}}\n\
+         {{\"kind\":\"deal\",\"ticket\":{},\"order\":{ticket},\"symbol\":\"EURUSD\",\"type\":{ty},\"entry\":{},\"volume\":{volume},\"price\":1.1,\"time_msc\":{ms}}}\n",
+        ticket + 100,
+        sell as u8,
+    )
+}
+
+fn close_link(id: u64) -> u64 {
+    hedge_ledger::codec::encode_raw(id, hedge_ledger::LinkKind::Market)
+}
+
+/// (active entry ids, history rows) of a replay with these exclusions, read from its CSV tables.
+fn replayed(
+    history: &str,
+    exclusions: &str,
+    dir: &std::path::Path,
+    name: &str,
+) -> (Vec<String>, usize) {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    std::fs::write(p(&format!("{name}.jsonl")), history).unwrap();
+    let out = p(name);
+    ledger(&[
+        "replay",
+        &p(&format!("{name}.jsonl")),
+        "--exclusions",
+        exclusions,
+        "--csv",
+        &out,
+        "--active-columns",
+        "EntryID",
+        "--history-columns",
+        "EntryID,ExitID",
+    ])
+    .unwrap();
+    let active = std::fs::read_to_string(dir.join(name).join("Active.csv")).unwrap();
+    let history = std::fs::read_to_string(dir.join(name).join("History.csv")).unwrap();
+    (
+        active.lines().skip(1).map(str::to_owned).collect(),
+        history.lines().skip(1).count(),
+    )
+}
+
+#[test]
+fn an_order_linked_to_an_excluded_position_opens_its_own_through_the_cli_as_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = dir.path().join("ex.txt");
+    std::fs::write(&ex, "0 1\n").unwrap();
+    // Position 1 is excluded from its opening; order 2 links to it.
+    let h = trade(1, false, 0, "1", 1) + &trade(2, true, close_link(1), "1", 2);
+    let (active, rows) = replayed(&h, ex.to_str().unwrap(), dir.path(), "a");
+    assert_eq!((active, rows), (vec!["2".to_owned()], 0));
+}
+
+#[test]
+fn hide_flat_records_the_last_deal_time_so_later_links_open_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    // Buy 2, close 1 of it by link, sell 1 unlinked: the broker is flat with two positions open.
+    let before = trade(1, false, 0, "2", 1)
+        + &trade(2, true, close_link(1), "1", 2)
+        + &trade(3, true, 0, "1", 3);
+    std::fs::write(p("h.jsonl"), &before).unwrap();
+    std::fs::write(p("flat.json"), r#"{"EURUSD": 0}"#).unwrap();
+    let args = [
+        "hide-flat",
+        &p("h.jsonl"),
+        "--broker",
+        &p("flat.json"),
+        "--file",
+        &p("ex.txt"),
+    ];
+    ledger(&args).unwrap();
+    let text = std::fs::read_to_string(p("ex.txt")).unwrap();
+    assert!(
+        text.contains("\n0 1 3000\n") && text.ends_with("\n0 3 3000\n"),
+        "{text}"
+    );
+    // Later an order links to hidden position 1: it opens its own, and the partial close made
+    // before the exclusion stays in the history.
+    let after = before + &trade(4, true, close_link(1), "1", 4);
+    let (active, rows) = replayed(&after, &p("ex.txt"), dir.path(), "b");
+    assert_eq!((active, rows), (vec!["4".to_owned()], 1));
+}
+
+#[test]
+fn reconcile_apply_records_the_last_deal_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    // The ledger keeps 1 lot of position 1; the broker already has EURUSD flat.
+    let before = trade(1, false, 0, "2", 1) + &trade(2, true, close_link(1), "1", 2);
+    std::fs::write(p("h.jsonl"), &before).unwrap();
+    std::fs::write(p("flat.json"), r#"{"EURUSD": 0}"#).unwrap();
+    ledger(&[
+        "reconcile",
+        &p("h.jsonl"),
+        "--broker",
+        &p("flat.json"),
+        "--apply",
+        "--exclusions",
+        &p("ex.txt"),
+    ])
+    .unwrap();
+    let text = std::fs::read_to_string(p("ex.txt")).unwrap();
+    assert!(text.ends_with("\n0 1 2000\n"), "{text}");
+    let after = before + &trade(3, true, close_link(1), "1", 3);
+    let (active, rows) = replayed(&after, &p("ex.txt"), dir.path(), "c");
+    assert_eq!((active, rows), (vec!["3".to_owned()], 1));
+}
+
+#[test]
+fn import_excludes_reads_utf16_without_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let xml = "<Orders-Exclude>\r\n\t<Order AccountID=\"7\" ID=\"100\"/>\r\n</Orders-Exclude>";
+    let le: Vec<u8> = xml.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::write(p("ExcludeOrders.xml"), le).unwrap();
+    ledger(&[
+        "import-excludes",
+        &p("ExcludeOrders.xml"),
+        "--file",
+        &p("ex.txt"),
+    ])
+    .unwrap();
+    let text = std::fs::read_to_string(p("ex.txt")).unwrap();
+    assert!(text.ends_with("\n7 100\n"), "{text}");
+}

@@ -12,8 +12,10 @@ mod hedging;
 mod html;
 pub mod locale;
 pub mod sections;
+mod share;
 pub mod synth;
 mod text;
+mod utf8_stream;
 pub mod writer;
 mod xlsx;
 

@@ -2,14 +2,17 @@
 //!
 //! MT5 writes every part of the package as UTF-16LE with a BOM, which general spreadsheet readers
 //! refuse; a spreadsheet program that re-saves the file writes UTF-8 with inline strings instead.
-//! Each part is decoded by its own BOM / zero-byte pattern while it is inflated, so neither form
-//! needs a second copy of the package in memory.
+//! Each part is decoded by its own BOM / zero-byte pattern while it is inflated, and the sheet is
+//! read as it streams, so neither form needs its text whole in memory.
 
-use super::text::{format_serial, TextEncoding};
+use super::text::format_serial;
+use super::utf8_stream::Utf8Stream;
 use super::{ReportError, Row, Sheet};
 use quick_xml::events::{BytesStart, Event};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{BufRead, Read};
+
+mod scan;
 
 type Archive<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
 
@@ -49,21 +52,26 @@ pub fn read_xlsx(bytes: &[u8]) -> Result<Sheet, ReportError> {
             .map(|(_, t)| resolve(t))
             .unwrap_or_else(|| default.to_owned())
     };
-    let strings = match read_part(
+    let strings = match open_part(
         &mut zip,
         &names,
         &by_type("/sharedStrings", "xl/sharedStrings.xml"),
     )? {
-        Some(x) => shared_strings(&x)?,
-        None => Vec::new(),
+        Some(part) => shared_strings(part)?,
+        None => SharedStrings::default(),
     };
     let dates = match read_part(&mut zip, &names, &by_type("/styles", "xl/styles.xml"))? {
         Some(x) => date_styles(&x)?,
         None => HashSet::new(),
     };
-    let xml = read_part(&mut zip, &names, &sheet_path)?
-        .ok_or_else(|| xlsx_err(format!("the worksheet {sheet_path} is missing")))?;
-    parse_sheet(&xml, &strings, &dates)
+    let missing = || xlsx_err(format!("the worksheet {sheet_path} is missing"));
+    let part = open_part(&mut zip, &names, &sheet_path)?.ok_or_else(missing)?;
+    if let Some(sheet) = scan::scan_sheet(part, &strings, &dates)? {
+        return Ok(sheet);
+    }
+    // XML the fast reader leaves to the full parser (a DOCTYPE, for one): read it again.
+    let part = open_part(&mut zip, &names, &sheet_path)?.ok_or_else(missing)?;
+    parse_sheet(part, &strings, &dates)
 }
 
 /// A part's target relative to `xl/`, or absolute from the package root.
@@ -86,51 +94,36 @@ fn resolve(target: &str) -> String {
     out.join("/").to_ascii_lowercase()
 }
 
-/// Inflates one part and decodes it to text as it streams, whatever its encoding.
+/// One part, inflated and converted to UTF-8 as it is read.
+fn open_part<'z>(
+    zip: &'z mut Archive<'_>,
+    names: &HashMap<String, String>,
+    path: &str,
+) -> Result<Option<Utf8Stream<zip::read::ZipFile<'z>>>, ReportError> {
+    let Some(name) = names.get(&path.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    let file = zip
+        .by_name(name)
+        .map_err(|e| xlsx_err(format!("{path}: {e}")))?;
+    Ok(Some(Utf8Stream::new(file)?))
+}
+
+/// A small part as text; invalid UTF-8 in a part that claims it becomes U+FFFD.
 fn read_part(
     zip: &mut Archive<'_>,
     names: &HashMap<String, String>,
     path: &str,
 ) -> Result<Option<String>, ReportError> {
-    let Some(name) = names.get(&path.to_ascii_lowercase()) else {
+    let Some(mut part) = open_part(zip, names, path)? else {
         return Ok(None);
     };
-    let mut file = zip
-        .by_name(name)
-        .map_err(|e| xlsx_err(format!("{path}: {e}")))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut filled = 0;
-    // Enough bytes to see a BOM or the zero bytes of UTF-16.
-    while filled < 4 {
-        let n = file.read(&mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    let (enc, bom) = TextEncoding::sniff(&buf[..filled]);
-    let mut decoder = enc.encoding().new_decoder_without_bom_handling();
-    let size = usize::try_from(file.size()).unwrap_or(0);
-    let mut out = String::with_capacity(match enc {
-        TextEncoding::Utf8 => size,
-        _ => size / 2 + 16,
-    });
-    let mut start = bom.min(filled);
-    while filled > 0 {
-        let chunk = &buf[start..filled];
-        out.reserve(
-            decoder
-                .max_utf8_buffer_length(chunk.len())
-                .unwrap_or(chunk.len() * 3),
-        );
-        let _ = decoder.decode_to_string(chunk, &mut out, false);
-        start = 0;
-        filled = file.read(&mut buf)?;
-    }
-    // The end of the input: a dangling half code unit becomes U+FFFD instead of vanishing silently.
-    out.reserve(8);
-    let _ = decoder.decode_to_string(&[], &mut out, true);
-    Ok(Some(out))
+    let mut bytes = Vec::new();
+    part.read_to_end(&mut bytes)?;
+    Ok(Some(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }))
 }
 
 fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, ReportError> {
@@ -176,41 +169,73 @@ fn first_sheet_target(xml: &str) -> Result<Option<String>, ReportError> {
     }
 }
 
-/// The shared string table; rich-text runs are joined, phonetic runs skipped.
-fn shared_strings(xml: &str) -> Result<Vec<String>, ReportError> {
-    let mut out = Vec::new();
-    let mut r = quick_xml::Reader::from_str(xml);
-    let mut current: Option<String> = None;
+/// The shared string table as one text and the end of each string in it: one allocation for a
+/// table of hundreds of thousands of strings, and only the cells kept get a copy of theirs.
+#[derive(Default)]
+struct SharedStrings {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl SharedStrings {
+    fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1],
+        };
+        self.text.get(start..end)
+    }
+
+    #[cfg(test)]
+    fn of(strings: &[&str]) -> Self {
+        let mut table = SharedStrings::default();
+        for s in strings {
+            table.text.push_str(s);
+            table.ends.push(table.text.len());
+        }
+        table
+    }
+}
+
+/// Reads the shared string table; rich-text runs are joined, phonetic runs skipped.
+fn shared_strings(part: impl BufRead) -> Result<SharedStrings, ReportError> {
+    let mut table = SharedStrings::default();
+    let mut r = quick_xml::Reader::from_reader(part);
+    let mut buf = Vec::new();
+    let mut in_si = false;
     let mut in_t = false;
     let mut in_phonetic = false;
     loop {
-        match r.read_event().map_err(xlsx_err)? {
+        match r.read_event_into(&mut buf).map_err(xlsx_err)? {
             Event::Start(e) => match e.local_name().as_ref() {
-                b"si" => current = Some(String::new()),
+                b"si" => in_si = true,
                 b"t" => in_t = true,
                 b"rPh" => in_phonetic = true,
                 _ => {}
             },
-            Event::Empty(e) if e.local_name().as_ref() == b"si" => out.push(String::new()),
-            Event::Text(t) if in_t && !in_phonetic => {
-                if let Some(s) = current.as_mut() {
-                    s.push_str(&t.unescape().map_err(xlsx_err)?);
-                }
+            Event::Empty(e) if e.local_name().as_ref() == b"si" => {
+                table.ends.push(table.text.len())
             }
-            Event::CData(t) if in_t && !in_phonetic => {
-                if let Some(s) = current.as_mut() {
-                    s.push_str(&String::from_utf8_lossy(&t));
-                }
+            Event::Text(t) if in_si && in_t && !in_phonetic => {
+                table.text.push_str(&t.unescape().map_err(xlsx_err)?);
+            }
+            Event::CData(t) if in_si && in_t && !in_phonetic => {
+                table.text.push_str(&String::from_utf8_lossy(&t));
             }
             Event::End(e) => match e.local_name().as_ref() {
-                b"si" => out.push(current.take().unwrap_or_default()),
+                b"si" => {
+                    in_si = false;
+                    table.ends.push(table.text.len());
+                }
                 b"t" => in_t = false,
                 b"rPh" => in_phonetic = false,
                 _ => {}
             },
-            Event::Eof => return Ok(out),
+            Event::Eof => return Ok(table),
             _ => {}
         }
+        buf.clear();
     }
 }
 
@@ -268,105 +293,159 @@ fn is_date_format(code: &str) -> bool {
 }
 
 /// `B12` → (column 1, row 12); either part may be missing.
-fn cell_ref(r: &str) -> (Option<usize>, Option<usize>) {
-    let letters = r.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+fn cell_ref(r: &[u8]) -> (Option<usize>, Option<usize>) {
+    let letters = r.iter().take_while(|b| b.is_ascii_alphabetic()).count();
     let col = (letters > 0).then(|| {
-        r.bytes().take(letters).fold(0usize, |acc, b| {
-            acc * 26 + (b.to_ascii_uppercase() - b'A') as usize + 1
+        r[..letters].iter().fold(0usize, |acc, b| {
+            acc.saturating_mul(26)
+                .saturating_add((b.to_ascii_uppercase() - b'A') as usize + 1)
         }) - 1
     });
-    let row = r[letters..].parse::<usize>().ok();
-    (col, row)
+    (col, number(&r[letters..]))
+}
+
+/// Digits only (attribute values such as row numbers and style indexes).
+fn number(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0, |acc, b| acc * 10 + (b - b'0') as usize))
+}
+
+/// A cell's `t` attribute.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum CellKind {
+    #[default]
+    Number,
+    Shared,
+    Bool,
+    Error,
+    Text,
 }
 
 #[derive(Default)]
 struct CellState {
     col: usize,
-    kind: Option<String>,
+    kind: CellKind,
     style: usize,
-    text: String,
     has_value: bool,
 }
 
-/// Reads `<sheetData>`: every non-empty cell as text at its column; columns hidden in `<cols>`
-/// take no place, as in the terminal's HTML where hidden cells are skipped.
+/// The cell's column (or the next one), kind and style, read from the raw attribute bytes: this
+/// runs for every cell of the sheet, so nothing is allocated.
+fn cell_start(e: &BytesStart<'_>, next_col: usize) -> Result<CellState, ReportError> {
+    let mut cell = CellState {
+        col: next_col,
+        ..CellState::default()
+    };
+    for a in e.attributes().with_checks(false) {
+        let a = a.map_err(xlsx_err)?;
+        match a.key.local_name().as_ref() {
+            b"r" => cell.col = cell_ref(&a.value).0.unwrap_or(next_col),
+            b"s" => cell.style = number(&a.value).unwrap_or(0),
+            b"t" => cell.kind = cell_kind(&a.value),
+            _ => {}
+        }
+    }
+    Ok(cell)
+}
+
+/// A cell's `t` attribute.
+fn cell_kind(t: &[u8]) -> CellKind {
+    match t {
+        b"n" => CellKind::Number,
+        b"s" => CellKind::Shared,
+        b"b" => CellKind::Bool,
+        b"e" => CellKind::Error,
+        _ => CellKind::Text,
+    }
+}
+
+fn row_number(e: &BytesStart<'_>) -> Result<Option<usize>, ReportError> {
+    for a in e.attributes().with_checks(false) {
+        let a = a.map_err(xlsx_err)?;
+        if a.key.local_name().as_ref() == b"r" {
+            return Ok(number(&a.value));
+        }
+    }
+    Ok(None)
+}
+
+fn hidden_range(e: &BytesStart<'_>) -> Result<Option<(usize, usize)>, ReportError> {
+    if !attr(e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") {
+        return Ok(None);
+    }
+    let min = attr(e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+    let max = attr(e, b"max")?.and_then(|v| v.parse().ok()).unwrap_or(min);
+    Ok(Some((min.max(1) - 1, max.max(1) - 1)))
+}
+
+/// Reads `<sheetData>` as it streams: every non-empty cell as text at its column; columns hidden
+/// in `<cols>` take no place, as in the terminal's HTML where hidden cells are skipped.
 fn parse_sheet(
-    xml: &str,
-    strings: &[String],
+    part: impl BufRead,
+    strings: &SharedStrings,
     dates: &HashSet<usize>,
 ) -> Result<Sheet, ReportError> {
     let mut sheet: Sheet = Vec::new();
     let mut hidden: Vec<(usize, usize)> = Vec::new();
-    let mut r = quick_xml::Reader::from_str(xml);
+    let mut r = quick_xml::Reader::from_reader(part);
+    // The layout whitespace between cells would otherwise be one text event per cell. Cell text
+    // is trimmed anyway (leading spaces of a later rich-text run in an inline string are lost).
+    r.config_mut().trim_text_start = true;
+    let mut buf = Vec::new();
+    let mut text = String::new();
     let mut row: Option<Row> = None;
     let mut cell: Option<CellState> = None;
     let mut in_value = false;
     let mut next_col = 0usize;
     loop {
-        match r.read_event().map_err(xlsx_err)? {
-            Event::Start(e) | Event::Empty(e)
-                if e.local_name().as_ref() == b"col"
-                    && attr(&e, b"hidden")?.is_some_and(|v| v == "1" || v == "true") =>
-            {
-                let min = attr(&e, b"min")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-                let max = attr(&e, b"max")?
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(min);
-                hidden.push((min.max(1) - 1, max.max(1) - 1));
+        match r.read_event_into(&mut buf).map_err(xlsx_err)? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == b"col" => {
+                hidden.extend(hidden_range(&e)?);
             }
             Event::Start(e) if e.local_name().as_ref() == b"row" => {
-                let n = attr(&e, b"r")?.and_then(|v| v.parse::<usize>().ok());
-                let index = n.map(|n| n.max(1) - 1).unwrap_or(sheet.len());
+                let index = row_number(&e)?.map_or(sheet.len(), |n| n.max(1) - 1);
                 while sheet.len() < index {
                     sheet.push(Vec::new());
                 }
                 row = Some(Vec::new());
                 next_col = 0;
             }
-            Event::Empty(e) if e.local_name().as_ref() == b"row" => {
-                sheet.push(Vec::new());
-            }
+            Event::Empty(e) if e.local_name().as_ref() == b"row" => sheet.push(Vec::new()),
             Event::End(e) if e.local_name().as_ref() == b"row" => {
                 sheet.push(row.take().unwrap_or_default());
             }
             Event::Start(e) if e.local_name().as_ref() == b"c" => {
-                let col = attr(&e, b"r")?
-                    .and_then(|r| cell_ref(&r).0)
-                    .unwrap_or(next_col);
-                next_col = col + 1;
-                cell = Some(CellState {
-                    col,
-                    kind: attr(&e, b"t")?,
-                    style: attr(&e, b"s")?.and_then(|v| v.parse().ok()).unwrap_or(0),
-                    ..CellState::default()
-                });
+                let c = cell_start(&e, next_col)?;
+                next_col = c.col + 1;
+                cell = Some(c);
+                text.clear();
             }
             Event::Empty(e) if e.local_name().as_ref() == b"c" => {
-                next_col = attr(&e, b"r")?
-                    .and_then(|r| cell_ref(&r).0)
-                    .unwrap_or(next_col)
-                    + 1;
+                next_col = cell_start(&e, next_col)?.col + 1;
             }
             Event::Start(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => {
                 in_value = cell.is_some();
             }
             Event::Text(t) if in_value => {
                 if let Some(c) = cell.as_mut() {
-                    c.text.push_str(&t.unescape().map_err(xlsx_err)?);
+                    text.push_str(&t.unescape().map_err(xlsx_err)?);
                     c.has_value = true;
                 }
             }
             Event::End(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => in_value = false,
             Event::End(e) if e.local_name().as_ref() == b"c" => {
                 if let (Some(c), Some(row)) = (cell.take(), row.as_mut()) {
-                    if let Some(text) = cell_text(c, strings, dates)? {
-                        row.push(text);
+                    if let Some(t) = cell_text(&c, &text, strings, dates)? {
+                        row.push((c.col, t));
                     }
                 }
             }
             Event::Eof => break,
             _ => {}
         }
+        buf.clear();
     }
     if !hidden.is_empty() {
         drop_hidden_columns(&mut sheet, &hidden);
@@ -374,38 +453,41 @@ fn parse_sheet(
     Ok(sheet)
 }
 
+/// The text a cell shows, trimmed; `None` for empty and error cells.
 fn cell_text(
-    c: CellState,
-    strings: &[String],
+    c: &CellState,
+    raw: &str,
+    strings: &SharedStrings,
     dates: &HashSet<usize>,
-) -> Result<Option<(usize, String)>, ReportError> {
+) -> Result<Option<String>, ReportError> {
     if !c.has_value {
         return Ok(None);
     }
-    let text = match c.kind.as_deref() {
-        Some("s") => {
-            let i: usize = c
-                .text
-                .trim()
-                .parse()
-                .map_err(|_| xlsx_err(format!("bad shared string index {:?}", c.text)))?;
+    let serial;
+    let text = match c.kind {
+        CellKind::Shared => {
+            let i = number(raw.trim().as_bytes())
+                .ok_or_else(|| xlsx_err(format!("bad shared string index {raw:?}")))?;
             strings
                 .get(i)
-                .cloned()
                 .ok_or_else(|| xlsx_err(format!("shared string {i} is missing")))?
         }
-        Some("e") => return Ok(None),
-        Some("b") => match c.text.trim() {
-            "1" => "TRUE".to_owned(),
-            _ => "FALSE".to_owned(),
+        CellKind::Error => return Ok(None),
+        CellKind::Bool => match raw.trim() {
+            "1" => "TRUE",
+            _ => "FALSE",
         },
-        None | Some("n") if dates.contains(&c.style) => match c.text.trim().parse::<f64>() {
-            Ok(serial) => format_serial(serial),
-            Err(_) => c.text,
+        CellKind::Number if dates.contains(&c.style) => match raw.trim().parse::<f64>() {
+            Ok(v) => {
+                serial = format_serial(v);
+                &serial
+            }
+            Err(_) => raw,
         },
-        _ => c.text,
+        CellKind::Number | CellKind::Text => raw,
     };
-    Ok((!text.trim().is_empty()).then(|| (c.col, text.trim().to_owned())))
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 fn drop_hidden_columns(sheet: &mut Sheet, hidden: &[(usize, usize)]) {
@@ -435,9 +517,10 @@ mod tests {
 
     #[test]
     fn refs_paths_and_formats() {
-        assert_eq!(cell_ref("A1"), (Some(0), Some(1)));
-        assert_eq!(cell_ref("AB12"), (Some(27), Some(12)));
-        assert_eq!(cell_ref("7"), (None, Some(7)));
+        assert_eq!(cell_ref(b"A1"), (Some(0), Some(1)));
+        assert_eq!(cell_ref(b"AB12"), (Some(27), Some(12)));
+        assert_eq!(cell_ref(b"7"), (None, Some(7)));
+        assert_eq!(number(b"99999999999999999999"), None);
         assert_eq!(resolve("worksheets/sheet1.xml"), "xl/worksheets/sheet1.xml");
         assert_eq!(
             resolve("/xl/worksheets/Sheet2.xml"),
@@ -447,6 +530,45 @@ mod tests {
         assert!(is_date_format("yyyy.mm.dd hh:mm:ss"));
         assert!(!is_date_format("# ##0.00;-# ##0.00;0.00;"));
         assert!(!is_date_format("[Red]0.00"));
+    }
+
+    /// The fast reader gives what the full parser gives, wherever the chunks end.
+    #[test]
+    fn the_fast_reader_agrees_with_the_parser() {
+        let strings = SharedStrings::of(&["zero", "one"]);
+        let dates: HashSet<usize> = [1].into_iter().collect();
+        let sheets = [
+            r#"<?xml version="1.0"?><worksheet><cols><col min="3" max="3" hidden="1"/></cols><sheetData>
+            <row r="2"><c r="A2" t="s"><v>1</v></c><c r="B2" s="1"><v>45000.5</v></c>
+            <c r="C2"><v>9</v></c><c r="D2" t="inlineStr"><is><t>x &amp; y &#233;&#x4E2D;</t></is></c>
+            <c r="E2"><f>SUM(A1)</f><v>4054.30</v></c><c r="F2" s="2"/></row><row r="4"/>
+            <!-- a comment with <c> inside --><row><c><v> 7 </v></c><c t="e"><v>#N/A</v></c>
+            <c t="b"><v>1</v></c><c t='str' r="Z"><v>a &lt;b&gt; "c"</v></c><c/><c><v/></c>
+            <c><v><![CDATA[cdata]]></v></c></row></sheetData></worksheet>"#,
+            r#"<x:worksheet xmlns:x="ns"><x:sheetData><x:row r="1"><x:c r="B1" t="s"><x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>"#,
+        ];
+        for xml in sheets {
+            let full = parse_sheet(xml.as_bytes(), &strings, &dates).unwrap();
+            for cap in [1, 2, 5, 64, 1 << 16] {
+                let part = std::io::BufReader::with_capacity(cap, xml.as_bytes());
+                let fast = scan::scan_sheet(part, &strings, &dates).unwrap();
+                assert_eq!(fast.as_ref(), Some(&full), "chunks of {cap}: {xml}");
+            }
+        }
+        let doctype = r#"<!DOCTYPE x [<!ENTITY e "v">]><worksheet/>"#;
+        assert_eq!(
+            scan::scan_sheet(doctype.as_bytes(), &strings, &dates).unwrap(),
+            None
+        );
+        for bad in [
+            "<worksheet><row><c><v>&bogus;</v></c></row>",
+            "<worksheet><row><c",
+        ] {
+            assert!(
+                scan::scan_sheet(bad.as_bytes(), &strings, &dates).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -462,9 +584,9 @@ mod tests {
             <row r="2"><c r="A2" t="s"><v>1</v></c><c r="B2" s="1"><v>45000.5</v></c>
             <c r="C2"><v>9</v></c><c r="D2" t="inlineStr"><is><t>x &amp; y</t></is></c>
             <c r="E2"><f>SUM(A1)</f><v>4054.30</v></c><c r="F2" s="2"/></row></sheetData></worksheet>"#;
-        let strings = vec!["zero".to_owned(), "one".to_owned()];
+        let strings = SharedStrings::of(&["zero", "one"]);
         let dates: HashSet<usize> = [1].into_iter().collect();
-        let sheet = parse_sheet(xml, &strings, &dates).unwrap();
+        let sheet = parse_sheet(xml.as_bytes(), &strings, &dates).unwrap();
         assert_eq!(sheet.len(), 2);
         assert!(sheet[0].is_empty());
         assert_eq!(
