@@ -9,10 +9,10 @@ use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
 use crate::status::StatusBoard;
 use hedge_center::client::{CenterClient, ClientError};
 use hedge_center::model::{
-    AccountRegistration, AccountRole, AccountStatus, PositionFilter, PositionReport,
+    AccountRegistration, AccountRole, AccountStatus, Position, PositionFilter, PositionReport,
     PositionStatus, Reconciliation, TumblerFiring,
 };
-use hedge_domain::{Login, Side, SymbolMap, Volume};
+use hedge_domain::{Login, PositionId, Side, SymbolMap, Volume};
 use hedge_protocol::{Hello, SymbolInfo, Terminal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -258,6 +258,14 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// What a client's heartbeat compares the center's positions with, and whom it tells when they
+/// differ (the client agent, which then re-syncs the center from the terminal).
+#[derive(Clone, Debug)]
+pub struct CenterCheck {
+    pub map: SymbolMap,
+    pub on_difference: Arc<tokio::sync::Notify>,
+}
+
 /// Sends the account's status to the center every `interval` (best effort: a lost heartbeat is
 /// replaced by the next). With `refresh`, each heartbeat first asks the terminal for a snapshot and
 /// waits briefly for the agent to value it, so the account block and the marks are current.
@@ -268,7 +276,7 @@ pub fn spawn_heartbeat(
     outbox: Arc<Outbox>,
     interval: Duration,
     refresh: Option<Terminal>,
-    compare: Option<SymbolMap>,
+    compare: Option<CenterCheck>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -297,8 +305,12 @@ pub fn spawn_heartbeat(
                 status.dead_letters = count;
                 status.dead_letter_reason = reason;
             }
-            if let (Some(terminal), Some(map)) = (refresh.as_ref(), compare.as_ref()) {
-                status.center_check = check_center(&center, login, terminal, &outbox, map).await;
+            if let (Some(terminal), Some(check)) = (refresh.as_ref(), compare.as_ref()) {
+                status.center_check =
+                    check_center(&center, login, terminal, &outbox, &check.map).await;
+                if status.center_check.as_ref().is_some_and(|c| !c.ok) {
+                    check.on_difference.notify_one();
+                }
             }
             if let Err(e) = center.heartbeat(login, &status).await {
                 tracing::debug!(error = %e, "status heartbeat to the center failed");
@@ -320,6 +332,44 @@ fn net_by_symbol<'a>(
     }
     net.retain(|_, v| !v.is_zero());
     net
+}
+
+/// The center's open and partially closed positions of the account (every page), and the stored
+/// record of each of `also` that is not among them (closed, or not there at all).
+pub async fn books_of(
+    center: &CenterClient,
+    login: Login,
+    also: &[PositionId],
+) -> Result<Vec<Position>, ClientError> {
+    let mut rows: Vec<Position> = Vec::new();
+    for status in [PositionStatus::Open, PositionStatus::PartiallyClosed] {
+        let mut after = None;
+        loop {
+            let page = center
+                .positions(&PositionFilter {
+                    login: Some(login),
+                    status: Some(status),
+                    after,
+                    limit: Some(1000),
+                    ..PositionFilter::default()
+                })
+                .await?;
+            rows.extend(page.items);
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    let listed: BTreeSet<PositionId> = rows.iter().map(|p| p.position_id).collect();
+    for id in also.iter().filter(|id| !listed.contains(id)) {
+        match center.position(login, *id).await {
+            Ok(detail) => rows.push(detail.position),
+            Err(ClientError::Rejected { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(rows)
 }
 
 /// The center's open positions of the account against the terminal's, net per symbol. `None` when
@@ -350,27 +400,12 @@ async fn check_center(
         })
     };
     let (before, on_terminal) = read_terminal();
-    let mut rows = Vec::new();
-    for status in [PositionStatus::Open, PositionStatus::PartiallyClosed] {
-        let mut after = None;
-        loop {
-            let page = center
-                .positions(&PositionFilter {
-                    login: Some(login),
-                    status: Some(status),
-                    after,
-                    limit: Some(1000),
-                    ..PositionFilter::default()
-                })
-                .await
-                .ok()?;
-            rows.extend(page.items.into_iter().map(|p| (p.symbol, p.side, p.volume)));
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-    }
+    let rows: Vec<(String, Side, Volume)> = books_of(center, login, &[])
+        .await
+        .ok()?
+        .into_iter()
+        .map(|p| (p.symbol, p.side, p.volume))
+        .collect();
     // A trade during the check, or a report queued meanwhile, makes a difference that is no drift.
     if read_terminal().0 != before || !settled() {
         return None;

@@ -17,6 +17,7 @@ use crate::args::{AgentArgs, AgentSettings};
 use crate::center::{self, ClientHedging, LegacyOpen, KIND_LEGACY_OPEN, KIND_POSITION};
 use crate::netting::NettingBook;
 use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, StateWrite};
+use crate::resync::{self, Held};
 use crate::session::Session;
 use crate::status::StatusBoard;
 use crate::tracker::{
@@ -25,6 +26,7 @@ use crate::tracker::{
 };
 use crate::valuation::{self, Commissions, Valuation};
 use anyhow::Context;
+use hedge_center::client::CenterClient;
 use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
 use hedge_domain::{DealEntry, PositionId, Price, Volume};
 use hedge_protocol::{
@@ -139,13 +141,17 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         pending_outbox = outbox.pending().unwrap_or(0),
         "client agent started"
     );
-    let agent = ClientAgent::load(
+    let on_difference = Arc::new(tokio::sync::Notify::new());
+    let mut agent = ClientAgent::load(
         settings.clone(),
         outbox.clone(),
         session.terminal.clone(),
         session.status.clone(),
         options,
     )?;
+    if let Some(center) = &delivery.center {
+        agent = agent.with_center(center.clone(), on_difference.clone());
+    }
     let sender = tokio::spawn(
         outbox
             .clone()
@@ -162,7 +168,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             outbox.clone(),
             settings.status_interval,
             Some(session.terminal.clone()),
-            Some(settings.symbol_map.clone()),
+            Some(center::CenterCheck {
+                map: settings.symbol_map.clone(),
+                on_difference: on_difference.clone(),
+            }),
         )
     });
     let result = tokio::select! {
@@ -307,6 +316,28 @@ pub struct ClientAgent {
     rebuild_now: bool,
     /// Commission per open position from the deals seen (accounts reported natively).
     commissions: Commissions,
+    /// Where the center's books are read to re-sync them (`None`: no `/v1` center).
+    center: Option<CenterClient>,
+    resync: CenterResync,
+}
+
+/// How often one position may be corrected: a report the center keeps refusing must not loop.
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+/// How soon a re-sync that could not read the center's books is tried again.
+const RESYNC_RETRY: Duration = Duration::from_secs(5);
+
+/// The state of re-syncing the center from the terminal ([`crate::resync`]).
+#[derive(Debug, Default)]
+struct CenterResync {
+    /// A comparison is wanted (a dead letter, a difference seen by the heartbeat, start-up with
+    /// dead letters, corrections waiting to be verified); it runs once nothing is pending.
+    due: bool,
+    /// When each position was last corrected.
+    attempts: HashMap<PositionId, tokio::time::Instant>,
+    /// When to compare again (a correction held back by [`RESYNC_EVERY`], an unreadable center).
+    retry_at: Option<tokio::time::Instant>,
+    /// Raised by the heartbeat when the center's positions differ from the terminal's.
+    on_difference: Arc<tokio::sync::Notify>,
 }
 
 impl ClientAgent {
@@ -330,7 +361,13 @@ impl ClientAgent {
         let last_seen = outbox
             .state_get(NS_META, KEY_LAST_SEEN)?
             .and_then(|v| v.parse::<i64>().ok());
-        tracing::info!(positions = states.len(), last_seen, "client state restored");
+        let (dead_letters, _) = outbox.dead_letter_summary()?;
+        tracing::info!(
+            positions = states.len(),
+            last_seen,
+            dead_letters,
+            "client state restored"
+        );
         Ok(ClientAgent {
             tracker: Tracker::restore(settings.login, states),
             settings,
@@ -345,7 +382,25 @@ impl ClientAgent {
             book: None,
             rebuild_now: false,
             commissions: Commissions::default(),
+            center: None,
+            resync: CenterResync {
+                // Refused reports from before a restart: the center still lacks what they said.
+                due: dead_letters > 0,
+                ..CenterResync::default()
+            },
         })
+    }
+
+    /// Re-syncs `center` from the terminal after a refused report, and when `on_difference` is
+    /// raised.
+    pub fn with_center(
+        mut self,
+        center: CenterClient,
+        on_difference: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        self.center = Some(center);
+        self.resync.on_difference = on_difference;
+        self
     }
 
     /// Processes the terminal's events until the link is shut down.
@@ -358,8 +413,39 @@ impl ClientAgent {
                 self.resync().await?;
             }
         }
+        let mut dead = self.outbox.dead_lettered();
+        let mut acks = self.outbox.acks();
+        let on_difference = self.resync.on_difference.clone();
         loop {
-            match events.recv().await {
+            let retry_at = self.resync.retry_at;
+            let waiting = self.resync.due;
+            let received = tokio::select! {
+                r = events.recv() => r,
+                Ok(()) = dead.changed() => {
+                    self.resync.due = true;
+                    self.resync_center().await?;
+                    continue;
+                }
+                () = on_difference.notified() => {
+                    self.resync.due = true;
+                    self.resync_center().await?;
+                    continue;
+                }
+                // The outbox drained: a comparison that waited for it can run.
+                Ok(()) = acks.changed(), if waiting => {
+                    self.resync_center().await?;
+                    continue;
+                }
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if retry_at.is_some() =>
+                {
+                    self.resync.retry_at = None;
+                    self.resync.due = true;
+                    self.resync_center().await?;
+                    continue;
+                }
+            };
+            match received {
                 Ok(TerminalEvent::Connected {
                     hello, snapshot, ..
                 }) => {
@@ -398,6 +484,7 @@ impl ClientAgent {
                 }
                 Err(RecvError::Closed) => return Ok(()),
             }
+            self.resync_center().await?;
         }
     }
 
@@ -789,6 +876,142 @@ impl ClientAgent {
         self.commit(events, tx.time)
     }
 
+    /// The canonical symbol a position on account symbol `symbol` is reported under; `None` when
+    /// it is not watched (never reported).
+    fn reported_symbol(&self, symbol: &str) -> Option<String> {
+        let canonical = self
+            .settings
+            .symbol_map
+            .to_canonical(symbol)
+            .unwrap_or_else(|| symbol.to_owned());
+        self.settings.watches(&canonical).then_some(canonical)
+    }
+
+    /// When a comparison is due and can be trusted, reads the center's positions of the account
+    /// and queues the reports that bring them to the tracker's (the terminal's) state; clears the
+    /// dead letters of positions on which the books agree.
+    async fn resync_center(&mut self) -> Result<(), ClientError> {
+        if !self.resync.due {
+            return Ok(());
+        }
+        let Some(center) = self.center.clone() else {
+            self.resync.due = false;
+            return Ok(());
+        };
+        // The tracker follows the terminal only while it is connected (on a netting account, once
+        // the ledger replayed); reports still queued are not in the center's books yet. Whatever
+        // ends the wait (the handshake, the next acknowledgement) comes back here.
+        if !self.terminal.is_connected()
+            || (self.ledger_mode && self.book.is_none())
+            || self.outbox.pending()? > 0
+        {
+            return Ok(());
+        }
+        self.resync.due = false;
+        let held: Vec<Held> = self
+            .tracker
+            .positions()
+            .filter_map(|s| {
+                Some(Held {
+                    symbol: self.reported_symbol(&s.symbol)?,
+                    state: s.clone(),
+                })
+            })
+            .collect();
+        let login = self.settings.login;
+        let ids: Vec<PositionId> = held.iter().map(|h| h.state.id).collect();
+        let books = match center::books_of(&center, login, &ids).await {
+            Ok(books) => books,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the center's positions to compare them with the terminal's; trying again");
+                self.resync.due = true;
+                self.resync.retry_at = Some(tokio::time::Instant::now() + RESYNC_RETRY);
+                return Ok(());
+            }
+        };
+        let books: Vec<_> = books
+            .into_iter()
+            .filter(|p| self.settings.watches(&p.symbol))
+            .collect();
+        let time = self
+            .terminal
+            .with_state(|s| s.last_time)
+            .max(self.last_seen.unwrap_or(0));
+        let plan = resync::plan(login, &held, &books, time);
+        for (id, why) in &plan.stuck {
+            tracing::warn!(position = %id, %why, "the center's position differs from the terminal's and no report can correct it");
+        }
+        let events = self.admit_corrections(plan.corrections);
+        if !events.is_empty() {
+            self.commit(events, time)?;
+            // Compared again once they are delivered: agreement then clears the dead letters.
+            self.resync.due = true;
+        }
+        self.clear_agreed_dead_letters(&plan.differing)
+    }
+
+    /// The corrections not held back by [`RESYNC_EVERY`], logged, with the tracker's sequences
+    /// moved past them; a held-back one sets when to compare again.
+    fn admit_corrections(&mut self, corrections: Vec<resync::Correction>) -> Vec<PositionEvent> {
+        let now = tokio::time::Instant::now();
+        self.resync
+            .attempts
+            .retain(|_, t| now.duration_since(*t) < RESYNC_EVERY);
+        self.resync.retry_at = None;
+        let mut events = Vec::new();
+        for c in corrections {
+            if let Some(last) = self.resync.attempts.get(&c.position) {
+                let at = *last + RESYNC_EVERY;
+                self.resync.retry_at = Some(self.resync.retry_at.map_or(at, |r| r.min(at)));
+                tracing::debug!(position = %c.position, differed = %c.what, "corrected less than a minute ago; waiting");
+                continue;
+            }
+            let reports: Vec<String> = c.events.iter().map(PositionEvent::describe).collect();
+            tracing::warn!(
+                position = %c.position,
+                differed = %c.what,
+                reports = %reports.join(", "),
+                "the center's position differs from the terminal's; re-syncing it"
+            );
+            self.resync.attempts.insert(c.position, now);
+            if let Some(seq) = c.tracker_seq {
+                self.tracker.advance_seq(c.position, seq);
+            }
+            events.extend(c.events);
+        }
+        events
+    }
+
+    /// Removes the dead letters of position reports whose position the center now holds as the
+    /// terminal does (not in `differing`): the red state goes only when the books agree.
+    fn clear_agreed_dead_letters(
+        &self,
+        differing: &BTreeSet<PositionId>,
+    ) -> Result<(), ClientError> {
+        let login = self.settings.login;
+        let keys: Vec<String> = self
+            .outbox
+            .dead_letters()?
+            .into_iter()
+            .filter(|d| d.kind == KIND_POSITION)
+            .filter(|d| {
+                serde_json::from_str::<PositionReport>(&d.body)
+                    .is_ok_and(|r| r.login == login && !differing.contains(&r.position_id))
+            })
+            .map(|d| d.key)
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let removed = self.outbox.remove_dead_letters(&keys)?;
+        tracing::info!(
+            removed,
+            keys = %keys.join(", "),
+            "the center holds the terminal's positions again; refused reports cleared"
+        );
+        Ok(())
+    }
+
     /// Queues the reports of `events` and persists the tracker's new state, in one transaction.
     fn commit(&mut self, events: Vec<PositionEvent>, time: TimeMs) -> Result<(), ClientError> {
         let event_time = events.iter().map(|e| e.time).max().unwrap_or(time);
@@ -838,7 +1061,8 @@ impl ClientAgent {
                     )?,
                 );
             }
-            if self.options.legacy && e.kind == EventKind::Open {
+            // A correction is for the `/v1` center's books; the prototype center had the open.
+            if self.options.legacy && e.kind == EventKind::Open && !e.resync {
                 items.push(
                     NewItem::json(
                         format!("{}:legacy", e.key()),
@@ -912,6 +1136,9 @@ pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
     }
     if e.reversal {
         notes.push("reversal");
+    }
+    if e.resync {
+        notes.push("re-synced from the terminal");
     }
     if e.close.as_ref().is_some_and(|c| !c.confirmed) {
         notes.push("closed while the agent was away; no closing deal found");

@@ -18,6 +18,7 @@ pub mod kill;
 pub mod logging;
 pub mod netting;
 pub mod outbox;
+pub mod resync;
 pub mod secret;
 pub mod session;
 pub mod status;

@@ -163,6 +163,8 @@ pub struct Outbox {
     /// than a notification, so an acknowledgement between a look at the queue and the wait that
     /// follows it is not missed.
     acked: tokio::sync::watch::Sender<u64>,
+    /// Counts items moved to the dead-letter table, for whoever repairs what they left undone.
+    dead: tokio::sync::watch::Sender<u64>,
     status: Mutex<SenderStatus>,
 }
 
@@ -231,6 +233,7 @@ impl Outbox {
             conn: Mutex::new(conn),
             wake: Notify::new(),
             acked: tokio::sync::watch::Sender::new(0),
+            dead: tokio::sync::watch::Sender::new(0),
             status: Mutex::new(SenderStatus {
                 receiver_up: true,
                 ..SenderStatus::default()
@@ -364,7 +367,30 @@ impl Outbox {
         )?;
         tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
         tx.commit()?;
+        drop(conn);
+        self.dead.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// The count of items dead-lettered by this outbox, to wait on with `changed()`.
+    pub fn dead_lettered(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.dead.subscribe()
+    }
+
+    /// Removes the dead letters with these idempotency keys (what they failed to report is in the
+    /// receiver's books now); returns how many were removed.
+    pub fn remove_dead_letters(&self, keys: &[String]) -> Result<usize, OutboxError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM dead_letter WHERE key = ?1")?;
+            for key in keys {
+                removed += delete.execute(params![key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// Number of items waiting.
@@ -506,6 +532,28 @@ mod tests {
         let (count, reason) = ob.dead_letter_summary().unwrap();
         assert_eq!(count, 2);
         assert_eq!(reason.map(|r| r.len()), Some(1000));
+        // Once the receiver holds what they failed to say, they go, and only they.
+        assert_eq!(
+            ob.remove_dead_letters(&["b".into(), "unknown".into()])
+                .unwrap(),
+            1
+        );
+        let (count, reason) = ob.dead_letter_summary().unwrap();
+        assert_eq!((count, reason.as_deref()), (1, Some("422: unknown symbol")));
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_wakes_whoever_watches() {
+        let ob = Outbox::open_in_memory().unwrap();
+        let mut dead = ob.dead_lettered();
+        ob.push(item("a")).unwrap();
+        ob.dead_letter(ob.front().unwrap().unwrap().seq, "409 stale")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), dead.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*dead.borrow(), 1);
     }
 
     #[test]

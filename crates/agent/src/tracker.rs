@@ -114,6 +114,9 @@ pub struct PositionEvent {
     /// For a close: the closing deal, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close: Option<CloseDetail>,
+    /// A correction that brings the center back to the terminal's state ([`crate::resync`]).
+    #[serde(default)]
+    pub resync: bool,
 }
 
 impl PositionEvent {
@@ -218,6 +221,14 @@ impl Tracker {
         self.open.get(&id)
     }
 
+    /// Raises the sequence of open position `id` to `seq` (corrective reports were queued with it),
+    /// so its next event continues after them.
+    pub fn advance_seq(&mut self, id: PositionId, seq: u32) {
+        if let Some(s) = self.open.get_mut(&id) {
+            s.seq = s.seq.max(seq);
+        }
+    }
+
     /// Whether `id` was closed recently (late records about it are ignored).
     pub fn was_closed(&self, id: PositionId) -> bool {
         self.closed.contains(&id)
@@ -258,6 +269,7 @@ impl Tracker {
             time,
             reversal: false,
             close: None,
+            resync: false,
         }
     }
 

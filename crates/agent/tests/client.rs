@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
+use hedge_agent::outbox::Outbox;
 use hedge_center::model::PositionEventKind::{self, *};
+use hedge_center::model::{PositionFilter, PositionReport, PositionStatus};
+use std::collections::BTreeMap;
 
 use hedge_domain::{AccountMarginMode, Magic, PositionId, Price, Side, Volume};
 use hedge_sim::SimTerminal;
@@ -643,5 +646,163 @@ async fn the_status_says_when_the_centers_positions_differ_from_the_terminals() 
         check.detail.contains("EURUSD: terminal 0.3") && check.detail.contains("center 0.2"),
         "{check:?}"
     );
+    // The terminal is the truth: the agent closes what it never held, above the stored seq.
+    let d = history_of(api, PositionId(999_999), &[Open, Close]).await;
+    assert_eq!(d.position.last_seq, 2);
+    eventually("the books agree again", Duration::from_secs(30), || async {
+        let check = api.account(LOGIN).await.ok()?.status?.center_check?;
+        check.ok.then_some(())
+    })
+    .await;
     rig.stop().await;
+}
+
+/// The open positions the center holds for the account, by id.
+async fn center_books(
+    api: &hedge_center::client::CenterClient,
+) -> Option<BTreeMap<PositionId, (Side, Volume)>> {
+    let page = api
+        .positions(&PositionFilter {
+            login: Some(LOGIN),
+            ..PositionFilter::default()
+        })
+        .await
+        .ok()?;
+    Some(
+        page.items
+            .iter()
+            .filter(|p| p.status != PositionStatus::Closed)
+            .map(|p| (p.position_id, (p.side, p.volume)))
+            .collect(),
+    )
+}
+
+/// The account: the center refused the reports of a EURUSD and a GBPUSD position (newer
+/// events of both had been stored by someone else), so it held neither as the terminal did. The
+/// refusals show in the status, survive a restart of the agent, and the agent brings the center
+/// back to the terminal's positions with fresh reports; then the red state goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_reports_stay_red_across_a_restart_until_the_agent_resyncs_the_center() {
+    let dir = tempfile::tempdir().unwrap();
+    let center_port = free_port();
+    let center = start_center(dir.path(), center_port, false).await;
+    let url = center.url();
+    let api = admin(&url);
+    let state = dir.path().join("state");
+    let port = free_port();
+    let agent = start_client(port, &url, &state);
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let a = open(&sim, Side::Buy, 30);
+    history_of(&api, a, &[Open]).await;
+
+    // The center is away while EURUSD is reduced and GBPUSD opened; then the terminal logs out.
+    center.shutdown().await;
+    close(&sim, a, Some(10));
+    let r = sim.open("GBPUSD", Side::Buy, lots(10), Magic(0), "test");
+    assert!(r.is_done(), "{r:?}");
+    let b = r.position;
+    let queue = Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
+    let expected = [format!("{LOGIN}:{a}:2"), format!("{LOGIN}:{b}:1")];
+    eventually("both reports queued", Duration::from_secs(20), || async {
+        let keys: Vec<String> = queue.peek(100).ok()?.into_iter().map(|i| i.key).collect();
+        expected.iter().all(|k| keys.contains(k)).then_some(())
+    })
+    .await;
+    sim.log_out();
+    eventually("the terminal away", Duration::from_secs(10), || async {
+        (!sim.is_connected()).then_some(())
+    })
+    .await;
+
+    // Newer events of both positions reach the center's database from elsewhere.
+    let elsewhere = start_center(dir.path(), 0, false).await;
+    let other = admin(&elsewhere.url());
+    other
+        .report_position(&PositionReport::new(
+            Close,
+            LOGIN,
+            a,
+            "EURUSD",
+            Side::Buy,
+            Volume::ZERO,
+            10,
+        ))
+        .await
+        .unwrap();
+    other
+        .report_position(&PositionReport::new(
+            Open,
+            LOGIN,
+            b,
+            "GBPUSD",
+            Side::Sell,
+            lots(10),
+            5,
+        ))
+        .await
+        .unwrap();
+    elsewhere.shutdown().await;
+    let center = start_center(dir.path(), center_port, false).await;
+
+    // Both reports are refused as stale: the status counts them, with the reason.
+    let status = eventually(
+        "the refusals in the status",
+        Duration::from_secs(30),
+        || async {
+            let status = api.account(LOGIN).await.ok()?.status?;
+            (status.dead_letters == 2).then_some(status)
+        },
+    )
+    .await;
+    let reason = status.dead_letter_reason.unwrap_or_default();
+    assert!(reason.contains("stale event"), "{reason}");
+    // Without the terminal nothing says what the account holds: nothing is corrected yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        center_books(&api).await.unwrap(),
+        BTreeMap::from([(b, (Side::Sell, lots(10)))])
+    );
+
+    // A restart keeps the refusals; once the terminal is back the center is re-synced from it.
+    agent.kill();
+    let agent = start_client(port, &url, &state);
+    sim.log_in();
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let terminal: BTreeMap<PositionId, (Side, Volume)> = sim
+        .positions()
+        .iter()
+        .map(|p| (p.identifier, (p.position_type.side(), p.volume)))
+        .collect();
+    assert_eq!(terminal.len(), 2);
+    eventually(
+        "the center holds the terminal's positions",
+        Duration::from_secs(30),
+        || async { (center_books(&api).await? == terminal).then_some(()) },
+    )
+    .await;
+    let status = eventually(
+        "the refusals cleared once the books agree",
+        Duration::from_secs(30),
+        || async {
+            let status = api.account(LOGIN).await.ok()?.status?;
+            (status.dead_letters == 0 && status.center_check.as_ref()?.ok).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status.dead_letter_reason, None);
+    // Each correction went above the stored seq: A reopened at 11, B closed at 6 and reopened at 7.
+    let d = history_of(&api, a, &[Open, Close, Open]).await;
+    assert_eq!((d.position.last_seq, d.position.volume), (11, lots(20)));
+    let d = history_of(&api, b, &[Open, Close, Open]).await;
+    assert_eq!((d.position.last_seq, d.position.side), (7, Side::Buy));
+    // Later events continue after the corrections.
+    close(&sim, a, None);
+    let d = history_of(&api, a, &[Open, Close, Open, Close]).await;
+    assert_eq!(d.position.last_seq, 12);
+    settle(&api, b, &[Open, Close, Open]).await;
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
 }

@@ -359,6 +359,14 @@ impl SimTerminal {
         self.shared.logged_in.send_replace(true);
     }
 
+    /// The terminal loses its login (the account was switched, the password changed): as the EA,
+    /// it drops the link to the agent and connects again only after [`SimTerminal::log_in`]. The
+    /// account keeps its positions.
+    pub fn log_out(&self) {
+        self.shared.logged_in.send_replace(false);
+        let _ = self.control.send(Control::Disconnect);
+    }
+
     /// The terminal's link to the trade server came back: as the EA does, a fresh snapshot follows,
     /// because positions may have changed while it was away.
     pub fn trade_server_reconnected(&self) {
