@@ -263,6 +263,32 @@ async fn a_hedge_closed_right_after_its_open_is_closed_in_the_center_every_time(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_refusing_expert_orders_gets_none_and_the_status_says_why() {
+    let mut w = World::start(Setup {
+        mode: Mode::Mirror,
+        status_interval: Duration::from_millis(200),
+        trade_expert: false,
+        ..Setup::default()
+    })
+    .await;
+    w.client(1, PositionEventKind::Open, Side::Buy, lots(30))
+        .await;
+    assert!(w.plan_volume("EURUSD", lots(30)).await);
+    let account = w
+        .account_until("no reason in the status", |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("refuses orders from Expert Advisors"))
+        })
+        .await;
+    assert!(account.status.is_some());
+    assert_eq!(w.sim.commands_executed(), 0, "no order was sent");
+    assert!(w.sim.positions().is_empty());
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hedge_closed_outside_the_hedger_is_closed_in_the_center_as_a_correction() {
     let mut w = World::start(Setup {
         mode: Mode::Mirror,

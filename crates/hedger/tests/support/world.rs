@@ -60,6 +60,8 @@ struct Setup {
     deliver: bool,
     status_interval: Duration,
     reconcile_interval: Duration,
+    /// `ACCOUNT_TRADE_EXPERT` of the hedge account.
+    trade_expert: bool,
 }
 
 impl Default for Setup {
@@ -74,6 +76,7 @@ impl Default for Setup {
             deliver: true,
             status_interval: Duration::from_secs(5),
             reconcile_interval: Duration::from_secs(2),
+            trade_expert: true,
         }
     }
 }
@@ -142,6 +145,7 @@ impl World {
                     AccountMarginMode::RetailHedging
                 },
                 faults: setup.faults.clone(),
+                trade_expert: setup.trade_expert,
                 // Hedges pile up over many runs; margin must not be what stops them.
                 balance: hedge_domain::Money(Decimal::from(100_000_000)),
                 ..AccountConfig::default()
@@ -394,6 +398,24 @@ impl World {
     }
 
     /// Polls the center's hedges until `done` holds (10 s at most, then fails naming `what`).
+    async fn account_until(
+        &self,
+        what: &str,
+        mut done: impl FnMut(&hedge_center::model::Account) -> bool,
+    ) -> hedge_center::model::Account {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(account) = self.admin.account(HEDGE).await {
+                if done(&account) {
+                    return account;
+                }
+                assert!(Instant::now() < deadline, "{what}: {account:?}");
+            }
+            assert!(Instant::now() < deadline, "{what}: no account");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn hedges_until(
         &self,
         what: &str,
