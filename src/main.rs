@@ -87,22 +87,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Warnings only: the soak's own output is its report.
-fn init_tracing_quiet() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_tracing() {
+    init_tracing_at("info");
 }
 
-fn init_tracing() {
+/// Warnings only: the soak's own output is its report.
+fn init_tracing_quiet() {
+    init_tracing_at("warn");
+}
+
+/// Logs to standard error at `RUST_LOG`, or at `level` when it is not set.
+fn init_tracing_at(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .try_init();

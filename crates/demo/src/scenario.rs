@@ -16,7 +16,7 @@ use hedge_hedger::agent::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
 use hedge_protocol::{TerminalConfig, TerminalListener};
-use hedge_sim::{default_symbols, AccountConfig, FeedConfig, SimConfig, SimSymbol, SimTerminal};
+use hedge_sim::{default_symbols_for, AccountConfig, FeedConfig, SimConfig, SimTerminal};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -61,17 +61,6 @@ struct SignalTrade {
 
 fn lots(units: i64) -> Volume {
     Volume(Decimal::new(units, 2))
-}
-
-/// Symbols under an account's naming rule.
-fn symbols_for(map: &SymbolMap) -> Vec<SimSymbol> {
-    default_symbols("")
-        .into_iter()
-        .map(|mut s| {
-            s.spec.name = map.to_account(&s.spec.name);
-            s
-        })
-        .collect()
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -489,7 +478,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         };
         account.server = "HedgeSim-Demo".into();
         let mut config = SimConfig::new(port, account);
-        config.symbols = symbols_for(map);
+        config.symbols = default_symbols_for(map);
         config.feed = FeedConfig::RandomWalk {
             interval: Duration::from_millis(250),
         };

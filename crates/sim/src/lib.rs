@@ -21,5 +21,5 @@ pub use account::{Account, AccountConfig, Execution, Position};
 pub use faults::Faults;
 pub use feed::{parse_ticks, RandomWalk, Tick};
 pub use script::Script;
-pub use symbols::{default_symbols, SimSymbol};
+pub use symbols::{default_symbols, default_symbols_for, SimSymbol};
 pub use terminal::{FeedConfig, SimConfig, SimTerminal};

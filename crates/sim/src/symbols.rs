@@ -58,6 +58,17 @@ fn d(mantissa: i64, scale: u32) -> Decimal {
     Decimal::new(mantissa, scale)
 }
 
+/// The default symbol set named by an account's naming rule (`EURUSD.r`, `mEURUSD`...).
+pub fn default_symbols_for(map: &hedge_domain::SymbolMap) -> Vec<SimSymbol> {
+    default_symbols("")
+        .into_iter()
+        .map(|mut s| {
+            s.spec.name = map.to_account(&s.spec.name);
+            s
+        })
+        .collect()
+}
+
 /// The default symbol set with realistic specifications, names decorated with `suffix` (e.g. `.r`).
 /// Tick values are in USD for a USD account.
 pub fn default_symbols(suffix: &str) -> Vec<SimSymbol> {

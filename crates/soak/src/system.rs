@@ -9,9 +9,7 @@ use crate::script::{AccountRef, Process};
 use anyhow::Context;
 use hedge_center::client::CenterClient;
 use hedge_domain::{AccountMarginMode, Login, SymbolMap, Volume};
-use hedge_sim::{
-    default_symbols, AccountConfig, Faults, FeedConfig, SimConfig, SimSymbol, SimTerminal,
-};
+use hedge_sim::{default_symbols_for, AccountConfig, Faults, FeedConfig, SimConfig, SimTerminal};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,17 +128,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
-}
-
-/// Symbols under an account's naming rule.
-fn symbols_for(map: &SymbolMap) -> Vec<SimSymbol> {
-    default_symbols("")
-        .into_iter()
-        .map(|mut s| {
-            s.spec.name = map.to_account(&s.spec.name);
-            s
-        })
-        .collect()
 }
 
 impl System {
@@ -306,7 +293,7 @@ impl System {
                 ..AccountConfig::default()
             };
             let mut config = SimConfig::new(format!("127.0.0.1:{port}"), account);
-            config.symbols = symbols_for(&SymbolMap::from_affix(affix));
+            config.symbols = default_symbols_for(&SymbolMap::from_affix(affix));
             config.feed = FeedConfig::RandomWalk {
                 interval: Duration::from_millis(200),
             };
