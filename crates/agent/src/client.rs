@@ -14,9 +14,9 @@
 //! in the config file's `[client]` table keeps the terminal's net position.
 
 use crate::args::{AgentArgs, AgentSettings};
-use crate::center::{self, ClientHedging, LegacyOpen, KIND_LEGACY_OPEN, KIND_POSITION};
+use crate::center::{self, ClientHedging, LegacyOpen};
 use crate::netting::NettingBook;
-use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, StateWrite};
+use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, OutboxKind, StateWrite};
 use crate::session::Session;
 use crate::status::StatusBoard;
 use crate::tracker::{
@@ -25,7 +25,7 @@ use crate::tracker::{
 };
 use crate::valuation::{self, Commissions, Valuation};
 use anyhow::Context;
-use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
+use hedge_center_api::model::{AccountRole, PositionEventKind, PositionReport};
 use hedge_domain::{DealEntry, PositionId, Price, Volume};
 use hedge_protocol::{
     AccountInfo, DealRecord, Hello, HistoryRange, OrderRecord, PositionRecord, SymbolInfo,
@@ -829,19 +829,18 @@ impl ClientAgent {
             self.status.event(e.describe());
             if self.options.center {
                 items.push(
-                    NewItem::json(e.key(), KIND_POSITION, &report(e, &canonical)).map_err(
-                        |err| ClientError::State {
+                    NewItem::json(e.key(), OutboxKind::PositionEvent, &report(e, &canonical))
+                        .map_err(|err| ClientError::State {
                             what: "report".into(),
                             message: err.to_string(),
-                        },
-                    )?,
+                        })?,
                 );
             }
             if self.options.legacy && e.kind == EventKind::Open {
                 items.push(
                     NewItem::json(
                         format!("{}:legacy", e.key()),
-                        KIND_LEGACY_OPEN,
+                        OutboxKind::LegacyOpen,
                         &LegacyOpen::new(canonical.clone(), e.volume, e.side),
                     )
                     .map_err(|err| ClientError::State {

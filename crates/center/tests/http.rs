@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use futures::StreamExt;
-use hedge_center::client::new_action_key;
-use hedge_center::model::*;
-use hedge_center::ClientError;
+use hedge_center_api::client::new_action_key;
+use hedge_center_api::model::*;
+use hedge_center_api::ClientError;
 use hedge_domain::{DealTicket, Login, OrderTicket, PositionId, Retcode, Side};
 use reqwest::Method;
 use std::collections::BTreeSet;
@@ -80,7 +80,8 @@ async fn accounts_and_auth(b: Backend) {
     let err = env.anonymous.accounts().await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert!(!err.is_retryable());
-    let bad = hedge_center::CenterClient::new(&env.url, Some("not-a-valid-token".into())).unwrap();
+    let bad =
+        hedge_center_api::CenterClient::new(&env.url, Some("not-a-valid-token".into())).unwrap();
     assert_eq!(bad.accounts().await.unwrap_err().status(), Some(401));
     let (s, _) = env.raw(Method::GET, "/v1/accounts", None, None).await;
     assert_eq!(s, 401);
@@ -1328,8 +1329,8 @@ async fn legacy_bad_input(b: Backend) {
 async fn postgres_instances_share_events() {
     let a = Env::start(Backend::Postgres).await;
     let b = common::start_at(a.location.clone()).await;
-    let b_viewer = hedge_center::CenterClient::new(b.url(), Some(VIEWER_TOKEN.into())).unwrap();
-    let b_client = hedge_center::CenterClient::new(b.url(), Some(CLIENT_TOKEN.into())).unwrap();
+    let b_viewer = hedge_center_api::CenterClient::new(b.url(), Some(VIEWER_TOKEN.into())).unwrap();
+    let b_client = hedge_center_api::CenterClient::new(b.url(), Some(CLIENT_TOKEN.into())).unwrap();
     let mut sub = b_viewer.subscribe(Some(0));
     let r = open(CLIENT, 1, "EURUSD", Side::Buy, "0.1");
     let (x, y) = tokio::join!(a.client.report_position(&r), b_client.report_position(&r));

@@ -5,8 +5,9 @@
 //! `cargo run --release -p hedge-dashboard --example bench_positions -- 10000`
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::model::*;
-use hedge_center::{CenterClient, CenterConfig, CenterServer};
+use hedge_center::{CenterConfig, CenterServer};
+use hedge_center_api::model::*;
+use hedge_center_api::CenterClient;
 use hedge_domain::{AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec};
 use std::path::PathBuf;
 use std::process::Command;
@@ -79,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
                     magic: Magic(7),
                     comment: format!("bench {n}"),
                     seq: 1,
-                    idempotency_key: PositionReport::default_key(Login(2001), PositionId(id), 1),
+                    idempotency_key: IdempotencyKey::report(Login(2001), PositionId(id), 1),
                 };
                 client.report_position(&report).await?;
                 n += workers;

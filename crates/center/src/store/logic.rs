@@ -1,9 +1,9 @@
 //! The store's rules and statements, written once for both databases.
 
 use super::{Conn, Dialect, Row, StoreError, Val, WriteError};
-use crate::model::*;
 use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
 use crate::positions::{self, check_symbol, units_volume, volume_units, Refusal};
+use hedge_center_api::model::*;
 use hedge_domain::{
     DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode, Side, SymbolMap,
     Volume,
@@ -709,7 +709,7 @@ pub fn tumbler_fired(
     if let Some(answer) = first_answer(
         c,
         REQUEST_ANSWER,
-        &firing.idempotency_key,
+        firing.idempotency_key.as_str(),
         &payload,
         "request",
     )? {
@@ -731,7 +731,13 @@ pub fn tumbler_fired(
         event_id,
         idempotency_key: firing.idempotency_key.clone(),
     })?;
-    remember_answer(c, &firing.idempotency_key, payload, &response, event_id)?;
+    remember_answer(
+        c,
+        firing.idempotency_key.as_str(),
+        payload,
+        &response,
+        event_id,
+    )?;
     Ok((response, false))
 }
 
@@ -747,7 +753,7 @@ fn validate_firing(f: &TumblerFiring) -> Result<(), Refusal> {
     if f.time_ms < 0 {
         return Err(Refusal::invalid("time_ms", "time_ms must not be negative"));
     }
-    positions::check_key(&f.idempotency_key)?;
+    positions::check_key(f.idempotency_key.as_str())?;
     if f.killed.len() > MAX_KILLED
         || f.killed
             .iter()
@@ -1073,7 +1079,7 @@ pub fn report(
     if let Some(answer) = first_answer(
         c,
         REQUEST_ANSWER,
-        &report.idempotency_key,
+        report.idempotency_key.as_str(),
         &payload,
         "report",
     )? {
@@ -1131,7 +1137,13 @@ pub fn report(
         volume: position.volume,
     };
     let response = json(&ack)?;
-    remember_answer(c, &report.idempotency_key, payload, &response, event_id)?;
+    remember_answer(
+        c,
+        report.idempotency_key.as_str(),
+        payload,
+        &response,
+        event_id,
+    )?;
     Ok((response, false))
 }
 

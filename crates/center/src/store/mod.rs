@@ -13,9 +13,9 @@ pub mod logic;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::model::*;
 use crate::plan::PlanInputs;
 use crate::positions::Refusal;
+use hedge_center_api::model::*;
 use hedge_domain::{Login, PositionId, Side, Volume};
 use std::future::Future;
 use std::sync::Arc;
@@ -816,7 +816,7 @@ impl Store {
 pub(crate) fn sample_open(id: u64, key: String) -> PositionReport {
     PositionReport {
         time_ms: 1,
-        idempotency_key: key,
+        idempotency_key: key.into(),
         ..PositionReport::new(
             PositionEventKind::Open,
             Login(7),
