@@ -14,6 +14,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod world;
+#[allow(unused_imports)] // not every test binary uses the shared world
+pub use world::*;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
