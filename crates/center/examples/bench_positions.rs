@@ -1,8 +1,8 @@
 //! How the dashboard copes with many positions: fills a center (SQLite) with N open client positions
 //! (default 10,000) through the `/v1` API, then measures the page in headless Chromium with
-//! `browser-tests/bench.mjs` and prints the figures.
+//! `crates/dashboard/browser-tests/bench.mjs` and prints the figures.
 //!
-//! `cargo run --release -p hedge-dashboard --example bench_positions -- 10000`
+//! `cargo run --release -p hedge-center --example bench_positions -- 10000`
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center::{CenterConfig, CenterServer};
@@ -96,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The browser half lives with the dashboard it measures.
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboard");
     let status = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(crate_dir.join("browser-tests/bench.mjs"))
