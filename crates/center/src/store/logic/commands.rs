@@ -56,6 +56,27 @@ pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, Wri
     page(rows, limit, CommandCol::id, command_from_row)
 }
 
+/// Refuses a command the hedge's state makes meaningless: closing a closed or failed hedge, retrying
+/// one that did not fail.
+fn check_command_fits(kind: CommandKind, hedge: &Hedge) -> Result<(), Refusal> {
+    let hedge_id = hedge.id;
+    match (kind, hedge.status) {
+        (CommandKind::CloseHedge, HedgeStatus::Closed) => Err(Refusal::Conflict(format!(
+            "hedge {hedge_id} is already closed"
+        ))),
+        (CommandKind::CloseHedge, HedgeStatus::Failed) => Err(Refusal::Conflict(format!(
+            "hedge {hedge_id} failed, nothing of it is open to close (retry it instead)"
+        ))),
+        (CommandKind::RetryHedge, status) if status != HedgeStatus::Failed => {
+            Err(Refusal::Conflict(format!(
+                "hedge {hedge_id} is {}, only a failed hedge can be retried",
+                status.as_str()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn issue_command(
     c: &mut dyn Conn,
     actor: &str,
@@ -72,25 +93,7 @@ pub(super) fn issue_command(
     let Some(hedge) = hedge_by_id(c, hedge_id)? else {
         return Err(Refusal::NotFound(format!("hedge {hedge_id} does not exist")).into());
     };
-    match (kind, hedge.status) {
-        (CommandKind::CloseHedge, HedgeStatus::Closed) => {
-            return Err(Refusal::Conflict(format!("hedge {hedge_id} is already closed")).into())
-        }
-        (CommandKind::CloseHedge, HedgeStatus::Failed) => {
-            return Err(Refusal::Conflict(format!(
-                "hedge {hedge_id} failed, nothing of it is open to close (retry it instead)"
-            ))
-            .into())
-        }
-        (CommandKind::RetryHedge, status) if status != HedgeStatus::Failed => {
-            return Err(Refusal::Conflict(format!(
-                "hedge {hedge_id} is {}, only a failed hedge can be retried",
-                status.as_str()
-            ))
-            .into())
-        }
-        _ => {}
-    }
+    check_command_fits(kind, &hedge)?;
     // A second click while the first command is still pending gets that command back, so the
     // hedger never receives the same order twice.
     let sql = format!(
