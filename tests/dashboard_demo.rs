@@ -10,8 +10,8 @@
 //! Needs `/usr/bin/chromium` (or `$CHROMIUM`), `node`, and `npm ci` in
 //! `crates/dashboard/browser-tests`; without them the test fails and says how to install them.
 
-use hedge_center::model::{CommandStatus, EventKind, HedgeStatus, PageQuery};
-use hedge_center::CenterClient;
+use hedge_center_api::model::{CommandStatus, EventKind, HedgeStatus, PageQuery};
+use hedge_center_api::CenterClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,5 @@
 //! The `hedge` binary starting a terminal from the prototype's `<path> <login> <password> <server>`
-//! arguments, against the stand-in terminal built by `hedge-launch`: a refused login and a terminal
+//! arguments, against the stand-in terminal built by `hedge-launch-standins`: a refused login and a terminal
 //! that never connects both end with a clear message and a non-zero exit, and the password appears
 //! nowhere in the output.
 
@@ -21,7 +21,7 @@ fn standin(name: &str) -> PathBuf {
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo build -p hedge-launch --bins` (cargo test --workspace does)",
+        "{} is missing: build it with `cargo build -p hedge-launch-standins --bins` (cargo test --workspace does)",
         path.display()
     );
     path

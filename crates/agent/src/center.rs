@@ -5,12 +5,12 @@
 //! queued after it (a report about an account the center does not know yet would be refused).
 
 use crate::args::AgentSettings;
-use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
+use crate::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem, OutboxKind};
 use crate::status::StatusBoard;
-use hedge_center::client::{CenterClient, ClientError};
-use hedge_center::model::{
-    AccountRegistration, AccountRole, AccountStatus, Position, PositionFilter, PositionReport,
-    PositionStatus, Reconciliation, TumblerFiring,
+use hedge_center_api::client::{CenterClient, ClientError};
+use hedge_center_api::model::{
+    AccountRegistration, AccountRole, AccountStatus, IdempotencyKey, Position, PositionFilter,
+    PositionReport, PositionStatus, Reconciliation, TumblerFiring,
 };
 use hedge_domain::{Login, PositionId, Side, SymbolMap, Volume};
 use hedge_protocol::{Hello, SymbolInfo, Terminal};
@@ -19,12 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Outbox item kinds.
-pub const KIND_REGISTER: &str = "register";
-pub const KIND_POSITION: &str = "position_event";
-pub const KIND_LEGACY_OPEN: &str = "legacy_open";
-pub const KIND_TUMBLER: &str = "tumbler_event";
 
 /// The prototype center's `GET /new_position/` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,48 +68,49 @@ pub fn parse_item<T: for<'de> Deserialize<'de>>(item: &OutboxItem) -> Result<T, 
 
 impl Delivery for CenterDelivery {
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
-        match item.kind.as_str() {
-            KIND_LEGACY_OPEN => match &self.legacy {
+        let kind = OutboxKind::parse(&item.kind);
+        if kind == Some(OutboxKind::LegacyOpen) {
+            return match &self.legacy {
                 Some(legacy) => legacy.new_position(&parse_item::<LegacyOpen>(item)?).await,
                 None => Err(DeliveryError::Rejected(
                     "no legacy center configured".into(),
                 )),
-            },
-            kind => {
-                let Some(center) = &self.center else {
-                    return Err(DeliveryError::Rejected(format!(
-                        "no center configured for {kind} items"
-                    )));
-                };
-                match kind {
-                    KIND_REGISTER => center
-                        .register_account(&parse_item::<AccountRegistration>(item)?)
-                        .await
-                        .map(drop)
-                        .map_err(from_client_error),
-                    KIND_POSITION => center
-                        .report_position(&parse_item::<PositionReport>(item)?)
-                        .await
-                        .map(drop)
-                        .map_err(from_client_error),
-                    KIND_TUMBLER => {
-                        let mut firing = parse_item::<TumblerFiring>(item)?;
-                        if firing.idempotency_key.is_empty() {
-                            // Queued by an older agent, whose bodies carried no key: the item's
-                            // own key is the one it would have sent.
-                            firing.idempotency_key = item.key.clone();
-                        }
-                        center
-                            .tumbler_fired(&firing)
-                            .await
-                            .map(drop)
-                            .map_err(from_client_error)
-                    }
-                    other => Err(DeliveryError::Rejected(format!(
-                        "unknown item kind {other:?}"
-                    ))),
+            };
+        }
+        let Some(center) = &self.center else {
+            return Err(DeliveryError::Rejected(format!(
+                "no center configured for {} items",
+                item.kind
+            )));
+        };
+        match kind {
+            Some(OutboxKind::Register) => center
+                .register_account(&parse_item::<AccountRegistration>(item)?)
+                .await
+                .map(drop)
+                .map_err(from_client_error),
+            Some(OutboxKind::PositionEvent) => center
+                .report_position(&parse_item::<PositionReport>(item)?)
+                .await
+                .map(drop)
+                .map_err(from_client_error),
+            Some(OutboxKind::TumblerEvent) => {
+                let mut firing = parse_item::<TumblerFiring>(item)?;
+                if firing.idempotency_key.is_empty() {
+                    // Queued by an older agent, whose bodies carried no key: the item's own key is
+                    // the one it would have sent.
+                    firing.idempotency_key = IdempotencyKey::new(item.key.clone());
                 }
+                center
+                    .tumbler_fired(&firing)
+                    .await
+                    .map(drop)
+                    .map_err(from_client_error)
             }
+            _ => Err(DeliveryError::Rejected(format!(
+                "unknown item kind {:?}",
+                item.kind
+            ))),
         }
     }
 }
@@ -239,7 +234,7 @@ pub fn queue_registration(
     );
     outbox.push(NewItem {
         key,
-        kind: KIND_REGISTER.into(),
+        kind: OutboxKind::Register,
         body,
     })?;
     Ok(())

@@ -14,9 +14,9 @@
 //! in the config file's `[client]` table keeps the terminal's net position.
 
 use crate::args::{AgentArgs, AgentSettings};
-use crate::center::{self, ClientHedging, LegacyOpen, KIND_LEGACY_OPEN, KIND_POSITION};
+use crate::center::{self, ClientHedging, LegacyOpen};
 use crate::netting::NettingBook;
-use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, StateWrite};
+use crate::outbox::{Backoff, NewItem, Outbox, OutboxError, OutboxKind, StateWrite};
 use crate::resync::{self, Held};
 use crate::session::Session;
 use crate::status::StatusBoard;
@@ -26,8 +26,8 @@ use crate::tracker::{
 };
 use crate::valuation::{self, Commissions, Valuation};
 use anyhow::Context;
-use hedge_center::client::CenterClient;
-use hedge_center::model::{AccountRole, PositionEventKind, PositionReport};
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{AccountRole, PositionEventKind, PositionReport};
 use hedge_domain::{DealEntry, PositionId, Price, Volume};
 use hedge_protocol::{
     AccountInfo, DealRecord, Hello, HistoryRange, OrderRecord, PositionRecord, SymbolInfo,
@@ -993,7 +993,7 @@ impl ClientAgent {
             .outbox
             .dead_letters()?
             .into_iter()
-            .filter(|d| d.kind == KIND_POSITION)
+            .filter(|d| OutboxKind::parse(&d.kind) == Some(OutboxKind::PositionEvent))
             .filter(|d| {
                 serde_json::from_str::<PositionReport>(&d.body)
                     .is_ok_and(|r| r.login == login && !differing.contains(&r.position_id))
@@ -1053,12 +1053,11 @@ impl ClientAgent {
             self.status.event(e.describe());
             if self.options.center {
                 items.push(
-                    NewItem::json(e.key(), KIND_POSITION, &report(e, &canonical)).map_err(
-                        |err| ClientError::State {
+                    NewItem::json(e.key(), OutboxKind::PositionEvent, &report(e, &canonical))
+                        .map_err(|err| ClientError::State {
                             what: "report".into(),
                             message: err.to_string(),
-                        },
-                    )?,
+                        })?,
                 );
             }
             // A correction is for the `/v1` center's books; the prototype center had the open.
@@ -1066,7 +1065,7 @@ impl ClientAgent {
                 items.push(
                     NewItem::json(
                         format!("{}:legacy", e.key()),
-                        KIND_LEGACY_OPEN,
+                        OutboxKind::LegacyOpen,
                         &LegacyOpen::new(canonical.clone(), e.volume, e.side),
                     )
                     .map_err(|err| ClientError::State {

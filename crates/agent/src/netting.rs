@@ -174,14 +174,14 @@ impl NettingBook {
         &self,
         price: impl Fn(&str, hedge_domain::Side) -> Option<Price>,
         spec: impl Fn(&str) -> Option<hedge_domain::SymbolSpec>,
-    ) -> Vec<hedge_center::model::PositionMark> {
+    ) -> Vec<hedge_center_api::model::PositionMark> {
         self.ledger
             .active_positions()
             .iter()
             .filter_map(|p| {
                 let current = price(p.symbol(), p.side())?;
                 let spec = spec(p.symbol())?;
-                Some(hedge_center::model::PositionMark {
+                Some(hedge_center_api::model::PositionMark {
                     position_id: p.id(),
                     price_current: current,
                     swap: p.swap(),

@@ -38,14 +38,80 @@ pub enum OutboxError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// What an outbox item is; tells the delivery how to send it. The text of each kind is what the
+/// outbox stores, so it never changes: an outbox written by an older agent must still be delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutboxKind {
+    /// An account registration (`/v1/accounts`).
+    Register,
+    /// A client position report (`/v1/positions/events`).
+    PositionEvent,
+    /// A prototype-style `GET /new_position/`.
+    LegacyOpen,
+    /// A tumbler firing (`/v1/tumbler/firings`).
+    TumblerEvent,
+    /// A hedge the hedger opened.
+    HedgeExecuted,
+    /// A hedge order that failed for good.
+    HedgeFailed,
+    /// What the hedge account still holds of a symbol after a reduction or a correction.
+    HedgeHolding,
+    /// The result of an operator command.
+    CommandResult,
+}
+
+impl OutboxKind {
+    pub const ALL: [OutboxKind; 8] = [
+        OutboxKind::Register,
+        OutboxKind::PositionEvent,
+        OutboxKind::LegacyOpen,
+        OutboxKind::TumblerEvent,
+        OutboxKind::HedgeExecuted,
+        OutboxKind::HedgeFailed,
+        OutboxKind::HedgeHolding,
+        OutboxKind::CommandResult,
+    ];
+
+    /// The stored text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Register => "register",
+            OutboxKind::PositionEvent => "position_event",
+            OutboxKind::LegacyOpen => "legacy_open",
+            OutboxKind::TumblerEvent => "tumbler_event",
+            OutboxKind::HedgeExecuted => "hedge_executed",
+            OutboxKind::HedgeFailed => "hedge_failed",
+            OutboxKind::HedgeHolding => "hedge_holding",
+            OutboxKind::CommandResult => "command_result",
+        }
+    }
+
+    /// The kind of a stored item; `None` for a kind this version does not know (left by another
+    /// version), which the delivery refuses rather than guesses.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets a stored item's kind be compared with a kind directly.
+impl PartialEq<OutboxKind> for String {
+    fn eq(&self, other: &OutboxKind) -> bool {
+        self == other.as_str()
+    }
+}
+
 /// An item to enqueue. `key` is the idempotency key: an item whose key is already queued is not
 /// queued again, and the receiver deduplicates on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewItem {
     pub key: String,
-    /// What the item is (`position_event`, `tumbler_event`, `legacy_open`): tells the delivery how
-    /// to send it.
-    pub kind: String,
+    pub kind: OutboxKind,
     /// The JSON payload.
     pub body: String,
 }
@@ -53,12 +119,12 @@ pub struct NewItem {
 impl NewItem {
     pub fn json<T: serde::Serialize>(
         key: impl Into<String>,
-        kind: impl Into<String>,
+        kind: OutboxKind,
         body: &T,
     ) -> Result<Self, serde_json::Error> {
         Ok(NewItem {
             key: key.into(),
-            kind: kind.into(),
+            kind,
             body: serde_json::to_string(body)?,
         })
     }
@@ -258,7 +324,7 @@ impl Outbox {
             )?;
             let now = now_ms();
             for item in items {
-                added += insert.execute(params![item.key, item.kind, item.body, now])?;
+                added += insert.execute(params![item.key, item.kind.as_str(), item.body, now])?;
             }
             let mut put = tx.prepare_cached(
                 "INSERT INTO state (ns, key, value) VALUES (?1, ?2, ?3)
@@ -508,9 +574,32 @@ mod tests {
     fn item(key: &str) -> NewItem {
         NewItem {
             key: key.into(),
-            kind: "test".into(),
+            kind: OutboxKind::PositionEvent,
             body: format!("{{\"k\":\"{key}\"}}"),
         }
+    }
+
+    #[test]
+    fn kinds_keep_their_stored_text() {
+        // Outboxes written by older agents are read with these texts: changing one strands items.
+        let stored: Vec<&str> = OutboxKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            stored,
+            [
+                "register",
+                "position_event",
+                "legacy_open",
+                "tumbler_event",
+                "hedge_executed",
+                "hedge_failed",
+                "hedge_holding",
+                "command_result"
+            ]
+        );
+        for kind in OutboxKind::ALL {
+            assert_eq!(OutboxKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OutboxKind::parse("test"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! the center's, so it is never stale and its idempotency key (`login:position:seq`) is new.
 
 use crate::tracker::{CloseDetail, EventKind, PositionEvent, PositionState, TimeMs};
-use hedge_center::model::{Position, PositionStatus};
+use hedge_center_api::model::{Position, PositionStatus};
 use hedge_domain::{Login, PositionId, Price, Volume};
 use std::collections::{BTreeMap, BTreeSet};
 

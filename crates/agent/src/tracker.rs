@@ -12,6 +12,7 @@
 //! continues from where the last durable report left off and regenerates the same keys for anything
 //! not yet committed.
 
+use hedge_center_api::model::IdempotencyKey;
 use hedge_domain::{DealTicket, Login, Magic, PositionId, Price, Side, Volume};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -120,9 +121,9 @@ pub struct PositionEvent {
 }
 
 impl PositionEvent {
-    /// The idempotency key: `login:position:seq`.
-    pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.login, self.position, self.seq)
+    /// The report's idempotency key, the one of its position and sequence.
+    pub fn key(&self) -> IdempotencyKey {
+        IdempotencyKey::report(self.login, self.position, u64::from(self.seq))
     }
 
     /// A short description for logs and the status line.

@@ -16,12 +16,12 @@
 //! recorded as a `tumbler_fired` event, not as the account's status, which is the client's.
 
 use crate::args::{AgentArgs, AgentSettings};
-use crate::center::{self, KIND_TUMBLER};
+use crate::center;
 use crate::kill::{Killed, Killer, DEFAULT_NAMES};
-use crate::outbox::{Backoff, NewItem, Outbox, StateWrite};
+use crate::outbox::{Backoff, NewItem, Outbox, OutboxKind, StateWrite};
 use crate::session::Session;
 use crate::status::StatusBoard;
-use hedge_center::model::{AccountRole, TumblerFiring};
+use hedge_center_api::model::{AccountRole, IdempotencyKey, TumblerFiring};
 use hedge_domain::{DealEntry, Login, Magic, PositionId, Side, Volume};
 use hedge_protocol::{Terminal, TerminalEvent, Tx};
 use serde::Deserialize;
@@ -537,14 +537,14 @@ impl Tumbler {
                 .collect(),
             dry_run: self.killer.dry_run(),
             reaction_us: u64::try_from(reaction.as_micros()).unwrap_or(u64::MAX),
-            idempotency_key: TumblerFiring::default_key(self.settings.login, trigger.position),
+            idempotency_key: IdempotencyKey::firing(self.settings.login, trigger.position),
         };
         self.status.event(firing.describe());
         let mut items = Vec::new();
         if self.settings.center.is_some() {
             items.push(NewItem::json(
                 firing.idempotency_key.clone(),
-                KIND_TUMBLER,
+                OutboxKind::TumblerEvent,
                 &firing,
             )?);
         }

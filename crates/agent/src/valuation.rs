@@ -3,7 +3,7 @@
 //! feeds it the terminal's state and its own books.
 
 use crate::netting::NettingBook;
-use hedge_center::model::{AccountMoney, PositionMark, Reconciliation};
+use hedge_center_api::model::{AccountMoney, PositionMark, Reconciliation};
 use hedge_domain::{DealTicket, Money, PositionId, Price, Side, SymbolSpec, Volume};
 use hedge_protocol::{AccountInfo, DealRecord, PositionRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

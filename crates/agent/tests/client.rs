@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use hedge_agent::outbox::Outbox;
-use hedge_center::model::PositionEventKind::{self, *};
-use hedge_center::model::{PositionFilter, PositionReport, PositionStatus};
+use hedge_center_api::model::PositionEventKind::{self, *};
+use hedge_center_api::model::{PositionFilter, PositionReport, PositionStatus};
 use std::collections::BTreeMap;
 
 use hedge_domain::{AccountMarginMode, Magic, PositionId, Price, Side, Volume};
@@ -30,7 +30,7 @@ fn close(sim: &SimTerminal, id: PositionId, hundredths: Option<i64>) {
 }
 
 async fn settle(
-    center: &hedge_center::client::CenterClient,
+    center: &hedge_center_api::client::CenterClient,
     id: PositionId,
     kinds: &[PositionEventKind],
 ) {
@@ -392,9 +392,9 @@ async fn partial_closes_carry_the_reducing_deals_comment_on_hedging_and_netting(
     }
 }
 
-async fn ledger_positions(api: &hedge_center::client::CenterClient) -> Vec<(PositionId, Side)> {
+async fn ledger_positions(api: &hedge_center_api::client::CenterClient) -> Vec<(PositionId, Side)> {
     let page = api
-        .positions(&hedge_center::model::PositionFilter::default())
+        .positions(&hedge_center_api::model::PositionFilter::default())
         .await
         .unwrap();
     let mut v: Vec<(PositionId, Side)> =
@@ -487,16 +487,16 @@ async fn netting_account_reports_the_ledgers_bidirectional_positions_across_a_re
 
 /// The positions at the center with their marks, once every one of `ids` has one.
 async fn marked(
-    api: &hedge_center::client::CenterClient,
+    api: &hedge_center_api::client::CenterClient,
     ids: &[PositionId],
     price: impl Fn(PositionId) -> Price,
-) -> Vec<hedge_center::model::Position> {
+) -> Vec<hedge_center_api::model::Position> {
     eventually(
         "marks of the open positions",
         Duration::from_secs(20),
         || async {
             let page = api
-                .positions(&hedge_center::model::PositionFilter::default())
+                .positions(&hedge_center_api::model::PositionFilter::default())
                 .await
                 .ok()?;
             let items: Vec<_> = page
@@ -516,9 +516,9 @@ async fn marked(
 
 /// The account block and reconciliation the center holds, once the block matches the terminal's.
 async fn account_status(
-    api: &hedge_center::client::CenterClient,
+    api: &hedge_center_api::client::CenterClient,
     sim: &SimTerminal,
-) -> hedge_center::model::AccountStatus {
+) -> hedge_center_api::model::AccountStatus {
     eventually("the account block", Duration::from_secs(20), || async {
         let status = api.account(LOGIN).await.ok()?.status?;
         let block = status.account.as_ref()?;

@@ -261,10 +261,12 @@ async fn dry_run_kills_nothing_and_rearm_keeps_watching() {
 }
 
 /// The first `tumbler_fired` event the center recorded for `LOGIN`, waited for.
-async fn first_firing(api: &hedge_center::client::CenterClient) -> hedge_center::model::Event {
+async fn first_firing(
+    api: &hedge_center_api::client::CenterClient,
+) -> hedge_center_api::model::Event {
     eventually("the firing's event", Duration::from_secs(10), || async {
         let page = api
-            .events(&hedge_center::model::PageQuery {
+            .events(&hedge_center_api::model::PageQuery {
                 login: Some(LOGIN),
                 limit: Some(500),
                 ..Default::default()
@@ -273,19 +275,19 @@ async fn first_firing(api: &hedge_center::client::CenterClient) -> hedge_center:
             .ok()?;
         page.items
             .into_iter()
-            .find(|e| e.kind == hedge_center::model::EventKind::TumblerFired)
+            .find(|e| e.kind == hedge_center_api::model::EventKind::TumblerFired)
     })
     .await
 }
 
 /// Every firing the center recorded for `LOGIN`: the position of each `tumbler_fired` event that
 /// was not a dry run, in order.
-async fn reported_positions(api: &hedge_center::client::CenterClient) -> Vec<String> {
+async fn reported_positions(api: &hedge_center_api::client::CenterClient) -> Vec<String> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = api
-            .events(&hedge_center::model::PageQuery {
+            .events(&hedge_center_api::model::PageQuery {
                 login: Some(LOGIN),
                 after,
                 limit: Some(500),
@@ -294,7 +296,7 @@ async fn reported_positions(api: &hedge_center::client::CenterClient) -> Vec<Str
             .await
             .unwrap();
         for e in &page.items {
-            if e.kind == hedge_center::model::EventKind::TumblerFired
+            if e.kind == hedge_center_api::model::EventKind::TumblerFired
                 && e.data["dry_run"] == serde_json::Value::Bool(false)
             {
                 out.push(e.data["position_id"].to_string());
@@ -441,9 +443,9 @@ async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
     let center = start_center(dir.path(), 0, false).await;
     let api = admin(&center.url());
     // The copier's client account, registered by its client agent.
-    let client = hedge_center::model::AccountRegistration {
+    let client = hedge_center_api::model::AccountRegistration {
         login: LOGIN,
-        role: hedge_center::model::AccountRole::Client,
+        role: hedge_center_api::model::AccountRole::Client,
         server: "HedgeSim".into(),
         company: String::new(),
         margin_mode: AccountMarginMode::RetailHedging,
@@ -455,7 +457,7 @@ async fn a_tumbler_on_a_client_account_leaves_the_clients_registration_alone() {
     };
     api.register_account(&client).await.unwrap();
     // The client agent's status of the account, which a firing must leave alone.
-    let client_status = hedge_center::model::AccountStatus {
+    let client_status = hedge_center_api::model::AccountStatus {
         connected: true,
         message: Some("client agent: 0 positions".into()),
         ..Default::default()

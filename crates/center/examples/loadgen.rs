@@ -13,9 +13,12 @@
 //! the ratios. `scripts/bench-center.sh` starts the prototype and passes `--prototype`.
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
 use hedge_center::store::{StoreLocation, Synchronous};
-use hedge_center::{CenterClient, CenterConfig, CenterServer};
+use hedge_center::{CenterConfig, CenterServer};
+use hedge_center_api::model::{
+    AccountRegistration, AccountRole, PositionEventKind, PositionReport,
+};
+use hedge_center_api::CenterClient;
 use hedge_domain::{AccountMarginMode, Login, PositionId, Side, SymbolMap, SymbolSpec, Volume};
 use rust_decimal::Decimal;
 use std::net::SocketAddr;
@@ -495,7 +498,7 @@ async fn plan_totals(target: &Target) -> std::collections::HashMap<String, u64> 
     let body = send(&mut sender, request(target, Op::Plan))
         .await
         .unwrap_or_default();
-    let Ok(plan) = serde_json::from_slice::<hedge_center::model::HedgePlan>(&body) else {
+    let Ok(plan) = serde_json::from_slice::<hedge_center_api::model::HedgePlan>(&body) else {
         eprintln!("cannot read the plan back");
         return Default::default();
     };

@@ -4,7 +4,6 @@
 use crate::auth::{Role, Tokens};
 use crate::events::Hub;
 use crate::metrics::Metrics;
-use crate::model::*;
 use crate::plan;
 use crate::positions::Refusal;
 use crate::store::{logic::now_ms, Store, StoreError, WriteError};
@@ -16,6 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use hedge_center_api::model::*;
+use hedge_center_api::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAY};
 use hedge_domain::{Login, PositionId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -175,10 +176,6 @@ fn stored_answer(status: StatusCode, json_text: String, replayed: bool) -> Respo
     mark_replay(&mut resp, replayed);
     resp
 }
-
-/// The header that tells an idempotent write's caller whether the answer is the stored one of an
-/// earlier request (`true`) or new (`false`).
-pub const IDEMPOTENT_REPLAY: &str = "idempotent-replay";
 
 /// Tells an idempotent write's caller whether the answer is the stored one of an earlier request.
 fn mark_replay(resp: &mut Response, replayed: bool) {
@@ -666,9 +663,6 @@ async fn event_stream(
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
 }
-
-/// The header that makes an operator action idempotent.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 async fn post_action(
     State(s): State<Arc<AppState>>,

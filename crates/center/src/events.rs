@@ -7,9 +7,9 @@
 //! no duplicate, whatever the timing.
 
 use crate::metrics::Metrics;
-use crate::model::{Event, PageQuery};
 use crate::store::Store;
 use bytes::Bytes;
+use hedge_center_api::model::{Event, PageQuery};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,16 +13,17 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod client;
 pub mod events;
 pub mod legacy;
 pub mod metrics;
-pub mod model;
 pub mod openapi;
 pub mod plan;
 pub mod positions;
 pub mod server;
 pub mod store;
 
-pub use client::{CenterClient, ClientError};
+// The API contract lives in `hedge-center-api`; re-exported so `hedge_center_api::model::…` and
+// `hedge_center_api::client::…` keep naming the same items.
+pub use hedge_center_api::{client, model, CenterClient, ClientError};
+pub use hedge_center_api::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAY};
 pub use server::{CenterConfig, CenterHandle, CenterServer};

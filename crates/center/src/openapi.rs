@@ -1,4 +1,4 @@
-//! The OpenAPI 3 document served at `/openapi.json`, written by hand next to [`crate::model`]; a
+//! The OpenAPI 3 document served at `/openapi.json`, written by hand next to [`hedge_center_api::model`]; a
 //! test checks that every route of the router is described.
 
 use serde_json::{json, Value};
@@ -295,7 +295,7 @@ pub fn document() -> Value {
                     "properties": {
                         "id": int("Increasing; the SSE id."),
                         "time_ms": int(""),
-                        "kind": enum_of(&crate::model::EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+                        "kind": enum_of(&hedge_center_api::model::EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
                         "login": int(""), "symbol": text(""), "actor": text("Token name that caused it."), "reason": text("Why, in words."),
                         "data": { "type": "object", "description": "The stored object after the change." }
                     }

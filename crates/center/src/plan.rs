@@ -10,10 +10,10 @@
 //! reduces those hedges and never goes past them, so a reversal is done as reduce first, then open.
 //! A pause (close-only) on H, on a covered client or on S keeps only reducing orders.
 
-use crate::model::{
+use crate::positions::units_volume;
+use hedge_center_api::model::{
     AccountRegistration, HedgePlan, Pause, PlanAction, PlanItem, PlanResidual, ResidualReason,
 };
-use crate::positions::units_volume;
 use hedge_domain::{Login, Rounding, Side, Volume, VolumeError};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -185,7 +185,7 @@ pub fn compute(inputs: &PlanInputs) -> HedgePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AccountRole;
+    use hedge_center_api::model::AccountRole;
     use hedge_domain::{AccountMarginMode, SymbolMap, SymbolSpec};
     use proptest::prelude::*;
     use rust_decimal_macros::dec;

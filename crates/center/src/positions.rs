@@ -3,7 +3,9 @@
 //! Pure functions; the store calls them inside its transaction with the position as stored, so a
 //! report that contradicts the state is refused before anything is written.
 
-use crate::model::{EventKind, Position, PositionEventKind, PositionReport, PositionStatus};
+use hedge_center_api::model::{
+    EventKind, Position, PositionEventKind, PositionReport, PositionStatus,
+};
 use hedge_domain::{Login, PositionId, Volume};
 use rust_decimal::Decimal;
 
@@ -130,7 +132,7 @@ pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
     if !report.account_symbol.is_empty() {
         check_symbol(&report.account_symbol, "account_symbol")?;
     }
-    check_key(&report.idempotency_key)?;
+    check_key(report.idempotency_key.as_str())?;
     if report.comment.len() > MAX_COMMENT_LEN {
         return Err(Refusal::invalid("comment", "comment is too long"));
     }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use hedge_center::model::{PositionFilter, ReportAck};
-use hedge_center::CenterClient;
+use hedge_center_api::model::{PositionFilter, ReportAck};
+use hedge_center_api::CenterClient;
 use hedge_domain::Side;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

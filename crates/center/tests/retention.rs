@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use hedge_center::model::{AccountStatus, EventKind, PageQuery};
 use hedge_center::store::{Store, StoreLocation};
+use hedge_center_api::model::{AccountStatus, EventKind, PageQuery};
 use hedge_domain::Side;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;

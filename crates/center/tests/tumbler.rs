@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use hedge_center::model::*;
+use hedge_center_api::model::*;
 use hedge_domain::{Magic, PositionId, Side};
 use reqwest::Method;
 
@@ -25,7 +25,7 @@ fn firing(position: u64) -> TumblerFiring {
         killed: vec!["javaw.exe:4242".into(), "terminal64.exe:4243".into()],
         dry_run: false,
         reaction_us: 310,
-        idempotency_key: TumblerFiring::default_key(CLIENT, PositionId(position)),
+        idempotency_key: IdempotencyKey::firing(CLIENT, PositionId(position)),
     }
 }
 
@@ -54,7 +54,8 @@ async fn firings_are_events_stored_once(b: Backend) {
         )
         .await
         .unwrap();
-    let tumbler = hedge_center::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
+    let tumbler =
+        hedge_center_api::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
     let f = firing(501);
     let ack = tumbler.tumbler_fired(&f).await.unwrap();
     assert_eq!(ack.idempotency_key, "tumbler:1001:501");
@@ -122,7 +123,8 @@ async fn firing_refusals_store_nothing(b: Backend) {
     let env = Env::start(b).await;
     env.register_defaults().await;
     let before = env.viewer.events(&PageQuery::default()).await.unwrap();
-    let tumbler = hedge_center::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
+    let tumbler =
+        hedge_center_api::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
 
     // Only the account's own tumbler (or an admin) records its firings.
     let err = env.client.tumbler_fired(&firing(1)).await.unwrap_err();
@@ -147,10 +149,13 @@ async fn firing_refusals_store_nothing(b: Backend) {
         ("volume", Box::new(|f| f.volume = vol("0"))),
         ("volume", Box::new(|f| f.volume = vol("-0.1"))),
         ("time_ms", Box::new(|f| f.time_ms = -1)),
-        ("idempotency_key", Box::new(|f| f.idempotency_key.clear())),
         (
             "idempotency_key",
-            Box::new(|f| f.idempotency_key = "k".repeat(201)),
+            Box::new(|f| f.idempotency_key = IdempotencyKey::default()),
+        ),
+        (
+            "idempotency_key",
+            Box::new(|f| f.idempotency_key = "k".repeat(201).into()),
         ),
         (
             "killed",
@@ -199,7 +204,8 @@ async fn firing_refusals_store_nothing(b: Backend) {
 
 async fn a_tumbler_registration_never_replaces_another_role(b: Backend) {
     let env = Env::start(b).await;
-    let tumbler = hedge_center::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
+    let tumbler =
+        hedge_center_api::CenterClient::new(&env.url, Some(TUMBLER_TOKEN.into())).unwrap();
     let mut as_tumbler = client_registration(CLIENT, "1");
     as_tumbler.role = AccountRole::Tumbler;
 
@@ -223,7 +229,8 @@ async fn a_tumbler_registration_never_replaces_another_role(b: Backend) {
 
     // The tumbler first: the client agent's registration takes the account over.
     let fresh = Env::start(b).await;
-    let tumbler = hedge_center::CenterClient::new(&fresh.url, Some(TUMBLER_TOKEN.into())).unwrap();
+    let tumbler =
+        hedge_center_api::CenterClient::new(&fresh.url, Some(TUMBLER_TOKEN.into())).unwrap();
     let first = tumbler.register_account(&as_tumbler).await.unwrap();
     assert_eq!(first.registration.role, AccountRole::Tumbler);
     fresh.client.register_account(&client).await.unwrap();

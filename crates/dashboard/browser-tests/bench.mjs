@@ -1,6 +1,6 @@
 // Measures the dashboard with many positions in headless Chromium and prints the figures.
 // Usage: node bench.mjs <dashboard url> <token> <expected open positions>
-// Started by `cargo run -p hedge-dashboard --example bench_positions`, which fills a center first.
+// Started by `cargo run -p hedge-center --example bench_positions`, which fills a center first.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';

@@ -9,8 +9,9 @@
 //! the test fails and says how to install them.
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::model::*;
-use hedge_center::{CenterClient, CenterConfig, CenterHandle, CenterServer};
+use hedge_center::{CenterConfig, CenterHandle, CenterServer};
+use hedge_center_api::model::*;
+use hedge_center_api::CenterClient;
 use hedge_domain::{
     AccountMarginMode, DealTicket, Login, Magic, OrderTicket, PositionId, Price, Retcode, Side,
     SymbolMap, SymbolSpec, Volume,
@@ -340,7 +341,7 @@ impl Feeder {
                 format!("signal #{}", p.id)
             },
             seq,
-            idempotency_key: PositionReport::default_key(p.login, p.id, seq),
+            idempotency_key: IdempotencyKey::report(p.login, p.id, seq),
         };
         self.client(Self::client_token(p.login))
             .report_position(&report)
@@ -503,7 +504,7 @@ impl Feeder {
 
 type ClientErrorText = String;
 
-fn err(e: hedge_center::ClientError) -> ClientErrorText {
+fn err(e: hedge_center_api::ClientError) -> ClientErrorText {
     e.to_string()
 }
 

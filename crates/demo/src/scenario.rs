@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 use hedge_agent::outbox::{Backoff, Outbox};
 use hedge_agent::{AgentArgs, ExecMode, Secret};
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::client::CenterClient;
-use hedge_center::model::{Event, EventKind, HedgePlan};
 use hedge_center::server::{CenterConfig, CenterServer};
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{Event, EventKind, HedgePlan};
 use hedge_domain::{AccountMarginMode, Login, Magic, Side, SymbolMap, Volume};
 use hedge_hedger::agent::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,

@@ -19,13 +19,11 @@ use crate::probe::{Probe, Stage};
 use crate::records::{executed_record, reduce_targets, HoldingSnapshot};
 use crate::tag::PlanItemId;
 use futures::FutureExt;
-use hedge_agent::center::{
-    from_client_error, parse_item, queue_registration, CenterDelivery, KIND_REGISTER,
-};
-use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem};
+use hedge_agent::center::{from_client_error, parse_item, queue_registration, CenterDelivery};
+use hedge_agent::outbox::{Delivery, DeliveryError, NewItem, Outbox, OutboxItem, OutboxKind};
 use hedge_agent::valuation::{self, Commissions};
-use hedge_center::client::{CenterClient, ClientError};
-use hedge_center::model::{
+use hedge_center_api::client::{CenterClient, ClientError};
+use hedge_center_api::model::{
     AccountRegistration, AccountRole, AccountStatus, BreakerState, Command, CommandKind,
     CommandResult, CommandStatus, EventKind, Hedge, HedgeExecuted, HedgeFailed, HedgePlan,
     HedgeReduce, HedgeStatus, PageQuery,
@@ -227,7 +225,7 @@ impl PlanHolder {
         self.plan.read().clone()
     }
 
-    fn items(&self) -> Vec<hedge_center::model::PlanItem> {
+    fn items(&self) -> Vec<hedge_center_api::model::PlanItem> {
         self.plan
             .read()
             .as_ref()
@@ -318,7 +316,7 @@ pub async fn follow_plan(
                     Some(Ok(e)) => {
                         holder.mark(Stage::EventReceived, e.id, Instant::now());
                         let mut newest = e.kind.moves_plan().then_some(e.id);
-                        let mine = |e: &hedge_center::model::Event| {
+                        let mine = |e: &hedge_center_api::model::Event| {
                             e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login)
                         };
                         let mut commands = mine(&e);
@@ -427,11 +425,6 @@ pub struct HedgeDelivery {
     pub login: Login,
 }
 
-pub const KIND_EXECUTED: &str = "hedge_executed";
-pub const KIND_FAILED: &str = "hedge_failed";
-pub const KIND_REDUCED: &str = "hedge_holding";
-pub const KIND_COMMAND: &str = "command_result";
-
 /// The result of an operator command, waiting in the outbox for the center.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CommandAnswer {
@@ -486,18 +479,18 @@ async fn hedges_where(
 
 impl Delivery for HedgeDelivery {
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
-        match item.kind.as_str() {
-            KIND_EXECUTED => sent(
+        match OutboxKind::parse(&item.kind) {
+            Some(OutboxKind::HedgeExecuted) => sent(
                 self.center
                     .hedge_executed(&parse_item::<HedgeExecuted>(item)?)
                     .await,
             ),
-            KIND_FAILED => sent(
+            Some(OutboxKind::HedgeFailed) => sent(
                 self.center
                     .hedge_failed(&parse_item::<HedgeFailed>(item)?)
                     .await,
             ),
-            KIND_REDUCED => {
+            Some(OutboxKind::HedgeHolding) => {
                 let holding: HoldingSnapshot = parse_item(item)?;
                 let hedges = all_hedges(&self.center, self.login, Some(holding.symbol.clone()))
                     .await
@@ -524,12 +517,12 @@ impl Delivery for HedgeDelivery {
                 }
                 Ok(())
             }
-            KIND_COMMAND => {
+            Some(OutboxKind::CommandResult) => {
                 let answer: CommandAnswer = parse_item(item)?;
                 sent(self.center.command_result(answer.id, &answer.result).await)
             }
             // Registration is the agents' own item: delivered exactly as they deliver it.
-            KIND_REGISTER => {
+            Some(OutboxKind::Register) => {
                 CenterDelivery {
                     center: Some(self.center.clone()),
                     legacy: None,
@@ -537,8 +530,9 @@ impl Delivery for HedgeDelivery {
                 .deliver(item)
                 .await
             }
-            other => Err(DeliveryError::Rejected(format!(
-                "unknown outbox item kind {other:?}"
+            _ => Err(DeliveryError::Rejected(format!(
+                "unknown outbox item kind {:?}",
+                item.kind
             ))),
         }
     }
@@ -785,12 +779,12 @@ impl Hedger {
         }
         // 3. What waits in the outbox.
         for queued in self.outbox.peek(100_000)? {
-            if queued.kind == KIND_COMMAND {
+            if queued.kind == OutboxKind::CommandResult {
                 if let Ok(answer) = serde_json::from_str::<CommandAnswer>(&queued.body) {
                     self.commands_answered.insert(answer.id);
                 }
             }
-            if queued.kind == KIND_EXECUTED {
+            if queued.kind == OutboxKind::HedgeExecuted {
                 if let Ok(rec) = serde_json::from_str::<HedgeExecuted>(&queued.body) {
                     let item = PlanItemId(rec.plan_item_id);
                     self.book.set_recorded(item, rec.volume, [rec.deal]);
@@ -881,7 +875,7 @@ impl Hedger {
         }
         self.outbox.push(NewItem::json(
             format!("hedge:{}:{}", self.opts.login, item),
-            KIND_EXECUTED,
+            OutboxKind::HedgeExecuted,
             &record,
         )?)?;
         for f in &fills {
@@ -945,11 +939,11 @@ impl Hedger {
             return Ok(due);
         }
         due.extend(self.outbox.peek(100_000)?.into_iter().filter_map(|i| {
-            match i.kind.as_str() {
-                KIND_EXECUTED => serde_json::from_str::<HedgeExecuted>(&i.body)
+            match OutboxKind::parse(&i.kind) {
+                Some(OutboxKind::HedgeExecuted) => serde_json::from_str::<HedgeExecuted>(&i.body)
                     .ok()
                     .map(|h| h.symbol),
-                KIND_REDUCED => serde_json::from_str::<HoldingSnapshot>(&i.body)
+                Some(OutboxKind::HedgeHolding) => serde_json::from_str::<HoldingSnapshot>(&i.body)
                     .ok()
                     .map(|h| h.symbol),
                 _ => None,
@@ -1018,7 +1012,7 @@ impl Hedger {
             serde_json::to_string(&holding.positions)?
         );
         self.outbox
-            .push(NewItem::json(key, KIND_REDUCED, &holding)?)?;
+            .push(NewItem::json(key, OutboxKind::HedgeHolding, &holding)?)?;
         Ok(())
     }
 
@@ -1318,7 +1312,7 @@ impl Hedger {
             message = ?result.message, "operator command answered");
         self.outbox.push(NewItem::json(
             format!("command:{}:{id}", self.opts.login),
-            KIND_COMMAND,
+            OutboxKind::CommandResult,
             &CommandAnswer { id, result },
         )?)?;
         self.commands_answered.insert(id);
@@ -1554,7 +1548,7 @@ impl Hedger {
                         "hedge-failed:{}:{}:{}:{}",
                         self.opts.login, report.leg.item, report.leg.leg, report.attempts
                     ),
-                    KIND_FAILED,
+                    OutboxKind::HedgeFailed,
                     &HedgeFailed {
                         plan_item_id: report.leg.item.0,
                         hedge_login: self.opts.login,

@@ -7,7 +7,7 @@ use crate::executor::OrderSettings;
 use anyhow::Context;
 use hedge_agent::outbox::{Backoff, Outbox};
 use hedge_agent::{AgentArgs, Session};
-use hedge_center::client::CenterClient;
+use hedge_center_api::client::CenterClient;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;

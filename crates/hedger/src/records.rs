@@ -6,7 +6,7 @@
 
 use crate::planner::{Fill, HeldPosition};
 use crate::tag::PlanItemId;
-use hedge_center::model::{Hedge, HedgeExecuted, HedgeStatus};
+use hedge_center_api::model::{Hedge, HedgeExecuted, HedgeStatus};
 use hedge_domain::{Login, Price, Side, SymbolMap, Volume};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! End to end over real sockets: an in-process center, a simulated hedge terminal connecting to the
 //! hedger's port, client exposure reported to the center, and the hedger reacting.
 
-use hedge_center::client::new_action_key;
-use hedge_center::model::HedgeStatus;
+use hedge_center_api::client::new_action_key;
+use hedge_center_api::model::HedgeStatus;
 use hedge_domain::OrderFilling;
 
 include!("support/world.rs");
@@ -314,7 +314,7 @@ async fn a_hedge_closed_outside_the_hedger_is_closed_in_the_center_as_a_correcti
     assert!(hedges.iter().any(|h| h.position_id == hedge));
     let events = w
         .admin
-        .events(&hedge_center::model::PageQuery {
+        .events(&hedge_center_api::model::PageQuery {
             limit: Some(1000),
             ..Default::default()
         })
@@ -451,14 +451,14 @@ async fn mirror_mode_on_a_netting_hedge_account_follows_a_reversal() {
 /// Waits until the center holds `n` hedges, none of them waiting for a reduction record. The
 /// outbox being empty is not enough on its own: the hedger queues a fill's record only after it
 /// has read the reply, so right after the orders there may be nothing queued yet.
-async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center::model::Hedge> {
+async fn recorded_hedges(w: &World, n: usize) -> Vec<hedge_center_api::model::Hedge> {
     assert!(w.records_sent().await, "the records reached the center");
     w.hedges_until(&format!("not {n} hedges"), |hedges| hedges.len() == n)
         .await
 }
 
 /// Waits until the center's open hedge volume is `total` (the reductions recorded).
-async fn center_open(w: &World, total: Volume) -> Vec<hedge_center::model::Hedge> {
+async fn center_open(w: &World, total: Volume) -> Vec<hedge_center_api::model::Hedge> {
     w.hedges_until(&format!("open hedge volume is not {total}"), |hedges| {
         hedges.iter().map(|h| h.open_volume).sum::<Volume>() == total
     })
@@ -467,7 +467,7 @@ async fn center_open(w: &World, total: Volume) -> Vec<hedge_center::model::Hedge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_close_runs_once_across_restarts_and_the_hedge_stays_closed() {
-    use hedge_center::model::{ActionRequest, CommandStatus};
+    use hedge_center_api::model::{ActionRequest, CommandStatus};
     let mut w = World::start(Setup {
         mode: Mode::Mirror,
         ..Setup::default()
@@ -544,7 +544,7 @@ async fn an_operator_close_runs_once_across_restarts_and_the_hedge_stays_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_retry_resets_the_breaker_and_hedges_the_failed_item() {
-    use hedge_center::model::{ActionRequest, CommandStatus};
+    use hedge_center_api::model::{ActionRequest, CommandStatus};
     let mut w = World::start(Setup {
         mode: Mode::Mirror,
         breaker_threshold: 1,
@@ -603,7 +603,7 @@ async fn an_operator_retry_resets_the_breaker_and_hedges_the_failed_item() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
-    use hedge_center::model::{ActionRequest, CommandStatus};
+    use hedge_center_api::model::{ActionRequest, CommandStatus};
     use hedge_hedger::ledger::HedgeLedger;
     let setup = || Setup {
         mode: Mode::Mirror,
@@ -627,7 +627,8 @@ async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
             .collect::<Vec<_>>()
     };
     // The center's open hedges match the ledger's, hedge by hedge.
-    let matches_center = |hedges: &[hedge_center::model::Hedge], held: &[(u64, Side, Volume)]| {
+    let matches_center = |hedges: &[hedge_center_api::model::Hedge],
+                          held: &[(u64, Side, Volume)]| {
         let open: Vec<(u64, Side, Volume)> = hedges
             .iter()
             .filter(|h| h.open_volume.is_positive())

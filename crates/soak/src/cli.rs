@@ -5,8 +5,8 @@ use crate::proxy::ProxyFaults;
 use crate::script::{AccountRef, Process, Rates, Script, Step};
 use crate::system::{System, TerminalFaults, CLIENTS, COPIER, HEDGES};
 use anyhow::Context;
-use hedge_center::client::CenterClient;
-use hedge_center::model::{
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{
     ActionKind, ActionRequest, BreakerState, HedgePlan, HedgeStatus, PageQuery, Position,
     PositionFilter,
 };
@@ -526,7 +526,7 @@ async fn retry_halted(
                 action.hedge_id = Some(f.id);
                 action.reason = "soak operator: retry the halted symbol".into();
                 if admin
-                    .action(&hedge_center::client::new_action_key(), &action)
+                    .action(&hedge_center_api::client::new_action_key(), &action)
                     .await
                     .is_ok()
                 {

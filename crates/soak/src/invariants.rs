@@ -1,7 +1,7 @@
 //! What must hold once a soak has settled, checked over what was read from the accounts and the
 //! center. Pure: the runner collects an [`Observed`], [`check`] judges it.
 
-use hedge_center::model::{
+use hedge_center_api::model::{
     Event, EventKind, Hedge, HedgePlan, HedgeStatus, Position, PositionStatus,
 };
 use hedge_domain::{DealReason, Login, Side, SymbolMap, Volume};

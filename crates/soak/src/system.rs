@@ -7,7 +7,7 @@
 use crate::proxy::{Proxy, ProxyFaults};
 use crate::script::{AccountRef, Process};
 use anyhow::Context;
-use hedge_center::client::CenterClient;
+use hedge_center_api::client::CenterClient;
 use hedge_domain::{AccountMarginMode, Login, SymbolMap, Volume};
 use hedge_sim::{default_symbols_for, AccountConfig, Faults, FeedConfig, SimConfig, SimTerminal};
 use rust_decimal::Decimal;

@@ -6,9 +6,9 @@
 
 use clap::Parser;
 use hedge_center::auth::{parse_env_tokens, Tokens};
-use hedge_center::client::CenterClient;
-use hedge_center::model::{PositionDetail, PositionEventKind};
 use hedge_center::server::{CenterConfig, CenterHandle, CenterServer};
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{PositionDetail, PositionEventKind};
 use hedge_domain::{AccountMarginMode, Login, PositionId};
 use hedge_sim::{AccountConfig, SimConfig, SimTerminal};
 use std::future::Future;

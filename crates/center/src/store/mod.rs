@@ -13,9 +13,9 @@ pub mod logic;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::model::*;
 use crate::plan::PlanInputs;
 use crate::positions::Refusal;
+use hedge_center_api::model::*;
 use hedge_domain::{Login, PositionId, Side, Volume};
 use std::future::Future;
 use std::sync::Arc;
@@ -64,12 +64,14 @@ impl Val {
     }
 }
 
-/// One result row.
+/// One result row. Its columns are read by name through a row kind's column list (the `columns!`
+/// lists in [`logic`]), which is also where the statement's `SELECT` list comes from.
 #[derive(Clone, Debug, Default)]
 pub struct Row(pub Vec<Val>);
 
 impl Row {
-    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+    pub fn int(&self, i: impl Into<usize>) -> Result<i64, StoreError> {
+        let i = i.into();
         match self.0.get(i) {
             Some(Val::Int(v)) => Ok(*v),
             other => Err(StoreError::Corrupt(format!(
@@ -77,11 +79,13 @@ impl Row {
             ))),
         }
     }
-    pub fn u64(&self, i: usize) -> Result<u64, StoreError> {
+    pub fn u64(&self, i: impl Into<usize>) -> Result<u64, StoreError> {
+        let i = i.into();
         u64::try_from(self.int(i)?)
             .map_err(|_| StoreError::Corrupt(format!("column {i}: negative id")))
     }
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+    pub fn opt_int(&self, i: impl Into<usize>) -> Result<Option<i64>, StoreError> {
+        let i = i.into();
         match self.0.get(i) {
             Some(Val::Int(v)) => Ok(Some(*v)),
             Some(Val::NullInt) | Some(Val::NullText) => Ok(None),
@@ -90,7 +94,8 @@ impl Row {
             ))),
         }
     }
-    pub fn text(&self, i: usize) -> Result<&str, StoreError> {
+    pub fn text(&self, i: impl Into<usize>) -> Result<&str, StoreError> {
+        let i = i.into();
         match self.0.get(i) {
             Some(Val::Text(v)) => Ok(v),
             other => Err(StoreError::Corrupt(format!(
@@ -98,7 +103,8 @@ impl Row {
             ))),
         }
     }
-    pub fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+    pub fn opt_text(&self, i: impl Into<usize>) -> Result<Option<&str>, StoreError> {
+        let i = i.into();
         match self.0.get(i) {
             Some(Val::Text(v)) => Ok(Some(v)),
             Some(Val::NullInt) | Some(Val::NullText) => Ok(None),
@@ -361,7 +367,7 @@ fn head_of_batch(conn: &mut dyn Conn, notify_sql: Option<&str>) -> Result<u64, S
     };
     conn.query_one(sql, &[])?
         .ok_or_else(|| StoreError::Db("no event head".into()))?
-        .u64(0)
+        .u64(logic::Single::value)
 }
 
 /// A pool of read connections used from blocking threads.
@@ -816,7 +822,7 @@ impl Store {
 pub(crate) fn sample_open(id: u64, key: String) -> PositionReport {
     PositionReport {
         time_ms: 1,
-        idempotency_key: key,
+        idempotency_key: key.into(),
         ..PositionReport::new(
             PositionEventKind::Open,
             Login(7),

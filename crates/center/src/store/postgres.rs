@@ -422,7 +422,7 @@ mod tests {
         c.query("SELECT k FROM t ORDER BY k", &[])
             .unwrap()
             .iter()
-            .map(|r| r.int(0).unwrap())
+            .map(|r| r.int(0usize).unwrap())
             .collect()
     }
 

@@ -247,19 +247,19 @@ mod tests {
         for expected in 1..=3 {
             let rows = c.query(into_a, &[Val::text("x")]).unwrap();
             assert_eq!(rows.len(), 1);
-            assert_eq!(rows[0].int(0).unwrap(), expected);
+            assert_eq!(rows[0].int(0usize).unwrap(), expected);
         }
         assert!(c.query(into_a, &[Val::NullText]).is_err());
         assert_eq!(
             c.query(into_a, &[Val::text("y")]).unwrap()[0]
-                .int(0)
+                .int(0usize)
                 .unwrap(),
             4
         );
 
         let into_b = "INSERT INTO b (id, v) VALUES (?, ?) RETURNING id";
         let rows = c.query(into_b, &[Val::text("k"), Val::text("x")]).unwrap();
-        assert_eq!(rows[0].text(0).unwrap(), "k");
+        assert_eq!(rows[0].text(0usize).unwrap(), "k");
         let upsert = "INSERT INTO a (id, v) VALUES (?, ?) ON CONFLICT (id) DO NOTHING RETURNING id";
         assert!(c
             .query(upsert, &[Val::Int(1), Val::text("z")])
@@ -267,7 +267,7 @@ mod tests {
             .is_empty());
         let two = "INSERT INTO a (v) VALUES (?), (?) RETURNING id";
         let rows = c.query(two, &[Val::text("p"), Val::text("q")]).unwrap();
-        let ids: Vec<i64> = rows.iter().map(|r| r.int(0).unwrap()).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.int(0usize).unwrap()).collect();
         assert_eq!(ids, vec![5, 6]);
     }
 }

@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::model::*;
 use hedge_center::store::StoreLocation;
-use hedge_center::{CenterClient, CenterConfig, CenterHandle, CenterServer};
+use hedge_center::{CenterConfig, CenterHandle, CenterServer};
+use hedge_center_api::model::*;
+use hedge_center_api::CenterClient;
 use hedge_domain::{
     AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec, Volume,
 };
@@ -12,6 +13,10 @@ use rust_decimal::Decimal;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
+
+pub mod world;
+#[allow(unused_imports)] // not every test binary uses the shared world
+pub use world::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -312,7 +317,7 @@ pub fn report(
         magic: Magic(7),
         comment: "test".into(),
         seq,
-        idempotency_key: PositionReport::default_key(login, PositionId(id), seq),
+        idempotency_key: IdempotencyKey::report(login, PositionId(id), seq),
     }
 }
 

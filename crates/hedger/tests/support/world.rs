@@ -4,8 +4,8 @@
 
 use hedge_agent::outbox::{Backoff, Outbox};
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::client::CenterClient;
-use hedge_center::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
 use hedge_center::server::{CenterConfig, CenterHandle, CenterServer};
 use hedge_domain::{
     AccountMarginMode, FillingModes, Login, Magic, PositionId, Side, SymbolMap, Volume,
@@ -391,7 +391,7 @@ impl World {
         wait_for(Duration::from_secs(10), || outbox.pending().unwrap_or(1) == 0).await
     }
 
-    async fn hedges(&self) -> Vec<hedge_center::model::Hedge> {
+    async fn hedges(&self) -> Vec<hedge_center_api::model::Hedge> {
         hedge_hedger::agent::all_hedges(&self.admin, HEDGE, None)
             .await
             .unwrap()
@@ -419,8 +419,8 @@ impl World {
     async fn hedges_until(
         &self,
         what: &str,
-        mut done: impl FnMut(&[hedge_center::model::Hedge]) -> bool,
-    ) -> Vec<hedge_center::model::Hedge> {
+        mut done: impl FnMut(&[hedge_center_api::model::Hedge]) -> bool,
+    ) -> Vec<hedge_center_api::model::Hedge> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let hedges = self.hedges().await;
@@ -436,8 +436,8 @@ impl World {
     async fn command_reaches(
         &self,
         id: u64,
-        status: hedge_center::model::CommandStatus,
-    ) -> Option<hedge_center::model::Command> {
+        status: hedge_center_api::model::CommandStatus,
+    ) -> Option<hedge_center_api::model::Command> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(c) = self.admin.command(id).await {

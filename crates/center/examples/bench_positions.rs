@@ -1,12 +1,13 @@
 //! How the dashboard copes with many positions: fills a center (SQLite) with N open client positions
 //! (default 10,000) through the `/v1` API, then measures the page in headless Chromium with
-//! `browser-tests/bench.mjs` and prints the figures.
+//! `crates/dashboard/browser-tests/bench.mjs` and prints the figures.
 //!
-//! `cargo run --release -p hedge-dashboard --example bench_positions -- 10000`
+//! `cargo run --release -p hedge-center --example bench_positions -- 10000`
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
-use hedge_center::model::*;
-use hedge_center::{CenterClient, CenterConfig, CenterServer};
+use hedge_center::{CenterConfig, CenterServer};
+use hedge_center_api::model::*;
+use hedge_center_api::CenterClient;
 use hedge_domain::{AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec};
 use std::path::PathBuf;
 use std::process::Command;
@@ -79,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
                     magic: Magic(7),
                     comment: format!("bench {n}"),
                     seq: 1,
-                    idempotency_key: PositionReport::default_key(Login(2001), PositionId(id), 1),
+                    idempotency_key: IdempotencyKey::report(Login(2001), PositionId(id), 1),
                 };
                 client.report_position(&report).await?;
                 n += workers;
@@ -95,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The browser half lives with the dashboard it measures.
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboard");
     let status = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(crate_dir.join("browser-tests/bench.mjs"))

@@ -321,7 +321,7 @@ impl CenterClient {
             .send(
                 self.http
                     .post(self.url("/v1/actions"))
-                    .header(crate::api::IDEMPOTENCY_KEY, key)
+                    .header(crate::IDEMPOTENCY_KEY, key)
                     .json(action),
             )
             .await?;
@@ -448,7 +448,7 @@ impl CenterClient {
 /// Whether the center answered with a stored first answer (`Idempotent-Replay: true`).
 fn is_replay(resp: &reqwest::Response) -> bool {
     resp.headers()
-        .get(crate::api::IDEMPOTENT_REPLAY)
+        .get(crate::IDEMPOTENT_REPLAY)
         .is_some_and(|v| v.as_bytes() == b"true")
 }
 

@@ -1,0 +1,287 @@
+//! Client positions: reports, their transitions, pages and details.
+
+use super::*;
+use std::sync::LazyLock;
+
+columns! {
+    /// A stored position.
+    pub(super) PositionCol {
+        login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp,
+        magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id, exit_comment,
+    }
+}
+
+columns! {
+    /// One change of a position's volume.
+    pub(super) VolumeCol { event_id, kind, side, volume_units, time_ms }
+}
+
+pub(super) fn position_from_row(r: &Row) -> Result<Position, StoreError> {
+    Ok(Position {
+        login: Login(r.u64(PositionCol::login)?),
+        position_id: PositionId(r.u64(PositionCol::position_id)?),
+        symbol: r.text(PositionCol::symbol)?.to_owned(),
+        account_symbol: r.text(PositionCol::account_symbol)?.to_owned(),
+        side: parse_side(r.text(PositionCol::side)?)?,
+        volume: units_volume(r.int(PositionCol::volume_units)?),
+        max_volume: units_volume(r.int(PositionCol::max_units)?),
+        price: parse_price(r.opt_text(PositionCol::price)?)?,
+        sl: parse_price(r.opt_text(PositionCol::sl)?)?,
+        tp: parse_price(r.opt_text(PositionCol::tp)?)?,
+        magic: Magic(r.u64(PositionCol::magic)?),
+        comment: r.text(PositionCol::comment)?.to_owned(),
+        exit_comment: r.opt_text(PositionCol::exit_comment)?.map(str::to_owned),
+        status: PositionStatus::parse(r.text(PositionCol::status)?)
+            .ok_or_else(|| StoreError::Corrupt("bad position status".into()))?,
+        opened_ms: r.int(PositionCol::opened_ms)?,
+        updated_ms: r.int(PositionCol::updated_ms)?,
+        last_seq: r.u64(PositionCol::last_seq)?,
+        last_event_id: r.u64(PositionCol::last_event_id)?,
+        price_current: None,
+        swap: None,
+        profit: None,
+        commission: None,
+    })
+}
+
+pub(super) fn load_position(
+    c: &mut dyn Conn,
+    login: Login,
+    id: PositionId,
+) -> Result<Option<Position>, StoreError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM positions WHERE login = ? AND position_id = ?",
+            PositionCol::LIST
+        )
+    });
+    c.query_one(&SQL, &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)])?
+        .map(|r| position_from_row(&r))
+        .transpose()
+}
+
+/// Writes `p`: a plain insert when the transaction found no row for it (`exists` false), else an
+/// update of that row. The caller read the row in the same write transaction, so the choice is
+/// exact, and neither statement pays for the other's path as an upsert would.
+pub(super) fn store_position(
+    c: &mut dyn Conn,
+    p: &Position,
+    exists: bool,
+) -> Result<(), WriteError> {
+    // Both statements bind the same values in the same order: the key last.
+    let sql = if exists {
+        "UPDATE positions SET symbol = ?, account_symbol = ?, side = ?, volume_units = ?, max_units = ?,
+           price = ?, sl = ?, tp = ?, magic = ?, comment = ?, status = ?, opened_ms = ?, updated_ms = ?,
+           last_seq = ?, last_event_id = ?, exit_comment = ?
+         WHERE login = ? AND position_id = ?"
+    } else {
+        "INSERT INTO positions (symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment, login, position_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+    c.send(
+        sql,
+        &[
+            Val::text(&p.symbol),
+            Val::text(&p.account_symbol),
+            Val::text(p.side.as_str()),
+            Val::Int(volume_units(p.volume, "volume")?),
+            Val::Int(volume_units(p.max_volume, "volume")?),
+            price_text(p.price),
+            price_text(p.sl),
+            price_text(p.tp),
+            Val::Int(to_i64(p.magic.0, "magic")?),
+            Val::text(&p.comment),
+            Val::text(p.status.as_str()),
+            Val::Int(p.opened_ms),
+            Val::Int(p.updated_ms),
+            Val::Int(p.last_seq as i64),
+            Val::Int(p.last_event_id as i64),
+            Val::opt_text(p.exit_comment.clone()),
+            Val::Int(p.login.0 as i64),
+            Val::Int(p.position_id.0 as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn report(
+    c: &mut dyn Conn,
+    actor: &str,
+    report: &PositionReport,
+    now: i64,
+) -> Result<(String, bool), WriteError> {
+    positions::validate(report)?;
+    to_i64(report.magic.0, "magic")?;
+    let payload = json(report)?;
+    if let Some(answer) = first_answer(
+        c,
+        REQUEST_ANSWER,
+        report.idempotency_key.as_str(),
+        &payload,
+        "report",
+    )? {
+        return Ok((answer, true));
+    }
+    let current = load_position(c, report.login, report.position_id)?;
+    let transition = positions::apply(current.as_ref(), report)?;
+    let mut position = transition.position;
+    let event_id = next_event_id(c)?;
+    position.last_event_id = event_id;
+    write_event(
+        c,
+        event_id,
+        NewEvent {
+            time_ms: now,
+            kind: transition.event,
+            login: Some(report.login),
+            symbol: Some(&report.symbol),
+            actor,
+            reason: &transition.reason,
+            data: json(&position)?,
+        },
+    )?;
+    store_position(c, &position, current.is_some())?;
+    if transition.volume_changed {
+        c.send(
+            "INSERT INTO position_volumes (login, position_id, event_id, kind, side, volume_units, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::Int(report.login.0 as i64),
+                Val::Int(report.position_id.0 as i64),
+                Val::Int(event_id as i64),
+                Val::text(report.kind.as_str()),
+                Val::text(position.side.as_str()),
+                Val::Int(volume_units(position.volume, "volume")?),
+                Val::Int(report.time_ms),
+            ],
+        )?;
+    }
+    if transition.exposure_delta != 0 {
+        c.send(
+            "INSERT INTO exposures (login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
+               last_event_id = excluded.last_event_id",
+            &[
+                Val::Int(report.login.0 as i64),
+                Val::text(&report.symbol),
+                Val::Int(transition.exposure_delta),
+                Val::Int(event_id as i64),
+            ],
+        )?;
+    }
+    let ack = ReportAck {
+        event_id,
+        idempotency_key: report.idempotency_key.clone(),
+        status: position.status,
+        volume: position.volume,
+    };
+    let response = json(&ack)?;
+    remember_answer(
+        c,
+        report.idempotency_key.as_str(),
+        payload,
+        &response,
+        event_id,
+    )?;
+    Ok((response, false))
+}
+
+pub(super) fn clamp_limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(100).clamp(1, 1000))
+}
+
+pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>, WriteError> {
+    let mut sql = format!(
+        "SELECT {}, {}
+         FROM positions p LEFT JOIN position_marks m ON m.login = p.login AND m.position_id = p.position_id
+         WHERE p.row_id > ?",
+        PositionCol::qualified("p"),
+        MarkCol::qualified("m"),
+    );
+    let mut params = vec![Val::Int(f.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(login) = f.login {
+        sql.push_str(" AND p.login = ?");
+        params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
+    }
+    if let Some(symbol) = &f.symbol {
+        sql.push_str(" AND p.symbol = ?");
+        params.push(Val::text(symbol));
+    }
+    if let Some(status) = f.status {
+        sql.push_str(" AND p.status = ?");
+        params.push(Val::text(status.as_str()));
+    }
+    let limit = clamp_limit(f.limit);
+    sql.push_str(" ORDER BY p.row_id LIMIT ?");
+    params.push(Val::Int(limit + 1));
+    let rows = c.query(&sql, &params)?;
+    page(rows, limit, PositionCol::row_id, |r| {
+        let mut p = position_from_row(r)?;
+        apply_mark(&mut p, mark_from_row(r, PositionCol::COUNT)?);
+        Ok(p)
+    })
+}
+
+pub(super) fn page<T>(
+    rows: Vec<Row>,
+    limit: i64,
+    cursor_col: impl Into<usize> + Copy,
+    map: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Page<T>, WriteError> {
+    let more = rows.len() as i64 > limit;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for r in rows.iter().take(limit as usize) {
+        items.push(map(r)?);
+        last = Some(r.u64(cursor_col)?);
+    }
+    Ok(Page {
+        items,
+        next_after: if more { last } else { None },
+    })
+}
+
+pub fn position_detail(
+    c: &mut dyn Conn,
+    login: Login,
+    id: PositionId,
+) -> Result<Option<PositionDetail>, WriteError> {
+    if login.0 > i64::MAX as u64 || id.0 > i64::MAX as u64 {
+        return Ok(None);
+    }
+    let Some(mut position) = load_position(c, login, id)? else {
+        return Ok(None);
+    };
+    let mark = c
+        .query_one(
+            &format!(
+                "SELECT {} FROM position_marks WHERE login = ? AND position_id = ?",
+                MarkCol::LIST
+            ),
+            &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)],
+        )?
+        .map(|r| mark_from_row(&r, 0))
+        .transpose()?
+        .flatten();
+    apply_mark(&mut position, mark);
+    let rows = c.query(
+        &format!(
+            "SELECT {} FROM position_volumes WHERE login = ? AND position_id = ? ORDER BY event_id",
+            VolumeCol::LIST
+        ),
+        &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)],
+    )?;
+    let history = rows
+        .iter()
+        .map(|r| {
+            Ok(VolumeChange {
+                event_id: r.u64(VolumeCol::event_id)?,
+                kind: PositionEventKind::parse(r.text(VolumeCol::kind)?)
+                    .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,
+                side: parse_side(r.text(VolumeCol::side)?)?,
+                volume: units_volume(r.int(VolumeCol::volume_units)?),
+                time_ms: r.int(VolumeCol::time_ms)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Some(PositionDetail { position, history }))
+}

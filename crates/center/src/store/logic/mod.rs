@@ -1,0 +1,282 @@
+//! The store's rules and statements, written once for both databases.
+
+use super::{Conn, Dialect, Row, StoreError, Val, WriteError};
+use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
+use crate::positions::{self, check_symbol, units_volume, volume_units, Refusal};
+use hedge_center_api::model::*;
+use hedge_domain::{
+    DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode, Side, SymbolMap,
+    Volume,
+};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Declares the columns a statement selects for one row kind, once, in `SELECT` order: an enum whose
+/// variants are the column names, so a decoder reads `r.text(HedgeCol::symbol)` and each index
+/// follows from the list; `LIST`, the same names as SQL text; `COUNT`, where the next table's
+/// columns start in a joined row. `tests::column_lists_name_real_columns` runs every list against
+/// the migrated schema of both databases' shared DDL.
+macro_rules! columns {
+    ($(#[$meta:meta])* $vis:vis $name:ident { $first:ident $(, $col:ident)* $(,)? }) => {
+        $(#[$meta])*
+        #[allow(non_camel_case_types, dead_code)]
+        #[derive(Clone, Copy, Debug)]
+        $vis enum $name {
+            $first $(, $col)*
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            $vis const LIST: &'static str = concat!(stringify!($first) $(, ", ", stringify!($col))*);
+            $vis const COUNT: usize = [stringify!($first) $(, stringify!($col))*].len();
+
+            /// This column's index in a row where the list starts at column `base`.
+            $vis const fn after(self, base: usize) -> usize {
+                base + self as usize
+            }
+
+            /// The list with each column qualified by a table alias (`p.login, p.position_id, …`).
+            $vis fn qualified(alias: &str) -> String {
+                Self::LIST
+                    .split(", ")
+                    .map(|col| format!("{alias}.{col}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        }
+
+        impl From<$name> for usize {
+            fn from(col: $name) -> usize {
+                col as usize
+            }
+        }
+    };
+}
+
+columns! {
+    /// The one column of a statement that selects a single value (an id, a count, a definition).
+    pub(super) Single { value }
+}
+
+mod accounts;
+mod actions;
+mod answers;
+mod client_positions;
+mod commands;
+mod events;
+mod hedges;
+mod legacy;
+mod migrations;
+mod overrides;
+mod plan_inputs;
+mod status;
+
+pub use accounts::*;
+pub use actions::*;
+pub use answers::*;
+pub use client_positions::*;
+pub use commands::*;
+pub use events::*;
+pub use hedges::*;
+pub use legacy::*;
+pub use migrations::*;
+use overrides::*;
+pub use plan_inputs::*;
+pub use status::*;
+
+pub(super) fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+pub(super) fn to_i64(v: u64, field: &str) -> Result<i64, Refusal> {
+    i64::try_from(v).map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
+}
+
+/// Starts the write transaction of a batch. PostgreSQL: a transaction-level advisory lock makes
+/// batches of all instances commit one after the other, so event ids become visible in order and
+/// an event stream resumed by id never skips one.
+pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
+    match c.dialect() {
+        Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
+        Dialect::Postgres => {
+            c.control("BEGIN")?;
+            c.query("SELECT pg_advisory_xact_lock(72570001)", &[])?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs `op` in a read transaction (one consistent snapshot).
+pub fn in_read_tx<T>(
+    c: &mut dyn Conn,
+    op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
+    match c.dialect() {
+        Dialect::Sqlite => c.batch("BEGIN")?,
+        Dialect::Postgres => c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
+    }
+    let result = op(c);
+    let _ = c.batch("COMMIT");
+    result
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(db)
+}
+
+pub(super) fn price_text(p: Option<Price>) -> Val {
+    Val::opt_text(p.map(|p| p.0.normalize().to_string()))
+}
+
+pub(super) fn parse_price(t: Option<&str>) -> Result<Option<Price>, StoreError> {
+    t.map(|t| {
+        Decimal::from_str(t)
+            .map(Price)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+pub(super) fn parse_side(t: &str) -> Result<Side, StoreError> {
+    match t {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(StoreError::Corrupt(format!("bad side {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{sqlite, Synchronous};
+
+    fn report_of(id: u64) -> PositionReport {
+        crate::store::sample_open(id, format!("k{id}"))
+    }
+
+    fn in_tx<T>(c: &mut dyn Conn, op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError>) -> T {
+        begin_write(c).unwrap();
+        let out = op(c).unwrap();
+        c.batch("COMMIT").unwrap();
+        out
+    }
+
+    /// A store written before migration 5 keeps every row, id and answer through it, its ids go
+    /// on from the largest one, and its tables end up without `AUTOINCREMENT` and, where keyed,
+    /// `WITHOUT ROWID`, with their indexes.
+    #[test]
+    fn compact_layout_keeps_the_data_of_an_older_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _) = sqlite::open(&dir.path().join("old.db"), 0, Synchronous::Normal).unwrap();
+        let c = c.as_mut();
+        let before: Vec<_> = MIGRATIONS.iter().copied().filter(|(v, _)| *v < 5).collect();
+        migrate_through(c, &before).unwrap();
+        let first: Vec<(String, bool)> = (1..=3)
+            .map(|id| in_tx(c, |c| report(c, "test", &report_of(id), 10)))
+            .collect();
+        in_tx(c, |c| {
+            legacy_report(
+                c,
+                "test",
+                "EURUSD",
+                Side::Sell,
+                Volume(Decimal::new(5, 2)),
+                10,
+            )
+        });
+
+        migrate(c).unwrap();
+
+        let schema: Vec<String> = c
+            .query("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.text(Single::value).unwrap().to_owned())
+            .collect();
+        assert!(
+            schema.iter().all(|s| !s.contains("AUTOINCREMENT")),
+            "{schema:?}"
+        );
+        for table in KEYED_TABLES {
+            assert!(
+                schema
+                    .iter()
+                    .any(|s| s.contains(&format!("\"{table}\"")) && s.ends_with("WITHOUT ROWID")),
+                "{table}: {schema:?}"
+            );
+        }
+        for index in [
+            "positions_symbol",
+            "hedges_plan_item",
+            "commands_login_status",
+        ] {
+            assert!(
+                schema
+                    .iter()
+                    .any(|s| s.contains(&format!("INDEX {index} "))),
+                "{index}: {schema:?}"
+            );
+        }
+
+        // The stored answers replay unchanged, and new ids go on after the old ones.
+        for (id, (answer, _)) in (1..=3).zip(&first) {
+            let replay = in_tx(c, |c| report(c, "test", &report_of(id), 20));
+            assert_eq!(&replay, &(answer.clone(), true));
+        }
+        let head = max_event_id(c).unwrap();
+        assert_eq!(head, 4);
+        let (answer, replayed) = in_tx(c, |c| report(c, "test", &report_of(4), 20));
+        assert!(!replayed);
+        assert!(answer.contains("\"event_id\":5"), "{answer}");
+        let all = positions(c, &PositionFilter::default()).unwrap();
+        let ids: Vec<u64> = all.items.iter().map(|p| p.position_id.0).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
+        let units = volume_units(Volume(Decimal::new(5, 2)), "volume").unwrap();
+        assert_eq!(legacy_book(c).unwrap(), vec![("EURUSD".to_owned(), -units)]);
+
+        // Running the migrations again changes nothing.
+        migrate(c).unwrap();
+        assert_eq!(max_event_id(c).unwrap(), 5);
+    }
+
+    /// Every column list names columns of its table in the migrated schema: a misspelt or dropped
+    /// column fails here rather than on the first request that reads it. (The HTTP tests read each
+    /// list on PostgreSQL as well.)
+    #[test]
+    fn column_lists_name_real_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _) = sqlite::open(&dir.path().join("cols.db"), 0, Synchronous::Normal).unwrap();
+        let c = c.as_mut();
+        migrate(c).unwrap();
+        let lists = [
+            ("accounts", AccountCol::LIST),
+            ("accounts", ClientCol::LIST),
+            ("account_overrides", OverrideCol::LIST),
+            ("idempotency", AnswerCol::LIST),
+            ("action_keys", AnswerCol::LIST),
+            ("position_marks", MarkCol::LIST),
+            ("positions", PositionCol::LIST),
+            ("position_volumes", VolumeCol::LIST),
+            ("exposures", ExposureCol::LIST),
+            ("hedge_exposures", HedgeExposureCol::LIST),
+            ("hedges", HedgeCol::LIST),
+            ("events", EventCol::LIST),
+            ("pauses", PauseCol::LIST),
+            ("commands", CommandCol::LIST),
+            ("legacy_book", LegacyCol::LIST),
+        ];
+        for (table, list) in lists {
+            c.query(&format!("SELECT {list} FROM {table} LIMIT 0"), &[])
+                .unwrap_or_else(|e| panic!("{table} ({list}): {e}"));
+        }
+        assert_eq!(PositionCol::COUNT, 19);
+        assert_eq!(MarkCol::commission.after(PositionCol::COUNT), 23);
+    }
+}

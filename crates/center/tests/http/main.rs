@@ -1,0 +1,16 @@
+//! The center over real HTTP, every test run on SQLite and on PostgreSQL; one module per resource.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod actions;
+mod commands;
+mod events;
+mod hedges;
+mod legacy;
+mod plan;
+mod positions;
+mod service;
+mod status;
