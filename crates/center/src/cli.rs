@@ -7,6 +7,7 @@
 //! token itself.
 
 use crate::auth::{parse_env_tokens, Role, TokenConfig, TokenEntry, Tokens};
+use crate::limits::ConnLimits;
 use crate::server::{CenterConfig, CenterServer};
 use crate::store::StoreLocation;
 use anyhow::Context;
@@ -50,6 +51,20 @@ pub struct CenterArgs {
     /// Decisions are always kept.
     #[arg(long, default_value_t = 7)]
     pub status_retention_days: u64,
+    /// Seconds a connection may take to send a complete request head, counted from when the
+    /// center waits for one (silent and half-open sockets are closed after it).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive in full (a stalled body is answered 408).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Seconds without a byte in either direction after which a connection is closed (event
+    /// streams stay open on their heartbeat, which must be shorter).
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once (default: the open-file limit less a margin).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -131,6 +146,9 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             parse_env_tokens(&text).map_err(|e| anyhow::anyhow!("HEDGE_CENTER_TOKENS: {e}"))?,
         );
     }
+    Tokens::new(entries.clone())
+        .check()
+        .context("refusing to start")?;
     let mut generated = None;
     if entries.is_empty() {
         let path = args.token_file.clone().unwrap_or_else(|| match &store {
@@ -139,6 +157,20 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
         });
         entries.push(dev_admin_token(&path)?);
         generated = Some(path);
+    }
+    let sse_heartbeat = Duration::from_secs(args.sse_heartbeat_secs.max(1));
+    let limits = ConnLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        max_connections: args.max_connections,
+    };
+    if limits.idle_timeout <= sse_heartbeat {
+        anyhow::bail!(
+            "--idle-timeout-secs ({}) must be longer than --sse-heartbeat-secs ({}), or event streams would be closed between heartbeats",
+            limits.idle_timeout.as_secs(),
+            sse_heartbeat.as_secs()
+        );
     }
     let config = CenterConfig {
         store,
@@ -152,10 +184,11 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             .legacy_listen
             .or(file.legacy_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
-        sse_heartbeat: Duration::from_secs(args.sse_heartbeat_secs.max(1)),
+        sse_heartbeat,
         synchronous: args.synchronous,
         status_retention: (args.status_retention_days > 0)
             .then(|| Duration::from_secs(args.status_retention_days.saturating_mul(24 * 3600))),
+        limits,
     };
     Ok((config, generated))
 }

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod events;
 pub mod legacy;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

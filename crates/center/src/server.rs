@@ -4,6 +4,7 @@ use crate::api::{self, AppState};
 use crate::auth::Tokens;
 use crate::events::Hub;
 use crate::legacy;
+use crate::limits::{self, ConnLimits, Slots};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreLocation};
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct CenterConfig {
     pub synchronous: crate::store::Synchronous,
     /// How long status heartbeat events are kept; `None` keeps them forever.
     pub status_retention: Option<Duration>,
+    /// Timeouts and connection cap of the listeners.
+    pub limits: ConnLimits,
 }
 
 impl CenterConfig {
@@ -42,6 +45,7 @@ impl CenterConfig {
             sse_heartbeat: Duration::from_secs(15),
             synchronous: crate::store::Synchronous::Full,
             status_retention: Some(DEFAULT_STATUS_RETENTION),
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ fn spawn_pruner(
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("invalid tokens: {0}")]
+    Tokens(#[from] crate::auth::TokenError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot start the event stream: {0}")]
@@ -153,6 +159,7 @@ pub struct CenterServer;
 
 impl CenterServer {
     pub async fn start(config: CenterConfig) -> Result<CenterHandle, StartError> {
+        config.tokens.check()?;
         let store = Store::open_with(&config.store, config.synchronous).await?;
         let metrics = Arc::new(Metrics::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -183,6 +190,7 @@ impl CenterServer {
         })?;
         let mut app = api::router(state.clone());
         let mut tasks = Vec::new();
+        let slots = Slots::new(&config.limits);
         let mut legacy_addr = None;
         if config.legacy {
             if addr.ip().is_loopback() {
@@ -199,14 +207,26 @@ impl CenterServer {
                     addr: config.legacy_listen,
                     source,
                 })?);
-                tasks.push(serve(l, legacy::router(state.clone()), shutdown_rx.clone()));
+                tasks.push(limits::serve(
+                    l,
+                    legacy::router(state.clone()),
+                    config.limits.clone(),
+                    slots.clone(),
+                    shutdown_rx.clone(),
+                ));
             }
         }
         if let Some(retention) = config.status_retention {
             // Not in `tasks`: shutdown waits for the servers, the pruner just stops.
             spawn_pruner(store.clone(), retention, shutdown_rx.clone());
         }
-        tasks.push(serve(listener, app, shutdown_rx));
+        tasks.push(limits::serve(
+            listener,
+            app,
+            config.limits.clone(),
+            slots,
+            shutdown_rx,
+        ));
         Ok(CenterHandle {
             addr,
             legacy_addr,
@@ -216,23 +236,6 @@ impl CenterServer {
             tasks,
         })
     }
-}
-
-fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "server stopped");
-        }
-    })
 }
 
 #[cfg(test)]
