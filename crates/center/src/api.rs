@@ -223,6 +223,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             "request body must be a JSON object",
         ));
     }
+    crate::positions::check_exact_numbers(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
         let field = text

@@ -7,6 +7,7 @@
 //! token itself.
 
 use crate::auth::{parse_env_tokens, Role, TokenConfig, TokenEntry, Tokens};
+use crate::legacy::LegacyToken;
 use crate::limits::ConnLimits;
 use crate::server::{CenterConfig, CenterServer};
 use crate::store::StoreLocation;
@@ -33,6 +34,10 @@ pub struct CenterArgs {
     /// Where the legacy endpoints are served when `--listen` is not a loopback address.
     #[arg(long)]
     pub legacy_listen: Option<SocketAddr>,
+    /// Token the legacy endpoints require (as `Authorization: Bearer` or `?token=`); needed to
+    /// serve them on a non-loopback `--legacy-listen`.
+    #[arg(long, env = "HEDGE_CENTER_LEGACY_TOKEN", hide_env_values = true)]
+    pub legacy_token: Option<String>,
     /// TOML config file: `db`, `listen`, `legacy`, `legacy_listen` and `[[token]]` entries
     /// (`name`, `role`, `login`, `token` or `token_env`).
     #[arg(long)]
@@ -80,19 +85,33 @@ struct FileConfig {
     token: Vec<TokenConfig>,
 }
 
-/// Reads or creates the generated admin token.
-fn dev_admin_token(path: &Path) -> anyhow::Result<TokenEntry> {
-    let secret = match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-        _ => {
-            let secret = Tokens::generate_secret();
-            write_private(path, &secret)
-                .with_context(|| format!("cannot write the admin token file {}", path.display()))?;
-            secret
-        }
+/// The generated admin token: read from `path`, or a fresh one that [`run`] writes there only
+/// once the center started (a start that fails leaves no file behind).
+fn dev_admin_token(path: &Path) -> anyhow::Result<(TokenEntry, Option<String>)> {
+    let (secret, fresh) = match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => (text.trim().to_owned(), false),
+        _ => (Tokens::generate_secret(), true),
     };
-    TokenEntry::new("admin", Role::Admin, secret)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let entry = TokenEntry::new("admin", Role::Admin, secret.clone())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((entry, fresh.then_some(secret)))
+}
+
+/// The generated admin token file: where, and the secret still to write there.
+pub struct GeneratedToken {
+    pub path: PathBuf,
+    unwritten: Option<String>,
+}
+
+impl GeneratedToken {
+    fn write(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.unwritten {
+            write_private(&self.path, secret).with_context(|| {
+                format!("cannot write the admin token file {}", self.path.display())
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(unix)]
@@ -115,7 +134,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Builds the configuration from the arguments, the config file and the environment.
-pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf>)> {
+pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<GeneratedToken>)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -155,8 +174,9 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             StoreLocation::Sqlite(p) => p.with_extension("token"),
             StoreLocation::Postgres { .. } => PathBuf::from("hedge-center.token"),
         });
-        entries.push(dev_admin_token(&path)?);
-        generated = Some(path);
+        let (entry, unwritten) = dev_admin_token(&path)?;
+        entries.push(entry);
+        generated = Some(GeneratedToken { path, unwritten });
     }
     let sse_heartbeat = Duration::from_secs(args.sse_heartbeat_secs.max(1));
     let limits = ConnLimits {
@@ -184,6 +204,12 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             .legacy_listen
             .or(file.legacy_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+        legacy_token: args
+            .legacy_token
+            .as_deref()
+            .map(LegacyToken::new)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--legacy-token: {e}"))?,
         sse_heartbeat,
         synchronous: args.synchronous,
         status_retention: (args.status_retention_days > 0)
@@ -209,14 +235,20 @@ pub async fn run(args: CenterArgs) -> anyhow::Result<()> {
     };
     let token_count = config.tokens.len();
     let mut handle = CenterServer::start(config).await?;
+    if let Some(token) = &generated {
+        if let Err(e) = token.write() {
+            handle.shutdown().await;
+            return Err(e);
+        }
+    }
     println!(
         "hedge center listening on {} (store: {where_}, {token_count} token(s))",
         handle.url()
     );
-    if let Some(path) = generated {
+    if let Some(token) = generated {
         println!(
             "no tokens configured: using the admin token in {} (configure tokens with --config or HEDGE_CENTER_TOKENS)",
-            path.display()
+            token.path.display()
         );
     }
     if let Some(addr) = handle.legacy_addr {
