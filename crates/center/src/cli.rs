@@ -7,6 +7,7 @@
 //! token itself.
 
 use crate::auth::{parse_env_tokens, Role, TokenConfig, TokenEntry, Tokens};
+use crate::hosts::AllowedHosts;
 use crate::legacy::LegacyToken;
 use crate::limits::ConnLimits;
 use crate::server::{CenterConfig, CenterServer};
@@ -70,6 +71,10 @@ pub struct CenterArgs {
     /// Most connections served at once (default: the open-file limit less a margin).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// A host name clients use to reach the center (repeatable). Requests naming another host
+    /// are refused (421); IP addresses and `localhost` are always accepted.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,6 +86,8 @@ struct FileConfig {
     #[serde(default)]
     legacy: bool,
     legacy_listen: Option<SocketAddr>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     #[serde(default)]
     token: Vec<TokenConfig>,
 }
@@ -184,6 +191,12 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<Generat
         body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         max_connections: args.max_connections,
+        allowed_hosts: AllowedHosts::new(
+            args.allowed_hosts
+                .iter()
+                .chain(&file.allowed_hosts)
+                .cloned(),
+        ),
     };
     if limits.idle_timeout <= sse_heartbeat {
         anyhow::bail!(

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod events;
+pub mod hosts;
 pub mod legacy;
 pub mod limits;
 pub mod metrics;

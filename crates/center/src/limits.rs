@@ -13,6 +13,7 @@
 //!   store and the listener always keep descriptors; past it new connections wait in the
 //!   kernel's backlog until one closes, and the saturation is logged once per episode.
 
+use crate::hosts::AllowedHosts;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
@@ -43,6 +44,8 @@ pub struct ConnLimits {
     /// At most this many connections at once over all listeners; `None` derives it from the
     /// open-file limit ([`connection_cap`]).
     pub max_connections: Option<usize>,
+    /// Host names requests may use besides IP addresses and `localhost`.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for ConnLimits {
@@ -52,6 +55,7 @@ impl Default for ConnLimits {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: None,
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -223,8 +227,9 @@ async fn serve_connection(
     let io = ActivityIo::new(stream);
     let activity = io.activity.clone();
     let body_timeout = limits.body_timeout;
+    let hosts = Arc::new(limits.allowed_hosts.clone());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(app.clone(), body_timeout, req)
+        handle(app.clone(), hosts.clone(), body_timeout, req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -268,9 +273,18 @@ async fn serve_connection(
 /// the connection, whatever the handler made of the truncated body.
 async fn handle(
     app: Router,
+    hosts: Arc<AllowedHosts>,
     body_timeout: Duration,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if let Some(host) = hosts.refused(&req) {
+        return Ok(error_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            format!("this center does not answer to the host name {host:?} (see --allowed-host)"),
+            false,
+        ));
+    }
     let timed_out = Arc::new(AtomicBool::new(false));
     let req = req.map(|b| {
         Body::new(TimedBody {
@@ -281,25 +295,32 @@ async fn handle(
     });
     let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
     if timed_out.load(Ordering::Relaxed) {
-        return Ok(body_timeout_response(body_timeout));
+        return Ok(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                body_timeout.as_secs_f64()
+            ),
+            true,
+        ));
     }
     Ok(resp)
 }
 
-fn body_timeout_response(after: Duration) -> Response<Body> {
-    let text = serde_json::json!({
-        "error": "timeout",
-        "message": format!("the request body did not arrive within {} s", after.as_secs_f64()),
-    })
-    .to_string();
+/// An answer in the API's error shape, from outside the router.
+fn error_response(status: StatusCode, error: &str, message: String, close: bool) -> Response<Body> {
+    let text = serde_json::json!({ "error": error, "message": message }).to_string();
     let mut resp = Response::new(Body::from(text));
-    *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 

@@ -22,7 +22,7 @@ fn short() -> ConnLimits {
         header_read_timeout: Duration::from_millis(500),
         body_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_millis(1500),
-        max_connections: None,
+        ..ConnLimits::default()
     }
 }
 
@@ -147,5 +147,34 @@ async fn silent_sockets_past_the_cap_do_not_starve_health_checks() {
     // Five waves of four silent sockets, each closed by the header timeout.
     assert!(start.elapsed() < Duration::from_secs(8));
     drop(silent);
+    center.shutdown().await;
+}
+
+async fn status_of(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(5)).await.unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_foreign_host_name_is_refused() {
+    let mut limits = short();
+    limits.allowed_hosts = hedge_center::hosts::AllowedHosts::new(["center.example".to_owned()]);
+    let (center, _dir) = start(limits).await;
+    let ask = |target: &str, host: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let absolute = ask("http://other.example/healthz", "other.example");
+    assert!(status_of(center.addr, &absolute).await.contains(" 421 "));
+    let rebound = ask("/healthz", "attacker.example:8080");
+    assert!(status_of(center.addr, &rebound).await.contains(" 421 "));
+    for host in ["127.0.0.1", "localhost:8080", "center.example"] {
+        let ok = ask("/healthz", host);
+        assert!(
+            status_of(center.addr, &ok).await.contains(" 200 "),
+            "{host}"
+        );
+    }
     center.shutdown().await;
 }
