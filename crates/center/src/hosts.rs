@@ -31,9 +31,7 @@ impl AllowedHosts {
         let host = host_of(authority)
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        host == "localhost"
-            || host.parse::<IpAddr>().is_ok()
-            || self.names.iter().any(|n| *n == host)
+        host == "localhost" || host.parse::<IpAddr>().is_ok() || self.names.contains(&host)
     }
 
     /// The name a request uses that this center does not answer to, if any: the target's

@@ -185,7 +185,7 @@ async fn database_files_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let center = CenterServer::start(sqlite_config(&dir)).await.unwrap();
-    let client = hedge_center::CenterClient::new(&center.url(), Some(CLIENT_TOKEN.into())).unwrap();
+    let client = hedge_center::CenterClient::new(center.url(), Some(CLIENT_TOKEN.into())).unwrap();
     client
         .register_account(&client_registration(CLIENT, "1"))
         .await
