@@ -633,7 +633,7 @@ struct StreamQuery {
 
 async fn event_stream(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
@@ -651,7 +651,13 @@ async fn event_stream(
             )
         })?,
     };
-    let rx = s.hub.stream(after);
+    let rx = s.hub.stream(&c.name, after).map_err(|e| {
+        Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            e.to_string(),
+        )
+    })?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

@@ -200,3 +200,38 @@ async fn database_files_are_owner_only() {
     assert!(seen >= 2, "the database and its WAL exist");
     center.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_token_holds_a_bounded_number_of_event_streams() {
+    let env = Env::start(Backend::Sqlite).await;
+    let open = |token: &'static str| {
+        let http = env.http.clone();
+        let url = format!("{}/v1/events/stream?after=0", env.url);
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..hedge_center::events::MAX_STREAMS_PER_TOKEN {
+        let resp = open(VIEWER_TOKEN).await;
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let refused = open(VIEWER_TOKEN).await;
+    assert_eq!(refused.status(), 429);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("dashboard already has"), "{text}");
+    // Another token is not affected.
+    assert_eq!(open(ADMIN_TOKEN).await.status(), 200);
+    // A closed stream gives its place back.
+    streams.pop();
+    let mut reopened = false;
+    for _ in 0..50 {
+        if open(VIEWER_TOKEN).await.status() == 200 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reopened, "the closed stream's place was not given back");
+    drop(streams);
+    env.finish().await;
+}
