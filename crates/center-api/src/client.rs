@@ -114,7 +114,9 @@ impl CenterClient {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // The center closes a connection idle for its header timeout (10 s by default); a
+            // pooled connection kept longer could be picked just as the center closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(CenterClient { http, base, token })

@@ -220,6 +220,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             "request body must be a JSON object",
         ));
     }
+    crate::positions::check_exact_numbers(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
         let field = text
@@ -629,7 +630,7 @@ struct StreamQuery {
 
 async fn event_stream(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
@@ -647,7 +648,13 @@ async fn event_stream(
             )
         })?,
     };
-    let rx = s.hub.stream(after);
+    let rx = s.hub.stream(&c.name, after).map_err(|e| {
+        Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            e.to_string(),
+        )
+    })?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

@@ -77,6 +77,26 @@ impl Role {
     }
 }
 
+/// Shortest accepted token secret: long enough that guessing one over the network is hopeless.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a set of tokens cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Two entries with one secret: the first would win, so the second role could never be used
+    /// and whoever holds it acts with the first role's rights.
+    #[error(
+        "token entries #{first} ({first_name}) and #{second} ({second_name}) share a secret: \
+         every token needs a secret of its own"
+    )]
+    SharedSecret {
+        first: usize,
+        first_name: String,
+        second: usize,
+        second_name: String,
+    },
+}
+
 /// One configured token.
 #[derive(Clone)]
 pub struct TokenEntry {
@@ -102,8 +122,10 @@ impl TokenEntry {
         secret: impl Into<String>,
     ) -> Result<Self, String> {
         let secret = secret.into();
-        if secret.len() < 8 {
-            return Err("a token must be at least 8 characters".into());
+        if secret.chars().count() < MIN_SECRET_LEN {
+            return Err(format!(
+                "a token must be at least {MIN_SECRET_LEN} characters (a generated one is 64)"
+            ));
         }
         if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("a token must not contain spaces".into());
@@ -205,6 +227,23 @@ impl Tokens {
         self.entries.is_empty()
     }
 
+    /// Refuses entries that share a secret (numbered from 1 in configuration order).
+    pub fn check(&self) -> Result<(), TokenError> {
+        for (i, a) in self.entries.iter().enumerate() {
+            for (j, b) in self.entries.iter().enumerate().skip(i + 1) {
+                if bool::from(a.secret.as_slice().ct_eq(&b.secret)) {
+                    return Err(TokenError::SharedSecret {
+                        first: i + 1,
+                        first_name: a.name.clone(),
+                        second: j + 1,
+                        second_name: b.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -235,19 +274,61 @@ mod tests {
 
     #[test]
     fn env_tokens_and_lookup() {
-        let tokens =
-            Tokens::new(parse_env_tokens("client:1001=aaaaaaaa1, admin=bbbbbbbb2").unwrap());
+        let tokens = Tokens::new(
+            parse_env_tokens("client:1001=aaaaaaaaaaaaaaa1, admin=bbbbbbbbbbbbbbb2").unwrap(),
+        );
         assert_eq!(
-            tokens.authenticate(b"aaaaaaaa1").unwrap().role,
+            tokens.authenticate(b"aaaaaaaaaaaaaaa1").unwrap().role,
             Role::Client(Login(1001))
         );
-        assert_eq!(tokens.authenticate(b"bbbbbbbb2").unwrap().role, Role::Admin);
-        assert!(tokens.authenticate(b"aaaaaaaa").is_none());
-        assert!(parse_env_tokens("client=aaaaaaaa1").is_err());
-        assert!(parse_env_tokens("boss:1=aaaaaaaa1").is_err());
+        assert_eq!(
+            tokens.authenticate(b"bbbbbbbbbbbbbbb2").unwrap().role,
+            Role::Admin
+        );
+        assert!(tokens.authenticate(b"aaaaaaaaaaaaaaa").is_none());
+        assert!(parse_env_tokens("client=aaaaaaaaaaaaaaa1").is_err());
+        assert!(parse_env_tokens("boss:1=aaaaaaaaaaaaaaa1").is_err());
         assert!(parse_env_tokens("admin=short").is_err());
         let debug = format!("{tokens:?}");
-        assert!(!debug.contains("aaaaaaaa1"));
+        assert!(!debug.contains("aaaaaaaaaaaaaaa1"));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = parse_env_tokens("admin=abcdefgh12345").unwrap_err();
+        assert!(err.contains("at least 16 characters"), "{err}");
+        assert!(!err.contains("abcdefgh12345"), "{err}");
+        assert!(TokenEntry::new("ops", Role::Admin, "abcdefgh123456789").is_ok());
+    }
+
+    #[test]
+    fn two_entries_sharing_a_secret_are_refused_by_name() {
+        let tokens = Tokens::new(
+            parse_env_tokens(
+                "client:1001=shared-secret-0001,viewer=viewer-secret-0001,admin=shared-secret-0001",
+            )
+            .unwrap(),
+        );
+        let err = tokens.check().unwrap_err();
+        assert_eq!(
+            err,
+            TokenError::SharedSecret {
+                first: 1,
+                first_name: "client-1001".into(),
+                second: 3,
+                second_name: "admin".into(),
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("#1 (client-1001) and #3 (admin) share a secret"),
+            "{text}"
+        );
+        assert!(!text.contains("shared-secret-0001"), "{text}");
+        let distinct = Tokens::new(
+            parse_env_tokens("client:1001=secret-number-0001,admin=secret-number-0002").unwrap(),
+        );
+        assert_eq!(distinct.check(), Ok(()));
     }
 
     #[test]

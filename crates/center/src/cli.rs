@@ -7,6 +7,9 @@
 //! token itself.
 
 use crate::auth::{parse_env_tokens, Role, TokenConfig, TokenEntry, Tokens};
+use crate::hosts::AllowedHosts;
+use crate::legacy::LegacyToken;
+use crate::limits::ConnLimits;
 use crate::server::{CenterConfig, CenterServer};
 use crate::store::StoreLocation;
 use anyhow::Context;
@@ -32,6 +35,10 @@ pub struct CenterArgs {
     /// Where the legacy endpoints are served when `--listen` is not a loopback address.
     #[arg(long)]
     pub legacy_listen: Option<SocketAddr>,
+    /// Token the legacy endpoints require (as `Authorization: Bearer` or `?token=`); needed to
+    /// serve them on a non-loopback `--legacy-listen`.
+    #[arg(long, env = "HEDGE_CENTER_LEGACY_TOKEN", hide_env_values = true)]
+    pub legacy_token: Option<String>,
     /// TOML config file: `db`, `listen`, `legacy`, `legacy_listen` and `[[token]]` entries
     /// (`name`, `role`, `login`, `token` or `token_env`).
     #[arg(long)]
@@ -50,6 +57,24 @@ pub struct CenterArgs {
     /// Decisions are always kept.
     #[arg(long, default_value_t = 7)]
     pub status_retention_days: u64,
+    /// Seconds a connection may take to send a complete request head, counted from when the
+    /// center waits for one (silent and half-open sockets are closed after it).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive in full (a stalled body is answered 408).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Seconds without a byte in either direction after which a connection is closed (event
+    /// streams stay open on their heartbeat, which must be shorter).
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once (default: the open-file limit less a margin).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// A host name clients use to reach the center (repeatable). Requests naming another host
+    /// are refused (421); IP addresses and `localhost` are always accepted.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -62,22 +87,38 @@ struct FileConfig {
     legacy: bool,
     legacy_listen: Option<SocketAddr>,
     #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
     token: Vec<TokenConfig>,
 }
 
-/// Reads or creates the generated admin token.
-fn dev_admin_token(path: &Path) -> anyhow::Result<TokenEntry> {
-    let secret = match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-        _ => {
-            let secret = Tokens::generate_secret();
-            write_private(path, &secret)
-                .with_context(|| format!("cannot write the admin token file {}", path.display()))?;
-            secret
-        }
+/// The generated admin token: read from `path`, or a fresh one that [`run`] writes there only
+/// once the center started (a start that fails leaves no file behind).
+fn dev_admin_token(path: &Path) -> anyhow::Result<(TokenEntry, Option<String>)> {
+    let (secret, fresh) = match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => (text.trim().to_owned(), false),
+        _ => (Tokens::generate_secret(), true),
     };
-    TokenEntry::new("admin", Role::Admin, secret)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let entry = TokenEntry::new("admin", Role::Admin, secret.clone())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((entry, fresh.then_some(secret)))
+}
+
+/// The generated admin token file: where, and the secret still to write there.
+pub struct GeneratedToken {
+    pub path: PathBuf,
+    unwritten: Option<String>,
+}
+
+impl GeneratedToken {
+    fn write(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.unwritten {
+            write_private(&self.path, secret).with_context(|| {
+                format!("cannot write the admin token file {}", self.path.display())
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(unix)]
@@ -100,7 +141,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Builds the configuration from the arguments, the config file and the environment.
-pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf>)> {
+pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<GeneratedToken>)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -131,14 +172,38 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             parse_env_tokens(&text).map_err(|e| anyhow::anyhow!("HEDGE_CENTER_TOKENS: {e}"))?,
         );
     }
+    Tokens::new(entries.clone())
+        .check()
+        .context("refusing to start")?;
     let mut generated = None;
     if entries.is_empty() {
         let path = args.token_file.clone().unwrap_or_else(|| match &store {
             StoreLocation::Sqlite(p) => p.with_extension("token"),
             StoreLocation::Postgres { .. } => PathBuf::from("hedge-center.token"),
         });
-        entries.push(dev_admin_token(&path)?);
-        generated = Some(path);
+        let (entry, unwritten) = dev_admin_token(&path)?;
+        entries.push(entry);
+        generated = Some(GeneratedToken { path, unwritten });
+    }
+    let sse_heartbeat = Duration::from_secs(args.sse_heartbeat_secs.max(1));
+    let limits = ConnLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        max_connections: args.max_connections,
+        allowed_hosts: AllowedHosts::new(
+            args.allowed_hosts
+                .iter()
+                .chain(&file.allowed_hosts)
+                .cloned(),
+        ),
+    };
+    if limits.idle_timeout <= sse_heartbeat {
+        anyhow::bail!(
+            "--idle-timeout-secs ({}) must be longer than --sse-heartbeat-secs ({}), or event streams would be closed between heartbeats",
+            limits.idle_timeout.as_secs(),
+            sse_heartbeat.as_secs()
+        );
     }
     let config = CenterConfig {
         store,
@@ -152,10 +217,17 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<PathBuf
             .legacy_listen
             .or(file.legacy_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
-        sse_heartbeat: Duration::from_secs(args.sse_heartbeat_secs.max(1)),
+        legacy_token: args
+            .legacy_token
+            .as_deref()
+            .map(LegacyToken::new)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--legacy-token: {e}"))?,
+        sse_heartbeat,
         synchronous: args.synchronous,
         status_retention: (args.status_retention_days > 0)
             .then(|| Duration::from_secs(args.status_retention_days.saturating_mul(24 * 3600))),
+        limits,
     };
     Ok((config, generated))
 }
@@ -176,14 +248,20 @@ pub async fn run(args: CenterArgs) -> anyhow::Result<()> {
     };
     let token_count = config.tokens.len();
     let mut handle = CenterServer::start(config).await?;
+    if let Some(token) = &generated {
+        if let Err(e) = token.write() {
+            handle.shutdown().await;
+            return Err(e);
+        }
+    }
     println!(
         "hedge center listening on {} (store: {where_}, {token_count} token(s))",
         handle.url()
     );
-    if let Some(path) = generated {
+    if let Some(token) = generated {
         println!(
             "no tokens configured: using the admin token in {} (configure tokens with --config or HEDGE_CENTER_TOKENS)",
-            path.display()
+            token.path.display()
         );
     }
     if let Some(addr) = handle.legacy_addr {

@@ -10,16 +10,59 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use bytes::Bytes;
 use hedge_center_api::model::{Event, PageQuery};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+
+/// Open streams one token may hold: a dashboard or two and a hedger, with room for reconnects.
+pub const MAX_STREAMS_PER_TOKEN: usize = 8;
+
+/// Replays reading the log at once; the others wait their turn, page by page, so that many
+/// streams opened from the start of the log cannot take every core and store connection.
+const REPLAY_READERS: usize = 4;
+
+/// Events read per replay page.
+const REPLAY_PAGE: u32 = 100;
+
+/// Frames buffered per stream. With [`REPLAY_PAGE`] this bounds what a subscriber that stopped
+/// reading costs: the replay waits for it instead of reading on.
+const STREAM_BUFFER: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("token {token} already has {MAX_STREAMS_PER_TOKEN} event streams open; close one first")]
+pub struct TooManyStreams {
+    pub token: String,
+}
 
 pub struct Hub {
     tx: broadcast::Sender<Arc<Event>>,
     store: Store,
     metrics: Arc<Metrics>,
     heartbeat: Duration,
+    /// Open streams per token name.
+    open: Mutex<HashMap<String, usize>>,
+    replay_readers: Semaphore,
+}
+
+/// One open stream of a token; counted until dropped.
+struct StreamSlot {
+    hub: Arc<Hub>,
+    token: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.hub.open.lock();
+        if let Some(n) = open.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -36,6 +79,8 @@ impl Hub {
             store: store.clone(),
             metrics,
             heartbeat,
+            open: Mutex::new(HashMap::new()),
+            replay_readers: Semaphore::new(REPLAY_READERS),
         });
         let mut last = store.last_event_id().await?;
         let tailer = hub.clone();
@@ -82,29 +127,51 @@ impl Hub {
         Ok(hub)
     }
 
-    /// A `text/event-stream` body of the events after `after`, then live.
-    pub fn stream(self: &Arc<Self>, after: u64) -> mpsc::Receiver<Bytes> {
-        let (out, rx) = mpsc::channel::<Bytes>(256);
+    /// A `text/event-stream` body of the events after `after`, then live, for the token named
+    /// `token`, unless it already holds [`MAX_STREAMS_PER_TOKEN`] streams.
+    pub fn stream(
+        self: &Arc<Self>,
+        token: &str,
+        after: u64,
+    ) -> Result<mpsc::Receiver<Bytes>, TooManyStreams> {
+        let slot = {
+            let mut open = self.open.lock();
+            let n = open.entry(token.to_owned()).or_insert(0);
+            if *n >= MAX_STREAMS_PER_TOKEN {
+                return Err(TooManyStreams {
+                    token: token.to_owned(),
+                });
+            }
+            *n += 1;
+            StreamSlot {
+                hub: self.clone(),
+                token: token.to_owned(),
+            }
+        };
+        let (out, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let hub = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             hub.metrics.sse_subscribers.fetch_add(1, Ordering::Relaxed);
             let _ = hub.serve(after, out).await;
             hub.metrics.sse_subscribers.fetch_sub(1, Ordering::Relaxed);
         });
-        rx
+        Ok(rx)
     }
 
     async fn replay(&self, last: &mut u64, out: &mpsc::Sender<Bytes>) -> Result<(), ()> {
         loop {
-            let page = self
-                .store
-                .events(PageQuery {
-                    after: Some(*last),
-                    limit: Some(500),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|_| ())?;
+            let page = {
+                let _reader = self.replay_readers.acquire().await.map_err(|_| ())?;
+                self.store
+                    .events(PageQuery {
+                        after: Some(*last),
+                        limit: Some(REPLAY_PAGE),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|_| ())?
+            };
             for event in &page.items {
                 *last = event.id;
                 out.send(frame(event)).await.map_err(|_| ())?;

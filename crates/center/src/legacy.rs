@@ -7,28 +7,120 @@
 //! point, and bad input is a 422 naming the field, with nothing stored.
 
 use crate::api::{json_body, AppState, Failure};
-use crate::positions::{check_symbol, units_volume, volume_units};
+use crate::positions::{check_exact_numbers, check_key, check_symbol, units_volume, volume_units};
 use crate::store::logic::now_ms;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hedge_domain::num::parse_decimal;
 use hedge_domain::{Side, Volume};
+use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Largest accepted `new_position` body.
 pub const MAX_LEGACY_BODY: usize = 16 * 1024;
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// Idempotency keys of legacy writes remembered (the oldest forgotten first).
+pub const LEGACY_KEYS_KEPT: usize = 10_000;
+
+/// The secret the legacy endpoints require when set; never printed.
+#[derive(Clone)]
+pub struct LegacyToken(Vec<u8>);
+
+impl LegacyToken {
+    pub fn new(secret: &str) -> Result<Self, String> {
+        crate::auth::TokenEntry::new("legacy", crate::auth::Role::Viewer, secret)?;
+        Ok(LegacyToken(secret.as_bytes().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for LegacyToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LegacyToken(..)")
+    }
+}
+
+/// The legacy endpoints' own state: the center's, the optional token, the remembered keys.
+pub struct LegacyState {
+    app: Arc<AppState>,
+    token: Option<Vec<u8>>,
+    /// Held across the store write of a keyed request, so that two requests with one key cannot
+    /// both be stored. Unkeyed requests do not take it.
+    keys: tokio::sync::Mutex<KeyCache>,
+}
+
+/// Answers to keyed writes, in memory: they last as long as the process, which covers a client
+/// resending after a lost answer; a durable record would need the store.
+#[derive(Default)]
+struct KeyCache {
+    requests: HashMap<String, NewPosition>,
+    order: VecDeque<String>,
+}
+
+impl KeyCache {
+    fn remember(&mut self, key: String, request: NewPosition) {
+        if self.order.len() >= LEGACY_KEYS_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.requests.remove(&oldest);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.requests.insert(key, request);
+    }
+}
+
+/// The legacy router. With `token`, every request must present it, as a bearer token or, for
+/// scripts that can only change the URL, as `?token=`.
+pub fn router(app: Arc<AppState>, token: Option<LegacyToken>) -> Router {
+    let state = Arc::new(LegacyState {
+        app,
+        token: token.map(|t| t.0),
+        keys: tokio::sync::Mutex::new(KeyCache::default()),
+    });
     Router::new()
         .route("/new_position/", get(new_position))
         .route("/new_position", get(new_position))
         .route("/all_positions/", get(all_positions))
         .route("/all_positions", get(all_positions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+/// The token a legacy request presents, from `Authorization: Bearer` or the `token` parameter.
+fn presented_token(req: &Request) -> Option<&[u8]> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        return value.as_bytes().strip_prefix(b"Bearer ");
+    }
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::as_bytes)
+}
+
+async fn require_token(State(s): State<Arc<LegacyState>>, req: Request, next: Next) -> Response {
+    let Some(expected) = &s.token else {
+        return next.run(req).await;
+    };
+    let ok = presented_token(&req).is_some_and(|t| bool::from(t.ct_eq(expected)));
+    if !ok {
+        return Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the legacy endpoints need the legacy token (Authorization: Bearer, or ?token=)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A validated `new_position` request.
@@ -39,45 +131,60 @@ pub struct NewPosition {
     pub side: Side,
 }
 
+/// The body as sent; derived so that a key given twice is refused, as `/v1` does (a generic JSON
+/// object would keep the last value).
+#[derive(Deserialize)]
+struct RawNewPosition {
+    symbol: Option<serde_json::Value>,
+    volume: Option<serde_json::Value>,
+    side: Option<serde_json::Value>,
+}
+
+fn decode_body(body: &[u8]) -> Result<RawNewPosition, Failure> {
+    check_exact_numbers(body).map_err(|r| {
+        let mut f = Failure::from(r);
+        f.body.field = Some("volume".into());
+        f
+    })?;
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        match text
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, _)) => Failure::invalid(
+                Some(field),
+                format!("{field} appears more than once in the body"),
+            ),
+            None => Failure::invalid(Some("body"), "body must be a JSON object"),
+        }
+    })
+}
+
 /// Parses and checks a `new_position` body.
 pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| Failure::invalid(Some("body"), "body must be a JSON object"))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| Failure::invalid(Some("body"), "body must be a JSON object"))?;
-    let symbol = match object.get("symbol") {
+    let raw = decode_body(body)?;
+    let symbol = match raw.symbol {
         None => return Err(Failure::invalid(Some("symbol"), "symbol is required")),
-        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::String(s)) => s,
         Some(_) => return Err(Failure::invalid(Some("symbol"), "symbol must be a string")),
     };
     check_symbol(&symbol, "symbol").map_err(Failure::from)?;
-    let volume = match object.get("volume") {
+    let bad_volume = || Failure::invalid(Some("volume"), "volume must be a positive number");
+    let volume = match raw.volume {
         None => return Err(Failure::invalid(Some("volume"), "volume is required")),
         Some(serde_json::Value::Number(n)) => parse_decimal(&n.to_string())
             .map(|d| Volume(d.normalize()))
-            .ok_or_else(|| Failure::invalid(Some("volume"), "volume must be a positive number"))?,
-        Some(_) => {
-            return Err(Failure::invalid(
-                Some("volume"),
-                "volume must be a positive number",
-            ))
-        }
+            .ok_or_else(bad_volume)?,
+        Some(_) => return Err(bad_volume()),
     };
     if !volume.is_positive() {
-        return Err(Failure::invalid(
-            Some("volume"),
-            "volume must be a positive number",
-        ));
+        return Err(bad_volume());
     }
-    let units = volume_units(volume, "volume").map_err(Failure::from)?;
-    if units == 0 {
-        return Err(Failure::invalid(
-            Some("volume"),
-            "volume must be a positive number",
-        ));
+    if volume_units(volume, "volume").map_err(Failure::from)? == 0 {
+        return Err(bad_volume());
     }
-    let side = match object.get("side") {
+    let side = match raw.side {
         None => return Err(Failure::invalid(Some("side"), "side is required")),
         Some(v) => v
             .as_u64()
@@ -92,7 +199,40 @@ pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
     })
 }
 
-async fn new_position(State(s): State<Arc<AppState>>, body: Body) -> Result<Response, Failure> {
+/// The optional `Idempotency-Key` of a legacy write.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Failure> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        Failure::invalid(
+            Some("Idempotency-Key"),
+            "Idempotency-Key must be visible ASCII characters without spaces",
+        )
+    })?;
+    check_key(key).map_err(|r| {
+        let mut f = Failure::from(r);
+        f.body.field = Some("Idempotency-Key".into());
+        f
+    })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn success(replayed: bool) -> Response {
+    let mut resp = json_body(StatusCode::OK, br#"{"message":"success"}"#.as_slice());
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replay", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+async fn new_position(
+    State(s): State<Arc<LegacyState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let key = idempotency_key(&headers)?;
     let bytes = crate::api::read_limited(body, MAX_LEGACY_BODY)
         .await
         .ok_or_else(|| {
@@ -102,13 +242,31 @@ async fn new_position(State(s): State<Arc<AppState>>, body: Body) -> Result<Resp
             )
         })?;
     let p = parse_new_position(&bytes)?;
-    s.store
+    let Some(key) = key else {
+        store(&s.app, p).await?;
+        return Ok(success(false));
+    };
+    let mut keys = s.keys.lock().await;
+    if let Some(first) = keys.requests.get(&key) {
+        if *first == p {
+            return Ok(success(true));
+        }
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this Idempotency-Key was already used for another position",
+        ));
+    }
+    store(&s.app, p.clone()).await?;
+    keys.remember(key, p);
+    Ok(success(false))
+}
+
+async fn store(app: &AppState, p: NewPosition) -> Result<(), Failure> {
+    app.store
         .legacy_report("legacy".into(), p.symbol, p.side, p.volume, now_ms())
         .await?;
-    Ok(json_body(
-        StatusCode::OK,
-        br#"{"message":"success"}"#.as_slice(),
-    ))
+    Ok(())
 }
 
 /// `{"EURUSD":{"volume":0.3,"side":0}}` from the netted book.
@@ -131,8 +289,9 @@ pub fn render_book(book: &[(String, i64)]) -> String {
     out
 }
 
-async fn all_positions(State(s): State<Arc<AppState>>) -> Result<Response, Failure> {
+async fn all_positions(State(s): State<Arc<LegacyState>>) -> Result<Response, Failure> {
     let body = s
+        .app
         .store
         .legacy_book_answer(|book| {
             let inner = render_book(book);
@@ -191,5 +350,60 @@ mod tests {
         assert_eq!(field(r#"{"symbol":"EURUSD","volume":0.1}"#), "side");
         let ok = parse_new_position(br#"{"symbol":"EURUSD","volume":0.1,"side":1}"#).unwrap();
         assert_eq!(ok.side, Side::Sell);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let err = parse_new_position(br#"{"symbol":"EURUSD","volume":0.1,"volume":5,"side":0}"#)
+            .unwrap_err();
+        assert_eq!(err.body.field.as_deref(), Some("volume"));
+        assert!(
+            err.body.message.contains("more than once"),
+            "{}",
+            err.body.message
+        );
+    }
+
+    #[test]
+    fn a_volume_with_more_digits_than_a_double_is_refused() {
+        let err =
+            parse_new_position(br#"{"symbol":"EURUSD","volume":0.10000000000000000001,"side":0}"#)
+                .unwrap_err();
+        assert_eq!(err.body.field.as_deref(), Some("volume"));
+        assert!(
+            err.body.message.contains("cannot be read exactly"),
+            "{}",
+            err.body.message
+        );
+    }
+
+    #[test]
+    fn invisible_characters_in_a_symbol_are_refused() {
+        for body in [
+            r#"{"symbol":"EUR\u200bUSD","volume":0.1,"side":0}"#,
+            r#"{"symbol":"EUR\u202eDSU","volume":0.1,"side":0}"#,
+        ] {
+            let err = parse_new_position(body.as_bytes()).unwrap_err();
+            assert_eq!(err.body.field.as_deref(), Some("symbol"), "{body}");
+        }
+        assert!(parse_new_position(br##"{"symbol":"#AAPL.m","volume":0.1,"side":0}"##).is_ok());
+    }
+
+    #[test]
+    fn the_token_is_taken_from_the_header_or_the_query() {
+        let req = |uri: &str, auth: Option<&str>| {
+            let mut b = axum::http::Request::builder().uri(uri);
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let r = req("/all_positions/?x=1&token=abc", None);
+        assert_eq!(presented_token(&r), Some(b"abc".as_slice()));
+        let r = req("/all_positions/", Some("Bearer xyz"));
+        assert_eq!(presented_token(&r), Some(b"xyz".as_slice()));
+        let r = req("/all_positions/", Some("Basic xyz"));
+        assert_eq!(presented_token(&r), None);
+        assert_eq!(presented_token(&req("/all_positions/", None)), None);
     }
 }

@@ -83,13 +83,45 @@ pub fn check_symbol(symbol: &str, field: &str) -> Result<(), Refusal> {
     if symbol.len() > MAX_SYMBOL_LEN {
         return Err(Refusal::invalid(field, format!("{field} is too long")));
     }
-    if symbol.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Only what brokers put in symbol names: an invisible character would make a second book
+    // that displays exactly like the first.
+    if let Some(c) = symbol
+        .chars()
+        .find(|c| !hedge_domain::text::is_symbol_char(*c))
+    {
         return Err(Refusal::invalid(
             field,
-            format!("{field} must not contain spaces or control characters"),
+            format!(
+                "{field} may hold only ASCII letters, digits and {} ({} is not one of them)",
+                hedge_domain::text::SYMBOL_PUNCTUATION,
+                c.escape_unicode()
+            ),
         ));
     }
     Ok(())
+}
+
+/// Refuses a JSON body holding a number that reading would round (more significant digits than
+/// a `f64` keeps): `0.10000000000000000001` must not quietly become `0.1` when the same text in a
+/// string is refused.
+pub fn check_exact_numbers(body: &[u8]) -> Result<(), Refusal> {
+    match hedge_domain::json::inexact_number(body) {
+        None => Ok(()),
+        Some(number) => {
+            let shown: String = number.chars().take(40).collect();
+            let more = if shown.len() < number.len() {
+                "…"
+            } else {
+                ""
+            };
+            Err(Refusal::invalid(
+                "body",
+                format!(
+                    "number {shown}{more} cannot be read exactly: write it with at most 15 significant digits"
+                ),
+            ))
+        }
+    }
 }
 
 /// Checks an idempotency key: not blank, at most [`MAX_KEY_LEN`] bytes.
@@ -135,6 +167,19 @@ pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
     check_key(report.idempotency_key.as_str())?;
     if report.comment.len() > MAX_COMMENT_LEN {
         return Err(Refusal::invalid("comment", "comment is too long"));
+    }
+    if let Some(c) = report
+        .comment
+        .chars()
+        .find(|c| hedge_domain::text::is_invisible(*c))
+    {
+        return Err(Refusal::invalid(
+            "comment",
+            format!(
+                "comment must not hold control or invisible characters ({} is one)",
+                c.escape_unicode()
+            ),
+        ));
     }
     check_position_ref(report.login, report.position_id)?;
     if report.seq > i64::MAX as u64 {

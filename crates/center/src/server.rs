@@ -4,6 +4,7 @@ use crate::api::{self, AppState};
 use crate::auth::Tokens;
 use crate::events::Hub;
 use crate::legacy;
+use crate::limits::{self, ConnLimits, Slots};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreLocation};
 use std::net::SocketAddr;
@@ -22,12 +23,16 @@ pub struct CenterConfig {
     /// otherwise only on `legacy_listen` (loopback by default), never on a public address.
     pub legacy: bool,
     pub legacy_listen: SocketAddr,
+    /// Required by the legacy endpoints when set; needed to serve them on a non-loopback address.
+    pub legacy_token: Option<legacy::LegacyToken>,
     /// Interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
     /// SQLite commit durability (FULL by default).
     pub synchronous: crate::store::Synchronous,
     /// How long status heartbeat events are kept; `None` keeps them forever.
     pub status_retention: Option<Duration>,
+    /// Timeouts and connection cap of the listeners.
+    pub limits: ConnLimits,
 }
 
 impl CenterConfig {
@@ -39,9 +44,11 @@ impl CenterConfig {
             tokens,
             legacy: false,
             legacy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            legacy_token: None,
             sse_heartbeat: Duration::from_secs(15),
             synchronous: crate::store::Synchronous::Full,
             status_retention: Some(DEFAULT_STATUS_RETENTION),
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -102,6 +109,18 @@ fn spawn_pruner(
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("invalid tokens: {0}")]
+    Tokens(#[from] crate::auth::TokenError),
+    #[error(
+        "the legacy endpoints would be served on {0}, which is not a loopback address: \
+         set a legacy token (--legacy-token) or use a loopback --legacy-listen"
+    )]
+    LegacyPublic(SocketAddr),
+    #[error("cannot prepare the database file {path}: {source}")]
+    DbFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot start the event stream: {0}")]
@@ -148,11 +167,67 @@ impl CenterHandle {
     }
 }
 
+async fn bind(at: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr: at, source };
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, addr))
+}
+
+/// Makes the SQLite database owner-only before SQLite opens it: SQLite gives its `-wal` and
+/// `-shm` files the database's mode, so they follow. Files left by an older version are
+/// tightened too.
+#[cfg(unix)]
+fn private_db_files(db: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_db_files(_db: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The center as a library.
 pub struct CenterServer;
 
 impl CenterServer {
     pub async fn start(config: CenterConfig) -> Result<CenterHandle, StartError> {
+        config.tokens.check()?;
+        // Where the legacy endpoints go: beside `/v1` on a loopback address, else on their own.
+        let legacy_apart = config.legacy && !config.listen.ip().is_loopback();
+        if legacy_apart && !config.legacy_listen.ip().is_loopback() && config.legacy_token.is_none()
+        {
+            return Err(StartError::LegacyPublic(config.legacy_listen));
+        }
+        // Bound before the store is touched: a busy port must not leave a migrated database.
+        let (listener, addr) = bind(config.listen).await?;
+        let legacy_listener = match legacy_apart {
+            true => Some(bind(config.legacy_listen).await?),
+            false => None,
+        };
+        if let StoreLocation::Sqlite(path) = &config.store {
+            private_db_files(path).map_err(|source| StartError::DbFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let store = Store::open_with(&config.store, config.synchronous).await?;
         let metrics = Arc::new(Metrics::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -171,42 +246,35 @@ impl CenterServer {
             metrics,
             legacy: config.legacy,
         });
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let mut app = api::router(state.clone());
         let mut tasks = Vec::new();
+        let slots = Slots::new(&config.limits);
         let mut legacy_addr = None;
-        if config.legacy {
-            if addr.ip().is_loopback() {
-                app = legacy::router(state.clone()).merge(app);
-                legacy_addr = Some(addr);
-            } else {
-                let l = tokio::net::TcpListener::bind(config.legacy_listen)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        addr: config.legacy_listen,
-                        source,
-                    })?;
-                legacy_addr = Some(l.local_addr().map_err(|source| StartError::Bind {
-                    addr: config.legacy_listen,
-                    source,
-                })?);
-                tasks.push(serve(l, legacy::router(state.clone()), shutdown_rx.clone()));
-            }
+        let legacy_app = || legacy::router(state.clone(), config.legacy_token.clone());
+        if let Some((l, at)) = legacy_listener {
+            legacy_addr = Some(at);
+            tasks.push(limits::serve(
+                l,
+                legacy_app(),
+                config.limits.clone(),
+                slots.clone(),
+                shutdown_rx.clone(),
+            ));
+        } else if config.legacy {
+            app = legacy_app().merge(app);
+            legacy_addr = Some(addr);
         }
         if let Some(retention) = config.status_retention {
             // Not in `tasks`: shutdown waits for the servers, the pruner just stops.
             spawn_pruner(store.clone(), retention, shutdown_rx.clone());
         }
-        tasks.push(serve(listener, app, shutdown_rx));
+        tasks.push(limits::serve(
+            listener,
+            app,
+            config.limits.clone(),
+            slots,
+            shutdown_rx,
+        ));
         Ok(CenterHandle {
             addr,
             legacy_addr,
@@ -216,23 +284,6 @@ impl CenterServer {
             tasks,
         })
     }
-}
-
-fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "server stopped");
-        }
-    })
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@
 //! [`SymbolMap`] translates between canonical names (`EURUSD`) and each broker's (`EURUSD.r`, `GOLD`).
 
 pub mod ids;
+pub mod json;
 pub mod mt5;
 pub mod num;
 pub mod retcode;
 pub mod side;
 pub mod symbol;
 pub mod symbol_map;
+pub mod text;
 
 pub use ids::{CmdId, DealTicket, Login, Magic, OrderTicket, PositionId};
 pub use mt5::{
