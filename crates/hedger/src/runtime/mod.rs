@@ -10,13 +10,14 @@
 //! outbox. Executed hedges the center does not know yet are recorded, and only then does the hedger
 //! act; the planner subtracts everything executed from each plan item, so nothing is hedged twice.
 
-use crate::account::{fill_from_deal, trigger_of, vanished, watched_positions, Trigger};
-use crate::execution::{Breakers, Failure};
-use crate::executor::{command_of, execute_leg, LegOutcome, LegReport, OrderSettings};
-use crate::ledger::HedgeLedger;
+use crate::account_view::{fill_from_deal, trigger_of, vanished, watched_positions, Trigger};
+use crate::netting_hedges::HedgeLedger;
+use crate::orders::{execute_leg, LegOutcome, LegReport, OrderSettings};
 use crate::planner::{self, AccountView, HedgeBook, HeldPosition, Leg, PlanItem};
 use crate::probe::{Probe, Stage};
 use crate::records::{executed_record, reduce_targets, HoldingSnapshot};
+use crate::retry::{Breakers, Failure};
+use crate::tag::command_of;
 use crate::tag::PlanItemId;
 use futures::FutureExt;
 use hedge_agent::center::{from_client_error, parse_item, queue_registration, CenterDelivery};
@@ -651,7 +652,7 @@ impl Hedger {
         self.terminal.with_state(|s| {
             s.positions
                 .values()
-                .map(crate::account::held_position)
+                .map(crate::account_view::held_position)
                 .collect()
         })
     }
@@ -1387,7 +1388,7 @@ impl Hedger {
             // On a netting account only a linked order closes this hedge and no other; a ticket
             // the link format cannot carry is refused rather than closed by a plain order.
             let link = if self.netting {
-                match crate::ledger::close_link(OrderTicket(p.id.0)) {
+                match crate::tag::close_link(OrderTicket(p.id.0)) {
                     Ok(m) => Some(m),
                     Err(e) => return Ok(Some(failed(None, format!("cannot link the close: {e}")))),
                 }
