@@ -7,7 +7,7 @@
 
 use crate::account_view::fill_from_deal;
 use crate::netting_hedges::HedgeLedger;
-use crate::planner::{HedgeBook, HeldPosition};
+use crate::planner::{Fill, HedgeBook, HeldPosition};
 use crate::records::executed_record;
 use crate::tag::{command_of, PlanItemId};
 use hedge_agent::netting::NettingError;
@@ -200,6 +200,11 @@ impl HedgerState {
         }
     }
 
+    /// The fills that opened an item's hedge (its reductions are recorded as holdings).
+    fn opening_fills(&self, item: PlanItemId) -> impl Iterator<Item = &Fill> {
+        self.book.fills(item).iter().filter(|f| !f.closing)
+    }
+
     /// The record of an executed item, unless it has one already.
     pub(super) fn execution_record(
         &self,
@@ -212,13 +217,7 @@ impl HedgerState {
         if self.recorded_items.contains(&item) {
             return None;
         }
-        let fills: Vec<_> = self
-            .book
-            .fills(item)
-            .iter()
-            .filter(|f| !f.closing)
-            .cloned()
-            .collect();
+        let fills: Vec<Fill> = self.opening_fills(item).cloned().collect();
         let mut record = executed_record(
             login,
             item,
@@ -236,13 +235,7 @@ impl HedgerState {
 
     /// The record of an executed item is queued.
     pub(super) fn execution_recorded(&mut self, item: PlanItemId) {
-        let deals: Vec<DealTicket> = self
-            .book
-            .fills(item)
-            .iter()
-            .filter(|f| !f.closing)
-            .map(|f| f.deal)
-            .collect();
+        let deals: Vec<DealTicket> = self.opening_fills(item).map(|f| f.deal).collect();
         for deal in deals {
             self.book.mark_recorded(deal);
         }
