@@ -10,8 +10,8 @@
 //! outbox. Executed hedges the center does not know yet are recorded, and only then does the hedger
 //! act; the planner subtracts everything executed from each plan item, so nothing is hedged twice.
 //!
-//! The bookkeeping between reactions is [`HedgerState`], with no I/O; [`Hedger`] owns the
-//! connections and carries out what it decides.
+//! The bookkeeping between reactions is `HedgerState` (`state.rs`), with no I/O; [`Hedger`] owns
+//! the connections and carries out what it decides.
 
 mod act;
 mod commands;
@@ -29,7 +29,6 @@ pub use delivery::{all_hedges, open_hedges, CommandAnswer, HedgeDelivery};
 pub use events::{HedgerEvent, OrderEvent};
 pub use options::{HedgerOptions, Mode};
 pub use plan::{follow_plan, PlanHolder};
-pub use state::HedgerState;
 
 use crate::account_view::{trigger_of, vanished, watched_positions};
 use crate::planner::{HedgeBook, HeldPosition};
@@ -40,6 +39,7 @@ use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{AccountRegistration, AccountRole};
 use hedge_domain::{CmdId, SymbolSpec};
 use hedge_protocol::{Terminal, TerminalEvent};
+use state::HedgerState;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -71,7 +71,7 @@ impl SeenDeals {
 
 /// What the hedger knows between reactions.
 #[derive(Default)]
-pub struct HedgerState {
+pub(super) struct HedgerState {
     /// The fills seen so far, what the center recorded and what is in flight.
     pub(super) book: HedgeBook,
     pub(super) netting: bool,
