@@ -12,7 +12,7 @@ use hedge_center::server::{CenterConfig, CenterServer};
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{Event, EventKind, HedgePlan};
 use hedge_domain::{AccountMarginMode, Login, Magic, Side, SymbolMap, Volume};
-use hedge_hedger::agent::{
+use hedge_hedger::runtime::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
 use hedge_protocol::{TerminalConfig, TerminalListener};

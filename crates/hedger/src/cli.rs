@@ -1,9 +1,9 @@
 //! `hedge hedger`: the prototype's positional arguments (or flags and a config file), then the
-//! runtime in [`crate::agent`].
+//! runtime in [`crate::runtime`].
 
-use crate::agent::{follow_plan, HedgeDelivery, Hedger, HedgerOptions, Mode, PlanHolder};
-use crate::execution::RetryPolicy;
-use crate::executor::OrderSettings;
+use crate::orders::OrderSettings;
+use crate::retry::RetryPolicy;
+use crate::runtime::{follow_plan, HedgeDelivery, Hedger, HedgerOptions, Mode, PlanHolder};
 use anyhow::Context;
 use hedge_agent::outbox::{Backoff, Outbox};
 use hedge_agent::{AgentArgs, Session};

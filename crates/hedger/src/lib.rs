@@ -3,17 +3,17 @@
 //! The plan is held in memory and kept current from the center's event stream, so that when the
 //! trigger arrives (one of the hedge account's positions closes, in `trigger` mode) or the plan
 //! changes (in `mirror` mode) the orders go out without waiting on a request. Deciding what to send
-//! is pure ([`planner`], [`execution`]); every order carries its plan item id in its magic, comment
+//! is pure ([`planner`], [`retry`]); every order carries its plan item id in its magic, comment
 //! and command id ([`tag`]), so that after a restart the agent matches what the account holds against
 //! what the center recorded before it acts, and never hedges twice.
 
-pub mod account;
-pub mod agent;
+pub mod account_view;
 pub mod cli;
-pub mod execution;
-pub mod executor;
-pub mod ledger;
+pub mod netting_hedges;
+pub mod orders;
 pub mod planner;
 pub mod probe;
 pub mod records;
+pub mod retry;
+pub mod runtime;
 pub mod tag;

@@ -306,7 +306,7 @@ pub fn plan(
             // On a netting account the reduction is linked to the hedge's opening order (the
             // ledger's position id); a ticket the link cannot carry is left alone.
             let link = if account.netting {
-                match crate::ledger::close_link(OrderTicket(p.id.0)) {
+                match crate::tag::close_link(OrderTicket(p.id.0)) {
                     Ok(m) => Some(m),
                     Err(_) => continue,
                 }

@@ -7,7 +7,8 @@
 //! magic too), and the command id (the terminal executes a command id at most once, so a resend after
 //! a reconnect is answered from its memory instead of trading again).
 
-use hedge_domain::{CmdId, Magic};
+use hedge_domain::{CmdId, Magic, OrderTicket};
+use hedge_ledger::{CodecError, LinkKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -98,6 +99,29 @@ pub fn item_from_comment(comment: &str) -> Option<PlanItemId> {
 /// comment when the magic was lost (a manual copy, a terminal that does not keep it).
 pub fn item_of(magic: Magic, comment: &str) -> Option<PlanItemId> {
     item_from_magic(magic).or_else(|| item_from_comment(comment))
+}
+
+/// The comment of an order carrying out operator command `id`: how a restart sees on the account
+/// that the command already ran.
+pub fn command_comment(id: u64) -> String {
+    format!("{COMMAND_PREFIX}{id}")
+}
+
+pub const COMMAND_PREFIX: &str = "cmd:";
+
+/// The operator command an order's comment names, if any.
+pub fn command_of(comment: &str) -> Option<u64> {
+    let rest = comment.trim().strip_prefix(COMMAND_PREFIX)?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The magic of an order that reduces or closes the hedge opened by `opening` (the ledger's market
+/// link). Tickets beyond the link format's range are refused rather than encoded wrongly.
+pub fn close_link(opening: OrderTicket) -> Result<Magic, CodecError> {
+    hedge_ledger::encode(opening, LinkKind::Market)
 }
 
 #[cfg(test)]

@@ -604,7 +604,7 @@ async fn an_operator_retry_resets_the_breaker_and_hedges_the_failed_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_netting_hedge_account_keeps_each_hedge_as_its_own_ledger_position() {
     use hedge_center_api::model::{ActionRequest, CommandStatus};
-    use hedge_hedger::ledger::HedgeLedger;
+    use hedge_hedger::netting_hedges::HedgeLedger;
     let setup = || Setup {
         mode: Mode::Mirror,
         netting: true,

@@ -503,7 +503,7 @@ async fn retry_halted(
         if halted.is_empty() {
             continue;
         }
-        let Ok(hedges) = hedge_hedger::agent::all_hedges(admin, login, None).await else {
+        let Ok(hedges) = hedge_hedger::runtime::all_hedges(admin, login, None).await else {
             continue;
         };
         for symbol in halted {
@@ -617,7 +617,7 @@ async fn observe(
             deals: t.deals(),
         });
         o.center_hedges
-            .extend(hedge_hedger::agent::all_hedges(&system.admin, Login(h.login), None).await?);
+            .extend(hedge_hedger::runtime::all_hedges(&system.admin, Login(h.login), None).await?);
         plans.push(system.admin.plan(Login(h.login)).await?);
     }
     o.plans = plans;

@@ -370,7 +370,7 @@ pub fn no_double_hedge(o: &Observed) -> Verdict {
             }
             if let Some(item) = hedge_hedger::tag::item_of(d.magic, &d.comment) {
                 *by_item.entry((h.login, item.0)).or_insert(Volume::ZERO) += d.volume;
-            } else if hedge_hedger::executor::command_of(&d.comment).is_none() {
+            } else if hedge_hedger::tag::command_of(&d.comment).is_none() {
                 details.push(format!(
                     "{} deal #{} ({} {} {}) has no plan item and no command",
                     h.login, d.ticket, d.deal_type, d.volume, d.symbol

@@ -10,7 +10,7 @@ use hedge_center::server::{CenterConfig, CenterHandle, CenterServer};
 use hedge_domain::{
     AccountMarginMode, FillingModes, Login, Magic, PositionId, Side, SymbolMap, Volume,
 };
-use hedge_hedger::agent::{
+use hedge_hedger::runtime::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
 use hedge_hedger::probe::Probe;
@@ -392,7 +392,7 @@ impl World {
     }
 
     async fn hedges(&self) -> Vec<hedge_center_api::model::Hedge> {
-        hedge_hedger::agent::all_hedges(&self.admin, HEDGE, None)
+        hedge_hedger::runtime::all_hedges(&self.admin, HEDGE, None)
             .await
             .unwrap()
     }

@@ -12,17 +12,11 @@ use crate::planner::HeldPosition;
 use crate::tag::item_from_magic;
 use hedge_agent::netting::{NettingBook, NettingError};
 use hedge_domain::{
-    AccountMarginMode, DealReason, DealTicket, Login, Magic, OrderTicket, PositionId, Side, Volume,
+    AccountMarginMode, DealReason, DealTicket, Login, OrderTicket, PositionId, Side, Volume,
 };
-use hedge_ledger::{CodecError, LinkKind, PairingMode};
+use hedge_ledger::PairingMode;
 use hedge_protocol::{DealRecord, OrderRecord, Tx};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The magic of an order that reduces or closes the hedge opened by `opening` (the ledger's market
-/// link). Tickets beyond the link format's range are refused rather than encoded wrongly.
-pub fn close_link(opening: OrderTicket) -> Result<Magic, CodecError> {
-    hedge_ledger::encode(opening, LinkKind::Market)
-}
 
 /// The account's orders and deals, and the ledger replayed from them.
 #[derive(Debug)]
@@ -188,8 +182,8 @@ impl HedgeLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tag::{HedgeTag, PlanItemId};
-    use hedge_domain::{DealEntry, DealReason, DealType, Price, TradeTransactionType};
+    use crate::tag::{close_link, HedgeTag, PlanItemId};
+    use hedge_domain::{DealEntry, DealReason, DealType, Magic, Price, TradeTransactionType};
     use rust_decimal::Decimal;
 
     fn lots(v: i64) -> Volume {

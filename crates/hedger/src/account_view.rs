@@ -1,7 +1,7 @@
 //! Reading the hedge account: protocol records turned into what the planner needs, and the trigger.
 
-use crate::executor::command_of;
 use crate::planner::{Fill, HeldPosition};
+use crate::tag::command_of;
 use crate::tag::item_of;
 use hedge_domain::{DealEntry, Magic, PositionId, TradeTransactionType};
 use hedge_protocol::{DealRecord, PositionRecord, Reply, TradeRequest, Tx};
@@ -221,7 +221,7 @@ mod tests {
         ))
         .is_none());
         // Linked reductions and operator closes are the hedger's own orders too.
-        let link = crate::ledger::close_link(OrderTicket(3)).unwrap();
+        let link = crate::tag::close_link(OrderTicket(3)).unwrap();
         assert!(trigger_of(&tx_with(deal(DealEntry::Out, link, ""), Volume::ZERO)).is_none());
         assert!(trigger_of(&tx_with(
             deal(DealEntry::Out, Magic(0), "cmd:9"),

@@ -1,9 +1,9 @@
 //! Sending legs to the terminal: the request each leg becomes, and the retry loop around it.
 
-use crate::account::fill_from_reply;
-use crate::execution::{Failure, Next, RetryPolicy};
+use crate::account_view::fill_from_reply;
 use crate::planner::{Fill, Leg};
-use crate::tag::{HedgeTag, ItemIdTooLarge};
+use crate::retry::{Failure, Next, RetryPolicy};
+use crate::tag::{command_comment, HedgeTag, ItemIdTooLarge};
 use hedge_agent::ExecMode;
 use hedge_domain::{CmdId, OrderFilling, OrderType, Price, Retcode, Side, SymbolSpec};
 use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
@@ -37,23 +37,6 @@ fn side_price(side: Side, bid: Price, ask: Price) -> Price {
         Side::Buy => ask,
         Side::Sell => bid,
     }
-}
-
-/// The comment of an order carrying out operator command `id`: how a restart sees on the account
-/// that the command already ran.
-pub fn command_comment(id: u64) -> String {
-    format!("{COMMAND_PREFIX}{id}")
-}
-
-pub const COMMAND_PREFIX: &str = "cmd:";
-
-/// The operator command an order's comment names, if any.
-pub fn command_of(comment: &str) -> Option<u64> {
-    let rest = comment.trim().strip_prefix(COMMAND_PREFIX)?;
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// The command id of one attempt of a leg: the terminal runs an id at most once. A leg sent again
@@ -266,7 +249,7 @@ pub async fn execute_leg(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tag::PlanItemId;
+    use crate::tag::{command_of, PlanItemId};
     use hedge_domain::{FillingModes, OrderFilling, PositionId, Volume};
     use rust_decimal_macros::dec;
 
@@ -290,7 +273,7 @@ mod tests {
     fn linked_and_command_legs_say_so_in_magic_comment_and_command_id() {
         let tag = HedgeTag::new(PlanItemId(4)).unwrap();
         let settings = OrderSettings::default();
-        let link = crate::ledger::close_link(hedge_domain::OrderTicket(55)).unwrap();
+        let link = crate::tag::close_link(hedge_domain::OrderTicket(55)).unwrap();
         let mut linked = leg(Side::Buy, None);
         linked.link = Some(link);
         let r = build_request(&linked, &tag, None, &settings, None);

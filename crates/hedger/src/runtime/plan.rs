@@ -1,0 +1,167 @@
+//! The plan held in memory and the task that keeps it current from the center's event stream.
+
+use super::HedgerEvent;
+use crate::probe::{Probe, Stage};
+use futures::FutureExt;
+use hedge_center_api::client::CenterClient;
+use hedge_center_api::model::{EventKind, HedgePlan};
+use hedge_domain::Login;
+use parking_lot::RwLock;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+
+/// The plan as last fetched, shared between the follower task and the runtime.
+#[derive(Default)]
+pub struct PlanHolder {
+    plan: RwLock<Option<HedgePlan>>,
+    pub(super) version: watch::Sender<u64>,
+    /// Bumped when the stream announces an operator command for this account.
+    pub(super) commands: watch::Sender<u64>,
+    probe: Option<Arc<Probe>>,
+}
+
+impl PlanHolder {
+    /// A holder whose follower and runtime record their stages in `probe` (benchmarks).
+    pub fn with_probe(probe: Arc<Probe>) -> Self {
+        PlanHolder {
+            probe: Some(probe),
+            ..PlanHolder::default()
+        }
+    }
+
+    fn command_issued(&self) {
+        self.commands.send_modify(|v| *v += 1);
+    }
+
+    pub(super) fn mark(&self, stage: Stage, key: u64, at: Instant) {
+        if let Some(p) = &self.probe {
+            p.record(stage, key, at);
+        }
+    }
+    pub fn get(&self) -> Option<HedgePlan> {
+        self.plan.read().clone()
+    }
+
+    pub(super) fn items(&self) -> Vec<hedge_center_api::model::PlanItem> {
+        self.plan
+            .read()
+            .as_ref()
+            .map(|p| p.items.clone())
+            .unwrap_or_default()
+    }
+
+    fn as_of(&self) -> Option<u64> {
+        self.plan.read().as_ref().map(|p| p.as_of_event_id)
+    }
+
+    /// Replaces the plan; true when its items changed.
+    pub(super) fn set(&self, plan: HedgePlan) -> bool {
+        let mut held = self.plan.write();
+        let changed = held.as_ref().map(|p| &p.items) != Some(&plan.items);
+        let newer = held
+            .as_ref()
+            .is_none_or(|p| plan.as_of_event_id >= p.as_of_event_id);
+        if newer {
+            *held = Some(plan);
+        }
+        drop(held);
+        if changed && newer {
+            if self.probe.is_some() {
+                let now = Instant::now();
+                for item in self.items() {
+                    self.mark(Stage::PlanHeld, item.id, now);
+                }
+            }
+            self.version.send_modify(|v| *v += 1);
+        }
+        changed && newer
+    }
+}
+
+/// Keeps `holder` current: the plan is fetched, then refetched after every event that can move it
+/// (several queued events cause one fetch), and every `refresh` in case the stream missed something
+/// across a reconnect. The subscription resumes from the plan's last event id.
+pub async fn follow_plan(
+    center: CenterClient,
+    login: Login,
+    holder: Arc<PlanHolder>,
+    refresh: Duration,
+    events: Option<broadcast::Sender<HedgerEvent>>,
+) {
+    let fetch = |holder: Arc<PlanHolder>| {
+        let center = center.clone();
+        let events = events.clone();
+        async move {
+            match center.plan(login).await {
+                Ok(plan) => {
+                    if holder.set(plan.clone()) {
+                        tracing::info!(
+                            items = plan.items.len(),
+                            as_of = plan.as_of_event_id,
+                            "hedge plan updated"
+                        );
+                        if let Some(tx) = &events {
+                            let _ = tx.send(HedgerEvent::Plan { plan });
+                        }
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "plan not available");
+                    false
+                }
+            }
+        }
+    };
+    while !fetch(holder.clone()).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        let mut sub = center.subscribe(holder.as_of());
+        let mut tick = tokio::time::interval(refresh);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                event = sub.next() => match event {
+                    Some(Ok(e)) => {
+                        holder.mark(Stage::EventReceived, e.id, Instant::now());
+                        let mut newest = e.kind.moves_plan().then_some(e.id);
+                        let mine = |e: &hedge_center_api::model::Event| {
+                            e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login)
+                        };
+                        let mut commands = mine(&e);
+                        // Take everything already queued, then fetch once.
+                        while let Some(Some(Ok(more))) = sub.next().now_or_never() {
+                            holder.mark(Stage::EventReceived, more.id, Instant::now());
+                            commands |= mine(&more);
+                            if more.kind.moves_plan() {
+                                newest = Some(more.id);
+                            }
+                        }
+                        if commands {
+                            holder.command_issued();
+                        }
+                        if let Some(id) = newest {
+                            if holder.as_of().is_none_or(|as_of| id > as_of) {
+                                fetch(holder.clone()).await;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "event stream refused; resubscribing");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                },
+                _ = tick.tick() => {
+                    fetch(holder.clone()).await;
+                }
+            }
+        }
+    }
+}
