@@ -248,9 +248,16 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
     let register = !args.no_register && section.register.unwrap_or(true);
 
-    let outbox = Outbox::open(&settings.state_path("tumbler"))?;
     let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
+    // The terminal first: a start refused for its port or its terminal leaves no state behind.
     let session = Session::attach(&settings, "tumbler").await?;
+    let outbox = match Outbox::open(&settings.state_path("tumbler")) {
+        Ok(outbox) => outbox,
+        Err(e) => {
+            session.shutdown().await;
+            return Err(e.into());
+        }
+    };
     let killer = Arc::new(Killer::new(names, pid_files, dry_run));
     tracing::info!(
         login = %settings.login,

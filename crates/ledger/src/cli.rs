@@ -126,8 +126,24 @@ pub struct ExcludeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ExcludeAction {
-    Add { login: u64, ids: Vec<u64> },
-    Remove { login: u64, ids: Vec<u64> },
+    /// Hide positions of an account from the ledger, from their opening on (the deals stay in
+    /// the history; reconcile checks the account's net position without them).
+    Add {
+        /// The account's login.
+        login: u64,
+        /// Position ids (the opening order's ticket), one or more.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Show hidden positions again: the next replay counts them.
+    Remove {
+        /// The account's login.
+        login: u64,
+        /// Position ids to include again, one or more.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Print the exclusions file's entries, `<login> <position id>` per line.
     List,
 }
 

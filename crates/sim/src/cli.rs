@@ -27,8 +27,8 @@ pub struct SimArgs {
     /// Symbols to offer (base names from EURUSD, GBPUSD, USDJPY, XAUUSD), comma separated.
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
-    /// Decorate symbol names as a broker does, e.g. `.r`.
-    #[arg(long, default_value = "")]
+    /// Decorate symbol names as a broker does, e.g. `.r` or `-ECN`.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub suffix: String,
     /// Replay ticks from a CSV (`time,bid,ask` or HistData) instead of the random walk.
     #[arg(long)]
