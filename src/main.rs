@@ -66,17 +66,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing();
             hedge_ledger::cli::run(args)
         }
-        Command::Client(args) => {
+        Command::Client(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_agent::client::run(args))
         }
-        Command::Tumbler(args) => {
+        Command::Tumbler(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_agent::tumbler::run(args))
         }
         Command::Sim(args) => {
             init_tracing();
             tokio::runtime::Runtime::new()?.block_on(hedge_sim::cli::run(args))
         }
-        Command::Hedger(args) => {
+        Command::Hedger(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_hedger::cli::run(args))
         }
         Command::Demo(args) => tokio::runtime::Runtime::new()?.block_on(hedge_demo::cli::run(args)),

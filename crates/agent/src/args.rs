@@ -11,8 +11,8 @@
 //! The positional list is told apart by its shape: six or more values whose first looks like a
 //! terminal's path, whose second is a number or whose sixth is an execution mode are the prototype
 //! form, and a bad login or execution mode there is an error of its own; anything else is a list of
-//! symbols. [`AgentArgs::resolve`] merges the command line with the `--config` file (or
-//! `./hedge.toml`) into [`AgentSettings`].
+//! symbols. [`AgentArgs::resolve`] merges the command line with the `--config` file into
+//! [`AgentSettings`].
 
 use crate::config::{ConfigError, ConfigFile};
 use crate::secret::{self, process_list_warning, Secret, SecretError, SecretSource};
@@ -29,8 +29,10 @@ pub const PASSWORD_ENV: &str = "HEDGE_PASSWORD";
 pub const CENTER_TOKEN_ENV: &str = "HEDGE_CENTER_TOKEN";
 /// Environment variable consulted for the center's URL.
 pub const CENTER_ENV: &str = "HEDGE_CENTER";
-/// The config file read from the working folder when `--config` is not given, so the prototype's
-/// positional form alone can find the center.
+/// The config file the `hedge` binary's agents read from the working folder when `--config` is
+/// not given, so the prototype's positional form alone can find the center. Only the binary does
+/// (see [`AgentArgs::with_working_folder_config`]): agents run inside `hedge demo` must not pick up
+/// a real account's settings from wherever the demo was started.
 pub const DEFAULT_CONFIG: &str = "hedge.toml";
 
 /// What an execution mode must be, for messages.
@@ -390,13 +392,20 @@ fn validate_symbol(symbol: &str) -> Result<String, ArgsError> {
 impl AgentArgs {
     /// Merges the command line with the config file (command line first) and the defaults.
     pub fn resolve(&self) -> Result<AgentSettings, ArgsError> {
-        let default = std::path::Path::new(DEFAULT_CONFIG);
         let config = match &self.config {
             Some(path) => ConfigFile::load(path)?,
-            None if default.is_file() => ConfigFile::load(default)?,
             None => ConfigFile::default(),
         };
         self.resolve_with(config)
+    }
+
+    /// `./hedge.toml` as the config file when none was given and it exists.
+    pub fn with_working_folder_config(mut self) -> Self {
+        let default = std::path::Path::new(DEFAULT_CONFIG);
+        if self.config.is_none() && default.is_file() {
+            self.config = Some(default.to_owned());
+        }
+        self
     }
 
     /// As [`AgentArgs::resolve`], with an already loaded config file.
