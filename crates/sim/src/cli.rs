@@ -454,6 +454,31 @@ mod tests {
     }
 
     #[test]
+    fn a_script_may_name_symbols_canonically() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("s.txt");
+        std::fs::write(
+            &script,
+            "at 1s open EURUSD buy 0.1\nat 2s quote XAUUSD 1900\n",
+        )
+        .unwrap();
+        let path = script.to_str().unwrap();
+        let (_, parsed) = build_config(&args(&["--suffix", "-ECN", "--script", path])).unwrap();
+        let steps = parsed.unwrap().steps;
+        assert!(
+            matches!(&steps[0].action, crate::script::Action::Open { symbol, .. } if symbol == "EURUSD-ECN")
+        );
+        std::fs::write(&script, "at 1s open EURUSD buy 0.1\n").unwrap();
+        let err = build_config(&args(&["--symbols", "XAUUSD", "--script", path])).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "script {path}: script line 1: unknown symbol \"EURUSD\"; the account has XAUUSD"
+            )
+        );
+    }
+
+    #[test]
     fn files_are_read() {
         let dir = std::env::temp_dir().join(format!("hedge-sim-cli-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
