@@ -281,6 +281,16 @@ impl AgentSettings {
         self.state_dir.join(format!("{role}-{}.db", self.login))
     }
 
+    /// What opening the state of `role` is about to create, so that a start failing right after
+    /// (its terminal port taken, its terminal not starting) can take it away again.
+    pub fn new_state(&self, role: &str) -> NewState {
+        let db = self.state_path(role);
+        NewState {
+            dir: (!self.state_dir.exists()).then(|| self.state_dir.clone()),
+            db: (!db.exists()).then_some(db),
+        }
+    }
+
     /// Whether `canonical` is one of the watched symbols (all are when none were given).
     pub fn watches(&self, canonical: &str) -> bool {
         self.symbols.is_empty() || self.symbols.iter().any(|s| s == canonical)
@@ -290,6 +300,30 @@ impl AgentSettings {
     pub fn log_warnings(&self) {
         for w in &self.warnings {
             tracing::warn!("{w}");
+        }
+    }
+}
+
+/// The state directory and database a start created (see [`AgentSettings::new_state`]).
+#[derive(Debug)]
+pub struct NewState {
+    dir: Option<PathBuf>,
+    db: Option<PathBuf>,
+}
+
+impl NewState {
+    /// Removes what the failed start created: the database with SQLite's side files, and the
+    /// directory when it is empty then (never anything that was there before).
+    pub fn undo(self) {
+        if let Some(db) = &self.db {
+            for side in ["", "-wal", "-shm", "-journal"] {
+                let mut path = db.clone().into_os_string();
+                path.push(side);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -836,6 +870,40 @@ mod tests {
         .unwrap();
         assert_eq!(s.symbols.len(), 6);
         assert_eq!(s.symbol_map.to_account("EURUSD"), "EURUSD-ECN");
+    }
+
+    #[test]
+    fn undoing_a_failed_start_removes_only_what_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let settings = |state: &std::path::Path| {
+            parse(&["--terminal-port", "1", "--login", "7", "--prefix", "-"])
+                .resolve_with(ConfigFile::parse("exec_mode = \"auto\"").unwrap())
+                .map(|mut s| {
+                    s.state_dir = state.to_owned();
+                    s
+                })
+                .unwrap()
+        };
+        let s = settings(&state);
+        let created = s.new_state("client");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(s.state_path("client"), "db").unwrap();
+        std::fs::write(state.join("client-7.db-wal"), "wal").unwrap();
+        created.undo();
+        assert!(!state.exists(), "a directory the start made goes");
+
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("hedger-7.db"), "kept").unwrap();
+        let created = s.new_state("client");
+        std::fs::write(s.state_path("client"), "db").unwrap();
+        created.undo();
+        assert!(!s.state_path("client").exists());
+        assert!(state.join("hedger-7.db").exists(), "what was there stays");
+
+        std::fs::write(s.state_path("client"), "earlier").unwrap();
+        s.new_state("client").undo();
+        assert!(s.state_path("client").exists(), "an earlier database stays");
     }
 
     #[test]

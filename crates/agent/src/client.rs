@@ -133,12 +133,15 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     };
     let delivery = center::delivery(&settings, legacy.as_deref()).map_err(anyhow::Error::msg)?;
     let state_path = settings.state_path("client");
-    // The terminal first: a start refused for its port or its terminal leaves no state behind.
-    let session = Session::attach(&settings, "client").await?;
-    let outbox = match Outbox::open(&state_path) {
-        Ok(outbox) => outbox,
+    // The outbox is ready before the terminal can connect, so the agent sees its first snapshot;
+    // a start refused for the terminal's port or the terminal itself removes the state it made.
+    let new_state = settings.new_state("client");
+    let outbox = Outbox::open(&state_path)?;
+    let session = match Session::attach(&settings, "client").await {
+        Ok(session) => session,
         Err(e) => {
-            session.shutdown().await;
+            drop(outbox);
+            new_state.undo();
             return Err(e.into());
         }
     };

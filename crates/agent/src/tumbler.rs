@@ -248,13 +248,16 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
     let register = !args.no_register && section.register.unwrap_or(true);
 
+    // The outbox is ready before the terminal can connect, so no first position is missed; a
+    // start refused for the terminal's port or the terminal itself removes the state it made.
     let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
-    // The terminal first: a start refused for its port or its terminal leaves no state behind.
-    let session = Session::attach(&settings, "tumbler").await?;
-    let outbox = match Outbox::open(&settings.state_path("tumbler")) {
-        Ok(outbox) => outbox,
+    let new_state = settings.new_state("tumbler");
+    let outbox = Outbox::open(&settings.state_path("tumbler"))?;
+    let session = match Session::attach(&settings, "tumbler").await {
+        Ok(session) => session,
         Err(e) => {
-            session.shutdown().await;
+            drop(outbox);
+            new_state.undo();
             return Err(e.into());
         }
     };
