@@ -1640,7 +1640,8 @@ function renderExposure() {
     s('text', { x: L - 6, y: y(hi) + 4, 'text-anchor': 'end', text: fmtDec(hi) }),
     s('text', { x: L - 6, y: y(lo) + 4, 'text-anchor': 'end', text: fmtDec(lo) }),
     s('text', { x: L - 6, y: y(0n) + 4, 'text-anchor': 'end', text: '0' }),
-    timeTicks(t0, t1, x, H - B),
+    // The drawing is squeezed to the box's width: fewer labels where five would overlap.
+    timeTicks(t0, t1, x, H - B, box.clientWidth && box.clientWidth < 520 ? 3 : 5),
     s('path', { class: 'exposure', d: step((p) => p.exposure) }),
     s('path', { class: 'hedged', d: step(cover) }),
     s('path', { class: 'unhedged', d: step(unhedged) }));
@@ -1651,10 +1652,9 @@ function renderExposure() {
       `unhedged: the difference (${fmtDec(unhedged(last))})`)));
 }
 
-// Five labelled times along the axis at `yAxis` (the date too when the span crosses midnight), in
+// `n` labelled times along the axis at `yAxis` (the date too when the span crosses midnight), in
 // UTC like every time on the page.
-function timeTicks(t0, t1, x, yAxis) {
-  const n = 5;
+function timeTicks(t0, t1, x, yAxis, n) {
   const sameDay = fmtTime(t0).slice(0, 10) === fmtTime(t1).slice(0, 10);
   const group = s('g', { class: 'ticks' });
   for (let i = 0; i < n; i++) {
