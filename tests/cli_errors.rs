@@ -98,8 +98,12 @@ fn a_short_prototype_form_says_what_it_needs() {
 
 #[test]
 fn the_prototype_form_alone_says_where_the_center_comes_from() {
+    // A terminal that exists, so the start gets as far as the center.
+    let mt5 = tempfile::tempdir().expect("temp dir");
+    let terminal = mt5.path().join("terminal64");
+    std::fs::write(&terminal, "").expect("write terminal");
     refused(
-        &["client", TERMINAL, "1001", "-", "Srv", ".r", "FOK"],
+        &["client", terminal.to_str().expect("utf-8 path"), "1001", "-", "Srv", ".r", "FOK"],
         &[("HEDGE_PASSWORD", "pw")],
         "error: nowhere to report to: give --center URL (or set HEDGE_CENTER, or `center = \"URL\"` \
          in ./hedge.toml or the --config file; the token from HEDGE_CENTER_TOKEN or \
@@ -110,8 +114,7 @@ fn the_prototype_form_alone_says_where_the_center_comes_from() {
 
 fn no_terminal() -> String {
     format!(
-        "error: cannot start the terminal at {TERMINAL}: no terminal at {TERMINAL} (give the path \
-         of terminal64.exe in a portable MT5 folder)"
+        "error: no terminal at {TERMINAL} (give the path of terminal64.exe in a portable MT5 folder)"
     )
 }
 
@@ -138,6 +141,16 @@ fn the_center_from_the_environment_or_the_working_folder_is_used() {
     let out = hedge(dir.path(), &args, &env[..1]);
     assert_eq!(first_stderr_line(&out), no_terminal());
     assert!(!dir.path().join("hedge-state").exists());
+
+    // Every agent checks the terminal's path before it creates its state.
+    for role in ["tumbler", "hedger"] {
+        refused(
+            &[role, TERMINAL, "1001", "-", "Srv", "-", "FOK"],
+            &env,
+            &no_terminal(),
+            1,
+        );
+    }
 }
 
 #[test]

@@ -220,6 +220,8 @@ pub enum ArgsError {
          PORT to wait for a running terminal or `hedge sim`"
     )]
     NoTerminal,
+    #[error("no terminal at {} (give the path of terminal64.exe in a portable MT5 folder)", .0.display())]
+    NoTerminalAt(PathBuf),
     #[error(transparent)]
     SymbolMap(#[from] SymbolMapError),
 }
@@ -430,7 +432,15 @@ impl AgentArgs {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
-        self.resolve_with(config)
+        let settings = self.resolve_with(config)?;
+        // Checked as the launcher checks it, but before any agent creates its state: a wrong path
+        // is the commonest failed start, and it must leave nothing behind.
+        if let TerminalSource::Launch(spec) = &settings.terminal {
+            if !std::fs::canonicalize(&spec.path).is_ok_and(|p| p.is_file()) {
+                return Err(ArgsError::NoTerminalAt(spec.path.clone()));
+            }
+        }
+        Ok(settings)
     }
 
     /// `./hedge.toml` as the config file when none was given and it exists.
