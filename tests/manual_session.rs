@@ -116,6 +116,13 @@ fn net(items: &Value, volume_field: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn the_manual_session_ends_with_the_hedge_opposite_to_the_client() {
+    assert!(
+        Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the page's commands use curl: install it (apt-get install -y curl)"
+    );
     let blocks = blocks(DOC);
     assert!(blocks.len() >= 7, "the page lost its commands: {blocks:?}");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_hedge"))
