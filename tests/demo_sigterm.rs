@@ -6,18 +6,30 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills the demo if the test stops before it does.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sigterm_in_the_live_phase_removes_the_temporary_folder() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_hedge"))
-        .args(["demo", "--json", "--duration", "120"])
-        .env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hedge demo");
-    let stdout = demo.stdout.take().expect("stdout");
+    let mut demo = Running(
+        Command::new(env!("CARGO_BIN_EXE_hedge"))
+            .args(["demo", "--json", "--duration", "120"])
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hedge demo"),
+    );
+    let stdout = demo.0.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut token_file = None;
@@ -36,7 +48,7 @@ fn sigterm_in_the_live_phase_removes_the_temporary_folder() {
     assert!(token_file.starts_with(tmp.path()) && token_file.exists());
 
     let status = Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
+        .args(["-TERM", &demo.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -44,7 +56,7 @@ fn sigterm_in_the_live_phase_removes_the_temporary_folder() {
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str(&l).ok())
         .collect();
-    let exit = demo.wait().expect("demo exits");
+    let exit = demo.0.wait().expect("demo exits");
     assert!(exit.success(), "{exit:?}: {rest:#?}");
     assert!(
         rest.iter().any(|v| v["kind"] == "row"),
