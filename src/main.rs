@@ -42,9 +42,13 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: with standard error on a full disk it would panic, and a failing
+            // agent must still end with its own exit code, not a panic's.
+            use std::io::Write;
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {e:#}");
             if let Some(hint) = hedge_ledger::cli::hint(&e) {
-                eprintln!("hint: {hint}");
+                let _ = writeln!(err, "hint: {hint}");
             }
             let code = if ledger {
                 hedge_ledger::cli::exit_code(&e)
@@ -66,17 +70,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing();
             hedge_ledger::cli::run(args)
         }
-        Command::Client(args) => {
+        Command::Client(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_agent::client::run(args))
         }
-        Command::Tumbler(args) => {
+        Command::Tumbler(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_agent::tumbler::run(args))
         }
         Command::Sim(args) => {
             init_tracing();
             tokio::runtime::Runtime::new()?.block_on(hedge_sim::cli::run(args))
         }
-        Command::Hedger(args) => {
+        Command::Hedger(mut args) => {
+            args.agent = args.agent.with_working_folder_config();
             tokio::runtime::Runtime::new()?.block_on(hedge_hedger::cli::run(args))
         }
         Command::Demo(args) => tokio::runtime::Runtime::new()?.block_on(hedge_demo::cli::run(args)),

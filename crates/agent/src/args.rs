@@ -8,9 +8,11 @@
 //!   `hedge client --terminal-port 5001 --login 1001 --prefix .r --exec-mode auto EURUSD`, where every
 //!   positional argument is a symbol.
 //!
-//! The positional list is told apart by its shape: six or more values whose second is a login and
-//! whose sixth is an execution mode are the prototype form; anything else is a list of symbols.
-//! [`AgentArgs::resolve`] merges the command line with the `--config` file into [`AgentSettings`].
+//! The positional list is told apart by its shape: six or more values whose first looks like a
+//! terminal's path, whose second is a number or whose sixth is an execution mode are the prototype
+//! form, and a bad login or execution mode there is an error of its own; anything else is a list of
+//! symbols. [`AgentArgs::resolve`] merges the command line with the `--config` file into
+//! [`AgentSettings`].
 
 use crate::config::{ConfigError, ConfigFile};
 use crate::secret::{self, process_list_warning, Secret, SecretError, SecretSource};
@@ -25,6 +27,16 @@ use std::time::Duration;
 pub const PASSWORD_ENV: &str = "HEDGE_PASSWORD";
 /// Environment variable consulted for the center's bearer token.
 pub const CENTER_TOKEN_ENV: &str = "HEDGE_CENTER_TOKEN";
+/// Environment variable consulted for the center's URL.
+pub const CENTER_ENV: &str = "HEDGE_CENTER";
+/// The config file the `hedge` binary's agents read from the working folder when `--config` is
+/// not given, so the prototype's positional form alone can find the center. Only the binary does
+/// (see [`AgentArgs::with_working_folder_config`]): agents run inside `hedge demo` must not pick up
+/// a real account's settings from wherever the demo was started.
+pub const DEFAULT_CONFIG: &str = "hedge.toml";
+
+/// What an execution mode must be, for messages.
+const EXEC_MODES: &str = "must be one of FOK, IOC, RETURN, auto";
 
 /// How orders are filled: a fixed MT5 filling mode, or `auto` (the symbol's allowed mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -63,7 +75,7 @@ impl FromStr for ExecMode {
         }
         s.parse::<OrderFilling>()
             .map(ExecMode::Fixed)
-            .map_err(|_| format!("not an execution mode: {s:?} (FOK, IOC, RETURN or auto)"))
+            .map_err(|_| format!("'{s}' {EXEC_MODES}"))
     }
 }
 
@@ -114,7 +126,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PORT")]
     pub terminal_port: Option<u16>,
 
-    /// Address to listen on for the terminal's connection.
+    /// Address to listen on for the terminal's connection (the port is --terminal-port's, or any
+    /// free one handed to a terminal started from <path>) [default: 127.0.0.1].
     #[arg(long, value_name = "IP")]
     pub listen: Option<IpAddr>,
 
@@ -134,8 +147,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub path: Option<PathBuf>,
 
-    /// Symbol suffix (`.r`), or `prefix*suffix` (`m*`, `*.pro`); `-` for none.
-    #[arg(long)]
+    /// Symbol suffix (`.r`, `-ECN`), or `prefix*suffix` (`m*`, `*.pro`); `-` for none.
+    #[arg(long, allow_hyphen_values = true)]
     pub prefix: Option<String>,
 
     /// FOK, IOC, RETURN, or auto (the symbol's allowed filling mode).
@@ -154,12 +167,13 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// TOML config file with any of these settings (the command line wins).
+    /// TOML config file with any of these settings (the command line wins) [default: ./hedge.toml
+    /// when it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Base URL of the decision center (`http://127.0.0.1:8080`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = CENTER_ENV, value_name = "URL")]
     pub center: Option<String>,
 
     /// Bearer token for the center. Prefer HEDGE_CENTER_TOKEN or --center-token-file: a value
@@ -171,15 +185,16 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub center_token_file: Option<PathBuf>,
 
-    /// Directory for the durable state (outbox and last reported positions).
+    /// Directory for the durable state (outbox and last reported positions) [default:
+    /// ./hedge-state].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Log format.
+    /// Log format: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
-    /// Seconds between status lines.
+    /// Seconds between status lines and heartbeats to the center [default: 5].
     #[arg(long, value_name = "SECS")]
     pub status_interval: Option<u64>,
 }
@@ -194,11 +209,19 @@ pub enum ArgsError {
     Missing(&'static str),
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
+    #[error("{what} '{value}' {problem}")]
+    Value {
+        what: &'static str,
+        value: String,
+        problem: &'static str,
+    },
     #[error(
         "no terminal: give <path> (with <password> and <server>) to start one, or --terminal-port \
          PORT to wait for a running terminal or `hedge sim`"
     )]
     NoTerminal,
+    #[error("no terminal at {} (give the path of terminal64.exe in a portable MT5 folder)", .0.display())]
+    NoTerminalAt(PathBuf),
     #[error(transparent)]
     SymbolMap(#[from] SymbolMapError),
 }
@@ -260,6 +283,16 @@ impl AgentSettings {
         self.state_dir.join(format!("{role}-{}.db", self.login))
     }
 
+    /// What opening the state of `role` is about to create, so that a start failing right after
+    /// (its terminal port taken, its terminal not starting) can take it away again.
+    pub fn new_state(&self, role: &str) -> NewState {
+        let db = self.state_path(role);
+        NewState {
+            dir: (!self.state_dir.exists()).then(|| self.state_dir.clone()),
+            db: (!db.exists()).then_some(db),
+        }
+    }
+
     /// Whether `canonical` is one of the watched symbols (all are when none were given).
     pub fn watches(&self, canonical: &str) -> bool {
         self.symbols.is_empty() || self.symbols.iter().any(|s| s == canonical)
@@ -269,6 +302,30 @@ impl AgentSettings {
     pub fn log_warnings(&self) {
         for w in &self.warnings {
             tracing::warn!("{w}");
+        }
+    }
+}
+
+/// The state directory and database a start created (see [`AgentSettings::new_state`]).
+#[derive(Debug)]
+pub struct NewState {
+    dir: Option<PathBuf>,
+    db: Option<PathBuf>,
+}
+
+impl NewState {
+    /// Removes what the failed start created: the database with SQLite's side files, and the
+    /// directory when it is empty then (never anything that was there before).
+    pub fn undo(self) {
+        if let Some(db) = &self.db {
+            for side in ["", "-wal", "-shm", "-journal"] {
+                let mut path = db.clone().into_os_string();
+                path.push(side);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -284,13 +341,59 @@ struct Prototype<'a> {
     symbols: &'a [String],
 }
 
-fn prototype_form(positional: &[String]) -> Option<Prototype<'_>> {
+/// Whether `value` reads as a terminal's path rather than a symbol: symbol names have no path
+/// separator and do not end in `.exe`.
+fn looks_like_path(value: &str) -> bool {
+    value.contains(['/', '\\']) || value.to_ascii_lowercase().ends_with(".exe")
+}
+
+/// The prototype's fields when the positional list has that shape, `None` when it is a list of
+/// symbols. A list with the shape but a bad login or execution mode is an error naming that value:
+/// taking it as symbols would only say, much later, that the login is missing.
+fn prototype_form(positional: &[String]) -> Result<Option<Prototype<'_>>, ArgsError> {
+    let Some(first) = positional.first() else {
+        return Ok(None);
+    };
+    let login = positional.get(1).map(|v| v.trim().parse::<Login>());
+    let exec_mode = positional.get(5).map(|v| v.parse::<ExecMode>());
+    let path_like = looks_like_path(first);
     if positional.len() < 6 {
-        return None;
+        return match path_like {
+            true => Err(ArgsError::Invalid {
+                what: "arguments",
+                message: format!(
+                    "the prototype's form is <path> <login> <password> <server> <prefix> \
+                     <exec_mode> [<symbols>...], got {} of its 6 values",
+                    positional.len()
+                ),
+            }),
+            false => Ok(None),
+        };
     }
-    let login = positional[1].parse::<Login>().ok()?;
-    let exec_mode = positional[5].parse::<ExecMode>().ok()?;
-    Some(Prototype {
+    if !(path_like || matches!(login, Some(Ok(_))) || matches!(exec_mode, Some(Ok(_)))) {
+        return Ok(None);
+    }
+    let login = match login {
+        Some(Ok(login)) => login,
+        _ => {
+            return Err(ArgsError::Value {
+                what: "login",
+                value: positional[1].clone(),
+                problem: "is not a number",
+            })
+        }
+    };
+    let exec_mode = match exec_mode {
+        Some(Ok(mode)) => mode,
+        _ => {
+            return Err(ArgsError::Value {
+                what: "exec_mode",
+                value: positional[5].clone(),
+                problem: EXEC_MODES,
+            })
+        }
+    };
+    Ok(Some(Prototype {
         path: &positional[0],
         login,
         password: &positional[2],
@@ -298,7 +401,7 @@ fn prototype_form(positional: &[String]) -> Option<Prototype<'_>> {
         prefix: &positional[4],
         exec_mode,
         symbols: &positional[6..],
-    })
+    }))
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -329,13 +432,30 @@ impl AgentArgs {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
-        self.resolve_with(config)
+        let settings = self.resolve_with(config)?;
+        // Checked as the launcher checks it, but before any agent creates its state: a wrong path
+        // is the commonest failed start, and it must leave nothing behind.
+        if let TerminalSource::Launch(spec) = &settings.terminal {
+            if !std::fs::canonicalize(&spec.path).is_ok_and(|p| p.is_file()) {
+                return Err(ArgsError::NoTerminalAt(spec.path.clone()));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// `./hedge.toml` as the config file when none was given and it exists.
+    pub fn with_working_folder_config(mut self) -> Self {
+        let default = std::path::Path::new(DEFAULT_CONFIG);
+        if self.config.is_none() && default.is_file() {
+            self.config = Some(default.to_owned());
+        }
+        self
     }
 
     /// As [`AgentArgs::resolve`], with an already loaded config file.
     pub fn resolve_with(&self, config: ConfigFile) -> Result<AgentSettings, ArgsError> {
         let mut warnings = Vec::new();
-        let proto = prototype_form(&self.positional);
+        let proto = prototype_form(&self.positional)?;
         let positional_symbols: &[String] = match &proto {
             Some(p) => p.symbols,
             None => &self.positional,
@@ -707,6 +827,93 @@ mod tests {
         let mut full = vec!["agent"];
         full.extend_from_slice(&["--exec-mode", "fast"]);
         assert!(Cli::try_parse_from(full).is_err());
+    }
+
+    #[test]
+    fn a_prototype_form_with_a_bad_login_or_mode_names_the_value() {
+        let err = |argv: &[&str]| {
+            parse(argv)
+                .resolve_with(ConfigFile::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(&[
+                "C:/MT5/terminal64.exe",
+                "abc",
+                "pw",
+                "Srv",
+                ".r",
+                "FOK",
+                "EURUSD"
+            ]),
+            "login 'abc' is not a number"
+        );
+        assert_eq!(
+            err(&["x", "1001", "pw", "Srv", ".r", "BOGUS"]),
+            "exec_mode 'BOGUS' must be one of FOK, IOC, RETURN, auto"
+        );
+        // A path alone is enough to tell the form, even with both values wrong.
+        assert_eq!(
+            err(&["/opt/mt5/terminal64", "abc", "pw", "Srv", ".r", "BOGUS"]),
+            "login 'abc' is not a number"
+        );
+        assert!(err(&["C:\\MT5\\terminal64.exe", "1001"]).contains("got 2 of its 6 values"));
+        // Six symbols are still six symbols.
+        let s = parse(&[
+            "--terminal-port",
+            "1",
+            "--login",
+            "7",
+            "--prefix",
+            "-ECN",
+            "--exec-mode",
+            "auto",
+            "EURUSD",
+            "GBPUSD",
+            "USDJPY",
+            "XAUUSD",
+            "EURJPY",
+            "GBPJPY",
+        ])
+        .resolve_with(ConfigFile::default())
+        .unwrap();
+        assert_eq!(s.symbols.len(), 6);
+        assert_eq!(s.symbol_map.to_account("EURUSD"), "EURUSD-ECN");
+    }
+
+    #[test]
+    fn undoing_a_failed_start_removes_only_what_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let settings = |state: &std::path::Path| {
+            parse(&["--terminal-port", "1", "--login", "7", "--prefix", "-"])
+                .resolve_with(ConfigFile::parse("exec_mode = \"auto\"").unwrap())
+                .map(|mut s| {
+                    s.state_dir = state.to_owned();
+                    s
+                })
+                .unwrap()
+        };
+        let s = settings(&state);
+        let created = s.new_state("client");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(s.state_path("client"), "db").unwrap();
+        std::fs::write(state.join("client-7.db-wal"), "wal").unwrap();
+        created.undo();
+        assert!(!state.exists(), "a directory the start made goes");
+
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("hedger-7.db"), "kept").unwrap();
+        let created = s.new_state("client");
+        std::fs::write(s.state_path("client"), "db").unwrap();
+        created.undo();
+        assert!(!s.state_path("client").exists());
+        assert!(state.join("hedger-7.db").exists(), "what was there stays");
+
+        std::fs::write(s.state_path("client"), "earlier").unwrap();
+        s.new_state("client").undo();
+        assert!(s.state_path("client").exists(), "an earlier database stays");
     }
 
     #[test]

@@ -101,12 +101,14 @@ pub enum ClientError {
 /// Runs `hedge client` until interrupted.
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let settings = args.agent.resolve()?;
-    crate::logging::init(settings.log_format);
-    settings.log_warnings();
     let section: ClientSection = settings.config.section("client")?;
     let legacy = args.legacy_center.clone().or(section.legacy_center.clone());
     if settings.center.is_none() && legacy.is_none() {
-        anyhow::bail!("nowhere to report to: give --center URL and/or --legacy-center URL");
+        anyhow::bail!(
+            "nowhere to report to: give --center URL (or set HEDGE_CENTER, or `center = \"URL\"` \
+             in ./hedge.toml or the --config file; the token from HEDGE_CENTER_TOKEN or \
+             --center-token-file) and/or --legacy-center URL"
+        );
     }
     let hedge_ratio = match (args.hedge_ratio, &section.hedge_ratio) {
         (Some(r), _) => Some(r),
@@ -116,6 +118,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     if let Some(r) = hedge_ratio {
         anyhow::ensure!(r > Decimal::ZERO, "hedge ratio must be positive, got {r}");
     }
+    // Logging starts once the arguments are known to be usable, so a refused start says only why.
+    crate::logging::init(settings.log_format);
+    settings.log_warnings();
     let options = ClientOptions {
         center: settings.center.is_some(),
         legacy: legacy.is_some(),
@@ -130,8 +135,18 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     };
     let delivery = center::delivery(&settings, legacy.as_deref()).map_err(anyhow::Error::msg)?;
     let state_path = settings.state_path("client");
+    // The outbox is ready before the terminal can connect, so the agent sees its first snapshot;
+    // a start refused for the terminal's port or the terminal itself removes the state it made.
+    let new_state = settings.new_state("client");
     let outbox = Outbox::open(&state_path)?;
-    let session = Session::attach(&settings, "client").await?;
+    let session = match Session::attach(&settings, "client").await {
+        Ok(session) => session,
+        Err(e) => {
+            drop(outbox);
+            new_state.undo();
+            return Err(e.into());
+        }
+    };
     tracing::info!(
         login = %settings.login,
         listen = %session.local_addr(),

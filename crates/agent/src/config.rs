@@ -1,6 +1,8 @@
 //! The agents' TOML configuration file. Every command-line setting has a key here; the command line
 //! wins over the file, the file over the defaults. Role-specific settings live in their own table
-//! (`[client]`, `[tumbler]`, `[hedger]`), read by each role with [`ConfigFile::section`].
+//! (`[client]`, `[tumbler]`, `[hedger]`), read by each role with [`ConfigFile::section`]. The `hedge`
+//! binary's agents read `./hedge.toml` when no `--config` is given; the center's URL and token may
+//! also come from `HEDGE_CENTER` and `HEDGE_CENTER_TOKEN`.
 //!
 //! ```toml
 //! login = 1001

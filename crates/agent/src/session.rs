@@ -15,13 +15,14 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot listen for the terminal on {addr}: {source}")]
+    // The cause is the source, not part of the message: `{:#}` prints the chain once.
+    #[error("cannot listen for the terminal on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the terminal at {path}: {source}")]
+    #[error("cannot start the terminal at {path}")]
     Launch {
         path: PathBuf,
         #[source]

@@ -248,9 +248,19 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
     let register = !args.no_register && section.register.unwrap_or(true);
 
-    let outbox = Outbox::open(&settings.state_path("tumbler"))?;
+    // The outbox is ready before the terminal can connect, so no first position is missed; a
+    // start refused for the terminal's port or the terminal itself removes the state it made.
     let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
-    let session = Session::attach(&settings, "tumbler").await?;
+    let new_state = settings.new_state("tumbler");
+    let outbox = Outbox::open(&settings.state_path("tumbler"))?;
+    let session = match Session::attach(&settings, "tumbler").await {
+        Ok(session) => session,
+        Err(e) => {
+            drop(outbox);
+            new_state.undo();
+            return Err(e.into());
+        }
+    };
     let killer = Arc::new(Killer::new(names, pid_files, dry_run));
     tracing::info!(
         login = %settings.login,

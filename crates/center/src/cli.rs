@@ -19,6 +19,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+The dashboard is served at / of the --listen address (http://127.0.0.1:8080/ by default); sign in \
+with an admin or viewer token.
+
+Tokens: [[token]] tables in --config and/or HEDGE_CENTER_TOKENS, entries role[:login]=token \
+separated by commas or spaces, e.g. \
+HEDGE_CENTER_TOKENS='client:1001=s3cret-1,hedge:2001=s3cret-2,admin=s3cret-3' (roles: client, \
+hedge, tumbler with their login; admin, viewer). With none configured the center creates an admin \
+token once in --token-file and prints where it is.")]
 pub struct CenterArgs {
     /// Store: a SQLite file path (default `hedge-center.db`), or `postgres://user@host/db`.
     #[arg(long)]
@@ -43,7 +52,8 @@ pub struct CenterArgs {
     /// (`name`, `role`, `login`, `token` or `token_env`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// File holding the generated admin token when no token is configured.
+    /// File holding the generated admin token when no token is configured [default:
+    /// the database's name with `.token` (hedge-center.token), in the working folder with PostgreSQL].
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// SQLite commit durability: `full` (fsync each commit, survives power loss; default) or

@@ -660,6 +660,8 @@ class VTable {
     this.filter = '';
     this.sort = null; // {id, dir}
     this.active = -1;
+    // Column widths in px: the declared width is the least, cells widen their column to fit.
+    this.widths = new Map(opts.columns.map((c) => [c.id, c.width || 100]));
     this.loadConfig();
     this.scroll = h('div', {
       class: 'vt-scroll', role: 'grid', tabindex: '0', 'aria-label': opts.label,
@@ -733,7 +735,7 @@ class VTable {
 
   renderHead() {
     const cols = this.columns;
-    this.template = cols.map((c) => `${c.width || 100}px`).join(' ');
+    this.template = this.templateOf(cols);
     this.head.style.gridTemplateColumns = this.template;
     this.scroll.setAttribute('aria-colcount', String(cols.length));
     this.head.replaceChildren(...cols.map((c, i) => {
@@ -758,6 +760,35 @@ class VTable {
       }
       return cell;
     }));
+  }
+
+  templateOf(cols) {
+    return cols.map((c) => `${this.widths.get(c.id) || c.width || 100}px`).join(' ');
+  }
+
+  // Widens every column whose header or painted cells do not fit, so numbers, times and names are
+  // never cut. Free text (comments, reasons) stops at its column's `max` and is shortened with an
+  // ellipsis, the whole text in the cell's tooltip. Widths only grow: rows scrolled into view
+  // later may widen a column once, but a live update never makes the table jump back and forth.
+  fit() {
+    const cols = this.columns;
+    const rows = [this.head, ...this.body.children];
+    let grew = false;
+    cols.forEach((c, i) => {
+      let need = 0;
+      for (const row of rows) {
+        const cell = row.children[i];
+        if (cell && cell.scrollWidth > cell.clientWidth) need = Math.max(need, cell.scrollWidth);
+      }
+      if (!need) return;
+      // Chromium leaves the end padding out of scrollWidth: add it back, and a pixel for rounding.
+      need += 9;
+      if (c.max) need = Math.min(need, c.max);
+      if (need > (this.widths.get(c.id) || 0)) { this.widths.set(c.id, need); grew = true; }
+    });
+    if (!grew) return;
+    this.template = this.templateOf(cols);
+    for (const row of rows) row.style.gridTemplateColumns = this.template;
   }
 
   setRows(rows) {
@@ -816,7 +847,9 @@ class VTable {
       el.style.top = `${i * ROW_H}px`;
       el.style.gridTemplateColumns = this.template;
       cols.forEach((c, ci) => {
-        const cell = h('div', { role: 'gridcell', 'aria-colindex': ci + 1, class: c.num ? 'num' : '' });
+        const cell = h('div', {
+          role: 'gridcell', 'aria-colindex': ci + 1, class: c.num ? 'num' : '', dataset: c.max ? { capped: '' } : undefined,
+        });
         const content = c.render ? c.render(r) : c.text(r);
         if (content instanceof Node) cell.append(content);
         else {
@@ -830,6 +863,7 @@ class VTable {
       rows.push(el);
     }
     this.body.replaceChildren(...rows);
+    this.fit();
     if (focusKey) {
       const again = this.body.querySelector(`[data-focus="${CSS.escape(focusKey)}"]`);
       if (again) again.focus();
@@ -983,7 +1017,9 @@ async function pauseResume(action, login, symbol) {
 
 async function closeHedge(x) {
   const answer = await confirmAction(`Close hedge ${x.id}?`,
-    `Closes the remaining ${fmtNum(x.open_volume)} ${x.symbol} ${sideText(x.side)} on hedge account ${x.hedge_login}.`,
+    `Closes the remaining ${fmtNum(x.open_volume)} ${x.symbol} ${sideText(x.side)} on hedge account ${x.hedge_login}. ` +
+    `${x.symbol} on account ${x.hedge_login} then becomes close-only: no new hedge opens for it until you ` +
+    'resume it (Resume in the hedge plan, or on the pause above the accounts).',
     { label: 'Close hedge', danger: true });
   if (!answer) return;
   await runAction('close-hedge', () => hedgeCommand({ action: 'close_hedge', hedge_id: x.id, reason: answer.reason || 'closed from the dashboard' }),
@@ -1029,12 +1065,12 @@ function editAccount(a) {
   const dlg = $('#edit-account');
   const client = a.role === 'client';
   const map = effective(a, 'symbol_map') || {};
-  $('#edit-title').textContent = `Edit account ${a.login}`;
+  $('#edit-title').textContent = client ? `Edit account ${a.login}` : `Edit symbol names of account ${a.login}`;
   $('#edit-ratio').value = fmtNum(effective(a, 'hedge_ratio')) || '1';
+  // Only a client's volumes are scaled by a ratio: a hedge account is not offered one.
   $('#edit-ratio').disabled = !client;
-  $('#edit-ratio-help').textContent = client
-    ? `Agent's value: ${fmtNum(a.hedge_ratio)}.`
-    : 'The hedge ratio applies to client accounts only.';
+  $('#edit-ratio-field').hidden = !client;
+  $('#edit-ratio-help').textContent = client ? `Agent's value: ${fmtNum(a.hedge_ratio)}.` : '';
   $('#edit-prefix').value = map.prefix || '';
   $('#edit-suffix').value = map.suffix || '';
   $('#edit-explicit').value = Object.entries(map.explicit || {}).map(([k, v]) => `${k}=${v}`).join('\n');
@@ -1107,6 +1143,8 @@ function render() {
   dirty = new Set();
   if (all || d.has('accounts')) renderAccounts();
   if (all || d.has('positions') || d.has('accounts')) renderPositions();
+  // The summary's clients + hedges P/L moves with the hedges' marks.
+  else if (d.has('hedges')) renderSummary(positionsTable.rows, positionsTab === 'active');
   if (all || d.has('plan') || d.has('positions') || d.has('hedges') || d.has('accounts')) renderPlan();
   if (all || d.has('hedges') || d.has('accounts')) renderHedges();
   if (all || d.has('exposure') || d.has('positions') || d.has('hedges')) renderExposure();
@@ -1198,8 +1236,10 @@ function accountCard(a) {
         ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging for account ${a.login}`, dataset: { focus: `resume-${a.login}` }, onclick: () => pauseResume('resume', a.login) })
         : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging for account ${a.login}`, dataset: { focus: `pause-${a.login}` }, onclick: () => pauseResume('pause', a.login) }),
       h('button', {
-        type: 'button', class: 'small', text: S.unavailable.has('edit-account') ? 'Edit (unavailable)' : 'Edit map & ratio…',
-        disabled: S.unavailable.has('edit-account'), 'aria-label': `Edit symbol map and hedge ratio of account ${a.login}`,
+        type: 'button', class: 'small',
+        text: S.unavailable.has('edit-account') ? 'Edit (unavailable)' : a.role === 'client' ? 'Edit map & ratio…' : 'Edit symbol map…',
+        disabled: S.unavailable.has('edit-account'),
+        'aria-label': a.role === 'client' ? `Edit symbol map and hedge ratio of account ${a.login}` : `Edit symbol map of account ${a.login}`,
         onclick: () => editAccount(a),
       })));
   return card;
@@ -1257,8 +1297,8 @@ function positionColumns() {
     { id: 'magic', name: 'Magic', width: 80, num: true, hidden: true, text: dealOr((p) => (p.magic ? p.magic : 'Manual'), () => '') },
     { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
     { id: 'exit_date', name: 'Exit Date', width: 160, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
-    { id: 'entry_comment', name: 'Entry Comment', width: 140, text: dealOr((p) => p.comment, () => '') },
-    { id: 'exit_comment', name: 'Exit Comment', width: 140, text: dealOr((p) => p.exit_comment || '', () => '') },
+    { id: 'entry_comment', name: 'Entry Comment', width: 140, max: 260, text: dealOr((p) => p.comment, () => '') },
+    { id: 'exit_comment', name: 'Exit Comment', width: 140, max: 260, text: dealOr((p) => p.exit_comment || '', () => '') },
   ];
 }
 
@@ -1304,17 +1344,20 @@ function renderPositions() {
   renderSummary(rows, active);
 }
 
-// Summary row, after the panel's: balance, floating P/L, margin and total P/L from the client
-// accounts' own figures (the status `account` block), summed exactly per currency, and the count.
+// Summary row, after the panel's: balance, floating P/L, margin from the client accounts' own
+// figures (the status `account` block), summed exactly per currency; the listed positions' P/L;
+// the clients' and the open hedges' P/L together; lots per symbol (never across symbols, where a
+// lot of gold and a lot of EURUSD are different things); the count.
 function renderSummary(rows, active) {
   const el = $('#positions-summary');
-  let buy = 0n;
-  let sell = 0n;
+  const lots = new Map(); // symbol -> {buy, sell}
   let marked = 0n;
   let anyMark = false;
   for (const p of rows) {
     const v = dec(p.volume) || 0n;
-    if (p.side === 'sell') sell += v; else buy += v;
+    const t = lots.get(p.symbol) || { buy: 0n, sell: 0n };
+    if (p.side === 'sell') t.sell += v; else t.buy += v;
+    lots.set(p.symbol, t);
     if (p.profit !== undefined && p.profit !== null) {
       anyMark = true;
       marked += (dec(p.profit) || 0n) + (dec(p.swap) || 0n) + (dec(p.commission) || 0n);
@@ -1340,15 +1383,38 @@ function renderSummary(rows, active) {
   const parts = [];
   parts.push(item('Balance', money((t) => t.balance), 'balance', note));
   if (active) {
-    parts.push(item('Floating P/L', money((t) => t.profit), 'floating', note));
+    parts.push(item('Accounts\u2019 floating P/L', money((t) => t.profit), 'floating',
+      note || 'the client accounts\u2019 floating profit as their terminals report it'));
     parts.push(item('Margin', money((t) => t.margin), 'margin', note));
-    parts.push(item('Total P/L', anyMark ? fmtDec(marked, 2) : '—', 'total', anyMark ? 'profit + swap + commission of the listed positions' : NOT_REPORTED));
-    parts.push(item('Buy', fmtDec(buy), 'buy'), item('Sell', fmtDec(sell), 'sell'), item('Net', fmtDec(buy - sell), 'net'));
+    parts.push(item('Positions P/L (incl. swap & commission)', anyMark ? fmtDec(marked, 2) : '—', 'total',
+      anyMark ? 'profit + swap + commission of the listed positions, from their latest marks' : NOT_REPORTED));
+    const hedges = openHedgesPnl();
+    parts.push(item('Clients + hedges P/L', anyMark && hedges.marked ? fmtDec(marked + hedges.pnl, 2) : '—', 'combined',
+      'what the book makes: the listed client positions\u2019 P/L plus the open hedges\u2019 P/L' +
+      (hedges.unmarked ? ` (${hedges.unmarked} open hedge(s) not marked yet)` : '')));
   } else {
     parts.push(item('Equity', money((t) => t.equity), 'equity', note));
   }
   parts.push(item('Positions', String(rows.length), 'count'));
+  const symbols = [...lots].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  if (symbols.length) {
+    parts.push(h('span', { class: 'lots', dataset: { sum: 'lots' } }, h('b', { text: 'Lots, net per symbol: ' }),
+      ...symbols.map(([sym, t]) => h('span', {
+        class: 'lot', dataset: { symbol: sym }, title: `${sym}: buy ${fmtDec(t.buy)}, sell ${fmtDec(t.sell)}`,
+      }, `${sym} ${fmtDec(t.buy - t.sell)}`))));
+  }
   el.replaceChildren(...parts);
+}
+
+// The open hedges' P/L over every hedge account, and how many are not marked yet.
+function openHedgesPnl() {
+  const out = { pnl: 0n, marked: 0, unmarked: 0 };
+  for (const x of S.hedges.values()) {
+    if (!hedgeIsOpen(x)) continue;
+    const v = hedgePnl(x);
+    if (v === null) out.unmarked += 1; else { out.pnl += v; out.marked += 1; }
+  }
+  return out;
 }
 
 function planColumns() {
@@ -1358,9 +1424,13 @@ function planColumns() {
     {
       id: 'act', name: 'Actions', width: 90, action: true, text: () => '',
       render: (r) => {
-        const paused = S.pauses.find((p) => p.symbol === r.symbol && (p.login === undefined || p.login === null));
+        // A pause of the symbol everywhere, or on this row's hedge account (a hedge close leaves one).
+        const paused = S.pauses.find((p) => p.symbol === r.symbol &&
+          (p.login === undefined || p.login === null || r.hedge_login === '' || p.login === r.hedge_login));
+        const login = paused && paused.login !== undefined && paused.login !== null ? paused.login : undefined;
+        const label = `Resume hedging ${r.symbol}${login !== undefined ? ` on account ${login}` : ''}`;
         return paused
-          ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': `Resume hedging ${r.symbol}`, dataset: { focus: `res-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('resume', undefined, r.symbol) })
+          ? h('button', { type: 'button', class: 'small', text: 'Resume', 'aria-label': label, dataset: { focus: `res-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('resume', login, r.symbol) })
           : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging ${r.symbol}`, dataset: { focus: `pau-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('pause', undefined, r.symbol) });
       },
     },
@@ -1442,7 +1512,9 @@ function hedgeColumns() {
       text: (x) => {
         const c = commandOf(x.id);
         if (!c) return '';
-        return `${c.kind.replace('_', ' ')} #${c.id}: ${c.status}${c.result_retcode ? ` (${c.result_retcode})` : ''}${c.result_message ? ` ${c.result_message}` : ''}`;
+        // The row is the hedge's; "#N" would read as a hedge id, so the command's id comes last and named.
+        const what = { close_hedge: 'close', retry_hedge: 'retry' }[c.kind] || c.kind.replace('_', ' ');
+        return `${what} ${c.status}${c.result_retcode ? ` (${c.result_retcode})` : ''}${c.result_message ? ` ${c.result_message}` : ''} · command ${c.id}`;
       },
       cls: (x) => { const c = commandOf(x.id); return c ? `command-${c.status}` : ''; },
     },
@@ -1455,7 +1527,7 @@ function hedgeColumns() {
     { id: 'latency', name: 'Latency', width: 85, num: true, text: (x) => (x.latency_us === undefined || x.latency_us === null ? '' : `${(x.latency_us / 1000).toFixed(3)} ms`), sort: (x) => x.latency_us || 0 },
     { id: 'slippage', name: 'Slippage', width: 80, num: true, text: (x) => fmtNum(x.slippage) },
     { id: 'retcode', name: 'Retcode', width: 75, num: true, text: (x) => (x.retcode === undefined || x.retcode === null ? '' : x.retcode) },
-    { id: 'message', name: 'Message', width: 160, text: (x) => x.message || '' },
+    { id: 'message', name: 'Message', width: 160, max: 320, text: (x) => x.message || '' },
     { id: 'price', name: 'Price', width: 85, num: true, text: (x) => fmtNum(x.price, priceDigits(x.hedge_login, x.account_symbol, x.symbol)) },
     { id: 'hedge_login', name: 'Account', width: 85, text: (x) => x.hedge_login },
     { id: 'created', name: 'Time', width: 150, text: (x) => fmtTime(x.created_ms), sort: (x) => x.created_ms },
@@ -1501,7 +1573,7 @@ function eventColumns() {
     { id: 'login', name: 'Account', width: 85, text: (e) => e.login ?? '' },
     { id: 'symbol', name: 'Symbol', width: 80, text: (e) => e.symbol || '' },
     { id: 'actor', name: 'Who', width: 100, text: (e) => e.actor },
-    { id: 'reason', name: 'Reason', width: 360, text: (e) => e.reason },
+    { id: 'reason', name: 'Reason', width: 360, max: 520, text: (e) => e.reason },
   ];
 }
 
@@ -1541,13 +1613,17 @@ function renderExposure() {
   const B = 28;
   const now = Date.now();
   const pts = [...list, { ...list[list.length - 1], t: Math.max(now, list[list.length - 1].t) }];
-  const t0 = pts[0].t;
+  // At least the last minute, so the axis's times are seconds apart from the start.
+  const t0 = Math.min(pts[0].t, now - 60000);
   const t1 = Math.max(pts[pts.length - 1].t, t0 + 1000);
   const cover = (p) => -p.hedged;
+  // What the hedge does not cover: clients' exposure plus the (opposite) hedge. The two lines above
+  // lie on each other when all is hedged; this one says by how much they differ.
+  const unhedged = (p) => p.exposure + p.hedged;
   let lo = 0n;
   let hi = 0n;
   for (const p of pts) {
-    for (const v of [p.exposure, cover(p)]) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    for (const v of [p.exposure, cover(p), unhedged(p)]) { if (v < lo) lo = v; if (v > hi) hi = v; }
   }
   if (lo === hi) hi = lo + DEC_SCALE;
   const span = Number(hi - lo);
@@ -1557,20 +1633,39 @@ function renderExposure() {
   const last = list[list.length - 1];
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc', preserveAspectRatio: 'none' },
     s('title', { id: 'chart-title', text: `${sym} exposure over time` }),
-    s('desc', { id: 'chart-desc', text: `Client exposure now ${fmtDec(last.exposure)} lots, hedge ${fmtDec(last.hedged)} lots, ${list.length} changes since ${fmtTime(t0)}.` }),
+    s('desc', { id: 'chart-desc', text: `Client exposure now ${fmtDec(last.exposure)} lots, hedge ${fmtDec(last.hedged)} lots, unhedged ${fmtDec(unhedged(last))} lots, ${list.length} changes since ${fmtTime(t0)}.` }),
     s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }),
     s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }),
     s('line', { class: 'zero', x1: L, y1: y(0n), x2: W - R, y2: y(0n) }),
     s('text', { x: L - 6, y: y(hi) + 4, 'text-anchor': 'end', text: fmtDec(hi) }),
     s('text', { x: L - 6, y: y(lo) + 4, 'text-anchor': 'end', text: fmtDec(lo) }),
     s('text', { x: L - 6, y: y(0n) + 4, 'text-anchor': 'end', text: '0' }),
-    s('text', { x: L, y: H - 8, text: fmtTime(t0).slice(11) }),
-    s('text', { x: W - R, y: H - 8, 'text-anchor': 'end', text: fmtTime(t1).slice(11) + ' UTC' }),
+    // The drawing is squeezed to the box's width: fewer labels where five would overlap.
+    timeTicks(t0, t1, x, H - B, box.clientWidth && box.clientWidth < 520 ? 3 : 5),
     s('path', { class: 'exposure', d: step((p) => p.exposure) }),
-    s('path', { class: 'hedged', d: step(cover) }));
+    s('path', { class: 'hedged', d: step(cover) }),
+    s('path', { class: 'unhedged', d: step(unhedged) }));
   box.replaceChildren(svg, h('div', { class: 'legend' },
     h('span', null, h('span', { class: 'sw exposure' }), `client exposure (${fmtDec(last.exposure)})`),
-    h('span', null, h('span', { class: 'sw hedged' }), `hedge, opposite sign (${fmtDec(-last.hedged)})`)));
+    h('span', null, h('span', { class: 'sw hedged' }), `hedge, opposite sign (${fmtDec(-last.hedged)})`),
+    h('span', { dataset: { unhedged: fmtDec(unhedged(last)) } }, h('span', { class: 'sw unhedged' }),
+      `unhedged: the difference (${fmtDec(unhedged(last))})`)));
+}
+
+// `n` labelled times along the axis at `yAxis` (the date too when the span crosses midnight), in
+// UTC like every time on the page.
+function timeTicks(t0, t1, x, yAxis, n) {
+  const sameDay = fmtTime(t0).slice(0, 10) === fmtTime(t1).slice(0, 10);
+  const group = s('g', { class: 'ticks' });
+  for (let i = 0; i < n; i++) {
+    const t = t0 + ((t1 - t0) * i) / (n - 1);
+    const text = (sameDay ? fmtTime(t).slice(11) : fmtTime(t).slice(5)) + (i === n - 1 ? ' UTC' : '');
+    const anchor = i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
+    group.append(
+      s('line', { class: 'tick', x1: x(t), y1: yAxis, x2: x(t), y2: yAxis + 4 }),
+      s('text', { x: x(t), y: yAxis + 18, 'text-anchor': anchor, text }));
+  }
+  return group;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,18 @@ const { results, log, check, shot, waitFor, confirmDialog } = harness('dashboard
 const tableText = (page, id) => page.$$eval(`[data-table="${id}"] .vt-row`, (rows) => rows.map((r) => r.textContent).join('\n'));
 const rowCount = (page, id) => page.$$eval(`[data-table="${id}"] .vt-row`, (rows) => rows.length);
 
+// Cells of every table whose text does not fit: only free text of a capped column may be shortened,
+// and then its tooltip holds the whole text. Numbers, times, names and headers never.
+const cutCells = (page) => page.evaluate(() => {
+  const bad = [];
+  for (const cell of document.querySelectorAll('.vt-head > div, .vt-row > div')) {
+    if (cell.scrollWidth <= cell.clientWidth) continue;
+    if (cell.hasAttribute('data-capped') && cell.title === cell.textContent) continue;
+    bad.push(`${cell.closest('[data-table]').dataset.table}: "${cell.textContent}" ${cell.scrollWidth}>${cell.clientWidth}`);
+  }
+  return bad;
+});
+
 async function main() {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hedge-dashboard-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -97,7 +109,22 @@ async function main() {
       return b && /20001\.00 USD/.test(b.textContent) ? document.querySelector('#positions-summary').textContent : false;
     });
     check('the summary row sums the clients\' balance, floating P/L and margin exactly',
-      /Floating P\/L: 23\.50 USD/.test(summary) && /Margin: 420\.00 USD/.test(summary) && /Total P\/L: -?\d/.test(summary), summary);
+      /Accounts’ floating P\/L: 23\.50 USD/.test(summary) && /Margin: 420\.00 USD/.test(summary) &&
+        /Positions P\/L \(incl\. swap & commission\): -?\d/.test(summary), summary);
+    const lots = await page.evaluate(() => {
+      const el = document.querySelector('#positions-summary [data-sum="lots"]');
+      const expected = new Map();
+      for (const p of S.positions.values()) {
+        if (p.status === 'closed') continue;
+        const v = Number(p.volume) * (p.side === 'sell' ? -1 : 1);
+        expected.set(p.symbol, (expected.get(p.symbol) || 0) + v);
+      }
+      const shown = [...el.querySelectorAll('[data-symbol]')].map((x) => [x.dataset.symbol, Number(x.textContent.split(' ')[1])]);
+      const ok = !/Buy:|Sell:|Net:/.test(document.querySelector('#positions-summary').textContent) &&
+        shown.length === expected.size && shown.every(([sym, v]) => Math.abs(v - expected.get(sym)) < 1e-9);
+      return { ok, text: el.textContent };
+    });
+    check('lots are summed per symbol, never across symbols', lots.ok, lots.text);
     const badge = await waitFor(page, 'the reconciliation badge', () => {
       const b = document.querySelector('#accounts .card[data-login="2001"] .badge.bad[data-reconciliation="mismatch"]');
       return b ? `${b.textContent} / ${b.title}` : false;
@@ -134,7 +161,24 @@ async function main() {
     check('positions, hedges and plan update live without a reload', await page.evaluate(() => window.__notReloaded === true));
     await waitFor(page, 'an exposure chart', () => !!document.querySelector('#exposure-chart svg path.exposure'));
     check('the exposure chart is drawn', true, await page.$eval('#exposure-chart desc', (d) => d.textContent));
+    const chart = await page.evaluate(() => ({
+      unhedged: !!document.querySelector('#exposure-chart svg path.unhedged'),
+      legend: document.querySelector('#exposure-chart [data-unhedged]')?.textContent || '',
+      times: [...document.querySelectorAll('#exposure-chart svg .ticks text')].map((t) => t.textContent),
+    }));
+    check('the chart shows the unhedged difference and more than two times on its axis',
+      chart.unhedged && /unhedged/.test(chart.legend) && chart.times.length >= 4 &&
+        new Set(chart.times).size === chart.times.length &&
+        chart.times.every((t) => /^\d\d:\d\d:\d\d( UTC)?$/.test(t)), `${chart.legend}; ${chart.times.join(', ')}`);
     await shot(page, '03-updated');
+
+    // At 1400 px every number, time and name fits its column.
+    await page.setViewportSize({ width: 1400, height: 1000 });
+    await page.waitForTimeout(300);
+    const cut = await cutCells(page);
+    check('nothing is cut at 1400 px', cut.length === 0, cut.slice(0, 8).join('; '));
+    await shot(page, '03b-1400px');
+    await page.setViewportSize({ width: 1440, height: 1000 });
 
     // Each open hedge shows its P/L from the hedge account's marks (the test hedger marks every
     // hedge position profit 1.5, swap -0.1, commission -0.2), and the account's total sums them.
@@ -209,6 +253,9 @@ async function main() {
     });
     const closeRequestsBefore = actionRequests.length;
     await page.click(`[data-table="hedges"] button[aria-label="${closeLabel}"]`);
+    await page.locator('#confirm').waitFor({ state: 'visible', timeout: 5000 });
+    const closeText = await page.textContent('#confirm-text');
+    check('the close dialog says the symbol becomes close-only', /close-only/.test(closeText), closeText);
     await confirmDialog(page, 'browser test close');
     await waitFor(page, 'the close to take effect', (id) => {
       const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
@@ -243,17 +290,24 @@ async function main() {
     check(`hedge ${hedgeId} shows as closed`, true);
     const doneRow = await waitFor(page, `the close command of hedge ${hedgeId} to show done`, (id) => {
       const row = [...document.querySelectorAll('[data-table="hedges"] .vt-row')].find((r) => r.dataset.key === `h${id}`);
-      return row && /#\d+: done/.test(row.textContent) ? row.textContent : false;
+      return row && /close done.* · command \d+/.test(row.textContent) ? row.textContent : false;
     }, hedgeId, 30000);
     check('a command answer older than the stream does not bring back its pending state',
       staleAnswerHeld && await page.evaluate((id) => [...S.commands.values()]
         .filter((c) => c.hedge_id === Number(id) && c.kind === 'close_hedge').every((c) => c.status === 'done'), hedgeId),
       `answer held until done: ${staleAnswerHeld}; ${doneRow}`);
-    // The close left its symbol close-only on the hedge account; end that pause from its badge.
+    // The close left its symbol close-only on the hedge account: the plan offers to resume it, and
+    // the pause is ended from its badge.
     const scope = await page.evaluate((id) => {
       const x = S.hedges.get(Number(id));
       return `account ${x.hedge_login}, ${x.symbol}`;
     }, hedgeId);
+    const planResume = await waitFor(page, 'the plan to offer Resume for the closed hedge\'s symbol', (id) => {
+      const x = S.hedges.get(Number(id));
+      const b = document.querySelector(`[data-table="plan"] button[aria-label="Resume hedging ${x.symbol} on account ${x.hedge_login}"]`);
+      return b && b.textContent === 'Resume' ? b.getAttribute('aria-label') : false;
+    }, hedgeId);
+    check('after a close the plan\'s button for that symbol says Resume', true, planResume);
     await page.click(`#pauses button[aria-label="Resume hedging for ${scope}"]`);
     await confirmDialog(page, 'browser test resume after close');
     await waitFor(page, 'the close-only pause to end', (text) =>
@@ -282,7 +336,7 @@ async function main() {
       if (!c || c.status !== 'done') return false;
       hedgesTable.setActive(hedgesTable.view.findIndex((r) => r.id === id));
       const row = document.querySelector(`[data-table="hedges"] .vt-row[data-key="h${id}"]`);
-      return row && /retry hedge #\d+: done/.test(row.textContent) ? row.textContent : false;
+      return row && /retry done.* · command \d+/.test(row.textContent) ? row.textContent : false;
     }, failedId, 60000);
     check(`failed hedge ${failedId} retried through the UI; the row shows the command done`, true, retried);
     await page.fill('#hedges-filter', '');
@@ -355,6 +409,17 @@ async function main() {
     const headsAgain = await page.$$eval('[data-table="positions"] .vt-head [role=columnheader]', (c) => c.map((x) => x.textContent.trim()));
     check('column choices are remembered', headsAgain.join('|') === heads.join('|'), headsAgain.join('|'));
 
+    // A hedge account's edit dialog offers its symbol names, not a ratio.
+    await page.click('button[aria-label="Edit symbol map of account 1001"]');
+    await page.locator('#edit-account').waitFor({ state: 'visible' });
+    const hedgeEdit = await page.evaluate(() => ({
+      ratioHidden: document.querySelector('#edit-ratio-field').hidden && !document.querySelector('#edit-ratio').checkVisibility(),
+      title: document.querySelector('#edit-title').textContent,
+    }));
+    check('a hedge account\'s edit dialog has no hedge ratio', hedgeEdit.ratioHidden, hedgeEdit.title);
+    await page.click('#edit-account button[value=cancel]');
+    await page.locator('#edit-account').waitFor({ state: 'hidden' });
+
     // Override a client's hedge ratio and symbol map, confirming it: the card shows the agent's
     // value beside the override.
     await page.click('button[aria-label="Edit symbol map and hedge ratio of account 2002"]');
@@ -408,6 +473,8 @@ async function main() {
     await waitFor(page, 'the history tab', () => document.querySelector('#tab-history').getAttribute('aria-selected') === 'true');
     await waitFor(page, 'exit comments in the history', () =>
       [...document.querySelectorAll('[data-table="positions"] .vt-row')].some((r) => r.textContent.includes('closed #')));
+    const cutHistory = await cutCells(page);
+    check('nothing is cut in the history', cutHistory.length === 0, cutHistory.slice(0, 8).join('; '));
     const exits = await page.$$eval('[data-table="positions"] .vt-row',
       (rows) => rows.filter((r) => r.textContent.includes('closed #')).length);
     check('closed positions show their exit comment', exits > 0, `${exits} rows`);
@@ -419,6 +486,8 @@ async function main() {
     await page.waitForTimeout(300);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check('no horizontal page overflow on a phone', overflow <= 1, `${overflow}px`);
+    const cutPhone = await cutCells(page);
+    check('nothing is cut on a phone (tables scroll sideways instead)', cutPhone.length === 0, cutPhone.slice(0, 8).join('; '));
     await shot(page, '08-phone');
     await page.setViewportSize({ width: 1440, height: 1000 });
 

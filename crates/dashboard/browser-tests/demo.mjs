@@ -145,7 +145,7 @@ async function main() {
     check('a close command was created through the UI', commandId !== null);
     check(`the close of hedge ${hedgeId} created command ${commandId}`, true);
     const pendingText = await rowText(page, 'hedges', `h${hedgeId}`);
-    check('the hedge row shows the command', /close hedge #\d+: (pending|done)/.test(pendingText || ''), pendingText);
+    check('the hedge row shows the command', /close (pending|done).* · command \d+/.test(pendingText || ''), pendingText);
     await shot(page, '03-demo-close-requested');
     await waitFor(page, `command ${commandId} to be done and hedge ${hedgeId} closed`, ([id, cmd]) => {
       const c = S.commands.get(cmd);
@@ -153,7 +153,7 @@ async function main() {
       return c && c.status === 'done' && x && x.status === 'closed';
     }, [hedgeId, commandId], 45000);
     const doneText = await rowText(page, 'hedges', `h${hedgeId}`);
-    check(`hedge ${hedgeId} shows closed with its command done`, /closed/.test(doneText || '') && /#\d+: done/.test(doneText || ''), doneText);
+    check(`hedge ${hedgeId} shows closed with its command done`, /closed/.test(doneText || '') && /close done.* · command \d+/.test(doneText || ''), doneText);
     const closeOnly = await page.evaluate((id) => {
       const x = S.hedges.get(id);
       return S.pauses.some((p) => p.login === x.hedge_login && p.symbol === x.symbol);
@@ -189,8 +189,8 @@ async function main() {
         const b = document.querySelector('#positions-summary [data-sum="balance"]');
         return b && !b.textContent.includes('—') ? document.querySelector('#positions-summary').textContent : false;
       }, undefined, 30000);
-      check('the summary row shows balance, floating P/L, margin, total P/L and the count',
-        ['Balance', 'Floating P/L', 'Margin', 'Total P/L', 'Positions'].every((w) => summary.includes(w)), summary);
+      check('the summary row shows balance, floating P/L, margin, the positions\' and the combined P/L and the count',
+        ['Balance', 'floating P/L', 'Margin', 'Positions P/L', 'Clients + hedges P/L', 'Positions:'].every((w) => summary.includes(w)), summary);
       check('every reconciled account shows its reconciliation', await page.evaluate(() =>
         [...S.accounts.values()].filter((a) => a.status && a.status.reconciliation)
           .every((a) => document.querySelector(`#accounts .card[data-login="${a.login}"] [data-reconciliation]`))));

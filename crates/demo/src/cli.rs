@@ -1,5 +1,6 @@
 //! `hedge demo`.
 
+use crate::interrupt::Interrupt;
 use crate::scenario::{run as run_scenario, DemoOptions};
 use crate::timeline::Timeline;
 use std::time::Duration;
@@ -7,8 +8,9 @@ use std::time::Duration;
 /// `hedge demo [--duration SECS] [--seed N] [--json]`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
-    /// Seconds of live activity after the scenario: the clients keep trading, the hedger mirrors
-    /// them and executes operator commands (0: exit right after the final check).
+    /// Seconds of live activity after the scenario, 10 s by default: the clients keep trading,
+    /// the hedger mirrors them and executes operator commands (0: exit right after the final
+    /// check). Ctrl-C or SIGTERM ends it early; either way the temporary folder is removed.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub duration: u64,
 
@@ -32,14 +34,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_target(false)
         .try_init();
     let timeline = Timeline::new(args.json);
-    let outcome = run_scenario(
+    let interrupt = Interrupt::on_signals()?;
+    let scenario = run_scenario(
         DemoOptions {
             keep_running: Duration::from_secs(args.duration.min(24 * 3600)),
             seed: args.seed,
+            interrupt: interrupt.clone(),
         },
         timeline,
-    )
-    .await?;
+    );
+    tokio::pin!(scenario);
+    let outcome = tokio::select! {
+        outcome = &mut scenario => outcome?,
+        _ = interrupt.fired() => {
+            if !interrupt.in_live() {
+                // Dropping the scenario removes its temporary folder (token and databases) and
+                // stops the copier stand-in.
+                anyhow::bail!("interrupted before the final check");
+            }
+            // The live phase saw it too and winds down, printing the accounts once more.
+            scenario.await?
+        }
+    };
     if outcome.ok {
         Ok(())
     } else {

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod exposure;
+pub mod interrupt;
 pub mod live;
 pub mod relay;
 pub mod scenario;

@@ -83,6 +83,45 @@ pub fn next_step(dice: &mut Dice, open: usize) -> Step {
     }
 }
 
+/// What a trade of `side` `volume` does to the account's position on its symbol, in words: on a
+/// netting account an opposite trade reduces, closes or reverses the one position, and saying
+/// "opens" there would contradict the reduction the center reports next.
+pub fn netting_effect(side: Side, volume: Volume, held: Option<(Side, Volume)>) -> String {
+    let Some((held_side, held_volume)) = held.filter(|(_, v)| v.is_positive()) else {
+        return format!("opens {side} {volume}");
+    };
+    if held_side == side {
+        let total = Volume(held_volume.0 + volume.0);
+        return format!("{side} {volume} adds to the {held_side} {held_volume} (now {total})");
+    }
+    match volume.0.cmp(&held_volume.0) {
+        std::cmp::Ordering::Less => format!(
+            "{side} {volume} reduces the {held_side} {held_volume} to {}",
+            Volume(held_volume.0 - volume.0)
+        ),
+        std::cmp::Ordering::Equal => {
+            format!("{side} {volume} closes the {held_side} {held_volume}")
+        }
+        std::cmp::Ordering::Greater => format!(
+            "{side} {volume} closes the {held_side} {held_volume} and opens {side} {}",
+            Volume(volume.0 - held_volume.0)
+        ),
+    }
+}
+
+/// The account's position on `symbol` when it is a netting account (one position per symbol).
+fn held(account: &LiveAccount, symbol: &str) -> Option<(Side, Volume)> {
+    if !account.netting {
+        return None;
+    }
+    account
+        .sim
+        .positions()
+        .into_iter()
+        .find(|p| p.symbol == symbol)
+        .map(|p| (p.position_type.side(), p.volume))
+}
+
 /// A client account the live phase trades on.
 pub struct LiveAccount {
     pub name: &'static str,
@@ -143,12 +182,13 @@ pub async fn run(
                 volume,
             } => {
                 let symbol = account.map.to_account(canonical);
+                let effect = netting_effect(side, volume, held(account, &symbol));
                 let reply = account.sim.open(&symbol, side, volume, LIVE_MAGIC, "live");
                 let done = reply.retcode.is_done();
                 t.emit(
                     "live",
                     format!(
-                        "{}: opens {side} {volume} {symbol} -> retcode {}, position {}",
+                        "{}: {symbol}: {effect} -> retcode {}, position {}",
                         account.name, reply.retcode, reply.position
                     ),
                     json!({ "account": account.name, "action": "open", "symbol": symbol, "side": side, "volume": volume, "retcode": reply.retcode, "position": reply.position }),
@@ -167,6 +207,18 @@ pub async fn run(
             }
             Step::Close { index } => {
                 let trade = open[i].remove(index);
+                // On a netting account the close is an opposite trade: say what it does there.
+                let effect = match account.netting {
+                    true => format!(
+                        ": {}",
+                        netting_effect(
+                            trade.side.opposite(),
+                            trade.volume,
+                            held(account, &trade.symbol)
+                        )
+                    ),
+                    false => String::new(),
+                };
                 let reply = if account.netting {
                     account.sim.open(
                         &trade.symbol,
@@ -181,11 +233,11 @@ pub async fn run(
                 t.emit(
                     "live",
                     format!(
-                        "{}: closes {} {} {} (position {}) -> retcode {}",
+                        "{}: {}: closes its {} {} (position {}){effect} -> retcode {}",
                         account.name,
+                        trade.symbol,
                         trade.side,
                         trade.volume,
-                        trade.symbol,
                         trade.position,
                         reply.retcode
                     ),
@@ -204,6 +256,28 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netting_trades_say_what_they_do_to_the_position() {
+        let v = |s: &str| Volume(s.parse().unwrap());
+        assert_eq!(
+            netting_effect(Side::Buy, v("0.02"), Some((Side::Sell, v("0.05")))),
+            "buy 0.02 reduces the sell 0.05 to 0.03"
+        );
+        assert_eq!(
+            netting_effect(Side::Buy, v("0.05"), Some((Side::Sell, v("0.05")))),
+            "buy 0.05 closes the sell 0.05"
+        );
+        assert_eq!(
+            netting_effect(Side::Sell, v("0.07"), Some((Side::Buy, v("0.05")))),
+            "sell 0.07 closes the buy 0.05 and opens sell 0.02"
+        );
+        assert_eq!(
+            netting_effect(Side::Buy, v("0.01"), Some((Side::Buy, v("0.05")))),
+            "buy 0.01 adds to the buy 0.05 (now 0.06)"
+        );
+        assert_eq!(netting_effect(Side::Sell, v("0.1"), None), "opens sell 0.1");
+    }
 
     #[test]
     fn steps_are_bounded_repeatable_and_varied() {

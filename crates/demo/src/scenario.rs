@@ -1,6 +1,7 @@
 //! The demo scenario: every component started in this process, the signal played, the result checked.
 
 use crate::exposure::{holds, table, ExposureRow, Holding};
+use crate::interrupt::Interrupt;
 use crate::live::{self, LiveAccount};
 use crate::relay::Relay;
 use crate::timeline::Timeline;
@@ -31,6 +32,8 @@ pub struct DemoOptions {
     pub keep_running: Duration,
     /// Seeds the price feed and the order of the signal's fills.
     pub seed: u64,
+    /// Ends the live phase early (Ctrl-C, SIGTERM).
+    pub interrupt: Interrupt,
 }
 
 /// What the demo proved.
@@ -151,12 +154,9 @@ fn describe_event(e: &Event) -> String {
     let num = |k: &str| d.get(k).map(|v| v.to_string()).unwrap_or_default();
     let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
     match e.kind {
-        EventKind::PositionOpened
-        | EventKind::PositionIncreased
-        | EventKind::PositionReduced
-        | EventKind::PositionClosed
-        | EventKind::PositionReversed => format!(
-            "center <- report {} account {} position {} {} {} {} lots",
+        // The volume reported is what remains open: say so where it is not the trade's own.
+        EventKind::PositionIncreased | EventKind::PositionReduced => format!(
+            "center <- report {} account {} position {} {} {}, now {} lots",
             e.kind.as_str(),
             e.login.map(|l| l.to_string()).unwrap_or_default(),
             num("position_id"),
@@ -164,6 +164,17 @@ fn describe_event(e: &Event) -> String {
             text("side"),
             num("volume")
         ),
+        EventKind::PositionOpened | EventKind::PositionClosed | EventKind::PositionReversed => {
+            format!(
+                "center <- report {} account {} position {} {} {} {} lots",
+                e.kind.as_str(),
+                e.login.map(|l| l.to_string()).unwrap_or_default(),
+                num("position_id"),
+                text("symbol"),
+                text("side"),
+                num("volume")
+            )
+        }
         EventKind::HedgeExecuted => format!(
             "center <- hedge recorded: item {} {} {} {} lots at {}",
             num("plan_item_id"),
@@ -685,33 +696,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let hedge = holdings(&sim_h, &map_h);
     let rows = table(&clients, &hedge);
     let ok = holds(&rows) && copier_dead;
-    t.plain("");
-    t.plain(format!(
-        "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
-        "symbol", "clients net", "hedge net", "uncovered", "ratio", "check"
-    ));
-    for r in &rows {
-        t.plain(format!(
-            "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
-            r.symbol,
-            r.client_net.to_string(),
-            r.hedge_net.to_string(),
-            r.uncovered.to_string(),
-            r.ratio.clone().unwrap_or_else(|| "-".into()),
-            if r.ok { "ok" } else { "MISMATCH" }
-        ));
-        if t.is_json() {
-            t.emit(
-                "row",
-                format!(
-                    "{} clients {} hedge {}",
-                    r.symbol, r.client_net, r.hedge_net
-                ),
-                serde_json::to_value(r).unwrap_or(json!({})),
-            );
-        }
-    }
-    t.plain("");
+    print_table(&t, &rows);
     let (reaction_us, hedge_orders, _) = reaction.lock().map(|r| *r).unwrap_or((None, 0, false));
     t.emit(
         "result",
@@ -767,10 +752,12 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
             },
         ];
         let keep = opts.keep_running;
+        let interrupt = opts.interrupt.clone();
+        interrupt.enter_live();
         let summary = live::run(&t, &live_accounts, opts.seed, LIVE_INTERVAL, async move {
             tokio::select! {
                 _ = tokio::time::sleep(keep) => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.fired() => {}
             }
         })
         .await;
@@ -796,6 +783,12 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
             ),
             json!({ "opens": summary.opens, "closes": summary.closes, "refused": summary.refused, "mirrors": mirrored }),
         );
+        // The scenario's table scrolled away long ago: the accounts as the live phase left them.
+        let mut clients = holdings(&sim_a, &map_a);
+        clients.extend(holdings(&sim_b, &map_b));
+        t.plain("");
+        t.plain("After the live phase:");
+        print_table(&t, &table(&clients, &holdings(&sim_h, &map_h)));
     }
 
     // Shut everything down.
@@ -823,6 +816,38 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         reaction_us,
         hedge_orders,
     })
+}
+
+/// The net table: per symbol the clients' and the hedge account's net volume and what is left
+/// uncovered (in JSON mode, one `row` entry per symbol).
+fn print_table(t: &Timeline, rows: &[ExposureRow]) {
+    t.plain("");
+    t.plain(format!(
+        "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
+        "symbol", "clients net", "hedge net", "uncovered", "ratio", "check"
+    ));
+    for r in rows {
+        t.plain(format!(
+            "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
+            r.symbol,
+            r.client_net.to_string(),
+            r.hedge_net.to_string(),
+            r.uncovered.to_string(),
+            r.ratio.clone().unwrap_or_else(|| "-".into()),
+            if r.ok { "ok" } else { "MISMATCH" }
+        ));
+        if t.is_json() {
+            t.emit(
+                "row",
+                format!(
+                    "{} clients {} hedge {}",
+                    r.symbol, r.client_net, r.hedge_net
+                ),
+                serde_json::to_value(r).unwrap_or(json!({})),
+            );
+        }
+    }
+    t.plain("");
 }
 
 /// Writes `text` to a new file only its owner can read.

@@ -1,5 +1,6 @@
 //! The demo itself, run in-process: it must end with the hedge account net opposite to the clients.
 
+use hedge_demo::interrupt::Interrupt;
 use hedge_demo::scenario::{run, DemoOptions};
 use hedge_demo::timeline::Timeline;
 use std::time::Duration;
@@ -11,6 +12,7 @@ async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
         DemoOptions {
             keep_running: Duration::ZERO,
             seed: 7,
+            interrupt: Interrupt::never(),
         },
         timeline.clone(),
     )
@@ -48,6 +50,7 @@ async fn the_live_phase_keeps_clients_trading_and_the_hedger_mirroring_them() {
         DemoOptions {
             keep_running: Duration::from_millis(4500),
             seed: 11,
+            interrupt: Interrupt::never(),
         },
         timeline.clone(),
     )
@@ -82,7 +85,20 @@ async fn the_live_phase_keeps_clients_trading_and_the_hedger_mirroring_them() {
         mirrored >= 1,
         "no hedge order in the live phase: {lines:#?}"
     );
-    let end = lines.last().unwrap();
+    let end = lines
+        .iter()
+        .rev()
+        .find(|v| kind(v) == "live" && v.get("opens").is_some())
+        .expect("the live phase's summary");
+    // The net table again after the live phase, once it is over.
+    let summary_at = lines
+        .iter()
+        .position(|v| std::ptr::eq(v, end))
+        .unwrap_or_default();
+    assert!(
+        lines[summary_at..].iter().any(|v| kind(v) == "row"),
+        "no table after the live phase: {lines:#?}"
+    );
     assert_eq!(
         end["opens"].as_u64().unwrap() + end["closes"].as_u64().unwrap(),
         2,

@@ -19,7 +19,7 @@ pub struct HedgerArgs {
     pub agent: AgentArgs,
 
     /// `trigger` (open the whole plan when one of the account's own positions closes) or
-    /// `mirror` (follow every plan change).
+    /// `mirror` (follow every plan change) [default: trigger].
     #[arg(long, value_name = "MODE")]
     pub mode: Option<Mode>,
 
@@ -27,15 +27,15 @@ pub struct HedgerArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Consecutive rejected orders on a symbol before it is halted.
+    /// Consecutive rejected orders on a symbol before it is halted [default: 3].
     #[arg(long, value_name = "N")]
     pub breaker_threshold: Option<u32>,
 
-    /// Attempts per order on retryable retcodes (requote, off quotes, timeout...).
+    /// Attempts per order on retryable retcodes (requote, off quotes, timeout...) [default: 5].
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
 
-    /// Accepted slippage, in points.
+    /// Accepted slippage, in points [default: 20].
     #[arg(long, value_name = "POINTS")]
     pub deviation: Option<u64>,
 

@@ -11,7 +11,8 @@ use crate::report::{self, format_time, ImportedReport};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use hedge_domain::{Login, PositionId, Price, SymbolSpec, Volume};
-use std::collections::BTreeMap;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -126,8 +127,24 @@ pub struct ExcludeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ExcludeAction {
-    Add { login: u64, ids: Vec<u64> },
-    Remove { login: u64, ids: Vec<u64> },
+    /// Hide positions of an account from the ledger, from their opening on (the deals stay in
+    /// the history; reconcile checks the account's net position without them).
+    Add {
+        /// The account's login.
+        login: u64,
+        /// Position ids (the opening order's ticket), one or more.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Show hidden positions again: the next replay counts them.
+    Remove {
+        /// The account's login.
+        login: u64,
+        /// Position ids to include again, one or more.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Print the exclusions file's entries, `<login> <position id>` per line.
     List,
 }
 
@@ -186,6 +203,9 @@ struct Loaded {
     /// The time of the history's last deal: exclusions added now hide from there, so a replay
     /// keeps every pairing made before them.
     last_deal_msc: Option<i64>,
+    /// Each deal's booked profit and volume, by ticket: the realized profit of closed positions
+    /// when no symbol specifications are given.
+    deal_profits: HashMap<u64, (Decimal, Decimal)>,
 }
 
 impl Loaded {
@@ -255,6 +275,11 @@ fn load(src: &SourceArgs) -> Result<Loaded> {
         tracing::info!(hidden = ledger.hidden().len(), "exclusions applied");
     }
     let last_deal_msc = history.deals.iter().map(|d| d.time_msc).max();
+    let deal_profits = history
+        .deals
+        .iter()
+        .map(|d| (d.ticket.0, (d.profit.0, d.volume.0)))
+        .collect();
     for w in ledger.warnings() {
         tracing::warn!(?w, "replay");
     }
@@ -263,7 +288,25 @@ fn load(src: &SourceArgs) -> Result<Loaded> {
         report,
         login,
         last_deal_msc,
+        deal_profits,
     })
+}
+
+/// The broker's booked profit of each closed position, keyed like the history rows (id, exit
+/// order): its exit deals' profit, shared by volume when one deal closed several positions.
+fn booked_profits(loaded: &Loaded) -> HashMap<(PositionId, u64), Decimal> {
+    let mut out: HashMap<(PositionId, u64), Decimal> = HashMap::new();
+    for h in loaded.ledger.history_positions() {
+        let profit: Decimal = h
+            .exit_deals()
+            .filter_map(|f| {
+                let (profit, volume) = loaded.deal_profits.get(&f.ticket.0)?;
+                (!volume.is_zero()).then(|| profit * f.volume.0 / volume)
+            })
+            .sum();
+        *out.entry((h.id(), h.exit_order().0)).or_default() += profit;
+    }
+    out
 }
 
 fn read_exclusions(path: &Path) -> Result<Exclusions> {
@@ -383,7 +426,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else if a.csv.is_none() {
-        print_tables(&mut out, l, &ctx)?;
+        print_tables(&mut out, l, &ctx, &booked_profits(&loaded))?;
     }
     if let Some(r) = &loaded.report {
         if !a.json {
@@ -446,63 +489,39 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     })
 }
 
-fn print_tables(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result<()> {
-    let active = export::active_rows(l, ctx);
-    writeln!(out, "Active positions ({}):", active.len())?;
-    writeln!(
-        out,
-        "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} magic",
-        "id", "symbol", "side", "volume", "entry", "sl", "entry time"
-    )?;
-    for r in &active {
-        writeln!(
-            out,
-            "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {}",
-            r.id,
-            r.symbol,
-            r.side,
-            r.volume,
-            r.entry_price,
-            r.stop_loss.map(|p| p.to_string()).unwrap_or_default(),
-            format_time(r.entry_time_msc),
-            export::magic_label(r.magic)
-        )?;
-    }
-    let hist = export::history_rows(l, ctx);
-    writeln!(out, "History positions ({}):", hist.len())?;
-    writeln!(
-        out,
-        "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8}",
-        "id",
-        "exit order",
-        "symbol",
-        "side",
-        "volume",
-        "entry",
-        "exit",
-        "exit time",
-        "commission",
-        "swap"
-    )?;
-    for r in &hist {
-        writeln!(
-            out,
-            "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8}",
-            r.id,
-            r.exit_order,
-            r.symbol,
-            r.side,
-            r.volume,
-            r.entry_price,
-            r.exit_price,
-            format_time(r.exit_time_msc),
-            r.commission,
-            r.swap
-        )?;
-    }
-    writeln!(out, "Net volume per symbol:")?;
-    for (s, v) in l.net_volumes() {
-        writeln!(out, "  {s}: {v}")?;
+/// Money as tables show it: cents, rounded half away from zero as MT5 does.
+fn cents(d: Decimal) -> String {
+    format!(
+        "{:.2}",
+        d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    )
+}
+
+/// A price as tables show it: an average of several fills has more digits than anyone reads.
+fn readable(p: Price) -> Price {
+    Price(p.0.round_dp(8).normalize())
+}
+
+fn print_tables(
+    out: &mut impl Write,
+    l: &Ledger,
+    ctx: &ReportContext,
+    booked: &HashMap<(PositionId, u64), Decimal>,
+) -> Result<()> {
+    print_active(out, l, ctx)?;
+    print_history(out, l, ctx, booked)?;
+    let net: Vec<(String, Volume)> = l
+        .net_volumes()
+        .into_iter()
+        .filter(|(_, v)| !v.0.is_zero())
+        .collect();
+    if net.is_empty() {
+        writeln!(out, "Net volume per symbol: all flat")?;
+    } else {
+        writeln!(out, "Net volume per symbol:")?;
+        for (s, v) in net {
+            writeln!(out, "  {s}: {v}")?;
+        }
     }
     let st = l.stats();
     writeln!(
@@ -515,6 +534,102 @@ fn print_tables(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result
         l.hidden().len(),
         l.warnings().len()
     )?;
+    Ok(())
+}
+
+fn print_active(out: &mut impl Write, l: &Ledger, ctx: &ReportContext) -> Result<()> {
+    let active = export::active_rows(l, ctx);
+    writeln!(out, "Active positions ({}):", active.len())?;
+    writeln!(
+        out,
+        "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} magic",
+        "id", "symbol", "side", "volume", "entry", "sl", "entry time", "profit"
+    )?;
+    for r in &active {
+        writeln!(
+            out,
+            "{:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {}",
+            r.id,
+            r.symbol,
+            r.side,
+            r.volume,
+            readable(r.entry_price),
+            r.stop_loss.map(|p| p.to_string()).unwrap_or_default(),
+            format_time(r.entry_time_msc),
+            r.profit.map(|p| cents(p.0)).unwrap_or_else(|| "-".into()),
+            export::magic_label(r.magic)
+        )?;
+    }
+    if active.iter().any(|r| r.profit.is_none()) {
+        writeln!(
+            out,
+            "  (floating profit needs --symbols FILE and --quotes FILE or --last-prices)"
+        )?;
+    }
+    Ok(())
+}
+
+fn print_history(
+    out: &mut impl Write,
+    l: &Ledger,
+    ctx: &ReportContext,
+    booked: &HashMap<(PositionId, u64), Decimal>,
+) -> Result<()> {
+    let hist = export::history_rows(l, ctx);
+    writeln!(out, "History positions ({}):", hist.len())?;
+    writeln!(
+        out,
+        "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8} {:>10}",
+        "id",
+        "exit order",
+        "symbol",
+        "side",
+        "volume",
+        "entry",
+        "exit",
+        "exit time",
+        "commission",
+        "swap",
+        "profit"
+    )?;
+    let (mut profit, mut commission, mut swap) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for r in &hist {
+        // Computed from the symbol's specification when given, else as the broker booked it.
+        let p = r.profit.map(|p| p.0).unwrap_or_else(|| {
+            booked
+                .get(&(r.id, r.exit_order))
+                .copied()
+                .unwrap_or_default()
+        });
+        profit += p;
+        commission += r.commission.0;
+        swap += r.swap.0;
+        writeln!(
+            out,
+            "{:>12} {:>12} {:<10} {:<4} {:>10} {:>12} {:>12} {:<19} {:>10} {:>8} {:>10}",
+            r.id,
+            r.exit_order,
+            r.symbol,
+            r.side,
+            r.volume,
+            readable(r.entry_price),
+            readable(r.exit_price),
+            format_time(r.exit_time_msc),
+            r.commission,
+            r.swap,
+            cents(p)
+        )?;
+    }
+    if !hist.is_empty() {
+        writeln!(
+            out,
+            "  closed: profit {}, commission {}, swap {}; P/L {}",
+            cents(profit),
+            cents(commission),
+            cents(swap),
+            cents(profit + commission + swap)
+        )?;
+    }
     Ok(())
 }
 
@@ -535,17 +650,11 @@ fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
     } else if mismatches.is_empty() {
         println!("net positions equal on every symbol");
     } else {
+        let mut out = std::io::stdout().lock();
         for (m, c) in mismatches.iter().zip(&corrections) {
-            println!("{}: ledger {} broker {}", m.symbol, m.ledger, m.broker);
+            writeln!(out, "{}: ledger {} broker {}", m.symbol, m.ledger, m.broker)?;
             if a.propose {
-                match &c.order {
-                    Some(o) => println!("  1. send {}", serde_json::to_string(o)?),
-                    None => println!("  1. no order needed: the broker is flat"),
-                }
-                println!(
-                    "  2. exclude positions {:?} (and the one the order opens)",
-                    c.exclude.iter().map(|p| p.get()).collect::<Vec<_>>()
-                );
+                print_correction(&mut out, c)?;
             }
         }
     }
@@ -577,6 +686,41 @@ fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
     }
     if !mismatches.is_empty() && !a.apply {
         bail!("{} symbol(s) differ", mismatches.len());
+    }
+    Ok(())
+}
+
+/// The steps of a correction: the order (or why none is needed), then what to exclude; the
+/// position the order opens exists only when there is an order.
+fn print_correction(out: &mut impl Write, c: &reconcile::Correction) -> Result<()> {
+    let ids = c
+        .exclude
+        .iter()
+        .map(|p| p.get().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (&c.order, ids.is_empty()) {
+        (Some(o), _) => {
+            writeln!(out, "  1. send {}", serde_json::to_string(o)?)?;
+            match ids.is_empty() {
+                true => writeln!(
+                    out,
+                    "  2. once it fills, exclude the position the order opens"
+                )?,
+                false => writeln!(
+                    out,
+                    "  2. exclude positions {ids} and, once it fills, the position the order opens"
+                )?,
+            }
+        }
+        (None, false) => {
+            writeln!(out, "  1. no order needed: the broker is flat")?;
+            writeln!(out, "  2. exclude positions {ids}")?;
+        }
+        (None, true) => writeln!(
+            out,
+            "  nothing to do: the broker is flat and so is the ledger"
+        )?,
     }
     Ok(())
 }
@@ -685,4 +829,74 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netting account that bought 0.1 EURUSD and sold it again for a booked profit of 20.
+    const FLAT: &str = r#"{"kind":"account","login":7,"margin_mode":2,"currency":"USD"}
+{"kind":"order","ticket":11,"symbol":"EURUSD","type":0,"state":4,"magic":0,"volume_initial":0.1,"volume_current":0,"price_open":0,"time_setup_msc":1700000000000,"time_done_msc":1700000000000,"position_id":11,"comment":""}
+{"kind":"deal","ticket":21,"order":11,"symbol":"EURUSD","type":0,"entry":0,"magic":0,"position_id":11,"volume":0.1,"price":1.1,"commission":-0.5,"swap":0,"profit":0,"time_msc":1700000000001,"comment":""}
+{"kind":"order","ticket":12,"symbol":"EURUSD","type":1,"state":4,"magic":0,"volume_initial":0.1,"volume_current":0,"price_open":0,"time_setup_msc":1700000060000,"time_done_msc":1700000060000,"position_id":11,"comment":""}
+{"kind":"deal","ticket":22,"order":12,"symbol":"EURUSD","type":1,"entry":1,"magic":0,"position_id":11,"volume":0.1,"price":1.102,"commission":-0.5,"swap":-0.1,"profit":20,"time_msc":1700000060001,"comment":""}
+"#;
+
+    fn loaded(text: &str) -> (tempfile::TempDir, Loaded) {
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("h.jsonl");
+        std::fs::write(&history, text).unwrap();
+        let loaded = load(&SourceArgs {
+            history,
+            exclusions: None,
+            login: None,
+            mode: None,
+        })
+        .unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn a_flat_account_says_so_and_shows_its_realized_profit() {
+        let (_dir, loaded) = loaded(FLAT);
+        let mut out = Vec::new();
+        print_tables(
+            &mut out,
+            &loaded.ledger,
+            &ReportContext::default(),
+            &booked_profits(&loaded),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].ends_with(" profit"), "{text}");
+        assert!(lines[4].ends_with(" 20.00"), "{text}");
+        assert!(lines.contains(&"  closed: profit 20.00, commission -1.00, swap -0.10; P/L 18.90"));
+        assert!(lines.contains(&"Net volume per symbol: all flat"), "{text}");
+    }
+
+    #[test]
+    fn a_correction_mentions_the_order_s_position_only_when_there_is_an_order() {
+        let (_dir, loaded) = loaded(FLAT);
+        let broker = vec![("EURUSD".to_owned(), Volume("0.1".parse().unwrap()))];
+        let mismatches = reconcile::reconcile(&loaded.ledger, &broker);
+        let correction = reconcile::propose_correction(&loaded.ledger, &mismatches[0]);
+        let mut out = Vec::new();
+        print_correction(&mut out, &correction).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("  1. send {"), "{text}");
+        assert!(text.ends_with("  2. once it fills, exclude the position the order opens\n"));
+
+        let open = FLAT.lines().take(3).collect::<Vec<_>>().join("\n");
+        let (_dir, loaded) = self::loaded(&open);
+        let mismatches = reconcile::reconcile(&loaded.ledger, &[]);
+        let correction = reconcile::propose_correction(&loaded.ledger, &mismatches[0]);
+        let mut out = Vec::new();
+        print_correction(&mut out, &correction).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "  1. no order needed: the broker is flat\n  2. exclude positions 11\n"
+        );
+    }
 }

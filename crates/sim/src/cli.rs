@@ -27,8 +27,8 @@ pub struct SimArgs {
     /// Symbols to offer (base names from EURUSD, GBPUSD, USDJPY, XAUUSD), comma separated.
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
-    /// Decorate symbol names as a broker does, e.g. `.r`.
-    #[arg(long, default_value = "")]
+    /// Decorate symbol names as a broker does, e.g. `.r` or `-ECN`.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub suffix: String,
     /// Replay ticks from a CSV (`time,bid,ask` or HistData) instead of the random walk.
     #[arg(long)]
@@ -78,10 +78,45 @@ pub struct SimArgs {
     /// Exit when the script has finished (after this many extra seconds).
     #[arg(long)]
     pub exit_after_script: Option<u64>,
+    /// Take trades typed by hand while running: `stdin`, or a loopback address to listen on
+    /// (`127.0.0.1:7101`), one command per line, e.g. `open EURUSD buy 0.1`, `close 100001`,
+    /// `partial 100001 0.05`, `quote EURUSD 1.0851`, `positions`, `help` (see docs/simulator.md).
+    #[arg(long, value_name = "stdin|ADDR")]
+    pub control: Option<Control>,
+    /// Seconds between heartbeats to the agent.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_secs: u64,
+    /// Seconds between full snapshots sent to the agent.
     #[arg(long, default_value_t = 60)]
     pub snapshot_secs: u64,
+}
+
+/// Where control lines come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    Stdin,
+    /// Listen on this loopback address; each connection is a session of its own.
+    Listen(std::net::SocketAddr),
+}
+
+impl std::str::FromStr for Control {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "stdin" || s.trim() == "-" {
+            return Ok(Control::Stdin);
+        }
+        let addr: std::net::SocketAddr = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is neither stdin nor an address like 127.0.0.1:7101"))?;
+        // Whoever reaches the port trades on the account: keep it on this machine.
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address (127.0.0.1 or ::1)"
+            ));
+        }
+        Ok(Control::Listen(addr))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -256,7 +291,12 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Some(Script::parse(&text)?)
+            let mut script = Script::parse(&text)?;
+            let names: Vec<String> = symbols.iter().map(|s| s.spec.name.clone()).collect();
+            script
+                .map_symbols(&names)
+                .with_context(|| format!("script {}", path.display()))?;
+            Some(script)
         }
         None => None,
     };
@@ -275,7 +315,20 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         symbols = ?config.symbols.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(),
         "simulated terminal starting"
     );
+    let control = match &args.control {
+        Some(Control::Listen(addr)) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for control lines on {addr}"))?,
+        ),
+        _ => None,
+    };
     let terminal = Arc::new(SimTerminal::spawn(config));
+    let control_task = match (&args.control, control) {
+        (_, Some(listener)) => Some(tokio::spawn(serve_control_port(terminal.clone(), listener))),
+        (Some(Control::Stdin), None) => Some(tokio::spawn(serve_control_stdin(terminal.clone()))),
+        (_, None) => None,
+    };
     let script_task = script.map(|s| terminal.run_script(s));
     match (script_task, args.exit_after_script) {
         (Some(task), Some(extra)) => {
@@ -288,10 +341,47 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 .context("waiting for Ctrl-C")?;
         }
     }
+    if let Some(task) = control_task {
+        task.abort();
+    }
     let info = terminal.account();
     tracing::info!(balance = %info.balance, equity = %info.equity, positions = terminal.positions().len(), "stopping");
     terminal.stop().await;
     Ok(())
+}
+
+/// Control lines typed on stdin; the simulator keeps running when stdin ends.
+async fn serve_control_stdin(terminal: Arc<SimTerminal>) {
+    tracing::info!("control lines are read from stdin (`help` lists the commands)");
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    if let Err(e) = crate::control::serve(&terminal, input, tokio::io::stdout()).await {
+        tracing::warn!(error = %e, "control from stdin stopped");
+    }
+}
+
+/// Control lines from each connection to the control port, answered on the same connection.
+async fn serve_control_port(terminal: Arc<SimTerminal>, listener: tokio::net::TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "control port listening (`help` lists the commands)");
+    }
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "control port accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let terminal = terminal.clone();
+        tokio::spawn(async move {
+            let (read, write) = stream.into_split();
+            let input = tokio::io::BufReader::new(read);
+            if let Err(e) = crate::control::serve(&terminal, input, write).await {
+                tracing::debug!(%peer, error = %e, "control connection ended");
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +444,38 @@ mod tests {
         assert!(build_config(&args(&["--liquidity", "EURUSD=-1"])).is_err());
         assert!(build_config(&args(&["--reject-rate", "2"])).is_err());
         assert!(build_config(&args(&["--balance", "lots"])).is_err());
+        let mut wrap = vec!["sim", "--control", "0.0.0.0:7101"];
+        assert!(Wrap::try_parse_from(&wrap).is_err());
+        wrap[2] = "127.0.0.1:7101";
+        assert_eq!(
+            Wrap::try_parse_from(&wrap).unwrap().args.control,
+            Some(Control::Listen("127.0.0.1:7101".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_script_may_name_symbols_canonically() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("s.txt");
+        std::fs::write(
+            &script,
+            "at 1s open EURUSD buy 0.1\nat 2s quote XAUUSD 1900\n",
+        )
+        .unwrap();
+        let path = script.to_str().unwrap();
+        let (_, parsed) = build_config(&args(&["--suffix", "-ECN", "--script", path])).unwrap();
+        let steps = parsed.unwrap().steps;
+        assert!(
+            matches!(&steps[0].action, crate::script::Action::Open { symbol, .. } if symbol == "EURUSD-ECN")
+        );
+        std::fs::write(&script, "at 1s open EURUSD buy 0.1\n").unwrap();
+        let err = build_config(&args(&["--symbols", "XAUUSD", "--script", path])).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "script {path}: script line 1: unknown symbol \"EURUSD\"; the account has XAUUSD"
+            )
+        );
     }
 
     #[test]

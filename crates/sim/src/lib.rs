@@ -7,10 +7,12 @@
 //! margin check, and the full order and deal history, with exact decimals and injected faults drawn
 //! from a seed. [`terminal::SimTerminal`] runs it as a terminal connecting out to an agent, exactly as
 //! the EA does; [`feed`] moves prices (random walk or tick file), [`script`] drives scripted scenarios,
-//! and [`cli`] is the `hedge sim` subcommand.
+//! [`control`] takes trades typed into a running simulator, and [`cli`] is the `hedge sim`
+//! subcommand.
 
 pub mod account;
 pub mod cli;
+pub mod control;
 pub mod faults;
 pub mod feed;
 pub mod script;

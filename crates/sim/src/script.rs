@@ -52,9 +52,36 @@ pub enum Action {
     Quote {
         symbol: String,
         bid: Price,
-        ask: Price,
+        /// `None` keeps the symbol's current spread.
+        ask: Option<Price>,
     },
     Disconnect,
+}
+
+impl Action {
+    /// The symbol the action trades or quotes, if it names one.
+    fn symbol_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Action::Open { symbol, .. }
+            | Action::Pending { symbol, .. }
+            | Action::Quote { symbol, .. } => Some(symbol),
+            Action::Close { .. }
+            | Action::Partial { .. }
+            | Action::Modify { .. }
+            | Action::Disconnect => None,
+        }
+    }
+
+    /// Replaces a canonical symbol name (`EURUSD`) with the account's (`EURUSD.r`).
+    pub fn map_symbol<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        if let Some(symbol) = self.symbol_mut() {
+            *symbol = crate::symbols::account_name(names, symbol)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +118,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Splits on whitespace, keeping `"quoted strings"` (also in `key="a b"`) together.
-fn tokens(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn tokens(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -200,7 +227,9 @@ fn options(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-fn parse_action(t: &[String]) -> Result<Action, String> {
+/// One action from its words (`open EURUSD buy 0.1 magic=7`), as a script step has it after
+/// `at <time>` and a control line has it alone.
+pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
     let word = t.first().map(String::as_str).unwrap_or("");
     let need = |n: usize| -> Result<(), String> {
         if t.len() < n {
@@ -267,11 +296,19 @@ fn parse_action(t: &[String]) -> Result<Action, String> {
             }
         }
         "quote" => {
-            need(4)?;
+            need(3)?;
+            if t.len() > 4 {
+                return Err("quote takes a symbol, a bid and an ask (optional)".into());
+            }
+            let bid = price(&t[2])?;
+            let ask = t.get(3).map(|a| price(a)).transpose()?;
+            if ask.is_some_and(|ask| ask < bid) {
+                return Err(format!("ask {} is below bid {bid}", t[3]));
+            }
             Action::Quote {
                 symbol: t[1].clone(),
-                bid: price(&t[2])?,
-                ask: price(&t[3])?,
+                bid,
+                ask,
             }
         }
         "disconnect" => Action::Disconnect,
@@ -301,92 +338,119 @@ impl Script {
         steps.sort_by_key(|s| s.at);
         Ok(Script { steps })
     }
+
+    /// Puts the account's symbol names in place of canonical ones (see
+    /// [`crate::symbols::account_name`]); a symbol the account lacks is an error naming its line.
+    pub fn map_symbols(&mut self, names: &[String]) -> Result<(), ScriptError> {
+        for step in &mut self.steps {
+            step.action
+                .map_symbol(names.iter().map(String::as_str))
+                .map_err(|message| ScriptError {
+                    line: step.line,
+                    message,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// What carrying out one action gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The terminal's answer to a trade.
+    Reply(Box<hedge_protocol::Reply>),
+    /// A quote was set or the link dropped: nothing to answer.
+    Done,
+    /// The action names a position (`#N`) that was never opened.
+    NotOpened,
+}
+
+/// Carries out one action on `terminal`. `opened` lists the positions of the `open` actions so far,
+/// so `#N` names the N-th; a failed open takes its place too, keeping the numbering aligned.
+pub fn apply(terminal: &SimTerminal, action: &Action, opened: &mut Vec<PositionId>) -> Outcome {
+    let resolve = |r: &PosRef, opened: &[PositionId]| -> Option<PositionId> {
+        match r {
+            PosRef::Ticket(t) => Some(*t),
+            PosRef::Opened(n) => opened.get(n - 1).copied().filter(|p| p.0 != 0),
+        }
+    };
+    let reply = match action {
+        Action::Open {
+            symbol,
+            side,
+            volume,
+            magic,
+            comment,
+            sl,
+            tp,
+            filling,
+        } => {
+            let mut r = TradeRequest::market(symbol.clone(), OrderType::market(*side), *volume);
+            r.magic = *magic;
+            r.comment = comment.clone();
+            r.sl = *sl;
+            r.tp = *tp;
+            r.type_filling = *filling;
+            let reply = terminal.trade(r);
+            opened.push(reply.position);
+            reply
+        }
+        Action::Close { position } => match resolve(position, opened) {
+            Some(p) => terminal.close(p, None),
+            None => return Outcome::NotOpened,
+        },
+        Action::Partial { position, volume } => match resolve(position, opened) {
+            Some(p) => terminal.close(p, Some(*volume)),
+            None => return Outcome::NotOpened,
+        },
+        Action::Modify { position, sl, tp } => match resolve(position, opened) {
+            Some(p) => terminal.modify(p, *sl, *tp),
+            None => return Outcome::NotOpened,
+        },
+        Action::Pending {
+            symbol,
+            order_type,
+            volume,
+            price,
+            magic,
+            comment,
+        } => {
+            let mut r = TradeRequest::market(symbol.clone(), *order_type, *volume);
+            r.action = TradeAction::Pending;
+            r.price = *price;
+            r.magic = *magic;
+            r.comment = comment.clone();
+            r.type_time = OrderTime::Gtc;
+            terminal.trade(r)
+        }
+        Action::Quote { symbol, bid, ask } => {
+            terminal.set_quote_keeping_spread(symbol, *bid, *ask);
+            return Outcome::Done;
+        }
+        Action::Disconnect => {
+            terminal.disconnect();
+            return Outcome::Done;
+        }
+    };
+    Outcome::Reply(Box::new(reply))
 }
 
 /// Runs every step at its time, logging each outcome.
 pub async fn run(terminal: &SimTerminal, script: &Script) {
     let start = tokio::time::Instant::now();
     let mut opened: Vec<PositionId> = Vec::new();
-    let resolve = |r: &PosRef, opened: &[PositionId]| -> Option<PositionId> {
-        match r {
-            PosRef::Ticket(t) => Some(*t),
-            PosRef::Opened(n) => opened.get(n - 1).copied(),
-        }
-    };
     for step in &script.steps {
         tokio::time::sleep_until(start + step.at).await;
-        let reply = match &step.action {
-            Action::Open {
-                symbol,
-                side,
-                volume,
-                magic,
-                comment,
-                sl,
-                tp,
-                filling,
-            } => {
-                let mut r = TradeRequest::market(symbol.clone(), OrderType::market(*side), *volume);
-                r.magic = *magic;
-                r.comment = comment.clone();
-                r.sl = *sl;
-                r.tp = *tp;
-                r.type_filling = *filling;
-                let reply = terminal.trade(r);
-                // Keep numbering aligned with the script's opens even when one fails.
-                opened.push(reply.position);
-                Some(reply)
-            }
-            Action::Close { position } => resolve(position, &opened)
-                .filter(|p| p.0 != 0)
-                .map(|p| terminal.close(p, None)),
-            Action::Partial { position, volume } => resolve(position, &opened)
-                .filter(|p| p.0 != 0)
-                .map(|p| terminal.close(p, Some(*volume))),
-            Action::Modify { position, sl, tp } => resolve(position, &opened)
-                .filter(|p| p.0 != 0)
-                .map(|p| terminal.modify(p, *sl, *tp)),
-            Action::Pending {
-                symbol,
-                order_type,
-                volume,
-                price,
-                magic,
-                comment,
-            } => {
-                let mut r = TradeRequest::market(symbol.clone(), *order_type, *volume);
-                r.action = TradeAction::Pending;
-                r.price = *price;
-                r.magic = *magic;
-                r.comment = comment.clone();
-                r.type_time = OrderTime::Gtc;
-                Some(terminal.trade(r))
-            }
-            Action::Quote { symbol, bid, ask } => {
-                terminal.set_quote(symbol, *bid, *ask);
-                None
-            }
-            Action::Disconnect => {
-                terminal.disconnect();
-                None
-            }
-        };
-        match reply {
-            Some(r) => tracing::info!(
+        match apply(terminal, &step.action, &mut opened) {
+            Outcome::Reply(r) => tracing::info!(
                 line = step.line, retcode = %r.retcode, order = %r.order, position = %r.position,
                 comment = %r.comment, "script step"
             ),
-            None if matches!(
-                step.action,
-                Action::Close { .. } | Action::Partial { .. } | Action::Modify { .. }
-            ) =>
-            {
-                tracing::warn!(
-                    line = step.line,
-                    "script step names a position that was not opened"
-                )
-            }
-            None => tracing::info!(line = step.line, "script step"),
+            Outcome::NotOpened => tracing::warn!(
+                line = step.line,
+                "script step names a position that was not opened"
+            ),
+            Outcome::Done => tracing::info!(line = step.line, "script step"),
         }
     }
     tracing::info!("script finished");
@@ -439,5 +503,26 @@ at 1m disconnect
         assert!(Script::parse("open EURUSD buy 1").is_err());
         assert!(Script::parse("at 1s open EURUSD buy 1 comment=\"x").is_err());
         assert!(Script::parse("at 1s open EURUSD buy 1 colour=red").is_err());
+        assert!(Script::parse("at 1s quote EURUSD 1.1 1.0").is_err());
+    }
+
+    #[test]
+    fn canonical_names_are_mapped_to_the_account() {
+        let mut s =
+            Script::parse("at 1s open EURUSD buy 0.1\nat 2s quote XAUUSD 1900\nat 3s close #1\n")
+                .unwrap();
+        let names = vec!["EURUSD.r".to_owned(), "XAUUSD.r".to_owned()];
+        s.map_symbols(&names).unwrap();
+        assert!(matches!(&s.steps[0].action, Action::Open { symbol, .. } if symbol == "EURUSD.r"));
+        assert!(
+            matches!(&s.steps[1].action, Action::Quote { symbol, ask: None, .. } if symbol == "XAUUSD.r")
+        );
+        let mut bad = Script::parse("\nat 1s open GBPUSD sell 1").unwrap();
+        let err = bad.map_symbols(&names).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.message.starts_with("unknown symbol \"GBPUSD\""),
+            "{err}"
+        );
     }
 }

@@ -93,3 +93,51 @@ pub fn default_symbols(suffix: &str) -> Vec<SimSymbol> {
         SimSymbol::new(xauusd, Price(d(192_345, 2)), 25),
     ]
 }
+
+/// The account's name for `wanted`: the name itself when the account has it, otherwise the one
+/// account symbol that decorates it (`EURUSD` → `EURUSD.r`, `mEURUSD`), so scripts and control lines
+/// can use the canonical names a trader thinks in.
+pub fn account_name<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    wanted: &str,
+) -> Result<String, String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.contains(&wanted) {
+        return Ok(wanted.to_owned());
+    }
+    let decorated: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| n.len() > wanted.len() && (n.starts_with(wanted) || n.ends_with(wanted)))
+        .collect();
+    match decorated.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(format!(
+            "unknown symbol {wanted:?}; the account has {}",
+            names.join(", ")
+        )),
+        many => Err(format!(
+            "symbol {wanted:?} is ambiguous: {}; give the account's name",
+            many.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_names_find_the_decorated_symbol() {
+        let names = ["EURUSD.r", "XAUUSD.r", "mGBPUSD"];
+        assert_eq!(account_name(names, "EURUSD").unwrap(), "EURUSD.r");
+        assert_eq!(account_name(names, "EURUSD.r").unwrap(), "EURUSD.r");
+        assert_eq!(account_name(names, "GBPUSD").unwrap(), "mGBPUSD");
+        assert_eq!(
+            account_name(names, "USDJPY").unwrap_err(),
+            "unknown symbol \"USDJPY\"; the account has EURUSD.r, XAUUSD.r, mGBPUSD"
+        );
+        let err = account_name(["EURUSD.r", "EURUSD.pro"], "EURUSD").unwrap_err();
+        assert!(err.contains("ambiguous"), "{err}");
+    }
+}

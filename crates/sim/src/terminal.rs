@@ -354,6 +354,27 @@ impl SimTerminal {
         self.shared.push(txs);
     }
 
+    /// A new quote; without `ask`, the symbol keeps its current spread (a trader moving the price
+    /// by hand thinks of one price).
+    pub fn set_quote_keeping_spread(&self, symbol: &str, bid: Price, ask: Option<Price>) {
+        let ask = ask.unwrap_or_else(|| {
+            let spread = self
+                .shared
+                .account
+                .lock()
+                .symbol(symbol)
+                .map(|s| s.ask.0 - s.bid.0)
+                .unwrap_or_default();
+            Price(bid.0 + spread)
+        });
+        self.set_quote(symbol, bid, ask);
+    }
+
+    /// The account's symbol names.
+    pub fn symbol_names(&self) -> Vec<String> {
+        self.shared.account.lock().symbol_names()
+    }
+
     /// The terminal finishes logging in (see [`SimConfig::start_logged_out`]); it connects now.
     pub fn log_in(&self) {
         self.shared.logged_in.send_replace(true);

@@ -194,7 +194,8 @@ fn ioc_fills_what_it_can_and_cancels_the_rest() {
     let h = a.history_orders().last().unwrap();
     assert_eq!(h.state, OrderState::Partial);
     assert_eq!(h.volume_current, v(dec!(0.5)));
-    // Liquidity used up until the next quote: nothing at this price, worth trying again.
+    // Liquidity used up until the next quote: no price at all is 10021 (retryable), as trade
+    // servers answer, not a rejection.
     let r = send(
         &mut a,
         with_filling(market("EURUSD", Side::Buy, dec!(0.1)), OrderFilling::Ioc),
