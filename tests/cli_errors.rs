@@ -157,7 +157,7 @@ fn the_center_from_the_environment_or_the_working_folder_is_used() {
 fn a_busy_terminal_port_leaves_no_state() {
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port().to_string();
-    for role in ["client", "tumbler"] {
+    for role in ["client", "tumbler", "hedger"] {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = hedge(
             dir.path(),

@@ -69,10 +69,10 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
         (None, Some(text)) => text.parse().map_err(anyhow::Error::msg)?,
         (None, None) => Mode::Trigger,
     };
-    let center_settings = settings
-        .center
-        .clone()
-        .context("the hedger needs the center: give --center URL (or `center` in the config)")?;
+    let center_settings = settings.center.clone().context(
+        "the hedger needs the center: give --center URL, set HEDGE_CENTER (and \
+             HEDGE_CENTER_TOKEN), or put `center` in ./hedge.toml",
+    )?;
     let center = CenterClient::new(
         center_settings.url.clone(),
         center_settings
@@ -111,8 +111,18 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
     }
 
     let state_path = settings.state_path("hedger");
+    // A start refused for the terminal's port or the terminal itself takes away the state it
+    // made, so a failed try leaves no databases behind.
+    let new_state = settings.new_state("hedger");
     let outbox = Outbox::open(&state_path)?;
-    let session = Session::attach(&settings, "hedger").await?;
+    let session = match Session::attach(&settings, "hedger").await {
+        Ok(session) => session,
+        Err(e) => {
+            drop(outbox);
+            new_state.undo();
+            return Err(e.into());
+        }
+    };
     tracing::info!(
         login = %settings.login,
         listen = %session.local_addr(),
