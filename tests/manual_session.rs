@@ -90,7 +90,7 @@ impl Session {
 
 fn get(center_port: u16, path: &str) -> Option<Value> {
     let out = Command::new("curl")
-        .args(["-sf", "-H", "Authorization: Bearer try-admin-0001"])
+        .args(["-sf", "-H", "Authorization: Bearer try-admin-token-0001"])
         .arg(format!("http://127.0.0.1:{center_port}{path}"))
         .output()
         .ok()?;
