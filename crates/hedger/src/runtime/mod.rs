@@ -234,6 +234,12 @@ impl Hedger {
                         self.flush_holdings()?;
                     }
                     self.reconcile("periodic").await?;
+                    // An order given up (a dealer's reject) leaves its item in the plan, which
+                    // does not change by itself: try it again now and then. Consecutive failures
+                    // open the symbol's breaker, and then an operator decides.
+                    if self.opts.mode == Mode::Mirror && self.terminal.is_connected() {
+                        self.act("periodic", Instant::now()).await?;
+                    }
                 }
                 _ = status_tick.tick() => {
                     self.send_status(None, true);
