@@ -14,3 +14,4 @@ mod plan;
 mod positions;
 mod service;
 mod status;
+mod totals;
