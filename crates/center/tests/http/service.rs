@@ -21,12 +21,16 @@ async fn health_metrics_and_openapi(b: Backend) {
     );
     env.register_defaults().await;
     env.hedge.plan(HEDGE).await.unwrap();
-    let (s, metrics) = env.raw(Method::GET, "/metrics", None, None).await;
+    let (s, metrics) = env
+        .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
+        .await;
     assert_eq!(s, 200);
     assert!(metrics.contains("hedge_center_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/plan/{hedge_login}\",status=\"200\""));
     assert!(metrics.contains("hedge_center_plan_items 0"));
     assert!(metrics.contains("hedge_center_events_total"));
-    let (s, doc) = env.raw(Method::GET, "/openapi.json", None, None).await;
+    let (s, doc) = env
+        .raw(Method::GET, "/openapi.json", Some(VIEWER_TOKEN), None)
+        .await;
     assert_eq!(s, 200);
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
