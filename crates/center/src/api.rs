@@ -1,7 +1,7 @@
 //! The HTTP edge: axum handlers for `/v1`, health, metrics and the OpenAPI document. Handlers
 //! authenticate, check permissions, decode, call the store or the plan, and encode; no rules here.
 
-use crate::auth::{Role, Tokens};
+use crate::auth::{ReadScope, Role, Tokens};
 use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::plan;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub tokens: Tokens,
     pub metrics: Arc<Metrics>,
     pub legacy: bool,
+    /// `/metrics` and `/openapi.json` without a token.
+    pub public_metrics: bool,
 }
 
 /// An error answer: status plus [`ApiError`] body.
@@ -157,6 +159,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// What this token may read. A hedge token's reach follows the registry, read now.
+    async fn scope(&self, s: &AppState) -> ApiResult<ReadScope> {
+        Ok(match self.role {
+            Role::Hedge(_) => ReadScope::of(self.role, &s.store.accounts().await?),
+            role => ReadScope::of(role, &[]),
+        })
+    }
+
+    fn may_not_read(&self, what: impl std::fmt::Display) -> Failure {
+        Failure::forbidden(format!("token {} may not read {what}", self.name))
+    }
+
     /// Refuses (403) unless this token may act for hedge account `login`; `what` names the act.
     fn require_hedge(&self, login: Login, what: &str) -> Result<(), Failure> {
         if self.role.may_hedge_for(login) {
@@ -362,29 +376,52 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+/// `/metrics` and `/openapi.json` name every route and count the traffic: any valid token, unless
+/// the center was started with `--public-metrics`.
+fn require_token(s: &AppState, caller: Result<Caller, Failure>) -> ApiResult<()> {
+    match caller {
+        Err(e) if !s.public_metrics => Err(e),
+        _ => Ok(()),
+    }
+}
+
+async fn metrics_text(
+    State(s): State<Arc<AppState>>,
+    caller: Result<Caller, Failure>,
+) -> ApiResult<Response> {
+    require_token(&s, caller)?;
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    resp
+    Ok(resp)
 }
 
-async fn openapi() -> Response {
-    json(StatusCode::OK, &crate::openapi::document())
+async fn openapi(
+    State(s): State<Arc<AppState>>,
+    caller: Result<Caller, Failure>,
+) -> ApiResult<Response> {
+    require_token(&s, caller)?;
+    Ok(json(StatusCode::OK, &crate::openapi::document()))
 }
 
-async fn list_accounts(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &s.store.accounts().await?))
+async fn list_accounts(State(s): State<Arc<AppState>>, c: Caller) -> ApiResult<Response> {
+    let mut accounts = s.store.accounts().await?;
+    let scope = ReadScope::of(c.role, &accounts);
+    accounts.retain(|a| scope.sees_account(a.registration.login));
+    Ok(json(StatusCode::OK, &accounts))
 }
 
 async fn get_account(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     login: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Response> {
     let login = Login(path(login)?);
+    if !c.scope(&s).await?.sees_account(login) {
+        return Err(c.may_not_read(format_args!("account {login}")));
+    }
     match s.store.account(login).await? {
         Some(a) => Ok(json(StatusCode::OK, &a)),
         None => Err(Failure::not_found(format!(
@@ -496,20 +533,39 @@ async fn report_position(
     Ok(stored_answer(StatusCode::OK, ack, replayed))
 }
 
+/// A page of `T` with what `scope` may not see left out. The cursor is the unfiltered page's, so
+/// paging on still reaches every visible item (a page may hold fewer than its limit).
+fn visible<T>(mut page: Page<T>, sees: impl Fn(&T) -> bool) -> Page<T> {
+    page.items.retain(|item| sees(item));
+    page
+}
+
 async fn list_positions(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     q: Result<Query<PositionFilter>, QueryRejection>,
 ) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &s.store.positions(query(q)?).await?))
+    let q = query(q)?;
+    let scope = c.scope(&s).await?;
+    if let Some(login) = q.login.filter(|l| !scope.sees_account(*l)) {
+        return Err(c.may_not_read(format_args!("the positions of account {login}")));
+    }
+    let page = s.store.positions(q).await?;
+    Ok(json(
+        StatusCode::OK,
+        &visible(page, |p| scope.sees_account(p.login)),
+    ))
 }
 
 async fn get_position(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     p: Result<Path<(u64, u64)>, PathRejection>,
 ) -> ApiResult<Response> {
     let (login, id) = path(p)?;
+    if !c.scope(&s).await?.sees_account(Login(login)) {
+        return Err(c.may_not_read(format_args!("the positions of account {login}")));
+    }
     match s.store.position(Login(login), PositionId(id)).await? {
         Some(d) => Ok(json(StatusCode::OK, &d)),
         None => Err(Failure::not_found(format!(
@@ -579,12 +635,13 @@ async fn hedge_failed(
 
 async fn get_hedge(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     id: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = path(id)?;
     match s.store.hedge(id).await? {
-        Some(h) => Ok(json(StatusCode::OK, &h)),
+        Some(h) if c.scope(&s).await?.sees_hedges_of(h.hedge_login) => Ok(json(StatusCode::OK, &h)),
+        Some(h) => Err(c.may_not_read(format_args!("the hedges of account {}", h.hedge_login))),
         None => Err(Failure::not_found(format!("hedge {id} does not exist"))),
     }
 }
@@ -609,18 +666,39 @@ async fn hedge_reduce(
 
 async fn list_hedges(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &s.store.hedges(query(q)?).await?))
+    let q = query(q)?;
+    let scope = c.scope(&s).await?;
+    if let ReadScope::Account(_) = scope {
+        return Err(c.may_not_read("hedges"));
+    }
+    if let Some(login) = q.login.filter(|l| !scope.sees_hedges_of(*l)) {
+        return Err(c.may_not_read(format_args!("the hedges of account {login}")));
+    }
+    let page = s.store.hedges(q).await?;
+    Ok(json(
+        StatusCode::OK,
+        &visible(page, |h| scope.sees_hedges_of(h.hedge_login)),
+    ))
 }
 
 async fn list_events(
     State(s): State<Arc<AppState>>,
-    _c: Caller,
+    c: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &s.store.events(query(q)?).await?))
+    let q = query(q)?;
+    let scope = c.scope(&s).await?;
+    if let Some(login) = q.login.filter(|l| !scope.sees_account(*l)) {
+        return Err(c.may_not_read(format_args!("the events of account {login}")));
+    }
+    let page = s.store.events(q).await?;
+    Ok(json(
+        StatusCode::OK,
+        &visible(page, |e| scope.sees_event(e)),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -648,7 +726,8 @@ async fn event_stream(
             )
         })?,
     };
-    let rx = s.hub.stream(&c.name, after).map_err(|e| {
+    let scope = c.scope(&s).await?;
+    let rx = s.hub.stream(&c.name, after, scope).map_err(|e| {
         Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",

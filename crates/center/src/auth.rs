@@ -5,8 +5,10 @@
 //! leaks through timing. Tokens never appear in logs, errors or `Debug` output; a token is known by
 //! its name.
 
+use crate::model::{Account, AccountRole, Event, EventKind};
 use hedge_domain::Login;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use subtle::ConstantTimeEq;
 
 /// What a token is allowed to be.
@@ -73,6 +75,92 @@ impl Role {
             other => Err(format!(
                 "unknown token role {other:?} (client, hedge, tumbler, admin, viewer)"
             )),
+        }
+    }
+}
+
+/// What a token may read. Positions, accounts and events are another account's business: an
+/// account token reads its own account, a hedge token also the client accounts it covers (its
+/// plan is made of them), operators and the dashboard everything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadScope {
+    All,
+    /// A client or tumbler token: its own account.
+    Account(Login),
+    /// A hedge token: its own account and hedges, and the registered client accounts whose
+    /// hedge account is it or unnamed (see [`ReadScope::covering`]).
+    Hedge {
+        own: Login,
+        covered: BTreeSet<Login>,
+    },
+}
+
+impl ReadScope {
+    /// The scope of `role`; a hedge role's covered clients are taken from `accounts`.
+    pub fn of(role: Role, accounts: &[Account]) -> ReadScope {
+        match role {
+            Role::Admin | Role::Viewer => ReadScope::All,
+            Role::Client(l) | Role::Tumbler(l) => ReadScope::Account(l),
+            Role::Hedge(own) => ReadScope::Hedge {
+                own,
+                covered: Self::covering(own, accounts),
+            },
+        }
+    }
+
+    /// The client accounts the plan of hedge account `own` counts (as `plan::compute` does).
+    pub fn covering(own: Login, accounts: &[Account]) -> BTreeSet<Login> {
+        accounts
+            .iter()
+            .map(|a| &a.registration)
+            .filter(|r| {
+                r.role == AccountRole::Client
+                    && r.login != own
+                    && r.hedge_login.is_none_or(|h| h == own)
+            })
+            .map(|r| r.login)
+            .collect()
+    }
+
+    /// Re-reads a hedge token's covered clients from `accounts`.
+    pub fn refresh(&mut self, accounts: &[Account]) {
+        if let ReadScope::Hedge { own, covered } = self {
+            *covered = Self::covering(*own, accounts);
+        }
+    }
+
+    /// Whether the scope's covered clients follow the registry (only a hedge token's do).
+    pub fn follows_registry(&self) -> bool {
+        matches!(self, ReadScope::Hedge { .. })
+    }
+
+    /// May read account `login`, its positions and its events.
+    pub fn sees_account(&self, login: Login) -> bool {
+        match self {
+            ReadScope::All => true,
+            ReadScope::Account(own) => *own == login,
+            ReadScope::Hedge { own, covered } => *own == login || covered.contains(&login),
+        }
+    }
+
+    /// May read the hedges recorded on hedge account `login`.
+    pub fn sees_hedges_of(&self, login: Login) -> bool {
+        match self {
+            ReadScope::All => true,
+            ReadScope::Account(_) => false,
+            ReadScope::Hedge { own, .. } => *own == login,
+        }
+    }
+
+    /// May read `event`. Events without an account (pauses and commands for every account,
+    /// the legacy book) are operator matters; a hedger sees them too, the legacy book aside,
+    /// because they change its plan and its commands.
+    pub fn sees_event(&self, event: &Event) -> bool {
+        match (self, event.login) {
+            (ReadScope::All, _) => true,
+            (_, Some(login)) => self.sees_account(login),
+            (ReadScope::Hedge { .. }, None) => event.kind != EventKind::LegacyPosition,
+            (ReadScope::Account(_), None) => false,
         }
     }
 }

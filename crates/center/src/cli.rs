@@ -85,6 +85,9 @@ pub struct CenterArgs {
     /// are refused (421); IP addresses and `localhost` are always accepted.
     #[arg(long = "allowed-host")]
     pub allowed_hosts: Vec<String>,
+    /// Serve `/metrics` and `/openapi.json` without a token (they need any valid token otherwise).
+    #[arg(long)]
+    pub public_metrics: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +241,7 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<Generat
         status_retention: (args.status_retention_days > 0)
             .then(|| Duration::from_secs(args.status_retention_days.saturating_mul(24 * 3600))),
         limits,
+        public_metrics: args.public_metrics,
     };
     Ok((config, generated))
 }

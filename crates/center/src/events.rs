@@ -6,10 +6,11 @@
 //! from its `Last-Event-ID`, then continues live, skipping what the replay already sent: no gap and
 //! no duplicate, whatever the timing.
 
+use crate::auth::ReadScope;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use bytes::Bytes;
-use hedge_center_api::model::{Event, PageQuery};
+use hedge_center_api::model::{Event, EventKind, PageQuery};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -128,11 +129,12 @@ impl Hub {
     }
 
     /// A `text/event-stream` body of the events after `after`, then live, for the token named
-    /// `token`, unless it already holds [`MAX_STREAMS_PER_TOKEN`] streams.
+    /// `token`, only those `scope` may read, unless it already holds [`MAX_STREAMS_PER_TOKEN`] streams.
     pub fn stream(
         self: &Arc<Self>,
         token: &str,
         after: u64,
+        scope: ReadScope,
     ) -> Result<mpsc::Receiver<Bytes>, TooManyStreams> {
         let slot = {
             let mut open = self.open.lock();
@@ -153,13 +155,18 @@ impl Hub {
         tokio::spawn(async move {
             let _slot = slot;
             hub.metrics.sse_subscribers.fetch_add(1, Ordering::Relaxed);
-            let _ = hub.serve(after, out).await;
+            let _ = hub.serve(after, scope, out).await;
             hub.metrics.sse_subscribers.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(rx)
     }
 
-    async fn replay(&self, last: &mut u64, out: &mpsc::Sender<Bytes>) -> Result<(), ()> {
+    async fn replay(
+        &self,
+        last: &mut u64,
+        scope: &mut ReadScope,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), ()> {
         loop {
             let page = {
                 let _reader = self.replay_readers.acquire().await.map_err(|_| ())?;
@@ -174,7 +181,7 @@ impl Hub {
             };
             for event in &page.items {
                 *last = event.id;
-                out.send(frame(event)).await.map_err(|_| ())?;
+                self.send_visible(event, scope, out).await?;
             }
             if page.next_after.is_none() {
                 return Ok(());
@@ -182,13 +189,37 @@ impl Hub {
         }
     }
 
-    async fn serve(&self, after: u64, out: mpsc::Sender<Bytes>) -> Result<(), ()> {
+    /// Sends `event` if `scope` may read it. A registration can change which clients a hedge
+    /// token covers, so its scope is re-read from the registry first; `last` moves on either way
+    /// (the caller's), so an event left out is not mistaken for a gap.
+    async fn send_visible(
+        &self,
+        event: &Event,
+        scope: &mut ReadScope,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), ()> {
+        if scope.follows_registry() && event.kind == EventKind::AccountRegistered {
+            let accounts = self.store.accounts().await.map_err(|_| ())?;
+            scope.refresh(&accounts);
+        }
+        if scope.sees_event(event) {
+            out.send(frame(event)).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    async fn serve(
+        &self,
+        after: u64,
+        mut scope: ReadScope,
+        out: mpsc::Sender<Bytes>,
+    ) -> Result<(), ()> {
         let mut live = self.tx.subscribe();
         let mut last = after;
         out.send(Bytes::from_static(b": connected\n\n"))
             .await
             .map_err(|_| ())?;
-        self.replay(&mut last, &out).await?;
+        self.replay(&mut last, &mut scope, &out).await?;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.tick().await;
         loop {
@@ -198,15 +229,15 @@ impl Hub {
                         if event.id > last {
                             if event.id > last + 1 {
                                 // Something between was not broadcast to us: read it from the log.
-                                self.replay(&mut last, &out).await?;
+                                self.replay(&mut last, &mut scope, &out).await?;
                             }
                             if event.id > last {
                                 last = event.id;
-                                out.send(frame(&event)).await.map_err(|_| ())?;
+                                self.send_visible(&event, &mut scope, &out).await?;
                             }
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.replay(&mut last, &out).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.replay(&mut last, &mut scope, &out).await?,
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
                 _ = heartbeat.tick() => {

@@ -309,9 +309,9 @@ pub fn document() -> Value {
         "security": [{ "bearer": [] }],
         "paths": {
             "/healthz": { "get": { "summary": "Liveness.", "security": [], "responses": { "200": ok("Alive.", r("Health")) } } },
-            "/readyz": { "get": { "summary": "Readiness: the store answers.", "security": [], "responses": { "200": ok("Ready.", r("Health")), "503": ok("Store unavailable.", r("Health")) } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics (request latency histograms, plan size, events).", "security": [], "responses": { "200": { "description": "Text exposition format.", "content": { "text/plain": {} } } } } },
-            "/openapi.json": { "get": { "summary": "This document.", "security": [], "responses": { "200": { "description": "OpenAPI 3 document." } } } },
+            "/readyz": { "get": { "summary": "Readiness: the store reads, takes a probe write (rolled back), and its last write did not fail.", "security": [], "responses": { "200": ok("Ready.", r("Health")), "503": ok("Store unavailable, or its last write failed (kept until a write commits).", r("Health")) } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics (request latency histograms, plan size, events); any valid token unless the center runs with --public-metrics.", "responses": { "200": { "description": "Text exposition format.", "content": { "text/plain": {} } } } } },
+            "/openapi.json": { "get": { "summary": "This document; any valid token unless the center runs with --public-metrics.", "responses": { "200": { "description": "OpenAPI 3 document." } } } },
             "/v1/accounts": { "get": { "summary": "All accounts.", "responses": resp(vec![("200", ok("Accounts by login.", json!({ "type": "array", "items": r("Account") })))]) } },
             "/v1/accounts/{login}": {
                 "parameters": [login_param("login")],

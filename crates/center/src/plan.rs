@@ -80,6 +80,8 @@ pub fn compute(inputs: &PlanInputs) -> HedgePlan {
             continue;
         };
         let state = symbols.entry(e.symbol.as_str()).or_default();
+        // Cannot overflow: every stored total is within i64 units (the store refuses more) and a
+        // ratio is at most 1000, so even millions of clients stay far inside a Decimal.
         state.exposure += units_volume(e.net_units).0 * client.ratio;
         state.last_event_id = state.last_event_id.max(e.last_event_id);
         if inputs

@@ -33,6 +33,8 @@ pub struct CenterConfig {
     pub status_retention: Option<Duration>,
     /// Timeouts and connection cap of the listeners.
     pub limits: ConnLimits,
+    /// Serve `/metrics` and `/openapi.json` without a token (for a scraper on a trusted network).
+    pub public_metrics: bool,
 }
 
 impl CenterConfig {
@@ -49,6 +51,7 @@ impl CenterConfig {
             synchronous: crate::store::Synchronous::Full,
             status_retention: Some(DEFAULT_STATUS_RETENTION),
             limits: ConnLimits::default(),
+            public_metrics: false,
         }
     }
 }
@@ -245,6 +248,7 @@ impl CenterServer {
             tokens: config.tokens.clone(),
             metrics,
             legacy: config.legacy,
+            public_metrics: config.public_metrics,
         });
         let mut app = api::router(state.clone());
         let mut tasks = Vec::new();

@@ -235,3 +235,28 @@ async fn a_token_holds_a_bounded_number_of_event_streams() {
     drop(streams);
     env.finish().await;
 }
+
+#[tokio::test]
+async fn public_metrics_serves_metrics_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sqlite_config(&dir);
+    config.public_metrics = true;
+    let center = CenterServer::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    for path in ["/metrics", "/openapi.json"] {
+        let resp = http
+            .get(format!("{}{path}", center.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    // Still no data without a token.
+    let resp = http
+        .get(format!("{}/v1/positions", center.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    center.shutdown().await;
+}

@@ -644,6 +644,9 @@ const sideText = (side) => (side === 'sell' ? 'SELL' : side === 'buy' ? 'BUY' : 
 const sideClass = (side) => (side === 'sell' ? 'sell' : 'buy');
 
 // ---------------------------------------------------------------------------------------------
+// A signed figure as the number columns print it (digits, separators, a decimal point).
+const CSV_NUMBER = /^[-+]?\d[\d\s.,]*$/;
+
 // Virtualised table: a scroll box holding a header, a spacer as tall as every row, and only the
 // rows in view (plus a margin). Columns are configurable and remembered per table.
 
@@ -904,15 +907,19 @@ class VTable {
 
   // What is on screen (visible columns, current filter and order) as CSV in HedgeTerminal's report
   // layout: `;` after every cell, UTF-8 with a byte-order mark; cells holding `;`, quotes or line
-  // breaks are quoted.
+  // breaks are quoted. Spreadsheets run a cell starting with = + - @ (or a tab or CR ahead of one)
+  // as a formula, and comments and symbols come from the trading hosts: such text cells get a
+  // leading ' so they open as the text they are. A figure in a number column (-12.50) is left
+  // as it is, so it stays a number.
   exportCsv() {
     const cols = this.columns.filter((c) => !c.action);
-    const cell = (v) => {
-      const t = v === undefined || v === null ? '' : String(v);
+    const cell = (v, num) => {
+      let t = v === undefined || v === null ? '' : String(v);
+      if (/^[=+\-@\t\r]/.test(t) && !(num && CSV_NUMBER.test(t))) t = `'${t}`;
       return /[;"\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
     };
     const lines = [cols.map((c) => cell(c.name) + ';').join('')];
-    for (const r of this.view) lines.push(cols.map((c) => cell(c.text(r)) + ';').join(''));
+    for (const r of this.view) lines.push(cols.map((c) => cell(c.text(r), c.num) + ';').join(''));
     const blob = new Blob(['\ufeff' + lines.join('\r\n') + '\r\n'], { type: 'text/csv;charset=utf-8' });
     const a = h('a', { href: URL.createObjectURL(blob), download: `${this.opts.file || this.id}.csv` });
     document.body.append(a);

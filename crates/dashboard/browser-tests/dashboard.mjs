@@ -461,6 +461,12 @@ async function main() {
       csv[0].includes('Instrument;') && !csv[0].includes('T/P;') && csv.length - 1 === exported && exported > 0 &&
       csv.slice(1).every((line) => line.split(';').length === csv[0].split(';').length),
       `${csv.length - 1} rows, header ${csv[0]}`);
+    const cells = csv.slice(1).flatMap((line) => line.split(';'));
+    check('CSV text cells that read as formulas start with \' and numbers stay numbers',
+      cells.some((c) => /^'=signal #\d+$/.test(c)) &&
+      !cells.some((c) => /^"?[=+\-@\t\r]/.test(c) && !/^-\d[\d.,]*$/.test(c)) &&
+      !cells.some((c) => /^'[-+]?\d[\d.,]*$/.test(c)),
+      cells.filter((c) => /^'?[=+\-@]/.test(c)).slice(0, 8).join(' | '));
 
     // 9. Filtering the event log by kind.
     await page.selectOption('#events-kind', 'paused');

@@ -334,9 +334,12 @@ impl Feeder {
             tp: None,
             time_ms: now_ms(),
             magic: Magic(77),
-            // Entry comment on the open, the closing deal's on the close.
+            // Entry comment on the open, the closing deal's on the close; every third entry
+            // comment reads as a spreadsheet formula, which the CSV export must neutralise.
             comment: if kind == PositionEventKind::Close {
                 format!("closed #{}", p.id)
+            } else if p.id.0.is_multiple_of(3) {
+                format!("=signal #{}", p.id)
             } else {
                 format!("signal #{}", p.id)
             },

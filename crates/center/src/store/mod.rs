@@ -400,6 +400,9 @@ struct Inner {
     legacy_answer: AnswerCache<()>,
     /// Each hedge account's rendered plan (see [`Store::plan_answer`]).
     plan_answers: AnswerCache<Login>,
+    /// Why the last write that reached the database failed, until a write commits again: a
+    /// database that reads but cannot write (disk full, read-only file) is not ready.
+    write_fault: Arc<parking_lot::Mutex<Option<String>>>,
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -467,6 +470,7 @@ impl Store {
                 head,
                 legacy_answer: AnswerCache::default(),
                 plan_answers: AnswerCache::default(),
+                write_fault: Arc::default(),
                 _listener: listener,
             }),
         })
@@ -502,7 +506,17 @@ impl Store {
     /// act outside the store.
     fn write<T: Send + 'static>(
         &self,
+        op: impl FnMut(&mut dyn Conn) -> Result<T, WriteError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, WriteError>> + Send + 'static {
+        self.queue_write(op, Some(self.inner.write_fault.clone()))
+    }
+
+    /// Queues `op` like [`Store::write`]; its outcome is kept in `fault` when given (a refusal
+    /// is the request's fault, not the database's, and leaves it as it was).
+    fn queue_write<T: Send + 'static>(
+        &self,
         mut op: impl FnMut(&mut dyn Conn) -> Result<T, WriteError> + Send + 'static,
+        fault: Option<Arc<parking_lot::Mutex<Option<String>>>>,
     ) -> impl Future<Output = Result<T, WriteError>> + Send + 'static {
         let (tx, rx) = oneshot::channel::<Result<T, WriteError>>();
         let answer_to = Arc::new(parking_lot::Mutex::new(Some(tx)));
@@ -510,11 +524,19 @@ impl Store {
             let result = op(conn);
             let ok = result.is_ok();
             let answer_to = answer_to.clone();
+            let fault = fault.clone();
             let completion: Completion = Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => result,
                     Err(e) => Err(WriteError::Store(e)),
                 };
+                if let Some(fault) = &fault {
+                    match &answer {
+                        Ok(_) => *fault.lock() = None,
+                        Err(WriteError::Store(e)) => *fault.lock() = Some(e.to_string()),
+                        Err(WriteError::Refused(_)) => {}
+                    }
+                }
                 if let Some(tx) = answer_to.lock().take() {
                     let _ = tx.send(answer);
                 }
@@ -798,21 +820,33 @@ impl Store {
         .await
     }
 
-    /// A cheap round trip to the database (readiness).
+    /// Readiness: a read answers, the writer takes a write (an event row, rolled back), and the
+    /// last write that reached the database did not fail. The probe alone would miss a full
+    /// disk, whose failure shows only when a commit must reach the file; the last outcome alone
+    /// would miss a fault that arose since. A failed write keeps the store unready until a write
+    /// commits again, so an operator sees it even when the probe passes.
     pub async fn ping(&self) -> Result<(), WriteError> {
-        let read = tokio::time::timeout(
+        let timed = |what: &'static str| {
+            move |_| WriteError::Store(StoreError::Db(format!("store {what} timed out")))
+        };
+        let probe = self.queue_write(logic::probe_write, None);
+        tokio::time::timeout(
             Duration::from_secs(2),
             self.read(|c| {
                 c.query("SELECT 1", &[])?;
                 Ok(())
             }),
         )
-        .await;
-        match read {
-            Ok(r) => r,
-            Err(_) => Err(WriteError::Store(StoreError::Db(
-                "store ping timed out".into(),
-            ))),
+        .await
+        .map_err(timed("read"))??;
+        tokio::time::timeout(Duration::from_secs(2), probe)
+            .await
+            .map_err(timed("write probe"))??;
+        match self.inner.write_fault.lock().clone() {
+            Some(e) => Err(WriteError::Store(StoreError::Db(format!(
+                "the last write failed: {e}"
+            )))),
+            None => Ok(()),
         }
     }
 }

@@ -12,5 +12,7 @@ mod hedges;
 mod legacy;
 mod plan;
 mod positions;
+mod scope;
 mod service;
 mod status;
+mod totals;

@@ -124,6 +124,19 @@ pub fn report(
     }
     let current = load_position(c, report.login, report.position_id)?;
     let transition = positions::apply(current.as_ref(), report)?;
+    if transition.exposure_delta != 0 {
+        check_total(
+            c,
+            "SELECT net_units FROM exposures WHERE login = ? AND symbol = ?",
+            &[Val::Int(report.login.0 as i64), Val::text(&report.symbol)],
+            transition.exposure_delta,
+            "volume",
+            &format!(
+                "the net volume of account {} in {}",
+                report.login, report.symbol
+            ),
+        )?;
+    }
     let mut position = transition.position;
     let event_id = next_event_id(c)?;
     position.last_event_id = event_id;

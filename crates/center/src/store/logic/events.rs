@@ -76,6 +76,23 @@ pub(super) fn insert_event(c: &mut dyn Conn, e: NewEvent<'_>) -> Result<u64, Sto
     Ok(id)
 }
 
+/// Readiness probe: inserts an event row and rolls it back, so it proves the write path
+/// accepts an event without leaving one. Id 0 is never an event's (ids start at 1), so no id
+/// is taken from PostgreSQL's sequence and the log keeps no gap.
+pub fn probe_write(c: &mut dyn Conn) -> Result<(), WriteError> {
+    c.control("SAVEPOINT probe")?;
+    let insert = c.execute(
+        "INSERT INTO events (id, time_ms, kind, login, symbol, actor, reason, data) VALUES (0, 0, ?, NULL, NULL, 'readyz', 'probe', '{}')",
+        &[Val::text(EventKind::AccountStatus.as_str())],
+    );
+    let undo = c
+        .control("ROLLBACK TO SAVEPOINT probe")
+        .and_then(|_| c.control("RELEASE SAVEPOINT probe"));
+    insert?;
+    undo?;
+    Ok(())
+}
+
 columns! {
     /// An event.
     pub(super) EventCol { id, time_ms, kind, login, symbol, actor, reason, data }

@@ -154,7 +154,15 @@ pub(super) fn add_hedge_exposure(
     symbol: &str,
     delta: i64,
     event_id: u64,
-) -> Result<(), StoreError> {
+) -> Result<(), WriteError> {
+    check_total(
+        c,
+        "SELECT net_units FROM hedge_exposures WHERE hedge_login = ? AND symbol = ?",
+        &[Val::Int(hedge_login.0 as i64), Val::text(symbol)],
+        delta,
+        "volume",
+        &format!("the net volume of hedge account {hedge_login} in {symbol}"),
+    )?;
     c.execute(
         "INSERT INTO hedge_exposures (hedge_login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
          ON CONFLICT (hedge_login, symbol) DO UPDATE SET net_units = hedge_exposures.net_units + excluded.net_units,

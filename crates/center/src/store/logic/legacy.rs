@@ -12,6 +12,14 @@ pub fn legacy_report(
 ) -> Result<u64, WriteError> {
     let units = volume_units(volume, "volume")?;
     let signed = units * i64::from(side.sign());
+    check_total(
+        c,
+        "SELECT net_units FROM legacy_book WHERE symbol = ?",
+        &[Val::text(symbol)],
+        signed,
+        "volume",
+        &format!("the net volume of {symbol}"),
+    )?;
     let reason = format!("legacy new_position {side} {} {symbol}", volume.normalize());
     let event_id = insert_event(
         c,

@@ -92,6 +92,40 @@ pub(super) fn to_i64(v: u64, field: &str) -> Result<i64, Refusal> {
     i64::try_from(v).map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
 }
 
+/// Refuses (422) a change that would carry a running total out of i64 units (about 9.2e10 lots).
+/// Left to the database, SQLite silently turns the column into a float (digits lost for good)
+/// and PostgreSQL fails the write with an error that looks transient; both must refuse alike.
+/// `select` reads the current total by the key in `key`.
+pub(super) fn check_total(
+    c: &mut dyn Conn,
+    select: &str,
+    key: &[Val],
+    delta: i64,
+    field: &str,
+    what: &str,
+) -> Result<(), WriteError> {
+    let current = match c.query_one(select, key)? {
+        Some(r) => r.int(0usize)?,
+        None => 0,
+    };
+    // i64::MIN too: its magnitude, which the books print, has no i64.
+    if current
+        .checked_add(delta)
+        .and_then(i64::checked_abs)
+        .is_none()
+    {
+        return Err(Refusal::invalid(
+            field,
+            format!(
+                "{what} would pass the largest total the center keeps ({} lots)",
+                units_volume(i64::MAX).0.normalize()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Starts the write transaction of a batch. PostgreSQL: a transaction-level advisory lock makes
 /// batches of all instances commit one after the other, so event ids become visible in order and
 /// an event stream resumed by id never skips one.
