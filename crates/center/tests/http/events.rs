@@ -8,7 +8,30 @@ use hedge_domain::Side;
 use reqwest::Method;
 use std::time::Duration;
 
-both_backends!(event_paging_and_sse_resume,);
+both_backends!(
+    event_paging_and_sse_resume,
+    events_ignore_the_hedges_open_filter,
+);
+
+/// `open=true` is a filter of `GET /v1/hedges`; the event log has no status, and the parameter
+/// must not turn a read into a database error.
+async fn events_ignore_the_hedges_open_filter(b: Backend) {
+    let env = Env::start(b).await;
+    env.client
+        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.1"))
+        .await
+        .unwrap();
+    let page = env
+        .viewer
+        .events(&PageQuery {
+            open: Some(true),
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await
+        .expect("events with open=true");
+    assert!(!page.items.is_empty());
+}
 
 async fn event_paging_and_sse_resume(b: Backend) {
     let env = Env::start(b).await;

@@ -124,9 +124,7 @@ pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, WriteError
         sql.push_str(" AND symbol = ?");
         params.push(Val::text(symbol));
     }
-    if q.open == Some(true) {
-        sql.push_str(" AND status IN ('open', 'partially_closed')");
-    }
+    // `open` filters hedges only; events have no status.
     let limit = clamp_limit(q.limit);
     sql.push_str(" ORDER BY id LIMIT ?");
     params.push(Val::Int(limit + 1));
