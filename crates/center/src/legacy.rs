@@ -19,15 +19,11 @@ use axum::Router;
 use hedge_domain::num::parse_decimal;
 use hedge_domain::{Side, Volume};
 use serde::Deserialize;
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Largest accepted `new_position` body.
 pub const MAX_LEGACY_BODY: usize = 16 * 1024;
-
-/// Idempotency keys of legacy writes remembered (the oldest forgotten first).
-pub const LEGACY_KEYS_KEPT: usize = 10_000;
 
 /// The secret the legacy endpoints require when set; never printed.
 #[derive(Clone)]
@@ -46,33 +42,10 @@ impl std::fmt::Debug for LegacyToken {
     }
 }
 
-/// The legacy endpoints' own state: the center's, the optional token, the remembered keys.
+/// The legacy endpoints' own state: the center's and the optional token.
 pub struct LegacyState {
     app: Arc<AppState>,
     token: Option<Vec<u8>>,
-    /// Held across the store write of a keyed request, so that two requests with one key cannot
-    /// both be stored. Unkeyed requests do not take it.
-    keys: tokio::sync::Mutex<KeyCache>,
-}
-
-/// Answers to keyed writes, in memory: they last as long as the process, which covers a client
-/// resending after a lost answer; a durable record would need the store.
-#[derive(Default)]
-struct KeyCache {
-    requests: HashMap<String, NewPosition>,
-    order: VecDeque<String>,
-}
-
-impl KeyCache {
-    fn remember(&mut self, key: String, request: NewPosition) {
-        if self.order.len() >= LEGACY_KEYS_KEPT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.requests.remove(&oldest);
-            }
-        }
-        self.order.push_back(key.clone());
-        self.requests.insert(key, request);
-    }
 }
 
 /// The legacy router. With `token`, every request must present it, as a bearer token or, for
@@ -81,7 +54,6 @@ pub fn router(app: Arc<AppState>, token: Option<LegacyToken>) -> Router {
     let state = Arc::new(LegacyState {
         app,
         token: token.map(|t| t.0),
-        keys: tokio::sync::Mutex::new(KeyCache::default()),
     });
     Router::new()
         .route("/new_position/", get(new_position))
@@ -242,31 +214,16 @@ async fn new_position(
             )
         })?;
     let p = parse_new_position(&bytes)?;
-    let Some(key) = key else {
-        store(&s.app, p).await?;
-        return Ok(success(false));
-    };
-    let mut keys = s.keys.lock().await;
-    if let Some(first) = keys.requests.get(&key) {
-        if *first == p {
-            return Ok(success(true));
-        }
-        return Err(Failure::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "this Idempotency-Key was already used for another position",
-        ));
-    }
-    store(&s.app, p.clone()).await?;
-    keys.remember(key, p);
-    Ok(success(false))
-}
-
-async fn store(app: &AppState, p: NewPosition) -> Result<(), Failure> {
-    app.store
-        .legacy_report("legacy".into(), p.symbol, p.side, p.volume, now_ms())
+    // The key is kept by the store with the write, so a resend is recognised after a restart too.
+    let outcome = s
+        .app
+        .store
+        .legacy_report("legacy".into(), p.symbol, p.side, p.volume, key, now_ms())
         .await?;
-    Ok(())
+    Ok(success(matches!(
+        outcome,
+        crate::store::logic::LegacyOutcome::Replayed
+    )))
 }
 
 /// `{"EURUSD":{"volume":0.3,"side":0}}` from the netted book.

@@ -106,6 +106,21 @@ async fn legacy_writes_are_idempotent_and_strict(backend: Backend) {
         legacy_book(&env).await,
         r#"{"EURUSD":{"volume":0.1,"side":0}}"#
     );
+    // The key outlives the process: a client resending after the center restarted is answered
+    // again, not stored twice.
+    let mut env = env;
+    if let Some(h) = env.handle.take() {
+        h.shutdown().await;
+    }
+    let handle = common::start_at(env.location.clone()).await;
+    env.url = handle.url();
+    env.handle = Some(handle);
+    let (status, replayed, _) = legacy_write(&env, Some("k-1"), body).await;
+    assert_eq!((status, replayed), (200, true));
+    assert_eq!(
+        legacy_book(&env).await,
+        r#"{"EURUSD":{"volume":0.1,"side":0}}"#
+    );
 
     let twice = r#"{"symbol":"EURUSD","volume":0.1,"volume":5,"side":0}"#;
     let (status, _, text) = legacy_write(&env, None, twice).await;

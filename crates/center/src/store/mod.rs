@@ -796,10 +796,13 @@ impl Store {
         symbol: String,
         side: Side,
         volume: Volume,
+        key: Option<String>,
         now_ms: i64,
-    ) -> Result<u64, WriteError> {
-        self.write(move |c| logic::legacy_report(c, &actor, &symbol, side, volume, now_ms))
-            .await
+    ) -> Result<logic::LegacyOutcome, WriteError> {
+        self.write(move |c| {
+            logic::legacy_report(c, &actor, &symbol, side, volume, key.as_deref(), now_ms)
+        })
+        .await
     }
 
     /// The legacy book: (symbol, signed net units), first-seen order, zero nets left out.

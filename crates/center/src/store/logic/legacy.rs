@@ -2,14 +2,37 @@
 
 use super::*;
 
+/// What a legacy write did: stored now, or answered again under its `Idempotency-Key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyOutcome {
+    Stored(u64),
+    Replayed,
+}
+
+/// Stores a prototype-style position. With `key`, the write is kept under it in the same table
+/// and transaction as the agents' keys (prefixed, so the two never meet): the same position sent
+/// again under the key, even after a restart, is answered without a second write, and another
+/// position under it is a conflict.
 pub fn legacy_report(
     c: &mut dyn Conn,
     actor: &str,
     symbol: &str,
     side: Side,
     volume: Volume,
+    key: Option<&str>,
     now: i64,
-) -> Result<u64, WriteError> {
+) -> Result<LegacyOutcome, WriteError> {
+    let keyed = key.map(|k| {
+        (
+            format!("legacy:{k}"),
+            format!("{symbol}:{}:{}", side.code(), volume.normalize()),
+        )
+    });
+    if let Some((key, payload)) = &keyed {
+        if first_answer(c, REQUEST_ANSWER, key, payload, "legacy position")?.is_some() {
+            return Ok(LegacyOutcome::Replayed);
+        }
+    }
     let units = volume_units(volume, "volume")?;
     let signed = units * i64::from(side.sign());
     check_total(
@@ -43,7 +66,10 @@ pub fn legacy_report(
             Val::Int(signed),
         ],
     )?;
-    Ok(event_id)
+    if let Some((key, payload)) = keyed {
+        remember_answer(c, &key, payload, "stored", event_id)?;
+    }
+    Ok(LegacyOutcome::Stored(event_id))
 }
 
 columns! {

@@ -222,6 +222,7 @@ mod tests {
                 "EURUSD",
                 Side::Sell,
                 Volume(Decimal::new(5, 2)),
+                None,
                 10,
             )
         });
