@@ -17,13 +17,6 @@ pub enum SecretSource {
     ConfigFile(PathBuf),
 }
 
-impl SecretSource {
-    /// Whether other users of the machine can read the value from the process list.
-    pub fn visible_in_process_list(&self) -> bool {
-        matches!(self, SecretSource::CommandLine)
-    }
-}
-
 impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,7 +8,8 @@
 //! and turns it into covering orders in the hedge account's naming, step and limits. Every stored
 //! change is appended to an event log and streamed as server-sent events, resumable by id. The store
 //! is SQLite (embedded default, one writer thread with group commit) or PostgreSQL (several center
-//! instances on one database, LISTEN/NOTIFY between them), behind one trait ([`store::Store`]).
+//! instances on one database, LISTEN/NOTIFY between them): [`store::Store`] runs every rule over one
+//! connection trait, [`store::Conn`], which each backend implements.
 
 pub mod api;
 pub mod auth;

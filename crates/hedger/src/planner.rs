@@ -113,10 +113,6 @@ impl HedgeBook {
         self.recorded_deals.insert(deal);
     }
 
-    pub fn is_recorded(&self, deal: DealTicket) -> bool {
-        self.recorded_deals.contains(&deal)
-    }
-
     pub fn begin(&mut self, item: PlanItemId, volume: Volume) {
         *self.in_flight.entry(item).or_insert(Volume::ZERO) += volume;
     }
