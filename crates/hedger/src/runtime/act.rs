@@ -152,8 +152,16 @@ impl Hedger {
                 tracing::debug!(symbols = ?recording, "waiting for the trades to be recorded");
             }
         }
+        // The periodic retry sees the same skipped items every second: said once, when the plan
+        // or the account changed, is enough.
+        let periodic = reason == "periodic";
         for (item, why) in &decision.skipped {
-            if !matches!(why, planner::SkipReason::Done) {
+            if matches!(why, planner::SkipReason::Done) {
+                continue;
+            }
+            if periodic {
+                tracing::debug!(item = %item, reason = %why, "plan item not executed");
+            } else {
                 tracing::warn!(item = %item, reason = %why, "plan item not executed");
             }
         }
