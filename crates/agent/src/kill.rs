@@ -23,7 +23,23 @@ pub struct Killed {
     pub target: String,
     pub pid: u32,
     /// `Err` with the reason when the kill failed.
-    pub result: Result<(), String>,
+    pub result: Result<(), KillError>,
+}
+
+/// Why a process was not killed. The tumbler fires once per position and reports each failure;
+/// trying again is for the next firing (a process that was gone is no failure of the next one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KillError {
+    #[error("cannot read pid file {path}: {reason}")]
+    PidFileUnreadable { path: PathBuf, reason: String },
+    #[error("pid file {0} does not hold a process id")]
+    PidFileInvalid(PathBuf),
+    /// The agent itself, its parent, pid 0 or a pid the system cannot signal.
+    #[error("refusing to kill pid {pid}: {why}")]
+    Refused { pid: u32, why: &'static str },
+    /// The system refused (no such process, no permission), with its reason.
+    #[error("cannot kill pid {pid}: {reason}")]
+    System { pid: u32, reason: String },
 }
 
 impl Killed {
@@ -156,7 +172,10 @@ impl Killer {
                 Ok(pid) if protected.contains(&pid) => done.push(Killed {
                     target: path.display().to_string(),
                     pid,
-                    result: Err("refusing to kill the agent itself or its parent".into()),
+                    result: Err(KillError::Refused {
+                        pid,
+                        why: "the agent itself or its parent",
+                    }),
                 }),
                 Ok(pid) => {
                     if seen.insert(pid) {
@@ -196,16 +215,14 @@ impl Killer {
 }
 
 /// Reads a pid file: one decimal pid, surrounding whitespace ignored.
-pub fn read_pid_file(path: &Path) -> Result<u32, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?;
-    let text = text.trim();
-    match text.parse::<u32>() {
+pub fn read_pid_file(path: &Path) -> Result<u32, KillError> {
+    let text = std::fs::read_to_string(path).map_err(|e| KillError::PidFileUnreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    match text.trim().parse::<u32>() {
         Ok(pid) if pid > 0 => Ok(pid),
-        _ => Err(format!(
-            "pid file {} does not hold a process id",
-            path.display()
-        )),
+        _ => Err(KillError::PidFileInvalid(path.to_owned())),
     }
 }
 
@@ -314,7 +331,7 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 /// milliseconds on Windows), which is longer than the whole reaction budget of the tumbler.
 #[cfg(windows)]
 mod win {
-    use super::ProcessInfo;
+    use super::{KillError, ProcessInfo};
     use windows_sys::Win32::Foundation::{
         CloseHandle, GetLastError, FILETIME, INVALID_HANDLE_VALUE,
     };
@@ -387,13 +404,16 @@ mod win {
         out
     }
 
-    pub fn terminate(pid: u32) -> Result<(), String> {
+    pub fn terminate(pid: u32) -> Result<(), KillError> {
         // SAFETY: OpenProcess only reads its arguments; a null handle is checked below.
         let handle = unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) };
         if handle.is_null() {
             // SAFETY: reads the calling thread's last error; no preconditions.
             let code = unsafe { GetLastError() };
-            return Err(format!("cannot open process {pid} (error {code})"));
+            return Err(KillError::System {
+                pid,
+                reason: format!("cannot open the process (error {code})"),
+            });
         }
         // SAFETY: `handle` was opened above with PROCESS_TERMINATE; exit code 1 marks a forced end.
         let ok = unsafe { TerminateProcess(handle, 1) } != 0;
@@ -404,7 +424,10 @@ mod win {
         if ok {
             Ok(())
         } else {
-            Err(format!("cannot terminate process {pid} (error {code})"))
+            Err(KillError::System {
+                pid,
+                reason: format!("cannot terminate the process (error {code})"),
+            })
         }
     }
 }
@@ -421,26 +444,38 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 
 /// Kills `pid` at once (SIGKILL; `TerminateProcess` on Windows).
 #[cfg(unix)]
-pub fn kill_pid(pid: u32) -> Result<(), String> {
+pub fn kill_pid(pid: u32) -> Result<(), KillError> {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return Err(format!("pid {pid} out of range"));
+        return Err(KillError::Refused {
+            pid,
+            why: "out of range",
+        });
     };
     if raw <= 0 {
-        return Err(format!("refusing to signal pid {pid}"));
+        return Err(KillError::Refused {
+            pid,
+            why: "not a single process",
+        });
     }
     // SAFETY: kill(2) with a positive pid signals exactly that process; no memory is involved.
     let rc = unsafe { libc::kill(raw, libc::SIGKILL) };
     if rc == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().to_string())
+        Err(KillError::System {
+            pid,
+            reason: std::io::Error::last_os_error().to_string(),
+        })
     }
 }
 
 #[cfg(windows)]
-pub fn kill_pid(pid: u32) -> Result<(), String> {
+pub fn kill_pid(pid: u32) -> Result<(), KillError> {
     if pid == 0 {
-        return Err("refusing to terminate pid 0".into());
+        return Err(KillError::Refused {
+            pid,
+            why: "not a single process",
+        });
     }
     win::terminate(pid)
 }

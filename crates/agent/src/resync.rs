@@ -9,7 +9,8 @@
 //! (`hedge_center::positions::apply`) and carries a sequence number above both the tracker's and
 //! the center's, so it is never stale and its idempotency key (`login:position:seq`) is new.
 
-use crate::tracker::{CloseDetail, EventKind, PositionEvent, PositionState, TimeMs};
+use crate::tracker::{PositionChange, PositionEvent, PositionState};
+use hedge_agent_runtime::observed::{CloseDetail, TimeMs};
 use hedge_center_api::model::{Position, PositionStatus};
 use hedge_domain::{Login, PositionId, Price, Volume};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +41,19 @@ pub struct Plan {
     /// Every position on which the books differ, corrected or not; the others agree.
     pub differing: BTreeSet<PositionId>,
     /// Differences no report can correct, with why (the log says them; their dead letters stay).
-    pub stuck: Vec<(PositionId, String)>,
+    pub stuck: Vec<(PositionId, Uncorrectable)>,
+}
+
+/// Why no report can bring the center's position to the terminal's. Final for that position:
+/// comparing again finds the same, so only an operator can resolve it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Uncorrectable {
+    /// The center refuses every report of a position under another symbol.
+    #[error("the center holds it on {center}, the terminal on {terminal}")]
+    OtherSymbol { center: String, terminal: String },
+    /// The next report's sequence number would not fit the agent's.
+    #[error("sequence {0} is out of the agent's range")]
+    SequenceOutOfRange(u64),
 }
 
 fn non_zero(p: Price) -> Option<Price> {
@@ -59,7 +72,7 @@ fn describe(p: &Position) -> String {
 fn event(
     login: Login,
     s: &PositionState,
-    kind: EventKind,
+    kind: PositionChange,
     seq: u32,
     time: TimeMs,
 ) -> PositionEvent {
@@ -100,54 +113,53 @@ fn correct_held(
     h: &Held,
     c: Option<&Position>,
     time: TimeMs,
-) -> Result<Vec<PositionEvent>, String> {
+) -> Result<Vec<PositionEvent>, Uncorrectable> {
     let s = &h.state;
     if let Some(c) = c.filter(|c| c.symbol != h.symbol) {
-        // The center refuses every report of a position under another symbol.
-        return Err(format!(
-            "the center holds it on {}, the terminal on {}",
-            c.symbol, h.symbol
-        ));
+        return Err(Uncorrectable::OtherSymbol {
+            center: c.symbol.clone(),
+            terminal: h.symbol.clone(),
+        });
     }
     let base = u64::from(s.seq).max(c.map_or(0, |c| c.last_seq));
     let open = c.filter(|c| c.status != PositionStatus::Closed);
     let mut out: Vec<PositionEvent> = Vec::new();
     // Each report's sequence follows the previous one's, above both sides' last.
     let mut count = 0u64;
-    let seq = |count: &mut u64| -> Result<u32, String> {
+    let seq = |count: &mut u64| -> Result<u32, Uncorrectable> {
         *count += 1;
         let seq = base + *count;
-        u32::try_from(seq).map_err(|_| format!("sequence {seq} is out of the agent's range"))
+        u32::try_from(seq).map_err(|_| Uncorrectable::SequenceOutOfRange(seq))
     };
     match open {
         None => {
-            let mut e = event(login, s, EventKind::Open, seq(&mut count)?, time);
+            let mut e = event(login, s, PositionChange::Open, seq(&mut count)?, time);
             e.delta = s.volume;
             out.push(e);
         }
         Some(c) if c.side != s.side => {
             // As the tracker reports a netting reversal: the old side closed, the new one opened.
-            let mut close = event(login, s, EventKind::Close, seq(&mut count)?, time);
+            let mut close = event(login, s, PositionChange::Close, seq(&mut count)?, time);
             close.side = c.side;
             close.volume = Volume::ZERO;
             close.delta = c.volume;
             close.reversal = true;
             close.close = closing(time);
             out.push(close);
-            let mut e = event(login, s, EventKind::Open, seq(&mut count)?, time);
+            let mut e = event(login, s, PositionChange::Open, seq(&mut count)?, time);
             e.delta = s.volume;
             e.reversal = true;
             out.push(e);
         }
         Some(c) if c.volume != s.volume => {
             let (kind, delta) = if s.volume > c.volume {
-                (EventKind::Increase, s.volume - c.volume)
+                (PositionChange::Increase, s.volume - c.volume)
             } else {
-                (EventKind::PartialClose, c.volume - s.volume)
+                (PositionChange::PartialClose, c.volume - s.volume)
             };
             let mut e = event(login, s, kind, seq(&mut count)?, time);
             e.delta = delta;
-            if kind == EventKind::PartialClose {
+            if kind == PositionChange::PartialClose {
                 e.close = closing(time);
             }
             out.push(e);
@@ -162,7 +174,13 @@ fn correct_held(
         (non_zero(s.sl).or(before.0), non_zero(s.tp).or(before.1))
     };
     if after != (non_zero(s.sl), non_zero(s.tp)) {
-        out.push(event(login, s, EventKind::Modify, seq(&mut count)?, time));
+        out.push(event(
+            login,
+            s,
+            PositionChange::Modify,
+            seq(&mut count)?,
+            time,
+        ));
     }
     Ok(out)
 }
@@ -214,7 +232,7 @@ pub fn plan(login: Login, held: &[Held], center: &[Position], time: TimeMs) -> P
         else {
             plan.stuck.push((
                 c.position_id,
-                format!("sequence {} is out of the agent's range", c.last_seq),
+                Uncorrectable::SequenceOutOfRange(c.last_seq.saturating_add(1)),
             ));
             continue;
         };
@@ -229,7 +247,7 @@ pub fn plan(login: Login, held: &[Held], center: &[Position], time: TimeMs) -> P
                 login,
                 position: c.position_id,
                 seq,
-                kind: EventKind::Close,
+                kind: PositionChange::Close,
                 symbol: account_symbol,
                 side: c.side,
                 volume: Volume::ZERO,
@@ -327,7 +345,7 @@ mod tests {
         }
     }
 
-    fn kinds(plan: &Plan) -> Vec<(u64, u32, EventKind, Side, Volume)> {
+    fn kinds(plan: &Plan) -> Vec<(u64, u32, PositionChange, Side, Volume)> {
         plan.corrections
             .iter()
             .flat_map(|c| &c.events)
@@ -362,8 +380,8 @@ mod tests {
         assert_eq!(
             kinds(&plan),
             vec![
-                (1, 11, EventKind::Open, Side::Buy, vol(30)),
-                (2, 2, EventKind::Open, Side::Buy, vol(10)),
+                (1, 11, PositionChange::Open, Side::Buy, vol(30)),
+                (2, 2, PositionChange::Open, Side::Buy, vol(10)),
             ]
         );
         assert_eq!(plan.corrections[0].tracker_seq, Some(11));
@@ -400,10 +418,10 @@ mod tests {
         assert_eq!(
             kinds(&plan),
             vec![
-                (1, 4, EventKind::Increase, Side::Buy, vol(30)),
-                (2, 5, EventKind::PartialClose, Side::Buy, vol(10)),
-                (3, 6, EventKind::Close, Side::Buy, Volume::ZERO),
-                (3, 7, EventKind::Open, Side::Sell, vol(20)),
+                (1, 4, PositionChange::Increase, Side::Buy, vol(30)),
+                (2, 5, PositionChange::PartialClose, Side::Buy, vol(10)),
+                (3, 6, PositionChange::Close, Side::Buy, Volume::ZERO),
+                (3, 7, PositionChange::Open, Side::Sell, vol(20)),
             ]
         );
         assert_eq!(plan.corrections[2].tracker_seq, Some(7));
@@ -422,11 +440,18 @@ mod tests {
         );
         assert_eq!(
             kinds(&plan),
-            vec![(9, 5, EventKind::Close, Side::Sell, Volume::ZERO)]
+            vec![(9, 5, PositionChange::Close, Side::Sell, Volume::ZERO)]
         );
         assert_eq!(plan.corrections[0].tracker_seq, None);
         assert_eq!(plan.stuck.len(), 1);
         assert_eq!(plan.stuck[0].0, PositionId(2));
+        assert_eq!(
+            plan.stuck[0].1,
+            Uncorrectable::OtherSymbol {
+                center: "GBPUSD".into(),
+                terminal: "EURUSD".into()
+            }
+        );
         let differing: Vec<u64> = plan.differing.iter().map(|p| p.get()).collect();
         assert_eq!(differing, vec![2, 9]);
     }
@@ -436,8 +461,8 @@ mod tests {
         let mut closed = stored(1, Side::Buy, 30, PositionStatus::Closed, 3);
         closed.sl = Some(price(-50));
         let plan = plan(LOGIN, &[held(1, Side::Buy, 30, 3)], &[closed], 500);
-        let k: Vec<EventKind> = kinds(&plan).into_iter().map(|k| k.2).collect();
-        assert_eq!(k, vec![EventKind::Open, EventKind::Modify]);
+        let k: Vec<PositionChange> = kinds(&plan).into_iter().map(|k| k.2).collect();
+        assert_eq!(k, vec![PositionChange::Open, PositionChange::Modify]);
     }
 
     /// Stops as hundredths of a price step; 0 is none.

@@ -12,36 +12,14 @@
 //! continues from where the last durable report left off and regenerates the same keys for anything
 //! not yet committed.
 
+use hedge_agent_runtime::observed::{CloseDetail, ClosedWhileAway, Observed, TimeMs};
 use hedge_center_api::model::IdempotencyKey;
-use hedge_domain::{DealTicket, Login, Magic, PositionId, Price, Side, Volume};
+use hedge_domain::{Login, Magic, PositionId, Price, Side, Volume};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-/// Milliseconds since the Unix epoch.
-pub type TimeMs = i64;
-
 /// How many closed position ids are remembered to ignore late records about them.
 const CLOSED_MEMORY: usize = 4096;
-
-/// One position as the terminal shows it now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observed {
-    pub id: PositionId,
-    pub symbol: String,
-    pub side: Side,
-    /// 0 when the position has just been closed.
-    pub volume: Volume,
-    pub price_open: Price,
-    pub sl: Price,
-    pub tp: Price,
-    pub magic: Magic,
-    /// The position's own comment (its entry comment).
-    pub comment: String,
-    /// When the position was opened.
-    pub time: TimeMs,
-    /// When it last changed (0 if unknown).
-    pub time_update: TimeMs,
-}
 
 /// The last reported state of an open position; persisted across restarts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +40,12 @@ pub struct PositionState {
     pub seq: u32,
 }
 
+/// What changed in a position, as the tracker reports it. Unlike the center's
+/// `PositionEventKind` there is no single reverse: a netting reversal is a close and an open, each
+/// with [`PositionEvent::reversal`] set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EventKind {
+pub enum PositionChange {
     Open,
     /// Volume added to an open position (netting accounts).
     Increase,
@@ -74,14 +55,14 @@ pub enum EventKind {
     Modify,
 }
 
-impl EventKind {
+impl PositionChange {
     pub const fn as_str(self) -> &'static str {
         match self {
-            EventKind::Open => "open",
-            EventKind::Increase => "increase",
-            EventKind::PartialClose => "partial_close",
-            EventKind::Close => "close",
-            EventKind::Modify => "modify",
+            PositionChange::Open => "open",
+            PositionChange::Increase => "increase",
+            PositionChange::PartialClose => "partial_close",
+            PositionChange::Close => "close",
+            PositionChange::Modify => "modify",
         }
     }
 }
@@ -93,7 +74,7 @@ pub struct PositionEvent {
     pub position: PositionId,
     /// 1 for the open, then +1 per event of this position.
     pub seq: u32,
-    pub kind: EventKind,
+    pub kind: PositionChange,
     /// The account's symbol name.
     pub symbol: String,
     pub side: Side,
@@ -134,7 +115,7 @@ impl PositionEvent {
             self.position,
             self.symbol,
             self.side,
-            if self.kind == EventKind::Modify {
+            if self.kind == PositionChange::Modify {
                 self.volume
             } else {
                 self.delta
@@ -142,43 +123,6 @@ impl PositionEvent {
             self.seq
         )
     }
-}
-
-/// What is known about how a position was closed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloseDetail {
-    pub time: TimeMs,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<Price>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deal: Option<DealTicket>,
-    /// Whether a closing deal was found in the history (false: inferred from a snapshot alone).
-    pub confirmed: bool,
-    /// The closing deal's comment (the position's exit comment).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub comment: String,
-}
-
-impl CloseDetail {
-    /// What deal `d`, which closed or reduced the position, says about it.
-    pub fn from_deal(d: &hedge_protocol::DealRecord) -> CloseDetail {
-        CloseDetail {
-            time: d.time,
-            price: Some(d.price),
-            deal: Some(d.ticket),
-            confirmed: true,
-            comment: d.comment.clone(),
-        }
-    }
-}
-
-/// A position that opened and closed entirely while the agent was not watching, as found in history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClosedWhileAway {
-    pub position: Observed,
-    /// The volume it was opened with.
-    pub volume: Volume,
-    pub close: CloseDetail,
 }
 
 /// The position tracker of one account.
@@ -249,7 +193,7 @@ impl Tracker {
     fn event(
         &self,
         state: &PositionState,
-        kind: EventKind,
+        kind: PositionChange,
         delta: Volume,
         time: TimeMs,
     ) -> PositionEvent {
@@ -289,7 +233,7 @@ impl Tracker {
             updated: obs.time_update.max(obs.time),
             seq: 1,
         };
-        out.push(self.event(&state, EventKind::Open, state.volume, obs.time));
+        out.push(self.event(&state, PositionChange::Open, state.volume, obs.time));
         self.open.insert(obs.id, state);
     }
 
@@ -338,7 +282,7 @@ impl Tracker {
             // and the new side opened, so that a receiver that knows no reversals stays right.
             next.seq += 1;
             next.volume = Volume::ZERO;
-            let mut close = self.event(&next, EventKind::Close, prev.volume, time);
+            let mut close = self.event(&next, PositionChange::Close, prev.volume, time);
             close.reversal = true;
             out.push(close);
             next.seq += 1;
@@ -347,7 +291,7 @@ impl Tracker {
             next.price_open = obs.price_open;
             next.sl = obs.sl;
             next.tp = obs.tp;
-            let mut open = self.event(&next, EventKind::Open, obs.volume, time);
+            let mut open = self.event(&next, PositionChange::Open, obs.volume, time);
             open.reversal = true;
             out.push(open);
             self.open.insert(obs.id, next);
@@ -356,15 +300,15 @@ impl Tracker {
 
         if obs.volume != prev.volume {
             let (kind, delta) = if obs.volume > prev.volume {
-                (EventKind::Increase, obs.volume - prev.volume)
+                (PositionChange::Increase, obs.volume - prev.volume)
             } else {
-                (EventKind::PartialClose, prev.volume - obs.volume)
+                (PositionChange::PartialClose, prev.volume - obs.volume)
             };
             next.seq += 1;
             next.volume = obs.volume;
             next.price_open = obs.price_open;
             let mut event = self.event(&next, kind, delta, time);
-            if kind == EventKind::PartialClose {
+            if kind == PositionChange::PartialClose {
                 event.close = close;
             }
             out.push(event);
@@ -373,7 +317,7 @@ impl Tracker {
             next.seq += 1;
             next.sl = obs.sl;
             next.tp = obs.tp;
-            out.push(self.event(&next, EventKind::Modify, Volume::ZERO, time));
+            out.push(self.event(&next, PositionChange::Modify, Volume::ZERO, time));
         }
         self.open.insert(obs.id, next);
         out
@@ -393,7 +337,7 @@ impl Tracker {
         let closed_volume = state.volume;
         state.seq += 1;
         state.volume = Volume::ZERO;
-        let mut event = self.event(&state, EventKind::Close, closed_volume, detail.time);
+        let mut event = self.event(&state, PositionChange::Close, closed_volume, detail.time);
         event.close = Some(detail);
         out.push(event);
         self.remember_closed(id);
@@ -473,6 +417,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hedge_domain::DealTicket;
     use proptest::prelude::*;
     use rust_decimal::Decimal;
 
@@ -496,7 +441,7 @@ mod tests {
         }
     }
 
-    fn kinds(events: &[PositionEvent]) -> Vec<(u64, u32, EventKind)> {
+    fn kinds(events: &[PositionEvent]) -> Vec<(u64, u32, PositionChange)> {
         events
             .iter()
             .map(|e| (e.position.get(), e.seq, e.kind))
@@ -515,14 +460,14 @@ mod tests {
             comment: comment.into(),
         };
         let e = t.observe(&obs(1, Side::Buy, 10, 1100), Some(deal(5, "tp1 hit")));
-        assert_eq!(kinds(&e), vec![(1, 2, EventKind::PartialClose)]);
+        assert_eq!(kinds(&e), vec![(1, 2, PositionChange::PartialClose)]);
         assert_eq!(e[0].close, Some(deal(5, "tp1 hit")));
         // An increase is no exit: a deal passed with it is not its exit.
         let e = t.observe(&obs(1, Side::Buy, 20, 1200), Some(deal(6, "add")));
-        assert_eq!(kinds(&e), vec![(1, 3, EventKind::Increase)]);
+        assert_eq!(kinds(&e), vec![(1, 3, PositionChange::Increase)]);
         assert_eq!(e[0].close, None);
         let e = t.observe(&obs(1, Side::Buy, 0, 1300), Some(deal(7, "tp2 hit")));
-        assert_eq!(kinds(&e), vec![(1, 4, EventKind::Close)]);
+        assert_eq!(kinds(&e), vec![(1, 4, PositionChange::Close)]);
         assert_eq!(e[0].close, Some(deal(7, "tp2 hit")));
     }
 
@@ -530,19 +475,19 @@ mod tests {
     fn open_partial_close_close_then_open_again() {
         let mut t = Tracker::new(Login(7));
         let e = t.observe(&obs(1, Side::Buy, 30, 1000), None);
-        assert_eq!(kinds(&e), vec![(1, 1, EventKind::Open)]);
+        assert_eq!(kinds(&e), vec![(1, 1, PositionChange::Open)]);
         assert_eq!(e[0].key(), "7:1:1");
         assert!(t.observe(&obs(1, Side::Buy, 30, 1000), None).is_empty());
         let e = t.observe(&obs(1, Side::Buy, 10, 1100), None);
-        assert_eq!(kinds(&e), vec![(1, 2, EventKind::PartialClose)]);
+        assert_eq!(kinds(&e), vec![(1, 2, PositionChange::PartialClose)]);
         assert_eq!(e[0].delta, vol(20));
         assert_eq!(e[0].volume, vol(10));
         let e = t.observe(&obs(1, Side::Buy, 0, 1200), None);
-        assert_eq!(kinds(&e), vec![(1, 3, EventKind::Close)]);
+        assert_eq!(kinds(&e), vec![(1, 3, PositionChange::Close)]);
         assert_eq!(e[0].delta, vol(10));
         // The prototype's blind spot: a new open right after a close, same count of positions.
         let e = t.observe(&obs(2, Side::Buy, 10, 1300), None);
-        assert_eq!(kinds(&e), vec![(2, 1, EventKind::Open)]);
+        assert_eq!(kinds(&e), vec![(2, 1, PositionChange::Open)]);
         // A late record about the closed position is ignored.
         assert!(t.observe(&obs(1, Side::Buy, 10, 1150), None).is_empty());
     }
@@ -552,11 +497,11 @@ mod tests {
         let mut t = Tracker::new(Login(7));
         t.observe(&obs(5, Side::Buy, 10, 1000), None);
         let e = t.observe(&obs(5, Side::Buy, 30, 1100), None);
-        assert_eq!(kinds(&e), vec![(5, 2, EventKind::Increase)]);
+        assert_eq!(kinds(&e), vec![(5, 2, PositionChange::Increase)]);
         let e = t.observe(&obs(5, Side::Sell, 20, 1200), None);
         assert_eq!(
             kinds(&e),
-            vec![(5, 3, EventKind::Close), (5, 4, EventKind::Open)]
+            vec![(5, 3, PositionChange::Close), (5, 4, PositionChange::Open)]
         );
         assert!(e.iter().all(|e| e.reversal));
         assert_eq!(e[0].side, Side::Buy);
@@ -566,7 +511,7 @@ mod tests {
         let mut m = obs(5, Side::Sell, 20, 1300);
         m.sl = Price(Decimal::new(12000, 4));
         let e = t.observe(&m, None);
-        assert_eq!(kinds(&e), vec![(5, 5, EventKind::Modify)]);
+        assert_eq!(kinds(&e), vec![(5, 5, PositionChange::Modify)]);
         assert_eq!(e[0].sl, m.sl);
         // Older record than what we have: ignored.
         assert!(t.observe(&obs(5, Side::Sell, 20, 1250), None).is_empty());
@@ -597,9 +542,9 @@ mod tests {
         assert_eq!(
             kinds(&e),
             vec![
-                (1, 2, EventKind::Close),
-                (2, 2, EventKind::PartialClose),
-                (3, 1, EventKind::Open)
+                (1, 2, PositionChange::Close),
+                (2, 2, PositionChange::PartialClose),
+                (3, 1, PositionChange::Open)
             ]
         );
         assert_eq!(e[0].close.as_ref().unwrap().deal, Some(DealTicket(99)));
@@ -619,7 +564,7 @@ mod tests {
         let e = t.closed_while_away(&away);
         assert_eq!(
             kinds(&e),
-            vec![(4, 1, EventKind::Open), (4, 2, EventKind::Close)]
+            vec![(4, 1, PositionChange::Open), (4, 2, PositionChange::Close)]
         );
         assert!(t.closed_while_away(&away).is_empty());
     }
@@ -726,7 +671,7 @@ mod tests {
                 let prev = seqs.insert(e.position, e.seq).unwrap_or(0);
                 prop_assert_eq!(e.seq, prev + 1);
                 match e.kind {
-                    EventKind::Close => { rebuilt.remove(&e.position); }
+                    PositionChange::Close => { rebuilt.remove(&e.position); }
                     _ => { rebuilt.insert(e.position, (e.side, e.volume, e.sl)); }
                 }
             }

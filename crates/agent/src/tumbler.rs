@@ -15,12 +15,12 @@
 //! stands: the center never lets a tumbler's registration replace another role. The firing is
 //! recorded as a `tumbler_fired` event, not as the account's status, which is the client's.
 
-use crate::args::{AgentArgs, AgentSettings};
-use crate::center;
 use crate::kill::{Killed, Killer, DEFAULT_NAMES};
-use crate::outbox::{Backoff, NewItem, Outbox, OutboxKind, StateWrite};
-use crate::session::Session;
-use crate::status::StatusBoard;
+use hedge_agent_runtime::args::{AgentArgs, AgentSettings};
+use hedge_agent_runtime::center;
+use hedge_agent_runtime::outbox::{Backoff, NewItem, Outbox, OutboxKind, StateWrite};
+use hedge_agent_runtime::session::Session;
+use hedge_agent_runtime::status::StatusBoard;
 use hedge_center_api::model::{AccountRole, IdempotencyKey, TumblerFiring};
 use hedge_domain::{DealEntry, Login, Magic, PositionId, Side, Volume};
 use hedge_protocol::{Terminal, TerminalEvent, Tx};
@@ -217,7 +217,7 @@ impl Watch {
 /// Runs `hedge tumbler` until it fires (or forever with `--rearm`).
 pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     let settings = args.agent.resolve()?;
-    crate::logging::init(settings.log_format);
+    hedge_agent_runtime::logging::init(settings.log_format);
     settings.log_warnings();
     let section: TumblerSection = settings.config.section("tumbler")?;
     let mut names = if args.kill.is_empty() {
@@ -250,7 +250,7 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
 
     // The outbox is ready before the terminal can connect, so no first position is missed; a
     // start refused for the terminal's port or the terminal itself removes the state it made.
-    let delivery = center::delivery(&settings, None).map_err(anyhow::Error::msg)?;
+    let delivery = center::delivery(&settings, None)?;
     let new_state = settings.new_state("tumbler");
     let outbox = Outbox::open(&settings.state_path("tumbler"))?;
     let session = match Session::attach(&settings, "tumbler").await {

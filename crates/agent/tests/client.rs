@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use hedge_agent::outbox::Outbox;
+use hedge_agent_runtime::outbox::Outbox;
 use hedge_center_api::model::PositionEventKind::{self, *};
 use hedge_center_api::model::{PositionFilter, PositionReport, PositionStatus};
 use std::collections::BTreeMap;
@@ -188,7 +188,8 @@ async fn center_outage_is_bridged_by_the_outbox_in_order() {
     let sim = start_sim(port, AccountMarginMode::RetailHedging);
     assert!(sim.wait_connected(Duration::from_secs(10)).await);
 
-    let outbox = hedge_agent::Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
+    let outbox =
+        hedge_agent_runtime::Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
     let a = open(&sim, Side::Buy, 30);
     // The first report queued means the agent's start-up sync is over: from here on it sees each
     // trade as it happens. (A sync from the terminal's state, which already holds trades whose

@@ -5,8 +5,8 @@ use crate::orders::OrderSettings;
 use crate::retry::RetryPolicy;
 use crate::runtime::{follow_plan, HedgeDelivery, Hedger, HedgerOptions, Mode, PlanHolder};
 use anyhow::Context;
-use hedge_agent::outbox::{Backoff, Outbox};
-use hedge_agent::{AgentArgs, Session};
+use hedge_agent_runtime::outbox::{Backoff, Outbox};
+use hedge_agent_runtime::{AgentArgs, Session};
 use hedge_center_api::client::CenterClient;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub struct HedgerSection {
 /// Runs `hedge hedger` until interrupted (or, with `--once`, until the trigger is handled).
 pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
     let settings = args.agent.resolve()?;
-    hedge_agent::logging::init(settings.log_format);
+    hedge_agent_runtime::logging::init(settings.log_format);
     settings.log_warnings();
     let section: HedgerSection = settings.config.section("hedger")?;
     let mode = match (args.mode, &section.mode) {

@@ -10,7 +10,7 @@
 
 use crate::planner::HeldPosition;
 use crate::tag::item_from_magic;
-use hedge_agent::netting::{NettingBook, NettingError};
+use hedge_agent_runtime::netting::{NettingBook, NettingError};
 use hedge_domain::{
     AccountMarginMode, DealReason, DealTicket, Login, OrderTicket, PositionId, Side, Volume,
 };

@@ -4,7 +4,7 @@ use crate::account_view::fill_from_reply;
 use crate::planner::{Fill, Leg};
 use crate::retry::{Failure, Next, RetryPolicy};
 use crate::tag::{command_comment, HedgeTag, ItemIdTooLarge};
-use hedge_agent::ExecMode;
+use hedge_agent_runtime::ExecMode;
 use hedge_domain::{CmdId, OrderFilling, OrderType, Price, Retcode, Side, SymbolSpec};
 use hedge_protocol::{Filling, Reply, Terminal, TerminalError, TradeRequest};
 use std::time::{Duration, Instant};

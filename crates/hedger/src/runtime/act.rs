@@ -8,7 +8,7 @@ use crate::planner::{self, AccountView, Leg, PlanItem};
 use crate::probe::Stage;
 use crate::retry::Failure;
 use crate::tag::{ItemIdTooLarge, PlanItemId};
-use hedge_agent::outbox::{NewItem, OutboxKind};
+use hedge_agent_runtime::outbox::{NewItem, OutboxKind};
 use hedge_center_api::model::HedgeFailed;
 use hedge_domain::{DealTicket, Price, Retcode};
 use hedge_protocol::Terminal;

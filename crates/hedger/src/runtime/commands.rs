@@ -6,7 +6,7 @@ use super::{Hedger, HedgerError, HedgerEvent, OrderEvent};
 use crate::orders::{LegOutcome, LegReport};
 use crate::planner::{HeldPosition, Leg};
 use crate::tag::{ItemIdTooLarge, PlanItemId};
-use hedge_agent::outbox::{NewItem, OutboxKind};
+use hedge_agent_runtime::outbox::{NewItem, OutboxKind};
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{Command, CommandKind, CommandResult, CommandStatus};
 use hedge_domain::{DealTicket, OrderTicket, PositionId, Retcode, Volume};

@@ -1,8 +1,8 @@
 //! The hedger's outbox items on their way to the center, and the center's hedge lists.
 
 use crate::records::{reduce_targets, HoldingSnapshot};
-use hedge_agent::center::{from_client_error, parse_item, CenterDelivery};
-use hedge_agent::outbox::{Delivery, DeliveryError, OutboxItem, OutboxKind};
+use hedge_agent_runtime::center::{from_client_error, parse_item, CenterDelivery};
+use hedge_agent_runtime::outbox::{Delivery, DeliveryError, OutboxItem, OutboxKind};
 use hedge_center_api::client::{CenterClient, ClientError};
 use hedge_center_api::model::{
     CommandResult, Hedge, HedgeExecuted, HedgeFailed, HedgeReduce, PageQuery,

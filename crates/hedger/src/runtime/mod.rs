@@ -33,8 +33,8 @@ pub use plan::{follow_plan, PlanHolder};
 use crate::account_view::{trigger_of, vanished, watched_positions};
 use crate::planner::{HedgeBook, HeldPosition};
 use crate::retry::Breakers;
-use hedge_agent::center::queue_registration;
-use hedge_agent::outbox::Outbox;
+use hedge_agent_runtime::center::queue_registration;
+use hedge_agent_runtime::outbox::Outbox;
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{AccountRegistration, AccountRole};
 use hedge_domain::{CmdId, SymbolSpec};
@@ -51,7 +51,7 @@ pub enum HedgerError {
     #[error("terminal link shut down")]
     TerminalGone,
     #[error("outbox: {0}")]
-    Outbox(#[from] hedge_agent::outbox::OutboxError),
+    Outbox(#[from] hedge_agent_runtime::outbox::OutboxError),
     #[error("cannot encode a record: {0}")]
     Encode(#[from] serde_json::Error),
 }

@@ -6,7 +6,7 @@ use super::{now_ms, Hedger, HedgerError, HedgerEvent};
 use crate::account_view::watched_positions;
 use crate::netting_hedges::HedgeLedger;
 use crate::tag::PlanItemId;
-use hedge_agent::outbox::OutboxKind;
+use hedge_agent_runtime::outbox::OutboxKind;
 use hedge_center_api::model::{HedgeExecuted, HedgeStatus};
 use hedge_domain::CmdId;
 use hedge_protocol::{History, HistoryRange};

@@ -5,7 +5,7 @@ use super::state::HoldingReadiness;
 use super::{now_ms, Hedger, HedgerError};
 use crate::records::HoldingSnapshot;
 use crate::tag::PlanItemId;
-use hedge_agent::outbox::{NewItem, OutboxKind};
+use hedge_agent_runtime::outbox::{NewItem, OutboxKind};
 use hedge_center_api::model::HedgeExecuted;
 use hedge_domain::{DealTicket, Price};
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! The hedger's status heartbeat to the center.
 
 use super::{now_ms, Hedger};
-use hedge_agent::valuation;
+use hedge_agent_runtime::valuation;
 use hedge_center_api::model::{AccountStatus, BreakerState};
 use hedge_domain::CmdId;
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,7 +2,7 @@
 // center, a simulated hedge terminal connecting to the hedger's port, and the hedger itself.
 // Included textually (`include!`) by `tests/e2e.rs` and `examples/reaction_bench.rs`.
 
-use hedge_agent::outbox::{Backoff, Outbox};
+use hedge_agent_runtime::outbox::{Backoff, Outbox};
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
@@ -14,7 +14,7 @@ use hedge_hedger::runtime::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
 use hedge_hedger::probe::Probe;
-use hedge_agent::ExecMode;
+use hedge_agent_runtime::ExecMode;
 use hedge_protocol::{TerminalConfig, TerminalListener};
 use hedge_sim::{default_symbols, AccountConfig, Faults, SimConfig, SimTerminal};
 use rust_decimal::Decimal;
@@ -473,15 +473,15 @@ impl World {
             .port();
         let url = self.center.as_ref().unwrap().url();
         let args = hedge_agent::client::ClientArgs {
-            agent: hedge_agent::AgentArgs {
+            agent: hedge_agent_runtime::AgentArgs {
                 terminal_port: Some(port),
                 login: Some(CLIENT.get()),
                 prefix: Some("-".into()),
                 exec_mode: Some(ExecMode::Auto),
                 center: Some(url),
-                center_token: Some(hedge_agent::Secret::new(&self.client_secret)),
+                center_token: Some(hedge_agent_runtime::Secret::new(&self.client_secret)),
                 state_dir: Some(self._dir.path().join("client")),
-                ..hedge_agent::AgentArgs::default()
+                ..hedge_agent_runtime::AgentArgs::default()
             },
             legacy_center: None,
             hedge_ratio: None,

@@ -58,7 +58,7 @@ impl StatusBoard {
     pub fn event(&self, description: impl Into<String>) {
         let mut inner = self.inner.lock();
         inner.last_event = Some((description.into(), Instant::now()));
-        inner.last_event_ms = Some(crate::center::now_ms());
+        inner.last_event_ms = Some(crate::clock::now_ms());
     }
 
     /// The latest account block, marks and reconciliation.

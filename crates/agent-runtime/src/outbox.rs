@@ -12,12 +12,13 @@
 //! are durable or neither is, which is what makes "nothing reported twice, nothing missed" hold
 //! across a `kill -9`.
 
+use crate::clock::now_ms;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
@@ -232,13 +233,6 @@ pub struct Outbox {
     /// Counts items moved to the dead-letter table, for whoever repairs what they left undone.
     dead: tokio::sync::watch::Sender<u64>,
     status: Mutex<SenderStatus>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 const SCHEMA: &str = "

@@ -42,14 +42,28 @@ pub enum ConfigError {
     },
     #[error("config file {path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ConfigSyntaxError,
+    },
     #[error("section [{section}] of config file {path} is not valid: {message}")]
     Section {
         path: PathBuf,
         section: String,
         message: String,
     },
+}
+
+/// Config text that is not a valid config: where, and what is wrong, with no value quoted (the
+/// file may hold a password). Fixing the file is the only remedy; reading it again fails alike.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ConfigSyntaxError {
+    /// 1-based, when the parser could tell.
+    pub line: Option<usize>,
+    pub message: String,
 }
 
 /// The settings shared by every agent, as read from the file. All optional: the command line may
@@ -103,25 +117,21 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })?;
         config.source = Some(path.to_owned());
         Ok(config)
     }
 
     /// Parses config text; the error message never quotes values (the file may hold a password).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str::<ConfigFile>(text).map_err(|e| {
-            let line = e
+    pub fn parse(text: &str) -> Result<Self, ConfigSyntaxError> {
+        toml::from_str::<ConfigFile>(text).map_err(|e| ConfigSyntaxError {
+            line: e
                 .span()
-                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-            let message = redact_values(e.message());
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
+            message: redact_values(e.message()),
         })
     }
 
@@ -208,8 +218,12 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_types_are_errors_without_values() {
         let err = ConfigFile::parse("logn = 5").unwrap_err();
-        assert!(err.contains("logn"), "{err}");
-        let err = ConfigFile::parse("password = 12345678").unwrap_err();
+        assert!(err.message.contains("logn"), "{err}");
+        assert_eq!(err.line, Some(1));
+        assert!(err.to_string().starts_with("line 1: "), "{err}");
+        let err = ConfigFile::parse("password = 12345678")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("12345678"), "{err}");
     }
 }

@@ -233,12 +233,13 @@ pub enum TerminalSource {
     Port { listen: SocketAddr },
     /// Start the terminal at `path`, logged into `login`/`server`; it connects to `listen` (port 0:
     /// any free port, handed to the terminal).
-    Launch(LaunchSpec),
+    Launch(LaunchSettings),
 }
 
-/// What is needed to start a terminal.
+/// The terminal to start, as the agent's command line and config file give it; the session builds
+/// `hedge_launch`'s full `LaunchSpec` (bridge files, ports, timeouts) from it.
 #[derive(Clone, Debug)]
-pub struct LaunchSpec {
+pub struct LaunchSettings {
     pub path: PathBuf,
     pub login: Login,
     pub password: Secret,
@@ -535,7 +536,7 @@ impl AgentArgs {
             (None, Some(path)) => {
                 let password = self.password(proto.as_ref(), &config, &mut warnings)?;
                 let server = server.clone().ok_or(ArgsError::Missing("<server>"))?;
-                TerminalSource::Launch(LaunchSpec {
+                TerminalSource::Launch(LaunchSettings {
                     path,
                     login,
                     password,

@@ -1,4 +1,4 @@
-//! Bi-directional positions of a netting account, for the client's tracker.
+//! Bi-directional positions of a netting account, for the client's tracker and the hedger.
 //!
 //! A netting terminal shows one net position per symbol; the center needs the positions the trader
 //! actually opened. The book replays the account's history into a [`hedge_ledger::Ledger`] and keeps
@@ -7,7 +7,7 @@
 //! tracker's. Pairing: link magics when the history carries any (orders placed through the ledger),
 //! otherwise first-in-first-out per symbol, which is how a manual netting account's deals read.
 
-use crate::tracker::{CloseDetail, ClosedWhileAway, Observed, TimeMs};
+use crate::observed::{CloseDetail, ClosedWhileAway, Observed, TimeMs};
 use hedge_domain::{AccountMarginMode, DealTicket, Login, PositionId, Price, Volume};
 use hedge_ledger::{AccountInfo, ActivePosition, Ledger, LedgerError, PairingMode};
 use hedge_protocol::{DealRecord, OrderRecord};

@@ -1,0 +1,216 @@
+//! From tracker events to the outbox: each event becomes the center's report (and, with a
+//! prototype-style center, a legacy open), written together with the tracker's new state in one
+//! transaction, so a restart neither loses nor repeats a report.
+
+use super::{ClientAgent, ClientAgentError, KEY_LAST_SEEN, NS_META, NS_POSITION};
+use crate::tracker::{PositionChange, PositionEvent};
+use hedge_agent_runtime::center::LegacyOpen;
+use hedge_agent_runtime::observed::TimeMs;
+use hedge_agent_runtime::outbox::{NewItem, OutboxKind, StateWrite};
+use hedge_center_api::model::{PositionEventKind, PositionReport};
+use hedge_domain::{PositionId, Price};
+
+impl ClientAgent {
+    /// Queues the reports of `events` and persists the tracker's new state, in one transaction.
+    pub(super) fn commit(
+        &mut self,
+        events: Vec<PositionEvent>,
+        time: TimeMs,
+    ) -> Result<(), ClientAgentError> {
+        let event_time = events.iter().map(|e| e.time).max().unwrap_or(time);
+        let seen = self.last_seen.unwrap_or(0).max(time).max(event_time);
+        if events.is_empty() && self.last_seen == Some(seen) {
+            return Ok(());
+        }
+        let mut items = Vec::new();
+        let mut writes = Vec::new();
+        let mut touched: Vec<PositionId> = Vec::new();
+        for e in &events {
+            if !touched.contains(&e.position) {
+                touched.push(e.position);
+            }
+            let canonical = match self.settings.symbol_map.to_canonical(&e.symbol) {
+                Some(c) => c,
+                None => {
+                    if self.settings.symbols.is_empty() {
+                        tracing::warn!(symbol = %e.symbol, "symbol does not match the prefix; reported under its account name");
+                    }
+                    e.symbol.clone()
+                }
+            };
+            if !self.settings.watches(&canonical) {
+                tracing::debug!(event = %e.describe(), "not a watched symbol; not reported");
+                continue;
+            }
+            tracing::info!(
+                key = %e.key(),
+                kind = e.kind.as_str(),
+                position = %e.position,
+                symbol = %e.symbol,
+                side = %e.side,
+                volume = %e.volume,
+                delta = %e.delta,
+                reversal = e.reversal,
+                "position event"
+            );
+            self.status.event(e.describe());
+            if self.options.center {
+                items.push(
+                    NewItem::json(e.key(), OutboxKind::PositionEvent, &report(e, &canonical))
+                        .map_err(|err| ClientAgentError::State {
+                            what: "report".into(),
+                            message: err.to_string(),
+                        })?,
+                );
+            }
+            // A correction is for the `/v1` center's books; the prototype center had the open.
+            if self.options.legacy && e.kind == PositionChange::Open && !e.resync {
+                items.push(
+                    NewItem::json(
+                        format!("{}:legacy", e.key()),
+                        OutboxKind::LegacyOpen,
+                        &LegacyOpen::new(canonical.clone(), e.volume, e.side),
+                    )
+                    .map_err(|err| ClientAgentError::State {
+                        what: "legacy report".into(),
+                        message: err.to_string(),
+                    })?,
+                );
+            }
+        }
+        for id in touched {
+            let key = id.to_string();
+            match self.tracker.get(id) {
+                Some(state) => writes.push(StateWrite::Put {
+                    ns: NS_POSITION.into(),
+                    key,
+                    value: serde_json::to_string(state).map_err(|err| ClientAgentError::State {
+                        what: "position".into(),
+                        message: err.to_string(),
+                    })?,
+                }),
+                None => writes.push(StateWrite::Delete {
+                    ns: NS_POSITION.into(),
+                    key,
+                }),
+            }
+        }
+        writes.push(StateWrite::Put {
+            ns: NS_META.into(),
+            key: KEY_LAST_SEEN.into(),
+            value: seen.to_string(),
+        });
+        self.outbox.commit(&items, &writes)?;
+        self.last_seen = Some(seen);
+        Ok(())
+    }
+}
+
+fn non_zero(p: Price) -> Option<Price> {
+    (!p.is_zero()).then_some(p)
+}
+
+/// The center's report for one event.
+pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
+    let kind = match e.kind {
+        PositionChange::Open => PositionEventKind::Open,
+        PositionChange::Increase => PositionEventKind::Increase,
+        PositionChange::PartialClose => PositionEventKind::PartialClose,
+        PositionChange::Close => PositionEventKind::Close,
+        PositionChange::Modify => PositionEventKind::Modify,
+    };
+    let price = match (&e.kind, &e.close) {
+        (PositionChange::Close, Some(c)) => c.price.or(Some(e.price_open)),
+        _ => Some(e.price_open),
+    };
+    // Opens, increases and modifications carry the position's own comment (its entry comment); a
+    // reduction or close carries its deal's (the exit comment). What the agent only inferred is
+    // said after it.
+    let own = match e.kind {
+        PositionChange::PartialClose | PositionChange::Close => {
+            e.close.as_ref().map_or("", |c| c.comment.as_str())
+        }
+        PositionChange::Open | PositionChange::Increase | PositionChange::Modify => {
+            e.comment.as_str()
+        }
+    };
+    let mut notes: Vec<&str> = Vec::new();
+    if !own.is_empty() {
+        notes.push(own);
+    }
+    if e.reversal {
+        notes.push("reversal");
+    }
+    if e.resync {
+        notes.push("re-synced from the terminal");
+    }
+    if e.close.as_ref().is_some_and(|c| !c.confirmed) {
+        notes.push("closed while the agent was away; no closing deal found");
+    }
+    let comment = notes.join("; ");
+    PositionReport {
+        kind,
+        login: e.login,
+        position_id: e.position,
+        symbol: canonical.to_owned(),
+        account_symbol: e.symbol.clone(),
+        side: e.side,
+        volume: e.volume,
+        price: price.and_then(non_zero),
+        sl: non_zero(e.sl),
+        tp: non_zero(e.tp),
+        time_ms: e.time,
+        magic: e.magic,
+        comment,
+        seq: u64::from(e.seq),
+        idempotency_key: e.key(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::history::tests::deal;
+    use hedge_agent_runtime::observed::CloseDetail;
+    use hedge_domain::{DealEntry, DealType, Magic, Volume};
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn reports_carry_the_entry_comment_then_the_closing_deals() {
+        let mut tracker = crate::tracker::Tracker::new(hedge_domain::Login(7));
+        let mut seen = hedge_agent_runtime::observed::Observed {
+            id: PositionId(10),
+            symbol: "EURUSD".into(),
+            side: hedge_domain::Side::Buy,
+            volume: Volume(Decimal::new(10, 2)),
+            price_open: Price(Decimal::new(11000, 4)),
+            sl: Price::ZERO,
+            tp: Price::ZERO,
+            magic: Magic(0),
+            comment: "signal #42".into(),
+            time: 100,
+            time_update: 100,
+        };
+        let opened = tracker.observe(&seen, None);
+        assert_eq!(report(&opened[0], "EURUSD").comment, "signal #42");
+
+        let mut closing = deal(2, 10, DealEntry::Out, DealType::Sell, 10, 200);
+        closing.comment = "[sl 1.09000]".into();
+        seen.volume = Volume::ZERO;
+        seen.time_update = 200;
+        let closed = tracker.observe(&seen, Some(CloseDetail::from_deal(&closing)));
+        let r = report(&closed[0], "EURUSD");
+        assert_eq!(r.kind, PositionEventKind::Close);
+        assert_eq!(r.comment, "[sl 1.09000]");
+
+        // A close only inferred from a snapshot says so, and has no deal comment to give.
+        seen.id = PositionId(11);
+        seen.volume = Volume(Decimal::new(10, 2));
+        tracker.observe(&seen, None);
+        let gone = tracker.reconcile(&[], &std::collections::HashMap::new(), 300);
+        assert_eq!(
+            report(&gone[0], "EURUSD").comment,
+            "closed while the agent was away; no closing deal found"
+        );
+    }
+}
