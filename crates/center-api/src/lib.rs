@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod model;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 
 pub use client::{CenterClient, ClientError};
 

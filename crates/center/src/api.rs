@@ -403,7 +403,14 @@ async fn openapi(
     caller: Result<Caller, Failure>,
 ) -> ApiResult<Response> {
     require_token(&s, caller)?;
-    Ok(json(StatusCode::OK, &crate::openapi::document()))
+    let doc = crate::openapi::document().map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the OpenAPI document does not serialize: {e}"),
+        )
+    })?;
+    Ok(json(StatusCode::OK, &doc))
 }
 
 async fn list_accounts(State(s): State<Arc<AppState>>, c: Caller) -> ApiResult<Response> {

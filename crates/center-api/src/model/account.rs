@@ -4,6 +4,7 @@ use super::*;
 
 /// What an account is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccountRole {
     /// Its positions must be hedged.
@@ -36,6 +37,7 @@ impl AccountRole {
 /// `PUT /v1/accounts/{login}`: what an agent says about its account when it (re)connects.
 /// Registering again replaces the configuration; positions and hedges are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountRegistration {
     pub login: Login,
     pub role: AccountRole,
@@ -73,6 +75,7 @@ impl AccountRegistration {
 
 /// A circuit breaker's state, as an agent reports it per symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,
@@ -82,6 +85,7 @@ pub enum BreakerState {
 
 /// `POST /v1/accounts/{login}/status`: an agent's heartbeat.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountStatus {
     /// Whether the agent's terminal link is up.
     pub connected: bool,
@@ -123,6 +127,7 @@ pub struct AccountStatus {
 
 /// An account's money (`AccountInfo` of the terminal), in the account currency.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountMoney {
     pub balance: Money,
     pub equity: Money,
@@ -136,6 +141,7 @@ pub struct AccountMoney {
 
 /// The latest valuation of one open position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PositionMark {
     pub position_id: PositionId,
     pub price_current: Price,
@@ -149,6 +155,7 @@ pub struct PositionMark {
 
 /// The outcome of comparing the ledger's net position per symbol with the terminal's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reconciliation {
     pub ok: bool,
     /// What disagrees, in words (empty when `ok`).
@@ -160,6 +167,7 @@ pub struct Reconciliation {
 /// Operator overrides of an account's configuration. They survive the agent's re-registration and
 /// win over the registered values in the plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol_map: Option<SymbolMap>,
@@ -191,6 +199,7 @@ impl AccountOverrides {
 
 /// Which overridable setting an action names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideField {
     SymbolMap,
@@ -216,6 +225,7 @@ impl OverrideField {
 
 /// An account as the center knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     #[serde(flatten)]
     pub registration: AccountRegistration,

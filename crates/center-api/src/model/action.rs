@@ -4,6 +4,7 @@ use super::*;
 
 /// Operator actions (`POST /v1/actions`), recorded in the event log with who did them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Close-only mode: the plan no longer opens hedges in the scope, it only reduces them.
@@ -41,6 +42,7 @@ impl ActionKind {
 /// (close/retry), `login` plus `symbol_map`/`hedge_ratio` (overrides), `login` plus `field`
 /// (clear an override).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionRequest {
     pub action: ActionKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +99,7 @@ impl ActionRequest {
 
 /// What a hedger is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandKind {
     /// Close the hedge's position(s) on the hedge account.
@@ -123,6 +126,7 @@ impl CommandKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     Pending,
@@ -151,6 +155,7 @@ impl CommandStatus {
 
 /// An operator command for the hedger of `hedge_login`, durable until it has a result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Command {
     pub id: u64,
     pub hedge_login: Login,
@@ -179,6 +184,7 @@ pub struct Command {
 
 /// Query of `GET /v1/commands`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 pub struct CommandQuery {
     /// The hedge account; a hedge token may only ask for its own (and gets it when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +200,7 @@ pub struct CommandQuery {
 /// `POST /v1/commands/{id}/result`: what the hedger did. The same result twice answers the stored
 /// command again; a different result for a finished command is refused (409).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandResult {
     /// `done` or `failed`.
     pub status: CommandStatus,
@@ -205,6 +212,7 @@ pub struct CommandResult {
 
 /// An active pause (`GET /v1/pauses`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<Login>,
@@ -226,6 +234,7 @@ impl Pause {
 
 /// The answer to an action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionAck {
     pub event_id: u64,
     /// Whether the action changed anything (pausing a paused scope does not).

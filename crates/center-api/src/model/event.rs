@@ -4,6 +4,7 @@ use super::*;
 
 /// The kinds of event-log entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     AccountRegistered,
@@ -102,6 +103,7 @@ impl EventKind {
 /// One entry of the append-only event log; also what `/v1/events/stream` sends (SSE `id` is
 /// [`Event::id`], SSE `event` is [`Event::kind`], `data` is this object as JSON).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: u64,
     pub time_ms: i64,
@@ -120,6 +122,7 @@ pub struct Event {
 
 /// The error body of every non-2xx answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Machine-readable class: `invalid`, `conflict`, `not_found`, `unauthorized`, `forbidden`,
     /// `too_large`, `unavailable`, `internal`.
@@ -132,6 +135,7 @@ pub struct ApiError {
 
 /// `GET /readyz` and `GET /healthz`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub store: String,

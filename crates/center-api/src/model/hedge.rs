@@ -5,6 +5,7 @@ use super::*;
 /// `POST /v1/hedges`: a plan item was executed on the hedge account. Idempotent by
 /// (`hedge_login`, `plan_item_id`): the same item twice records one hedge and returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgeExecuted {
     pub plan_item_id: u64,
     pub hedge_login: Login,
@@ -33,6 +34,7 @@ pub struct HedgeExecuted {
 
 /// `POST /v1/hedges/failed`: a plan item could not be executed. Recorded (the plan is unchanged).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgeFailed {
     pub plan_item_id: u64,
     pub hedge_login: Login,
@@ -48,6 +50,7 @@ pub struct HedgeFailed {
 /// `POST /v1/hedges/{id}/reduce`: the hedge's remaining volume after a (partial) close on the hedge
 /// account. Setting an absolute remaining volume is naturally idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgeReduce {
     /// Remaining open volume of the hedge; 0 closes it.
     pub remaining: Volume,
@@ -61,6 +64,7 @@ pub struct HedgeReduce {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HedgeStatus {
     Open,
@@ -92,6 +96,7 @@ impl HedgeStatus {
 
 /// A hedge (executed or failed plan item) as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hedge {
     pub id: u64,
     pub plan_item_id: u64,

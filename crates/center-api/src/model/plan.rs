@@ -4,6 +4,7 @@ use super::*;
 
 /// Whether a plan item opens (adds to) or reduces hedge exposure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlanAction {
     /// The order adds hedge volume (or opens the first hedge).
@@ -14,6 +15,7 @@ pub enum PlanAction {
 
 /// One order of the hedge plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanItem {
     /// Stable while this symbol's exposure and hedges do not change; unique within the hedge
     /// account. Put it in the order's magic/comment to find after a crash what was done.
@@ -38,6 +40,7 @@ pub struct PlanItem {
 
 /// Why a symbol with uncovered exposure has no plan item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ResidualReason {
     /// Rounded to the step it is below the hedge account's minimum volume.
@@ -52,6 +55,7 @@ pub enum ResidualReason {
 
 /// Uncovered exposure that the plan does not turn into an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanResidual {
     pub symbol: String,
     pub account_symbol: String,
@@ -63,6 +67,7 @@ pub struct PlanResidual {
 
 /// `GET /v1/plan/{hedge_login}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgePlan {
     pub hedge_login: Login,
     /// The last event-log id the plan reflects.

@@ -9,6 +9,7 @@ use std::fmt;
 /// text up to the center's limit) still travel; the constructors are the conventions the agents
 /// follow, kept in one place so the client agent, the tumbler and the tests cannot drift apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct IdempotencyKey(String);
 
@@ -85,6 +86,7 @@ impl PartialEq<&str> for IdempotencyKey {
 
 /// What happened to a client position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PositionEventKind {
     /// A new position (or, for a position id that was closed, a reopening: netting reversal
@@ -130,6 +132,7 @@ impl PositionEventKind {
 
 /// `POST /v1/positions/events`: one change of a client position, reported by the client agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PositionReport {
     pub kind: PositionEventKind,
     pub login: Login,
@@ -198,6 +201,7 @@ impl PositionReport {
 
 /// The status of a client position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PositionStatus {
     Open,
@@ -227,6 +231,7 @@ impl PositionStatus {
 /// The answer to a position report. A repeated idempotency key gets the first answer again, byte
 /// for byte, with the header `Idempotent-Replay: true`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportAck {
     /// The event-log id of the stored change.
     pub event_id: u64,
@@ -241,6 +246,7 @@ pub struct ReportAck {
 /// agent that owns the account's status (the client agent on a copier's account) does not overwrite
 /// it and the firing stays visible after the next heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TumblerFiring {
     pub login: Login,
     pub position_id: PositionId,
@@ -283,6 +289,7 @@ impl TumblerFiring {
 
 /// The answer to a tumbler firing; a repeated key gets the first answer again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FiringAck {
     /// The event-log id of the firing.
     pub event_id: u64,
@@ -291,6 +298,7 @@ pub struct FiringAck {
 
 /// A client position as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Position {
     pub login: Login,
     pub position_id: PositionId,
@@ -331,6 +339,7 @@ pub struct Position {
 
 /// One entry of a position's volume history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeChange {
     pub event_id: u64,
     pub kind: PositionEventKind,
@@ -341,6 +350,7 @@ pub struct VolumeChange {
 
 /// `GET /v1/positions/{login}/{position_id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PositionDetail {
     pub position: Position,
     pub history: Vec<VolumeChange>,
@@ -348,6 +358,7 @@ pub struct PositionDetail {
 
 /// Query of `GET /v1/positions`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 pub struct PositionFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<Login>,
@@ -365,6 +376,7 @@ pub struct PositionFilter {
 
 /// Query of `GET /v1/hedges` and `GET /v1/events`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 pub struct PageQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<Login>,
@@ -382,6 +394,7 @@ pub struct PageQuery {
 
 /// One page of a list. `next_after` is the cursor of the next page, absent on the last one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
