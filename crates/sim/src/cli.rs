@@ -329,7 +329,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         (Some(Control::Stdin), None) => Some(tokio::spawn(serve_control_stdin(terminal.clone()))),
         (_, None) => None,
     };
-    let script_task = script.map(|s| terminal.run_script(s));
+    let script_task = script.map(|s| s.spawn(&terminal));
     match (script_task, args.exit_after_script) {
         (Some(task), Some(extra)) => {
             task.await.context("script task failed")?;

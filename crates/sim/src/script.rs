@@ -7,6 +7,7 @@
 use crate::terminal::SimTerminal;
 use hedge_domain::{Magic, OrderTime, OrderType, PositionId, Price, Side, TradeAction, Volume};
 use hedge_protocol::{Filling, TradeRequest};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A position named in a script.
@@ -433,6 +434,14 @@ pub fn apply(terminal: &SimTerminal, action: &Action, opened: &mut Vec<PositionI
         }
     };
     Outcome::Reply(Box::new(reply))
+}
+
+impl Script {
+    /// Runs the script against `terminal` in the background.
+    pub fn spawn(self, terminal: &Arc<SimTerminal>) -> tokio::task::JoinHandle<()> {
+        let terminal = terminal.clone();
+        tokio::spawn(async move { run(&terminal, &self).await })
+    }
 }
 
 /// Runs every step at its time, logging each outcome.

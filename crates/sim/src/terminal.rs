@@ -437,12 +437,6 @@ impl SimTerminal {
             let _ = t.await;
         }
     }
-
-    /// Runs a script against this terminal in the background.
-    pub fn run_script(self: &Arc<Self>, script: crate::script::Script) -> JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move { crate::script::run(&me, &script).await })
-    }
 }
 
 fn feed_task(shared: Arc<Shared>, config: &SimConfig) -> Option<JoinHandle<()>> {

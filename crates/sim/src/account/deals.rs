@@ -5,7 +5,13 @@ use super::*;
 
 impl Account {
     /// Margin the deal would add (0 when it only reduces exposure).
-    pub(super) fn added_margin(&self, symbol: &str, side: Side, volume: Volume, close: PositionId) -> Money {
+    pub(super) fn added_margin(
+        &self,
+        symbol: &str,
+        side: Side,
+        volume: Volume,
+        close: PositionId,
+    ) -> Money {
         if self.config.mode.is_netting() {
             let existing = self.positions.values().find(|p| p.symbol == symbol);
             match existing {
@@ -44,7 +50,6 @@ impl Account {
         tp: Price,
     ) -> Vec<Tx> {
         let now = self.now;
-        let digits = self.symbols.get(symbol).map(|s| s.spec.digits).unwrap_or(5);
         let (entry, position_id, profit, after) = if self.config.mode.is_netting() {
             let existing = self
                 .positions
@@ -58,39 +63,13 @@ impl Account {
                     );
                     (DealEntry::In, p.id, Money::ZERO, p)
                 }
-                Some(mut p) if p.side == side => {
-                    let total = p.volume + volume;
-                    let avg = (p.price_open.0 * p.volume.0 + price.0 * volume.0) / total.0;
-                    p.price_open = Price(avg.round_dp(digits + 3).normalize());
-                    p.volume = total;
-                    p.time_update = now;
-                    self.put_position(p.clone());
+                Some(p) if p.side == side => {
+                    let p = self.add_volume(p, volume, price);
                     (DealEntry::In, p.id, Money::ZERO, p)
                 }
-                Some(mut p) => {
-                    if volume < p.volume {
-                        let profit = self.profit(symbol, p.side, volume, p.price_open, price);
-                        p.volume -= volume;
-                        p.time_update = now;
-                        self.put_position(p.clone());
-                        (DealEntry::Out, p.id, profit, p)
-                    } else if volume == p.volume {
-                        let profit = self.profit(symbol, p.side, volume, p.price_open, price);
-                        self.drop_position(p.id);
-                        p.volume = Volume::ZERO;
-                        (DealEntry::Out, p.id, profit, p)
-                    } else {
-                        // Reversal: the position keeps its identifier and takes the new side.
-                        let profit = self.profit(symbol, p.side, p.volume, p.price_open, price);
-                        p.volume = volume - p.volume;
-                        p.side = side;
-                        p.price_open = price;
-                        p.sl = sl;
-                        p.tp = tp;
-                        p.time_update = now;
-                        self.put_position(p.clone());
-                        (DealEntry::InOut, p.id, profit, p)
-                    }
+                Some(p) => {
+                    let (entry, profit, p) = self.net_opposite(p, side, volume, price, sl, tp);
+                    (entry, p.id, profit, p)
                 }
             }
         } else if close.0 != 0 {
@@ -112,14 +91,9 @@ impl Account {
                     return Vec::new();
                 }
             }
-        } else if let Some(mut p) = self.positions.get(&PositionId(order.0)).cloned() {
+        } else if let Some(p) = self.positions.get(&PositionId(order.0)).cloned() {
             // A further fill of the order that opened this position adds to it.
-            let total = p.volume + volume;
-            let avg = (p.price_open.0 * p.volume.0 + price.0 * volume.0) / total.0;
-            p.price_open = Price(avg.round_dp(digits + 3).normalize());
-            p.volume = total;
-            p.time_update = now;
-            self.put_position(p.clone());
+            let p = self.add_volume(p, volume, price);
             (DealEntry::In, p.id, Money::ZERO, p)
         } else {
             let p = self.open_position(
@@ -151,23 +125,78 @@ impl Account {
             comment: comment.to_owned(),
             external_id: String::new(),
         };
-        let mut tx = Tx::new(now, TradeTransactionType::DealAdd);
-        tx.deal = deal.ticket;
-        tx.order = order;
-        tx.symbol = symbol.to_owned();
-        tx.deal_type = Some(deal.deal_type);
-        tx.order_type = Some(OrderType::market(side));
-        tx.price = price;
-        tx.volume = volume;
-        tx.position = position_id;
-        tx.deal_record = Some(deal.clone());
-        tx.position_record = Some(if after.volume.is_zero() {
-            self.closed_record(&after)
-        } else {
-            self.position_record(&after)
-        });
+        let tx = self.deal_added(&deal, side, &after);
         self.deals.push(deal);
         vec![tx]
+    }
+
+    /// `volume` more at `price` on position `p`, at the volume-weighted open price.
+    fn add_volume(&mut self, mut p: Position, volume: Volume, price: Price) -> Position {
+        let digits = self
+            .symbols
+            .get(&p.symbol)
+            .map(|s| s.spec.digits)
+            .unwrap_or(5);
+        let total = p.volume + volume;
+        let avg = (p.price_open.0 * p.volume.0 + price.0 * volume.0) / total.0;
+        p.price_open = Price(avg.round_dp(digits + 3).normalize());
+        p.volume = total;
+        p.time_update = self.now;
+        self.put_position(p.clone());
+        p
+    }
+
+    /// A netting deal against the position's side: a reduction, a close, or a reversal (the
+    /// position keeps its identifier and takes the new side with what is left over).
+    fn net_opposite(
+        &mut self,
+        mut p: Position,
+        side: Side,
+        volume: Volume,
+        price: Price,
+        sl: Price,
+        tp: Price,
+    ) -> (DealEntry, Money, Position) {
+        let closed = volume.min(p.volume);
+        let profit = self.profit(&p.symbol, p.side, closed, p.price_open, price);
+        p.time_update = self.now;
+        if volume < p.volume {
+            p.volume -= volume;
+            self.put_position(p.clone());
+            (DealEntry::Out, profit, p)
+        } else if volume == p.volume {
+            self.drop_position(p.id);
+            p.volume = Volume::ZERO;
+            (DealEntry::Out, profit, p)
+        } else {
+            p.volume = volume - p.volume;
+            p.side = side;
+            p.price_open = price;
+            p.sl = sl;
+            p.tp = tp;
+            self.put_position(p.clone());
+            (DealEntry::InOut, profit, p)
+        }
+    }
+
+    /// The `DEAL_ADD` transaction of `deal`, with the position as it is after it.
+    fn deal_added(&self, deal: &DealRecord, side: Side, after: &Position) -> Tx {
+        let mut tx = Tx::new(deal.time, TradeTransactionType::DealAdd);
+        tx.deal = deal.ticket;
+        tx.order = deal.order;
+        tx.symbol = deal.symbol.clone();
+        tx.deal_type = Some(deal.deal_type);
+        tx.order_type = Some(OrderType::market(side));
+        tx.price = deal.price;
+        tx.volume = deal.volume;
+        tx.position = deal.position_id;
+        tx.deal_record = Some(deal.clone());
+        tx.position_record = Some(if after.volume.is_zero() {
+            self.closed_record(after)
+        } else {
+            self.position_record(after)
+        });
+        tx
     }
 
     #[allow(clippy::too_many_arguments)]

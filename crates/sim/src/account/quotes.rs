@@ -44,7 +44,12 @@ impl Account {
         }
     }
 
-    pub(super) fn finish_working(&mut self, ticket: OrderTicket, state: OrderState, txs: &mut Vec<Tx>) {
+    pub(super) fn finish_working(
+        &mut self,
+        ticket: OrderTicket,
+        state: OrderState,
+        txs: &mut Vec<Tx>,
+    ) {
         let Some(w) = self.working.remove(&ticket) else {
             return;
         };

@@ -82,7 +82,11 @@ impl Account {
         self.symbols.get(symbol).map(|s| &s.spec)
     }
 
-    pub(super) fn check_volume(&self, spec: &SymbolSpec, volume: Volume) -> Result<(), (Retcode, String)> {
+    pub(super) fn check_volume(
+        &self,
+        spec: &SymbolSpec,
+        volume: Volume,
+    ) -> Result<(), (Retcode, String)> {
         if !volume.is_positive() || volume < spec.volume_min || volume > spec.volume_max {
             return Err((
                 Retcode::INVALID_VOLUME,
@@ -127,7 +131,10 @@ impl Account {
     }
 
     /// Everything about a market request that does not depend on chance. Returns the filling mode.
-    pub(super) fn validate_market(&self, req: &TradeRequest) -> Result<OrderFilling, (Retcode, String)> {
+    pub(super) fn validate_market(
+        &self,
+        req: &TradeRequest,
+    ) -> Result<OrderFilling, (Retcode, String)> {
         let spec = self
             .spec(&req.symbol)
             .ok_or((Retcode::INVALID, format!("unknown symbol {:?}", req.symbol)))?;
@@ -194,19 +201,28 @@ impl Account {
     }
 
     pub(super) fn market(&mut self, req: &TradeRequest, reason: DealReason) -> Execution {
-        let filling = match self.validate_market(req) {
-            Ok(f) => f,
-            Err((code, why)) => return self.refuse(code, why, &req.symbol),
-        };
+        let admitted = self
+            .validate_market(req)
+            .and_then(|filling| Ok((filling, self.admit_market(req, filling)?)));
+        match admitted {
+            Ok((filling, (price, fill))) => self.fill_market(req, reason, filling, price, fill),
+            Err((code, why)) => self.refuse(code, why, &req.symbol),
+        }
+    }
+
+    /// What a valid market request meets at the dealer: injected faults, the quote and the
+    /// deviation, the liquidity left for its filling mode, and the margin. The price and the
+    /// volume it may fill, or the refusal.
+    fn admit_market(
+        &mut self,
+        req: &TradeRequest,
+        filling: OrderFilling,
+    ) -> Result<(Price, Volume), (Retcode, String)> {
         let side = req.order_type.side().unwrap_or(Side::Buy);
         // Injected faults come before pricing, as a dealer's refusal would.
         let faults = self.config.faults.clone();
         if faults.reject_rate > 0.0 && self.rng.gen_bool(faults.reject_rate.clamp(0.0, 1.0)) {
-            return self.refuse(
-                Retcode::REJECT,
-                "rejected by dealer (injected)",
-                &req.symbol,
-            );
+            return Err((Retcode::REJECT, "rejected by dealer (injected)".into()));
         }
         if faults.requote_rate > 0.0 && self.rng.gen_bool(faults.requote_rate.clamp(0.0, 1.0)) {
             let code = if self.rng.gen_bool(0.5) {
@@ -214,68 +230,68 @@ impl Account {
             } else {
                 Retcode::PRICE_OFF
             };
-            return self.refuse(
-                code,
-                format!("{} (injected)", code.description()),
-                &req.symbol,
-            );
+            return Err((code, format!("{} (injected)", code.description())));
         }
         let Some(s) = self.symbols.get(&req.symbol) else {
-            return self.refuse(Retcode::INVALID, "unknown symbol", &req.symbol);
+            return Err((Retcode::INVALID, "unknown symbol".into()));
         };
         if !s.bid.is_positive() || !s.ask.is_positive() {
-            return self.refuse(Retcode::PRICE_OFF, "no quotes", &req.symbol);
+            return Err((Retcode::PRICE_OFF, "no quotes".into()));
         }
         let market_price = if side == Side::Buy { s.ask } else { s.bid };
         if req.price.is_positive() {
             let allowed = s.spec.point.0 * Decimal::from(req.deviation);
             if (req.price.0 - market_price.0).abs() > allowed {
-                return self.refuse(
+                return Err((
                     Retcode::REQUOTE,
                     format!(
                         "price {} moved to {market_price}, beyond deviation {} points",
                         req.price, req.deviation
                     ),
-                    &req.symbol,
-                );
+                ));
             }
         }
-        let available = s.liquidity_left;
-        let fill = match available {
+        let fill = match s.liquidity_left {
             Some(left) => req.volume.min(left),
             None => req.volume,
         };
         if fill < req.volume {
             match filling {
                 OrderFilling::Fok => {
-                    return self.refuse(
+                    return Err((
                         Retcode::REJECT,
                         format!("fill or kill: only {fill} of {} available", req.volume),
-                        &req.symbol,
-                    )
+                    ))
                 }
                 _ if fill.is_zero() && filling == OrderFilling::Ioc => {
-                    return self.refuse(
-                        Retcode::PRICE_OFF,
-                        "no liquidity at this price",
-                        &req.symbol,
-                    )
+                    return Err((Retcode::PRICE_OFF, "no liquidity at this price".into()))
                 }
                 _ => {}
             }
         }
         let added = self.added_margin(&req.symbol, side, req.volume, req.position);
         if added.is_positive() && self.margin() + added > self.equity() {
-            return self.refuse(
+            return Err((
                 Retcode::NO_MONEY,
                 format!(
                     "needs margin {added}, free margin {}",
                     self.equity() - self.margin()
                 ),
-                &req.symbol,
-            );
+            ));
         }
+        Ok((market_price, fill))
+    }
 
+    /// Places the admitted market order and fills `fill` of it at `market_price`; IOC cancels
+    /// the rest.
+    fn fill_market(
+        &mut self,
+        req: &TradeRequest,
+        reason: DealReason,
+        filling: OrderFilling,
+        market_price: Price,
+        fill: Volume,
+    ) -> Execution {
         let ticket = self.new_order();
         let record = OrderRecord {
             ticket,
