@@ -37,12 +37,6 @@ impl PartialSchema for SideSchema {
     }
 }
 
-impl ToSchema for SideSchema {
-    fn name() -> Cow<'static, str> {
-        "Side".into()
-    }
-}
-
 /// `ENUM_ACCOUNT_MARGIN_MODE` by its code (`hedge_domain::AccountMarginMode`).
 pub struct MarginModeSchema;
 
@@ -51,12 +45,6 @@ impl PartialSchema for MarginModeSchema {
         typed(Type::Integer, "0 netting, 1 exchange, 2 hedging.")
             .enum_values(Some([0, 1, 2]))
             .into()
-    }
-}
-
-impl ToSchema for MarginModeSchema {
-    fn name() -> Cow<'static, str> {
-        "AccountMarginMode".into()
     }
 }
 
@@ -75,12 +63,6 @@ impl PartialSchema for SymbolMapSchema {
                 )),
             )
             .into()
-    }
-}
-
-impl ToSchema for SymbolMapSchema {
-    fn name() -> Cow<'static, str> {
-        "SymbolMap".into()
     }
 }
 
@@ -136,10 +118,22 @@ impl PartialSchema for SymbolSpecSchema {
     }
 }
 
-impl ToSchema for SymbolSpecSchema {
-    fn name() -> Cow<'static, str> {
-        "SymbolSpec".into()
-    }
+/// The stand-ins are named as the domain's types they describe.
+macro_rules! named {
+    ($($schema:ident => $name:literal),* $(,)?) => {
+        $(impl ToSchema for $schema {
+            fn name() -> Cow<'static, str> {
+                $name.into()
+            }
+        })*
+    };
+}
+
+named! {
+    SideSchema => "Side",
+    MarginModeSchema => "AccountMarginMode",
+    SymbolMapSchema => "SymbolMap",
+    SymbolSpecSchema => "SymbolSpec",
 }
 
 /// Every schema of the API, by name, as `components.schemas` of the center's document.

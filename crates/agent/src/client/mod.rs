@@ -404,6 +404,17 @@ impl ClientAgent {
         }
     }
 
+    /// A fresh `cmd_id` for a request of kind `what` to the terminal.
+    fn next_cmd_id(&mut self, what: &str) -> String {
+        self.commands += 1;
+        format!(
+            "client-{}-{what}-{}-{}",
+            self.settings.login,
+            hedge_agent_runtime::clock::now_ms(),
+            self.commands
+        )
+    }
+
     fn register(&mut self, hello: &Hello) -> Result<(), ClientAgentError> {
         if self.options.center {
             let reg = center::registration(

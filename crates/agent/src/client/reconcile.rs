@@ -4,7 +4,6 @@
 
 use super::history::{is_exit, observed, read_history};
 use super::{ClientAgent, ClientAgentError};
-use hedge_agent_runtime::clock::now_ms;
 use hedge_agent_runtime::netting::{NettingBook, NettingError};
 use hedge_agent_runtime::observed::{CloseDetail, Observed, TimeMs};
 use hedge_agent_runtime::valuation;
@@ -188,13 +187,7 @@ impl ClientAgent {
         from: TimeMs,
         to: TimeMs,
     ) -> Option<(Vec<OrderRecord>, Vec<DealRecord>)> {
-        self.commands += 1;
-        let cmd_id = format!(
-            "client-{}-history-{}-{}",
-            self.settings.login,
-            now_ms(),
-            self.commands
-        );
+        let cmd_id = self.next_cmd_id("history");
         let range = HistoryRange {
             from: from.max(0),
             to,

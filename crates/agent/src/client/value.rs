@@ -85,13 +85,7 @@ impl ClientAgent {
     async fn quotes(&mut self, symbols: &[String]) -> HashMap<String, SymbolInfo> {
         let mut out = HashMap::new();
         for symbol in symbols {
-            self.commands += 1;
-            let cmd_id = format!(
-                "client-{}-quote-{}-{}",
-                self.settings.login,
-                now_ms(),
-                self.commands
-            );
+            let cmd_id = self.next_cmd_id("quote");
             let fresh = match tokio::time::timeout(
                 Duration::from_secs(2),
                 self.terminal.symbol_info(cmd_id.into(), symbol.clone()),
