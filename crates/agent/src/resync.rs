@@ -342,6 +342,11 @@ mod tests {
             swap: None,
             profit: None,
             commission: None,
+            exit_price: None,
+            realized_profit: None,
+            realized_commission: None,
+            realized_swap: None,
+            realized_fee: None,
         }
     }
 

@@ -158,6 +158,7 @@ named! {
     IdempotencyKey,
     PositionEventKind,
     PositionReport,
+    ExitDeal,
     PositionStatus,
     ReportAck,
     TumblerFiring,

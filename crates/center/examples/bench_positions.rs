@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
                     comment: format!("bench {n}"),
                     seq: 1,
                     idempotency_key: IdempotencyKey::report(Login(2001), PositionId(id), 1),
+                    exit: None,
                 };
                 client.report_position(&report).await?;
                 n += workers;

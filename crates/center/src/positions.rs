@@ -6,8 +6,8 @@
 use hedge_center_api::model::{
     EventKind, Position, PositionEventKind, PositionReport, PositionStatus,
 };
-use hedge_domain::{Login, PositionId, Volume};
-use rust_decimal::Decimal;
+use hedge_domain::{Login, Money, PositionId, Price, Volume};
+use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Volumes are stored as integers of 10^-8 lot so that sums in the database are exact.
 pub const VOLUME_SCALE: u32 = 8;
@@ -188,6 +188,26 @@ pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
     if report.time_ms < 0 {
         return Err(Refusal::invalid("time_ms", "time_ms must not be negative"));
     }
+    if let Some(exit) = &report.exit {
+        if !matches!(
+            report.kind,
+            PositionEventKind::PartialClose | PositionEventKind::Close
+        ) {
+            return Err(Refusal::invalid(
+                "exit",
+                format!(
+                    "exit is the deal of a partial_close or close, not of {}",
+                    report.kind.as_str()
+                ),
+            ));
+        }
+        if !exit.price.is_positive() {
+            return Err(Refusal::invalid(
+                "exit.price",
+                "exit.price must be positive",
+            ));
+        }
+    }
     for (name, price) in [
         ("price", report.price),
         ("sl", report.sl),
@@ -284,6 +304,11 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             swap: None,
             profit: None,
             commission: None,
+            exit_price: None,
+            realized_profit: None,
+            realized_commission: None,
+            realized_swap: None,
+            realized_fee: None,
         },
     };
     next.last_seq = report.seq;
@@ -432,6 +457,97 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
     })
 }
 
+/// Decimals of an exit price whose symbol's digits the center does not know (the account
+/// registered no spec for it): enough for any MT5 quote.
+pub const FALLBACK_PRICE_DIGITS: u32 = 8;
+
+/// What a position's exit deals realized, as the store keeps it: exact sums, so any number of
+/// partial closes add up without rounding, and the exact notional (price × volume) the exit price
+/// is averaged from. A position's `Option<Realized>` is `None` while unknown: once one of its
+/// closing reports came without its deal, a sum of the others would pass for the whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Realized {
+    /// Volume the exit deals closed, in 10^-8 lot.
+    pub units: i64,
+    /// Σ price × volume over the exit deals.
+    pub notional: Decimal,
+    /// `notional / volume` rounded (half away from zero) to the symbol's digits; `None` while
+    /// nothing was closed.
+    pub price: Option<Price>,
+    pub profit: Money,
+    pub commission: Money,
+    pub swap: Money,
+    pub fee: Money,
+}
+
+impl Realized {
+    /// Puts the figures on `p` (the API's view: the sums without the notional).
+    pub fn show(realized: Option<&Realized>, p: &mut Position) {
+        p.exit_price = realized.and_then(|r| r.price);
+        p.realized_profit = realized.map(|r| r.profit);
+        p.realized_commission = realized.map(|r| r.commission);
+        p.realized_swap = realized.map(|r| r.swap);
+        p.realized_fee = realized.map(|r| r.fee);
+    }
+}
+
+/// The realized figures of a position after `report`, which [`apply`] accepted against `current`
+/// (the position before it). An open starts them at zero (a reopened id starts over, as its
+/// volumes do); a partial close or close with its exit deal adds the deal, one without makes them
+/// unknown for good, as does a reversal (it closes the old side with no deal). `digits` is the
+/// symbol's price digits, for the average exit price.
+pub fn realize(
+    before: Option<&Realized>,
+    current: Option<&Position>,
+    report: &PositionReport,
+    digits: Option<u32>,
+) -> Result<Option<Realized>, Refusal> {
+    match report.kind {
+        PositionEventKind::Open => return Ok(Some(Realized::default())),
+        PositionEventKind::Increase | PositionEventKind::Modify => return Ok(before.cloned()),
+        PositionEventKind::Reverse => return Ok(None),
+        PositionEventKind::PartialClose | PositionEventKind::Close => {}
+    }
+    let (Some(before), Some(exit), Some(current)) = (before, &report.exit, current) else {
+        return Ok(None);
+    };
+    let out_of_range = || Refusal::invalid("exit", "exit's figures are out of range");
+    let closed = volume_units(current.volume, "volume")? - volume_units(report.volume, "volume")?;
+    let units = before.units.checked_add(closed).ok_or_else(out_of_range)?;
+    let notional = exit
+        .price
+        .0
+        .checked_mul(units_volume(closed).0)
+        .and_then(|n| before.notional.checked_add(n))
+        .ok_or_else(out_of_range)?;
+    let sum = |a: Money, b: Money| a.0.checked_add(b.0).map(Money).ok_or_else(out_of_range);
+    let price = (units > 0)
+        .then(|| {
+            notional
+                .checked_div(units_volume(units).0)
+                .map(|p| {
+                    Price(
+                        p.round_dp_with_strategy(
+                            digits.unwrap_or(FALLBACK_PRICE_DIGITS),
+                            RoundingStrategy::MidpointAwayFromZero,
+                        )
+                        .normalize(),
+                    )
+                })
+                .ok_or_else(out_of_range)
+        })
+        .transpose()?;
+    Ok(Some(Realized {
+        units,
+        notional,
+        price,
+        profit: sum(before.profit, exit.profit)?,
+        commission: sum(before.commission, exit.commission)?,
+        swap: sum(before.swap, exit.swap)?,
+        fee: sum(before.fee, exit.fee)?,
+    }))
+}
+
 /// A reduction's or close's comment is the exit comment; an empty one leaves none.
 fn exit_comment(report: &PositionReport) -> Option<String> {
     (!report.comment.is_empty()).then(|| report.comment.clone())
@@ -440,6 +556,7 @@ fn exit_comment(report: &PositionReport) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hedge_center_api::model::ExitDeal;
     use hedge_domain::{Login, PositionId, Side};
     use rust_decimal_macros::dec;
 
@@ -530,6 +647,173 @@ mod tests {
             2
         ))
         .is_err());
+    }
+
+    fn exit(price: Decimal, profit: Decimal, commission: Decimal) -> ExitDeal {
+        ExitDeal {
+            price: Price(price),
+            profit: Money(profit),
+            commission: Money(commission),
+            swap: Money(dec!(-0.1)),
+            fee: Money(dec!(0)),
+        }
+    }
+
+    /// Applies `r` as the store does: the transition, then the realized figures.
+    fn step(
+        p: Option<&Position>,
+        realized: Option<&Realized>,
+        r: &PositionReport,
+    ) -> (Position, Option<Realized>) {
+        validate(r).unwrap();
+        let mut next = apply(p, r).unwrap().position;
+        let realized = realize(realized, p, r, Some(5)).unwrap();
+        Realized::show(realized.as_ref(), &mut next);
+        (next, realized)
+    }
+
+    #[test]
+    fn realized_figures_add_up_exactly_over_partial_closes() {
+        let open = report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1);
+        let (p, r) = step(None, None, &open);
+        assert_eq!(r, Some(Realized::default()));
+        assert_eq!(p.realized_profit, Some(Money::ZERO));
+        assert_eq!(p.exit_price, None);
+
+        let mut first = report(PositionEventKind::PartialClose, Side::Buy, dec!(0.2), 2);
+        first.exit = Some(exit(dec!(1.10012), dec!(0.1), dec!(-0.1)));
+        let (p, r) = step(Some(&p), r.as_ref(), &first);
+        assert_eq!(p.exit_price, Some(Price(dec!(1.10012))));
+        let mut second = report(PositionEventKind::PartialClose, Side::Buy, dec!(0.05), 3);
+        second.exit = Some(exit(dec!(1.10031), dec!(0.2), dec!(-0.2)));
+        let (p, r) = step(Some(&p), r.as_ref(), &second);
+        let mut close = report(PositionEventKind::Close, Side::Buy, dec!(0), 4);
+        close.exit = Some(exit(dec!(1.10047), dec!(-0.07), dec!(0)));
+        let (p, r) = step(Some(&p), r.as_ref(), &close);
+        let r = r.unwrap();
+        // 0.1 + 0.15 + 0.05 lots; (1.10012*0.1 + 1.10031*0.15 + 1.10047*0.05) / 0.3 = 1.1002733…
+        assert_eq!(r.units, 30_000_000);
+        assert_eq!(r.notional, dec!(0.330082));
+        assert_eq!(p.exit_price, Some(Price(dec!(1.10027))));
+        // Sums no binary float gets right (0.1 + 0.2).
+        assert_eq!(p.realized_profit, Some(Money(dec!(0.23))));
+        assert_eq!(p.realized_commission, Some(Money(dec!(-0.3))));
+        assert_eq!(p.realized_swap, Some(Money(dec!(-0.3))));
+        assert_eq!(p.realized_fee, Some(Money(dec!(0))));
+        assert_eq!(p.status, PositionStatus::Closed);
+
+        // The same id reopened (netting close + open) starts over.
+        let reopen = report(PositionEventKind::Open, Side::Sell, dec!(1), 5);
+        let (p, r) = step(Some(&p), Some(&r), &reopen);
+        assert_eq!(r, Some(Realized::default()));
+        assert_eq!(p.exit_price, None);
+    }
+
+    #[test]
+    fn a_close_without_its_deal_makes_the_figures_unknown_for_good() {
+        let (p, r) = step(
+            None,
+            None,
+            &report(PositionEventKind::Open, Side::Sell, dec!(0.3), 1),
+        );
+        let (p, r) = step(
+            Some(&p),
+            r.as_ref(),
+            &report(PositionEventKind::PartialClose, Side::Sell, dec!(0.1), 2),
+        );
+        assert_eq!(r, None);
+        assert_eq!((p.realized_profit, p.exit_price), (None, None));
+        // An increase keeps what is known; a later deal cannot make a partial sum whole.
+        let (p, r) = step(
+            Some(&p),
+            r.as_ref(),
+            &report(PositionEventKind::Increase, Side::Sell, dec!(0.2), 3),
+        );
+        assert_eq!(r, None);
+        let mut close = report(PositionEventKind::Close, Side::Sell, dec!(0), 4);
+        close.exit = Some(exit(dec!(1.2), dec!(5), dec!(-1)));
+        let (p, r) = step(Some(&p), r.as_ref(), &close);
+        assert_eq!(r, None);
+        assert_eq!(p.realized_commission, None);
+        // A reversal closes the old side with no deal.
+        let (p, r) = step(
+            None,
+            None,
+            &report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1),
+        );
+        let (_, r) = step(
+            Some(&p),
+            r.as_ref(),
+            &report(PositionEventKind::Reverse, Side::Sell, dec!(0.1), 2),
+        );
+        assert_eq!(r, None);
+    }
+
+    #[test]
+    fn the_exit_price_rounds_to_the_symbols_digits_or_else_to_eight() {
+        let (p, r) = step(
+            None,
+            None,
+            &report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1),
+        );
+        let mut part = report(PositionEventKind::PartialClose, Side::Buy, dec!(0.1), 2);
+        part.exit = Some(exit(dec!(1.1), dec!(0), dec!(0)));
+        let r = realize(r.as_ref(), Some(&p), &part, None).unwrap();
+        let mut next = apply(Some(&p), &part).unwrap().position;
+        Realized::show(r.as_ref(), &mut next);
+        let mut close = report(PositionEventKind::Close, Side::Buy, dec!(0), 3);
+        close.exit = Some(exit(dec!(1.2), dec!(0), dec!(0)));
+        // 0.2 lots at 1.1 and 0.1 at 1.2: 1.1333…
+        let unknown = realize(r.as_ref(), Some(&next), &close, None).unwrap();
+        assert_eq!(unknown.unwrap().price, Some(Price(dec!(1.13333333))));
+        let three = realize(r.as_ref(), Some(&next), &close, Some(3)).unwrap();
+        assert_eq!(three.unwrap().price, Some(Price(dec!(1.133))));
+        // Half away from zero: 0.1 at 1.2 and 0.1 at 1.3 average 1.25 exactly, 1.3 with 1 digit.
+        let tenth = Realized {
+            units: 10_000_000,
+            notional: dec!(0.12),
+            ..Realized::default()
+        };
+        let mut last = report(PositionEventKind::Close, Side::Buy, dec!(0), 3);
+        last.exit = Some(exit(dec!(1.3), dec!(0), dec!(0)));
+        let half = Position {
+            volume: Volume(dec!(0.1)),
+            ..next.clone()
+        };
+        let one = realize(Some(&tenth), Some(&half), &last, Some(1)).unwrap();
+        assert_eq!(one.unwrap().price, Some(Price(dec!(1.3))));
+    }
+
+    #[test]
+    fn an_exit_deal_is_refused_where_it_makes_no_sense() {
+        let mut open = report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1);
+        open.exit = Some(exit(dec!(1.1), dec!(0), dec!(0)));
+        assert!(matches!(
+            validate(&open),
+            Err(Refusal::Invalid { field: Some(f), .. }) if f == "exit"
+        ));
+        let mut close = report(PositionEventKind::Close, Side::Buy, dec!(0), 2);
+        close.exit = Some(exit(dec!(0), dec!(0), dec!(0)));
+        assert!(matches!(
+            validate(&close),
+            Err(Refusal::Invalid { field: Some(f), .. }) if f == "exit.price"
+        ));
+        // A sum past what a decimal holds is refused, not wrapped.
+        let (p, _) = step(
+            None,
+            None,
+            &report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1),
+        );
+        let huge = Realized {
+            profit: Money(Decimal::MAX),
+            ..Realized::default()
+        };
+        let mut part = report(PositionEventKind::PartialClose, Side::Buy, dec!(0.1), 2);
+        part.exit = Some(exit(dec!(1.1), dec!(1), dec!(0)));
+        assert!(matches!(
+            realize(Some(&huge), Some(&p), &part, Some(5)),
+            Err(Refusal::Invalid { .. })
+        ));
     }
 
     #[test]

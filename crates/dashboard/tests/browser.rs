@@ -345,6 +345,7 @@ impl Feeder {
             },
             seq,
             idempotency_key: IdempotencyKey::report(p.login, p.id, seq),
+            exit: None,
         };
         self.client(Self::client_token(p.login))
             .report_position(&report)

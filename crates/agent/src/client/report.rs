@@ -149,6 +149,7 @@ pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
     }
     let comment = notes.join("; ");
     PositionReport {
+        exit: None,
         kind,
         login: e.login,
         position_id: e.position,

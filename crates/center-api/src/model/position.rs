@@ -165,6 +165,30 @@ pub struct PositionReport {
     /// [`IdempotencyKey::report`] by convention. The same key twice stores once; a different report
     /// under a used key is refused (409).
     pub idempotency_key: IdempotencyKey,
+    /// `partial_close`, `close`: the deal that closed the volume this event removes, as the
+    /// terminal reported it. Absent when the sender does not know it (an older agent, a close
+    /// inferred from a snapshot, a deal that closed more or less than this event's volume): the
+    /// position's realized figures are then unknown, never taken as 0. Refused on other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitDeal>,
+}
+
+/// The exit deal of a partial close or close: where it closed and the money it realized, each
+/// figure as the deal itself reports it (`DEAL_PRICE`, `DEAL_PROFIT`, `DEAL_COMMISSION`,
+/// `DEAL_SWAP`, `DEAL_FEE`, in the account's currency). Its volume is the one the report removes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExitDeal {
+    /// The deal's price; positive.
+    pub price: Price,
+    /// `DEAL_PROFIT`.
+    pub profit: Money,
+    /// `DEAL_COMMISSION`.
+    pub commission: Money,
+    /// `DEAL_SWAP`.
+    pub swap: Money,
+    /// `DEAL_FEE`.
+    pub fee: Money,
 }
 
 impl PositionReport {
@@ -195,6 +219,7 @@ impl PositionReport {
             comment: String::new(),
             seq,
             idempotency_key: IdempotencyKey::report(login, position_id, seq),
+            exit: None,
         }
     }
 }
@@ -335,6 +360,28 @@ pub struct Position {
     pub profit: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commission: Option<Money>,
+    /// The volume-weighted average price of the position's exit deals so far, rounded (half away
+    /// from zero) to the symbol's digits as the account registered them (8 decimals when it
+    /// registered no spec). Absent while nothing was closed, or while the realized figures are
+    /// unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_price: Option<Price>,
+    /// The sum of the exit deals' profit, exact, in the account's currency; 0 while nothing was
+    /// closed. The `realized_*` figures are absent while unknown: a partial close or close was
+    /// reported without its deal (an older agent, a close found only in a snapshot), or the
+    /// position was stored before the center kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realized_profit: Option<Money>,
+    /// The sum of the exit deals' commission (a commission the broker charged on the entry deal is
+    /// not in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realized_commission: Option<Money>,
+    /// The sum of the exit deals' swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realized_swap: Option<Money>,
+    /// The sum of the exit deals' fee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realized_fee: Option<Money>,
 }
 
 /// One entry of a position's volume history.

@@ -318,6 +318,7 @@ pub fn report(
         comment: "test".into(),
         seq,
         idempotency_key: IdempotencyKey::report(login, PositionId(id), seq),
+        exit: None,
     }
 }
 

@@ -11,6 +11,7 @@ both_backends!(
     no_lost_updates_under_concurrency,
     position_lifecycle_and_refusals,
     report_bad_input,
+    realized_figures_of_closes,
 );
 
 async fn report_idempotency(b: Backend) {
@@ -471,5 +472,179 @@ async fn report_bad_input(b: Backend) {
         .unwrap()
         .items
         .is_empty());
+    env.finish().await;
+}
+
+fn exit(price: &str, profit: &str, commission: &str, swap: &str) -> Option<ExitDeal> {
+    Some(ExitDeal {
+        price: hedge_domain::Price(dec(price)),
+        profit: hedge_domain::Money(dec(profit)),
+        commission: hedge_domain::Money(dec(commission)),
+        swap: hedge_domain::Money(dec(swap)),
+        fee: hedge_domain::Money(dec("0")),
+    })
+}
+
+/// Each partial close and close adds its exit deal to the position exactly (a resent report adds
+/// nothing), the exit price is the volume-weighted average at the symbol's digits, and a close
+/// reported without its deal leaves the figures unknown rather than 0.
+async fn realized_figures_of_closes(b: Backend) {
+    let env = Env::start(b).await;
+    let mut registration = client_registration(CLIENT, "1");
+    registration.symbols = vec![spec("EURUSD.r", "0.01", "0.01", "100")];
+    env.client.register_account(&registration).await.unwrap();
+    let c = &env.client;
+    c.report_position(&open(CLIENT, 40, "EURUSD", Side::Buy, "0.3"))
+        .await
+        .unwrap();
+    let mut first = report(
+        CLIENT,
+        PositionEventKind::PartialClose,
+        40,
+        "EURUSD",
+        Side::Buy,
+        "0.2",
+        2,
+    );
+    first.exit = exit("1.10012", "0.1", "-0.1", "-0.01");
+    c.report_position(&first).await.unwrap();
+    // The same report again (a resend after a lost answer) is answered, not added.
+    assert!(c.report_position(&first).await.unwrap().replayed);
+    let partial = c.position(CLIENT, PositionId(40)).await.unwrap().position;
+    assert_eq!(
+        partial.exit_price,
+        Some(hedge_domain::Price(dec("1.10012")))
+    );
+    assert_eq!(
+        partial.realized_profit,
+        Some(hedge_domain::Money(dec("0.1")))
+    );
+    let mut second = report(
+        CLIENT,
+        PositionEventKind::PartialClose,
+        40,
+        "EURUSD",
+        Side::Buy,
+        "0.05",
+        3,
+    );
+    second.exit = exit("1.10031", "0.2", "-0.2", "-0.02");
+    c.report_position(&second).await.unwrap();
+    let mut close = report(
+        CLIENT,
+        PositionEventKind::Close,
+        40,
+        "EURUSD",
+        Side::Buy,
+        "0",
+        4,
+    );
+    close.exit = exit("1.10047", "-0.07", "0", "0");
+    c.report_position(&close).await.unwrap();
+
+    // A position whose partial close came without its deal (an older agent).
+    c.report_position(&open(CLIENT, 41, "EURUSD", Side::Sell, "0.2"))
+        .await
+        .unwrap();
+    c.report_position(&report(
+        CLIENT,
+        PositionEventKind::PartialClose,
+        41,
+        "EURUSD",
+        Side::Sell,
+        "0.1",
+        2,
+    ))
+    .await
+    .unwrap();
+    let mut unknown = report(
+        CLIENT,
+        PositionEventKind::Close,
+        41,
+        "EURUSD",
+        Side::Sell,
+        "0",
+        3,
+    );
+    unknown.exit = exit("1.1", "5", "-1", "0");
+    c.report_position(&unknown).await.unwrap();
+
+    let closed = env
+        .viewer
+        .positions(&PositionFilter {
+            status: Some(PositionStatus::Closed),
+            ..PositionFilter::default()
+        })
+        .await
+        .unwrap();
+    let p = closed
+        .items
+        .iter()
+        .find(|p| p.position_id == PositionId(40))
+        .unwrap();
+    // (1.10012*0.1 + 1.10031*0.15 + 1.10047*0.05) / 0.3 = 1.1002733…, at EURUSD.r's 5 digits.
+    assert_eq!(p.exit_price, Some(hedge_domain::Price(dec("1.10027"))));
+    assert_eq!(p.realized_profit, Some(hedge_domain::Money(dec("0.23"))));
+    assert_eq!(
+        p.realized_commission,
+        Some(hedge_domain::Money(dec("-0.3")))
+    );
+    assert_eq!(p.realized_swap, Some(hedge_domain::Money(dec("-0.03"))));
+    assert_eq!(p.realized_fee, Some(hedge_domain::Money(dec("0"))));
+    let q = closed
+        .items
+        .iter()
+        .find(|p| p.position_id == PositionId(41))
+        .unwrap();
+    assert_eq!((q.exit_price, q.realized_profit), (None, None));
+    // Absent on the wire, not 0 or null.
+    let (_, text) = env
+        .raw(
+            Method::GET,
+            "/v1/positions?status=closed",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let q = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["position_id"] == 41)
+        .unwrap();
+    assert!(
+        q.get("realized_profit").is_none() && q.get("exit_price").is_none(),
+        "{q}"
+    );
+    // The position's close event carries the figures to the event stream.
+    let events = env.viewer.events(&PageQuery::default()).await.unwrap();
+    let closed_event = events
+        .items
+        .iter()
+        .rfind(|e| e.kind == EventKind::PositionClosed && e.data["position_id"] == 40)
+        .unwrap();
+    assert_eq!(
+        closed_event.data["realized_profit"],
+        serde_json::json!(0.23)
+    );
+
+    // An exit deal on an open is refused, and so is a price that is not positive.
+    let mut bad = open(CLIENT, 42, "EURUSD", Side::Buy, "0.1");
+    bad.exit = exit("1.1", "0", "0", "0");
+    let err = c.report_position(&bad).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    let mut bad = report(
+        CLIENT,
+        PositionEventKind::Close,
+        40,
+        "EURUSD",
+        Side::Buy,
+        "0",
+        5,
+    );
+    bad.exit = exit("0", "0", "0", "0");
+    let err = c.report_position(&bad).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
     env.finish().await;
 }

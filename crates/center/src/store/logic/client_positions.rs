@@ -8,6 +8,8 @@ columns! {
     pub(super) PositionCol {
         login, position_id, symbol, account_symbol, side, volume_units, max_units, price, sl, tp,
         magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, row_id, exit_comment,
+        exit_units, exit_notional, exit_price, realized_profit, realized_commission, realized_swap,
+        realized_fee,
     }
 }
 
@@ -17,6 +19,32 @@ columns! {
 }
 
 pub(super) fn position_from_row(r: &Row) -> Result<Position, StoreError> {
+    let mut p = bare_position_from_row(r)?;
+    Realized::show(realized_from_row(r)?.as_ref(), &mut p);
+    Ok(p)
+}
+
+/// The position's realized figures; `None` (unknown) where `exit_units` is NULL.
+pub(super) fn realized_from_row(r: &Row) -> Result<Option<Realized>, StoreError> {
+    let Some(units) = r.opt_int(PositionCol::exit_units)? else {
+        return Ok(None);
+    };
+    let money = |col: PositionCol| -> Result<Money, StoreError> {
+        parse_money(r.opt_text(col)?)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col:?} is missing")))
+    };
+    Ok(Some(Realized {
+        units,
+        notional: money(PositionCol::exit_notional)?.0,
+        price: parse_price(r.opt_text(PositionCol::exit_price)?)?,
+        profit: money(PositionCol::realized_profit)?,
+        commission: money(PositionCol::realized_commission)?,
+        swap: money(PositionCol::realized_swap)?,
+        fee: money(PositionCol::realized_fee)?,
+    }))
+}
+
+fn bare_position_from_row(r: &Row) -> Result<Position, StoreError> {
     Ok(Position {
         login: Login(r.u64(PositionCol::login)?),
         position_id: PositionId(r.u64(PositionCol::position_id)?),
@@ -41,14 +69,20 @@ pub(super) fn position_from_row(r: &Row) -> Result<Position, StoreError> {
         swap: None,
         profit: None,
         commission: None,
+        exit_price: None,
+        realized_profit: None,
+        realized_commission: None,
+        realized_swap: None,
+        realized_fee: None,
     })
 }
 
+/// The stored position and its realized figures (`None` inside: unknown).
 pub(super) fn load_position(
     c: &mut dyn Conn,
     login: Login,
     id: PositionId,
-) -> Result<Option<Position>, StoreError> {
+) -> Result<Option<(Position, Option<Realized>)>, StoreError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "SELECT {} FROM positions WHERE login = ? AND position_id = ?",
@@ -56,8 +90,31 @@ pub(super) fn load_position(
         )
     });
     c.query_one(&SQL, &[Val::Int(login.0 as i64), Val::Int(id.0 as i64)])?
-        .map(|r| position_from_row(&r))
+        .map(|r| Ok((position_from_row(&r)?, realized_from_row(&r)?)))
         .transpose()
+}
+
+/// The price digits of the symbol a report is about, from the account's registered specs (by the
+/// account's own name of it); `None` when the account registered no spec for it.
+fn price_digits(c: &mut dyn Conn, report: &PositionReport) -> Result<Option<u32>, StoreError> {
+    let Some(row) = c.query_one(
+        &format!("SELECT {} FROM accounts WHERE login = ?", AccountCol::LIST),
+        &[Val::Int(report.login.0 as i64)],
+    )?
+    else {
+        return Ok(None);
+    };
+    let name = if report.account_symbol.is_empty() {
+        &report.symbol
+    } else {
+        &report.account_symbol
+    };
+    Ok(account_from_row(&row)?
+        .registration
+        .symbols
+        .iter()
+        .find(|s| &s.name == name)
+        .map(|s| s.digits))
 }
 
 /// Writes `p`: a plain insert when the transaction found no row for it (`exists` false), else an
@@ -66,18 +123,22 @@ pub(super) fn load_position(
 pub(super) fn store_position(
     c: &mut dyn Conn,
     p: &Position,
+    realized: Option<&Realized>,
     exists: bool,
 ) -> Result<(), WriteError> {
     // Both statements bind the same values in the same order: the key last.
     let sql = if exists {
         "UPDATE positions SET symbol = ?, account_symbol = ?, side = ?, volume_units = ?, max_units = ?,
            price = ?, sl = ?, tp = ?, magic = ?, comment = ?, status = ?, opened_ms = ?, updated_ms = ?,
-           last_seq = ?, last_event_id = ?, exit_comment = ?
+           last_seq = ?, last_event_id = ?, exit_comment = ?, exit_units = ?, exit_notional = ?,
+           exit_price = ?, realized_profit = ?, realized_commission = ?, realized_swap = ?,
+           realized_fee = ?
          WHERE login = ? AND position_id = ?"
     } else {
-        "INSERT INTO positions (symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment, login, position_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO positions (symbol, account_symbol, side, volume_units, max_units, price, sl, tp, magic, comment, status, opened_ms, updated_ms, last_seq, last_event_id, exit_comment, exit_units, exit_notional, exit_price, realized_profit, realized_commission, realized_swap, realized_fee, login, position_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     };
+    let money = |m: Option<Money>| Val::opt_text(m.map(|m| m.0.normalize().to_string()));
     c.send(
         sql,
         &[
@@ -97,6 +158,13 @@ pub(super) fn store_position(
             Val::Int(p.last_seq as i64),
             Val::Int(p.last_event_id as i64),
             Val::opt_text(p.exit_comment.clone()),
+            Val::opt_int(realized.map(|r| r.units)),
+            money(realized.map(|r| Money(r.notional))),
+            price_text(realized.and_then(|r| r.price)),
+            money(realized.map(|r| r.profit)),
+            money(realized.map(|r| r.commission)),
+            money(realized.map(|r| r.swap)),
+            money(realized.map(|r| r.fee)),
             Val::Int(p.login.0 as i64),
             Val::Int(p.position_id.0 as i64),
         ],
@@ -122,8 +190,16 @@ pub fn report(
     )? {
         return Ok((answer, true));
     }
-    let current = load_position(c, report.login, report.position_id)?;
+    let (current, realized) = match load_position(c, report.login, report.position_id)? {
+        Some((p, r)) => (Some(p), r),
+        None => (None, None),
+    };
     let transition = positions::apply(current.as_ref(), report)?;
+    let digits = match report.exit {
+        Some(_) => price_digits(c, report)?,
+        None => None,
+    };
+    let realized = positions::realize(realized.as_ref(), current.as_ref(), report, digits)?;
     if transition.exposure_delta != 0 {
         check_total(
             c,
@@ -138,6 +214,7 @@ pub fn report(
         )?;
     }
     let mut position = transition.position;
+    Realized::show(realized.as_ref(), &mut position);
     let event_id = next_event_id(c)?;
     position.last_event_id = event_id;
     write_event(
@@ -153,7 +230,7 @@ pub fn report(
             data: json(&position)?,
         },
     )?;
-    store_position(c, &position, current.is_some())?;
+    store_position(c, &position, realized.as_ref(), current.is_some())?;
     if transition.volume_changed {
         c.send(
             "INSERT INTO position_volumes (login, position_id, event_id, kind, side, volume_units, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -261,7 +338,7 @@ pub fn position_detail(
     if login.0 > i64::MAX as u64 || id.0 > i64::MAX as u64 {
         return Ok(None);
     }
-    let Some(mut position) = load_position(c, login, id)? else {
+    let Some((mut position, _)) = load_position(c, login, id)? else {
         return Ok(None);
     };
     let mark = c

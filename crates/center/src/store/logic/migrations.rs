@@ -183,6 +183,20 @@ pub(super) const MIGRATIONS: &[(i64, Step)] = &[(
         // them; only heartbeats pay for its upkeep.
         Step::Sql("CREATE INDEX events_status ON events (id) WHERE kind = 'account_status'"),
     ),
+    (
+        7,
+        // What a position's exit deals realized (`positions::Realized`). Rows stored before it
+        // get NULL, unknown: their earlier closes were never reported with their deals.
+        Step::Sql(
+            "ALTER TABLE positions ADD COLUMN exit_units BIGINT;
+        ALTER TABLE positions ADD COLUMN exit_notional TEXT;
+        ALTER TABLE positions ADD COLUMN exit_price TEXT;
+        ALTER TABLE positions ADD COLUMN realized_profit TEXT;
+        ALTER TABLE positions ADD COLUMN realized_commission TEXT;
+        ALTER TABLE positions ADD COLUMN realized_swap TEXT;
+        ALTER TABLE positions ADD COLUMN realized_fee TEXT;",
+        ),
+    ),
 ];
 
 /// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their newest row is never deleted
