@@ -282,6 +282,8 @@ impl NettingBook {
                 deal: last.map(|f| f.ticket),
                 confirmed: true,
                 comment: h.exit_comment().to_owned(),
+                // The ledger's piece of a deal is not what the deal reports: left unknown.
+                money: None,
             };
             if self.ledger.active(id).is_some() || wanted.contains(&id) {
                 closes.insert(id, close);

@@ -2,7 +2,7 @@
 //! share: an observed position, how a position was closed, and a position that opened and closed
 //! while the agent was away. Plain data, no I/O.
 
-use hedge_domain::{DealTicket, Magic, PositionId, Price, Side, Volume};
+use hedge_domain::{DealTicket, Magic, Money, PositionId, Price, Side, Volume};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch.
@@ -41,6 +41,20 @@ pub struct CloseDetail {
     /// The closing deal's comment (the position's exit comment).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub comment: String,
+    /// The closing deal's volume and money, as the deal reports them; `None` when the close is
+    /// known only in part (inferred, or a piece of a deal the ledger split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub money: Option<DealMoney>,
+}
+
+/// A deal's volume and the money it realized, as the terminal reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealMoney {
+    pub volume: Volume,
+    pub profit: Money,
+    pub commission: Money,
+    pub swap: Money,
+    pub fee: Money,
 }
 
 impl CloseDetail {
@@ -52,6 +66,13 @@ impl CloseDetail {
             deal: Some(d.ticket),
             confirmed: true,
             comment: d.comment.clone(),
+            money: Some(DealMoney {
+                volume: d.volume,
+                profit: d.profit,
+                commission: d.commission,
+                swap: d.swap,
+                fee: d.fee,
+            }),
         }
     }
 }

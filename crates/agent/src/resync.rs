@@ -104,6 +104,7 @@ fn closing(time: TimeMs) -> Option<CloseDetail> {
         deal: None,
         confirmed: true,
         comment: String::new(),
+        money: None,
     })
 }
 

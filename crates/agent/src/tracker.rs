@@ -251,6 +251,7 @@ impl Tracker {
                     deal: None,
                     confirmed: true,
                     comment: String::new(),
+                    money: None,
                 }),
                 &mut out,
             );
@@ -373,6 +374,7 @@ impl Tracker {
                 deal: None,
                 confirmed: false,
                 comment: String::new(),
+                money: None,
             });
             self.close_one(id, detail, &mut out);
         }
@@ -458,6 +460,7 @@ mod tests {
             deal: Some(DealTicket(ticket)),
             confirmed: true,
             comment: comment.into(),
+            money: None,
         };
         let e = t.observe(&obs(1, Side::Buy, 10, 1100), Some(deal(5, "tp1 hit")));
         assert_eq!(kinds(&e), vec![(1, 2, PositionChange::PartialClose)]);
@@ -536,6 +539,7 @@ mod tests {
                 deal: Some(DealTicket(99)),
                 confirmed: true,
                 comment: "sl hit".into(),
+                money: None,
             },
         );
         let e = t.reconcile(&snap, &closes, 2000);
@@ -559,6 +563,7 @@ mod tests {
                 deal: Some(DealTicket(100)),
                 confirmed: true,
                 comment: String::new(),
+                money: None,
             },
         };
         let e = t.closed_while_away(&away);

@@ -807,3 +807,110 @@ async fn refused_reports_stay_red_across_a_restart_until_the_agent_resyncs_the_c
     sim.stop().await;
     center.shutdown().await;
 }
+
+/// The center's realized figures of `id` once its close arrived.
+async fn closed_at_center(
+    api: &hedge_center_api::client::CenterClient,
+    id: PositionId,
+) -> hedge_center_api::model::Position {
+    eventually(
+        "the close at the center",
+        Duration::from_secs(20),
+        || async {
+            let d = api.position(LOGIN, id).await.ok()?;
+            (d.position.status == PositionStatus::Closed).then_some(d.position)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_reach_the_center_with_their_deals_price_and_profit() {
+    for mode in [
+        AccountMarginMode::RetailHedging,
+        AccountMarginMode::RetailNetting,
+    ] {
+        let rig = Rig::start(mode).await;
+        let (api, sim) = (&rig.api, &rig.sim);
+        let quote = |bid: i64| {
+            sim.set_quote(
+                "EURUSD",
+                Price(Decimal::new(bid, 5)),
+                Price(Decimal::new(bid + 10, 5)),
+            )
+        };
+        quote(110_000);
+        let reply = sim.open("EURUSD", Side::Buy, lots(30), Magic(0), "entry");
+        assert!(reply.is_done(), "{reply:?}");
+        let (terminal_id, id) = if mode == AccountMarginMode::RetailNetting {
+            (reply.position, PositionId(reply.order.get()))
+        } else {
+            (reply.position, reply.position)
+        };
+        history_of(api, id, &[Open]).await;
+        quote(110_512);
+        close_commented(sim, terminal_id, 10, "part");
+        history_of(api, id, &[Open, PartialClose]).await;
+        if mode == AccountMarginMode::RetailHedging {
+            // Reduced while the agent is away: the resync finds the deal in the history.
+            sim.disconnect();
+            eventually("link down", Duration::from_secs(5), || async {
+                (!sim.is_connected()).then_some(())
+            })
+            .await;
+            quote(110_431);
+            close_commented(sim, terminal_id, 5, "away");
+            assert!(sim.wait_connected(Duration::from_secs(10)).await);
+            history_of(api, id, &[Open, PartialClose, PartialClose]).await;
+        }
+        quote(109_977);
+        let rest = sim
+            .positions()
+            .into_iter()
+            .find(|p| p.identifier == terminal_id)
+            .map(|p| p.volume)
+            .expect("still open");
+        close_commented(
+            sim,
+            terminal_id,
+            (rest.0 * Decimal::from(100)).try_into().unwrap(),
+            "rest",
+        );
+        let p = closed_at_center(api, id).await;
+
+        // What the terminal's exit deals say, summed exactly and averaged by volume.
+        let exits: Vec<_> = sim
+            .deals()
+            .into_iter()
+            .filter(|d| d.position_id == terminal_id && d.entry == hedge_domain::DealEntry::Out)
+            .collect();
+        assert_eq!(
+            exits.len(),
+            if mode == AccountMarginMode::RetailHedging {
+                3
+            } else {
+                2
+            }
+        );
+        assert!(exits.iter().all(|d| !d.profit.is_zero()), "{exits:?}");
+        let profit: hedge_domain::Money = exits.iter().map(|d| d.profit).sum();
+        let volume: Decimal = exits.iter().map(|d| d.volume.0).sum();
+        let notional: Decimal = exits.iter().map(|d| d.price.0 * d.volume.0).sum();
+        let average = Price(
+            (notional / volume)
+                .round_dp_with_strategy(5, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+                .normalize(),
+        );
+        assert_eq!(p.realized_profit, Some(profit), "{mode:?}");
+        assert_eq!(p.exit_price, Some(average), "{mode:?}");
+        assert_eq!(
+            p.realized_commission,
+            Some(exits.iter().map(|d| d.commission).sum()),
+            "{mode:?}"
+        );
+        assert_eq!(p.realized_swap, Some(hedge_domain::Money::ZERO), "{mode:?}");
+        assert_eq!(p.realized_fee, Some(hedge_domain::Money::ZERO), "{mode:?}");
+
+        rig.stop().await;
+    }
+}

@@ -7,7 +7,7 @@ use crate::tracker::{PositionChange, PositionEvent};
 use hedge_agent_runtime::center::LegacyOpen;
 use hedge_agent_runtime::observed::TimeMs;
 use hedge_agent_runtime::outbox::{NewItem, OutboxKind, StateWrite};
-use hedge_center_api::model::{PositionEventKind, PositionReport};
+use hedge_center_api::model::{ExitDeal, PositionEventKind, PositionReport};
 use hedge_domain::{PositionId, Price};
 
 impl ClientAgent {
@@ -110,6 +110,28 @@ fn non_zero(p: Price) -> Option<Price> {
     (!p.is_zero()).then_some(p)
 }
 
+/// The exit deal a partial close or close carries to the center: only a deal that closed exactly
+/// the volume this event removes. A close found in the history after several deals (the last one
+/// is known), or a netting deal that also opened the other side, realized money that is not this
+/// event's alone; the center then shows the position's figures as unknown rather than wrong.
+fn exit_deal(e: &PositionEvent) -> Option<ExitDeal> {
+    if !matches!(e.kind, PositionChange::PartialClose | PositionChange::Close) {
+        return None;
+    }
+    let close = e.close.as_ref()?;
+    let money = close.money.as_ref()?;
+    if money.volume != e.delta {
+        return None;
+    }
+    Some(ExitDeal {
+        price: close.price.filter(|p| p.is_positive())?,
+        profit: money.profit,
+        commission: money.commission,
+        swap: money.swap,
+        fee: money.fee,
+    })
+}
+
 /// The center's report for one event.
 pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
     let kind = match e.kind {
@@ -149,7 +171,7 @@ pub fn report(e: &PositionEvent, canonical: &str) -> PositionReport {
     }
     let comment = notes.join("; ");
     PositionReport {
-        exit: None,
+        exit: exit_deal(e),
         kind,
         login: e.login,
         position_id: e.position,
@@ -213,5 +235,62 @@ mod tests {
             report(&gone[0], "EURUSD").comment,
             "closed while the agent was away; no closing deal found"
         );
+    }
+
+    #[test]
+    fn a_close_carries_its_deal_only_when_the_deal_closed_exactly_its_volume() {
+        let mut tracker = crate::tracker::Tracker::new(hedge_domain::Login(7));
+        let mut seen = hedge_agent_runtime::observed::Observed {
+            id: PositionId(10),
+            symbol: "EURUSD".into(),
+            side: hedge_domain::Side::Buy,
+            volume: Volume(Decimal::new(30, 2)),
+            price_open: Price(Decimal::new(11000, 4)),
+            sl: Price::ZERO,
+            tp: Price::ZERO,
+            magic: Magic(0),
+            comment: String::new(),
+            time: 100,
+            time_update: 100,
+        };
+        let opened = tracker.observe(&seen, None);
+        assert_eq!(report(&opened[0], "EURUSD").exit, None);
+
+        let mut part = deal(2, 10, DealEntry::Out, DealType::Sell, 10, 200);
+        part.profit = hedge_domain::Money(Decimal::new(512, 2));
+        part.commission = hedge_domain::Money(Decimal::new(-35, 2));
+        part.swap = hedge_domain::Money(Decimal::new(-1, 2));
+        part.fee = hedge_domain::Money(Decimal::new(-2, 2));
+        seen.volume = Volume(Decimal::new(20, 2));
+        seen.time_update = 200;
+        let reduced = tracker.observe(&seen, Some(CloseDetail::from_deal(&part)));
+        let r = report(&reduced[0], "EURUSD");
+        assert_eq!(
+            r.exit,
+            Some(ExitDeal {
+                price: part.price,
+                profit: part.profit,
+                commission: part.commission,
+                swap: part.swap,
+                fee: part.fee,
+            })
+        );
+
+        // The history's last exit deal of a position closed in two parts while away: 0.05 of
+        // the 0.2 this close removes. Its money is not the close's.
+        let last = deal(4, 10, DealEntry::Out, DealType::Sell, 5, 400);
+        let mut closes = std::collections::HashMap::new();
+        closes.insert(PositionId(10), CloseDetail::from_deal(&last));
+        let gone = tracker.reconcile(&[], &closes, 500);
+        assert_eq!(gone[0].kind, PositionChange::Close);
+        let r = report(&gone[0], "EURUSD");
+        assert_eq!(r.price, Some(last.price));
+        assert_eq!(r.exit, None);
+
+        // Inferred from a snapshot: no deal at all.
+        seen.id = PositionId(11);
+        tracker.observe(&seen, None);
+        let gone = tracker.reconcile(&[], &std::collections::HashMap::new(), 600);
+        assert_eq!(report(&gone[0], "EURUSD").exit, None);
     }
 }
