@@ -653,6 +653,16 @@ const CSV_NUMBER = /^[-+]?\d[\d\s.,]*$/;
 const ROW_H = 30;
 const flash = new Set();
 
+// A table cell's horizontal padding (app.css: `.vt-row > div { padding: 0 8px }`).
+const CELL_PADDING = 16;
+
+// The width of what a cell holds (its text, or the button in a header), unclipped, fractional.
+function contentWidth(cell) {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  return range.getBoundingClientRect().width;
+}
+
 class VTable {
   constructor(mount, opts) {
     this.opts = opts;
@@ -688,10 +698,11 @@ class VTable {
     this.renderHead();
   }
 
-  // Columns in the configured order with the configured names.
+  // Columns in the configured order with the configured names; `opts.shows` leaves out those that
+  // do not apply now (the positions' History has realized money where Active has marks).
   get columns() {
     return this.config.filter((c) => c.show).map((c) => ({ ...this.defs.find((d) => d.id === c.id), name: c.name }))
-      .filter((c) => c.id);
+      .filter((c) => c.id && (!this.opts.shows || this.opts.shows(c)));
   }
 
   loadConfig() {
@@ -781,11 +792,15 @@ class VTable {
       let need = 0;
       for (const row of rows) {
         const cell = row.children[i];
-        if (cell && cell.scrollWidth > cell.clientWidth) need = Math.max(need, cell.scrollWidth);
+        if (!cell) continue;
+        // Chromium leaves the end padding out of scrollWidth: add it back, and a pixel for rounding.
+        if (cell.scrollWidth > cell.clientWidth) need = Math.max(need, cell.scrollWidth + 9);
+        // scrollWidth is rounded: text wider than its box by less than a pixel escapes it, yet
+        // the browser still puts an ellipsis in ("Com…"). The text's own width tells.
+        const text = contentWidth(cell);
+        if (text > cell.getBoundingClientRect().width - CELL_PADDING) need = Math.max(need, Math.ceil(text) + CELL_PADDING + 1);
       }
       if (!need) return;
-      // Chromium leaves the end padding out of scrollWidth: add it back, and a pixel for rounding.
-      need += 9;
       if (c.max) need = Math.min(need, c.max);
       if (need > (this.widths.get(c.id) || 0)) { this.widths.set(c.id, need); grew = true; }
     });
@@ -941,7 +956,8 @@ function openColumns(table) {
   const draw = (focusSel) => {
     list.replaceChildren(...table.config.map((c, i) => {
       const def = table.defs.find((d) => d.id === c.id);
-      const cb = h('input', { type: 'checkbox', id: `col-${c.id}`, 'aria-label': `Show ${def.name}` });
+      const tab = def.tab ? ` (${TAB_NAMES[def.tab]})` : '';
+      const cb = h('input', { type: 'checkbox', id: `col-${c.id}`, 'aria-label': `Show ${def.name}${tab}` });
       cb.checked = c.show;
       cb.addEventListener('change', () => { c.show = cb.checked; table.saveConfig(); });
       const name = h('input', { type: 'text', value: c.name, maxlength: '40', 'aria-label': `Name of column ${def.name}` });
@@ -954,7 +970,7 @@ function openColumns(table) {
         table.saveConfig();
         draw(`[data-move="${c.id}:${delta}"]`);
       };
-      return h('li', null, cb, name,
+      return h('li', null, cb, name, tab ? h('span', { class: 'help', text: TAB_NAMES[def.tab] }) : null,
         h('button', { type: 'button', class: 'small', 'aria-label': `Move ${def.name} up`, text: '↑', dataset: { move: `${c.id}:-1` }, onclick: () => move(-1), disabled: i === 0 }),
         h('button', { type: 'button', class: 'small', 'aria-label': `Move ${def.name} down`, text: '↓', dataset: { move: `${c.id}:1` }, onclick: () => move(1), disabled: i === table.config.length - 1 }));
     }));
@@ -1270,7 +1286,24 @@ let eventsTable;
 
 const NOT_REPORTED = 'not reported by the center';
 const MARKED = "from the agent's latest mark of the open position";
+const REALIZED = "summed over the position's exit deals as the terminal reported them; \u2014 where a close came without its deal (an older agent, a close found only in a snapshot)";
+const TAB_NAMES = { active: 'Active', history: 'History' };
 const optMoney = (v) => (v === undefined || v === null ? '—' : fmtNum(v, 2));
+const known = (v) => v !== undefined && v !== null;
+
+// A closed position's realized P/L: profit + commission + swap + fee of its exit deals, exactly;
+// null while unknown.
+function realizedPnl(p) {
+  if (!known(p.realized_profit)) return null;
+  return (dec(p.realized_profit) || 0n) + (dec(p.realized_commission) || 0n) +
+    (dec(p.realized_swap) || 0n) + (dec(p.realized_fee) || 0n);
+}
+
+// The currency an account's money is in: its terminal's latest word, else its registration's.
+function accountCurrency(login) {
+  const a = S.accounts.get(login);
+  return (a && a.status && a.status.account && a.status.account.currency) || (a && a.currency) || '';
+}
 
 function positionColumns() {
   const pd = (p) => priceDigits(p.login, p.account_symbol, p.symbol);
@@ -1297,10 +1330,20 @@ function positionColumns() {
     { id: 'entry_price', name: 'Entry Price', width: 90, num: true, text: dealOr((p) => fmtNum(p.price, pd(p)), () => '') },
     { id: 'sl', name: 'S/L', width: 80, num: true, text: dealOr((p) => fmtNum(p.sl, pd(p)), () => '') },
     { id: 'tp', name: 'T/P', width: 80, num: true, text: dealOr((p) => fmtNum(p.tp, pd(p)), () => '') },
-    { id: 'price', name: 'Price', width: 80, num: true, note: MARKED, text: dealOr((p) => (p.price_current === undefined || p.price_current === null ? '—' : fmtNum(p.price_current, pd(p))), () => '') },
-    { id: 'commission', name: 'Comm.', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.commission), () => '') },
-    { id: 'swap', name: 'Swap', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.swap), () => '') },
-    { id: 'profit', name: 'Profit', width: 80, num: true, note: MARKED, text: dealOr((p) => optMoney(p.profit), () => ''), cls: (r) => (!r.deal && (dec(r.profit) || 0n) < 0n ? 'sell' : ''), sort: (p) => Number(p.profit || 0) },
+    { id: 'price', name: 'Price', tab: 'active', width: 80, num: true, note: MARKED, text: dealOr((p) => (p.price_current === undefined || p.price_current === null ? '—' : fmtNum(p.price_current, pd(p))), () => '') },
+    { id: 'commission', name: 'Comm.', tab: 'active', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.commission), () => '') },
+    { id: 'swap', name: 'Swap', tab: 'active', width: 70, num: true, note: MARKED, text: dealOr((p) => optMoney(p.swap), () => '') },
+    { id: 'profit', name: 'Profit', tab: 'active', width: 80, num: true, note: MARKED, text: dealOr((p) => optMoney(p.profit), () => ''), cls: (r) => (!r.deal && (dec(r.profit) || 0n) < 0n ? 'sell' : ''), sort: (p) => Number(p.profit || 0) },
+    { id: 'exit_price', name: 'Exit Price', tab: 'history', width: 90, num: true, note: "volume-weighted average price of the position's exit deals", text: dealOr((p) => (known(p.exit_price) ? fmtNum(p.exit_price, pd(p)) : '—'), () => '') },
+    { id: 'realized_commission', name: 'Comm.', tab: 'history', width: 70, num: true, note: REALIZED, text: dealOr((p) => optMoney(p.realized_commission), () => '') },
+    { id: 'realized_swap', name: 'Swap', tab: 'history', width: 70, num: true, note: REALIZED, text: dealOr((p) => optMoney(p.realized_swap), () => '') },
+    { id: 'realized_fee', name: 'Fee', tab: 'history', width: 60, num: true, hidden: true, note: REALIZED, text: dealOr((p) => optMoney(p.realized_fee), () => '') },
+    { id: 'realized_profit', name: 'Profit', tab: 'history', width: 80, num: true, note: REALIZED, text: dealOr((p) => optMoney(p.realized_profit), () => ''), cls: (r) => (!r.deal && (dec(r.realized_profit) || 0n) < 0n ? 'sell' : ''), sort: (p) => Number(p.realized_profit || 0) },
+    {
+      id: 'realized_pnl', name: 'P/L', tab: 'history', width: 80, num: true, note: `profit + commission + swap + fee; ${REALIZED}`,
+      text: dealOr((p) => { const v = realizedPnl(p); return v === null ? '—' : fmtDec(v, 2); }, () => ''),
+      cls: (r) => (!r.deal && (realizedPnl(r) || 0n) < 0n ? 'sell' : ''), sort: (p) => Number(fmtDec(realizedPnl(p) || 0n)),
+    },
     { id: 'magic', name: 'Magic', width: 80, num: true, hidden: true, text: dealOr((p) => (p.magic ? p.magic : 'Manual'), () => '') },
     { id: 'status', name: 'Status', width: 110, text: dealOr((p) => p.status.replace('_', ' '), () => ''), sort: (p) => p.status },
     { id: 'exit_date', name: 'Exit Date', width: 160, text: dealOr((p) => (p.status === 'closed' ? fmtTime(p.updated_ms) : ''), () => ''), sort: (p) => p.updated_ms },
@@ -1401,6 +1444,7 @@ function renderSummary(rows, active) {
       (hedges.unmarked ? ` (${hedges.unmarked} open hedge(s) not marked yet)` : '')));
   } else {
     parts.push(item('Equity', money((t) => t.equity), 'equity', note));
+    parts.push(...realizedTotals(rows, item));
   }
   parts.push(item('Positions', String(rows.length), 'count'));
   const symbols = [...lots].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -1411,6 +1455,39 @@ function renderSummary(rows, active) {
       }, `${sym} ${fmtDec(t.buy - t.sell)}`))));
   }
   el.replaceChildren(...parts);
+}
+
+// History's totals of the listed positions' realized figures, exact, per account currency (money
+// in different currencies is never added); positions whose figures are unknown are counted apart.
+function realizedTotals(rows, item) {
+  const byCurrency = new Map();
+  let unknown = 0;
+  for (const p of rows) {
+    const pnl = realizedPnl(p);
+    if (pnl === null) { unknown += 1; continue; }
+    const c = accountCurrency(p.login);
+    const t = byCurrency.get(c) || { pnl: 0n, profit: 0n, commission: 0n, swap: 0n, fee: 0n };
+    t.pnl += pnl;
+    t.profit += dec(p.realized_profit) || 0n;
+    t.commission += dec(p.realized_commission) || 0n;
+    t.swap += dec(p.realized_swap) || 0n;
+    t.fee += dec(p.realized_fee) || 0n;
+    byCurrency.set(c, t);
+  }
+  const currencies = [...byCurrency].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const money = (f) => (currencies.length
+    ? currencies.map(([c, t]) => `${fmtDec(f(t), 2)}${c ? ` ${c}` : ''}`).join(', ')
+    : '—');
+  const apart = unknown ? `; ${unknown} position(s) whose figures are unknown are not in it` : '';
+  const parts = [
+    item('Realized P/L', money((t) => t.pnl), 'realized', `profit + commission + swap + fee of the listed positions' exit deals, per account currency${apart}`),
+    item('Profit', money((t) => t.profit), 'realized-profit', `per account currency${apart}`),
+    item('Commission', money((t) => t.commission), 'realized-commission', `per account currency${apart}`),
+    item('Swap', money((t) => t.swap), 'realized-swap', `per account currency${apart}`),
+  ];
+  if (currencies.some(([, t]) => t.fee !== 0n)) parts.push(item('Fee', money((t) => t.fee), 'realized-fee', `per account currency${apart}`));
+  if (unknown) parts.push(item('Unknown figures', String(unknown), 'realized-unknown', 'closed positions with a close reported without its deal: their figures are not in the totals'));
+  return parts;
 }
 
 // The open hedges' P/L over every hedge account, and how many are not marked yet.
@@ -1748,12 +1825,14 @@ function setTab(tab) {
   }
   $('#positions-table').setAttribute('aria-labelledby', tab === 'active' ? 'tab-active' : 'tab-history');
   positionsTable.active = -1;
+  positionsTable.renderHead();
   renderPositions();
 }
 
 function init() {
   positionsTable = new VTable($('#positions-table'), {
     id: 'positions', label: 'Client positions', columns: positionColumns(), tall: true, file: 'positions',
+    shows: (c) => !c.tab || c.tab === positionsTab,
     key: (r) => (r.deal ? `d${posKey(r.parent)}:${r.event_id}` : posKey(r)),
     expand: expandDeals, onEnter: (r) => { if (!r.deal) toggleDeals(r); },
     empty: 'No positions.',

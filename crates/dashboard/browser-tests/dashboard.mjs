@@ -29,12 +29,18 @@ const rowCount = (page, id) => page.$$eval(`[data-table="${id}"] .vt-row`, (rows
 
 // Cells of every table whose text does not fit: only free text of a capped column may be shortened,
 // and then its tooltip holds the whole text. Numbers, times, names and headers never.
+// scrollWidth is rounded to whole pixels, so text less than a pixel too wide (which the browser
+// still ends with an ellipsis) is found by the width of the text itself.
 const cutCells = (page) => page.evaluate(() => {
   const bad = [];
+  const range = document.createRange();
   for (const cell of document.querySelectorAll('.vt-head > div, .vt-row > div')) {
-    if (cell.scrollWidth <= cell.clientWidth) continue;
+    range.selectNodeContents(cell);
+    const text = range.getBoundingClientRect().width;
+    const box = cell.getBoundingClientRect().width - 16;
+    if (cell.scrollWidth <= cell.clientWidth && text <= box) continue;
     if (cell.hasAttribute('data-capped') && cell.title === cell.textContent) continue;
-    bad.push(`${cell.closest('[data-table]').dataset.table}: "${cell.textContent}" ${cell.scrollWidth}>${cell.clientWidth}`);
+    bad.push(`${cell.closest('[data-table]').dataset.table}: "${cell.textContent}" ${text.toFixed(2)}>${box.toFixed(2)}`);
   }
   return bad;
 });
@@ -479,12 +485,63 @@ async function main() {
     await waitFor(page, 'the history tab', () => document.querySelector('#tab-history').getAttribute('aria-selected') === 'true');
     await waitFor(page, 'exit comments in the history', () =>
       [...document.querySelectorAll('[data-table="positions"] .vt-row')].some((r) => r.textContent.includes('closed #')));
-    const cutHistory = await cutCells(page);
-    check('nothing is cut in the history', cutHistory.length === 0, cutHistory.slice(0, 8).join('; '));
     const exits = await page.$$eval('[data-table="positions"] .vt-row',
       (rows) => rows.filter((r) => r.textContent.includes('closed #')).length);
     check('closed positions show their exit comment', exits > 0, `${exits} rows`);
+    // Exit price and realized money instead of the open positions' marks: the value of each cell
+    // is the center's figure for that position (— where its close came without its deal), and
+    // the totals are the exact sums per account currency.
+    const realized = await waitFor(page, 'realized figures in the history', async () => {
+      const heads = [...document.querySelectorAll('[data-table="positions"] .vt-head > div')].map((c) => c.textContent.replace(/ [▲▼]$/, ''));
+      const col = (name) => heads.indexOf(name);
+      const need = ['Exit Price', 'Comm.', 'Swap', 'Profit', 'P/L'];
+      if (need.some((n) => col(n) < 0) || heads.includes('Price')) return false;
+      const closed = (await api('GET', '/v1/positions?status=closed&limit=1000')).items;
+      const byId = new Map(closed.map((p) => [`${p.login}:${p.position_id}`, p]));
+      const money = (v) => (v === undefined || v === null ? '—' : fmtNum(v, 2));
+      const rows = [...document.querySelectorAll('[data-table="positions"] .vt-row:not(.deal)')];
+      let known = 0;
+      let unknown = 0;
+      const wrong = [];
+      for (const r of rows) {
+        const cells = [...r.children].map((c) => c.textContent);
+        const p = byId.get(r.dataset.key);
+        if (!p) { wrong.push(`row ${r.dataset.key} is not a closed position`); continue; }
+        const digits = priceDigits(p.login, p.account_symbol, p.symbol);
+        const pnl = realizedPnl(p);
+        const want = {
+          'Exit Price': p.exit_price === undefined ? '—' : fmtNum(p.exit_price, digits),
+          'Comm.': money(p.realized_commission), Swap: money(p.realized_swap), Profit: money(p.realized_profit),
+          'P/L': pnl === null ? '—' : fmtDec(pnl, 2),
+        };
+        for (const [name, text] of Object.entries(want)) if (cells[col(name)] !== text) wrong.push(`#${p.position_id} ${name} ${cells[col(name)]} != ${text}`);
+        if (pnl === null) unknown += 1; else known += 1;
+      }
+      let total = 0n;
+      let unknownAll = 0;
+      for (const p of closed) { const v = realizedPnl(p); if (v === null) unknownAll += 1; else total += v; }
+      const shown = document.querySelector('#positions-summary [data-sum="realized"]');
+      const unknownShown = document.querySelector('#positions-summary [data-sum="realized-unknown"]');
+      if (!shown || !known || !unknown) return false;
+      return {
+        ok: wrong.length === 0 && shown.textContent === `Realized P/L: ${fmtDec(total, 2)} USD` &&
+          (unknownShown ? unknownShown.textContent : '') === `Unknown figures: ${unknownAll}`,
+        detail: `${known} rows with figures, ${unknown} without; ${shown.textContent}; expected ${fmtDec(total, 2)} USD, ${unknownAll} unknown; ${wrong.slice(0, 4).join('; ')}`,
+      };
+    });
+    check('history shows each closed position\'s exit price, commission, swap, profit and P/L, and their exact total', realized.ok, realized.detail);
+    // At 1400 px and on a phone no figure of the history is cut either.
+    await page.setViewportSize({ width: 1400, height: 1000 });
+    await page.waitForTimeout(300);
+    const cutHistory = await cutCells(page);
+    check('nothing is cut in the history at 1400 px', cutHistory.length === 0, cutHistory.slice(0, 8).join('; '));
     await shot(page, '07-history');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    const cutHistoryPhone = await cutCells(page);
+    check('nothing is cut in the history on a phone', cutHistoryPhone.length === 0, cutHistoryPhone.slice(0, 8).join('; '));
+    await shot(page, '07b-history-phone');
+    await page.setViewportSize({ width: 1440, height: 1000 });
     await page.click('#tab-active');
 
     // 11. A phone-sized screen.

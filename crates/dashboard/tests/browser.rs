@@ -345,7 +345,19 @@ impl Feeder {
             },
             seq,
             idempotency_key: IdempotencyKey::report(p.login, p.id, seq),
-            exit: None,
+            // The closing deal, as a client agent sends it; every seventh close comes without one
+            // (an older agent), and History must show its figures as unknown, not as 0.
+            exit: (kind == PositionEventKind::Close && !p.id.0.is_multiple_of(7)).then(|| {
+                ExitDeal {
+                    price: price(spec.2) + format!("{}e-{}", p.id.0 % 40, spec.1).parse().expect("price step"),
+                    profit: format!("{}.25", (p.id.0 % 9) as i64 - 4)
+                        .parse()
+                        .expect("money"),
+                    commission: "-0.7".parse().expect("money"),
+                    swap: "-0.12".parse().expect("money"),
+                    fee: "0".parse().expect("money"),
+                }
+            }),
         };
         self.client(Self::client_token(p.login))
             .report_position(&report)
