@@ -349,7 +349,10 @@ impl Feeder {
             // (an older agent), and History must show its figures as unknown, not as 0.
             exit: (kind == PositionEventKind::Close && !p.id.0.is_multiple_of(7)).then(|| {
                 ExitDeal {
-                    price: price(spec.2) + format!("{}e-{}", p.id.0 % 40, spec.1).parse().expect("price step"),
+                    price: price(spec.2)
+                        + format!("{}e-{}", p.id.0 % 40, spec.1)
+                            .parse()
+                            .expect("price step"),
                     profit: format!("{}.25", (p.id.0 % 9) as i64 - 4)
                         .parse()
                         .expect("money"),
