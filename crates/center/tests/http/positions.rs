@@ -546,7 +546,7 @@ async fn realized_figures_of_closes(b: Backend) {
     c.report_position(&open(CLIENT, 41, "EURUSD", Side::Sell, "0.2"))
         .await
         .unwrap();
-    c.report_position(&report(
+    let mut older = report(
         CLIENT,
         PositionEventKind::PartialClose,
         41,
@@ -554,9 +554,17 @@ async fn realized_figures_of_closes(b: Backend) {
         Side::Sell,
         "0.1",
         2,
-    ))
-    .await
-    .unwrap();
+    );
+    let first_answer = c.report_position(&older).await.unwrap();
+    // The same report resent with its exit deal (the agent was upgraded before the center that
+    // stored it without one) is the same report: answered again, nothing added.
+    older.exit = exit("1.1", "1", "0", "0");
+    let again = c.report_position(&older).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.ack, first_answer.ack);
+    older.volume = vol("0.05");
+    let err = c.report_position(&older).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
     let mut unknown = report(
         CLIENT,
         PositionEventKind::Close,

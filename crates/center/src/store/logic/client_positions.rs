@@ -181,13 +181,20 @@ pub fn report(
     positions::validate(report)?;
     to_i64(report.magic.0, "magic")?;
     let payload = json(report)?;
-    if let Some(answer) = first_answer(
-        c,
-        REQUEST_ANSWER,
-        report.idempotency_key.as_str(),
-        &payload,
-        "report",
-    )? {
+    let key = report.idempotency_key.as_str();
+    let first = match first_answer(c, REQUEST_ANSWER, key, &payload, "report") {
+        // A center from before exit deals stored this report without its `exit`, a field it did
+        // not know: the same report resent after the upgrade is still the same report.
+        Err(WriteError::Refused(Refusal::Conflict(_))) if report.exit.is_some() => {
+            let without = PositionReport {
+                exit: None,
+                ..report.clone()
+            };
+            first_answer(c, REQUEST_ANSWER, key, &json(&without)?, "report")?
+        }
+        other => other?,
+    };
+    if let Some(answer) = first {
         return Ok((answer, true));
     }
     let (current, realized) = match load_position(c, report.login, report.position_id)? {
