@@ -97,20 +97,22 @@ pub(super) fn load_position(
 /// The price digits of the symbol a report is about, from the account's registered specs (by the
 /// account's own name of it); `None` when the account registered no spec for it.
 fn price_digits(c: &mut dyn Conn, report: &PositionReport) -> Result<Option<u32>, StoreError> {
+    // The registration alone: the status beside it holds every open position's mark.
     let Some(row) = c.query_one(
-        &format!("SELECT {} FROM accounts WHERE login = ?", AccountCol::LIST),
+        "SELECT registration FROM accounts WHERE login = ?",
         &[Val::Int(report.login.0 as i64)],
     )?
     else {
         return Ok(None);
     };
+    let registration: AccountRegistration = serde_json::from_str(row.text(Single::value)?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let name = if report.account_symbol.is_empty() {
         &report.symbol
     } else {
         &report.account_symbol
     };
-    Ok(account_from_row(&row)?
-        .registration
+    Ok(registration
         .symbols
         .iter()
         .find(|s| &s.name == name)
