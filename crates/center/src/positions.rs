@@ -1,7 +1,10 @@
 //! Client positions: which reports are acceptable and what each one does to a stored position.
 //!
 //! Pure functions; the store calls them inside its transaction with the position as stored, so a
-//! report that contradicts the state is refused before anything is written.
+//! report that contradicts the state is refused before anything is written. Entry points:
+//! [`validate`] (the report alone), [`apply`] (the transition), [`realize`] (what the exit deals
+//! realized: exact sums, unknown for good once a close comes without its deal). A resent report
+//! never reaches them: the store answers it from its idempotency key, so nothing is added twice.
 
 use hedge_center_api::model::{
     EventKind, Position, PositionEventKind, PositionReport, PositionStatus,

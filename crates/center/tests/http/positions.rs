@@ -507,8 +507,20 @@ async fn realized_figures_of_closes(b: Backend) {
         2,
     );
     first.exit = exit("1.10012", "0.1", "-0.1", "-0.01");
-    c.report_position(&first).await.unwrap();
-    // The same report again (a resend after a lost answer) is answered, not added.
+    // The same report many times at once (resends after lost answers, in one group commit or
+    // several) is stored and added once.
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let c = c.clone();
+            let r = first.clone();
+            tokio::spawn(async move { c.report_position(&r).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += usize::from(!t.await.unwrap().replayed);
+    }
+    assert_eq!(fresh, 1);
     assert!(c.report_position(&first).await.unwrap().replayed);
     let partial = c.position(CLIENT, PositionId(40)).await.unwrap().position;
     assert_eq!(
