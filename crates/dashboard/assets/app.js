@@ -656,13 +656,6 @@ const flash = new Set();
 // A table cell's horizontal padding (app.css: `.vt-row > div { padding: 0 8px }`).
 const CELL_PADDING = 16;
 
-// The width of what a cell holds (its text, or the button in a header), unclipped, fractional.
-function contentWidth(cell) {
-  const range = document.createRange();
-  range.selectNodeContents(cell);
-  return range.getBoundingClientRect().width;
-}
-
 class VTable {
   constructor(mount, opts) {
     this.opts = opts;
@@ -788,17 +781,23 @@ class VTable {
     const cols = this.columns;
     const rows = [this.head, ...this.body.children];
     let grew = false;
+    const range = document.createRange();
     cols.forEach((c, i) => {
       let need = 0;
+      const box = (this.widths.get(c.id) || c.width || 100) - CELL_PADDING;
       for (const row of rows) {
         const cell = row.children[i];
-        if (!cell) continue;
+        if (!cell || !cell.firstChild) continue;
         // Chromium leaves the end padding out of scrollWidth: add it back, and a pixel for rounding.
         if (cell.scrollWidth > cell.clientWidth) need = Math.max(need, cell.scrollWidth + 9);
-        // scrollWidth is rounded: text wider than its box by less than a pixel escapes it, yet
-        // the browser still puts an ellipsis in ("Com…"). The text's own width tells.
-        const text = contentWidth(cell);
-        if (text > cell.getBoundingClientRect().width - CELL_PADDING) need = Math.max(need, Math.ceil(text) + CELL_PADDING + 1);
+        // scrollWidth is rounded: a header less than a pixel too wide escapes it, yet the browser
+        // still ends it with an ellipsis ("Com…"); its text's own width tells. Body cells are not
+        // measured so (it would cost every repaint a layout query per cell): they clip instead of
+        // ending in an ellipsis (app.css), so less than a pixel over loses nothing visible.
+        if (row !== this.head) continue;
+        range.selectNodeContents(cell);
+        const text = range.getBoundingClientRect().width;
+        if (text > box) need = Math.max(need, Math.ceil(text) + CELL_PADDING + 1);
       }
       if (!need) return;
       if (c.max) need = Math.min(need, c.max);

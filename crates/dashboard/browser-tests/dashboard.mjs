@@ -29,8 +29,8 @@ const rowCount = (page, id) => page.$$eval(`[data-table="${id}"] .vt-row`, (rows
 
 // Cells of every table whose text does not fit: only free text of a capped column may be shortened,
 // and then its tooltip holds the whole text. Numbers, times, names and headers never.
-// scrollWidth is rounded to whole pixels, so text less than a pixel too wide (which the browser
-// still ends with an ellipsis) is found by the width of the text itself.
+// scrollWidth is rounded to whole pixels, so a header less than a pixel too wide (which the browser
+// still ends with an ellipsis) is found by the width of its text itself; body cells clip instead.
 const cutCells = (page) => page.evaluate(() => {
   const bad = [];
   const range = document.createRange();
@@ -38,7 +38,8 @@ const cutCells = (page) => page.evaluate(() => {
     range.selectNodeContents(cell);
     const text = range.getBoundingClientRect().width;
     const box = cell.getBoundingClientRect().width - 16;
-    if (cell.scrollWidth <= cell.clientWidth && text <= box) continue;
+    const head = cell.parentElement.classList.contains('vt-head');
+    if (cell.scrollWidth <= cell.clientWidth && (!head || text <= box)) continue;
     if (cell.hasAttribute('data-capped') && cell.title === cell.textContent) continue;
     bad.push(`${cell.closest('[data-table]').dataset.table}: "${cell.textContent}" ${text.toFixed(2)}>${box.toFixed(2)}`);
   }
