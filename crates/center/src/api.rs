@@ -119,12 +119,22 @@ impl From<WriteError> for Failure {
                     "stored data is inconsistent",
                 )
             }
-            WriteError::Store(e) => {
+            // Worth sending again: the database was unreachable or busy, nothing was stored.
+            WriteError::Store(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "store unavailable");
                 Failure::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     e.to_string(),
+                )
+            }
+            // The database refused the statement itself: the same request fails the same way.
+            WriteError::Store(e) => {
+                tracing::error!(error = %e, "the database refused a statement");
+                Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the database refused the request's statement",
                 )
             }
         }
@@ -601,7 +611,7 @@ async fn get_plan(
                 .store(plan.residuals.len() as u64, Ordering::Relaxed);
             serde_json::to_vec(&plan)
                 .map(Into::into)
-                .map_err(|e| StoreError::Db(format!("plan not serializable: {e}")))
+                .map_err(|e| StoreError::Internal(format!("plan not serializable: {e}")))
         })
         .await?;
     Ok(json_body(StatusCode::OK, body))

@@ -22,15 +22,47 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
-/// A failure of the database itself (not of the request).
+/// A failure of the database itself (not of the request), classified by what the caller may do
+/// about it: [`StoreError::is_retryable`] says whether the same request may succeed later.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(String),
+    /// The database cannot be reached or cannot take work now: connection refused or lost, server
+    /// shutting down, disk full, out of connections or memory, a timeout. Retryable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The transaction lost a race with another one and changed nothing: a deadlock, a
+    /// serialization failure, a lock that could not be had (SQLite: busy). Retryable.
+    #[error("database contention: {0}")]
+    Contention(String),
+    /// The database refused the statement itself: a constraint, bad data, bad SQL. The same
+    /// statement fails the same way again. `code` is PostgreSQL's SQLSTATE or SQLite's code.
+    #[error("database refused the statement ({code}): {message}")]
+    Rejected { code: String, message: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A value could not be encoded for the database (a bug, not a database state).
+    #[error("internal store error: {0}")]
+    Internal(String),
     #[error("the store is shut down")]
     Closed,
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if sent again (503 rather than 500 over HTTP).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Contention(_) | StoreError::Closed
+        )
+    }
+
+    /// The SQLSTATE (PostgreSQL) or error code (SQLite) of a refused statement.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StoreError::Rejected { code, .. } => Some(code),
+            _ => None,
+        }
+    }
 }
 
 /// Why a write did not happen.
@@ -50,6 +82,11 @@ pub enum Val {
     Text(String),
     NullInt,
     NullText,
+    /// One column of many rows, bound as a PostgreSQL `bigint[]` (multi-row statements through
+    /// `unnest`); never bound on SQLite, where the rows go one statement each.
+    IntArray(Vec<Option<i64>>),
+    /// The same as `text[]`.
+    TextArray(Vec<Option<String>>),
 }
 
 impl Val {
@@ -122,9 +159,42 @@ pub enum Dialect {
     Postgres,
 }
 
+/// What a write transaction serializes against the other instances writing to the same database.
+/// Held until the transaction ends. SQLite has one writer, so it locks nothing; PostgreSQL takes an
+/// advisory lock per key of the instance's schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lock {
+    /// The event log's order: held from the transaction's first event id to its commit, so event
+    /// ids become visible in the order they were handed out (a reader resuming "after id N" never
+    /// skips one that commits later), and by every write that is not a position report.
+    Order,
+    /// One client position: its stored state, sequence and idempotency keys.
+    Position(Login, PositionId),
+}
+
 /// A synchronous SQL connection. Implemented for SQLite and PostgreSQL.
 pub trait Conn: Send {
     fn dialect(&self) -> Dialect;
+
+    /// Takes `locks` for the rest of the transaction, in one canonical order whatever the order
+    /// given, so two transactions that lock overlapping sets never wait for each other in a circle.
+    /// May be pipelined like [`Conn::send`]: the locks are held before any later statement runs.
+    fn lock(&mut self, locks: &[Lock]) -> Result<(), StoreError> {
+        let _ = locks;
+        Ok(())
+    }
+
+    /// Runs several queries and returns their rows, in order. PostgreSQL sends them all at once
+    /// (one round trip); a failure is the first among them.
+    fn query_many(
+        &mut self,
+        statements: &[(String, Vec<Val>)],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        statements
+            .iter()
+            .map(|(sql, params)| self.query(sql, params))
+            .collect()
+    }
     /// Runs one statement; returns the number of rows changed.
     fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
@@ -220,41 +290,170 @@ impl StoreLocation {
 type Job = Box<dyn FnMut(&mut dyn Conn) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// Largest number of requests committed in one transaction.
+/// A position report for the writer, and where its outcome goes.
+struct ReportWork {
+    request: logic::ReportRequest,
+    done: Box<dyn FnOnce(logic::ReportOutcome) + Send>,
+}
+
+/// What the writer thread is asked to do.
+enum Work {
+    Job(Job),
+    /// Reports are the bulk of the writes and are batched by [`logic::report_batch`].
+    Report(ReportWork),
+}
+
+/// Largest number of requests taken from the queue at once.
 const MAX_BATCH: usize = 512;
 
-/// The writer thread's loop: block for one job, take whatever else is queued, run them all in one
-/// transaction, commit, then answer everybody.
+/// Largest number of reports in one transaction: on PostgreSQL each position is an advisory lock,
+/// and the server's lock table is shared (`max_locks_per_transaction` × connections, 6,400 by
+/// default).
+const MAX_REPORTS: usize = 256;
+
+/// How often a report batch that lost a race (deadlock, serialization failure) is run again
+/// before its reports are answered with the failure.
+const REPORT_ATTEMPTS: u32 = 3;
+
+/// The writer thread's loop: block for one request, take whatever else is queued, run the reports
+/// among them in one transaction ([`run_reports`]) and the other writes in another ([`run_pass`]),
+/// commit, then answer everybody.
 ///
-/// A batch first runs without a savepoint per request: in most batches no request is refused, and
-/// the savepoints (two statements per request, plus SQLite's copies of every page they protect)
-/// were about a tenth of the writer's work. If a request is refused, nothing of that pass is kept
-/// and the batch runs again with a savepoint per request, so the refusal changes nothing while the
-/// others commit. A lone request never needs one: its refusal rolls the transaction back.
+/// The other writes run first without a savepoint per request: in most batches no request is
+/// refused, and the savepoints (two statements per request, plus SQLite's copies of every page
+/// they protect) were about a tenth of the writer's work. If a request is refused, nothing of that
+/// pass is kept and the batch runs again with a savepoint per request, so the refusal changes
+/// nothing while the others commit. A lone request never needs one: its refusal rolls the
+/// transaction back. Reports need none: a refused report writes nothing.
 fn writer_loop(
     mut conn: Box<dyn Conn>,
-    jobs: std::sync::mpsc::Receiver<Job>,
+    work: std::sync::mpsc::Receiver<Work>,
     head: watch::Sender<u64>,
     notify: Option<String>,
 ) {
-    let notify_sql = notify.map(|channel| {
+    let notify_sql = notify.as_ref().map(|channel| {
         format!(
             "SELECT id, pg_notify('{channel}', id::text) FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events) AS head"
         )
     });
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+    while let Ok(first) = work.recv() {
+        let mut queued = vec![first];
+        while queued.len() < MAX_BATCH {
+            match work.try_recv() {
+                Ok(w) => queued.push(w),
                 Err(_) => break,
             }
+        }
+        let (mut reports, mut batch) = (Vec::new(), Vec::new());
+        for w in queued {
+            match w {
+                Work::Report(r) => reports.push(r),
+                Work::Job(j) => batch.push(j),
+            }
+        }
+        while !reports.is_empty() {
+            let rest = reports.split_off(reports.len().min(MAX_REPORTS));
+            run_reports(conn.as_mut(), reports, &head, notify.as_deref());
+            reports = rest;
+        }
+        if batch.is_empty() {
+            continue;
         }
         let notify_sql = notify_sql.as_deref();
         if let Pass::Refused = run_pass(conn.as_mut(), &mut batch, false, &head, notify_sql) {
             run_pass(conn.as_mut(), &mut batch, true, &head, notify_sql);
         }
     }
+}
+
+/// Stores `works` in one transaction and answers each after the commit. A batch that lost a race
+/// runs again; one the database refused (a failure no single report's rules foresaw) is stored
+/// report by report, so the failure is only its own report's.
+fn run_reports(
+    conn: &mut dyn Conn,
+    works: Vec<ReportWork>,
+    head: &watch::Sender<u64>,
+    channel: Option<&str>,
+) {
+    let (requests, dones): (Vec<_>, Vec<_>) =
+        works.into_iter().map(|w| (w.request, w.done)).unzip();
+    let mut attempt = 1;
+    let stored = loop {
+        match reports_transaction(conn, &requests, channel) {
+            // SQLite's contention is a lock that stayed busy for the whole busy timeout already.
+            Err(StoreError::Contention(e))
+                if attempt < REPORT_ATTEMPTS && conn.dialect() == Dialect::Postgres =>
+            {
+                tracing::debug!(error = %e, attempt, "report batch lost a race, running it again");
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match stored {
+        Ok(batch) => {
+            if let Some(id) = batch.head {
+                head.send_if_modified(|h| {
+                    if id > *h {
+                        *h = id;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
+                done(outcome);
+            }
+        }
+        Err(e) if requests.len() > 1 && !e.is_retryable() => {
+            tracing::warn!(error = %e, reports = requests.len(), "report batch refused, storing its reports one by one");
+            for (request, done) in requests.into_iter().zip(dones) {
+                run_reports(conn, vec![ReportWork { request, done }], head, channel);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "report batch failed, nothing of it was stored");
+            for done in dones {
+                done(Err(WriteError::Store(e.clone())));
+            }
+        }
+    }
+}
+
+/// One transaction of reports: stored, announced to every instance (PostgreSQL: `pg_notify`,
+/// delivered at commit) and committed; rolled back if any of it failed.
+fn reports_transaction(
+    conn: &mut dyn Conn,
+    requests: &[logic::ReportRequest],
+    channel: Option<&str>,
+) -> Result<logic::ReportBatch, StoreError> {
+    let written = logic::begin_reports(conn)
+        .and_then(|_| logic::report_batch(conn, requests))
+        .and_then(|batch| {
+            if let (Some(channel), Some(id)) = (channel, batch.head) {
+                conn.send(
+                    "SELECT pg_notify(?, ?)",
+                    &[Val::text(channel), Val::Text(id.to_string())],
+                )?;
+            }
+            Ok(batch)
+        });
+    let batch = match written {
+        Ok(batch) => batch,
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            return Err(e);
+        }
+    };
+    if let Err(e) = conn.control("COMMIT") {
+        // PostgreSQL ends a transaction whose COMMIT failed; SQLite keeps it open.
+        if conn.dialect() == Dialect::Sqlite {
+            let _ = conn.batch("ROLLBACK");
+        }
+        return Err(e);
+    }
+    Ok(batch)
 }
 
 enum Pass {
@@ -366,8 +565,18 @@ fn head_of_batch(conn: &mut dyn Conn, notify_sql: Option<&str>) -> Result<u64, S
         return logic::max_event_id(conn);
     };
     conn.query_one(sql, &[])?
-        .ok_or_else(|| StoreError::Db("no event head".into()))?
+        .ok_or_else(|| StoreError::Corrupt("no event head".into()))?
         .u64(logic::Single::value)
+}
+
+/// Keeps why a write failed in `fault` until a write succeeds again (see `Inner::write_fault`); a
+/// refusal is the request's fault, not the database's, and leaves it as it was.
+fn note_outcome<T>(fault: &parking_lot::Mutex<Option<String>>, outcome: &Result<T, WriteError>) {
+    match outcome {
+        Ok(_) => *fault.lock() = None,
+        Err(WriteError::Store(e)) => *fault.lock() = Some(e.to_string()),
+        Err(WriteError::Refused(_)) => {}
+    }
 }
 
 /// A pool of read connections used from blocking threads.
@@ -393,7 +602,7 @@ impl<K> Default for AnswerCache<K> {
 
 struct Inner {
     kind: &'static str,
-    jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Work>>>,
     readers: ReadPool,
     head: watch::Sender<u64>,
     /// The legacy `all_positions` answer (see [`Store::legacy_book_answer`]).
@@ -421,14 +630,18 @@ impl Store {
             match location {
                 StoreLocation::Sqlite(path) => {
                     let path = path.clone();
-                    let (w, r) =
-                        tokio::task::spawn_blocking(move || sqlite::open(&path, 4, synchronous))
-                            .await
-                            .map_err(|e| StoreError::Db(e.to_string()))??;
+                    let (w, r) = tokio::task::spawn_blocking(move || {
+                        let (mut w, r) = sqlite::open(&path, 4, synchronous)?;
+                        logic::migrate(w.as_mut())?;
+                        Ok::<_, StoreError>((w, r))
+                    })
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                     (w, r, None, None)
                 }
                 StoreLocation::Postgres { url, schema } => {
-                    let opened = postgres::open(url, schema.as_deref(), 4).await?;
+                    // Migrated under the start-up lock (see `postgres::open`).
+                    let opened = postgres::open(url, schema.as_deref(), 4, logic::migrate).await?;
                     (
                         opened.writer,
                         opened.readers,
@@ -439,12 +652,11 @@ impl Store {
             };
         let mut writer = writer;
         let (writer, head_id) = tokio::task::spawn_blocking(move || {
-            logic::migrate(writer.as_mut())?;
             let id = logic::max_event_id(writer.as_mut())?;
             Ok::<_, StoreError>((writer, id))
         })
         .await
-        .map_err(|e| StoreError::Db(e.to_string()))??;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
         let (head, _) = watch::channel(head_id);
         let listener = match listener_setup {
             Some((url, schema, channel)) => {
@@ -452,12 +664,12 @@ impl Store {
             }
             None => None,
         };
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
         let head_tx = head.clone();
         std::thread::Builder::new()
             .name("center-writer".into())
             .spawn(move || writer_loop(writer, rx, head_tx, notify))
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let n = readers.len();
         Ok(Store {
             inner: Arc::new(Inner {
@@ -531,11 +743,7 @@ impl Store {
                     Err(e) => Err(WriteError::Store(e)),
                 };
                 if let Some(fault) = &fault {
-                    match &answer {
-                        Ok(_) => *fault.lock() = None,
-                        Err(WriteError::Store(e)) => *fault.lock() = Some(e.to_string()),
-                        Err(WriteError::Refused(_)) => {}
-                    }
+                    note_outcome(fault, &answer);
                 }
                 if let Some(tx) = answer_to.lock().take() {
                     let _ = tx.send(answer);
@@ -543,8 +751,17 @@ impl Store {
             });
             (ok, completion)
         });
+        self.queue(Work::Job(job), rx)
+    }
+
+    /// Hands `work` to the writer; the answer comes on `rx`.
+    fn queue<T: Send + 'static>(
+        &self,
+        work: Work,
+        rx: oneshot::Receiver<Result<T, WriteError>>,
+    ) -> impl Future<Output = Result<T, WriteError>> + Send + 'static {
         let sent = match self.inner.jobs.lock().as_ref() {
-            Some(jobs) => jobs.send(job).is_ok(),
+            Some(jobs) => jobs.send(work).is_ok(),
             None => false,
         };
         async move {
@@ -571,7 +788,7 @@ impl Store {
         let result = tokio::task::spawn_blocking(move || {
             let conn = inner.readers.conns.lock().pop();
             let Some(mut conn) = conn else {
-                return Err(WriteError::Store(StoreError::Db(
+                return Err(WriteError::Store(StoreError::Unavailable(
                     "no read connection".into(),
                 )));
             };
@@ -580,7 +797,7 @@ impl Store {
             result
         })
         .await
-        .map_err(|e| StoreError::Db(e.to_string()))?;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         drop(permit);
         result
     }
@@ -633,8 +850,20 @@ impl Store {
         report: PositionReport,
         now_ms: i64,
     ) -> Result<(String, bool), WriteError> {
-        self.write(move |c| logic::report(c, &actor, &report, now_ms))
-            .await
+        let (tx, rx) = oneshot::channel();
+        let fault = self.inner.write_fault.clone();
+        let work = Work::Report(ReportWork {
+            request: logic::ReportRequest {
+                actor,
+                report,
+                now_ms,
+            },
+            done: Box::new(move |outcome| {
+                note_outcome(&fault, &outcome);
+                let _ = tx.send(outcome);
+            }),
+        });
+        self.queue(work, rx).await
     }
 
     pub async fn positions(&self, filter: PositionFilter) -> Result<Page<Position>, WriteError> {
@@ -830,7 +1059,7 @@ impl Store {
     /// commits again, so an operator sees it even when the probe passes.
     pub async fn ping(&self) -> Result<(), WriteError> {
         let timed = |what: &'static str| {
-            move |_| WriteError::Store(StoreError::Db(format!("store {what} timed out")))
+            move |_| WriteError::Store(StoreError::Unavailable(format!("store {what} timed out")))
         };
         let probe = self.queue_write(logic::probe_write, None);
         tokio::time::timeout(
@@ -846,7 +1075,7 @@ impl Store {
             .await
             .map_err(timed("write probe"))??;
         match self.inner.write_fault.lock().clone() {
-            Some(e) => Err(WriteError::Store(StoreError::Db(format!(
+            Some(e) => Err(WriteError::Store(StoreError::Unavailable(format!(
                 "the last write failed: {e}"
             )))),
             None => Ok(()),

@@ -9,11 +9,17 @@
 //! more than the round trip itself.
 //!
 //! Round trips, not the server, bound the writer here, so statements whose answer nobody needs
-//! ([`Conn::send`], savepoints, `BEGIN`) are pipelined: handed to the connection at once and their
-//! answers collected with the next statement that waits, or by [`Conn::flush`]. A report then costs
-//! four round trips instead of ten.
+//! ([`Conn::send`], locks, savepoints, `BEGIN`) are pipelined: handed to the connection at once and
+//! their answers collected with the next statement that waits, or by [`Conn::flush`];
+//! [`Conn::query_many`] sends several queries in one round trip. A batch of reports then costs three
+//! round trips whatever its size (see `logic::report_batch`).
+//!
+//! Instances serialize through advisory locks keyed on the schema ([`Conn::lock`], [`lock_key`]),
+//! so centers on different schemas of one database never wait for each other. Start-up holds a
+//! session lock of its own over every DDL statement (creating the schema, the migrations), so
+//! instances started at the same moment on a new schema do not race in the catalogs.
 
-use super::{Conn, Dialect, Row, StoreError, Val};
+use super::{Conn, Dialect, Lock, Row, StoreError, Val};
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,13 +30,67 @@ use tokio::sync::watch;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 
+/// Classifies a PostgreSQL error by its SQLSTATE class: connection, resources, operator
+/// intervention and system errors mean the database is unavailable; a serialization failure,
+/// a deadlock or a lock not available mean the transaction lost a race; anything else (a
+/// constraint, bad data, bad SQL) is the statement being refused for good. An error without an
+/// answer from the server is the connection failing.
 fn db(e: tokio_postgres::Error) -> StoreError {
-    // The error's Display already carries the server message, never the password.
-    let detail = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string());
-    StoreError::Db(detail)
+    // The error's Display carries the server message, never the password.
+    let Some(d) = e.as_db_error() else {
+        let message = e.to_string();
+        return if message.starts_with("error serializing")
+            || message.starts_with("error deserializing")
+        {
+            StoreError::Internal(message)
+        } else if message.starts_with("invalid c") || message.starts_with("authentication") {
+            StoreError::Rejected {
+                code: "config".into(),
+                message,
+            }
+        } else {
+            StoreError::Unavailable(message)
+        };
+    };
+    let code = d.code().code();
+    let message = d.message().to_owned();
+    match &code[..2.min(code.len())] {
+        "08" | "53" | "57" | "58" | "HV" => StoreError::Unavailable(message),
+        "40" => StoreError::Contention(message),
+        // lock_not_available; read_only_sql_transaction (a standby or a read-only database).
+        _ if code == "55P03" => StoreError::Contention(message),
+        _ if code == "25006" => StoreError::Unavailable(message),
+        _ => StoreError::Rejected {
+            code: code.to_owned(),
+            message,
+        },
+    }
+}
+
+/// The advisory lock key of `parts` in this schema: FNV-1a over the parts, so every instance and
+/// every build computes the same key (a collision only makes two keys wait for each other).
+pub fn lock_key(scope: &str, parts: &[&[u8]]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in std::iter::once(b"hedge-center".as_slice())
+        .chain(std::iter::once(scope.as_bytes()))
+        .chain(parts.iter().copied())
+    {
+        for &b in part.iter().chain(std::iter::once(&0u8)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h as i64
+}
+
+fn key_of(scope: &str, lock: &Lock) -> i64 {
+    match lock {
+        Lock::Order => lock_key(scope, &[b"order"]),
+        Lock::Position(login, id) => lock_key(
+            scope,
+            &[b"position", &login.0.to_le_bytes(), &id.0.to_le_bytes()],
+        ),
+    }
 }
 
 /// `?` placeholders to `$1, $2, ...` (our statements never contain `?` in literals).
@@ -55,6 +115,8 @@ type Reply = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Se
 pub struct PgConn {
     /// Declared before `runtime` so that the client is dropped first.
     client: Arc<Client>,
+    /// The schema the advisory lock keys belong to (`public` when none is given).
+    scope: String,
     statements: HashMap<String, Statement>,
     /// Statements sent and not yet answered, oldest first. The connection task hands each
     /// statement's answer to its own small channel and stalls while that channel is full, so the
@@ -87,11 +149,12 @@ impl PgConn {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         // `connect` spawns the connection's task onto the runtime it runs on: this one.
         let client = rt.block_on(connect(url, schema))?;
         Ok(PgConn {
             client: Arc::new(client),
+            scope: schema.unwrap_or("public").to_owned(),
             statements: HashMap::new(),
             in_flight: VecDeque::new(),
             runtime: Some(rt),
@@ -177,9 +240,69 @@ fn boxed(params: &[Val]) -> Vec<Box<dyn ToSql + Sync + Send>> {
                 Val::Text(t) => Box::new(t.clone()),
                 Val::NullInt => Box::new(None::<i64>),
                 Val::NullText => Box::new(None::<String>),
+                Val::IntArray(a) => Box::new(a.clone()),
+                Val::TextArray(a) => Box::new(a.clone()),
             }
         })
         .collect()
+}
+
+/// The answer of a query sent without waiting.
+type Rows =
+    Pin<Box<dyn Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> + Send>>;
+
+/// Polls `f` once, which hands its request to the connection; keeps its answer if already there.
+fn started<T: Send + 'static>(
+    mut f: Pin<Box<dyn Future<Output = T> + Send>>,
+) -> Pin<Box<dyn Future<Output = T> + Send>> {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => Box::pin(futures::future::ready(r)),
+        Poll::Pending => f,
+    }
+}
+
+fn convert_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut vals = Vec::with_capacity(row.len());
+        for (i, col) in row.columns().iter().enumerate() {
+            let t = col.type_();
+            let v = if *t == Type::INT8 {
+                row.try_get::<_, Option<i64>>(i)
+                    .map_err(db)?
+                    .map_or(Val::NullInt, Val::Int)
+            } else if *t == Type::INT4 {
+                row.try_get::<_, Option<i32>>(i)
+                    .map_err(db)?
+                    .map_or(Val::NullInt, |v| Val::Int(v.into()))
+            } else if *t == Type::INT2 {
+                row.try_get::<_, Option<i16>>(i)
+                    .map_err(db)?
+                    .map_or(Val::NullInt, |v| Val::Int(v.into()))
+            } else if *t == Type::TEXT
+                || *t == Type::VARCHAR
+                || *t == Type::NAME
+                || *t == Type::BPCHAR
+            {
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(db)?
+                    .map_or(Val::NullText, Val::Text)
+            } else if *t == Type::VOID {
+                Val::NullText
+            } else if *t == Type::BOOL {
+                row.try_get::<_, Option<bool>>(i)
+                    .map_err(db)?
+                    .map_or(Val::NullInt, |b| Val::Int(b.into()))
+            } else {
+                return Err(StoreError::Internal(format!("unsupported column type {t}")));
+            };
+            vals.push(v);
+        }
+        out.push(Row(vals));
+    }
+    Ok(out)
 }
 
 impl Conn for PgConn {
@@ -233,45 +356,61 @@ impl Conn for PgConn {
             self.client.query(&stmt, &refs),
             false,
         )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut vals = Vec::with_capacity(row.len());
-            for (i, col) in row.columns().iter().enumerate() {
-                let t = col.type_();
-                let v = if *t == Type::INT8 {
-                    row.try_get::<_, Option<i64>>(i)
-                        .map_err(db)?
-                        .map_or(Val::NullInt, Val::Int)
-                } else if *t == Type::INT4 {
-                    row.try_get::<_, Option<i32>>(i)
-                        .map_err(db)?
-                        .map_or(Val::NullInt, |v| Val::Int(v.into()))
-                } else if *t == Type::INT2 {
-                    row.try_get::<_, Option<i16>>(i)
-                        .map_err(db)?
-                        .map_or(Val::NullInt, |v| Val::Int(v.into()))
-                } else if *t == Type::TEXT
-                    || *t == Type::VARCHAR
-                    || *t == Type::NAME
-                    || *t == Type::BPCHAR
-                {
-                    row.try_get::<_, Option<String>>(i)
-                        .map_err(db)?
-                        .map_or(Val::NullText, Val::Text)
-                } else if *t == Type::VOID {
-                    Val::NullText
-                } else if *t == Type::BOOL {
-                    row.try_get::<_, Option<bool>>(i)
-                        .map_err(db)?
-                        .map_or(Val::NullInt, |b| Val::Int(b.into()))
-                } else {
-                    return Err(StoreError::Db(format!("unsupported column type {t}")));
-                };
-                vals.push(v);
-            }
-            out.push(Row(vals));
+        convert_rows(rows)
+    }
+
+    fn query_many(
+        &mut self,
+        statements: &[(String, Vec<Val>)],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            prepared.push(self.statement(sql)?);
         }
-        Ok(out)
+        let mut pending: Vec<Rows> = Vec::with_capacity(statements.len());
+        for (stmt, (_, params)) in prepared.into_iter().zip(statements) {
+            let owned = boxed(params);
+            let client = self.client.clone();
+            pending.push(started(Box::pin(async move {
+                let refs: Vec<&(dyn ToSql + Sync)> = owned
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                client.query(&stmt, &refs).await
+            })));
+        }
+        // Oldest answers first: those of the statements sent before these.
+        let earlier = drain(&self.runtime, &mut self.in_flight);
+        let mut out = Vec::with_capacity(pending.len());
+        let mut first = None;
+        for rows in pending {
+            match run(&self.runtime, rows) {
+                Ok(rows) => out.push(rows),
+                Err(e) => {
+                    first.get_or_insert(db(e));
+                }
+            }
+        }
+        earlier?;
+        if let Some(e) = first {
+            return Err(e);
+        }
+        out.into_iter().map(convert_rows).collect()
+    }
+
+    fn lock(&mut self, locks: &[Lock]) -> Result<(), StoreError> {
+        let mut keys: Vec<i64> = locks.iter().map(|l| key_of(&self.scope, l)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        match keys.as_slice() {
+            [] => Ok(()),
+            [key] => self.send("SELECT pg_advisory_xact_lock(?)", &[Val::Int(*key)]),
+            // One statement; the subquery's order is the order the locks are taken in.
+            _ => self.send(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(?::bigint[]) AS k ORDER BY k) AS sorted",
+                &[Val::IntArray(keys.into_iter().map(Some).collect())],
+            ),
+        }
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
@@ -304,13 +443,17 @@ fn check_schema(schema: &str) -> Result<(), StoreError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return Err(StoreError::Db(format!(
-            "schema name {schema:?} must be lowercase letters, digits and _"
-        )));
+        return Err(StoreError::Rejected {
+            code: "config".into(),
+            message: format!("schema name {schema:?} must be lowercase letters, digits and _"),
+        });
     }
     Ok(())
 }
 
+/// Connects and sets the session up: notices off (PostgreSQL sends one for every `IF NOT EXISTS`
+/// that finds its object, and the client library logs each at INFO), and the schema first on the
+/// search path. Creates nothing: that is [`prepare_schema`]'s, under its lock.
 async fn connect(url: &str, schema: Option<&str>) -> Result<Client, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
     tokio::spawn(async move {
@@ -318,16 +461,50 @@ async fn connect(url: &str, schema: Option<&str>) -> Result<Client, StoreError> 
             tracing::warn!(error = %e, "postgres connection ended");
         }
     });
+    let mut setup = "SET client_min_messages TO warning".to_owned();
     if let Some(schema) = schema {
         check_schema(schema)?;
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-            ))
-            .await
-            .map_err(db)?;
+        setup.push_str(&format!("; SET search_path TO {schema}"));
     }
+    client.batch_execute(&setup).await.map_err(db)?;
     Ok(client)
+}
+
+/// Creates the schema if it is missing and runs `migrate`, holding a session-level advisory lock
+/// keyed on the schema over all of it: the first instance creates and migrates while the others
+/// wait, then find everything in place. Without the lock, `CREATE SCHEMA IF NOT EXISTS` and
+/// `CREATE TABLE IF NOT EXISTS` started at the same moment by two instances both pass the check and
+/// one fails on the catalog's unique index.
+fn prepare_schema(
+    conn: &mut PgConn,
+    schema: Option<&str>,
+    migrate: fn(&mut dyn Conn) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let key = lock_key(&conn.scope, &[b"migrate"]);
+    conn.batch(&format!("SELECT pg_advisory_lock({key})"))?;
+    let prepared = (|| {
+        if let Some(schema) = schema {
+            let exists = conn
+                .query_one(
+                    "SELECT 1 FROM pg_namespace WHERE nspname::text = ?",
+                    &[Val::text(schema)],
+                )?
+                .is_some();
+            if !exists {
+                conn.batch(&format!("CREATE SCHEMA {schema}"))?;
+            }
+        }
+        migrate(conn)
+    })();
+    let unlocked = conn.batch(&format!("SELECT pg_advisory_unlock({key})"));
+    prepared.and(unlocked)
+}
+
+/// Whether a failed start lost a race that a second try wins: contention, or an object that
+/// another process created at the same moment (a start of an older build, without the lock).
+fn lost_a_race(e: &StoreError) -> bool {
+    matches!(e, StoreError::Contention(_))
+        || matches!(e.code(), Some("23505" | "42P06" | "42P07" | "42710"))
 }
 
 pub struct Opened {
@@ -336,26 +513,50 @@ pub struct Opened {
     pub channel: String,
 }
 
-/// Connects the writer and `readers` read connections.
-pub async fn open(url: &str, schema: Option<&str>, readers: usize) -> Result<Opened, StoreError> {
-    let (owned_url, owned_schema) = (url.to_owned(), schema.map(str::to_owned));
-    let (writer, pool) = tokio::task::spawn_blocking(move || {
-        let (url, schema) = (owned_url.as_str(), owned_schema.as_deref());
-        let writer = PgConn::connect_blocking(url, schema)?;
-        let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
-        for _ in 0..readers {
-            pool.push(Box::new(PgConn::connect_blocking(url, schema)?));
+/// Connects the writer, creates and migrates the schema (`migrate`), then connects `readers` read
+/// connections. A start that lost a race is tried again a few times.
+pub async fn open(
+    url: &str,
+    schema: Option<&str>,
+    readers: usize,
+    migrate: fn(&mut dyn Conn) -> Result<(), StoreError>,
+) -> Result<Opened, StoreError> {
+    if let Some(schema) = schema {
+        check_schema(schema)?;
+    }
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        let (owned_url, owned_schema) = (url.to_owned(), schema.map(str::to_owned));
+        let connected = tokio::task::spawn_blocking(move || {
+            let (url, schema) = (owned_url.as_str(), owned_schema.as_deref());
+            let mut writer = PgConn::connect_blocking(url, schema)?;
+            prepare_schema(&mut writer, schema, migrate)?;
+            let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
+            for _ in 0..readers {
+                pool.push(Box::new(PgConn::connect_blocking(url, schema)?));
+            }
+            Ok::<_, StoreError>((writer, pool))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        match connected {
+            Ok((writer, pool)) => {
+                let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
+                return Ok(Opened {
+                    writer: Box::new(writer),
+                    readers: pool,
+                    channel,
+                });
+            }
+            Err(e) if attempt < ATTEMPTS && lost_a_race(&e) => {
+                tracing::warn!(error = %e, attempt, "store start lost a race, trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
-        Ok::<_, StoreError>((writer, pool))
-    })
-    .await
-    .map_err(|e| StoreError::Db(e.to_string()))??;
-    let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
-    Ok(Opened {
-        writer: Box::new(writer),
-        readers: pool,
-        channel,
-    })
+    }
 }
 
 /// Listens for the event notifications of every instance and raises `head` accordingly.
@@ -434,7 +635,9 @@ mod tests {
         let url = std::env::var("HEDGE_TEST_PG")
             .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
         let schema = format!("hedge_pipe_{:08x}", rand::random::<u32>());
-        let opened = super::open(&url, Some(&schema), 0).await.unwrap();
+        let opened = super::open(&url, Some(&schema), 0, |_| Ok(()))
+            .await
+            .unwrap();
         let mut c = opened.writer;
         tokio::task::spawn_blocking(move || {
             let insert = "INSERT INTO t (k) VALUES (?)";

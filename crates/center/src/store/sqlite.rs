@@ -16,12 +16,45 @@ impl ToSql for Val {
             Val::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Val::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
             Val::NullInt | Val::NullText => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::IntArray(_) | Val::TextArray(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite takes no array parameters".into(),
+                ))
+            }
         })
     }
 }
 
+/// Classifies a SQLite error by what trying again can do: a busy or locked database is
+/// contention, a full disk, an I/O error or a file that cannot be opened or written is the
+/// database being unavailable; a constraint, a type or size error, or a bad statement is refused
+/// for good.
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    use rusqlite::ErrorCode as C;
+    let message = e.to_string();
+    let rusqlite::Error::SqliteFailure(failure, _) = &e else {
+        return StoreError::Rejected {
+            code: "client".into(),
+            message,
+        };
+    };
+    match failure.code {
+        C::DatabaseBusy | C::DatabaseLocked => StoreError::Contention(message),
+        C::DiskFull
+        | C::SystemIoFailure
+        | C::CannotOpen
+        | C::ReadOnly
+        | C::OutOfMemory
+        | C::FileLockingProtocolFailed
+        | C::PermissionDenied
+        | C::OperationInterrupted
+        | C::NoLargeFileSupport => StoreError::Unavailable(message),
+        C::DatabaseCorrupt | C::NotADatabase => StoreError::Corrupt(message),
+        _ => StoreError::Rejected {
+            code: format!("sqlite {}", failure.extended_code),
+            message,
+        },
+    }
 }
 
 pub struct SqliteConn {
@@ -63,7 +96,7 @@ fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreE
                 }
             }
         })
-        .map_err(|e| StoreError::Db(e.to_string()))?;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Ok(tx)
 }
 

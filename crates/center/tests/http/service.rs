@@ -50,47 +50,78 @@ async fn health_metrics_and_openapi(b: Backend) {
     env.finish().await;
 }
 
-/// Makes every event insert fail (`on`) or work again, from outside the center, as a full disk
-/// or a database turned read-only would: every write records an event.
-async fn fail_writes(env: &Env, on: bool) {
+/// A fault of the database that makes every write fail, injected from outside the center.
+enum Fault {
+    /// Another process holds SQLite's write lock (longer than the center's busy timeout).
+    SqliteLocked(rusqlite::Connection),
+    /// A trigger fails every event insert with `disk_full` (SQLSTATE 53100), as PostgreSQL does
+    /// when it cannot extend a file. Every write records an event.
+    PostgresDiskFull,
+}
+
+async fn pg_admin(env: &Env) -> (tokio_postgres::Client, String) {
+    let hedge_center::store::StoreLocation::Postgres { url, schema } = &env.location else {
+        panic!("not a PostgreSQL store");
+    };
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    (client, schema.clone().unwrap())
+}
+
+async fn fail_writes(env: &Env) -> Fault {
     match &env.location {
         hedge_center::store::StoreLocation::Sqlite(path) => {
             let conn = rusqlite::Connection::open(path).unwrap();
             conn.busy_timeout(std::time::Duration::from_secs(5))
                 .unwrap();
-            conn.execute_batch(if on {
-                "CREATE TRIGGER no_writes BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
-            } else {
-                "DROP TRIGGER no_writes"
-            })
-            .unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            Fault::SqliteLocked(conn)
         }
-        hedge_center::store::StoreLocation::Postgres { url, schema } => {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        hedge_center::store::StoreLocation::Postgres { .. } => {
+            let (client, schema) = pg_admin(env).await;
+            client
+                .batch_execute(&format!(
+                    "CREATE FUNCTION {schema}.disk_full() RETURNS trigger LANGUAGE plpgsql AS
+                       $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+                     CREATE TRIGGER disk_full BEFORE INSERT ON {schema}.events FOR EACH ROW EXECUTE FUNCTION {schema}.disk_full();"
+                ))
                 .await
                 .unwrap();
-            tokio::spawn(conn);
-            let schema = schema.as_deref().unwrap();
+            Fault::PostgresDiskFull
+        }
+    }
+}
+
+async fn heal(env: &Env, fault: Fault) {
+    match fault {
+        Fault::SqliteLocked(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+        Fault::PostgresDiskFull => {
+            let (client, schema) = pg_admin(env).await;
             client
-                .batch_execute(&if on {
-                    format!("ALTER TABLE {schema}.events ADD CONSTRAINT no_writes CHECK (false) NOT VALID")
-                } else {
-                    format!("ALTER TABLE {schema}.events DROP CONSTRAINT no_writes")
-                })
+                .batch_execute(&format!(
+                    "DROP TRIGGER disk_full ON {schema}.events; DROP FUNCTION {schema}.disk_full()"
+                ))
                 .await
                 .unwrap();
         }
     }
 }
 
+/// A write the database cannot take now is answered 503 (send again) and leaves the center
+/// unready until a write commits again; a statement the database refuses for good is 500.
 async fn readiness_follows_writes(b: Backend) {
     let env = Env::start(b).await;
     env.register_defaults().await;
     assert_eq!(env.anonymous.ready().await.unwrap().status, "ready");
-    fail_writes(&env, true).await;
-    // No write was attempted yet: the probe finds the fault.
-    let (s, body) = env.raw(Method::GET, "/readyz", None, None).await;
-    assert_eq!(s, 503, "{body}");
+    let fault = fail_writes(&env).await;
+    if b == Backend::Postgres {
+        // No write was attempted yet: the probe finds the fault. (On SQLite the probe would
+        // wait for the lock; it is checked after the report below.)
+        let (s, body) = env.raw(Method::GET, "/readyz", None, None).await;
+        assert_eq!(s, 503, "{body}");
+    }
     let err = env
         .client
         .report_position(&open(CLIENT, 1, "EURUSD", hedge_domain::Side::Buy, "0.1"))
@@ -100,7 +131,9 @@ async fn readiness_follows_writes(b: Backend) {
         err.is_retryable() && err.to_string().contains("503"),
         "{err}"
     );
-    fail_writes(&env, false).await;
+    let (s, body) = env.raw(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, 503, "{body}");
+    heal(&env, fault).await;
     // The probe passes again, but the last real write failed: still not ready, and why.
     let (s, body) = env.raw(Method::GET, "/readyz", None, None).await;
     assert_eq!(s, 503, "{body}");
@@ -110,5 +143,38 @@ async fn readiness_follows_writes(b: Backend) {
         .await
         .unwrap();
     assert_eq!(env.anonymous.ready().await.unwrap().status, "ready");
+
+    if b == Backend::Postgres {
+        // A constraint the database enforces and the center's rules do not know: refused for
+        // good, 500, and nothing stored, whichever report of a batch it hits.
+        let (client, schema) = pg_admin(&env).await;
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.positions ADD CONSTRAINT no_big CHECK (volume_units < 100000000) NOT VALID"
+            ))
+            .await
+            .unwrap();
+        let body = serde_json::to_string(&open(CLIENT, 2, "EURUSD", hedge_domain::Side::Buy, "2"))
+            .unwrap();
+        let small = open(CLIENT, 3, "EURUSD", hedge_domain::Side::Buy, "0.5");
+        let ((s, answer), small) = tokio::join!(
+            env.raw(
+                Method::POST,
+                "/v1/positions/events",
+                Some(CLIENT_TOKEN),
+                Some(&body)
+            ),
+            env.client.report_position(&small)
+        );
+        assert_eq!(s, 500, "{answer}");
+        small.unwrap();
+        let stored = env
+            .viewer
+            .positions(&hedge_center_api::model::PositionFilter::default())
+            .await
+            .unwrap();
+        let ids: Vec<u64> = stored.items.iter().map(|p| p.position_id.0).collect();
+        assert_eq!(ids, vec![1, 3]);
+    }
     env.finish().await;
 }

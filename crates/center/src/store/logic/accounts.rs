@@ -182,7 +182,7 @@ pub fn register_account(
         ],
     )?;
     let stored = account(c, reg.login)?
-        .ok_or_else(|| StoreError::Db("account vanished after upsert".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("account vanished after upsert".into()))?;
     if changed {
         let reason = if existing.is_some() {
             format!(

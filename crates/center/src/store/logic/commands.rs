@@ -133,9 +133,9 @@ pub(super) fn issue_command(
                 Val::Int(now),
             ],
         )?
-        .ok_or_else(|| StoreError::Db("command insert returned no id".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("command insert returned no id".into()))?;
     let command = command_by_id(c, row.u64(Single::value)?)?
-        .ok_or_else(|| StoreError::Db("command vanished".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("command vanished".into()))?;
     let reason = format!(
         "{actor} asked to {} hedge {hedge_id} ({} {} {} on {}), command {}",
         match kind {
@@ -227,7 +227,8 @@ pub fn command_result(
             Val::Int(id as i64),
         ],
     )?;
-    let stored = command_by_id(c, id)?.ok_or_else(|| StoreError::Db("command vanished".into()))?;
+    let stored =
+        command_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("command vanished".into()))?;
     let reason = format!(
         "command {id} ({} hedge {}) {}{}{}",
         command.kind.as_str().replace('_', " "),

@@ -48,7 +48,7 @@ pub(super) fn next_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
     };
     let row = c
         .query_one(sql, &[])?
-        .ok_or_else(|| StoreError::Db("no next event id".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("no next event id".into()))?;
     row.u64(Single::value)
 }
 

@@ -144,7 +144,7 @@ pub(super) fn insert_hedge(c: &mut dyn Conn, h: HedgeRow<'_>) -> Result<u64, Wri
                 Val::Int(h.event_id as i64),
             ],
         )?
-        .ok_or_else(|| StoreError::Db("hedge insert returned no id".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("hedge insert returned no id".into()))?;
     Ok(row.u64(Single::value)?)
 }
 
@@ -244,7 +244,7 @@ pub fn hedge_executed(
         units * i64::from(h.side.sign()),
         event_id,
     )?;
-    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
         event_id,
@@ -302,7 +302,7 @@ pub fn hedge_failed(
             event_id,
         },
     )?;
-    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
         event_id,
@@ -381,7 +381,7 @@ pub fn hedge_reduce(
     )?;
     let delta = (open - remaining) * -i64::from(hedge.side.sign());
     add_hedge_exposure(c, hedge.hedge_login, &hedge.symbol, delta, event_id)?;
-    let stored = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Db("hedge vanished".into()))?;
+    let stored = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
         event_id,

@@ -1,6 +1,6 @@
 //! The store's rules and statements, written once for both databases.
 
-use super::{Conn, Dialect, Row, StoreError, Val, WriteError};
+use super::{Conn, Dialect, Lock, Row, StoreError, Val, WriteError};
 use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
 use crate::positions::{self, check_symbol, units_volume, volume_units, Realized, Refusal};
 use hedge_center_api::model::*;
@@ -69,6 +69,8 @@ mod legacy;
 mod migrations;
 mod overrides;
 mod plan_inputs;
+mod reports;
+mod rows;
 mod status;
 
 pub use accounts::*;
@@ -82,10 +84,13 @@ pub use legacy::*;
 pub use migrations::*;
 use overrides::*;
 pub use plan_inputs::*;
+pub use reports::*;
+use rows::*;
 pub use status::*;
 
+/// A value that could not be encoded as JSON for the store.
 pub(super) fn db<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Db(e.to_string())
+    StoreError::Internal(e.to_string())
 }
 
 pub(super) fn to_i64(v: u64, field: &str) -> Result<i64, Refusal> {
@@ -108,6 +113,16 @@ pub(super) fn check_total(
         Some(r) => r.int(0usize)?,
         None => 0,
     };
+    Ok(total_within(current, delta, field, what)?)
+}
+
+/// The check of [`check_total`] on a total already read.
+pub(super) fn total_within(
+    current: i64,
+    delta: i64,
+    field: &str,
+    what: &str,
+) -> Result<(), Refusal> {
     // i64::MIN too: its magnitude, which the books print, has no i64.
     if current
         .checked_add(delta)
@@ -120,23 +135,31 @@ pub(super) fn check_total(
                 "{what} would pass the largest total the center keeps ({} lots)",
                 units_volume(i64::MAX).0.normalize()
             ),
-        )
-        .into());
+        ));
     }
     Ok(())
 }
 
-/// Starts the write transaction of a batch. PostgreSQL: a transaction-level advisory lock makes
-/// batches of all instances commit one after the other, so event ids become visible in order and
-/// an event stream resumed by id never skips one.
+/// Starts the write transaction of a batch of anything but position reports. PostgreSQL: holds
+/// [`Lock::Order`] for the whole transaction, so these writes (rare beside reports: registrations,
+/// heartbeats, hedges, actions) commit one after the other across instances, and event ids become
+/// visible in order. Reports lock less ([`begin_reports`], [`report_batch`]).
 pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
     match c.dialect() {
         Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
         Dialect::Postgres => {
             c.control("BEGIN")?;
-            c.query("SELECT pg_advisory_xact_lock(72570001)", &[])?;
-            Ok(())
+            c.lock(&[Lock::Order])
         }
+    }
+}
+
+/// Starts the write transaction of a batch of position reports: on PostgreSQL without a lock, which
+/// [`report_batch`] takes per position and then for the event log's order only.
+pub fn begin_reports(c: &mut dyn Conn) -> Result<(), StoreError> {
+    match c.dialect() {
+        Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
+        Dialect::Postgres => c.control("BEGIN"),
     }
 }
 

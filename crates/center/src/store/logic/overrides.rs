@@ -114,7 +114,8 @@ pub(super) fn set_override(
             )?;
         }
     }
-    let after = account(c, login)?.ok_or_else(|| StoreError::Db("account vanished".to_owned()))?;
+    let after =
+        account(c, login)?.ok_or_else(|| StoreError::Corrupt("account vanished".to_owned()))?;
     write_event(
         c,
         event_id,

@@ -27,8 +27,8 @@ pub fn heartbeat(
             Val::Int(login.0 as i64),
         ],
     )?;
-    let stored =
-        account(c, login)?.ok_or_else(|| StoreError::Db("account vanished after update".into()))?;
+    let stored = account(c, login)?
+        .ok_or_else(|| StoreError::Corrupt("account vanished after update".into()))?;
     if existing.status.as_ref() != Some(&kept) || !changed_marks.is_empty() {
         let reason = format!(
             "account {login} status: {}, outbox {}",
@@ -141,33 +141,53 @@ pub(super) fn store_marks(
         .map(|m| (m.position_id.0, m))
         .collect();
     let wanted: std::collections::HashSet<u64> = marks.iter().map(|m| m.position_id.0).collect();
-    for gone in existing.keys().filter(|id| !wanted.contains(id)) {
-        c.execute(
-            "DELETE FROM position_marks WHERE login = ? AND position_id = ?",
-            &[Val::Int(login.0 as i64), Val::Int(*gone as i64)],
-        )?;
-    }
+    // One statement each for the gone and the changed marks (rows one by one on SQLite): an
+    // account with thousands of open positions is then not thousands of round trips.
+    let gone: Vec<Vec<Val>> = existing
+        .keys()
+        .filter(|id| !wanted.contains(id))
+        .map(|id| vec![Val::Int(login.0 as i64), Val::Int(*id as i64)])
+        .collect();
+    delete_rows(
+        c,
+        "position_marks",
+        &[("login", Ty::Int), ("position_id", Ty::Int)],
+        &gone,
+    )?;
     let mut changed = Vec::new();
+    let mut rows = Vec::new();
     for m in marks {
         if existing.get(&m.position_id.0) == Some(m) {
             continue;
         }
-        c.execute(
-            "INSERT INTO position_marks (login, position_id, price_current, swap, profit, commission, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (login, position_id) DO UPDATE SET price_current = excluded.price_current, swap = excluded.swap,
-               profit = excluded.profit, commission = excluded.commission, updated_ms = excluded.updated_ms",
-            &[
-                Val::Int(login.0 as i64),
-                Val::Int(m.position_id.0 as i64),
-                Val::Text(m.price_current.0.normalize().to_string()),
-                money_text(m.swap),
-                money_text(m.profit),
-                money_text(m.commission),
-                Val::Int(now),
-            ],
-        )?;
+        rows.push(vec![
+            Val::Int(login.0 as i64),
+            Val::Int(m.position_id.0 as i64),
+            Val::Text(m.price_current.0.normalize().to_string()),
+            money_text(m.swap),
+            money_text(m.profit),
+            money_text(m.commission),
+            Val::Int(now),
+        ]);
         changed.push(m.clone());
     }
+    // Position ids are distinct (`validate_status`), as one upsert of many rows needs.
+    insert_rows(
+        c,
+        "position_marks",
+        &[
+            ("login", Ty::Int),
+            ("position_id", Ty::Int),
+            ("price_current", Ty::Text),
+            ("swap", Ty::Text),
+            ("profit", Ty::Text),
+            ("commission", Ty::Text),
+            ("updated_ms", Ty::Int),
+        ],
+        &rows,
+        "ON CONFLICT (login, position_id) DO UPDATE SET price_current = excluded.price_current, swap = excluded.swap,
+           profit = excluded.profit, commission = excluded.commission, updated_ms = excluded.updated_ms",
+    )?;
     Ok(changed)
 }
 

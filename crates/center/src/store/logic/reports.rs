@@ -1,0 +1,695 @@
+//! Position reports, a batch at a time: what the writer runs for the reports queued together.
+//!
+//! Entry point: [`report_batch`], inside a transaction begun by [`begin_reports`] and committed by
+//! the caller. The rules are those of one report after another, applied in memory in the order the
+//! reports came (idempotency by key and payload, [`positions::apply`], the bound on exposure
+//! totals), so a batch stores exactly what its reports sent one by one would have, and a refused
+//! report writes nothing (no savepoint needed). On PostgreSQL a batch is three round trips whatever
+//! its size:
+//!
+//! 1. lock the batch's positions ([`Lock::Position`], in key order), read their stored answers and
+//!    rows;
+//! 2. lock the event log's order ([`Lock::Order`]), read the exposure totals the batch changes, draw
+//!    the event ids;
+//! 3. write each table's rows in one statement; the caller notifies and commits.
+//!
+//! Instances therefore run step 1 and the work in memory side by side, and take turns only from
+//! step 2 to their commit. The position lock makes the rows read in step 1 still current at the
+//! commit: nothing else writes a position, its volumes or a report's answer without it. Exposures
+//! are shared between positions and are read under the order lock, which every writer of an
+//! exposure holds.
+
+use super::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// A report to store, as the writer received it.
+#[derive(Clone, Debug)]
+pub struct ReportRequest {
+    pub actor: String,
+    pub report: PositionReport,
+    pub now_ms: i64,
+}
+
+/// A report's answer: the acknowledgement (JSON, exactly as first given) and whether it is a
+/// replay; or why it was refused.
+pub type ReportOutcome = Result<(String, bool), WriteError>;
+
+/// What a batch did: one outcome per request, in order, and the newest event id it wrote.
+pub struct ReportBatch {
+    pub outcomes: Vec<ReportOutcome>,
+    pub head: Option<u64>,
+}
+
+type PosKey = (u64, u64);
+type ExposureKey = (u64, String);
+
+/// The columns a position's write sets, the key last; the values come from [`position_values`].
+const POSITION_SET: &[Col] = &[
+    ("symbol", Ty::Text),
+    ("account_symbol", Ty::Text),
+    ("side", Ty::Text),
+    ("volume_units", Ty::Int),
+    ("max_units", Ty::Int),
+    ("price", Ty::Text),
+    ("sl", Ty::Text),
+    ("tp", Ty::Text),
+    ("magic", Ty::Int),
+    ("comment", Ty::Text),
+    ("status", Ty::Text),
+    ("opened_ms", Ty::Int),
+    ("updated_ms", Ty::Int),
+    ("last_seq", Ty::Int),
+    ("last_event_id", Ty::Int),
+    ("exit_comment", Ty::Text),
+    ("exit_units", Ty::Int),
+    ("exit_notional", Ty::Text),
+    ("exit_price", Ty::Text),
+    ("realized_profit", Ty::Text),
+    ("realized_commission", Ty::Text),
+    ("realized_swap", Ty::Text),
+    ("realized_fee", Ty::Text),
+];
+const POSITION_KEY: &[Col] = &[("login", Ty::Int), ("position_id", Ty::Int)];
+
+const EVENT_COLS: &[Col] = &[
+    ("id", Ty::Int),
+    ("time_ms", Ty::Int),
+    ("kind", Ty::Text),
+    ("login", Ty::Int),
+    ("symbol", Ty::Text),
+    ("actor", Ty::Text),
+    ("reason", Ty::Text),
+    ("data", Ty::Text),
+];
+
+const VOLUME_COLS: &[Col] = &[
+    ("login", Ty::Int),
+    ("position_id", Ty::Int),
+    ("event_id", Ty::Int),
+    ("kind", Ty::Text),
+    ("side", Ty::Text),
+    ("volume_units", Ty::Int),
+    ("time_ms", Ty::Int),
+];
+
+const EXPOSURE_COLS: &[Col] = &[
+    ("login", Ty::Int),
+    ("symbol", Ty::Text),
+    ("net_units", Ty::Int),
+    ("last_event_id", Ty::Int),
+];
+
+const ANSWER_COLS: &[Col] = &[
+    ("key", Ty::Text),
+    ("payload", Ty::Text),
+    ("response", Ty::Text),
+    ("event_id", Ty::Int),
+];
+
+/// `p`'s values in [`POSITION_SET`] order (`realized`: what its exit deals realized, `None`
+/// unknown), then its key.
+fn position_values(p: &Position, realized: Option<&Realized>) -> Result<Vec<Val>, WriteError> {
+    let money = |m: Option<Money>| Val::opt_text(m.map(|m| m.0.normalize().to_string()));
+    Ok(vec![
+        Val::text(&p.symbol),
+        Val::text(&p.account_symbol),
+        Val::text(p.side.as_str()),
+        Val::Int(volume_units(p.volume, "volume")?),
+        Val::Int(volume_units(p.max_volume, "volume")?),
+        price_text(p.price),
+        price_text(p.sl),
+        price_text(p.tp),
+        Val::Int(to_i64(p.magic.0, "magic")?),
+        Val::text(&p.comment),
+        Val::text(p.status.as_str()),
+        Val::Int(p.opened_ms),
+        Val::Int(p.updated_ms),
+        Val::Int(p.last_seq as i64),
+        Val::Int(p.last_event_id as i64),
+        Val::opt_text(p.exit_comment.clone()),
+        Val::opt_int(realized.map(|r| r.units)),
+        money(realized.map(|r| Money(r.notional))),
+        price_text(realized.and_then(|r| r.price)),
+        money(realized.map(|r| r.profit)),
+        money(realized.map(|r| r.commission)),
+        money(realized.map(|r| r.swap)),
+        money(realized.map(|r| r.fee)),
+        Val::Int(p.login.0 as i64),
+        Val::Int(p.position_id.0 as i64),
+    ])
+}
+
+/// The payloads a report's answer may have been stored under: its own, and when it carries an exit
+/// deal, the same report without it (a center from before exit deals stored it without the field
+/// it did not know: resent after the upgrade it is still the same report).
+struct Payloads {
+    own: String,
+    without_exit: Option<String>,
+}
+
+/// The price digits of the symbol `report` is about, from the account's registered specs (by the
+/// account's own name of it); `None` when the account registered no spec for it.
+fn price_digits(
+    registration: Option<&AccountRegistration>,
+    report: &PositionReport,
+) -> Option<u32> {
+    let name = if report.account_symbol.is_empty() {
+        &report.symbol
+    } else {
+        &report.account_symbol
+    };
+    registration?
+        .symbols
+        .iter()
+        .find(|s| &s.name == name)
+        .map(|s| s.digits)
+}
+
+/// A report's fields checked, and its payload as stored with its answer.
+fn check(r: &ReportRequest) -> Result<Payloads, WriteError> {
+    positions::validate(&r.report)?;
+    to_i64(r.report.magic.0, "magic")?;
+    let without_exit = match r.report.exit {
+        Some(_) => Some(json(&PositionReport {
+            exit: None,
+            ..r.report.clone()
+        })?),
+        None => None,
+    };
+    Ok(Payloads {
+        own: json(&r.report)?,
+        without_exit,
+    })
+}
+
+/// Stores one report (a batch of one); for tests that drive the rules without the writer.
+#[cfg(test)]
+pub(super) fn report(
+    c: &mut dyn Conn,
+    actor: &str,
+    report: &PositionReport,
+    now: i64,
+) -> Result<(String, bool), WriteError> {
+    let request = ReportRequest {
+        actor: actor.to_owned(),
+        report: report.clone(),
+        now_ms: now,
+    };
+    let mut batch = report_batch(c, std::slice::from_ref(&request))?;
+    batch
+        .outcomes
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Internal("no outcome".into()).into()))
+}
+
+/// Stores `requests` in the current transaction (see the module's documentation). Fails as a
+/// whole only when the database does; each request's refusal is its own outcome.
+pub fn report_batch(
+    c: &mut dyn Conn,
+    requests: &[ReportRequest],
+) -> Result<ReportBatch, StoreError> {
+    let dialect = c.dialect();
+    let checked: Vec<Result<Payloads, WriteError>> = requests.iter().map(check).collect();
+    let valid = || {
+        requests
+            .iter()
+            .zip(&checked)
+            .filter_map(|(r, p)| p.as_ref().ok().map(|_| &r.report))
+    };
+
+    // 1. The positions, locked, their rows and the answers stored under the batch's keys.
+    let mut positions_wanted: Vec<PosKey> = valid().map(|r| (r.login.0, r.position_id.0)).collect();
+    positions_wanted.sort_unstable();
+    positions_wanted.dedup();
+    let mut keys_wanted: Vec<&str> = valid().map(|r| r.idempotency_key.as_str()).collect();
+    keys_wanted.sort_unstable();
+    keys_wanted.dedup();
+    let locks: Vec<Lock> = positions_wanted
+        .iter()
+        .map(|&(l, p)| Lock::Position(Login(l), PositionId(p)))
+        .collect();
+    c.lock(&locks)?;
+    let mut reads = Reads::default();
+    let answers_read = reads.keyed(
+        dialect,
+        &format!("key, {}", AnswerCol::LIST),
+        REQUEST_ANSWER,
+        &[("key", Ty::Text)],
+        &keys_wanted
+            .iter()
+            .map(|k| vec![Val::text(*k)])
+            .collect::<Vec<_>>(),
+    )?;
+    let positions_read = reads.keyed(
+        dialect,
+        PositionCol::LIST,
+        "positions",
+        POSITION_KEY,
+        &positions_wanted
+            .iter()
+            .map(|&(l, p)| vec![Val::Int(l as i64), Val::Int(p as i64)])
+            .collect::<Vec<_>>(),
+    )?;
+    // The registrations of the accounts whose reports carry an exit deal: its price's digits.
+    let mut logins_wanted: Vec<u64> = valid()
+        .filter(|r| r.exit.is_some())
+        .map(|r| r.login.0)
+        .collect();
+    logins_wanted.sort_unstable();
+    logins_wanted.dedup();
+    let registrations_read = reads.keyed(
+        dialect,
+        "login, registration",
+        "accounts",
+        &[("login", Ty::Int)],
+        &logins_wanted
+            .iter()
+            .map(|l| vec![Val::Int(*l as i64)])
+            .collect::<Vec<_>>(),
+    )?;
+    let mut read = reads.run(c)?;
+    let mut registrations = HashMap::new();
+    for r in &read[registrations_read] {
+        let registration: AccountRegistration = serde_json::from_str(r.text(1usize)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        registrations.insert(r.u64(0usize)?, registration);
+    }
+    let mut stored_answers = HashMap::new();
+    for r in &read[answers_read] {
+        stored_answers.insert(
+            r.text(0usize)?.to_owned(),
+            (
+                r.text(AnswerCol::payload.after(1))?.to_owned(),
+                r.text(AnswerCol::response.after(1))?.to_owned(),
+            ),
+        );
+    }
+    let mut stored_positions = HashMap::new();
+    for r in std::mem::take(&mut read[positions_read]) {
+        let p = position_from_row(&r)?;
+        let realized = realized_from_row(&r)?;
+        stored_positions.insert((p.login.0, p.position_id.0), (p, realized));
+    }
+    let known = Known {
+        answers: &stored_answers,
+        positions: &stored_positions,
+        registrations: &registrations,
+    };
+
+    // 2. How many events the batch writes, and which totals it changes; then, in the event log's
+    // order, those totals and the ids.
+    let counted = decide(requests, &checked, &known, None, &mut Ids::Count(0))?;
+    let needed = counted.used;
+    if needed == 0 {
+        return Ok(ReportBatch {
+            outcomes: counted.outcomes,
+            head: None,
+        });
+    }
+    c.lock(&[Lock::Order])?;
+    let mut reads = Reads::default();
+    let totals_read = reads.keyed(
+        dialect,
+        "login, symbol, net_units",
+        "exposures",
+        &[("login", Ty::Int), ("symbol", Ty::Text)],
+        &counted
+            .touched
+            .iter()
+            .map(|(l, s)| vec![Val::Int(*l as i64), Val::text(s)])
+            .collect::<Vec<_>>(),
+    )?;
+    let ids_read = match dialect {
+        Dialect::Postgres => reads.plain(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?::bigint)",
+            vec![Val::Int(needed as i64)],
+        ),
+        // One writer: the ids after the largest, as [`next_event_id`] gives them.
+        Dialect::Sqlite => reads.plain("SELECT COALESCE(MAX(id), 0) + 1 FROM events", vec![]),
+    };
+    let read = reads.run(c)?;
+    let mut totals = HashMap::new();
+    for r in &read[totals_read] {
+        totals.insert((r.u64(0usize)?, r.text(1usize)?.to_owned()), r.int(2usize)?);
+    }
+    let mut ids = match dialect {
+        Dialect::Postgres => {
+            let mut drawn = read[ids_read]
+                .iter()
+                .map(|r| r.u64(Single::value))
+                .collect::<Result<Vec<_>, _>>()?;
+            drawn.sort_unstable();
+            Ids::Drawn(drawn.into())
+        }
+        Dialect::Sqlite => Ids::Next(
+            read[ids_read]
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("no next event id".into()))?
+                .u64(Single::value)?,
+        ),
+    };
+
+    // 3. The batch as it is decided, written.
+    // Fewer ids than counted when the bound on totals refused a report (the rest stay unused, a
+    // gap as a rolled-back write leaves); never more, but if so the batch fails and the writer
+    // stores its reports one by one.
+    let decided = decide(requests, &checked, &known, Some(&totals), &mut ids)?;
+    let w = decided.writes;
+    insert_rows(c, "events", EVENT_COLS, &w.events, "")?;
+    let (mut new_rows, mut changed_rows) = (Vec::new(), Vec::new());
+    for key in &w.position_order {
+        let (p, realized) = &w.positions[key];
+        let values = position_values(p, realized.as_ref()).map_err(|e| match e {
+            WriteError::Store(e) => e,
+            WriteError::Refused(r) => StoreError::Internal(r.to_string()),
+        })?;
+        if stored_positions.contains_key(key) {
+            changed_rows.push(values);
+        } else {
+            new_rows.push(values);
+        }
+    }
+    let insert_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
+    insert_rows(c, "positions", &insert_cols, &new_rows, "")?;
+    update_rows(c, "positions", POSITION_SET, POSITION_KEY, &changed_rows)?;
+    insert_rows(c, "position_volumes", VOLUME_COLS, &w.volumes, "")?;
+    let exposures: Vec<Vec<Val>> = w
+        .exposures
+        .iter()
+        .map(|((login, symbol), (delta, event_id))| {
+            vec![
+                Val::Int(*login as i64),
+                Val::text(symbol),
+                Val::Int(*delta),
+                Val::Int(*event_id as i64),
+            ]
+        })
+        .collect();
+    insert_rows(
+        c,
+        "exposures",
+        EXPOSURE_COLS,
+        &exposures,
+        "ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
+           last_event_id = excluded.last_event_id",
+    )?;
+    insert_rows(c, REQUEST_ANSWER, ANSWER_COLS, &w.answers, "")?;
+    Ok(ReportBatch {
+        outcomes: decided.outcomes,
+        head: w.head,
+    })
+}
+
+/// What the batch found stored.
+struct Known<'a> {
+    answers: &'a HashMap<String, (String, String)>,
+    /// Each position and what its exit deals realized (`None` inside: unknown).
+    positions: &'a HashMap<PosKey, (Position, Option<Realized>)>,
+    registrations: &'a HashMap<u64, AccountRegistration>,
+}
+
+/// Where a batch's event ids come from.
+enum Ids {
+    /// Counting only: nothing is rendered or written.
+    Count(usize),
+    /// PostgreSQL: drawn from the sequence under the order lock, in ascending order.
+    Drawn(std::collections::VecDeque<u64>),
+    /// SQLite (one writer): the next one.
+    Next(u64),
+}
+
+impl Ids {
+    fn take(&mut self) -> Option<u64> {
+        match self {
+            Ids::Count(n) => {
+                *n += 1;
+                Some(0)
+            }
+            Ids::Drawn(left) => left.pop_front(),
+            Ids::Next(next) => {
+                let id = *next;
+                *next += 1;
+                Some(id)
+            }
+        }
+    }
+}
+
+/// The rows a batch writes.
+#[derive(Default)]
+struct Writes {
+    events: Vec<Vec<Val>>,
+    volumes: Vec<Vec<Val>>,
+    answers: Vec<Vec<Val>>,
+    /// Each changed position's final state, in the order first changed (new rows get their
+    /// `row_id`, the positions' page order, in that order).
+    positions: HashMap<PosKey, (Position, Option<Realized>)>,
+    position_order: Vec<PosKey>,
+    /// Per changed total: the sum of the batch's changes and the id of the last event changing it.
+    exposures: BTreeMap<ExposureKey, (i64, u64)>,
+    head: Option<u64>,
+}
+
+struct Decided {
+    outcomes: Vec<ReportOutcome>,
+    /// Event ids taken.
+    used: usize,
+    /// The totals changed by a report that was not refused.
+    touched: std::collections::BTreeSet<ExposureKey>,
+    writes: Writes,
+}
+
+/// Applies the batch's reports one after another in memory. `totals` (the stored exposure totals
+/// of [`Decided::touched`]) is `None` when only counting: the bound on totals is then not checked
+/// and nothing is rendered.
+fn decide(
+    requests: &[ReportRequest],
+    checked: &[Result<Payloads, WriteError>],
+    known: &Known<'_>,
+    totals: Option<&HashMap<ExposureKey, i64>>,
+    ids: &mut Ids,
+) -> Result<Decided, StoreError> {
+    let render = totals.is_some();
+    let mut answers: HashMap<&str, (&str, String)> = HashMap::new();
+    let mut current: HashMap<PosKey, Option<(Position, Option<Realized>)>> = HashMap::new();
+    let mut running: HashMap<ExposureKey, i64> = HashMap::new();
+    let mut out = Decided {
+        outcomes: Vec::with_capacity(requests.len()),
+        used: 0,
+        touched: Default::default(),
+        writes: Writes::default(),
+    };
+    for (request, payload) in requests.iter().zip(checked) {
+        let (payload, without_exit) = match payload {
+            Ok(p) => (p.own.as_str(), p.without_exit.as_deref()),
+            Err(e) => {
+                out.outcomes.push(Err(e.clone()));
+                continue;
+            }
+        };
+        let r = &request.report;
+        let key = r.idempotency_key.as_str();
+        let earlier = answers.get(key).map(|(p, a)| (*p, a.as_str())).or_else(|| {
+            known
+                .answers
+                .get(key)
+                .map(|(p, a)| (p.as_str(), a.as_str()))
+        });
+        if let Some((first_payload, answer)) = earlier {
+            out.outcomes.push(
+                if first_payload == payload || Some(first_payload) == without_exit {
+                    Ok((answer.to_owned(), true))
+                } else {
+                    Err(Refusal::Conflict(format!(
+                        "idempotency key {key:?} was already used for a different report"
+                    ))
+                    .into())
+                },
+            );
+            continue;
+        }
+        let pk = (r.login.0, r.position_id.0);
+        let held = current
+            .entry(pk)
+            .or_insert_with(|| known.positions.get(&pk).cloned());
+        let (held_position, held_realized) = match held {
+            Some((p, realized)) => (Some(&*p), realized.as_ref()),
+            None => (None, None),
+        };
+        let transition = match positions::apply(held_position, r) {
+            Ok(t) => t,
+            Err(refusal) => {
+                out.outcomes.push(Err(refusal.into()));
+                continue;
+            }
+        };
+        let digits = match r.exit {
+            Some(_) => price_digits(known.registrations.get(&r.login.0), r),
+            None => None,
+        };
+        let realized = match positions::realize(held_realized, held_position, r, digits) {
+            Ok(realized) => realized,
+            Err(refusal) => {
+                out.outcomes.push(Err(refusal.into()));
+                continue;
+            }
+        };
+        let exposure_key = (r.login.0, r.symbol.clone());
+        if transition.exposure_delta != 0 {
+            if let Some(totals) = totals {
+                let total = match running.get(&exposure_key) {
+                    Some(t) => *t,
+                    None => totals.get(&exposure_key).copied().unwrap_or(0),
+                };
+                let what = format!("the net volume of account {} in {}", r.login, r.symbol);
+                if let Err(refusal) =
+                    total_within(total, transition.exposure_delta, "volume", &what)
+                {
+                    out.outcomes.push(Err(refusal.into()));
+                    continue;
+                }
+            }
+        }
+        let Some(event_id) = ids.take() else {
+            return Err(StoreError::Internal(
+                "a report batch ran out of event ids".into(),
+            ));
+        };
+        out.used += 1;
+        let positions::Transition {
+            event,
+            mut position,
+            exposure_delta,
+            volume_changed,
+            reason,
+        } = transition;
+        Realized::show(realized.as_ref(), &mut position);
+        position.last_event_id = event_id;
+        let change = Change {
+            event,
+            reason: &reason,
+            volume_changed,
+        };
+        let answer = if render {
+            match render_report(
+                request,
+                payload,
+                &position,
+                realized.as_ref(),
+                &change,
+                event_id,
+            ) {
+                Ok((answer, rows)) => {
+                    let w = &mut out.writes;
+                    w.events.push(rows.event);
+                    w.volumes.extend(rows.volume);
+                    w.answers.push(rows.answer);
+                    w.head = Some(w.head.map_or(event_id, |h| h.max(event_id)));
+                    if !w.positions.contains_key(&pk) {
+                        w.position_order.push(pk);
+                    }
+                    w.positions.insert(pk, (position.clone(), realized.clone()));
+                    if exposure_delta != 0 {
+                        let e = w.exposures.entry(exposure_key.clone()).or_insert((0, 0));
+                        e.0 += exposure_delta;
+                        e.1 = event_id;
+                    }
+                    answer
+                }
+                Err(WriteError::Refused(refusal)) => {
+                    // Its id stays unused: a gap, as a rolled-back write leaves.
+                    out.outcomes.push(Err(refusal.into()));
+                    continue;
+                }
+                Err(WriteError::Store(e)) => return Err(e),
+            }
+        } else {
+            String::new()
+        };
+        if exposure_delta != 0 {
+            let base = running
+                .get(&exposure_key)
+                .copied()
+                .or_else(|| totals.and_then(|t| t.get(&exposure_key).copied()))
+                .unwrap_or(0);
+            // Checked above when the totals are known; when counting, only the keys matter.
+            running.insert(exposure_key.clone(), base.saturating_add(exposure_delta));
+            out.touched.insert(exposure_key);
+        }
+        *held = Some((position, realized));
+        answers.insert(key, (payload, answer.clone()));
+        out.outcomes.push(Ok((answer, false)));
+    }
+    Ok(out)
+}
+
+/// What a report changed, beside the position itself.
+struct Change<'a> {
+    event: EventKind,
+    reason: &'a str,
+    volume_changed: bool,
+}
+
+/// One stored report's rows.
+struct ReportRows {
+    event: Vec<Val>,
+    volume: Option<Vec<Val>>,
+    answer: Vec<Val>,
+}
+
+/// The acknowledgement of a report stored as event `event_id`, and the rows that store it.
+fn render_report(
+    request: &ReportRequest,
+    payload: &str,
+    position: &Position,
+    realized: Option<&Realized>,
+    transition: &Change<'_>,
+    event_id: u64,
+) -> Result<(String, ReportRows), WriteError> {
+    let r = &request.report;
+    // Checked here so that a position the table cannot hold is this report's refusal.
+    position_values(position, realized)?;
+    let volume = if transition.volume_changed {
+        Some(vec![
+            Val::Int(r.login.0 as i64),
+            Val::Int(r.position_id.0 as i64),
+            Val::Int(event_id as i64),
+            Val::text(r.kind.as_str()),
+            Val::text(position.side.as_str()),
+            Val::Int(volume_units(position.volume, "volume")?),
+            Val::Int(r.time_ms),
+        ])
+    } else {
+        None
+    };
+    let event = vec![
+        Val::Int(event_id as i64),
+        Val::Int(request.now_ms),
+        Val::text(transition.event.as_str()),
+        Val::Int(r.login.0 as i64),
+        Val::text(&r.symbol),
+        Val::text(&request.actor),
+        Val::text(transition.reason),
+        Val::Text(json(position)?),
+    ];
+    let answer = json(&ReportAck {
+        event_id,
+        idempotency_key: r.idempotency_key.clone(),
+        status: position.status,
+        volume: position.volume,
+    })?;
+    let stored = vec![
+        Val::text(r.idempotency_key.as_str()),
+        Val::text(payload),
+        Val::text(&answer),
+        Val::Int(event_id as i64),
+    ];
+    Ok((
+        answer,
+        ReportRows {
+            event,
+            volume,
+            answer: stored,
+        },
+    ))
+}
