@@ -2,7 +2,12 @@
 //!
 //! `cargo run --release -p hedge-center --example loadgen -- [--seconds 3] [--paced-seconds 3] [--conns 64]
 //!     [--prototype http://127.0.0.1:18080] [--pg "host=127.0.0.1 user=postgres dbname=test"]
-//!     [--no-sqlite] [--no-normal] [--race-conns 32] [--race-rounds 100] [--race-hot 50]`
+//!     [--instances 1] [--no-sqlite] [--no-normal] [--race-conns 32] [--race-rounds 100] [--race-hot 50]`
+//!
+//! or, comparing the stores only (`scripts/bench-center.sh --store pg --instances N`):
+//! `loadgen --compare-stores --pg "..." [--instances 2] [--rounds 1] [--seconds 3] [--conns 32]`
+//!
+//! `--instances N` starts N centers on one PostgreSQL schema and splits the connections among them.
 //!
 //! Starts a center in-process (SQLite in a temporary directory, with `synchronous=FULL` and
 //! `NORMAL`; PostgreSQL in a fresh schema with `--pg`) and drives it over loopback with many
@@ -42,8 +47,30 @@ enum Op {
 
 #[derive(Clone)]
 struct Target {
+    /// Where this connection goes.
     addr: SocketAddr,
+    /// Every instance of the target (several centers on one PostgreSQL schema): connection `i`
+    /// goes to instance `i % n`, so the load is split evenly.
+    instances: Vec<SocketAddr>,
     next_id: Arc<AtomicU64>,
+}
+
+impl Target {
+    fn new(instances: Vec<SocketAddr>) -> Target {
+        Target {
+            addr: instances[0],
+            instances,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The target as connection `i` sees it.
+    fn conn(&self, i: usize) -> Target {
+        Target {
+            addr: self.instances[i % self.instances.len()],
+            ..self.clone()
+        }
+    }
 }
 
 fn request(target: &Target, op: Op) -> Vec<u8> {
@@ -239,6 +266,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 struct Figures {
     per_sec: f64,
     errors: u64,
+    /// p50 and p99 of the answered requests.
+    p50: Duration,
+    p99: Duration,
 }
 
 /// As many requests as `conns` keep-alive connections can push for `seconds`.
@@ -246,33 +276,45 @@ async fn closed_loop(target: &Target, op: Op, conns: usize, seconds: f64) -> Fig
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let target = target.clone();
+    for i in 0..conns {
+        let target = target.conn(i);
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(target.addr).await;
-            let (mut ok, mut errors) = (0u64, 0u64);
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
+                let sent = Instant::now();
                 match send(&mut sender, request(&target, op)).await {
-                    Ok(_) => ok += 1,
+                    Ok(_) => lat.push(sent.elapsed()),
                     Err(_) => {
                         errors += 1;
                         sender = connect(target.addr).await;
                     }
                 }
             }
-            (ok, errors)
+            (lat, errors)
         }));
     }
-    let (mut ok, mut errors) = (0, 0);
+    let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
-        let (o, e) = t.await.unwrap_or((0, 0));
-        ok += o;
+        let (l, e) = t.await.unwrap_or_default();
+        all.extend(l);
         errors += e;
     }
+    let per_sec = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
     Figures {
-        per_sec: ok as f64 / start.elapsed().as_secs_f64(),
+        per_sec,
         errors,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
     }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
 }
 
 /// Requests at a fixed rate; latency from each request's scheduled time to its answer.
@@ -288,8 +330,8 @@ async fn paced(
     let start = Instant::now() + Duration::from_millis(50);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut workers = Vec::new();
-    for _ in 0..conns {
-        let target = target.clone();
+    for i in 0..conns {
+        let target = target.conn(i);
         let rx = rx.clone();
         workers.push(tokio::spawn(async move {
             let mut sender = connect(target.addr).await;
@@ -331,12 +373,7 @@ async fn paced(
         }
     }
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    (pct(0.50), pct(0.99), errors)
+    (percentile(&all, 0.50), percentile(&all, 0.99), errors)
 }
 
 /// A tiny multi-consumer channel on top of tokio's mpsc.
@@ -410,7 +447,7 @@ async fn race(target: &Target, api: RaceApi, conns: usize, rounds: u64, hot: u64
     let barrier = Arc::new(tokio::sync::Barrier::new(conns));
     let mut tasks = Vec::new();
     for j in 0..n {
-        let (target, tag, barrier) = (target.clone(), tag.clone(), barrier.clone());
+        let (target, tag, barrier) = (target.conn(j as usize), tag.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(target.addr).await;
             // (symbol, position id, hundredths) of every acknowledged report.
@@ -632,6 +669,138 @@ async fn start_center(
     handle
 }
 
+/// `n` centers on one fresh PostgreSQL schema, started one after the other, and the schema.
+async fn start_pg(pg: &str, n: usize) -> (Vec<hedge_center::CenterHandle>, String) {
+    let schema = format!("hedge_bench_{:08x}", rand::random::<u32>());
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let location = StoreLocation::Postgres {
+            url: pg.to_owned(),
+            schema: Some(schema.clone()),
+        };
+        handles.push(start_center(location, Synchronous::Full).await);
+    }
+    (handles, schema)
+}
+
+async fn stop_pg(pg: &str, handles: Vec<hedge_center::CenterHandle>, schema: &str) {
+    for h in handles {
+        h.shutdown().await;
+    }
+    if let Ok((client, conn)) = tokio_postgres::connect(pg, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+/// One line of the store comparison.
+struct ScaleRow {
+    setup: String,
+    reports: Figures,
+    /// p50, p99 and errors at a paced 1,000 reports/s.
+    paced: (Duration, Duration, u64),
+}
+
+/// Durable `/v1` reports on a fresh store behind `addrs`: as many as `conns` connections push
+/// (split evenly over the instances), then paced at 1,000/s.
+async fn measure_reports(setup: String, addrs: Vec<SocketAddr>, s: &Settings) -> ScaleRow {
+    eprintln!("measuring {setup} ...");
+    let target = Target::new(addrs);
+    // A short warm-up: prepared statements, connections, the first pages of each table.
+    let _ = closed_loop(&target, Op::Report, s.conns, 0.5).await;
+    let reports = closed_loop(&target, Op::Report, s.conns, s.seconds).await;
+    let paced = paced(&target, Op::Report, 1000, s.paced_seconds, 32).await;
+    ScaleRow {
+        setup,
+        reports,
+        paced,
+    }
+}
+
+/// The store comparison (`scripts/bench-center.sh --store pg --instances N`): one center on
+/// SQLite (`synchronous=FULL`), one on PostgreSQL, and `instances` on one PostgreSQL schema with
+/// the connections split among them, `rounds` times in turn, in one run.
+async fn compare_stores(pg: &str, instances: usize, rounds: usize, s: &Settings) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows: Vec<Vec<ScaleRow>> = Vec::new();
+    for round in 0..rounds {
+        let mut this = Vec::new();
+        let file = dir.path().join(format!("scale-{round}.db"));
+        let handle = start_center(StoreLocation::Sqlite(file), Synchronous::Full).await;
+        this.push(
+            measure_reports(
+                "1 center, SQLite (synchronous=full)".into(),
+                vec![handle.addr],
+                s,
+            )
+            .await,
+        );
+        handle.shutdown().await;
+        let mut counts = vec![1];
+        if instances > 1 {
+            counts.push(instances);
+        }
+        for n in counts {
+            let (handles, schema) = start_pg(pg, n).await;
+            let setup = if n == 1 {
+                "1 center, PostgreSQL".to_owned()
+            } else {
+                format!("{n} centers, one PostgreSQL schema, load split")
+            };
+            let addrs = handles.iter().map(|h| h.addr).collect();
+            this.push(measure_reports(setup, addrs, s).await);
+            stop_pg(pg, handles, &schema).await;
+        }
+        rows.push(this);
+    }
+    println!();
+    println!(
+        "new position report per request, {} keep-alive connections (split over the instances), {} s each; \
+         paced: 1,000 reports/s over 32 connections for {} s; latency in ms",
+        s.conns, s.seconds, s.paced_seconds
+    );
+    println!();
+    println!("| round | setup | durable `/v1` reports/s | p50 / p99 (saturated) | p50 / p99 at 1,000/s |");
+    println!("|---|---|---|---|---|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (round, this) in rows.iter().enumerate() {
+        let sqlite = this[0].reports.per_sec;
+        let one_pg = this.get(1).map_or(0.0, |r| r.reports.per_sec);
+        for (i, r) in this.iter().enumerate() {
+            let versus = match i {
+                0 => String::new(),
+                1 => format!(
+                    " ({:.0}% of SQLite)",
+                    100.0 * r.reports.per_sec / sqlite.max(1e-9)
+                ),
+                _ => format!(
+                    " ({:.2}x of one, {:.0}% of SQLite)",
+                    r.reports.per_sec / one_pg.max(1e-9),
+                    100.0 * r.reports.per_sec / sqlite.max(1e-9)
+                ),
+            };
+            let errors = r.reports.errors + r.paced.2;
+            println!(
+                "| {} | {} | {:.0}{versus} | {:.1} / {:.1} | {:.2} / {:.2} |{}",
+                round + 1,
+                r.setup,
+                r.reports.per_sec,
+                ms(r.reports.p50),
+                ms(r.reports.p99),
+                ms(r.paced.0),
+                ms(r.paced.1),
+                if errors > 0 {
+                    format!(" {errors} errors")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -660,6 +829,18 @@ async fn main() {
         race_rounds: num("--race-rounds", 100),
         race_hot: num("--race-hot", 50),
     };
+    if flag("--compare-stores") {
+        let pg = arg(&args, "--pg").expect("--compare-stores needs --pg");
+        let instances = num("--instances", 2).max(1) as usize;
+        compare_stores(
+            &pg,
+            instances,
+            num("--rounds", 1).max(1) as usize,
+            &settings,
+        )
+        .await;
+        return;
+    }
     let mut rows = Vec::new();
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -680,36 +861,22 @@ async fn main() {
     }
     for (sync, name, file) in sqlite {
         let handle = start_center(StoreLocation::Sqlite(dir.path().join(file)), sync).await;
-        let target = Target {
-            addr: handle.addr,
-            next_id: Arc::new(AtomicU64::new(1)),
-        };
+        let target = Target::new(vec![handle.addr]);
         rows.push(measure(name, target, true, &settings).await);
         handle.shutdown().await;
     }
 
     if let Some(pg) = arg(&args, "--pg") {
-        let schema = format!("hedge_bench_{:08x}", rand::random::<u32>());
-        let handle = start_center(
-            StoreLocation::Postgres {
-                url: pg.clone(),
-                schema: Some(schema.clone()),
-            },
-            Synchronous::Full,
-        )
-        .await;
-        let target = Target {
-            addr: handle.addr,
-            next_id: Arc::new(AtomicU64::new(1)),
+        let instances = num("--instances", 1).max(1) as usize;
+        let (handles, schema) = start_pg(&pg, instances).await;
+        let target = Target::new(handles.iter().map(|h| h.addr).collect());
+        let name = if instances == 1 {
+            "center, PostgreSQL".to_owned()
+        } else {
+            format!("{instances} centers, PostgreSQL")
         };
-        rows.push(measure("center, PostgreSQL", target, true, &settings).await);
-        handle.shutdown().await;
-        if let Ok((client, conn)) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await {
-            tokio::spawn(conn);
-            let _ = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                .await;
-        }
+        rows.push(measure(&name, target, true, &settings).await);
+        stop_pg(&pg, handles, &schema).await;
     }
 
     if let Some(url) = arg(&args, "--prototype") {
@@ -718,10 +885,7 @@ async fn main() {
             .trim_end_matches('/')
             .parse()
             .expect("--prototype http://127.0.0.1:PORT");
-        let target = Target {
-            addr,
-            next_id: Arc::new(AtomicU64::new(1)),
-        };
+        let target = Target::new(vec![addr]);
         rows.push(measure("prototype (FastAPI + pandas)", target, false, &settings).await);
     }
 

@@ -300,7 +300,7 @@ struct ReportWork {
 enum Work {
     Job(Job),
     /// Reports are the bulk of the writes and are batched by [`logic::report_batch`].
-    Report(ReportWork),
+    Report(Box<ReportWork>),
 }
 
 /// Largest number of requests taken from the queue at once.
@@ -347,7 +347,7 @@ fn writer_loop(
         let (mut reports, mut batch) = (Vec::new(), Vec::new());
         for w in queued {
             match w {
-                Work::Report(r) => reports.push(r),
+                Work::Report(r) => reports.push(*r),
                 Work::Job(j) => batch.push(j),
             }
         }
@@ -852,7 +852,7 @@ impl Store {
     ) -> Result<(String, bool), WriteError> {
         let (tx, rx) = oneshot::channel();
         let fault = self.inner.write_fault.clone();
-        let work = Work::Report(ReportWork {
+        let work = Work::Report(Box::new(ReportWork {
             request: logic::ReportRequest {
                 actor,
                 report,
@@ -862,7 +862,7 @@ impl Store {
                 note_outcome(&fault, &outcome);
                 let _ = tx.send(outcome);
             }),
-        });
+        }));
         self.queue(work, rx).await
     }
 
