@@ -141,6 +141,12 @@ impl From<WriteError> for Failure {
     }
 }
 
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e).into()
+    }
+}
+
 type ApiResult<T> = Result<T, Failure>;
 
 /// JSON answer with status.
@@ -613,7 +619,7 @@ async fn get_plan(
                 .map(Into::into)
                 .map_err(|e| StoreError::Internal(format!("plan not serializable: {e}")))
         })
-        .await?;
+        .await??;
     Ok(json_body(StatusCode::OK, body))
 }
 

@@ -773,10 +773,11 @@ impl Store {
         }
     }
 
+    /// Runs `op` on a read connection in one snapshot. Reads fail only when the database does.
     async fn read<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError> + Send + 'static,
-    ) -> Result<T, WriteError> {
+        op: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let permit = self
             .inner
             .readers
@@ -788,9 +789,7 @@ impl Store {
         let result = tokio::task::spawn_blocking(move || {
             let conn = inner.readers.conns.lock().pop();
             let Some(mut conn) = conn else {
-                return Err(WriteError::Store(StoreError::Unavailable(
-                    "no read connection".into(),
-                )));
+                return Err(StoreError::Unavailable("no read connection".into()));
             };
             let result = logic::in_read_tx(conn.as_mut(), op);
             inner.readers.conns.lock().push(conn);
@@ -834,11 +833,11 @@ impl Store {
             .await
     }
 
-    pub async fn account(&self, login: Login) -> Result<Option<Account>, WriteError> {
+    pub async fn account(&self, login: Login) -> Result<Option<Account>, StoreError> {
         self.read(move |c| logic::account(c, login)).await
     }
 
-    pub async fn accounts(&self) -> Result<Vec<Account>, WriteError> {
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.read(logic::accounts).await
     }
 
@@ -866,7 +865,7 @@ impl Store {
         self.queue(work, rx).await
     }
 
-    pub async fn positions(&self, filter: PositionFilter) -> Result<Page<Position>, WriteError> {
+    pub async fn positions(&self, filter: PositionFilter) -> Result<Page<Position>, StoreError> {
         self.read(move |c| logic::positions(c, &filter)).await
     }
 
@@ -874,12 +873,16 @@ impl Store {
         &self,
         login: Login,
         id: PositionId,
-    ) -> Result<Option<PositionDetail>, WriteError> {
+    ) -> Result<Option<PositionDetail>, StoreError> {
         self.read(move |c| logic::position_detail(c, login, id))
             .await
     }
 
-    pub async fn plan_inputs(&self, hedge_login: Login) -> Result<PlanInputs, WriteError> {
+    /// The inputs of a hedge account's plan, or why there is no plan for that account.
+    pub async fn plan_inputs(
+        &self,
+        hedge_login: Login,
+    ) -> Result<Result<PlanInputs, Refusal>, StoreError> {
         self.read(move |c| logic::plan_inputs(c, hedge_login)).await
     }
 
@@ -892,11 +895,20 @@ impl Store {
         &self,
         hedge_login: Login,
         render: impl FnOnce(&PlanInputs) -> Result<bytes::Bytes, StoreError>,
-    ) -> Result<bytes::Bytes, WriteError> {
-        self.at_head(&self.inner.plan_answers, hedge_login, async {
-            Ok(render(&self.plan_inputs(hedge_login).await?)?)
-        })
-        .await
+    ) -> Result<Result<bytes::Bytes, Refusal>, StoreError> {
+        let answer = self
+            .at_head(&self.inner.plan_answers, hedge_login, async {
+                match self.plan_inputs(hedge_login).await? {
+                    Ok(inputs) => Ok(render(&inputs)?),
+                    Err(refusal) => Err(WriteError::Refused(refusal)),
+                }
+            })
+            .await;
+        match answer {
+            Ok(plan) => Ok(Ok(plan)),
+            Err(WriteError::Refused(refusal)) => Ok(Err(refusal)),
+            Err(WriteError::Store(e)) => Err(e),
+        }
     }
 
     /// The answer kept in `cache` under `key` if no event was stored since it was read, else
@@ -904,12 +916,12 @@ impl Store {
     /// unchanged head means unchanged data for anything that changes only together with an event.
     /// Only on SQLite, whose one writer is this instance's: on PostgreSQL other instances' writes
     /// reach the head a notification later, so every read goes to the database.
-    async fn at_head<K: Eq + std::hash::Hash>(
+    async fn at_head<K: Eq + std::hash::Hash, E>(
         &self,
         cache: &AnswerCache<K>,
         key: K,
-        read: impl Future<Output = Result<bytes::Bytes, WriteError>>,
-    ) -> Result<bytes::Bytes, WriteError> {
+        read: impl Future<Output = Result<bytes::Bytes, E>>,
+    ) -> Result<bytes::Bytes, E> {
         if self.inner.kind != "sqlite" {
             return read.await;
         }
@@ -959,15 +971,15 @@ impl Store {
             .await
     }
 
-    pub async fn hedge(&self, id: u64) -> Result<Option<Hedge>, WriteError> {
+    pub async fn hedge(&self, id: u64) -> Result<Option<Hedge>, StoreError> {
         self.read(move |c| logic::hedge_by_id(c, id)).await
     }
 
-    pub async fn hedges(&self, query: PageQuery) -> Result<Page<Hedge>, WriteError> {
+    pub async fn hedges(&self, query: PageQuery) -> Result<Page<Hedge>, StoreError> {
         self.read(move |c| logic::hedges(c, &query)).await
     }
 
-    pub async fn events(&self, query: PageQuery) -> Result<Page<Event>, WriteError> {
+    pub async fn events(&self, query: PageQuery) -> Result<Page<Event>, StoreError> {
         self.read(move |c| logic::events(c, &query)).await
     }
 
@@ -978,8 +990,8 @@ impl Store {
             .await
     }
 
-    pub async fn last_event_id(&self) -> Result<u64, WriteError> {
-        self.read(|c| Ok(logic::max_event_id(c)?)).await
+    pub async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.read(|c| logic::max_event_id(c)).await
     }
 
     /// Performs an operator action once per idempotency key; returns the answer and whether it is
@@ -995,11 +1007,11 @@ impl Store {
             .await
     }
 
-    pub async fn commands(&self, query: CommandQuery) -> Result<Page<Command>, WriteError> {
+    pub async fn commands(&self, query: CommandQuery) -> Result<Page<Command>, StoreError> {
         self.read(move |c| logic::commands(c, &query)).await
     }
 
-    pub async fn command(&self, id: u64) -> Result<Option<Command>, WriteError> {
+    pub async fn command(&self, id: u64) -> Result<Option<Command>, StoreError> {
         self.read(move |c| logic::command_by_id(c, id)).await
     }
 
@@ -1015,8 +1027,8 @@ impl Store {
             .await
     }
 
-    pub async fn pauses(&self) -> Result<Vec<Pause>, WriteError> {
-        self.read(|c| Ok(logic::pauses(c)?)).await
+    pub async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.read(|c| logic::pauses(c)).await
     }
 
     pub async fn legacy_report(
@@ -1035,8 +1047,8 @@ impl Store {
     }
 
     /// The legacy book: (symbol, signed net units), first-seen order, zero nets left out.
-    pub async fn legacy_book(&self) -> Result<Vec<(String, i64)>, WriteError> {
-        self.read(|c| Ok(logic::legacy_book(c)?)).await
+    pub async fn legacy_book(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| logic::legacy_book(c)).await
     }
 
     /// The legacy book rendered by `render`, read again only when an event was stored since the
@@ -1045,7 +1057,7 @@ impl Store {
     pub async fn legacy_book_answer(
         &self,
         render: impl FnOnce(&[(String, i64)]) -> bytes::Bytes,
-    ) -> Result<bytes::Bytes, WriteError> {
+    ) -> Result<bytes::Bytes, StoreError> {
         self.at_head(&self.inner.legacy_answer, (), async {
             Ok(render(&self.legacy_book().await?))
         })

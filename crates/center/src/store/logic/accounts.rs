@@ -67,7 +67,7 @@ pub(super) fn load_overrides(
     Ok(out)
 }
 
-pub fn account(c: &mut dyn Conn, login: Login) -> Result<Option<Account>, WriteError> {
+pub fn account(c: &mut dyn Conn, login: Login) -> Result<Option<Account>, StoreError> {
     if login.0 > i64::MAX as u64 {
         return Ok(None);
     }
@@ -85,7 +85,7 @@ pub fn account(c: &mut dyn Conn, login: Login) -> Result<Option<Account>, WriteE
     Ok(Some(account))
 }
 
-pub fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>, WriteError> {
+pub fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>, StoreError> {
     let sql = format!("SELECT {} FROM accounts ORDER BY login", AccountCol::LIST);
     let rows = c.query(&sql, &[])?;
     let mut overrides = load_overrides(c, None)?;

@@ -98,7 +98,7 @@ pub(super) fn clamp_limit(limit: Option<u32>) -> i64 {
     i64::from(limit.unwrap_or(100).clamp(1, 1000))
 }
 
-pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>, WriteError> {
+pub fn positions(c: &mut dyn Conn, f: &PositionFilter) -> Result<Page<Position>, StoreError> {
     let mut sql = format!(
         "SELECT {}, {}
          FROM positions p LEFT JOIN position_marks m ON m.login = p.login AND m.position_id = p.position_id
@@ -135,7 +135,7 @@ pub(super) fn page<T>(
     limit: i64,
     cursor_col: impl Into<usize> + Copy,
     map: impl Fn(&Row) -> Result<T, StoreError>,
-) -> Result<Page<T>, WriteError> {
+) -> Result<Page<T>, StoreError> {
     let more = rows.len() as i64 > limit;
     let mut items = Vec::with_capacity(rows.len());
     let mut last = None;
@@ -153,7 +153,7 @@ pub fn position_detail(
     c: &mut dyn Conn,
     login: Login,
     id: PositionId,
-) -> Result<Option<PositionDetail>, WriteError> {
+) -> Result<Option<PositionDetail>, StoreError> {
     if login.0 > i64::MAX as u64 || id.0 > i64::MAX as u64 {
         return Ok(None);
     }

@@ -34,11 +34,11 @@ pub(super) fn command_from_row(r: &Row) -> Result<Command, StoreError> {
     })
 }
 
-pub fn command_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Command>, WriteError> {
+pub fn command_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Command>, StoreError> {
     row_by_id(c, "commands", CommandCol::LIST, id, command_from_row)
 }
 
-pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, WriteError> {
+pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, StoreError> {
     let mut sql = format!("SELECT {} FROM commands WHERE id > ?", CommandCol::LIST);
     let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
     if let Some(login) = q.login {

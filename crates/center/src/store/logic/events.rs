@@ -113,7 +113,7 @@ pub(super) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
     })
 }
 
-pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, WriteError> {
+pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, StoreError> {
     let mut sql = format!("SELECT {} FROM events WHERE id > ?", EventCol::LIST);
     let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
     if let Some(login) = q.login {

@@ -69,17 +69,17 @@ pub(super) fn row_by_id<T>(
     cols: &str,
     id: u64,
     from_row: fn(&Row) -> Result<T, StoreError>,
-) -> Result<Option<T>, WriteError> {
+) -> Result<Option<T>, StoreError> {
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
     let sql = format!("SELECT {cols} FROM {table} WHERE id = ?");
-    Ok(c.query_one(&sql, &[Val::Int(id)])?
+    c.query_one(&sql, &[Val::Int(id)])?
         .map(|r| from_row(&r))
-        .transpose()?)
+        .transpose()
 }
 
-pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, WriteError> {
+pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, StoreError> {
     row_by_id(c, "hedges", HedgeCol::LIST, id, hedge_from_row)
 }
 
@@ -398,7 +398,7 @@ pub fn hedge_reduce(
     Ok(stored)
 }
 
-pub fn hedges(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Hedge>, WriteError> {
+pub fn hedges(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Hedge>, StoreError> {
     let mut sql = format!("SELECT {} FROM hedges WHERE id > ?", HedgeCol::LIST);
     let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
     if let Some(login) = q.login {

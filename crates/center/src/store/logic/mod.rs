@@ -166,8 +166,8 @@ pub fn begin_reports(c: &mut dyn Conn) -> Result<(), StoreError> {
 /// Runs `op` in a read transaction (one consistent snapshot).
 pub fn in_read_tx<T>(
     c: &mut dyn Conn,
-    op: impl FnOnce(&mut dyn Conn) -> Result<T, WriteError>,
-) -> Result<T, WriteError> {
+    op: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     match c.dialect() {
         Dialect::Sqlite => c.batch("BEGIN")?,
         Dialect::Postgres => c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,

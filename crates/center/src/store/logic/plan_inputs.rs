@@ -17,18 +17,21 @@ columns! {
     pub(super) HedgeExposureCol { symbol, net_units, last_event_id }
 }
 
-pub fn plan_inputs(c: &mut dyn Conn, hedge_login: Login) -> Result<PlanInputs, WriteError> {
+/// The inputs of `hedge_login`'s plan; refused when that account is unknown or not a hedge account.
+pub fn plan_inputs(
+    c: &mut dyn Conn,
+    hedge_login: Login,
+) -> Result<Result<PlanInputs, Refusal>, StoreError> {
     let Some(hedge) = account(c, hedge_login)? else {
-        return Err(
-            Refusal::NotFound(format!("hedge account {hedge_login} is not registered")).into(),
-        );
+        return Ok(Err(Refusal::NotFound(format!(
+            "hedge account {hedge_login} is not registered"
+        ))));
     };
     if hedge.registration.role != AccountRole::Hedge {
-        return Err(Refusal::Conflict(format!(
+        return Ok(Err(Refusal::Conflict(format!(
             "account {hedge_login} is registered as {}, not as a hedge account",
             hedge.registration.role.as_str()
-        ))
-        .into());
+        ))));
     }
     let as_of_event_id = max_event_id(c)?;
     let overrides = load_overrides(c, None)?;
@@ -94,12 +97,12 @@ pub fn plan_inputs(c: &mut dyn Conn, hedge_login: Login) -> Result<PlanInputs, W
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(PlanInputs {
+    Ok(Ok(PlanInputs {
         hedge: hedge.effective(),
         clients,
         exposures,
         hedges,
         pauses: pauses(c)?,
         as_of_event_id,
-    })
+    }))
 }
