@@ -1528,7 +1528,9 @@ void CmdOrderSend(string cmd_id)
    SendReply(body);
   }
 
-// order_check: OrderCheck, with MqlTradeCheckResult in `check`.
+// order_check: OrderCheck, with MqlTradeCheckResult in `check`: balance, equity, profit, margin,
+// free margin and margin level as they would be after the request. Read-only, so never kept in the
+// ring: a resent id is checked again. Success is answered as 10009, like every command.
 void CmdOrderCheck(string cmd_id)
   {
    MqlTradeRequest req;
@@ -1542,20 +1544,36 @@ void CmdOrderCheck(string cmd_id)
          SendError("bad_message", why, cmd_id);
       return;
      }
+   if((req.action == TRADE_ACTION_DEAL || req.action == TRADE_ACTION_PENDING) &&
+      (req.symbol == "" || !SymbolSelect(req.symbol, true)))
+     {
+      // The same answer order_send gives for a symbol the terminal does not have.
+      SendSimpleReply(cmd_id, RC_INVALID, "unknown symbol \"" + req.symbol + "\"", "");
+      return;
+     }
    MqlTradeCheckResult chk;
    ZeroMemory(chk);
-   OrderCheck(req, chk);
+   ResetLastError();
+   bool ok = OrderCheck(req, chk);
    uint retcode = chk.retcode;
-   // OrderCheck reports success as 0.
-   if(retcode == 0)
+   string comment = chk.comment;
+   if(ok && retcode == 0)
+      // OrderCheck reports success as 0.
       retcode = RC_DONE;
+   else
+      if(!ok && retcode == 0)
+        {
+         // Refused without a trade server code (a bad structure): never answered as success.
+         retcode = RC_ERROR;
+         comment = "OrderCheck failed, error " + IntegerToString(GetLastError());
+        }
    string extra = JKey("check") + "{" + JKey("balance") + JMoney(chk.balance) +
                   "," + JKey("equity") + JMoney(chk.equity) +
                   "," + JKey("profit") + JMoney(chk.profit) +
                   "," + JKey("margin") + JMoney(chk.margin) +
                   "," + JKey("margin_free") + JMoney(chk.margin_free) +
                   "," + JKey("margin_level") + JMoney(chk.margin_level) + "}";
-   SendSimpleReply(cmd_id, retcode, chk.comment, extra);
+   SendSimpleReply(cmd_id, retcode, comment, extra);
   }
 
 // Sorts the first n rows of keys ([time, ticket]) by time, then ticket. ArraySort orders by the

@@ -561,7 +561,7 @@ impl Reply {
     }
 }
 
-/// `MqlTradeCheckResult`.
+/// `MqlTradeCheckResult`: the account as it would be after the checked request (docs/protocol.md 7.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub balance: Money,

@@ -8,6 +8,7 @@ use crate::symbols::{default_symbols, SimSymbol};
 use crate::terminal::{FeedConfig, SimConfig, SimTerminal};
 use anyhow::{bail, Context};
 use hedge_domain::{AccountMarginMode, FillingModes, Login, Money, OrderFilling, Volume};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,14 @@ pub struct SimArgs {
     /// Limit the volume available per quote, e.g. `EURUSD=0.5` (repeatable).
     #[arg(long = "liquidity")]
     pub liquidity: Vec<String>,
+    /// Units of the base asset per lot for a symbol, e.g. `XAUUSD=10` for gold of 10 oz a lot;
+    /// tick value and margin per lot scale with it (repeatable).
+    #[arg(long = "contract-size", value_name = "SYMBOL=UNITS")]
+    pub contract_size: Vec<String>,
+    /// Stop-out level in percent (`ACCOUNT_MARGIN_SO_SO`): at or below this margin level the
+    /// server closes the position with the largest loss, then the next [default: none].
+    #[arg(long, value_name = "PERCENT")]
+    pub stop_out: Option<String>,
     /// A TOML file with per-symbol settings (see docs/simulator.md).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
@@ -136,6 +145,8 @@ struct SymbolOverride {
     liquidity: Option<String>,
     #[serde(default)]
     stops_level: Option<u32>,
+    #[serde(default)]
+    contract_size: Option<String>,
 }
 
 fn parse_filling(modes: &[&str]) -> anyhow::Result<FillingModes> {
@@ -161,6 +172,12 @@ fn find<'a>(
         .iter_mut()
         .find(|s| s.spec.name == name || s.spec.name == full)
         .with_context(|| format!("no symbol {name:?}"))
+}
+
+fn contract_size(v: &str) -> anyhow::Result<Decimal> {
+    hedge_domain::num::parse_decimal(v)
+        .filter(|d| d.is_sign_positive() && !d.is_zero())
+        .with_context(|| format!("bad contract size {v:?}: a positive number of units per lot"))
 }
 
 fn liquidity(v: &str) -> anyhow::Result<Volume> {
@@ -210,6 +227,14 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
         let s = find(&mut symbols, name, &args.suffix)?;
         *s = s.clone().with_liquidity(Some(v));
     }
+    for c in &args.contract_size {
+        let (name, v) = c
+            .split_once('=')
+            .with_context(|| format!("--contract-size {c:?}: expected SYMBOL=UNITS"))?;
+        let size = contract_size(v)?;
+        let s = find(&mut symbols, name, &args.suffix)?;
+        *s = s.clone().with_contract_size(size);
+    }
     if let Some(path) = &args.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -227,6 +252,9 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
             if let Some(level) = o.stops_level {
                 s.spec.stops_level = level;
             }
+            if let Some(size) = &o.contract_size {
+                *s = s.clone().with_contract_size(contract_size(size)?);
+            }
         }
     }
     let balance: Money = args
@@ -242,8 +270,17 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
             bail!("{name} must be between 0 and 1");
         }
     }
+    let stop_out_level = match &args.stop_out {
+        Some(text) => Some(
+            hedge_domain::num::parse_decimal(text)
+                .filter(|d| d.is_sign_positive())
+                .with_context(|| format!("--stop-out {text:?}: a margin level in percent"))?,
+        ),
+        None => None,
+    };
     let account = AccountConfig {
         login: Login(args.login),
+        stop_out_level,
         mode: args.mode,
         currency: args.currency.clone(),
         leverage: args.leverage,
@@ -435,6 +472,32 @@ mod tests {
         assert!(config.symbols[0].spec.filling.ioc && !config.symbols[0].spec.filling.fok);
         assert_eq!(config.symbols[1].liquidity, Some("0.5".parse().unwrap()));
         assert!(matches!(config.feed, FeedConfig::Manual));
+    }
+
+    #[test]
+    fn contract_size_and_stop_out_shape_the_account() {
+        let a = args(&[
+            "--contract-size",
+            "XAUUSD=10",
+            "--stop-out",
+            "50",
+            "--symbols",
+            "XAUUSD",
+        ]);
+        let (config, _) = build_config(&a).unwrap();
+        let gold = &config.symbols[0].spec;
+        // Per lot, a tenth of the default 100 oz: contract, tick value and margin alike.
+        assert_eq!(gold.contract_size, Decimal::from(10));
+        assert_eq!(gold.tick_value, Money(Decimal::new(1, 1)));
+        assert_eq!(gold.margin_per_lot, Money(Decimal::from(200)));
+        assert_eq!(config.account.stop_out_level, Some(Decimal::from(50)));
+        assert_eq!(
+            build_config(&args(&[])).unwrap().0.account.stop_out_level,
+            None
+        );
+        assert!(build_config(&args(&["--contract-size", "XAUUSD=0"])).is_err());
+        assert!(build_config(&args(&["--contract-size", "XAUUSD"])).is_err());
+        assert!(build_config(&args(&["--stop-out=-5"])).is_err());
     }
 
     #[test]

@@ -44,6 +44,20 @@ impl SimSymbol {
         self
     }
 
+    /// The same symbol at a broker whose lot holds `contract_size` units of the base asset (gold
+    /// of 10 oz a lot instead of 100): tick value and margin are per lot, so they scale with it,
+    /// and a lot here is worth what `contract_size / old` lots are at the other broker.
+    pub fn with_contract_size(mut self, contract_size: Decimal) -> Self {
+        let old = self.spec.contract_size;
+        if old.is_sign_positive() && !old.is_zero() && contract_size.is_sign_positive() {
+            let factor = contract_size / old;
+            self.spec.tick_value = Money(self.spec.tick_value.0 * factor);
+            self.spec.margin_per_lot = Money(self.spec.margin_per_lot.0 * factor);
+        }
+        self.spec.contract_size = contract_size;
+        self
+    }
+
     pub fn info(&self) -> SymbolInfo {
         SymbolInfo {
             spec: self.spec.clone(),

@@ -354,6 +354,18 @@ impl SimTerminal {
         self.shared.push(txs);
     }
 
+    /// A deposit (positive) or withdrawal on the account, pushed as its balance deal; a withdrawal
+    /// that takes the margin level to the stop-out level closes positions as the server would.
+    pub fn balance_operation(&self, amount: hedge_domain::Money, comment: &str) {
+        let txs = {
+            let mut account = self.shared.account.lock();
+            self.shared.touch_clock(&mut account);
+            account.balance_change(amount, comment)
+        };
+        tracing::info!(%amount, comment, "balance operation");
+        self.shared.push(txs);
+    }
+
     /// A new quote; without `ask`, the symbol keeps its current spread (a trader moving the price
     /// by hand thinks of one price).
     pub fn set_quote_keeping_spread(&self, symbol: &str, bid: Price, ask: Option<Price>) {

@@ -567,3 +567,120 @@ proptest::proptest! {
         check_invariant(AccountMarginMode::RetailHedging, &ops)?;
     }
 }
+
+#[test]
+fn order_check_gives_the_figures_after_the_order_and_changes_nothing() {
+    let mut a = account(AccountMarginMode::RetailHedging);
+    let open = send(&mut a, market("EURUSD", Side::Buy, dec!(1)));
+    assert_eq!(open.retcode, Retcode::DONE);
+    a.quote("EURUSD", Price(dec!(1.1050)), Price(dec!(1.1052)), T0 + 1);
+    let (deals, equity) = (a.deals().len(), a.equity());
+    // Opening another lot: 1,100 more margin, balance and profit as they are.
+    let r = a.check(&market("EURUSD", Side::Buy, dec!(1)));
+    assert_eq!((r.retcode, r.comment.as_str()), (Retcode::DONE, "Done"));
+    let c = r.check.unwrap();
+    assert_eq!(c.margin, Money(dec!(2200)));
+    assert_eq!(c.equity, equity);
+    assert_eq!(c.margin_free, equity - Money(dec!(2200)));
+    assert_eq!(c.balance, Money(dec!(100000)));
+    // Closing half of the position: margin released, its profit moves into the balance.
+    let mut close = market("EURUSD", Side::Sell, dec!(0.5));
+    close.position = open.position;
+    let c = a.check(&close).check.unwrap();
+    assert_eq!(c.margin, Money(dec!(550)));
+    // 0.5 lot from 1.1002 to 1.1050: 480 ticks of 1 a lot.
+    assert_eq!(c.balance, Money(dec!(100240)));
+    assert_eq!(c.profit, Money(dec!(240)));
+    assert_eq!(c.equity, equity);
+    // Equity 100,480 on 550 of margin.
+    assert_eq!(c.margin_level, Money(dec!(18269.09)));
+    assert_eq!(a.deals().len(), deals, "a check books nothing");
+    assert_eq!(a.positions().len(), 1);
+    assert_eq!(a.margin_level(), Some(equity.0 / dec!(1100) * dec!(100)));
+}
+
+#[test]
+fn stop_out_closes_the_largest_loss_first_until_the_level_recovers() {
+    let config = AccountConfig {
+        balance: Money(dec!(3000)),
+        stop_out_level: Some(dec!(50)),
+        ..AccountConfig::default()
+    };
+    let mut a = Account::new(config, default_symbols(""), T0);
+    a.quote("EURUSD", Price(dec!(1.1)), Price(dec!(1.1)), T0);
+    a.quote("GBPUSD", Price(dec!(1.3)), Price(dec!(1.3)), T0);
+    let eur = send(&mut a, market("EURUSD", Side::Buy, dec!(1)));
+    let gbp = send(&mut a, market("GBPUSD", Side::Buy, dec!(1)));
+    assert!(eur.retcode.is_done() && gbp.retcode.is_done());
+    // Margin 2,370. EURUSD falls 200 points (-2,000): equity 1,000, level 42 %.
+    let txs = a.quote("EURUSD", Price(dec!(1.08)), Price(dec!(1.08)), T0 + 1);
+    let closes: Vec<_> = txs.iter().filter_map(|t| t.deal_record.as_ref()).collect();
+    assert_eq!(closes.len(), 1, "one close brings the level back");
+    assert_eq!(
+        closes[0].position_id, eur.position,
+        "the largest loss first"
+    );
+    assert_eq!(closes[0].reason, DealReason::So);
+    assert_eq!(closes[0].entry, DealEntry::Out);
+    assert!(
+        closes[0].comment.starts_with("[so 42.19%"),
+        "{}",
+        closes[0].comment
+    );
+    assert_eq!(a.balance(), Money(dec!(1000)));
+    assert_eq!(a.positions().len(), 1);
+    // A withdrawal that takes the level down stops the last one out.
+    let txs = a.balance_change(Money(dec!(-500)), "withdrawal");
+    assert_eq!(txs[0].deal_type, Some(DealType::Balance));
+    assert!(txs.iter().any(|t| t
+        .deal_record
+        .as_ref()
+        .is_some_and(|d| d.reason == DealReason::So)));
+    assert!(a.positions().is_empty());
+}
+
+#[test]
+fn without_a_stop_out_level_nothing_is_closed() {
+    let config = AccountConfig {
+        balance: Money(dec!(3000)),
+        ..AccountConfig::default()
+    };
+    let mut a = Account::new(config, default_symbols(""), T0);
+    a.quote("EURUSD", Price(dec!(1.1)), Price(dec!(1.1)), T0);
+    send(&mut a, market("EURUSD", Side::Buy, dec!(1)));
+    let txs = a.quote("EURUSD", Price(dec!(1.08)), Price(dec!(1.08)), T0 + 1);
+    assert!(txs.is_empty());
+    assert_eq!(a.positions().len(), 1);
+}
+
+#[test]
+fn a_smaller_contract_is_a_smaller_lot_in_margin_and_profit() {
+    let ten_oz: Vec<SimSymbol> = default_symbols("")
+        .into_iter()
+        .map(|s| {
+            if s.spec.name == "XAUUSD" {
+                s.with_contract_size(dec!(10))
+            } else {
+                s
+            }
+        })
+        .collect();
+    let mut small = account_with(AccountMarginMode::RetailHedging, ten_oz);
+    let mut large = account(AccountMarginMode::RetailHedging);
+    for a in [&mut small, &mut large] {
+        a.quote("XAUUSD", Price(dec!(1900)), Price(dec!(1900)), T0);
+    }
+    // 100 oz either way: 10 lots of 10 oz, 1 lot of 100 oz.
+    assert!(send(&mut small, market("XAUUSD", Side::Buy, dec!(10)))
+        .retcode
+        .is_done());
+    assert!(send(&mut large, market("XAUUSD", Side::Buy, dec!(1)))
+        .retcode
+        .is_done());
+    assert_eq!(small.margin(), large.margin());
+    for a in [&mut small, &mut large] {
+        a.quote("XAUUSD", Price(dec!(1910)), Price(dec!(1910)), T0 + 1);
+    }
+    assert_eq!(small.floating_profit(), Money(dec!(1000)));
+    assert_eq!(small.floating_profit(), large.floating_profit());
+}

@@ -6,9 +6,10 @@
 //! Expert Advisor (`mql5/HedgeBridge.mq5`) implements the same document; `mql5/README.md` maps each
 //! of its functions to the test here that covers the same behaviour.
 
-use hedge_domain::{FillingModes, OrderFilling, Retcode, TradeTransactionType, Volume};
+use hedge_domain::{FillingModes, Money, OrderFilling, Retcode, TradeTransactionType, Volume};
 use hedge_protocol::{decode_terminal, ErrorCode, Reply, TerminalMsg, Tx};
 use hedge_sim::{default_symbols, AccountConfig, SimConfig, SimTerminal};
+use rust_decimal_macros::dec;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -318,13 +319,53 @@ async fn auto_filling_uses_an_allowed_mode() {
 #[tokio::test]
 async fn order_check_answers_with_margins() {
     let (mut agent, sim, _l) = connected(|_| {}).await;
+    // Balance 10,000 and EURUSD at 1,100 margin a lot (docs/simulator.md): 0.1 lot takes 110.
     let mut cmd = market("check-1", 0.1, 0, "");
     cmd["op"] = json!("order_check");
     agent.send(&cmd).await;
     let (reply, _) = agent.reply("check-1").await;
+    // MT5's OrderCheck answers 0 for a request that would pass; the terminal relays it as 10009.
+    assert_eq!(reply.retcode, Retcode::DONE, "{reply:?}");
+    assert_eq!(reply.comment, "Done");
     let check = reply.check.expect("check");
-    assert!(check.balance.is_positive() && check.margin.is_positive());
+    assert_eq!(check.balance, Money(dec!(10000)));
+    assert_eq!(check.equity, Money(dec!(10000)));
+    assert_eq!(check.profit, Money::ZERO);
+    assert_eq!(check.margin, Money(dec!(110)));
+    assert_eq!(check.margin_free, Money(dec!(9890)));
+    assert_eq!(check.margin_level, Money(dec!(9090.91)));
     assert!(sim.positions().is_empty(), "order_check never trades");
+
+    // Too large: 10019 with the figures the order would leave, and still nothing traded.
+    let mut cmd = market("check-2", 10.0, 0, "");
+    cmd["op"] = json!("order_check");
+    agent.send(&cmd).await;
+    let (reply, _) = agent.reply("check-2").await;
+    assert_eq!(reply.retcode, Retcode::NO_MONEY, "{reply:?}");
+    let check = reply.check.expect("check");
+    assert_eq!(check.margin, Money(dec!(11000)));
+    assert_eq!(check.margin_free, Money(dec!(-1000)));
+
+    // Read-only: the same cmd_id is checked again, not answered from the ring of trades.
+    agent.send(&market("open-1", 0.5, 0, "")).await;
+    let (open, _) = agent.reply("open-1").await;
+    assert_eq!(open.retcode, Retcode::DONE);
+    agent.send(&cmd).await;
+    let (again, _) = agent.reply("check-2").await;
+    assert_eq!(again.check.expect("check").margin, Money(dec!(11550)));
+    assert_eq!(
+        sim.commands_executed(),
+        1,
+        "checks are not trading commands"
+    );
+
+    // An invalid request: the same retcode order_send would give.
+    let mut cmd = market("check-3", 0.001, 0, "");
+    cmd["op"] = json!("order_check");
+    agent.send(&cmd).await;
+    let (reply, _) = agent.reply("check-3").await;
+    assert_eq!(reply.retcode, Retcode::INVALID_VOLUME, "{reply:?}");
+    assert_eq!(sim.positions().len(), 1);
     sim.stop().await;
 }
 

@@ -6,13 +6,15 @@
 //!
 //! This file holds the account's state and what reads it; the engine's parts are `quotes.rs`
 //! (fills, expiries, SL/TP and pending triggers), `deals.rs` (netting and hedging semantics),
-//! `requests.rs` (validation, market and pending requests) and `changes.rs` (SL/TP, modify,
-//! remove, close-by).
+//! `requests.rs` (validation, market and pending requests), `changes.rs` (SL/TP, modify,
+//! remove, close-by), `order_check.rs` (`OrderCheck`) and `stop_out.rs` (the stop-out).
 
 mod changes;
 mod deals;
+mod order_check;
 mod quotes;
 mod requests;
+mod stop_out;
 
 use crate::faults::Faults;
 use crate::symbols::SimSymbol;
@@ -22,8 +24,8 @@ use hedge_domain::{
     Retcode, Side, SymbolSpec, TradeAction, TradeTransactionType, Volume,
 };
 use hedge_protocol::{
-    AccountInfo, CheckResult, DealRecord, Filling, Hello, OrderRecord, PositionRecord, Reply,
-    Snapshot, SymbolInfo, TimeMs, TradeRequest, Tx, PROTOCOL_VERSION,
+    AccountInfo, DealRecord, Filling, Hello, OrderRecord, PositionRecord, Reply, Snapshot,
+    SymbolInfo, TimeMs, TradeRequest, Tx, PROTOCOL_VERSION,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +50,10 @@ pub struct AccountConfig {
     /// `ACCOUNT_TRADE_EXPERT`: whether the server accepts orders from Expert Advisors. When false,
     /// protocol commands are refused (10026) and trades by hand still work.
     pub trade_expert: bool,
+    /// `ACCOUNT_MARGIN_SO_SO` in percent: when the margin level (equity / margin × 100) falls to it,
+    /// the server closes the position with the largest loss, then the next, until the level is above
+    /// it again (`DEAL_REASON_SO`). `None`: no stop-out.
+    pub stop_out_level: Option<Decimal>,
 }
 
 impl Default for AccountConfig {
@@ -64,6 +70,7 @@ impl Default for AccountConfig {
             faults: Faults::default(),
             first_ticket: 100_000,
             trade_expert: true,
+            stop_out_level: None,
         }
     }
 }

@@ -22,6 +22,7 @@ impl Account {
         self.trigger_pending(symbol, &mut txs);
         self.fill_remainders(symbol, &mut txs);
         self.trigger_stops(symbol, &mut txs);
+        self.stop_out(&mut txs);
         txs
     }
 

@@ -35,49 +35,6 @@ impl Account {
         }
     }
 
-    /// `OrderCheck`: the margin the request needs and what would be left, without executing.
-    pub fn check(&mut self, req: &TradeRequest) -> Reply {
-        let symbol = req.symbol.clone();
-        let retcode = match self.validate_market(req) {
-            Ok(_) => Retcode(0),
-            Err((code, _)) => code,
-        };
-        let side = req.order_type.side().unwrap_or(Side::Buy);
-        let added = self.added_margin(&symbol, side, req.volume, req.position);
-        let equity = self.equity();
-        let margin = self.margin() + added;
-        let mut reply = self.reply(
-            if retcode.0 == 0 && margin > equity {
-                Retcode::NO_MONEY
-            } else if retcode.0 == 0 {
-                Retcode(0)
-            } else {
-                retcode
-            },
-            "",
-            &symbol,
-        );
-        reply.comment = if reply.retcode.0 == 0 {
-            "Done".into()
-        } else {
-            reply.retcode.description().into()
-        };
-        let level = if margin.is_zero() {
-            Money::ZERO
-        } else {
-            Money((equity.0 / margin.0 * dec(100)).round_dp(2))
-        };
-        reply.check = Some(CheckResult {
-            balance: self.balance,
-            equity,
-            profit: self.floating_profit(),
-            margin,
-            margin_free: equity - margin,
-            margin_level: level,
-        });
-        reply
-    }
-
     pub(super) fn spec(&self, symbol: &str) -> Option<&SymbolSpec> {
         self.symbols.get(symbol).map(|s| &s.spec)
     }
