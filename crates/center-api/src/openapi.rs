@@ -152,6 +152,7 @@ named! {
     AccountMoney,
     PositionMark,
     Reconciliation,
+    PretradeRefusal,
     AccountOverrides,
     OverrideField,
     Account,

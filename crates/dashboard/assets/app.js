@@ -1201,6 +1201,7 @@ function accountCard(a) {
   const paused = S.pauses.find((p) => p.login === a.login && !p.symbol);
   const rec = st && st.reconciliation;
   const money = st && st.account;
+  const refused = (st && st.pretrade_refusals) || [];
   const o = a.overrides || {};
   const overridden = (field, agentText, overrideText) => (o[field] === undefined || o[field] === null
     ? h('dd', { text: agentText })
@@ -1225,6 +1226,10 @@ function accountCard(a) {
       st && st.dead_letters > 0 ? h('span', {
         class: 'badge bad', text: `${st.dead_letters} report${st.dead_letters > 1 ? 's' : ''} refused`,
         title: st.dead_letter_reason || 'the center refused reports of this account', dataset: { deadLetters: st.dead_letters },
+      }) : null,
+      refused.length ? h('span', {
+        class: 'badge bad', text: `${refused.length} hedge${refused.length > 1 ? 's' : ''} refused`,
+        title: refused.map((r) => `${r.symbol}: ${r.reason}`).join('\n'), dataset: { pretradeRefusals: refused.length },
       }) : null),
     h('dl', null,
       h('dt', { text: 'Server' }), h('dd', { text: [a.company, a.server].filter(Boolean).join(' · ') || '—' }),
@@ -1239,6 +1244,11 @@ function accountCard(a) {
         class: 'sell', dataset: { deadLetter: 'reason' },
         text: `${st.dead_letters}, the center does not hold these changes of the account: ${st.dead_letter_reason || 'no reason given'}`,
       })] : null,
+      refused.length ? [h('dt', { text: 'Pre-trade' }), h('dd', { class: 'sell', dataset: { pretrade: 'refused' } },
+        ...refused.map((r) => h('div', {
+          text: `${sideText(r.side)} ${fmtNum(r.volume)} ${r.symbol} not sent: ${r.reason}`,
+          title: `since ${fmtTime(r.since_ms)}`,
+        })))] : null,
       h('dt', { text: 'Breakers' }), h('dd', { text: !st ? '—' : openBreakers.length ? openBreakers.map(([k, v]) => `${k} ${v.replace('_', '-')}`).join(', ') : 'all closed', class: openBreakers.length ? 'sell' : '' }),
       money ? [
         h('dt', { text: 'Balance' }), h('dd', { class: 'num', dataset: { money: 'balance' }, text: `${fmtNum(money.balance, 2)} ${money.currency || ''}`.trim() }),
@@ -1522,8 +1532,9 @@ function planColumns() {
     { id: 'hedged', name: 'Hedged', width: 80, num: true, text: (r) => fmtNum(r.hedged) },
     { id: 'unhedged', name: 'Unhedged', width: 85, num: true, text: (r) => fmtNum(r.unhedged) },
     {
-      id: 'order', name: 'Covering order', width: 150, text: (r) => (r.item ? `${sideText(r.item.side)} ${fmtNum(r.item.volume)} (${r.item.action})` : r.state),
-      cls: (r) => (r.item ? sideClass(r.item.side) : ''),
+      id: 'order', name: 'Covering order', width: 150,
+      text: (r) => (r.item ? `${sideText(r.item.side)} ${fmtNum(r.item.volume)} (${r.item.action})${r.refused ? ` — ${r.refused.reason}` : ''}` : r.state),
+      cls: (r) => (r.refused ? 'sell' : r.item ? sideClass(r.item.side) : ''),
     },
     { id: 'residual', name: 'Residual', width: 80, num: true, text: (r) => fmtNum(r.residual) },
     { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
@@ -1556,6 +1567,13 @@ function renderPlan() {
   }
   for (const r of rows) {
     if (pausedFor(r.hedge_login === '' ? undefined : r.hedge_login, r.symbol) && r.state !== 'paused') r.state = r.item ? r.state : `${r.state} (paused)`;
+    // What the hedge account's pre-trade checks did not send of this symbol, with the reason.
+    const st = r.hedge_login === '' ? null : (S.accounts.get(r.hedge_login) || {}).status;
+    const refusal = st && (st.pretrade_refusals || []).find((x) => x.symbol === r.symbol);
+    if (refusal) {
+      r.refused = refusal;
+      if (!r.item) r.state = `${r.state}; ${refusal.reason}`;
+    }
   }
   rows.sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0));
   planTable.setRows(rows);

@@ -137,6 +137,13 @@ async function main() {
       return b ? `${b.textContent} / ${b.title}` : false;
     });
     check('a red reconciliation badge with the detail as its tooltip', /ledger 0\.3, terminal 0\.2/.test(badge), badge);
+    const refused = await waitFor(page, 'the pre-trade refusal', () => {
+      const b = document.querySelector('#accounts .card[data-login="1001"] .badge.bad[data-pretrade-refusals="1"]');
+      const dd = document.querySelector('#accounts .card[data-login="1001"] dd[data-pretrade="refused"]');
+      return b && dd ? `${b.textContent} / ${b.title} / ${dd.textContent}` : false;
+    });
+    check('a hedge kept back by the pre-trade checks is a red badge with its reason',
+      /1 hedge refused/.test(refused) && /margin level 85% below minimum 100%/.test(refused) && /SELL 0\.5 GBPUSD not sent/.test(refused), refused);
     check('a reconciled account has no badge', await page.evaluate(() =>
       !document.querySelector('#accounts .card[data-login="2002"] .badge[data-reconciliation]') &&
       /ok/.test(document.querySelector('#accounts .card[data-login="2002"] dd[data-reconciliation]').textContent)));

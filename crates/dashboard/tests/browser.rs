@@ -243,6 +243,7 @@ impl Feeder {
                 dead_letter_reason: None,
                 center_check: None,
                 breakers: BTreeMap::new(),
+                pretrade_refusals: Vec::new(),
                 message: Some("client agent (test feed)".into()),
                 account: Some(AccountMoney {
                     balance: "10000.5".parse().expect("money"),
@@ -298,6 +299,15 @@ impl Feeder {
             breakers,
             message: Some("hedger (test feed)".into()),
             marks,
+            // A hedge the pre-trade checks keep back: the card and the plan say why.
+            pretrade_refusals: vec![PretradeRefusal {
+                symbol: "GBPUSD".into(),
+                account_symbol: "GBPUSD.r".into(),
+                side: Side::Sell,
+                volume: "0.5".parse().expect("volume"),
+                reason: "refused by pre-trade check: margin level 85% below minimum 100%".into(),
+                since_ms: now_ms(),
+            }],
             ..AccountStatus::default()
         };
         self.client(HEDGER_TOKEN)

@@ -123,6 +123,31 @@ pub struct AccountStatus {
     /// canonical symbol, checked by the agent when nothing was waiting to be reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub center_check: Option<Reconciliation>,
+    /// Hedge accounts: opening orders the hedger's pre-trade checks did not send (whole or in
+    /// part), one per canonical symbol, with the reason. An entry goes away once the condition
+    /// clears and the hedge is sent, or the plan no longer asks for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pretrade_refusals: Vec<PretradeRefusal>,
+}
+
+/// An opening hedge order that the hedge account's pre-trade checks (the terminal's `order_check`,
+/// the account's limits) did not send, whole or in part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PretradeRefusal {
+    /// Canonical symbol.
+    pub symbol: String,
+    /// The hedge account's name for it.
+    #[serde(default)]
+    pub account_symbol: String,
+    pub side: Side,
+    /// The volume not sent, in the hedge account's lots.
+    pub volume: Volume,
+    /// What the trader reads, e.g. `refused by pre-trade check: margin level 85% below minimum
+    /// 100%`.
+    pub reason: String,
+    /// Since when this reason holds, ms since the epoch.
+    pub since_ms: i64,
 }
 
 /// An account's money (`AccountInfo` of the terminal), in the account currency.

@@ -68,6 +68,11 @@ pub fn heartbeat(
 
 pub(super) fn validate_status(status: &AccountStatus) -> Result<(), Refusal> {
     if status.breakers.len() > 10_000
+        || status.pretrade_refusals.len() > 10_000
+        || status
+            .pretrade_refusals
+            .iter()
+            .any(|r| r.reason.len() > 2048 || r.symbol.len() > 256 || r.account_symbol.len() > 256)
         || status.message.as_ref().is_some_and(|m| m.len() > 2048)
         || status
             .dead_letter_reason
