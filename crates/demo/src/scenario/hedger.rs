@@ -287,6 +287,11 @@ fn print_hedger_event(t: &Timeline, e: &HedgerEvent, live: bool) {
         HedgerEvent::Breaker { symbol, reason } => {
             t.emit("breaker", format!("{symbol} halted: {reason}"), fields)
         }
+        HedgerEvent::Refused {
+            symbol,
+            volume,
+            reason,
+        } => t.emit("refused", format!("{symbol} {volume} lots: {reason}"), fields),
         HedgerEvent::Finished => t.emit("hedger", "hedger done (--once)", fields),
     }
 }

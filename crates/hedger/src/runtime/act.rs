@@ -49,7 +49,7 @@ pub(super) async fn send_legs(
 }
 
 impl Hedger {
-    fn plan_items(&self) -> Vec<PlanItem> {
+    pub(super) fn plan_items(&self) -> Vec<PlanItem> {
         self.plan
             .items()
             .into_iter()
@@ -77,6 +77,9 @@ impl Hedger {
     ) -> Result<ActSummary, HedgerError> {
         let legs = self.decide(reason, only)?;
         if legs.is_empty() {
+            if self.settle_refusals(&Default::default(), only) {
+                self.send_status(None, false);
+            }
             return Ok(ActSummary::default());
         }
         if let Some(why) = self.trading_refused() {
@@ -84,6 +87,12 @@ impl Hedger {
             // and the trader reads why on the dashboard.
             tracing::warn!(reason = why, orders = legs.len(), "hedge orders not sent");
             self.send_status(Some(format!("hedge orders not sent: {why}")), false);
+            return Ok(ActSummary::default());
+        }
+        // Opening legs are checked with the terminal and the account's limits; what is refused
+        // is not sent and is reported instead.
+        let legs = self.screen(legs, only).await;
+        if legs.is_empty() {
             return Ok(ActSummary::default());
         }
         for leg in &legs {
@@ -182,6 +191,7 @@ impl Hedger {
             {
                 booked.rejected.push((*retcode, comment.clone()));
                 self.state.book.gave_up(report.leg.item, report.attempts);
+                self.pretrade.rejected(&report.leg.symbol);
             }
             self.plan.mark(
                 Stage::OrderAnswered,

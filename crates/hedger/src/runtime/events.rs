@@ -41,6 +41,14 @@ pub enum HedgerEvent {
         symbol: String,
         reason: String,
     },
+    /// The pre-trade checks did not send (all or part of) a symbol's opening order.
+    Refused {
+        /// Canonical symbol.
+        symbol: String,
+        /// The volume not sent.
+        volume: Volume,
+        reason: String,
+    },
     /// `--once`: the trigger was handled, the hedger stops.
     Finished,
 }

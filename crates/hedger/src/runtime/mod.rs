@@ -19,6 +19,7 @@ mod delivery;
 mod events;
 mod options;
 mod plan;
+mod pretrade;
 mod rebuild;
 mod reconcile;
 mod records;
@@ -75,6 +76,8 @@ pub struct Hedger {
     events: Option<broadcast::Sender<HedgerEvent>>,
     generation: u64,
     state: HedgerState,
+    /// What the pre-trade checks refused, and which symbols passed the terminal's check lately.
+    pretrade: pretrade::PretradeMemory,
 }
 
 impl Hedger {
@@ -98,6 +101,7 @@ impl Hedger {
             events,
             generation: 0,
             state: HedgerState::default(),
+            pretrade: pretrade::PretradeMemory::default(),
         }
     }
 
@@ -239,6 +243,8 @@ impl Hedger {
                     // open the symbol's breaker, and then an operator decides.
                     if self.opts.mode == Mode::Mirror && self.terminal.is_connected() {
                         self.act("periodic", Instant::now()).await?;
+                    } else if self.pretrade.has_refusals() && self.terminal.is_connected() {
+                        self.retry_refused().await?;
                     }
                 }
                 _ = status_tick.tick() => {

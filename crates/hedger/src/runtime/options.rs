@@ -1,6 +1,7 @@
 //! How the hedger is set up.
 
 use crate::orders::OrderSettings;
+use crate::pretrade::PretradeLimits;
 use hedge_domain::{Login, SymbolMap};
 use serde::Serialize;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct HedgerOptions {
     /// How often the center's open hedges are compared with the account's positions (on top of
     /// every fill and every reconnect).
     pub reconcile_interval: Duration,
+    /// Limits every opening order is checked against before it is sent (none by default).
+    pub pretrade: PretradeLimits,
 }
 
 impl HedgerOptions {
@@ -64,6 +67,7 @@ impl HedgerOptions {
             plan_refresh: Duration::from_secs(5),
             status_interval: Duration::from_secs(5),
             reconcile_interval: Duration::from_secs(2),
+            pretrade: PretradeLimits::default(),
         }
     }
 }

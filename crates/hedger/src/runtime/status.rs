@@ -36,6 +36,7 @@ impl Hedger {
             dead_letter_reason,
             breakers,
             message,
+            pretrade_refusals: self.refusals_status(),
             ..AccountStatus::default()
         };
         let terminal = self.terminal.clone();

@@ -62,6 +62,12 @@ struct Setup {
     reconcile_interval: Duration,
     /// `ACCOUNT_TRADE_EXPERT` of the hedge account.
     trade_expert: bool,
+    /// The hedge account's balance; large by default so that margin never stops a hedge.
+    hedge_balance: Decimal,
+    /// The hedger's pre-trade limits.
+    pretrade: hedge_hedger::pretrade::PretradeLimits,
+    /// Changes to the hedge account's symbols (after the `.h` names and `ioc_only`).
+    symbol_setup: Option<fn(&mut Vec<hedge_sim::SimSymbol>)>,
 }
 
 impl Default for Setup {
@@ -77,6 +83,9 @@ impl Default for Setup {
             status_interval: Duration::from_secs(5),
             reconcile_interval: Duration::from_secs(2),
             trade_expert: true,
+            hedge_balance: Decimal::from(100_000_000),
+            pretrade: hedge_hedger::pretrade::PretradeLimits::default(),
+            symbol_setup: None,
         }
     }
 }
@@ -146,11 +155,15 @@ impl World {
                 },
                 faults: setup.faults.clone(),
                 trade_expert: setup.trade_expert,
-                // Hedges pile up over many runs; margin must not be what stops them.
-                balance: hedge_domain::Money(Decimal::from(100_000_000)),
+                // Hedges pile up over many runs; margin must not be what stops them unless a test
+                // says so.
+                balance: hedge_domain::Money(setup.hedge_balance),
                 ..AccountConfig::default()
             },
         );
+        if let Some(adjust) = setup.symbol_setup {
+            adjust(&mut symbols);
+        }
         config.symbols = symbols;
         config.reconnect_max = Duration::from_millis(200);
         let sim = Arc::new(SimTerminal::spawn(config));
@@ -249,6 +262,7 @@ impl World {
         opts.orders.exec_mode = setup.exec_mode;
         opts.orders.retry.max_attempts = 3;
         opts.orders.retry.base_delay = Duration::from_millis(1);
+        opts.pretrade = setup.pretrade.clone();
         let hedger = Hedger::new(
             terminal.clone(),
             Some(self.hedger_center.clone()),
