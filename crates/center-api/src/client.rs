@@ -376,6 +376,11 @@ impl CenterClient {
         self.get("/v1/pauses").await
     }
 
+    /// `GET /v1/allocations`.
+    pub async fn allocations(&self) -> Result<Vec<Allocation>, ClientError> {
+        self.get("/v1/allocations").await
+    }
+
     /// `GET /readyz`: whether the center and its store answer.
     pub async fn ready(&self) -> Result<Health, ClientError> {
         self.get("/readyz").await

@@ -184,6 +184,8 @@ named! {
     Command,
     CommandResult,
     Pause,
+    AllocationWeight,
+    Allocation,
     ActionAck,
     EventKind,
     Event,

@@ -351,6 +351,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/actions", post(post_action))
         .route("/v1/pauses", get(list_pauses))
+        .route("/v1/allocations", get(list_allocations))
         .route("/v1/commands", get(list_commands))
         .route("/v1/commands/{id}", get(get_command))
         .route("/v1/commands/{id}/result", post(command_result))
@@ -608,7 +609,7 @@ async fn get_plan(
     let body = s
         .store
         .plan_answer(login, |inputs| {
-            let plan = plan::compute(inputs);
+            let plan = plan::compute(inputs, login);
             metrics
                 .plan_items
                 .store(plan.items.len() as u64, Ordering::Relaxed);
@@ -812,6 +813,10 @@ async fn post_action(
 
 async fn list_pauses(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, &s.store.pauses().await?))
+}
+
+async fn list_allocations(State(s): State<Arc<AppState>>, _c: Caller) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &s.store.allocations().await?))
 }
 
 /// Who may read the commands of hedge account `login`: operators, the dashboard's viewer, and that

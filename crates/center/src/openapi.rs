@@ -211,13 +211,13 @@ fn event_paths() -> Value {
 
 fn action_paths() -> Value {
     let mut post_action = op_with_body(
-        "Operator actions (admin), recorded with who did it: pause (close-only) / resume per account and/or symbol; close_hedge (also pauses that symbol on that account) / retry_hedge create a command for the hedger (a second request while one is pending returns it, changed=false); set_symbol_map / set_hedge_ratio / clear_override keep overrides that re-registration does not overwrite. A field the action does not use is refused. Every action carries the required Idempotency-Key header: the same key with the same action returns the first answer (Idempotent-Replay: true) and changes nothing, even after the command it created has finished; the same key with another action is refused (409). A refused action stores nothing, so its key may be sent again.",
+        "Operator actions (admin), recorded with who did it: pause (close-only) / resume per account and/or symbol; close_hedge (also pauses that symbol on that account) / retry_hedge create a command for the hedger (a second request while one is pending returns it, changed=false); set_symbol_map / set_hedge_ratio / clear_override keep overrides that re-registration does not overwrite; set_allocation / clear_allocation choose which hedge accounts cover a scope of client exposure (a client `login`, a canonical `symbol`, both or neither) and in what shares (`weights`: registered hedge accounts, each once, summing to exactly 1), so the plans reduce on one account and add on the other. A field the action does not use is refused. Every action carries the required Idempotency-Key header: the same key with the same action returns the first answer (Idempotent-Replay: true) and changes nothing, even after the command it created has finished; the same key with another action is refused (409). A refused action stores nothing, so its key may be sent again.",
         "ActionRequest",
         vec![
             ("200", replayable("Done (or replayed).", r("ActionAck"))),
-            ("404", err("Unknown hedge or account.")),
-            ("409", err("Hedge closed (close), not failed (retry), ratio on a non-client account, or the idempotency key was used for another action.")),
-            ("422", err("Missing or invalid field, or a missing or malformed Idempotency-Key.")),
+            ("404", err("Unknown hedge or account (an allocation's client or hedge account).")),
+            ("409", err("Hedge closed (close), not failed (retry), ratio on a non-client account, an allocation naming an account of another role, or the idempotency key was used for another action.")),
+            ("422", err("Missing or invalid field (allocation weights not summing to exactly 1, a weight outside (0, 1], a hedge account named twice), or a missing or malformed Idempotency-Key.")),
         ],
     );
     post_action["parameters"] = json!([{ "name": "Idempotency-Key", "in": "header", "required": true,
@@ -226,6 +226,7 @@ fn action_paths() -> Value {
     json!({
         "/v1/actions": { "post": post_action },
         "/v1/pauses": { "get": op("Active pauses.", vec![("200", ok("Pauses.", list_of("Pause")))]) },
+        "/v1/allocations": { "get": op("The operator's allocations of client exposure to hedge accounts.", vec![("200", ok("Allocations.", list_of("Allocation")))]) },
         "/v1/commands": { "get": {
             "summary": "Operator commands, paged (admin, viewer, or the hedge token of `login`; a hedge token without `login` gets its own).",
             "parameters": query_of::<CommandQuery>(),

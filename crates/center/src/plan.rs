@@ -1,20 +1,42 @@
-//! The hedge plan: net unhedged client exposure per canonical symbol, and the order that covers it
-//! on one hedge account. Pure arithmetic over what the store loads; no I/O.
+//! The hedge plan: net unhedged client exposure per canonical symbol, and the orders that cover
+//! it on the hedge accounts. Pure arithmetic over what the store loads; no I/O.
 //!
-//! For hedge account H and symbol S:
-//! `exposure = Σ (open client volume, buys positive) × client ratio` over the clients H covers,
-//! `hedged = Σ open hedge volume on H (buys positive)`, `unhedged = exposure + hedged`. The covering
-//! order is on the side opposite to `unhedged`, its volume `|unhedged|` rounded to H's volume step
-//! (nearest) and clamped to H's maximum; below H's minimum there is no order, only a residual.
-//! When the uncovered part points the same way as the existing hedges (clients shrank), the order
-//! reduces those hedges and never goes past them, so a reversal is done as reduce first, then open.
-//! A pause (close-only) on H, on a covered client or on S keeps only reducing orders.
+//! Entry points: [`compute`] (one hedge account's plan) and [`compute_all`] (every hedge
+//! account's, from the same inputs).
+//!
+//! **Notional.** A lot is not the same quantity at every broker, so exposure is summed in the
+//! canonical symbol's base quantity: each client's net lots times its own symbol's contract size
+//! (`SymbolSpec::contract_size`, as its agent registered it), times the client's ratio. A hedge
+//! account's part is converted to its lots with its own symbol's contract size. A contract size
+//! that is missing, zero or out of range, or a symbol name that several of the account's symbols
+//! could be, makes that exposure a residual with the reason; nothing is guessed. Division by a
+//! contract size is exact for the sizes brokers use (powers of ten and their multiples); any
+//! other is carried to 28 significant digits before the grid rounding.
+//!
+//! **Allocation.** Each client's symbol goes to hedge accounts by weight (they sum to 1): the
+//! most specific operator allocation (client and symbol, then client), else the client's
+//! registered hedge account, else a symbol-wide or global allocation, else the only hedge
+//! account. With several hedge accounts and none of these, the exposure is not hedged: a
+//! `no_allocation` client residual. No client exposure is counted in two plans beyond its
+//! weights (the parts sum to the whole).
+//!
+//! **Orders.** For hedge account H and symbol S: `exposure` = H's part in H's lots, `hedged` =
+//! H's open hedge volume (buys positive), `unhedged = exposure + hedged`. The covering order is
+//! on the side opposite to `unhedged`; when the uncovered part points the same way as the
+//! existing hedges (clients shrank), the order reduces those hedges and never goes past them, so
+//! a reversal is reduce first, then open. A pause (close-only) on H, on a covered client or on S
+//! keeps only reducing orders. Each account may trade nothing, or `|unhedged|` rounded down or up
+//! to its step (clamped to its maximum, never below its minimum); across the hedge accounts of
+//! S the choice leaves the smallest total uncovered base quantity, then the smallest uncovered
+//! part per account, then the least volume traded (so a plan that is as close as the grids allow
+//! asks for nothing more). What an account does not cover is its residual.
 
 use crate::positions::units_volume;
 use hedge_center_api::model::{
-    AccountRegistration, HedgePlan, Pause, PlanAction, PlanItem, PlanResidual, ResidualReason,
+    AccountRegistration, Allocation, HedgePlan, Pause, PlanAction, PlanItem, PlanResidual,
+    ResidualReason, SpecLookup,
 };
-use hedge_domain::{Login, Rounding, Side, Volume, VolumeError};
+use hedge_domain::{Login, Rounding, Side, SymbolSpec, Volume, VolumeError};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -30,172 +52,501 @@ pub struct ClientExposure {
 }
 
 /// What the plan needs to know about a client account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
     pub login: Login,
     pub ratio: Decimal,
-    /// The hedge account covering this client; `None` = every hedge account.
+    /// The hedge account the client registered with; `None` = as the allocations say.
     pub hedge_login: Option<Login>,
+    /// The client's registration with the operator's overrides (its symbol map and specs);
+    /// `None` for an account that reported positions before registering.
+    pub registration: Option<AccountRegistration>,
 }
 
-/// Net open hedge volume of the hedge account on one symbol.
+/// Net open hedge volume of a hedge account on one symbol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HedgeCover {
+    pub hedge_login: Login,
     pub symbol: String,
     pub net_units: i64,
     pub last_event_id: u64,
 }
 
-/// Everything the plan of one hedge account depends on.
+/// Everything the plans of the hedge accounts depend on.
 #[derive(Clone, Debug)]
 pub struct PlanInputs {
-    pub hedge: AccountRegistration,
+    /// Every hedge account, with the operator's overrides applied.
+    pub accounts: Vec<AccountRegistration>,
     pub clients: Vec<ClientConfig>,
     pub exposures: Vec<ClientExposure>,
     pub hedges: Vec<HedgeCover>,
     pub pauses: Vec<Pause>,
+    pub allocations: Vec<Allocation>,
     pub as_of_event_id: u64,
 }
 
+/// The largest contract size the plan accepts; anything above is a corrupt or hostile spec, and
+/// the bound keeps every product of the plan far inside a `Decimal`.
+const MAX_CONTRACT_SIZE: i64 = 1_000_000_000;
+
+/// More hedge accounts than this on one symbol are rounded each on its own (the joint choice
+/// tries every combination).
+const MAX_JOINT_ACCOUNTS: usize = 8;
+
+fn usable_contract_size(spec: &SymbolSpec) -> Option<Decimal> {
+    let cs = spec.contract_size;
+    (cs.is_sign_positive() && !cs.is_zero() && cs <= Decimal::from(MAX_CONTRACT_SIZE)).then_some(cs)
+}
+
+/// The hedge accounts covering `symbol` of `client`, with their weights.
+fn weights_for<'a>(
+    inputs: &'a PlanInputs,
+    client: &ClientConfig,
+    symbol: &str,
+) -> Result<Vec<(Login, Decimal)>, ResidualReason> {
+    let of = |a: &Allocation| {
+        a.weights
+            .iter()
+            .map(|w| (w.hedge_login, w.weight))
+            .collect()
+    };
+    if let Some(a) = Allocation::most_specific(&inputs.allocations, client.login, symbol, 2) {
+        return Ok(of(a));
+    }
+    if let Some(h) = client.hedge_login {
+        return Ok(vec![(h, Decimal::ONE)]);
+    }
+    if let Some(a) = Allocation::most_specific(&inputs.allocations, client.login, symbol, 0) {
+        return Ok(of(a));
+    }
+    match inputs.accounts.as_slice() {
+        [only] => Ok(vec![(only.login, Decimal::ONE)]),
+        _ => Err(ResidualReason::NoAllocation),
+    }
+}
+
+/// One hedge account's part of one symbol.
 #[derive(Default)]
-struct SymbolState {
-    exposure: Decimal,
+struct Part {
+    /// Base quantity of the clients' exposure (signed).
+    base: Decimal,
+    client_lots: Decimal,
+    /// Client lots times ratio and weight: shown when the hedge lots cannot be computed.
+    ratio_lots: Decimal,
     hedged: Decimal,
     last_event_id: u64,
     client_paused: bool,
 }
 
-/// Computes the plan. Items and residuals are sorted by canonical symbol.
-pub fn compute(inputs: &PlanInputs) -> HedgePlan {
-    let hedge_login = inputs.hedge.login;
-    let covered: BTreeMap<Login, &ClientConfig> = inputs
-        .clients
-        .iter()
-        .filter(|c| c.hedge_login.is_none_or(|h| h == hedge_login) && c.login != hedge_login)
-        .map(|c| (c.login, c))
-        .collect();
-    let mut symbols: BTreeMap<&str, SymbolState> = BTreeMap::new();
+/// One hedge account's possible orders for one symbol.
+struct Choice<'a> {
+    login: Login,
+    part: &'a Part,
+    account_symbol: String,
+    contract_size: Decimal,
+    exposure: Decimal,
+    unhedged: Decimal,
+    reduces: bool,
+    /// Order volumes it may send, `0` (nothing) first.
+    candidates: Vec<Decimal>,
+    /// Why nothing, when the account alone would send nothing.
+    idle_reason: ResidualReason,
+}
+
+impl Choice<'_> {
+    /// Signed uncovered base quantity after sending `volume`.
+    fn left(&self, volume: Decimal) -> Decimal {
+        (self.unhedged - volume * signum(self.unhedged)) * self.contract_size
+    }
+
+    /// The candidate it would send alone: nearest, then the smaller.
+    fn own_best(&self) -> Decimal {
+        *self
+            .candidates
+            .iter()
+            .min_by_key(|v| (self.left(**v).abs(), **v))
+            .unwrap_or(&Decimal::ZERO)
+    }
+}
+
+fn signum(d: Decimal) -> Decimal {
+    if d.is_zero() {
+        Decimal::ZERO
+    } else if d.is_sign_negative() {
+        Decimal::NEGATIVE_ONE
+    } else {
+        Decimal::ONE
+    }
+}
+
+fn vol(d: Decimal) -> Volume {
+    Volume(d.normalize())
+}
+
+/// Picks one candidate per account (see the module doc); returns an index per account.
+fn choose(choices: &[Choice]) -> Vec<usize> {
+    let best_alone = |c: &Choice| {
+        let v = c.own_best();
+        c.candidates.iter().position(|x| *x == v).unwrap_or(0)
+    };
+    let open: usize = choices.iter().filter(|c| c.candidates.len() > 1).count();
+    if open > MAX_JOINT_ACCOUNTS {
+        return choices.iter().map(best_alone).collect();
+    }
+    let mut pick = vec![0usize; choices.len()];
+    let mut best: Option<((Decimal, Decimal, Decimal), Vec<usize>)> = None;
+    loop {
+        let mut total = Decimal::ZERO;
+        let mut parts = Decimal::ZERO;
+        let mut traded = Decimal::ZERO;
+        for (c, &k) in choices.iter().zip(&pick) {
+            let v = c.candidates[k];
+            let left = c.left(v);
+            total += left;
+            parts += left.abs();
+            traded += v * c.contract_size;
+        }
+        let key = (total.abs(), parts, traded);
+        if best.as_ref().is_none_or(|(b, _)| key < *b) {
+            best = Some((key, pick.clone()));
+        }
+        // next combination, odometer style
+        let mut i = 0;
+        loop {
+            if i == choices.len() {
+                return best.map(|(_, p)| p).unwrap_or_default();
+            }
+            pick[i] += 1;
+            if pick[i] < choices[i].candidates.len() {
+                break;
+            }
+            pick[i] = 0;
+            i += 1;
+        }
+    }
+}
+
+/// Every hedge account's plan, keyed by its login.
+pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
+    let known: BTreeMap<Login, &AccountRegistration> =
+        inputs.accounts.iter().map(|a| (a.login, a)).collect();
+    let clients: BTreeMap<Login, &ClientConfig> =
+        inputs.clients.iter().map(|c| (c.login, c)).collect();
+    let mut parts: BTreeMap<(&str, Login), Part> = BTreeMap::new();
+    let mut client_residuals = Vec::new();
     for e in &inputs.exposures {
-        let Some(client) = covered.get(&e.login) else {
+        let Some(client) = clients.get(&e.login) else {
             continue;
         };
-        let state = symbols.entry(e.symbol.as_str()).or_default();
-        // Cannot overflow: every stored total is within i64 units (the store refuses more) and a
-        // ratio is at most 1000, so even millions of clients stay far inside a Decimal.
-        state.exposure += units_volume(e.net_units).0 * client.ratio;
-        state.last_event_id = state.last_event_id.max(e.last_event_id);
-        if inputs
+        if known.contains_key(&e.login) {
+            continue;
+        }
+        let lots = units_volume(e.net_units).0;
+        let ratio_lots = lots * client.ratio;
+        let account_symbol = client
+            .registration
+            .as_ref()
+            .map_or_else(|| e.symbol.clone(), |r| r.account_name(&e.symbol));
+        let client_residual =
+            |reason, share: Decimal, base: Option<Decimal>, candidates| PlanResidual {
+                symbol: e.symbol.clone(),
+                account_symbol: account_symbol.clone(),
+                exposure: vol(ratio_lots * share),
+                hedged: Volume::ZERO,
+                unhedged: vol(ratio_lots * share),
+                reason,
+                client_login: Some(e.login),
+                client_lots: vol(lots * share),
+                base_quantity: base.map(|b| vol(b * share)),
+                hedge_lots: Volume::ZERO,
+                candidates,
+            };
+        if lots.is_zero() {
+            continue;
+        }
+        let weights = match weights_for(inputs, client, &e.symbol) {
+            Ok(w) => w,
+            Err(reason) => {
+                client_residuals.push(client_residual(reason, Decimal::ONE, None, vec![]));
+                continue;
+            }
+        };
+        let lookup = client
+            .registration
+            .as_ref()
+            .map(|r| r.lookup_spec(&e.symbol));
+        let contract_size = match lookup {
+            Some(SpecLookup::Found(spec)) => usable_contract_size(spec),
+            Some(SpecLookup::Ambiguous(candidates)) => {
+                client_residuals.push(client_residual(
+                    ResidualReason::AmbiguousSymbol,
+                    Decimal::ONE,
+                    None,
+                    candidates,
+                ));
+                continue;
+            }
+            Some(SpecLookup::Missing(_)) | None => None,
+        };
+        let Some(contract_size) = contract_size else {
+            client_residuals.push(client_residual(
+                ResidualReason::ContractSizeMissing,
+                Decimal::ONE,
+                None,
+                vec![],
+            ));
+            continue;
+        };
+        // Within a Decimal: lots < 10^11, contract size <= 10^9, ratio <= 1000.
+        let base = lots * contract_size * client.ratio;
+        let client_paused = inputs
             .pauses
             .iter()
-            .any(|p| p.login.is_some() && p.covers(e.login, &e.symbol))
-        {
-            state.client_paused = true;
+            .any(|p| p.login.is_some() && p.covers(e.login, &e.symbol));
+        for (hedge_login, weight) in weights {
+            if !known.contains_key(&hedge_login) {
+                client_residuals.push(client_residual(
+                    ResidualReason::HedgeAccountUnknown,
+                    weight,
+                    Some(base),
+                    vec![],
+                ));
+                continue;
+            }
+            let part = parts.entry((e.symbol.as_str(), hedge_login)).or_default();
+            part.base += base * weight;
+            part.client_lots += lots * weight;
+            part.ratio_lots += ratio_lots * weight;
+            part.last_event_id = part.last_event_id.max(e.last_event_id);
+            part.client_paused |= client_paused;
         }
     }
     for h in &inputs.hedges {
-        let state = symbols.entry(h.symbol.as_str()).or_default();
-        state.hedged += units_volume(h.net_units).0;
-        state.last_event_id = state.last_event_id.max(h.last_event_id);
+        if !known.contains_key(&h.hedge_login) {
+            continue;
+        }
+        let part = parts.entry((h.symbol.as_str(), h.hedge_login)).or_default();
+        part.hedged += units_volume(h.net_units).0;
+        part.last_event_id = part.last_event_id.max(h.last_event_id);
     }
 
-    let mut items = Vec::new();
-    let mut residuals = Vec::new();
-    for (symbol, state) in symbols {
-        let unhedged = state.exposure + state.hedged;
-        if unhedged.is_zero() {
-            continue;
-        }
-        let account_symbol = inputs.hedge.symbol_map.to_account(symbol);
-        let residual = |reason| PlanResidual {
-            symbol: symbol.to_owned(),
-            account_symbol: account_symbol.clone(),
-            exposure: Volume(state.exposure.normalize()),
-            hedged: Volume(state.hedged.normalize()),
-            unhedged: Volume(unhedged.normalize()),
-            reason,
-        };
-        // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
-        let reduces = !state.hedged.is_zero()
-            && state.hedged.is_sign_negative() == unhedged.is_sign_negative();
-        let paused =
-            state.client_paused || inputs.pauses.iter().any(|p| p.covers(hedge_login, symbol));
-        if paused && !reduces {
-            residuals.push(residual(ResidualReason::Paused));
-            continue;
-        }
-        let Some(spec) = inputs.hedge.spec_for(symbol) else {
-            residuals.push(residual(ResidualReason::NoSymbolSpec));
-            continue;
-        };
-        let wanted = if reduces {
-            unhedged.abs().min(state.hedged.abs())
-        } else {
-            unhedged.abs()
-        };
-        let mut volume = match spec.normalize_volume(Volume(wanted), Rounding::Nearest) {
-            Ok(v) => v,
-            Err(VolumeError::BadStep { .. }) => {
-                residuals.push(residual(ResidualReason::BadSymbolSpec));
+    let mut plans: BTreeMap<Login, HedgePlan> = known
+        .keys()
+        .map(|&login| {
+            (
+                login,
+                HedgePlan {
+                    hedge_login: login,
+                    as_of_event_id: inputs.as_of_event_id,
+                    items: Vec::new(),
+                    residuals: Vec::new(),
+                    client_residuals: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    let mut by_symbol: BTreeMap<&str, Vec<(Login, &Part)>> = BTreeMap::new();
+    for ((symbol, login), part) in &parts {
+        by_symbol.entry(symbol).or_default().push((*login, part));
+    }
+    for (symbol, accounts) in by_symbol {
+        let mut choices = Vec::new();
+        for (login, part) in accounts {
+            if part.base.is_zero() && part.hedged.is_zero() {
                 continue;
             }
-            Err(_) => {
-                residuals.push(residual(ResidualReason::BelowMin));
+            let Some(account) = known.get(&login) else {
                 continue;
-            }
-        };
-        if reduces && volume.0 > state.hedged.abs() {
-            // Nearest rounding may overshoot the hedge; never take back more than is open.
-            match spec.normalize_volume(Volume(wanted), Rounding::Down) {
-                Ok(v) => volume = v,
-                Err(_) => {
-                    residuals.push(residual(ResidualReason::BelowMin));
+            };
+            let Some(plan) = plans.get_mut(&login) else {
+                continue;
+            };
+            let account_symbol = account.account_name(symbol);
+            let unconvertible = |reason, candidates| PlanResidual {
+                symbol: symbol.to_owned(),
+                account_symbol: account_symbol.clone(),
+                exposure: vol(part.ratio_lots),
+                hedged: vol(part.hedged),
+                unhedged: vol(part.ratio_lots + part.hedged),
+                reason,
+                client_login: None,
+                client_lots: vol(part.client_lots),
+                base_quantity: Some(vol(part.base)),
+                hedge_lots: vol(part.hedged),
+                candidates,
+            };
+            let spec = match account.lookup_spec(symbol) {
+                SpecLookup::Found(spec) => spec,
+                SpecLookup::Missing(_) => {
+                    plan.residuals
+                        .push(unconvertible(ResidualReason::NoSymbolSpec, vec![]));
                     continue;
                 }
+                SpecLookup::Ambiguous(candidates) => {
+                    plan.residuals
+                        .push(unconvertible(ResidualReason::AmbiguousSymbol, candidates));
+                    continue;
+                }
+            };
+            let Some(contract_size) = usable_contract_size(spec) else {
+                plan.residuals
+                    .push(unconvertible(ResidualReason::ContractSizeMissing, vec![]));
+                continue;
+            };
+            let exposure = part.base / contract_size;
+            let unhedged = exposure + part.hedged;
+            if unhedged.is_zero() {
+                continue;
             }
-        }
-        let side = if unhedged.is_sign_positive() {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
-        let signed_order = volume.0 * Decimal::from(side.sign());
-        items.push(PlanItem {
-            id: state.last_event_id,
-            symbol: symbol.to_owned(),
-            account_symbol,
-            side,
-            volume: volume.normalize(),
-            action: if reduces {
-                PlanAction::Reduce
+            // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
+            let reduces = !part.hedged.is_zero()
+                && part.hedged.is_sign_negative() == unhedged.is_sign_negative();
+            let paused =
+                part.client_paused || inputs.pauses.iter().any(|p| p.covers(login, symbol));
+            let wanted = if reduces {
+                unhedged.abs().min(part.hedged.abs())
             } else {
-                PlanAction::Open
-            },
-            exposure: Volume(state.exposure.normalize()),
-            hedged: Volume(state.hedged.normalize()),
-            unhedged: Volume(unhedged.normalize()),
-            residual: Volume((unhedged + signed_order).normalize()),
-        });
+                unhedged.abs()
+            };
+            let mut candidates = vec![Decimal::ZERO];
+            let mut idle_reason = ResidualReason::BelowMin;
+            if paused && !reduces {
+                idle_reason = ResidualReason::Paused;
+            } else {
+                for rounding in [Rounding::Down, Rounding::Up] {
+                    match spec.normalize_volume(Volume(wanted), rounding) {
+                        Ok(v) if reduces && v.0 > part.hedged.abs() => {}
+                        Ok(v) if !candidates.contains(&v.0) => candidates.push(v.0),
+                        Ok(_) => {}
+                        Err(VolumeError::BadStep { .. }) => {
+                            idle_reason = ResidualReason::BadSymbolSpec;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            choices.push(Choice {
+                login,
+                part,
+                account_symbol,
+                contract_size,
+                exposure,
+                unhedged,
+                reduces,
+                candidates,
+                idle_reason,
+            });
+        }
+        let picks = choose(&choices);
+        // Whether the grids of several accounts were combined: then an account left idle could
+        // have traded, and is idle because the others cover its part.
+        let combined = choices
+            .iter()
+            .zip(&picks)
+            .any(|(c, k)| c.candidates[*k] != c.own_best());
+        for (c, k) in choices.iter().zip(picks) {
+            let volume = c.candidates[k];
+            let Some(plan) = plans.get_mut(&c.login) else {
+                continue;
+            };
+            if volume.is_zero() {
+                let reason = if c.candidates.len() > 1 && (combined || !c.own_best().is_zero()) {
+                    ResidualReason::AllocationRounding
+                } else {
+                    c.idle_reason
+                };
+                plan.residuals.push(PlanResidual {
+                    symbol: symbol.to_owned(),
+                    account_symbol: c.account_symbol.clone(),
+                    exposure: vol(c.exposure),
+                    hedged: vol(c.part.hedged),
+                    unhedged: vol(c.unhedged),
+                    reason,
+                    client_login: None,
+                    client_lots: vol(c.part.client_lots),
+                    base_quantity: Some(vol(c.part.base)),
+                    hedge_lots: vol(c.part.hedged),
+                    candidates: vec![],
+                });
+                continue;
+            }
+            let side = if c.unhedged.is_sign_positive() {
+                Side::Sell
+            } else {
+                Side::Buy
+            };
+            let signed_order = volume * Decimal::from(side.sign());
+            plan.items.push(PlanItem {
+                id: c.part.last_event_id,
+                symbol: symbol.to_owned(),
+                account_symbol: c.account_symbol.clone(),
+                side,
+                volume: vol(volume),
+                action: if c.reduces {
+                    PlanAction::Reduce
+                } else {
+                    PlanAction::Open
+                },
+                exposure: vol(c.exposure),
+                hedged: vol(c.part.hedged),
+                unhedged: vol(c.unhedged),
+                residual: vol(c.unhedged + signed_order),
+                client_lots: vol(c.part.client_lots),
+                base_quantity: vol(c.part.base),
+                hedge_lots: vol(c.part.hedged + signed_order),
+            });
+        }
     }
-    HedgePlan {
-        hedge_login,
-        as_of_event_id: inputs.as_of_event_id,
-        items,
-        residuals,
+    client_residuals.sort_by(|a, b| {
+        (&a.symbol, a.client_login, a.reason).cmp(&(&b.symbol, b.client_login, b.reason))
+    });
+    for plan in plans.values_mut() {
+        plan.client_residuals = client_residuals.clone();
     }
+    plans
+}
+
+/// The plan of hedge account `hedge_login` (empty when it is not among the inputs' accounts).
+pub fn compute(inputs: &PlanInputs, hedge_login: Login) -> HedgePlan {
+    compute_all(inputs)
+        .remove(&hedge_login)
+        .unwrap_or_else(|| HedgePlan {
+            hedge_login,
+            as_of_event_id: inputs.as_of_event_id,
+            items: Vec::new(),
+            residuals: Vec::new(),
+            client_residuals: Vec::new(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedge_center_api::model::AccountRole;
-    use hedge_domain::{AccountMarginMode, SymbolMap, SymbolSpec};
+    use hedge_center_api::model::{AccountRole, AllocationWeight};
+    use hedge_domain::{AccountMarginMode, SymbolMap};
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
 
-    fn hedge_account(map: SymbolMap, specs: Vec<SymbolSpec>) -> AccountRegistration {
+    const H: Login = Login(900);
+    const H2: Login = Login(901);
+
+    fn spec(name: &str, contract_size: Decimal, step: Decimal) -> SymbolSpec {
+        let mut s = SymbolSpec::forex(name, 5);
+        s.contract_size = contract_size;
+        s.volume_min = Volume(step);
+        s.volume_step = Volume(step);
+        s
+    }
+
+    fn account(
+        login: Login,
+        role: AccountRole,
+        map: SymbolMap,
+        specs: Vec<SymbolSpec>,
+    ) -> AccountRegistration {
         AccountRegistration {
-            login: Login(900),
-            role: AccountRole::Hedge,
+            login,
+            role,
             server: String::new(),
             company: String::new(),
             margin_mode: AccountMarginMode::RetailHedging,
@@ -207,9 +558,76 @@ mod tests {
         }
     }
 
+    fn forex_specs(suffix: &str) -> Vec<SymbolSpec> {
+        ["EURUSD", "GBPUSD", "USDJPY"]
+            .iter()
+            .map(|s| SymbolSpec::forex(format!("{s}{suffix}"), 5))
+            .collect()
+    }
+
+    fn client(
+        login: u64,
+        ratio: Decimal,
+        hedge_login: Option<Login>,
+        specs: Vec<SymbolSpec>,
+    ) -> ClientConfig {
+        ClientConfig {
+            login: Login(login),
+            ratio,
+            hedge_login,
+            registration: Some(account(
+                Login(login),
+                AccountRole::Client,
+                SymbolMap::identity(),
+                specs,
+            )),
+        }
+    }
+
     fn units(d: Decimal) -> i64 {
         crate::positions::volume_units(Volume(d.abs()), "v").unwrap()
             * if d.is_sign_negative() { -1 } else { 1 }
+    }
+
+    fn exposure(login: u64, symbol: &str, lots: Decimal, id: u64) -> ClientExposure {
+        ClientExposure {
+            login: Login(login),
+            symbol: symbol.into(),
+            net_units: units(lots),
+            last_event_id: id,
+        }
+    }
+
+    fn cover(hedge_login: Login, symbol: &str, lots: Decimal, id: u64) -> HedgeCover {
+        HedgeCover {
+            hedge_login,
+            symbol: symbol.into(),
+            net_units: units(lots),
+            last_event_id: id,
+        }
+    }
+
+    fn allocation(
+        client: Option<u64>,
+        symbol: Option<&str>,
+        weights: &[(Login, Decimal)],
+        event_id: u64,
+    ) -> Allocation {
+        Allocation {
+            client_login: client.map(Login),
+            symbol: symbol.map(str::to_owned),
+            weights: weights
+                .iter()
+                .map(|(h, w)| AllocationWeight {
+                    hedge_login: *h,
+                    weight: *w,
+                })
+                .collect(),
+            actor: "ops".into(),
+            reason: String::new(),
+            since_ms: 0,
+            event_id,
+        }
     }
 
     fn inputs(
@@ -217,63 +635,56 @@ mod tests {
         hedges: &[(&str, Decimal, u64)],
     ) -> PlanInputs {
         PlanInputs {
-            hedge: hedge_account(
+            accounts: vec![account(
+                H,
+                AccountRole::Hedge,
                 SymbolMap::from_affix(".h"),
                 vec![
                     SymbolSpec::forex("EURUSD.h", 5),
                     SymbolSpec::forex("GBPUSD.h", 5),
                 ],
-            ),
+            )],
             clients: vec![
-                ClientConfig {
-                    login: Login(1),
-                    ratio: Decimal::ONE,
-                    hedge_login: None,
-                },
-                ClientConfig {
-                    login: Login(2),
-                    ratio: dec!(0.5),
-                    hedge_login: None,
-                },
-                ClientConfig {
-                    login: Login(3),
-                    ratio: Decimal::ONE,
-                    hedge_login: Some(Login(901)),
-                },
+                client(1, Decimal::ONE, None, forex_specs("")),
+                client(2, dec!(0.5), None, forex_specs("")),
+                client(3, Decimal::ONE, Some(Login(777)), forex_specs("")),
             ],
             exposures: exposures
                 .iter()
-                .map(|(l, s, v, id)| ClientExposure {
-                    login: Login(*l),
-                    symbol: (*s).into(),
-                    net_units: units(*v),
-                    last_event_id: *id,
-                })
+                .map(|(l, s, v, id)| exposure(*l, s, *v, *id))
                 .collect(),
             hedges: hedges
                 .iter()
-                .map(|(s, v, id)| HedgeCover {
-                    symbol: (*s).into(),
-                    net_units: units(*v),
-                    last_event_id: *id,
-                })
+                .map(|(s, v, id)| cover(H, s, *v, *id))
                 .collect(),
             pauses: vec![],
+            allocations: vec![],
             as_of_event_id: 99,
         }
     }
 
+    fn item<'a>(plan: &'a HedgePlan, symbol: &str) -> &'a PlanItem {
+        plan.items
+            .iter()
+            .find(|i| i.symbol == symbol)
+            .unwrap_or_else(|| panic!("no item for {symbol}: {plan:?}"))
+    }
+
     #[test]
     fn mixed_sides_ratio_and_naming() {
-        // client 1: +0.3 -0.1 net +0.2; client 2 (ratio 0.5): -0.5 => -0.25; client 3 covered elsewhere.
-        let plan = compute(&inputs(
-            &[
-                (1, "EURUSD", dec!(0.2), 5),
-                (2, "EURUSD", dec!(-0.5), 7),
-                (3, "EURUSD", dec!(4), 8),
-            ],
-            &[],
-        ));
+        // client 1: +0.3 -0.1 net +0.2; client 2 (ratio 0.5): -0.5 => -0.25; client 3 is
+        // registered with another hedge account, which is not registered.
+        let plan = compute(
+            &inputs(
+                &[
+                    (1, "EURUSD", dec!(0.2), 5),
+                    (2, "EURUSD", dec!(-0.5), 7),
+                    (3, "EURUSD", dec!(4), 8),
+                ],
+                &[],
+            ),
+            H,
+        );
         assert_eq!(plan.items.len(), 1);
         let item = &plan.items[0];
         assert_eq!(item.exposure, Volume(dec!(-0.05)));
@@ -282,56 +693,87 @@ mod tests {
         assert_eq!(item.account_symbol, "EURUSD.h");
         assert_eq!(item.id, 7);
         assert_eq!(item.residual, Volume::ZERO);
+        assert_eq!(item.client_lots, Volume(dec!(-0.3)));
+        assert_eq!(item.base_quantity, Volume(dec!(-5000)));
+        assert_eq!(item.hedge_lots, Volume(dec!(0.05)));
+        let unknown = &plan.client_residuals[0];
+        assert_eq!(
+            (unknown.client_login, unknown.reason, unknown.client_lots),
+            (
+                Some(Login(3)),
+                ResidualReason::HedgeAccountUnknown,
+                Volume(dec!(4))
+            )
+        );
     }
 
     #[test]
     fn rounding_clamping_and_residuals() {
-        let plan = compute(&inputs(
-            &[
-                (1, "EURUSD", dec!(0.126), 3),
-                (1, "GBPUSD", dec!(250), 4),
-                (1, "USDJPY", dec!(1), 6),
-                (2, "EURUSD", dec!(0.002), 9),
-            ],
-            &[],
-        ));
-        let eur = plan.items.iter().find(|i| i.symbol == "EURUSD").unwrap();
+        let plan = compute(
+            &inputs(
+                &[
+                    (1, "EURUSD", dec!(0.126), 3),
+                    (1, "GBPUSD", dec!(250), 4),
+                    (1, "USDJPY", dec!(1), 6),
+                    (2, "EURUSD", dec!(0.002), 9),
+                ],
+                &[],
+            ),
+            H,
+        );
+        let eur = item(&plan, "EURUSD");
         assert_eq!(eur.volume, Volume(dec!(0.13)));
         assert_eq!(eur.side, Side::Sell);
         assert_eq!(eur.residual, Volume(dec!(-0.003)));
-        let gbp = plan.items.iter().find(|i| i.symbol == "GBPUSD").unwrap();
+        let gbp = item(&plan, "GBPUSD");
         assert_eq!(gbp.volume, Volume(dec!(100)));
         assert_eq!(gbp.residual, Volume(dec!(150)));
         assert_eq!(plan.residuals.len(), 1);
         assert_eq!(plan.residuals[0].reason, ResidualReason::NoSymbolSpec);
-        let tiny = compute(&inputs(&[(1, "EURUSD", dec!(0.004), 3)], &[]));
+        let tiny = compute(&inputs(&[(1, "EURUSD", dec!(0.004), 3)], &[]), H);
         assert!(tiny.items.is_empty());
         assert_eq!(tiny.residuals[0].reason, ResidualReason::BelowMin);
         assert_eq!(tiny.residuals[0].unhedged, Volume(dec!(0.004)));
+        // exactly half a step: nothing more is traded, so a covered plan stays covered
+        let half = compute(&inputs(&[(1, "EURUSD", dec!(0.105), 3)], &[]), H);
+        assert_eq!(item(&half, "EURUSD").volume, Volume(dec!(0.1)));
+        let after = compute(
+            &inputs(
+                &[(1, "EURUSD", dec!(0.105), 3)],
+                &[("EURUSD", dec!(-0.1), 4)],
+            ),
+            H,
+        );
+        assert!(after.items.is_empty());
+        assert_eq!(after.residuals[0].reason, ResidualReason::BelowMin);
     }
 
     #[test]
     fn hedges_shrink_the_plan_and_reduce_when_clients_shrink() {
-        let covered = compute(&inputs(
-            &[(1, "EURUSD", dec!(0.3), 3)],
-            &[("EURUSD", dec!(-0.3), 4)],
-        ));
+        let covered = compute(
+            &inputs(&[(1, "EURUSD", dec!(0.3), 3)], &[("EURUSD", dec!(-0.3), 4)]),
+            H,
+        );
         assert!(covered.items.is_empty() && covered.residuals.is_empty());
-        let shrunk = compute(&inputs(
-            &[(1, "EURUSD", dec!(0.1), 5)],
-            &[("EURUSD", dec!(-0.3), 4)],
-        ));
+        let shrunk = compute(
+            &inputs(&[(1, "EURUSD", dec!(0.1), 5)], &[("EURUSD", dec!(-0.3), 4)]),
+            H,
+        );
         let item = &shrunk.items[0];
         assert_eq!(
             (item.side, item.volume, item.action),
             (Side::Buy, Volume(dec!(0.2)), PlanAction::Reduce)
         );
         assert_eq!(item.id, 5);
+        assert_eq!(item.hedge_lots, Volume(dec!(-0.1)));
         // clients reversed: first take back the whole hedge, the rest comes after
-        let flipped = compute(&inputs(
-            &[(1, "EURUSD", dec!(-0.2), 6)],
-            &[("EURUSD", dec!(-0.3), 4)],
-        ));
+        let flipped = compute(
+            &inputs(
+                &[(1, "EURUSD", dec!(-0.2), 6)],
+                &[("EURUSD", dec!(-0.3), 4)],
+            ),
+            H,
+        );
         let item = &flipped.items[0];
         assert_eq!(
             (item.side, item.volume, item.action),
@@ -342,29 +784,313 @@ mod tests {
 
     #[test]
     fn pauses_keep_only_reductions() {
-        let mut i = inputs(&[(1, "EURUSD", dec!(0.3), 3)], &[]);
-        i.pauses.push(Pause {
-            login: Some(Login(900)),
-            symbol: None,
+        let pause = |login: u64, symbol: Option<&str>| Pause {
+            login: Some(Login(login)),
+            symbol: symbol.map(str::to_owned),
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
             event_id: 1,
-        });
-        let plan = compute(&i);
+        };
+        let mut i = inputs(&[(1, "EURUSD", dec!(0.3), 3)], &[]);
+        i.pauses.push(pause(900, None));
+        let plan = compute(&i, H);
         assert!(plan.items.is_empty());
         assert_eq!(plan.residuals[0].reason, ResidualReason::Paused);
         let mut i = inputs(&[(1, "EURUSD", dec!(0.1), 3)], &[("EURUSD", dec!(-0.3), 2)]);
-        i.pauses.push(Pause {
-            login: Some(Login(1)),
-            symbol: Some("EURUSD".into()),
-            actor: "ops".into(),
-            reason: String::new(),
-            since_ms: 0,
-            event_id: 1,
-        });
-        let plan = compute(&i);
+        i.pauses.push(pause(1, Some("EURUSD")));
+        let plan = compute(&i, H);
         assert_eq!(plan.items[0].action, PlanAction::Reduce);
+    }
+
+    /// Gold at three brokers: `GOLD` of 100 oz, `XAUUSD.r` of 10 oz, `XAUUSD` of 1 oz.
+    fn gold_world(hedge: SymbolSpec) -> PlanInputs {
+        let gold = |name: &str, cs: Decimal, step: Decimal| vec![spec(name, cs, step)];
+        PlanInputs {
+            accounts: vec![account(
+                H,
+                AccountRole::Hedge,
+                SymbolMap::identity(),
+                vec![hedge],
+            )],
+            clients: vec![
+                client(1, Decimal::ONE, None, gold("GOLD", dec!(100), dec!(0.01))),
+                client(2, Decimal::ONE, None, gold("XAUUSD.r", dec!(10), dec!(0.1))),
+                client(3, Decimal::ONE, None, gold("XAUUSD", dec!(1), dec!(1))),
+            ],
+            exposures: vec![
+                exposure(1, "XAUUSD", dec!(1), 10),
+                exposure(2, "XAUUSD", dec!(3), 11),
+                exposure(3, "XAUUSD", dec!(-5), 12),
+            ],
+            hedges: vec![],
+            pauses: vec![],
+            allocations: vec![],
+            as_of_event_id: 20,
+        }
+    }
+
+    #[test]
+    fn contract_sizes_differ_and_the_hedge_is_opposite_in_base_quantity() {
+        // 100 + 30 - 5 = 125 oz
+        let plan = compute(&gold_world(spec("XAUUSDm", dec!(10), dec!(0.1))), H);
+        let gold = item(&plan, "XAUUSD");
+        assert_eq!(gold.account_symbol, "XAUUSDm");
+        assert_eq!(gold.client_lots, Volume(dec!(-1)));
+        assert_eq!(gold.base_quantity, Volume(dec!(125)));
+        assert_eq!(gold.exposure, Volume(dec!(12.5)));
+        assert_eq!((gold.side, gold.volume), (Side::Sell, Volume(dec!(12.5))));
+        assert_eq!(gold.hedge_lots, Volume(dec!(-12.5)));
+        assert_eq!(gold.residual, Volume::ZERO);
+        // 100 oz lots in steps of 0.1: 1.25 lots is between 1.2 and 1.3; the smaller is as close
+        let plan = compute(&gold_world(spec("GOLD", dec!(100), dec!(0.1))), H);
+        let gold = item(&plan, "XAUUSD");
+        assert_eq!(
+            (gold.volume, gold.residual),
+            (Volume(dec!(1.2)), Volume(dec!(0.05)))
+        );
+        assert!((gold.volume.0 % dec!(0.1)).is_zero());
+    }
+
+    #[test]
+    fn a_missing_contract_size_or_an_ambiguous_name_is_a_residual_never_a_guess() {
+        let mut w = gold_world(spec("XAUUSD", dec!(1), dec!(1)));
+        w.clients[1].registration.as_mut().unwrap().symbols[0].contract_size = Decimal::ZERO;
+        w.clients.push(ClientConfig {
+            login: Login(4),
+            ratio: Decimal::ONE,
+            hedge_login: None,
+            registration: None,
+        });
+        w.exposures.push(exposure(4, "XAUUSD", dec!(2), 13));
+        // client 3 has two names that could be gold
+        w.clients[2]
+            .registration
+            .as_mut()
+            .unwrap()
+            .symbols
+            .push(spec("GOLD", dec!(100), dec!(0.01)));
+        w.clients[2].registration.as_mut().unwrap().symbol_map = SymbolMap::from_affix("m");
+        let plan = compute(&w, H);
+        // only client 1's 100 oz are counted
+        let gold = item(&plan, "XAUUSD");
+        assert_eq!(gold.base_quantity, Volume(dec!(100)));
+        let reasons: Vec<_> = plan
+            .client_residuals
+            .iter()
+            .map(|r| (r.client_login.unwrap().0, r.reason, r.candidates.clone()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, ResidualReason::ContractSizeMissing, vec![]),
+                (
+                    3,
+                    ResidualReason::AmbiguousSymbol,
+                    vec!["GOLD".into(), "XAUUSD".into()]
+                ),
+                (4, ResidualReason::ContractSizeMissing, vec![]),
+            ]
+        );
+        // the hedge side: a zero contract size, then two names
+        let mut w = gold_world(spec("XAUUSD", Decimal::ZERO, dec!(1)));
+        let plan = compute(&w, H);
+        assert!(plan.items.is_empty());
+        assert_eq!(
+            plan.residuals[0].reason,
+            ResidualReason::ContractSizeMissing
+        );
+        w.accounts[0].symbols = vec![
+            spec("GOLD", dec!(100), dec!(0.01)),
+            spec("XAUUSD.pro", dec!(1), dec!(1)),
+        ];
+        let plan = compute(&w, H);
+        assert_eq!(plan.residuals[0].reason, ResidualReason::AmbiguousSymbol);
+        assert_eq!(
+            plan.residuals[0].candidates,
+            vec!["GOLD".to_owned(), "XAUUSD.pro".to_owned()]
+        );
+        // the operator's explicit map settles it
+        w.accounts[0].symbol_map = SymbolMap::identity().with_explicit("GOLD=XAUUSD").unwrap();
+        let plan = compute(&w, H);
+        assert_eq!(item(&plan, "XAUUSD").volume, Volume(dec!(1.25)));
+    }
+
+    /// One client holding 10 lots of 100 oz; hedge accounts `H` (100 oz, step 0.01) and `H2`
+    /// (10 oz, step 0.1).
+    fn two_hedges() -> PlanInputs {
+        PlanInputs {
+            accounts: vec![
+                account(
+                    H,
+                    AccountRole::Hedge,
+                    SymbolMap::identity(),
+                    vec![spec("XAUUSD", dec!(100), dec!(0.01))],
+                ),
+                account(
+                    H2,
+                    AccountRole::Hedge,
+                    SymbolMap::identity(),
+                    vec![spec("GOLD", dec!(10), dec!(0.1))],
+                ),
+            ],
+            clients: vec![client(
+                1,
+                Decimal::ONE,
+                None,
+                vec![spec("XAUUSD.r", dec!(100), dec!(0.01))],
+            )],
+            exposures: vec![exposure(1, "XAUUSD", dec!(10), 5)],
+            hedges: vec![],
+            pauses: vec![],
+            allocations: vec![],
+            as_of_event_id: 9,
+        }
+    }
+
+    #[test]
+    fn several_hedge_accounts_need_an_allocation() {
+        let plans = compute_all(&two_hedges());
+        for plan in plans.values() {
+            assert!(plan.items.is_empty() && plan.residuals.is_empty());
+            assert_eq!(plan.client_residuals.len(), 1);
+            assert_eq!(
+                plan.client_residuals[0].reason,
+                ResidualReason::NoAllocation
+            );
+            assert_eq!(plan.client_residuals[0].client_lots, Volume(dec!(10)));
+        }
+        // one hedge account: it covers everyone
+        let mut one = two_hedges();
+        one.accounts.pop();
+        let plan = compute(&one, H);
+        assert_eq!(item(&plan, "XAUUSD").volume, Volume(dec!(10)));
+        assert!(plan.client_residuals.is_empty());
+    }
+
+    #[test]
+    fn sixty_forty_in_base_quantity_and_a_move_reduces_one_and_adds_on_the_other() {
+        let mut w = two_hedges();
+        w.allocations = vec![allocation(
+            None,
+            None,
+            &[(H, dec!(0.6)), (H2, dec!(0.4))],
+            7,
+        )];
+        let plans = compute_all(&w);
+        let a = item(&plans[&H], "XAUUSD");
+        let b = item(&plans[&H2], "XAUUSD");
+        assert_eq!(
+            (a.base_quantity, a.volume, a.side),
+            (Volume(dec!(600)), Volume(dec!(6)), Side::Sell)
+        );
+        assert_eq!(
+            (b.base_quantity, b.volume, b.account_symbol.as_str()),
+            (Volume(dec!(400)), Volume(dec!(40)), "GOLD")
+        );
+        assert_eq!(
+            (a.client_lots, b.client_lots),
+            (Volume(dec!(6)), Volume(dec!(4)))
+        );
+        // hedged at 60/40, then moved to 40/60
+        w.hedges = vec![
+            cover(H, "XAUUSD", dec!(-6), 11),
+            cover(H2, "XAUUSD", dec!(-40), 12),
+        ];
+        assert!(compute_all(&w)
+            .values()
+            .all(|p| p.items.is_empty() && p.residuals.is_empty()));
+        w.allocations = vec![allocation(
+            None,
+            None,
+            &[(H, dec!(0.4)), (H2, dec!(0.6))],
+            13,
+        )];
+        let plans = compute_all(&w);
+        let a = item(&plans[&H], "XAUUSD");
+        let b = item(&plans[&H2], "XAUUSD");
+        assert_eq!(
+            (a.side, a.volume, a.action),
+            (Side::Buy, Volume(dec!(2)), PlanAction::Reduce)
+        );
+        assert_eq!(
+            (b.side, b.volume, b.action),
+            (Side::Sell, Volume(dec!(20)), PlanAction::Open)
+        );
+        assert_eq!(
+            (a.hedge_lots, b.hedge_lots),
+            (Volume(dec!(-4)), Volume(dec!(-60)))
+        );
+    }
+
+    #[test]
+    fn the_most_specific_allocation_wins() {
+        let mut w = two_hedges();
+        w.clients.push(client(
+            2,
+            Decimal::ONE,
+            Some(H2),
+            vec![spec("XAUUSD", dec!(100), dec!(0.01))],
+        ));
+        w.exposures.push(exposure(2, "XAUUSD", dec!(1), 6));
+        w.allocations = vec![allocation(None, None, &[(H, Decimal::ONE)], 7)];
+        // client 1 follows the global allocation, client 2 its registered hedge account
+        let plans = compute_all(&w);
+        assert_eq!(item(&plans[&H], "XAUUSD").base_quantity, Volume(dec!(1000)));
+        assert_eq!(item(&plans[&H2], "XAUUSD").base_quantity, Volume(dec!(100)));
+        // a client allocation beats the registered account
+        w.allocations
+            .push(allocation(Some(2), None, &[(H, Decimal::ONE)], 8));
+        let plans = compute_all(&w);
+        assert_eq!(item(&plans[&H], "XAUUSD").base_quantity, Volume(dec!(1100)));
+        assert!(plans[&H2].items.is_empty());
+        // and a client-and-symbol allocation beats that
+        w.allocations.push(allocation(
+            Some(2),
+            Some("XAUUSD"),
+            &[(H2, Decimal::ONE)],
+            9,
+        ));
+        assert_eq!(
+            item(&compute(&w, H2), "XAUUSD").base_quantity,
+            Volume(dec!(100))
+        );
+    }
+
+    #[test]
+    fn parts_are_rounded_so_the_total_is_as_close_as_the_grids_allow() {
+        // 1 unit split 50/50 on two accounts that trade whole units: one of them covers it all.
+        let mut w = two_hedges();
+        for a in &mut w.accounts {
+            a.symbols = vec![spec(&a.symbols[0].name.clone(), Decimal::ONE, Decimal::ONE)];
+        }
+        w.clients[0].registration.as_mut().unwrap().symbols[0].contract_size = Decimal::ONE;
+        w.exposures = vec![exposure(1, "XAUUSD", dec!(1), 5)];
+        w.allocations = vec![allocation(
+            None,
+            None,
+            &[(H, dec!(0.5)), (H2, dec!(0.5))],
+            7,
+        )];
+        let plans = compute_all(&w);
+        assert_eq!(item(&plans[&H], "XAUUSD").volume, Volume(Decimal::ONE));
+        assert_eq!(item(&plans[&H], "XAUUSD").residual, Volume(dec!(-0.5)));
+        let left = &plans[&H2].residuals[0];
+        assert_eq!(
+            (left.reason, left.unhedged),
+            (ResidualReason::AllocationRounding, Volume(dec!(0.5)))
+        );
+        // once it is covered, nothing moves
+        w.hedges = vec![cover(H, "XAUUSD", dec!(-1), 8)];
+        assert!(compute_all(&w).values().all(|p| p.items.is_empty()));
+    }
+
+    fn grid_steps() -> impl Strategy<Value = Decimal> {
+        prop_oneof![Just(dec!(0.01)), Just(dec!(0.1)), Just(Decimal::ONE)]
+    }
+
+    fn contract_sizes() -> impl Strategy<Value = Decimal> {
+        prop_oneof![Just(Decimal::ONE), Just(dec!(10)), Just(dec!(100))]
     }
 
     proptest! {
@@ -381,7 +1107,7 @@ mod tests {
             }).collect();
             let mut i = inputs(&[], &[("EURUSD", Decimal::new(hedge, 2), 1)]);
             i.exposures = exposures;
-            let plan = compute(&i);
+            let plan = compute(&i, H);
             for item in &plan.items {
                 let step = dec!(0.01);
                 prop_assert!((item.volume.0 % step).is_zero());
@@ -393,6 +1119,94 @@ mod tests {
                 }
             }
             prop_assert!(plan.items.len() + plan.residuals.len() <= 1);
+        }
+
+        #[test]
+        fn parts_and_residual_make_the_target_and_nothing_is_counted_twice(
+            clients in proptest::collection::vec((-40_000i64..40_000, contract_sizes(), 0usize..4), 1..6),
+            hedge_specs in proptest::collection::vec((contract_sizes(), grid_steps(), -300i64..300), 2..4),
+            split in 1u32..100,
+        ) {
+            let hedge_logins: Vec<Login> = (0..hedge_specs.len()).map(|k| Login(900 + k as u64)).collect();
+            let mut w = PlanInputs {
+                accounts: hedge_specs.iter().zip(&hedge_logins).map(|((cs, step, _), login)| {
+                    let mut s = spec("XAUUSD", *cs, *step);
+                    s.volume_max = Volume(Decimal::from(1_000_000_000));
+                    account(*login, AccountRole::Hedge, SymbolMap::identity(), vec![s])
+                }).collect(),
+                clients: vec![],
+                exposures: vec![],
+                hedges: hedge_specs.iter().zip(&hedge_logins).enumerate().map(|(k, ((_, _, held), login))| {
+                    cover(*login, "XAUUSD", Decimal::new(*held, 1), 1 + k as u64)
+                }).collect(),
+                pauses: vec![],
+                allocations: vec![],
+                as_of_event_id: 99,
+            };
+            let first = Decimal::new(split as i64, 2);
+            // scopes: 0 global 60/40-like split, 1 everything on the first, 2 on the second, 3 none
+            // (falls back to the global allocation)
+            w.allocations.push(allocation(None, None, &[(hedge_logins[0], first), (hedge_logins[1], Decimal::ONE - first)], 50));
+            let mut target = Decimal::ZERO;
+            let mut lots_total = Decimal::ZERO;
+            for (k, (net, cs, scope)) in clients.iter().enumerate() {
+                let login = 1 + k as u64;
+                w.clients.push(client(login, Decimal::ONE, None, vec![spec("XAUUSD.r", *cs, dec!(0.01))]));
+                let lots = Decimal::new(*net, 2);
+                w.exposures.push(exposure(login, "XAUUSD", lots, 10 + k as u64));
+                match scope {
+                    1 => w.allocations.push(allocation(Some(login), None, &[(hedge_logins[0], Decimal::ONE)], 60)),
+                    2 => w.allocations.push(allocation(Some(login), Some("XAUUSD"), &[(hedge_logins[1], Decimal::ONE)], 61)),
+                    _ => {}
+                }
+                target += lots * cs;
+                lots_total += lots;
+            }
+            let plans = compute_all(&w);
+            let mut covered = Decimal::ZERO;
+            let mut counted_lots = Decimal::ZERO;
+            let mut left = Decimal::ZERO;
+            let mut left_alone = Decimal::ZERO;
+            for ((cs, step, held), login) in hedge_specs.iter().zip(&hedge_logins) {
+                let plan = &plans[login];
+                prop_assert!(plan.client_residuals.is_empty());
+                prop_assert!(plan.items.len() + plan.residuals.len() <= 1);
+                for item in &plan.items {
+                    prop_assert!((item.volume.0 % step).is_zero());
+                    prop_assert_eq!(item.residual.0, item.exposure.0 + item.hedge_lots.0);
+                    covered += (item.residual.0 - item.hedge_lots.0) * cs;
+                    counted_lots += item.client_lots.0;
+                    left += item.residual.0 * cs;
+                }
+                for r in &plan.residuals {
+                    prop_assert_eq!(r.hedge_lots.0, r.hedged.0);
+                    covered += (r.unhedged.0 - r.hedge_lots.0) * cs;
+                    counted_lots += r.client_lots.0;
+                    left += r.unhedged.0 * cs;
+                }
+                // what this account would leave on its own: the nearest allowed volume (the
+                // smaller on a tie), never past its hedges when it reduces
+                let (unhedged, hedged) = plan.items.first().map(|i| (i.unhedged.0, i.hedged.0))
+                    .or_else(|| plan.residuals.first().map(|r| (r.unhedged.0, r.hedged.0)))
+                    .unwrap_or_default();
+                prop_assert_eq!(hedged, Decimal::new(*held, 1));
+                let reduces = !hedged.is_zero() && hedged.is_sign_negative() == unhedged.is_sign_negative();
+                let wanted = if reduces { unhedged.abs().min(hedged.abs()) } else { unhedged.abs() };
+                let down = (wanted / step).floor() * step;
+                let up = (wanted / step).ceil() * step;
+                let best = [Decimal::ZERO, down, up]
+                    .into_iter()
+                    .filter(|v| !reduces || *v <= hedged.abs())
+                    .min_by_key(|v| ((unhedged.abs() - v).abs(), *v))
+                    .unwrap_or_default();
+                left_alone += (unhedged.abs() - best) * signum(unhedged) * cs;
+            }
+            // sum of the parts (the hedge positions, as base quantity) plus the residual is the target
+            prop_assert_eq!(covered, target);
+            // every client lot counted exactly once over the hedge accounts
+            prop_assert_eq!(counted_lots, lots_total);
+            // the joint rounding leaves no more than rounding each account alone would
+            prop_assert!(left.abs() <= left_alone.abs(), "left {} alone {}", left, left_alone);
         }
     }
 }

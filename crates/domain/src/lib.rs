@@ -26,4 +26,4 @@ pub use num::{Money, Price, Volume};
 pub use retcode::{Retcode, RetcodeClass};
 pub use side::Side;
 pub use symbol::{FillingModes, Rounding, SymbolSpec, VolumeError};
-pub use symbol_map::{SymbolMap, SymbolMapError};
+pub use symbol_map::{AccountName, Ambiguity, Resolution, SymbolMap, SymbolMapError};

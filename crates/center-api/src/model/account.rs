@@ -65,11 +65,52 @@ pub struct AccountRegistration {
     pub currency: String,
 }
 
+/// What an account's registered symbols say about one canonical symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpecLookup<'a> {
+    /// The account's symbol for it.
+    Found(&'a SymbolSpec),
+    /// The account sent no spec under this name.
+    Missing(String),
+    /// Several of the account's symbols could be it (see `SymbolMap::account_name_in`).
+    Ambiguous(Vec<String>),
+}
+
 impl AccountRegistration {
-    /// The spec of a canonical symbol under this account's name, if the account sent it.
+    /// The account's name for a canonical symbol: its map, the common aliases and decorations
+    /// matched against its registered symbols (`SymbolMap::account_name_in`). When several of
+    /// its symbols could be it, the map's own rule gives the name (and [`Self::lookup_spec`]
+    /// says it is ambiguous).
+    pub fn account_name(&self, canonical: &str) -> String {
+        match self.names_for(canonical) {
+            AccountName::Name(name) => name,
+            AccountName::Ambiguous(_) => self.symbol_map.to_account(canonical),
+        }
+    }
+
+    fn names_for(&self, canonical: &str) -> AccountName {
+        self.symbol_map
+            .account_name_in(canonical, self.symbols.iter().map(|s| s.name.as_str()))
+    }
+
+    /// The spec of a canonical symbol under this account's name, looked up as
+    /// [`Self::account_name`] does.
+    pub fn lookup_spec(&self, canonical: &str) -> SpecLookup<'_> {
+        match self.names_for(canonical) {
+            AccountName::Name(name) => match self.symbols.iter().find(|s| s.name == name) {
+                Some(spec) => SpecLookup::Found(spec),
+                None => SpecLookup::Missing(name),
+            },
+            AccountName::Ambiguous(candidates) => SpecLookup::Ambiguous(candidates),
+        }
+    }
+
+    /// The spec of a canonical symbol, if the account sent exactly one that it can be.
     pub fn spec_for(&self, canonical: &str) -> Option<&SymbolSpec> {
-        let name = self.symbol_map.to_account(canonical);
-        self.symbols.iter().find(|s| s.name == name)
+        match self.lookup_spec(canonical) {
+            SpecLookup::Found(spec) => Some(spec),
+            _ => None,
+        }
     }
 }
 

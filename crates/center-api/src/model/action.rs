@@ -21,6 +21,11 @@ pub enum ActionKind {
     SetHedgeRatio,
     /// Removes the override `field` of account `login`.
     ClearOverride,
+    /// Sets the allocation of a scope (`login` a client account, `symbol` a canonical symbol,
+    /// either or neither) to `weights`, which must name hedge accounts and sum to exactly 1.
+    SetAllocation,
+    /// Removes the allocation of exactly that scope.
+    ClearAllocation,
 }
 
 impl ActionKind {
@@ -33,6 +38,8 @@ impl ActionKind {
             ActionKind::SetSymbolMap => "set_symbol_map",
             ActionKind::SetHedgeRatio => "set_hedge_ratio",
             ActionKind::ClearOverride => "clear_override",
+            ActionKind::SetAllocation => "set_allocation",
+            ActionKind::ClearAllocation => "clear_allocation",
         }
     }
 }
@@ -40,7 +47,8 @@ impl ActionKind {
 /// `POST /v1/actions`. Pause/resume: the scope is an account (hedge or client), a canonical symbol,
 /// or both; neither means everything. The other actions name what they need: `hedge_id`
 /// (close/retry), `login` plus `symbol_map`/`hedge_ratio` (overrides), `login` plus `field`
-/// (clear an override).
+/// (clear an override); an allocation's scope is `login` (a client) and `symbol`, like a pause's,
+/// and `set_allocation` needs `weights`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionRequest {
@@ -63,6 +71,8 @@ pub struct ActionRequest {
     pub hedge_ratio: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<OverrideField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<AllocationWeight>>,
 }
 
 impl ActionRequest {
@@ -77,6 +87,7 @@ impl ActionRequest {
             symbol_map: None,
             hedge_ratio: None,
             field: None,
+            weights: None,
         }
     }
 
@@ -246,4 +257,7 @@ pub struct ActionAck {
     /// Override actions: the account after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    /// Allocation actions: every allocation after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<Vec<Allocation>>,
 }

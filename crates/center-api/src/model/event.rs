@@ -28,6 +28,8 @@ pub enum EventKind {
     OverrideSet,
     OverrideCleared,
     TumblerFired,
+    AllocationSet,
+    AllocationCleared,
 }
 
 impl EventKind {
@@ -53,6 +55,8 @@ impl EventKind {
         EventKind::OverrideSet,
         EventKind::OverrideCleared,
         EventKind::TumblerFired,
+        EventKind::AllocationSet,
+        EventKind::AllocationCleared,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -78,6 +82,8 @@ impl EventKind {
             EventKind::OverrideSet => "override_set",
             EventKind::OverrideCleared => "override_cleared",
             EventKind::TumblerFired => "tumbler_fired",
+            EventKind::AllocationSet => "allocation_set",
+            EventKind::AllocationCleared => "allocation_cleared",
         }
     }
 

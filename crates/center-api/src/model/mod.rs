@@ -5,8 +5,8 @@
 //! sides are `"buy"`/`"sell"`; enums are `snake_case` strings; times are Unix milliseconds.
 
 use hedge_domain::{
-    AccountMarginMode, DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode,
-    Side, SymbolMap, SymbolSpec, Volume,
+    AccountMarginMode, AccountName, DealTicket, Login, Magic, Money, OrderTicket, PositionId,
+    Price, Retcode, Side, SymbolMap, SymbolSpec, Volume,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,7 @@ fn is_false(value: &bool) -> bool {
 
 mod account;
 mod action;
+mod allocation;
 mod event;
 mod hedge;
 mod plan;
@@ -66,6 +67,7 @@ mod position;
 
 pub use account::*;
 pub use action::*;
+pub use allocation::*;
 pub use event::*;
 pub use hedge::*;
 pub use plan::*;

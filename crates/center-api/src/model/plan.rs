@@ -28,7 +28,8 @@ pub struct PlanItem {
     /// Rounded to the hedge account's volume step and clamped to its min/max.
     pub volume: Volume,
     pub action: PlanAction,
-    /// Signed net client exposure (buys minus sells, times each client's ratio).
+    /// Signed net client exposure this account covers, in the hedge account's lots: the
+    /// clients' base quantity (see `base_quantity`) divided by the hedge symbol's contract size.
     pub exposure: Volume,
     /// Signed open hedge volume on this account for this symbol.
     pub hedged: Volume,
@@ -36,6 +37,18 @@ pub struct PlanItem {
     pub unhedged: Volume,
     /// What stays uncovered after this order (rounding, clamping to max, close-only).
     pub residual: Volume,
+    /// Signed client lots this account's part covers: each client's net lots (in its own
+    /// broker's lots) times the weight of this account in its allocation.
+    #[serde(default)]
+    pub client_lots: Volume,
+    /// Signed base quantity this account's part covers (ounces, coins, currency units): each
+    /// client's lots times its symbol's contract size, its ratio and this account's weight.
+    #[serde(default)]
+    pub base_quantity: Volume,
+    /// Signed hedge position (buys positive) in the hedge account's lots once this order is
+    /// filled: `hedged` plus the order, opposite the clients when they are covered.
+    #[serde(default)]
+    pub hedge_lots: Volume,
 }
 
 /// Why a symbol with uncovered exposure has no plan item.
@@ -51,9 +64,57 @@ pub enum ResidualReason {
     NoSymbolSpec,
     /// The hedge account's spec cannot be used (step not positive).
     BadSymbolSpec,
+    /// Several hedge accounts and no allocation says which covers this client: not hedged.
+    NoAllocation,
+    /// The allocation (or the client's registered hedge account) names an account that is not
+    /// registered as a hedge account.
+    HedgeAccountUnknown,
+    /// The client's or the hedge account's symbol has no contract size (missing or zero), so its
+    /// lots cannot be converted; `client_login` says whose when it is a client's.
+    ContractSizeMissing,
+    /// Several of the account's symbols could be this canonical symbol (`candidates`); the
+    /// operator's explicit symbol map must say which.
+    AmbiguousSymbol,
+    /// Rounding across hedge accounts: the other accounts' orders already bring the total as
+    /// close to the clients as the grids allow, so this part is left.
+    AllocationRounding,
+}
+
+impl ResidualReason {
+    pub const ALL: &'static [ResidualReason] = &[
+        ResidualReason::BelowMin,
+        ResidualReason::Paused,
+        ResidualReason::NoSymbolSpec,
+        ResidualReason::BadSymbolSpec,
+        ResidualReason::NoAllocation,
+        ResidualReason::HedgeAccountUnknown,
+        ResidualReason::ContractSizeMissing,
+        ResidualReason::AmbiguousSymbol,
+        ResidualReason::AllocationRounding,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResidualReason::BelowMin => "below_min",
+            ResidualReason::Paused => "paused",
+            ResidualReason::NoSymbolSpec => "no_symbol_spec",
+            ResidualReason::BadSymbolSpec => "bad_symbol_spec",
+            ResidualReason::NoAllocation => "no_allocation",
+            ResidualReason::HedgeAccountUnknown => "hedge_account_unknown",
+            ResidualReason::ContractSizeMissing => "contract_size_missing",
+            ResidualReason::AmbiguousSymbol => "ambiguous_symbol",
+            ResidualReason::AllocationRounding => "allocation_rounding",
+        }
+    }
 }
 
 /// Uncovered exposure that the plan does not turn into an order.
+///
+/// `exposure`, `hedged` and `unhedged` are in the hedge account's lots, as in [`PlanItem`]; when
+/// the hedge symbol's contract size is unknown (`no_symbol_spec`, `contract_size_missing`,
+/// `ambiguous_symbol` without `client_login`) nothing can be converted and `exposure` is the
+/// clients' lots times their ratio and weight. A residual with `client_login` is one client's
+/// exposure that no plan counts (its fields are then that client's, `hedged` zero).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanResidual {
@@ -63,6 +124,22 @@ pub struct PlanResidual {
     pub hedged: Volume,
     pub unhedged: Volume,
     pub reason: ResidualReason,
+    /// The client whose exposure this is, when the reason is about one client (no allocation,
+    /// its contract size, its symbol name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_login: Option<Login>,
+    /// Signed client lots (as in [`PlanItem::client_lots`]).
+    #[serde(default)]
+    pub client_lots: Volume,
+    /// Signed base quantity; absent when a contract size needed for it is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_quantity: Option<Volume>,
+    /// Signed hedge position in the hedge account's lots (nothing is sent for a residual).
+    #[serde(default)]
+    pub hedge_lots: Volume,
+    /// `ambiguous_symbol`: the account's names that could be the symbol.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
 }
 
 /// `GET /v1/plan/{hedge_login}`.
@@ -74,4 +151,22 @@ pub struct HedgePlan {
     pub as_of_event_id: u64,
     pub items: Vec<PlanItem>,
     pub residuals: Vec<PlanResidual>,
+    /// Client exposure no hedge account's plan counts, with why (no allocation, an unknown
+    /// hedge account, a client symbol without contract size or with an ambiguous name). The
+    /// same list is in every hedge account's plan; it is never counted in `items`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_residuals: Vec<PlanResidual>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn residual_reasons_are_their_wire_names() {
+        for reason in ResidualReason::ALL {
+            let json = serde_json::to_string(reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
+    }
 }

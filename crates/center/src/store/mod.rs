@@ -888,7 +888,7 @@ impl Store {
 
     /// The plan of `hedge_login` rendered by `render`, computed again only when an event was
     /// stored since (see [`Store::at_head`]): every input of the plan (registrations, overrides,
-    /// pauses, client and hedge exposures) changes only together with an event in the same
+    /// pauses, allocations, client and hedge exposures) changes only together with an event in the same
     /// transaction, and the plan does not depend on the time. A refusal (unknown or non-hedge
     /// account) is never kept.
     pub async fn plan_answer(
@@ -1029,6 +1029,10 @@ impl Store {
 
     pub async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         self.read(|c| logic::pauses(c)).await
+    }
+
+    pub async fn allocations(&self) -> Result<Vec<Allocation>, StoreError> {
+        self.read(|c| logic::allocations(c)).await
     }
 
     pub async fn legacy_report(

@@ -288,7 +288,11 @@ pub fn client_registration(login: Login, ratio: &str) -> AccountRegistration {
         symbol_map: SymbolMap::from_affix(".r"),
         hedge_ratio: dec(ratio),
         hedge_login: None,
-        symbols: vec![],
+        // What the client agent registers: its own specs, under its names.
+        symbols: ["EURUSD", "GBPUSD", "XAUUSD", "USDJPY", "AUDUSD"]
+            .iter()
+            .map(|s| SymbolSpec::forex(format!("{s}.r"), 5))
+            .collect(),
         currency: "USD".into(),
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod actions;
+mod allocations;
 mod commands;
 mod events;
 mod hedges;

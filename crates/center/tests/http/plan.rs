@@ -15,7 +15,8 @@ async fn plan_arithmetic(b: Backend) {
         .await
         .unwrap();
     let c = &env.client;
-    // EURUSD: client1 +0.30 -0.07; client2 (ratio 0.5) -0.25 => 0.23 - 0.125 = 0.105 -> sell 0.11 (nearest)
+    // EURUSD: client1 +0.30 -0.07; client2 (ratio 0.5) -0.25 => 0.23 - 0.125 = 0.105 -> sell 0.10
+    // (exactly between two steps: the smaller order, so a covered plan asks for nothing more)
     c.report_position(&open(CLIENT, 1, "EURUSD", Side::Buy, "0.3"))
         .await
         .unwrap();
@@ -60,10 +61,15 @@ async fn plan_arithmetic(b: Backend) {
     let eur = item("EURUSD");
     assert_eq!(
         (eur.side, eur.volume, eur.exposure),
-        (Side::Sell, vol("0.11"), vol("0.105"))
+        (Side::Sell, vol("0.1"), vol("0.105"))
     );
     assert_eq!(eur.account_symbol, "EURUSD.h");
-    assert_eq!(eur.residual, vol("-0.005"));
+    assert_eq!(eur.residual, vol("0.005"));
+    // same contract sizes on both sides: base quantity is lots x 100,000
+    assert_eq!(
+        (eur.client_lots, eur.base_quantity, eur.hedge_lots),
+        (vol("-0.02"), vol("10500"), vol("-0.1"))
+    );
     let gbp = item("GBPUSD");
     assert_eq!(
         (gbp.side, gbp.volume, gbp.residual),

@@ -113,6 +113,10 @@ pub(super) fn action(
         }
     };
     let uses = |login: bool, symbol: bool, hedge: bool, map: bool, ratio: bool, field: bool| {
+        unused(
+            "weights",
+            a.action != ActionKind::SetAllocation && a.weights.is_some(),
+        )?;
         unused("login", !login && a.login.is_some())?;
         unused("symbol", !symbol && a.symbol.is_some())?;
         unused("hedge_id", !hedge && a.hedge_id.is_some())?;
@@ -139,6 +143,7 @@ pub(super) fn action(
                 pauses: pauses(c)?,
                 command: None,
                 account: None,
+                allocations: None,
             })
         }
         ActionKind::CloseHedge | ActionKind::RetryHedge => {
@@ -175,6 +180,18 @@ pub(super) fn action(
                 .field
                 .ok_or_else(|| Refusal::invalid("field", "clear_override needs field"))?;
             set_override(c, actor, a, field, None, now)
+        }
+        ActionKind::SetAllocation => {
+            uses(true, true, false, false, false, false)?;
+            let weights = a
+                .weights
+                .as_deref()
+                .ok_or_else(|| Refusal::invalid("weights", "set_allocation needs weights"))?;
+            set_allocation(c, actor, a, Some(weights), now)
+        }
+        ActionKind::ClearAllocation => {
+            uses(true, true, false, false, false, false)?;
+            set_allocation(c, actor, a, None, now)
         }
     }
 }

@@ -107,6 +107,7 @@ pub(super) fn issue_command(
             pauses: pauses(c)?,
             command: Some(command_from_row(&row)?),
             account: None,
+            allocations: None,
         });
     }
     let volume = match kind {
@@ -183,6 +184,7 @@ pub(super) fn issue_command(
         pauses: pauses(c)?,
         command: Some(command),
         account: None,
+        allocations: None,
     })
 }
 

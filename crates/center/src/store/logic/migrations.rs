@@ -197,6 +197,22 @@ pub(super) const MIGRATIONS: &[(i64, Step)] = &[(
         ALTER TABLE positions ADD COLUMN realized_fee TEXT;",
         ),
     ),
+    (
+        8,
+        // Which hedge accounts cover a client's exposure; `scope` is `client/symbol` with `*`
+        // for every client or symbol, as in `pauses`. `weights` is the JSON list of the
+        // allocation's hedge accounts and their exact decimal shares.
+        Step::Sql("CREATE TABLE allocations (
+        scope TEXT PRIMARY KEY,
+        client_login BIGINT,
+        symbol TEXT,
+        weights TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        event_id BIGINT NOT NULL
+    );"),
+    ),
 ];
 
 /// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their newest row is never deleted

@@ -60,6 +60,7 @@ columns! {
 
 mod accounts;
 mod actions;
+mod allocations;
 mod answers;
 mod client_positions;
 mod commands;
@@ -75,6 +76,7 @@ mod status;
 
 pub use accounts::*;
 pub use actions::*;
+pub use allocations::*;
 pub use answers::*;
 pub use client_positions::*;
 pub use commands::*;
@@ -366,7 +368,7 @@ mod tests {
         migrate(c).unwrap();
         let lists = [
             ("accounts", AccountCol::LIST),
-            ("accounts", ClientCol::LIST),
+            ("allocations", AllocationCol::LIST),
             ("account_overrides", OverrideCol::LIST),
             ("idempotency", AnswerCol::LIST),
             ("action_keys", AnswerCol::LIST),

@@ -73,6 +73,7 @@ pub(super) fn set_override(
             pauses: pauses(c)?,
             command: None,
             account: Some(before),
+            allocations: None,
         });
     }
     let reason = match &value {
@@ -139,5 +140,6 @@ pub(super) fn set_override(
         pauses: pauses(c)?,
         command: None,
         account: Some(after),
+        allocations: None,
     })
 }

@@ -1,11 +1,6 @@
-//! What the hedge plan is computed from, read in one snapshot.
+//! What the hedge plans are computed from, read in one snapshot.
 
 use super::*;
-
-columns! {
-    /// A client account's hedging settings.
-    pub(super) ClientCol { login, role, hedge_ratio, hedge_login }
-}
 
 columns! {
     /// A client account's net exposure in one symbol.
@@ -14,10 +9,12 @@ columns! {
 
 columns! {
     /// A hedge account's net cover in one symbol.
-    pub(super) HedgeExposureCol { symbol, net_units, last_event_id }
+    pub(super) HedgeExposureCol { hedge_login, symbol, net_units, last_event_id }
 }
 
-/// The inputs of `hedge_login`'s plan; refused when that account is unknown or not a hedge account.
+/// The inputs of every hedge account's plan (the plan of one depends on the others through the
+/// allocations and the rounding across accounts); refused when `hedge_login` is unknown or not a
+/// hedge account.
 pub fn plan_inputs(
     c: &mut dyn Conn,
     hedge_login: Login,
@@ -34,40 +31,28 @@ pub fn plan_inputs(
         ))));
     }
     let as_of_event_id = max_event_id(c)?;
-    let overrides = load_overrides(c, None)?;
-    let mut configs = std::collections::BTreeMap::new();
-    for r in c.query(&format!("SELECT {} FROM accounts", ClientCol::LIST), &[])? {
-        let login = r.u64(ClientCol::login)?;
-        let registered = Decimal::from_str(r.text(ClientCol::hedge_ratio)?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let ratio = overrides
-            .get(&login)
-            .and_then(|o| o.hedge_ratio)
-            .unwrap_or(registered);
-        configs.insert(
-            login,
-            (
-                r.text(ClientCol::role)?.to_owned(),
-                ratio,
-                r.opt_int(ClientCol::hedge_login)?.map(|l| Login(l as u64)),
-            ),
-        );
-    }
+    let registered: std::collections::BTreeMap<u64, AccountRegistration> = accounts(c)?
+        .iter()
+        .map(|a| (a.registration.login.0, a.effective()))
+        .collect();
     let mut exposures = Vec::new();
     let mut clients = Vec::new();
     for r in c.query(&format!("SELECT {} FROM exposures", ExposureCol::LIST), &[])? {
         let login = r.u64(ExposureCol::login)?;
-        match configs.get(&login) {
-            Some((role, ratio, hedge)) if role == "client" => clients.push(ClientConfig {
+        match registered.get(&login) {
+            Some(reg) if reg.role == AccountRole::Client => clients.push(ClientConfig {
                 login: Login(login),
-                ratio: *ratio,
-                hedge_login: *hedge,
+                ratio: reg.hedge_ratio,
+                hedge_login: reg.hedge_login,
+                registration: Some(reg.clone()),
             }),
-            // Reports from an account not (yet) registered count 1:1 on every hedge account.
+            // An account that reported before registering: its contract sizes are unknown, so
+            // the plan lists it as a residual until it registers.
             None => clients.push(ClientConfig {
                 login: Login(login),
                 ratio: Decimal::ONE,
                 hedge_login: None,
+                registration: None,
             }),
             Some(_) => continue,
         }
@@ -82,15 +67,13 @@ pub fn plan_inputs(
     clients.dedup_by_key(|c| c.login);
     let hedges = c
         .query(
-            &format!(
-                "SELECT {} FROM hedge_exposures WHERE hedge_login = ?",
-                HedgeExposureCol::LIST
-            ),
-            &[Val::Int(hedge_login.0 as i64)],
+            &format!("SELECT {} FROM hedge_exposures", HedgeExposureCol::LIST),
+            &[],
         )?
         .iter()
         .map(|r| {
             Ok(HedgeCover {
+                hedge_login: Login(r.u64(HedgeExposureCol::hedge_login)?),
                 symbol: r.text(HedgeExposureCol::symbol)?.to_owned(),
                 net_units: r.int(HedgeExposureCol::net_units)?,
                 last_event_id: r.u64(HedgeExposureCol::last_event_id)?,
@@ -98,11 +81,15 @@ pub fn plan_inputs(
         })
         .collect::<Result<_, StoreError>>()?;
     Ok(Ok(PlanInputs {
-        hedge: hedge.effective(),
+        accounts: registered
+            .into_values()
+            .filter(|r| r.role == AccountRole::Hedge)
+            .collect(),
         clients,
         exposures,
         hedges,
         pauses: pauses(c)?,
+        allocations: allocations(c)?,
         as_of_event_id,
     }))
 }
