@@ -205,12 +205,12 @@ pub fn registration(
     symbols: &[SymbolInfo],
     hedging: &ClientHedging,
 ) -> AccountRegistration {
+    let names = settings
+        .symbol_map
+        .resolve(symbols.iter().map(|s| s.spec.name.as_str()));
     let specs = symbols
         .iter()
-        .filter(|s| match settings.symbol_map.to_canonical(&s.spec.name) {
-            Some(canonical) => settings.watches(&canonical),
-            None => settings.symbols.is_empty(),
-        })
+        .filter(|s| settings.watches(&names.canonical_of(&s.spec.name)))
         .map(|s| s.spec.clone())
         .collect();
     AccountRegistration {

@@ -147,7 +147,7 @@ impl Watch {
     fn passes(&self, symbol: &str, magic: Magic) -> bool {
         let symbol_ok = self.symbols.is_empty()
             || self.symbols.iter().any(|s| {
-                s == symbol || self.map.to_canonical(symbol).as_deref() == Some(s.as_str())
+                s == symbol || self.map.canonical_of(symbol).as_deref() == Some(s.as_str())
             });
         let magic_ok = self.magics.is_empty() || self.magics.contains(&magic);
         symbol_ok && magic_ok

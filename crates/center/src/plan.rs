@@ -99,8 +99,8 @@ fn usable_contract_size(spec: &SymbolSpec) -> Option<Decimal> {
 }
 
 /// The hedge accounts covering `symbol` of `client`, with their weights.
-fn weights_for<'a>(
-    inputs: &'a PlanInputs,
+fn weights_for(
+    inputs: &PlanInputs,
     client: &ClientConfig,
     symbol: &str,
 ) -> Result<Vec<(Login, Decimal)>, ResidualReason> {

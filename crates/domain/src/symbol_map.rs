@@ -202,6 +202,24 @@ pub struct Resolution {
     /// The map with an explicit entry for every name that was found by alias or decoration.
     pub map: SymbolMap,
     pub ambiguous: Vec<Ambiguity>,
+    /// Each ambiguous name and the canonical symbol it could be.
+    contested: BTreeMap<String, String>,
+}
+
+impl Resolution {
+    /// The canonical name an agent reports a position on account symbol `account` under, in
+    /// agreement with [`SymbolMap::account_name_in`] over the same list: the name's canonical
+    /// symbol when it is that symbol's name on the account; a name of an ambiguous symbol is
+    /// reported under that symbol (the center, which has the list, shows it as ambiguous rather
+    /// than converting it with another name's contract size); any other name under itself.
+    pub fn canonical_of(&self, account: &str) -> String {
+        if let Some(canonical) = self.contested.get(account) {
+            return canonical.clone();
+        }
+        self.map
+            .to_canonical(account)
+            .unwrap_or_else(|| account.to_owned())
+    }
 }
 
 impl SymbolMap {
@@ -265,35 +283,50 @@ impl SymbolMap {
         }
     }
 
-    /// Reads an account's whole symbol list through this map (see [`Resolution`]). Explicit
-    /// entries are kept as they are; a name is added only when it is the one name of its
-    /// canonical symbol, so [`SymbolMap::to_canonical`] and [`SymbolMap::to_account`] of the
-    /// result agree with [`SymbolMap::account_name_in`] on these names.
+    /// Reads an account's whole symbol list through this map (see [`Resolution`]), in one pass
+    /// over the names. Explicit entries are kept as they are; a name is added only when it is
+    /// the account's name of its canonical symbol as [`SymbolMap::account_name_in`] finds it, so
+    /// the result's [`SymbolMap::to_canonical`] and [`SymbolMap::to_account`] agree with it.
     pub fn resolve<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Resolution {
-        let names: Vec<&str> = names.into_iter().collect();
         let mut by_canonical: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for name in &names {
+        for name in names {
             if let Some(canonical) = self.canonical_of(name) {
-                by_canonical.entry(canonical).or_default().push(name);
+                let group = by_canonical.entry(canonical).or_default();
+                if !group.contains(&name) {
+                    group.push(name);
+                }
             }
         }
         let mut resolution = Resolution {
             map: self.clone(),
-            ambiguous: Vec::new(),
+            ..Resolution::default()
         };
-        for (canonical, _) in by_canonical {
-            match self.account_name_in(&canonical, names.iter().copied()) {
-                AccountName::Name(name) => {
-                    let known = self.explicit.contains_key(&name)
-                        || self.explicit.values().any(|c| *c == canonical);
-                    if !known && self.to_canonical(&name).as_deref() != Some(canonical.as_str()) {
-                        resolution.map.explicit.insert(name, canonical);
-                    }
+        for (canonical, mut group) in by_canonical {
+            if self.explicit.values().any(|c| *c == canonical) {
+                continue;
+            }
+            let ruled = self.to_account(&canonical);
+            let name = if group.contains(&ruled.as_str()) {
+                ruled
+            } else if let [one] = group.as_slice() {
+                (*one).to_owned()
+            } else {
+                group.sort_unstable();
+                for name in &group {
+                    resolution
+                        .contested
+                        .insert((*name).to_owned(), canonical.clone());
                 }
-                AccountName::Ambiguous(candidates) => resolution.ambiguous.push(Ambiguity {
+                resolution.ambiguous.push(Ambiguity {
                     canonical,
-                    candidates,
-                }),
+                    candidates: group.iter().map(|n| (*n).to_owned()).collect(),
+                });
+                continue;
+            };
+            if self.to_canonical(&name).as_deref() != Some(canonical.as_str())
+                && !self.explicit.contains_key(&name)
+            {
+                resolution.map.explicit.insert(name, canonical);
             }
         }
         resolution
@@ -429,5 +462,40 @@ mod tests {
             }]
         );
         assert!(!r.map.explicit.contains_key("GOLD"));
+        // both are reported as XAUUSD, which the center then shows as ambiguous
+        assert_eq!(r.canonical_of("GOLD"), "XAUUSD");
+        assert_eq!(r.canonical_of("XAUUSDm"), "XAUUSD");
+        assert_eq!(r.canonical_of("EURUSD"), "EURUSD");
+        // a name that lost to the exact name is reported under itself, never converted with the
+        // exact name's contract size
+        let r = SymbolMap::identity().resolve(["GOLD", "XAUUSD"]);
+        assert_eq!(r.canonical_of("XAUUSD"), "XAUUSD");
+        assert_eq!(r.canonical_of("GOLD"), "GOLD");
+        assert!(r.ambiguous.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn resolution_agrees_with_the_lookup_by_canonical_name(
+            names in proptest::collection::btree_set(
+                "(GOLD|XAUUSD|SILVER|US30|WS30|EURUSD|IBM)(|\\.r|m|\\.pro|#|_i)", 0..8),
+        ) {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let r = SymbolMap::identity().resolve(names.iter().copied());
+            for name in &names {
+                let canonical = r.canonical_of(name);
+                match SymbolMap::identity().account_name_in(&canonical, names.iter().copied()) {
+                    // the name is the account's name of what it is reported as...
+                    AccountName::Name(found) => {
+                        proptest::prop_assert_eq!(&found, name);
+                        proptest::prop_assert_eq!(r.map.to_account(&canonical), found);
+                    }
+                    // ...or one of the candidates of an ambiguous symbol
+                    AccountName::Ambiguous(candidates) => {
+                        proptest::prop_assert!(candidates.iter().any(|c| c == name));
+                    }
+                }
+            }
+        }
     }
 }

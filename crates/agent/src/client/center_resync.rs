@@ -38,11 +38,7 @@ impl ClientAgent {
     /// The canonical symbol a position on account symbol `symbol` is reported under; `None` when
     /// it is not watched (never reported).
     fn reported_symbol(&self, symbol: &str) -> Option<String> {
-        let canonical = self
-            .settings
-            .symbol_map
-            .to_canonical(symbol)
-            .unwrap_or_else(|| symbol.to_owned());
+        let canonical = self.names.canonical_of(symbol);
         self.settings.watches(&canonical).then_some(canonical)
     }
 

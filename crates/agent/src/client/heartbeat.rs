@@ -145,12 +145,18 @@ async fn check_center(
     if !settled() {
         return None;
     }
+    let names = map.resolve(
+        terminal
+            .symbols()
+            .iter()
+            .map(|s| s.spec.name.as_str())
+            .collect::<Vec<_>>(),
+    );
     let read_terminal = || {
         terminal.with_state(|s| {
             let rows = s.positions.values().map(|p| {
                 (
-                    map.to_canonical(&p.symbol)
-                        .unwrap_or_else(|| p.symbol.clone()),
+                    names.canonical_of(&p.symbol),
                     p.position_type.side(),
                     p.volume,
                 )

@@ -235,6 +235,9 @@ fn ratio_from_toml(v: &toml::Value) -> anyhow::Result<Decimal> {
 /// The client agent's event loop over one terminal link.
 pub struct ClientAgent {
     settings: AgentSettings,
+    /// The terminal's symbol names read through the symbol map (aliases, decorations), from the
+    /// latest handshake: what each position is reported under.
+    names: hedge_domain::Resolution,
     outbox: Arc<Outbox>,
     terminal: Terminal,
     status: StatusBoard,
@@ -286,6 +289,7 @@ impl ClientAgent {
         );
         Ok(ClientAgent {
             tracker: Tracker::restore(settings.login, states),
+            names: settings.symbol_map.resolve([]),
             settings,
             outbox,
             terminal,
@@ -416,12 +420,25 @@ impl ClientAgent {
     }
 
     fn register(&mut self, hello: &Hello) -> Result<(), ClientAgentError> {
+        let symbols = self.terminal.symbols();
+        let resolution = self
+            .settings
+            .symbol_map
+            .resolve(symbols.iter().map(|s| s.spec.name.as_str()));
+        for a in &resolution.ambiguous {
+            tracing::warn!(
+                canonical = %a.canonical,
+                candidates = ?a.candidates,
+                "several of the account's symbols could be this symbol; it is not hedged until the symbol map names one (ACCOUNT=CANONICAL)"
+            );
+        }
+        self.names = resolution;
         if self.options.center {
             let reg = center::registration(
                 &self.settings,
                 AccountRole::Client,
                 hello,
-                &self.terminal.symbols(),
+                &symbols,
                 &self.options.hedging,
             );
             center::queue_registration(&self.outbox, &reg)?;

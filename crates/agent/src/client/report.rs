@@ -29,15 +29,15 @@ impl ClientAgent {
             if !touched.contains(&e.position) {
                 touched.push(e.position);
             }
-            let canonical = match self.settings.symbol_map.to_canonical(&e.symbol) {
-                Some(c) => c,
-                None => {
-                    if self.settings.symbols.is_empty() {
-                        tracing::warn!(symbol = %e.symbol, "symbol does not match the prefix; reported under its account name");
-                    }
-                    e.symbol.clone()
-                }
-            };
+            // The configured rule, then the common aliases and decorations (`GOLD.r` is
+            // XAUUSD) as matched against the terminal's symbol list.
+            let canonical = self.names.canonical_of(&e.symbol);
+            if canonical == e.symbol
+                && self.settings.symbol_map.to_canonical(&e.symbol).is_none()
+                && self.settings.symbols.is_empty()
+            {
+                tracing::warn!(symbol = %e.symbol, "symbol does not match the prefix; reported under its account name");
+            }
             if !self.settings.watches(&canonical) {
                 tracing::debug!(event = %e.describe(), "not a watched symbol; not reported");
                 continue;

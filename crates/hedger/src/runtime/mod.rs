@@ -139,6 +139,26 @@ impl Hedger {
         })
     }
 
+    /// Reads the terminal's symbol list through the configured map once, so the plan's canonical
+    /// names find this account's symbols by the common aliases and decorations too (`XAUUSD` is
+    /// `GOLD` here); the operator's explicit entries win. A symbol that several of the account's
+    /// names could be keeps the configured rule's name (the center's plan shows it as ambiguous).
+    fn resolve_symbol_names(&mut self) {
+        let symbols = self.terminal.symbols();
+        let resolution = self
+            .opts
+            .symbol_map
+            .resolve(symbols.iter().map(|s| s.spec.name.as_str()));
+        for a in &resolution.ambiguous {
+            tracing::warn!(
+                canonical = %a.canonical,
+                candidates = ?a.candidates,
+                "several of the hedge account's symbols could be this symbol; the symbol map must name one (ACCOUNT=CANONICAL)"
+            );
+        }
+        self.opts.symbol_map = resolution.map;
+    }
+
     /// Queues the account's registration with the center.
     fn queue_registration(&self) {
         if self.center.is_none() {
@@ -185,6 +205,7 @@ impl Hedger {
         if self.terminal.ready().await.is_err() {
             return Err(HedgerError::TerminalGone);
         }
+        self.resolve_symbol_names();
         self.queue_registration();
         self.rebuild().await?;
         let mut plan_version = self.plan.version.subscribe();

@@ -122,12 +122,13 @@ impl World {
                 login: CLIENT,
                 role: AccountRole::Client,
                 server: "sim".into(),
-                company: "sim".into(),
+                company: "test world".into(),
                 margin_mode: AccountMarginMode::RetailHedging,
                 symbol_map: SymbolMap::identity(),
                 hedge_ratio: Decimal::ONE,
                 hedge_login: None,
-                symbols: Vec::new(),
+                // The client's contract sizes: the plan converts its lots through them.
+                symbols: default_symbols("").into_iter().map(|s| s.spec).collect(),
                 currency: "USD".into(),
             })
             .await
@@ -519,7 +520,7 @@ impl World {
         self.client_agent = Some((task, sim.clone()));
         assert!(sim.wait_connected(Duration::from_secs(10)).await);
         // The agent registers the account from the terminal's hello; wait until the center has
-        // that registration (the world registered the account before with an empty symbol list).
+        // that registration (the world registered the account before, as "test world").
         let admin = self.admin.clone();
         let mut registered = false;
         for _ in 0..500 {
@@ -528,7 +529,7 @@ impl World {
                 .await
                 .map(|a| {
                     a.iter()
-                        .any(|a| a.registration.login == CLIENT && !a.registration.symbols.is_empty())
+                        .any(|a| a.registration.login == CLIENT && a.registration.company != "test world")
                 })
                 .unwrap_or(false)
             {
