@@ -178,8 +178,12 @@ impl Caller {
     /// What this token may read. A hedge token's reach follows the registry, read now.
     async fn scope(&self, s: &AppState) -> ApiResult<ReadScope> {
         Ok(match self.role {
-            Role::Hedge(_) => ReadScope::of(self.role, &s.store.accounts().await?),
-            role => ReadScope::of(role, &[]),
+            Role::Hedge(_) => ReadScope::of(
+                self.role,
+                &s.store.accounts().await?,
+                &s.store.allocations().await?,
+            ),
+            role => ReadScope::of(role, &[], &[]),
         })
     }
 
@@ -432,7 +436,11 @@ async fn openapi(
 
 async fn list_accounts(State(s): State<Arc<AppState>>, c: Caller) -> ApiResult<Response> {
     let mut accounts = s.store.accounts().await?;
-    let scope = ReadScope::of(c.role, &accounts);
+    let allocations = match c.role {
+        Role::Hedge(_) => s.store.allocations().await?,
+        _ => Vec::new(),
+    };
+    let scope = ReadScope::of(c.role, &accounts, &allocations);
     accounts.retain(|a| scope.sees_account(a.registration.login));
     Ok(json(StatusCode::OK, &accounts))
 }

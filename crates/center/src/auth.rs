@@ -5,7 +5,7 @@
 //! leaks through timing. Tokens never appear in logs, errors or `Debug` output; a token is known by
 //! its name.
 
-use crate::model::{Account, AccountRole, Event, EventKind};
+use crate::model::{Account, AccountRole, Allocation, Event, EventKind};
 use hedge_domain::Login;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -88,7 +88,8 @@ pub enum ReadScope {
     /// A client or tumbler token: its own account.
     Account(Login),
     /// A hedge token: its own account and hedges, and the registered client accounts whose
-    /// hedge account is it or unnamed (see [`ReadScope::covering`]).
+    /// hedge account is it or unnamed, or that an allocation gives it a share of (see
+    /// [`ReadScope::covering`]).
     Hedge {
         own: Login,
         covered: BTreeSet<Login>,
@@ -96,36 +97,49 @@ pub enum ReadScope {
 }
 
 impl ReadScope {
-    /// The scope of `role`; a hedge role's covered clients are taken from `accounts`.
-    pub fn of(role: Role, accounts: &[Account]) -> ReadScope {
+    /// The scope of `role`; a hedge role's covered clients are taken from `accounts` and the
+    /// operator's `allocations`.
+    pub fn of(role: Role, accounts: &[Account], allocations: &[Allocation]) -> ReadScope {
         match role {
             Role::Admin | Role::Viewer => ReadScope::All,
             Role::Client(l) | Role::Tumbler(l) => ReadScope::Account(l),
             Role::Hedge(own) => ReadScope::Hedge {
                 own,
-                covered: Self::covering(own, accounts),
+                covered: Self::covering(own, accounts, allocations),
             },
         }
     }
 
-    /// The client accounts the plan of hedge account `own` counts (as `plan::compute` does).
-    pub fn covering(own: Login, accounts: &[Account]) -> BTreeSet<Login> {
+    /// The client accounts the plan of hedge account `own` may count (`plan::compute`): those
+    /// registered with no hedge account or with `own`, and those an allocation of their own
+    /// gives a share to `own`. A superset where allocations by symbol decide, so a hedger never
+    /// misses a change that moves its plan.
+    pub fn covering(
+        own: Login,
+        accounts: &[Account],
+        allocations: &[Allocation],
+    ) -> BTreeSet<Login> {
+        let allocated: BTreeSet<Login> = allocations
+            .iter()
+            .filter(|a| a.weights.iter().any(|w| w.hedge_login == own))
+            .filter_map(|a| a.client_login)
+            .collect();
         accounts
             .iter()
             .map(|a| &a.registration)
             .filter(|r| {
                 r.role == AccountRole::Client
                     && r.login != own
-                    && r.hedge_login.is_none_or(|h| h == own)
+                    && (r.hedge_login.is_none_or(|h| h == own) || allocated.contains(&r.login))
             })
             .map(|r| r.login)
             .collect()
     }
 
-    /// Re-reads a hedge token's covered clients from `accounts`.
-    pub fn refresh(&mut self, accounts: &[Account]) {
+    /// Re-reads a hedge token's covered clients from `accounts` and `allocations`.
+    pub fn refresh(&mut self, accounts: &[Account], allocations: &[Allocation]) {
         if let ReadScope::Hedge { own, covered } = self {
-            *covered = Self::covering(*own, accounts);
+            *covered = Self::covering(*own, accounts, allocations);
         }
     }
 
@@ -359,6 +373,55 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hedge_token_covers_the_clients_allocated_to_it() {
+        let client = |login: u64, hedge: Option<u64>| Account {
+            registration: crate::model::AccountRegistration {
+                login: Login(login),
+                role: AccountRole::Client,
+                server: String::new(),
+                company: String::new(),
+                margin_mode: hedge_domain::AccountMarginMode::RetailHedging,
+                symbol_map: hedge_domain::SymbolMap::identity(),
+                hedge_ratio: rust_decimal::Decimal::ONE,
+                hedge_login: hedge.map(Login),
+                symbols: vec![],
+                currency: String::new(),
+            },
+            registered_ms: 0,
+            last_seen_ms: 0,
+            status: None,
+            overrides: Default::default(),
+        };
+        let accounts = [client(1, None), client(2, Some(901)), client(3, Some(902))];
+        let to_900 = Allocation {
+            client_login: Some(Login(3)),
+            symbol: None,
+            weights: vec![crate::model::AllocationWeight {
+                hedge_login: Login(900),
+                weight: rust_decimal::Decimal::ONE,
+            }],
+            actor: "ops".into(),
+            reason: String::new(),
+            since_ms: 0,
+            event_id: 1,
+        };
+        let logins =
+            |covered: BTreeSet<Login>| covered.into_iter().map(|l| l.0).collect::<Vec<_>>();
+        assert_eq!(
+            logins(ReadScope::covering(Login(900), &accounts, &[])),
+            vec![1]
+        );
+        assert_eq!(
+            logins(ReadScope::covering(Login(900), &accounts, &[to_900])),
+            vec![1, 3]
+        );
+        assert_eq!(
+            logins(ReadScope::covering(Login(901), &accounts, &[])),
+            vec![1, 2]
+        );
+    }
 
     #[test]
     fn env_tokens_and_lookup() {

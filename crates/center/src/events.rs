@@ -189,8 +189,8 @@ impl Hub {
         }
     }
 
-    /// Sends `event` if `scope` may read it. A registration can change which clients a hedge
-    /// token covers, so its scope is re-read from the registry first; `last` moves on either way
+    /// Sends `event` if `scope` may read it. A registration or an allocation can change which
+    /// clients a hedge token covers, so its scope is re-read from the registry first; `last` moves on either way
     /// (the caller's), so an event left out is not mistaken for a gap.
     async fn send_visible(
         &self,
@@ -198,9 +198,14 @@ impl Hub {
         scope: &mut ReadScope,
         out: &mpsc::Sender<Bytes>,
     ) -> Result<(), ()> {
-        if scope.follows_registry() && event.kind == EventKind::AccountRegistered {
+        let moves_coverage = matches!(
+            event.kind,
+            EventKind::AccountRegistered | EventKind::AllocationSet | EventKind::AllocationCleared
+        );
+        if scope.follows_registry() && moves_coverage {
             let accounts = self.store.accounts().await.map_err(|_| ())?;
-            scope.refresh(&accounts);
+            let allocations = self.store.allocations().await.map_err(|_| ())?;
+            scope.refresh(&accounts, &allocations);
         }
         if scope.sees_event(event) {
             out.send(frame(event)).await.map_err(|_| ())?;

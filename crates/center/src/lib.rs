@@ -5,7 +5,9 @@
 //! Agents talk to it over JSON/HTTP under `/v1` ([`client::CenterClient`] is the typed client, the
 //! request and response types are in [`model`]). Reports are idempotent and acknowledged only once
 //! durable. The hedge plan ([`plan`], pure arithmetic) nets the client exposure per canonical symbol
-//! and turns it into covering orders in the hedge account's naming, step and limits. Every stored
+//! in base quantity (each broker's contract size), shares it among the hedge accounts by the
+//! operator's allocation, and turns each part into covering orders in that account's naming,
+//! step and limits. Every stored
 //! change is appended to an event log and streamed as server-sent events, resumable by id. The store
 //! is SQLite (embedded default, one writer thread with group commit) or PostgreSQL (several center
 //! instances on one database, LISTEN/NOTIFY between them): [`store::Store`] runs every rule over one

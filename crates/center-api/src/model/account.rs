@@ -53,8 +53,9 @@ pub struct AccountRegistration {
     /// Client accounts: the factor their volumes are multiplied by in the plan (1 = hedge 1:1).
     #[serde(default = "one", with = "decimal_number")]
     pub hedge_ratio: Decimal,
-    /// Client accounts: the hedge account that covers them; `None` = every hedge account's plan
-    /// includes this client (the usual setup with one hedge account).
+    /// Client accounts: the hedge account that covers them, unless an operator allocation of
+    /// the client says otherwise; `None` = as the allocations say (with one hedge account and no
+    /// allocation, that account; see `Allocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge_login: Option<Login>,
     /// The account's symbol specifications, under the account's own names. The plan needs those of
