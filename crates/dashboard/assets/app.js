@@ -145,6 +145,7 @@ const S = {
   commands: new Map(), // id -> Command (operator close/retry requests and their outcome)
   plans: new Map(), // hedge login -> HedgePlan
   pauses: [],
+  allocations: [], // the operator's allocations of client exposure to hedge accounts
   events: [], // newest last
   lastEventId: 0,
   exposure: new Map(), // symbol -> [{t, exposure, hedged}]
@@ -290,6 +291,7 @@ async function loadSnapshot() {
   S.hedges = new Map(hedges.map((x) => [x.id, x]));
   S.commands = new Map(commands.map((c) => [c.id, c]));
   S.pauses = pauses || [];
+  await refreshAllocations();
   reindexExposure();
   for (const sym of symbolsInPlay()) sampleExposure(sym, Date.now());
   await refreshPlans();
@@ -335,6 +337,16 @@ async function refreshPlans() {
   S.planForbidden = forbidden;
   S.plans = new Map();
   plans.forEach((p, i) => { if (p) S.plans.set(hedgeLogins[i], p); });
+}
+
+// An older center has no allocations: every client then goes to every hedge account's plan.
+async function refreshAllocations() {
+  try {
+    S.allocations = (await api('GET', '/v1/allocations')) || [];
+  } catch (e) {
+    if (e.status !== 404 && e.status !== 403) throw e;
+    S.allocations = [];
+  }
 }
 
 async function refreshPauses() {
@@ -431,6 +443,11 @@ function applyEvent(e) {
         announce(e.reason);
         toast(`Account ${e.login}: ${e.reason}`);
       }
+      break;
+    case 'allocation_set':
+    case 'allocation_cleared':
+      refreshAllocations().then(() => markDirty('accounts')).catch(showError);
+      if (fresh) announce(e.reason);
       break;
     case 'paused':
     case 'resumed':
@@ -1261,6 +1278,7 @@ function accountCard(a) {
         text: rec.ok ? `ok (${fmtAge(rec.checked_ms)})` : `mismatch: ${rec.detail || 'ledger and terminal disagree'}`,
       })] : null,
       a.role === 'client' ? [h('dt', { text: 'Hedge ratio' }), overridden('hedge_ratio', fmtNum(a.hedge_ratio), fmtNum(o.hedge_ratio))] : null,
+      a.role === 'hedge' ? [h('dt', { text: 'Allocation' }), h('dd', { dataset: { allocation: a.login }, text: allocationText(a.login) })] : null,
       h('dt', { text: 'Symbols' }), overridden('symbol_map', mapText(a.symbol_map), mapText(o.symbol_map)),
       st && st.message ? [h('dt', { text: 'Message' }), h('dd', { text: st.message })] : null),
     h('div', { class: 'actions' },
@@ -1275,6 +1293,32 @@ function accountCard(a) {
         onclick: () => editAccount(a),
       })));
   return card;
+}
+
+// What share of which client exposure a hedge account covers: each allocation naming it, and
+// the default (the only hedge account covers everyone; with several, nobody without an allocation).
+function allocationText(login) {
+  const hedgeCount = [...S.accounts.values()].filter((a) => a.role === 'hedge').length;
+  const parts = S.allocations
+    .map((al) => {
+      const w = (al.weights || []).find((x) => x.hedge_login === login);
+      if (!w) return null;
+      const scope = `${al.client_login !== undefined && al.client_login !== null ? `client ${al.client_login}` : 'all clients'}${al.symbol ? ` ${al.symbol}` : ''}`;
+      return `${scope}: ${pct(w.weight)}`;
+    })
+    .filter(Boolean);
+  const registered = [...S.accounts.values()].filter((a) => a.role === 'client' && a.hedge_login === login).map((a) => `client ${a.login}: 100% (registered)`);
+  const all = [...parts, ...registered];
+  if (all.length) return all.join('; ');
+  if (hedgeCount === 1 && !S.allocations.length) return 'all clients: 100% (the only hedge account)';
+  return 'none';
+}
+
+// A weight (exact decimal text or number) as a percentage, without float drift.
+function pct(weight) {
+  const d = dec(weight);
+  if (d === null) return String(weight);
+  return `${fmtDec(d * 100n)}%`;
 }
 
 function mapText(m) {
@@ -1527,6 +1571,9 @@ function planColumns() {
           : h('button', { type: 'button', class: 'small', text: 'Pause', 'aria-label': `Pause hedging ${r.symbol}`, dataset: { focus: `pau-${r.symbol}-${r.hedge_login}` }, onclick: () => pauseResume('pause', undefined, r.symbol) });
       },
     },
+    { id: 'client', name: 'Client', width: 75, hidden: true, text: (r) => r.client_login ?? '' },
+    { id: 'client_lots', name: 'Client lots', width: 85, num: true, text: (r) => fmtNum(r.client_lots) },
+    { id: 'base_quantity', name: 'Base qty', width: 85, num: true, text: (r) => (r.base_quantity === undefined || r.base_quantity === null ? '—' : fmtNum(r.base_quantity)) },
     { id: 'exposure', name: 'Exposure', width: 85, num: true, text: (r) => fmtNum(r.exposure) },
     { id: 'ratio', name: 'Ratio', width: 65, num: true, text: (r) => r.ratios.join(', ') },
     { id: 'hedged', name: 'Hedged', width: 80, num: true, text: (r) => fmtNum(r.hedged) },
@@ -1537,6 +1584,7 @@ function planColumns() {
       cls: (r) => (r.refused ? 'sell' : r.item ? sideClass(r.item.side) : ''),
     },
     { id: 'residual', name: 'Residual', width: 80, num: true, text: (r) => fmtNum(r.residual) },
+    { id: 'hedge_lots', name: 'Hedge lots', width: 85, num: true, text: (r) => (r.hedge_lots === undefined ? '' : fmtNum(r.hedge_lots)) },
     { id: 'account_symbol', name: 'Acct symbol', width: 95, hidden: true, text: (r) => r.account_symbol || '' },
     { id: 'item', name: 'Item id', width: 90, num: true, hidden: true, text: (r) => (r.item ? r.item.id : '') },
   ];
@@ -1544,7 +1592,19 @@ function planColumns() {
 
 const RESIDUAL_TEXT = {
   below_min: 'below min volume', paused: 'paused', no_symbol_spec: 'no symbol spec', bad_symbol_spec: 'bad symbol spec',
+  no_allocation: 'no allocation', hedge_account_unknown: 'hedge account unknown',
+  contract_size_missing: 'contract size missing', ambiguous_symbol: 'ambiguous symbol',
+  allocation_rounding: 'rounded across hedge accounts',
 };
+
+// Why a residual is not hedged, in words: whose exposure it is and, for an ambiguous name, which
+// of the account's symbols it could be.
+function residualText(r) {
+  let text = RESIDUAL_TEXT[r.reason] || r.reason;
+  if (r.reason === 'ambiguous_symbol' && r.candidates && r.candidates.length) text += `: candidates ${r.candidates.join(', ')}`;
+  if (r.client_login !== undefined && r.client_login !== null) text = `client ${r.client_login}: ${text}`;
+  return text;
+}
 
 function renderPlan() {
   const rows = [];
@@ -1552,12 +1612,18 @@ function renderPlan() {
   for (const [login, plan] of S.plans) {
     for (const item of plan.items || []) {
       seen.add(item.symbol);
-      rows.push({ key: `i${login}:${item.symbol}:${item.id}`, hedge_login: login, symbol: item.symbol, account_symbol: item.account_symbol, exposure: item.exposure, hedged: item.hedged, unhedged: item.unhedged, residual: item.residual, item, ratios: exposureOf(item.symbol).ratios });
+      rows.push({ key: `i${login}:${item.symbol}:${item.id}`, hedge_login: login, symbol: item.symbol, account_symbol: item.account_symbol, client_lots: item.client_lots, base_quantity: item.base_quantity, exposure: item.exposure, hedged: item.hedged, unhedged: item.unhedged, residual: item.residual, hedge_lots: item.hedge_lots, item, ratios: exposureOf(item.symbol).ratios });
     }
     for (const r of plan.residuals || []) {
       seen.add(r.symbol);
-      rows.push({ key: `r${login}:${r.symbol}`, hedge_login: login, symbol: r.symbol, account_symbol: r.account_symbol, exposure: r.exposure, hedged: r.hedged, unhedged: r.unhedged, residual: r.unhedged, state: RESIDUAL_TEXT[r.reason] || r.reason, ratios: exposureOf(r.symbol).ratios });
+      rows.push({ key: `r${login}:${r.symbol}`, hedge_login: login, symbol: r.symbol, account_symbol: r.account_symbol, client_lots: r.client_lots, base_quantity: r.base_quantity, exposure: r.exposure, hedged: r.hedged, unhedged: r.unhedged, residual: r.unhedged, hedge_lots: r.hedge_lots, state: residualText(r), ratios: exposureOf(r.symbol).ratios });
     }
+  }
+  // Client exposure no plan counts: the same list is in every hedge account's plan, shown once.
+  const first = S.plans.values().next();
+  for (const r of first.done ? [] : first.value.client_residuals || []) {
+    seen.add(r.symbol);
+    rows.push({ key: `u${r.client_login}:${r.symbol}:${r.reason}`, hedge_login: '', client_login: r.client_login, symbol: r.symbol, account_symbol: r.account_symbol, client_lots: r.client_lots, base_quantity: r.base_quantity, exposure: r.exposure, hedged: r.hedged, unhedged: r.unhedged, residual: r.unhedged, state: residualText(r), ratios: exposureOf(r.symbol).ratios });
   }
   for (const sym of symbolsInPlay()) {
     if (seen.has(sym)) continue;

@@ -157,6 +157,19 @@ async function main() {
     check('positions show the current price, commission, swap and profit of their mark', true, priced);
     await shot(page, '02-overview');
 
+    // The plan shows each stage of the conversion and says why a residual is not hedged; each
+    // hedge account shows its allocation.
+    const planView = await waitFor(page, 'the plan\'s conversion columns and the silver residual', () => {
+      const head = document.querySelector('[data-table="plan"] .vt-head')?.textContent || '';
+      const rows = [...document.querySelectorAll('[data-table="plan"] .vt-row')].map((r) => r.textContent);
+      const silver = rows.find((t) => /XAGUSD/.test(t));
+      const alloc = document.querySelector('#accounts .card[data-login="1001"] dd[data-allocation]')?.textContent || '';
+      return /Client lots/.test(head) && /Base qty/.test(head) && /Hedge lots/.test(head) && silver &&
+        /client 2001: contract size missing/.test(silver) && /all clients: 100%/.test(alloc)
+        ? `${silver} / ${alloc}` : false;
+    });
+    check('the plan shows client lots, base quantity and hedge lots, residual reasons and the allocation', true, planView);
+
     // 3. They update live, without reloading.
     const before = {
       positions: await tableText(page, 'positions'),

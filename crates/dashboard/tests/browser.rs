@@ -379,6 +379,36 @@ impl Feeder {
         Ok(())
     }
 
+    /// Client 2001 holds silver, a symbol it registered no spec for: its lots cannot be turned
+    /// into ounces, so the plan lists it as a residual ("contract size missing").
+    async fn report_without_contract_size(&self) -> Result<(), ClientErrorText> {
+        let login = Login(2001);
+        let id = PositionId(9001);
+        let report = PositionReport {
+            kind: PositionEventKind::Open,
+            login,
+            position_id: id,
+            symbol: "XAGUSD".into(),
+            account_symbol: String::new(),
+            side: Side::Buy,
+            volume: vol("1"),
+            price: Some(price("30.125")),
+            sl: None,
+            tp: None,
+            time_ms: now_ms(),
+            magic: Magic(77),
+            comment: "silver".into(),
+            exit: None,
+            seq: 1,
+            idempotency_key: IdempotencyKey::report(login, id, 1),
+        };
+        self.client(Self::client_token(login))
+            .report_position(&report)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// Opens a new client position (odd steps) or closes the oldest open one (every fourth step).
     async fn client_step(&mut self) -> Result<(), ClientErrorText> {
         self.step += 1;
@@ -593,6 +623,7 @@ fn dashboard_in_headless_chromium() {
     feed_rt
         .block_on(async {
             feeder.register_all().await?;
+            feeder.report_without_contract_size().await?;
             for _ in 0..12 {
                 feeder.client_step().await?;
             }
