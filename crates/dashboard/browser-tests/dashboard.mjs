@@ -568,8 +568,17 @@ async function main() {
     // 11. A phone-sized screen.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(300);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    check('no horizontal page overflow on a phone', overflow <= 1, `${overflow}px`);
+    const overflow = await page.evaluate(() => {
+      const by = document.documentElement.scrollWidth - window.innerWidth;
+      // The innermost elements that reach past the screen, to say what overflows.
+      const wide = [...document.querySelectorAll('body *')]
+        .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1 && el.closest('.vt') === null)
+        .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+        .slice(0, 5)
+        .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}.${el.className}: "${(el.textContent || '').slice(0, 40)}"`);
+      return { by, wide };
+    });
+    check('no horizontal page overflow on a phone', overflow.by <= 1, `${overflow.by}px ${overflow.wide.join('; ')}`);
     const cutPhone = await cutCells(page);
     check('nothing is cut on a phone (tables scroll sideways instead)', cutPhone.length === 0, cutPhone.slice(0, 8).join('; '));
     await shot(page, '08-phone');
