@@ -69,7 +69,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "RATIO")]
     pub hedge_ratio: Option<Decimal>,
 
-    /// The hedge account covering this client (default: every hedge account).
+    /// The hedge account covering this client (default: as the operator allocates it; with one
+    /// hedge account and no allocation, that account).
     #[arg(long, value_name = "LOGIN")]
     pub hedge_login: Option<u64>,
 }
