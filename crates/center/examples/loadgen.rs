@@ -529,7 +529,8 @@ async fn legacy_totals(target: &Target) -> std::collections::HashMap<String, u64
         .collect()
 }
 
-/// The plan's net exposure per symbol (items and residuals) as hundredths, read exactly.
+/// The plan's net exposure per symbol (items, residuals, and the exposure of clients that never
+/// registered, which no plan can convert and so lists per client) as hundredths, read exactly.
 async fn plan_totals(target: &Target) -> std::collections::HashMap<String, u64> {
     let mut sender = connect(target.addr).await;
     let body = send(&mut sender, request(target, Op::Plan))
@@ -542,15 +543,21 @@ async fn plan_totals(target: &Target) -> std::collections::HashMap<String, u64> 
     let hundredths = |v: Volume| {
         rust_decimal::prelude::ToPrimitive::to_u64(&(v.0.abs() * Decimal::ONE_HUNDRED)).unwrap_or(0)
     };
-    plan.items
+    let mut totals = std::collections::HashMap::new();
+    for (symbol, exposure) in plan
+        .items
         .iter()
-        .map(|i| (i.symbol.clone(), hundredths(i.exposure)))
+        .map(|i| (&i.symbol, i.exposure))
+        .chain(plan.residuals.iter().map(|r| (&r.symbol, r.exposure)))
         .chain(
-            plan.residuals
+            plan.client_residuals
                 .iter()
-                .map(|r| (r.symbol.clone(), hundredths(r.exposure))),
+                .map(|r| (&r.symbol, r.exposure)),
         )
-        .collect()
+    {
+        *totals.entry(symbol.clone()).or_insert(0) += hundredths(exposure);
+    }
+    totals
 }
 
 struct Row {
@@ -666,6 +673,26 @@ async fn start_center(
         })
         .await
         .expect("register hedge account");
+    // The client's own specs: the plan converts its lots with their contract sizes.
+    CenterClient::new(handle.url(), Some(CLIENT_TOKEN.into()))
+        .expect("client")
+        .register_account(&AccountRegistration {
+            login: CLIENT,
+            role: AccountRole::Client,
+            server: String::new(),
+            company: String::new(),
+            margin_mode: AccountMarginMode::RetailHedging,
+            symbol_map: SymbolMap::identity(),
+            hedge_ratio: Decimal::ONE,
+            hedge_login: None,
+            symbols: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]
+                .iter()
+                .map(|s| SymbolSpec::forex(*s, 5))
+                .collect(),
+            currency: "USD".into(),
+        })
+        .await
+        .expect("register client account");
     handle
 }
 
