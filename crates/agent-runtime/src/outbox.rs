@@ -11,10 +11,19 @@
 //! position). [`Outbox::commit`] writes new items and state changes in one transaction: either both
 //! are durable or neither is, which is what makes "nothing reported twice, nothing missed" hold
 //! across a `kill -9`.
+//!
+//! Sending overlaps the commit: when nothing is queued (the sender is idle), the items of a commit
+//! are handed to the sender as soon as they are written, and their POST goes out while the
+//! transaction is being synced; the sender acknowledges (removes) such an item only once its
+//! transaction has finished. A crash in between leaves the receiver with a report the outbox does
+//! not hold, and the agent's state without the change that made it: on start-up the agent finds the
+//! change again in the terminal's state and reports it again under the same idempotency key, which
+//! the receiver answers as a replay. The order of delivery is the order of the queue either way.
 
 use crate::clock::now_ms;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,6 +235,12 @@ pub struct SenderStatus {
 pub struct Outbox {
     conn: Mutex<Connection>,
     wake: Notify,
+    /// Items handed to the sender as they were written, before their transaction finished: only
+    /// ever the items of a commit that found the queue empty, so nothing queued is older.
+    early: Mutex<VecDeque<OutboxItem>>,
+    /// The highest seq whose transaction has finished (committed or rolled back): an early item is
+    /// acknowledged only after it.
+    settled: tokio::sync::watch::Sender<i64>,
     /// Counts acknowledgements, for whoever waits on what the receiver has stored: a watch rather
     /// than a notification, so an acknowledgement between a look at the queue and the wait that
     /// follows it is not missed.
@@ -292,6 +307,8 @@ impl Outbox {
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
             wake: Notify::new(),
+            early: Mutex::new(VecDeque::new()),
+            settled: tokio::sync::watch::Sender::new(0),
             acked: tokio::sync::watch::Sender::new(0),
             dead: tokio::sync::watch::Sender::new(0),
             status: Mutex::new(SenderStatus {
@@ -307,18 +324,32 @@ impl Outbox {
     }
 
     /// Enqueues `items` (in order) and applies `writes` to the state table, atomically. Returns how
-    /// many items were new (items whose key is already queued are skipped).
+    /// many items were new (items whose key is already queued are skipped). When nothing was queued,
+    /// the new items go to the sender before the transaction is synced (see the module docs).
     pub fn commit(&self, items: &[NewItem], writes: &[StateWrite]) -> Result<usize, OutboxError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
+        let idle = !items.is_empty() && !queue_holds_items(&tx)?;
         let mut added = 0;
+        let mut early = Vec::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outbox (key, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let now = now_ms();
             for item in items {
-                added += insert.execute(params![item.key, item.kind.as_str(), item.body, now])?;
+                let new = insert.execute(params![item.key, item.kind.as_str(), item.body, now])?;
+                added += new;
+                if new == 1 && idle {
+                    early.push(OutboxItem {
+                        seq: tx.last_insert_rowid(),
+                        key: item.key.clone(),
+                        kind: item.kind.as_str().to_owned(),
+                        body: item.body.clone(),
+                        created_ms: now,
+                        attempts: 0,
+                    });
+                }
             }
             let mut put = tx.prepare_cached(
                 "INSERT INTO state (ns, key, value) VALUES (?1, ?2, ?3)
@@ -336,12 +367,52 @@ impl Outbox {
                 }
             }
         }
-        tx.commit()?;
+        let Some(last) = early.last().map(|i| i.seq) else {
+            tx.commit()?;
+            drop(conn);
+            if added > 0 {
+                self.wake.notify_one();
+            }
+            return Ok(added);
+        };
+        let first = early[0].seq;
+        self.early.lock().extend(early);
+        self.wake.notify_one();
+        let committed = commit_beside_the_sender(tx);
         drop(conn);
-        if added > 0 {
-            self.wake.notify_one();
+        if committed.is_err() {
+            // Rolled back: what the sender has not taken yet is not sent.
+            self.early
+                .lock()
+                .retain(|i| !(first..=last).contains(&i.seq));
         }
+        self.settled.send_modify(|s| *s = (*s).max(last));
+        committed?;
         Ok(added)
+    }
+
+    /// The next early item the sender has not dealt with yet (`done`: the last seq it finished).
+    fn take_early(&self, done: i64) -> Option<OutboxItem> {
+        let mut early = self.early.lock();
+        while let Some(item) = early.pop_front() {
+            if item.seq > done {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// Waits until the transaction that wrote `item` has finished; whether it is queued now (a
+    /// rolled-back item is not, and its seq may since belong to another item).
+    async fn settle(&self, item: &OutboxItem) -> Result<bool, OutboxError> {
+        let mut settled = self.settled.subscribe();
+        // The sender owns the receiver's lifetime here; the sender half lives as long as `self`.
+        let _ = settled.wait_for(|s| *s >= item.seq).await;
+        let conn = self.conn.lock();
+        let queued = conn
+            .prepare_cached("SELECT 1 FROM outbox WHERE seq = ?1 AND key = ?2")?
+            .exists(params![item.seq, item.key])?;
+        Ok(queued)
     }
 
     /// One value of the state table.
@@ -398,6 +469,24 @@ impl Outbox {
         self.conn
             .lock()
             .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+        self.acked.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Removes an item the receiver acknowledged, without waiting for the disk: an acknowledgement
+    /// lost to a power cut only makes the item go out again, and the receiver answers that resend
+    /// as a replay of its key. The next synced commit makes it durable with it.
+    fn ack_delivered(&self, item: &OutboxItem) -> Result<(), OutboxError> {
+        {
+            let conn = self.conn.lock();
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let deleted = conn.execute(
+                "DELETE FROM outbox WHERE seq = ?1 AND key = ?2",
+                params![item.seq, item.key],
+            );
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            deleted?;
+        }
         self.acked.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -515,15 +604,30 @@ impl Outbox {
         delivery: D,
         backoff: Backoff,
     ) -> Result<(), OutboxError> {
+        // The seq of the last item delivered or dead-lettered: an early item at or below it was
+        // taken from the queue meanwhile.
+        let mut done = 0;
         loop {
-            let Some(item) = self.front()? else {
-                // The timeout covers items pushed by another process sharing the file.
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
-                continue;
+            let (item, early) = match self.take_early(done) {
+                Some(item) => (item, true),
+                None => match self.front()? {
+                    Some(item) => (item, false),
+                    None => {
+                        // The timeout covers items pushed by another process sharing the file.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
+                            .await;
+                        continue;
+                    }
+                },
             };
-            match delivery.deliver(&item).await {
+            let delivered = delivery.deliver(&item).await;
+            if early && !self.settle(&item).await? {
+                continue;
+            }
+            match delivered {
                 Ok(()) => {
-                    self.ack(item.seq)?;
+                    self.ack_delivered(&item)?;
+                    done = item.seq;
                     let mut s = self.status.lock();
                     if !s.receiver_up {
                         tracing::info!(
@@ -539,9 +643,13 @@ impl Outbox {
                     tracing::error!(key = %item.key, kind = %item.kind, %reason,
                         "report rejected by the center; moved to the dead-letter list");
                     self.dead_letter(item.seq, &reason)?;
+                    done = item.seq;
                     self.status.lock().dead_lettered += 1;
                 }
                 Err(DeliveryError::Unavailable(reason)) => {
+                    // The item stays first in the queue; whatever was handed over after it is
+                    // queued too and follows it from there, in order.
+                    self.early.lock().clear();
                     self.record_failure(item.seq, &reason)?;
                     let failures = {
                         let mut s = self.status.lock();
@@ -557,6 +665,25 @@ impl Outbox {
                 }
             }
         }
+    }
+}
+
+/// Whether the queue holds any item (read inside the caller's transaction).
+fn queue_holds_items(tx: &rusqlite::Transaction<'_>) -> Result<bool, rusqlite::Error> {
+    tx.prepare_cached("SELECT 1 FROM outbox LIMIT 1")?
+        .exists([])
+}
+
+/// Commits `tx`. On a multi-thread runtime the sync runs with this worker handed over to another
+/// thread: the sender, woken for the early items, would otherwise wait in this worker's queue
+/// until the sync is over, and the send would not overlap it.
+fn commit_beside_the_sender(tx: rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| tx.commit())
+    } else {
+        tx.commit()
     }
 }
 
@@ -758,5 +885,120 @@ mod tests {
         assert_eq!(st.delivered, 3);
         assert_eq!(st.dead_lettered, 1);
         task.abort();
+    }
+
+    /// Records every delivery, in order.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Delivery for Recorder {
+        async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+            self.seen.lock().push(item.key.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_sent_while_their_commit_syncs_go_out_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("agent.db")).unwrap();
+        let recorder = Recorder::default();
+        let task = tokio::spawn(ob.clone().run_sender(recorder.clone(), Backoff::default()));
+        let mut expected = Vec::new();
+        for round in 0..40 {
+            // One, two or three items per commit; some commits find the queue empty (handed over
+            // early), others find earlier items still queued.
+            let batch: Vec<NewItem> = (0..=round % 3)
+                .map(|i| item(&format!("r{round}-{i}")))
+                .collect();
+            expected.extend(batch.iter().map(|i| i.key.clone()));
+            ob.commit(&batch, &[]).unwrap();
+            if round % 4 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for _ in 0..400 {
+            if ob.pending().unwrap() == 0 && recorder.seen.lock().len() >= expected.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(ob.pending().unwrap(), 0);
+        assert_eq!(*recorder.seen.lock(), expected);
+        assert_eq!(ob.sender_status().delivered, expected.len() as u64);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_item_handed_over_early_is_acknowledged_only_if_its_commit_held() {
+        let ob = Outbox::open_in_memory().unwrap();
+        // A commit that fails at COMMIT itself (a deferred constraint), after its item was handed
+        // over to the sender.
+        ob.conn
+            .lock()
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE anchor (id INTEGER PRIMARY KEY);
+                 CREATE TABLE guard (
+                     ref INTEGER REFERENCES anchor (id) DEFERRABLE INITIALLY DEFERRED
+                 );
+                 CREATE TRIGGER boom AFTER INSERT ON outbox WHEN NEW.key = 'boom'
+                 BEGIN INSERT INTO guard (ref) VALUES (42); END;",
+            )
+            .unwrap();
+        assert!(ob.commit(&[item("boom")], &[]).is_err());
+        // Rolled back: not handed over any more, and nothing queued.
+        assert!(ob.take_early(0).is_none());
+        assert_eq!(ob.pending().unwrap(), 0);
+
+        // Had the sender taken it before the failure, the seq it held now belongs to the next
+        // item: settling the lost one says it is not queued, so it is neither acknowledged nor
+        // dead-lettered, and the next item is.
+        let lost = OutboxItem {
+            seq: 1,
+            key: "boom".into(),
+            kind: OutboxKind::PositionEvent.as_str().into(),
+            body: String::new(),
+            created_ms: 0,
+            attempts: 0,
+        };
+        ob.commit(&[item("next")], &[]).unwrap();
+        let next = ob.take_early(0).unwrap();
+        assert_eq!((next.seq, next.key.as_str()), (lost.seq, "next"));
+        assert!(!ob.settle(&lost).await.unwrap());
+        assert!(ob.settle(&next).await.unwrap());
+        ob.ack_delivered(&lost).unwrap();
+        assert_eq!(ob.pending().unwrap(), 1);
+        ob.ack_delivered(&next).unwrap();
+        assert_eq!(ob.pending().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn only_a_commit_that_finds_the_queue_empty_hands_its_items_over() {
+        let ob = Outbox::open_in_memory().unwrap();
+        ob.commit(&[item("a"), item("b")], &[]).unwrap();
+        // Queued behind "a" and "b": goes out from the queue, after them.
+        ob.commit(&[item("c")], &[]).unwrap();
+        let a = ob.take_early(0).unwrap();
+        let b = ob.take_early(a.seq).unwrap();
+        assert_eq!((a.key.as_str(), b.key.as_str()), ("a", "b"));
+        assert!(ob.take_early(b.seq).is_none());
+        assert_eq!(ob.pending().unwrap(), 3);
+        // A key already queued is not handed over again.
+        for i in [&a, &b] {
+            ob.ack_delivered(i).unwrap();
+        }
+        ob.commit(&[item("c"), item("d")], &[]).unwrap();
+        assert!(ob.take_early(0).is_none());
+        assert_eq!(
+            ob.peek(10)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key)
+                .collect::<Vec<_>>(),
+            ["c", "d"]
+        );
     }
 }

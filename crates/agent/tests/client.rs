@@ -177,6 +177,89 @@ async fn restart_mid_scenario_misses_nothing_and_doubles_nothing() {
     center.shutdown().await;
 }
 
+/// Every file of `from` into `to` (created): an agent's state directory while the agent is down.
+fn copy_state(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The agent sends a report while the outbox commit that logs it is being synced. A crash between
+/// the two leaves the center with the report and the agent's disk without it (neither the queued
+/// item nor the position's new state). That state is rebuilt here exactly: the state directory as
+/// it was before the open, the center holding the open. On restart the agent finds the position on
+/// the terminal, reports the same open under the same key, the center answers it as a replay, and
+/// the position goes on: one open, nothing refused, nothing doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_sent_but_not_logged_before_a_crash_is_replayed_not_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = start_center(dir.path(), 0, false).await;
+    let api = admin(&center.url());
+    let port = free_port();
+    let state = dir.path().join("state");
+    let agent = start_client(port, &center.url(), &state);
+    let sim = start_sim(port, AccountMarginMode::RetailHedging);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let a = open(&sim, Side::Buy, 10);
+    history_of(&api, a, &[Open]).await;
+    agent.kill();
+    let before = dir.path().join("state-before-b");
+    copy_state(&state, &before);
+
+    let agent = start_client(port, &center.url(), &state);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let b = open(&sim, Side::Sell, 20);
+    history_of(&api, b, &[Open]).await;
+    agent.kill();
+    // The crash: the open of b reached the center; the agent's commit of it never did.
+    std::fs::remove_dir_all(&state).unwrap();
+    copy_state(&before, &state);
+
+    let agent = start_client(port, &center.url(), &state);
+    assert!(sim.wait_connected(Duration::from_secs(10)).await);
+    let queue = Outbox::open(&state.join(format!("client-{LOGIN}.db"))).unwrap();
+    // The agent found b on the terminal and its report of the open went out: it holds b again and
+    // nothing waits.
+    eventually(
+        "b reconciled and reported",
+        Duration::from_secs(10),
+        || async {
+            let held = queue.state_list("position").ok()?;
+            let b_held = held.iter().any(|(id, _)| *id == b.to_string());
+            (b_held && queue.pending().ok()? == 0).then_some(())
+        },
+    )
+    .await;
+    assert!(queue.dead_letters().unwrap().is_empty());
+    close(&sim, b, None);
+    history_of(&api, b, &[Open, Close]).await;
+    settle(&api, a, &[Open]).await;
+    settle(&api, b, &[Open, Close]).await;
+    eventually("outbox drained", Duration::from_secs(10), || async {
+        (queue.pending().ok()? == 0).then_some(())
+    })
+    .await;
+    assert!(
+        queue.dead_letters().unwrap().is_empty(),
+        "the open sent again was refused: {:?}",
+        queue.dead_letters()
+    );
+    let book = api
+        .positions(&PositionFilter {
+            login: Some(LOGIN),
+            ..PositionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(book.items.len(), 2, "one position each: {:?}", book.items);
+
+    agent.kill();
+    sim.stop().await;
+    center.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn center_outage_is_bridged_by_the_outbox_in_order() {
     let dir = tempfile::tempdir().unwrap();
