@@ -390,16 +390,28 @@ impl CenterClient {
     /// subscription reconnects by itself with `Last-Event-ID` when the connection drops, so every
     /// event is delivered once, in order. A refusal (bad token) ends the stream with the error.
     pub fn subscribe(&self, after: Option<u64>) -> EventSubscription {
+        self.subscribe_with(after, None)
+    }
+
+    /// [`CenterClient::subscribe`], with the plan of `hedge_login` ahead of each live event that
+    /// can move it ([`EventSubscription::next_item`] yields both; a center that sends no plans
+    /// yields events only).
+    pub fn subscribe_with_plan(&self, after: Option<u64>, hedge_login: Login) -> EventSubscription {
+        self.subscribe_with(after, Some(hedge_login))
+    }
+
+    fn subscribe_with(&self, after: Option<u64>, plan: Option<Login>) -> EventSubscription {
         let (tx, rx) = mpsc::channel(1024);
         let client = self.clone();
-        let task = tokio::spawn(async move { client.stream_loop(after, tx).await });
+        let task = tokio::spawn(async move { client.stream_loop(after, plan, tx).await });
         EventSubscription { rx, task }
     }
 
     async fn stream_loop(
         &self,
         mut after: Option<u64>,
-        tx: mpsc::Sender<Result<Event, ClientError>>,
+        plan: Option<Login>,
+        tx: mpsc::Sender<Result<StreamItem, ClientError>>,
     ) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -411,6 +423,9 @@ impl CenterClient {
             } else {
                 req = req.query(&[("after", "now")]);
             }
+            if let Some(login) = plan {
+                req = req.query(&[("plan", login.get())]);
+            }
             match self.send(req).await {
                 Ok(resp) => {
                     backoff = Duration::from_millis(100);
@@ -419,10 +434,17 @@ impl CenterClient {
                     while let Ok(Some(chunk)) = body.chunk().await {
                         for frame in parser.push(&chunk) {
                             let Some(data) = frame.data else { continue };
-                            match serde_json::from_str::<Event>(&data) {
-                                Ok(event) => {
-                                    after = Some(event.id);
-                                    if tx.send(Ok(event)).await.is_err() {
+                            let item = if frame.event.as_deref() == Some(crate::PLAN_FRAME_EVENT) {
+                                serde_json::from_str::<HedgePlan>(&data).map(StreamItem::Plan)
+                            } else {
+                                serde_json::from_str::<Event>(&data).map(StreamItem::Event)
+                            };
+                            match item {
+                                Ok(item) => {
+                                    if let StreamItem::Event(event) = &item {
+                                        after = Some(event.id);
+                                    }
+                                    if tx.send(Ok(item)).await.is_err() {
                                         return;
                                     }
                                 }
@@ -459,16 +481,41 @@ fn is_replay(resp: &reqwest::Response) -> bool {
         .is_some_and(|v| v.as_bytes() == b"true")
 }
 
+/// What a subscription delivers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamItem {
+    Event(Event),
+    /// The subscribed hedge account's plan, sent ahead of the events that can move it; its
+    /// `as_of_event_id` says which events it reflects.
+    Plan(HedgePlan),
+}
+
 /// A live subscription to the center's events. Dropping it ends the background connection.
 pub struct EventSubscription {
-    rx: mpsc::Receiver<Result<Event, ClientError>>,
+    rx: mpsc::Receiver<Result<StreamItem, ClientError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl EventSubscription {
-    /// The next event; `None` only after a permanent error was delivered.
+    /// The next event (plans skipped); `None` only after a permanent error was delivered.
     pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
+        loop {
+            match self.rx.recv().await? {
+                Ok(StreamItem::Plan(_)) => continue,
+                Ok(StreamItem::Event(e)) => return Some(Ok(e)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// The next event or plan; `None` only after a permanent error was delivered.
+    pub async fn next_item(&mut self) -> Option<Result<StreamItem, ClientError>> {
         self.rx.recv().await
+    }
+
+    /// The next event or plan already received, if any.
+    pub fn try_next_item(&mut self) -> Option<Result<StreamItem, ClientError>> {
+        self.rx.try_recv().ok()
     }
 }
 
@@ -481,7 +528,15 @@ impl Drop for EventSubscription {
 impl Stream for EventSubscription {
     type Item = Result<Event, ClientError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        loop {
+            return match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(StreamItem::Plan(_)))) => continue,
+                Poll::Ready(Some(Ok(StreamItem::Event(e)))) => Poll::Ready(Some(Ok(e))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
     }
 }
 

@@ -18,3 +18,6 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header that tells an idempotent write's caller whether the answer is the stored one of an
 /// earlier request (`true`) or new (`false`).
 pub const IDEMPOTENT_REPLAY: &str = "idempotent-replay";
+
+/// The SSE event name of a hedge plan on an event stream opened with `?plan=<hedge login>`.
+pub const PLAN_FRAME_EVENT: &str = "plan";

@@ -4,7 +4,7 @@
 use crate::auth::{ReadScope, Role, Tokens};
 use crate::events::Hub;
 use crate::metrics::Metrics;
-use crate::plan;
+use crate::plan_feed;
 use crate::positions::Refusal;
 use crate::store::{logic::now_ms, Store, StoreError, WriteError};
 use axum::body::{Body, Bytes};
@@ -616,18 +616,7 @@ async fn get_plan(
     let metrics = &s.metrics;
     let body = s
         .store
-        .plan_answer(login, |inputs| {
-            let plan = plan::compute(inputs, login);
-            metrics
-                .plan_items
-                .store(plan.items.len() as u64, Ordering::Relaxed);
-            metrics
-                .plan_residuals
-                .store(plan.residuals.len() as u64, Ordering::Relaxed);
-            serde_json::to_vec(&plan)
-                .map(Into::into)
-                .map_err(|e| StoreError::Internal(format!("plan not serializable: {e}")))
-        })
+        .plan_answer(login, |inputs| plan_feed::render(inputs, login, metrics))
         .await??;
     Ok(json_body(StatusCode::OK, body))
 }
@@ -736,6 +725,8 @@ async fn list_events(
 #[derive(serde::Deserialize)]
 struct StreamQuery {
     after: Option<String>,
+    /// A hedge account whose plan goes ahead of each event that can move it.
+    plan: Option<u64>,
 }
 
 async fn event_stream(
@@ -758,8 +749,12 @@ async fn event_stream(
             )
         })?,
     };
+    let plan = q.plan.map(Login);
+    if let Some(login) = plan {
+        c.require_hedge(login, "read the plan")?;
+    }
     let scope = c.scope(&s).await?;
-    let rx = s.hub.stream(&c.name, after, scope).map_err(|e| {
+    let rx = s.hub.stream(&c.name, after, scope, plan).map_err(|e| {
         Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",

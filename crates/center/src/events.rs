@@ -4,13 +4,15 @@
 //! PostgreSQL notifications from other instances, and by a slow poll as a safety net) and
 //! broadcasts each event once. A subscriber first subscribes to the broadcast, then replays the log
 //! from its `Last-Event-ID`, then continues live, skipping what the replay already sent: no gap and
-//! no duplicate, whatever the timing.
+//! no duplicate, whatever the timing. A hedger's stream may also carry its plan ahead of the live
+//! events that can move it (`?plan=`, [`crate::plan_feed`]).
 
 use crate::auth::ReadScope;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use bytes::Bytes;
 use hedge_center_api::model::{Event, EventKind, PageQuery};
+use hedge_domain::Login;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -130,11 +132,14 @@ impl Hub {
 
     /// A `text/event-stream` body of the events after `after`, then live, for the token named
     /// `token`, only those `scope` may read, unless it already holds [`MAX_STREAMS_PER_TOKEN`] streams.
+    /// With `plan`, that hedge account's plan goes ahead of each live event that can move it
+    /// (see [`crate::plan_feed`]).
     pub fn stream(
         self: &Arc<Self>,
         token: &str,
         after: u64,
         scope: ReadScope,
+        plan: Option<Login>,
     ) -> Result<mpsc::Receiver<Bytes>, TooManyStreams> {
         let slot = {
             let mut open = self.open.lock();
@@ -155,7 +160,7 @@ impl Hub {
         tokio::spawn(async move {
             let _slot = slot;
             hub.metrics.sse_subscribers.fetch_add(1, Ordering::Relaxed);
-            let _ = hub.serve(after, scope, out).await;
+            let _ = hub.serve(after, scope, plan, out).await;
             hub.metrics.sse_subscribers.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(rx)
@@ -189,15 +194,23 @@ impl Hub {
         }
     }
 
-    /// Sends `event` if `scope` may read it. A registration or an allocation can change which
-    /// clients a hedge token covers, so its scope is re-read from the registry first; `last` moves on either way
-    /// (the caller's), so an event left out is not mistaken for a gap.
+    /// Sends `event` if `scope` may read it; `last` moves on either way (the caller's), so an
+    /// event left out is not mistaken for a gap.
     async fn send_visible(
         &self,
         event: &Event,
         scope: &mut ReadScope,
         out: &mpsc::Sender<Bytes>,
     ) -> Result<(), ()> {
+        if self.visible(event, scope).await? {
+            out.send(frame(event)).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Whether `scope` may read `event`. A registration or an allocation can change which clients
+    /// a hedge token covers, so its scope is re-read from the registry first.
+    async fn visible(&self, event: &Event, scope: &mut ReadScope) -> Result<bool, ()> {
         let moves_coverage = matches!(
             event.kind,
             EventKind::AccountRegistered | EventKind::AllocationSet | EventKind::AllocationCleared
@@ -207,18 +220,17 @@ impl Hub {
             let allocations = self.store.allocations().await.map_err(|_| ())?;
             scope.refresh(&accounts, &allocations);
         }
-        if scope.sees_event(event) {
-            out.send(frame(event)).await.map_err(|_| ())?;
-        }
-        Ok(())
+        Ok(scope.sees_event(event))
     }
 
     async fn serve(
         &self,
         after: u64,
         mut scope: ReadScope,
+        plan: Option<Login>,
         out: mpsc::Sender<Bytes>,
     ) -> Result<(), ()> {
+        let mut feed = plan.map(|login| PlanFeed { login, owed: false });
         let mut live = self.tx.subscribe();
         let mut last = after;
         out.send(Bytes::from_static(b": connected\n\n"))
@@ -238,7 +250,14 @@ impl Hub {
                             }
                             if event.id > last {
                                 last = event.id;
-                                self.send_visible(&event, &mut scope, &out).await?;
+                                match &mut feed {
+                                    Some(feed) => {
+                                        let queued = !live.is_empty();
+                                        self.send_live_with_plan(&event, &mut scope, feed, queued, &out)
+                                            .await?;
+                                    }
+                                    None => self.send_visible(&event, &mut scope, &out).await?,
+                                }
                             }
                         }
                     }
@@ -251,6 +270,42 @@ impl Hub {
                 _ = out.closed() => return Ok(()),
             }
         }
+    }
+}
+
+/// The plan a stream sends ahead of the events that can move it.
+struct PlanFeed {
+    login: Login,
+    /// An event that can move the plan was sent (or is about to be) with no plan after it yet.
+    owed: bool,
+}
+
+impl Hub {
+    /// Like [`Hub::send_visible`], with the plan of `feed` first when the event can move it (or an
+    /// earlier one did) and no other event is `queued` behind it: a burst gets one plan, ahead of
+    /// its last event, so the hedger never acts on a plan older than the events it has seen.
+    async fn send_live_with_plan(
+        &self,
+        event: &Event,
+        scope: &mut ReadScope,
+        feed: &mut PlanFeed,
+        queued: bool,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), ()> {
+        let visible = self.visible(event, scope).await?;
+        feed.owed |= visible && event.kind.moves_plan();
+        if feed.owed && !queued {
+            feed.owed = false;
+            if let Some(plan) =
+                crate::plan_feed::frame(&self.store, &self.metrics, feed.login).await
+            {
+                out.send(plan).await.map_err(|_| ())?;
+            }
+        }
+        if visible {
+            out.send(frame(event)).await.map_err(|_| ())?;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod plan;
+pub mod plan_feed;
 pub mod positions;
 pub mod server;
 pub mod store;

@@ -198,6 +198,8 @@ fn event_paths() -> Value {
             "parameters": [
                 { "name": "after", "in": "query", "required": false, "schema": { "type": "string" },
                   "description": "Event id to resume after, or `now`." },
+                { "name": "plan", "in": "query", "required": false, "schema": { "type": "integer", "format": "int64", "minimum": 0 },
+                  "description": "A hedge account the token hedges for: its plan (`event: plan`, `data: <HedgePlan JSON>`, no `id`) goes ahead of each live event that can move it." },
                 { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
             ],
             "responses": answers(vec![

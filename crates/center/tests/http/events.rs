@@ -2,6 +2,7 @@
 
 use crate::common::*;
 use futures::StreamExt;
+use hedge_center_api::client::StreamItem;
 use hedge_center_api::model::*;
 use hedge_center_api::ClientError;
 use hedge_domain::Side;
@@ -11,6 +12,7 @@ use std::time::Duration;
 both_backends!(
     event_paging_and_sse_resume,
     events_ignore_the_hedges_open_filter,
+    a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it,
 );
 
 /// `open=true` is a filter of `GET /v1/hedges`; the event log has no status, and the parameter
@@ -151,6 +153,136 @@ async fn event_paging_and_sse_resume(b: Backend) {
     {
         Some(Err(ClientError::Rejected { status: 401, .. })) => {}
         other => panic!("expected a 401 rejection, got {other:?}"),
+    }
+    env.finish().await;
+}
+
+/// The next event or plan of `sub`, within 5 s.
+async fn next_item(sub: &mut hedge_center_api::client::EventSubscription) -> StreamItem {
+    tokio::time::timeout(Duration::from_secs(5), sub.next_item())
+        .await
+        .expect("a stream item")
+        .expect("stream open")
+        .expect("no error")
+}
+
+/// `?plan=` puts the hedge account's plan on the stream, ahead of each live event that can move it,
+/// as new as that event at least: the hedger acts without fetching it. Only a token that hedges for
+/// the account may ask; a stream without it carries events only.
+async fn a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it(b: Backend) {
+    let env = Env::start(b).await;
+    env.register_defaults().await;
+    let as_of = env.hedge.plan(HEDGE).await.unwrap().as_of_event_id;
+    let mut sub = env.hedge.subscribe_with_plan(Some(as_of), HEDGE);
+    let mut plain = env.hedge.subscribe(Some(as_of));
+    // Once the stream delivered anything it is live: what follows is not a replay.
+    env.client
+        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
+        .await
+        .unwrap();
+    while !matches!(next_item(&mut sub).await, StreamItem::Event(_)) {}
+    plain.next().await.unwrap().unwrap();
+    let mut last = 0;
+    for (id, side, volume) in [(100, Side::Buy, "0.3"), (101, Side::Sell, "0.1")] {
+        env.client
+            .report_position(&open(CLIENT, id, "EURUSD", side, volume))
+            .await
+            .unwrap();
+        let plan = match next_item(&mut sub).await {
+            StreamItem::Plan(plan) => plan,
+            other => panic!("expected the plan first, got {other:?}"),
+        };
+        let event = match next_item(&mut sub).await {
+            StreamItem::Event(event) => event,
+            other => panic!("expected the event after its plan, got {other:?}"),
+        };
+        assert_eq!(event.kind, EventKind::PositionOpened);
+        assert!(
+            plan.as_of_event_id >= event.id,
+            "{plan:?} older than {event:?}"
+        );
+        assert_eq!(plan, env.hedge.plan(HEDGE).await.unwrap());
+        let plain_event = tokio::time::timeout(Duration::from_secs(5), plain.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain_event, event);
+        last = event.id;
+    }
+    // The plan of the last report: 0.3 bought, 0.1 sold.
+    let plan = env.hedge.plan(HEDGE).await.unwrap();
+    let eur: Vec<_> = plan.items.iter().filter(|i| i.symbol == "EURUSD").collect();
+    assert_eq!(eur.len(), 1, "{plan:?}");
+    assert_eq!(eur[0].side, Side::Sell);
+    assert_eq!(eur[0].volume.to_string(), "0.2");
+    // Raw, from the same point: each plan frame has no id (it never moves a resume point) and
+    // comes right before its event.
+    let resp = env
+        .http
+        .get(format!(
+            "{}/v1/events/stream?after={}&plan={}",
+            env.url, as_of, HEDGE
+        ))
+        .bearer_auth(HEDGE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // The replay is over once the last event came: the next one is live.
+    while !text.contains(&format!("id: {last}\n")) || !text.ends_with("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("the replay")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    env.client
+        .report_position(&open(CLIENT, 102, "EURUSD", Side::Buy, "0.1"))
+        .await
+        .unwrap();
+    while !text.contains("event: plan\n") || !text.ends_with("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("a plan frame")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    let at = frames
+        .iter()
+        .position(|f| f.starts_with("event: plan\ndata: {"))
+        .expect("a plan frame");
+    assert!(!frames[at].contains("\nid:"), "{}", frames[at]);
+    // The replayed events came without plans; the live one has its plan ahead of it.
+    assert!(frames[..at]
+        .iter()
+        .all(|f| f.starts_with(": ") || f.starts_with("id: ")));
+    let complete = |t: &str| t.split("\n\n").filter(|f| !f.is_empty()).count();
+    while complete(&text) <= at + 1 || !text.ends_with("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("the event after its plan")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert!(frames[at + 1].starts_with("id: "), "{frames:?}");
+    assert!(frames[at + 1].contains("\nevent: position_opened\n"));
+    // A token that does not hedge for the account may not ask for its plan.
+    let mut refused = env.client.subscribe_with_plan(None, HEDGE);
+    match tokio::time::timeout(Duration::from_secs(5), refused.next())
+        .await
+        .unwrap()
+    {
+        Some(Err(ClientError::Rejected { status: 403, .. })) => {}
+        other => panic!("expected a 403 rejection, got {other:?}"),
     }
     env.finish().await;
 }

@@ -2,8 +2,7 @@
 
 use super::HedgerEvent;
 use crate::probe::{Probe, Stage};
-use futures::FutureExt;
-use hedge_center_api::client::CenterClient;
+use hedge_center_api::client::{CenterClient, StreamItem};
 use hedge_center_api::model::{EventKind, HedgePlan};
 use hedge_domain::Login;
 use parking_lot::RwLock;
@@ -79,9 +78,12 @@ impl PlanHolder {
     }
 }
 
-/// Keeps `holder` current: the plan is fetched, then refetched after every event that can move it
-/// (several queued events cause one fetch), and every `refresh` in case the stream missed something
-/// across a reconnect. The subscription resumes from the plan's last event id.
+/// Keeps `holder` current: the plan is fetched, then taken from the event stream, which carries it
+/// ahead of each event that can move it; it is fetched again only when an event that can move it
+/// arrived with no plan at least as new (a resumed stream replays events without plans, a burst
+/// gets one plan, an older center sends none; several queued events cause one fetch), and every
+/// `refresh` in case the stream missed something across a reconnect. The subscription resumes
+/// from the plan's last event id.
 pub async fn follow_plan(
     center: CenterClient,
     login: Login,
@@ -95,16 +97,7 @@ pub async fn follow_plan(
         async move {
             match center.plan(login).await {
                 Ok(plan) => {
-                    if holder.set(plan.clone()) {
-                        tracing::info!(
-                            items = plan.items.len(),
-                            as_of = plan.as_of_event_id,
-                            "hedge plan updated"
-                        );
-                        if let Some(tx) = &events {
-                            let _ = tx.send(HedgerEvent::Plan { plan });
-                        }
-                    }
+                    take(&holder, plan, events.as_ref());
                     true
                 }
                 Err(e) => {
@@ -118,31 +111,23 @@ pub async fn follow_plan(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     loop {
-        let mut sub = center.subscribe(holder.as_of());
+        let mut sub = center.subscribe_with_plan(holder.as_of(), login);
         let mut tick = tokio::time::interval(refresh);
         tick.tick().await;
         loop {
             tokio::select! {
-                event = sub.next() => match event {
-                    Some(Ok(e)) => {
-                        holder.mark(Stage::EventReceived, e.id, Instant::now());
-                        let mut newest = e.kind.moves_plan().then_some(e.id);
-                        let mine = |e: &hedge_center_api::model::Event| {
-                            e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login)
-                        };
-                        let mut commands = mine(&e);
-                        // Take everything already queued, then fetch once.
-                        while let Some(Some(Ok(more))) = sub.next().now_or_never() {
-                            holder.mark(Stage::EventReceived, more.id, Instant::now());
-                            commands |= mine(&more);
-                            if more.kind.moves_plan() {
-                                newest = Some(more.id);
-                            }
+                item = sub.next_item() => match item {
+                    Some(Ok(first)) => {
+                        let mut seen = SeenOnStream::default();
+                        seen.take(first, login, &holder, events.as_ref());
+                        // Take everything already queued, then fetch once if still needed.
+                        while let Some(Ok(more)) = sub.try_next_item() {
+                            seen.take(more, login, &holder, events.as_ref());
                         }
-                        if commands {
+                        if seen.commands {
                             holder.command_issued();
                         }
-                        if let Some(id) = newest {
+                        if let Some(id) = seen.newest {
                             if holder.as_of().is_none_or(|as_of| id > as_of) {
                                 fetch(holder.clone()).await;
                             }
@@ -160,6 +145,50 @@ pub async fn follow_plan(
                 },
                 _ = tick.tick() => {
                     fetch(holder.clone()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Holds `plan` if it is newer; logs and announces it when its items changed.
+fn take(holder: &PlanHolder, plan: HedgePlan, events: Option<&broadcast::Sender<HedgerEvent>>) {
+    let (items, as_of) = (plan.items.len(), plan.as_of_event_id);
+    let announce = events.map(|tx| (tx, plan.clone()));
+    if holder.set(plan) {
+        tracing::info!(items, as_of, "hedge plan updated");
+        if let Some((tx, plan)) = announce {
+            let _ = tx.send(HedgerEvent::Plan { plan });
+        }
+    }
+}
+
+/// What a run of stream items asked for.
+#[derive(Default)]
+struct SeenOnStream {
+    /// The newest event that can move the plan.
+    newest: Option<u64>,
+    /// An operator command for this account was announced.
+    commands: bool,
+}
+
+impl SeenOnStream {
+    fn take(
+        &mut self,
+        item: StreamItem,
+        login: Login,
+        holder: &PlanHolder,
+        events: Option<&broadcast::Sender<HedgerEvent>>,
+    ) {
+        match item {
+            StreamItem::Plan(plan) => take(holder, plan, events),
+            StreamItem::Event(e) => {
+                holder.mark(Stage::EventReceived, e.id, Instant::now());
+                if e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login) {
+                    self.commands = true;
+                }
+                if e.kind.moves_plan() {
+                    self.newest = Some(e.id);
                 }
             }
         }
