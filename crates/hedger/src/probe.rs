@@ -12,7 +12,8 @@ use std::time::Instant;
 /// A point on the mirror path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
-    /// The event arrived on the hedger's stream subscription (key: event id).
+    /// The event, or a plan as of it (which the stream sends ahead of the event), arrived on the
+    /// hedger's stream subscription (key: event id).
     EventReceived,
     /// A plan holding the item is in memory (key: plan item id).
     PlanHeld,

@@ -25,6 +25,7 @@ impl ClientAgent {
         let mut items = Vec::new();
         let mut writes = Vec::new();
         let mut touched: Vec<PositionId> = Vec::new();
+        let mut reported = Vec::new();
         for e in &events {
             if !touched.contains(&e.position) {
                 touched.push(e.position);
@@ -42,17 +43,7 @@ impl ClientAgent {
                 tracing::debug!(event = %e.describe(), "not a watched symbol; not reported");
                 continue;
             }
-            tracing::info!(
-                key = %e.key(),
-                kind = e.kind.as_str(),
-                position = %e.position,
-                symbol = %e.symbol,
-                side = %e.side,
-                volume = %e.volume,
-                delta = %e.delta,
-                reversal = e.reversal,
-                "position event"
-            );
+            reported.push(e);
             self.status.event(e.describe());
             if self.options.center {
                 items.push(
@@ -102,6 +93,20 @@ impl ClientAgent {
         });
         self.outbox.commit(&items, &writes)?;
         self.last_seen = Some(seen);
+        // Logged once committed: the reports are on their way by now, not held up by the log.
+        for e in reported {
+            tracing::info!(
+                key = %e.key(),
+                kind = e.kind.as_str(),
+                position = %e.position,
+                symbol = %e.symbol,
+                side = %e.side,
+                volume = %e.volume,
+                delta = %e.delta,
+                reversal = e.reversal,
+                "position event"
+            );
+        }
         Ok(())
     }
 }

@@ -181,7 +181,11 @@ impl SeenOnStream {
         events: Option<&broadcast::Sender<HedgerEvent>>,
     ) {
         match item {
-            StreamItem::Plan(plan) => take(holder, plan, events),
+            StreamItem::Plan(plan) => {
+                // The stream told of the events up to the plan's, ahead of their own frames.
+                holder.mark(Stage::EventReceived, plan.as_of_event_id, Instant::now());
+                take(holder, plan, events)
+            }
             StreamItem::Event(e) => {
                 holder.mark(Stage::EventReceived, e.id, Instant::now());
                 if e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login) {
