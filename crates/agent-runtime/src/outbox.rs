@@ -12,7 +12,8 @@
 //! are durable or neither is, which is what makes "nothing reported twice, nothing missed" hold
 //! across a `kill -9`.
 //!
-//! Sending overlaps the commit: when nothing is queued (the sender is idle), the items of a commit
+//! Sending can overlap the commit ([`Outbox::send_while_committing`]): when nothing is queued (the
+//! sender is idle), the items of a commit
 //! are handed to the sender as soon as they are written, and their POST goes out while the
 //! transaction is being synced; the sender acknowledges (removes) such an item only once its
 //! transaction has finished. A crash in between leaves the receiver with a report the outbox does
@@ -241,6 +242,8 @@ pub struct Outbox {
     /// The highest seq whose transaction has finished (committed or rolled back): an early item is
     /// acknowledged only after it.
     settled: tokio::sync::watch::Sender<i64>,
+    /// Whether commits hand items over early ([`Outbox::send_while_committing`]).
+    send_early: std::sync::atomic::AtomicBool,
     /// Counts acknowledgements, for whoever waits on what the receiver has stored: a watch rather
     /// than a notification, so an acknowledgement between a look at the queue and the wait that
     /// follows it is not missed.
@@ -309,6 +312,7 @@ impl Outbox {
             wake: Notify::new(),
             early: Mutex::new(VecDeque::new()),
             settled: tokio::sync::watch::Sender::new(0),
+            send_early: std::sync::atomic::AtomicBool::new(false),
             acked: tokio::sync::watch::Sender::new(0),
             dead: tokio::sync::watch::Sender::new(0),
             status: Mutex::new(SenderStatus {
@@ -316,6 +320,15 @@ impl Outbox {
                 ..SenderStatus::default()
             }),
         }))
+    }
+
+    /// From now on, a commit that finds the queue empty hands its items to the sender before its
+    /// sync (see the module docs). For an agent whose reports are on a reaction path (the client):
+    /// the sync is then run with the worker handed over to another thread, which costs a thread
+    /// switch, so an agent whose items are only records (the hedger, the tumbler) leaves it off.
+    pub fn send_while_committing(&self) {
+        self.send_early
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Enqueues one item; `false` when an item with the same key is already queued.
@@ -329,7 +342,9 @@ impl Outbox {
     pub fn commit(&self, items: &[NewItem], writes: &[StateWrite]) -> Result<usize, OutboxError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let idle = !items.is_empty() && !queue_holds_items(&tx)?;
+        let idle = !items.is_empty()
+            && self.send_early.load(std::sync::atomic::Ordering::Relaxed)
+            && !queue_holds_items(&tx)?;
         let mut added = 0;
         let mut early = Vec::new();
         {
@@ -904,6 +919,7 @@ mod tests {
     async fn items_sent_while_their_commit_syncs_go_out_once_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let ob = Outbox::open(&dir.path().join("agent.db")).unwrap();
+        ob.send_while_committing();
         let recorder = Recorder::default();
         let task = tokio::spawn(ob.clone().run_sender(recorder.clone(), Backoff::default()));
         let mut expected = Vec::new();
@@ -934,6 +950,7 @@ mod tests {
     #[tokio::test]
     async fn an_item_handed_over_early_is_acknowledged_only_if_its_commit_held() {
         let ob = Outbox::open_in_memory().unwrap();
+        ob.send_while_committing();
         // A commit that fails at COMMIT itself (a deferred constraint), after its item was handed
         // over to the sender.
         ob.conn
@@ -978,6 +995,12 @@ mod tests {
     #[tokio::test]
     async fn only_a_commit_that_finds_the_queue_empty_hands_its_items_over() {
         let ob = Outbox::open_in_memory().unwrap();
+        // Off unless asked for.
+        ob.commit(&[item("z")], &[]).unwrap();
+        assert!(ob.take_early(0).is_none());
+        let z = ob.front().unwrap().unwrap();
+        ob.ack_delivered(&z).unwrap();
+        ob.send_while_committing();
         ob.commit(&[item("a"), item("b")], &[]).unwrap();
         // Queued behind "a" and "b": goes out from the queue, after them.
         ob.commit(&[item("c")], &[]).unwrap();

@@ -152,6 +152,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     // a start refused for the terminal's port or the terminal itself removes the state it made.
     let new_state = settings.new_state("client");
     let outbox = Outbox::open(&state_path)?;
+    // A report is on the reaction path: it goes out while its commit is being synced.
+    outbox.send_while_committing();
     let session = match Session::attach(&settings, "client").await {
         Ok(session) => session,
         Err(e) => {
