@@ -7,7 +7,7 @@
 //! point, and bad input is a 422 naming the field, with nothing stored.
 
 use crate::api::{json_body, AppState, Failure};
-use crate::positions::{check_exact_numbers, check_key, check_symbol, units_volume, volume_units};
+use crate::positions::{check_exact_numbers, check_key, check_symbol, lots};
 use crate::store::logic::now_ms;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hedge_domain::fixed::Exposure;
 use hedge_domain::num::parse_decimal;
 use hedge_domain::{Side, Volume};
 use serde::Deserialize;
@@ -153,7 +154,7 @@ pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
     if !volume.is_positive() {
         return Err(bad_volume());
     }
-    if volume_units(volume, "volume").map_err(Failure::from)? == 0 {
+    if lots(volume, "volume").map_err(Failure::from)?.is_zero() {
         return Err(bad_volume());
     }
     let side = match raw.side {
@@ -234,12 +235,14 @@ pub fn render_book(book: &[(String, i64)]) -> String {
             out.push(',');
         }
         out.push_str(&serde_json::to_string(symbol).unwrap_or_else(|_| "\"\"".into()));
-        let volume = units_volume(net.abs()).0.normalize();
+        let net = Exposure::from_units(*net);
+        // The store refuses totals whose size has no i64, so `size` is always there.
+        let volume = net.size().unwrap_or_default().volume();
         let mut text = volume.to_string();
         if !text.contains('.') {
             text.push_str(".0");
         }
-        let side = if *net > 0 { 0 } else { 1 };
+        let side = net.side().unwrap_or(Side::Sell).code();
         out.push_str(&format!(":{{\"volume\":{text},\"side\":{side}}}"));
     }
     out.push('}');

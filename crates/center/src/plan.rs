@@ -31,11 +31,11 @@
 //! part per account, then the least volume traded (so a plan that is as close as the grids allow
 //! asks for nothing more). What an account does not cover is its residual.
 
-use crate::positions::units_volume;
 use hedge_center_api::model::{
     AccountRegistration, Allocation, HedgePlan, Pause, PlanAction, PlanItem, PlanResidual,
     ResidualReason, SpecLookup,
 };
+use hedge_domain::fixed::Exposure;
 use hedge_domain::{Login, Rounding, Side, SymbolSpec, Volume, VolumeError};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -45,8 +45,7 @@ use std::collections::BTreeMap;
 pub struct ClientExposure {
     pub login: Login,
     pub symbol: String,
-    /// Signed, units of 10^-8 lot.
-    pub net_units: i64,
+    pub net: Exposure,
     /// Event id of the last change of this client's positions on this symbol.
     pub last_event_id: u64,
 }
@@ -68,7 +67,7 @@ pub struct ClientConfig {
 pub struct HedgeCover {
     pub hedge_login: Login,
     pub symbol: String,
-    pub net_units: i64,
+    pub net: Exposure,
     pub last_event_id: u64,
 }
 
@@ -241,7 +240,7 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
         if known.contains_key(&e.login) {
             continue;
         }
-        let lots = units_volume(e.net_units).0;
+        let lots = e.net.volume().0;
         let ratio_lots = lots * client.ratio;
         let account_symbol = client
             .registration
@@ -326,7 +325,7 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
             continue;
         }
         let part = parts.entry((h.symbol.as_str(), h.hedge_login)).or_default();
-        part.hedged += units_volume(h.net_units).0;
+        part.hedged += h.net.volume().0;
         part.last_event_id = part.last_event_id.max(h.last_event_id);
     }
 
@@ -584,16 +583,15 @@ mod tests {
         }
     }
 
-    fn units(d: Decimal) -> i64 {
-        crate::positions::volume_units(Volume(d.abs()), "v").unwrap()
-            * if d.is_sign_negative() { -1 } else { 1 }
+    fn net(d: Decimal) -> Exposure {
+        Exposure::from_volume(Volume(d)).unwrap()
     }
 
     fn exposure(login: u64, symbol: &str, lots: Decimal, id: u64) -> ClientExposure {
         ClientExposure {
             login: Login(login),
             symbol: symbol.into(),
-            net_units: units(lots),
+            net: net(lots),
             last_event_id: id,
         }
     }
@@ -602,7 +600,7 @@ mod tests {
         HedgeCover {
             hedge_login,
             symbol: symbol.into(),
-            net_units: units(lots),
+            net: net(lots),
             last_event_id: id,
         }
     }
@@ -1102,7 +1100,7 @@ mod tests {
             let exposures: Vec<ClientExposure> = nets.iter().enumerate().map(|(k, (n, id))| ClientExposure {
                 login: Login(1 + (k as u64 % 2)),
                 symbol: "EURUSD".into(),
-                net_units: n * 1_000_000,
+                net: Exposure::from_units(n * 1_000_000),
                 last_event_id: *id,
             }).collect();
             let mut i = inputs(&[], &[("EURUSD", Decimal::new(hedge, 2), 1)]);

@@ -9,12 +9,16 @@
 use hedge_center_api::model::{
     EventKind, Position, PositionEventKind, PositionReport, PositionStatus,
 };
+use hedge_domain::fixed::{self, Exposure, Lots};
 use hedge_domain::{Login, Money, PositionId, Price, Volume};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-/// Volumes are stored as integers of 10^-8 lot so that sums in the database are exact.
-pub const VOLUME_SCALE: u32 = 8;
-const MAX_VOLUME_LOTS: i64 = 1_000_000_000;
+/// The largest size one report or record may carry (10^9 lots), far below the `i64` range of the
+/// stored 10^-8 units, so that a sum of a few never comes near it.
+const MAX_LOTS: Lots = match Lots::from_units(1_000_000_000 * fixed::ONE) {
+    Some(l) => l,
+    None => Lots::ZERO,
+};
 pub const MAX_SYMBOL_LEN: usize = 64;
 pub const MAX_KEY_LEN: usize = 200;
 pub const MAX_COMMENT_LEN: usize = 512;
@@ -45,34 +49,15 @@ impl Refusal {
     }
 }
 
-/// A volume as integer units of 10^-8 lot; refuses more decimals than that, negatives and absurd
-/// sizes.
-pub fn volume_units(volume: Volume, field: &str) -> Result<i64, Refusal> {
-    let v = volume.0.normalize();
-    if v.is_sign_negative() && !v.is_zero() {
-        return Err(Refusal::invalid(
-            field,
-            format!("{field} must not be negative"),
-        ));
-    }
-    if v.scale() > VOLUME_SCALE {
-        return Err(Refusal::invalid(
-            field,
-            format!("{field} has more than {VOLUME_SCALE} decimal places"),
-        ));
-    }
-    if v > Decimal::from(MAX_VOLUME_LOTS) {
+/// A size (an order's, a position's, a hedge's) in exact 10^-8 lot, as the store keeps it; refuses
+/// negatives, more decimals than that and absurd sizes, naming `field`.
+pub fn lots(volume: Volume, field: &str) -> Result<Lots, Refusal> {
+    let lots =
+        Lots::from_volume(volume).map_err(|e| Refusal::invalid(field, format!("{field} {e}")))?;
+    if lots > MAX_LOTS {
         return Err(Refusal::invalid(field, format!("{field} is too large")));
     }
-    // At most VOLUME_SCALE decimals, so the product is a whole number of units.
-    let scaled = v * Decimal::from(100_000_000i64);
-    i64::try_from(scaled.trunc())
-        .map_err(|_| Refusal::invalid(field, format!("{field} is out of range")))
-}
-
-/// Units back to a volume.
-pub fn units_volume(units: i64) -> Volume {
-    Volume(Decimal::new(units, VOLUME_SCALE).normalize())
+    Ok(lots)
 }
 
 /// Checks a symbol name (canonical or account): non-empty, short, printable, no spaces.
@@ -223,14 +208,14 @@ pub fn validate(report: &PositionReport) -> Result<(), Refusal> {
             ));
         }
     }
-    let units = volume_units(report.volume, "volume")?;
+    let size = lots(report.volume, "volume")?;
     match report.kind {
-        PositionEventKind::Close if units != 0 => Err(Refusal::invalid(
+        PositionEventKind::Close if !size.is_zero() => Err(Refusal::invalid(
             "volume",
             "volume of a close must be 0 (the remaining volume)",
         )),
         PositionEventKind::Close => Ok(()),
-        _ if units == 0 => Err(Refusal::invalid(
+        _ if size.is_zero() => Err(Refusal::invalid(
             "volume",
             "volume must be positive (the remaining volume after the event)",
         )),
@@ -244,19 +229,18 @@ pub struct Transition {
     pub event: EventKind,
     /// The position after the event (`last_event_id` still to be set by the store).
     pub position: Position,
-    /// Change of the signed open volume (buys positive), in units of 10^-8 lot.
-    pub exposure_delta: i64,
+    /// Change of the signed open volume (buys positive).
+    pub exposure_delta: Exposure,
     /// Whether the volume changed (a volume-history entry is due).
     pub volume_changed: bool,
     pub reason: String,
 }
 
-fn signed_units(p: &Position) -> i64 {
+fn exposure(p: &Position) -> Result<Exposure, Refusal> {
     if p.status == PositionStatus::Closed {
-        return 0;
+        return Ok(Exposure::ZERO);
     }
-    let units = volume_units(p.volume, "volume").unwrap_or(0);
-    units * i64::from(p.side.sign())
+    Ok(lots(p.volume, "volume")?.signed(p.side))
 }
 
 /// Applies a validated report to the stored position (`None` if unknown).
@@ -281,7 +265,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             )));
         }
     }
-    let before = current.map(signed_units).unwrap_or(0);
+    let before = current.map(exposure).transpose()?.unwrap_or_default();
     let mut next = match current {
         Some(p) => p.clone(),
         None => Position {
@@ -448,13 +432,16 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             PositionStatus::Open
         };
     }
-    let after = signed_units(&next);
+    let after = exposure(&next)?;
     let volume_changed = current
         .is_none_or(|p| p.volume != next.volume || p.side != next.side || p.status != next.status);
     Ok(Transition {
         event,
         position: next,
-        exposure_delta: after - before,
+        // Both sides are at most MAX_LOTS, so their difference always fits.
+        exposure_delta: after
+            .checked_sub(before)
+            .ok_or_else(|| Refusal::invalid("volume", "the change of exposure is out of range"))?,
         volume_changed,
         reason,
     })
@@ -515,19 +502,25 @@ pub fn realize(
         return Ok(None);
     };
     let out_of_range = || Refusal::invalid("exit", "exit's figures are out of range");
-    let closed = volume_units(current.volume, "volume")? - volume_units(report.volume, "volume")?;
-    let units = before.units.checked_add(closed).ok_or_else(out_of_range)?;
+    // `apply` accepted the report, so it closed `current.volume - report.volume` (all of it for
+    // a close, whose volume is 0).
+    let closed = lots(current.volume, "volume")?
+        .checked_sub(lots(report.volume, "volume")?)
+        .ok_or_else(out_of_range)?;
+    let units = Lots::from_units(before.units)
+        .and_then(|b| b.checked_add(closed))
+        .ok_or_else(out_of_range)?;
     let notional = exit
         .price
         .0
-        .checked_mul(units_volume(closed).0)
+        .checked_mul(closed.volume().0)
         .and_then(|n| before.notional.checked_add(n))
         .ok_or_else(out_of_range)?;
     let sum = |a: Money, b: Money| a.0.checked_add(b.0).map(Money).ok_or_else(out_of_range);
-    let price = (units > 0)
+    let price = (!units.is_zero())
         .then(|| {
             notional
-                .checked_div(units_volume(units).0)
+                .checked_div(units.volume().0)
                 .map(|p| {
                     Price(
                         p.round_dp_with_strategy(
@@ -541,7 +534,7 @@ pub fn realize(
         })
         .transpose()?;
     Ok(Some(Realized {
-        units,
+        units: units.units(),
         notional,
         price,
         profit: sum(before.profit, exit.profit)?,
@@ -583,7 +576,7 @@ mod tests {
         let open = report(PositionEventKind::Open, Side::Buy, dec!(0.3), 1);
         validate(&open).unwrap();
         let t = apply(None, &open).unwrap();
-        assert_eq!(t.exposure_delta, 30_000_000);
+        assert_eq!(t.exposure_delta.units(), 30_000_000);
         assert_eq!(t.position.status, PositionStatus::Open);
         let p = t.position;
         let t = apply(
@@ -591,7 +584,7 @@ mod tests {
             &report(PositionEventKind::PartialClose, Side::Buy, dec!(0.1), 2),
         )
         .unwrap();
-        assert_eq!(t.exposure_delta, -20_000_000);
+        assert_eq!(t.exposure_delta.units(), -20_000_000);
         assert_eq!(t.position.status, PositionStatus::PartiallyClosed);
         let p = t.position;
         let t = apply(
@@ -599,14 +592,14 @@ mod tests {
             &report(PositionEventKind::Reverse, Side::Sell, dec!(0.2), 3),
         )
         .unwrap();
-        assert_eq!(t.exposure_delta, -30_000_000);
+        assert_eq!(t.exposure_delta.units(), -30_000_000);
         let p = t.position;
         let t = apply(
             Some(&p),
             &report(PositionEventKind::Close, Side::Sell, dec!(0), 4),
         )
         .unwrap();
-        assert_eq!(t.exposure_delta, 20_000_000);
+        assert_eq!(t.exposure_delta.units(), 20_000_000);
         assert_eq!(t.position.status, PositionStatus::Closed);
         // netting reversal as close + open on the same id
         let p = t.position;
@@ -615,7 +608,7 @@ mod tests {
             &report(PositionEventKind::Open, Side::Buy, dec!(1), 5),
         )
         .unwrap();
-        assert_eq!(t.exposure_delta, 100_000_000);
+        assert_eq!(t.exposure_delta.units(), 100_000_000);
     }
 
     #[test]
@@ -820,9 +813,12 @@ mod tests {
     }
 
     #[test]
-    fn units_round_trip() {
-        assert_eq!(volume_units(Volume(dec!(0.1)), "v").unwrap(), 10_000_000);
-        assert_eq!(units_volume(10_000_000), Volume(dec!(0.1)));
-        assert_eq!(units_volume(-123_456_789).to_string(), "-1.23456789");
+    fn sizes_are_exact_and_bounded() {
+        assert_eq!(lots(Volume(dec!(0.1)), "v").unwrap().units(), 10_000_000);
+        assert_eq!(lots(Volume(dec!(1000000000)), "v").unwrap(), MAX_LOTS);
+        let too_large = lots(Volume(dec!(1000000000.00000001)), "v").unwrap_err();
+        assert_eq!(too_large, Refusal::invalid("v", "v is too large"));
+        let negative = lots(Volume(dec!(-0.1)), "v").unwrap_err();
+        assert_eq!(negative, Refusal::invalid("v", "v must not be negative"));
     }
 }

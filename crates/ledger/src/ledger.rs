@@ -8,8 +8,8 @@
 //! pure function of the history and the exclusions.
 
 use crate::codec::{self, LinkKind};
-use crate::fixed::{self, to_units};
 use crate::record::{AccountInfo, DealRecord, History, OrderRecord};
+use hedge_domain::fixed::{self, to_units};
 use hedge_domain::{
     AccountMarginMode, DealEntry, DealTicket, Magic, OrderState, OrderTicket, OrderType,
     PositionId, Price, Side, Volume,
@@ -434,10 +434,9 @@ impl Ledger {
                 volume: o.volume_initial,
             });
         }
-        let price =
-            to_units(o.price_open.0).ok_or_else(|| bad("price", o.price_open.to_string()))?;
+        let price = to_units(o.price_open.0).map_err(|_| bad("price", o.price_open.to_string()))?;
         let vol = to_units(o.volume_initial.0)
-            .ok_or_else(|| bad("volume", o.volume_initial.to_string()))?;
+            .map_err(|_| bad("volume", o.volume_initial.to_string()))?;
         let symbol = self.symbols.intern(&o.symbol);
         self.note_price(symbol, price, false);
         let row = OrderRow {
@@ -526,11 +525,11 @@ impl Ledger {
             what,
             value,
         };
-        let vol = to_units(d.volume.0).ok_or_else(|| inexact("volume", d.volume.to_string()))?;
-        let price = to_units(d.price.0).ok_or_else(|| inexact("price", d.price.to_string()))?;
+        let vol = to_units(d.volume.0).map_err(|_| inexact("volume", d.volume.to_string()))?;
+        let price = to_units(d.price.0).map_err(|_| inexact("price", d.price.to_string()))?;
         let comm = to_units(d.commission.0)
-            .ok_or_else(|| inexact("commission", d.commission.to_string()))?;
-        let swap = to_units(d.swap.0).ok_or_else(|| inexact("swap", d.swap.to_string()))?;
+            .map_err(|_| inexact("commission", d.commission.to_string()))?;
+        let swap = to_units(d.swap.0).map_err(|_| inexact("swap", d.swap.to_string()))?;
         self.last_key = key;
         if self.live {
             self.live_deals.insert(t);

@@ -16,7 +16,6 @@ pub mod cli;
 pub mod codec;
 pub mod exclusions;
 pub mod export;
-pub mod fixed;
 pub mod generator;
 pub mod ledger;
 pub mod position;

@@ -1,8 +1,8 @@
 //! Read-only views of active and history positions, with typed properties.
 
 use crate::codec::{self, LinkKind};
-use crate::fixed::{self, from_units};
 use crate::ledger::{ActivePos, Frag, HistPos, Ledger};
+use hedge_domain::fixed::{self, from_units};
 use hedge_domain::{
     DealTicket, Magic, Money, OrderTicket, OrderType, PositionId, Price, Side, SymbolSpec, Volume,
 };

@@ -225,7 +225,7 @@ fn closed_positions(sec: &Section<'_>, out: &mut Vec<ClosedRow>) -> Result<(), R
             position: ticket(pos),
             symbol: sec.cell(row, Role::Symbol).to_owned(),
             side,
-            volume: crate::fixed::to_units(vol).unwrap_or(0),
+            volume: hedge_domain::fixed::to_units(vol).unwrap_or(0),
             close_time: parse_time(sec.cell(row, Role::CloseTime)).unwrap_or(i64::MAX),
             profit: num("positions", *rn, "profit", sec.cell(row, Role::Profit))?,
         });

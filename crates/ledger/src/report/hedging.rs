@@ -82,7 +82,7 @@ fn assign_greedy(
     let mut stays: HashMap<u64, i64> = HashMap::new();
     for p in open {
         *stays.entry(p.position.get()).or_default() +=
-            crate::fixed::to_units(p.volume.0).unwrap_or(0);
+            hedge_domain::fixed::to_units(p.volume.0).unwrap_or(0);
     }
     let mut order: Vec<usize> = (0..history.deals.len()).collect();
     order.sort_by_key(|&i| (history.deals[i].time_msc, history.deals[i].ticket.get()));
@@ -96,7 +96,7 @@ fn assign_greedy(
         if d.order.get() == 0 || !symbols.contains(&d.symbol) {
             continue;
         }
-        let vol = crate::fixed::to_units(d.volume.0).unwrap_or(0);
+        let vol = hedge_domain::fixed::to_units(d.volume.0).unwrap_or(0);
         if d.entry == DealEntry::In {
             let id = d.order.get();
             match index.get(&id) {
@@ -173,7 +173,7 @@ pub(crate) fn assign_positions(
     let mut stays: HashMap<u64, i64> = HashMap::new();
     for p in open {
         *stays.entry(p.position.get()).or_default() +=
-            crate::fixed::to_units(p.volume.0).unwrap_or(0);
+            hedge_domain::fixed::to_units(p.volume.0).unwrap_or(0);
     }
     let mut order: Vec<usize> = (0..history.deals.len()).collect();
     order.sort_by_key(|&i| (history.deals[i].time_msc, history.deals[i].ticket.get()));
@@ -190,7 +190,7 @@ pub(crate) fn assign_positions(
         if id == 0 {
             continue;
         }
-        let vol = crate::fixed::to_units(d.volume.0).unwrap_or(0);
+        let vol = hedge_domain::fixed::to_units(d.volume.0).unwrap_or(0);
         let buy = side == Side::Buy;
         let (symbol, time) = (d.symbol.clone(), d.time_msc);
         if d.entry != DealEntry::In {

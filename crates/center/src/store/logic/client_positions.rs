@@ -51,8 +51,8 @@ fn bare_position_from_row(r: &Row) -> Result<Position, StoreError> {
         symbol: r.text(PositionCol::symbol)?.to_owned(),
         account_symbol: r.text(PositionCol::account_symbol)?.to_owned(),
         side: parse_side(r.text(PositionCol::side)?)?,
-        volume: units_volume(r.int(PositionCol::volume_units)?),
-        max_volume: units_volume(r.int(PositionCol::max_units)?),
+        volume: size_column(r.int(PositionCol::volume_units)?)?,
+        max_volume: size_column(r.int(PositionCol::max_units)?)?,
         price: parse_price(r.opt_text(PositionCol::price)?)?,
         sl: parse_price(r.opt_text(PositionCol::sl)?)?,
         tp: parse_price(r.opt_text(PositionCol::tp)?)?,
@@ -187,7 +187,7 @@ pub fn position_detail(
                 kind: PositionEventKind::parse(r.text(VolumeCol::kind)?)
                     .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,
                 side: parse_side(r.text(VolumeCol::side)?)?,
-                volume: units_volume(r.int(VolumeCol::volume_units)?),
+                volume: size_column(r.int(VolumeCol::volume_units)?)?,
                 time_ms: r.int(VolumeCol::time_ms)?,
             })
         })

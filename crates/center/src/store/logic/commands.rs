@@ -20,7 +20,7 @@ pub(super) fn command_from_row(r: &Row) -> Result<Command, StoreError> {
         symbol: r.text(CommandCol::symbol)?.to_owned(),
         account_symbol: r.text(CommandCol::account_symbol)?.to_owned(),
         plan_item: r.opt_int(CommandCol::plan_item_id)?.map(|v| v as u64),
-        volume: units_volume(r.int(CommandCol::volume_units)?),
+        volume: size_column(r.int(CommandCol::volume_units)?)?,
         status: CommandStatus::parse(r.text(CommandCol::status)?)
             .ok_or_else(|| StoreError::Corrupt("bad command status".into()))?,
         actor: r.text(CommandCol::actor)?.to_owned(),
@@ -127,7 +127,7 @@ pub(super) fn issue_command(
                 Val::text(&hedge.symbol),
                 Val::text(&hedge.account_symbol),
                 Val::Int(to_i64(hedge.plan_item_id, "plan_item_id")?),
-                Val::Int(volume_units(volume, "volume")?),
+                Val::Int(lots(volume, "volume")?.units()),
                 Val::text(actor),
                 Val::text(&a.reason),
                 Val::Int(now),

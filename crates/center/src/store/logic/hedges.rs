@@ -19,8 +19,8 @@ pub(super) fn hedge_from_row(r: &Row) -> Result<Hedge, StoreError> {
         symbol: r.text(HedgeCol::symbol)?.to_owned(),
         account_symbol: r.text(HedgeCol::account_symbol)?.to_owned(),
         side: parse_side(r.text(HedgeCol::side)?)?,
-        volume: units_volume(r.int(HedgeCol::volume_units)?),
-        open_volume: units_volume(r.int(HedgeCol::open_units)?),
+        volume: size_column(r.int(HedgeCol::volume_units)?)?,
+        open_volume: size_column(r.int(HedgeCol::open_units)?)?,
         order: OrderTicket(r.u64(HedgeCol::order_ticket)?),
         deal: DealTicket(r.u64(HedgeCol::deal_ticket)?),
         position_id: PositionId(r.u64(HedgeCol::position_id)?),
@@ -100,8 +100,8 @@ pub(super) struct HedgeRow<'a> {
     symbol: &'a str,
     account_symbol: String,
     side: Side,
-    volume_units: i64,
-    open_units: i64,
+    volume: Lots,
+    open: Lots,
     order: OrderTicket,
     deal: DealTicket,
     position_id: PositionId,
@@ -128,8 +128,8 @@ pub(super) fn insert_hedge(c: &mut dyn Conn, h: HedgeRow<'_>) -> Result<u64, Wri
                 Val::text(h.symbol),
                 Val::Text(h.account_symbol),
                 Val::text(h.side.as_str()),
-                Val::Int(h.volume_units),
-                Val::Int(h.open_units),
+                Val::Int(h.volume.units()),
+                Val::Int(h.open.units()),
                 Val::Int(to_i64(h.order.0, "order")?),
                 Val::Int(to_i64(h.deal.0, "deal")?),
                 Val::Int(to_i64(h.position_id.0, "position_id")?),
@@ -152,7 +152,7 @@ pub(super) fn add_hedge_exposure(
     c: &mut dyn Conn,
     hedge_login: Login,
     symbol: &str,
-    delta: i64,
+    delta: Exposure,
     event_id: u64,
 ) -> Result<(), WriteError> {
     check_total(
@@ -167,7 +167,7 @@ pub(super) fn add_hedge_exposure(
         "INSERT INTO hedge_exposures (hedge_login, symbol, net_units, last_event_id) VALUES (?, ?, ?, ?)
          ON CONFLICT (hedge_login, symbol) DO UPDATE SET net_units = hedge_exposures.net_units + excluded.net_units,
            last_event_id = excluded.last_event_id",
-        &[Val::Int(hedge_login.0 as i64), Val::text(symbol), Val::Int(delta), Val::Int(event_id as i64)],
+        &[Val::Int(hedge_login.0 as i64), Val::text(symbol), Val::Int(delta.units()), Val::Int(event_id as i64)],
     )?;
     Ok(())
 }
@@ -179,8 +179,8 @@ pub fn hedge_executed(
     now: i64,
 ) -> Result<(Hedge, bool), WriteError> {
     check_symbol(&h.symbol, "symbol")?;
-    let units = volume_units(h.volume, "volume")?;
-    if units == 0 {
+    let size = lots(h.volume, "volume")?;
+    if size.is_zero() {
         return Err(Refusal::invalid("volume", "volume must be positive").into());
     }
     to_i64(h.plan_item_id, "plan_item_id")?;
@@ -222,8 +222,8 @@ pub fn hedge_executed(
             symbol: &h.symbol,
             account_symbol: account.account_name(&h.symbol),
             side: h.side,
-            volume_units: units,
-            open_units: units,
+            volume: size,
+            open: size,
             order: h.order,
             deal: h.deal,
             position_id: h.position_id,
@@ -237,13 +237,7 @@ pub fn hedge_executed(
             event_id,
         },
     )?;
-    add_hedge_exposure(
-        c,
-        h.hedge_login,
-        &h.symbol,
-        units * i64::from(h.side.sign()),
-        event_id,
-    )?;
+    add_hedge_exposure(c, h.hedge_login, &h.symbol, size.signed(h.side), event_id)?;
     let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
@@ -268,7 +262,7 @@ pub fn hedge_failed(
     now: i64,
 ) -> Result<Hedge, WriteError> {
     check_symbol(&f.symbol, "symbol")?;
-    let units = volume_units(f.volume, "volume")?;
+    let size = lots(f.volume, "volume")?;
     to_i64(f.plan_item_id, "plan_item_id")?;
     if f.message.len() > 2048 {
         return Err(Refusal::invalid("message", "message is too long").into());
@@ -287,8 +281,8 @@ pub fn hedge_failed(
             symbol: &f.symbol,
             account_symbol: account.account_name(&f.symbol),
             side: f.side,
-            volume_units: units,
-            open_units: 0,
+            volume: size,
+            open: Lots::ZERO,
             order: OrderTicket(0),
             deal: DealTicket(0),
             position_id: PositionId(0),
@@ -326,7 +320,7 @@ pub fn hedge_reduce(
     r: &HedgeReduce,
     now: i64,
 ) -> Result<Hedge, WriteError> {
-    let remaining = volume_units(r.remaining, "remaining")?;
+    let remaining = lots(r.remaining, "remaining")?;
     let Some(hedge) = hedge_by_id(c, id)? else {
         return Err(Refusal::NotFound(format!("hedge {id} does not exist")).into());
     };
@@ -335,7 +329,7 @@ pub fn hedge_reduce(
             Refusal::Conflict(format!("hedge {id} failed; there is nothing to reduce")).into(),
         );
     }
-    let open = volume_units(hedge.open_volume, "open_volume")?;
+    let open = lots(hedge.open_volume, "open_volume")?;
     if remaining == open {
         return Ok(hedge);
     }
@@ -346,12 +340,12 @@ pub fn hedge_reduce(
         ))
         .into());
     }
-    let status = if remaining == 0 {
+    let status = if remaining.is_zero() {
         HedgeStatus::Closed
     } else {
         HedgeStatus::PartiallyClosed
     };
-    let kind = if remaining == 0 {
+    let kind = if remaining.is_zero() {
         EventKind::HedgeClosed
     } else {
         EventKind::HedgeReduced
@@ -372,14 +366,17 @@ pub fn hedge_reduce(
     c.execute(
         "UPDATE hedges SET open_units = ?, status = ?, updated_ms = ?, event_id = ? WHERE id = ?",
         &[
-            Val::Int(remaining),
+            Val::Int(remaining.units()),
             Val::text(status.as_str()),
             Val::Int(now),
             Val::Int(event_id as i64),
             Val::Int(id as i64),
         ],
     )?;
-    let delta = (open - remaining) * -i64::from(hedge.side.sign());
+    // `remaining < open` here, so the difference is a size; taking it back moves the net against
+    // the hedge's side.
+    let taken = open.checked_sub(remaining).unwrap_or_default();
+    let delta = taken.signed(hedge.side.opposite());
     add_hedge_exposure(c, hedge.hedge_login, &hedge.symbol, delta, event_id)?;
     let stored = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(

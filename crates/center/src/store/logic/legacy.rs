@@ -33,8 +33,7 @@ pub fn legacy_report(
             return Ok(LegacyOutcome::Replayed);
         }
     }
-    let units = volume_units(volume, "volume")?;
-    let signed = units * i64::from(side.sign());
+    let signed = lots(volume, "volume")?.signed(side);
     check_total(
         c,
         "SELECT net_units FROM legacy_book WHERE symbol = ?",
@@ -63,7 +62,7 @@ pub fn legacy_report(
         &[
             Val::text(symbol),
             Val::Int(event_id as i64),
-            Val::Int(signed),
+            Val::Int(signed.units()),
         ],
     )?;
     if let Some((key, payload)) = keyed {

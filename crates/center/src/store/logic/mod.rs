@@ -2,8 +2,9 @@
 
 use super::{Conn, Dialect, Lock, Row, StoreError, Val, WriteError};
 use crate::plan::{ClientConfig, ClientExposure, HedgeCover, PlanInputs};
-use crate::positions::{self, check_symbol, units_volume, volume_units, Realized, Refusal};
+use crate::positions::{self, check_symbol, lots, Realized, Refusal};
 use hedge_center_api::model::*;
+use hedge_domain::fixed::{self, Exposure, Lots};
 use hedge_domain::{
     DealTicket, Login, Magic, Money, OrderTicket, PositionId, Price, Retcode, Side, SymbolMap,
     Volume,
@@ -107,7 +108,7 @@ pub(super) fn check_total(
     c: &mut dyn Conn,
     select: &str,
     key: &[Val],
-    delta: i64,
+    delta: Exposure,
     field: &str,
     what: &str,
 ) -> Result<(), WriteError> {
@@ -121,21 +122,21 @@ pub(super) fn check_total(
 /// The check of [`check_total`] on a total already read.
 pub(super) fn total_within(
     current: i64,
-    delta: i64,
+    delta: Exposure,
     field: &str,
     what: &str,
 ) -> Result<(), Refusal> {
     // i64::MIN too: its magnitude, which the books print, has no i64.
-    if current
+    if Exposure::from_units(current)
         .checked_add(delta)
-        .and_then(i64::checked_abs)
+        .and_then(Exposure::size)
         .is_none()
     {
         return Err(Refusal::invalid(
             field,
             format!(
                 "{what} would pass the largest total the center keeps ({} lots)",
-                units_volume(i64::MAX).0.normalize()
+                fixed::from_units(i64::MAX)
             ),
         ));
     }
@@ -184,6 +185,13 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A size column (10^-8 lot) as a volume; a negative one is a corrupt row, never a volume.
+pub(super) fn size_column(units: i64) -> Result<Volume, StoreError> {
+    Lots::from_units(units)
+        .map(Lots::volume)
+        .ok_or_else(|| StoreError::Corrupt(format!("negative size {units}")))
 }
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -304,7 +312,7 @@ mod tests {
         let all = positions(c, &PositionFilter::default()).unwrap();
         let ids: Vec<u64> = all.items.iter().map(|p| p.position_id.0).collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
-        let units = volume_units(Volume(Decimal::new(5, 2)), "volume").unwrap();
+        let units = lots(Volume(Decimal::new(5, 2)), "volume").unwrap().units();
         assert_eq!(legacy_book(c).unwrap(), vec![("EURUSD".to_owned(), -units)]);
 
         // Running the migrations again changes nothing.

@@ -59,7 +59,7 @@ pub fn plan_inputs(
         exposures.push(ClientExposure {
             login: Login(login),
             symbol: r.text(ExposureCol::symbol)?.to_owned(),
-            net_units: r.int(ExposureCol::net_units)?,
+            net: Exposure::from_units(r.int(ExposureCol::net_units)?),
             last_event_id: r.u64(ExposureCol::last_event_id)?,
         });
     }
@@ -75,7 +75,7 @@ pub fn plan_inputs(
             Ok(HedgeCover {
                 hedge_login: Login(r.u64(HedgeExposureCol::hedge_login)?),
                 symbol: r.text(HedgeExposureCol::symbol)?.to_owned(),
-                net_units: r.int(HedgeExposureCol::net_units)?,
+                net: Exposure::from_units(r.int(HedgeExposureCol::net_units)?),
                 last_event_id: r.u64(HedgeExposureCol::last_event_id)?,
             })
         })

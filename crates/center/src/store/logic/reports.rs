@@ -114,8 +114,8 @@ fn position_values(p: &Position, realized: Option<&Realized>) -> Result<Vec<Val>
         Val::text(&p.symbol),
         Val::text(&p.account_symbol),
         Val::text(p.side.as_str()),
-        Val::Int(volume_units(p.volume, "volume")?),
-        Val::Int(volume_units(p.max_volume, "volume")?),
+        Val::Int(lots(p.volume, "volume")?.units()),
+        Val::Int(lots(p.max_volume, "volume")?.units()),
         price_text(p.price),
         price_text(p.sl),
         price_text(p.tp),
@@ -535,7 +535,7 @@ fn decide(
             }
         };
         let exposure_key = (r.login.0, r.symbol.clone());
-        if transition.exposure_delta != 0 {
+        if !transition.exposure_delta.is_zero() {
             if let Some(totals) = totals {
                 let total = match running.get(&exposure_key) {
                     Some(t) => *t,
@@ -563,6 +563,8 @@ fn decide(
             volume_changed,
             reason,
         } = transition;
+        // The batch's running totals are kept as the stored 10^-8 units.
+        let exposure_delta = exposure_delta.units();
         Realized::show(realized.as_ref(), &mut position);
         position.last_event_id = event_id;
         let change = Change {
@@ -656,7 +658,7 @@ fn render_report(
             Val::Int(event_id as i64),
             Val::text(r.kind.as_str()),
             Val::text(position.side.as_str()),
-            Val::Int(volume_units(position.volume, "volume")?),
+            Val::Int(lots(position.volume, "volume")?.units()),
             Val::Int(r.time_ms),
         ])
     } else {
