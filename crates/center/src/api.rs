@@ -6,7 +6,7 @@ use crate::events::Hub;
 use crate::metrics::Metrics;
 use crate::plan_feed;
 use crate::positions::Refusal;
-use crate::store::{logic::now_ms, Store, StoreError, WriteError};
+use crate::store::{Store, StoreError, WriteError};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
@@ -17,6 +17,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use hedge_center_api::model::*;
 use hedge_center_api::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAY};
+use hedge_domain::SharedClock;
 use hedge_domain::{Login, PositionId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub legacy: bool,
     /// `/metrics` and `/openapi.json` without a token.
     pub public_metrics: bool,
+    pub clock: SharedClock,
 }
 
 /// An error answer: status plus [`ApiError`] body.
@@ -495,7 +497,10 @@ async fn register_account(
             reg.role.as_str()
         )));
     }
-    let account = s.store.register_account(caller.name, reg, now_ms()).await?;
+    let account = s
+        .store
+        .register_account(caller.name, reg, s.clock.now_ms())
+        .await?;
     Ok(json(StatusCode::OK, &account))
 }
 
@@ -511,7 +516,10 @@ async fn tumbler_fired(
             caller.name, firing.login
         )));
     }
-    let (ack, replayed) = s.store.tumbler_fired(caller.name, firing, now_ms()).await?;
+    let (ack, replayed) = s
+        .store
+        .tumbler_fired(caller.name, firing, s.clock.now_ms())
+        .await?;
     let status = if replayed {
         StatusCode::OK
     } else {
@@ -537,7 +545,7 @@ async fn heartbeat(
     Ok(json(
         StatusCode::OK,
         &s.store
-            .heartbeat(caller.name, login, status, now_ms())
+            .heartbeat(caller.name, login, status, s.clock.now_ms())
             .await?,
     ))
 }
@@ -554,7 +562,10 @@ async fn report_position(
             caller.name, report.login
         )));
     }
-    let (ack, replayed) = s.store.report(caller.name, report, now_ms()).await?;
+    let (ack, replayed) = s
+        .store
+        .report(caller.name, report, s.clock.now_ms())
+        .await?;
     if replayed {
         s.metrics
             .reports_replayed_total
@@ -628,7 +639,10 @@ async fn hedge_executed(
 ) -> ApiResult<Response> {
     let h: HedgeExecuted = decode(&read_body(body, MAX_BODY).await?)?;
     caller.require_hedge(h.hedge_login, "record hedges")?;
-    let (hedge, replayed) = s.store.hedge_executed(caller.name, h, now_ms()).await?;
+    let (hedge, replayed) = s
+        .store
+        .hedge_executed(caller.name, h, s.clock.now_ms())
+        .await?;
     let mut resp = json(
         if replayed {
             StatusCode::OK
@@ -650,7 +664,9 @@ async fn hedge_failed(
     caller.require_hedge(f.hedge_login, "record hedges")?;
     Ok(json(
         StatusCode::CREATED,
-        &s.store.hedge_failed(caller.name, f, now_ms()).await?,
+        &s.store
+            .hedge_failed(caller.name, f, s.clock.now_ms())
+            .await?,
     ))
 }
 
@@ -681,7 +697,9 @@ async fn hedge_reduce(
     caller.require_hedge(existing.hedge_login, "change hedges")?;
     Ok(json(
         StatusCode::OK,
-        &s.store.hedge_reduce(caller.name, id, r, now_ms()).await?,
+        &s.store
+            .hedge_reduce(caller.name, id, r, s.clock.now_ms())
+            .await?,
     ))
 }
 
@@ -807,7 +825,7 @@ async fn post_action(
     };
     let (ack, replayed) = s
         .store
-        .action(caller.name, key.to_owned(), action, now_ms())
+        .action(caller.name, key.to_owned(), action, s.clock.now_ms())
         .await?;
     let mut resp = json(StatusCode::OK, &ack);
     mark_replay(&mut resp, replayed);
@@ -884,7 +902,7 @@ async fn command_result(
     caller.require_hedge(existing.hedge_login, "report command results")?;
     let (command, replayed) = s
         .store
-        .command_result(caller.name, id, result, now_ms())
+        .command_result(caller.name, id, result, s.clock.now_ms())
         .await?;
     let mut resp = json(StatusCode::OK, &command);
     mark_replay(&mut resp, replayed);

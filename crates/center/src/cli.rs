@@ -242,6 +242,7 @@ pub fn config(args: &CenterArgs) -> anyhow::Result<(CenterConfig, Option<Generat
             .then(|| Duration::from_secs(args.status_retention_days.saturating_mul(24 * 3600))),
         limits,
         public_metrics: args.public_metrics,
+        clock: hedge_domain::SystemClock::shared(),
     };
     Ok((config, generated))
 }

@@ -8,7 +8,6 @@
 
 use crate::api::{json_body, AppState, Failure};
 use crate::positions::{check_exact_numbers, check_key, check_symbol, lots};
-use crate::store::logic::now_ms;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -219,7 +218,14 @@ async fn new_position(
     let outcome = s
         .app
         .store
-        .legacy_report("legacy".into(), p.symbol, p.side, p.volume, key, now_ms())
+        .legacy_report(
+            "legacy".into(),
+            p.symbol,
+            p.side,
+            p.volume,
+            key,
+            s.app.clock.now_ms(),
+        )
         .await?;
     Ok(success(matches!(
         outcome,

@@ -7,6 +7,7 @@ use crate::legacy;
 use crate::limits::{self, ConnLimits, Slots};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreLocation};
+use hedge_domain::{SharedClock, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub struct CenterConfig {
     pub limits: ConnLimits,
     /// Serve `/metrics` and `/openapi.json` without a token (for a scraper on a trusted network).
     pub public_metrics: bool,
+    /// The time written on everything the center records (events, hedges, accounts) and the
+    /// heartbeats' retention is measured against; the system clock but in tests.
+    pub clock: SharedClock,
 }
 
 impl CenterConfig {
@@ -52,6 +56,7 @@ impl CenterConfig {
             status_retention: Some(DEFAULT_STATUS_RETENTION),
             limits: ConnLimits::default(),
             public_metrics: false,
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -75,6 +80,7 @@ fn prune_before(now_ms: i64, retention: Duration) -> i64 {
 /// time a minute after start), until shutdown.
 fn spawn_pruner(
     store: Store,
+    clock: SharedClock,
     retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -86,7 +92,7 @@ fn spawn_pruner(
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             wait = PRUNE_EVERY;
-            let before = prune_before(crate::store::logic::now_ms(), retention);
+            let before = prune_before(clock.now_ms(), retention);
             let mut pruned = 0u64;
             loop {
                 match store.prune_status_events(before, PRUNE_BATCH).await {
@@ -249,6 +255,7 @@ impl CenterServer {
             metrics,
             legacy: config.legacy,
             public_metrics: config.public_metrics,
+            clock: config.clock.clone(),
         });
         let mut app = api::router(state.clone());
         let mut tasks = Vec::new();
@@ -270,7 +277,12 @@ impl CenterServer {
         }
         if let Some(retention) = config.status_retention {
             // Not in `tasks`: shutdown waits for the servers, the pruner just stops.
-            spawn_pruner(store.clone(), retention, shutdown_rx.clone());
+            spawn_pruner(
+                store.clone(),
+                config.clock.clone(),
+                retention,
+                shutdown_rx.clone(),
+            );
         }
         tasks.push(limits::serve(
             listener,

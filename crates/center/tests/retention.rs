@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use hedge_center::store::{Store, StoreLocation};
 use hedge_center_api::model::{AccountStatus, EventKind, PageQuery};
-use hedge_domain::Side;
+use hedge_domain::{Clock, Side, SystemClock};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const ACTOR: &str = "client-1001";
@@ -49,7 +49,7 @@ async fn registered(
 ) -> (Store, StoreLocation, Option<tempfile::TempDir>, i64, i64) {
     let (location, dir) = fresh_location(b);
     let store = Store::open(&location).await.unwrap();
-    let now = hedge_center::store::logic::now_ms();
+    let now = SystemClock.now_ms();
     let old = now - days * DAY_MS;
     store
         .register_account(ACTOR.into(), client_registration(CLIENT, "1"), old)

@@ -7,6 +7,7 @@
 //! specifications know how to round a volume to the broker's step and a price to its digits; and a
 //! [`SymbolMap`] translates between canonical names (`EURUSD`) and each broker's (`EURUSD.r`, `GOLD`).
 
+pub mod clock;
 pub mod fixed;
 pub mod ids;
 pub mod json;
@@ -18,6 +19,7 @@ pub mod symbol;
 pub mod symbol_map;
 pub mod text;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use fixed::{Exposure, FixedError, Lots};
 pub use ids::{CmdId, DealTicket, Login, Magic, OrderTicket, PositionId};
 pub use mt5::{

@@ -11,7 +11,8 @@ use crate::faults::Faults;
 use crate::feed::{RandomWalk, Tick};
 use crate::symbols::SimSymbol;
 use hedge_domain::{
-    CmdId, DealReason, Magic, OrderType, PositionId, Price, Retcode, Side, TradeAction, Volume,
+    CmdId, DealReason, Magic, OrderType, PositionId, Price, Retcode, SharedClock, Side,
+    SystemClock, TradeAction, Volume,
 };
 use hedge_protocol::{
     decode_agent, encode, AccountInfo, AgentMsg, Cmd, DealRecord, ErrorCode, ErrorMsg, Heartbeat,
@@ -63,6 +64,9 @@ pub struct SimConfig {
     /// Start as a terminal that has not logged in yet: like the EA, connect to the agent only after
     /// [`SimTerminal::log_in`].
     pub start_logged_out: bool,
+    /// The terminal's wall clock (server time of deals, heartbeats, pings) unless a replayed feed
+    /// sets the time; the system clock but in tests.
+    pub clock: SharedClock,
 }
 
 /// A new instance name per simulated terminal in this process.
@@ -88,6 +92,7 @@ impl SimConfig {
             ea_version: concat!("hedge-sim ", env!("CARGO_PKG_VERSION")).into(),
             instance: next_instance(),
             start_logged_out: false,
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -137,6 +142,7 @@ struct Shared {
     /// Transactions from outside the connection (user trades, quotes) to push to the agent.
     out: mpsc::UnboundedSender<TerminalMsg>,
     wall_clock: bool,
+    clock: SharedClock,
     commands_executed: Mutex<u64>,
     /// Whether the terminal is logged in to its account (`ACCOUNT_LOGIN` set).
     logged_in: watch::Sender<bool>,
@@ -145,7 +151,7 @@ struct Shared {
 impl Shared {
     fn touch_clock(&self, account: &mut Account) {
         if self.wall_clock {
-            account.set_time(now_ms());
+            account.set_time(self.clock.now_ms());
         }
     }
 
@@ -155,13 +161,6 @@ impl Shared {
             let _ = self.out.send(TerminalMsg::Tx(tx));
         }
     }
-}
-
-pub fn now_ms() -> TimeMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as TimeMs)
-        .unwrap_or(0)
 }
 
 fn log_tx(tx: &Tx) {
@@ -191,7 +190,7 @@ impl SimTerminal {
     pub fn spawn(config: SimConfig) -> SimTerminal {
         let start = match &config.feed {
             FeedConfig::Replay { ticks, .. } => ticks.first().map(|t| t.time).unwrap_or(0),
-            _ => now_ms(),
+            _ => config.clock.now_ms(),
         };
         let wall_clock = !matches!(config.feed, FeedConfig::Replay { .. });
         let account = Account::new(config.account.clone(), config.symbols.clone(), start);
@@ -201,6 +200,7 @@ impl SimTerminal {
             ring: Mutex::new(Ring::new(config.ring_capacity)),
             out: out_tx,
             wall_clock,
+            clock: config.clock.clone(),
             commands_executed: Mutex::new(0),
             logged_in: watch::Sender::new(!config.start_logged_out),
         });
@@ -345,7 +345,7 @@ impl SimTerminal {
         let txs = {
             let mut account = self.shared.account.lock();
             let now = if self.shared.wall_clock {
-                now_ms()
+                self.shared.clock.now_ms()
             } else {
                 account.now()
             };
@@ -462,7 +462,7 @@ fn feed_task(shared: Arc<Shared>, config: &SimConfig) -> Option<JoinHandle<()>> 
                     timer.tick().await;
                     let txs = {
                         let mut account = shared.account.lock();
-                        let now = now_ms();
+                        let now = shared.clock.now_ms();
                         let mut txs = Vec::new();
                         for t in walk.step(now) {
                             txs.extend(account.quote(&t.symbol, t.bid, t.ask, t.time));
@@ -677,7 +677,7 @@ impl Session<'_> {
                     None => return End::Stop,
                 },
                 _ = heartbeat.tick() => {
-                    self.queue(TerminalMsg::Heartbeat(Heartbeat { seq: 0, time: now_ms() }));
+                    self.queue(TerminalMsg::Heartbeat(Heartbeat { seq: 0, time: self.shared.clock.now_ms() }));
                 }
                 _ = snapshots.tick() => {
                     let s = {
@@ -819,7 +819,7 @@ impl Session<'_> {
             }
             Op::Ping => {
                 let mut r = Reply::new(cmd_id.clone(), Retcode::DONE, "pong");
-                r.time = now_ms();
+                r.time = self.shared.clock.now_ms();
                 self.reply(&cmd_id, r);
             }
         }

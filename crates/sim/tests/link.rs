@@ -274,3 +274,28 @@ async fn injected_disconnect_and_tick_replay() {
     terminal.shutdown().await;
     sim.stop().await;
 }
+
+/// Deals and pings carry the terminal's clock, so a test can say exactly when a trade happened.
+#[tokio::test]
+async fn deals_carry_the_terminals_clock() {
+    const T0: i64 = 1_700_000_000_000;
+    let listener = TerminalListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr();
+    let terminal = listener.start();
+    let mut events = terminal.subscribe();
+    let clock = std::sync::Arc::new(hedge_domain::ManualClock::new(T0));
+    let mut c = config(addr, AccountMarginMode::RetailHedging);
+    c.clock = clock.clone();
+    let sim = SimTerminal::spawn(c);
+    assert!(terminal.wait_ready(Duration::from_secs(5)).await);
+    clock.advance(1_500);
+    let request = TradeRequest::market("EURUSD", OrderType::Buy, Volume(dec!(0.1)));
+    let reply = terminal
+        .order_send(CmdId::from("timed-1"), request)
+        .await
+        .unwrap();
+    assert_eq!(reply.retcode, Retcode::DONE);
+    let deal = next_tx_with_deal(&mut events).await;
+    assert_eq!(deal.time, T0 + 1_500);
+    sim.stop().await;
+}

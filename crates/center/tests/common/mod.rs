@@ -7,7 +7,8 @@ use hedge_center::{CenterConfig, CenterHandle, CenterServer};
 use hedge_center_api::model::*;
 use hedge_center_api::CenterClient;
 use hedge_domain::{
-    AccountMarginMode, Login, Magic, PositionId, Side, SymbolMap, SymbolSpec, Volume,
+    AccountMarginMode, Login, Magic, PositionId, SharedClock, Side, SymbolMap, SymbolSpec,
+    SystemClock, Volume,
 };
 use rust_decimal::Decimal;
 use std::net::SocketAddr;
@@ -72,8 +73,14 @@ fn client(url: &str, token: &str) -> CenterClient {
 }
 
 pub async fn start_at(location: StoreLocation) -> CenterHandle {
+    start_with_clock(location, SystemClock::shared()).await
+}
+
+/// A center whose every timestamp comes from `clock`.
+pub async fn start_with_clock(location: StoreLocation, clock: SharedClock) -> CenterHandle {
     let mut config = CenterConfig::sqlite("unused", tokens());
     config.store = location.clone();
+    config.clock = clock;
     config.legacy = true;
     config.sse_heartbeat = Duration::from_millis(300);
     match CenterServer::start(config).await {
@@ -114,8 +121,12 @@ pub fn fresh_location(backend: Backend) -> (StoreLocation, Option<tempfile::Temp
 
 impl Env {
     pub async fn start(backend: Backend) -> Env {
+        Env::start_with_clock(backend, SystemClock::shared()).await
+    }
+
+    pub async fn start_with_clock(backend: Backend, clock: SharedClock) -> Env {
         let (location, dir) = fresh_location(backend);
-        let handle = start_at(location.clone()).await;
+        let handle = start_with_clock(location.clone(), clock).await;
         let url = handle.url();
         Env {
             backend,

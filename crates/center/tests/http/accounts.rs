@@ -5,7 +5,35 @@ use hedge_center_api::model::*;
 use hedge_domain::Login;
 use reqwest::Method;
 
-both_backends!(accounts_and_auth,);
+both_backends!(accounts_and_auth, stamped_with_the_centers_clock,);
+
+/// What the center records carries its clock's time, not the agent's nor the machine's.
+async fn stamped_with_the_centers_clock(b: Backend) {
+    const T0: i64 = 1_700_000_000_000;
+    let clock = std::sync::Arc::new(hedge_domain::ManualClock::new(T0));
+    let env = Env::start_with_clock(b, clock.clone()).await;
+    env.admin
+        .register_account(&client_registration(CLIENT, "1"))
+        .await
+        .unwrap();
+    clock.advance(5_000);
+    env.admin
+        .register_account(&client_registration(CLIENT, "0.5"))
+        .await
+        .unwrap();
+    let account = env.viewer.account(CLIENT).await.unwrap();
+    assert_eq!(account.registered_ms, T0);
+    assert_eq!(account.last_seen_ms, T0 + 5_000);
+    let events = env.viewer.events(&PageQuery::default()).await.unwrap();
+    let times: Vec<i64> = events
+        .items
+        .iter()
+        .filter(|e| e.kind == EventKind::AccountRegistered)
+        .map(|e| e.time_ms)
+        .collect();
+    assert_eq!(times, vec![T0, T0 + 5_000]);
+    env.finish().await;
+}
 
 async fn accounts_and_auth(b: Backend) {
     let env = Env::start(b).await;

@@ -1,7 +1,7 @@
 //! Acting on the held plan: which legs to send now, sending them all at once, and booking the
 //! replies.
 
-use super::{now_ms, Hedger, HedgerError, HedgerEvent, Mode, OrderEvent};
+use super::{Hedger, HedgerError, HedgerEvent, Mode, OrderEvent};
 use crate::account_view::Trigger;
 use crate::orders::{execute_leg, LegOutcome, LegReport, OrderSettings};
 use crate::planner::{self, AccountView, Leg, PlanItem};
@@ -270,7 +270,7 @@ impl Hedger {
                         volume: report.leg.volume,
                         retcode: *retcode,
                         message: format!("{}: {comment}", retcode.description()),
-                        time_ms: now_ms(),
+                        time_ms: self.now_ms(),
                     },
                 )?)?;
                 if let Some(trip) = self.breakers.failure(&report.leg.canonical, *retcode) {

@@ -57,13 +57,6 @@ pub enum HedgerError {
     Encode(#[from] serde_json::Error),
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The hedger's state and connections.
 pub struct Hedger {
     terminal: Terminal,
@@ -103,6 +96,10 @@ impl Hedger {
             state: HedgerState::default(),
             pretrade: pretrade::PretradeMemory::default(),
         }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.opts.clock.now_ms()
     }
 
     fn emit(&self, event: HedgerEvent) {
@@ -326,10 +323,9 @@ impl Hedger {
                     "messages lost on the terminal link; asking for a snapshot"
                 );
                 let terminal = self.terminal.clone();
+                let cmd_id = CmdId(format!("hedger-snapshot-{}", self.now_ms()));
                 tokio::spawn(async move {
-                    let _ = terminal
-                        .request_snapshot(CmdId(format!("hedger-snapshot-{}", now_ms())))
-                        .await;
+                    let _ = terminal.request_snapshot(cmd_id).await;
                 });
             }
             Ok(_) => {}

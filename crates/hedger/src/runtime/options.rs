@@ -2,7 +2,7 @@
 
 use crate::orders::OrderSettings;
 use crate::pretrade::PretradeLimits;
-use hedge_domain::{Login, SymbolMap};
+use hedge_domain::{Login, SharedClock, SymbolMap, SystemClock};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub struct HedgerOptions {
     pub reconcile_interval: Duration,
     /// Limits every opening order is checked against before it is sent (none by default).
     pub pretrade: PretradeLimits,
+    /// The wall-clock time of records, history windows and command ids; the system clock but in
+    /// tests. (Waiting and timeouts use the monotonic `Instant`.)
+    pub clock: SharedClock,
 }
 
 impl HedgerOptions {
@@ -68,6 +71,7 @@ impl HedgerOptions {
             status_interval: Duration::from_secs(5),
             reconcile_interval: Duration::from_secs(2),
             pretrade: PretradeLimits::default(),
+            clock: SystemClock::shared(),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! rejected orders, no breaker. In mirror mode the periodic reaction checks again; in trigger mode
 //! the refused symbols are checked again at the same interval ([`Hedger::retry_refused`]).
 
-use super::{now_ms, Hedger, HedgerError, HedgerEvent};
+use super::{Hedger, HedgerError, HedgerEvent};
 use crate::orders::{build_request, OrderSettings};
 use crate::planner::Leg;
 use crate::pretrade::{
@@ -327,7 +327,7 @@ impl Hedger {
                                 side: leg.side,
                                 volume: left,
                                 reason,
-                                since_ms: now_ms(),
+                                since_ms: self.now_ms(),
                             },
                         );
                     }

@@ -2,7 +2,7 @@
 //! the outbox, at start-up and after every reconnect of the terminal.
 
 use super::delivery::{all_hedges, CommandAnswer};
-use super::{now_ms, Hedger, HedgerError, HedgerEvent};
+use super::{Hedger, HedgerError, HedgerEvent};
 use crate::account_view::watched_positions;
 use crate::netting_hedges::HedgeLedger;
 use crate::tag::PlanItemId;
@@ -42,7 +42,7 @@ impl Hedger {
 
     /// 1. What the account shows: every hedge-tagged deal of the look-back window.
     async fn read_history(&mut self) {
-        let now = now_ms();
+        let now = self.now_ms();
         // The ledger needs the whole history to know which hedges are open; elsewhere the
         // look-back window is enough to find the hedge deals.
         let from = if self.state.netting {

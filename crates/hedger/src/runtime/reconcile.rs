@@ -1,7 +1,7 @@
 //! The center's open hedges compared with the account, and whether the account takes orders.
 
 use super::delivery::open_hedges;
-use super::{now_ms, Hedger, HedgerError};
+use super::{Hedger, HedgerError};
 use crate::records::{reduce_targets, HoldingSnapshot};
 use hedge_domain::Volume;
 use std::collections::BTreeSet;
@@ -63,7 +63,7 @@ impl Hedger {
                 &account_symbol,
                 shared_net,
                 &positions,
-                now_ms(),
+                self.now_ms(),
             );
             let targets = reduce_targets(&hedges, &holding);
             if targets.is_empty() {

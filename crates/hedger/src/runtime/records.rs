@@ -2,7 +2,7 @@
 //! reached the account's state. What a record says is computed in [`crate::records`].
 
 use super::state::HoldingReadiness;
-use super::{now_ms, Hedger, HedgerError};
+use super::{Hedger, HedgerError};
 use crate::records::HoldingSnapshot;
 use crate::tag::PlanItemId;
 use hedge_agent_runtime::outbox::{NewItem, OutboxKind};
@@ -110,8 +110,13 @@ impl Hedger {
         let positions = self.held_positions();
         // Through the ledger a netting account holds one position per hedge, like a hedging one.
         let shared_net = self.state.shared_net();
-        let mut holding =
-            HoldingSnapshot::capture(&canonical, account_symbol, shared_net, &positions, now_ms());
+        let mut holding = HoldingSnapshot::capture(
+            &canonical,
+            account_symbol,
+            shared_net,
+            &positions,
+            self.now_ms(),
+        );
         holding.correction = correction;
         let key = format!(
             "holding:{}:{}:{}",

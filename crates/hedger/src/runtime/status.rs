@@ -1,6 +1,6 @@
 //! The hedger's status heartbeat to the center.
 
-use super::{now_ms, Hedger};
+use super::Hedger;
 use hedge_agent_runtime::valuation;
 use hedge_center_api::model::{AccountStatus, BreakerState};
 use hedge_domain::CmdId;
@@ -41,10 +41,10 @@ impl Hedger {
         };
         let terminal = self.terminal.clone();
         let login = self.opts.login;
+        let cmd_id = format!("hedger-status-{login}-{}", self.now_ms());
         tokio::spawn(async move {
             if refresh && terminal.is_connected() {
                 let before = terminal.with_state(|s| s.last_time);
-                let cmd_id = format!("hedger-status-{login}-{}", now_ms());
                 let asked = tokio::time::timeout(
                     Duration::from_secs(2),
                     terminal.request_snapshot(CmdId(cmd_id)),

@@ -1,6 +1,7 @@
 //! Schema migrations, applied in order at start, and the SQLite layout change of migration 5.
 
 use super::*;
+use hedge_domain::{Clock, SystemClock};
 
 /// One schema migration: SQL text, in which `{ID}` is the dialect's auto-increment key, or a
 /// function for a change that SQL text alone cannot make.
@@ -336,7 +337,7 @@ pub(super) fn migrate_through(
         let applied = run.and_then(|_| {
             c.execute(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
-                &[Val::Int(*version), Val::Int(now_ms())],
+                &[Val::Int(*version), Val::Int(SystemClock.now_ms())],
             )
         });
         match applied {

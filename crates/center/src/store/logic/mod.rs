@@ -180,13 +180,6 @@ pub fn in_read_tx<T>(
     result
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// A size column (10^-8 lot) as a volume; a negative one is a corrupt row, never a volume.
 pub(super) fn size_column(units: i64) -> Result<Volume, StoreError> {
     Lots::from_units(units)
