@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks the center in one run, either against the prototype baseline (../shared/reference), or
+# Benchmarks the center in one run, either against the legacy center (../shared/reference), or
 # the stores against each other.
 #
 # Usage: scripts/bench-center.sh [--seconds N] [--conns N] [--pg "host=127.0.0.1 user=postgres dbname=test"]
@@ -7,7 +7,7 @@
 #        scripts/bench-center.sh --store pg [--instances N] [--rounds N] [--seconds N] [--conns N] [--pg "..."]
 #
 # The first form measures the center (SQLite, and PostgreSQL with --pg, on N instances of one schema
-# with --instances N) beside the prototype; PROTO_VENV and PROTO_PORT choose the prototype's
+# with --instances N) beside the legacy center; PROTO_VENV and PROTO_PORT choose the legacy center's
 # virtualenv (created on first use) and port. The second prints the store comparison: durable /v1
 # reports/s and latency for one center on SQLite (synchronous=full), one on PostgreSQL, and N
 # (default 2) on one PostgreSQL schema with the load split, --rounds times in turn (default 2).
@@ -61,4 +61,4 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-"$loadgen" --prototype "http://127.0.0.1:$port" "${pass[@]}"
+"$loadgen" --legacy-center "http://127.0.0.1:$port" "${pass[@]}"

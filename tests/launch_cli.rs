@@ -1,4 +1,4 @@
-//! The `hedge` binary starting a terminal from the prototype's `<path> <login> <password> <server>`
+//! The `hedge` binary starting a terminal from the legacy `<path> <login> <password> <server>`
 //! arguments, against the stand-in terminal built by `hedge-launch-standins`: a refused login and a terminal
 //! that never connects both end with a clear message and a non-zero exit, and the password appears
 //! nowhere in the output.

@@ -1,7 +1,7 @@
-//! Load generator for the center, and the same figures for the prototype baseline in one run.
+//! Load generator for the center, and the same figures for the legacy center in one run.
 //!
 //! `cargo run --release -p hedge-center --example loadgen -- [--seconds 3] [--paced-seconds 3] [--conns 64]
-//!     [--prototype http://127.0.0.1:18080] [--pg "host=127.0.0.1 user=postgres dbname=test"]
+//!     [--legacy-center http://127.0.0.1:18080] [--pg "host=127.0.0.1 user=postgres dbname=test"]
 //!     [--instances 1] [--no-sqlite] [--no-normal] [--race-conns 32] [--race-rounds 100] [--race-hot 50]`
 //!
 //! or, comparing the stores only (`scripts/bench-center.sh --store pg --instances N`):
@@ -14,8 +14,8 @@
 //! concurrent keep-alive connections (a minimal HTTP/1.1 client, see [`Sender`]): durable
 //! position reports/s, plan reads/s, legacy `new_position`/s and `all_positions`/s, p50/p99
 //! latency at a paced 1,000 req/s (measured from the scheduled send time, so a stall is not
-//! hidden), then a lost-update race (see [`race`]) on the legacy endpoints and on `/v1`. The same figures for the prototype with `--prototype`, and
-//! the ratios. `scripts/bench-center.sh` starts the prototype and passes `--prototype`.
+//! hidden), then a lost-update race (see [`race`]) on the legacy endpoints and on `/v1`. The same figures for the legacy center with `--legacy-center`, and
+//! the ratios. `scripts/bench-center.sh` starts the legacy center and passes `--legacy-center`.
 
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center::store::{StoreLocation, Synchronous};
@@ -399,7 +399,7 @@ impl<T> Shared<T> {
 /// Which endpoint a race phase reports through.
 #[derive(Clone, Copy, PartialEq)]
 enum RaceApi {
-    /// `GET /new_position/`, read back from `GET /all_positions/` (the center and the prototype).
+    /// `GET /new_position/`, read back from `GET /all_positions/` (the center and the legacy center).
     Legacy,
     /// `POST /v1/positions/events`, read back from the plan's exposure (the center only).
     V1,
@@ -432,10 +432,10 @@ fn race_request(target: &Target, api: RaceApi, symbol: &str, id: u64, hundredths
 }
 
 /// Provokes lost updates: in each of `rounds` rounds every connection waits at a barrier, then
-/// all send the first report of one fresh symbol at the same moment (the prototype's
+/// all send the first report of one fresh symbol at the same moment (the legacy center's
 /// check-then-insert and DataFrame enlargement race here); then every connection sends `hot`
 /// reports of one shared symbol back to back (its read-modify-write races here). Buys only, so
-/// the prototype (which sums whatever the side) and the center (which nets) must both hold
+/// the legacy center (which sums whatever the side) and the center (which nets) must both hold
 /// exactly the acknowledged sum. On `/v1` the connections go in pairs that send the same
 /// position with the same key at the same moment: it must be stored once.
 async fn race(target: &Target, api: RaceApi, conns: usize, rounds: u64, hot: u64) -> Race {
@@ -906,14 +906,14 @@ async fn main() {
         stop_pg(&pg, handles, &schema).await;
     }
 
-    if let Some(url) = arg(&args, "--prototype") {
+    if let Some(url) = arg(&args, "--legacy-center") {
         let addr: SocketAddr = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()
-            .expect("--prototype http://127.0.0.1:PORT");
+            .expect("--legacy-center http://127.0.0.1:PORT");
         let target = Target::new(vec![addr]);
-        rows.push(measure("prototype (FastAPI + pandas)", target, false, &settings).await);
+        rows.push(measure("legacy center (FastAPI + pandas)", target, false, &settings).await);
     }
 
     print_report(&rows, &settings);
@@ -1008,11 +1008,11 @@ fn print_report(rows: &[Row], s: &Settings) {
         }
     }
 
-    let Some(proto) = rows.iter().find(|r| r.name.starts_with("prototype")) else {
+    let Some(proto) = rows.iter().find(|r| r.name.starts_with("legacy center")) else {
         return;
     };
     println!();
-    println!("ratios to the prototype (same run):");
+    println!("ratios to the legacy center (same run):");
     let ratio = |ours: f64, theirs: f64| format!("{:.1}x", ours / theirs.max(1e-9));
     for r in rows.iter().filter(|r| r.reports.is_some()) {
         let reports = r.reports.as_ref().map_or(0.0, |f| f.per_sec);

@@ -38,7 +38,7 @@ pub struct CenterArgs {
     /// Address of the API (default 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Serve the prototype's `/new_position/` and `/all_positions/` endpoints.
+    /// Serve the legacy center's `/new_position/` and `/all_positions/` endpoints.
     #[arg(long)]
     pub legacy: bool,
     /// Where the legacy endpoints are served when `--listen` is not a loopback address.

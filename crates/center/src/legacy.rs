@@ -1,8 +1,8 @@
-//! The prototype's two endpoints, byte-compatible, so its Python scripts keep working:
+//! The legacy center's two endpoints, byte-compatible, so its Python scripts keep working:
 //! `GET /new_position/` with a JSON body `{"symbol","volume","side"}` and `GET /all_positions/`
 //! answering a JSON *string* that holds an object keyed by symbol in first-seen order.
 //!
-//! Unlike the prototype, the book is durable, volumes are netted per symbol (buys minus sells), a
+//! Unlike the legacy center, the book is durable, volumes are netted per symbol (buys minus sells), a
 //! symbol netted to zero is left out, volumes are exact decimals always written with a decimal
 //! point, and bad input is a 422 naming the field, with nothing stored.
 

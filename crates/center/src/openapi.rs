@@ -250,7 +250,7 @@ fn action_paths() -> Value {
     })
 }
 
-/// The prototype's endpoints, served with `--legacy`.
+/// The legacy center's endpoints, served with `--legacy`.
 fn legacy_paths() -> Value {
     json!({
         "/new_position/": { "get": {

@@ -28,7 +28,7 @@ impl Side {
         }
     }
 
-    /// MT5's numeric code (0 buy, 1 sell), as `POSITION_TYPE` and the prototype's `side` use.
+    /// MT5's numeric code (0 buy, 1 sell), as `POSITION_TYPE` and the legacy center's `side` use.
     pub const fn code(self) -> u8 {
         match self {
             Side::Buy => 0,

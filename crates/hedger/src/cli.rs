@@ -1,4 +1,4 @@
-//! `hedge hedger`: the prototype's positional arguments (or flags and a config file), then the
+//! `hedge hedger`: the legacy positional arguments (or flags and a config file), then the
 //! runtime in [`crate::runtime`].
 
 use crate::orders::OrderSettings;

@@ -1,4 +1,4 @@
-//! The prototype's endpoints.
+//! The legacy center's endpoints.
 
 use crate::common::*;
 use hedge_center_api::model::*;
@@ -64,7 +64,7 @@ async fn legacy_endpoints(b: Backend) {
         body,
         r#""{\"EURUSD\":{\"volume\":0.3,\"side\":0},\"GBPUSD\":{\"volume\":1.0,\"side\":1}}""#
     );
-    // what the prototype's client does: json.loads(resp.json())
+    // what the legacy center's client does: json.loads(resp.json())
     let inner: String = serde_json::from_str(&body).unwrap();
     let book: serde_json::Value = serde_json::from_str(&inner).unwrap();
     assert_eq!(book["EURUSD"]["side"], 0);

@@ -32,7 +32,7 @@ impl std::str::FromStr for Mode {
 pub struct HedgerOptions {
     pub login: Login,
     pub mode: Mode,
-    /// Trigger mode: exit after the first trigger has been handled (the prototype's behaviour).
+    /// Trigger mode: exit after the first trigger has been handled (the legacy hedger's behaviour).
     pub once: bool,
     pub symbol_map: SymbolMap,
     /// Canonical symbols to hedge; empty means all.

@@ -1,4 +1,4 @@
-//! The prototype center's book of net volumes per symbol.
+//! The legacy center's book of net volumes per symbol.
 
 use super::*;
 
@@ -9,7 +9,7 @@ pub enum LegacyOutcome {
     Replayed,
 }
 
-/// Stores a prototype-style position. With `key`, the write is kept under it in the same table
+/// Stores a position in the legacy center's form. With `key`, the write is kept under it in the same table
 /// and transaction as the agents' keys (prefixed, so the two never meet): the same position sent
 /// again under the key, even after a restart, is answered without a second write, and another
 /// position under it is a conflict.
@@ -72,7 +72,7 @@ pub fn legacy_report(
 }
 
 columns! {
-    /// A symbol's net volume in the prototype's book.
+    /// A symbol's net volume in the legacy center's book.
     pub(super) LegacyCol { symbol, net_units }
 }
 
