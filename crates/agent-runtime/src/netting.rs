@@ -9,7 +9,7 @@
 
 use crate::observed::{CloseDetail, ClosedWhileAway, Observed, TimeMs};
 use hedge_domain::{AccountMarginMode, DealTicket, Login, PositionId, Price, Volume};
-use hedge_ledger::{AccountInfo, ActivePosition, Ledger, LedgerError, PairingMode};
+use hedge_ledger::{ActivePosition, Ledger, LedgerAccount, LedgerError, PairingMode};
 use hedge_protocol::{DealRecord, OrderRecord};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -30,8 +30,8 @@ pub struct NettingBook {
     known: HashSet<DealTicket>,
 }
 
-fn ledger_deal(d: &DealRecord) -> hedge_ledger::DealRecord {
-    hedge_ledger::DealRecord {
+fn ledger_deal(d: &DealRecord) -> hedge_ledger::LedgerDeal {
+    hedge_ledger::LedgerDeal {
         ticket: d.ticket,
         order: d.order,
         symbol: d.symbol.clone(),
@@ -49,8 +49,8 @@ fn ledger_deal(d: &DealRecord) -> hedge_ledger::DealRecord {
     }
 }
 
-fn ledger_order(o: &OrderRecord) -> hedge_ledger::OrderRecord {
-    hedge_ledger::OrderRecord {
+fn ledger_order(o: &OrderRecord) -> hedge_ledger::LedgerOrder {
+    hedge_ledger::LedgerOrder {
         ticket: o.ticket,
         symbol: o.symbol.clone(),
         order_type: o.order_type,
@@ -120,7 +120,7 @@ impl NettingBook {
         deals: &[DealRecord],
     ) -> Result<Self, NettingError> {
         let history = hedge_ledger::History {
-            account: AccountInfo {
+            account: LedgerAccount {
                 login,
                 margin_mode,
                 currency: String::new(),
@@ -214,7 +214,7 @@ impl NettingBook {
             .filter(|e| {
                 matches!(
                     e.kind,
-                    hedge_ledger::ledger::EventKind::PartiallyClosed { .. }
+                    hedge_ledger::ledger::PositionChange::PartiallyClosed { .. }
                 )
             })
             .map(|e| e.position)

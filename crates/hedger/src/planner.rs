@@ -17,9 +17,10 @@ use hedge_domain::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// One item of the center's hedge plan: the order that would cover a canonical symbol's exposure.
+/// The order one item of the center's hedge plan asks for, reduced to what the decision needs (the
+/// center's `PlanItem` also carries the exposure figures behind it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanItem {
+pub struct PlanOrder {
     pub id: PlanItemId,
     /// Canonical symbol (`EURUSD`).
     pub symbol: String,
@@ -248,7 +249,7 @@ pub struct AccountView<'a> {
 /// The legs that execute what remains of `items`. `halted` names the symbols whose breaker is open
 /// (canonical name → reason).
 pub fn plan(
-    items: &[PlanItem],
+    items: &[PlanOrder],
     account: &AccountView<'_>,
     book: &HedgeBook,
     halted: &BTreeMap<String, String>,
@@ -382,8 +383,8 @@ mod tests {
             .collect()
     }
 
-    fn item(id: u64, symbol: &str, side: Side, volume: Volume) -> PlanItem {
-        PlanItem {
+    fn item(id: u64, symbol: &str, side: Side, volume: Volume) -> PlanOrder {
+        PlanOrder {
             id: PlanItemId(id),
             symbol: symbol.into(),
             side,
@@ -643,7 +644,7 @@ mod tests {
             let map = SymbolMap::identity();
             let specs = specs(&["EURUSD", "GBPUSD", "USDJPY"]);
             let names = ["EURUSD", "GBPUSD", "USDJPY"];
-            let items: Vec<PlanItem> = volumes.iter().enumerate().map(|(i, units)| PlanItem {
+            let items: Vec<PlanOrder> = volumes.iter().enumerate().map(|(i, units)| PlanOrder {
                 id: PlanItemId(i as u64 + 1),
                 symbol: names[i % 3].to_string(),
                 side: if i % 2 == 0 { Side::Buy } else { Side::Sell },

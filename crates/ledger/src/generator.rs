@@ -10,7 +10,7 @@
 //! million-deal history never has to sit in memory; [`generate`] collects a small one.
 
 use crate::codec::{encode, LinkKind};
-use crate::record::{AccountInfo, DealRecord, History, HistoryLine, OrderRecord};
+use crate::record::{History, HistoryLine, LedgerAccount, LedgerDeal, LedgerOrder};
 use hedge_domain::{
     DealEntry, DealTicket, DealType, Magic, Money, OrderState, OrderTicket, OrderType, PositionId,
     Price, Side, Volume,
@@ -142,7 +142,7 @@ impl Generator {
         self.next_order += self.rng.gen_range(1..4);
         let t = self.tick();
         let ticket = self.next_order;
-        self.queue.push_back(HistoryLine::Order(OrderRecord {
+        self.queue.push_back(HistoryLine::Order(LedgerOrder {
             ticket: OrderTicket(ticket),
             symbol: SYMBOLS[s].to_owned(),
             order_type: ty,
@@ -175,7 +175,7 @@ impl Generator {
         let price = self.price(s);
         let time = self.tick();
         let commission = Money(Decimal::new(-(vol as i64) * 7, 2));
-        self.queue.push_back(HistoryLine::Deal(DealRecord {
+        self.queue.push_back(HistoryLine::Deal(LedgerDeal {
             ticket: DealTicket(self.next_deal),
             order: OrderTicket(order),
             symbol: SYMBOLS[s].to_owned(),
@@ -224,7 +224,7 @@ impl Generator {
         if !self.started {
             self.started = true;
             self.queue
-                .push_back(HistoryLine::Account(AccountInfo::default()));
+                .push_back(HistoryLine::Account(LedgerAccount::default()));
             return;
         }
         let r: f64 = self.rng.gen();
@@ -368,7 +368,7 @@ impl Generator {
         let s = self.open[k].symbol;
         let side = self.open[k].side;
         let magic = encode(OrderTicket(id), LinkKind::StopLoss).unwrap_or_default();
-        self.queue.push_back(HistoryLine::Order(OrderRecord {
+        self.queue.push_back(HistoryLine::Order(LedgerOrder {
             ticket: OrderTicket(stop.ticket),
             symbol: SYMBOLS[s].to_owned(),
             order_type: if side == Side::Buy {
@@ -402,7 +402,7 @@ impl Generator {
         let t = self.tick();
         let magic = encode(OrderTicket(p.id), LinkKind::StopLoss).unwrap_or_default();
         let vol = Volume(Decimal::new(p.remaining as i64, 2));
-        self.queue.push_back(HistoryLine::Order(OrderRecord {
+        self.queue.push_back(HistoryLine::Order(LedgerOrder {
             ticket: OrderTicket(stop.ticket),
             symbol: SYMBOLS[p.symbol].to_owned(),
             order_type: if p.side == Side::Buy {
@@ -464,7 +464,7 @@ impl Generator {
         let ticket = self.order(s, ty, magic, remaining, OrderState::Placed, price);
         let setup = self.time;
         let done = self.tick();
-        self.queue.push_back(HistoryLine::Order(OrderRecord {
+        self.queue.push_back(HistoryLine::Order(LedgerOrder {
             ticket: OrderTicket(ticket),
             symbol: SYMBOLS[s].to_owned(),
             order_type: ty,

@@ -8,7 +8,7 @@
 //! pure function of the history and the exclusions.
 
 use crate::codec::{self, LinkKind};
-use crate::record::{AccountInfo, DealRecord, History, OrderRecord};
+use crate::record::{History, LedgerAccount, LedgerDeal, LedgerOrder};
 use hedge_domain::fixed::{self, to_units};
 use hedge_domain::{
     AccountMarginMode, DealEntry, DealTicket, Magic, OrderState, OrderTicket, OrderType,
@@ -161,12 +161,14 @@ pub struct PositionEvent {
     /// 1 for the opening event, then +1 for each later event of that position.
     pub seq: u32,
     #[serde(flatten)]
-    pub kind: EventKind,
+    pub kind: PositionChange,
 }
 
+/// What one [`PositionEvent`] did to its bi-directional position (the center's event log has its
+/// own, wider `EventKind`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum EventKind {
+pub enum PositionChange {
     Opened {
         side: Side,
         volume: Volume,
@@ -226,7 +228,7 @@ pub struct ReplayStats {
 #[derive(Debug)]
 pub struct Ledger {
     pub(crate) mode: PairingMode,
-    pub(crate) account: AccountInfo,
+    pub(crate) account: LedgerAccount,
     pub(crate) symbols: Interner,
     pub(crate) comments: Interner,
     pub(crate) orders: Vec<OrderRow>,
@@ -280,13 +282,13 @@ struct Flat {
 
 impl Ledger {
     /// An empty ledger for an account, pairing in the account's natural mode.
-    pub fn new(account: AccountInfo) -> Self {
+    pub fn new(account: LedgerAccount) -> Self {
         let mode = PairingMode::for_account(account.margin_mode);
         Self::with_mode(account, mode)
     }
 
     /// An empty ledger with an explicit pairing mode.
-    pub fn with_mode(account: AccountInfo, mode: PairingMode) -> Self {
+    pub fn with_mode(account: LedgerAccount, mode: PairingMode) -> Self {
         Ledger {
             mode,
             account,
@@ -406,12 +408,12 @@ impl Ledger {
         self.mode
     }
 
-    pub fn account(&self) -> &AccountInfo {
+    pub fn account(&self) -> &LedgerAccount {
         &self.account
     }
 
     /// A live order update: a new pending order, a modification, a fill, a cancellation.
-    pub fn apply_order(&mut self, order: &OrderRecord) -> Result<(), LedgerError> {
+    pub fn apply_order(&mut self, order: &LedgerOrder) -> Result<(), LedgerError> {
         self.upsert_order(order)?;
         if order.is_pending() {
             self.adopt_pending(order);
@@ -421,7 +423,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn upsert_order(&mut self, o: &OrderRecord) -> Result<(), LedgerError> {
+    fn upsert_order(&mut self, o: &LedgerOrder) -> Result<(), LedgerError> {
         let t = o.ticket.get();
         let bad = |what: &'static str, value: String| LedgerError::InexactOrder {
             order: t,
@@ -489,7 +491,7 @@ impl Ledger {
 
     /// Integrates one deal (replay or live). Non-trade deals (balance, credit, rollover, ...) are
     /// counted and skipped; they never open positions.
-    pub fn apply_deal(&mut self, d: &DealRecord) -> Result<(), LedgerError> {
+    pub fn apply_deal(&mut self, d: &LedgerDeal) -> Result<(), LedgerError> {
         let t = d.ticket.get();
         let key = (d.time_msc, t);
         if key <= self.last_key {
@@ -742,7 +744,7 @@ impl Ledger {
         }
         self.emit(
             id,
-            EventKind::Opened {
+            PositionChange::Opened {
                 side,
                 volume: Volume(fixed::from_units(frag.vol)),
                 price: Price(fixed::from_units(frag.price)),
@@ -756,13 +758,13 @@ impl Ledger {
         }
         self.emit(
             id,
-            EventKind::Increased {
+            PositionChange::Increased {
                 volume: Volume(fixed::from_units(frag.vol)),
             },
         );
     }
 
-    fn emit(&mut self, id: u64, kind: EventKind) {
+    fn emit(&mut self, id: u64, kind: PositionChange) {
         let Some(events) = self.events.as_mut() else {
             return;
         };
@@ -816,7 +818,7 @@ impl Ledger {
             self.active.insert(pid, p);
             self.emit(
                 pid,
-                EventKind::PartiallyClosed {
+                PositionChange::PartiallyClosed {
                     exit_order: OrderTicket(exit_order),
                     volume: Volume(fixed::from_units(closed)),
                     remaining: Volume(fixed::from_units(remaining)),
@@ -832,7 +834,7 @@ impl Ledger {
                 events.push(PositionEvent {
                     position: PositionId(p.id),
                     seq: p.seq + 1,
-                    kind: EventKind::Closed {
+                    kind: PositionChange::Closed {
                         exit_order: OrderTicket(exit_order),
                         volume: Volume(fixed::from_units(closed)),
                     },

@@ -26,7 +26,7 @@ pub mod state;
 
 pub use codec::{decode, encode, CodecError, Link, LinkKind};
 pub use ledger::{
-    EventKind, Ledger, LedgerError, PairingMode, PositionEvent, ReplayStats, Warning,
+    Ledger, LedgerError, PairingMode, PositionChange, PositionEvent, ReplayStats, Warning,
 };
 pub use position::{ActivePosition, CloseKind, DealFragment, HistoryPosition, OrderInfo};
-pub use record::{AccountInfo, DealRecord, History, HistoryError, HistoryLine, OrderRecord};
+pub use record::{History, HistoryError, HistoryLine, LedgerAccount, LedgerDeal, LedgerOrder};

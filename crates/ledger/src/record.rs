@@ -3,6 +3,11 @@
 //! These records mirror `HistoryOrderGet*` / `HistoryDealGet*` (and `OrderGet*` for pending orders), so
 //! any source converts into them field by field: the terminal protocol's history records, an MT5
 //! report ([`crate::report`]), or the project's JSON-lines history files ([`History::read_jsonl`]).
+//!
+//! [`LedgerOrder`], [`LedgerDeal`] and [`LedgerAccount`] hold only what pairing and profit need,
+//! under the history file's field names (`time_msc`); the terminal protocol's `OrderRecord`,
+//! `DealRecord` and `AccountInfo` (`hedge-protocol`) carry every column MT5 reports and are converted
+//! into these at the edge.
 
 use hedge_domain::{
     AccountMarginMode, DealEntry, DealTicket, DealType, Login, Magic, Money, OrderState,
@@ -14,7 +19,7 @@ use std::io::{BufRead, Write};
 /// One order, pending or historical (`ORDER_*` properties). Later records for the same ticket replace
 /// earlier ones (a pending order that is modified, filled or cancelled).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderRecord {
+pub struct LedgerOrder {
     /// `ORDER_TICKET`.
     pub ticket: OrderTicket,
     /// `ORDER_SYMBOL`; may be empty when the terminal lost the record, then the deal's symbol is used.
@@ -51,7 +56,7 @@ pub struct OrderRecord {
     pub comment: String,
 }
 
-impl OrderRecord {
+impl LedgerOrder {
     /// Whether the order is still working on the server.
     pub fn is_pending(&self) -> bool {
         matches!(
@@ -73,7 +78,7 @@ impl OrderRecord {
 
 /// One deal (`DEAL_*` properties).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DealRecord {
+pub struct LedgerDeal {
     /// `DEAL_TICKET`.
     pub ticket: DealTicket,
     /// `DEAL_ORDER`: 0 for balance, credit, rollover and other non-trade deals.
@@ -123,7 +128,7 @@ fn entry_in() -> DealEntry {
 
 /// Account facts that change how deals pair up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountInfo {
+pub struct LedgerAccount {
     #[serde(default)]
     pub login: Login,
     /// Netting (the default) pairs by link magics; hedging by native position ids.
@@ -138,9 +143,9 @@ fn netting() -> AccountMarginMode {
     AccountMarginMode::RetailNetting
 }
 
-impl Default for AccountInfo {
+impl Default for LedgerAccount {
     fn default() -> Self {
-        AccountInfo {
+        LedgerAccount {
             login: Login(0),
             margin_mode: AccountMarginMode::RetailNetting,
             currency: String::new(),
@@ -152,17 +157,17 @@ impl Default for AccountInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HistoryLine {
-    Account(AccountInfo),
-    Order(OrderRecord),
-    Deal(DealRecord),
+    Account(LedgerAccount),
+    Order(LedgerOrder),
+    Deal(LedgerDeal),
 }
 
 /// A whole account history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
-    pub account: AccountInfo,
-    pub orders: Vec<OrderRecord>,
-    pub deals: Vec<DealRecord>,
+    pub account: LedgerAccount,
+    pub orders: Vec<LedgerOrder>,
+    pub deals: Vec<LedgerDeal>,
 }
 
 /// Longest accepted history line, in bytes: a record is a few hundred bytes; anything far larger is

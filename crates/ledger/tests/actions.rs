@@ -11,7 +11,7 @@ use hedge_ledger::actions::{
 };
 use hedge_ledger::export::{self, Columns, CsvEncoding, ReportContext};
 use hedge_ledger::reconcile::{hide_flat, propose_correction, reconcile, HideError};
-use hedge_ledger::{decode, encode, DealRecord, History, Ledger, LinkKind, OrderRecord};
+use hedge_ledger::{decode, encode, History, Ledger, LedgerDeal, LedgerOrder, LinkKind};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -32,8 +32,8 @@ fn order(
     state: OrderState,
     price: &str,
     comment: &str,
-) -> OrderRecord {
-    OrderRecord {
+) -> LedgerOrder {
+    LedgerOrder {
         ticket: OrderTicket(t),
         symbol: "EURUSD".into(),
         order_type: ty,
@@ -49,8 +49,8 @@ fn order(
     }
 }
 
-fn deal(t: u64, order: u64, side: Side, vol: &str, price: &str) -> DealRecord {
-    DealRecord {
+fn deal(t: u64, order: u64, side: Side, vol: &str, price: &str) -> LedgerDeal {
+    LedgerDeal {
         ticket: DealTicket(t),
         order: OrderTicket(order),
         symbol: "EURUSD".into(),

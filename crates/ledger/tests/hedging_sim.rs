@@ -9,7 +9,7 @@ use hedge_ledger::actions::{
     plan_close, plan_delete_stop_loss, plan_modify_stop_loss, plan_open, plan_set_stop_loss,
     ActionPlan, BrokerRequest,
 };
-use hedge_ledger::{DealRecord, History, Ledger, LinkKind, OrderRecord};
+use hedge_ledger::{History, Ledger, LedgerDeal, LedgerOrder, LinkKind};
 use hedge_protocol::TradeRequest;
 use hedge_sim::{default_symbols, Account, AccountConfig};
 use rust_decimal::Decimal;
@@ -88,7 +88,7 @@ fn history(sim: &Account) -> History {
     h.account.margin_mode = AccountMarginMode::RetailHedging;
     h.orders = orders
         .into_iter()
-        .map(|o| OrderRecord {
+        .map(|o| LedgerOrder {
             ticket: o.ticket,
             symbol: o.symbol,
             order_type: o.order_type,
@@ -105,7 +105,7 @@ fn history(sim: &Account) -> History {
         .collect();
     h.deals = deals
         .into_iter()
-        .map(|x| DealRecord {
+        .map(|x| LedgerDeal {
             ticket: x.ticket,
             order: x.order,
             symbol: x.symbol,

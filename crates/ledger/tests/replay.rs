@@ -5,8 +5,8 @@ use hedge_domain::{
     OrderType, PositionId, Price, Side, Volume,
 };
 use hedge_ledger::{
-    encode, AccountInfo, CloseKind, DealRecord, EventKind, History, Ledger, LinkKind, OrderRecord,
-    PairingMode, Warning,
+    encode, CloseKind, History, Ledger, LedgerAccount, LedgerDeal, LedgerOrder, LinkKind,
+    PairingMode, PositionChange, Warning,
 };
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -50,7 +50,7 @@ impl H {
         comment: &str,
     ) {
         self.time += 1;
-        self.h.orders.push(OrderRecord {
+        self.h.orders.push(LedgerOrder {
             ticket: OrderTicket(ticket),
             symbol: sym.into(),
             order_type: ty,
@@ -93,7 +93,7 @@ impl H {
     ) -> u64 {
         self.time += 1;
         self.next_deal += 1;
-        self.h.deals.push(DealRecord {
+        self.h.deals.push(LedgerDeal {
             ticket: DealTicket(self.next_deal),
             order: OrderTicket(order),
             symbol: sym.into(),
@@ -435,7 +435,7 @@ fn live_updates_match_replay_and_emit_ordered_events() {
     );
     let full = h.replay();
 
-    let mut live = Ledger::new(AccountInfo::default());
+    let mut live = Ledger::new(LedgerAccount::default());
     live.track_events();
     let mut orders = h.h.orders.clone();
     orders.sort_by_key(|o| o.time_setup_msc);
@@ -461,9 +461,9 @@ fn live_updates_match_replay_and_emit_ordered_events() {
     let ev = live.drain_events();
     let kinds: Vec<_> = ev.iter().map(|e| (e.position.get(), e.seq)).collect();
     assert_eq!(kinds, vec![(1, 1), (1, 2), (1, 3), (1, 4)]);
-    assert!(matches!(ev[1].kind, EventKind::PartiallyClosed { .. }));
-    assert!(matches!(ev[2].kind, EventKind::StopLossChanged { .. }));
-    assert!(matches!(ev[3].kind, EventKind::Closed { .. }));
+    assert!(matches!(ev[1].kind, PositionChange::PartiallyClosed { .. }));
+    assert!(matches!(ev[2].kind, PositionChange::StopLossChanged { .. }));
+    assert!(matches!(ev[3].kind, PositionChange::Closed { .. }));
     // The stop left behind by the close is to be cancelled.
     assert_eq!(live.take_orphan_stops(), vec![OrderTicket(3)]);
 }
@@ -607,7 +607,7 @@ fn a_cancelled_stop_then_two_closes_read_the_same_live_and_after_a_restart() {
         &[("0.5", "1.12")],
     );
     let full = h.replay();
-    let mut live = Ledger::new(AccountInfo::default());
+    let mut live = Ledger::new(LedgerAccount::default());
     live.track_events();
     feed_live(&mut live, &h.h);
     assert_eq!(sl_rows(&full), sl_rows(&live));

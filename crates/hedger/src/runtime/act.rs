@@ -4,7 +4,7 @@
 use super::{Hedger, HedgerError, HedgerEvent, Mode, OrderEvent};
 use crate::account_view::Trigger;
 use crate::orders::{execute_leg, LegOutcome, LegReport, OrderSettings};
-use crate::planner::{self, AccountView, Leg, PlanItem};
+use crate::planner::{self, AccountView, Leg, PlanOrder};
 use crate::probe::Stage;
 use crate::retry::Failure;
 use crate::tag::{ItemIdTooLarge, PlanItemId};
@@ -49,12 +49,12 @@ pub(super) async fn send_legs(
 }
 
 impl Hedger {
-    pub(super) fn plan_items(&self) -> Vec<PlanItem> {
+    pub(super) fn plan_items(&self) -> Vec<PlanOrder> {
         self.plan
             .items()
             .into_iter()
             .filter(|i| self.opts.symbols.is_empty() || self.opts.symbols.contains(&i.symbol))
-            .map(|i| PlanItem {
+            .map(|i| PlanOrder {
                 id: PlanItemId(i.id),
                 symbol: i.symbol,
                 side: i.side,
@@ -134,7 +134,7 @@ impl Hedger {
 
     /// The legs the held plan asks for now, for one canonical symbol or all of them.
     fn decide(&mut self, reason: &str, only: Option<&str>) -> Result<Vec<Leg>, HedgerError> {
-        let items: Vec<PlanItem> = self
+        let items: Vec<PlanOrder> = self
             .plan_items()
             .into_iter()
             .filter(|i| only.is_none_or(|s| s == i.symbol))

@@ -1,14 +1,14 @@
 //! Stop-loss orders: adoption of pending stops, cancellations, and the history S/L.
 
-use super::{EventKind, Ledger};
+use super::{Ledger, PositionChange};
 use crate::codec;
-use crate::record::OrderRecord;
+use crate::record::LedgerOrder;
 use hedge_domain::{OrderTicket, OrderType, PositionId};
 
 /// A stop-loss order in the ledger's sense: a BUY_STOP or SELL_STOP carrying a stop-loss link. A
 /// limit order with the same link is an exchange close acting as a market order, briefly pending
 /// (B§12 item 24), and never a stop.
-pub(crate) fn is_stop_loss_order(o: &OrderRecord) -> bool {
+pub(crate) fn is_stop_loss_order(o: &LedgerOrder) -> bool {
     matches!(o.order_type, OrderType::BuyStop | OrderType::SellStop)
         && codec::decode(o.magic).is_some_and(|l| l.is_stop_loss())
 }
@@ -17,7 +17,7 @@ impl Ledger {
     /// A cancelled or expired stop order: drop it from its active position (remembered as the
     /// position's last stop), or show it as the SL of the closed position it protected (unless that
     /// one was closed by an executed stop).
-    pub(crate) fn attach_cancelled(&mut self, o: &OrderRecord) {
+    pub(crate) fn attach_cancelled(&mut self, o: &LedgerOrder) {
         if !is_stop_loss_order(o) {
             return;
         }
@@ -32,7 +32,7 @@ impl Ledger {
                 p.stop = None;
                 self.emit(
                     target,
-                    EventKind::StopLossChanged {
+                    PositionChange::StopLossChanged {
                         order: None,
                         price: None,
                     },
@@ -56,7 +56,7 @@ impl Ledger {
     }
 
     /// A pending stop-loss order linked to an active position becomes (or replaces) its stop.
-    pub(crate) fn adopt_pending(&mut self, o: &OrderRecord) {
+    pub(crate) fn adopt_pending(&mut self, o: &LedgerOrder) {
         if !is_stop_loss_order(o) {
             return;
         }
@@ -89,7 +89,7 @@ impl Ledger {
         }
         self.emit(
             target,
-            EventKind::StopLossChanged {
+            PositionChange::StopLossChanged {
                 order: Some(o.ticket),
                 price: Some(o.price_open),
             },

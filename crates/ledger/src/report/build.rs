@@ -6,7 +6,7 @@ use super::sections::{sections, Kind, Section};
 use super::text::{is_ticket, parse_number, parse_time};
 use super::{ImportedReport, OpenPositionRow, ReportError, Row, Sheet};
 use crate::ledger::PairingMode;
-use crate::record::{AccountInfo, DealRecord, History, OrderRecord};
+use crate::record::{History, LedgerAccount, LedgerDeal, LedgerOrder};
 use hedge_domain::{
     AccountMarginMode, DealEntry, DealTicket, DealType, Login, Magic, Money, OrderState,
     OrderTicket, OrderType, PositionId, Price, Side, Volume,
@@ -92,8 +92,8 @@ fn ticket(text: &str) -> u64 {
 }
 
 /// Login, currency and margin mode from the "Account:" line: `25858699 (USD, Server, demo, Hedge)`.
-fn account_info(sheet: &Sheet) -> (AccountInfo, Option<AccountMarginMode>) {
-    let mut info = AccountInfo::default();
+fn account_info(sheet: &Sheet) -> (LedgerAccount, Option<AccountMarginMode>) {
+    let mut info = LedgerAccount::default();
     let mut mode = None;
     for row in sheet.iter().take(12) {
         for (_, t) in row {
@@ -125,7 +125,7 @@ fn account_info(sheet: &Sheet) -> (AccountInfo, Option<AccountMarginMode>) {
     (info, mode)
 }
 
-fn orders(sec: &Section<'_>, out: &mut Vec<OrderRecord>) -> Result<(), ReportError> {
+fn orders(sec: &Section<'_>, out: &mut Vec<LedgerOrder>) -> Result<(), ReportError> {
     let working = sec.kind == Kind::WorkingOrders;
     for (rn, row) in &sec.rows {
         let t = sec.cell(row, Role::Order);
@@ -151,7 +151,7 @@ fn orders(sec: &Section<'_>, out: &mut Vec<OrderRecord>) -> Result<(), ReportErr
         };
         let setup = parse_time(sec.cell(row, Role::OpenTime)).unwrap_or(0);
         let done = parse_time(sec.cell(row, Role::Time)).unwrap_or(setup);
-        out.push(OrderRecord {
+        out.push(LedgerOrder {
             ticket: OrderTicket(ticket(t)),
             symbol: sec.cell(row, Role::Symbol).to_owned(),
             order_type,
@@ -173,7 +173,7 @@ fn orders(sec: &Section<'_>, out: &mut Vec<OrderRecord>) -> Result<(), ReportErr
     Ok(())
 }
 
-fn deal(sec: &Section<'_>, rn: usize, row: &Row) -> Result<Option<DealRecord>, ReportError> {
+fn deal(sec: &Section<'_>, rn: usize, row: &Row) -> Result<Option<LedgerDeal>, ReportError> {
     let t = sec.cell(row, Role::Deal);
     if !is_ticket(t) {
         return Ok(None); // the totals row
@@ -193,7 +193,7 @@ fn deal(sec: &Section<'_>, rn: usize, row: &Row) -> Result<Option<DealRecord>, R
     if volume.is_sign_negative() && !volume.is_zero() {
         return Err(row_err("deals", rn, format!("negative volume {volume}")));
     }
-    Ok(Some(DealRecord {
+    Ok(Some(LedgerDeal {
         ticket: DealTicket(ticket(t)),
         order: OrderTicket(order),
         symbol: sec.cell(row, Role::Symbol).to_owned(),

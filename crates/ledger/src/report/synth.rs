@@ -2,7 +2,7 @@
 //! can be written and imported back.
 
 use crate::codec::decode;
-use crate::record::{AccountInfo, DealRecord, History};
+use crate::record::{History, LedgerAccount, LedgerDeal};
 use hedge_domain::{AccountMarginMode, DealEntry, Login, PositionId, Side, Volume};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -17,8 +17,8 @@ pub fn to_hedging(netting: &History) -> History {
         .filter_map(|o| decode(o.magic).map(|l| (o.ticket.get(), l.ticket.get())))
         .collect();
     let mut live: HashMap<u64, (String, Side, Decimal)> = HashMap::new();
-    let mut deals: Vec<DealRecord> = Vec::with_capacity(netting.deals.len());
-    let mut sorted: Vec<&DealRecord> = netting.deals.iter().collect();
+    let mut deals: Vec<LedgerDeal> = Vec::with_capacity(netting.deals.len());
+    let mut sorted: Vec<&LedgerDeal> = netting.deals.iter().collect();
     sorted.sort_by_key(|d| (d.time_msc, d.ticket.get()));
     for d in sorted {
         let Some(side) = d.deal_type.side() else {
@@ -55,7 +55,7 @@ pub fn to_hedging(netting: &History) -> History {
         deals.push(deal);
     }
     History {
-        account: AccountInfo {
+        account: LedgerAccount {
             login: Login(netting.account.login.get().max(1)),
             margin_mode: AccountMarginMode::RetailHedging,
             currency: "USD".into(),

@@ -7,7 +7,7 @@ mod words;
 
 use super::text::format_time;
 use super::{OpenPositionRow, ReportError};
-use crate::record::{DealRecord, History};
+use crate::record::{History, LedgerDeal};
 use hedge_domain::{DealEntry, OrderState, OrderType, PositionId, Side, Volume};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -159,8 +159,8 @@ struct Pos {
     profit: Decimal,
 }
 
-fn sorted_deals(history: &History) -> Vec<&DealRecord> {
-    let mut deals: Vec<&DealRecord> = history.deals.iter().collect();
+fn sorted_deals(history: &History) -> Vec<&LedgerDeal> {
+    let mut deals: Vec<&LedgerDeal> = history.deals.iter().collect();
     deals.sort_by_key(|d| (d.time_msc, d.ticket.get()));
     deals
 }
@@ -449,7 +449,7 @@ fn last_time(history: &History) -> i64 {
 }
 
 fn order_row(
-    o: &crate::record::OrderRecord,
+    o: &crate::record::LedgerOrder,
     filled: Decimal,
     done: Option<String>,
     state: &str,
@@ -489,7 +489,7 @@ fn order_row(
     }
 }
 
-fn deal_row(d: &DealRecord, balance: Decimal) -> GridRow {
+fn deal_row(d: &LedgerDeal, balance: Decimal) -> GridRow {
     let trade = d.deal_type.side().is_some();
     let mut cells = vec![
         (0, text(format_time(d.time_msc))),
