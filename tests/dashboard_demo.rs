@@ -10,7 +10,9 @@
 //! Needs `/usr/bin/chromium` (or `$CHROMIUM`), `node`, and `npm ci` in
 //! `crates/dashboard/browser-tests`; without them the test fails and says how to install them.
 
-use hedge_center_api::model::{CommandStatus, EventKind, HedgeStatus, PageQuery};
+use hedge_center_api::model::{
+    CommandId, CommandStatus, EventKind, HedgeId, HedgeStatus, PageQuery,
+};
 use hedge_center_api::CenterClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -246,9 +248,12 @@ fn demo_dashboard_in_headless_chromium() {
         .expect("runtime");
     rt.block_on(async {
         let center = CenterClient::new(api_url, Some(token)).expect("client");
-        let command = center.command(command_id).await.expect("the command");
+        let command = center
+            .command(CommandId(command_id))
+            .await
+            .expect("the command");
         assert_eq!(command.status, CommandStatus::Done, "{command:?}");
-        assert_eq!(command.hedge_id, hedge_id);
+        assert_eq!(command.hedge_id, HedgeId(hedge_id));
         assert!(command.reason.contains("browser test close"));
         let mut after = None;
         let (mut hedge, mut events) = (None, Vec::new());
@@ -261,7 +266,7 @@ fn demo_dashboard_in_headless_chromium() {
                 })
                 .await
                 .expect("hedges");
-            hedge = hedge.or_else(|| page.items.into_iter().find(|h| h.id == hedge_id));
+            hedge = hedge.or_else(|| page.items.into_iter().find(|h| h.id == HedgeId(hedge_id)));
             match page.next_after {
                 Some(n) => after = Some(n),
                 None => break,

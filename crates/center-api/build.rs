@@ -8,7 +8,17 @@ fn main() {
     #[cfg(feature = "openapi")]
     {
         let mut config = utoipa_config::Config::new();
-        for id in ["Login", "PositionId", "Magic", "OrderTicket", "DealTicket"] {
+        for id in [
+            "Login",
+            "PositionId",
+            "Magic",
+            "OrderTicket",
+            "DealTicket",
+            "EventId",
+            "HedgeId",
+            "PlanItemId",
+            "CommandId",
+        ] {
             config = config.alias_for(id, "u64");
         }
         for exact in ["Volume", "Price", "Money"] {

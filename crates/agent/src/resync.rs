@@ -338,7 +338,7 @@ mod tests {
             opened_ms: 1,
             updated_ms: 1,
             last_seq,
-            last_event_id: 1,
+            last_event_id: hedge_center_api::model::EventId(1),
             price_current: None,
             swap: None,
             profit: None,

@@ -291,7 +291,7 @@ impl CenterClient {
     /// `POST /v1/hedges/{id}/reduce`: the hedge's remaining volume after a (partial) close.
     pub async fn hedge_reduced(
         &self,
-        hedge_id: u64,
+        hedge_id: HedgeId,
         reduce: &HedgeReduce,
     ) -> Result<Hedge, ClientError> {
         self.post(&format!("/v1/hedges/{hedge_id}/reduce"), reduce)
@@ -360,14 +360,14 @@ impl CenterClient {
     }
 
     /// `GET /v1/commands/{id}`.
-    pub async fn command(&self, id: u64) -> Result<Command, ClientError> {
+    pub async fn command(&self, id: CommandId) -> Result<Command, ClientError> {
         self.get(&format!("/v1/commands/{id}")).await
     }
 
     /// `POST /v1/commands/{id}/result`: what the hedger did. Safe to repeat with the same result.
     pub async fn command_result(
         &self,
-        id: u64,
+        id: CommandId,
         result: &CommandResult,
     ) -> Result<Command, ClientError> {
         self.post(&format!("/v1/commands/{id}/result"), result)
@@ -392,18 +392,22 @@ impl CenterClient {
     /// Subscribes to `/v1/events/stream` from after event `after` (`None`: only new events). The
     /// subscription reconnects by itself with `Last-Event-ID` when the connection drops, so every
     /// event is delivered once, in order. A refusal (bad token) ends the stream with the error.
-    pub fn subscribe(&self, after: Option<u64>) -> EventSubscription {
+    pub fn subscribe(&self, after: Option<EventId>) -> EventSubscription {
         self.subscribe_with(after, None)
     }
 
     /// [`CenterClient::subscribe`], with the plan of `hedge_login` ahead of each live event that
     /// can move it ([`EventSubscription::next_item`] yields both; a center that sends no plans
     /// yields events only).
-    pub fn subscribe_with_plan(&self, after: Option<u64>, hedge_login: Login) -> EventSubscription {
+    pub fn subscribe_with_plan(
+        &self,
+        after: Option<EventId>,
+        hedge_login: Login,
+    ) -> EventSubscription {
         self.subscribe_with(after, Some(hedge_login))
     }
 
-    fn subscribe_with(&self, after: Option<u64>, plan: Option<Login>) -> EventSubscription {
+    fn subscribe_with(&self, after: Option<EventId>, plan: Option<Login>) -> EventSubscription {
         let (tx, rx) = mpsc::channel(1024);
         let client = self.clone();
         let task = tokio::spawn(async move { client.stream_loop(after, plan, tx).await });
@@ -412,7 +416,7 @@ impl CenterClient {
 
     async fn stream_loop(
         &self,
-        mut after: Option<u64>,
+        mut after: Option<EventId>,
         plan: Option<Login>,
         tx: mpsc::Sender<Result<StreamItem, ClientError>>,
     ) {

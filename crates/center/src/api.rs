@@ -673,7 +673,7 @@ async fn hedge_failed(
 async fn get_hedge(
     State(s): State<Arc<AppState>>,
     c: Caller,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<HedgeId>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = path(id)?;
     match s.store.hedge(id).await? {
@@ -686,7 +686,7 @@ async fn get_hedge(
 async fn hedge_reduce(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<HedgeId>, PathRejection>,
     body: Body,
 ) -> ApiResult<Response> {
     let id = path(id)?;
@@ -875,7 +875,7 @@ async fn list_commands(
 async fn get_command(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<CommandId>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = path(id)?;
     match s.store.command(id).await? {
@@ -891,7 +891,7 @@ async fn get_command(
 async fn command_result(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<CommandId>, PathRejection>,
     body: Body,
 ) -> ApiResult<Response> {
     let id = path(id)?;

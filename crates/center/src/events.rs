@@ -120,7 +120,7 @@ impl Hub {
                         break;
                     }
                     for event in page.items {
-                        last = event.id;
+                        last = event.id.get();
                         tailer.metrics.events_total.fetch_add(1, Ordering::Relaxed);
                         let _ = tailer.tx.send(Arc::new(event));
                     }
@@ -185,7 +185,7 @@ impl Hub {
                     .map_err(|_| ())?
             };
             for event in &page.items {
-                *last = event.id;
+                *last = event.id.get();
                 self.send_visible(event, scope, out).await?;
             }
             if page.next_after.is_none() {
@@ -243,13 +243,13 @@ impl Hub {
             tokio::select! {
                 received = live.recv() => match received {
                     Ok(event) => {
-                        if event.id > last {
-                            if event.id > last + 1 {
+                        if event.id.get() > last {
+                            if event.id.get() > last + 1 {
                                 // Something between was not broadcast to us: read it from the log.
                                 self.replay(&mut last, &mut scope, &out).await?;
                             }
-                            if event.id > last {
-                                last = event.id;
+                            if event.id.get() > last {
+                                last = event.id.get();
                                 match &mut feed {
                                     Some(feed) => {
                                         let queued = !live.is_empty();

@@ -32,8 +32,8 @@
 //! asks for nothing more). What an account does not cover is its residual.
 
 use hedge_center_api::model::{
-    AccountRegistration, Allocation, HedgePlan, Pause, PlanAction, PlanItem, PlanResidual,
-    ResidualReason, SpecLookup,
+    AccountRegistration, Allocation, EventId, HedgePlan, Pause, PlanAction, PlanItem, PlanItemId,
+    PlanResidual, ResidualReason, SpecLookup,
 };
 use hedge_domain::fixed::Exposure;
 use hedge_domain::{Login, Rounding, Side, SymbolSpec, Volume, VolumeError};
@@ -336,7 +336,7 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
                 login,
                 HedgePlan {
                     hedge_login: login,
-                    as_of_event_id: inputs.as_of_event_id,
+                    as_of_event_id: EventId(inputs.as_of_event_id),
                     items: Vec::new(),
                     residuals: Vec::new(),
                     client_residuals: Vec::new(),
@@ -476,7 +476,7 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
             };
             let signed_order = volume * Decimal::from(side.sign());
             plan.items.push(PlanItem {
-                id: c.part.last_event_id,
+                id: PlanItemId(c.part.last_event_id),
                 symbol: symbol.to_owned(),
                 account_symbol: c.account_symbol.clone(),
                 side,
@@ -511,7 +511,7 @@ pub fn compute(inputs: &PlanInputs, hedge_login: Login) -> HedgePlan {
         .remove(&hedge_login)
         .unwrap_or_else(|| HedgePlan {
             hedge_login,
-            as_of_event_id: inputs.as_of_event_id,
+            as_of_event_id: EventId(inputs.as_of_event_id),
             items: Vec::new(),
             residuals: Vec::new(),
             client_residuals: Vec::new(),
@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(item.side, Side::Buy);
         assert_eq!(item.volume, Volume(dec!(0.05)));
         assert_eq!(item.account_symbol, "EURUSD.h");
-        assert_eq!(item.id, 7);
+        assert_eq!(item.id, PlanItemId(7));
         assert_eq!(item.residual, Volume::ZERO);
         assert_eq!(item.client_lots, Volume(dec!(-0.3)));
         assert_eq!(item.base_quantity, Volume(dec!(-5000)));
@@ -762,7 +762,7 @@ mod tests {
             (item.side, item.volume, item.action),
             (Side::Buy, Volume(dec!(0.2)), PlanAction::Reduce)
         );
-        assert_eq!(item.id, 5);
+        assert_eq!(item.id, PlanItemId(5));
         assert_eq!(item.hedge_lots, Volume(dec!(-0.1)));
         // clients reversed: first take back the whole hedge, the rest comes after
         let flipped = compute(
@@ -788,7 +788,7 @@ mod tests {
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
-            event_id: 1,
+            event_id: EventId(1),
         };
         let mut i = inputs(&[(1, "EURUSD", dec!(0.3), 3)], &[]);
         i.pauses.push(pause(900, None));

@@ -7,7 +7,7 @@
 //! never reaches them: the store answers it from its idempotency key, so nothing is added twice.
 
 use hedge_center_api::model::{
-    EventKind, Position, PositionEventKind, PositionReport, PositionStatus,
+    EventId, EventKind, Position, PositionEventKind, PositionReport, PositionStatus,
 };
 use hedge_domain::fixed::{self, Exposure, Lots};
 use hedge_domain::{Login, Money, PositionId, Price, Volume};
@@ -286,7 +286,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
             opened_ms: report.time_ms,
             updated_ms: report.time_ms,
             last_seq: report.seq,
-            last_event_id: 0,
+            last_event_id: EventId(0),
             price_current: None,
             swap: None,
             profit: None,

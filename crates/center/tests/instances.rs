@@ -93,7 +93,7 @@ fn client_of(url: &str, token: &str) -> CenterClient {
 }
 
 /// Every event of the log, in id order.
-async fn event_log(viewer: &CenterClient) -> Vec<u64> {
+async fn event_log(viewer: &CenterClient) -> Vec<EventId> {
     let mut ids = Vec::new();
     let mut after = None;
     loop {
@@ -143,8 +143,8 @@ async fn two_instances_store_once_agree_and_stream_every_event() {
         client_of(&b_url, VIEWER_TOKEN),
         client_of(&b_url, HEDGE_TOKEN),
     );
-    let mut sub_a = a.viewer.subscribe(Some(0));
-    let mut sub_b = b_viewer.subscribe(Some(0));
+    let mut sub_a = a.viewer.subscribe(Some(EventId(0)));
+    let mut sub_b = b_viewer.subscribe(Some(EventId(0)));
     let symbols = ["EURUSD", "GBPUSD"];
 
     // The same report to both instances at once.

@@ -28,7 +28,7 @@ async fn all_events(store: &Store) -> Vec<(u64, EventKind)> {
         })
         .await
         .unwrap();
-    page.items.iter().map(|e| (e.id, e.kind)).collect()
+    page.items.iter().map(|e| (e.id.get(), e.kind)).collect()
 }
 
 async fn cleanup(location: StoreLocation) {

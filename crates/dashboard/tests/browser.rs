@@ -498,7 +498,7 @@ impl Feeder {
                         self.failed_once = true;
                         continue;
                     }
-                    let n = item.id % 1_000_000;
+                    let n = item.id.get() % 1_000_000;
                     hedger
                         .hedge_executed(&HedgeExecuted {
                             plan_item_id: item.id,

@@ -4,10 +4,17 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-macro_rules! ticket_id {
+/// Declares a `u64` id newtype: `Copy`, ordered, hashed, written and read as the bare number
+/// (`#[serde(transparent)]`, so the wire keeps the `u64`), displayed and parsed as it. Used here for
+/// MT5's ids and by `hedge-center-api` for the center's; the calling crate needs `serde`.
+#[macro_export]
+macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+            serde::Serialize, serde::Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(pub u64);
 
@@ -20,45 +27,45 @@ macro_rules! ticket_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&self.0, f)
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.0, f)
             }
         }
 
-        impl From<u64> for $name {
+        impl ::std::convert::From<u64> for $name {
             fn from(value: u64) -> Self {
                 Self(value)
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = std::num::ParseIntError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
+        impl ::std::str::FromStr for $name {
+            type Err = ::std::num::ParseIntError;
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
                 s.trim().parse().map(Self)
             }
         }
     };
 }
 
-ticket_id!(
+typed_id!(
     /// An MT5 account number (`ACCOUNT_LOGIN`).
     Login
 );
-ticket_id!(
+typed_id!(
     /// An order ticket (`ORDER_TICKET`, `DEAL_ORDER`).
     OrderTicket
 );
-ticket_id!(
+typed_id!(
     /// A deal ticket (`DEAL_TICKET`).
     DealTicket
 );
-ticket_id!(
+typed_id!(
     /// A position identifier (`POSITION_IDENTIFIER`, `DEAL_POSITION_ID`). On MT5 it equals the ticket
     /// of the order that opened the position.
     PositionId
 );
-ticket_id!(
+typed_id!(
     /// An Expert Advisor magic number (`ORDER_MAGIC`, `DEAL_MAGIC`).
     Magic
 );

@@ -159,15 +159,15 @@ async fn main() {
         let answered = {
             let probe = probe.clone();
             wait_for(Duration::from_secs(5), move || {
-                probe.first(Stage::OrderAnswered, event).is_some()
+                probe.first(Stage::OrderAnswered, event.get()).is_some()
             })
             .await
         };
         let marks = (
-            probe.first(Stage::EventReceived, event),
-            probe.first(Stage::PlanHeld, event),
-            probe.first(Stage::OrderWritten, event),
-            probe.first(Stage::OrderAnswered, event),
+            probe.first(Stage::EventReceived, event.get()),
+            probe.first(Stage::PlanHeld, event.get()),
+            probe.first(Stage::OrderWritten, event.get()),
+            probe.first(Stage::OrderAnswered, event.get()),
         );
         match (i, answered, marks) {
             (0, ..) => {}
@@ -290,7 +290,7 @@ async fn agent_run(
                 .find(|h| h.kind == PositionEventKind::Open)
                 .map(|h| h.event_id)
         });
-    if open_event != Some(item) {
+    if open_event != Some(EventId(item)) {
         return AgentRun::Missed(format!(
             "hedge order for item {item}, the open of position {} is event {open_event:?}",
             opened.position

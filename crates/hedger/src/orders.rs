@@ -250,6 +250,7 @@ pub async fn execute_leg(
 mod tests {
     use super::*;
     use crate::tag::{command_of, PlanItemId};
+    use hedge_center_api::model::CommandId;
     use hedge_domain::{FillingModes, OrderFilling, PositionId, Volume};
     use rust_decimal_macros::dec;
 
@@ -286,13 +287,13 @@ mod tests {
         assert_eq!(leg_cmd_id(&linked, &tag, 1).as_str(), "hedge-4-0-1");
 
         let mut command = leg(Side::Buy, Some(PositionId(77)));
-        command.command = Some(12);
+        command.command = Some(CommandId(12));
         command.leg = 2;
         let r = build_request(&command, &tag, None, &settings, None);
         assert_eq!(r.magic, tag.magic);
         assert_eq!(r.comment, "cmd:12");
-        assert_eq!(command_of(&r.comment), Some(12));
-        assert_eq!(command_of("cmd:12 [tp]"), Some(12));
+        assert_eq!(command_of(&r.comment), Some(CommandId(12)));
+        assert_eq!(command_of("cmd:12 [tp]"), Some(CommandId(12)));
         assert_eq!(command_of("cmd:"), None);
         assert_eq!(command_of("hedge:12"), None);
         assert_eq!(leg_cmd_id(&command, &tag, 0).as_str(), "cmd-12-2-0");

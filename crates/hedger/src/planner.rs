@@ -10,6 +10,7 @@
 //! closes them by position first, so the account never holds a hedge and its opposite at once.
 
 use crate::tag::{item_of, PlanItemId};
+use hedge_center_api::model::CommandId;
 use hedge_domain::{
     DealTicket, Magic, OrderTicket, PositionId, Price, Rounding, Side, SymbolMap, SymbolSpec,
     Volume, VolumeError,
@@ -191,7 +192,7 @@ pub struct Leg {
     pub link: Option<Magic>,
     /// The operator command this leg carries out (its comment and command id name the command
     /// instead of the plan item).
-    pub command: Option<u64>,
+    pub command: Option<CommandId>,
     /// The leg takes back hedge volume (a close by position, or on a netting account a deal against
     /// the net hedge position) instead of adding to it.
     pub reduces: bool,

@@ -6,7 +6,7 @@
 
 use crate::planner::{Fill, HeldPosition};
 use crate::tag::PlanItemId;
-use hedge_center_api::model::{Hedge, HedgeExecuted, HedgeStatus};
+use hedge_center_api::model::{Hedge, HedgeExecuted, HedgeId, HedgeStatus};
 use hedge_domain::{Login, Price, Side, SymbolMap, Volume};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,7 @@ pub fn executed_record(
             Side::Sell => Price(p.0 - price.0),
         });
     Some(HedgeExecuted {
-        plan_item_id: item.0,
+        plan_item_id: item,
         hedge_login: login,
         symbol: symbols
             .to_canonical(&first.symbol)
@@ -98,7 +98,7 @@ impl HoldingSnapshot {
 /// The hedges whose recorded open volume differs from what the account holds, with the volume they
 /// should have. Hedging accounts: a hedge keeps the volume of its own position (0 once gone).
 /// Netting accounts: the one net position is shared out over the hedges on its side, oldest first.
-pub fn reduce_targets(hedges: &[Hedge], holding: &HoldingSnapshot) -> Vec<(u64, Volume)> {
+pub fn reduce_targets(hedges: &[Hedge], holding: &HoldingSnapshot) -> Vec<(HedgeId, Volume)> {
     let mut open: Vec<&Hedge> = hedges
         .iter()
         .filter(|h| {
@@ -147,13 +147,14 @@ pub fn reduce_targets(hedges: &[Hedge], holding: &HoldingSnapshot) -> Vec<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hedge_center_api::model::EventId;
     use hedge_domain::{DealTicket, OrderTicket, PositionId, Retcode};
     use rust_decimal_macros::dec;
 
     fn hedge(id: u64, position: u64, side: Side, open: Volume) -> Hedge {
         Hedge {
-            id,
-            plan_item_id: id,
+            id: HedgeId(id),
+            plan_item_id: PlanItemId(id),
             hedge_login: Login(9),
             symbol: "EURUSD".into(),
             account_symbol: "EURUSD.h".into(),
@@ -171,7 +172,7 @@ mod tests {
             message: String::new(),
             created_ms: 0,
             updated_ms: 0,
-            event_id: id,
+            event_id: EventId(id),
             mark: None,
         }
     }
@@ -234,7 +235,7 @@ mod tests {
         };
         assert_eq!(
             reduce_targets(&hedges, &holding),
-            vec![(1, Volume(dec!(0.05))), (2, Volume::ZERO)]
+            vec![(HedgeId(1), Volume(dec!(0.05))), (HedgeId(2), Volume::ZERO)]
         );
     }
 
@@ -255,7 +256,7 @@ mod tests {
         };
         assert_eq!(
             reduce_targets(&hedges, &holding),
-            vec![(2, Volume(dec!(0.05)))]
+            vec![(HedgeId(2), Volume(dec!(0.05)))]
         );
         // Reversed: every sell hedge is gone.
         let mut positions = BTreeMap::new();
@@ -266,7 +267,7 @@ mod tests {
         };
         assert_eq!(
             reduce_targets(&hedges, &holding),
-            vec![(1, Volume::ZERO), (2, Volume::ZERO)]
+            vec![(HedgeId(1), Volume::ZERO), (HedgeId(2), Volume::ZERO)]
         );
     }
 }

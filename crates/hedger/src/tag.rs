@@ -9,19 +9,11 @@
 
 use hedge_domain::{CmdId, Magic, OrderTicket};
 use hedge_ledger::{CodecError, LinkKind};
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// The id of one item of the center's hedge plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PlanItemId(pub u64);
-
-impl fmt::Display for PlanItemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
+use hedge_center_api::model::CommandId;
+/// The id of one item of the center's hedge plan: the center's own type, so the id the hedger
+/// tags an order with is the one the plan and the hedge records carry.
+pub use hedge_center_api::model::PlanItemId;
 
 /// Hedge magics are `MAGIC_BASE + item id`. The base keeps them apart from other experts' magics and
 /// the whole range below 2^53, so that a terminal or a JSON reader working in doubles keeps it exact.
@@ -103,14 +95,14 @@ pub fn item_of(magic: Magic, comment: &str) -> Option<PlanItemId> {
 
 /// The comment of an order carrying out operator command `id`: how a restart sees on the account
 /// that the command already ran.
-pub fn command_comment(id: u64) -> String {
+pub fn command_comment(id: CommandId) -> String {
     format!("{COMMAND_PREFIX}{id}")
 }
 
 pub const COMMAND_PREFIX: &str = "cmd:";
 
 /// The operator command an order's comment names, if any.
-pub fn command_of(comment: &str) -> Option<u64> {
+pub fn command_of(comment: &str) -> Option<CommandId> {
     let rest = comment.trim().strip_prefix(COMMAND_PREFIX)?;
     let end = rest
         .find(|c: char| !c.is_ascii_digit())

@@ -37,7 +37,7 @@ async fn trigger_mode_opens_the_whole_plan_when_an_own_position_closes() {
     // The orders carry their plan item id in magic and comment.
     for p in w.sim.positions() {
         let item = hedge_hedger::tag::item_of(p.magic, &p.comment).expect("tagged");
-        assert!(hedges.iter().any(|h| h.plan_item_id == item.0));
+        assert!(hedges.iter().any(|h| h.plan_item_id == item));
     }
     // A second trigger with nothing left to hedge sends nothing.
     w.fire_trigger();

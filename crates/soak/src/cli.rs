@@ -7,8 +7,8 @@ use crate::system::{System, TerminalFaults, CLIENTS, COPIER, HEDGES};
 use anyhow::Context;
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::{
-    ActionKind, ActionRequest, BreakerState, HedgePlan, HedgeStatus, PageQuery, Position,
-    PositionFilter,
+    ActionKind, ActionRequest, BreakerState, HedgePlan, HedgeStatus, PageQuery, PlanItemId,
+    Position, PositionFilter,
 };
 use hedge_domain::{Login, Magic, Price, Side, SymbolMap, Volume};
 use hedge_sim::{Faults, SimTerminal};
@@ -541,7 +541,7 @@ async fn retry_halted(
 
 /// Reads every hedge account's plan after each event the center stores (a plan item changes only
 /// with an event) and keeps the largest volume each item had.
-async fn watch_plans(admin: CenterClient, seen: Arc<Mutex<BTreeMap<(Login, u64), Volume>>>) {
+async fn watch_plans(admin: CenterClient, seen: Arc<Mutex<BTreeMap<(Login, PlanItemId), Volume>>>) {
     let mut events = admin.subscribe(None);
     loop {
         // Several events at once need one read; a stream that broke is resumed by the client.
@@ -589,7 +589,7 @@ async fn all_positions(admin: &CenterClient, login: Login) -> anyhow::Result<Vec
 /// Reads the accounts and the center. `events` also reads the whole event log.
 async fn observe(
     system: &System,
-    items_seen: &Mutex<BTreeMap<(Login, u64), Volume>>,
+    items_seen: &Mutex<BTreeMap<(Login, PlanItemId), Volume>>,
     events: bool,
 ) -> anyhow::Result<Observed> {
     let mut o = Observed::default();

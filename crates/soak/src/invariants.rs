@@ -2,7 +2,7 @@
 //! center. Pure: the runner collects an [`Observed`], [`check`] judges it.
 
 use hedge_center_api::model::{
-    Event, EventKind, Hedge, HedgePlan, HedgeStatus, Position, PositionStatus,
+    Event, EventKind, Hedge, HedgePlan, HedgeStatus, PlanItemId, Position, PositionStatus,
 };
 use hedge_domain::{DealReason, Login, Side, SymbolMap, Volume};
 use hedge_protocol::{DealRecord, PositionRecord};
@@ -47,7 +47,7 @@ pub struct Observed {
     /// Position events (for duplicates), and hedge events (for corrections).
     pub events: Vec<Event>,
     /// Largest volume each plan item had whenever the plan was read during the run.
-    pub items_seen: BTreeMap<(Login, u64), Volume>,
+    pub items_seen: BTreeMap<(Login, PlanItemId), Volume>,
 }
 
 /// One invariant's verdict.
@@ -360,7 +360,7 @@ pub fn hedge_net(o: &Observed) -> Verdict {
 pub fn no_double_hedge(o: &Observed) -> Verdict {
     let mut details = Vec::new();
     let mut deals = 0;
-    let mut by_item: BTreeMap<(Login, u64), Volume> = BTreeMap::new();
+    let mut by_item: BTreeMap<(Login, PlanItemId), Volume> = BTreeMap::new();
     for h in &o.hedges {
         for d in h.deals.iter().filter(|d| d.deal_type.is_trade()) {
             deals += 1;
@@ -369,7 +369,7 @@ pub fn no_double_hedge(o: &Observed) -> Verdict {
                 continue;
             }
             if let Some(item) = hedge_hedger::tag::item_of(d.magic, &d.comment) {
-                *by_item.entry((h.login, item.0)).or_insert(Volume::ZERO) += d.volume;
+                *by_item.entry((h.login, item)).or_insert(Volume::ZERO) += d.volume;
             } else if hedge_hedger::tag::command_of(&d.comment).is_none() {
                 details.push(format!(
                     "{} deal #{} ({} {} {}) has no plan item and no command",

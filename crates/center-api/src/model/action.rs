@@ -60,7 +60,7 @@ pub struct ActionRequest {
     #[serde(default)]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hedge_id: Option<u64>,
+    pub hedge_id: Option<HedgeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol_map: Option<SymbolMap>,
     #[serde(
@@ -91,7 +91,7 @@ impl ActionRequest {
         }
     }
 
-    pub fn close_hedge(hedge_id: u64, reason: impl Into<String>) -> Self {
+    pub fn close_hedge(hedge_id: HedgeId, reason: impl Into<String>) -> Self {
         ActionRequest {
             hedge_id: Some(hedge_id),
             reason: reason.into(),
@@ -99,7 +99,7 @@ impl ActionRequest {
         }
     }
 
-    pub fn retry_hedge(hedge_id: u64, reason: impl Into<String>) -> Self {
+    pub fn retry_hedge(hedge_id: HedgeId, reason: impl Into<String>) -> Self {
         ActionRequest {
             hedge_id: Some(hedge_id),
             reason: reason.into(),
@@ -168,17 +168,17 @@ impl CommandStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Command {
-    pub id: u64,
+    pub id: CommandId,
     pub hedge_login: Login,
     pub kind: CommandKind,
-    pub hedge_id: u64,
+    pub hedge_id: HedgeId,
     /// Canonical symbol.
     pub symbol: String,
     /// The hedge account's name for it.
     pub account_symbol: String,
     /// The plan item the hedge was opened for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_item: Option<u64>,
+    pub plan_item: Option<PlanItemId>,
     /// Close: the hedge's open volume when the command was issued; retry: the volume that failed.
     pub volume: Volume,
     pub status: CommandStatus,
@@ -233,7 +233,7 @@ pub struct Pause {
     pub actor: String,
     pub reason: String,
     pub since_ms: i64,
-    pub event_id: u64,
+    pub event_id: EventId,
 }
 
 impl Pause {
@@ -247,7 +247,7 @@ impl Pause {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionAck {
-    pub event_id: u64,
+    pub event_id: EventId,
     /// Whether the action changed anything (pausing a paused scope does not).
     pub changed: bool,
     pub pauses: Vec<Pause>,

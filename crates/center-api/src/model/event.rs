@@ -111,7 +111,7 @@ impl EventKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
-    pub id: u64,
+    pub id: EventId,
     pub time_ms: i64,
     pub kind: EventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

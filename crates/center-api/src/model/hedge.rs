@@ -7,7 +7,7 @@ use super::*;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgeExecuted {
-    pub plan_item_id: u64,
+    pub plan_item_id: PlanItemId,
     pub hedge_login: Login,
     /// Canonical symbol.
     pub symbol: String,
@@ -36,7 +36,7 @@ pub struct HedgeExecuted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HedgeFailed {
-    pub plan_item_id: u64,
+    pub plan_item_id: PlanItemId,
     pub hedge_login: Login,
     pub symbol: String,
     pub side: Side,
@@ -98,8 +98,8 @@ impl HedgeStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hedge {
-    pub id: u64,
-    pub plan_item_id: u64,
+    pub id: HedgeId,
+    pub plan_item_id: PlanItemId,
     pub hedge_login: Login,
     pub symbol: String,
     pub account_symbol: String,
@@ -125,7 +125,7 @@ pub struct Hedge {
     pub created_ms: i64,
     pub updated_ms: i64,
     /// The event-log id of the last change.
-    pub event_id: u64,
+    pub event_id: EventId,
     /// Open hedges on `GET /v1/hedges`: the hedge account's latest mark of the hedge's position
     /// (current price, swap, profit, commission), as the hedger's heartbeat reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

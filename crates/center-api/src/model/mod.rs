@@ -62,6 +62,7 @@ mod action;
 mod allocation;
 mod event;
 mod hedge;
+mod ids;
 mod plan;
 mod position;
 
@@ -70,6 +71,7 @@ pub use action::*;
 pub use allocation::*;
 pub use event::*;
 pub use hedge::*;
+pub use ids::*;
 pub use plan::*;
 pub use position::*;
 
@@ -109,7 +111,7 @@ mod tests {
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
-            event_id: 1,
+            event_id: EventId(1),
         };
         assert!(p.covers(Login(1), "EURUSD"));
         assert!(!p.covers(Login(1), "GBPUSD"));

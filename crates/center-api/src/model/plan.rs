@@ -19,7 +19,7 @@ pub enum PlanAction {
 pub struct PlanItem {
     /// Stable while this symbol's exposure and hedges do not change; unique within the hedge
     /// account. Put it in the order's magic/comment to find after a crash what was done.
-    pub id: u64,
+    pub id: PlanItemId,
     /// Canonical symbol.
     pub symbol: String,
     /// The hedge account's name for it.
@@ -148,7 +148,7 @@ pub struct PlanResidual {
 pub struct HedgePlan {
     pub hedge_login: Login,
     /// The last event-log id the plan reflects.
-    pub as_of_event_id: u64,
+    pub as_of_event_id: EventId,
     pub items: Vec<PlanItem>,
     pub residuals: Vec<PlanResidual>,
     /// Client exposure no hedge account's plan counts, with why (no allocation, an unknown

@@ -259,7 +259,7 @@ impl PositionStatus {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportAck {
     /// The event-log id of the stored change.
-    pub event_id: u64,
+    pub event_id: EventId,
     pub idempotency_key: IdempotencyKey,
     pub status: PositionStatus,
     /// Remaining volume after the event.
@@ -317,7 +317,7 @@ impl TumblerFiring {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FiringAck {
     /// The event-log id of the firing.
-    pub event_id: u64,
+    pub event_id: EventId,
     pub idempotency_key: IdempotencyKey,
 }
 
@@ -350,7 +350,7 @@ pub struct Position {
     pub opened_ms: i64,
     pub updated_ms: i64,
     pub last_seq: u64,
-    pub last_event_id: u64,
+    pub last_event_id: EventId,
     /// From the account's latest mark of this position (open positions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_current: Option<Price>,
@@ -388,7 +388,7 @@ pub struct Position {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeChange {
-    pub event_id: u64,
+    pub event_id: EventId,
     pub kind: PositionEventKind,
     pub side: Side,
     pub volume: Volume,

@@ -963,7 +963,7 @@ impl Store {
     pub async fn hedge_reduce(
         &self,
         actor: String,
-        id: u64,
+        id: HedgeId,
         reduce: HedgeReduce,
         now_ms: i64,
     ) -> Result<Hedge, WriteError> {
@@ -971,7 +971,7 @@ impl Store {
             .await
     }
 
-    pub async fn hedge(&self, id: u64) -> Result<Option<Hedge>, StoreError> {
+    pub async fn hedge(&self, id: HedgeId) -> Result<Option<Hedge>, StoreError> {
         self.read(move |c| logic::hedge_by_id(c, id)).await
     }
 
@@ -1011,7 +1011,7 @@ impl Store {
         self.read(move |c| logic::commands(c, &query)).await
     }
 
-    pub async fn command(&self, id: u64) -> Result<Option<Command>, StoreError> {
+    pub async fn command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         self.read(move |c| logic::command_by_id(c, id)).await
     }
 
@@ -1019,7 +1019,7 @@ impl Store {
     pub async fn command_result(
         &self,
         actor: String,
-        id: u64,
+        id: CommandId,
         result: CommandResult,
         now_ms: i64,
     ) -> Result<(Command, bool), WriteError> {

@@ -11,14 +11,14 @@ both_backends!(close_and_retry_commands, command_refusals_store_nothing,);
 
 async fn close_and_retry_commands(b: Backend) {
     let env = Env::start(b).await;
-    let mut sub = env.hedge.subscribe(Some(
+    let mut sub = env.hedge.subscribe(Some(EventId(
         env.admin
             .events(&PageQuery::default())
             .await
             .unwrap()
             .items
             .len() as u64,
-    ));
+    )));
     let (open, failed) = hedged_world(&env).await;
     assert!(env.hedge.pending_commands(HEDGE).await.unwrap().is_empty());
 

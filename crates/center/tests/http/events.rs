@@ -39,7 +39,7 @@ async fn event_paging_and_sse_resume(b: Backend) {
     let env = Env::start(b).await;
     // From event 0 (the log is empty here), not "from now": a subscription connects in the
     // background, and "now" could already be past the first report.
-    let mut sub_all = env.viewer.subscribe(Some(0));
+    let mut sub_all = env.viewer.subscribe(Some(EventId(0)));
     for i in 0..5 {
         env.client
             .report_position(&open(CLIENT, 100 + i, "EURUSD", Side::Buy, "0.1"))
@@ -66,7 +66,7 @@ async fn event_paging_and_sse_resume(b: Backend) {
         .unwrap();
     assert_eq!(page2.items.len(), 3);
     assert!(page2.next_after.is_none());
-    let ids: Vec<u64> = page1
+    let ids: Vec<EventId> = page1
         .items
         .iter()
         .chain(&page2.items)
@@ -146,7 +146,7 @@ async fn event_paging_and_sse_resume(b: Backend) {
         )
         .await;
     assert_eq!(s, 422);
-    let mut refused = env.anonymous.subscribe(Some(0));
+    let mut refused = env.anonymous.subscribe(Some(EventId(0)));
     match tokio::time::timeout(Duration::from_secs(5), refused.next())
         .await
         .unwrap()
@@ -182,7 +182,7 @@ async fn a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it(b: 
         .unwrap();
     while !matches!(next_item(&mut sub).await, StreamItem::Event(_)) {}
     plain.next().await.unwrap().unwrap();
-    let mut last = 0;
+    let mut last = EventId(0);
     for (id, side, volume) in [(100, Side::Buy, "0.3"), (101, Side::Sell, "0.1")] {
         env.client
             .report_position(&open(CLIENT, id, "EURUSD", side, volume))
@@ -295,7 +295,7 @@ async fn postgres_instances_share_events() {
     let b = start_at(a.location.clone()).await;
     let b_viewer = hedge_center_api::CenterClient::new(b.url(), Some(VIEWER_TOKEN.into())).unwrap();
     let b_client = hedge_center_api::CenterClient::new(b.url(), Some(CLIENT_TOKEN.into())).unwrap();
-    let mut sub = b_viewer.subscribe(Some(0));
+    let mut sub = b_viewer.subscribe(Some(EventId(0)));
     let r = open(CLIENT, 1, "EURUSD", Side::Buy, "0.1");
     let (x, y) = tokio::join!(a.client.report_position(&r), b_client.report_position(&r));
     let (x, y) = (x.unwrap(), y.unwrap());

@@ -142,8 +142,8 @@ async fn until_position(sub: &mut EventSubscription, login: Login, id: u64) -> V
 async fn event_stream_is_scoped(b: Backend) {
     let env = Env::start(b).await;
     setup(&env).await;
-    let mut client2 = env.client2.subscribe(Some(0));
-    let mut hedge = env.hedge.subscribe(Some(0));
+    let mut client2 = env.client2.subscribe(Some(EventId(0)));
+    let mut hedge = env.hedge.subscribe(Some(EventId(0)));
     // Replayed from the log: only the token's own account.
     let replayed = until_position(&mut client2, CLIENT2, 1).await;
     assert!(

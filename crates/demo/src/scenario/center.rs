@@ -67,7 +67,7 @@ pub(super) async fn start(base: &Path, t: &Timeline) -> anyhow::Result<DemoCente
         json!({ "url": url, "dashboard": format!("{url}/"), "token_file": token_file }),
     );
     let view = CenterClient::new(url.clone(), Some(admin))?;
-    let mut events = view.subscribe(Some(0));
+    let mut events = view.subscribe(Some(hedge_center_api::model::EventId(0)));
     let printer = {
         let t = t.clone();
         tokio::spawn(async move {

@@ -55,7 +55,7 @@ impl Hedger {
             .into_iter()
             .filter(|i| self.opts.symbols.is_empty() || self.opts.symbols.contains(&i.symbol))
             .map(|i| PlanOrder {
-                id: PlanItemId(i.id),
+                id: i.id,
                 symbol: i.symbol,
                 side: i.side,
                 volume: i.volume,
@@ -263,7 +263,7 @@ impl Hedger {
                     ),
                     OutboxKind::HedgeFailed,
                     &HedgeFailed {
-                        plan_item_id: report.leg.item.0,
+                        plan_item_id: report.leg.item,
                         hedge_login: self.opts.login,
                         symbol: report.leg.canonical.clone(),
                         side: sent_side,

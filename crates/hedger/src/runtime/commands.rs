@@ -8,7 +8,7 @@ use crate::planner::{HeldPosition, Leg};
 use crate::tag::{ItemIdTooLarge, PlanItemId};
 use hedge_agent_runtime::outbox::{NewItem, OutboxKind};
 use hedge_center_api::client::CenterClient;
-use hedge_center_api::model::{Command, CommandKind, CommandResult, CommandStatus};
+use hedge_center_api::model::{Command, CommandId, CommandKind, CommandResult, CommandStatus};
 use hedge_domain::{DealTicket, OrderTicket, PositionId, Retcode, Volume};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -85,7 +85,7 @@ impl Hedger {
             {
                 continue;
             }
-            tracing::info!(command = command.id, kind = command.kind.as_str(), hedge = command.hedge_id,
+            tracing::info!(command = %command.id, kind = command.kind.as_str(), hedge = %command.hedge_id,
                 symbol = %command.symbol, actor = %command.actor, "operator command");
             let result = match command.kind {
                 CommandKind::CloseHedge => self.close_hedge(&center, &command).await?,
@@ -99,8 +99,8 @@ impl Hedger {
     }
 
     /// Queues a command's result for the center (once per command).
-    fn answer(&mut self, id: u64, result: CommandResult) -> Result<(), HedgerError> {
-        tracing::info!(command = id, status = result.status.as_str(), retcode = ?result.retcode,
+    fn answer(&mut self, id: CommandId, result: CommandResult) -> Result<(), HedgerError> {
+        tracing::info!(command = %id, status = result.status.as_str(), retcode = ?result.retcode,
             message = ?result.message, "operator command answered");
         self.outbox.push(NewItem::json(
             format!("command:{}:{id}", self.opts.login),
@@ -169,12 +169,12 @@ impl Hedger {
         command: &Command,
     ) -> Result<(Option<PlanItemId>, Option<PositionId>), Option<CommandResult>> {
         if let Some(item) = command.plan_item {
-            return Ok((Some(PlanItemId(item)), None));
+            return Ok((Some(item), None));
         }
         match all_hedges(center, self.opts.login, Some(command.symbol.clone())).await {
             Ok(hedges) => match hedges.into_iter().find(|h| h.id == command.hedge_id) {
                 Some(h) => Ok((
-                    Some(PlanItemId(h.plan_item_id)),
+                    Some(h.plan_item_id),
                     Some(if self.state.netting {
                         PositionId(h.order.0)
                     } else {
@@ -257,7 +257,7 @@ impl Hedger {
                         self.state.book.add_fill(f);
                     }
                     self.state.command_carried_out(command.id);
-                    tracing::info!(command = command.id, symbol = %report.leg.symbol, side = %sent_side,
+                    tracing::info!(command = %command.id, symbol = %report.leg.symbol, side = %sent_side,
                         volume = %reply.volume, price = %reply.price, "hedge closed by operator command");
                 }
                 LegOutcome::Rejected {

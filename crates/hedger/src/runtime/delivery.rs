@@ -5,7 +5,7 @@ use hedge_agent_runtime::center::{from_client_error, parse_item, CenterDelivery}
 use hedge_agent_runtime::outbox::{Delivery, DeliveryError, OutboxItem, OutboxKind};
 use hedge_center_api::client::{CenterClient, ClientError};
 use hedge_center_api::model::{
-    CommandResult, Hedge, HedgeExecuted, HedgeFailed, HedgeReduce, PageQuery,
+    CommandId, CommandResult, Hedge, HedgeExecuted, HedgeFailed, HedgeReduce, PageQuery,
 };
 use hedge_domain::Login;
 use serde::Serialize;
@@ -20,7 +20,7 @@ pub struct HedgeDelivery {
 /// The result of an operator command, waiting in the outbox for the center.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CommandAnswer {
-    pub id: u64,
+    pub id: CommandId,
     pub result: CommandResult,
 }
 

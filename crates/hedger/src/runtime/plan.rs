@@ -3,7 +3,7 @@
 use super::HedgerEvent;
 use crate::probe::{Probe, Stage};
 use hedge_center_api::client::{CenterClient, StreamItem};
-use hedge_center_api::model::{EventKind, HedgePlan};
+use hedge_center_api::model::{EventId, EventKind, HedgePlan};
 use hedge_domain::Login;
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ impl PlanHolder {
             .unwrap_or_default()
     }
 
-    fn as_of(&self) -> Option<u64> {
+    fn as_of(&self) -> Option<EventId> {
         self.plan.read().as_ref().map(|p| p.as_of_event_id)
     }
 
@@ -69,7 +69,7 @@ impl PlanHolder {
             if self.probe.is_some() {
                 let now = Instant::now();
                 for item in self.items() {
-                    self.mark(Stage::PlanHeld, item.id, now);
+                    self.mark(Stage::PlanHeld, item.id.get(), now);
                 }
             }
             self.version.send_modify(|v| *v += 1);
@@ -156,7 +156,7 @@ fn take(holder: &PlanHolder, plan: HedgePlan, events: Option<&broadcast::Sender<
     let (items, as_of) = (plan.items.len(), plan.as_of_event_id);
     let announce = events.map(|tx| (tx, plan.clone()));
     if holder.set(plan) {
-        tracing::info!(items, as_of, "hedge plan updated");
+        tracing::info!(items, as_of = %as_of, "hedge plan updated");
         if let Some((tx, plan)) = announce {
             let _ = tx.send(HedgerEvent::Plan { plan });
         }
@@ -167,7 +167,7 @@ fn take(holder: &PlanHolder, plan: HedgePlan, events: Option<&broadcast::Sender<
 #[derive(Default)]
 struct SeenOnStream {
     /// The newest event that can move the plan.
-    newest: Option<u64>,
+    newest: Option<EventId>,
     /// An operator command for this account was announced.
     commands: bool,
 }
@@ -183,11 +183,15 @@ impl SeenOnStream {
         match item {
             StreamItem::Plan(plan) => {
                 // The stream told of the events up to the plan's, ahead of their own frames.
-                holder.mark(Stage::EventReceived, plan.as_of_event_id, Instant::now());
+                holder.mark(
+                    Stage::EventReceived,
+                    plan.as_of_event_id.get(),
+                    Instant::now(),
+                );
                 take(holder, plan, events)
             }
             StreamItem::Event(e) => {
-                holder.mark(Stage::EventReceived, e.id, Instant::now());
+                holder.mark(Stage::EventReceived, e.id.get(), Instant::now());
                 if e.kind == EventKind::CommandIssued && e.login.is_none_or(|l| l == login) {
                     self.commands = true;
                 }

@@ -5,7 +5,6 @@ use super::delivery::{all_hedges, CommandAnswer};
 use super::{Hedger, HedgerError, HedgerEvent};
 use crate::account_view::watched_positions;
 use crate::netting_hedges::HedgeLedger;
-use crate::tag::PlanItemId;
 use hedge_agent_runtime::outbox::OutboxKind;
 use hedge_center_api::model::{HedgeExecuted, HedgeStatus};
 use hedge_domain::CmdId;
@@ -112,7 +111,7 @@ impl Hedger {
             Ok(hedges) => {
                 for h in hedges.iter().filter(|h| h.status != HedgeStatus::Failed) {
                     self.state
-                        .recorded_elsewhere(PlanItemId(h.plan_item_id), h.volume, h.deal);
+                        .recorded_elsewhere(h.plan_item_id, h.volume, h.deal);
                 }
             }
             Err(e) => {
@@ -131,11 +130,8 @@ impl Hedger {
             }
             if queued.kind == OutboxKind::HedgeExecuted {
                 if let Ok(rec) = serde_json::from_str::<HedgeExecuted>(&queued.body) {
-                    self.state.recorded_elsewhere(
-                        PlanItemId(rec.plan_item_id),
-                        rec.volume,
-                        rec.deal,
-                    );
+                    self.state
+                        .recorded_elsewhere(rec.plan_item_id, rec.volume, rec.deal);
                 }
             }
         }

@@ -12,7 +12,7 @@ use crate::records::executed_record;
 use crate::tag::{command_of, PlanItemId};
 use hedge_agent_runtime::netting::NettingError;
 use hedge_agent_runtime::valuation::Commissions;
-use hedge_center_api::model::HedgeExecuted;
+use hedge_center_api::model::{CommandId, HedgeExecuted};
 use hedge_domain::{DealTicket, Login, Price, SymbolMap, Volume};
 use hedge_protocol::{DealRecord, Tx};
 use std::collections::{BTreeSet, VecDeque};
@@ -83,9 +83,9 @@ pub(super) struct HedgerState {
     /// Plan items whose execution is recorded (in the center or queued in the outbox).
     recorded_items: BTreeSet<PlanItemId>,
     /// Operator commands whose orders are on the account (their comment names them).
-    commands_on_account: BTreeSet<u64>,
+    commands_on_account: BTreeSet<CommandId>,
     /// Operator commands whose result is recorded (in the center or queued in the outbox).
-    commands_answered: BTreeSet<u64>,
+    commands_answered: BTreeSet<CommandId>,
     /// Holdings to record once the account's state has the deals that changed them.
     holding_due: Vec<DueHolding>,
     /// Deals whose transaction has been applied to the terminal's state, newest last (bounded):
@@ -294,19 +294,19 @@ impl HedgerState {
             .collect()
     }
 
-    pub(super) fn command_on_account(&self, id: u64) -> bool {
+    pub(super) fn command_on_account(&self, id: CommandId) -> bool {
         self.commands_on_account.contains(&id)
     }
 
-    pub(super) fn command_carried_out(&mut self, id: u64) {
+    pub(super) fn command_carried_out(&mut self, id: CommandId) {
         self.commands_on_account.insert(id);
     }
 
-    pub(super) fn command_answered(&self, id: u64) -> bool {
+    pub(super) fn command_answered(&self, id: CommandId) -> bool {
         self.commands_answered.contains(&id)
     }
 
-    pub(super) fn answer_queued(&mut self, id: u64) {
+    pub(super) fn answer_queued(&mut self, id: CommandId) {
         self.commands_answered.insert(id);
     }
 
@@ -400,7 +400,7 @@ mod tests {
         let record = s
             .execution_record(Login(5), PlanItemId(7), &SymbolMap::identity(), None, None)
             .expect("a record");
-        assert_eq!(record.plan_item_id, 7);
+        assert_eq!(record.plan_item_id, PlanItemId(7));
         s.execution_recorded(PlanItemId(7));
         assert!(s.unrecorded_items().is_empty());
         assert!(s
@@ -411,12 +411,17 @@ mod tests {
     #[test]
     fn a_command_comment_on_the_account_marks_the_command_carried_out() {
         let mut s = HedgerState::default();
-        s.take_tx(&tx(deal(3, DealEntry::Out, Magic(0), &command_comment(12))))
-            .unwrap();
-        assert!(s.command_on_account(12));
-        assert!(!s.command_answered(12));
-        s.answer_queued(12);
-        assert!(s.command_answered(12));
+        s.take_tx(&tx(deal(
+            3,
+            DealEntry::Out,
+            Magic(0),
+            &command_comment(CommandId(12)),
+        )))
+        .unwrap();
+        assert!(s.command_on_account(CommandId(12)));
+        assert!(!s.command_answered(CommandId(12)));
+        s.answer_queued(CommandId(12));
+        assert!(s.command_answered(CommandId(12)));
     }
 
     #[test]

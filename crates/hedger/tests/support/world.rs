@@ -5,7 +5,9 @@
 use hedge_agent_runtime::outbox::{Backoff, Outbox};
 use hedge_center::auth::{Role, TokenEntry, Tokens};
 use hedge_center_api::client::CenterClient;
-use hedge_center_api::model::{AccountRegistration, AccountRole, PositionEventKind, PositionReport};
+use hedge_center_api::model::{
+    AccountRegistration, AccountRole, CommandId, EventId, PositionEventKind, PositionReport,
+};
 use hedge_center::server::{CenterConfig, CenterHandle, CenterServer};
 use hedge_domain::{
     AccountMarginMode, FillingModes, Login, Magic, PositionId, Side, SymbolMap, Volume,
@@ -317,7 +319,7 @@ impl World {
         kind: PositionEventKind,
         side: Side,
         volume: Volume,
-    ) -> u64 {
+    ) -> EventId {
         self.client_symbol(position, "EURUSD", kind, side, volume)
             .await
     }
@@ -329,7 +331,7 @@ impl World {
         kind: PositionEventKind,
         side: Side,
         volume: Volume,
-    ) -> u64 {
+    ) -> EventId {
         self.seq += 1;
         self.admin
             .report_position(&PositionReport {
@@ -450,7 +452,7 @@ impl World {
     /// Waits until the center has an operator command in `status`.
     async fn command_reaches(
         &self,
-        id: u64,
+        id: CommandId,
         status: hedge_center_api::model::CommandStatus,
     ) -> Option<hedge_center_api::model::Command> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -466,7 +468,7 @@ impl World {
     }
 
     /// Deals on the hedge account whose comment names operator command `id`.
-    fn command_deals(&self, id: u64) -> usize {
+    fn command_deals(&self, id: CommandId) -> usize {
         let comment = format!("cmd:{id}");
         self.sim
             .deals()

@@ -20,7 +20,7 @@ pub fn pauses(c: &mut dyn Conn) -> Result<Vec<Pause>, StoreError> {
             actor: r.text(PauseCol::actor)?.to_owned(),
             reason: r.text(PauseCol::reason)?.to_owned(),
             since_ms: r.int(PauseCol::since_ms)?,
-            event_id: r.u64(PauseCol::event_id)?,
+            event_id: EventId(r.u64(PauseCol::event_id)?),
         })
     })
     .collect()
@@ -79,7 +79,7 @@ pub fn keyed_action(
             Val::text(actor),
             Val::Text(payload),
             Val::Text(json(&ack)?),
-            Val::Int(ack.event_id as i64),
+            Val::Int(ack.event_id.get() as i64),
             Val::Int(now),
         ],
     )?;
@@ -138,7 +138,7 @@ pub(super) fn action(
                 now,
             )?;
             Ok(ActionAck {
-                event_id,
+                event_id: EventId(event_id),
                 changed,
                 pauses: pauses(c)?,
                 command: None,

@@ -160,7 +160,7 @@ pub(super) fn set_allocation(
     };
     if unchanged {
         return Ok(ActionAck {
-            event_id: 0,
+            event_id: EventId(0),
             changed: false,
             pauses: pauses(c)?,
             command: None,
@@ -234,7 +234,7 @@ pub(super) fn set_allocation(
         },
     )?;
     Ok(ActionAck {
-        event_id,
+        event_id: EventId(event_id),
         changed: true,
         pauses: pauses(c)?,
         command: None,

@@ -89,7 +89,7 @@ pub fn tumbler_fired(
         },
     )?;
     let response = json(&FiringAck {
-        event_id,
+        event_id: EventId(event_id),
         idempotency_key: firing.idempotency_key.clone(),
     })?;
     remember_answer(

@@ -64,7 +64,7 @@ fn bare_position_from_row(r: &Row) -> Result<Position, StoreError> {
         opened_ms: r.int(PositionCol::opened_ms)?,
         updated_ms: r.int(PositionCol::updated_ms)?,
         last_seq: r.u64(PositionCol::last_seq)?,
-        last_event_id: r.u64(PositionCol::last_event_id)?,
+        last_event_id: EventId(r.u64(PositionCol::last_event_id)?),
         price_current: None,
         swap: None,
         profit: None,
@@ -183,7 +183,7 @@ pub fn position_detail(
         .iter()
         .map(|r| {
             Ok(VolumeChange {
-                event_id: r.u64(VolumeCol::event_id)?,
+                event_id: EventId(r.u64(VolumeCol::event_id)?),
                 kind: PositionEventKind::parse(r.text(VolumeCol::kind)?)
                     .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,
                 side: parse_side(r.text(VolumeCol::side)?)?,

@@ -12,14 +12,16 @@ columns! {
 
 pub(super) fn command_from_row(r: &Row) -> Result<Command, StoreError> {
     Ok(Command {
-        id: r.u64(CommandCol::id)?,
+        id: CommandId(r.u64(CommandCol::id)?),
         hedge_login: Login(r.u64(CommandCol::hedge_login)?),
         kind: CommandKind::parse(r.text(CommandCol::kind)?)
             .ok_or_else(|| StoreError::Corrupt("bad command kind".into()))?,
-        hedge_id: r.u64(CommandCol::hedge_id)?,
+        hedge_id: HedgeId(r.u64(CommandCol::hedge_id)?),
         symbol: r.text(CommandCol::symbol)?.to_owned(),
         account_symbol: r.text(CommandCol::account_symbol)?.to_owned(),
-        plan_item: r.opt_int(CommandCol::plan_item_id)?.map(|v| v as u64),
+        plan_item: r
+            .opt_int(CommandCol::plan_item_id)?
+            .map(|v| PlanItemId(v as u64)),
         volume: size_column(r.int(CommandCol::volume_units)?)?,
         status: CommandStatus::parse(r.text(CommandCol::status)?)
             .ok_or_else(|| StoreError::Corrupt("bad command status".into()))?,
@@ -34,8 +36,8 @@ pub(super) fn command_from_row(r: &Row) -> Result<Command, StoreError> {
     })
 }
 
-pub fn command_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Command>, StoreError> {
-    row_by_id(c, "commands", CommandCol::LIST, id, command_from_row)
+pub fn command_by_id(c: &mut dyn Conn, id: CommandId) -> Result<Option<Command>, StoreError> {
+    row_by_id(c, "commands", CommandCol::LIST, id.get(), command_from_row)
 }
 
 pub fn commands(c: &mut dyn Conn, q: &CommandQuery) -> Result<Page<Command>, StoreError> {
@@ -100,9 +102,12 @@ pub(super) fn issue_command(
         "SELECT {} FROM commands WHERE hedge_id = ? AND kind = ? AND status = 'pending' ORDER BY id LIMIT 1",
         CommandCol::LIST
     );
-    if let Some(row) = c.query_one(&sql, &[Val::Int(hedge_id as i64), Val::text(kind.as_str())])? {
+    if let Some(row) = c.query_one(
+        &sql,
+        &[Val::Int(hedge_id.get() as i64), Val::text(kind.as_str())],
+    )? {
         return Ok(ActionAck {
-            event_id: 0,
+            event_id: EventId(0),
             changed: false,
             pauses: pauses(c)?,
             command: Some(command_from_row(&row)?),
@@ -123,10 +128,10 @@ pub(super) fn issue_command(
             &[
                 Val::Int(hedge.hedge_login.0 as i64),
                 Val::text(kind.as_str()),
-                Val::Int(hedge_id as i64),
+                Val::Int(hedge_id.get() as i64),
                 Val::text(&hedge.symbol),
                 Val::text(&hedge.account_symbol),
-                Val::Int(to_i64(hedge.plan_item_id, "plan_item_id")?),
+                Val::Int(to_i64(hedge.plan_item_id.get(), "plan_item_id")?),
                 Val::Int(lots(volume, "volume")?.units()),
                 Val::text(actor),
                 Val::text(&a.reason),
@@ -135,7 +140,7 @@ pub(super) fn issue_command(
             ],
         )?
         .ok_or_else(|| StoreError::Corrupt("command insert returned no id".into()))?;
-    let command = command_by_id(c, row.u64(Single::value)?)?
+    let command = command_by_id(c, CommandId(row.u64(Single::value)?))?
         .ok_or_else(|| StoreError::Corrupt("command vanished".into()))?;
     let reason = format!(
         "{actor} asked to {} hedge {hedge_id} ({} {} {} on {}), command {}",
@@ -179,7 +184,7 @@ pub(super) fn issue_command(
         )?;
     }
     Ok(ActionAck {
-        event_id,
+        event_id: EventId(event_id),
         changed: true,
         pauses: pauses(c)?,
         command: Some(command),
@@ -193,7 +198,7 @@ pub(super) fn issue_command(
 pub fn command_result(
     c: &mut dyn Conn,
     actor: &str,
-    id: u64,
+    id: CommandId,
     r: &CommandResult,
     now: i64,
 ) -> Result<(Command, bool), WriteError> {
@@ -226,7 +231,7 @@ pub fn command_result(
             Val::opt_int(r.retcode.map(|v| i64::from(v.0))),
             Val::opt_text(r.message.clone()),
             Val::Int(now),
-            Val::Int(id as i64),
+            Val::Int(id.get() as i64),
         ],
     )?;
     let stored =

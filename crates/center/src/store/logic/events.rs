@@ -100,7 +100,7 @@ columns! {
 
 pub(super) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
     Ok(Event {
-        id: r.u64(EventCol::id)?,
+        id: EventId(r.u64(EventCol::id)?),
         time_ms: r.int(EventCol::time_ms)?,
         kind: EventKind::parse(r.text(EventCol::kind)?)
             .ok_or_else(|| StoreError::Corrupt("bad event kind".into()))?,

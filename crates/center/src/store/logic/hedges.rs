@@ -13,8 +13,8 @@ columns! {
 
 pub(super) fn hedge_from_row(r: &Row) -> Result<Hedge, StoreError> {
     Ok(Hedge {
-        id: r.u64(HedgeCol::id)?,
-        plan_item_id: r.u64(HedgeCol::plan_item_id)?,
+        id: HedgeId(r.u64(HedgeCol::id)?),
+        plan_item_id: PlanItemId(r.u64(HedgeCol::plan_item_id)?),
         hedge_login: Login(r.u64(HedgeCol::hedge_login)?),
         symbol: r.text(HedgeCol::symbol)?.to_owned(),
         account_symbol: r.text(HedgeCol::account_symbol)?.to_owned(),
@@ -33,7 +33,7 @@ pub(super) fn hedge_from_row(r: &Row) -> Result<Hedge, StoreError> {
         message: r.text(HedgeCol::message)?.to_owned(),
         created_ms: r.int(HedgeCol::created_ms)?,
         updated_ms: r.int(HedgeCol::updated_ms)?,
-        event_id: r.u64(HedgeCol::event_id)?,
+        event_id: EventId(r.u64(HedgeCol::event_id)?),
         mark: None,
     })
 }
@@ -79,8 +79,8 @@ pub(super) fn row_by_id<T>(
         .transpose()
 }
 
-pub fn hedge_by_id(c: &mut dyn Conn, id: u64) -> Result<Option<Hedge>, StoreError> {
-    row_by_id(c, "hedges", HedgeCol::LIST, id, hedge_from_row)
+pub fn hedge_by_id(c: &mut dyn Conn, id: HedgeId) -> Result<Option<Hedge>, StoreError> {
+    row_by_id(c, "hedges", HedgeCol::LIST, id.get(), hedge_from_row)
 }
 
 pub(super) fn hedge_account(
@@ -95,7 +95,7 @@ pub(super) fn hedge_account(
 }
 
 pub(super) struct HedgeRow<'a> {
-    plan_item_id: u64,
+    plan_item_id: PlanItemId,
     hedge_login: Login,
     symbol: &'a str,
     account_symbol: String,
@@ -123,7 +123,7 @@ pub(super) fn insert_hedge(c: &mut dyn Conn, h: HedgeRow<'_>) -> Result<u64, Wri
                 HedgeCol::LIST.trim_start_matches("id, ")
             ),
             &[
-                Val::Int(to_i64(h.plan_item_id, "plan_item_id")?),
+                Val::Int(to_i64(h.plan_item_id.get(), "plan_item_id")?),
                 Val::Int(h.hedge_login.0 as i64),
                 Val::text(h.symbol),
                 Val::Text(h.account_symbol),
@@ -183,7 +183,7 @@ pub fn hedge_executed(
     if size.is_zero() {
         return Err(Refusal::invalid("volume", "volume must be positive").into());
     }
-    to_i64(h.plan_item_id, "plan_item_id")?;
+    to_i64(h.plan_item_id.get(), "plan_item_id")?;
     if h.hedge_login.0 > i64::MAX as u64 {
         return Err(Refusal::invalid("hedge_login", "hedge_login is out of range").into());
     }
@@ -195,7 +195,7 @@ pub fn hedge_executed(
         &sql,
         &[
             Val::Int(h.hedge_login.0 as i64),
-            Val::Int(h.plan_item_id as i64),
+            Val::Int(h.plan_item_id.get() as i64),
         ],
     )? {
         let existing = hedge_from_row(&row)?;
@@ -238,7 +238,8 @@ pub fn hedge_executed(
         },
     )?;
     add_hedge_exposure(c, h.hedge_login, &h.symbol, size.signed(h.side), event_id)?;
-    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
+    let hedge =
+        hedge_by_id(c, HedgeId(id))?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
         event_id,
@@ -263,7 +264,7 @@ pub fn hedge_failed(
 ) -> Result<Hedge, WriteError> {
     check_symbol(&f.symbol, "symbol")?;
     let size = lots(f.volume, "volume")?;
-    to_i64(f.plan_item_id, "plan_item_id")?;
+    to_i64(f.plan_item_id.get(), "plan_item_id")?;
     if f.message.len() > 2048 {
         return Err(Refusal::invalid("message", "message is too long").into());
     }
@@ -296,7 +297,8 @@ pub fn hedge_failed(
             event_id,
         },
     )?;
-    let hedge = hedge_by_id(c, id)?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
+    let hedge =
+        hedge_by_id(c, HedgeId(id))?.ok_or_else(|| StoreError::Corrupt("hedge vanished".into()))?;
     write_event(
         c,
         event_id,
@@ -316,7 +318,7 @@ pub fn hedge_failed(
 pub fn hedge_reduce(
     c: &mut dyn Conn,
     actor: &str,
-    id: u64,
+    id: HedgeId,
     r: &HedgeReduce,
     now: i64,
 ) -> Result<Hedge, WriteError> {
@@ -370,7 +372,7 @@ pub fn hedge_reduce(
             Val::text(status.as_str()),
             Val::Int(now),
             Val::Int(event_id as i64),
-            Val::Int(id as i64),
+            Val::Int(id.get() as i64),
         ],
     )?;
     // `remaining < open` here, so the difference is a size; taking it back moves the net against

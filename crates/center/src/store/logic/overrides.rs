@@ -68,7 +68,7 @@ pub(super) fn set_override(
         .transpose()?;
     if current == value {
         return Ok(ActionAck {
-            event_id: 0,
+            event_id: EventId(0),
             changed: false,
             pauses: pauses(c)?,
             command: None,
@@ -135,7 +135,7 @@ pub(super) fn set_override(
         },
     )?;
     Ok(ActionAck {
-        event_id,
+        event_id: EventId(event_id),
         changed: true,
         pauses: pauses(c)?,
         command: None,

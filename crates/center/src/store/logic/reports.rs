@@ -125,7 +125,7 @@ fn position_values(p: &Position, realized: Option<&Realized>) -> Result<Vec<Val>
         Val::Int(p.opened_ms),
         Val::Int(p.updated_ms),
         Val::Int(p.last_seq as i64),
-        Val::Int(p.last_event_id as i64),
+        Val::Int(p.last_event_id.get() as i64),
         Val::opt_text(p.exit_comment.clone()),
         Val::opt_int(realized.map(|r| r.units)),
         money(realized.map(|r| Money(r.notional))),
@@ -566,7 +566,7 @@ fn decide(
         // The batch's running totals are kept as the stored 10^-8 units.
         let exposure_delta = exposure_delta.units();
         Realized::show(realized.as_ref(), &mut position);
-        position.last_event_id = event_id;
+        position.last_event_id = EventId(event_id);
         let change = Change {
             event,
             reason: &reason,
@@ -675,7 +675,7 @@ fn render_report(
         Val::Text(json(position)?),
     ];
     let answer = json(&ReportAck {
-        event_id,
+        event_id: EventId(event_id),
         idempotency_key: r.idempotency_key.clone(),
         status: position.status,
         volume: position.volume,
