@@ -59,12 +59,12 @@ impl Role {
         self.is_admin() || self == Role::Hedge(login)
     }
 
-    fn parse(role: &str, login: Option<u64>) -> Result<Role, String> {
-        let need = |what: &str| {
+    fn parse(role: &str, login: Option<u64>) -> Result<Role, TokenError> {
+        let need = |role: &'static str| {
             login
                 .filter(|l| *l > 0)
                 .map(Login)
-                .ok_or_else(|| format!("a {what} token needs a login"))
+                .ok_or(TokenError::NeedsLogin { role })
         };
         match role {
             "client" => Ok(Role::Client(need("client")?)),
@@ -72,9 +72,7 @@ impl Role {
             "tumbler" => Ok(Role::Tumbler(need("tumbler")?)),
             "admin" => Ok(Role::Admin),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "unknown token role {other:?} (client, hedge, tumbler, admin, viewer)"
-            )),
+            other => Err(TokenError::UnknownRole(other.to_owned())),
         }
     }
 }
@@ -182,9 +180,21 @@ impl ReadScope {
 /// Shortest accepted token secret: long enough that guessing one over the network is hopeless.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// Why a set of tokens cannot be used.
+/// Why a token, or a set of tokens, cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
+    #[error("a {role} token needs a login")]
+    NeedsLogin { role: &'static str },
+    #[error("unknown token role {0:?} (client, hedge, tumbler, admin, viewer)")]
+    UnknownRole(String),
+    #[error("a token must be at least {MIN_SECRET_LEN} characters (a generated one is 64)")]
+    TooShort,
+    #[error("a token must not contain spaces")]
+    Whitespace,
+    #[error("environment variable {0} (token) is not set")]
+    EnvNotSet(String),
+    #[error("a token needs exactly one of `token` or `token_env`")]
+    SecretSource,
     /// Two entries with one secret: the first would win, so the second role could never be used
     /// and whoever holds it acts with the first role's rights.
     #[error(
@@ -222,15 +232,13 @@ impl TokenEntry {
         name: impl Into<String>,
         role: Role,
         secret: impl Into<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TokenError> {
         let secret = secret.into();
         if secret.chars().count() < MIN_SECRET_LEN {
-            return Err(format!(
-                "a token must be at least {MIN_SECRET_LEN} characters (a generated one is 64)"
-            ));
+            return Err(TokenError::TooShort);
         }
         if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("a token must not contain spaces".into());
+            return Err(TokenError::Whitespace);
         }
         Ok(TokenEntry {
             name: name.into(),
@@ -257,13 +265,14 @@ pub struct TokenConfig {
 }
 
 impl TokenConfig {
-    pub fn entry(&self) -> Result<TokenEntry, String> {
+    pub fn entry(&self) -> Result<TokenEntry, TokenError> {
         let role = Role::parse(&self.role, self.login)?;
         let secret = match (&self.token, &self.token_env) {
             (Some(t), None) => t.clone(),
-            (None, Some(var)) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} (token) is not set"))?,
-            _ => return Err("a token needs exactly one of `token` or `token_env`".into()),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| TokenError::EnvNotSet(var.clone()))?
+            }
+            _ => return Err(TokenError::SecretSource),
         };
         let name = self.name.clone().unwrap_or_else(|| default_name(role));
         TokenEntry::new(name, role, secret)

@@ -30,7 +30,7 @@ pub const MAX_LEGACY_BODY: usize = 16 * 1024;
 pub struct LegacyToken(Vec<u8>);
 
 impl LegacyToken {
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, crate::auth::TokenError> {
         crate::auth::TokenEntry::new("legacy", crate::auth::Role::Viewer, secret)?;
         Ok(LegacyToken(secret.as_bytes().to_vec()))
     }

@@ -201,15 +201,23 @@ struct Probe {
     cmd_id: Option<serde_json::Value>,
 }
 
+/// Why a line has no envelope to read.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("not a JSON object: {0}")]
+    NotAnObject(&'static str),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 impl Probe {
-    fn read(line: &[u8]) -> Result<Probe, String> {
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(serde_json::Value::Object(mut map)) => Ok(Probe {
+    fn read(line: &[u8]) -> Result<Probe, ProbeError> {
+        match serde_json::from_slice::<serde_json::Value>(line)? {
+            serde_json::Value::Object(mut map) => Ok(Probe {
                 kind: map.remove("type"),
                 cmd_id: map.remove("cmd_id"),
             }),
-            Ok(other) => Err(format!("not a JSON object: {}", json_kind(&other))),
-            Err(e) => Err(e.to_string()),
+            other => Err(ProbeError::NotAnObject(json_kind(&other))),
         }
     }
 }
@@ -229,7 +237,7 @@ fn decode<T: DeserializeOwned + Validate>(line: &[u8], known: &[&str]) -> Result
     match serde_json::from_slice::<T>(line) {
         Ok(msg) => {
             msg.validate().map_err(|message| {
-                let mut e = ProtocolError::new(ErrorCode::BadMessage, message);
+                let mut e = ProtocolError::new(ErrorCode::BadMessage, message.to_string());
                 e.cmd_id = probe_cmd_id(line);
                 e
             })?;
@@ -312,7 +320,7 @@ pub fn decode_terminal(line: &[u8]) -> Result<TerminalMsg, ProtocolError> {
 
 fn validated<T: Validate>(msg: T, line: &[u8]) -> Result<T, ProtocolError> {
     msg.validate().map_err(|message| {
-        let mut e = ProtocolError::new(ErrorCode::BadMessage, message);
+        let mut e = ProtocolError::new(ErrorCode::BadMessage, message.to_string());
         e.cmd_id = probe_cmd_id(line);
         e
     })?;

@@ -20,9 +20,9 @@ pub use codec::{
 pub use message::{json_len, split_by_size};
 pub use message::{
     AccountInfo, AgentMsg, CheckResult, Cmd, DealRecord, ErrorCode, ErrorMsg, Filling, Heartbeat,
-    Hello, HistoryPage, HistoryRange, HistorySummary, Op, OrderRecord, PositionRecord, Reply,
-    Snapshot, SymbolInfo, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx, LINE_RESERVE,
-    PROTOCOL_VERSION,
+    Hello, HistoryPage, HistoryRange, HistorySummary, InvalidMessage, Op, OrderRecord,
+    PositionRecord, Reply, Snapshot, SymbolInfo, Symbols, TerminalMsg, TimeMs, TradeRequest, Tx,
+    LINE_RESERVE, PROTOCOL_VERSION,
 };
 pub use terminal::{
     History, Terminal, TerminalConfig, TerminalError, TerminalEvent, TerminalListener,

@@ -862,29 +862,48 @@ impl TradeRequest {
     }
 }
 
-/// Checks that serde cannot express: no negative quantity anywhere.
-pub(crate) trait Validate {
-    fn validate(&self) -> Result<(), String>;
+/// A well-formed message whose values cannot be right: answered with `bad_message`, never acted on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMessage {
+    #[error("{what} must not be negative, got {value}")]
+    Negative { what: &'static str, value: String },
+    #[error("volume must be positive for {action}, got {volume}")]
+    VolumeNotPositive { action: TradeAction, volume: Volume },
+    #[error("cmd_id must be 1 to {MAX_CMD_ID} bytes")]
+    CmdIdLength,
+    #[error("history range ends ({to}) before it starts ({from})")]
+    HistoryRange { from: TimeMs, to: TimeMs },
 }
 
-fn non_negative_volume(what: &str, v: Volume) -> Result<(), String> {
+/// Checks that serde cannot express: no negative quantity anywhere.
+pub(crate) trait Validate {
+    fn validate(&self) -> Result<(), InvalidMessage>;
+}
+
+fn non_negative_volume(what: &'static str, v: Volume) -> Result<(), InvalidMessage> {
     if v.is_negative() {
-        Err(format!("{what} must not be negative, got {v}"))
+        Err(InvalidMessage::Negative {
+            what,
+            value: v.to_string(),
+        })
     } else {
         Ok(())
     }
 }
 
-fn non_negative_price(what: &str, p: Price) -> Result<(), String> {
+fn non_negative_price(what: &'static str, p: Price) -> Result<(), InvalidMessage> {
     if p.is_negative() {
-        Err(format!("{what} must not be negative, got {p}"))
+        Err(InvalidMessage::Negative {
+            what,
+            value: p.to_string(),
+        })
     } else {
         Ok(())
     }
 }
 
 impl Validate for TradeRequest {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         non_negative_volume("volume", self.volume)?;
         non_negative_price("price", self.price)?;
         non_negative_price("stoplimit", self.stoplimit)?;
@@ -893,36 +912,36 @@ impl Validate for TradeRequest {
         if matches!(self.action, TradeAction::Deal | TradeAction::Pending)
             && !self.volume.is_positive()
         {
-            return Err(format!(
-                "volume must be positive for {}, got {}",
-                self.action, self.volume
-            ));
+            return Err(InvalidMessage::VolumeNotPositive {
+                action: self.action,
+                volume: self.volume,
+            });
         }
         Ok(())
     }
 }
 
 impl Validate for PositionRecord {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         non_negative_volume("position volume", self.volume)
     }
 }
 
 impl Validate for OrderRecord {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         non_negative_volume("order volume_initial", self.volume_initial)?;
         non_negative_volume("order volume_current", self.volume_current)
     }
 }
 
 impl Validate for DealRecord {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         non_negative_volume("deal volume", self.volume)
     }
 }
 
 impl Validate for TerminalMsg {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         match self {
             TerminalMsg::Snapshot(s) => {
                 s.positions.iter().try_for_each(Validate::validate)?;
@@ -957,19 +976,19 @@ impl Validate for TerminalMsg {
 }
 
 impl Validate for AgentMsg {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidMessage> {
         match self {
             AgentMsg::Cmd(cmd)
                 if cmd.cmd_id.as_str().is_empty() || cmd.cmd_id.as_str().len() > MAX_CMD_ID =>
             {
-                Err(format!("cmd_id must be 1 to {MAX_CMD_ID} bytes"))
+                Err(InvalidMessage::CmdIdLength)
             }
             AgentMsg::Cmd(cmd) => match &cmd.op {
                 Op::OrderSend(r) | Op::OrderCheck(r) => r.validate(),
-                Op::History(h) if h.to < h.from => Err(format!(
-                    "history range ends ({}) before it starts ({})",
-                    h.to, h.from
-                )),
+                Op::History(h) if h.to < h.from => Err(InvalidMessage::HistoryRange {
+                    from: h.from,
+                    to: h.to,
+                }),
                 _ => Ok(()),
             },
             AgentMsg::Error(_) => Ok(()),

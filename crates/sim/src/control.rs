@@ -31,23 +31,37 @@ pub enum Command {
     Nothing,
 }
 
+/// Why a control line cannot be carried out; shown to the operator after `error: `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0} takes no arguments")]
+    NoArguments(String),
+    #[error("control lines run now: drop `at <time>`")]
+    Timed,
+    #[error("{0}; `help` lists the commands")]
+    UnknownAction(String),
+    /// The action's words, as a script line would be refused.
+    #[error("{0}")]
+    Action(String),
+}
+
 /// Parses one control line (pure: symbols are mapped when the line is carried out).
-pub fn parse(line: &str) -> Result<Command, String> {
+pub fn parse(line: &str) -> Result<Command, ControlError> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(Command::Nothing);
     }
-    let words = script::tokens(line)?;
+    let words = script::tokens(line).map_err(ControlError::Action)?;
     match words.first().map(String::as_str) {
         Some("positions") if words.len() == 1 => Ok(Command::Positions),
         Some("help") if words.len() == 1 => Ok(Command::Help),
-        Some("positions" | "help") => Err(format!("{} takes no arguments", words[0])),
-        Some("at") => Err("control lines run now: drop `at <time>`".into()),
+        Some("positions" | "help") => Err(ControlError::NoArguments(words[0].clone())),
+        Some("at") => Err(ControlError::Timed),
         _ => script::parse_action(&words)
             .map(Command::Trade)
             .map_err(|e| match e.starts_with("unknown action") {
-                true => format!("{e}; `help` lists the commands"),
-                false => e,
+                true => ControlError::UnknownAction(e),
+                false => ControlError::Action(e),
             }),
     }
 }
@@ -221,7 +235,7 @@ mod tests {
 
     #[test]
     fn bad_lines_say_why() {
-        let err = |line: &str| parse(line).unwrap_err();
+        let err = |line: &str| parse(line).unwrap_err().to_string();
         assert_eq!(
             err("fly EURUSD"),
             "unknown action \"fly\"; `help` lists the commands"

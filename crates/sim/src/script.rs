@@ -77,7 +77,7 @@ impl Action {
     pub fn map_symbol<'a>(
         &mut self,
         names: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::symbols::SymbolNameError> {
         if let Some(symbol) = self.symbol_mut() {
             *symbol = crate::symbols::account_name(names, symbol)?;
         }
@@ -346,9 +346,9 @@ impl Script {
         for step in &mut self.steps {
             step.action
                 .map_symbol(names.iter().map(String::as_str))
-                .map_err(|message| ScriptError {
+                .map_err(|e| ScriptError {
                     line: step.line,
-                    message,
+                    message: e.to_string(),
                 })?;
         }
         Ok(())

@@ -108,13 +108,22 @@ pub fn default_symbols(suffix: &str) -> Vec<SimSymbol> {
     ]
 }
 
+/// Why a symbol name has no one account symbol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolNameError {
+    #[error("unknown symbol {wanted:?}; the account has {known}")]
+    Unknown { wanted: String, known: String },
+    #[error("symbol {wanted:?} is ambiguous: {candidates}; give the account's name")]
+    Ambiguous { wanted: String, candidates: String },
+}
+
 /// The account's name for `wanted`: the name itself when the account has it, otherwise the one
 /// account symbol that decorates it (`EURUSD` → `EURUSD.r`, `mEURUSD`), so scripts and control lines
 /// can use the canonical names a trader thinks in.
 pub fn account_name<'a>(
     names: impl IntoIterator<Item = &'a str>,
     wanted: &str,
-) -> Result<String, String> {
+) -> Result<String, SymbolNameError> {
     let names: Vec<&str> = names.into_iter().collect();
     if names.contains(&wanted) {
         return Ok(wanted.to_owned());
@@ -126,14 +135,14 @@ pub fn account_name<'a>(
         .collect();
     match decorated.as_slice() {
         [one] => Ok((*one).to_owned()),
-        [] => Err(format!(
-            "unknown symbol {wanted:?}; the account has {}",
-            names.join(", ")
-        )),
-        many => Err(format!(
-            "symbol {wanted:?} is ambiguous: {}; give the account's name",
-            many.join(", ")
-        )),
+        [] => Err(SymbolNameError::Unknown {
+            wanted: wanted.to_owned(),
+            known: names.join(", "),
+        }),
+        many => Err(SymbolNameError::Ambiguous {
+            wanted: wanted.to_owned(),
+            candidates: many.join(", "),
+        }),
     }
 }
 
@@ -148,10 +157,12 @@ mod tests {
         assert_eq!(account_name(names, "EURUSD.r").unwrap(), "EURUSD.r");
         assert_eq!(account_name(names, "GBPUSD").unwrap(), "mGBPUSD");
         assert_eq!(
-            account_name(names, "USDJPY").unwrap_err(),
+            account_name(names, "USDJPY").unwrap_err().to_string(),
             "unknown symbol \"USDJPY\"; the account has EURUSD.r, XAUUSD.r, mGBPUSD"
         );
-        let err = account_name(["EURUSD.r", "EURUSD.pro"], "EURUSD").unwrap_err();
+        let err = account_name(["EURUSD.r", "EURUSD.pro"], "EURUSD")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ambiguous"), "{err}");
     }
 }
