@@ -125,10 +125,6 @@ impl CenterClient {
         Ok(CenterClient { http, base, token })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

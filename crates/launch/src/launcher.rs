@@ -516,10 +516,6 @@ impl RunningTerminal {
         self.child.id()
     }
 
-    pub fn data_folder(&self) -> &DataFolder {
-        &self.data
-    }
-
     /// The generated files that still hold the password (empty once removed).
     pub fn secret_files(&self) -> &[PathBuf] {
         &self.secret_files

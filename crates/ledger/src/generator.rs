@@ -57,14 +57,6 @@ const MARKETS: &[(i64, u32, i64)] = &[
     (136_000, 5, 20),
 ];
 
-/// The digits the generator prices `symbol` with, if it is one of its symbols.
-pub fn symbol_digits(symbol: &str) -> Option<u32> {
-    SYMBOLS
-        .iter()
-        .position(|s| *s == symbol)
-        .map(|i| MARKETS[i].1)
-}
-
 struct Model {
     id: u64,
     symbol: usize,

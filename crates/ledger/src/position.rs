@@ -132,9 +132,6 @@ impl<'a> ActivePosition<'a> {
     pub fn is_unmanaged(&self) -> bool {
         codec::is_link(Magic(self.pos.entry_magic))
     }
-    pub fn entry_order_info(&self) -> Option<OrderInfo> {
-        self.ledger.order_info(self.pos.entry_order)
-    }
     pub fn entry_comment(&self) -> &'a str {
         self.ledger
             .order(self.pos.entry_order)
@@ -170,10 +167,6 @@ impl<'a> ActivePosition<'a> {
     pub fn deals(&self) -> impl Iterator<Item = DealFragment> + 'a {
         self.pos.deals.iter().map(DealFragment::from)
     }
-    /// Price difference in the position's favour at `current` (the original's "profit points").
-    pub fn price_difference(&self, current: Price) -> Price {
-        Price((current.0 - self.entry_price().0) * Decimal::from(self.side().sign()))
-    }
     /// Floating profit at `current` (Bid for long, Ask for short).
     pub fn profit(&self, spec: &SymbolSpec, current: Price) -> Money {
         profit(
@@ -183,10 +176,6 @@ impl<'a> ActivePosition<'a> {
             current,
             self.volume(),
         )
-    }
-    /// The position's event counter (the `seq` of its latest event when events are tracked).
-    pub fn event_seq(&self) -> u32 {
-        self.pos.seq
     }
 }
 

@@ -36,12 +36,6 @@ pub struct PositionState {
     pub frozen_by: Option<String>,
 }
 
-impl PositionState {
-    fn is_empty(&self) -> bool {
-        self == &PositionState::default()
-    }
-}
-
 /// Everything in the store, keyed by account login and position id.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalState {
@@ -67,13 +61,6 @@ impl LocalState {
         self.position(login, id).is_some_and(|p| {
             p.frozen_until_ms.is_some_and(|t| now_ms < t) && p.frozen_by.as_deref() != Some(me)
         })
-    }
-
-    /// Drops the records of positions that are no longer active (their TP and freeze are moot).
-    pub fn retain_active(&mut self, login: u64, active: &dyn Fn(PositionId) -> bool) {
-        if let Some(m) = self.accounts.get_mut(&login) {
-            m.retain(|id, p| active(PositionId(*id)) && !p.is_empty());
-        }
     }
 }
 

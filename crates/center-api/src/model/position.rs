@@ -36,10 +36,6 @@ impl IdempotencyKey {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 impl fmt::Display for IdempotencyKey {
