@@ -6,6 +6,8 @@
 //! numeric values so they travel unchanged between the terminal, the protocol and the store; symbol
 //! specifications know how to round a volume to the broker's step and a price to its digits; and a
 //! [`SymbolMap`] translates between canonical names (`EURUSD`) and each broker's (`EURUSD.r`, `GOLD`).
+//! [`fixed`] is the one exact 10^-8 integer form ([`Lots`] never negative, [`Exposure`] signed) and
+//! [`Clock`] the one way to ask the time, so tests can fix it.
 
 pub mod clock;
 pub mod fixed;
