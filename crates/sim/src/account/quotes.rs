@@ -262,64 +262,81 @@ impl Account {
             let Some(price) = self.close_price(symbol, p.side) else {
                 continue;
             };
-            let ticket = self.new_order();
-            let order_type = OrderType::market(p.side.opposite());
-            let mut record = OrderRecord {
-                ticket,
-                symbol: p.symbol.clone(),
-                order_type,
-                state: OrderState::Started,
-                time_setup: self.now,
-                time_done: 0,
-                type_filling: OrderFilling::Fok,
-                type_time: OrderTime::Gtc,
-                expiration: 0,
-                volume_initial: p.volume,
-                volume_current: p.volume,
-                price_open: price,
-                price_current: price,
-                price_stoplimit: Price::ZERO,
-                sl: Price::ZERO,
-                tp: Price::ZERO,
-                magic: p.magic,
-                position_id: p.id,
-                position_by_id: PositionId(0),
-                reason: reason.code(),
-                comment: format!(
-                    "[{} {}]",
-                    if reason == DealReason::Sl { "sl" } else { "tp" },
-                    if reason == DealReason::Sl { p.sl } else { p.tp }
-                ),
-            };
-            let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
-            fill_order_fields(&mut add, &record);
-            add.order_record = Some(record.clone());
-            txs.push(add);
-            txs.extend(self.apply_deal(
-                symbol,
-                p.side.opposite(),
-                p.volume,
-                price,
-                ticket,
-                p.id,
-                p.magic,
-                &record.comment,
-                reason,
-                Price::ZERO,
-                Price::ZERO,
-            ));
-            record.state = OrderState::Filled;
-            record.volume_current = Volume::ZERO;
-            record.time_done = self.now;
-            let mut del = Tx::new(self.now, TradeTransactionType::OrderDelete);
-            fill_order_fields(&mut del, &record);
-            del.order_record = Some(record.clone());
-            txs.push(del);
-            let mut hist = Tx::new(self.now, TradeTransactionType::HistoryAdd);
-            fill_order_fields(&mut hist, &record);
-            hist.order_record = Some(record.clone());
-            txs.push(hist);
-            self.history_orders.push(record);
+            let comment = format!(
+                "[{} {}]",
+                if reason == DealReason::Sl { "sl" } else { "tp" },
+                if reason == DealReason::Sl { p.sl } else { p.tp }
+            );
+            self.close_by_server(&p, price, reason, comment, txs);
         }
+    }
+}
+
+impl Account {
+    /// Closes a whole position at `price` as the trade server does on its own (stop-loss,
+    /// take-profit, stop-out): a market order in the opposite direction, its deal, and the order's
+    /// way to history, each with its transaction, in MT5's order.
+    pub(super) fn close_by_server(
+        &mut self,
+        p: &Position,
+        price: Price,
+        reason: DealReason,
+        comment: String,
+        txs: &mut Vec<Tx>,
+    ) {
+        let ticket = self.new_order();
+        let mut record = OrderRecord {
+            ticket,
+            symbol: p.symbol.clone(),
+            order_type: OrderType::market(p.side.opposite()),
+            state: OrderState::Started,
+            time_setup: self.now,
+            time_done: 0,
+            type_filling: OrderFilling::Fok,
+            type_time: OrderTime::Gtc,
+            expiration: 0,
+            volume_initial: p.volume,
+            volume_current: p.volume,
+            price_open: price,
+            price_current: price,
+            price_stoplimit: Price::ZERO,
+            sl: Price::ZERO,
+            tp: Price::ZERO,
+            magic: p.magic,
+            position_id: p.id,
+            position_by_id: PositionId(0),
+            reason: reason.code(),
+            comment,
+        };
+        let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
+        fill_order_fields(&mut add, &record);
+        add.order_record = Some(record.clone());
+        txs.push(add);
+        txs.extend(self.apply_deal(
+            &p.symbol,
+            p.side.opposite(),
+            p.volume,
+            price,
+            ticket,
+            p.id,
+            p.magic,
+            &record.comment,
+            reason,
+            Price::ZERO,
+            Price::ZERO,
+        ));
+        record.state = OrderState::Filled;
+        record.volume_current = Volume::ZERO;
+        record.time_done = self.now;
+        for kind in [
+            TradeTransactionType::OrderDelete,
+            TradeTransactionType::HistoryAdd,
+        ] {
+            let mut tx = Tx::new(self.now, kind);
+            fill_order_fields(&mut tx, &record);
+            tx.order_record = Some(record.clone());
+            txs.push(tx);
+        }
+        self.history_orders.push(record);
     }
 }

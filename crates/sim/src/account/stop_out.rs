@@ -5,12 +5,9 @@
 //! above the stop-out level again or nothing is open. Each close is a market order of the server's
 //! (`DEAL_REASON_SO`) whose comment says the level, equity and margin that caused it.
 
-use super::{fill_order_fields, Account};
-use hedge_domain::{
-    DealReason, OrderFilling, OrderState, OrderTime, OrderType, PositionId, Price,
-    TradeTransactionType, Volume,
-};
-use hedge_protocol::{OrderRecord, Tx};
+use super::Account;
+use hedge_domain::DealReason;
+use hedge_protocol::Tx;
 use rust_decimal::Decimal;
 
 impl Account {
@@ -42,68 +39,16 @@ impl Account {
                 // Without a quote nothing can be closed; the next quote tries again.
                 return;
             };
-            let ticket = self.new_order();
-            let mut record = OrderRecord {
-                ticket,
-                symbol: p.symbol.clone(),
-                order_type: OrderType::market(p.side.opposite()),
-                state: OrderState::Started,
-                time_setup: self.now,
-                time_done: 0,
-                type_filling: OrderFilling::Fok,
-                type_time: OrderTime::Gtc,
-                expiration: 0,
-                volume_initial: p.volume,
-                volume_current: p.volume,
-                price_open: price,
-                price_current: price,
-                price_stoplimit: Price::ZERO,
-                sl: Price::ZERO,
-                tp: Price::ZERO,
-                magic: p.magic,
-                position_id: p.id,
-                position_by_id: PositionId(0),
-                reason: DealReason::So.code(),
-                comment: format!(
-                    "[so {}%/{}/{}]",
-                    level.round_dp(2).normalize(),
-                    equity,
-                    margin
-                )
-                .chars()
-                .take(super::COMMENT_CHARS)
-                .collect(),
-            };
-            let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
-            fill_order_fields(&mut add, &record);
-            add.order_record = Some(record.clone());
-            txs.push(add);
-            let symbol = p.symbol.clone();
-            txs.extend(self.apply_deal(
-                &symbol,
-                p.side.opposite(),
-                p.volume,
-                price,
-                ticket,
-                p.id,
-                p.magic,
-                &record.comment,
-                DealReason::So,
-                Price::ZERO,
-                Price::ZERO,
-            ));
-            record.state = OrderState::Filled;
-            record.volume_current = Volume::ZERO;
-            record.time_done = self.now;
-            let mut del = Tx::new(self.now, TradeTransactionType::OrderDelete);
-            fill_order_fields(&mut del, &record);
-            del.order_record = Some(record.clone());
-            txs.push(del);
-            let mut hist = Tx::new(self.now, TradeTransactionType::HistoryAdd);
-            fill_order_fields(&mut hist, &record);
-            hist.order_record = Some(record.clone());
-            txs.push(hist);
-            self.history_orders.push(record);
+            let comment = format!(
+                "[so {}%/{}/{}]",
+                level.round_dp(2).normalize(),
+                equity,
+                margin
+            )
+            .chars()
+            .take(super::COMMENT_CHARS)
+            .collect();
+            self.close_by_server(&p, price, DealReason::So, comment, txs);
             if self.positions.contains_key(&p.id) {
                 // The close did not take the whole position: stop rather than loop.
                 return;
