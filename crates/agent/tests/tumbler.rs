@@ -56,7 +56,11 @@ fn start_named(dir: &Path, name: &str) -> Child {
             .iter()
             .find(|p| Path::new(p).exists())
             .expect("a sleep binary");
-        std::fs::copy(sleep, &target).unwrap();
+        // A hard link, not a copy: writing an executable while other test threads fork can make
+        // its `exec` fail with "text file busy".
+        if std::fs::hard_link(sleep, &target).is_err() {
+            std::fs::copy(sleep, &target).unwrap();
+        }
     }
     Command::new(&target).arg("300").spawn().unwrap()
 }

@@ -40,7 +40,11 @@ async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
     let trigger = pos("trigger").expect("a trigger line");
     let order = pos("order").expect("an order line");
     assert!(trigger < order);
-    assert!(pos("tumbler").is_some() && pos("result").is_some());
+    assert!(
+        pos("tumbler").is_some() && pos("result").is_some(),
+        "a tumbler and a result line; timeline:\n{}",
+        lines.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -59,18 +59,43 @@ fn long_runner() -> Option<(PathBuf, Vec<&'static str>)> {
         .then(|| (ping, vec!["-n", "600", "127.0.0.1"]))
 }
 
+/// Starts a program that was written a moment ago. Another thread of this process may fork
+/// while the copy's write handle is still open; its child holds that handle until it execs, and
+/// until then the kernel refuses to run the file ("text file busy"). That lasts microseconds, so
+/// a few short retries get past it.
+fn spawn_fresh_executable(exe: &Path, args: &[&str]) -> Option<tokio::process::Child> {
+    for _ in 0..50 {
+        match tokio::process::Command::new(exe)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => return Some(child),
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the copier stand-in did not start");
+                return None;
+            }
+        }
+    }
+    tracing::warn!("the copier stand-in stayed busy for a second; running the tumbler dry");
+    None
+}
+
 fn start_copier(dir: &Path) -> Option<Copier> {
     let (program, args) = long_runner()?;
     let exe = dir.join("javaw.exe");
-    std::fs::copy(program, &exe).ok()?;
-    let child = tokio::process::Command::new(&exe)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
+    // A hard link writes no executable, so no other thread's fork can hold it open for writing;
+    // across file systems it falls back to a copy.
+    if std::fs::hard_link(&program, &exe).is_err() {
+        std::fs::copy(&program, &exe).ok()?;
+    }
+    let child = spawn_fresh_executable(&exe, &args)?;
     // A pid of 0 names no process (a launcher that handed the program on): nothing to kill.
     let pid = child.id().filter(|pid| *pid != 0)?;
     let pid_file = dir.join("copier.pid");
