@@ -1,15 +1,15 @@
-//! The command line every agent shares, compatible with the prototype's
+//! The command line every agent shares, compatible with the legacy agent's
 //! `<path> <login> <password> <server> <prefix> <exec_mode> [<symbols>...]`, plus flags for the rest.
 //!
 //! Two forms are accepted:
-//! - the prototype's: `hedge client C:\MT5\terminal64.exe 1001 secret Broker-Demo .r FOK EURUSD`
+//! - the legacy one: `hedge client C:\MT5\terminal64.exe 1001 secret Broker-Demo .r FOK EURUSD`
 //!   (the password may be `-` to take it from `--password-env`/`--password-file`/`HEDGE_PASSWORD`);
 //! - flags only, for a terminal (or the simulator) that is already running and connects on a port:
 //!   `hedge client --terminal-port 5001 --login 1001 --prefix .r --exec-mode auto EURUSD`, where every
 //!   positional argument is a symbol.
 //!
 //! The positional list is told apart by its shape: six or more values whose first looks like a
-//! terminal's path, whose second is a number or whose sixth is an execution mode are the prototype
+//! terminal's path, whose second is a number or whose sixth is an execution mode are the legacy
 //! form, and a bad login or execution mode there is an error of its own; anything else is a list of
 //! symbols. [`AgentArgs::resolve`] merges the command line with the `--config` file into
 //! [`AgentSettings`].
@@ -30,7 +30,7 @@ pub const CENTER_TOKEN_ENV: &str = "HEDGE_CENTER_TOKEN";
 /// Environment variable consulted for the center's URL.
 pub const CENTER_ENV: &str = "HEDGE_CENTER";
 /// The config file the `hedge` binary's agents read from the working folder when `--config` is
-/// not given, so the prototype's positional form alone can find the center. Only the binary does
+/// not given, so the legacy positional form alone can find the center. Only the binary does
 /// (see [`AgentArgs::with_working_folder_config`]): agents run inside `hedge demo` must not pick up
 /// a real account's settings from wherever the demo was started.
 pub const DEFAULT_CONFIG: &str = "hedge.toml";
@@ -116,7 +116,7 @@ impl FromStr for LogFormat {
 /// role's own `clap::Args` struct with `#[command(flatten)]`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct AgentArgs {
-    /// `<path> <login> <password> <server> <prefix> <exec_mode> [<symbols>...]` (the prototype's
+    /// `<path> <login> <password> <server> <prefix> <exec_mode> [<symbols>...]` (the legacy
     /// form), or only `[<symbols>...]` when --terminal-port, --login, --prefix, --exec-mode are given.
     #[arg(value_name = "ARGS")]
     pub positional: Vec<String>,
@@ -331,8 +331,8 @@ impl NewState {
     }
 }
 
-/// The prototype's positional fields, when the positional list has that shape.
-struct Prototype<'a> {
+/// The legacy form's positional fields, when the positional list has that shape.
+struct LegacyForm<'a> {
     path: &'a str,
     login: Login,
     password: &'a str,
@@ -348,10 +348,10 @@ fn looks_like_path(value: &str) -> bool {
     value.contains(['/', '\\']) || value.to_ascii_lowercase().ends_with(".exe")
 }
 
-/// The prototype's fields when the positional list has that shape, `None` when it is a list of
+/// The legacy form's fields when the positional list has that shape, `None` when it is a list of
 /// symbols. A list with the shape but a bad login or execution mode is an error naming that value:
 /// taking it as symbols would only say, much later, that the login is missing.
-fn prototype_form(positional: &[String]) -> Result<Option<Prototype<'_>>, ArgsError> {
+fn legacy_form(positional: &[String]) -> Result<Option<LegacyForm<'_>>, ArgsError> {
     let Some(first) = positional.first() else {
         return Ok(None);
     };
@@ -363,7 +363,7 @@ fn prototype_form(positional: &[String]) -> Result<Option<Prototype<'_>>, ArgsEr
             true => Err(ArgsError::Invalid {
                 what: "arguments",
                 message: format!(
-                    "the prototype's form is <path> <login> <password> <server> <prefix> \
+                    "the legacy form is <path> <login> <password> <server> <prefix> \
                      <exec_mode> [<symbols>...], got {} of its 6 values",
                     positional.len()
                 ),
@@ -394,7 +394,7 @@ fn prototype_form(positional: &[String]) -> Result<Option<Prototype<'_>>, ArgsEr
             })
         }
     };
-    Ok(Some(Prototype {
+    Ok(Some(LegacyForm {
         path: &positional[0],
         login,
         password: &positional[2],
@@ -456,46 +456,24 @@ impl AgentArgs {
     /// As [`AgentArgs::resolve`], with an already loaded config file.
     pub fn resolve_with(&self, config: ConfigFile) -> Result<AgentSettings, ArgsError> {
         let mut warnings = Vec::new();
-        let proto = prototype_form(&self.positional)?;
-        let positional_symbols: &[String] = match &proto {
-            Some(p) => p.symbols,
-            None => &self.positional,
-        };
-
-        let login = self
-            .login
-            .map(Login)
-            .or(proto.as_ref().map(|p| p.login))
-            .or(config.login.map(Login))
-            .ok_or(ArgsError::Missing("<login>"))?;
-        if login.get() == 0 {
-            return Err(ArgsError::Invalid {
-                what: "login",
-                message: "0 is not an account number".into(),
-            });
-        }
+        let legacy = legacy_form(&self.positional)?;
+        let legacy = legacy.as_ref();
+        let login = self.login_from(legacy, &config)?;
         let prefix = self
             .prefix
             .clone()
-            .or(proto.as_ref().map(|p| p.prefix.to_owned()))
+            .or(legacy.map(|p| p.prefix.to_owned()))
             .or(config.prefix.clone())
             .ok_or(ArgsError::Missing("<prefix>"))?;
-        let exec_mode = match (self.exec_mode, proto.as_ref(), &config.exec_mode) {
-            (Some(m), _, _) => m,
-            (None, Some(p), _) => p.exec_mode,
-            (None, None, Some(text)) => {
-                text.parse::<ExecMode>()
-                    .map_err(|message| ArgsError::Invalid {
-                        what: "exec_mode",
-                        message,
-                    })?
-            }
-            (None, None, None) => return Err(ArgsError::Missing("<exec_mode>")),
-        };
+        let exec_mode = self.exec_mode_from(legacy, &config)?;
         let mut symbol_map = SymbolMap::from_affix(&prefix);
         if let Some(explicit) = self.symbol_map.as_ref().or(config.symbol_map.as_ref()) {
             symbol_map = symbol_map.with_explicit(explicit)?;
         }
+        let positional_symbols: &[String] = match legacy {
+            Some(p) => p.symbols,
+            None => &self.positional,
+        };
         let symbols = if positional_symbols.is_empty() {
             config.symbols.clone()
         } else {
@@ -504,74 +482,13 @@ impl AgentArgs {
         .iter()
         .map(|s| validate_symbol(s))
         .collect::<Result<Vec<_>, _>>()?;
-
         let server = self
             .server
             .clone()
-            .or(proto
-                .as_ref()
-                .and_then(|p| non_empty(p.server).map(str::to_owned)))
+            .or(legacy.and_then(|p| non_empty(p.server).map(str::to_owned)))
             .or(config.server.clone());
-        let path = self
-            .path
-            .clone()
-            .or(proto
-                .as_ref()
-                .and_then(|p| non_empty(p.path).map(PathBuf::from)))
-            .or(config.path.clone());
-        let listen_ip = match (self.listen, &config.listen) {
-            (Some(ip), _) => ip,
-            (None, Some(text)) => text.parse::<IpAddr>().map_err(|e| ArgsError::Invalid {
-                what: "listen",
-                message: format!("{text:?}: {e}"),
-            })?,
-            (None, None) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
-        let port = self.terminal_port.or(config.terminal_port);
-
-        let terminal = match (port, path) {
-            (Some(port), _) => TerminalSource::Port {
-                listen: SocketAddr::new(listen_ip, port),
-            },
-            (None, Some(path)) => {
-                let password = self.password(proto.as_ref(), &config, &mut warnings)?;
-                let server = server.clone().ok_or(ArgsError::Missing("<server>"))?;
-                TerminalSource::Launch(LaunchSettings {
-                    path,
-                    login,
-                    password,
-                    server,
-                    listen: SocketAddr::new(listen_ip, 0),
-                    options: self.launch.clone(),
-                })
-            }
-            (None, None) => return Err(ArgsError::NoTerminal),
-        };
-        // A password typed on the command line is visible even when it is not needed (--terminal-port).
-        if let (TerminalSource::Port { .. }, Some(p)) = (&terminal, proto.as_ref()) {
-            if p.password != "-" && !p.password.is_empty() {
-                warnings.push(process_list_warning("terminal password"));
-            }
-        }
-
-        let center = match self.center.clone().or(config.center.clone()) {
-            None => None,
-            Some(url) => {
-                let url = url.trim().trim_end_matches('/').to_owned();
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ArgsError::Invalid {
-                        what: "center URL",
-                        message: format!("{url:?} does not start with http:// or https://"),
-                    });
-                }
-                let token = self.center_token(&config)?;
-                Some(CenterSettings { url, token })
-            }
-        };
-        if self.center_token.is_some() && std::env::var_os(CENTER_TOKEN_ENV).is_none() {
-            warnings.push(process_list_warning("center token"));
-        }
-
+        let terminal = self.terminal_source(legacy, &config, login, &server, &mut warnings)?;
+        let center = self.center_settings(&config, &mut warnings)?;
         let state_dir = self
             .state_dir
             .clone()
@@ -608,9 +525,126 @@ impl AgentArgs {
         })
     }
 
+    /// The account number: `--login`, the legacy form's, or the config file's; never 0.
+    fn login_from(
+        &self,
+        legacy: Option<&LegacyForm<'_>>,
+        config: &ConfigFile,
+    ) -> Result<Login, ArgsError> {
+        let login = self
+            .login
+            .map(Login)
+            .or(legacy.map(|p| p.login))
+            .or(config.login.map(Login))
+            .ok_or(ArgsError::Missing("<login>"))?;
+        if login.get() == 0 {
+            return Err(ArgsError::Invalid {
+                what: "login",
+                message: "0 is not an account number".into(),
+            });
+        }
+        Ok(login)
+    }
+
+    fn exec_mode_from(
+        &self,
+        legacy: Option<&LegacyForm<'_>>,
+        config: &ConfigFile,
+    ) -> Result<ExecMode, ArgsError> {
+        match (self.exec_mode, legacy, &config.exec_mode) {
+            (Some(m), _, _) => Ok(m),
+            (None, Some(p), _) => Ok(p.exec_mode),
+            (None, None, Some(text)) => {
+                text.parse::<ExecMode>()
+                    .map_err(|message| ArgsError::Invalid {
+                        what: "exec_mode",
+                        message,
+                    })
+            }
+            (None, None, None) => Err(ArgsError::Missing("<exec_mode>")),
+        }
+    }
+
+    /// Where the terminal comes from: one connecting to `--terminal-port`, or one to start from
+    /// its path (which needs the password and the server).
+    fn terminal_source(
+        &self,
+        legacy: Option<&LegacyForm<'_>>,
+        config: &ConfigFile,
+        login: Login,
+        server: &Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<TerminalSource, ArgsError> {
+        let path = self
+            .path
+            .clone()
+            .or(legacy.and_then(|p| non_empty(p.path).map(PathBuf::from)))
+            .or(config.path.clone());
+        let listen_ip = match (self.listen, &config.listen) {
+            (Some(ip), _) => ip,
+            (None, Some(text)) => text.parse::<IpAddr>().map_err(|e| ArgsError::Invalid {
+                what: "listen",
+                message: format!("{text:?}: {e}"),
+            })?,
+            (None, None) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let port = self.terminal_port.or(config.terminal_port);
+        let terminal = match (port, path) {
+            (Some(port), _) => TerminalSource::Port {
+                listen: SocketAddr::new(listen_ip, port),
+            },
+            (None, Some(path)) => {
+                let password = self.password(legacy, config, warnings)?;
+                let server = server.clone().ok_or(ArgsError::Missing("<server>"))?;
+                TerminalSource::Launch(LaunchSettings {
+                    path,
+                    login,
+                    password,
+                    server,
+                    listen: SocketAddr::new(listen_ip, 0),
+                    options: self.launch.clone(),
+                })
+            }
+            (None, None) => return Err(ArgsError::NoTerminal),
+        };
+        // A password typed on the command line is visible even when it is not needed (--terminal-port).
+        if let (TerminalSource::Port { .. }, Some(p)) = (&terminal, legacy) {
+            if p.password != "-" && !p.password.is_empty() {
+                warnings.push(process_list_warning("terminal password"));
+            }
+        }
+        Ok(terminal)
+    }
+
+    /// The center to report to, if any: its URL (http or https) and bearer token.
+    fn center_settings(
+        &self,
+        config: &ConfigFile,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<CenterSettings>, ArgsError> {
+        let center = match self.center.clone().or(config.center.clone()) {
+            None => None,
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ArgsError::Invalid {
+                        what: "center URL",
+                        message: format!("{url:?} does not start with http:// or https://"),
+                    });
+                }
+                let token = self.center_token(config)?;
+                Some(CenterSettings { url, token })
+            }
+        };
+        if self.center_token.is_some() && std::env::var_os(CENTER_TOKEN_ENV).is_none() {
+            warnings.push(process_list_warning("center token"));
+        }
+        Ok(center)
+    }
+
     fn password(
         &self,
-        proto: Option<&Prototype<'_>>,
+        legacy: Option<&LegacyForm<'_>>,
         config: &ConfigFile,
         warnings: &mut Vec<String>,
     ) -> Result<Secret, ArgsError> {
@@ -620,7 +654,7 @@ impl AgentArgs {
         if let Some(path) = &self.password_file {
             return Ok(secret::from_file(path)?);
         }
-        if let Some(p) = proto {
+        if let Some(p) = legacy {
             if p.password != "-" && !p.password.is_empty() {
                 warnings.push(process_list_warning("terminal password"));
                 return Ok(Secret::new(p.password));
@@ -718,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn prototype_form_is_understood() {
+    fn legacy_form_is_understood() {
         let a = parse(&[
             "C:/MT5/terminal64.exe",
             "1001",
@@ -775,7 +809,7 @@ mod tests {
     }
 
     #[test]
-    fn prototype_form_with_terminal_port_ignores_path() {
+    fn legacy_form_with_terminal_port_ignores_path() {
         let a = parse(&["--terminal-port", "5002", "x", "7", "-", "srv", "-", "ioc"]);
         let s = a.resolve_with(ConfigFile::default()).unwrap();
         assert_eq!(s.login, Login(7));
@@ -831,7 +865,7 @@ mod tests {
     }
 
     #[test]
-    fn a_prototype_form_with_a_bad_login_or_mode_names_the_value() {
+    fn a_legacy_form_with_a_bad_login_or_mode_names_the_value() {
         let err = |argv: &[&str]| {
             parse(argv)
                 .resolve_with(ConfigFile::default())

@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The prototype center's `GET /new_position/` body.
+/// The legacy center's `GET /new_position/` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegacyOpen {
     pub symbol: String,
@@ -38,7 +38,7 @@ impl LegacyOpen {
     }
 }
 
-/// Delivers outbox items to the center (`/v1`) and/or a prototype-style center.
+/// Delivers outbox items to the center (`/v1`) and/or a legacy center.
 #[derive(Clone, Debug, Default)]
 pub struct CenterDelivery {
     pub center: Option<CenterClient>,
@@ -114,7 +114,7 @@ impl Delivery for CenterDelivery {
     }
 }
 
-/// A prototype-style center: `GET /new_position/` with a JSON body.
+/// A legacy center: `GET /new_position/` with a JSON body.
 #[derive(Clone, Debug)]
 pub struct LegacyCenter {
     http: reqwest::Client,
@@ -146,7 +146,7 @@ impl LegacyCenter {
         Ok(LegacyCenter { http, base })
     }
 
-    /// `GET /new_position/` with `{"symbol":..,"volume":..,"side":0|1}`, as the prototype sent it.
+    /// `GET /new_position/` with `{"symbol":..,"volume":..,"side":0|1}`, as legacy agents sent it.
     pub async fn new_position(&self, open: &LegacyOpen) -> Result<(), DeliveryError> {
         let resp = self
             .http
@@ -170,7 +170,7 @@ impl LegacyCenter {
     }
 }
 
-/// Builds the delivery for `settings` (and an optional prototype-style center).
+/// Builds the delivery for `settings` (and an optional legacy center).
 pub fn delivery(
     settings: &AgentSettings,
     legacy: Option<&str>,

@@ -2,7 +2,7 @@
 //!
 //! An agent sits beside one MT5 terminal. The terminal's Expert Advisor (or `hedge sim`) connects to
 //! the agent's port and streams the account; the agent turns that stream into reports to the decision
-//! center. This crate covers what every agent needs: the prototype-compatible command line
+//! center. This crate covers what every agent needs: the legacy-compatible command line
 //! ([`args`]) merged with a TOML file ([`config`]), passwords that never reach a log ([`secret`]), a
 //! durable outbox that holds reports while the center is down and sends them in order
 //! ([`outbox`]), the terminal session ([`session`]), delivery and registration with the center

@@ -57,7 +57,7 @@ pub enum OutboxKind {
     Register,
     /// A client position report (`/v1/positions/events`).
     PositionEvent,
-    /// A prototype-style `GET /new_position/`.
+    /// A legacy `GET /new_position/`.
     LegacyOpen,
     /// A tumbler firing (`/v1/tumbler/firings`).
     TumblerEvent,
