@@ -105,6 +105,48 @@ fn check_weights(c: &mut dyn Conn, weights: &[AllocationWeight]) -> Result<(), W
     Ok(())
 }
 
+/// Refuses an allocation of an account that is not a registered client account.
+fn check_client(c: &mut dyn Conn, login: Login) -> Result<(), WriteError> {
+    match account(c, login)? {
+        None => Err(Refusal::NotFound(format!("client account {login} is not registered")).into()),
+        Some(acc) if acc.registration.role != AccountRole::Client => {
+            Err(Refusal::Conflict(format!(
+                "account {login} is a {} account; allocations are of client accounts",
+                acc.registration.role.as_str()
+            ))
+            .into())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The event reason of setting or clearing the allocation of `a`'s scope.
+fn allocation_reason(
+    actor: &str,
+    a: &ActionRequest,
+    weights: Option<&[AllocationWeight]>,
+) -> String {
+    let what = format!(
+        "{}{}",
+        a.login
+            .map_or("every client".to_owned(), |l| format!("client {l}")),
+        a.symbol
+            .as_deref()
+            .map_or(String::new(), |s| format!(", {s}"))
+    );
+    let done = match weights {
+        Some(w) => format!(
+            "{actor} allocated {what} to {}",
+            w.iter()
+                .map(|w| format!("{} ({})", w.hedge_login, w.weight.normalize()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!("{actor} removed the allocation of {what}"),
+    };
+    with_operator_reason(done, &a.reason)
+}
+
 /// Sets (`weights` Some) or clears the allocation of the scope `a.login`/`a.symbol`. Its event
 /// names no account, so every hedger sees it (the accounts it moves exposure between change
 /// their plans together).
@@ -116,21 +158,7 @@ pub(super) fn set_allocation(
     now: i64,
 ) -> Result<ActionAck, WriteError> {
     if let Some(login) = a.login {
-        match account(c, login)? {
-            None => {
-                return Err(
-                    Refusal::NotFound(format!("client account {login} is not registered")).into(),
-                )
-            }
-            Some(acc) if acc.registration.role != AccountRole::Client => {
-                return Err(Refusal::Conflict(format!(
-                    "account {login} is a {} account; allocations are of client accounts",
-                    acc.registration.role.as_str()
-                ))
-                .into())
-            }
-            Some(_) => {}
-        }
+        check_client(c, login)?;
     }
     if let Some(w) = weights {
         check_weights(c, w)?;
@@ -140,13 +168,12 @@ pub(super) fn set_allocation(
         a.login.map_or("*".to_owned(), |l| l.to_string()),
         a.symbol.as_deref().unwrap_or("*")
     );
-    let current = c
-        .query_one(
-            "SELECT weights FROM allocations WHERE scope = ?",
-            &[Val::text(&scope)],
-        )?
-        .map(|r| r.text(Single::value).map(str::to_owned))
-        .transpose()?;
+    let row = SettingRow {
+        table: "allocations",
+        keys: vec![("scope", Val::text(&scope))],
+        value: "weights",
+    };
+    let current = row.stored(c)?;
     let text = weights.map(|w| json(&w)).transpose()?;
     let unchanged = match (&current, weights) {
         (None, None) => true,
@@ -168,54 +195,19 @@ pub(super) fn set_allocation(
             allocations: Some(allocations(c)?),
         });
     }
-    let what = format!(
-        "{}{}",
-        a.login
-            .map_or("every client".to_owned(), |l| format!("client {l}")),
-        a.symbol
-            .as_deref()
-            .map_or(String::new(), |s| format!(", {s}"))
-    );
-    let reason = match weights {
-        Some(w) => format!(
-            "{actor} allocated {what} to {}",
-            w.iter()
-                .map(|w| format!("{} ({})", w.hedge_login, w.weight.normalize()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None => format!("{actor} removed the allocation of {what}"),
-    } + &if a.reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", a.reason)
-    };
+    let reason = allocation_reason(actor, a, weights);
     let event_id = next_event_id(c)?;
-    match &text {
-        Some(t) => {
-            c.execute(
-                "INSERT INTO allocations (scope, client_login, symbol, weights, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (scope) DO UPDATE SET weights = excluded.weights, actor = excluded.actor,
-                   reason = excluded.reason, since_ms = excluded.since_ms, event_id = excluded.event_id",
-                &[
-                    Val::text(&scope),
-                    Val::opt_int(a.login.map(|l| l.0 as i64)),
-                    Val::opt_text(a.symbol.clone()),
-                    Val::text(t),
-                    Val::text(actor),
-                    Val::text(&a.reason),
-                    Val::Int(now),
-                    Val::Int(event_id as i64),
-                ],
-            )?;
-        }
-        None => {
-            c.execute(
-                "DELETE FROM allocations WHERE scope = ?",
-                &[Val::text(&scope)],
-            )?;
-        }
-    }
+    let stamp = SettingStamp {
+        actor,
+        reason: &a.reason,
+        since_ms: now,
+        event_id,
+    };
+    let scope_columns = vec![
+        ("client_login", Val::opt_int(a.login.map(|l| l.0 as i64))),
+        ("symbol", Val::opt_text(a.symbol.clone())),
+    ];
+    row.write(c, text.as_deref(), scope_columns, &stamp)?;
     write_event(
         c,
         event_id,

@@ -142,7 +142,7 @@ pub(super) fn issue_command(
         .ok_or_else(|| StoreError::Corrupt("command insert returned no id".into()))?;
     let command = command_by_id(c, CommandId(row.u64(Single::value)?))?
         .ok_or_else(|| StoreError::Corrupt("command vanished".into()))?;
-    let reason = format!(
+    let asked = format!(
         "{actor} asked to {} hedge {hedge_id} ({} {} {} on {}), command {}",
         match kind {
             CommandKind::CloseHedge => "close",
@@ -153,11 +153,8 @@ pub(super) fn issue_command(
         hedge.symbol,
         hedge.hedge_login,
         command.id
-    ) + &if a.reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", a.reason)
-    };
+    );
+    let reason = with_operator_reason(asked, &a.reason);
     let event_id = insert_event(
         c,
         NewEvent {

@@ -73,6 +73,7 @@ mod overrides;
 mod plan_inputs;
 mod reports;
 mod rows;
+mod settings;
 mod status;
 
 pub use accounts::*;
@@ -89,6 +90,7 @@ use overrides::*;
 pub use plan_inputs::*;
 pub use reports::*;
 use rows::*;
+use settings::*;
 pub use status::*;
 
 /// A value that could not be encoded as JSON for the store.

@@ -59,14 +59,15 @@ pub(super) fn set_override(
         ))
         .into());
     }
-    let current = c
-        .query_one(
-            "SELECT value FROM account_overrides WHERE login = ? AND field = ?",
-            &[Val::Int(login.0 as i64), Val::text(field.as_str())],
-        )?
-        .map(|r| r.text(Single::value).map(str::to_owned))
-        .transpose()?;
-    if current == value {
+    let row = SettingRow {
+        table: "account_overrides",
+        keys: vec![
+            ("login", Val::Int(login.0 as i64)),
+            ("field", Val::text(field.as_str())),
+        ],
+        value: "value",
+    };
+    if row.stored(c)? == value {
         return Ok(ActionAck {
             event_id: EventId(0),
             changed: false,
@@ -76,45 +77,20 @@ pub(super) fn set_override(
             allocations: None,
         });
     }
-    let reason = match &value {
-        Some(v) => format!(
-            "{actor} overrode the {} of account {login} with {v}",
-            field.as_str().replace('_', " ")
-        ),
-        None => format!(
-            "{actor} removed the {} override of account {login}",
-            field.as_str().replace('_', " ")
-        ),
-    } + &if a.reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", a.reason)
+    let name = field.as_str().replace('_', " ");
+    let what = match &value {
+        Some(v) => format!("{actor} overrode the {name} of account {login} with {v}"),
+        None => format!("{actor} removed the {name} override of account {login}"),
     };
+    let reason = with_operator_reason(what, &a.reason);
     let event_id = next_event_id(c)?;
-    match &value {
-        Some(v) => {
-            c.execute(
-                "INSERT INTO account_overrides (login, field, value, actor, reason, since_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (login, field) DO UPDATE SET value = excluded.value, actor = excluded.actor,
-                   reason = excluded.reason, since_ms = excluded.since_ms, event_id = excluded.event_id",
-                &[
-                    Val::Int(login.0 as i64),
-                    Val::text(field.as_str()),
-                    Val::text(v),
-                    Val::text(actor),
-                    Val::text(&a.reason),
-                    Val::Int(now),
-                    Val::Int(event_id as i64),
-                ],
-            )?;
-        }
-        None => {
-            c.execute(
-                "DELETE FROM account_overrides WHERE login = ? AND field = ?",
-                &[Val::Int(login.0 as i64), Val::text(field.as_str())],
-            )?;
-        }
-    }
+    let stamp = SettingStamp {
+        actor,
+        reason: &a.reason,
+        since_ms: now,
+        event_id,
+    };
+    row.write(c, value.as_deref(), Vec::new(), &stamp)?;
     let after =
         account(c, login)?.ok_or_else(|| StoreError::Corrupt("account vanished".to_owned()))?;
     write_event(
