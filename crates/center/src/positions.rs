@@ -245,58 +245,18 @@ fn exposure(p: &Position) -> Result<Exposure, Refusal> {
 
 /// Applies a validated report to the stored position (`None` if unknown).
 pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Transition, Refusal> {
+    if let Some(p) = current {
+        check_continues(p, report)?;
+    }
     let account_symbol = if report.account_symbol.is_empty() {
         report.symbol.clone()
     } else {
         report.account_symbol.clone()
     };
-    let open_now = current.filter(|p| p.status != PositionStatus::Closed);
-    if let Some(p) = current {
-        if p.symbol != report.symbol {
-            return Err(Refusal::Conflict(format!(
-                "position {} of account {} is on {}, not {}",
-                p.position_id, p.login, p.symbol, report.symbol
-            )));
-        }
-        if report.seq <= p.last_seq {
-            return Err(Refusal::Conflict(format!(
-                "stale event: seq {} is not after the position's last seq {}",
-                report.seq, p.last_seq
-            )));
-        }
-    }
     let before = current.map(exposure).transpose()?.unwrap_or_default();
     let mut next = match current {
         Some(p) => p.clone(),
-        None => Position {
-            login: report.login,
-            position_id: report.position_id,
-            symbol: report.symbol.clone(),
-            account_symbol: account_symbol.clone(),
-            side: report.side,
-            volume: report.volume,
-            max_volume: report.volume,
-            price: report.price,
-            sl: report.sl,
-            tp: report.tp,
-            magic: report.magic,
-            comment: report.comment.clone(),
-            exit_comment: None,
-            status: PositionStatus::Open,
-            opened_ms: report.time_ms,
-            updated_ms: report.time_ms,
-            last_seq: report.seq,
-            last_event_id: EventId(0),
-            price_current: None,
-            swap: None,
-            profit: None,
-            commission: None,
-            exit_price: None,
-            realized_profit: None,
-            realized_commission: None,
-            realized_swap: None,
-            realized_fee: None,
-        },
+        None => first_position(report, &account_symbol),
     };
     next.last_seq = report.seq;
     next.updated_ms = report.time_ms;
@@ -307,124 +267,7 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
     if report.tp.is_some() || report.kind == PositionEventKind::Modify {
         next.tp = report.tp;
     }
-    let volume = report.volume.normalize();
-    let (event, reason) = match (report.kind, open_now) {
-        (PositionEventKind::Open, Some(p)) => {
-            return Err(Refusal::Conflict(format!(
-                "position {} of account {} is already open ({} {})",
-                p.position_id, p.login, p.side, p.volume
-            )))
-        }
-        (PositionEventKind::Open, None) => {
-            let reopened = current.is_some();
-            next.side = report.side;
-            next.volume = volume;
-            next.max_volume = volume;
-            next.price = report.price;
-            next.magic = report.magic;
-            next.comment = report.comment.clone();
-            next.status = PositionStatus::Open;
-            next.opened_ms = report.time_ms;
-            let how = if reopened { "reopened" } else { "opened" };
-            (
-                EventKind::PositionOpened,
-                format!("client {how} {} {} {}", report.side, volume, report.symbol),
-            )
-        }
-        (_, None) => {
-            return Err(Refusal::Conflict(format!(
-                "{} for position {} of account {}, which is not open",
-                report.kind.as_str(),
-                report.position_id,
-                report.login
-            )))
-        }
-        (kind, Some(p)) if kind != PositionEventKind::Reverse && report.side != p.side => {
-            return Err(Refusal::Conflict(format!(
-                "{} reports side {} but position {} is {}",
-                kind.as_str(),
-                report.side,
-                p.position_id,
-                p.side
-            )))
-        }
-        (PositionEventKind::Increase, Some(p)) => {
-            if volume <= p.volume {
-                return Err(Refusal::Conflict(format!(
-                    "increase to {volume} is not above the open volume {}",
-                    p.volume
-                )));
-            }
-            next.volume = volume;
-            next.max_volume = p.max_volume.max(volume);
-            if report.price.is_some() {
-                next.price = report.price;
-            }
-            (
-                EventKind::PositionIncreased,
-                format!("client increased {} {} to {volume}", p.side, p.symbol),
-            )
-        }
-        (PositionEventKind::PartialClose, Some(p)) => {
-            if volume >= p.volume {
-                return Err(Refusal::Conflict(format!(
-                    "partial close to {volume} is not below the open volume {}",
-                    p.volume
-                )));
-            }
-            next.volume = volume;
-            next.exit_comment = exit_comment(report);
-            (
-                EventKind::PositionReduced,
-                format!(
-                    "client reduced {} {} from {} to {volume}",
-                    p.side, p.symbol, p.volume
-                ),
-            )
-        }
-        (PositionEventKind::Close, Some(p)) => {
-            next.volume = Volume::ZERO;
-            next.status = PositionStatus::Closed;
-            next.exit_comment = exit_comment(report);
-            (
-                EventKind::PositionClosed,
-                format!("client closed {} {} {}", p.side, p.volume, p.symbol),
-            )
-        }
-        (PositionEventKind::Modify, Some(p)) => {
-            if volume != p.volume {
-                return Err(Refusal::Conflict(format!(
-                    "modify reports volume {volume} but the open volume is {}",
-                    p.volume
-                )));
-            }
-            (
-                EventKind::PositionModified,
-                format!("client changed SL/TP of {} {}", p.side, p.symbol),
-            )
-        }
-        (PositionEventKind::Reverse, Some(p)) => {
-            if report.side == p.side {
-                return Err(Refusal::Conflict(format!(
-                    "reverse must flip the side, but position {} is already {}",
-                    p.position_id, p.side
-                )));
-            }
-            next.side = report.side;
-            next.volume = volume;
-            next.max_volume = volume;
-            if report.price.is_some() {
-                next.price = report.price;
-            }
-            (
-                EventKind::PositionReversed,
-                format!(
-                    "client reversed {} {} {} to {} {volume}",
-                    p.side, p.volume, p.symbol, report.side
-                ),
-            )
-        }
-    };
+    let (event, reason) = change(current, report, &mut next)?;
     if next.status != PositionStatus::Closed {
         next.status = if next.volume < next.max_volume {
             PositionStatus::PartiallyClosed
@@ -445,6 +288,209 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
         volume_changed,
         reason,
     })
+}
+
+/// Refuses a report that cannot follow the stored position: another symbol, or a seq not after
+/// the last one applied.
+fn check_continues(p: &Position, report: &PositionReport) -> Result<(), Refusal> {
+    if p.symbol != report.symbol {
+        return Err(Refusal::Conflict(format!(
+            "position {} of account {} is on {}, not {}",
+            p.position_id, p.login, p.symbol, report.symbol
+        )));
+    }
+    if report.seq <= p.last_seq {
+        return Err(Refusal::Conflict(format!(
+            "stale event: seq {} is not after the position's last seq {}",
+            report.seq, p.last_seq
+        )));
+    }
+    Ok(())
+}
+
+/// The position a report about an unknown one starts from.
+fn first_position(report: &PositionReport, account_symbol: &str) -> Position {
+    Position {
+        login: report.login,
+        position_id: report.position_id,
+        symbol: report.symbol.clone(),
+        account_symbol: account_symbol.to_owned(),
+        side: report.side,
+        volume: report.volume,
+        max_volume: report.volume,
+        price: report.price,
+        sl: report.sl,
+        tp: report.tp,
+        magic: report.magic,
+        comment: report.comment.clone(),
+        exit_comment: None,
+        status: PositionStatus::Open,
+        opened_ms: report.time_ms,
+        updated_ms: report.time_ms,
+        last_seq: report.seq,
+        last_event_id: EventId(0),
+        price_current: None,
+        swap: None,
+        profit: None,
+        commission: None,
+        exit_price: None,
+        realized_profit: None,
+        realized_commission: None,
+        realized_swap: None,
+        realized_fee: None,
+    }
+}
+
+/// What the report's kind does to `next` (a copy of `current`, or the first position), with the
+/// event and the reason to record; refuses a kind the stored state does not allow.
+fn change(
+    current: Option<&Position>,
+    report: &PositionReport,
+    next: &mut Position,
+) -> Result<(EventKind, String), Refusal> {
+    let open_now = current.filter(|p| p.status != PositionStatus::Closed);
+    let volume = report.volume.normalize();
+    match (report.kind, open_now) {
+        (PositionEventKind::Open, Some(p)) => Err(Refusal::Conflict(format!(
+            "position {} of account {} is already open ({} {})",
+            p.position_id, p.login, p.side, p.volume
+        ))),
+        (PositionEventKind::Open, None) => Ok(open(report, volume, current.is_some(), next)),
+        (_, None) => Err(Refusal::Conflict(format!(
+            "{} for position {} of account {}, which is not open",
+            report.kind.as_str(),
+            report.position_id,
+            report.login
+        ))),
+        (kind, Some(p)) if kind != PositionEventKind::Reverse && report.side != p.side => {
+            Err(Refusal::Conflict(format!(
+                "{} reports side {} but position {} is {}",
+                kind.as_str(),
+                report.side,
+                p.position_id,
+                p.side
+            )))
+        }
+        (PositionEventKind::Increase, Some(p)) => increase(p, report, volume, next),
+        (PositionEventKind::PartialClose, Some(p)) => partial_close(p, report, volume, next),
+        (PositionEventKind::Close, Some(p)) => {
+            next.volume = Volume::ZERO;
+            next.status = PositionStatus::Closed;
+            next.exit_comment = exit_comment(report);
+            Ok((
+                EventKind::PositionClosed,
+                format!("client closed {} {} {}", p.side, p.volume, p.symbol),
+            ))
+        }
+        (PositionEventKind::Modify, Some(p)) => {
+            if volume != p.volume {
+                return Err(Refusal::Conflict(format!(
+                    "modify reports volume {volume} but the open volume is {}",
+                    p.volume
+                )));
+            }
+            Ok((
+                EventKind::PositionModified,
+                format!("client changed SL/TP of {} {}", p.side, p.symbol),
+            ))
+        }
+        (PositionEventKind::Reverse, Some(p)) => reverse(p, report, volume, next),
+    }
+}
+
+/// An open of a position not open now: new, or `reopened` after a close.
+fn open(
+    report: &PositionReport,
+    volume: Volume,
+    reopened: bool,
+    next: &mut Position,
+) -> (EventKind, String) {
+    next.side = report.side;
+    next.volume = volume;
+    next.max_volume = volume;
+    next.price = report.price;
+    next.magic = report.magic;
+    next.comment = report.comment.clone();
+    next.status = PositionStatus::Open;
+    next.opened_ms = report.time_ms;
+    let how = if reopened { "reopened" } else { "opened" };
+    (
+        EventKind::PositionOpened,
+        format!("client {how} {} {} {}", report.side, volume, report.symbol),
+    )
+}
+
+fn increase(
+    p: &Position,
+    report: &PositionReport,
+    volume: Volume,
+    next: &mut Position,
+) -> Result<(EventKind, String), Refusal> {
+    if volume <= p.volume {
+        return Err(Refusal::Conflict(format!(
+            "increase to {volume} is not above the open volume {}",
+            p.volume
+        )));
+    }
+    next.volume = volume;
+    next.max_volume = p.max_volume.max(volume);
+    if report.price.is_some() {
+        next.price = report.price;
+    }
+    Ok((
+        EventKind::PositionIncreased,
+        format!("client increased {} {} to {volume}", p.side, p.symbol),
+    ))
+}
+
+fn partial_close(
+    p: &Position,
+    report: &PositionReport,
+    volume: Volume,
+    next: &mut Position,
+) -> Result<(EventKind, String), Refusal> {
+    if volume >= p.volume {
+        return Err(Refusal::Conflict(format!(
+            "partial close to {volume} is not below the open volume {}",
+            p.volume
+        )));
+    }
+    next.volume = volume;
+    next.exit_comment = exit_comment(report);
+    Ok((
+        EventKind::PositionReduced,
+        format!(
+            "client reduced {} {} from {} to {volume}",
+            p.side, p.symbol, p.volume
+        ),
+    ))
+}
+
+fn reverse(
+    p: &Position,
+    report: &PositionReport,
+    volume: Volume,
+    next: &mut Position,
+) -> Result<(EventKind, String), Refusal> {
+    if report.side == p.side {
+        return Err(Refusal::Conflict(format!(
+            "reverse must flip the side, but position {} is already {}",
+            p.position_id, p.side
+        )));
+    }
+    next.side = report.side;
+    next.volume = volume;
+    next.max_volume = volume;
+    if report.price.is_some() {
+        next.price = report.price;
+    }
+    Ok((
+        EventKind::PositionReversed,
+        format!(
+            "client reversed {} {} {} to {} {volume}",
+            p.side, p.volume, p.symbol, report.side
+        ),
+    ))
 }
 
 /// Decimals of an exit price whose symbol's digits the center does not know (the account

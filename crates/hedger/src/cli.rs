@@ -7,7 +7,7 @@ use crate::retry::RetryPolicy;
 use crate::runtime::{follow_plan, HedgeDelivery, Hedger, HedgerOptions, Mode, PlanHolder};
 use anyhow::Context;
 use hedge_agent_runtime::outbox::{Backoff, Outbox};
-use hedge_agent_runtime::{AgentArgs, Session};
+use hedge_agent_runtime::{AgentArgs, AgentSettings, Session};
 use hedge_center_api::client::CenterClient;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -172,36 +172,7 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|t| t.expose().to_owned()),
     )?;
-    let mut opts = HedgerOptions::new(settings.login, mode);
-    opts.once = args.once || section.once.unwrap_or(false);
-    opts.symbol_map = settings.symbol_map.clone();
-    opts.symbols = settings.symbols.clone();
-    opts.breaker_threshold = args
-        .breaker_threshold
-        .or(section.breaker_threshold)
-        .unwrap_or(3);
-    opts.history_days = section.history_days.unwrap_or(30);
-    opts.orders = OrderSettings {
-        exec_mode: settings.exec_mode,
-        retry: RetryPolicy {
-            max_attempts: args
-                .max_attempts
-                .or(section.max_attempts)
-                .unwrap_or(5)
-                .max(1),
-            ..RetryPolicy::default()
-        },
-        deviation: args.deviation.or(section.deviation).unwrap_or(20),
-        reply_timeout: Duration::from_secs(5),
-    };
-    opts.pretrade = pretrade_limits(&args, &section)?;
-    opts.status_interval = settings.status_interval;
-    if let Some(secs) = args.reconcile_interval.or(section.reconcile_interval) {
-        if !(secs.is_finite() && (0.1..=3600.0).contains(&secs)) {
-            anyhow::bail!("--reconcile-interval {secs} must be between 0.1 and 3600 seconds");
-        }
-        opts.reconcile_interval = std::time::Duration::from_secs_f64(secs);
-    }
+    let opts = hedger_options(&args, &settings, &section, mode)?;
 
     let state_path = settings.state_path("hedger");
     // A start refused for the terminal's port or the terminal itself takes away the state it
@@ -261,7 +232,55 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
     };
     follower.abort();
     status_line.abort();
-    // Give the center a moment to take the records; they stay in the outbox otherwise.
+    drain_outbox(&outbox).await;
+    sender.abort();
+    session.shutdown().await;
+    result
+}
+
+/// The hedger's options: the command line first, then the config file's `[hedger]` section, then
+/// the defaults.
+fn hedger_options(
+    args: &HedgerArgs,
+    settings: &AgentSettings,
+    section: &HedgerSection,
+    mode: Mode,
+) -> anyhow::Result<HedgerOptions> {
+    let mut opts = HedgerOptions::new(settings.login, mode);
+    opts.once = args.once || section.once.unwrap_or(false);
+    opts.symbol_map = settings.symbol_map.clone();
+    opts.symbols = settings.symbols.clone();
+    opts.breaker_threshold = args
+        .breaker_threshold
+        .or(section.breaker_threshold)
+        .unwrap_or(3);
+    opts.history_days = section.history_days.unwrap_or(30);
+    opts.orders = OrderSettings {
+        exec_mode: settings.exec_mode,
+        retry: RetryPolicy {
+            max_attempts: args
+                .max_attempts
+                .or(section.max_attempts)
+                .unwrap_or(5)
+                .max(1),
+            ..RetryPolicy::default()
+        },
+        deviation: args.deviation.or(section.deviation).unwrap_or(20),
+        reply_timeout: Duration::from_secs(5),
+    };
+    opts.pretrade = pretrade_limits(args, section)?;
+    opts.status_interval = settings.status_interval;
+    if let Some(secs) = args.reconcile_interval.or(section.reconcile_interval) {
+        if !(secs.is_finite() && (0.1..=3600.0).contains(&secs)) {
+            anyhow::bail!("--reconcile-interval {secs} must be between 0.1 and 3600 seconds");
+        }
+        opts.reconcile_interval = std::time::Duration::from_secs_f64(secs);
+    }
+    Ok(opts)
+}
+
+/// Gives the center a moment to take the records at shutdown; they stay in the outbox otherwise.
+async fn drain_outbox(outbox: &Outbox) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while outbox.pending().unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -273,9 +292,6 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
             "records still in the outbox; they are sent at the next start"
         );
     }
-    sender.abort();
-    session.shutdown().await;
-    result
 }
 
 #[cfg(test)]

@@ -189,42 +189,69 @@ fn liquidity(v: &str) -> anyhow::Result<Volume> {
 
 /// Builds the simulator configuration from the arguments (no I/O besides reading the named files).
 pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>)> {
-    let mut symbols = default_symbols(&args.suffix);
-    if !args.symbols.is_empty() {
-        let wanted: Vec<String> = args
-            .symbols
-            .iter()
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for w in &wanted {
-            if !symbols
-                .iter()
-                .any(|s| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
-            {
-                bail!("unknown symbol {w:?}; available: EURUSD, GBPUSD, USDJPY, XAUUSD");
-            }
-        }
-        symbols.retain(|s| {
-            wanted
-                .iter()
-                .any(|w| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
-        });
+    let mut symbols = chosen_symbols(args)?;
+    set_symbol_flags(args, &mut symbols)?;
+    if let Some(path) = &args.config {
+        apply_config_file(path, &args.suffix, &mut symbols)?;
     }
+    let account = account_config(args)?;
+    let feed = feed_config(args, &mut symbols)?;
+    let script = match &args.script {
+        Some(path) => Some(read_script(path, &symbols)?),
+        None => None,
+    };
+    let mut config = SimConfig::new(args.connect.clone(), account);
+    config.symbols = symbols;
+    config.feed = feed;
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_secs.max(1));
+    config.snapshot_interval = Duration::from_secs(args.snapshot_secs.max(1));
+    Ok((config, script))
+}
+
+/// The default symbols, or only those `--symbols` names; an unknown name is refused.
+fn chosen_symbols(args: &SimArgs) -> anyhow::Result<Vec<SimSymbol>> {
+    let mut symbols = default_symbols(&args.suffix);
+    if args.symbols.is_empty() {
+        return Ok(symbols);
+    }
+    let wanted: Vec<String> = args
+        .symbols
+        .iter()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for w in &wanted {
+        if !symbols
+            .iter()
+            .any(|s| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
+        {
+            bail!("unknown symbol {w:?}; available: EURUSD, GBPUSD, USDJPY, XAUUSD");
+        }
+    }
+    symbols.retain(|s| {
+        wanted
+            .iter()
+            .any(|w| s.spec.name.trim_end_matches(args.suffix.as_str()) == w)
+    });
+    Ok(symbols)
+}
+
+/// `--filling`, `--liquidity` and `--contract-size`, each `SYMBOL=VALUE`.
+fn set_symbol_flags(args: &SimArgs, symbols: &mut [SimSymbol]) -> anyhow::Result<()> {
     for f in &args.filling {
         let (name, modes) = f
             .split_once('=')
             .with_context(|| format!("--filling {f:?}: expected SYMBOL=MODE[+MODE]"))?;
         let modes: Vec<&str> = modes.split(['+', ',']).collect();
         let filling = parse_filling(&modes)?;
-        find(&mut symbols, name, &args.suffix)?.spec.filling = filling;
+        find(symbols, name, &args.suffix)?.spec.filling = filling;
     }
     for l in &args.liquidity {
         let (name, v) = l
             .split_once('=')
             .with_context(|| format!("--liquidity {l:?}: expected SYMBOL=VOLUME"))?;
         let v = liquidity(v)?;
-        let s = find(&mut symbols, name, &args.suffix)?;
+        let s = find(symbols, name, &args.suffix)?;
         *s = s.clone().with_liquidity(Some(v));
     }
     for c in &args.contract_size {
@@ -232,31 +259,43 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
             .split_once('=')
             .with_context(|| format!("--contract-size {c:?}: expected SYMBOL=UNITS"))?;
         let size = contract_size(v)?;
-        let s = find(&mut symbols, name, &args.suffix)?;
+        let s = find(symbols, name, &args.suffix)?;
         *s = s.clone().with_contract_size(size);
     }
-    if let Some(path) = &args.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: FileConfig =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for o in file.symbol {
-            let s = find(&mut symbols, &o.name, &args.suffix)?;
-            if let Some(modes) = &o.filling {
-                let modes: Vec<&str> = modes.iter().map(String::as_str).collect();
-                s.spec.filling = parse_filling(&modes)?;
-            }
-            if let Some(l) = &o.liquidity {
-                *s = s.clone().with_liquidity(Some(liquidity(l)?));
-            }
-            if let Some(level) = o.stops_level {
-                s.spec.stops_level = level;
-            }
-            if let Some(size) = &o.contract_size {
-                *s = s.clone().with_contract_size(contract_size(size)?);
-            }
+    Ok(())
+}
+
+/// The per-symbol settings of a `--config` file.
+fn apply_config_file(
+    path: &std::path::Path,
+    suffix: &str,
+    symbols: &mut [SimSymbol],
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: FileConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    for o in file.symbol {
+        let s = find(symbols, &o.name, suffix)?;
+        if let Some(modes) = &o.filling {
+            let modes: Vec<&str> = modes.iter().map(String::as_str).collect();
+            s.spec.filling = parse_filling(&modes)?;
+        }
+        if let Some(l) = &o.liquidity {
+            *s = s.clone().with_liquidity(Some(liquidity(l)?));
+        }
+        if let Some(level) = o.stops_level {
+            s.spec.stops_level = level;
+        }
+        if let Some(size) = &o.contract_size {
+            *s = s.clone().with_contract_size(contract_size(size)?);
         }
     }
+    Ok(())
+}
+
+/// The account: number, kind, money, stop-out level and faults.
+fn account_config(args: &SimArgs) -> anyhow::Result<AccountConfig> {
     let balance: Money = args
         .balance
         .parse()
@@ -278,7 +317,7 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
         ),
         None => None,
     };
-    let account = AccountConfig {
+    Ok(AccountConfig {
         login: Login(args.login),
         stop_out_level,
         mode: args.mode,
@@ -293,56 +332,54 @@ pub fn build_config(args: &SimArgs) -> anyhow::Result<(SimConfig, Option<Script>
             disconnect_after: args.disconnect_after,
         },
         ..AccountConfig::default()
-    };
-    let feed = match &args.ticks {
-        Some(path) => {
-            let symbol = match &args.ticks_symbol {
-                Some(s) => find(&mut symbols, s, &args.suffix)?.spec.name.clone(),
-                None => symbols
-                    .first()
-                    .map(|s| s.spec.name.clone())
-                    .context("no symbols")?,
-            };
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let ticks = parse_ticks(&text, &symbol)?;
-            if let (Some(first), Some(s)) = (
-                ticks.first(),
-                symbols.iter_mut().find(|s| s.spec.name == symbol),
-            ) {
-                s.bid = first.bid;
-                s.ask = first.ask;
-                s.quote_time = first.time;
-            }
-            FeedConfig::Replay {
-                ticks,
-                speed: args.speed,
-            }
+    })
+}
+
+/// Where prices come from: a `--ticks` replay (whose symbol starts at the file's first quote),
+/// the random walk, or the script alone (`--tick-ms 0`).
+fn feed_config(args: &SimArgs, symbols: &mut [SimSymbol]) -> anyhow::Result<FeedConfig> {
+    let Some(path) = &args.ticks else {
+        if args.tick_ms == 0 {
+            return Ok(FeedConfig::Manual);
         }
-        None if args.tick_ms == 0 => FeedConfig::Manual,
-        None => FeedConfig::RandomWalk {
+        return Ok(FeedConfig::RandomWalk {
             interval: Duration::from_millis(args.tick_ms),
-        },
+        });
     };
-    let script = match &args.script {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let mut script = Script::parse(&text)?;
-            let names: Vec<String> = symbols.iter().map(|s| s.spec.name.clone()).collect();
-            script
-                .map_symbols(&names)
-                .with_context(|| format!("script {}", path.display()))?;
-            Some(script)
-        }
-        None => None,
+    let symbol = match &args.ticks_symbol {
+        Some(s) => find(symbols, s, &args.suffix)?.spec.name.clone(),
+        None => symbols
+            .first()
+            .map(|s| s.spec.name.clone())
+            .context("no symbols")?,
     };
-    let mut config = SimConfig::new(args.connect.clone(), account);
-    config.symbols = symbols;
-    config.feed = feed;
-    config.heartbeat_interval = Duration::from_secs(args.heartbeat_secs.max(1));
-    config.snapshot_interval = Duration::from_secs(args.snapshot_secs.max(1));
-    Ok((config, script))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let ticks = parse_ticks(&text, &symbol)?;
+    if let (Some(first), Some(s)) = (
+        ticks.first(),
+        symbols.iter_mut().find(|s| s.spec.name == symbol),
+    ) {
+        s.bid = first.bid;
+        s.ask = first.ask;
+        s.quote_time = first.time;
+    }
+    Ok(FeedConfig::Replay {
+        ticks,
+        speed: args.speed,
+    })
+}
+
+/// Reads a `--script` and maps its symbol names to the offered ones.
+fn read_script(path: &std::path::Path, symbols: &[SimSymbol]) -> anyhow::Result<Script> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut script = Script::parse(&text)?;
+    let names: Vec<String> = symbols.iter().map(|s| s.spec.name.clone()).collect();
+    script
+        .map_symbols(&names)
+        .with_context(|| format!("script {}", path.display()))?;
+    Ok(script)
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {

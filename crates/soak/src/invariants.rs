@@ -98,94 +98,131 @@ pub fn check(o: &Observed) -> Vec<Verdict> {
     ]
 }
 
+/// Open positions by id: canonical symbol, side and volume.
+type Held = BTreeMap<u64, (String, Side, Volume)>;
+
 /// Every client position is in the center exactly once, as the terminal holds it.
 pub fn client_positions(o: &Observed) -> Verdict {
     let mut details = Vec::new();
     let mut open_positions = 0;
     let mut ever = 0;
     for c in &o.clients {
-        let terminal: BTreeMap<u64, (String, Side, Volume)> = c
-            .positions
-            .iter()
-            .map(|p| {
+        open_positions += compare_open(o, c, &mut details);
+        if !c.netting {
+            ever += traded_never_recorded(o, c, &mut details);
+        }
+    }
+    let seen = position_changes(o);
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    for (key, n) in &duplicates {
+        details.push(format!("position change {key:?} stored {n} times"));
+    }
+    verdict(
+        "client_positions_exactly_once",
+        serde_json::json!({
+            "positions_traded": ever,
+            "open_on_terminals": open_positions,
+            "position_events": seen.values().map(|n| u64::from(*n)).sum::<u64>(),
+            "duplicate_events": duplicates.len(),
+        }),
+        details,
+    )
+}
+
+/// Compares the client's open positions on its terminal with those open in the center (per
+/// symbol for a netting account, per position otherwise); returns how many the terminal holds.
+fn compare_open(o: &Observed, c: &ClientView, details: &mut Vec<String>) -> usize {
+    let terminal: Held = c
+        .positions
+        .iter()
+        .map(|p| {
+            (
+                p.identifier.0,
                 (
-                    p.identifier.0,
-                    (
-                        c.map
-                            .to_canonical(&p.symbol)
-                            .unwrap_or_else(|| p.symbol.clone()),
-                        p.position_type.side(),
-                        p.volume,
-                    ),
-                )
-            })
-            .collect();
-        let center: BTreeMap<u64, (String, Side, Volume)> = o
-            .center_positions
-            .iter()
-            .filter(|p| p.login == c.login && open(p))
-            .map(|p| (p.position_id.0, (p.symbol.clone(), p.side, p.volume)))
-            .collect();
-        open_positions += terminal.len();
-        if c.netting {
-            let net = |rows: &BTreeMap<u64, (String, Side, Volume)>| {
-                let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
-                for (symbol, side, volume) in rows.values() {
-                    *out.entry(symbol.clone()).or_default() += signed(*side, *volume);
-                }
-                out.retain(|_, v| !v.is_zero());
-                out
-            };
-            let (t, x) = (net(&terminal), net(&center));
-            if t != x {
-                details.push(format!(
-                    "{} net per symbol: terminal {t:?}, center {x:?}",
-                    c.login
-                ));
-            }
-            continue;
-        }
-        for (id, t) in &terminal {
-            match center.get(id) {
-                None => details.push(format!(
-                    "{} #{id}: {t:?} on the terminal, not open in the center",
-                    c.login
-                )),
-                Some(x) if x != t => {
-                    details.push(format!("{} #{id}: terminal {t:?}, center {x:?}", c.login))
-                }
-                Some(_) => {}
-            }
-        }
-        for (id, x) in &center {
-            if !terminal.contains_key(id) {
-                details.push(format!(
-                    "{} #{id}: open in the center {x:?}, not on the terminal",
-                    c.login
-                ));
-            }
-        }
-        let known: BTreeSet<u64> = o
-            .center_positions
-            .iter()
-            .filter(|p| p.login == c.login)
-            .map(|p| p.position_id.0)
-            .collect();
-        let traded: BTreeSet<u64> = c
-            .deals
-            .iter()
-            .filter(|d| d.deal_type.is_trade())
-            .map(|d| d.position_id.0)
-            .collect();
-        ever += traded.len();
-        for id in traded.difference(&known) {
+                    c.map
+                        .to_canonical(&p.symbol)
+                        .unwrap_or_else(|| p.symbol.clone()),
+                    p.position_type.side(),
+                    p.volume,
+                ),
+            )
+        })
+        .collect();
+    let center: Held = o
+        .center_positions
+        .iter()
+        .filter(|p| p.login == c.login && open(p))
+        .map(|p| (p.position_id.0, (p.symbol.clone(), p.side, p.volume)))
+        .collect();
+    if c.netting {
+        let (t, x) = (net_per_symbol(&terminal), net_per_symbol(&center));
+        if t != x {
             details.push(format!(
-                "{} #{id}: traded on the terminal, never in the center",
+                "{} net per symbol: terminal {t:?}, center {x:?}",
+                c.login
+            ));
+        }
+        return terminal.len();
+    }
+    for (id, t) in &terminal {
+        match center.get(id) {
+            None => details.push(format!(
+                "{} #{id}: {t:?} on the terminal, not open in the center",
+                c.login
+            )),
+            Some(x) if x != t => {
+                details.push(format!("{} #{id}: terminal {t:?}, center {x:?}", c.login))
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, x) in &center {
+        if !terminal.contains_key(id) {
+            details.push(format!(
+                "{} #{id}: open in the center {x:?}, not on the terminal",
                 c.login
             ));
         }
     }
-    // The same change twice would be two events with the same (login, position, sequence).
+    terminal.len()
+}
+
+fn net_per_symbol(rows: &Held) -> BTreeMap<String, Decimal> {
+    let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
+    for (symbol, side, volume) in rows.values() {
+        *out.entry(symbol.clone()).or_default() += signed(*side, *volume);
+    }
+    out.retain(|_, v| !v.is_zero());
+    out
+}
+
+/// Notes each position the client's terminal traded that the center never held; returns how
+/// many positions the terminal traded.
+fn traded_never_recorded(o: &Observed, c: &ClientView, details: &mut Vec<String>) -> usize {
+    let known: BTreeSet<u64> = o
+        .center_positions
+        .iter()
+        .filter(|p| p.login == c.login)
+        .map(|p| p.position_id.0)
+        .collect();
+    let traded: BTreeSet<u64> = c
+        .deals
+        .iter()
+        .filter(|d| d.deal_type.is_trade())
+        .map(|d| d.position_id.0)
+        .collect();
+    for id in traded.difference(&known) {
+        details.push(format!(
+            "{} #{id}: traded on the terminal, never in the center",
+            c.login
+        ));
+    }
+    traded.len()
+}
+
+/// How often each position change was stored, by (login, position, sequence): the same change
+/// twice would be two events with the same key.
+fn position_changes(o: &Observed) -> BTreeMap<(Option<u64>, Option<u64>, Option<u64>), u32> {
     let mut seen = BTreeMap::new();
     for e in &o.events {
         if !matches!(
@@ -206,20 +243,7 @@ pub fn client_positions(o: &Observed) -> Verdict {
         );
         *seen.entry(key).or_insert(0u32) += 1;
     }
-    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    for (key, n) in &duplicates {
-        details.push(format!("position change {key:?} stored {n} times"));
-    }
-    verdict(
-        "client_positions_exactly_once",
-        serde_json::json!({
-            "positions_traded": ever,
-            "open_on_terminals": open_positions,
-            "position_events": seen.values().map(|n| u64::from(*n)).sum::<u64>(),
-            "duplicate_events": duplicates.len(),
-        }),
-        details,
-    )
+    seen
 }
 
 /// The center's open hedges equal the hedge accounts' positions, per position and per symbol.

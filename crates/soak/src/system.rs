@@ -130,6 +130,92 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The center's configuration for a soak run: an admin token for the soak itself and one token
+/// per agent, each a fresh secret.
+struct CenterConfig {
+    text: String,
+    admin_token: String,
+    /// Agent tokens by their name (`client-71001`, `hedger-79001`, ...).
+    agent_tokens: BTreeMap<String, String>,
+}
+
+impl CenterConfig {
+    fn new(dir: &Path, center_addr: std::net::SocketAddr, seed: u64) -> CenterConfig {
+        let admin_token = secret("admin", seed);
+        let text = format!(
+            "db = {:?}\nlisten = \"{center_addr}\"\n\n[[token]]\nname = \"soak\"\nrole = \"admin\"\ntoken = {admin_token:?}\n",
+            dir.join("center.db").display().to_string()
+        );
+        let mut config = CenterConfig {
+            text,
+            admin_token,
+            agent_tokens: BTreeMap::new(),
+        };
+        for c in &CLIENTS {
+            config.add_token(format!("client-{}", c.login), "client", c.login, seed);
+        }
+        for h in &HEDGES {
+            config.add_token(format!("hedger-{}", h.login), "hedge", h.login, seed);
+        }
+        config.add_token(format!("tumbler-{COPIER}"), "tumbler", COPIER, seed);
+        config.add_token(format!("client-{COPIER}"), "client", COPIER, seed);
+        config
+    }
+
+    fn add_token(&mut self, name: String, role: &str, login: u64, seed: u64) {
+        let token = secret(&name, seed);
+        self.text.push_str(&format!(
+            "\n[[token]]\nname = {name:?}\nrole = {role:?}\nlogin = {login}\ntoken = {token:?}\n"
+        ));
+        self.agent_tokens.insert(name, token);
+    }
+}
+
+/// One agent process to start: its command, account, naming rule and extra arguments.
+struct AgentLaunch<'a> {
+    process: Process,
+    kind: &'a str,
+    login: u64,
+    affix: &'a str,
+    token_name: String,
+    extra: Vec<String>,
+}
+
+/// The loopback ports the agents listen on for their terminals.
+struct AgentPorts {
+    clients: Vec<u16>,
+    hedges: Vec<u16>,
+    tumbler: u16,
+}
+
+/// A simulated terminal's configuration for a soak account: its own seed and ticket range, a big
+/// balance, a random-walk feed and quick reconnects.
+fn sim_config(
+    seed: u64,
+    port: u16,
+    login: u64,
+    mode: AccountMarginMode,
+    affix: &str,
+    n: u64,
+) -> SimConfig {
+    let account = AccountConfig {
+        login: Login(login),
+        mode,
+        seed: seed.wrapping_mul(31).wrapping_add(n),
+        first_ticket: 1_000_000 * (n + 1),
+        balance: hedge_domain::Money(Decimal::from(10_000_000)),
+        ..AccountConfig::default()
+    };
+    let mut config = SimConfig::new(format!("127.0.0.1:{port}"), account);
+    config.symbols = default_symbols_for(&SymbolMap::from_affix(affix));
+    config.feed = FeedConfig::RandomWalk {
+        interval: Duration::from_millis(200),
+    };
+    config.reconnect_max = Duration::from_millis(500);
+    config.heartbeat_interval = Duration::from_secs(1);
+    config
+}
+
 impl System {
     /// Starts the center, the proxy, every agent and every terminal, and waits until each
     /// terminal is connected to its agent.
@@ -142,29 +228,9 @@ impl System {
     ) -> anyhow::Result<System> {
         let center_port = free_port()?;
         let center_addr = std::net::SocketAddr::from(([127, 0, 0, 1], center_port));
-        let admin_token = secret("admin", seed);
-        let mut config = format!(
-            "db = {:?}\nlisten = \"{center_addr}\"\n\n[[token]]\nname = \"soak\"\nrole = \"admin\"\ntoken = {admin_token:?}\n",
-            dir.join("center.db").display().to_string()
-        );
-        let mut agent_tokens = BTreeMap::new();
-        let mut add_token = |name: String, role: &str, login: u64| {
-            let token = secret(&name, seed);
-            config.push_str(&format!(
-                "\n[[token]]\nname = {name:?}\nrole = {role:?}\nlogin = {login}\ntoken = {token:?}\n"
-            ));
-            agent_tokens.insert(name, token);
-        };
-        for c in &CLIENTS {
-            add_token(format!("client-{}", c.login), "client", c.login);
-        }
-        for h in &HEDGES {
-            add_token(format!("hedger-{}", h.login), "hedge", h.login);
-        }
-        add_token(format!("tumbler-{COPIER}"), "tumbler", COPIER);
-        add_token(format!("client-{COPIER}"), "client", COPIER);
+        let config = CenterConfig::new(dir, center_addr, seed);
         let config_path = dir.join("center.toml");
-        write_private(&config_path, &config)?;
+        write_private(&config_path, &config.text)?;
 
         let mut procs = BTreeMap::new();
         procs.insert(
@@ -186,7 +252,7 @@ impl System {
             procs,
             center_addr,
             proxy: Proxy::start(center_addr, proxy_faults, seed).await?,
-            admin: CenterClient::new(format!("http://{center_addr}"), Some(admin_token))?,
+            admin: CenterClient::new(format!("http://{center_addr}"), Some(config.admin_token))?,
             clients: Vec::new(),
             hedges: Vec::new(),
             copier: Arc::new(SimTerminal::spawn(SimConfig::new(
@@ -197,138 +263,8 @@ impl System {
         system.copier.stop().await;
         system.start_process(Process::Center)?;
         system.wait_center().await?;
-        let url = system.proxy.url();
-
-        let mut agent = |process: Process,
-                         kind: &str,
-                         login: u64,
-                         affix: &str,
-                         token_name: String,
-                         extra: Vec<String>|
-         -> anyhow::Result<u16> {
-            let port = free_port()?;
-            let token_file = dir.join(format!("{token_name}.token"));
-            write_private(&token_file, &agent_tokens[&token_name])?;
-            let state = dir.join(&token_name);
-            let mut args: Vec<String> = vec![
-                kind.into(),
-                "--terminal-port".into(),
-                port.to_string(),
-                "--login".into(),
-                login.to_string(),
-                format!("--prefix={}", if affix.is_empty() { "-" } else { affix }),
-                "--exec-mode".into(),
-                "auto".into(),
-                "--center".into(),
-                url.clone(),
-                "--center-token-file".into(),
-                token_file.display().to_string(),
-                "--state-dir".into(),
-                state.display().to_string(),
-                "--status-interval".into(),
-                "2".into(),
-            ];
-            args.extend(extra);
-            system.procs.insert(
-                process,
-                Proc {
-                    args,
-                    log: dir.join(format!("{token_name}.log")),
-                    child: None,
-                    starts: 0,
-                },
-            );
-            system.start_process(process)?;
-            Ok(port)
-        };
-        let mut client_ports = Vec::new();
-        for (i, c) in CLIENTS.iter().enumerate() {
-            client_ports.push(agent(
-                Process::Client(i),
-                "client",
-                c.login,
-                c.affix,
-                format!("client-{}", c.login),
-                vec!["--hedge-login".into(), HEDGES[c.hedge].login.to_string()],
-            )?);
-        }
-        let mut hedge_ports = Vec::new();
-        for (i, h) in HEDGES.iter().enumerate() {
-            hedge_ports.push(agent(
-                Process::Hedger(i),
-                "hedger",
-                h.login,
-                h.affix,
-                format!("hedger-{}", h.login),
-                vec![
-                    "--mode".into(),
-                    "mirror".into(),
-                    "--reconcile-interval".into(),
-                    "1".into(),
-                ],
-            )?);
-        }
-        let tumbler_port = agent(
-            Process::Tumbler,
-            "tumbler",
-            COPIER,
-            "",
-            format!("tumbler-{COPIER}"),
-            vec![
-                "--kill".into(),
-                "javaw.exe".into(),
-                "--dry-run".into(),
-                "--rearm".into(),
-                "--no-register".into(),
-            ],
-        )?;
-
-        let sim = |port: u16, login: u64, mode: AccountMarginMode, affix: &str, n: u64| {
-            let account = AccountConfig {
-                login: Login(login),
-                mode,
-                seed: seed.wrapping_mul(31).wrapping_add(n),
-                first_ticket: 1_000_000 * (n + 1),
-                balance: hedge_domain::Money(Decimal::from(10_000_000)),
-                ..AccountConfig::default()
-            };
-            let mut config = SimConfig::new(format!("127.0.0.1:{port}"), account);
-            config.symbols = default_symbols_for(&SymbolMap::from_affix(affix));
-            config.feed = FeedConfig::RandomWalk {
-                interval: Duration::from_millis(200),
-            };
-            config.reconnect_max = Duration::from_millis(500);
-            config.heartbeat_interval = Duration::from_secs(1);
-            config
-        };
-        for (i, c) in CLIENTS.iter().enumerate() {
-            let config = sim(client_ports[i], c.login, c.mode, c.affix, i as u64);
-            system.clients.push(Arc::new(SimTerminal::spawn(config)));
-        }
-        for (i, h) in HEDGES.iter().enumerate() {
-            let mut config = sim(hedge_ports[i], h.login, h.mode, h.affix, 10 + i as u64);
-            config.account.faults = Faults {
-                requote_rate: terminal_faults.requote_rate,
-                reject_rate: terminal_faults.reject_rate,
-                latency_ms: terminal_faults.latency_ms,
-                disconnect_after: None,
-            };
-            if i == 0 {
-                let gold = SymbolMap::from_affix(h.affix).to_account("XAUUSD");
-                for s in config.symbols.iter_mut().filter(|s| s.spec.name == gold) {
-                    s.liquidity = terminal_faults.thin_liquidity;
-                    s.liquidity_left = terminal_faults.thin_liquidity;
-                }
-            }
-            system.hedges.push(Arc::new(SimTerminal::spawn(config)));
-        }
-        system.copier = Arc::new(SimTerminal::spawn(sim(
-            tumbler_port,
-            COPIER,
-            AccountMarginMode::RetailHedging,
-            "",
-            20,
-        )));
+        let ports = system.start_agents(&config.agent_tokens)?;
+        system.start_terminals(seed, &ports, terminal_faults);
         for t in system.terminals() {
             if !t.wait_connected(Duration::from_secs(30)).await {
                 anyhow::bail!(
@@ -338,6 +274,149 @@ impl System {
             }
         }
         Ok(system)
+    }
+
+    /// Starts a client agent per client account, a hedger per hedge account and the tumbler, all
+    /// talking to the center through the proxy.
+    fn start_agents(
+        &mut self,
+        agent_tokens: &BTreeMap<String, String>,
+    ) -> anyhow::Result<AgentPorts> {
+        let mut clients = Vec::new();
+        for (i, c) in CLIENTS.iter().enumerate() {
+            let launch = AgentLaunch {
+                process: Process::Client(i),
+                kind: "client",
+                login: c.login,
+                affix: c.affix,
+                token_name: format!("client-{}", c.login),
+                extra: vec!["--hedge-login".into(), HEDGES[c.hedge].login.to_string()],
+            };
+            clients.push(self.start_agent(launch, agent_tokens)?);
+        }
+        let mut hedges = Vec::new();
+        for (i, h) in HEDGES.iter().enumerate() {
+            let launch = AgentLaunch {
+                process: Process::Hedger(i),
+                kind: "hedger",
+                login: h.login,
+                affix: h.affix,
+                token_name: format!("hedger-{}", h.login),
+                extra: vec![
+                    "--mode".into(),
+                    "mirror".into(),
+                    "--reconcile-interval".into(),
+                    "1".into(),
+                ],
+            };
+            hedges.push(self.start_agent(launch, agent_tokens)?);
+        }
+        let tumbler = self.start_agent(
+            AgentLaunch {
+                process: Process::Tumbler,
+                kind: "tumbler",
+                login: COPIER,
+                affix: "",
+                token_name: format!("tumbler-{COPIER}"),
+                extra: vec![
+                    "--kill".into(),
+                    "javaw.exe".into(),
+                    "--dry-run".into(),
+                    "--rearm".into(),
+                    "--no-register".into(),
+                ],
+            },
+            agent_tokens,
+        )?;
+        Ok(AgentPorts {
+            clients,
+            hedges,
+            tumbler,
+        })
+    }
+
+    /// Writes the agent's token file, registers its process and starts it; returns the port it
+    /// listens on for its terminal.
+    fn start_agent(
+        &mut self,
+        launch: AgentLaunch<'_>,
+        agent_tokens: &BTreeMap<String, String>,
+    ) -> anyhow::Result<u16> {
+        let port = free_port()?;
+        let dir = self.dir.clone();
+        let token_file = dir.join(format!("{}.token", launch.token_name));
+        write_private(&token_file, &agent_tokens[&launch.token_name])?;
+        let state = dir.join(&launch.token_name);
+        let affix = if launch.affix.is_empty() {
+            "-"
+        } else {
+            launch.affix
+        };
+        let mut args: Vec<String> = vec![
+            launch.kind.into(),
+            "--terminal-port".into(),
+            port.to_string(),
+            "--login".into(),
+            launch.login.to_string(),
+            format!("--prefix={affix}"),
+            "--exec-mode".into(),
+            "auto".into(),
+            "--center".into(),
+            self.proxy.url(),
+            "--center-token-file".into(),
+            token_file.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--status-interval".into(),
+            "2".into(),
+        ];
+        args.extend(launch.extra);
+        self.procs.insert(
+            launch.process,
+            Proc {
+                args,
+                log: dir.join(format!("{}.log", launch.token_name)),
+                child: None,
+                starts: 0,
+            },
+        );
+        self.start_process(launch.process)?;
+        Ok(port)
+    }
+
+    /// Spawns the simulated terminals: the clients', the hedge accounts' (with the run's faults,
+    /// and thin gold liquidity on the first) and the copier's.
+    fn start_terminals(&mut self, seed: u64, ports: &AgentPorts, faults: &TerminalFaults) {
+        for (i, c) in CLIENTS.iter().enumerate() {
+            let config = sim_config(seed, ports.clients[i], c.login, c.mode, c.affix, i as u64);
+            self.clients.push(Arc::new(SimTerminal::spawn(config)));
+        }
+        for (i, h) in HEDGES.iter().enumerate() {
+            let n = 10 + i as u64;
+            let mut config = sim_config(seed, ports.hedges[i], h.login, h.mode, h.affix, n);
+            config.account.faults = Faults {
+                requote_rate: faults.requote_rate,
+                reject_rate: faults.reject_rate,
+                latency_ms: faults.latency_ms,
+                disconnect_after: None,
+            };
+            if i == 0 {
+                let gold = SymbolMap::from_affix(h.affix).to_account("XAUUSD");
+                for s in config.symbols.iter_mut().filter(|s| s.spec.name == gold) {
+                    s.liquidity = faults.thin_liquidity;
+                    s.liquidity_left = faults.thin_liquidity;
+                }
+            }
+            self.hedges.push(Arc::new(SimTerminal::spawn(config)));
+        }
+        self.copier = Arc::new(SimTerminal::spawn(sim_config(
+            seed,
+            ports.tumbler,
+            COPIER,
+            AccountMarginMode::RetailHedging,
+            "",
+            20,
+        )));
     }
 
     fn terminals(&self) -> Vec<Arc<SimTerminal>> {

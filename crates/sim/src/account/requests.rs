@@ -326,6 +326,54 @@ impl Account {
         Execution { reply, txs }
     }
 
+    /// Refuses a pending order whose price is on the market's side of its stops level, a
+    /// stop-limit without its limit price, and an expiration already past.
+    fn check_pending_price(
+        &self,
+        spec: &SymbolSpec,
+        req: &TradeRequest,
+        price: Price,
+        bid: Price,
+        ask: Price,
+    ) -> Result<(), (Retcode, String)> {
+        let level = spec.point.0 * Decimal::from(spec.stops_level);
+        let ok = price.is_positive()
+            && match req.order_type {
+                OrderType::BuyLimit => price.0 <= ask.0 - level,
+                OrderType::SellLimit => price.0 >= bid.0 + level,
+                OrderType::BuyStop | OrderType::BuyStopLimit => price.0 >= ask.0 + level,
+                OrderType::SellStop | OrderType::SellStopLimit => price.0 <= bid.0 - level,
+                _ => false,
+            };
+        if !ok {
+            return Err((
+                Retcode::INVALID_PRICE,
+                format!("price {price} is on the wrong side of the market ({bid}/{ask})"),
+            ));
+        }
+        if matches!(
+            req.order_type,
+            OrderType::BuyStopLimit | OrderType::SellStopLimit
+        ) && !req.stoplimit.is_positive()
+        {
+            return Err((
+                Retcode::INVALID_PRICE,
+                "stop-limit needs a stoplimit price".to_owned(),
+            ));
+        }
+        if matches!(
+            req.type_time,
+            OrderTime::Specified | OrderTime::SpecifiedDay
+        ) && req.expiration <= self.now
+        {
+            return Err((
+                Retcode::INVALID_EXPIRATION,
+                "expiration is in the past".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn pending(&mut self, req: &TradeRequest, reason: DealReason) -> Execution {
         let Some(s) = self.symbols.get(&req.symbol) else {
             return self.refuse(
@@ -363,43 +411,8 @@ impl Account {
             );
         }
         let price = spec.normalize_price(req.price);
-        let level = spec.point.0 * Decimal::from(spec.stops_level);
-        let ok = price.is_positive()
-            && match req.order_type {
-                OrderType::BuyLimit => price.0 <= ask.0 - level,
-                OrderType::SellLimit => price.0 >= bid.0 + level,
-                OrderType::BuyStop | OrderType::BuyStopLimit => price.0 >= ask.0 + level,
-                OrderType::SellStop | OrderType::SellStopLimit => price.0 <= bid.0 - level,
-                _ => false,
-            };
-        if !ok {
-            return self.refuse(
-                Retcode::INVALID_PRICE,
-                format!("price {price} is on the wrong side of the market ({bid}/{ask})"),
-                &req.symbol,
-            );
-        }
-        if matches!(
-            req.order_type,
-            OrderType::BuyStopLimit | OrderType::SellStopLimit
-        ) && !req.stoplimit.is_positive()
-        {
-            return self.refuse(
-                Retcode::INVALID_PRICE,
-                "stop-limit needs a stoplimit price",
-                &req.symbol,
-            );
-        }
-        if matches!(
-            req.type_time,
-            OrderTime::Specified | OrderTime::SpecifiedDay
-        ) && req.expiration <= self.now
-        {
-            return self.refuse(
-                Retcode::INVALID_EXPIRATION,
-                "expiration is in the past",
-                &req.symbol,
-            );
+        if let Err((code, why)) = self.check_pending_price(&spec, req, price, bid, ask) {
+            return self.refuse(code, why, &req.symbol);
         }
         let ticket = self.new_order();
         let record = OrderRecord {

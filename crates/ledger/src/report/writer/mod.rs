@@ -318,48 +318,14 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
     let c = &w.cols;
     let hedging = !history.account.margin_mode.is_netting();
     let mut rows = vec![title(w.title)];
-    let a = &history.account;
-    let currency = if a.currency.is_empty() {
-        "USD"
-    } else {
-        &a.currency
-    };
-    let mode = if hedging { w.hedge } else { w.netting };
-    rows.push(label_row(w.labels[0], "Synthetic Trader".into()));
-    rows.push(label_row(
-        w.labels[1],
-        format!("{} ({currency}, Hedge-Demo, demo, {mode})", a.login.get()),
-    ));
-    rows.push(label_row(w.labels[2], "Hedge Synthetic Ltd".into()));
-    rows.push(label_row(
-        w.labels[3],
-        format_time(last_time(history))[..16].to_owned(),
-    ));
+    account_rows(history, &w, hedging, &mut rows);
     let (open, closed) = positions(history);
     if hedging {
         rows.push(title(w.sections[0]));
         rows.push(header(&[
             c[0], c[4], c[5], c[6], c[8], c[9], "S / L", "T / P", c[0], c[9], c[11], c[13], c[14],
         ]));
-        for p in &closed {
-            rows.push(GridRow {
-                cells: vec![
-                    (0, text(format_time(p.open_time))),
-                    (1, Value::Num(p.id.to_string())),
-                    (2, text(&p.symbol)),
-                    (3, text(side_word(p.side))),
-                    (4, text(p.total_in.normalize().to_string())),
-                    (5, num(p.open_price)),
-                    (8, text(format_time(p.close_time))),
-                    (9, num(p.close_price)),
-                    (10, money(p.commission)),
-                    (11, money(p.swap)),
-                    (12, money(p.profit)),
-                ],
-                merges: vec![(12, 14)],
-                ..GridRow::default()
-            });
-        }
+        rows.extend(closed.iter().map(closed_position_row));
     }
     let (done, working): (Vec<_>, Vec<_>) = history.orders.iter().partition(|o| !o.is_pending());
     rows.push(title(w.sections[1]));
@@ -377,6 +343,90 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
             state_word(o.state),
         ));
     }
+    let balance = deal_rows(history, &w, &mut rows);
+    if !open.is_empty() {
+        rows.push(title(w.sections[3]));
+        rows.push(header(&[
+            c[0], c[4], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[13], c[14], c[16],
+        ]));
+        rows.extend(open.iter().map(open_position_row));
+    }
+    if !working.is_empty() {
+        rows.push(title(w.sections[4]));
+        rows.push(header(&[
+            c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[17], "", c[16],
+        ]));
+        for o in &working {
+            rows.push(order_row(o, Decimal::ZERO, None, state_word(o.state)));
+        }
+    }
+    rows.push(label_row(&format!("{}:", c[15]), format!("{balance:.6}")));
+    rows.push(title(w.sections[5]));
+    rows
+}
+
+/// The account block under the title: name, account, company, date.
+fn account_rows(history: &History, w: &Words, hedging: bool, rows: &mut Vec<GridRow>) {
+    let a = &history.account;
+    let currency = if a.currency.is_empty() {
+        "USD"
+    } else {
+        &a.currency
+    };
+    let mode = if hedging { w.hedge } else { w.netting };
+    rows.push(label_row(w.labels[0], "Synthetic Trader".into()));
+    rows.push(label_row(
+        w.labels[1],
+        format!("{} ({currency}, Hedge-Demo, demo, {mode})", a.login.get()),
+    ));
+    rows.push(label_row(w.labels[2], "Hedge Synthetic Ltd".into()));
+    rows.push(label_row(
+        w.labels[3],
+        format_time(last_time(history))[..16].to_owned(),
+    ));
+}
+
+fn closed_position_row(p: &Pos) -> GridRow {
+    GridRow {
+        cells: vec![
+            (0, text(format_time(p.open_time))),
+            (1, Value::Num(p.id.to_string())),
+            (2, text(&p.symbol)),
+            (3, text(side_word(p.side))),
+            (4, text(p.total_in.normalize().to_string())),
+            (5, num(p.open_price)),
+            (8, text(format_time(p.close_time))),
+            (9, num(p.close_price)),
+            (10, money(p.commission)),
+            (11, money(p.swap)),
+            (12, money(p.profit)),
+        ],
+        merges: vec![(12, 14)],
+        ..GridRow::default()
+    }
+}
+
+fn open_position_row(p: &Pos) -> GridRow {
+    GridRow {
+        cells: vec![
+            (0, text(format_time(p.open_time))),
+            (1, Value::Num(p.id.to_string())),
+            (2, text(&p.symbol)),
+            (3, text(side_word(p.side))),
+            (4, text(p.volume.normalize().to_string())),
+            (5, num(p.open_price)),
+            (8, num(p.open_price)),
+            (9, money(Decimal::ZERO)),
+            (10, money(Decimal::ZERO)),
+        ],
+        ..GridRow::default()
+    }
+}
+
+/// The deals section with its running balance and the totals row (sums over the deal rows);
+/// returns the final balance.
+fn deal_rows(history: &History, w: &Words, rows: &mut Vec<GridRow>) -> Decimal {
+    let c = &w.cols;
     rows.push(title(w.sections[2]));
     let mut h = header(&[
         c[0], c[2], c[5], c[6], c[7], c[8], c[9], c[3], c[11], c[12], c[13], c[14], c[15], c[16],
@@ -408,40 +458,7 @@ fn grid(history: &History, locale: Locale) -> Vec<GridRow> {
         deals_table: true,
         ..GridRow::default()
     });
-    if !open.is_empty() {
-        rows.push(title(w.sections[3]));
-        rows.push(header(&[
-            c[0], c[4], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[13], c[14], c[16],
-        ]));
-        for p in &open {
-            rows.push(GridRow {
-                cells: vec![
-                    (0, text(format_time(p.open_time))),
-                    (1, Value::Num(p.id.to_string())),
-                    (2, text(&p.symbol)),
-                    (3, text(side_word(p.side))),
-                    (4, text(p.volume.normalize().to_string())),
-                    (5, num(p.open_price)),
-                    (8, num(p.open_price)),
-                    (9, money(Decimal::ZERO)),
-                    (10, money(Decimal::ZERO)),
-                ],
-                ..GridRow::default()
-            });
-        }
-    }
-    if !working.is_empty() {
-        rows.push(title(w.sections[4]));
-        rows.push(header(&[
-            c[1], c[3], c[5], c[6], c[8], c[9], "S / L", "T / P", c[10], c[17], "", c[16],
-        ]));
-        for o in &working {
-            rows.push(order_row(o, Decimal::ZERO, None, state_word(o.state)));
-        }
-    }
-    rows.push(label_row(&format!("{}:", c[15]), format!("{balance:.6}")));
-    rows.push(title(w.sections[5]));
-    rows
+    balance
 }
 
 fn last_time(history: &History) -> i64 {
