@@ -171,25 +171,36 @@ async fn connect(addr: SocketAddr) -> Sender {
     }
 }
 
+/// Why a request got no usable answer. Each is counted as an error and the connection opened
+/// again: at this load every one of them is worth trying again.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("a malformed answer: {0}")]
+    Malformed(String),
+    #[error("{status}: {body}")]
+    Status { status: u16, body: String },
+}
+
 /// Sends one request and reads its answer: the body of a 2xx, else an error naming the status.
-async fn send(sender: &mut Sender, req: Vec<u8>) -> Result<Vec<u8>, String> {
-    sender
-        .stream
-        .write_all(&req)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn send(sender: &mut Sender, req: Vec<u8>) -> Result<Vec<u8>, SendError> {
+    sender.stream.write_all(&req).await?;
     let head_end = loop {
         if let Some(i) = find(&sender.buf, b"\r\n\r\n") {
             break i + 4;
         }
         read_more(sender).await?;
     };
-    let head = std::str::from_utf8(&sender.buf[..head_end]).map_err(|e| e.to_string())?;
+    let head = std::str::from_utf8(&sender.buf[..head_end])
+        .map_err(|e| SendError::Malformed(e.to_string()))?;
     let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
+        .ok_or_else(|| SendError::Malformed(format!("no status in {head:?}")))?;
     let header = |name: &str| {
         head.split("\r\n").find_map(|line| {
             let (k, v) = line.split_once(':')?;
@@ -199,7 +210,9 @@ async fn send(sender: &mut Sender, req: Vec<u8>) -> Result<Vec<u8>, String> {
         })
     };
     let body = if let Some(len) = header("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("content-length {len}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| SendError::Malformed(format!("content-length {len}")))?;
         while sender.buf.len() < head_end + len {
             read_more(sender).await?;
         }
@@ -210,16 +223,21 @@ async fn send(sender: &mut Sender, req: Vec<u8>) -> Result<Vec<u8>, String> {
         sender.buf.drain(..head_end);
         read_chunked(sender).await?
     } else {
-        return Err(format!("an answer without a length: {head:?}"));
+        return Err(SendError::Malformed(format!(
+            "an answer without a length: {head:?}"
+        )));
     };
     if (200..300).contains(&status) {
         Ok(body)
     } else {
-        Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+        Err(SendError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 }
 
-async fn read_chunked(sender: &mut Sender) -> Result<Vec<u8>, String> {
+async fn read_chunked(sender: &mut Sender) -> Result<Vec<u8>, SendError> {
     let mut body = Vec::new();
     loop {
         let line_end = loop {
@@ -231,7 +249,7 @@ async fn read_chunked(sender: &mut Sender) -> Result<Vec<u8>, String> {
         let size = std::str::from_utf8(&sender.buf[..line_end])
             .ok()
             .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-            .ok_or("a bad chunk size")?;
+            .ok_or_else(|| SendError::Malformed("a bad chunk size".into()))?;
         // The chunk, then its CRLF (after the last, empty chunk: the final CRLF).
         let need = line_end + 2 + size + 2;
         while sender.buf.len() < need {
@@ -245,15 +263,11 @@ async fn read_chunked(sender: &mut Sender) -> Result<Vec<u8>, String> {
     }
 }
 
-async fn read_more(sender: &mut Sender) -> Result<(), String> {
+async fn read_more(sender: &mut Sender) -> Result<(), SendError> {
     let mut chunk = [0u8; 8192];
-    let n = sender
-        .stream
-        .read(&mut chunk)
-        .await
-        .map_err(|e| e.to_string())?;
+    let n = sender.stream.read(&mut chunk).await?;
     if n == 0 {
-        return Err("the server closed the connection".into());
+        return Err(SendError::Closed);
     }
     sender.buf.extend_from_slice(&chunk[..n]);
     Ok(())

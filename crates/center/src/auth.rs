@@ -207,6 +207,17 @@ pub enum TokenError {
         second: usize,
         second_name: String,
     },
+    /// An entry of `HEDGE_CENTER_TOKENS` without its `=`.
+    #[error("token entry #{0} is not of the form role[:login]=token")]
+    EntryForm(usize),
+    #[error("token entry #{entry}: login {login:?} is not a number")]
+    EntryLogin { entry: usize, login: String },
+    /// An entry of `HEDGE_CENTER_TOKENS` refused for one of the reasons above.
+    #[error("token entry #{entry}: {problem}")]
+    Entry {
+        entry: usize,
+        problem: Box<TokenError>,
+    },
 }
 
 /// One configured token.
@@ -291,34 +302,31 @@ fn default_name(role: Role) -> String {
 
 /// Parses `HEDGE_CENTER_TOKENS`: entries `role[:login]=token` separated by commas or whitespace,
 /// e.g. `client:1001=s3cret-1,hedge:2001=s3cret-2,admin=s3cret-3`.
-pub fn parse_env_tokens(text: &str) -> Result<Vec<TokenEntry>, String> {
+pub fn parse_env_tokens(text: &str) -> Result<Vec<TokenEntry>, TokenError> {
     let mut out = Vec::new();
     for (i, entry) in text
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|e| !e.is_empty())
         .enumerate()
     {
-        let (who, secret) = entry.split_once('=').ok_or_else(|| {
-            format!(
-                "token entry #{} is not of the form role[:login]=token",
-                i + 1
-            )
-        })?;
-        let (role, login) =
-            match who.split_once(':') {
-                Some((r, l)) => (
-                    r,
-                    Some(l.parse::<u64>().map_err(|_| {
-                        format!("token entry #{}: login {l:?} is not a number", i + 1)
-                    })?),
-                ),
-                None => (who, None),
-            };
-        let role = Role::parse(role, login).map_err(|e| format!("token entry #{}: {e}", i + 1))?;
-        out.push(
-            TokenEntry::new(default_name(role), role, secret)
-                .map_err(|e| format!("token entry #{}: {e}", i + 1))?,
-        );
+        let n = i + 1;
+        let (who, secret) = entry.split_once('=').ok_or(TokenError::EntryForm(n))?;
+        let (role, login) = match who.split_once(':') {
+            Some((r, l)) => (
+                r,
+                Some(l.parse::<u64>().map_err(|_| TokenError::EntryLogin {
+                    entry: n,
+                    login: l.to_owned(),
+                })?),
+            ),
+            None => (who, None),
+        };
+        let in_entry = |e: TokenError| TokenError::Entry {
+            entry: n,
+            problem: Box::new(e),
+        };
+        let role = Role::parse(role, login).map_err(in_entry)?;
+        out.push(TokenEntry::new(default_name(role), role, secret).map_err(in_entry)?);
     }
     Ok(out)
 }
@@ -455,7 +463,9 @@ mod tests {
 
     #[test]
     fn a_short_secret_is_refused() {
-        let err = parse_env_tokens("admin=abcdefgh12345").unwrap_err();
+        let err = parse_env_tokens("admin=abcdefgh12345")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 16 characters"), "{err}");
         assert!(!err.contains("abcdefgh12345"), "{err}");
         assert!(TokenEntry::new("ops", Role::Admin, "abcdefgh123456789").is_ok());

@@ -6,7 +6,7 @@
 //! may be given by their canonical names. A line that does not parse, or names a symbol the account
 //! lacks, is answered with `error: ...` and changes nothing.
 
-use crate::script::{self, Action, Outcome};
+use crate::script::{self, Action, ActionError, Outcome};
 use crate::terminal::SimTerminal;
 use hedge_domain::PositionId;
 use hedge_protocol::Reply;
@@ -39,10 +39,10 @@ pub enum ControlError {
     #[error("control lines run now: drop `at <time>`")]
     Timed,
     #[error("{0}; `help` lists the commands")]
-    UnknownAction(String),
+    UnknownAction(ActionError),
     /// The action's words, as a script line would be refused.
     #[error("{0}")]
-    Action(String),
+    Action(ActionError),
 }
 
 /// Parses one control line (pure: symbols are mapped when the line is carried out).
@@ -59,9 +59,9 @@ pub fn parse(line: &str) -> Result<Command, ControlError> {
         Some("at") => Err(ControlError::Timed),
         _ => script::parse_action(&words)
             .map(Command::Trade)
-            .map_err(|e| match e.starts_with("unknown action") {
-                true => ControlError::UnknownAction(e),
-                false => ControlError::Action(e),
+            .map_err(|e| match e {
+                ActionError::UnknownAction(_) => ControlError::UnknownAction(e),
+                e => ControlError::Action(e),
             }),
     }
 }

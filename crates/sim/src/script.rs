@@ -98,10 +98,61 @@ pub struct Script {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("script line {line}: {message}")]
+#[error("script line {line}: {problem}")]
 pub struct ScriptError {
     pub line: usize,
-    pub message: String,
+    pub problem: ScriptProblem,
+}
+
+/// What is wrong with a script line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptProblem {
+    #[error("expected: at <time> <action> ...")]
+    NotAStep,
+    #[error("bad time {0:?}")]
+    Time(String),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    /// A symbol the account does not have (or names ambiguously).
+    #[error(transparent)]
+    Symbol(#[from] crate::symbols::SymbolNameError),
+}
+
+/// Why the words of an action (a script step's or a control line's) are refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("{0}: missing arguments")]
+    MissingArguments(String),
+    /// More arguments than the action takes; the text says what it takes.
+    #[error("{0}")]
+    ExtraArguments(&'static str),
+    #[error("bad position reference {0:?}")]
+    PositionReference(String),
+    #[error("bad position {0:?} (a ticket or #N)")]
+    Position(String),
+    #[error("bad volume {0:?}")]
+    Volume(String),
+    #[error("bad price {0:?}")]
+    Price(String),
+    #[error("ask {ask} is below bid {bid}")]
+    AskBelowBid { ask: String, bid: Price },
+    #[error("bad order type {0:?}")]
+    OrderType(String),
+    #[error("{0} is not a pending type")]
+    NotPending(String),
+    /// A side or filling mode the domain does not know; the text is its refusal.
+    #[error("{0}")]
+    Word(String),
+    #[error("expected key=value, got {0:?}")]
+    NotKeyValue(String),
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("bad magic {0:?}")]
+    Magic(String),
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -119,7 +170,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Splits on whitespace, keeping `"quoted strings"` (also in `key="a b"`) together.
-pub(crate) fn tokens(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn tokens(line: &str) -> Result<Vec<String>, ActionError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -143,7 +194,7 @@ pub(crate) fn tokens(line: &str) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err("unterminated quote".into());
+        return Err(ActionError::UnterminatedQuote);
     }
     if has {
         out.push(cur);
@@ -151,34 +202,34 @@ pub(crate) fn tokens(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn pos_ref(s: &str) -> Result<PosRef, String> {
+fn pos_ref(s: &str) -> Result<PosRef, ActionError> {
     if let Some(n) = s.strip_prefix('#') {
         match n.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(PosRef::Opened(n)),
-            _ => Err(format!("bad position reference {s:?}")),
+            _ => Err(ActionError::PositionReference(s.to_owned())),
         }
     } else {
         s.parse::<u64>()
             .map(|t| PosRef::Ticket(PositionId(t)))
-            .map_err(|_| format!("bad position {s:?} (a ticket or #N)"))
+            .map_err(|_| ActionError::Position(s.to_owned()))
     }
 }
 
-fn volume(s: &str) -> Result<Volume, String> {
+fn volume(s: &str) -> Result<Volume, ActionError> {
     s.parse::<Volume>()
         .ok()
         .filter(|v| v.is_positive())
-        .ok_or_else(|| format!("bad volume {s:?}"))
+        .ok_or_else(|| ActionError::Volume(s.to_owned()))
 }
 
-fn price(s: &str) -> Result<Price, String> {
+fn price(s: &str) -> Result<Price, ActionError> {
     s.parse::<Price>()
         .ok()
         .filter(|p| !p.is_negative())
-        .ok_or_else(|| format!("bad price {s:?}"))
+        .ok_or_else(|| ActionError::Price(s.to_owned()))
 }
 
-fn order_type(s: &str) -> Result<OrderType, String> {
+fn order_type(s: &str) -> Result<OrderType, ActionError> {
     Ok(match s.to_ascii_lowercase().as_str() {
         "buy" => OrderType::Buy,
         "sell" => OrderType::Sell,
@@ -186,7 +237,7 @@ fn order_type(s: &str) -> Result<OrderType, String> {
         "sell_limit" => OrderType::SellLimit,
         "buy_stop" => OrderType::BuyStop,
         "sell_stop" => OrderType::SellStop,
-        other => return Err(format!("bad order type {other:?}")),
+        other => return Err(ActionError::OrderType(other.to_owned())),
     })
 }
 
@@ -198,7 +249,7 @@ struct Options {
     filling: Filling,
 }
 
-fn options(args: &[String]) -> Result<Options, String> {
+fn options(args: &[String]) -> Result<Options, ActionError> {
     let mut o = Options {
         magic: Magic(0),
         comment: String::new(),
@@ -209,9 +260,9 @@ fn options(args: &[String]) -> Result<Options, String> {
     for a in args {
         let (k, v) = a
             .split_once('=')
-            .ok_or_else(|| format!("expected key=value, got {a:?}"))?;
+            .ok_or_else(|| ActionError::NotKeyValue(a.clone()))?;
         match k {
-            "magic" => o.magic = v.parse().map_err(|_| format!("bad magic {v:?}"))?,
+            "magic" => o.magic = v.parse().map_err(|_| ActionError::Magic(v.to_owned()))?,
             "comment" => o.comment = v.to_owned(),
             "sl" => o.sl = price(v)?,
             "tp" => o.tp = price(v)?,
@@ -219,10 +270,10 @@ fn options(args: &[String]) -> Result<Options, String> {
                 o.filling = if v.eq_ignore_ascii_case("auto") {
                     Filling::Auto
                 } else {
-                    Filling::Mode(v.parse()?)
+                    Filling::Mode(v.parse().map_err(ActionError::Word)?)
                 }
             }
-            other => return Err(format!("unknown option {other:?}")),
+            other => return Err(ActionError::UnknownOption(other.to_owned())),
         }
     }
     Ok(o)
@@ -230,11 +281,11 @@ fn options(args: &[String]) -> Result<Options, String> {
 
 /// One action from its words (`open EURUSD buy 0.1 magic=7`), as a script step has it after
 /// `at <time>` and a control line has it alone.
-pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
+pub(crate) fn parse_action(t: &[String]) -> Result<Action, ActionError> {
     let word = t.first().map(String::as_str).unwrap_or("");
-    let need = |n: usize| -> Result<(), String> {
+    let need = |n: usize| -> Result<(), ActionError> {
         if t.len() < n {
-            Err(format!("{word}: missing arguments"))
+            Err(ActionError::MissingArguments(word.to_owned()))
         } else {
             Ok(())
         }
@@ -242,7 +293,7 @@ pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
     Ok(match word {
         "open" => {
             need(4)?;
-            let side: Side = t[2].parse()?;
+            let side: Side = t[2].parse().map_err(ActionError::Word)?;
             let o = options(&t[4..])?;
             Action::Open {
                 symbol: t[1].clone(),
@@ -258,7 +309,7 @@ pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
         "close" => {
             need(2)?;
             if t.len() > 2 {
-                return Err("close takes one position".into());
+                return Err(ActionError::ExtraArguments("close takes one position"));
             }
             Action::Close {
                 position: pos_ref(&t[1])?,
@@ -285,7 +336,7 @@ pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
             let o = options(&t[5..])?;
             let order_type = order_type(&t[2])?;
             if !order_type.is_pending() {
-                return Err(format!("{} is not a pending type", t[2]));
+                return Err(ActionError::NotPending(t[2].clone()));
             }
             Action::Pending {
                 symbol: t[1].clone(),
@@ -299,12 +350,17 @@ pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
         "quote" => {
             need(3)?;
             if t.len() > 4 {
-                return Err("quote takes a symbol, a bid and an ask (optional)".into());
+                return Err(ActionError::ExtraArguments(
+                    "quote takes a symbol, a bid and an ask (optional)",
+                ));
             }
             let bid = price(&t[2])?;
             let ask = t.get(3).map(|a| price(a)).transpose()?;
             if ask.is_some_and(|ask| ask < bid) {
-                return Err(format!("ask {} is below bid {bid}", t[3]));
+                return Err(ActionError::AskBelowBid {
+                    ask: t[3].clone(),
+                    bid,
+                });
             }
             Action::Quote {
                 symbol: t[1].clone(),
@@ -313,7 +369,7 @@ pub(crate) fn parse_action(t: &[String]) -> Result<Action, String> {
             }
         }
         "disconnect" => Action::Disconnect,
-        other => return Err(format!("unknown action {other:?}")),
+        other => return Err(ActionError::UnknownAction(other.to_owned())),
     })
 }
 
@@ -326,13 +382,13 @@ impl Script {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let err = |message: String| ScriptError { line, message };
-            let t = tokens(trimmed).map_err(err)?;
+            let err = |problem: ScriptProblem| ScriptError { line, problem };
+            let t = tokens(trimmed).map_err(|e| err(e.into()))?;
             if t.len() < 3 || t[0] != "at" {
-                return Err(err("expected: at <time> <action> ...".into()));
+                return Err(err(ScriptProblem::NotAStep));
             }
-            let at = parse_duration(&t[1]).ok_or_else(|| err(format!("bad time {:?}", t[1])))?;
-            let action = parse_action(&t[2..]).map_err(err)?;
+            let at = parse_duration(&t[1]).ok_or_else(|| err(ScriptProblem::Time(t[1].clone())))?;
+            let action = parse_action(&t[2..]).map_err(|e| err(e.into()))?;
             steps.push(Step { at, action, line });
         }
         // Stable: steps at the same time keep their order.
@@ -348,7 +404,7 @@ impl Script {
                 .map_symbol(names.iter().map(String::as_str))
                 .map_err(|e| ScriptError {
                     line: step.line,
-                    message: e.to_string(),
+                    problem: e.into(),
                 })?;
         }
         Ok(())
@@ -468,6 +524,7 @@ pub async fn run(terminal: &SimTerminal, script: &Script) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbols::SymbolNameError;
 
     #[test]
     fn parses_every_action() {
@@ -530,8 +587,11 @@ at 1m disconnect
         let err = bad.map_symbols(&names).unwrap_err();
         assert_eq!(err.line, 2);
         assert!(
-            err.message.starts_with("unknown symbol \"GBPUSD\""),
+            matches!(&err.problem, ScriptProblem::Symbol(SymbolNameError::Unknown { wanted, .. }) if wanted == "GBPUSD"),
             "{err}"
         );
+        assert!(err
+            .to_string()
+            .starts_with("script line 2: unknown symbol \"GBPUSD\""));
     }
 }

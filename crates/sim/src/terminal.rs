@@ -585,6 +585,16 @@ async fn wait_or_stop(
     }
 }
 
+/// Why queued messages could not be sent to the agent. Either way the link is lost and the
+/// terminal connects again, as MT5 does: both are worth retrying.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("no connection")]
+    NoConnection,
+    #[error("write error: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 enum End {
     Stop,
     Lost(String),
@@ -633,7 +643,7 @@ impl Session<'_> {
         }
         self.queue(TerminalMsg::Snapshot(snapshot));
         if let Err(e) = self.flush().await {
-            return End::Lost(e);
+            return End::Lost(e.to_string());
         }
         connected.send_replace(true);
 
@@ -697,7 +707,7 @@ impl Session<'_> {
                 self.queue(m);
             }
             if let Err(e) = self.flush().await {
-                return End::Lost(e);
+                return End::Lost(e.to_string());
             }
             if let Some(limit) = self.shared.account.lock().faults().disconnect_after {
                 if !*self.disconnect_fired && *self.sent_total >= limit {
@@ -728,16 +738,16 @@ impl Session<'_> {
         }));
     }
 
-    async fn flush(&mut self) -> Result<(), String> {
+    async fn flush(&mut self) -> Result<(), SendError> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let Some(w) = self.writer.as_mut() else {
-            return Err("no connection".into());
+            return Err(SendError::NoConnection);
         };
         let r = w.write_all(&self.buf).await;
         self.buf.clear();
-        r.map_err(|e| format!("write error: {e}"))
+        Ok(r?)
     }
 
     fn reply(&mut self, cmd_id: &CmdId, mut reply: Reply) {

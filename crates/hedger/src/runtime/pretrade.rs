@@ -20,10 +20,10 @@ use crate::pretrade::{
     far_from_limits, judge_check, judge_probe, limit_leg, CheckNext, LegFacts, PretradeLimits,
     Reason, Refusal, Refusals, Verdict,
 };
-use crate::tag::HedgeTag;
+use crate::tag::{HedgeTag, ItemIdTooLarge};
 use hedge_center_api::model::PretradeRefusal;
 use hedge_domain::{CmdId, Money, Side, SymbolSpec, Volume};
-use hedge_protocol::{Op, Reply, Terminal};
+use hedge_protocol::{Op, Reply, Terminal, TerminalError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -67,6 +67,16 @@ fn check_id(leg: &Leg) -> CmdId {
     CmdId(format!("check-{}-{}-{n}", leg.item, leg.leg))
 }
 
+/// Why an `order_check` gave no verdict: the plan item's id cannot be tagged (it never will be),
+/// or the terminal did not answer (worth asking again at the next pass).
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Tag(#[from] ItemIdTooLarge),
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
+}
+
 /// One `order_check` of `leg` at `volume`, with the request the order itself would carry.
 async fn check(
     terminal: &Terminal,
@@ -74,8 +84,8 @@ async fn check(
     leg: &Leg,
     spec: &SymbolSpec,
     volume: Volume,
-) -> Result<Reply, String> {
-    let tag = HedgeTag::new(leg.item).map_err(|e| e.to_string())?;
+) -> Result<Reply, CheckError> {
+    let tag = HedgeTag::new(leg.item)?;
     let quote = terminal
         .symbol(&leg.symbol)
         .and_then(|i| Some((i.bid?, i.ask?)));
@@ -84,14 +94,13 @@ async fn check(
         ..leg.clone()
     };
     let request = build_request(&sized, &tag, Some(spec), settings, quote);
-    terminal
+    Ok(terminal
         .send_timeout(
             check_id(leg),
             Op::OrderCheck(request),
             settings.reply_timeout,
         )
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// The terminal's verdict on `volume` of `leg`: one check, and a second at another volume when the
@@ -106,14 +115,14 @@ async fn margin_verdict(
 ) -> Verdict {
     let first = match check(terminal, settings, leg, spec, volume).await {
         Ok(reply) => reply,
-        Err(why) => return Verdict::refuse(Reason::NoAnswer(why)),
+        Err(why) => return Verdict::refuse(Reason::NoAnswer(why.to_string())),
     };
     match judge_check(volume, spec, &first, min_level) {
         CheckNext::Decided(verdict) => verdict,
         CheckNext::Probe(probe_volume) => {
             match check(terminal, settings, leg, spec, probe_volume).await {
                 Ok(probe) => judge_probe(volume, spec, &first, probe_volume, &probe, min_level),
-                Err(why) => Verdict::refuse(Reason::NoAnswer(why)),
+                Err(why) => Verdict::refuse(Reason::NoAnswer(why.to_string())),
             }
         }
     }

@@ -16,6 +16,7 @@
 //! A failed check exits with code 2 and says why in the journal. What it saw (never the password)
 //! goes to `standin-report.txt`.
 
+use anyhow::{anyhow, bail, Context};
 use hedge_launch::command::host_path_from_wine;
 use hedge_launch::files::{decode_text, utf16le_with_bom};
 use std::collections::HashMap;
@@ -101,39 +102,40 @@ struct Checked {
     port: u16,
 }
 
-fn check(args: &[String], here: &Path) -> Result<Checked, String> {
+fn check(args: &[String], here: &Path) -> anyhow::Result<Checked> {
     if !args.iter().any(|a| a == "/portable") {
-        return Err("not started with /portable".into());
+        bail!("not started with /portable");
     }
     let config = args
         .iter()
         .find_map(|a| a.strip_prefix("/config:"))
         .map(host_path_from_wine)
-        .ok_or("no /config:<file> argument")?;
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+        .context("no /config:<file> argument")?;
+    let cwd = std::env::current_dir()?;
     if std::fs::canonicalize(&cwd).ok() != std::fs::canonicalize(here).ok() {
-        return Err(format!(
-            "started in {} instead of its own folder",
-            cwd.display()
-        ));
+        bail!("started in {} instead of its own folder", cwd.display());
     }
     let meta =
-        std::fs::metadata(&config).map_err(|e| format!("config {}: {e}", config.display()))?;
+        std::fs::metadata(&config).with_context(|| format!("config {}", config.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode != 0o600 {
-            return Err(format!("config file has mode {mode:o}, expected 600"));
+            bail!("config file has mode {mode:o}, expected 600");
         }
     }
     let _ = meta;
-    let bytes = std::fs::read(&config).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&config)?;
     if !bytes.starts_with(&[0xFF, 0xFE]) {
-        return Err("config file is not UTF-16LE with a BOM".into());
+        bail!("config file is not UTF-16LE with a BOM");
     }
     let ini = parse_ini(&decode_text(&bytes));
-    let get = |k: &str| ini.get(k).cloned().ok_or(format!("config lacks {k}"));
+    let get = |k: &str| {
+        ini.get(k)
+            .cloned()
+            .with_context(|| format!("config lacks {k}"))
+    };
     for (k, want) in [
         ("Experts.AllowLiveTrading", "1"),
         ("Experts.Enabled", "1"),
@@ -142,35 +144,35 @@ fn check(args: &[String], here: &Path) -> Result<Checked, String> {
     ] {
         let got = get(k)?;
         if got != want {
-            return Err(format!("{k}={got}, expected {want}"));
+            bail!("{k}={got}, expected {want}");
         }
     }
     let login: u64 = get("Common.Login")?
         .parse()
-        .map_err(|_| "Login is not a number".to_string())?;
+        .map_err(|_| anyhow!("Login is not a number"))?;
     let server = get("Common.Server")?;
     let password = get("Common.Password")?;
     get("StartUp.Symbol")?;
     get("StartUp.Period")?;
     let experts = here.join("MQL5").join("Experts");
     if !experts.join("HedgeBridge.ex5").is_file() {
-        return Err("MQL5/Experts/HedgeBridge.ex5 is missing".into());
+        bail!("MQL5/Experts/HedgeBridge.ex5 is missing");
     }
     let set_path = here
         .join("MQL5")
         .join("Presets")
         .join(get("StartUp.ExpertParameters")?);
     let set = parse_ini(&decode_text(
-        &std::fs::read(&set_path).map_err(|e| format!("{}: {e}", set_path.display()))?,
+        &std::fs::read(&set_path).with_context(|| set_path.display().to_string())?,
     ));
     let port: u16 = set
         .get(".InpAgentPort")
         .and_then(|p| p.parse().ok())
-        .ok_or("the .set file has no valid InpAgentPort")?;
+        .context("the .set file has no valid InpAgentPort")?;
     let host = set
         .get(".InpAgentHost")
         .cloned()
-        .ok_or("the .set file has no InpAgentHost")?;
+        .context("the .set file has no InpAgentHost")?;
     Ok(Checked {
         login,
         server,
@@ -211,8 +213,11 @@ fn main() -> ExitCode {
     let checked = match check(&args, &here) {
         Ok(c) => c,
         Err(why) => {
-            journal.line("Terminal", &format!("stand-in configuration error: {why}"));
-            eprintln!("standin-terminal: {why}");
+            journal.line(
+                "Terminal",
+                &format!("stand-in configuration error: {why:#}"),
+            );
+            eprintln!("standin-terminal: {why:#}");
             return ExitCode::from(2);
         }
     };
@@ -265,7 +270,7 @@ fn main() -> ExitCode {
             Err(e) => {
                 experts_log.line(
                     "HedgeBridge (EURUSD,M1)",
-                    &format!("stand-in bridge failed: {e}"),
+                    &format!("stand-in bridge failed: {e:#}"),
                 );
                 ExitCode::from(4)
             }
@@ -281,16 +286,17 @@ fn park() -> ! {
 }
 
 mod standin_bridge {
+    use anyhow::Context;
     use hedge_domain::Login;
     use hedge_sim::{AccountConfig, SimConfig, SimTerminal};
 
     /// Runs the simulator as this terminal's bridge: it connects to the agent at `host:port` exactly
     /// as the Expert Advisor would, logged in as `login` on `server`, until the process is stopped.
-    pub fn run(host: &str, port: u16, login: u64, server: &str) -> Result<(), String> {
+    pub fn run(host: &str, port: u16, login: u64, server: &str) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+            .context("cannot start a runtime")?;
         let config = SimConfig::new(
             format!("{host}:{port}"),
             AccountConfig {
