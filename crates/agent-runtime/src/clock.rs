@@ -1,12 +1,11 @@
 //! Wall-clock time as the agents write it into keys, reports and heartbeats: milliseconds since the
-//! Unix epoch. One function, so every part of the runtime reads the same clock.
+//! Unix epoch, read from the domain's [`SystemClock`], the clock the center, the hedger and the
+//! simulator are given, so every part of the system has one definition of "now".
 
 use crate::observed::TimeMs;
+use hedge_domain::clock::{Clock, SystemClock};
 
 /// Now, in milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn now_ms() -> TimeMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemClock.now_ms()
 }
