@@ -566,6 +566,17 @@ impl Outbox {
         Ok(n.max(0) as u64)
     }
 
+    /// Waits up to `within` for the sender to deliver what is queued, as an agent does at
+    /// shutdown to give the center a moment to take the last records; returns how many are still
+    /// queued (they stay for the next start).
+    pub async fn drain(&self, within: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending().unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.pending().unwrap_or(0)
+    }
+
     /// How many items are dead-lettered, and the reason of the newest (read from the database, so
     /// it survives restarts).
     pub fn dead_letter_summary(&self) -> Result<(u64, Option<String>), OutboxError> {

@@ -214,39 +214,76 @@ impl Watch {
     }
 }
 
+/// The tumbler's settings: the command line, then the config file's `[tumbler]` section, then
+/// the defaults.
+struct TumblerChoices {
+    /// Process names to kill.
+    names: Vec<String>,
+    pid_files: Vec<PathBuf>,
+    symbols: Vec<String>,
+    magics: Vec<Magic>,
+    rearm: bool,
+    dry_run: bool,
+    register: bool,
+}
+
+impl TumblerChoices {
+    fn new(
+        args: &TumblerArgs,
+        section: &TumblerSection,
+        agent_symbols: &[String],
+    ) -> anyhow::Result<TumblerChoices> {
+        let mut names = if args.kill.is_empty() {
+            section.kill.clone()
+        } else {
+            args.kill.clone()
+        };
+        let pid_files = if args.pid_files.is_empty() {
+            section.pid_files.clone()
+        } else {
+            args.pid_files.clone()
+        };
+        if names.is_empty() && pid_files.is_empty() {
+            names = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+        }
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.trim().is_empty() || n.contains(['/', '\\']))
+        {
+            anyhow::bail!("--kill takes a process name (like javaw.exe), not {bad:?}");
+        }
+        let mut symbols = agent_symbols.to_vec();
+        symbols.extend(args.symbols.iter().cloned());
+        symbols.extend(section.symbols.iter().cloned());
+        let mut magics: Vec<Magic> = args.magics.iter().map(|m| Magic(*m)).collect();
+        magics.extend(section.magics.iter().map(|m| Magic(*m)));
+        Ok(TumblerChoices {
+            names,
+            pid_files,
+            symbols,
+            magics,
+            rearm: args.rearm || section.rearm.unwrap_or(false),
+            dry_run: args.dry_run || section.dry_run.unwrap_or(false),
+            register: !args.no_register && section.register.unwrap_or(true),
+        })
+    }
+}
+
 /// Runs `hedge tumbler` until it fires (or forever with `--rearm`).
 pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     let settings = args.agent.resolve()?;
     hedge_agent_runtime::logging::init(settings.log_format);
     settings.log_warnings();
     let section: TumblerSection = settings.config.section("tumbler")?;
-    let mut names = if args.kill.is_empty() {
-        section.kill.clone()
-    } else {
-        args.kill.clone()
-    };
-    let pid_files = if args.pid_files.is_empty() {
-        section.pid_files.clone()
-    } else {
-        args.pid_files.clone()
-    };
-    if names.is_empty() && pid_files.is_empty() {
-        names = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
-    }
-    if let Some(bad) = names
-        .iter()
-        .find(|n| n.trim().is_empty() || n.contains(['/', '\\']))
-    {
-        anyhow::bail!("--kill takes a process name (like javaw.exe), not {bad:?}");
-    }
-    let mut symbols = settings.symbols.clone();
-    symbols.extend(args.symbols.iter().cloned());
-    symbols.extend(section.symbols.iter().cloned());
-    let mut magics: Vec<Magic> = args.magics.iter().map(|m| Magic(*m)).collect();
-    magics.extend(section.magics.iter().map(|m| Magic(*m)));
-    let rearm = args.rearm || section.rearm.unwrap_or(false);
-    let dry_run = args.dry_run || section.dry_run.unwrap_or(false);
-    let register = !args.no_register && section.register.unwrap_or(true);
+    let TumblerChoices {
+        names,
+        pid_files,
+        symbols,
+        magics,
+        rearm,
+        dry_run,
+        register,
+    } = TumblerChoices::new(&args, &section, &settings.symbols)?;
 
     // The outbox is ready before the terminal can connect, so no first position is missed; a
     // start refused for the terminal's port or the terminal itself removes the state it made.
@@ -315,11 +352,7 @@ pub async fn run(args: TumblerArgs) -> anyhow::Result<()> {
     status_line.abort();
     if let Some(sender) = sender {
         // Give the center a moment to take the report; it stays in the outbox otherwise.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while outbox.pending().unwrap_or(0) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if outbox.pending().unwrap_or(0) > 0 {
+        if outbox.drain(Duration::from_secs(10)).await > 0 {
             tracing::warn!(
                 "center did not take the report yet; it is kept in the outbox for the next start"
             );

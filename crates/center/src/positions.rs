@@ -256,7 +256,35 @@ pub fn apply(current: Option<&Position>, report: &PositionReport) -> Result<Tran
     let before = current.map(exposure).transpose()?.unwrap_or_default();
     let mut next = match current {
         Some(p) => p.clone(),
-        None => first_position(report, &account_symbol),
+        None => Position {
+            login: report.login,
+            position_id: report.position_id,
+            symbol: report.symbol.clone(),
+            account_symbol: account_symbol.clone(),
+            side: report.side,
+            volume: report.volume,
+            max_volume: report.volume,
+            price: report.price,
+            sl: report.sl,
+            tp: report.tp,
+            magic: report.magic,
+            comment: report.comment.clone(),
+            exit_comment: None,
+            status: PositionStatus::Open,
+            opened_ms: report.time_ms,
+            updated_ms: report.time_ms,
+            last_seq: report.seq,
+            last_event_id: EventId(0),
+            price_current: None,
+            swap: None,
+            profit: None,
+            commission: None,
+            exit_price: None,
+            realized_profit: None,
+            realized_commission: None,
+            realized_swap: None,
+            realized_fee: None,
+        },
     };
     next.last_seq = report.seq;
     next.updated_ms = report.time_ms;
@@ -306,39 +334,6 @@ fn check_continues(p: &Position, report: &PositionReport) -> Result<(), Refusal>
         )));
     }
     Ok(())
-}
-
-/// The position a report about an unknown one starts from.
-fn first_position(report: &PositionReport, account_symbol: &str) -> Position {
-    Position {
-        login: report.login,
-        position_id: report.position_id,
-        symbol: report.symbol.clone(),
-        account_symbol: account_symbol.to_owned(),
-        side: report.side,
-        volume: report.volume,
-        max_volume: report.volume,
-        price: report.price,
-        sl: report.sl,
-        tp: report.tp,
-        magic: report.magic,
-        comment: report.comment.clone(),
-        exit_comment: None,
-        status: PositionStatus::Open,
-        opened_ms: report.time_ms,
-        updated_ms: report.time_ms,
-        last_seq: report.seq,
-        last_event_id: EventId(0),
-        price_current: None,
-        swap: None,
-        profit: None,
-        commission: None,
-        exit_price: None,
-        realized_profit: None,
-        realized_commission: None,
-        realized_swap: None,
-        realized_fee: None,
-    }
 }
 
 /// What the report's kind does to `next` (a copy of `current`, or the first position), with the

@@ -232,7 +232,14 @@ pub async fn run(args: HedgerArgs) -> anyhow::Result<()> {
     };
     follower.abort();
     status_line.abort();
-    drain_outbox(&outbox).await;
+    // Give the center a moment to take the records; they stay in the outbox otherwise.
+    let left = outbox.drain(Duration::from_secs(10)).await;
+    if left > 0 {
+        tracing::warn!(
+            pending = left,
+            "records still in the outbox; they are sent at the next start"
+        );
+    }
     sender.abort();
     session.shutdown().await;
     result
@@ -277,21 +284,6 @@ fn hedger_options(
         opts.reconcile_interval = std::time::Duration::from_secs_f64(secs);
     }
     Ok(opts)
-}
-
-/// Gives the center a moment to take the records at shutdown; they stay in the outbox otherwise.
-async fn drain_outbox(outbox: &Outbox) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while outbox.pending().unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let left = outbox.pending().unwrap_or(0);
-    if left > 0 {
-        tracing::warn!(
-            pending = left,
-            "records still in the outbox; they are sent at the next start"
-        );
-    }
 }
 
 #[cfg(test)]

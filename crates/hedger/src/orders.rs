@@ -129,6 +129,53 @@ pub struct LegReport {
     pub requested_price: Price,
 }
 
+/// A leg's attempts so far: what its report carries besides the leg, the request and the outcome.
+struct Attempts {
+    started: Instant,
+    /// The price asked for on the first attempt.
+    requested_price: Price,
+    /// The current attempt, from 0.
+    attempt: u32,
+    retcodes: Vec<Retcode>,
+}
+
+impl Attempts {
+    fn report(self, leg: Leg, request: TradeRequest, outcome: LegOutcome) -> LegReport {
+        LegReport {
+            leg,
+            request,
+            attempts: self.attempt + 1,
+            retcodes: self.retcodes,
+            outcome,
+            latency: self.started.elapsed(),
+            requested_price: self.requested_price,
+        }
+    }
+}
+
+/// The quote to price a retry with, after waiting `delay`: the refusal's own quote, or the
+/// terminal's when that is newer.
+async fn retry_quote(
+    terminal: &Terminal,
+    symbol: &str,
+    reply: &Reply,
+    mut quote: Option<(Price, Price)>,
+    delay: Duration,
+) -> Option<(Price, Price)> {
+    if reply.bid.is_positive() && reply.ask.is_positive() {
+        quote = Some((reply.bid, reply.ask));
+    }
+    tokio::time::sleep(delay).await;
+    if let Some(i) = terminal.symbol(symbol) {
+        if let (Some(b), Some(a)) = (i.bid, i.ask) {
+            if i.time >= reply.time || quote.is_none() {
+                quote = Some((b, a));
+            }
+        }
+    }
+    quote
+}
+
 /// Sends a leg, retrying retryable refusals with a fresh price and a new command id each time.
 pub async fn execute_leg(
     terminal: &Terminal,
@@ -140,14 +187,17 @@ pub async fn execute_leg(
     let info = terminal.symbol(&leg.symbol);
     let spec = info.as_ref().map(|i| i.spec.clone());
     let mut quote = info.as_ref().and_then(|i| Some((i.bid?, i.ask?)));
-    let mut attempt: u32 = 0;
-    let mut retcodes = Vec::new();
     let mut timeouts: u32 = 0;
     let mut ioc_tried = false;
     let mut request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
-    let requested_price = request.price;
+    let mut tries = Attempts {
+        started,
+        requested_price: request.price,
+        attempt: 0,
+        retcodes: Vec::new(),
+    };
     loop {
-        let cmd_id = leg_cmd_id(&leg, &tag, attempt);
+        let cmd_id = leg_cmd_id(&leg, &tag, tries.attempt);
         tracing::debug!(%cmd_id, symbol = %request.symbol, side = %leg.side, volume = %leg.volume, "sending hedge order");
         match terminal
             .send_timeout(
@@ -158,47 +208,29 @@ pub async fn execute_leg(
             .await
         {
             Ok(reply) => {
-                retcodes.push(reply.retcode);
+                tries.retcodes.push(reply.retcode);
                 if !ioc_tried && fok_refused(&request, &reply, spec.as_ref()) {
                     // Thin liquidity refuses all-or-nothing; what the market offers now is
                     // better than nothing, and the next plan asks for the rest.
                     tracing::info!(%cmd_id, comment = %reply.comment, "fill or kill refused; taking what the market offers (IOC)");
                     ioc_tried = true;
-                    attempt += 1;
+                    tries.attempt += 1;
                     request.type_filling = Filling::Mode(OrderFilling::Ioc);
                     continue;
                 }
-                match settings.retry.next(attempt, reply.retcode) {
+                match settings.retry.next(tries.attempt, reply.retcode) {
                     Next::Done => {
-                        let now_ms = reply.time;
-                        let fill = fill_from_reply(&request, &reply, now_ms, leg.reduces);
-                        return Ok(LegReport {
-                            leg,
-                            request,
-                            attempts: attempt + 1,
-                            retcodes,
-                            outcome: LegOutcome::Filled {
-                                reply: Box::new(reply),
-                                fill,
-                            },
-                            latency: started.elapsed(),
-                            requested_price,
-                        });
+                        let fill = fill_from_reply(&request, &reply, reply.time, leg.reduces);
+                        let outcome = LegOutcome::Filled {
+                            reply: Box::new(reply),
+                            fill,
+                        };
+                        return Ok(tries.report(leg, request, outcome));
                     }
                     Next::Retry(delay) => {
                         tracing::info!(%cmd_id, retcode = %reply.retcode, ?delay, "retryable refusal; retrying with a fresh price");
-                        if reply.bid.is_positive() && reply.ask.is_positive() {
-                            quote = Some((reply.bid, reply.ask));
-                        }
-                        tokio::time::sleep(delay).await;
-                        if let Some(i) = terminal.symbol(&leg.symbol) {
-                            if let (Some(b), Some(a)) = (i.bid, i.ask) {
-                                if i.time >= reply.time || quote.is_none() {
-                                    quote = Some((b, a));
-                                }
-                            }
-                        }
-                        attempt += 1;
+                        quote = retry_quote(terminal, &leg.symbol, &reply, quote, delay).await;
+                        tries.attempt += 1;
                         request = build_request(&leg, &tag, spec.as_ref(), settings, quote);
                         if ioc_tried {
                             // The market was thin a moment ago: all-or-nothing would fail again.
@@ -206,19 +238,12 @@ pub async fn execute_leg(
                         }
                     }
                     Next::GiveUp(failure) => {
-                        return Ok(LegReport {
-                            leg,
-                            request,
-                            attempts: attempt + 1,
-                            retcodes,
-                            outcome: LegOutcome::Rejected {
-                                failure,
-                                retcode: reply.retcode,
-                                comment: reply.comment,
-                            },
-                            latency: started.elapsed(),
-                            requested_price,
-                        });
+                        let outcome = LegOutcome::Rejected {
+                            failure,
+                            retcode: reply.retcode,
+                            comment: reply.comment,
+                        };
+                        return Ok(tries.report(leg, request, outcome));
                     }
                 }
             }
@@ -232,15 +257,8 @@ pub async fn execute_leg(
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(e) => {
-                return Ok(LegReport {
-                    leg,
-                    request,
-                    attempts: attempt + 1,
-                    retcodes,
-                    outcome: LegOutcome::Unknown(e.to_string()),
-                    latency: started.elapsed(),
-                    requested_price,
-                });
+                let outcome = LegOutcome::Unknown(e.to_string());
+                return Ok(tries.report(leg, request, outcome));
             }
         }
     }

@@ -220,9 +220,12 @@ fn traded_never_recorded(o: &Observed, c: &ClientView, details: &mut Vec<String>
     traded.len()
 }
 
-/// How often each position change was stored, by (login, position, sequence): the same change
-/// twice would be two events with the same key.
-fn position_changes(o: &Observed) -> BTreeMap<(Option<u64>, Option<u64>, Option<u64>), u32> {
+/// A position change as its event names it: login, position id, the position's sequence.
+type ChangeKey = (Option<u64>, Option<u64>, Option<u64>);
+
+/// How often each position change was stored: the same change twice would be two events with
+/// the same key.
+fn position_changes(o: &Observed) -> BTreeMap<ChangeKey, u32> {
     let mut seen = BTreeMap::new();
     for e in &o.events {
         if !matches!(

@@ -181,6 +181,26 @@ struct AgentLaunch<'a> {
     extra: Vec<String>,
 }
 
+impl<'a> AgentLaunch<'a> {
+    /// An agent whose token, state folder and log are named `{kind}-{login}`.
+    fn new(
+        process: Process,
+        kind: &'a str,
+        login: u64,
+        affix: &'a str,
+        extra: Vec<String>,
+    ) -> AgentLaunch<'a> {
+        AgentLaunch {
+            process,
+            kind,
+            login,
+            affix,
+            token_name: format!("{kind}-{login}"),
+            extra,
+        }
+    }
+}
+
 /// The loopback ports the agents listen on for their terminals.
 struct AgentPorts {
     clients: Vec<u16>,
@@ -284,50 +304,28 @@ impl System {
     ) -> anyhow::Result<AgentPorts> {
         let mut clients = Vec::new();
         for (i, c) in CLIENTS.iter().enumerate() {
-            let launch = AgentLaunch {
-                process: Process::Client(i),
-                kind: "client",
-                login: c.login,
-                affix: c.affix,
-                token_name: format!("client-{}", c.login),
-                extra: vec!["--hedge-login".into(), HEDGES[c.hedge].login.to_string()],
-            };
+            let hedge_login = vec!["--hedge-login".into(), HEDGES[c.hedge].login.to_string()];
+            let launch =
+                AgentLaunch::new(Process::Client(i), "client", c.login, c.affix, hedge_login);
             clients.push(self.start_agent(launch, agent_tokens)?);
         }
         let mut hedges = Vec::new();
         for (i, h) in HEDGES.iter().enumerate() {
-            let launch = AgentLaunch {
-                process: Process::Hedger(i),
-                kind: "hedger",
-                login: h.login,
-                affix: h.affix,
-                token_name: format!("hedger-{}", h.login),
-                extra: vec![
-                    "--mode".into(),
-                    "mirror".into(),
-                    "--reconcile-interval".into(),
-                    "1".into(),
-                ],
-            };
+            let mirror = ["--mode", "mirror", "--reconcile-interval", "1"];
+            let extra = mirror.map(String::from).to_vec();
+            let launch = AgentLaunch::new(Process::Hedger(i), "hedger", h.login, h.affix, extra);
             hedges.push(self.start_agent(launch, agent_tokens)?);
         }
-        let tumbler = self.start_agent(
-            AgentLaunch {
-                process: Process::Tumbler,
-                kind: "tumbler",
-                login: COPIER,
-                affix: "",
-                token_name: format!("tumbler-{COPIER}"),
-                extra: vec![
-                    "--kill".into(),
-                    "javaw.exe".into(),
-                    "--dry-run".into(),
-                    "--rearm".into(),
-                    "--no-register".into(),
-                ],
-            },
-            agent_tokens,
-        )?;
+        let watch_only = [
+            "--kill",
+            "javaw.exe",
+            "--dry-run",
+            "--rearm",
+            "--no-register",
+        ];
+        let extra = watch_only.map(String::from).to_vec();
+        let launch = AgentLaunch::new(Process::Tumbler, "tumbler", COPIER, "", extra);
+        let tumbler = self.start_agent(launch, agent_tokens)?;
         Ok(AgentPorts {
             clients,
             hedges,

@@ -105,9 +105,7 @@ impl Account {
         if let Some(entry) = self.working.get_mut(&req.order) {
             entry.record = record.clone();
         }
-        let mut tx = Tx::new(self.now, TradeTransactionType::OrderUpdate);
-        fill_order_fields(&mut tx, &record);
-        tx.order_record = Some(record.clone());
+        let tx = order_tx(self.now, TradeTransactionType::OrderUpdate, &record);
         let mut reply = self.reply(Retcode::DONE, "Request executed", &record.symbol);
         reply.order = record.ticket;
         let mut txs = vec![tx];
@@ -158,58 +156,15 @@ impl Account {
         let ticket = self.new_order();
         let mut txs = Vec::new();
         let mut deal_tickets = Vec::new();
+        let fill = CloseByFill {
+            order: ticket,
+            volume,
+            price,
+            magic: req.magic,
+            reason,
+        };
         for (p, other) in [(&a, &b), (&b, &a)] {
-            let profit = self.profit(&p.symbol, p.side, volume, p.price_open, price);
-            self.balance += profit;
-            let mut after = p.clone();
-            after.volume -= volume;
-            after.time_update = self.now;
-            if after.volume.is_zero() {
-                self.drop_position(p.id);
-            } else {
-                self.put_position(after.clone());
-            }
-            let deal = DealRecord {
-                ticket: self.new_deal(),
-                order: ticket,
-                position_id: p.id,
-                time: self.now,
-                deal_type: if p.side == Side::Buy {
-                    DealType::Sell
-                } else {
-                    DealType::Buy
-                },
-                entry: DealEntry::OutBy,
-                reason,
-                magic: req.magic,
-                volume,
-                price,
-                commission: Money::ZERO,
-                swap: Money::ZERO,
-                profit,
-                fee: Money::ZERO,
-                symbol: p.symbol.clone(),
-                comment: format!("close #{} by #{}", p.id, other.id),
-                external_id: String::new(),
-            };
-            deal_tickets.push(deal.ticket);
-            let mut tx = Tx::new(self.now, TradeTransactionType::DealAdd);
-            tx.deal = deal.ticket;
-            tx.order = ticket;
-            tx.symbol = p.symbol.clone();
-            tx.deal_type = Some(deal.deal_type);
-            tx.volume = volume;
-            tx.price = price;
-            tx.position = p.id;
-            tx.position_by = other.id;
-            tx.deal_record = Some(deal.clone());
-            tx.position_record = Some(if after.volume.is_zero() {
-                self.closed_record(&after)
-            } else {
-                self.position_record(&after)
-            });
-            txs.push(tx);
-            self.deals.push(deal);
+            deal_tickets.push(self.close_one_by(p, other, &fill, &mut txs));
         }
         let record = OrderRecord {
             ticket,
@@ -234,9 +189,7 @@ impl Account {
             reason: reason.code(),
             comment: req.comment.clone(),
         };
-        let mut hist = Tx::new(self.now, TradeTransactionType::HistoryAdd);
-        fill_order_fields(&mut hist, &record);
-        hist.order_record = Some(record.clone());
+        let hist = order_tx(self.now, TradeTransactionType::HistoryAdd, &record);
         txs.push(hist);
         self.history_orders.push(record);
         let mut reply = self.reply(Retcode::DONE, "Request executed", &a.symbol);
@@ -247,4 +200,77 @@ impl Account {
         reply.price = price;
         Execution { reply, txs }
     }
+
+    /// One side of a close-by: `p` loses `fill.volume` against `other`, booking its `OUT_BY` deal
+    /// and the deal's transaction; returns the deal's ticket.
+    fn close_one_by(
+        &mut self,
+        p: &Position,
+        other: &Position,
+        fill: &CloseByFill,
+        txs: &mut Vec<Tx>,
+    ) -> DealTicket {
+        let profit = self.profit(&p.symbol, p.side, fill.volume, p.price_open, fill.price);
+        self.balance += profit;
+        let mut after = p.clone();
+        after.volume -= fill.volume;
+        after.time_update = self.now;
+        if after.volume.is_zero() {
+            self.drop_position(p.id);
+        } else {
+            self.put_position(after.clone());
+        }
+        let deal = DealRecord {
+            ticket: self.new_deal(),
+            order: fill.order,
+            position_id: p.id,
+            time: self.now,
+            deal_type: if p.side == Side::Buy {
+                DealType::Sell
+            } else {
+                DealType::Buy
+            },
+            entry: DealEntry::OutBy,
+            reason: fill.reason,
+            magic: fill.magic,
+            volume: fill.volume,
+            price: fill.price,
+            commission: Money::ZERO,
+            swap: Money::ZERO,
+            profit,
+            fee: Money::ZERO,
+            symbol: p.symbol.clone(),
+            comment: format!("close #{} by #{}", p.id, other.id),
+            external_id: String::new(),
+        };
+        let mut tx = Tx::new(self.now, TradeTransactionType::DealAdd);
+        tx.deal = deal.ticket;
+        tx.order = fill.order;
+        tx.symbol = p.symbol.clone();
+        tx.deal_type = Some(deal.deal_type);
+        tx.volume = fill.volume;
+        tx.price = fill.price;
+        tx.position = p.id;
+        tx.position_by = other.id;
+        tx.deal_record = Some(deal.clone());
+        tx.position_record = Some(if after.volume.is_zero() {
+            self.closed_record(&after)
+        } else {
+            self.position_record(&after)
+        });
+        txs.push(tx);
+        let deal_ticket = deal.ticket;
+        self.deals.push(deal);
+        deal_ticket
+    }
+}
+
+/// What both deals of a close-by share: the close-by order, the volume closed, the price (the
+/// opposite position's open price), the magic and the reason.
+struct CloseByFill {
+    order: OrderTicket,
+    volume: Volume,
+    price: Price,
+    magic: Magic,
+    reason: DealReason,
 }

@@ -526,7 +526,9 @@ impl Account {
     }
 }
 
-fn fill_order_fields(tx: &mut Tx, o: &OrderRecord) {
+/// A transaction of `kind` about order `o`: its fields and the whole record.
+fn order_tx(now: TimeMs, kind: TradeTransactionType, o: &OrderRecord) -> Tx {
+    let mut tx = Tx::new(now, kind);
     tx.order = o.ticket;
     tx.symbol = o.symbol.clone();
     tx.order_type = Some(o.order_type);
@@ -540,4 +542,6 @@ fn fill_order_fields(tx: &mut Tx, o: &OrderRecord) {
     tx.volume = o.volume_current;
     tx.position = o.position_id;
     tx.position_by = o.position_by_id;
+    tx.order_record = Some(o.clone());
+    tx
 }

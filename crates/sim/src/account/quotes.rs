@@ -57,13 +57,9 @@ impl Account {
         let mut record = w.record;
         record.state = state;
         record.time_done = self.now;
-        let mut del = Tx::new(self.now, TradeTransactionType::OrderDelete);
-        fill_order_fields(&mut del, &record);
-        del.order_record = Some(record.clone());
+        let del = order_tx(self.now, TradeTransactionType::OrderDelete, &record);
         txs.push(del);
-        let mut hist = Tx::new(self.now, TradeTransactionType::HistoryAdd);
-        fill_order_fields(&mut hist, &record);
-        hist.order_record = Some(record.clone());
+        let hist = order_tx(self.now, TradeTransactionType::HistoryAdd, &record);
         txs.push(hist);
         self.history_orders.push(record);
     }
@@ -104,9 +100,7 @@ impl Account {
                     w.record.price_open = w.record.price_stoplimit;
                     w.record.price_stoplimit = Price::ZERO;
                     let record = w.record.clone();
-                    let mut upd = Tx::new(self.now, TradeTransactionType::OrderUpdate);
-                    fill_order_fields(&mut upd, &record);
-                    upd.order_record = Some(record);
+                    let upd = order_tx(self.now, TradeTransactionType::OrderUpdate, &record);
                     txs.push(upd);
                 }
                 _ => {
@@ -207,9 +201,7 @@ impl Account {
                 entry.record.volume_current = remaining;
                 entry.record.state = OrderState::Partial;
                 let record = entry.record.clone();
-                let mut upd = Tx::new(self.now, TradeTransactionType::OrderUpdate);
-                fill_order_fields(&mut upd, &record);
-                upd.order_record = Some(record);
+                let upd = order_tx(self.now, TradeTransactionType::OrderUpdate, &record);
                 deal_txs.push(upd);
             }
             txs.extend(deal_txs);
@@ -308,9 +300,7 @@ impl Account {
             reason: reason.code(),
             comment,
         };
-        let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
-        fill_order_fields(&mut add, &record);
-        add.order_record = Some(record.clone());
+        let add = order_tx(self.now, TradeTransactionType::OrderAdd, &record);
         txs.push(add);
         txs.extend(self.apply_deal(
             &p.symbol,
@@ -332,9 +322,7 @@ impl Account {
             TradeTransactionType::OrderDelete,
             TradeTransactionType::HistoryAdd,
         ] {
-            let mut tx = Tx::new(self.now, kind);
-            fill_order_fields(&mut tx, &record);
-            tx.order_record = Some(record.clone());
+            let tx = order_tx(self.now, kind, &record);
             txs.push(tx);
         }
         self.history_orders.push(record);

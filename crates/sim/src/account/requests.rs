@@ -278,9 +278,7 @@ impl Account {
             comment: req.comment.clone(),
         };
         let mut txs = Vec::new();
-        let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
-        fill_order_fields(&mut add, &record);
-        add.order_record = Some(record.clone());
+        let add = order_tx(self.now, TradeTransactionType::OrderAdd, &record);
         txs.push(add);
         self.working.insert(
             ticket,
@@ -438,9 +436,7 @@ impl Account {
             reason: reason.code(),
             comment: req.comment.clone(),
         };
-        let mut add = Tx::new(self.now, TradeTransactionType::OrderAdd);
-        fill_order_fields(&mut add, &record);
-        add.order_record = Some(record.clone());
+        let add = order_tx(self.now, TradeTransactionType::OrderAdd, &record);
         self.working.insert(
             ticket,
             Working {

@@ -101,32 +101,9 @@ pub(super) fn action(
     if let Some(symbol) = &a.symbol {
         check_symbol(symbol, "symbol")?;
     }
-    // A field the action does not use is refused rather than ignored: the operator meant something.
-    let unused = |field: &str, present: bool| -> Result<(), Refusal> {
-        if present {
-            Err(Refusal::invalid(
-                field,
-                format!("{field} is not used by {}", a.action.as_str()),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let uses = |login: bool, symbol: bool, hedge: bool, map: bool, ratio: bool, field: bool| {
-        unused(
-            "weights",
-            a.action != ActionKind::SetAllocation && a.weights.is_some(),
-        )?;
-        unused("login", !login && a.login.is_some())?;
-        unused("symbol", !symbol && a.symbol.is_some())?;
-        unused("hedge_id", !hedge && a.hedge_id.is_some())?;
-        unused("symbol_map", !map && a.symbol_map.is_some())?;
-        unused("hedge_ratio", !ratio && a.hedge_ratio.is_some())?;
-        unused("field", !field && a.field.is_some())
-    };
+    check_fields_used(a)?;
     match a.action {
         ActionKind::Pause | ActionKind::Resume => {
-            uses(true, true, false, false, false, false)?;
             let pause = a.action == ActionKind::Pause;
             let (event_id, changed) = set_pause(
                 c,
@@ -146,12 +123,8 @@ pub(super) fn action(
                 allocations: None,
             })
         }
-        ActionKind::CloseHedge | ActionKind::RetryHedge => {
-            uses(false, false, true, false, false, false)?;
-            issue_command(c, actor, a, now)
-        }
+        ActionKind::CloseHedge | ActionKind::RetryHedge => issue_command(c, actor, a, now),
         ActionKind::SetSymbolMap => {
-            uses(true, false, false, true, false, false)?;
             let map = a
                 .symbol_map
                 .as_ref()
@@ -160,7 +133,6 @@ pub(super) fn action(
             set_override(c, actor, a, OverrideField::SymbolMap, Some(json(map)?), now)
         }
         ActionKind::SetHedgeRatio => {
-            uses(true, false, false, false, true, false)?;
             let ratio = a.hedge_ratio.ok_or_else(|| {
                 Refusal::invalid("hedge_ratio", "set_hedge_ratio needs hedge_ratio")
             })?;
@@ -175,25 +147,56 @@ pub(super) fn action(
             set_override(c, actor, a, OverrideField::HedgeRatio, Some(text), now)
         }
         ActionKind::ClearOverride => {
-            uses(true, false, false, false, false, true)?;
             let field = a
                 .field
                 .ok_or_else(|| Refusal::invalid("field", "clear_override needs field"))?;
             set_override(c, actor, a, field, None, now)
         }
         ActionKind::SetAllocation => {
-            uses(true, true, false, false, false, false)?;
             let weights = a
                 .weights
                 .as_deref()
                 .ok_or_else(|| Refusal::invalid("weights", "set_allocation needs weights"))?;
             set_allocation(c, actor, a, Some(weights), now)
         }
-        ActionKind::ClearAllocation => {
-            uses(true, true, false, false, false, false)?;
-            set_allocation(c, actor, a, None, now)
-        }
+        ActionKind::ClearAllocation => set_allocation(c, actor, a, None, now),
     }
+}
+
+/// Refuses a field the action does not use rather than ignoring it: the operator meant something.
+fn check_fields_used(a: &ActionRequest) -> Result<(), Refusal> {
+    let (login, symbol, hedge, map, ratio, field) = match a.action {
+        ActionKind::Pause | ActionKind::Resume => (true, true, false, false, false, false),
+        ActionKind::CloseHedge | ActionKind::RetryHedge => {
+            (false, false, true, false, false, false)
+        }
+        ActionKind::SetSymbolMap => (true, false, false, true, false, false),
+        ActionKind::SetHedgeRatio => (true, false, false, false, true, false),
+        ActionKind::ClearOverride => (true, false, false, false, false, true),
+        ActionKind::SetAllocation | ActionKind::ClearAllocation => {
+            (true, true, false, false, false, false)
+        }
+    };
+    let unused = |name: &str, present: bool| -> Result<(), Refusal> {
+        if present {
+            Err(Refusal::invalid(
+                name,
+                format!("{name} is not used by {}", a.action.as_str()),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    unused(
+        "weights",
+        a.action != ActionKind::SetAllocation && a.weights.is_some(),
+    )?;
+    unused("login", !login && a.login.is_some())?;
+    unused("symbol", !symbol && a.symbol.is_some())?;
+    unused("hedge_id", !hedge && a.hedge_id.is_some())?;
+    unused("symbol_map", !map && a.symbol_map.is_some())?;
+    unused("hedge_ratio", !ratio && a.hedge_ratio.is_some())?;
+    unused("field", !field && a.field.is_some())
 }
 
 /// Pauses (close-only) or resumes a scope; returns the event id (0 when nothing changed) and

@@ -79,6 +79,59 @@ fn check_command_fits(kind: CommandKind, hedge: &Hedge) -> Result<(), Refusal> {
     }
 }
 
+/// The pending command of `kind` for hedge `hedge_id`, if one is waiting.
+fn pending_command(
+    c: &mut dyn Conn,
+    hedge_id: HedgeId,
+    kind: CommandKind,
+) -> Result<Option<Command>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM commands WHERE hedge_id = ? AND kind = ? AND status = 'pending' ORDER BY id LIMIT 1",
+        CommandCol::LIST
+    );
+    c.query_one(
+        &sql,
+        &[Val::Int(hedge_id.get() as i64), Val::text(kind.as_str())],
+    )?
+    .map(|row| command_from_row(&row))
+    .transpose()
+}
+
+/// Stores a new pending command of `kind` for `hedge`, of `volume`, and reads it back.
+fn insert_command(
+    c: &mut dyn Conn,
+    actor: &str,
+    reason: &str,
+    hedge: &Hedge,
+    kind: CommandKind,
+    volume: Volume,
+    now: i64,
+) -> Result<Command, WriteError> {
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO commands ({}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, NULL, ?, ?) RETURNING id",
+                CommandCol::LIST.trim_start_matches("id, ")
+            ),
+            &[
+                Val::Int(hedge.hedge_login.0 as i64),
+                Val::text(kind.as_str()),
+                Val::Int(hedge.id.get() as i64),
+                Val::text(&hedge.symbol),
+                Val::text(&hedge.account_symbol),
+                Val::Int(to_i64(hedge.plan_item_id.get(), "plan_item_id")?),
+                Val::Int(lots(volume, "volume")?.units()),
+                Val::text(actor),
+                Val::text(reason),
+                Val::Int(now),
+                Val::Int(now),
+            ],
+        )?
+        .ok_or_else(|| StoreError::Corrupt("command insert returned no id".into()))?;
+    Ok(command_by_id(c, CommandId(row.u64(Single::value)?))?
+        .ok_or_else(|| StoreError::Corrupt("command vanished".into()))?)
+}
+
 pub(super) fn issue_command(
     c: &mut dyn Conn,
     actor: &str,
@@ -98,19 +151,12 @@ pub(super) fn issue_command(
     check_command_fits(kind, &hedge)?;
     // A second click while the first command is still pending gets that command back, so the
     // hedger never receives the same order twice.
-    let sql = format!(
-        "SELECT {} FROM commands WHERE hedge_id = ? AND kind = ? AND status = 'pending' ORDER BY id LIMIT 1",
-        CommandCol::LIST
-    );
-    if let Some(row) = c.query_one(
-        &sql,
-        &[Val::Int(hedge_id.get() as i64), Val::text(kind.as_str())],
-    )? {
+    if let Some(command) = pending_command(c, hedge_id, kind)? {
         return Ok(ActionAck {
             event_id: EventId(0),
             changed: false,
             pauses: pauses(c)?,
-            command: Some(command_from_row(&row)?),
+            command: Some(command),
             account: None,
             allocations: None,
         });
@@ -119,29 +165,7 @@ pub(super) fn issue_command(
         CommandKind::CloseHedge => hedge.open_volume,
         CommandKind::RetryHedge => hedge.volume,
     };
-    let row = c
-        .query_one(
-            &format!(
-                "INSERT INTO commands ({}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, NULL, ?, ?) RETURNING id",
-                CommandCol::LIST.trim_start_matches("id, ")
-            ),
-            &[
-                Val::Int(hedge.hedge_login.0 as i64),
-                Val::text(kind.as_str()),
-                Val::Int(hedge_id.get() as i64),
-                Val::text(&hedge.symbol),
-                Val::text(&hedge.account_symbol),
-                Val::Int(to_i64(hedge.plan_item_id.get(), "plan_item_id")?),
-                Val::Int(lots(volume, "volume")?.units()),
-                Val::text(actor),
-                Val::text(&a.reason),
-                Val::Int(now),
-                Val::Int(now),
-            ],
-        )?
-        .ok_or_else(|| StoreError::Corrupt("command insert returned no id".into()))?;
-    let command = command_by_id(c, CommandId(row.u64(Single::value)?))?
-        .ok_or_else(|| StoreError::Corrupt("command vanished".into()))?;
+    let command = insert_command(c, actor, &a.reason, &hedge, kind, volume, now)?;
     let asked = format!(
         "{actor} asked to {} hedge {hedge_id} ({} {} {} on {}), command {}",
         match kind {

@@ -386,39 +386,43 @@ fn account_rows(history: &History, w: &Words, hedging: bool, rows: &mut Vec<Grid
     ));
 }
 
+/// The cells a position row starts with: open time, ticket, symbol, side, `volume`, open price.
+fn position_cells(p: &Pos, volume: Decimal) -> Vec<(usize, Value)> {
+    vec![
+        (0, text(format_time(p.open_time))),
+        (1, Value::Num(p.id.to_string())),
+        (2, text(&p.symbol)),
+        (3, text(side_word(p.side))),
+        (4, text(volume.normalize().to_string())),
+        (5, num(p.open_price)),
+    ]
+}
+
 fn closed_position_row(p: &Pos) -> GridRow {
+    let mut cells = position_cells(p, p.total_in);
+    cells.extend([
+        (8, text(format_time(p.close_time))),
+        (9, num(p.close_price)),
+        (10, money(p.commission)),
+        (11, money(p.swap)),
+        (12, money(p.profit)),
+    ]);
     GridRow {
-        cells: vec![
-            (0, text(format_time(p.open_time))),
-            (1, Value::Num(p.id.to_string())),
-            (2, text(&p.symbol)),
-            (3, text(side_word(p.side))),
-            (4, text(p.total_in.normalize().to_string())),
-            (5, num(p.open_price)),
-            (8, text(format_time(p.close_time))),
-            (9, num(p.close_price)),
-            (10, money(p.commission)),
-            (11, money(p.swap)),
-            (12, money(p.profit)),
-        ],
+        cells,
         merges: vec![(12, 14)],
         ..GridRow::default()
     }
 }
 
 fn open_position_row(p: &Pos) -> GridRow {
+    let mut cells = position_cells(p, p.volume);
+    cells.extend([
+        (8, num(p.open_price)),
+        (9, money(Decimal::ZERO)),
+        (10, money(Decimal::ZERO)),
+    ]);
     GridRow {
-        cells: vec![
-            (0, text(format_time(p.open_time))),
-            (1, Value::Num(p.id.to_string())),
-            (2, text(&p.symbol)),
-            (3, text(side_word(p.side))),
-            (4, text(p.volume.normalize().to_string())),
-            (5, num(p.open_price)),
-            (8, num(p.open_price)),
-            (9, money(Decimal::ZERO)),
-            (10, money(Decimal::ZERO)),
-        ],
+        cells,
         ..GridRow::default()
     }
 }
