@@ -11,7 +11,7 @@
 # virtualenv (created on first use) and port. The second prints the store comparison: durable /v1
 # reports/s and latency for one center on SQLite (synchronous=full), one on PostgreSQL, and N
 # (default 2) on one PostgreSQL schema with the load split, --rounds times in turn (default 2).
-# Every other option goes to crates/center/examples/loadgen.rs.
+# Every other option goes to crates/center/examples/loadgen/main.rs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 reference="$here/../shared/reference"

@@ -86,18 +86,18 @@ fn an_unknown_exec_mode_lists_the_modes() {
 }
 
 #[test]
-fn a_short_prototype_form_says_what_it_needs() {
+fn a_short_legacy_form_says_what_it_needs() {
     refused(
         &["client", TERMINAL, "1001", "pw"],
         &[],
-        "error: invalid arguments: the prototype's form is <path> <login> <password> <server> \
+        "error: invalid arguments: the legacy form is <path> <login> <password> <server> \
          <prefix> <exec_mode> [<symbols>...], got 3 of its 6 values",
         1,
     );
 }
 
 #[test]
-fn the_prototype_form_alone_says_where_the_center_comes_from() {
+fn the_legacy_form_alone_says_where_the_center_comes_from() {
     // A terminal that exists, so the start gets as far as the center.
     let mt5 = tempfile::tempdir().expect("temp dir");
     let terminal = mt5.path().join("terminal64");

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The prototype's targets: the MT5 terminal (32 and 64 bit) and the Java copier.
+/// The legacy agent's targets: the MT5 terminal (32 and 64 bit) and the Java copier.
 pub const DEFAULT_NAMES: &[&str] = &["terminal.exe", "terminal64.exe", "javaw.exe"];
 
 /// Linux keeps only this many bytes of a process name in `comm`.

@@ -4,8 +4,8 @@
 //! The tracker compares states, never counts: it keeps the last reported state of every open
 //! position by id, and each observation of a position (a `tx` record, a snapshot row) is diffed
 //! against it. A new id is an open whatever else happened just before, so an open right after a
-//! close is never lost (the prototype compared position counts and missed exactly that). Observing
-//! the same state twice yields nothing, so duplicate or replayed messages are harmless.
+//! close is never lost (the legacy agent compared position counts and missed exactly that).
+//! Observing the same state twice yields nothing, so duplicate or replayed messages are harmless.
 //!
 //! Every event carries a per-position sequence number starting at 1 with the open; its idempotency
 //! key is `login:position:seq`. Because the sequence is part of the persisted state, a restart
@@ -488,7 +488,7 @@ mod tests {
         let e = t.observe(&obs(1, Side::Buy, 0, 1200), None);
         assert_eq!(kinds(&e), vec![(1, 3, PositionChange::Close)]);
         assert_eq!(e[0].delta, vol(10));
-        // The prototype's blind spot: a new open right after a close, same count of positions.
+        // The legacy agent's blind spot: a new open right after a close, same count of positions.
         let e = t.observe(&obs(2, Side::Buy, 10, 1300), None);
         assert_eq!(kinds(&e), vec![(2, 1, PositionChange::Open)]);
         // A late record about the closed position is ignored.

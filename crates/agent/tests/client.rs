@@ -72,7 +72,7 @@ async fn hedging_account_reports_every_event_once_including_open_after_close() {
     )
     .await;
     assert_eq!(d.position.last_seq, 3);
-    // Close and open at once: the count of positions stays 1, the prototype's blind spot.
+    // Close and open at once: the count of positions stays 1, the legacy agent's blind spot.
     close(&sim, a, None);
     let b = open(&sim, Side::Sell, 10);
     let d = history_of(&api, a, &[Open, PartialClose, Close]).await;
@@ -347,7 +347,7 @@ async fn terminal_disconnect_is_resynced_from_the_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_center_gets_opens_in_the_prototype_format() {
+async fn legacy_center_gets_opens_in_the_legacy_format() {
     let dir = tempfile::tempdir().unwrap();
     let center = start_center(dir.path(), 0, true).await;
     let legacy_url = format!("http://{}", center.legacy_addr.unwrap());

@@ -227,24 +227,9 @@ async fn soak(args: &SoakArgs, seed: u64) -> anyhow::Result<SoakReport> {
         system.restart(p).await?;
     }
     outcome?;
-    let calm = Instant::now();
-    let deadline = calm + Duration::from_secs(args.settle_timeout);
-    let mut operator_retries = 0u64;
-    let mut last_retry = BTreeMap::new();
-    let (settle_ms, invariants) = loop {
-        operator_retries += retry_halted(&system.admin, &mut last_retry).await;
-        let observed = observe(&system, &items_seen, false).await;
-        let quick_ok = observed
-            .as_ref()
-            .map(|o| invariants::check(o).iter().all(|v| v.ok))
-            .unwrap_or(false);
-        if quick_ok || Instant::now() >= deadline {
-            let settled = quick_ok.then(|| calm.elapsed().as_millis() as u64);
-            let full = observe(&system, &items_seen, true).await?;
-            break (settled, invariants::check(&full));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let settled = settle(&system, &items_seen, args.settle_timeout).await?;
+    let (settle_ms, invariants) = (settled.settle_ms, settled.invariants);
+    let operator_retries = settled.operator_retries;
     for (p, status) in system.exited() {
         crashes.push(format!("{p:?} exited by itself: {status}"));
     }
@@ -289,6 +274,47 @@ async fn soak(args: &SoakArgs, seed: u64) -> anyhow::Result<SoakReport> {
         invariants,
         folder,
     })
+}
+
+/// How the system settled once calm.
+struct Settled {
+    /// Milliseconds until every invariant held, `None` if they did not within the timeout.
+    settle_ms: Option<u64>,
+    /// The verdicts of the full check (with the events) at that moment.
+    invariants: Vec<Verdict>,
+    /// Halted symbols the soak retried as an operator would.
+    operator_retries: u64,
+}
+
+/// Waits up to `timeout_s` seconds for every invariant to hold, retrying halted symbols as an
+/// operator would, then checks once more with the event log.
+async fn settle(
+    system: &System,
+    items_seen: &Mutex<BTreeMap<(Login, PlanItemId), Volume>>,
+    timeout_s: u64,
+) -> anyhow::Result<Settled> {
+    let calm = Instant::now();
+    let deadline = calm + Duration::from_secs(timeout_s);
+    let mut operator_retries = 0u64;
+    let mut last_retry = BTreeMap::new();
+    loop {
+        operator_retries += retry_halted(&system.admin, &mut last_retry).await;
+        let observed = observe(system, items_seen, false).await;
+        let quick_ok = observed
+            .as_ref()
+            .map(|o| invariants::check(o).iter().all(|v| v.ok))
+            .unwrap_or(false);
+        if quick_ok || Instant::now() >= deadline {
+            let settle_ms = quick_ok.then(|| calm.elapsed().as_millis() as u64);
+            let full = observe(system, items_seen, true).await?;
+            return Ok(Settled {
+                settle_ms,
+                invariants: invariants::check(&full),
+                operator_retries,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Each terminal's positions and deals, as JSON lines in the run's folder, to read beside the logs.
