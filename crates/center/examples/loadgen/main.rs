@@ -546,45 +546,31 @@ async fn start_center(
     config.synchronous = synchronous;
     config.legacy = true;
     let handle = CenterServer::start(config).await.expect("start center");
-    let hedge = CenterClient::new(handle.url(), Some(HEDGE_TOKEN.into())).expect("client");
-    hedge
-        .register_account(&AccountRegistration {
-            login: HEDGE,
-            role: AccountRole::Hedge,
-            server: String::new(),
-            company: String::new(),
-            margin_mode: AccountMarginMode::RetailHedging,
-            symbol_map: SymbolMap::identity(),
-            hedge_ratio: Decimal::ONE,
-            hedge_login: None,
-            symbols: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]
-                .iter()
-                .map(|s| SymbolSpec::forex(*s, 5))
-                .collect(),
-            currency: "USD".into(),
-        })
-        .await
-        .expect("register hedge account");
-    // The client's own specs: the plan converts its lots with their contract sizes.
-    CenterClient::new(handle.url(), Some(CLIENT_TOKEN.into()))
-        .expect("client")
-        .register_account(&AccountRegistration {
-            login: CLIENT,
-            role: AccountRole::Client,
-            server: String::new(),
-            company: String::new(),
-            margin_mode: AccountMarginMode::RetailHedging,
-            symbol_map: SymbolMap::identity(),
-            hedge_ratio: Decimal::ONE,
-            hedge_login: None,
-            symbols: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]
-                .iter()
-                .map(|s| SymbolSpec::forex(*s, 5))
-                .collect(),
-            currency: "USD".into(),
-        })
-        .await
-        .expect("register client account");
+    for (token, login, role) in [
+        (HEDGE_TOKEN, HEDGE, AccountRole::Hedge),
+        // The client's own specs: the plan converts its lots with their contract sizes.
+        (CLIENT_TOKEN, CLIENT, AccountRole::Client),
+    ] {
+        CenterClient::new(handle.url(), Some(token.into()))
+            .expect("client")
+            .register_account(&AccountRegistration {
+                login,
+                role,
+                server: String::new(),
+                company: String::new(),
+                margin_mode: AccountMarginMode::RetailHedging,
+                symbol_map: SymbolMap::identity(),
+                hedge_ratio: Decimal::ONE,
+                hedge_login: None,
+                symbols: ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]
+                    .iter()
+                    .map(|s| SymbolSpec::forex(*s, 5))
+                    .collect(),
+                currency: "USD".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("register account {login}: {e}"));
+    }
     handle
 }
 
