@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!(
-            "the final check failed: the hedge account is not net opposite to the clients"
+            "the final check failed: the hedge accounts are not opposite the clients in base quantity, split as allocated"
         )
     }
 }

@@ -1,12 +1,17 @@
-//! The demo itself, run in-process: it must end with the hedge account net opposite to the clients.
+//! The demo itself, run in-process: it must end with the two hedge accounts together opposite the
+//! clients in base quantity (ounces of gold across brokers whose lots differ), split 60/40 as the
+//! operator allocated.
 
+use hedge_demo::exposure::Leg;
 use hedge_demo::interrupt::Interrupt;
 use hedge_demo::scenario::{run, DemoOptions};
 use hedge_demo::timeline::Timeline;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
+async fn the_demo_ends_with_the_hedge_accounts_opposite_the_clients_in_ounces_split_60_40() {
     let timeline = Timeline::quiet(true);
     let outcome = run(
         DemoOptions {
@@ -27,9 +32,59 @@ async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
     let symbols: Vec<&str> = outcome.rows.iter().map(|r| r.symbol.as_str()).collect();
     assert_eq!(symbols, vec!["EURUSD", "XAUUSD"]);
     for row in &outcome.rows {
-        assert_eq!(row.ratio.as_deref(), Some("1"), "{row:?}");
+        assert!(row.ok, "{row:?}");
+        assert!(row.uncovered.is_zero(), "{row:?}");
+        assert_eq!(row.hedge_base, -row.client_base, "{row:?}");
+        let shares: Vec<Option<Decimal>> = row.hedges.iter().map(|h| h.share).collect();
+        assert_eq!(shares, vec![Some(dec!(0.6)), Some(dec!(0.4))], "{row:?}");
     }
-    assert_eq!(outcome.hedge_orders, 2);
+    // Gold: 1.5 lots of 10 oz at client A's broker (XAUUSD.r) and 0.2 lots of 100 oz at client
+    // B's (GOLD) are 35 oz short, not 1.7 lots; the hedges hold 21 oz (0.21 lots of 100 oz) and
+    // 14 oz (1.4 lots of 10 oz), 60/40.
+    let gold = &outcome.rows[1];
+    assert_eq!(gold.unit, "oz");
+    let legs = |legs: &[Leg]| -> Vec<(String, Decimal, Option<Decimal>, Option<Decimal>)> {
+        legs.iter()
+            .map(|l| (l.account_symbol.clone(), l.lots.0, l.contract_size, l.base))
+            .collect()
+    };
+    assert_eq!(
+        legs(&gold.clients),
+        vec![
+            (
+                "XAUUSD.r".into(),
+                dec!(-1.5),
+                Some(dec!(10)),
+                Some(dec!(-15))
+            ),
+            ("GOLD".into(), dec!(-0.2), Some(dec!(100)), Some(dec!(-20))),
+        ]
+    );
+    assert_eq!(gold.client_base, dec!(-35));
+    assert_eq!(
+        legs(&gold.hedges),
+        vec![
+            (
+                "XAUUSD-ECN".into(),
+                dec!(0.21),
+                Some(dec!(100)),
+                Some(dec!(21))
+            ),
+            (
+                "XAUUSD.pro".into(),
+                dec!(1.4),
+                Some(dec!(10)),
+                Some(dec!(14))
+            ),
+        ]
+    );
+    let eur = &outcome.rows[0];
+    assert_eq!(
+        (eur.client_base, eur.hedge_base),
+        (dec!(30000), dec!(-30000))
+    );
+    // Two symbols on each of the two hedge accounts.
+    assert_eq!(outcome.hedge_orders, 4);
     // The timeline tells the story as it happened: JSON objects, the trigger before the orders.
     let kinds: Vec<String> = lines
         .iter()
@@ -45,6 +100,27 @@ async fn the_demo_ends_with_the_hedge_account_net_opposite_to_the_clients() {
         "a tumbler and a result line; timeline:\n{}",
         lines.join("\n")
     );
+    // The operator's allocation went through the center's API before the signal.
+    let values: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let operator = values
+        .iter()
+        .find(|v| v["kind"] == "operator")
+        .expect("the allocation line");
+    let weights: Vec<(u64, String)> = operator["allocations"][0]["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|w| (w["hedge_login"].as_u64().unwrap(), w["weight"].to_string()))
+        .collect();
+    assert_eq!(weights, vec![(2001, "0.6".into()), (2002, "0.4".into())]);
+    assert!(pos("operator").unwrap() < pos("trigger").unwrap());
+    // Each row is in the JSON timeline too.
+    let rows: Vec<&serde_json::Value> = values.iter().filter(|v| v["kind"] == "row").collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["symbol"], "XAUUSD");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,7 +1,7 @@
 //! The demo's center: SQLite in the run's folder, one token per agent and one for the demo's own
 //! view, the dashboard's token in an owner-only file, and the event log printed as it grows.
 
-use super::{CLIENT_A, CLIENT_B, HEDGE};
+use super::{CLIENT_A, CLIENT_B, HEDGE_1, HEDGE_2};
 use crate::timeline::Timeline;
 use anyhow::Context;
 use hedge_center::auth::{Role, TokenEntry, Tokens};
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub(super) struct AgentTokens {
     pub client_a: String,
     pub client_b: String,
-    pub hedger: String,
+    /// One per hedge account: its login and its hedger's secret.
+    pub hedgers: Vec<(hedge_domain::Login, String)>,
     pub tumbler: String,
 }
 
@@ -43,7 +44,16 @@ pub(super) async fn start(base: &Path, t: &Timeline) -> anyhow::Result<DemoCente
     let tokens = AgentTokens {
         client_a: token("client-a", Role::Client(CLIENT_A), &mut entries)?,
         client_b: token("client-b", Role::Client(CLIENT_B), &mut entries)?,
-        hedger: token("hedger", Role::Hedge(HEDGE), &mut entries)?,
+        hedgers: vec![
+            (
+                HEDGE_1,
+                token("hedger-2001", Role::Hedge(HEDGE_1), &mut entries)?,
+            ),
+            (
+                HEDGE_2,
+                token("hedger-2002", Role::Hedge(HEDGE_2), &mut entries)?,
+            ),
+        ],
         // The tumbler watches client A, the account the copier trades into.
         tumbler: token("tumbler", Role::Tumbler(CLIENT_A), &mut entries)?,
     };
@@ -127,13 +137,17 @@ fn describe_event(e: &Event) -> String {
             )
         }
         EventKind::HedgeExecuted => format!(
-            "center <- hedge recorded: item {} {} {} {} lots at {}",
+            "center <- hedge recorded: account {} item {} {} {} {} lots at {}",
+            e.login.map(|l| l.to_string()).unwrap_or_default(),
             num("plan_item_id"),
             text("symbol"),
             text("side"),
             num("volume"),
             num("price")
         ),
+        EventKind::AllocationSet | EventKind::AllocationCleared => {
+            format!("center <- {}", e.reason)
+        }
         EventKind::AccountRegistered => format!(
             "center <- account {} registered ({})",
             e.login.map(|l| l.to_string()).unwrap_or_default(),

@@ -1,18 +1,19 @@
-//! The hedger in this process, so its events feed the timeline: in trigger mode for the scenario
-//! (`--once`), then in mirror mode for the live phase; the plan follower and the outbox sender
-//! serve both.
+//! A hedger per hedge account in this process, so its events feed the timeline: in trigger mode for
+//! the scenario (`--once`), then in mirror mode for the live phase; the plan follower and the
+//! outbox sender serve both.
 
-use super::HEDGE;
+use crate::exposure::{quantity, unit_of, LotSpec};
 use crate::timeline::Timeline;
 use hedge_agent_runtime::outbox::{Backoff, Outbox};
 use hedge_center_api::client::CenterClient;
 use hedge_center_api::model::HedgePlan;
-use hedge_domain::SymbolMap;
+use hedge_domain::{Login, SymbolMap, Volume};
 use hedge_hedger::runtime::{
     follow_plan, HedgeDelivery, Hedger, HedgerEvent, HedgerOptions, Mode, PlanHolder,
 };
 use hedge_protocol::{Terminal, TerminalConfig, TerminalListener};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +31,9 @@ pub(super) struct Reaction {
     pub finished: bool,
 }
 
-/// The hedger and what serves it.
+/// One hedge account's hedger and what serves it.
 pub(super) struct DemoHedger {
+    pub login: Login,
     pub terminal: Terminal,
     /// The hedge account's terminal connects here.
     pub addr: SocketAddr,
@@ -60,18 +62,34 @@ fn spawn_hedger(hedger: Hedger) -> JoinHandle<()> {
     })
 }
 
+/// Which hedge account a hedger serves and how its broker names and sizes things.
+pub(super) struct HedgeAccount<'a> {
+    pub name: &'static str,
+    pub login: Login,
+    pub token: &'a str,
+    pub map: SymbolMap,
+    /// Canonical symbol → the account's lot, to say what its orders are in ounces.
+    pub specs: BTreeMap<String, LotSpec>,
+}
+
 /// Starts the hedger in trigger mode on the hedge account's terminal, with its outbox in `base`.
 pub(super) async fn start(
     base: &Path,
     url: &str,
-    token: &str,
-    map: &SymbolMap,
+    account: HedgeAccount<'_>,
     t: &Timeline,
 ) -> anyhow::Result<DemoHedger> {
+    let HedgeAccount {
+        name,
+        login,
+        token,
+        map,
+        specs,
+    } = account;
     let listener = TerminalListener::bind_with(
         "127.0.0.1:0",
         TerminalConfig {
-            expected_login: Some(HEDGE),
+            expected_login: Some(login),
             ..TerminalConfig::default()
         },
     )
@@ -79,12 +97,12 @@ pub(super) async fn start(
     let addr = listener.local_addr();
     let terminal = listener.start();
     let center = CenterClient::new(url.to_owned(), Some(token.to_owned()))?;
-    let outbox = Outbox::open(&base.join("hedger.db"))?;
+    let outbox = Outbox::open(&base.join(format!("hedger-{login}.db")))?;
     let sender = {
         let outbox = outbox.clone();
         let delivery = HedgeDelivery {
             center: center.clone(),
-            login: HEDGE,
+            login,
         };
         tokio::spawn(async move {
             let backoff = Backoff {
@@ -100,12 +118,12 @@ pub(super) async fn start(
     let plan = Arc::new(PlanHolder::default());
     let follower = tokio::spawn(follow_plan(
         center.clone(),
-        HEDGE,
+        login,
         plan.clone(),
         Duration::from_secs(2),
         Some(events.clone()),
     ));
-    let mut options = HedgerOptions::new(HEDGE, Mode::Trigger);
+    let mut options = HedgerOptions::new(login, Mode::Trigger);
     options.once = true;
     options.symbol_map = map.clone();
     let trigger = spawn_hedger(Hedger::new(
@@ -119,12 +137,17 @@ pub(super) async fn start(
     let reaction = Arc::new(Mutex::new(Reaction::default()));
     let live = Arc::new(AtomicBool::new(false));
     let printer = tokio::spawn(print_events(
-        t.clone(),
+        Printer {
+            t: t.clone(),
+            name,
+            specs,
+        },
         received,
         reaction.clone(),
         live.clone(),
     ));
     Ok(DemoHedger {
+        login,
         terminal,
         addr,
         outbox,
@@ -141,9 +164,16 @@ pub(super) async fn start(
     })
 }
 
+/// Where a hedger's events are printed, under its account's name.
+struct Printer {
+    t: Timeline,
+    name: &'static str,
+    specs: BTreeMap<String, LotSpec>,
+}
+
 /// Prints the hedger's events; until the live phase, counts the trigger's orders and its end.
 async fn print_events(
-    t: Timeline,
+    p: Printer,
     mut received: broadcast::Receiver<HedgerEvent>,
     reaction: Arc<Mutex<Reaction>>,
     live: Arc<AtomicBool>,
@@ -155,7 +185,7 @@ async fn print_events(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let live = live.load(Ordering::Relaxed);
-        print_hedger_event(&t, &e, live);
+        print_hedger_event(&p, &e, live);
         if live {
             continue;
         }
@@ -189,7 +219,7 @@ impl DemoHedger {
     /// done (or given up on) by now.
     pub(super) fn start_mirror(&mut self) {
         self.trigger.abort();
-        let mut options = HedgerOptions::new(HEDGE, Mode::Mirror);
+        let mut options = HedgerOptions::new(self.login, Mode::Mirror);
         options.symbol_map = self.map.clone();
         self.live.store(true, Ordering::Relaxed);
         self.mirror = Some(spawn_hedger(Hedger::new(
@@ -221,46 +251,84 @@ impl DemoHedger {
     }
 }
 
-fn describe_plan(plan: &HedgePlan) -> String {
-    if plan.items.is_empty() {
-        return "hedger holds the plan: nothing to hedge".into();
-    }
-    let items: Vec<String> = plan
-        .items
-        .iter()
-        .map(|i| {
+impl Printer {
+    /// ` = 21 oz`: `volume` lots of `symbol` (canonical or the account's name) on this account
+    /// in base quantity.
+    fn base(&self, symbol: &str, volume: Volume) -> String {
+        let found = self
+            .specs
+            .get_key_value(symbol)
+            .or_else(|| self.specs.iter().find(|(_, s)| s.account_symbol == symbol));
+        found.map_or_else(String::new, |(canonical, s)| {
             format!(
-                "#{} {} {} {} (exposure {})",
-                i.id, i.account_symbol, i.side, i.volume, i.exposure
+                " = {} {}",
+                quantity(volume.0 * s.contract_size).trim_start_matches('+'),
+                unit_of(canonical)
             )
         })
-        .collect();
-    format!("hedger holds the plan: {}", items.join(", "))
+    }
+
+    fn describe_plan(&self, plan: &HedgePlan) -> String {
+        let name = self.name;
+        if plan.items.is_empty() && plan.residuals.is_empty() {
+            return format!("{name} holds the plan: nothing to hedge");
+        }
+        let mut parts: Vec<String> = plan
+            .items
+            .iter()
+            .map(|i| {
+                format!(
+                    "#{} {} {} lots {}{} (its share of the clients' position: {} {})",
+                    i.id,
+                    i.side,
+                    i.volume,
+                    i.account_symbol,
+                    self.base(&i.symbol, i.volume),
+                    quantity(i.base_quantity.0),
+                    unit_of(&i.symbol)
+                )
+            })
+            .collect();
+        parts.extend(plan.residuals.iter().map(|r| {
+            format!(
+                "{} {} lots left unhedged: {}",
+                r.account_symbol,
+                r.unhedged,
+                r.reason.as_str()
+            )
+        }));
+        format!("{name} holds the plan: {}", parts.join(", "))
+    }
 }
 
-fn print_hedger_event(t: &Timeline, e: &HedgerEvent, live: bool) {
-    let fields = serde_json::to_value(e).unwrap_or(json!({}));
+fn print_hedger_event(p: &Printer, e: &HedgerEvent, live: bool) {
+    let (t, name) = (&p.t, p.name);
+    let mut fields = serde_json::to_value(e).unwrap_or(json!({}));
+    if let Some(o) = fields.as_object_mut() {
+        o.insert("account".into(), json!(name));
+    }
     match e {
         HedgerEvent::Ready { fills, .. } => t.emit(
             "hedger",
-            format!("hedger ready: state rebuilt ({fills} earlier hedge fills on the account)"),
+            format!("{name}: hedger ready: state rebuilt ({fills} earlier hedge fills on the account)"),
             fields,
         ),
-        HedgerEvent::Plan { plan } => t.emit("plan", describe_plan(plan), fields),
+        HedgerEvent::Plan { plan } => t.emit("plan", p.describe_plan(plan), fields),
         HedgerEvent::Trigger {
             position, symbol, ..
         } => t.emit(
             "trigger",
-            format!("TRIGGER: hedge account position {position} ({symbol}) closed by the central close"),
+            format!("TRIGGER: {name} position {position} ({symbol}) closed by the central close"),
             fields,
         ),
         HedgerEvent::Order(o) => t.emit(
             "order",
             format!(
-                "hedge order: {} {} {} -> {} (filled {} at {}, {} attempt(s), retcodes {:?}) in {:.3} ms",
+                "{name}: hedge order {} {} lots {}{} -> {} (filled {} at {}, {} attempt(s), retcodes {:?}) in {:.3} ms",
                 o.side,
                 o.volume,
                 o.symbol,
+                p.base(&o.symbol, o.volume),
                 o.outcome,
                 o.filled,
                 o.price.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -278,20 +346,24 @@ fn print_hedger_event(t: &Timeline, e: &HedgerEvent, live: bool) {
         } => t.emit(
             "hedged",
             format!(
-                "{filled}/{orders} hedge orders filled; {} -> last reply {:.3} ms",
+                "{name}: {filled}/{orders} hedge orders filled; {} -> last reply {:.3} ms",
                 if live { "plan change" } else { "trigger" },
                 *elapsed_us as f64 / 1000.0
             ),
             fields,
         ),
         HedgerEvent::Breaker { symbol, reason } => {
-            t.emit("breaker", format!("{symbol} halted: {reason}"), fields)
+            t.emit("breaker", format!("{name}: {symbol} halted: {reason}"), fields)
         }
         HedgerEvent::Refused {
             symbol,
             volume,
             reason,
-        } => t.emit("refused", format!("{symbol} {volume} lots: {reason}"), fields),
-        HedgerEvent::Finished => t.emit("hedger", "hedger done (--once)", fields),
+        } => t.emit(
+            "refused",
+            format!("{name}: {symbol} {volume} lots not sent: {reason}"),
+            fields,
+        ),
+        HedgerEvent::Finished => t.emit("hedger", format!("{name}: hedger done (--once)"), fields),
     }
 }

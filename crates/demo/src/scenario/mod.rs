@@ -1,25 +1,32 @@
 //! The demo scenario: every component started in this process, the signal played, the result checked.
 //!
 //! Entry point: [`run`], which starts the center (`center.rs`), the client agents, the tumbler and
-//! the copier stand-in (`agents.rs`), the hedger (`hedger.rs`) and the simulated accounts
-//! (`accounts.rs`, which also plays the signal and the central close), then checks the net table
-//! and, with `--duration`, runs the live phase.
+//! the copier stand-in (`agents.rs`), a hedger per hedge account (`hedger.rs`) and the simulated
+//! accounts (`accounts.rs`: four brokers that name and size gold differently; it also plays the
+//! signal and the central close), sets the operator's 60/40 allocation through the center's API,
+//! then checks the net table in base quantity and, with `--duration`, runs the live phase.
 
 mod accounts;
 mod agents;
 mod center;
 mod hedger;
 
-use crate::exposure::{holds, ExposureRow};
+mod table;
+
+use crate::exposure::{holds, quantity, unit_of, BookRole, Explanation, ExposureRow};
 use crate::interrupt::Interrupt;
 use crate::live;
 use crate::timeline::Timeline;
-use accounts::{Ports, SimAccounts};
+use accounts::{Broker, SimAccounts};
 use anyhow::Context;
-use hedge_center_api::model::HedgePlan;
-use hedge_domain::{Login, Magic, SymbolMap, Volume};
+use hedge_center_api::client::{new_action_key, CenterClient};
+use hedge_center_api::model::{
+    ActionKind, ActionRequest, AllocationWeight, HedgePlan, ResidualReason,
+};
+use hedge_domain::{Login, Magic, Volume};
 use rust_decimal::Decimal;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How the demo runs.
@@ -39,14 +46,15 @@ pub struct DemoOutcome {
     pub rows: Vec<ExposureRow>,
     pub ok: bool,
     pub center_url: String,
-    /// Trigger → every hedge order answered, microseconds.
+    /// Trigger → every hedge order answered, microseconds (the slower hedge account).
     pub reaction_us: Option<u64>,
     pub hedge_orders: usize,
 }
 
 const CLIENT_A: Login = Login(1001);
 const CLIENT_B: Login = Login(1002);
-const HEDGE: Login = Login(2001);
+const HEDGE_1: Login = Login(2001);
+const HEDGE_2: Login = Login(2002);
 /// How often the live phase trades on a client account.
 const LIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// The signal service's magic number (the copier's trades carry it).
@@ -80,95 +88,262 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let center = center::start(&base, &t).await?;
     let url = center.url.clone();
     let mut agents = agents::start(&base, &url, &center.tokens, &t).await?;
-    let map_h = SymbolMap::from_affix("-ECN");
-    let mut hedger = hedger::start(&base, &url, &center.tokens.hedger, &map_h, &t).await?;
-    let sims = SimAccounts::connect(
-        Ports {
-            a: agents.relay.addr().to_string(),
-            b: format!("127.0.0.1:{}", agents.port_b),
-            hedge: hedger.addr.to_string(),
-        },
-        opts.seed,
-        &t,
-    )
-    .await?;
+    let brokers = accounts::brokers();
+    let mut hedgers = Vec::new();
+    for (login, token) in &center.tokens.hedgers {
+        let Some(broker) = brokers.iter().find(|b| b.login == *login) else {
+            continue;
+        };
+        let account = hedger::HedgeAccount {
+            name: broker.name,
+            login: *login,
+            token,
+            map: broker.map(),
+            specs: broker.specs(),
+        };
+        hedgers.push(hedger::start(&base, &url, account, &t).await?);
+    }
+    let address = |b: &Broker| match b.login {
+        CLIENT_A => Some(agents.relay.addr().to_string()),
+        CLIENT_B => Some(format!("127.0.0.1:{}", agents.port_b)),
+        login => hedgers
+            .iter()
+            .find(|h| h.login == login)
+            .map(|h| h.addr.to_string()),
+    };
+    let setup: Vec<(Broker, String)> = brokers
+        .iter()
+        .filter_map(|b| Some((b.clone(), address(b)?)))
+        .collect();
+    let sims = SimAccounts::connect(setup, opts.seed, &t).await?;
     accounts::wait_registered(&center.view).await?;
+    allocate(&center.view, &brokers, &t).await?;
 
     sims.play_signal(&t)?;
     // The tumbler on client A kills the copier the moment the copier's first position appears.
     let copier_dead = agents::copier_killed(agents.copier.take(), &t).await;
-    wait_for_plan(&hedger, &t).await;
+    wait_for_plans(&hedgers, &brokers, &t).await;
     sims.central_close(&t);
-    if !wait_for(Duration::from_secs(15), || hedger.trigger_done()).await {
-        t.emit("hedger", "the hedger did not finish within 15 s", json!({}));
+    if !wait_for(Duration::from_secs(15), || {
+        hedgers.iter().all(|h| h.trigger_done())
+    })
+    .await
+    {
+        t.emit(
+            "hedger",
+            "the hedgers did not finish within 15 s",
+            json!({}),
+        );
     }
     // Records reach the center.
     wait_for(Duration::from_secs(5), || {
-        hedger.outbox.pending().map(|n| n == 0).unwrap_or(false)
+        hedgers
+            .iter()
+            .all(|h| h.outbox.pending().map(|n| n == 0).unwrap_or(false))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let rows = sims.table();
+    let rows = sims.table(&residuals(&center.view, &brokers).await);
     let ok = holds(&rows) && copier_dead;
-    print_table(&t, &rows);
-    let reaction = hedger.reaction();
+    table::print(&t, &rows);
+    let reactions: Vec<hedger::Reaction> = hedgers.iter().map(|h| h.reaction()).collect();
+    let reaction_us = reactions.iter().filter_map(|r| r.elapsed_us).max();
+    let hedge_orders = reactions.iter().map(|r| r.orders).sum();
     t.emit(
         "result",
         if ok {
-            "the hedge account is net opposite to the clients: check passed"
+            "the hedge accounts together are opposite the clients in ounces and currency units, split as allocated: check passed"
         } else {
-            "check FAILED: the hedge account does not mirror the clients"
+            "check FAILED: the hedge accounts do not mirror the clients"
         },
-        json!({ "ok": ok, "reaction_us": reaction.elapsed_us, "hedge_orders": reaction.orders }),
+        json!({ "ok": ok, "reaction_us": reaction_us, "hedge_orders": hedge_orders }),
     );
     if !opts.keep_running.is_zero() {
-        live_phase(&opts, &t, &center, &mut hedger, &sims).await;
+        live_phase(&opts, &t, &center, &mut hedgers, &sims).await;
     }
 
     // Shut everything down.
-    hedger.stop();
+    for h in &hedgers {
+        h.stop();
+    }
     agents.relay.stop();
     for a in &agents.tasks {
         a.abort();
     }
     sims.stop().await;
-    hedger.shutdown().await;
+    for h in hedgers {
+        h.shutdown().await;
+    }
     center.shutdown().await;
     Ok(DemoOutcome {
         rows,
         ok,
         center_url: url,
-        reaction_us: reaction.elapsed_us,
-        hedge_orders: reaction.orders,
+        reaction_us,
+        hedge_orders,
     })
 }
 
-/// The hedger must hold the plan for the clients' exposure before the close arrives.
-async fn wait_for_plan(hedger: &hedger::DemoHedger, t: &Timeline) {
-    let expected = |p: &HedgePlan| {
-        p.items.len() == 2
-            && p.items
-                .iter()
-                .any(|i| i.symbol == "EURUSD" && i.volume == lots(30))
-            && p.items
-                .iter()
-                .any(|i| i.symbol == "XAUUSD" && i.volume == lots(8))
+/// The operator's allocation, set through the center's API as an operator would (`POST
+/// /v1/actions` `set_allocation`): every client and symbol, split between the hedge accounts by
+/// their weights. Read back from `GET /v1/allocations` for the timeline.
+async fn allocate(view: &CenterClient, brokers: &[Broker], t: &Timeline) -> anyhow::Result<()> {
+    let weights: Vec<AllocationWeight> = brokers
+        .iter()
+        .filter_map(|b| match b.role {
+            BookRole::Hedge { weight } => Some(AllocationWeight {
+                hedge_login: b.login,
+                weight,
+            }),
+            BookRole::Client => None,
+        })
+        .collect();
+    let request = ActionRequest {
+        weights: Some(weights),
+        reason: "two hedge brokers".into(),
+        ..ActionRequest::new(ActionKind::SetAllocation)
     };
-    let plan = &hedger.plan;
-    if !wait_for(Duration::from_secs(15), || {
-        plan.get().as_ref().is_some_and(expected)
-    })
-    .await
-    {
-        t.emit(
-            "plan",
+    view.action(&new_action_key(), &request)
+        .await
+        .context("setting the allocation")?;
+    let allocations = view
+        .allocations()
+        .await
+        .context("reading the allocations")?;
+    let split: Vec<String> = allocations
+        .iter()
+        .flat_map(|a| &a.weights)
+        .map(|w| {
             format!(
-                "the hedger's plan did not reach the expected exposure: {:?}",
-                plan.get().map(|p| p.items)
-            ),
-            json!({}),
-        );
+                "{} % on hedge {}",
+                (w.weight * Decimal::ONE_HUNDRED).normalize(),
+                w.hedge_login
+            )
+        })
+        .collect();
+    t.emit(
+        "operator",
+        format!(
+            "operator allocates every client's exposure: {} (POST /v1/actions set_allocation; GET /v1/allocations shows {} allocation(s))",
+            split.join(", "),
+            allocations.len()
+        ),
+        json!({ "allocations": allocations }),
+    );
+    Ok(())
+}
+
+/// What each hedge account's plan should order once the signal is open, computed here from the
+/// brokers' contract sizes: each client's lots in base quantity, summed, the account's share of
+/// it, in the account's lots.
+fn expected_plans(brokers: &[Broker]) -> BTreeMap<Login, Vec<(&'static str, Volume)>> {
+    let clients = brokers.iter().filter(|b| b.role == BookRole::Client);
+    let mut eur = Decimal::ZERO;
+    let mut gold = Decimal::ZERO;
+    for c in clients {
+        eur += lots(c.signal.0).0;
+        gold += lots(c.signal.1).0 * c.gold_oz;
+    }
+    brokers
+        .iter()
+        .filter_map(|b| match b.role {
+            BookRole::Hedge { weight } => Some((
+                b.login,
+                vec![
+                    ("EURUSD", Volume(eur * weight).normalize()),
+                    ("XAUUSD", Volume(gold * weight / b.gold_oz).normalize()),
+                ],
+            )),
+            BookRole::Client => None,
+        })
+        .collect()
+}
+
+/// Each hedger must hold the plan for its share of the clients' exposure before the close
+/// arrives.
+async fn wait_for_plans(hedgers: &[hedger::DemoHedger], brokers: &[Broker], t: &Timeline) {
+    let expected = expected_plans(brokers);
+    let holds_plan = |h: &hedger::DemoHedger| {
+        let Some(want) = expected.get(&h.login) else {
+            return true;
+        };
+        h.plan.get().is_some_and(|p: HedgePlan| {
+            p.items.len() == want.len()
+                && want.iter().all(|(symbol, volume)| {
+                    p.items
+                        .iter()
+                        .any(|i| i.symbol == *symbol && i.volume.normalize() == *volume)
+                })
+        })
+    };
+    if !wait_for(Duration::from_secs(15), || hedgers.iter().all(holds_plan)).await {
+        for h in hedgers.iter().filter(|h| !holds_plan(h)) {
+            t.emit(
+                "plan",
+                format!(
+                    "hedge {}'s plan did not reach the expected {:?}: {:?}",
+                    h.login,
+                    expected.get(&h.login),
+                    h.plan.get().map(|p| p.items)
+                ),
+                json!({}),
+            );
+        }
+    }
+}
+
+/// What the hedge plans leave unhedged and why, in base quantity where the account's contract
+/// size converts it, to explain what the grids could not reach.
+async fn residuals(view: &CenterClient, brokers: &[Broker]) -> Vec<Explanation> {
+    let mut out = Vec::new();
+    for broker in brokers.iter().filter(|b| b.role != BookRole::Client) {
+        let Ok(plan) = view.plan(broker.login).await else {
+            continue;
+        };
+        let specs = broker.specs();
+        for r in plan.residuals.iter().chain(&plan.client_residuals) {
+            let spec = specs.get(&r.symbol).filter(|_| r.client_login.is_none());
+            let base = spec.map(|s| r.unhedged.0 * s.contract_size);
+            let rounding = matches!(
+                r.reason,
+                ResidualReason::BelowMin | ResidualReason::AllocationRounding
+            );
+            let within_grid =
+                rounding && spec.is_some_and(|s| r.unhedged.0.abs() < s.volume_step.0);
+            let unit = unit_of(&r.symbol);
+            out.push(Explanation {
+                login: broker.login,
+                symbol: r.symbol.clone(),
+                text: format!(
+                    "{}: {} lots {}{} left unhedged: {}",
+                    broker.name,
+                    r.unhedged,
+                    r.account_symbol,
+                    base.map_or_else(String::new, |b| format!(" ({} {unit})", quantity(b))),
+                    residual_words(r.reason)
+                ),
+                base,
+                within_grid,
+            });
+        }
+    }
+    out
+}
+
+/// A plan residual's reason, for a trader.
+fn residual_words(reason: ResidualReason) -> String {
+    let words = match reason {
+        ResidualReason::BelowMin => "less than the account's volume step or minimum",
+        ResidualReason::AllocationRounding => "the other hedge account's order covers it",
+        ResidualReason::Paused => "hedging is paused (close-only)",
+        ResidualReason::NoAllocation => "no allocation names a hedge account",
+        _ => "",
+    };
+    if words.is_empty() {
+        reason.as_str().to_owned()
+    } else {
+        format!("{words} ({})", reason.as_str())
     }
 }
 
@@ -178,10 +353,12 @@ async fn live_phase(
     opts: &DemoOptions,
     t: &Timeline,
     center: &center::DemoCenter,
-    hedger: &mut hedger::DemoHedger,
+    hedgers: &mut [hedger::DemoHedger],
     sims: &SimAccounts,
 ) {
-    hedger.start_mirror();
+    for h in hedgers.iter_mut() {
+        h.start_mirror();
+    }
     t.emit(
         "live",
         format!(
@@ -209,7 +386,7 @@ async fn live_phase(
     )
     .await;
     // The last trade's hedge may still be in flight: give it a moment before looking.
-    let mirrored = accounts::settle(sims).await;
+    let mirrored = accounts::settle(sims, &center.view).await;
     t.emit(
         "live",
         format!(
@@ -218,9 +395,9 @@ async fn live_phase(
             summary.closes,
             summary.refused,
             if mirrored {
-                "the hedge account mirrors the clients"
+                "the hedge accounts mirror the clients"
             } else {
-                "the hedge account differs from the clients (a symbol paused or a hedge closed by an operator, or a hedge still in flight)"
+                "the hedge accounts differ from the clients (a symbol paused or a hedge closed by an operator, or a hedge still in flight)"
             }
         ),
         json!({ "opens": summary.opens, "closes": summary.closes, "refused": summary.refused, "mirrors": mirrored }),
@@ -228,37 +405,8 @@ async fn live_phase(
     // The scenario's table scrolled away long ago: the accounts as the live phase left them.
     t.plain("");
     t.plain("After the live phase:");
-    print_table(t, &sims.table());
-}
-
-/// The net table: per symbol the clients' and the hedge account's net volume and what is left
-/// uncovered (in JSON mode, one `row` entry per symbol).
-fn print_table(t: &Timeline, rows: &[ExposureRow]) {
-    t.plain("");
-    t.plain(format!(
-        "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
-        "symbol", "clients net", "hedge net", "uncovered", "ratio", "check"
-    ));
-    for r in rows {
-        t.plain(format!(
-            "{:<8} {:>12} {:>12} {:>10} {:>7}  {}",
-            r.symbol,
-            r.client_net.to_string(),
-            r.hedge_net.to_string(),
-            r.uncovered.to_string(),
-            r.ratio.clone().unwrap_or_else(|| "-".into()),
-            if r.ok { "ok" } else { "MISMATCH" }
-        ));
-        if t.is_json() {
-            t.emit(
-                "row",
-                format!(
-                    "{} clients {} hedge {}",
-                    r.symbol, r.client_net, r.hedge_net
-                ),
-                serde_json::to_value(r).unwrap_or(json!({})),
-            );
-        }
-    }
-    t.plain("");
+    table::print(
+        t,
+        &sims.table(&residuals(&center.view, &accounts::brokers()).await),
+    );
 }
