@@ -248,6 +248,19 @@ fn demo_dashboard_in_headless_chromium() {
         .expect("runtime");
     rt.block_on(async {
         let center = CenterClient::new(api_url, Some(token)).expect("client");
+        // The demo's operator split the clients between its two hedge accounts, 60/40.
+        let allocations = center.allocations().await.expect("allocations");
+        let split: Vec<(u64, String)> = allocations
+            .iter()
+            .filter(|a| a.client_login.is_none() && a.symbol.is_none())
+            .flat_map(|a| &a.weights)
+            .map(|w| (w.hedge_login.get(), w.weight.normalize().to_string()))
+            .collect();
+        assert_eq!(
+            split,
+            vec![(2001, "0.6".to_owned()), (2002, "0.4".to_owned())],
+            "{allocations:?}"
+        );
         let command = center
             .command(CommandId(command_id))
             .await

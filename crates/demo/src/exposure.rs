@@ -9,8 +9,20 @@
 
 use hedge_domain::{Login, Side, Volume};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
+
+/// Quantities are JSON numbers on the wire, as everywhere in the project.
+fn number<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    hedge_domain::num::serialize_decimal(*v, s)
+}
+
+fn opt_number<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => hedge_domain::num::serialize_decimal(*d, s),
+        None => s.serialize_none(),
+    }
+}
 
 /// One open position, under its canonical symbol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +70,7 @@ pub struct Explanation {
     pub text: String,
     /// Signed base quantity left unhedged (clients' part plus the hedges, as `uncovered`), when
     /// the account's contract size converts it.
+    #[serde(serialize_with = "opt_number")]
     pub base: Option<Decimal>,
     /// Less than one volume step of the account, left by rounding to its grid (not a pause, a
     /// missing spec or a client nobody covers).
@@ -73,12 +86,16 @@ pub struct Leg {
     /// Signed (buys positive), in this account's lots.
     pub lots: Volume,
     /// Base quantity of one lot here; `None` when the account has no spec for the symbol.
+    #[serde(serialize_with = "opt_number")]
     pub contract_size: Option<Decimal>,
     /// Signed `lots × contract_size`.
+    #[serde(serialize_with = "opt_number")]
     pub base: Option<Decimal>,
     /// Hedge accounts: the allocated share.
+    #[serde(serialize_with = "opt_number")]
     pub weight: Option<Decimal>,
     /// Hedge accounts: the part of the clients' exposure this account covers (`-base / clients`).
+    #[serde(serialize_with = "opt_number")]
     pub share: Option<Decimal>,
 }
 
@@ -91,10 +108,13 @@ pub struct ExposureRow {
     pub clients: Vec<Leg>,
     pub hedges: Vec<Leg>,
     /// Signed base quantity over every client.
+    #[serde(serialize_with = "number")]
     pub client_base: Decimal,
     /// Signed base quantity over every hedge account.
+    #[serde(serialize_with = "number")]
     pub hedge_base: Decimal,
     /// `client_base + hedge_base`: zero when the hedges cover the clients exactly.
+    #[serde(serialize_with = "number")]
     pub uncovered: Decimal,
     /// Plan residuals on this symbol, as the center explains them.
     pub explained_by: Vec<String>,
@@ -135,7 +155,7 @@ fn leg(book: &Book, symbol: &str, clients_base: Option<Decimal>) -> Leg {
         .filter(|c| c.is_sign_positive() && !c.is_zero());
     let base = contract_size.map(|c| lots * c);
     let weight = match book.role {
-        BookRole::Hedge { weight } => Some(weight),
+        BookRole::Hedge { weight } => Some(weight.normalize()),
         BookRole::Client => None,
     };
     let share = match (weight, base, clients_base) {

@@ -272,7 +272,8 @@ impl SimAccounts {
                 t.emit(
                     "open",
                     format!(
-                        "{name}: {side} {volume} lots {symbol}{} -> retcode {}, position {}",
+                        "{name}: {side} {} lots {symbol}{} -> retcode {}, position {}",
+                        super::table::lot_count(volume.0),
                         in_base(&account.specs, canonical, volume),
                         reply.retcode,
                         reply.position

@@ -2,6 +2,7 @@
 //! the scenario (`--once`), then in mirror mode for the live phase; the plan follower and the
 //! outbox sender serve both.
 
+use super::table::lot_count;
 use crate::exposure::{quantity, unit_of, LotSpec};
 use crate::timeline::Timeline;
 use hedge_agent_runtime::outbox::{Backoff, Outbox};
@@ -281,7 +282,7 @@ impl Printer {
                     "#{} {} {} lots {}{} (its share of the clients' position: {} {})",
                     i.id,
                     i.side,
-                    i.volume,
+                    lot_count(i.volume.0),
                     i.account_symbol,
                     self.base(&i.symbol, i.volume),
                     quantity(i.base_quantity.0),
@@ -326,7 +327,7 @@ fn print_hedger_event(p: &Printer, e: &HedgerEvent, live: bool) {
             format!(
                 "{name}: hedge order {} {} lots {}{} -> {} (filled {} at {}, {} attempt(s), retcodes {:?}) in {:.3} ms",
                 o.side,
-                o.volume,
+                lot_count(o.volume.0),
                 o.symbol,
                 p.base(&o.symbol, o.volume),
                 o.outcome,

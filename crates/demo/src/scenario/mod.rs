@@ -89,20 +89,7 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     let url = center.url.clone();
     let mut agents = agents::start(&base, &url, &center.tokens, &t).await?;
     let brokers = accounts::brokers();
-    let mut hedgers = Vec::new();
-    for (login, token) in &center.tokens.hedgers {
-        let Some(broker) = brokers.iter().find(|b| b.login == *login) else {
-            continue;
-        };
-        let account = hedger::HedgeAccount {
-            name: broker.name,
-            login: *login,
-            token,
-            map: broker.map(),
-            specs: broker.specs(),
-        };
-        hedgers.push(hedger::start(&base, &url, account, &t).await?);
-    }
+    let mut hedgers = start_hedgers(&base, &center, &brokers, &t).await?;
     let address = |b: &Broker| match b.login {
         CLIENT_A => Some(agents.relay.addr().to_string()),
         CLIENT_B => Some(format!("127.0.0.1:{}", agents.port_b)),
@@ -185,6 +172,30 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
     })
 }
 
+/// A hedger per hedge account, each with its broker's names and lot sizes.
+async fn start_hedgers(
+    base: &std::path::Path,
+    center: &center::DemoCenter,
+    brokers: &[Broker],
+    t: &Timeline,
+) -> anyhow::Result<Vec<hedger::DemoHedger>> {
+    let mut hedgers = Vec::new();
+    for (login, token) in &center.tokens.hedgers {
+        let Some(broker) = brokers.iter().find(|b| b.login == *login) else {
+            continue;
+        };
+        let account = hedger::HedgeAccount {
+            name: broker.name,
+            login: *login,
+            token,
+            map: broker.map(),
+            specs: broker.specs(),
+        };
+        hedgers.push(hedger::start(base, &center.url, account, t).await?);
+    }
+    Ok(hedgers)
+}
+
 /// The operator's allocation, set through the center's API as an operator would (`POST
 /// /v1/actions` `set_allocation`): every client and symbol, split between the hedge accounts by
 /// their weights. Read back from `GET /v1/allocations` for the timeline.
@@ -216,7 +227,7 @@ async fn allocate(view: &CenterClient, brokers: &[Broker], t: &Timeline) -> anyh
         .flat_map(|a| &a.weights)
         .map(|w| {
             format!(
-                "{} % on hedge {}",
+                "{}% on hedge {}",
                 (w.weight * Decimal::ONE_HUNDRED).normalize(),
                 w.hedge_login
             )

@@ -8,23 +8,26 @@ use crate::timeline::Timeline;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-/// `buy 0.21`, `sell 1.50`, `flat`: a signed lot count with at least two decimals.
+/// A lot count as traders write it, with at least two decimals (`0.10`, `1.50`, `0.005`).
+pub(super) fn lot_count(volume: Decimal) -> String {
+    let mut v = volume.normalize();
+    if v.scale() < 2 {
+        v.rescale(2);
+    }
+    v.to_string()
+}
+
+/// `buy 0.21`, `sell 1.50`, `flat`: a signed lot count.
 fn lots(signed: Decimal) -> String {
     if signed.is_zero() {
         return "flat".into();
     }
-    let mut abs = signed.abs().normalize();
-    if abs.scale() < 2 {
-        abs.rescale(2);
-    }
-    format!(
-        "{} {abs}",
-        if signed > Decimal::ZERO {
-            "buy"
-        } else {
-            "sell"
-        }
-    )
+    let side = if signed > Decimal::ZERO {
+        "buy"
+    } else {
+        "sell"
+    };
+    format!("{side} {}", lot_count(signed.abs()))
 }
 
 fn percent(share: Decimal) -> String {
@@ -92,7 +95,7 @@ pub(super) fn print(t: &Timeline, rows: &[ExposureRow]) {
             t.plain(format!(
                 "  (a lot is {} at these brokers: the clients' {} lots are not added up, their quantity is)",
                 sizes.join(" or "),
-                lots(summed).trim_start_matches("buy ")
+                lot_count(summed)
             ));
         }
         for leg in &r.hedges {
