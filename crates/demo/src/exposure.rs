@@ -4,8 +4,8 @@
 //!
 //! Lots are not comparable across brokers (a lot of gold is 100 oz at one, 10 oz at another), so
 //! every leg is converted with its own account's contract size before anything is summed. What
-//! the grids cannot reach must be explained, to the ounce, by residuals of the hedge plans that
-//! are each less than one volume step of their account.
+//! the grids cannot reach must be less than one volume step of the coarsest hedge account and
+//! explained, to the ounce, by rounding residuals of the hedge plans.
 
 use hedge_domain::{Login, Side, Volume};
 use rust_decimal::Decimal;
@@ -72,9 +72,9 @@ pub struct Explanation {
     /// the account's contract size converts it.
     #[serde(serialize_with = "opt_number")]
     pub base: Option<Decimal>,
-    /// Less than one volume step of the account, left by rounding to its grid (not a pause, a
-    /// missing spec or a client nobody covers).
-    pub within_grid: bool,
+    /// Left by rounding to the grids (below the step or minimum, or rounding across the hedge
+    /// accounts), not by a pause, a missing spec or a client nobody covers.
+    pub rounding: bool,
 }
 
 /// One account's net position on a symbol.
@@ -183,9 +183,9 @@ fn grid(book: &Book, symbol: &str) -> Option<Decimal> {
 }
 
 /// The table over every symbol any account holds. A row holds when the hedge accounts together
-/// are opposite the clients in base quantity, exactly or but for plan residuals that are each
-/// within their account's grid and add up to what is uncovered, and each hedge account is at its
-/// allocated share within the coarsest hedge grid (the parts are rounded together).
+/// are opposite the clients in base quantity, exactly or but for less than one volume step of the
+/// coarsest hedge account that the plans' rounding residuals add up to, and each hedge account is
+/// at its allocated share within that step (the parts are rounded together).
 pub fn table(books: &[Book], residuals: &[Explanation]) -> Vec<ExposureRow> {
     let mut symbols: Vec<&String> = books
         .iter()
@@ -219,7 +219,7 @@ fn row(books: &[Book], symbol: &str, residuals: &[Explanation]) -> ExposureRow {
     // What the grids leave, when every residual is a rounding one that converts.
     let grid_leftover: Option<Decimal> = on_symbol
         .iter()
-        .map(|r| r.base.filter(|_| r.within_grid))
+        .map(|r| r.base.filter(|_| r.rounding))
         .sum();
     let grids: Vec<Decimal> = books
         .iter()
@@ -247,13 +247,12 @@ fn row(books: &[Book], symbol: &str, residuals: &[Explanation]) -> ExposureRow {
     };
     let uncovered = client_base + hedge_base;
     let mut problem = None;
-    if client_base.is_zero() && hedge_base.is_zero() {
-        problem = Some("nothing held".to_owned());
-    } else if !uncovered.is_zero() && grid_leftover != Some(uncovered) {
+    if !uncovered.is_zero() && (uncovered.abs() >= coarsest || grid_leftover != Some(uncovered)) {
         problem = Some(format!(
             "{} {unit} uncovered{}",
             uncovered.normalize(),
             match grid_leftover {
+                _ if uncovered.abs() >= coarsest => ", a volume step or more".to_owned(),
                 _ if on_symbol.is_empty() => " and no plan residual explains it".to_owned(),
                 Some(left) => format!(
                     ", the plans' rounding residuals account for {} {unit}",
@@ -424,12 +423,12 @@ mod tests {
         let mut b = books(dec!(0.21), dec!(1.4));
         b[0].holdings.push(h("XAUUSD", Side::Sell, dec!(0.02)));
         assert!(!holds(&table(&b, &[])));
-        let why = |base: Decimal, within_grid: bool| Explanation {
+        let why = |base: Decimal, rounding: bool| Explanation {
             login: Login(3),
             symbol: "XAUUSD".into(),
             text: "below_min".into(),
             base: Some(base),
-            within_grid,
+            rounding,
         };
         let rows = table(&b, &[why(dec!(-0.2), true)]);
         assert!(holds(&rows), "{rows:?}");
@@ -437,6 +436,23 @@ mod tests {
         // A residual that does not add up, or is not a rounding one, explains nothing.
         assert!(!holds(&table(&b, &[why(dec!(-0.1), true)])));
         assert!(!holds(&table(&b, &[why(dec!(-0.2), false)])));
+        // A whole step of the 100 oz account off is not rounding, whatever the plans say.
+        let mut b = books(dec!(0.21), dec!(1.4));
+        b[0].holdings.push(h("XAUUSD", Side::Sell, dec!(0.1)));
+        assert!(!holds(&table(&b, &[why(dec!(-1), true)])));
+    }
+
+    #[test]
+    fn clients_that_cancel_out_need_no_hedge() {
+        let mut b = books(dec!(0), dec!(0));
+        b[1].holdings = vec![h("XAUUSD", Side::Buy, dec!(0.15))];
+        let rows = table(&b, &[]);
+        assert!(holds(&rows), "{rows:?}");
+        assert_eq!(rows[0].client_base, dec!(0));
+        // Hedges left over when the clients are flat are uncovered.
+        let mut b = books(dec!(0.01), dec!(0));
+        b[1].holdings = vec![h("XAUUSD", Side::Buy, dec!(0.15))];
+        assert!(!holds(&table(&b, &[])));
     }
 
     #[test]

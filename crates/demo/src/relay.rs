@@ -55,6 +55,25 @@ impl Relay {
     }
 }
 
+/// How long a terminal connection waits for the client agent to listen.
+const CLIENT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Connects to `addr`, retrying until `deadline` (at least once).
+async fn connect(addr: SocketAddr, deadline: Instant) -> Option<TcpStream> {
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Some(stream);
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 async fn relay(
     terminal: TcpStream,
     client: SocketAddr,
@@ -62,21 +81,12 @@ async fn relay(
     patience: Duration,
 ) -> std::io::Result<()> {
     terminal.set_nodelay(true)?;
-    let client = TcpStream::connect(client).await?;
-    client.set_nodelay(true)?;
-    let deadline = Instant::now() + patience;
-    let mut tumbler = loop {
-        match TcpStream::connect(tumbler).await {
-            Ok(t) => {
-                t.set_nodelay(true)?;
-                break Some(t);
-            }
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(_) => break None,
-        }
-    };
+    // The client agent is started just before the terminal and may not listen yet; without it
+    // the connection is pointless, so it is waited for (the terminal would only reconnect later).
+    let client = connect(client, Instant::now() + CLIENT_PATIENCE)
+        .await
+        .ok_or_else(|| std::io::Error::other("the client agent does not accept connections"))?;
+    let mut tumbler = connect(tumbler, Instant::now() + patience).await;
     let (mut term_read, mut term_write) = terminal.into_split();
     let (mut client_read, mut client_write) = client.into_split();
     let back = async move {

@@ -192,6 +192,21 @@ pub(super) async fn start(
     })
 }
 
+impl Agents {
+    /// Why the agents that already stopped stopped (an agent runs until the demo ends).
+    pub(super) async fn failures(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for task in self.tasks.iter_mut().filter(|t| t.is_finished()) {
+            match task.await {
+                Ok(Ok(())) => out.push("an agent stopped".to_owned()),
+                Ok(Err(e)) => out.push(format!("an agent stopped: {e:#}")),
+                Err(e) => out.push(format!("an agent task failed: {e}")),
+            }
+        }
+        out
+    }
+}
+
 /// Waits for the tumbler to kill the copier; true when it did (or there was none to kill).
 pub(super) async fn copier_killed(copier: Option<Copier>, t: &Timeline) -> bool {
     let killed_at = std::time::Instant::now();

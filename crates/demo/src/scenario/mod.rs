@@ -103,7 +103,16 @@ pub async fn run(opts: DemoOptions, t: Timeline) -> anyhow::Result<DemoOutcome> 
         .filter_map(|b| Some((b.clone(), address(b)?)))
         .collect();
     let sims = SimAccounts::connect(setup, opts.seed, &t).await?;
-    accounts::wait_registered(&center.view).await?;
+    if let Err(e) = accounts::wait_registered(&center.view).await {
+        let failures = agents.failures().await;
+        anyhow::bail!(
+            "{e}{}",
+            failures
+                .iter()
+                .map(|f| format!("; {f}"))
+                .collect::<String>()
+        );
+    }
     allocate(&center.view, &brokers, &t).await?;
 
     sims.play_signal(&t)?;
@@ -320,8 +329,6 @@ async fn residuals(view: &CenterClient, brokers: &[Broker]) -> Vec<Explanation> 
                 r.reason,
                 ResidualReason::BelowMin | ResidualReason::AllocationRounding
             );
-            let within_grid =
-                rounding && spec.is_some_and(|s| r.unhedged.0.abs() < s.volume_step.0);
             let unit = unit_of(&r.symbol);
             out.push(Explanation {
                 login: broker.login,
@@ -335,7 +342,7 @@ async fn residuals(view: &CenterClient, brokers: &[Broker]) -> Vec<Explanation> 
                     residual_words(r.reason)
                 ),
                 base,
-                within_grid,
+                rounding,
             });
         }
     }

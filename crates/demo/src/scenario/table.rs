@@ -107,7 +107,7 @@ pub(super) fn print(t: &Timeline, rows: &[ExposureRow]) {
             format!("{} {unit}", quantity(r.uncovered)),
             match &r.problem {
                 None if r.uncovered.is_zero() => "ok".to_owned(),
-                None => "ok: less than a volume step, the plan says why:".to_owned(),
+                None => "ok: less than a volume step, the plans say why:".to_owned(),
                 Some(p) => format!("MISMATCH: {p}"),
             }
         ));
