@@ -292,9 +292,10 @@ impl Printer {
             .collect();
         parts.extend(plan.residuals.iter().map(|r| {
             format!(
-                "{} {} lots left unhedged: {}",
+                "{} {} lots{} left unhedged: {}",
                 r.account_symbol,
                 r.unhedged,
+                self.base(&r.symbol, r.unhedged),
                 r.reason.as_str()
             )
         }));
