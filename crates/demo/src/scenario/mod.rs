@@ -365,7 +365,7 @@ fn residual_words(reason: ResidualReason) -> String {
     }
 }
 
-/// The live phase: the clients keep trading, the hedger mirrors them and carries out the
+/// The live phase: the clients keep trading, the hedgers mirror them and carry out the
 /// operator's commands, until `--duration` or an interrupt.
 async fn live_phase(
     opts: &DemoOptions,
@@ -380,7 +380,7 @@ async fn live_phase(
     t.emit(
         "live",
         format!(
-            "live for {} s: the clients keep trading, the hedger mirrors them and takes commands; dashboard at {}/ (token in {}); Ctrl-C to stop",
+            "live for {} s: the clients keep trading, the hedgers mirror them and take commands; dashboard at {}/ (token in {}); Ctrl-C to stop",
             opts.keep_running.as_secs(),
             center.url,
             center.token_file.display()
