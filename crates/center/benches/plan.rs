@@ -45,7 +45,11 @@ async fn fill(store: &Store) {
     for (k, h) in HEDGES.iter().enumerate() {
         let suffix = if k == 0 { ".h" } else { ".pro" };
         store
-            .register_account("bench".into(), registration(*h, AccountRole::Hedge, suffix), 1)
+            .register_account(
+                "bench".into(),
+                registration(*h, AccountRole::Hedge, suffix),
+                1,
+            )
             .await
             .expect("hedge account registers");
     }
@@ -53,12 +57,20 @@ async fn fill(store: &Store) {
     for c in 1..=CLIENTS {
         let login = Login(c);
         store
-            .register_account("bench".into(), registration(login, AccountRole::Client, ".r"), 1)
+            .register_account(
+                "bench".into(),
+                registration(login, AccountRole::Client, ".r"),
+                1,
+            )
             .await
             .expect("client registers");
         for (k, s) in symbols().iter().enumerate() {
             id += 1;
-            let side = if (c + k as u64) % 3 == 0 { Side::Sell } else { Side::Buy };
+            let side = if (c + k as u64) % 3 == 0 {
+                Side::Sell
+            } else {
+                Side::Buy
+            };
             let report = PositionReport {
                 time_ms: 2,
                 ..PositionReport::new(
@@ -131,7 +143,8 @@ fn main() {
         );
         // Warm the caches and the readers first.
         for _ in 0..20 {
-            black_box(store.plan_inputs(HEDGES[0]).await.expect("read"));
+            let inputs = store.plan_inputs(HEDGES[0]).await.expect("read");
+            black_box(inputs.expect("a hedge account"));
         }
         let n = 500;
         let start = Instant::now();
@@ -149,6 +162,10 @@ fn main() {
         for _ in 0..n {
             black_box(plan::compute_all(black_box(&inputs)));
         }
-        report("compute every hedge account's plan (pure)", n, start.elapsed());
+        report(
+            "compute every hedge account's plan (pure)",
+            n,
+            start.elapsed(),
+        );
     });
 }

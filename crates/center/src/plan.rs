@@ -30,10 +30,19 @@
 //! S the choice leaves the smallest total uncovered base quantity, then the smallest uncovered
 //! part per account, then the least volume traded (so a plan that is as close as the grids allow
 //! asks for nothing more). What an account does not cover is its residual.
+//!
+//! **Pre-trade refusals.** What a hedge account's pre-trade checks refused of an opening order (as
+//! its latest status lists them) is a `pretrade_refused` residual beside that order, which stays:
+//! the hedger checks it again at each reaction and sends it once the condition clears.
+//!
+//! The steps, each its own function: `gather_client_parts` (client exposure per canonical symbol
+//! and hedge account, in base quantity, by weight), `add_hedges`, `account_choice` (the hedge
+//! account's name, contract size, reductions and pauses, and the volumes its grid allows),
+//! `choose` (the joint rounding), `place_orders` and `add_refusals`.
 
 use hedge_center_api::model::{
     AccountRegistration, Allocation, EventId, HedgePlan, Pause, PlanAction, PlanItem, PlanItemId,
-    PlanResidual, ResidualReason, SpecLookup,
+    PlanResidual, PretradeRefusal, ResidualReason, SpecLookup,
 };
 use hedge_domain::fixed::Exposure;
 use hedge_domain::{Login, Rounding, Side, SymbolSpec, Volume, VolumeError};
@@ -72,7 +81,7 @@ pub struct HedgeCover {
 }
 
 /// Everything the plans of the hedge accounts depend on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PlanInputs {
     /// Every hedge account, with the operator's overrides applied.
     pub accounts: Vec<AccountRegistration>,
@@ -81,6 +90,8 @@ pub struct PlanInputs {
     pub hedges: Vec<HedgeCover>,
     pub pauses: Vec<Pause>,
     pub allocations: Vec<Allocation>,
+    /// Each hedge account's pre-trade refusals, as its latest status lists them.
+    pub refusals: BTreeMap<Login, Vec<PretradeRefusal>>,
     pub as_of_event_id: u64,
 }
 
@@ -229,272 +240,26 @@ fn choose(choices: &[Choice]) -> Vec<usize> {
 pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
     let known: BTreeMap<Login, &AccountRegistration> =
         inputs.accounts.iter().map(|a| (a.login, a)).collect();
-    let clients: BTreeMap<Login, &ClientConfig> =
-        inputs.clients.iter().map(|c| (c.login, c)).collect();
-    let mut parts: BTreeMap<(&str, Login), Part> = BTreeMap::new();
-    let mut client_residuals = Vec::new();
-    for e in &inputs.exposures {
-        let Some(client) = clients.get(&e.login) else {
-            continue;
-        };
-        if known.contains_key(&e.login) {
-            continue;
-        }
-        let lots = e.net.volume().0;
-        let ratio_lots = lots * client.ratio;
-        let account_symbol = client
-            .registration
-            .as_ref()
-            .map_or_else(|| e.symbol.clone(), |r| r.account_name(&e.symbol));
-        let client_residual =
-            |reason, share: Decimal, base: Option<Decimal>, candidates| PlanResidual {
-                symbol: e.symbol.clone(),
-                account_symbol: account_symbol.clone(),
-                exposure: vol(ratio_lots * share),
-                hedged: Volume::ZERO,
-                unhedged: vol(ratio_lots * share),
-                reason,
-                client_login: Some(e.login),
-                client_lots: vol(lots * share),
-                base_quantity: base.map(|b| vol(b * share)),
-                hedge_lots: Volume::ZERO,
-                candidates,
-            };
-        if lots.is_zero() {
-            continue;
-        }
-        let weights = match weights_for(inputs, client, &e.symbol) {
-            Ok(w) => w,
-            Err(reason) => {
-                client_residuals.push(client_residual(reason, Decimal::ONE, None, vec![]));
-                continue;
-            }
-        };
-        let lookup = client
-            .registration
-            .as_ref()
-            .map(|r| r.lookup_spec(&e.symbol));
-        let contract_size = match lookup {
-            Some(SpecLookup::Found(spec)) => usable_contract_size(spec),
-            Some(SpecLookup::Ambiguous(candidates)) => {
-                client_residuals.push(client_residual(
-                    ResidualReason::AmbiguousSymbol,
-                    Decimal::ONE,
-                    None,
-                    candidates,
-                ));
-                continue;
-            }
-            Some(SpecLookup::Missing(_)) | None => None,
-        };
-        let Some(contract_size) = contract_size else {
-            client_residuals.push(client_residual(
-                ResidualReason::ContractSizeMissing,
-                Decimal::ONE,
-                None,
-                vec![],
-            ));
-            continue;
-        };
-        // Within a Decimal: lots < 10^11, contract size <= 10^9, ratio <= 1000.
-        let base = lots * contract_size * client.ratio;
-        let client_paused = inputs
-            .pauses
-            .iter()
-            .any(|p| p.login.is_some() && p.covers(e.login, &e.symbol));
-        for (hedge_login, weight) in weights {
-            if !known.contains_key(&hedge_login) {
-                client_residuals.push(client_residual(
-                    ResidualReason::HedgeAccountUnknown,
-                    weight,
-                    Some(base),
-                    vec![],
-                ));
-                continue;
-            }
-            let part = parts.entry((e.symbol.as_str(), hedge_login)).or_default();
-            part.base += base * weight;
-            part.client_lots += lots * weight;
-            part.ratio_lots += ratio_lots * weight;
-            part.last_event_id = part.last_event_id.max(e.last_event_id);
-            part.client_paused |= client_paused;
-        }
-    }
-    for h in &inputs.hedges {
-        if !known.contains_key(&h.hedge_login) {
-            continue;
-        }
-        let part = parts.entry((h.symbol.as_str(), h.hedge_login)).or_default();
-        part.hedged += h.net.volume().0;
-        part.last_event_id = part.last_event_id.max(h.last_event_id);
-    }
-
-    let mut plans: BTreeMap<Login, HedgePlan> = known
-        .keys()
-        .map(|&login| {
-            (
-                login,
-                HedgePlan {
-                    hedge_login: login,
-                    as_of_event_id: EventId(inputs.as_of_event_id),
-                    items: Vec::new(),
-                    residuals: Vec::new(),
-                    client_residuals: Vec::new(),
-                },
-            )
-        })
-        .collect();
-    let mut by_symbol: BTreeMap<&str, Vec<(Login, &Part)>> = BTreeMap::new();
-    for ((symbol, login), part) in &parts {
-        by_symbol.entry(symbol).or_default().push((*login, part));
-    }
-    for (symbol, accounts) in by_symbol {
+    let (mut parts, mut client_residuals) = gather_client_parts(inputs, &known);
+    add_hedges(inputs, &known, &mut parts);
+    let mut plans = empty_plans(inputs, &known);
+    for (symbol, accounts) in by_symbol(&parts) {
         let mut choices = Vec::new();
         for (login, part) in accounts {
-            if part.base.is_zero() && part.hedged.is_zero() {
+            let (Some(account), Some(plan)) = (known.get(&login), plans.get_mut(&login)) else {
                 continue;
+            };
+            match account_choice(inputs, account, symbol, part) {
+                Ok(Some(choice)) => choices.push(choice),
+                Ok(None) => {}
+                Err(residual) => plan.residuals.push(residual),
             }
-            let Some(account) = known.get(&login) else {
-                continue;
-            };
-            let Some(plan) = plans.get_mut(&login) else {
-                continue;
-            };
-            let account_symbol = account.account_name(symbol);
-            let unconvertible = |reason, candidates| PlanResidual {
-                symbol: symbol.to_owned(),
-                account_symbol: account_symbol.clone(),
-                exposure: vol(part.ratio_lots),
-                hedged: vol(part.hedged),
-                unhedged: vol(part.ratio_lots + part.hedged),
-                reason,
-                client_login: None,
-                client_lots: vol(part.client_lots),
-                base_quantity: Some(vol(part.base)),
-                hedge_lots: vol(part.hedged),
-                candidates,
-            };
-            let spec = match account.lookup_spec(symbol) {
-                SpecLookup::Found(spec) => spec,
-                SpecLookup::Missing(_) => {
-                    plan.residuals
-                        .push(unconvertible(ResidualReason::NoSymbolSpec, vec![]));
-                    continue;
-                }
-                SpecLookup::Ambiguous(candidates) => {
-                    plan.residuals
-                        .push(unconvertible(ResidualReason::AmbiguousSymbol, candidates));
-                    continue;
-                }
-            };
-            let Some(contract_size) = usable_contract_size(spec) else {
-                plan.residuals
-                    .push(unconvertible(ResidualReason::ContractSizeMissing, vec![]));
-                continue;
-            };
-            let exposure = part.base / contract_size;
-            let unhedged = exposure + part.hedged;
-            if unhedged.is_zero() {
-                continue;
-            }
-            // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
-            let reduces = !part.hedged.is_zero()
-                && part.hedged.is_sign_negative() == unhedged.is_sign_negative();
-            let paused =
-                part.client_paused || inputs.pauses.iter().any(|p| p.covers(login, symbol));
-            let wanted = if reduces {
-                unhedged.abs().min(part.hedged.abs())
-            } else {
-                unhedged.abs()
-            };
-            let mut candidates = vec![Decimal::ZERO];
-            let mut idle_reason = ResidualReason::BelowMin;
-            if paused && !reduces {
-                idle_reason = ResidualReason::Paused;
-            } else {
-                for rounding in [Rounding::Down, Rounding::Up] {
-                    match spec.normalize_volume(Volume(wanted), rounding) {
-                        Ok(v) if reduces && v.0 > part.hedged.abs() => {}
-                        Ok(v) if !candidates.contains(&v.0) => candidates.push(v.0),
-                        Ok(_) => {}
-                        Err(VolumeError::BadStep { .. }) => {
-                            idle_reason = ResidualReason::BadSymbolSpec;
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-            choices.push(Choice {
-                login,
-                part,
-                account_symbol,
-                contract_size,
-                exposure,
-                unhedged,
-                reduces,
-                candidates,
-                idle_reason,
-            });
         }
         let picks = choose(&choices);
-        // Whether the grids of several accounts were combined: then an account left idle could
-        // have traded, and is idle because the others cover its part.
-        let combined = choices
-            .iter()
-            .zip(&picks)
-            .any(|(c, k)| c.candidates[*k] != c.own_best());
-        for (c, k) in choices.iter().zip(picks) {
-            let volume = c.candidates[k];
-            let Some(plan) = plans.get_mut(&c.login) else {
-                continue;
-            };
-            if volume.is_zero() {
-                let reason = if c.candidates.len() > 1 && (combined || !c.own_best().is_zero()) {
-                    ResidualReason::AllocationRounding
-                } else {
-                    c.idle_reason
-                };
-                plan.residuals.push(PlanResidual {
-                    symbol: symbol.to_owned(),
-                    account_symbol: c.account_symbol.clone(),
-                    exposure: vol(c.exposure),
-                    hedged: vol(c.part.hedged),
-                    unhedged: vol(c.unhedged),
-                    reason,
-                    client_login: None,
-                    client_lots: vol(c.part.client_lots),
-                    base_quantity: Some(vol(c.part.base)),
-                    hedge_lots: vol(c.part.hedged),
-                    candidates: vec![],
-                });
-                continue;
-            }
-            let side = if c.unhedged.is_sign_positive() {
-                Side::Sell
-            } else {
-                Side::Buy
-            };
-            let signed_order = volume * Decimal::from(side.sign());
-            plan.items.push(PlanItem {
-                id: PlanItemId(c.part.last_event_id),
-                symbol: symbol.to_owned(),
-                account_symbol: c.account_symbol.clone(),
-                side,
-                volume: vol(volume),
-                action: if c.reduces {
-                    PlanAction::Reduce
-                } else {
-                    PlanAction::Open
-                },
-                exposure: vol(c.exposure),
-                hedged: vol(c.part.hedged),
-                unhedged: vol(c.unhedged),
-                residual: vol(c.unhedged + signed_order),
-                client_lots: vol(c.part.client_lots),
-                base_quantity: vol(c.part.base),
-                hedge_lots: vol(c.part.hedged + signed_order),
-            });
-        }
+        place_orders(symbol, &choices, &picks, &mut plans);
+    }
+    for (login, plan) in &mut plans {
+        add_refusals(plan, inputs.refusals.get(login).map_or(&[], Vec::as_slice));
     }
     client_residuals.sort_by(|a, b| {
         (&a.symbol, a.client_login, a.reason).cmp(&(&b.symbol, b.client_login, b.reason))
@@ -505,17 +270,421 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
     plans
 }
 
+/// Every hedge account with an empty plan.
+fn empty_plans(
+    inputs: &PlanInputs,
+    known: &BTreeMap<Login, &AccountRegistration>,
+) -> BTreeMap<Login, HedgePlan> {
+    known
+        .keys()
+        .map(|&login| (login, empty_plan(inputs, login)))
+        .collect()
+}
+
+fn empty_plan(inputs: &PlanInputs, hedge_login: Login) -> HedgePlan {
+    HedgePlan {
+        hedge_login,
+        as_of_event_id: EventId(inputs.as_of_event_id),
+        items: Vec::new(),
+        residuals: Vec::new(),
+        client_residuals: Vec::new(),
+    }
+}
+
+/// Parts keyed by canonical symbol and hedge account.
+type Parts<'a> = BTreeMap<(&'a str, Login), Part>;
+
+/// Each client exposure in base quantity, split by its weights into the hedge accounts' parts;
+/// what cannot be counted (no allocation, an unknown hedge account, a client symbol without a
+/// usable contract size or with an ambiguous name) becomes a client residual instead.
+fn gather_client_parts<'a>(
+    inputs: &'a PlanInputs,
+    known: &BTreeMap<Login, &AccountRegistration>,
+) -> (Parts<'a>, Vec<PlanResidual>) {
+    let clients: BTreeMap<Login, &ClientConfig> =
+        inputs.clients.iter().map(|c| (c.login, c)).collect();
+    let mut parts = Parts::new();
+    let mut client_residuals = Vec::new();
+    for e in &inputs.exposures {
+        let Some(client) = clients.get(&e.login) else {
+            continue;
+        };
+        // A hedge account's own positions are hedges, never client exposure.
+        if known.contains_key(&e.login) || e.net.volume().0.is_zero() {
+            continue;
+        }
+        let residual = ClientResidual::new(client, e);
+        let weights = match weights_for(inputs, client, &e.symbol) {
+            Ok(w) => w,
+            Err(reason) => {
+                client_residuals.push(residual.whole(reason, vec![]));
+                continue;
+            }
+        };
+        let contract_size = match client_contract_size(client, &e.symbol) {
+            Ok(cs) => cs,
+            Err((reason, candidates)) => {
+                client_residuals.push(residual.whole(reason, candidates));
+                continue;
+            }
+        };
+        // Within a Decimal: lots < 10^11, contract size <= 10^9, ratio <= 1000.
+        let base = residual.lots * contract_size * client.ratio;
+        let client_paused = inputs
+            .pauses
+            .iter()
+            .any(|p| p.login.is_some() && p.covers(e.login, &e.symbol));
+        for (hedge_login, weight) in weights {
+            if !known.contains_key(&hedge_login) {
+                client_residuals.push(residual.share(
+                    ResidualReason::HedgeAccountUnknown,
+                    weight,
+                    base,
+                ));
+                continue;
+            }
+            let part = parts.entry((e.symbol.as_str(), hedge_login)).or_default();
+            part.base += base * weight;
+            part.client_lots += residual.lots * weight;
+            part.ratio_lots += residual.ratio_lots * weight;
+            part.last_event_id = part.last_event_id.max(e.last_event_id);
+            part.client_paused |= client_paused;
+        }
+    }
+    (parts, client_residuals)
+}
+
+/// The contract size of a client's symbol, or why it has none the plan can use.
+fn client_contract_size(
+    client: &ClientConfig,
+    symbol: &str,
+) -> Result<Decimal, (ResidualReason, Vec<String>)> {
+    let missing = (ResidualReason::ContractSizeMissing, vec![]);
+    match client.registration.as_ref().map(|r| r.lookup_spec(symbol)) {
+        Some(SpecLookup::Found(spec)) => usable_contract_size(spec).ok_or(missing),
+        Some(SpecLookup::Ambiguous(candidates)) => {
+            Err((ResidualReason::AmbiguousSymbol, candidates))
+        }
+        Some(SpecLookup::Missing(_)) | None => Err(missing),
+    }
+}
+
+/// One client exposure, ready to be listed as a client residual (whole or a weighted share).
+struct ClientResidual<'a> {
+    exposure: &'a ClientExposure,
+    account_symbol: String,
+    lots: Decimal,
+    ratio_lots: Decimal,
+}
+
+impl<'a> ClientResidual<'a> {
+    fn new(client: &ClientConfig, exposure: &'a ClientExposure) -> Self {
+        let lots = exposure.net.volume().0;
+        ClientResidual {
+            exposure,
+            account_symbol: client.registration.as_ref().map_or_else(
+                || exposure.symbol.clone(),
+                |r| r.account_name(&exposure.symbol),
+            ),
+            lots,
+            ratio_lots: lots * client.ratio,
+        }
+    }
+
+    fn build(
+        &self,
+        reason: ResidualReason,
+        share: Decimal,
+        base: Option<Decimal>,
+        candidates: Vec<String>,
+    ) -> PlanResidual {
+        PlanResidual {
+            symbol: self.exposure.symbol.clone(),
+            account_symbol: self.account_symbol.clone(),
+            exposure: vol(self.ratio_lots * share),
+            hedged: Volume::ZERO,
+            unhedged: vol(self.ratio_lots * share),
+            reason,
+            client_login: Some(self.exposure.login),
+            client_lots: vol(self.lots * share),
+            base_quantity: base.map(|b| vol(b * share)),
+            hedge_lots: Volume::ZERO,
+            candidates,
+            detail: None,
+        }
+    }
+
+    /// The whole exposure, whose base quantity is unknown.
+    fn whole(&self, reason: ResidualReason, candidates: Vec<String>) -> PlanResidual {
+        self.build(reason, Decimal::ONE, None, candidates)
+    }
+
+    /// The share `weight` of the exposure, whose base quantity is `base`.
+    fn share(&self, reason: ResidualReason, weight: Decimal, base: Decimal) -> PlanResidual {
+        self.build(reason, weight, Some(base), vec![])
+    }
+}
+
+/// Adds each hedge account's open hedges to its parts.
+fn add_hedges<'a>(
+    inputs: &'a PlanInputs,
+    known: &BTreeMap<Login, &AccountRegistration>,
+    parts: &mut Parts<'a>,
+) {
+    for h in &inputs.hedges {
+        if !known.contains_key(&h.hedge_login) {
+            continue;
+        }
+        let part = parts.entry((h.symbol.as_str(), h.hedge_login)).or_default();
+        part.hedged += h.net.volume().0;
+        part.last_event_id = part.last_event_id.max(h.last_event_id);
+    }
+}
+
+/// The parts grouped by canonical symbol (the rounding across accounts is per symbol).
+fn by_symbol<'p, 'a>(parts: &'p Parts<'a>) -> BTreeMap<&'a str, Vec<(Login, &'p Part)>> {
+    let mut grouped: BTreeMap<&str, Vec<(Login, &Part)>> = BTreeMap::new();
+    for ((symbol, login), part) in parts {
+        grouped.entry(symbol).or_default().push((*login, part));
+    }
+    grouped
+}
+
+/// A part the hedge account cannot convert to its lots, as a residual in the clients' lots.
+fn unconvertible(
+    symbol: &str,
+    account_symbol: &str,
+    part: &Part,
+    reason: ResidualReason,
+    candidates: Vec<String>,
+) -> PlanResidual {
+    PlanResidual {
+        symbol: symbol.to_owned(),
+        account_symbol: account_symbol.to_owned(),
+        exposure: vol(part.ratio_lots),
+        hedged: vol(part.hedged),
+        unhedged: vol(part.ratio_lots + part.hedged),
+        reason,
+        client_login: None,
+        client_lots: vol(part.client_lots),
+        base_quantity: Some(vol(part.base)),
+        hedge_lots: vol(part.hedged),
+        candidates,
+        detail: None,
+    }
+}
+
+/// What `account` may send for its part of `symbol`: `None` when the part is covered, a residual
+/// when its symbol cannot be converted.
+fn account_choice<'p>(
+    inputs: &PlanInputs,
+    account: &AccountRegistration,
+    symbol: &str,
+    part: &'p Part,
+) -> Result<Option<Choice<'p>>, PlanResidual> {
+    if part.base.is_zero() && part.hedged.is_zero() {
+        return Ok(None);
+    }
+    let account_symbol = account.account_name(symbol);
+    let spec = match account.lookup_spec(symbol) {
+        SpecLookup::Found(spec) => spec,
+        SpecLookup::Missing(_) => {
+            let reason = ResidualReason::NoSymbolSpec;
+            return Err(unconvertible(symbol, &account_symbol, part, reason, vec![]));
+        }
+        SpecLookup::Ambiguous(candidates) => {
+            let reason = ResidualReason::AmbiguousSymbol;
+            return Err(unconvertible(
+                symbol,
+                &account_symbol,
+                part,
+                reason,
+                candidates,
+            ));
+        }
+    };
+    let Some(contract_size) = usable_contract_size(spec) else {
+        let reason = ResidualReason::ContractSizeMissing;
+        return Err(unconvertible(symbol, &account_symbol, part, reason, vec![]));
+    };
+    let exposure = part.base / contract_size;
+    let unhedged = exposure + part.hedged;
+    if unhedged.is_zero() {
+        return Ok(None);
+    }
+    // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
+    let reduces =
+        !part.hedged.is_zero() && part.hedged.is_sign_negative() == unhedged.is_sign_negative();
+    let paused = part.client_paused
+        || inputs
+            .pauses
+            .iter()
+            .any(|p| p.covers(account.login, symbol));
+    let (candidates, idle_reason) = if paused && !reduces {
+        (vec![Decimal::ZERO], ResidualReason::Paused)
+    } else {
+        grid_candidates(spec, unhedged, part.hedged, reduces)
+    };
+    Ok(Some(Choice {
+        login: account.login,
+        part,
+        account_symbol,
+        contract_size,
+        exposure,
+        unhedged,
+        reduces,
+        candidates,
+        idle_reason,
+    }))
+}
+
+/// The volumes an account may send for `unhedged` on its grid: nothing, and `|unhedged|` rounded
+/// down and up (a reduction never past the hedges `hedged`); with the reason for sending
+/// nothing when neither rounding gives a volume.
+fn grid_candidates(
+    spec: &SymbolSpec,
+    unhedged: Decimal,
+    hedged: Decimal,
+    reduces: bool,
+) -> (Vec<Decimal>, ResidualReason) {
+    let wanted = if reduces {
+        unhedged.abs().min(hedged.abs())
+    } else {
+        unhedged.abs()
+    };
+    let mut candidates = vec![Decimal::ZERO];
+    let mut idle_reason = ResidualReason::BelowMin;
+    for rounding in [Rounding::Down, Rounding::Up] {
+        match spec.normalize_volume(Volume(wanted), rounding) {
+            Ok(v) if reduces && v.0 > hedged.abs() => {}
+            Ok(v) if !candidates.contains(&v.0) => candidates.push(v.0),
+            Ok(_) => {}
+            Err(VolumeError::BadStep { .. }) => idle_reason = ResidualReason::BadSymbolSpec,
+            Err(_) => {}
+        }
+    }
+    (candidates, idle_reason)
+}
+
+/// Puts each account's picked volume for `symbol` in its plan: an order, or a residual when it
+/// sends nothing.
+fn place_orders(
+    symbol: &str,
+    choices: &[Choice],
+    picks: &[usize],
+    plans: &mut BTreeMap<Login, HedgePlan>,
+) {
+    // Whether the grids of several accounts were combined: then an account left idle could
+    // have traded, and is idle because the others cover its part.
+    let combined = choices
+        .iter()
+        .zip(picks)
+        .any(|(c, k)| c.candidates[*k] != c.own_best());
+    for (c, &k) in choices.iter().zip(picks) {
+        let volume = c.candidates[k];
+        let Some(plan) = plans.get_mut(&c.login) else {
+            continue;
+        };
+        if volume.is_zero() {
+            let reason = if c.candidates.len() > 1 && (combined || !c.own_best().is_zero()) {
+                ResidualReason::AllocationRounding
+            } else {
+                c.idle_reason
+            };
+            plan.residuals.push(idle_residual(symbol, c, reason));
+        } else {
+            plan.items.push(order(symbol, c, volume));
+        }
+    }
+}
+
+/// An account that sends nothing for its part.
+fn idle_residual(symbol: &str, c: &Choice, reason: ResidualReason) -> PlanResidual {
+    PlanResidual {
+        symbol: symbol.to_owned(),
+        account_symbol: c.account_symbol.clone(),
+        exposure: vol(c.exposure),
+        hedged: vol(c.part.hedged),
+        unhedged: vol(c.unhedged),
+        reason,
+        client_login: None,
+        client_lots: vol(c.part.client_lots),
+        base_quantity: Some(vol(c.part.base)),
+        hedge_lots: vol(c.part.hedged),
+        candidates: vec![],
+        detail: None,
+    }
+}
+
+/// Lists what the hedge account's pre-trade checks refused of the plan's opening orders as
+/// residuals, beside the orders: the orders stay, so the hedger checks them again each time and
+/// sends them once the condition clears. A refusal of an order the plan no longer asks for (another
+/// symbol or side, a reduction now) is stale and left out; one of more than the order now asks is
+/// cut to the order.
+fn add_refusals(plan: &mut HedgePlan, refusals: &[PretradeRefusal]) {
+    for refusal in refusals {
+        let Some(item) = plan.items.iter().find(|i| {
+            i.symbol == refusal.symbol && i.side == refusal.side && i.action == PlanAction::Open
+        }) else {
+            continue;
+        };
+        let refused = refusal.volume.0.min(item.volume.0);
+        if refused.is_sign_negative() || refused.is_zero() {
+            continue;
+        }
+        let sent = (item.volume.0 - refused) * Decimal::from(item.side.sign());
+        let residual = PlanResidual {
+            symbol: item.symbol.clone(),
+            account_symbol: item.account_symbol.clone(),
+            exposure: item.exposure,
+            hedged: item.hedged,
+            unhedged: vol(item.unhedged.0 + sent),
+            reason: ResidualReason::PretradeRefused,
+            client_login: None,
+            client_lots: item.client_lots,
+            base_quantity: Some(item.base_quantity),
+            hedge_lots: item.hedged,
+            candidates: vec![],
+            detail: Some(refusal.reason.clone()),
+        };
+        plan.residuals.push(residual);
+    }
+}
+
+/// The order of `volume` that covers (part of) an account's uncovered part.
+fn order(symbol: &str, c: &Choice, volume: Decimal) -> PlanItem {
+    let side = if c.unhedged.is_sign_positive() {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    let signed_order = volume * Decimal::from(side.sign());
+    PlanItem {
+        id: PlanItemId(c.part.last_event_id),
+        symbol: symbol.to_owned(),
+        account_symbol: c.account_symbol.clone(),
+        side,
+        volume: vol(volume),
+        action: if c.reduces {
+            PlanAction::Reduce
+        } else {
+            PlanAction::Open
+        },
+        exposure: vol(c.exposure),
+        hedged: vol(c.part.hedged),
+        unhedged: vol(c.unhedged),
+        residual: vol(c.unhedged + signed_order),
+        client_lots: vol(c.part.client_lots),
+        base_quantity: vol(c.part.base),
+        hedge_lots: vol(c.part.hedged + signed_order),
+    }
+}
+
 /// The plan of hedge account `hedge_login` (empty when it is not among the inputs' accounts).
 pub fn compute(inputs: &PlanInputs, hedge_login: Login) -> HedgePlan {
     compute_all(inputs)
         .remove(&hedge_login)
-        .unwrap_or_else(|| HedgePlan {
-            hedge_login,
-            as_of_event_id: EventId(inputs.as_of_event_id),
-            items: Vec::new(),
-            residuals: Vec::new(),
-            client_residuals: Vec::new(),
-        })
+        .unwrap_or_else(|| empty_plan(inputs, hedge_login))
 }
 
 #[cfg(test)]
@@ -657,6 +826,7 @@ mod tests {
                 .collect(),
             pauses: vec![],
             allocations: vec![],
+            refusals: BTreeMap::new(),
             as_of_event_id: 99,
         }
     }
@@ -824,6 +994,7 @@ mod tests {
             hedges: vec![],
             pauses: vec![],
             allocations: vec![],
+            refusals: BTreeMap::new(),
             as_of_event_id: 20,
         }
     }
@@ -942,6 +1113,7 @@ mod tests {
             hedges: vec![],
             pauses: vec![],
             allocations: vec![],
+            refusals: BTreeMap::new(),
             as_of_event_id: 9,
         }
     }
@@ -1083,6 +1255,73 @@ mod tests {
         assert!(compute_all(&w).values().all(|p| p.items.is_empty()));
     }
 
+    fn refusal(symbol: &str, side: Side, volume: Decimal, reason: &str) -> PretradeRefusal {
+        PretradeRefusal {
+            symbol: symbol.into(),
+            account_symbol: format!("{symbol}.h"),
+            side,
+            volume: Volume(volume),
+            reason: reason.into(),
+            since_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_pretrade_refusal_is_a_residual_beside_the_order_it_refuses() {
+        // Clients long 5 EURUSD, 0.4 GBPUSD; the hedge account holds 1 short EURUSD.
+        let mut w = inputs(
+            &[(1, "EURUSD", dec!(5), 5), (1, "GBPUSD", dec!(0.4), 6)],
+            &[("EURUSD", dec!(-1), 7)],
+        );
+        let without = compute(&w, H);
+        let margin = "refused by pre-trade check: margin level 85% below minimum 100%";
+        w.refusals.insert(
+            H,
+            vec![
+                refusal("EURUSD", Side::Sell, dec!(2.5), margin),
+                // stale: the plan now buys nothing of GBPUSD, it sells
+                refusal("GBPUSD", Side::Buy, dec!(0.4), "max exposure"),
+                // stale: no order for this symbol at all
+                refusal("USDJPY", Side::Sell, dec!(1), "max order size"),
+            ],
+        );
+        let plan = compute(&w, H);
+        // the orders stay as they were: the hedger checks them again and sends once it may
+        assert_eq!(plan.items, without.items);
+        assert_eq!(plan.residuals.len(), 1, "{:?}", plan.residuals);
+        let r = &plan.residuals[0];
+        let eur = item(&plan, "EURUSD");
+        assert_eq!(
+            (r.symbol.as_str(), r.account_symbol.as_str(), r.reason),
+            ("EURUSD", "EURUSD.h", ResidualReason::PretradeRefused)
+        );
+        assert_eq!(r.detail.as_deref(), Some(margin));
+        // 4 to sell, 1.5 of it may go: 2.5 stay uncovered while refused
+        assert_eq!(
+            (eur.volume, r.unhedged),
+            (Volume(dec!(4)), Volume(dec!(2.5)))
+        );
+        assert_eq!(
+            (r.exposure, r.hedged, r.hedge_lots),
+            (eur.exposure, eur.hedged, eur.hedged)
+        );
+        assert_eq!(r.base_quantity, Some(eur.base_quantity));
+        // a refusal of more than the order now asks for is cut to the order
+        w.refusals
+            .insert(H, vec![refusal("EURUSD", Side::Sell, dec!(9), margin)]);
+        assert_eq!(compute(&w, H).residuals[0].unhedged, Volume(dec!(4)));
+        // once the hedge is sent the plan has no order and the refusal is stale
+        w.hedges = vec![
+            cover(H, "EURUSD", dec!(-5), 8),
+            cover(H, "GBPUSD", dec!(-0.4), 9),
+        ];
+        assert!(compute(&w, H).residuals.is_empty());
+        // a refusal never touches another hedge account's plan
+        w.refusals = BTreeMap::from([(H2, vec![refusal("EURUSD", Side::Sell, dec!(1), margin)])]);
+        w.hedges.clear();
+        assert!(compute(&w, H).residuals.is_empty());
+    }
+
     fn grid_steps() -> impl Strategy<Value = Decimal> {
         prop_oneof![Just(dec!(0.01)), Just(dec!(0.1)), Just(Decimal::ONE)]
     }
@@ -1120,6 +1359,44 @@ mod tests {
         }
 
         #[test]
+        fn refusals_leave_the_orders_and_explain_at_most_each_order(
+            nets in proptest::collection::vec((0usize..2, -50_000i64..50_000), 1..6),
+            held in proptest::collection::vec(-3_000i64..3_000, 2),
+            // the hedger refuses volumes on the hedge symbol's grid (0.01 here)
+            refused in proptest::collection::vec((0usize..3, any::<bool>(), 1i64..2_000), 0..4),
+        ) {
+            let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+            let exposures: Vec<_> = nets.iter().enumerate()
+                .map(|(k, (s, n))| (1 + k as u64 % 2, symbols[*s], Decimal::new(*n, 3), 1 + k as u64))
+                .collect();
+            let hedges: Vec<_> = held.iter().enumerate()
+                .map(|(k, h)| (symbols[k], Decimal::new(*h, 2), 50 + k as u64))
+                .collect();
+            let mut w = inputs(&exposures, &hedges);
+            let without = compute(&w, H);
+            w.refusals.insert(H, refused.iter().map(|(s, sell, v)| {
+                let side = if *sell { Side::Sell } else { Side::Buy };
+                refusal(symbols[*s], side, Decimal::new(*v, 2), "refused")
+            }).collect());
+            let plan = compute(&w, H);
+            prop_assert_eq!(&plan.items, &without.items);
+            let (others, refusals): (Vec<_>, Vec<_>) = plan.residuals.iter()
+                .partition(|r| r.reason != ResidualReason::PretradeRefused);
+            prop_assert_eq!(others.len(), without.residuals.len());
+            for r in refusals {
+                let i = item(&plan, &r.symbol);
+                prop_assert_eq!(i.action, PlanAction::Open);
+                prop_assert!(w.refusals[&H].iter().any(|x| x.symbol == r.symbol && x.side == i.side));
+                // between what stays once the whole order is sent and what is uncovered now,
+                // on the same side
+                prop_assert!(r.unhedged.0.abs() <= i.unhedged.0.abs());
+                prop_assert!(r.unhedged.0.abs() >= i.residual.0.abs());
+                prop_assert_eq!(r.unhedged.is_positive(), i.unhedged.is_positive());
+                prop_assert_eq!(r.detail.as_deref(), Some("refused"));
+            }
+        }
+
+        #[test]
         fn parts_and_residual_make_the_target_and_nothing_is_counted_twice(
             clients in proptest::collection::vec((-40_000i64..40_000, contract_sizes(), 0usize..4), 1..6),
             hedge_specs in proptest::collection::vec((contract_sizes(), grid_steps(), -300i64..300), 2..4),
@@ -1139,6 +1416,7 @@ mod tests {
                 }).collect(),
                 pauses: vec![],
                 allocations: vec![],
+                refusals: BTreeMap::new(),
                 as_of_event_id: 99,
             };
             let first = Decimal::new(split as i64, 2);

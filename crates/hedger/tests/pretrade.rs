@@ -27,6 +27,16 @@ fn refused_because(account: &hedge_center::model::Account, symbol: &str, words: 
         .any(|r| r.symbol == symbol && r.reason.contains(words))
 }
 
+/// The plan's residual for what the hedge account's pre-trade checks refused of `symbol`.
+fn pretrade_residual<'a>(
+    plan: &'a hedge_center_api::model::HedgePlan,
+    symbol: &str,
+) -> Option<&'a hedge_center_api::model::PlanResidual> {
+    plan.residuals.iter().find(|r| {
+        r.symbol == symbol && r.reason == hedge_center_api::model::ResidualReason::PretradeRefused
+    })
+}
+
 /// A hedge account of 5,000 USD that keeps its margin level at 200 % or more.
 fn margin_limited(mode: Mode) -> Setup {
     Setup {
@@ -77,6 +87,20 @@ async fn a_margin_limited_hedge_account_stops_at_its_limit_says_so_and_resumes_a
     assert_eq!(w.hedge_net("EURUSD.h"), -lots(227));
     let account = w.admin.account(HEDGE).await.unwrap();
     assert!(account.status.unwrap().breakers.is_empty());
+    // The center's plan says the same: the order stays (so it is checked again), and the part
+    // refused is a residual with the hedge account's reason.
+    let plan = w.admin.plan(HEDGE).await.unwrap();
+    let item = plan.items.iter().find(|i| i.symbol == "EURUSD").unwrap();
+    assert_eq!((item.side, item.volume), (Side::Sell, lots(273)));
+    let residual = pretrade_residual(&plan, "EURUSD").expect("the refusal in the plan");
+    assert_eq!(residual.unhedged, lots(273));
+    assert!(
+        residual
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("refused by pre-trade check: margin level 199.")),
+        "{residual:?}"
+    );
 
     // A deposit brings the level back: the rest is hedged without anyone asking, and the
     // refusal goes.
@@ -91,6 +115,16 @@ async fn a_margin_limited_hedge_account_stops_at_its_limit_says_so_and_resumes_a
         a.status.is_some() && refusals(a).is_empty()
     })
     .await;
+    // and so does the plan's residual, with the order it was about
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let plan = w.admin.plan(HEDGE).await.unwrap();
+        if plan.items.is_empty() && pretrade_residual(&plan, "EURUSD").is_none() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{plan:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.shutdown().await;
 }
 

@@ -78,6 +78,11 @@ pub enum ResidualReason {
     /// Rounding across hedge accounts: the other accounts' orders already bring the total as
     /// close to the clients as the grids allow, so this part is left.
     AllocationRounding,
+    /// The hedge account's pre-trade checks (the terminal's margin check, its maximum exposure,
+    /// order size or minimum margin level) did not send this part of the plan's order of the same
+    /// symbol; `detail` says why. The order stays in `items`, so the hedger checks it again and
+    /// sends it once the condition clears (a deposit, the clients' reductions).
+    PretradeRefused,
 }
 
 impl ResidualReason {
@@ -91,6 +96,7 @@ impl ResidualReason {
         ResidualReason::ContractSizeMissing,
         ResidualReason::AmbiguousSymbol,
         ResidualReason::AllocationRounding,
+        ResidualReason::PretradeRefused,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -104,6 +110,7 @@ impl ResidualReason {
             ResidualReason::ContractSizeMissing => "contract_size_missing",
             ResidualReason::AmbiguousSymbol => "ambiguous_symbol",
             ResidualReason::AllocationRounding => "allocation_rounding",
+            ResidualReason::PretradeRefused => "pretrade_refused",
         }
     }
 }
@@ -114,7 +121,9 @@ impl ResidualReason {
 /// the hedge symbol's contract size is unknown (`no_symbol_spec`, `contract_size_missing`,
 /// `ambiguous_symbol` without `client_login`) nothing can be converted and `exposure` is the
 /// clients' lots times their ratio and weight. A residual with `client_login` is one client's
-/// exposure that no plan counts (its fields are then that client's, `hedged` zero).
+/// exposure that no plan counts (its fields are then that client's, `hedged` zero). A
+/// `pretrade_refused` residual is the refused part of the item of its symbol: its figures are the
+/// item's, except `unhedged`, what stays uncovered while the refused volume is not sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanResidual {
@@ -140,6 +149,9 @@ pub struct PlanResidual {
     /// `ambiguous_symbol`: the account's names that could be the symbol.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
+    /// `pretrade_refused`: the hedge account's reason, as a trader reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `GET /v1/plan/{hedge_login}`.

@@ -31,9 +31,20 @@ pub fn plan_inputs(
         ))));
     }
     let as_of_event_id = max_event_id(c)?;
-    let registered: std::collections::BTreeMap<u64, AccountRegistration> = accounts(c)?
+    let all = accounts(c)?;
+    let registered: std::collections::BTreeMap<u64, AccountRegistration> = all
         .iter()
         .map(|a| (a.registration.login.0, a.effective()))
+        .collect();
+    // What each hedge account's pre-trade checks refuse now: a change of them is a status
+    // change, stored with an event, so a plan computed at an unchanged head still holds.
+    let refusals = all
+        .into_iter()
+        .filter(|a| a.registration.role == AccountRole::Hedge)
+        .filter_map(|a| {
+            let refused = a.status?.pretrade_refusals;
+            (!refused.is_empty()).then_some((a.registration.login, refused))
+        })
         .collect();
     let mut exposures = Vec::new();
     let mut clients = Vec::new();
@@ -90,6 +101,7 @@ pub fn plan_inputs(
         hedges,
         pauses: pauses(c)?,
         allocations: allocations(c)?,
+        refusals,
         as_of_event_id,
     }))
 }
