@@ -354,6 +354,10 @@ async function refreshPauses() {
   markDirty('accounts', 'plan');
 }
 
+function refusalsOf(account) {
+  return JSON.stringify((account && account.status && account.status.pretrade_refusals) || []);
+}
+
 // Applies one event of the log: the stored object after the change travels in `data`.
 function applyEvent(e) {
   const fresh = addToLog(e);
@@ -365,7 +369,10 @@ function applyEvent(e) {
     case 'override_cleared':
       if (d && d.login !== undefined && d.role) {
         const { marks, ...account } = d;
+        const before = S.accounts.get(d.login);
         S.accounts.set(d.login, account);
+        // A hedge account's pre-trade refusals are residuals of its plan.
+        if (d.role === 'hedge' && refusalsOf(before) !== refusalsOf(account)) schedulePlanRefresh();
         if (Array.isArray(marks)) {
           if (d.role === 'hedge') { applyHedgeMarks(d.login, marks); markDirty('hedges'); } else applyMarks(d.login, marks);
         }
@@ -1165,6 +1172,104 @@ async function clearOverride(a, field) {
     `The ${name} of account ${a.login} is the agent's again`);
 }
 
+function allocationScope(al) {
+  const client = al.client_login !== undefined && al.client_login !== null ? `client ${al.client_login}` : 'all clients';
+  return `${client}${al.symbol ? ` ${al.symbol}` : ''}`;
+}
+
+// The allocations in force, each with its Clear button.
+function renderAllocationList() {
+  const hedges = [...S.accounts.values()].filter((a) => a.role === 'hedge').length;
+  const items = S.allocations.map((al) => h('li', { dataset: { allocationScope: allocationScope(al) } },
+    h('span', { text: `${allocationScope(al)}: ${(al.weights || []).map((w) => `account ${w.hedge_login} ${pct(w.weight)}`).join(', ')}` }),
+    h('button', { type: 'button', class: 'small', text: 'Clear', 'aria-label': `Clear the allocation of ${allocationScope(al)}`, onclick: () => clearAllocation(al) })));
+  if (!items.length) {
+    items.push(h('li', { class: 'help', text: hedges === 1
+      ? 'None: the only hedge account covers every client.'
+      : 'None: a client without a registered hedge account is not hedged.' }));
+  }
+  $('#alloc-list').replaceChildren(...items);
+}
+
+// Views, sets and clears the operator's allocations of client exposure to hedge accounts. The
+// weights are sent as typed: the center decides whether they sum to 1, and its refusal is shown
+// in the form, which stays open.
+function editAllocations() {
+  const byLogin = (a, b) => a.login - b.login;
+  const accounts = [...S.accounts.values()];
+  const clients = accounts.filter((a) => a.role === 'client').sort(byLogin);
+  const hedges = accounts.filter((a) => a.role === 'hedge').sort(byLogin);
+  $('#alloc-client').replaceChildren(h('option', { value: '', text: 'All clients' }),
+    ...clients.map((c) => h('option', { value: String(c.login), text: `Client ${c.login}` })));
+  $('#alloc-symbol').value = '';
+  $('#alloc-symbols').replaceChildren(...symbolsInPlay().map((sym) => h('option', { value: sym })));
+  const legend = $('#alloc-weights legend');
+  $('#alloc-weights').replaceChildren(legend, ...hedges.flatMap((a) => [
+    h('label', { for: `alloc-w-${a.login}`, text: `Hedge account ${a.login}` }),
+    h('input', { id: `alloc-w-${a.login}`, type: 'text', inputmode: 'decimal', autocomplete: 'off', dataset: { hedge: a.login } }),
+  ]));
+  $('#alloc-reason').value = '';
+  $('#alloc-error').textContent = '';
+  renderAllocationList();
+  $('#edit-allocation').showModal();
+}
+
+async function saveAllocation(ev) {
+  ev.preventDefault();
+  const error = $('#alloc-error');
+  error.textContent = '';
+  const weights = [];
+  for (const input of document.querySelectorAll('#alloc-weights input')) {
+    const text = input.value.trim();
+    if (!text) continue;
+    if (!/^\d+(\.\d+)?$/.test(text)) {
+      error.textContent = `Not a weight: ${text} (a fraction such as 0.6)`;
+      input.focus();
+      return;
+    }
+    if (dec(text) !== 0n) weights.push({ hedge_login: Number(input.dataset.hedge), weight: text });
+  }
+  if (!weights.length) { error.textContent = 'Give at least one hedge account a weight.'; return; }
+  const body = { action: 'set_allocation', weights, reason: $('#alloc-reason').value.trim() || 'set from the dashboard' };
+  const client = $('#alloc-client').value;
+  if (client) body.login = Number(client);
+  const symbol = $('#alloc-symbol').value.trim();
+  if (symbol) body.symbol = symbol;
+  const scope = allocationScope({ client_login: body.login, symbol: body.symbol });
+  try {
+    await postAction(body);
+  } catch (e) {
+    if (e.status === 404 || e.status === 405) S.unavailable.add('allocations');
+    error.textContent = e.status === 404 || e.status === 405
+      ? 'This center does not offer allocations (the endpoint is missing).'
+      : e.status === 403 ? `Not allowed with this token: ${e.message}` : e.message;
+    return;
+  }
+  await afterAllocationChange();
+  toast(`Allocation of ${scope} set: ${weights.map((w) => `account ${w.hedge_login} ${pct(w.weight)}`).join(', ')}`, true);
+}
+
+async function clearAllocation(al) {
+  const scope = allocationScope(al);
+  const answer = await confirmAction(`Clear the allocation of ${scope}?`,
+    'The next most specific allocation (or the default) covers this scope again.', { label: 'Clear allocation', danger: true });
+  if (!answer) return;
+  const body = { action: 'clear_allocation', reason: answer.reason || 'cleared from the dashboard' };
+  if (al.client_login !== undefined && al.client_login !== null) body.login = al.client_login;
+  if (al.symbol) body.symbol = al.symbol;
+  await runAction('allocations', async () => {
+    await postAction(body);
+    await afterAllocationChange();
+  }, `Allocation of ${scope} cleared`);
+}
+
+async function afterAllocationChange() {
+  await refreshAllocations();
+  renderAllocationList();
+  schedulePlanRefresh();
+  markDirty('accounts', 'plan');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
@@ -1594,7 +1699,7 @@ const RESIDUAL_TEXT = {
   below_min: 'below min volume', paused: 'paused', no_symbol_spec: 'no symbol spec', bad_symbol_spec: 'bad symbol spec',
   no_allocation: 'no allocation', hedge_account_unknown: 'hedge account unknown',
   contract_size_missing: 'contract size missing', ambiguous_symbol: 'ambiguous symbol',
-  allocation_rounding: 'rounded across hedge accounts',
+  allocation_rounding: 'rounded across hedge accounts', pretrade_refused: 'refused by pre-trade check',
 };
 
 // Why a residual is not hedged, in words: whose exposure it is and, for an ambiguous name, which
@@ -1614,7 +1719,15 @@ function renderPlan() {
       seen.add(item.symbol);
       rows.push({ key: `i${login}:${item.symbol}:${item.id}`, hedge_login: login, symbol: item.symbol, account_symbol: item.account_symbol, client_lots: item.client_lots, base_quantity: item.base_quantity, exposure: item.exposure, hedged: item.hedged, unhedged: item.unhedged, residual: item.residual, hedge_lots: item.hedge_lots, item, ratios: exposureOf(item.symbol).ratios });
     }
+    // What the hedge account's pre-trade checks did not send of an order: shown on the order's
+    // row, with the reason, as the plan says it (the order stays, the hedger checks it again).
+    const refused = new Map();
     for (const r of plan.residuals || []) {
+      if (r.reason === 'pretrade_refused') refused.set(r.symbol, { reason: r.detail || residualText(r), unhedged: r.unhedged });
+    }
+    for (const row of rows) if (row.item && row.hedge_login === login && refused.has(row.symbol)) row.refused = refused.get(row.symbol);
+    for (const r of plan.residuals || []) {
+      if (r.reason === 'pretrade_refused') continue;
       seen.add(r.symbol);
       rows.push({ key: `r${login}:${r.symbol}`, hedge_login: login, symbol: r.symbol, account_symbol: r.account_symbol, client_lots: r.client_lots, base_quantity: r.base_quantity, exposure: r.exposure, hedged: r.hedged, unhedged: r.unhedged, residual: r.unhedged, hedge_lots: r.hedge_lots, state: residualText(r), ratios: exposureOf(r.symbol).ratios });
     }
@@ -1633,13 +1746,6 @@ function renderPlan() {
   }
   for (const r of rows) {
     if (pausedFor(r.hedge_login === '' ? undefined : r.hedge_login, r.symbol) && r.state !== 'paused') r.state = r.item ? r.state : `${r.state} (paused)`;
-    // What the hedge account's pre-trade checks did not send of this symbol, with the reason.
-    const st = r.hedge_login === '' ? null : (S.accounts.get(r.hedge_login) || {}).status;
-    const refusal = st && (st.pretrade_refusals || []).find((x) => x.symbol === r.symbol);
-    if (refusal) {
-      r.refused = refusal;
-      if (!r.item) r.state = `${r.state}; ${refusal.reason}`;
-    }
   }
   rows.sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0));
   planTable.setRows(rows);
@@ -1948,6 +2054,9 @@ function init() {
   }
   $('[data-pause-all]').addEventListener('click', () => pauseResume('pause'));
   $('[data-resume-all]').addEventListener('click', () => pauseResume('resume'));
+  $('[data-edit-allocation]').addEventListener('click', editAllocations);
+  $('#alloc-form').addEventListener('submit', (ev) => { saveAllocation(ev).catch(showError); });
+  $('#alloc-close').addEventListener('click', () => $('#edit-allocation').close());
   $('#logout').addEventListener('click', () => signOut(''));
   $('#login-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();

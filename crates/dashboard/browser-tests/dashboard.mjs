@@ -474,6 +474,73 @@ async function main() {
       S.events.some((e) => e.kind === 'override_cleared' && e.login === 2002));
     check('an override cleared through the UI', true);
 
+    // Allocations: client 2001's exposure split 60/40 between hedge accounts 1001 and 1002
+    // through the form. Weights that do not sum to 1 are refused with the center's words; the
+    // split moves 40% of the client's exposure into the plan of 1002, and clearing it moves it back.
+    await waitFor(page, 'every client on hedge account 1001', () => S.plans.has(1002) && S.plans.get(1002).items.length === 0);
+    await page.click('[data-edit-allocation]');
+    await page.locator('#edit-allocation').waitFor({ state: 'visible' });
+    const listed = await page.textContent('#alloc-list');
+    check('the allocation editor lists the allocation in force', /all clients: account 1001 100%/.test(listed), listed);
+    await page.selectOption('#alloc-client', '2001');
+    await page.fill('#alloc-w-1001', '0.6');
+    await page.fill('#alloc-w-1002', '0.3');
+    await page.fill('#alloc-reason', 'browser test split');
+    await page.click('#alloc-save');
+    const refusedText = await waitFor(page, 'the center\'s refusal in the form', () => {
+      const t = document.querySelector('#alloc-error').textContent;
+      return t ? t : false;
+    });
+    check('weights that do not sum to 1 are refused with the center\'s error, the form stays open',
+      /weights must sum to exactly 1, they sum to 0\.9/.test(refusedText) &&
+      await page.locator('#edit-allocation').isVisible(), refusedText);
+    await page.fill('#alloc-w-1002', '0.4');
+    await page.click('#alloc-save');
+    await waitFor(page, 'the 60/40 allocation in the list', () =>
+      /client 2001: account 1001 60%, account 1002 40%/.test(document.querySelector('#alloc-list').textContent) &&
+      !document.querySelector('#alloc-error').textContent);
+    await shot(page, '06c-allocation');
+    await page.click('#alloc-close');
+    const split = await waitFor(page, 'hedge account 1002 in the plan', () => {
+      const rows = [...document.querySelectorAll('[data-table="plan"] .vt-row')].filter((r) => r.dataset.key.startsWith('i1002:'));
+      const items = (S.plans.get(1002) || {}).items || [];
+      const card = document.querySelector('#accounts .card[data-login="1002"] dd[data-allocation]')?.textContent || '';
+      const client2001 = [...S.positions.values()].some((p) => p.login === 2001 && p.status !== 'closed');
+      return client2001 && items.length > 0 && rows.length > 0 && /client 2001: 40%/.test(card)
+        ? `${items.length} orders on 1002 (${items.map((i) => `${i.symbol} ${i.side} ${i.volume}, client lots ${i.client_lots}`).join('; ')}); ${card}`
+        : false;
+    }, undefined, 30000);
+    check('a 60/40 allocation set through the form puts 40% of the client on the second hedge account', true, split);
+    // Each of 1002's orders counts 40% of client 2001's net lots in its symbol: the plan and the
+    // client's open positions are read with no event between them (the plan's head unchanged).
+    const shares = await page.evaluate(async () => {
+      for (let tries = 0; tries < 50; tries += 1) {
+        const before = await api('GET', '/v1/plan/1002');
+        const open = (await api('GET', '/v1/positions?login=2001&status=open&limit=1000')).items;
+        const after = await api('GET', '/v1/plan/1002');
+        if (before.as_of_event_id !== after.as_of_event_id || !after.items.length) continue;
+        const net = new Map();
+        for (const p of open) {
+          const signed = p.side === 'buy' ? dec(p.volume) : -dec(p.volume);
+          net.set(p.symbol, (net.get(p.symbol) || 0n) + signed);
+        }
+        return after.items.map((i) => ({
+          symbol: i.symbol, client_lots: i.client_lots, client2001: fmtDec(net.get(i.symbol) || 0n),
+          ok: dec(i.client_lots) === decMul(net.get(i.symbol) || 0n, dec('0.4')),
+        }));
+      }
+      return null;
+    });
+    check('the second hedge account\'s orders count 40% of the client\'s lots',
+      Array.isArray(shares) && shares.length > 0 && shares.every((x) => x.ok), JSON.stringify(shares));
+    await page.click('[data-edit-allocation]');
+    await page.click('button[aria-label="Clear the allocation of client 2001"]');
+    await confirmDialog(page, 'browser test clear allocation');
+    await waitFor(page, 'the plan of 1002 empty again', () => S.plans.get(1002).items.length === 0 &&
+      !/client 2001/.test(document.querySelector('#alloc-list').textContent), undefined, 30000);
+    await page.click('#alloc-close');
+    check('clearing the allocation through the form moves the client back to hedge account 1001', true);
+
     // 8. CSV export of what is on screen.
     const [download] = await Promise.all([
       page.waitForEvent('download', { timeout: 10000 }),

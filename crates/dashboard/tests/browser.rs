@@ -32,6 +32,7 @@ const CLIENT_TOKENS: [(u64, &str); 2] = [
     (2002, "dashboard-client-token-2"),
 ];
 const HEDGE_LOGIN: Login = Login(1001);
+const SECOND_HEDGE: Login = Login(1002);
 
 fn tokens() -> Tokens {
     let mut entries = vec![
@@ -203,6 +204,23 @@ impl Feeder {
                 .await
                 .map_err(err)?;
         }
+        // A second hedge account, which no hedger follows: every client goes to the first until
+        // the page moves a share of one to it with an allocation.
+        let admin = self.client(ADMIN_TOKEN);
+        admin
+            .register_account(&registration(SECOND_HEDGE, AccountRole::Hedge, ".pro", "1"))
+            .await
+            .map_err(err)?;
+        let mut everyone = ActionRequest::new(ActionKind::SetAllocation);
+        everyone.reason = "every client on the first hedge account".into();
+        everyone.weights = Some(vec![AllocationWeight {
+            hedge_login: HEDGE_LOGIN,
+            weight: "1".parse().expect("weight"),
+        }]);
+        admin
+            .action("browser-test-allocation", &everyone)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
