@@ -371,21 +371,18 @@ fn client_contract_size(
 
 /// One client exposure, ready to be listed as a client residual (whole or a weighted share).
 struct ClientResidual<'a> {
+    client: &'a ClientConfig,
     exposure: &'a ClientExposure,
-    account_symbol: String,
     lots: Decimal,
     ratio_lots: Decimal,
 }
 
 impl<'a> ClientResidual<'a> {
-    fn new(client: &ClientConfig, exposure: &'a ClientExposure) -> Self {
+    fn new(client: &'a ClientConfig, exposure: &'a ClientExposure) -> Self {
         let lots = exposure.net.volume().0;
         ClientResidual {
+            client,
             exposure,
-            account_symbol: client.registration.as_ref().map_or_else(
-                || exposure.symbol.clone(),
-                |r| r.account_name(&exposure.symbol),
-            ),
             lots,
             ratio_lots: lots * client.ratio,
         }
@@ -398,9 +395,15 @@ impl<'a> ClientResidual<'a> {
         base: Option<Decimal>,
         candidates: Vec<String>,
     ) -> PlanResidual {
+        // Only a residual needs the client's name for the symbol: looking it up matches the
+        // canonical name against every symbol the client registered.
+        let account_symbol = self.client.registration.as_ref().map_or_else(
+            || self.exposure.symbol.clone(),
+            |r| r.account_name(&self.exposure.symbol),
+        );
         PlanResidual {
             symbol: self.exposure.symbol.clone(),
-            account_symbol: self.account_symbol.clone(),
+            account_symbol,
             exposure: vol(self.ratio_lots * share),
             hedged: Volume::ZERO,
             unhedged: vol(self.ratio_lots * share),

@@ -47,26 +47,30 @@ pub fn plan_inputs(
         })
         .collect();
     let mut exposures = Vec::new();
-    let mut clients = Vec::new();
+    let mut clients = std::collections::BTreeMap::<u64, ClientConfig>::new();
     for r in c.query(&format!("SELECT {} FROM exposures", ExposureCol::LIST), &[])? {
         let login = r.u64(ExposureCol::login)?;
-        match registered.get(&login) {
-            Some(reg) if reg.role == AccountRole::Client => clients.push(ClientConfig {
+        let reg = registered.get(&login);
+        if reg.is_some_and(|reg| reg.role != AccountRole::Client) {
+            continue;
+        }
+        // Once per client, not per symbol: a registration carries every symbol's spec.
+        clients.entry(login).or_insert_with(|| match reg {
+            Some(reg) => ClientConfig {
                 login: Login(login),
                 ratio: reg.hedge_ratio,
                 hedge_login: reg.hedge_login,
                 registration: Some(reg.clone()),
-            }),
+            },
             // An account that reported before registering: its contract sizes are unknown, so
             // the plan lists it as a residual until it registers.
-            None => clients.push(ClientConfig {
+            None => ClientConfig {
                 login: Login(login),
                 ratio: Decimal::ONE,
                 hedge_login: None,
                 registration: None,
-            }),
-            Some(_) => continue,
-        }
+            },
+        });
         exposures.push(ClientExposure {
             login: Login(login),
             symbol: r.text(ExposureCol::symbol)?.to_owned(),
@@ -74,8 +78,6 @@ pub fn plan_inputs(
             last_event_id: r.u64(ExposureCol::last_event_id)?,
         });
     }
-    clients.sort_by_key(|c| c.login);
-    clients.dedup_by_key(|c| c.login);
     let hedges = c
         .query(
             &format!("SELECT {} FROM hedge_exposures", HedgeExposureCol::LIST),
@@ -96,7 +98,7 @@ pub fn plan_inputs(
             .into_values()
             .filter(|r| r.role == AccountRole::Hedge)
             .collect(),
-        clients,
+        clients: clients.into_values().collect(),
         exposures,
         hedges,
         pauses: pauses(c)?,
