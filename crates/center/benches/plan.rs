@@ -66,7 +66,7 @@ async fn fill(store: &Store) {
             .expect("client registers");
         for (k, s) in symbols().iter().enumerate() {
             id += 1;
-            let side = if (c + k as u64) % 3 == 0 {
+            let side = if (c + k as u64).is_multiple_of(3) {
                 Side::Sell
             } else {
                 Side::Buy

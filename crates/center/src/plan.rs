@@ -250,9 +250,9 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
                 continue;
             };
             match account_choice(inputs, account, symbol, part) {
-                Ok(Some(choice)) => choices.push(choice),
-                Ok(None) => {}
-                Err(residual) => plan.residuals.push(residual),
+                AccountPart::Choice(choice) => choices.push(choice),
+                AccountPart::Covered => {}
+                AccountPart::Unconvertible(residual) => plan.residuals.push(residual),
             }
         }
         let picks = choose(&choices);
@@ -477,43 +477,49 @@ fn unconvertible(
     }
 }
 
-/// What `account` may send for its part of `symbol`: `None` when the part is covered, a residual
-/// when its symbol cannot be converted.
+/// What a hedge account makes of its part of one symbol.
+enum AccountPart<'p> {
+    /// Nothing to do: the hedges match the clients.
+    Covered,
+    Choice(Choice<'p>),
+    /// Its symbol cannot be converted to its lots.
+    Unconvertible(PlanResidual),
+}
+
+/// What `account` may send for its part of `symbol`.
 fn account_choice<'p>(
     inputs: &PlanInputs,
     account: &AccountRegistration,
     symbol: &str,
     part: &'p Part,
-) -> Result<Option<Choice<'p>>, PlanResidual> {
+) -> AccountPart<'p> {
     if part.base.is_zero() && part.hedged.is_zero() {
-        return Ok(None);
+        return AccountPart::Covered;
     }
     let account_symbol = account.account_name(symbol);
+    let residual = |reason, candidates| {
+        AccountPart::Unconvertible(unconvertible(
+            symbol,
+            &account_symbol,
+            part,
+            reason,
+            candidates,
+        ))
+    };
     let spec = match account.lookup_spec(symbol) {
         SpecLookup::Found(spec) => spec,
-        SpecLookup::Missing(_) => {
-            let reason = ResidualReason::NoSymbolSpec;
-            return Err(unconvertible(symbol, &account_symbol, part, reason, vec![]));
-        }
+        SpecLookup::Missing(_) => return residual(ResidualReason::NoSymbolSpec, vec![]),
         SpecLookup::Ambiguous(candidates) => {
-            let reason = ResidualReason::AmbiguousSymbol;
-            return Err(unconvertible(
-                symbol,
-                &account_symbol,
-                part,
-                reason,
-                candidates,
-            ));
+            return residual(ResidualReason::AmbiguousSymbol, candidates)
         }
     };
     let Some(contract_size) = usable_contract_size(spec) else {
-        let reason = ResidualReason::ContractSizeMissing;
-        return Err(unconvertible(symbol, &account_symbol, part, reason, vec![]));
+        return residual(ResidualReason::ContractSizeMissing, vec![]);
     };
     let exposure = part.base / contract_size;
     let unhedged = exposure + part.hedged;
     if unhedged.is_zero() {
-        return Ok(None);
+        return AccountPart::Covered;
     }
     // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
     let reduces =
@@ -528,7 +534,7 @@ fn account_choice<'p>(
     } else {
         grid_candidates(spec, unhedged, part.hedged, reduces)
     };
-    Ok(Some(Choice {
+    AccountPart::Choice(Choice {
         login: account.login,
         part,
         account_symbol,
@@ -538,7 +544,7 @@ fn account_choice<'p>(
         reduces,
         candidates,
         idle_reason,
-    }))
+    })
 }
 
 /// The volumes an account may send for `unhedged` on its grid: nothing, and `|unhedged|` rounded
