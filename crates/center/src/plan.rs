@@ -26,10 +26,14 @@
 //! existing hedges (clients shrank), the order reduces those hedges and never goes past them, so
 //! a reversal is reduce first, then open. A pause (close-only) on H, on a covered client or on S
 //! keeps only reducing orders. Each account may trade nothing, or `|unhedged|` rounded down or up
-//! to its step (clamped to its maximum, never below its minimum); across the hedge accounts of
-//! S the choice leaves the smallest total uncovered base quantity, then the smallest uncovered
-//! part per account, then the least volume traded (so a plan that is as close as the grids allow
-//! asks for nothing more). What an account does not cover is its residual.
+//! to its step and one step beyond each (clamped to its maximum, never below its minimum); an
+//! account whose hedges match its part exactly may trade its minimum either way; and the account
+//! with the finest grid (in base quantity) is also offered what complements each combination of
+//! the others. Across the hedge accounts of S the choice leaves the smallest total uncovered base
+//! quantity, then the smallest uncovered part per account, then the least volume traded. A plan
+//! is traded only when it beats trading nothing on the first two, so filled plans settle: each
+//! round leaves strictly less, and a plan as close as the grids allow asks for nothing more.
+//! What an account does not cover is its residual.
 //!
 //! **Pre-trade refusals.** What a hedge account's pre-trade checks refused of an opening order (as
 //! its latest status lists them) is a `pretrade_refused` residual beside that order, which stays:
@@ -99,9 +103,9 @@ pub struct PlanInputs {
 /// the bound keeps every product of the plan far inside a `Decimal`.
 const MAX_CONTRACT_SIZE: i64 = 1_000_000_000;
 
-/// More hedge accounts than this on one symbol are rounded each on its own (the joint choice
-/// tries every combination).
-const MAX_JOINT_ACCOUNTS: usize = 8;
+/// More combinations than this on one symbol are rounded each account on its own (the joint
+/// choice tries every combination; two accounts have at most 25).
+const MAX_JOINT_COMBINATIONS: usize = 4_096;
 
 fn usable_contract_size(spec: &SymbolSpec) -> Option<Decimal> {
     let cs = spec.contract_size;
@@ -152,21 +156,24 @@ struct Part {
 struct Choice<'a> {
     login: Login,
     part: &'a Part,
+    spec: &'a SymbolSpec,
+    /// Close-only: it may only take hedges back.
+    paused: bool,
     account_symbol: String,
     contract_size: Decimal,
     exposure: Decimal,
     unhedged: Decimal,
-    reduces: bool,
-    /// Order volumes it may send, `0` (nothing) first.
+    /// Signed order volumes (buys positive) it may send, `0` (nothing) first.
     candidates: Vec<Decimal>,
-    /// Why nothing, when the account alone would send nothing.
-    idle_reason: ResidualReason,
+    /// Why nothing, when the account alone would send nothing; `None` when its hedges already
+    /// match its part exactly (it is a choice only to take up another account's rounding).
+    idle_reason: Option<ResidualReason>,
 }
 
 impl Choice<'_> {
-    /// Signed uncovered base quantity after sending `volume`.
-    fn left(&self, volume: Decimal) -> Decimal {
-        (self.unhedged - volume * signum(self.unhedged)) * self.contract_size
+    /// Signed uncovered base quantity after sending `order`.
+    fn left(&self, order: Decimal) -> Decimal {
+        (self.unhedged + order) * self.contract_size
     }
 
     /// The candidate it would send alone: nearest, then the smaller.
@@ -174,8 +181,46 @@ impl Choice<'_> {
         *self
             .candidates
             .iter()
-            .min_by_key(|v| (self.left(**v).abs(), **v))
+            .min_by_key(|v| (self.left(**v).abs(), v.abs()))
             .unwrap_or(&Decimal::ZERO)
+    }
+
+    /// Whether `order` takes back some of the account's hedges rather than adding to them.
+    fn reduces(&self, order: Decimal) -> bool {
+        let hedged = self.part.hedged;
+        !hedged.is_zero()
+            && !order.is_zero()
+            && hedged.is_sign_negative() != order.is_sign_negative()
+    }
+
+    /// Whether the account may send `order`: a volume its symbol accepts as it is; a reduction
+    /// never past the hedges (a reversal is reduce first, then open); under a pause, only
+    /// reductions.
+    fn allows(&self, order: Decimal) -> bool {
+        if order.is_zero() {
+            return true;
+        }
+        let volume = Volume(order.abs());
+        if self.spec.normalize_volume(volume, Rounding::Down) != Ok(volume) {
+            return false;
+        }
+        if self.reduces(order) {
+            order.abs() <= self.part.hedged.abs()
+        } else {
+            !self.paused
+        }
+    }
+
+    /// Adds `order` to the candidates when the account may send it and it is not yet listed.
+    fn offer(&mut self, order: Decimal) {
+        if self.allows(order) && !self.candidates.contains(&order) {
+            self.candidates.push(order);
+        }
+    }
+
+    /// Base quantity of one volume step on this account.
+    fn step_quantity(&self) -> Decimal {
+        self.spec.volume_step.0 * self.contract_size
     }
 }
 
@@ -199,39 +244,102 @@ fn choose(choices: &[Choice]) -> Vec<usize> {
         let v = c.own_best();
         c.candidates.iter().position(|x| *x == v).unwrap_or(0)
     };
-    let open: usize = choices.iter().filter(|c| c.candidates.len() > 1).count();
-    if open > MAX_JOINT_ACCOUNTS {
+    let combinations = choices.iter().try_fold(1usize, |n, c| {
+        n.checked_mul(c.candidates.len())
+            .filter(|n| *n <= MAX_JOINT_COMBINATIONS)
+    });
+    if combinations.is_none() {
         return choices.iter().map(best_alone).collect();
     }
-    let mut pick = vec![0usize; choices.len()];
+    let lens: Vec<usize> = choices.iter().map(|c| c.candidates.len()).collect();
     let mut best: Option<((Decimal, Decimal, Decimal), Vec<usize>)> = None;
-    loop {
+    each_combination(&lens, |pick| {
         let mut total = Decimal::ZERO;
         let mut parts = Decimal::ZERO;
         let mut traded = Decimal::ZERO;
-        for (c, &k) in choices.iter().zip(&pick) {
+        for (c, &k) in choices.iter().zip(pick) {
             let v = c.candidates[k];
             let left = c.left(v);
             total += left;
             parts += left.abs();
-            traded += v * c.contract_size;
+            traded += v.abs() * c.contract_size;
         }
         let key = (total.abs(), parts, traded);
         if best.as_ref().is_none_or(|(b, _)| key < *b) {
-            best = Some((key, pick.clone()));
+            best = Some((key, pick.to_vec()));
         }
-        // next combination, odometer style
+    });
+    best.map(|(_, p)| p).unwrap_or_default()
+}
+
+/// Calls `visit` with every combination of one index below each of `lens`, odometer style.
+fn each_combination(lens: &[usize], mut visit: impl FnMut(&[usize])) {
+    if lens.contains(&0) {
+        return;
+    }
+    let mut pick = vec![0usize; lens.len()];
+    loop {
+        visit(&pick);
         let mut i = 0;
         loop {
-            if i == choices.len() {
-                return best.map(|(_, p)| p).unwrap_or_default();
+            if i == lens.len() {
+                return;
             }
             pick[i] += 1;
-            if pick[i] < choices[i].candidates.len() {
+            if pick[i] < lens[i] {
                 break;
             }
             pick[i] = 0;
             i += 1;
+        }
+    }
+}
+
+/// Offers the account with the finest grid (in base quantity) the orders that complement each
+/// combination of the others' candidates, rounded down and up to its grid: with them the joint
+/// choice finds the total as close as the grids allow, even when that takes the finest account
+/// several steps from its own share.
+fn offer_complements(choices: &mut [Choice]) {
+    if choices.len() < 2 {
+        return;
+    }
+    let Some(finest) = (0..choices.len())
+        .filter(|&i| choices[i].step_quantity().is_sign_positive())
+        .min_by_key(|&i| choices[i].step_quantity())
+    else {
+        return;
+    };
+    let lens: Vec<usize> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i == finest { 1 } else { c.candidates.len() })
+        .collect();
+    if lens.iter().product::<usize>() > MAX_JOINT_COMBINATIONS / 4 {
+        return;
+    }
+    let mut wanted = Vec::new();
+    each_combination(&lens, |pick| {
+        let others: Decimal = choices
+            .iter()
+            .zip(pick)
+            .enumerate()
+            .filter(|(i, _)| *i != finest)
+            .map(|(_, (c, &k))| c.left(c.candidates[k]))
+            .sum();
+        let f = &choices[finest];
+        wanted.push(-others / f.contract_size - f.unhedged);
+    });
+    let f = &mut choices[finest];
+    for order in wanted {
+        let side = signum(order);
+        for rounding in [Rounding::Down, Rounding::Up] {
+            match f.spec.normalize_volume(Volume(order.abs()), rounding) {
+                Ok(v) => f.offer(v.0 * side),
+                Err(VolumeError::BelowMin { .. }) if rounding == Rounding::Up => {
+                    f.offer(f.spec.volume_min.0 * side)
+                }
+                Err(_) => {}
+            }
         }
     }
 }
@@ -255,6 +363,7 @@ pub fn compute_all(inputs: &PlanInputs) -> BTreeMap<Login, HedgePlan> {
                 AccountPart::Unconvertible(residual) => plan.residuals.push(residual),
             }
         }
+        offer_complements(&mut choices);
         let picks = choose(&choices);
         place_orders(symbol, &choices, &picks, &mut plans);
     }
@@ -489,7 +598,7 @@ enum AccountPart<'p> {
 /// What `account` may send for its part of `symbol`.
 fn account_choice<'p>(
     inputs: &PlanInputs,
-    account: &AccountRegistration,
+    account: &'p AccountRegistration,
     symbol: &str,
     part: &'p Part,
 ) -> AccountPart<'p> {
@@ -518,61 +627,74 @@ fn account_choice<'p>(
     };
     let exposure = part.base / contract_size;
     let unhedged = exposure + part.hedged;
-    if unhedged.is_zero() {
-        return AccountPart::Covered;
-    }
-    // Same sign as the hedges: the hedges are larger than needed, so the order takes them back.
-    let reduces =
-        !part.hedged.is_zero() && part.hedged.is_sign_negative() == unhedged.is_sign_negative();
     let paused = part.client_paused
         || inputs
             .pauses
             .iter()
             .any(|p| p.covers(account.login, symbol));
-    let (candidates, idle_reason) = if paused && !reduces {
-        (vec![Decimal::ZERO], ResidualReason::Paused)
+    let (offers, idle_reason) = if unhedged.is_zero() {
+        (exact_candidates(spec), None)
     } else {
-        grid_candidates(spec, unhedged, part.hedged, reduces)
+        let (offers, reason) = grid_candidates(spec, unhedged, part.hedged);
+        (offers, Some(reason))
     };
-    AccountPart::Choice(Choice {
+    let mut choice = Choice {
         login: account.login,
         part,
+        spec,
+        paused,
         account_symbol,
         contract_size,
         exposure,
         unhedged,
-        reduces,
-        candidates,
+        candidates: vec![Decimal::ZERO],
         idle_reason,
-    })
+    };
+    for order in offers {
+        choice.offer(order);
+    }
+    if paused && choice.candidates.len() == 1 && choice.idle_reason.is_some() {
+        choice.idle_reason = Some(ResidualReason::Paused);
+    }
+    AccountPart::Choice(choice)
 }
 
-/// The volumes an account may send for `unhedged` on its grid: nothing, and `|unhedged|` rounded
-/// down and up (a reduction never past the hedges `hedged`); with the reason for sending
-/// nothing when neither rounding gives a volume.
+/// The signed orders an account may send for `unhedged` on its grid: `|unhedged|`
+/// rounded down and up and one step beyond each (so that, jointly, one account can take up
+/// what another's coarser grid leaves), on the side that covers it; with the reason for sending
+/// nothing when no rounding gives a volume.
 fn grid_candidates(
     spec: &SymbolSpec,
     unhedged: Decimal,
     hedged: Decimal,
-    reduces: bool,
 ) -> (Vec<Decimal>, ResidualReason) {
-    let wanted = if reduces {
+    let side = -signum(unhedged);
+    // Covering on the side that takes hedges back goes no further than the hedges.
+    let takes_back = !hedged.is_zero() && signum(hedged) != side;
+    let wanted = if takes_back {
         unhedged.abs().min(hedged.abs())
     } else {
         unhedged.abs()
     };
-    let mut candidates = vec![Decimal::ZERO];
+    let step = spec.volume_step.0;
+    let mut offers = Vec::new();
     let mut idle_reason = ResidualReason::BelowMin;
-    for rounding in [Rounding::Down, Rounding::Up] {
+    for (rounding, beyond) in [(Rounding::Down, -step), (Rounding::Up, step)] {
         match spec.normalize_volume(Volume(wanted), rounding) {
-            Ok(v) if reduces && v.0 > hedged.abs() => {}
-            Ok(v) if !candidates.contains(&v.0) => candidates.push(v.0),
-            Ok(_) => {}
+            Ok(v) => offers.extend([v.0 * side, (v.0 + beyond) * side]),
             Err(VolumeError::BadStep { .. }) => idle_reason = ResidualReason::BadSymbolSpec,
+            // Below the minimum: the minimum itself is the one step beyond.
+            Err(_) if rounding == Rounding::Up => offers.push(spec.volume_min.0 * side),
             Err(_) => {}
         }
     }
-    (candidates, idle_reason)
+    (offers, idle_reason)
+}
+
+/// The orders of an account whose hedges match its part exactly: the smallest volume either
+/// way, to take up what another account's grid leaves on the symbol.
+fn exact_candidates(spec: &SymbolSpec) -> Vec<Decimal> {
+    vec![spec.volume_min.0, -spec.volume_min.0]
 }
 
 /// Puts each account's picked volume for `symbol` in its plan: an order, or a residual when it
@@ -590,20 +712,24 @@ fn place_orders(
         .zip(picks)
         .any(|(c, k)| c.candidates[*k] != c.own_best());
     for (c, &k) in choices.iter().zip(picks) {
-        let volume = c.candidates[k];
+        let signed = c.candidates[k];
         let Some(plan) = plans.get_mut(&c.login) else {
             continue;
         };
-        if volume.is_zero() {
-            let reason = if c.candidates.len() > 1 && (combined || !c.own_best().is_zero()) {
-                ResidualReason::AllocationRounding
-            } else {
-                c.idle_reason
-            };
-            plan.residuals.push(idle_residual(symbol, c, reason));
-        } else {
-            plan.items.push(order(symbol, c, volume));
+        if !signed.is_zero() {
+            plan.items.push(order(symbol, c, signed));
+            continue;
         }
+        // An account whose hedges match its part exactly leaves nothing to explain.
+        let Some(idle_reason) = c.idle_reason else {
+            continue;
+        };
+        let reason = if c.candidates.len() > 1 && (combined || !c.own_best().is_zero()) {
+            ResidualReason::AllocationRounding
+        } else {
+            idle_reason
+        };
+        plan.residuals.push(idle_residual(symbol, c, reason));
     }
 }
 
@@ -660,21 +786,21 @@ fn add_refusals(plan: &mut HedgePlan, refusals: &[PretradeRefusal]) {
     }
 }
 
-/// The order of `volume` that covers (part of) an account's uncovered part.
-fn order(symbol: &str, c: &Choice, volume: Decimal) -> PlanItem {
-    let side = if c.unhedged.is_sign_positive() {
-        Side::Sell
-    } else {
+/// The order `signed_order` (buys positive) that covers (part of) an account's uncovered part.
+fn order(symbol: &str, c: &Choice, signed_order: Decimal) -> PlanItem {
+    let side = if signed_order.is_sign_positive() {
         Side::Buy
+    } else {
+        Side::Sell
     };
-    let signed_order = volume * Decimal::from(side.sign());
+    let volume = signed_order.abs();
     PlanItem {
         id: PlanItemId(c.part.last_event_id),
         symbol: symbol.to_owned(),
         account_symbol: c.account_symbol.clone(),
         side,
         volume: vol(volume),
-        action: if c.reduces {
+        action: if c.reduces(signed_order) {
             PlanAction::Reduce
         } else {
             PlanAction::Open
@@ -1264,6 +1390,81 @@ mod tests {
         assert!(compute_all(&w).values().all(|p| p.items.is_empty()));
     }
 
+    /// Two hedge accounts on gold, 60/40: one on a 1 oz grid (100 oz lots), one on a 0.1 oz grid
+    /// (10 oz lots), with the clients short `client_lots` of 100 oz and the hedges as given.
+    fn fine_and_coarse(client_lots: Decimal, held: Decimal, held2: Decimal) -> PlanInputs {
+        let mut w = two_hedges();
+        w.accounts[1].symbols = vec![spec("GOLD", dec!(10), dec!(0.01))];
+        w.exposures = vec![exposure(1, "XAUUSD", client_lots, 5)];
+        w.allocations = vec![allocation(
+            None,
+            None,
+            &[(H, dec!(0.6)), (H2, dec!(0.4))],
+            7,
+        )];
+        w.hedges = vec![cover(H, "XAUUSD", held, 8), cover(H2, "XAUUSD", held2, 8)];
+        w
+    }
+
+    /// The hedges in ounces after every plan item of `plans` is filled.
+    fn ounces_after(w: &mut PlanInputs, plans: &BTreeMap<Login, HedgePlan>) -> Decimal {
+        for login in [H, H2] {
+            for i in &plans[&login].items {
+                let c = w
+                    .hedges
+                    .iter_mut()
+                    .find(|c| c.hedge_login == login)
+                    .unwrap();
+                let lots = c.net.volume().0 + i.volume.0 * Decimal::from(i.side.sign());
+                c.net = net(lots);
+            }
+        }
+        w.hedges
+            .iter()
+            .map(|c| {
+                c.net.volume().0
+                    * if c.hedge_login == H {
+                        dec!(100)
+                    } else {
+                        dec!(10)
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn an_account_at_its_exact_share_takes_up_what_the_coarser_grid_leaves() {
+        // Clients short 32 oz: 19.2 / 12.8. The coarse account holds 19 (it cannot hold 19.2),
+        // the fine one exactly 12.8: the fine one takes the 0.2 oz.
+        let mut w = fine_and_coarse(dec!(-0.32), dec!(0.19), dec!(1.28));
+        let plans = compute_all(&w);
+        assert!(plans[&H].items.is_empty(), "{:?}", plans[&H]);
+        let fine = item(&plans[&H2], "XAUUSD");
+        assert_eq!((fine.side, fine.volume), (Side::Buy, Volume(dec!(0.02))));
+        assert_eq!(ounces_after(&mut w, &plans), dec!(32));
+        assert!(compute_all(&w).values().all(|p| p.items.is_empty()));
+    }
+
+    #[test]
+    fn the_finest_grid_moves_several_steps_when_that_makes_the_total_exact() {
+        // Clients short 36 oz: 21.6 / 14.4. Held 21 and 15.2 (0.2 oz too much in all); each
+        // account rounding its own part leaves the 0.2 oz over-hedged.
+        let mut w = fine_and_coarse(dec!(-0.36), dec!(0.21), dec!(1.52));
+        let plans = compute_all(&w);
+        assert_eq!(ounces_after(&mut w, &plans), dec!(36), "{plans:?}");
+        assert!(compute_all(&w).values().all(|p| p.items.is_empty()));
+        // each account within one step of the coarser grid (1 oz) of its share
+        let share = |login: Login, cs: Decimal| {
+            w.hedges
+                .iter()
+                .find(|c| c.hedge_login == login)
+                .map(|c| c.net.volume().0 * cs)
+                .unwrap()
+        };
+        assert!((share(H, dec!(100)) - dec!(21.6)).abs() < Decimal::ONE);
+        assert!((share(H2, dec!(10)) - dec!(14.4)).abs() < Decimal::ONE);
+    }
+
     fn refusal(symbol: &str, side: Side, volume: Decimal, reason: &str) -> PretradeRefusal {
         PretradeRefusal {
             symbol: symbol.into(),
@@ -1403,6 +1604,36 @@ mod tests {
                 prop_assert_eq!(r.unhedged.is_positive(), i.unhedged.is_positive());
                 prop_assert_eq!(r.detail.as_deref(), Some("refused"));
             }
+        }
+
+        #[test]
+        fn filled_plans_settle_and_never_move_the_total_away(
+            client_cents in -5_000i64..5_000,
+            held in -300i64..300,
+            held2 in -3_000i64..3_000,
+        ) {
+            let mut w = fine_and_coarse(
+                Decimal::new(client_cents, 2),
+                Decimal::new(held, 2),
+                Decimal::new(held2, 2),
+            );
+            let target = -Decimal::new(client_cents, 2) * dec!(100);
+            let nothing = BTreeMap::from([(H, empty_plan(&w, H)), (H2, empty_plan(&w, H2))]);
+            let mut gap = (ounces_after(&mut w, &nothing) - target).abs();
+            let mut rounds = 0;
+            loop {
+                let plans = compute_all(&w);
+                if plans.values().all(|p| p.items.is_empty()) {
+                    break;
+                }
+                rounds += 1;
+                prop_assert!(rounds <= 3, "still trading after {} rounds: {:?}", rounds, plans);
+                let next = (ounces_after(&mut w, &plans) - target).abs();
+                prop_assert!(next <= gap, "the gap grew from {} to {}", gap, next);
+                gap = next;
+            }
+            // a 0.1 oz grid on one account: the total is exact once settled
+            prop_assert_eq!(gap, Decimal::ZERO);
         }
 
         #[test]
