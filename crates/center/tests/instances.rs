@@ -271,6 +271,137 @@ async fn two_instances_store_once_agree_and_stream_every_event() {
     a.finish().await;
 }
 
+/// The schema of a PostgreSQL location.
+fn schema_of(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Postgres {
+            schema: Some(schema),
+            ..
+        } => schema.clone(),
+        other => panic!("not a PostgreSQL schema: {other:?}"),
+    }
+}
+
+/// Waits until some session is blocked behind session `pid`.
+async fn wait_until_blocked_by(watcher: &tokio_postgres::Client, pid: i32) {
+    for _ in 0..500 {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no session ever waited for session {pid}");
+}
+
+/// Two instances; a report batch on the first has drawn its event id and cannot commit yet (its
+/// idempotency row waits for another transaction holding the same key), while a report on the
+/// second draws a higher id and commits. Neither the log nor either instance's stream passes the
+/// lower id in flight: the higher event is held back. When the first batch commits, both arrive,
+/// in id order, on both streams and in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_wait_for_a_lower_event_id_committed_later() {
+    let a = Env::start(Backend::Postgres).await;
+    a.register_defaults().await;
+    let b = start_at(a.location.clone()).await;
+    let b_url = b.url();
+    let (b_client, b_viewer) = (
+        client_of(&b_url, CLIENT_TOKEN),
+        client_of(&b_url, VIEWER_TOKEN),
+    );
+    let schema = schema_of(&a.location);
+    let before = *event_log(&a.viewer).await.last().expect("registrations");
+    let mut sub_a = a.viewer.subscribe(Some(before));
+    let mut sub_b = b_viewer.subscribe(Some(before));
+
+    let (holder, conn) = tokio_postgres::connect(&pg_conninfo(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL is required: 127.0.0.1:5432, database `test`, or HEDGE_TEST_PG");
+    tokio::spawn(conn);
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let slow = open(CLIENT, 1, "EURUSD", Side::Buy, "0.1");
+    holder
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO {schema}.idempotency (key, payload, response, event_id) \
+             VALUES ('{}', 'held', 'held', 0)",
+            slow.idempotency_key
+        ))
+        .await
+        .unwrap();
+    let a_client = a.client.clone();
+    let slow_report = tokio::spawn(async move { a_client.report_position(&slow).await });
+    wait_until_blocked_by(&holder, holder_pid).await;
+
+    let fast = tokio::time::timeout(
+        Duration::from_secs(10),
+        b_client.report_position(&open(CLIENT, 2, "GBPUSD", Side::Sell, "0.2")),
+    )
+    .await
+    .expect("a report on another instance waited for the one in flight")
+    .unwrap();
+    assert!(!fast.replayed);
+    let fast_id = fast.ack.event_id;
+
+    // The higher id is committed, the lower one is not: nobody reads past the lower one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let page = a
+        .viewer
+        .events(&PageQuery {
+            after: Some(before.get()),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "read past an id in flight: {page:?}");
+    assert_eq!(*event_log(&b_viewer).await.last().unwrap(), before);
+    for (name, sub) in [("a", &mut sub_a), ("b", &mut sub_b)] {
+        if let Ok(e) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            panic!("instance {name} streamed past an id in flight: {e:?}");
+        }
+    }
+
+    // The holder gives way: the first batch commits, and both events come, lower id first.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let slow = tokio::time::timeout(Duration::from_secs(10), slow_report)
+        .await
+        .expect("the held report never finished")
+        .unwrap()
+        .unwrap();
+    assert!(!slow.replayed);
+    let slow_id = slow.ack.event_id;
+    assert!(
+        slow_id < fast_id,
+        "{slow_id:?} was drawn before {fast_id:?}"
+    );
+    let log = event_log(&a.viewer).await;
+    assert_eq!(log[log.len() - 2..], [slow_id, fast_id]);
+    for (name, sub) in [("a", &mut sub_a), ("b", &mut sub_b)] {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let e = tokio::time::timeout(Duration::from_secs(5), sub.next())
+                .await
+                .unwrap_or_else(|_| panic!("instance {name} streamed {seen:?} and stopped"))
+                .expect("stream ended")
+                .expect("stream failed");
+            seen.push(e.id);
+        }
+        assert_eq!(seen, [slow_id, fast_id], "instance {name}'s stream");
+    }
+    b.shutdown().await;
+    a.finish().await;
+}
+
 fn spawn_center(schema: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hedge-center"))
         .arg("--db")

@@ -3,7 +3,8 @@
 //!
 //! The rules live here once, written against [`Conn`], a small synchronous SQL connection trait with
 //! two implementations: [`sqlite`] (embedded default) and [`postgres`] (scale-out). Writes go through
-//! one writer thread per center instance that batches concurrent requests into one transaction
+//! a writer thread (SQLite: one per center instance; PostgreSQL: a few, whose transactions run side
+//! by side) that batches concurrent requests into one transaction
 //! (group commit): a refused request changes nothing while the others in the batch commit (the
 //! batch is run again with a savepoint per request when one is refused), and every answer is sent
 //! only after the commit returned, i.e. once the change is durable. Reads use a small pool of
@@ -162,14 +163,15 @@ pub enum Dialect {
 /// What a write transaction serializes against the other instances writing to the same database.
 /// Held until the transaction ends. SQLite has one writer, so it locks nothing; PostgreSQL takes an
 /// advisory lock per key of the instance's schema.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lock {
-    /// The event log's order: held from the transaction's first event id to its commit, so event
-    /// ids become visible in the order they were handed out (a reader resuming "after id N" never
-    /// skips one that commits later), and by every write that is not a position report.
-    Order,
+    /// Every write that is not a batch of position reports (registrations, heartbeats, hedges,
+    /// actions, commands): these run one after the other, across instances too.
+    Writes,
     /// One client position: its stored state, sequence and idempotency keys.
     Position(Login, PositionId),
+    /// One exposure total: an account's net volume in a symbol, shared by its positions there.
+    Exposure(Login, String),
 }
 
 /// A synchronous SQL connection. Implemented for SQLite and PostgreSQL.
@@ -223,6 +225,26 @@ pub trait Conn: Send {
 
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Begins a read transaction. PostgreSQL reads the event horizon first (kept for
+    /// [`Conn::event_horizon`]), then begins a `REPEATABLE READ` snapshot, which therefore holds
+    /// every event at or below the horizon that will ever be committed.
+    fn begin_read(&mut self) -> Result<(), StoreError> {
+        self.batch("BEGIN")
+    }
+
+    /// The event horizon read by the last [`Conn::begin_read`]: no transaction still in flight can
+    /// commit an event at or below it, so a reader of the log stops there. `None` where events
+    /// commit in id order (SQLite's one writer) and on a connection that never began a read.
+    fn event_horizon(&self) -> Option<u64> {
+        None
+    }
+
+    /// The tag of this connection's schema in the in-flight markers a transaction takes before it
+    /// draws event ids (PostgreSQL; see `logic::DRAW_EVENT_IDS`).
+    fn marker_tag(&self) -> i64 {
+        0
     }
 }
 
@@ -306,6 +328,11 @@ enum Work {
 /// Largest number of requests taken from the queue at once.
 const MAX_BATCH: usize = 512;
 
+/// Writer connections of one PostgreSQL instance. Batches on different positions commit side by
+/// side (nothing global is locked), so while one writer waits for its round trips and its commit's
+/// flush, the others store the requests that queued meanwhile. SQLite has one writer.
+const PG_WRITERS: usize = 4;
+
 /// Largest number of reports in one transaction: on PostgreSQL each position is an advisory lock,
 /// and the server's lock table is shared (`max_locks_per_transaction` × connections, 6,400 by
 /// default).
@@ -327,7 +354,7 @@ const REPORT_ATTEMPTS: u32 = 3;
 /// transaction back. Reports need none: a refused report writes nothing.
 fn writer_loop(
     mut conn: Box<dyn Conn>,
-    work: std::sync::mpsc::Receiver<Work>,
+    work: Arc<parking_lot::Mutex<std::sync::mpsc::Receiver<Work>>>,
     head: watch::Sender<u64>,
     notify: Option<String>,
 ) {
@@ -336,14 +363,20 @@ fn writer_loop(
             "SELECT id, pg_notify('{channel}', id::text) FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events) AS head"
         )
     });
-    while let Ok(first) = work.recv() {
-        let mut queued = vec![first];
-        while queued.len() < MAX_BATCH {
-            match work.try_recv() {
-                Ok(w) => queued.push(w),
-                Err(_) => break,
+    loop {
+        // One writer at a time takes what is queued; the others wait for what comes next.
+        let queued = {
+            let work = work.lock();
+            let Ok(first) = work.recv() else { return };
+            let mut queued = vec![first];
+            while queued.len() < MAX_BATCH {
+                match work.try_recv() {
+                    Ok(w) => queued.push(w),
+                    Err(_) => break,
+                }
             }
-        }
+            queued
+        };
         let (mut reports, mut batch) = (Vec::new(), Vec::new());
         for w in queued {
             match w {
@@ -393,14 +426,7 @@ fn run_reports(
     match stored {
         Ok(batch) => {
             if let Some(id) = batch.head {
-                head.send_if_modified(|h| {
-                    if id > *h {
-                        *h = id;
-                        true
-                    } else {
-                        false
-                    }
-                });
+                raise_head(head, id);
             }
             for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
                 done(outcome);
@@ -539,14 +565,7 @@ fn run_pass(
     // The head moves before anybody is answered: a request that follows an acknowledged write
     // sees a head that includes it, so an answer cached under an older head is never served.
     if let (Ok(()), Some(id)) = (&outcome, max_id) {
-        head.send_if_modified(|h| {
-            if id > *h {
-                *h = id;
-                true
-            } else {
-                false
-            }
-        });
+        raise_head(head, id);
     }
     for (completion, own) in completions {
         completion(match own {
@@ -555,6 +574,13 @@ fn run_pass(
         });
     }
     Pass::Done
+}
+
+/// Raises the head to `id` after a commit, and wakes its watchers even when `id` is not above it:
+/// with several writers the commit may be that of a lower id the event horizon was waiting for,
+/// after which the log reads further.
+fn raise_head(head: &watch::Sender<u64>, id: u64) {
+    head.send_modify(|h| *h = (*h).max(id));
 }
 
 /// The newest event id as the batch leaves it. On PostgreSQL `notify_sql` also announces it to
@@ -585,7 +611,7 @@ struct ReadPool {
     available: tokio::sync::Semaphore,
 }
 
-/// The center's store: one writer thread, a few readers, and the id of the newest event known.
+/// The center's store: its writer threads, a few readers, and the id of the newest event known.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -626,34 +652,42 @@ impl Store {
         location: &StoreLocation,
         synchronous: Synchronous,
     ) -> Result<Store, StoreError> {
-        let (writer, readers, notify, listener_setup): (Box<dyn Conn>, Vec<Box<dyn Conn>>, _, _) =
-            match location {
-                StoreLocation::Sqlite(path) => {
-                    let path = path.clone();
-                    let (w, r) = tokio::task::spawn_blocking(move || {
-                        let (mut w, r) = sqlite::open(&path, 4, synchronous)?;
-                        logic::migrate(w.as_mut())?;
-                        Ok::<_, StoreError>((w, r))
-                    })
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
-                    (w, r, None, None)
-                }
-                StoreLocation::Postgres { url, schema } => {
-                    // Migrated under the start-up lock (see `postgres::open`).
-                    let opened = postgres::open(url, schema.as_deref(), 4, logic::migrate).await?;
-                    (
-                        opened.writer,
-                        opened.readers,
-                        Some(opened.channel.clone()),
-                        Some((url.clone(), schema.clone(), opened.channel)),
-                    )
-                }
-            };
-        let mut writer = writer;
-        let (writer, head_id) = tokio::task::spawn_blocking(move || {
-            let id = logic::max_event_id(writer.as_mut())?;
-            Ok::<_, StoreError>((writer, id))
+        let (writers, readers, notify, listener_setup): (
+            Vec<Box<dyn Conn>>,
+            Vec<Box<dyn Conn>>,
+            _,
+            _,
+        ) = match location {
+            StoreLocation::Sqlite(path) => {
+                let path = path.clone();
+                let (w, r) = tokio::task::spawn_blocking(move || {
+                    let (mut w, r) = sqlite::open(&path, 4, synchronous)?;
+                    logic::migrate(w.as_mut())?;
+                    Ok::<_, StoreError>((w, r))
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                (vec![w], r, None, None)
+            }
+            StoreLocation::Postgres { url, schema } => {
+                // Migrated under the start-up lock (see `postgres::open`).
+                let opened =
+                    postgres::open(url, schema.as_deref(), PG_WRITERS, 4, logic::migrate).await?;
+                (
+                    opened.writers,
+                    opened.readers,
+                    Some(opened.channel.clone()),
+                    Some((url.clone(), schema.clone(), opened.channel)),
+                )
+            }
+        };
+        let mut writers = writers;
+        let (writers, head_id) = tokio::task::spawn_blocking(move || {
+            let first = writers
+                .first_mut()
+                .ok_or_else(|| StoreError::Internal("no writer".into()))?;
+            let id = logic::max_event_id(first.as_mut())?;
+            Ok::<_, StoreError>((writers, id))
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))??;
@@ -665,11 +699,14 @@ impl Store {
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::channel::<Work>();
-        let head_tx = head.clone();
-        std::thread::Builder::new()
-            .name("center-writer".into())
-            .spawn(move || writer_loop(writer, rx, head_tx, notify))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
+        for writer in writers {
+            let (rx, head_tx, notify) = (rx.clone(), head.clone(), notify.clone());
+            std::thread::Builder::new()
+                .name("center-writer".into())
+                .spawn(move || writer_loop(writer, rx, head_tx, notify))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
         let n = readers.len();
         Ok(Store {
             inner: Arc::new(Inner {
@@ -709,7 +746,7 @@ impl Store {
         });
     }
 
-    /// Stops accepting writes; the writer thread ends once the queue is drained.
+    /// Stops accepting writes; the writer threads end once the queue is drained.
     pub fn close(&self) {
         self.inner.jobs.lock().take();
     }

@@ -15,7 +15,10 @@
 //! round trips whatever its size (see `logic::report_batch`).
 //!
 //! Instances serialize through advisory locks keyed on the schema ([`Conn::lock`], [`lock_key`]),
-//! so centers on different schemas of one database never wait for each other. Start-up holds a
+//! so centers on different schemas of one database never wait for each other. Event ids are drawn
+//! without a global lock, so transactions commit them out of order; readers stop at the event
+//! horizon ([`HORIZON_SQL`], [`Conn::begin_read`]) and never pass an id still in flight (the
+//! argument is in `docs/postgres.md`). Start-up holds a
 //! session lock of its own over every DDL statement (creating the schema, the migrations), so
 //! instances started at the same moment on a new schema do not race in the catalogs.
 
@@ -85,13 +88,44 @@ pub fn lock_key(scope: &str, parts: &[&[u8]]) -> i64 {
 
 fn key_of(scope: &str, lock: &Lock) -> i64 {
     match lock {
-        Lock::Order => lock_key(scope, &[b"order"]),
+        Lock::Writes => lock_key(scope, &[b"writes"]),
         Lock::Position(login, id) => lock_key(
             scope,
             &[b"position", &login.0.to_le_bytes(), &id.0.to_le_bytes()],
         ),
+        Lock::Exposure(login, symbol) => lock_key(
+            scope,
+            &[b"exposure", &login.0.to_le_bytes(), symbol.as_bytes()],
+        ),
     }
 }
+
+/// The 16-bit tag of `scope`'s in-flight markers. A marker is a shared advisory lock in the
+/// two-`int4` form (the only locks of that form the center takes): the first key is the tag in its
+/// high half and bits 32-47 of the marker in its low half, the second key bits 0-31. A lock of
+/// another application that happens to look like a marker only holds the horizon back while it is
+/// held; it never lets a reader pass an id in flight.
+pub fn marker_tag(scope: &str) -> i64 {
+    (lock_key(scope, &[b"in-flight"]) as u64 >> 48) as i64
+}
+
+/// The event horizon of the schema whose marker tag is the parameter: the largest id such that no
+/// transaction still in flight can commit an event at or below it. It is the lesser of the last id
+/// drawn (read first) and the smallest marker held (read after): a transaction takes its marker,
+/// the last id drawn before it, ahead of drawing ids of its own, and releases it only after its
+/// commit is visible, so every id at or below the horizon was drawn by a transaction that had
+/// ended when the locks were read. The read that follows, in a snapshot taken after this, sees
+/// every event at or below the horizon that will ever exist.
+pub const HORIZON_SQL: &str = "WITH top AS MATERIALIZED (
+        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id FROM events_id_seq)
+    SELECT LEAST(top.id, (
+        SELECT MIN(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND (l.classid::bigint >> 16) = ?::bigint
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND top.id IS NOT NULL)) FROM top";
+
+/// The read transaction of [`Conn::begin_read`], begun after the horizon is read.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// `?` placeholders to `$1, $2, ...` (our statements never contain `?` in literals).
 fn numbered(sql: &str) -> String {
@@ -117,6 +151,10 @@ pub struct PgConn {
     client: Arc<Client>,
     /// The schema the advisory lock keys belong to (`public` when none is given).
     scope: String,
+    /// [`marker_tag`] of `scope`.
+    tag: i64,
+    /// The event horizon read by the last [`Conn::begin_read`].
+    horizon: Option<u64>,
     statements: HashMap<String, Statement>,
     /// Statements sent and not yet answered, oldest first. The connection task hands each
     /// statement's answer to its own small channel and stalls while that channel is full, so the
@@ -155,6 +193,8 @@ impl PgConn {
         Ok(PgConn {
             client: Arc::new(client),
             scope: schema.unwrap_or("public").to_owned(),
+            tag: marker_tag(schema.unwrap_or("public")),
+            horizon: None,
             statements: HashMap::new(),
             in_flight: VecDeque::new(),
             runtime: Some(rt),
@@ -423,6 +463,47 @@ impl Conn for PgConn {
         )
     }
 
+    fn begin_read(&mut self) -> Result<(), StoreError> {
+        self.horizon = None;
+        let stmt = self.statement(HORIZON_SQL)?;
+        let (client, tag) = (self.client.clone(), self.tag);
+        // Sent ahead of `BEGIN`, outside the transaction: its snapshot is taken after the horizon
+        // is read. One round trip for both.
+        let horizon: Rows = started(Box::pin(async move { client.query(&stmt, &[&tag]).await }));
+        let client = self.client.clone();
+        self.start(Box::pin(
+            async move { client.batch_execute(BEGIN_READ).await },
+        ));
+        let read = run(&self.runtime, horizon).map_err(db);
+        let begun = drain(&self.runtime, &mut self.in_flight);
+        let horizon = read.and_then(|rows| {
+            begun?;
+            let rows = convert_rows(rows)?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("no event horizon".into()))?;
+            row.u64(0usize)
+        });
+        match horizon {
+            Ok(h) => {
+                self.horizon = Some(h);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn event_horizon(&self) -> Option<u64> {
+        self.horizon
+    }
+
+    fn marker_tag(&self) -> i64 {
+        self.tag
+    }
+
     fn control(&mut self, sql: &str) -> Result<(), StoreError> {
         if deferrable(sql) {
             let client = self.client.clone();
@@ -452,8 +533,10 @@ fn check_schema(schema: &str) -> Result<(), StoreError> {
 }
 
 /// Connects and sets the session up: notices off (PostgreSQL sends one for every `IF NOT EXISTS`
-/// that finds its object, and the client library logs each at INFO), and the schema first on the
-/// search path. Creates nothing: that is [`prepare_schema`]'s, under its lock.
+/// that finds its object, and the client library logs each at INFO), the schema first on the
+/// search path, and a transaction left idle ended after a while: an instance that stopped
+/// mid-transaction without its connection closing would otherwise hold the event horizon, and
+/// every reader's stream, back for good. Creates nothing: that is [`prepare_schema`]'s, under its lock.
 async fn connect(url: &str, schema: Option<&str>) -> Result<Client, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
     tokio::spawn(async move {
@@ -461,7 +544,9 @@ async fn connect(url: &str, schema: Option<&str>) -> Result<Client, StoreError> 
             tracing::warn!(error = %e, "postgres connection ended");
         }
     });
-    let mut setup = "SET client_min_messages TO warning".to_owned();
+    let mut setup =
+        "SET client_min_messages TO warning; SET idle_in_transaction_session_timeout TO '15s'"
+            .to_owned();
     if let Some(schema) = schema {
         check_schema(schema)?;
         setup.push_str(&format!("; SET search_path TO {schema}"));
@@ -508,16 +593,18 @@ fn lost_a_race(e: &StoreError) -> bool {
 }
 
 pub struct Opened {
-    pub writer: Box<dyn Conn>,
+    pub writers: Vec<Box<dyn Conn>>,
     pub readers: Vec<Box<dyn Conn>>,
     pub channel: String,
 }
 
-/// Connects the writer, creates and migrates the schema (`migrate`), then connects `readers` read
-/// connections. A start that lost a race is tried again a few times.
+/// Connects a writer, creates and migrates the schema (`migrate`), then connects `writers - 1`
+/// more writers and `readers` read connections. A start that lost a race is tried again a few
+/// times.
 pub async fn open(
     url: &str,
     schema: Option<&str>,
+    writers: usize,
     readers: usize,
     migrate: fn(&mut dyn Conn) -> Result<(), StoreError>,
 ) -> Result<Opened, StoreError> {
@@ -532,19 +619,23 @@ pub async fn open(
             let (url, schema) = (owned_url.as_str(), owned_schema.as_deref());
             let mut writer = PgConn::connect_blocking(url, schema)?;
             prepare_schema(&mut writer, schema, migrate)?;
+            let mut all: Vec<Box<dyn Conn>> = vec![Box::new(writer)];
+            for _ in 1..writers.max(1) {
+                all.push(Box::new(PgConn::connect_blocking(url, schema)?));
+            }
             let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
             for _ in 0..readers {
                 pool.push(Box::new(PgConn::connect_blocking(url, schema)?));
             }
-            Ok::<_, StoreError>((writer, pool))
+            Ok::<_, StoreError>((all, pool))
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         match connected {
-            Ok((writer, pool)) => {
+            Ok((writers, pool)) => {
                 let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
                 return Ok(Opened {
-                    writer: Box::new(writer),
+                    writers,
                     readers: pool,
                     channel,
                 });
@@ -559,7 +650,9 @@ pub async fn open(
     }
 }
 
-/// Listens for the event notifications of every instance and raises `head` accordingly.
+/// Listens for the event notifications of every instance and raises `head` accordingly. Every
+/// notification wakes the head's watchers, even one whose id is not above the head: it may be the
+/// commit of a lower id that the horizon was waiting for, after which the log reads further.
 pub async fn listen(
     url: &str,
     schema: Option<&str>,
@@ -597,14 +690,7 @@ pub async fn listen(
         let _client = client;
         while let Some(payload) = rx.recv().await {
             if let Ok(id) = payload.trim().parse::<u64>() {
-                head.send_if_modified(|h| {
-                    if id > *h {
-                        *h = id;
-                        true
-                    } else {
-                        false
-                    }
-                });
+                head.send_modify(|h| *h = (*h).max(id));
             }
         }
     }))
@@ -635,10 +721,10 @@ mod tests {
         let url = std::env::var("HEDGE_TEST_PG")
             .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
         let schema = format!("hedge_pipe_{:08x}", rand::random::<u32>());
-        let opened = super::open(&url, Some(&schema), 0, |_| Ok(()))
+        let opened = super::open(&url, Some(&schema), 1, 0, |_| Ok(()))
             .await
             .unwrap();
-        let mut c = opened.writer;
+        let mut c = opened.writers.into_iter().next().unwrap();
         tokio::task::spawn_blocking(move || {
             let insert = "INSERT INTO t (k) VALUES (?)";
             c.batch("CREATE TABLE t (k BIGINT PRIMARY KEY)").unwrap();

@@ -20,10 +20,30 @@ pub fn prune_status_events(
     )
 }
 
+/// The newest event id; in a read on PostgreSQL, no newer than the event horizon (an id above it
+/// may still be joined by a lower one committed later, so it is not yet the log's head).
 pub fn max_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
     let row = c.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])?;
-    row.map_or(Ok(0), |r| r.u64(Single::value))
+    let max = row.map_or(Ok(0), |r| r.u64(Single::value))?;
+    Ok(c.event_horizon().map_or(max, |horizon| max.min(horizon)))
 }
+
+/// PostgreSQL: draws the second parameter's number of event ids; the first is the schema's marker
+/// tag ([`Conn::marker_tag`]). Ahead of drawing, the transaction takes its in-flight marker: a
+/// shared advisory lock (two-`int4` form) holding the last id drawn so far, below every id it
+/// draws, until the transaction ends. Readers stop below the smallest marker held (the event
+/// horizon, `postgres::HORIZON_SQL`), so an id committed out of order is never passed. Shared:
+/// writers never wait for each other's markers. The sequence must not cache values (`CACHE 1`,
+/// `BIGSERIAL`'s default), or `last_value` would run ahead of the ids sessions hand out.
+pub(super) const DRAW_EVENT_IDS: &str = "WITH top AS MATERIALIZED (
+        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id FROM events_id_seq),
+    marker AS MATERIALIZED (
+        SELECT (?::bigint << 16) | (id >> 32) AS high, id & 4294967295 AS low FROM top),
+    held AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock_shared(
+            (high - CASE WHEN high >= 2147483648 THEN 4294967296 ELSE 0 END)::int4,
+            (low - CASE WHEN low >= 2147483648 THEN 4294967296 ELSE 0 END)::int4) FROM marker)
+    SELECT nextval('events_id_seq') FROM held, generate_series(1, ?::bigint)";
 
 /// An event to write; `data` is the changed object as JSON.
 pub(super) struct NewEvent<'a> {
@@ -40,15 +60,16 @@ pub(super) struct NewEvent<'a> {
 /// position's `last_event_id`, a hedge's `event_id`): such a change takes the id first, is written
 /// with it, and its event is then written once, whole, by [`write_event`].
 pub(super) fn next_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
-    let sql = match c.dialect() {
+    let row = match c.dialect() {
         // The rowid SQLite itself would give: the newest event is never deleted
         // ([`prune_status_events`]), so the largest id is the largest ever handed out.
-        Dialect::Sqlite => "SELECT COALESCE(MAX(id), 0) + 1 FROM events",
-        Dialect::Postgres => "SELECT nextval(pg_get_serial_sequence('events', 'id'))",
+        Dialect::Sqlite => c.query_one("SELECT COALESCE(MAX(id), 0) + 1 FROM events", &[])?,
+        Dialect::Postgres => {
+            let tag = c.marker_tag();
+            c.query_one(DRAW_EVENT_IDS, &[Val::Int(tag), Val::Int(1)])?
+        }
     };
-    let row = c
-        .query_one(sql, &[])?
-        .ok_or_else(|| StoreError::Corrupt("no next event id".into()))?;
+    let row = row.ok_or_else(|| StoreError::Corrupt("no next event id".into()))?;
     row.u64(Single::value)
 }
 
@@ -116,6 +137,11 @@ pub(super) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
 pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, StoreError> {
     let mut sql = format!("SELECT {} FROM events WHERE id > ?", EventCol::LIST);
     let mut params = vec![Val::Int(q.after.unwrap_or(0).min(i64::MAX as u64) as i64)];
+    if let Some(horizon) = c.event_horizon() {
+        // Past the horizon a lower id may still commit: the page ends before it.
+        sql.push_str(" AND id <= ?");
+        params.push(Val::Int(horizon.min(i64::MAX as u64) as i64));
+    }
     if let Some(login) = q.login {
         sql.push_str(" AND login = ?");
         params.push(Val::Int(login.0.min(i64::MAX as u64) as i64));
@@ -130,4 +156,79 @@ pub fn events(c: &mut dyn Conn, q: &PageQuery) -> Result<Page<Event>, StoreError
     params.push(Val::Int(limit + 1));
     let rows = c.query(&sql, &params)?;
     page(rows, limit, EventCol::id, event_from_row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres;
+
+    fn status(reason: &str) -> NewEvent<'_> {
+        NewEvent {
+            time_ms: 1,
+            kind: EventKind::AccountStatus,
+            login: None,
+            symbol: None,
+            actor: "test",
+            reason,
+            data: "{}".into(),
+        }
+    }
+
+    /// The ids a reader finds in the log, and the head it reports.
+    fn read(c: &mut dyn Conn) -> (Vec<u64>, u64) {
+        in_read_tx(c, |c| {
+            let page = events(c, &PageQuery::default())?;
+            let ids = page.items.iter().map(|e| e.id.get()).collect();
+            Ok((ids, max_event_id(c)?))
+        })
+        .unwrap()
+    }
+
+    /// Two writers: the first draws a lower id and stays open while the second draws a higher one
+    /// and commits. A reader finds neither (the higher one is past the horizon) until the first
+    /// commits; then both, in order. A draw rolled back leaves a gap that holds nobody back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_stop_below_an_id_in_flight() {
+        let url = std::env::var("HEDGE_TEST_PG")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
+        let schema = format!("hedge_horizon_{:08x}", rand::random::<u32>());
+        let opened = postgres::open(&url, Some(&schema), 2, 1, migrate)
+            .await
+            .expect("PostgreSQL is required: 127.0.0.1:5432, database `test`, or HEDGE_TEST_PG");
+        let mut writers = opened.writers;
+        let (mut low, mut high) = (writers.remove(0), writers.remove(0));
+        let mut reader = opened.readers.into_iter().next().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let (low, high, reader) = (low.as_mut(), high.as_mut(), reader.as_mut());
+            low.control("BEGIN").unwrap();
+            let low_id = next_event_id(low).unwrap();
+            high.control("BEGIN").unwrap();
+            let high_id = insert_event(high, status("high")).unwrap();
+            high.control("COMMIT").unwrap();
+            assert!(low_id < high_id);
+            assert_eq!(
+                read(reader),
+                (vec![], low_id - 1),
+                "read past an id in flight"
+            );
+
+            write_event(low, low_id, status("low")).unwrap();
+            low.control("COMMIT").unwrap();
+            assert_eq!(read(reader), (vec![low_id, high_id], high_id));
+
+            low.control("BEGIN").unwrap();
+            let dropped = next_event_id(low).unwrap();
+            high.control("BEGIN").unwrap();
+            let after_gap = insert_event(high, status("after the gap")).unwrap();
+            high.control("COMMIT").unwrap();
+            assert!(dropped < after_gap);
+            assert_eq!(read(reader).1, high_id, "the draw in flight holds the head");
+            low.batch("ROLLBACK").unwrap();
+            assert_eq!(read(reader), (vec![low_id, high_id, after_gap], after_gap));
+            low.batch(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+        })
+        .await
+        .unwrap();
+    }
 }

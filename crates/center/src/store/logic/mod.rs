@@ -146,21 +146,21 @@ pub(super) fn total_within(
 }
 
 /// Starts the write transaction of a batch of anything but position reports. PostgreSQL: holds
-/// [`Lock::Order`] for the whole transaction, so these writes (rare beside reports: registrations,
-/// heartbeats, hedges, actions) commit one after the other across instances, and event ids become
-/// visible in order. Reports lock less ([`begin_reports`], [`report_batch`]).
+/// [`Lock::Writes`] for the whole transaction, so these writes (rare beside reports: registrations,
+/// heartbeats, hedges, actions) run one after the other across instances. Reports lock less
+/// ([`begin_reports`], [`report_batch`]).
 pub fn begin_write(c: &mut dyn Conn) -> Result<(), StoreError> {
     match c.dialect() {
         Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
         Dialect::Postgres => {
             c.control("BEGIN")?;
-            c.lock(&[Lock::Order])
+            c.lock(&[Lock::Writes])
         }
     }
 }
 
 /// Starts the write transaction of a batch of position reports: on PostgreSQL without a lock, which
-/// [`report_batch`] takes per position and then for the event log's order only.
+/// [`report_batch`] takes per position and per exposure total.
 pub fn begin_reports(c: &mut dyn Conn) -> Result<(), StoreError> {
     match c.dialect() {
         Dialect::Sqlite => c.control("BEGIN IMMEDIATE"),
@@ -168,15 +168,13 @@ pub fn begin_reports(c: &mut dyn Conn) -> Result<(), StoreError> {
     }
 }
 
-/// Runs `op` in a read transaction (one consistent snapshot).
+/// Runs `op` in a read transaction (one consistent snapshot; on PostgreSQL, one that holds every
+/// event up to the event horizon read just before it, see [`Conn::begin_read`]).
 pub fn in_read_tx<T>(
     c: &mut dyn Conn,
     op: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    match c.dialect() {
-        Dialect::Sqlite => c.batch("BEGIN")?,
-        Dialect::Postgres => c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
-    }
+    c.begin_read()?;
     let result = op(c);
     let _ = c.batch("COMMIT");
     result

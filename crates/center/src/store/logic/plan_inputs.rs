@@ -30,6 +30,7 @@ pub fn plan_inputs(
             hedge.registration.role.as_str()
         ))));
     }
+    // No newer than the event horizon on PostgreSQL: every event up to it is in this snapshot.
     let as_of_event_id = max_event_id(c)?;
     let all = accounts(c)?;
     let registered: std::collections::BTreeMap<u64, AccountRegistration> = all

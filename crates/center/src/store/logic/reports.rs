@@ -9,15 +9,16 @@
 //!
 //! 1. lock the batch's positions ([`Lock::Position`], in key order), read their stored answers and
 //!    rows;
-//! 2. lock the event log's order ([`Lock::Order`]), read the exposure totals the batch changes, draw
-//!    the event ids;
+//! 2. lock the exposure totals the batch changes ([`Lock::Exposure`], in key order), read them,
+//!    draw the event ids (with the in-flight marker, [`DRAW_EVENT_IDS`]);
 //! 3. write each table's rows in one statement; the caller notifies and commits.
 //!
-//! Instances therefore run step 1 and the work in memory side by side, and take turns only from
-//! step 2 to their commit. The position lock makes the rows read in step 1 still current at the
-//! commit: nothing else writes a position, its volumes or a report's answer without it. Exposures
-//! are shared between positions and are read under the order lock, which every writer of an
-//! exposure holds.
+//! No lock is global: batches on different positions and totals run side by side to their
+//! commits, on one instance or several. The position lock makes the rows read in step 1 still
+//! current at the commit: nothing else writes a position, its volumes or a report's answer
+//! without it; the exposure lock does the same for a total, which every position of an (account,
+//! symbol) shares. Positions are locked before totals in every batch, each set in key order, so
+//! no two batches wait for each other in a circle.
 
 use super::*;
 use std::collections::{BTreeMap, HashMap};
@@ -306,7 +307,12 @@ pub fn report_batch(
             head: None,
         });
     }
-    c.lock(&[Lock::Order])?;
+    let exposure_locks: Vec<Lock> = counted
+        .touched
+        .iter()
+        .map(|(l, s)| Lock::Exposure(Login(*l), s.clone()))
+        .collect();
+    c.lock(&exposure_locks)?;
     let mut reads = Reads::default();
     let totals_read = reads.keyed(
         dialect,
@@ -321,8 +327,8 @@ pub fn report_batch(
     )?;
     let ids_read = match dialect {
         Dialect::Postgres => reads.plain(
-            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?::bigint)",
-            vec![Val::Int(needed as i64)],
+            DRAW_EVENT_IDS,
+            vec![Val::Int(c.marker_tag()), Val::Int(needed as i64)],
         ),
         // One writer: the ids after the largest, as [`next_event_id`] gives them.
         Dialect::Sqlite => reads.plain("SELECT COALESCE(MAX(id), 0) + 1 FROM events", vec![]),
@@ -412,7 +418,7 @@ struct Known<'a> {
 enum Ids {
     /// Counting only: nothing is rendered or written.
     Count(usize),
-    /// PostgreSQL: drawn from the sequence under the order lock, in ascending order.
+    /// PostgreSQL: drawn from the sequence, in ascending order.
     Drawn(std::collections::VecDeque<u64>),
     /// SQLite (one writer): the next one.
     Next(u64),
