@@ -163,15 +163,13 @@ pub enum Dialect {
 /// What a write transaction serializes against the other instances writing to the same database.
 /// Held until the transaction ends. SQLite has one writer, so it locks nothing; PostgreSQL takes an
 /// advisory lock per key of the instance's schema.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lock {
     /// Every write that is not a batch of position reports (registrations, heartbeats, hedges,
     /// actions, commands): these run one after the other, across instances too.
     Writes,
     /// One client position: its stored state, sequence and idempotency keys.
     Position(Login, PositionId),
-    /// One exposure total: an account's net volume in a symbol, shared by its positions there.
-    Exposure(Login, String),
 }
 
 /// A synchronous SQL connection. Implemented for SQLite and PostgreSQL.

@@ -93,10 +93,6 @@ fn key_of(scope: &str, lock: &Lock) -> i64 {
             scope,
             &[b"position", &login.0.to_le_bytes(), &id.0.to_le_bytes()],
         ),
-        Lock::Exposure(login, symbol) => lock_key(
-            scope,
-            &[b"exposure", &login.0.to_le_bytes(), symbol.as_bytes()],
-        ),
     }
 }
 

@@ -214,6 +214,7 @@ pub(super) const MIGRATIONS: &[(i64, Step)] = &[(
         event_id BIGINT NOT NULL
     );"),
     ),
+    (9, Step::Code(shard_pg_exposures)),
 ];
 
 /// Tables whose `{ID}` key was created with `AUTOINCREMENT`. Their newest row is never deleted
@@ -243,6 +244,25 @@ pub(super) const KEYED_TABLES: &[&str] = &[
 /// from its stored definition (whatever columns earlier migrations added), its rows copied with
 /// their ids, and its indexes created again. PostgreSQL has neither cost (a sequence is not a
 /// table row, and every table is a heap plus its indexes), so there is nothing to change there.
+/// PostgreSQL: an exposure total is kept in up to [`EXPOSURE_SHARDS`] rows, one per writing
+/// session's shard (its backend pid modulo the count, the column's default), summed when read. A
+/// row is locked by the batch that updates it until that batch commits; one row per total made
+/// every batch of an account wait for the commit of the one before, whatever else it touched.
+/// SQLite has one writer and keeps one row per total.
+pub(super) fn shard_pg_exposures(c: &mut dyn Conn) -> Result<(), StoreError> {
+    if c.dialect() != Dialect::Postgres {
+        return Ok(());
+    }
+    c.batch(&format!(
+        "ALTER TABLE exposures ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE exposures ALTER COLUMN shard SET DEFAULT (pg_backend_pid() % {EXPOSURE_SHARDS});
+         ALTER TABLE exposures DROP CONSTRAINT exposures_pkey, ADD PRIMARY KEY (login, symbol, shard);"
+    ))
+}
+
+/// How many rows an exposure total may be spread over on PostgreSQL ([`shard_pg_exposures`]).
+pub(super) const EXPOSURE_SHARDS: u32 = 64;
+
 pub(super) fn compact_sqlite_layout(c: &mut dyn Conn) -> Result<(), StoreError> {
     if c.dialect() != Dialect::Sqlite {
         return Ok(());

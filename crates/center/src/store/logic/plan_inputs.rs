@@ -49,7 +49,14 @@ pub fn plan_inputs(
         .collect();
     let mut exposures = Vec::new();
     let mut clients = std::collections::BTreeMap::<u64, ClientConfig>::new();
-    for r in c.query(&format!("SELECT {} FROM exposures", ExposureCol::LIST), &[])? {
+    let sql = match c.dialect() {
+        Dialect::Sqlite => format!("SELECT {} FROM exposures", ExposureCol::LIST),
+        // A total is the sum of its shards (see `shard_pg_exposures`).
+        Dialect::Postgres => "SELECT login, symbol, SUM(net_units)::bigint, MAX(last_event_id)
+           FROM exposures GROUP BY login, symbol ORDER BY login, symbol"
+            .to_owned(),
+    };
+    for r in c.query(&sql, &[])? {
         let login = r.u64(ExposureCol::login)?;
         let reg = registered.get(&login);
         if reg.is_some_and(|reg| reg.role != AccountRole::Client) {
