@@ -356,11 +356,6 @@ fn writer_loop(
     head: watch::Sender<u64>,
     notify: Option<String>,
 ) {
-    let notify_sql = notify.as_ref().map(|channel| {
-        format!(
-            "SELECT id, pg_notify('{channel}', id::text) FROM (SELECT COALESCE(MAX(id), 0) AS id FROM events) AS head"
-        )
-    });
     loop {
         // One writer at a time takes what is queued; the others wait for what comes next.
         let queued = {
@@ -390,9 +385,9 @@ fn writer_loop(
         if batch.is_empty() {
             continue;
         }
-        let notify_sql = notify_sql.as_deref();
-        if let Pass::Refused = run_pass(conn.as_mut(), &mut batch, false, &head, notify_sql) {
-            run_pass(conn.as_mut(), &mut batch, true, &head, notify_sql);
+        let notify = notify.as_deref();
+        if let Pass::Refused = run_pass(conn.as_mut(), &mut batch, false, &head, notify) {
+            run_pass(conn.as_mut(), &mut batch, true, &head, notify);
         }
     }
 }
@@ -410,7 +405,7 @@ fn run_reports(
         works.into_iter().map(|w| (w.request, w.done)).unzip();
     let mut attempt = 1;
     let stored = loop {
-        match reports_transaction(conn, &requests, channel) {
+        match reports_transaction(conn, &requests) {
             // SQLite's contention is a lock that stayed busy for the whole busy timeout already.
             Err(StoreError::Contention(e))
                 if attempt < REPORT_ATTEMPTS && conn.dialect() == Dialect::Postgres =>
@@ -429,6 +424,9 @@ fn run_reports(
             for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
                 done(outcome);
             }
+            if let (Some(channel), Some(id)) = (channel, batch.head) {
+                announce(conn, channel, id);
+            }
         }
         Err(e) if requests.len() > 1 && !e.is_retryable() => {
             tracing::warn!(error = %e, reports = requests.len(), "report batch refused, storing its reports one by one");
@@ -445,24 +443,13 @@ fn run_reports(
     }
 }
 
-/// One transaction of reports: stored, announced to every instance (PostgreSQL: `pg_notify`,
-/// delivered at commit) and committed; rolled back if any of it failed.
+/// One transaction of reports: stored and committed; rolled back if any of it failed.
 fn reports_transaction(
     conn: &mut dyn Conn,
     requests: &[logic::ReportRequest],
-    channel: Option<&str>,
 ) -> Result<logic::ReportBatch, StoreError> {
-    let written = logic::begin_reports(conn)
-        .and_then(|_| logic::report_batch(conn, requests))
-        .and_then(|batch| {
-            if let (Some(channel), Some(id)) = (channel, batch.head) {
-                conn.send(
-                    "SELECT pg_notify(?, ?)",
-                    &[Val::text(channel), Val::Text(id.to_string())],
-                )?;
-            }
-            Ok(batch)
-        });
+    let written =
+        logic::begin_reports(conn).and_then(|_| logic::report_batch(conn, requests));
     let batch = match written {
         Ok(batch) => batch,
         Err(e) => {
@@ -493,7 +480,7 @@ fn run_pass(
     batch: &mut [Job],
     savepoints: bool,
     head: &watch::Sender<u64>,
-    notify_sql: Option<&str>,
+    channel: Option<&str>,
 ) -> Pass {
     if let Err(e) = logic::begin_write(conn) {
         tracing::error!(error = %e, "cannot begin a write transaction");
@@ -545,7 +532,7 @@ fn run_pass(
     }
     let mut max_id = None;
     if failed.is_none() {
-        match head_of_batch(conn, notify_sql) {
+        match logic::max_event_id(conn) {
             Ok(id) => max_id = Some(id),
             Err(e) => failed = Some(e),
         }
@@ -571,6 +558,9 @@ fn run_pass(
             None => outcome.clone(),
         });
     }
+    if let (Ok(()), Some(id), Some(channel)) = (&outcome, max_id, channel) {
+        announce(conn, channel, id);
+    }
     Pass::Done
 }
 
@@ -581,16 +571,21 @@ fn raise_head(head: &watch::Sender<u64>, id: u64) {
     head.send_modify(|h| *h = (*h).max(id));
 }
 
-/// The newest event id as the batch leaves it. On PostgreSQL `notify_sql` also announces it to
-/// every instance in the same statement (`pg_notify`, delivered at commit): one round trip, and one
-/// prepared statement rather than a new one per batch.
-fn head_of_batch(conn: &mut dyn Conn, notify_sql: Option<&str>) -> Result<u64, StoreError> {
-    let Some(sql) = notify_sql else {
-        return logic::max_event_id(conn);
-    };
-    conn.query_one(sql, &[])?
-        .ok_or_else(|| StoreError::Corrupt("no event head".into()))?
-        .u64(logic::Single::value)
+/// Announces event `id` to every instance (PostgreSQL `pg_notify` on `channel`), after the commit
+/// that stored it and after its requests were answered. Not inside the batch's transaction:
+/// PostgreSQL serializes the commits of every transaction that notifies in a database (a lock held
+/// from before the commit's WAL flush to its end), which put all batches of all instances back in
+/// a single file. Its own transaction waits for no flush (`synchronous_commit` off: a notification
+/// lost in a crash only delays the other instances' streams until their next poll). A failure is
+/// logged and costs the same.
+fn announce(conn: &mut dyn Conn, channel: &str, id: u64) {
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{id}'); COMMIT"
+    );
+    if let Err(e) = conn.batch(&sql) {
+        tracing::warn!(error = %e, "cannot announce new events to the other instances");
+        let _ = conn.batch("ROLLBACK");
+    }
 }
 
 /// Keeps why a write failed in `fault` until a write succeeds again (see `Inner::write_fault`); a

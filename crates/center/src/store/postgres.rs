@@ -1,6 +1,7 @@
-//! PostgreSQL: the scale-out store. Several center instances share one database; the writer of
-//! each sends `pg_notify` with the newest event id in the same transaction, and every instance
-//! listens, so events written anywhere reach every instance's subscribers.
+//! PostgreSQL: the scale-out store. Several center instances share one database; after each
+//! commit the writer sends `pg_notify` with the newest event id (in a transaction of its own: a
+//! notifying commit holds a database-wide lock), and every instance listens, so events written
+//! anywhere reach every instance's subscribers.
 //!
 //! The rules are the synchronous [`Conn`] ones. Each connection has a single-threaded runtime of
 //! its own that drives its socket, and the thread using the connection (the writer, a blocking
@@ -12,7 +13,8 @@
 //! ([`Conn::send`], locks, savepoints, `BEGIN`) are pipelined: handed to the connection at once and
 //! their answers collected with the next statement that waits, or by [`Conn::flush`];
 //! [`Conn::query_many`] sends several queries in one round trip. A batch of reports then costs three
-//! round trips whatever its size (see `logic::report_batch`).
+//! round trips whatever its size (see `logic::report_batch`), and each instance runs several
+//! writer connections whose batches commit side by side.
 //!
 //! Instances serialize through advisory locks keyed on the schema ([`Conn::lock`], [`lock_key`]),
 //! so centers on different schemas of one database never wait for each other. Event ids are drawn
