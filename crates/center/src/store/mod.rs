@@ -448,8 +448,7 @@ fn reports_transaction(
     conn: &mut dyn Conn,
     requests: &[logic::ReportRequest],
 ) -> Result<logic::ReportBatch, StoreError> {
-    let written =
-        logic::begin_reports(conn).and_then(|_| logic::report_batch(conn, requests));
+    let written = logic::begin_reports(conn).and_then(|_| logic::report_batch(conn, requests));
     let batch = match written {
         Ok(batch) => batch,
         Err(e) => {
@@ -645,12 +644,8 @@ impl Store {
         location: &StoreLocation,
         synchronous: Synchronous,
     ) -> Result<Store, StoreError> {
-        let (writers, readers, notify, listener_setup): (
-            Vec<Box<dyn Conn>>,
-            Vec<Box<dyn Conn>>,
-            _,
-            _,
-        ) = match location {
+        type Conns = Vec<Box<dyn Conn>>;
+        let (writers, readers, notify, listener_setup): (Conns, Conns, _, _) = match location {
             StoreLocation::Sqlite(path) => {
                 let path = path.clone();
                 let (w, r) = tokio::task::spawn_blocking(move || {

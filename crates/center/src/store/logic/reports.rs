@@ -318,8 +318,20 @@ pub fn report_batch(
                WHERE (login, symbol) IN (SELECT * FROM unnest(?::bigint[], ?::text[]))
                GROUP BY login, symbol",
             vec![
-                Val::IntArray(counted.touched.iter().map(|(l, _)| Some(*l as i64)).collect()),
-                Val::TextArray(counted.touched.iter().map(|(_, s)| Some(s.clone())).collect()),
+                Val::IntArray(
+                    counted
+                        .touched
+                        .iter()
+                        .map(|(l, _)| Some(*l as i64))
+                        .collect(),
+                ),
+                Val::TextArray(
+                    counted
+                        .touched
+                        .iter()
+                        .map(|(_, s)| Some(s.clone()))
+                        .collect(),
+                ),
             ],
         ),
         Dialect::Sqlite => reads.keyed(
