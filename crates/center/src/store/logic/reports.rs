@@ -212,20 +212,61 @@ pub fn report_batch(
     c: &mut dyn Conn,
     requests: &[ReportRequest],
 ) -> Result<ReportBatch, StoreError> {
-    let dialect = c.dialect();
     let checked: Vec<Result<Payloads, WriteError>> = requests.iter().map(check).collect();
-    let valid = || {
-        requests
-            .iter()
-            .zip(&checked)
-            .filter_map(|(r, p)| p.as_ref().ok().map(|_| &r.report))
-    };
+    let valid: Vec<&PositionReport> = requests
+        .iter()
+        .zip(&checked)
+        .filter_map(|(r, p)| p.as_ref().ok().map(|_| &r.report))
+        .collect();
 
     // 1. The positions, locked, their rows and the answers stored under the batch's keys.
-    let mut positions_wanted: Vec<PosKey> = valid().map(|r| (r.login.0, r.position_id.0)).collect();
+    let stored = read_stored(c, &valid)?;
+    let known = Known {
+        answers: &stored.answers,
+        positions: &stored.positions,
+        registrations: &stored.registrations,
+    };
+
+    // 2. How many events the batch writes, and which totals it changes; then, in the event log's
+    // order, those totals and the ids.
+    let counted = decide(requests, &checked, &known, None, &mut Ids::Count(0))?;
+    if counted.used == 0 {
+        return Ok(ReportBatch {
+            outcomes: counted.outcomes,
+            head: None,
+        });
+    }
+    let (totals, mut ids) = read_totals_and_ids(c, &counted)?;
+
+    // 3. The batch as it is decided, written.
+    // Fewer ids than counted when the bound on totals refused a report (the rest stay unused, a
+    // gap as a rolled-back write leaves); never more, but if so the batch fails and the writer
+    // stores its reports one by one.
+    let decided = decide(requests, &checked, &known, Some(&totals), &mut ids)?;
+    write_rows(c, &decided.writes, &stored.positions)?;
+    Ok(ReportBatch {
+        outcomes: decided.outcomes,
+        head: decided.writes.head,
+    })
+}
+
+/// What the batch's reports find stored: the answers under their keys, their positions and the
+/// registrations of the accounts whose reports carry an exit deal (its price's digits).
+#[derive(Default)]
+struct Stored {
+    answers: HashMap<String, (String, String)>,
+    positions: HashMap<PosKey, (Position, Option<Realized>)>,
+    registrations: HashMap<u64, AccountRegistration>,
+}
+
+/// Locks the positions of the `valid` reports and reads what they find stored, in one round trip.
+fn read_stored(c: &mut dyn Conn, valid: &[&PositionReport]) -> Result<Stored, StoreError> {
+    let dialect = c.dialect();
+    let mut positions_wanted: Vec<PosKey> =
+        valid.iter().map(|r| (r.login.0, r.position_id.0)).collect();
     positions_wanted.sort_unstable();
     positions_wanted.dedup();
-    let mut keys_wanted: Vec<&str> = valid().map(|r| r.idempotency_key.as_str()).collect();
+    let mut keys_wanted: Vec<&str> = valid.iter().map(|r| r.idempotency_key.as_str()).collect();
     keys_wanted.sort_unstable();
     keys_wanted.dedup();
     let locks: Vec<Lock> = positions_wanted
@@ -255,7 +296,8 @@ pub fn report_batch(
             .collect::<Vec<_>>(),
     )?;
     // The registrations of the accounts whose reports carry an exit deal: its price's digits.
-    let mut logins_wanted: Vec<u64> = valid()
+    let mut logins_wanted: Vec<u64> = valid
+        .iter()
         .filter(|r| r.exit.is_some())
         .map(|r| r.login.0)
         .collect();
@@ -272,15 +314,14 @@ pub fn report_batch(
             .collect::<Vec<_>>(),
     )?;
     let mut read = reads.run(c)?;
-    let mut registrations = HashMap::new();
+    let mut stored = Stored::default();
     for r in &read[registrations_read] {
         let registration: AccountRegistration = serde_json::from_str(r.text(1usize)?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        registrations.insert(r.u64(0usize)?, registration);
+        stored.registrations.insert(r.u64(0usize)?, registration);
     }
-    let mut stored_answers = HashMap::new();
     for r in &read[answers_read] {
-        stored_answers.insert(
+        stored.answers.insert(
             r.text(0usize)?.to_owned(),
             (
                 r.text(AnswerCol::payload.after(1))?.to_owned(),
@@ -288,28 +329,24 @@ pub fn report_batch(
             ),
         );
     }
-    let mut stored_positions = HashMap::new();
     for r in std::mem::take(&mut read[positions_read]) {
         let p = position_from_row(&r)?;
         let realized = realized_from_row(&r)?;
-        stored_positions.insert((p.login.0, p.position_id.0), (p, realized));
+        stored
+            .positions
+            .insert((p.login.0, p.position_id.0), (p, realized));
     }
-    let known = Known {
-        answers: &stored_answers,
-        positions: &stored_positions,
-        registrations: &registrations,
-    };
+    Ok(stored)
+}
 
-    // 2. How many events the batch writes, and which totals it changes; then, in the event log's
-    // order, those totals and the ids.
-    let counted = decide(requests, &checked, &known, None, &mut Ids::Count(0))?;
+/// The stored totals the batch changes (`counted.touched`) and the ids of its events, in one round
+/// trip.
+fn read_totals_and_ids(
+    c: &mut dyn Conn,
+    counted: &Decided,
+) -> Result<(HashMap<ExposureKey, i64>, Ids), StoreError> {
+    let dialect = c.dialect();
     let needed = counted.used;
-    if needed == 0 {
-        return Ok(ReportBatch {
-            outcomes: counted.outcomes,
-            head: None,
-        });
-    }
     let mut reads = Reads::default();
     let totals_read = match dialect {
         // The sum of the total's shards, as committed now; no lock (see the module's documentation).
@@ -359,7 +396,7 @@ pub fn report_batch(
     for r in &read[totals_read] {
         totals.insert((r.u64(0usize)?, r.text(1usize)?.to_owned()), r.int(2usize)?);
     }
-    let mut ids = match dialect {
+    let ids = match dialect {
         Dialect::Postgres => {
             let mut drawn = read[ids_read]
                 .iter()
@@ -376,12 +413,16 @@ pub fn report_batch(
         ),
     };
 
-    // 3. The batch as it is decided, written.
-    // Fewer ids than counted when the bound on totals refused a report (the rest stay unused, a
-    // gap as a rolled-back write leaves); never more, but if so the batch fails and the writer
-    // stores its reports one by one.
-    let decided = decide(requests, &checked, &known, Some(&totals), &mut ids)?;
-    let w = decided.writes;
+    Ok((totals, ids))
+}
+
+/// Writes the decided batch: a multi-row statement per table.
+fn write_rows(
+    c: &mut dyn Conn,
+    w: &Writes,
+    stored_positions: &HashMap<PosKey, (Position, Option<Realized>)>,
+) -> Result<(), StoreError> {
+    let dialect = c.dialect();
     insert_rows(c, "events", EVENT_COLS, &w.events, "")?;
     let (mut new_rows, mut changed_rows) = (Vec::new(), Vec::new());
     for key in &w.position_order {
@@ -421,10 +462,7 @@ pub fn report_batch(
     };
     insert_rows(c, "exposures", EXPOSURE_COLS, &exposures, upsert)?;
     insert_rows(c, REQUEST_ANSWER, ANSWER_COLS, &w.answers, "")?;
-    Ok(ReportBatch {
-        outcomes: decided.outcomes,
-        head: w.head,
-    })
+    Ok(())
 }
 
 /// What the batch found stored.
@@ -516,65 +554,35 @@ fn decide(
         };
         let r = &request.report;
         let key = r.idempotency_key.as_str();
-        let earlier = answers.get(key).map(|(p, a)| (*p, a.as_str())).or_else(|| {
-            known
-                .answers
-                .get(key)
-                .map(|(p, a)| (p.as_str(), a.as_str()))
-        });
-        if let Some((first_payload, answer)) = earlier {
-            out.outcomes.push(
-                if first_payload == payload || Some(first_payload) == without_exit {
-                    Ok((answer.to_owned(), true))
-                } else {
-                    Err(Refusal::Conflict(format!(
-                        "idempotency key {key:?} was already used for a different report"
-                    ))
-                    .into())
-                },
-            );
+        if let Some(outcome) = answered(&answers, known, key, payload, without_exit) {
+            out.outcomes.push(outcome);
             continue;
         }
         let pk = (r.login.0, r.position_id.0);
         let held = current
             .entry(pk)
             .or_insert_with(|| known.positions.get(&pk).cloned());
-        let (held_position, held_realized) = match held {
-            Some((p, realized)) => (Some(&*p), realized.as_ref()),
-            None => (None, None),
-        };
-        let transition = match positions::apply(held_position, r) {
-            Ok(t) => t,
-            Err(refusal) => {
-                out.outcomes.push(Err(refusal.into()));
-                continue;
-            }
-        };
-        let digits = match r.exit {
-            Some(_) => price_digits(known.registrations.get(&r.login.0), r),
-            None => None,
-        };
-        let realized = match positions::realize(held_realized, held_position, r, digits) {
-            Ok(realized) => realized,
+        let (transition, realized) = match transition(held.as_ref(), r, known) {
+            Ok(next) => next,
             Err(refusal) => {
                 out.outcomes.push(Err(refusal.into()));
                 continue;
             }
         };
         let exposure_key = (r.login.0, r.symbol.clone());
-        if !transition.exposure_delta.is_zero() {
-            if let Some(totals) = totals {
-                let total = match running.get(&exposure_key) {
-                    Some(t) => *t,
-                    None => totals.get(&exposure_key).copied().unwrap_or(0),
-                };
-                let what = format!("the net volume of account {} in {}", r.login, r.symbol);
-                if let Err(refusal) =
-                    total_within(total, transition.exposure_delta, "volume", &what)
-                {
-                    out.outcomes.push(Err(refusal.into()));
-                    continue;
-                }
+        let stored_total = |key: &ExposureKey| {
+            running
+                .get(key)
+                .copied()
+                .or_else(|| totals.and_then(|t| t.get(key).copied()))
+                .unwrap_or(0)
+        };
+        if totals.is_some() && !transition.exposure_delta.is_zero() {
+            let what = format!("the net volume of account {} in {}", r.login, r.symbol);
+            let total = stored_total(&exposure_key);
+            if let Err(refusal) = total_within(total, transition.exposure_delta, "volume", &what) {
+                out.outcomes.push(Err(refusal.into()));
+                continue;
             }
         }
         let Some(event_id) = ids.take() else {
@@ -609,20 +617,9 @@ fn decide(
                 event_id,
             ) {
                 Ok((answer, rows)) => {
-                    let w = &mut out.writes;
-                    w.events.push(rows.event);
-                    w.volumes.extend(rows.volume);
-                    w.answers.push(rows.answer);
-                    w.head = Some(w.head.map_or(event_id, |h| h.max(event_id)));
-                    if !w.positions.contains_key(&pk) {
-                        w.position_order.push(pk);
-                    }
-                    w.positions.insert(pk, (position.clone(), realized.clone()));
-                    if exposure_delta != 0 {
-                        let e = w.exposures.entry(exposure_key.clone()).or_insert((0, 0));
-                        e.0 += exposure_delta;
-                        e.1 = event_id;
-                    }
+                    let total = (exposure_delta != 0).then_some((&exposure_key, exposure_delta));
+                    let state = (position.clone(), realized.clone());
+                    out.writes.add(rows, event_id, pk, state, total);
                     answer
                 }
                 Err(WriteError::Refused(refusal)) => {
@@ -636,11 +633,7 @@ fn decide(
             String::new()
         };
         if exposure_delta != 0 {
-            let base = running
-                .get(&exposure_key)
-                .copied()
-                .or_else(|| totals.and_then(|t| t.get(&exposure_key).copied()))
-                .unwrap_or(0);
+            let base = stored_total(&exposure_key);
             // Checked above when the totals are known; when counting, only the keys matter.
             running.insert(exposure_key.clone(), base.saturating_add(exposure_delta));
             out.touched.insert(exposure_key);
@@ -650,6 +643,83 @@ fn decide(
         out.outcomes.push(Ok((answer, false)));
     }
     Ok(out)
+}
+
+/// What report `r` does to the position it finds (`held`: its state and realized money): the
+/// transition, and the money realized after it; or why it is refused.
+fn transition(
+    held: Option<&(Position, Option<Realized>)>,
+    r: &PositionReport,
+    known: &Known<'_>,
+) -> Result<(positions::Transition, Option<Realized>), Refusal> {
+    let (held_position, held_realized) = match held {
+        Some((p, realized)) => (Some(p), realized.as_ref()),
+        None => (None, None),
+    };
+    let transition = positions::apply(held_position, r)?;
+    let digits = match r.exit {
+        Some(_) => price_digits(known.registrations.get(&r.login.0), r),
+        None => None,
+    };
+    let realized = positions::realize(held_realized, held_position, r, digits)?;
+    Ok((transition, realized))
+}
+
+/// The outcome of a report whose key was answered before, in this batch or stored: the same
+/// answer again for the same report (or the same without its exit deal), a conflict otherwise.
+fn answered(
+    in_batch: &HashMap<&str, (&str, String)>,
+    known: &Known<'_>,
+    key: &str,
+    payload: &str,
+    without_exit: Option<&str>,
+) -> Option<ReportOutcome> {
+    let (first_payload, answer) =
+        in_batch
+            .get(key)
+            .map(|(p, a)| (*p, a.as_str()))
+            .or_else(|| {
+                known
+                    .answers
+                    .get(key)
+                    .map(|(p, a)| (p.as_str(), a.as_str()))
+            })?;
+    Some(
+        if first_payload == payload || Some(first_payload) == without_exit {
+            Ok((answer.to_owned(), true))
+        } else {
+            Err(Refusal::Conflict(format!(
+                "idempotency key {key:?} was already used for a different report"
+            ))
+            .into())
+        },
+    )
+}
+
+impl Writes {
+    /// Adds a stored report's rows, its position's new state and its change of the total.
+    fn add(
+        &mut self,
+        rows: ReportRows,
+        event_id: u64,
+        pk: PosKey,
+        state: (Position, Option<Realized>),
+        total: Option<(&ExposureKey, i64)>,
+    ) {
+        self.events.push(rows.event);
+        self.volumes.extend(rows.volume);
+        self.answers.push(rows.answer);
+        self.head = Some(self.head.map_or(event_id, |h| h.max(event_id)));
+        if !self.positions.contains_key(&pk) {
+            self.position_order.push(pk);
+        }
+        self.positions.insert(pk, state);
+        if let Some((key, delta)) = total {
+            let e = self.exposures.entry(key.clone()).or_insert((0, 0));
+            e.0 += delta;
+            e.1 = event_id;
+        }
+    }
 }
 
 /// What a report changed, beside the position itself.
