@@ -422,7 +422,7 @@ mod tests {
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
-            event_id: 1,
+            event_id: crate::model::EventId(1),
         };
         let logins =
             |covered: BTreeSet<Login>| covered.into_iter().map(|l| l.0).collect::<Vec<_>>();

@@ -60,7 +60,7 @@ pub struct ClientExposure {
     pub symbol: String,
     pub net: Exposure,
     /// Event id of the last change of this client's positions on this symbol.
-    pub last_event_id: u64,
+    pub last_event_id: EventId,
 }
 
 /// What the plan needs to know about a client account.
@@ -81,7 +81,7 @@ pub struct HedgeCover {
     pub hedge_login: Login,
     pub symbol: String,
     pub net: Exposure,
-    pub last_event_id: u64,
+    pub last_event_id: EventId,
 }
 
 /// Everything the plans of the hedge accounts depend on.
@@ -96,7 +96,7 @@ pub struct PlanInputs {
     pub allocations: Vec<Allocation>,
     /// Each hedge account's pre-trade refusals, as its latest status lists them.
     pub refusals: BTreeMap<Login, Vec<PretradeRefusal>>,
-    pub as_of_event_id: u64,
+    pub as_of_event_id: EventId,
 }
 
 /// The largest contract size the plan accepts; anything above is a corrupt or hostile spec, and
@@ -148,7 +148,7 @@ struct Part {
     /// Client lots times ratio and weight: shown when the hedge lots cannot be computed.
     ratio_lots: Decimal,
     hedged: Decimal,
-    last_event_id: u64,
+    last_event_id: EventId,
     client_paused: bool,
 }
 
@@ -393,7 +393,7 @@ fn empty_plans(
 fn empty_plan(inputs: &PlanInputs, hedge_login: Login) -> HedgePlan {
     HedgePlan {
         hedge_login,
-        as_of_event_id: EventId(inputs.as_of_event_id),
+        as_of_event_id: inputs.as_of_event_id,
         items: Vec::new(),
         residuals: Vec::new(),
         client_residuals: Vec::new(),
@@ -795,7 +795,7 @@ fn order(symbol: &str, c: &Choice, signed_order: Decimal) -> PlanItem {
     };
     let volume = signed_order.abs();
     PlanItem {
-        id: PlanItemId(c.part.last_event_id),
+        id: PlanItemId(c.part.last_event_id.get()),
         symbol: symbol.to_owned(),
         account_symbol: c.account_symbol.clone(),
         side,
@@ -896,7 +896,7 @@ mod tests {
             login: Login(login),
             symbol: symbol.into(),
             net: net(lots),
-            last_event_id: id,
+            last_event_id: EventId(id),
         }
     }
 
@@ -905,7 +905,7 @@ mod tests {
             hedge_login,
             symbol: symbol.into(),
             net: net(lots),
-            last_event_id: id,
+            last_event_id: EventId(id),
         }
     }
 
@@ -928,7 +928,7 @@ mod tests {
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
-            event_id,
+            event_id: EventId(event_id),
         }
     }
 
@@ -962,7 +962,7 @@ mod tests {
             pauses: vec![],
             allocations: vec![],
             refusals: BTreeMap::new(),
-            as_of_event_id: 99,
+            as_of_event_id: EventId(99),
         }
     }
 
@@ -1130,7 +1130,7 @@ mod tests {
             pauses: vec![],
             allocations: vec![],
             refusals: BTreeMap::new(),
-            as_of_event_id: 20,
+            as_of_event_id: EventId(20),
         }
     }
 
@@ -1249,7 +1249,7 @@ mod tests {
             pauses: vec![],
             allocations: vec![],
             refusals: BTreeMap::new(),
-            as_of_event_id: 9,
+            as_of_event_id: EventId(9),
         }
     }
 
@@ -1550,7 +1550,7 @@ mod tests {
                 login: Login(1 + (k as u64 % 2)),
                 symbol: "EURUSD".into(),
                 net: Exposure::from_units(n * 1_000_000),
-                last_event_id: *id,
+                last_event_id: EventId(*id),
             }).collect();
             let mut i = inputs(&[], &[("EURUSD", Decimal::new(hedge, 2), 1)]);
             i.exposures = exposures;
@@ -1657,7 +1657,7 @@ mod tests {
                 pauses: vec![],
                 allocations: vec![],
                 refusals: BTreeMap::new(),
-                as_of_event_id: 99,
+                as_of_event_id: EventId(99),
             };
             let first = Decimal::new(split as i64, 2);
             // scopes: 0 global 60/40-like split, 1 everything on the first, 2 on the second, 3 none

@@ -31,7 +31,7 @@ pub struct Allocation {
     pub actor: String,
     pub reason: String,
     pub since_ms: i64,
-    pub event_id: u64,
+    pub event_id: EventId,
 }
 
 impl Allocation {
@@ -78,7 +78,7 @@ mod tests {
             actor: "ops".into(),
             reason: String::new(),
             since_ms: 0,
-            event_id: 1,
+            event_id: EventId(1),
         }
     }
 

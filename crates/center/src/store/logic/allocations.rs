@@ -30,7 +30,7 @@ pub fn allocations(c: &mut dyn Conn) -> Result<Vec<Allocation>, StoreError> {
             actor: r.text(AllocationCol::actor)?.to_owned(),
             reason: r.text(AllocationCol::reason)?.to_owned(),
             since_ms: r.int(AllocationCol::since_ms)?,
-            event_id: r.u64(AllocationCol::event_id)?,
+            event_id: EventId(r.u64(AllocationCol::event_id)?),
         })
     })
     .collect()

@@ -83,7 +83,7 @@ pub fn plan_inputs(
             login: Login(login),
             symbol: r.text(ExposureCol::symbol)?.to_owned(),
             net: Exposure::from_units(r.int(ExposureCol::net_units)?),
-            last_event_id: r.u64(ExposureCol::last_event_id)?,
+            last_event_id: EventId(r.u64(ExposureCol::last_event_id)?),
         });
     }
     let hedges = c
@@ -97,7 +97,7 @@ pub fn plan_inputs(
                 hedge_login: Login(r.u64(HedgeExposureCol::hedge_login)?),
                 symbol: r.text(HedgeExposureCol::symbol)?.to_owned(),
                 net: Exposure::from_units(r.int(HedgeExposureCol::net_units)?),
-                last_event_id: r.u64(HedgeExposureCol::last_event_id)?,
+                last_event_id: EventId(r.u64(HedgeExposureCol::last_event_id)?),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -112,6 +112,6 @@ pub fn plan_inputs(
         pauses: pauses(c)?,
         allocations: allocations(c)?,
         refusals,
-        as_of_event_id,
+        as_of_event_id: EventId(as_of_event_id),
     }))
 }
