@@ -38,6 +38,56 @@ pub struct Session {
     launched: Option<hedge_launch::RunningTerminal>,
 }
 
+/// How long an agent waits for its terminal port to come free before it gives up.
+const PORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Binds the terminal port, waiting while it is in use by something that is not listening. After
+/// a restart the port can be held for a moment that way: a terminal that kept reconnecting while
+/// the agent was down can end up connected to itself (a local port the kernel picked equal to the
+/// agent's), or another program's outgoing connection can have the port as its own end. Both go
+/// away. A listener on the port (a second agent) does not: that is an error at once.
+async fn bind_patiently(
+    addr: SocketAddr,
+    config: TerminalConfig,
+) -> Result<TerminalListener, SessionError> {
+    let deadline = tokio::time::Instant::now() + PORT_PATIENCE;
+    let mut warned = false;
+    loop {
+        match TerminalListener::bind_with(addr, config.clone()).await {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline
+                    && !someone_listens(addr).await =>
+            {
+                if !warned {
+                    tracing::warn!(%addr, "the terminal port is in use; waiting for it to come free");
+                    warned = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(source) => return Err(SessionError::Bind { addr, source }),
+        }
+    }
+}
+
+/// Whether a program accepts connections on `addr` (a connection to itself does not count).
+async fn someone_listens(addr: SocketAddr) -> bool {
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    match probe {
+        Ok(Ok(stream)) => {
+            !matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
+        }
+        // Refused: nobody listens. A probe that hangs means a listener too busy to answer.
+        Ok(Err(_)) => false,
+        Err(_) => true,
+    }
+}
+
 impl Session {
     /// Listens for the terminal as `settings` say (the terminal need not be connected yet; see
     /// [`Terminal::ready`]). `role` names the agent in logs and status lines.
@@ -55,12 +105,7 @@ impl Session {
             TerminalSource::Launch(spec) => spec,
         };
         // Bind first: the bridge is told the real port (the listen port may be 0).
-        let listener = TerminalListener::bind_with(spec.listen, config)
-            .await
-            .map_err(|source| SessionError::Bind {
-                addr: spec.listen,
-                source,
-            })?;
+        let listener = bind_patiently(spec.listen, config).await?;
         let mut launch = hedge_launch::LaunchSpec::new(
             spec.path.clone(),
             spec.login,
@@ -104,9 +149,7 @@ impl Session {
         config: TerminalConfig,
         status: StatusBoard,
     ) -> Result<Self, SessionError> {
-        let listener = TerminalListener::bind_with(addr, config)
-            .await
-            .map_err(|source| SessionError::Bind { addr, source })?;
+        let listener = bind_patiently(addr, config).await?;
         let terminal = listener.start();
         let watcher = tokio::spawn(watch_link(terminal.clone(), status.clone()));
         Ok(Session {
@@ -182,5 +225,39 @@ async fn watch_link(terminal: Terminal, status: StatusBoard) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_held_by_a_listener_is_an_error_at_once() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let refused = bind_patiently(addr, TerminalConfig::default()).await;
+        assert!(matches!(refused, Err(SessionError::Bind { .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn the_terminal_port_is_bound_once_it_comes_free() {
+        // Held by a socket that is bound but neither listens nor connects.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = held.local_addr().unwrap();
+        let freed = std::time::Instant::now();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            drop(held);
+        });
+        let listener = bind_patiently(addr, TerminalConfig::default())
+            .await
+            .expect("bound after the port came free");
+        assert_eq!(listener.local_addr(), addr);
+        assert!(freed.elapsed() >= std::time::Duration::from_millis(400));
+        release.join().unwrap();
     }
 }

@@ -526,6 +526,17 @@ async fn drive(
             },
         };
         let stream = match attempt {
+            Some(Ok(s)) if connected_to_itself(&s) => {
+                // With the agent down, the kernel can pick the agent's port as this end's own:
+                // the connection is to itself and would keep the port from the restarted agent.
+                tracing::debug!(addr = %config.connect, "connected to itself; dropping it");
+                drop(s);
+                if wait_or_stop(backoff, &mut control, &mut out).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(config.reconnect_max);
+                continue;
+            }
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 tracing::debug!(addr = %config.connect, error = %e, "agent not reachable");
@@ -912,5 +923,35 @@ impl Session<'_> {
             cursor: Some(format!("n:{at}")),
         });
         self.reply(cmd_id, reply);
+    }
+}
+
+/// Whether `stream`'s two ends are one address: a TCP self-connection.
+fn connected_to_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connected_to_itself;
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    #[tokio::test]
+    async fn a_connection_to_its_own_port_is_told_apart_from_one_to_an_agent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let normal = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(!connected_to_itself(&normal));
+        // A socket bound to a free port and connecting to that same port: TCP's simultaneous
+        // open makes it a connection to itself, as a reconnecting terminal can stumble into.
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(port).unwrap();
+        let itself = socket.connect(port).await.unwrap();
+        assert!(connected_to_itself(&itself));
     }
 }
