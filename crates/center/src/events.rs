@@ -1,14 +1,17 @@
 //! The event stream: every stored change, in id order, to any number of subscribers, resumable.
 //!
-//! One tailer task per instance follows the event log (woken by this instance's writer, by
-//! PostgreSQL notifications from other instances, and by a slow poll as a safety net) and
-//! broadcasts each event once. A subscriber first subscribes to the broadcast, then replays the log
+//! One tailer task per instance broadcasts each event once, in id order: on SQLite the writer hands
+//! it the events of each commit ([`Store::follow_commits`]), so a committed event reaches the
+//! streams without another read of the log; otherwise, and whenever the head shows events it was
+//! not handed (PostgreSQL notifications from other instances, a slow poll as a safety net), it
+//! reads them from the log. A subscriber first subscribes to the broadcast, then replays the log
 //! from its `Last-Event-ID`, then continues live, skipping what the replay already sent: no gap and
 //! no duplicate, whatever the timing. A hedger's stream may also carry its plan ahead of the live
 //! events that can move it (`?plan=`, [`crate::plan_feed`]).
 
 use crate::auth::ReadScope;
 use crate::metrics::Metrics;
+use crate::plan_feed::PlanFrames;
 use crate::store::Store;
 use bytes::Bytes;
 use hedge_center_api::model::{Event, EventKind, PageQuery};
@@ -48,6 +51,8 @@ pub struct Hub {
     /// Open streams per token name.
     open: Mutex<HashMap<String, usize>>,
     replay_readers: Semaphore,
+    /// The plan frames of the `?plan=` streams, computed once per event for all of them.
+    plan_frames: PlanFrames,
 }
 
 /// One open stream of a token; counted until dropped.
@@ -84,14 +89,26 @@ impl Hub {
             heartbeat,
             open: Mutex::new(HashMap::new()),
             replay_readers: Semaphore::new(REPLAY_READERS),
+            plan_frames: PlanFrames::default(),
         });
         let mut last = store.last_event_id().await?;
+        let mut committed = store.follow_commits();
         let tailer = hub.clone();
         tokio::spawn(async move {
             let mut head = tailer.store.head();
             let mut poll = tokio::time::interval(Duration::from_millis(1000));
             loop {
                 tokio::select! {
+                    // First: the writer hands a commit's events over before it moves the head, so
+                    // a head that moved finds them here and needs no read.
+                    biased;
+                    events = next_commit(&mut committed) => {
+                        match events {
+                            Some(events) => tailer.broadcast(&mut last, events),
+                            None => committed = None,
+                        }
+                        continue;
+                    }
                     changed = head.changed() => if changed.is_err() { return },
                     _ = poll.tick() => {
                         if let Ok(id) = tailer.store.last_event_id().await {
@@ -119,15 +136,22 @@ impl Hub {
                     if page.items.is_empty() {
                         break;
                     }
-                    for event in page.items {
-                        last = event.id.get();
-                        tailer.metrics.events_total.fetch_add(1, Ordering::Relaxed);
-                        let _ = tailer.tx.send(Arc::new(event));
-                    }
+                    tailer.broadcast(&mut last, page.items);
                 }
             }
         });
         Ok(hub)
+    }
+
+    /// Broadcasts the events of `events` after `last`, in order, and moves `last` on.
+    fn broadcast(&self, last: &mut u64, events: Vec<Event>) {
+        for event in events {
+            if event.id.get() > *last {
+                *last = event.id.get();
+                self.metrics.events_total.fetch_add(1, Ordering::Relaxed);
+                let _ = self.tx.send(Arc::new(event));
+            }
+        }
     }
 
     /// A `text/event-stream` body of the events after `after`, then live, for the token named
@@ -296,8 +320,10 @@ impl Hub {
         feed.owed |= visible && event.kind.moves_plan();
         if feed.owed && !queued {
             feed.owed = false;
-            if let Some(plan) =
-                crate::plan_feed::frame(&self.store, &self.metrics, feed.login).await
+            if let Some(plan) = self
+                .plan_frames
+                .frame(&self.store, &self.metrics, feed.login, event.id.get())
+                .await
             {
                 out.send(plan).await.map_err(|_| ())?;
             }
@@ -306,6 +332,16 @@ impl Hub {
             out.send(frame(event)).await.map_err(|_| ())?;
         }
         Ok(())
+    }
+}
+
+/// The next commit's events from the writer; never, when it does not hand them over.
+async fn next_commit(
+    committed: &mut Option<mpsc::UnboundedReceiver<Vec<Event>>>,
+) -> Option<Vec<Event>> {
+    match committed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

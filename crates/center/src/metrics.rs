@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Items of the last plan computed.
     pub plan_items: AtomicU64,
     pub plan_residuals: AtomicU64,
+    /// Plans computed (a plan answer or a stream's plan frame that was not already at hand).
+    pub plans_computed_total: AtomicU64,
     pub sse_subscribers: AtomicU64,
 }
 
@@ -128,6 +130,12 @@ impl Metrics {
                 "gauge",
                 "Residuals of the last hedge plan computed.",
                 &self.plan_residuals,
+            ),
+            (
+                "hedge_center_plans_computed_total",
+                "counter",
+                "Hedge plans computed (answers and stream plan frames not already at hand).",
+                &self.plans_computed_total,
             ),
             (
                 "hedge_center_sse_subscribers",

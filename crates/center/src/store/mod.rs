@@ -21,6 +21,7 @@ use hedge_domain::{Login, PositionId, Side, Volume};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
 
 /// A failure of the database itself (not of the request), classified by what the caller may do
@@ -353,7 +354,7 @@ const REPORT_ATTEMPTS: u32 = 3;
 fn writer_loop(
     mut conn: Box<dyn Conn>,
     work: Arc<parking_lot::Mutex<std::sync::mpsc::Receiver<Work>>>,
-    head: watch::Sender<u64>,
+    head: AfterCommit,
     notify: Option<String>,
 ) {
     loop {
@@ -398,7 +399,7 @@ fn writer_loop(
 fn run_reports(
     conn: &mut dyn Conn,
     works: Vec<ReportWork>,
-    head: &watch::Sender<u64>,
+    head: &AfterCommit,
     channel: Option<&str>,
 ) {
     let (requests, dones): (Vec<_>, Vec<_>) =
@@ -419,7 +420,7 @@ fn run_reports(
     match stored {
         Ok(batch) => {
             if let Some(id) = batch.head {
-                raise_head(head, id);
+                head.committed(conn, id);
             }
             for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
                 done(outcome);
@@ -478,7 +479,7 @@ fn run_pass(
     conn: &mut dyn Conn,
     batch: &mut [Job],
     savepoints: bool,
-    head: &watch::Sender<u64>,
+    head: &AfterCommit,
     channel: Option<&str>,
 ) -> Pass {
     if let Err(e) = logic::begin_write(conn) {
@@ -549,7 +550,7 @@ fn run_pass(
     // The head moves before anybody is answered: a request that follows an acknowledged write
     // sees a head that includes it, so an answer cached under an older head is never served.
     if let (Ok(()), Some(id)) = (&outcome, max_id) {
-        raise_head(head, id);
+        head.committed(conn, id);
     }
     for (completion, own) in completions {
         completion(match own {
@@ -563,11 +564,57 @@ fn run_pass(
     Pass::Done
 }
 
-/// Raises the head to `id` after a commit, and wakes its watchers even when `id` is not above it:
-/// with several writers the commit may be that of a lower id the event horizon was waiting for,
-/// after which the log reads further.
-fn raise_head(head: &watch::Sender<u64>, id: u64) {
-    head.send_modify(|h| *h = (*h).max(id));
+/// Events handed from the writer to this instance's event stream per commit, at most.
+const COMMITTED_PAGE: u32 = 1000;
+
+/// The receiving end of [`Store::follow_commits`].
+type CommittedEvents = Arc<parking_lot::Mutex<Option<UnboundedSender<Vec<Event>>>>>;
+
+/// What the writer does after a commit: moves the head, and on SQLite hands the committed events
+/// themselves to this instance's event stream, read on the writer's own connection right after
+/// the commit, so the stream has them without waking a reader of its own.
+#[derive(Clone)]
+struct AfterCommit {
+    head: watch::Sender<u64>,
+    events: CommittedEvents,
+}
+
+impl AfterCommit {
+    /// After a commit whose newest event is `id`: the events after the previous head go to the
+    /// stream (if it follows), then the head moves, before anybody is answered (a request that
+    /// follows an acknowledged write sees a head that includes it). PostgreSQL's events come to
+    /// the stream through the head alone: other instances write there too, and their order is the
+    /// log's.
+    fn committed(&self, conn: &mut dyn Conn, id: u64) {
+        let before = *self.head.borrow();
+        if id > before && conn.dialect() == Dialect::Sqlite {
+            self.hand_over(conn, before);
+        }
+        // Its watchers wake even when `id` is not above it: with several writers the commit may be
+        // that of a lower id the event horizon was waiting for, after which the log reads further.
+        self.head.send_modify(|h| *h = (*h).max(id));
+    }
+
+    /// Sends the events after `after` to the stream. A failed read only leaves them to the
+    /// stream's own read, which the head wakes.
+    fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
+        let Some(to) = self.events.lock().clone() else {
+            return;
+        };
+        let query = PageQuery {
+            after: Some(after),
+            limit: Some(COMMITTED_PAGE),
+            ..Default::default()
+        };
+        match logic::events(conn, &query) {
+            Ok(page) => {
+                if to.send(page.items).is_err() {
+                    self.events.lock().take();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "committed events left to the stream's read"),
+        }
+    }
 }
 
 /// Announces event `id` to every instance (PostgreSQL `pg_notify` on `channel`), after the commit
@@ -623,6 +670,8 @@ struct Inner {
     jobs: parking_lot::Mutex<Option<std::sync::mpsc::Sender<Work>>>,
     readers: ReadPool,
     head: watch::Sender<u64>,
+    /// Where the writer hands each commit's events (see [`Store::follow_commits`]).
+    committed: CommittedEvents,
     /// The legacy `all_positions` answer (see [`Store::legacy_book_answer`]).
     legacy_answer: AnswerCache<()>,
     /// Each hedge account's rendered plan (see [`Store::plan_answer`]).
@@ -688,11 +737,16 @@ impl Store {
         };
         let (tx, rx) = std::sync::mpsc::channel::<Work>();
         let rx = Arc::new(parking_lot::Mutex::new(rx));
+        let committed = CommittedEvents::default();
         for writer in writers {
-            let (rx, head_tx, notify) = (rx.clone(), head.clone(), notify.clone());
+            let (rx, notify) = (rx.clone(), notify.clone());
+            let after_commit = AfterCommit {
+                head: head.clone(),
+                events: committed.clone(),
+            };
             std::thread::Builder::new()
                 .name("center-writer".into())
-                .spawn(move || writer_loop(writer, rx, head_tx, notify))
+                .spawn(move || writer_loop(writer, rx, after_commit, notify))
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
         let n = readers.len();
@@ -705,6 +759,7 @@ impl Store {
                     available: tokio::sync::Semaphore::new(n),
                 },
                 head,
+                committed,
                 legacy_answer: AnswerCache::default(),
                 plan_answers: AnswerCache::default(),
                 write_fault: Arc::default(),
@@ -720,6 +775,19 @@ impl Store {
     /// The id of the newest event this instance knows of; changes wake the event stream.
     pub fn head(&self) -> watch::Receiver<u64> {
         self.inner.head.subscribe()
+    }
+
+    /// The events of every later commit of this instance, in order, as the writer committed them
+    /// (at most [`COMMITTED_PAGE`] per commit; the head says when there were more). Only on
+    /// SQLite, whose one writer is this instance's (`None` on PostgreSQL). One follower: a second
+    /// call takes the events from the first.
+    pub fn follow_commits(&self) -> Option<UnboundedReceiver<Vec<Event>>> {
+        if self.inner.kind != "sqlite" {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.inner.committed.lock() = Some(tx);
+        Some(rx)
     }
 
     /// Raises the known head (events written by other instances, found by polling).

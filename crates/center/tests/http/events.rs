@@ -13,6 +13,7 @@ both_backends!(
     event_paging_and_sse_resume,
     events_ignore_the_hedges_open_filter,
     a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it,
+    streams_of_one_hedge_account_share_each_plan_frame,
 );
 
 /// `open=true` is a filter of `GET /v1/hedges`; the event log has no status, and the parameter
@@ -284,6 +285,68 @@ async fn a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it(b: 
         Some(Err(ClientError::Rejected { status: 403, .. })) => {}
         other => panic!("expected a 403 rejection, got {other:?}"),
     }
+    env.finish().await;
+}
+
+/// The plans the center computed so far, from its metrics.
+async fn plans_computed(env: &Env) -> u64 {
+    let (status, metrics) = env
+        .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hedge_center_plans_computed_total "))
+        .expect("the plan computation counter")
+        .parse()
+        .expect("a count")
+}
+
+/// Two streams of one hedge account get the plan of an event computed once for both, each ahead
+/// of that event and as new as it.
+async fn streams_of_one_hedge_account_share_each_plan_frame(b: Backend) {
+    let env = Env::start(b).await;
+    env.register_defaults().await;
+    let as_of = env.hedge.plan(HEDGE).await.unwrap().as_of_event_id;
+    let mut first = env.hedge.subscribe_with_plan(Some(as_of), HEDGE);
+    let mut second = env.hedge.subscribe_with_plan(Some(as_of), HEDGE);
+    // Once a stream delivered an event it is live: what follows is not a replay.
+    env.client
+        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
+        .await
+        .unwrap();
+    for sub in [&mut first, &mut second] {
+        while !matches!(next_item(sub).await, StreamItem::Event(_)) {}
+    }
+    let before = plans_computed(&env).await;
+    env.client
+        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.3"))
+        .await
+        .unwrap();
+    let mut plans = Vec::new();
+    for sub in [&mut first, &mut second] {
+        let plan = match next_item(sub).await {
+            StreamItem::Plan(plan) => plan,
+            other => panic!("expected the plan first, got {other:?}"),
+        };
+        let event = match next_item(sub).await {
+            StreamItem::Event(event) => event,
+            other => panic!("expected the event after its plan, got {other:?}"),
+        };
+        assert_eq!(event.kind, EventKind::PositionOpened);
+        assert!(
+            plan.as_of_event_id >= event.id,
+            "{plan:?} older than {event:?}"
+        );
+        assert!(plan.items.iter().any(|i| i.symbol == "EURUSD"), "{plan:?}");
+        plans.push(plan);
+    }
+    assert_eq!(plans[0], plans[1]);
+    assert_eq!(
+        plans_computed(&env).await,
+        before + 1,
+        "one plan for both streams"
+    );
     env.finish().await;
 }
 
