@@ -142,6 +142,7 @@ impl LegacyCenter {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
             .build()?;
         Ok(LegacyCenter { http, base })
     }

@@ -447,6 +447,7 @@ async fn serve_control_port(terminal: Arc<SimTerminal>, listener: tokio::net::Tc
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let terminal = terminal.clone();
         tokio::spawn(async move {
             let (read, write) = stream.into_split();

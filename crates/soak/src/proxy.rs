@@ -14,6 +14,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::{Rng, SeedableRng};
@@ -71,8 +72,7 @@ struct Inner {
     rng: Mutex<ChaCha8Rng>,
     calm: AtomicBool,
     counters: Counters,
-    client:
-        Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody<Bytes, hyper::Error>>,
+    client: Client<HttpConnector, BoxBody<Bytes, hyper::Error>>,
 }
 
 /// A running proxy.
@@ -99,7 +99,7 @@ impl Proxy {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_9a11)),
             calm: AtomicBool::new(false),
             counters: Counters::default(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(nodelay_connector()),
         });
         let served = inner.clone();
         let task = tokio::spawn(async move {
@@ -156,6 +156,14 @@ enum Fault {
     Refuse,
     Slow(Duration),
     LoseAnswer,
+}
+
+/// The connector to the center: no Nagle delay on the forwarded requests, as the agents' own
+/// connections have none.
+fn nodelay_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 fn draw(inner: &Inner, write: bool) -> Fault {
