@@ -567,7 +567,7 @@ fn run_pass(
 /// Events handed from the writer to this instance's event stream per commit, at most.
 const COMMITTED_PAGE: u32 = 1000;
 
-/// The receiving end of [`Store::follow_commits`].
+/// The sending end of the channel [`Store::follow_commits`] opened, while the stream follows it.
 type CommittedEvents = Arc<parking_lot::Mutex<Option<UnboundedSender<Vec<Event>>>>>;
 
 /// What the writer does after a commit: moves the head, and on SQLite hands the committed events
