@@ -1,0 +1,348 @@
+//! The writer threads: each blocks for one request, takes whatever else is queued, runs the
+//! reports among them in one transaction and the other writes in another, commits, then answers
+//! everybody; after the commit it moves the head and hands the committed events on.
+//!
+//! Entry point: [`writer_loop`]. Invariant: no answer leaves before its commit returned.
+
+use super::*;
+/// A request for the writer thread: runs inside the batch transaction and returns whether it
+/// succeeded plus what to do once the batch's commit outcome is known. It may run twice (see
+/// [`writer_loop`]); only the completion of the run that counts is called.
+pub(super) type Job = Box<dyn FnMut(&mut dyn Conn) -> (bool, Completion) + Send>;
+pub(super) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A position report for the writer, and where its outcome goes.
+pub(super) struct ReportWork {
+    pub(super) request: logic::ReportRequest,
+    pub(super) done: Box<dyn FnOnce(logic::ReportOutcome) + Send>,
+}
+
+/// What the writer thread is asked to do.
+pub(super) enum Work {
+    Job(Job),
+    /// Reports are the bulk of the writes and are batched by [`logic::report_batch`].
+    Report(Box<ReportWork>),
+}
+
+/// Largest number of requests taken from the queue at once.
+pub(super) const MAX_BATCH: usize = 512;
+
+/// Writer connections of one PostgreSQL instance. Batches on different positions commit side by
+/// side (nothing global is locked), so while one writer waits for its round trips and its commit's
+/// flush, the others store the requests that queued meanwhile. SQLite has one writer.
+pub(super) const PG_WRITERS: usize = 4;
+
+/// Largest number of reports in one transaction: on PostgreSQL each position is an advisory lock,
+/// and the server's lock table is shared (`max_locks_per_transaction` × connections, 6,400 by
+/// default).
+pub(super) const MAX_REPORTS: usize = 256;
+
+/// How often a report batch that lost a race (deadlock, serialization failure) is run again
+/// before its reports are answered with the failure.
+pub(super) const REPORT_ATTEMPTS: u32 = 3;
+
+/// The writer thread's loop: block for one request, take whatever else is queued, run the reports
+/// among them in one transaction ([`run_reports`]) and the other writes in another ([`run_pass`]),
+/// commit, then answer everybody.
+///
+/// The other writes run first without a savepoint per request: in most batches no request is
+/// refused, and the savepoints (two statements per request, plus SQLite's copies of every page
+/// they protect) were about a tenth of the writer's work. If a request is refused, nothing of that
+/// pass is kept and the batch runs again with a savepoint per request, so the refusal changes
+/// nothing while the others commit. A lone request never needs one: its refusal rolls the
+/// transaction back. Reports need none: a refused report writes nothing.
+pub(super) fn writer_loop(
+    mut conn: Box<dyn Conn>,
+    work: Arc<parking_lot::Mutex<std::sync::mpsc::Receiver<Work>>>,
+    head: AfterCommit,
+    notify: Option<String>,
+) {
+    loop {
+        // One writer at a time takes what is queued; the others wait for what comes next.
+        let queued = {
+            let work = work.lock();
+            let Ok(first) = work.recv() else { return };
+            let mut queued = vec![first];
+            while queued.len() < MAX_BATCH {
+                match work.try_recv() {
+                    Ok(w) => queued.push(w),
+                    Err(_) => break,
+                }
+            }
+            queued
+        };
+        let (mut reports, mut batch) = (Vec::new(), Vec::new());
+        for w in queued {
+            match w {
+                Work::Report(r) => reports.push(*r),
+                Work::Job(j) => batch.push(j),
+            }
+        }
+        while !reports.is_empty() {
+            let rest = reports.split_off(reports.len().min(MAX_REPORTS));
+            run_reports(conn.as_mut(), reports, &head, notify.as_deref());
+            reports = rest;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let notify = notify.as_deref();
+        if let Pass::Refused = run_pass(conn.as_mut(), &mut batch, false, &head, notify) {
+            run_pass(conn.as_mut(), &mut batch, true, &head, notify);
+        }
+    }
+}
+
+/// Stores `works` in one transaction and answers each after the commit. A batch that lost a race
+/// runs again; one the database refused (a failure no single report's rules foresaw) is stored
+/// report by report, so the failure is only its own report's.
+pub(super) fn run_reports(
+    conn: &mut dyn Conn,
+    works: Vec<ReportWork>,
+    head: &AfterCommit,
+    channel: Option<&str>,
+) {
+    let (requests, dones): (Vec<_>, Vec<_>) =
+        works.into_iter().map(|w| (w.request, w.done)).unzip();
+    let mut attempt = 1;
+    let stored = loop {
+        match reports_transaction(conn, &requests) {
+            // SQLite's contention is a lock that stayed busy for the whole busy timeout already.
+            Err(StoreError::Contention(e))
+                if attempt < REPORT_ATTEMPTS && conn.dialect() == Dialect::Postgres =>
+            {
+                tracing::debug!(error = %e, attempt, "report batch lost a race, running it again");
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match stored {
+        Ok(batch) => {
+            if let Some(id) = batch.head {
+                head.committed(conn, id);
+            }
+            for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
+                done(outcome);
+            }
+            if let (Some(channel), Some(id)) = (channel, batch.head) {
+                announce(conn, channel, id);
+            }
+        }
+        Err(e) if requests.len() > 1 && !e.is_retryable() => {
+            tracing::warn!(error = %e, reports = requests.len(), "report batch refused, storing its reports one by one");
+            for (request, done) in requests.into_iter().zip(dones) {
+                run_reports(conn, vec![ReportWork { request, done }], head, channel);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "report batch failed, nothing of it was stored");
+            for done in dones {
+                done(Err(WriteError::Store(e.clone())));
+            }
+        }
+    }
+}
+
+/// One transaction of reports: stored and committed; rolled back if any of it failed.
+pub(super) fn reports_transaction(
+    conn: &mut dyn Conn,
+    requests: &[logic::ReportRequest],
+) -> Result<logic::ReportBatch, StoreError> {
+    let written = logic::begin_reports(conn).and_then(|_| logic::report_batch(conn, requests));
+    let batch = match written {
+        Ok(batch) => batch,
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            return Err(e);
+        }
+    };
+    if let Err(e) = conn.control("COMMIT") {
+        // PostgreSQL ends a transaction whose COMMIT failed; SQLite keeps it open.
+        if conn.dialect() == Dialect::Sqlite {
+            let _ = conn.batch("ROLLBACK");
+        }
+        return Err(e);
+    }
+    Ok(batch)
+}
+
+pub(super) enum Pass {
+    /// Committed, or failed as a whole; everybody answered.
+    Done,
+    /// A request was refused in a pass without savepoints: rolled back, nobody answered.
+    Refused,
+}
+
+/// Runs `batch` in one transaction, each request in its own savepoint when `savepoints`.
+pub(super) fn run_pass(
+    conn: &mut dyn Conn,
+    batch: &mut [Job],
+    savepoints: bool,
+    head: &AfterCommit,
+    channel: Option<&str>,
+) -> Pass {
+    if let Err(e) = logic::begin_write(conn) {
+        tracing::error!(error = %e, "cannot begin a write transaction");
+        let _ = conn.batch("ROLLBACK");
+        // Not run: the requests are answered with `Closed` when their jobs are dropped.
+        return Pass::Done;
+    }
+    let lone = batch.len() == 1;
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut failed: Option<StoreError> = None;
+    for job in batch.iter_mut() {
+        if savepoints {
+            if let Err(e) = conn.control("SAVEPOINT job") {
+                failed = Some(e);
+                break;
+            }
+        }
+        let (ok, completion) = job(conn);
+        // The request's pipelined statements must all have succeeded before it counts as done;
+        // a failure among them is that request's failure, not the batch's.
+        let own = if ok { conn.flush().err() } else { None };
+        let refused = !ok || own.is_some();
+        if !savepoints {
+            if refused {
+                if let Err(e) = conn.control("ROLLBACK") {
+                    tracing::error!(error = %e, "cannot roll back a refused request");
+                }
+                if lone {
+                    // Nothing to keep: the refusal itself is the answer.
+                    completion(own.map_or(Ok(()), Err));
+                    return Pass::Done;
+                }
+                return Pass::Refused;
+            }
+            completions.push((completion, None));
+            continue;
+        }
+        let end = if refused {
+            conn.control("ROLLBACK TO SAVEPOINT job")
+                .and_then(|_| conn.control("RELEASE SAVEPOINT job"))
+        } else {
+            conn.control("RELEASE SAVEPOINT job")
+        };
+        completions.push((completion, own));
+        if let Err(e) = end {
+            failed = Some(e);
+            break;
+        }
+    }
+    let mut max_id = None;
+    if failed.is_none() {
+        match logic::max_event_id(conn) {
+            Ok(id) => max_id = Some(id),
+            Err(e) => failed = Some(e),
+        }
+    }
+    let outcome = match failed {
+        None => conn.control("COMMIT"),
+        Some(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "write batch failed, nothing of it was stored");
+    }
+    // The head moves before anybody is answered: a request that follows an acknowledged write
+    // sees a head that includes it, so an answer cached under an older head is never served.
+    if let (Ok(()), Some(id)) = (&outcome, max_id) {
+        head.committed(conn, id);
+    }
+    for (completion, own) in completions {
+        completion(match own {
+            Some(e) => Err(e),
+            None => outcome.clone(),
+        });
+    }
+    if let (Ok(()), Some(id), Some(channel)) = (&outcome, max_id, channel) {
+        announce(conn, channel, id);
+    }
+    Pass::Done
+}
+
+/// Events handed from the writer to this instance's event stream per commit, at most.
+pub(super) const COMMITTED_PAGE: u32 = 1000;
+
+/// The sending end of the channel [`Store::follow_commits`] opened, while the stream follows it.
+pub(super) type CommittedEvents = Arc<parking_lot::Mutex<Option<UnboundedSender<Vec<Event>>>>>;
+
+/// What the writer does after a commit: moves the head, and on SQLite hands the committed events
+/// themselves to this instance's event stream, read on the writer's own connection right after
+/// the commit, so the stream has them without waking a reader of its own.
+#[derive(Clone)]
+pub(super) struct AfterCommit {
+    pub(super) head: watch::Sender<u64>,
+    pub(super) events: CommittedEvents,
+}
+
+impl AfterCommit {
+    /// After a commit whose newest event is `id`: the events after the previous head go to the
+    /// stream (if it follows), then the head moves, before anybody is answered (a request that
+    /// follows an acknowledged write sees a head that includes it). PostgreSQL's events come to
+    /// the stream through the head alone: other instances write there too, and their order is the
+    /// log's.
+    fn committed(&self, conn: &mut dyn Conn, id: u64) {
+        let before = *self.head.borrow();
+        if id > before && conn.dialect() == Dialect::Sqlite {
+            self.hand_over(conn, before);
+        }
+        // Its watchers wake even when `id` is not above it: with several writers the commit may be
+        // that of a lower id the event horizon was waiting for, after which the log reads further.
+        self.head.send_modify(|h| *h = (*h).max(id));
+    }
+
+    /// Sends the events after `after` to the stream. A failed read only leaves them to the
+    /// stream's own read, which the head wakes.
+    fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
+        let Some(to) = self.events.lock().clone() else {
+            return;
+        };
+        let query = PageQuery {
+            after: Some(after),
+            limit: Some(COMMITTED_PAGE),
+            ..Default::default()
+        };
+        match logic::events(conn, &query) {
+            Ok(page) => {
+                if to.send(page.items).is_err() {
+                    self.events.lock().take();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "committed events left to the stream's read"),
+        }
+    }
+}
+
+/// Announces event `id` to every instance (PostgreSQL `pg_notify` on `channel`), after the commit
+/// that stored it and after its requests were answered. Not inside the batch's transaction:
+/// PostgreSQL serializes the commits of every transaction that notifies in a database (a lock held
+/// from before the commit's WAL flush to its end), which put all batches of all instances back in
+/// a single file. Its own transaction waits for no flush (`synchronous_commit` off: a notification
+/// lost in a crash only delays the other instances' streams until their next poll). A failure is
+/// logged and costs the same.
+pub(super) fn announce(conn: &mut dyn Conn, channel: &str, id: u64) {
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{id}'); COMMIT"
+    );
+    if let Err(e) = conn.batch(&sql) {
+        tracing::warn!(error = %e, "cannot announce new events to the other instances");
+        let _ = conn.batch("ROLLBACK");
+    }
+}
+
+/// Keeps why a write failed in `fault` until a write succeeds again (see `Inner::write_fault`); a
+/// refusal is the request's fault, not the database's, and leaves it as it was.
+pub(super) fn note_outcome<T>(
+    fault: &parking_lot::Mutex<Option<String>>,
+    outcome: &Result<T, WriteError>,
+) {
+    match outcome {
+        Ok(_) => *fault.lock() = None,
+        Err(WriteError::Store(e)) => *fault.lock() = Some(e.to_string()),
+        Err(WriteError::Refused(_)) => {}
+    }
+}
