@@ -57,8 +57,13 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
+    trigger_mode(runs).await;
+    mirror_mode(runs).await;
+    mirror_through_client_agent(runs).await;
+}
 
-    // Trigger mode: two symbols in the plan, one trigger per run.
+/// Trigger mode: two symbols in the plan, one trigger per run.
+async fn trigger_mode(runs: usize) {
     let mut w = World::start(Setup::default()).await;
     let mut rx = w.events.subscribe();
     let mut trigger_us = Vec::new();
@@ -117,9 +122,11 @@ async fn main() {
         trigger_us,
     );
     w.shutdown().await;
+}
 
-    // Mirror mode: a client open through the center to the hedge order, stage by stage. The keys
-    // are the center's event ids: the open's event id is also the id of the plan item it produces.
+/// Mirror mode: a client open through the center to the hedge order, stage by stage. The keys
+/// are the center's event ids: the open's event id is also the id of the plan item it produces.
+async fn mirror_mode(runs: usize) {
     let mut w = World::start(Setup {
         mode: Mode::Mirror,
         ..Setup::default()
@@ -199,8 +206,6 @@ async fn main() {
     );
     print_stages(stages, "center + simulator + hedger");
     w.shutdown().await;
-
-    mirror_through_client_agent(runs).await;
 }
 
 /// Waits until the hedger's records are sent and, with `plan_empty`, the plan is empty again.
