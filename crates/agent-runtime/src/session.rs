@@ -9,7 +9,8 @@
 
 use crate::args::{AgentSettings, TerminalSource};
 use crate::status::StatusBoard;
-use hedge_protocol::{Terminal, TerminalConfig, TerminalEvent, TerminalListener};
+use hedge_domain::{Resolution, SymbolMap};
+use hedge_protocol::{SymbolInfo, Terminal, TerminalConfig, TerminalEvent, TerminalListener};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -36,6 +37,22 @@ pub struct Session {
     pub status: StatusBoard,
     watcher: tokio::task::JoinHandle<()>,
     launched: Option<hedge_launch::RunningTerminal>,
+}
+
+/// The account's `symbols` read through `map`: the canonical names found by the common aliases and
+/// decorations too (`XAUUSD` is `GOLD` here), the operator's explicit entries winning. A canonical
+/// name that several of the account's symbols could be is logged; it stays unhedged until the map
+/// names one.
+pub fn resolve_symbol_names(map: &SymbolMap, symbols: &[SymbolInfo]) -> Resolution {
+    let resolution = map.resolve(symbols.iter().map(|s| s.spec.name.as_str()));
+    for a in &resolution.ambiguous {
+        tracing::warn!(
+            canonical = %a.canonical,
+            candidates = ?a.candidates,
+            "several of the account's symbols could be this symbol; it is not hedged until the symbol map names one (ACCOUNT=CANONICAL)"
+        );
+    }
+    resolution
 }
 
 /// How long an agent waits for its terminal port to come free before it gives up.
@@ -79,9 +96,7 @@ async fn someone_listens(addr: SocketAddr) -> bool {
     )
     .await;
     match probe {
-        Ok(Ok(stream)) => {
-            !matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
-        }
+        Ok(Ok(stream)) => !hedge_protocol::connected_to_itself(&stream),
         // Refused: nobody listens. A probe that hangs means a listener too busy to answer.
         Ok(Err(_)) => false,
         Err(_) => true,

@@ -965,3 +965,9 @@ fn handle(inner: &Arc<Inner>, msg: TerminalMsg) {
         }
     }
 }
+/// Whether `stream`'s two ends are one address: a TCP self-connection. A terminal reconnecting to
+/// a loopback port nobody listens on can get one when the kernel picks that same port for its own
+/// end; it then holds the port the agent needs.
+pub fn connected_to_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
+}

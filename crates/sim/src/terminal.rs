@@ -526,7 +526,7 @@ async fn drive(
             },
         };
         let stream = match attempt {
-            Some(Ok(s)) if connected_to_itself(&s) => {
+            Some(Ok(s)) if hedge_protocol::connected_to_itself(&s) => {
                 // With the agent down, the kernel can pick the agent's port as this end's own:
                 // the connection is to itself and would keep the port from the restarted agent.
                 tracing::debug!(addr = %config.connect, "connected to itself; dropping it");
@@ -926,14 +926,9 @@ impl Session<'_> {
     }
 }
 
-/// Whether `stream`'s two ends are one address: a TCP self-connection.
-fn connected_to_itself(stream: &TcpStream) -> bool {
-    matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::connected_to_itself;
+    use hedge_protocol::connected_to_itself;
     use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
     #[tokio::test]

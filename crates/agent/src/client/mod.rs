@@ -424,18 +424,8 @@ impl ClientAgent {
 
     fn register(&mut self, hello: &Hello) -> Result<(), ClientAgentError> {
         let symbols = self.terminal.symbols();
-        let resolution = self
-            .settings
-            .symbol_map
-            .resolve(symbols.iter().map(|s| s.spec.name.as_str()));
-        for a in &resolution.ambiguous {
-            tracing::warn!(
-                canonical = %a.canonical,
-                candidates = ?a.candidates,
-                "several of the account's symbols could be this symbol; it is not hedged until the symbol map names one (ACCOUNT=CANONICAL)"
-            );
-        }
-        self.names = resolution;
+        self.names =
+            hedge_agent_runtime::session::resolve_symbol_names(&self.settings.symbol_map, &symbols);
         if self.options.center {
             let reg = center::registration(
                 &self.settings,

@@ -142,17 +142,8 @@ impl Hedger {
     /// names could be keeps the configured rule's name (the center's plan shows it as ambiguous).
     fn resolve_symbol_names(&mut self) {
         let symbols = self.terminal.symbols();
-        let resolution = self
-            .opts
-            .symbol_map
-            .resolve(symbols.iter().map(|s| s.spec.name.as_str()));
-        for a in &resolution.ambiguous {
-            tracing::warn!(
-                canonical = %a.canonical,
-                candidates = ?a.candidates,
-                "several of the hedge account's symbols could be this symbol; the symbol map must name one (ACCOUNT=CANONICAL)"
-            );
-        }
+        let resolution =
+            hedge_agent_runtime::session::resolve_symbol_names(&self.opts.symbol_map, &symbols);
         self.opts.symbol_map = resolution.map;
     }
 
