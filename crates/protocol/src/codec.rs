@@ -6,7 +6,8 @@
 //! error and the connection survives.
 
 use crate::message::{
-    AgentMsg, ErrorCode, TerminalMsg, Validate, AGENT_TYPES, PROTOCOL_VERSION, TERMINAL_TYPES,
+    AgentMsg, ErrorCode, InvalidMessage, TerminalMsg, Validate, AGENT_TYPES, PROTOCOL_VERSION,
+    TERMINAL_TYPES,
 };
 use hedge_domain::CmdId;
 use serde::de::DeserializeOwned;
@@ -234,17 +235,40 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 fn decode<T: DeserializeOwned + Validate>(line: &[u8], known: &[&str]) -> Result<T, ProtocolError> {
-    match serde_json::from_slice::<T>(line) {
-        Ok(msg) => {
-            msg.validate().map_err(|message| {
-                let mut e = ProtocolError::new(ErrorCode::BadMessage, message.to_string());
-                e.cmd_id = probe_cmd_id(line);
-                e
-            })?;
-            Ok(msg)
-        }
+    match parse::<T>(line) {
+        Ok(msg) => validated(msg, line),
         Err(err) => Err(classify(line, known, err)),
     }
+}
+
+/// `line` parsed as a `T`, with the same result as `serde_json::from_slice`. A UTF-8 line is read
+/// as text: the whole line is then checked once instead of every key and string on its own, which
+/// costs more than the check itself on lines of many short keys.
+fn parse<T: DeserializeOwned>(line: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        // Not UTF-8: let the byte parser report where.
+        Err(_) => serde_json::from_slice(line),
+    }
+}
+
+/// `msg` if it passes [`Validate`], else the `bad_message` error for `line`.
+#[inline]
+fn validated<T: Validate>(msg: T, line: &[u8]) -> Result<T, ProtocolError> {
+    match msg.validate() {
+        Ok(()) => Ok(msg),
+        Err(invalid) => Err(bad_message(invalid, line)),
+    }
+}
+
+/// The error for a well-formed line with values that cannot be right. Kept out of line: the decoders
+/// are called for every line and almost never get here.
+#[cold]
+#[inline(never)]
+fn bad_message(invalid: InvalidMessage, line: &[u8]) -> ProtocolError {
+    let mut e = ProtocolError::new(ErrorCode::BadMessage, invalid.to_string());
+    e.cmd_id = probe_cmd_id(line);
+    e
 }
 
 fn probe_cmd_id(line: &[u8]) -> Option<CmdId> {
@@ -297,43 +321,49 @@ fn leading_type(line: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-fn direct<T: DeserializeOwned>(line: &[u8], wrap: fn(T) -> TerminalMsg) -> Option<TerminalMsg> {
-    serde_json::from_slice::<T>(line).ok().map(wrap)
+/// A payload read straight from `text` and validated before it is wrapped, so the large message
+/// is moved as little as possible; `None` when it does not parse this way.
+fn direct<T: DeserializeOwned + Validate>(
+    text: &str,
+    line: &[u8],
+    wrap: fn(T) -> TerminalMsg,
+) -> Option<Result<TerminalMsg, ProtocolError>> {
+    let msg = serde_json::from_str::<T>(text).ok()?;
+    Some(match msg.validate() {
+        Ok(()) => Ok(wrap(msg)),
+        Err(invalid) => Err(bad_message(invalid, line)),
+    })
 }
 
 /// Decodes a line a terminal sent.
 pub fn decode_terminal(line: &[u8]) -> Result<TerminalMsg, ProtocolError> {
     use crate::message::{Heartbeat, Reply, Tx};
-    // Payload structs ignore the `type` key; a duplicate or odd line falls through to the general
-    // path, which also produces the precise error.
-    let fast = match leading_type(line) {
-        Some(b"tx") => direct::<Tx>(line, TerminalMsg::Tx),
-        Some(b"reply") => direct::<Reply>(line, TerminalMsg::Reply),
-        Some(b"heartbeat") => direct::<Heartbeat>(line, TerminalMsg::Heartbeat),
-        _ => None,
-    };
+    // Payload structs ignore the `type` key; a duplicate or odd line (or one that is not UTF-8)
+    // falls through to the general path, which also produces the precise error.
+    let fast = leading_type(line)
+        .zip(std::str::from_utf8(line).ok())
+        .and_then(|(kind, text)| match kind {
+            b"tx" => direct::<Tx>(text, line, TerminalMsg::Tx),
+            b"reply" => direct::<Reply>(text, line, TerminalMsg::Reply),
+            b"heartbeat" => direct::<Heartbeat>(text, line, TerminalMsg::Heartbeat),
+            _ => None,
+        });
     match fast {
-        Some(msg) => validated(msg, line),
+        Some(result) => result,
         None => decode(line, TERMINAL_TYPES),
     }
-}
-
-fn validated<T: Validate>(msg: T, line: &[u8]) -> Result<T, ProtocolError> {
-    msg.validate().map_err(|message| {
-        let mut e = ProtocolError::new(ErrorCode::BadMessage, message.to_string());
-        e.cmd_id = probe_cmd_id(line);
-        e
-    })?;
-    Ok(msg)
 }
 
 /// Decodes a line an agent sent.
 pub fn decode_agent(line: &[u8]) -> Result<AgentMsg, ProtocolError> {
     // A command whose fields all parse as the flat command reads is accepted from it; anything else
-    // (an `error`, an unknown op, a field the flat form cannot take) goes the general way, which
-    // decides and classifies exactly as before.
-    match crate::command::FlatCmd::parse(line) {
-        Some(cmd) => validated(AgentMsg::Cmd(cmd), line),
+    // (an `error`, an unknown op, a field the flat form cannot take, a line that is not UTF-8) goes
+    // the general way, which decides and classifies exactly as before.
+    let flat = std::str::from_utf8(line)
+        .ok()
+        .and_then(crate::command::FlatCmd::parse);
+    match flat {
+        Some(cmd) => validated(cmd, line).map(AgentMsg::Cmd),
         None => decode(line, AGENT_TYPES),
     }
 }
@@ -458,7 +488,8 @@ mod tests {
             let AgentMsg::Cmd(cmd) = &msg else {
                 unreachable!("only commands are listed")
             };
-            assert_eq!(FlatCmd::parse(&line).as_ref(), Some(cmd));
+            let text = std::str::from_utf8(&line).unwrap();
+            assert_eq!(FlatCmd::parse(text).as_ref(), Some(cmd));
             assert_eq!(decode_agent(&line).unwrap(), msg);
             assert_eq!(general(&line).unwrap(), msg);
         }
@@ -657,7 +688,7 @@ mod tests {
         let (mut flat, mut refused, mut accepted_elsewhere) = (0, 0, 0);
         for _ in 0..1000 {
             let line = strategy.new_tree(&mut runner).unwrap().current();
-            let fast = FlatCmd::parse(line.as_bytes()).is_some();
+            let fast = FlatCmd::parse(&line).is_some();
             match (fast, decode_agent(line.as_bytes()).is_ok()) {
                 (true, _) => flat += 1,
                 (false, false) => refused += 1,

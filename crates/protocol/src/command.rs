@@ -112,8 +112,8 @@ fn time_gtc() -> OrderTime {
 impl FlatCmd {
     /// The command on `line` when the flat form reads it completely; `None` sends the line down the
     /// general path. Validation is the caller's.
-    pub(crate) fn parse(line: &[u8]) -> Option<Cmd> {
-        serde_json::from_slice::<FlatCmd>(line).ok()?.into_cmd()
+    pub(crate) fn parse(line: &str) -> Option<Cmd> {
+        serde_json::from_str::<FlatCmd>(line).ok()?.into_cmd()
     }
 
     fn into_cmd(mut self) -> Option<Cmd> {

@@ -882,10 +882,7 @@ pub(crate) trait Validate {
 
 fn non_negative_volume(what: &'static str, v: Volume) -> Result<(), InvalidMessage> {
     if v.is_negative() {
-        Err(InvalidMessage::Negative {
-            what,
-            value: v.to_string(),
-        })
+        Err(negative(what, v))
     } else {
         Ok(())
     }
@@ -893,12 +890,20 @@ fn non_negative_volume(what: &'static str, v: Volume) -> Result<(), InvalidMessa
 
 fn non_negative_price(what: &'static str, p: Price) -> Result<(), InvalidMessage> {
     if p.is_negative() {
-        Err(InvalidMessage::Negative {
-            what,
-            value: p.to_string(),
-        })
+        Err(negative(what, p))
     } else {
         Ok(())
+    }
+}
+
+/// Builds the error, with its text, only once a value is found wrong: out of line and marked cold so
+/// the checks every record goes through stay a few compares.
+#[cold]
+#[inline(never)]
+fn negative(what: &'static str, value: impl std::fmt::Display) -> InvalidMessage {
+    InvalidMessage::Negative {
+        what,
+        value: value.to_string(),
     }
 }
 
@@ -951,47 +956,71 @@ impl Validate for TerminalMsg {
                 h.orders.iter().try_for_each(Validate::validate)?;
                 h.deals.iter().try_for_each(Validate::validate)
             }
-            TerminalMsg::Tx(t) => {
-                non_negative_volume("volume", t.volume)?;
-                if let Some(d) = &t.deal_record {
-                    d.validate()?;
-                }
-                if let Some(o) = &t.order_record {
-                    o.validate()?;
-                }
-                if let Some(p) = &t.position_record {
-                    p.validate()?;
-                }
-                Ok(())
-            }
-            TerminalMsg::Reply(r) => non_negative_volume("volume", r.volume),
+            TerminalMsg::Tx(t) => t.validate(),
+            TerminalMsg::Reply(r) => r.validate(),
             TerminalMsg::Symbols(s) => s.symbols.iter().try_for_each(|i| {
                 non_negative_volume("volume_min", i.spec.volume_min)?;
                 non_negative_volume("volume_step", i.spec.volume_step)?;
                 non_negative_volume("volume_max", i.spec.volume_max)
             }),
-            TerminalMsg::Hello(_) | TerminalMsg::Heartbeat(_) | TerminalMsg::Error(_) => Ok(()),
+            TerminalMsg::Heartbeat(h) => h.validate(),
+            TerminalMsg::Hello(_) | TerminalMsg::Error(_) => Ok(()),
         }
+    }
+}
+
+// The message kinds the decoder reads on their own (see `codec::decode_terminal`) are checked
+// before they are wrapped in a `TerminalMsg`.
+impl Validate for Tx {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        non_negative_volume("volume", self.volume)?;
+        if let Some(d) = &self.deal_record {
+            d.validate()?;
+        }
+        if let Some(o) = &self.order_record {
+            o.validate()?;
+        }
+        if let Some(p) = &self.position_record {
+            p.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for Reply {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        non_negative_volume("volume", self.volume)
+    }
+}
+
+impl Validate for Heartbeat {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        Ok(())
     }
 }
 
 impl Validate for AgentMsg {
     fn validate(&self) -> Result<(), InvalidMessage> {
         match self {
-            AgentMsg::Cmd(cmd)
-                if cmd.cmd_id.as_str().is_empty() || cmd.cmd_id.as_str().len() > MAX_CMD_ID =>
-            {
-                Err(InvalidMessage::CmdIdLength)
-            }
-            AgentMsg::Cmd(cmd) => match &cmd.op {
-                Op::OrderSend(r) | Op::OrderCheck(r) => r.validate(),
-                Op::History(h) if h.to < h.from => Err(InvalidMessage::HistoryRange {
-                    from: h.from,
-                    to: h.to,
-                }),
-                _ => Ok(()),
-            },
+            AgentMsg::Cmd(cmd) => cmd.validate(),
             AgentMsg::Error(_) => Ok(()),
+        }
+    }
+}
+
+impl Validate for Cmd {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        let id = self.cmd_id.as_str();
+        if id.is_empty() || id.len() > MAX_CMD_ID {
+            return Err(InvalidMessage::CmdIdLength);
+        }
+        match &self.op {
+            Op::OrderSend(r) | Op::OrderCheck(r) => r.validate(),
+            Op::History(h) if h.to < h.from => Err(InvalidMessage::HistoryRange {
+                from: h.from,
+                to: h.to,
+            }),
+            _ => Ok(()),
         }
     }
 }

@@ -413,6 +413,65 @@ fn negative_volume_is_bad_message_and_names_the_command() {
 }
 
 #[test]
+fn invalid_values_are_reported_in_full_by_every_path() {
+    // The direct tx and reply paths, the general path (snapshot) and the flat command path.
+    let mut t = tx();
+    t.position_record.as_mut().unwrap().volume = Volume(dec!(-0.50));
+    let mut r = reply();
+    r.volume = Volume(dec!(-2));
+    let mut s = match all_terminal_messages()
+        .into_iter()
+        .find(|m| matches!(m, TerminalMsg::Snapshot(_)))
+    {
+        Some(TerminalMsg::Snapshot(s)) => s,
+        _ => panic!("the message list has a snapshot"),
+    };
+    s.orders[0].volume_current = Volume(dec!(-0.1));
+    let cases = [
+        (
+            TerminalMsg::Tx(t),
+            "position volume must not be negative, got -0.5",
+        ),
+        (TerminalMsg::Reply(r), "volume must not be negative, got -2"),
+        (
+            TerminalMsg::Snapshot(s),
+            "order volume_current must not be negative, got -0.1",
+        ),
+    ];
+    for (msg, text) in cases {
+        let mut line = Vec::new();
+        encode(&msg, &mut line).unwrap();
+        let e = decode_terminal(line.trim_ascii_end()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert_eq!(e.message, text);
+    }
+    let e = decode_agent(
+        br#"{"type":"cmd","cmd_id":"sl","op":"order_send","action":1,"symbol":"EURUSD","volume":1,"sl":-1.5}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.message, "sl must not be negative, got -1.5");
+    assert_eq!(e.cmd_id, Some(CmdId::from("sl")));
+    let e =
+        decode_agent(br#"{"type":"cmd","cmd_id":"h","op":"history","from":5,"to":4}"#).unwrap_err();
+    assert_eq!(e.message, "history range ends (4) before it starts (5)");
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_bad_json_on_every_path() {
+    // Valid JSON around the bad bytes, so only the UTF-8 check can refuse it.
+    let mut line = Vec::new();
+    encode(&TerminalMsg::Tx(tx()), &mut line).unwrap();
+    let at = line.windows(4).position(|w| w == b"plan").unwrap();
+    line[at] = 0xff;
+    let e = decode_terminal(line.trim_ascii_end()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadJson);
+    assert_eq!(e.message, "line is not UTF-8");
+    let e = decode_agent(b"{\"type\":\"cmd\",\"cmd_id\":\"k\",\"op\":\"ping\",\"x\":\"\xff\"}")
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadJson);
+}
+
+#[test]
 fn wrong_version_is_refused() {
     let line = br#"{"type":"hello","seq":1,"v":2,"login":1,"server":"s","company":"c","currency":"USD","margin_mode":0,"build":1}"#;
     let TerminalMsg::Hello(hello) = decode_terminal(line).unwrap() else {
