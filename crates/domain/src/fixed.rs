@@ -38,15 +38,24 @@ pub enum FixedError {
 }
 
 /// `value` as a signed count of 10^-8 units, if exact and in range.
+#[inline]
 pub fn to_units(value: Decimal) -> Result<i64, FixedError> {
     let scale = value.scale();
     let mantissa = value.mantissa();
     if scale <= SCALE_DP {
-        let m = mantissa
-            .checked_mul(10i128.pow(SCALE_DP - scale))
-            .ok_or(FixedError::OutOfRange)?;
-        return i64::try_from(m).map_err(|_| FixedError::OutOfRange);
+        // A mantissa outside `i64` cannot fit once scaled up either, so the product is checked in
+        // `i64`: the same answer as in `i128`, without the wide multiply.
+        let m = i64::try_from(mantissa).map_err(|_| FixedError::OutOfRange)?;
+        return m
+            .checked_mul(POW10[(SCALE_DP - scale) as usize])
+            .ok_or(FixedError::OutOfRange);
     }
+    to_units_finer(mantissa, scale)
+}
+
+/// [`to_units`] for a decimal written with more than [`SCALE_DP`] places: exact only when the extra
+/// places are zeros.
+fn to_units_finer(mantissa: i128, scale: u32) -> Result<i64, FixedError> {
     // `scale` is at most 28, so the divisor fits an i128.
     let div = 10i128.pow(scale - SCALE_DP);
     if mantissa % div != 0 {
@@ -55,12 +64,30 @@ pub fn to_units(value: Decimal) -> Result<i64, FixedError> {
     i64::try_from(mantissa / div).map_err(|_| FixedError::OutOfRange)
 }
 
+/// 10^0 ..= 10^8: the factors between a decimal's scale and [`SCALE_DP`].
+const POW10: [i64; SCALE_DP as usize + 1] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
 /// 10^-8 units back to a normalized decimal (`10_000_000` → `0.1`).
+#[inline]
 pub fn from_units(units: i64) -> Decimal {
-    Decimal::new(units, SCALE_DP).normalize()
+    // The trailing zeros are stripped on the integer, which is what `Decimal::normalize` would do
+    // on the 96-bit mantissa, only cheaper.
+    let dp = decimals(units);
+    Decimal::new(units / POW10[(SCALE_DP - dp as u32) as usize], dp as u32)
 }
 
 /// How many decimals `units` needs (0..=8): trailing zeros of the 10^-8 count say what is not needed.
+#[inline]
 pub fn decimals(units: i64) -> u8 {
     let mut dp = SCALE_DP as u8;
     let mut u = units;
@@ -74,10 +101,35 @@ pub fn decimals(units: i64) -> u8 {
 /// `total × part ÷ whole`, rounded half away from zero; splits commission and swap between the
 /// fragments of a deal. Zero when `whole` is zero; saturates at the `i64` range, which a share of a
 /// total (`|part| ≤ |whole|`) never reaches.
+#[inline]
 pub fn prorate(total: i64, part: i64, whole: i64) -> i64 {
     if whole == 0 {
         return 0;
     }
+    // Fragments are far below the i64 range, so the product nearly always fits: divide in i64 and
+    // leave the 128-bit division to the rest.
+    if let Some(num) = total.checked_mul(part) {
+        if let (Some(q), Some(r)) = (num.checked_div(whole), num.checked_rem(whole)) {
+            let (r, w) = (r.unsigned_abs(), whole.unsigned_abs());
+            // 2·|r| ≥ |w| without the doubling overflowing (|r| < |w|).
+            let adj = if r >= w - r {
+                if (num < 0) != (whole < 0) {
+                    -1
+                } else {
+                    1
+                }
+            } else {
+                0
+            };
+            // |q| ≤ i64::MAX / 2 whenever a remainder is possible (|whole| ≥ 2), so no overflow.
+            return q + adj;
+        }
+    }
+    prorate_wide(total, part, whole)
+}
+
+/// [`prorate`] in i128, for products beyond the i64 range.
+fn prorate_wide(total: i64, part: i64, whole: i64) -> i64 {
     let num = total as i128 * part as i128;
     let w = whole as i128;
     let q = num / w;
@@ -124,6 +176,7 @@ impl Lots {
     pub const ZERO: Lots = Lots(0);
 
     /// From a count of 10^-8 lot; `None` below zero.
+    #[inline]
     pub const fn from_units(units: i64) -> Option<Lots> {
         if units < 0 {
             None
@@ -134,6 +187,7 @@ impl Lots {
 
     /// The exact fixed-point form of a decimal volume: refused when negative, finer than 10^-8 or
     /// out of range.
+    #[inline]
     pub fn from_volume(volume: Volume) -> Result<Lots, FixedError> {
         if volume.is_negative() {
             return Err(FixedError::Negative);
@@ -141,29 +195,35 @@ impl Lots {
         to_units(volume.0).map(Lots)
     }
 
+    #[inline]
     pub const fn units(self) -> i64 {
         self.0
     }
 
+    #[inline]
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }
 
     /// The decimal volume, normalized (`0.1`, not `0.10000000`).
+    #[inline]
     pub fn volume(self) -> Volume {
         Volume(from_units(self.0))
     }
 
+    #[inline]
     pub fn checked_add(self, other: Lots) -> Option<Lots> {
         self.0.checked_add(other.0).map(Lots)
     }
 
     /// `None` when `other` is larger: a size never goes below zero.
+    #[inline]
     pub fn checked_sub(self, other: Lots) -> Option<Lots> {
         self.0.checked_sub(other.0).and_then(Lots::from_units)
     }
 
     /// This size as a contribution to a net position: positive for a buy, negative for a sell.
+    #[inline]
     pub const fn signed(self, side: Side) -> Exposure {
         // A non-negative i64 always has a negation.
         match side {
@@ -194,24 +254,29 @@ pub struct Exposure(i64);
 impl Exposure {
     pub const ZERO: Exposure = Exposure(0);
 
+    #[inline]
     pub const fn from_units(units: i64) -> Exposure {
         Exposure(units)
     }
 
     /// The exact fixed-point form of a signed decimal volume.
+    #[inline]
     pub fn from_volume(volume: Volume) -> Result<Exposure, FixedError> {
         to_units(volume.0).map(Exposure)
     }
 
+    #[inline]
     pub const fn units(self) -> i64 {
         self.0
     }
 
+    #[inline]
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }
 
     /// The side that holds the exposure, `None` when flat.
+    #[inline]
     pub const fn side(self) -> Option<Side> {
         if self.0 > 0 {
             Some(Side::Buy)
@@ -223,6 +288,7 @@ impl Exposure {
     }
 
     /// The size without its side; `None` only for `i64::MIN` units, which has no positive twin.
+    #[inline]
     pub const fn size(self) -> Option<Lots> {
         match self.0.checked_abs() {
             Some(u) => Some(Lots(u)),
@@ -231,18 +297,22 @@ impl Exposure {
     }
 
     /// The signed decimal volume, normalized.
+    #[inline]
     pub fn volume(self) -> Volume {
         Volume(from_units(self.0))
     }
 
+    #[inline]
     pub fn checked_add(self, other: Exposure) -> Option<Exposure> {
         self.0.checked_add(other.0).map(Exposure)
     }
 
+    #[inline]
     pub fn checked_sub(self, other: Exposure) -> Option<Exposure> {
         self.0.checked_sub(other.0).map(Exposure)
     }
 
+    #[inline]
     pub fn checked_neg(self) -> Option<Exposure> {
         self.0.checked_neg().map(Exposure)
     }
@@ -310,6 +380,12 @@ mod tests {
         assert_eq!(prorate(-10, 1, 4), -3);
         assert_eq!(prorate(7, 0, 4), 0);
         assert_eq!(prorate(7, 1, 0), 0);
+        assert_eq!(prorate(5, 1, 2), 3);
+        assert_eq!(prorate(-5, 1, 2), -3);
+        assert_eq!(prorate(5, -1, 2), -3);
+        assert_eq!(prorate(5, 1, -2), -3);
+        assert_eq!(prorate(i64::MIN, 1, -1), i64::MAX);
+        assert_eq!(prorate(i64::MAX, i64::MAX, i64::MAX), i64::MAX);
     }
 
     #[test]
@@ -324,6 +400,48 @@ mod tests {
         #[test]
         fn units_round_trip(units in any::<i64>()) {
             prop_assert_eq!(to_units(from_units(units)), Ok(units));
+        }
+
+        #[test]
+        fn from_units_is_the_normalized_decimal(units in any::<i64>()) {
+            let d = from_units(units);
+            let reference = Decimal::new(units, SCALE_DP).normalize();
+            prop_assert_eq!(d, reference);
+            // The same written form, not only the same value.
+            prop_assert_eq!(d.scale(), reference.scale());
+            prop_assert_eq!(d.to_string(), reference.to_string());
+        }
+
+        #[test]
+        fn to_units_agrees_with_wide_arithmetic(mantissa in any::<i64>(), hi in any::<i32>(), scale in 0u32..=28) {
+            // Mantissas beyond i64 too, up to the decimal's 96 bits.
+            let wide = ((hi as i128) << 64) | (mantissa as u64 as i128);
+            let wide = wide.clamp(-(1i128 << 95), (1i128 << 95) - 1);
+            let d = Decimal::try_from_i128_with_scale(wide, scale).unwrap();
+            let expected = if scale <= SCALE_DP {
+                d.mantissa()
+                    .checked_mul(10i128.pow(SCALE_DP - scale))
+                    .and_then(|m| i64::try_from(m).ok())
+                    .ok_or(FixedError::OutOfRange)
+            } else {
+                let div = 10i128.pow(scale - SCALE_DP);
+                if d.mantissa() % div != 0 {
+                    Err(FixedError::TooPrecise)
+                } else {
+                    i64::try_from(d.mantissa() / div).map_err(|_| FixedError::OutOfRange)
+                }
+            };
+            prop_assert_eq!(to_units(d), expected);
+        }
+
+        #[test]
+        fn prorate_agrees_with_wide_arithmetic(total in any::<i64>(), part in any::<i64>(), whole in any::<i64>()) {
+            prop_assert_eq!(prorate(total, part, whole), prorate_wide(total, part, whole));
+            // Small values, where the i64 path is taken and remainders are common.
+            let (t, p, w) = (total % 1_000_000, part % 1_000, whole % 1_000);
+            if w != 0 {
+                prop_assert_eq!(prorate(t, p, w), prorate_wide(t, p, w));
+            }
         }
 
         #[test]

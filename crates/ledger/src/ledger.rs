@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 
 mod hide;
 mod ids;
+mod orders;
 mod steps;
 mod stops;
 
@@ -457,20 +458,13 @@ impl Ledger {
         match self.orders.last() {
             Some(last) if last.ticket < t => self.orders.push(row),
             None => self.orders.push(row),
-            _ => match self.orders.binary_search_by_key(&t, |r| r.ticket) {
+            _ => match orders::index_of(&self.orders, t) {
                 Ok(i) => self.orders[i] = row,
                 Err(i) => self.orders.insert(i, row),
             },
         }
         self.stats.orders = self.orders.len() as u64;
         Ok(())
-    }
-
-    pub(crate) fn order(&self, ticket: u64) -> Option<&OrderRow> {
-        self.orders
-            .binary_search_by_key(&ticket, |r| r.ticket)
-            .ok()
-            .map(|i| &self.orders[i])
     }
 
     /// Keeps the symbol's report digits (the most decimals of any of its prices) and, for deals,
@@ -546,7 +540,7 @@ impl Ledger {
         let found = [self.order_hint, self.order_hint + 1]
             .into_iter()
             .find(|&i| self.orders.get(i).is_some_and(|r| r.ticket == order))
-            .or_else(|| self.orders.binary_search_by_key(&order, |r| r.ticket).ok());
+            .or_else(|| orders::index_of(&self.orders, order).ok());
         if let Some(i) = found {
             self.order_hint = i;
         }
@@ -742,29 +736,25 @@ impl Ledger {
         if self.mode == PairingMode::Fifo {
             self.fifo.entry(symbol).or_default().push_back(id);
         }
-        self.emit(
-            id,
-            PositionChange::Opened {
-                side,
-                volume: Volume(fixed::from_units(frag.vol)),
-                price: Price(fixed::from_units(frag.price)),
-            },
-        );
+        self.emit(id, || PositionChange::Opened {
+            side,
+            volume: Volume(fixed::from_units(frag.vol)),
+            price: Price(fixed::from_units(frag.price)),
+        });
     }
 
     fn append(&mut self, id: u64, frag: Frag) {
         if let Some(p) = self.active.get_mut(&id) {
             p.deals.push_back(frag);
         }
-        self.emit(
-            id,
-            PositionChange::Increased {
-                volume: Volume(fixed::from_units(frag.vol)),
-            },
-        );
+        self.emit(id, || PositionChange::Increased {
+            volume: Volume(fixed::from_units(frag.vol)),
+        });
     }
 
-    fn emit(&mut self, id: u64, kind: PositionChange) {
+    /// Records an event of active position `id`. The event is only built when events are tracked:
+    /// a replay or a plain live ledger never reads them, so it should not pay for their decimals.
+    fn emit(&mut self, id: u64, kind: impl FnOnce() -> PositionChange) {
         let Some(events) = self.events.as_mut() else {
             return;
         };
@@ -775,7 +765,7 @@ impl Ledger {
         events.push(PositionEvent {
             position: PositionId(id),
             seq: p.seq,
-            kind,
+            kind: kind(),
         });
     }
 
@@ -816,14 +806,11 @@ impl Ledger {
         if remaining > 0 {
             let pid = p.id;
             self.active.insert(pid, p);
-            self.emit(
-                pid,
-                PositionChange::PartiallyClosed {
-                    exit_order: OrderTicket(exit_order),
-                    volume: Volume(fixed::from_units(closed)),
-                    remaining: Volume(fixed::from_units(remaining)),
-                },
-            );
+            self.emit(pid, || PositionChange::PartiallyClosed {
+                exit_order: OrderTicket(exit_order),
+                volume: Volume(fixed::from_units(closed)),
+                remaining: Volume(fixed::from_units(remaining)),
+            });
         } else {
             if let Some(stop) = p.stop {
                 if stop != exit_order {

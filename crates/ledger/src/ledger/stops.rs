@@ -30,13 +30,10 @@ impl Ledger {
             p.last_cancelled_sl = Some(t);
             if p.stop == Some(t) {
                 p.stop = None;
-                self.emit(
-                    target,
-                    PositionChange::StopLossChanged {
-                        order: None,
-                        price: None,
-                    },
-                );
+                self.emit(target, || PositionChange::StopLossChanged {
+                    order: None,
+                    price: None,
+                });
             }
             return;
         }
@@ -87,13 +84,10 @@ impl Ledger {
         if let Some(p) = self.active.get_mut(&target) {
             p.stop = Some(t);
         }
-        self.emit(
-            target,
-            PositionChange::StopLossChanged {
-                order: Some(o.ticket),
-                price: Some(o.price_open),
-            },
-        );
+        self.emit(target, || PositionChange::StopLossChanged {
+            order: Some(o.ticket),
+            price: Some(o.price_open),
+        });
     }
 
     /// Takes the stop orders that no longer protect anything (superseded, duplicate, or left behind
