@@ -242,6 +242,15 @@ pub trait Conn: Send {
         None
     }
 
+    /// Tells every instance of the schema that events up to `id` are committed (PostgreSQL:
+    /// `pg_notify` on `channel`, never inside the transaction that stored them: PostgreSQL
+    /// serializes the commits of every notifying transaction of a database). Nothing on SQLite,
+    /// whose one writer is the instance's.
+    fn announce(&mut self, channel: &str, id: u64) -> Result<(), StoreError> {
+        let _ = (channel, id);
+        Ok(())
+    }
+
     /// The tag of this connection's schema in the in-flight markers a transaction takes before it
     /// draws event ids (PostgreSQL; see `logic::DRAW_EVENT_IDS`).
     fn marker_tag(&self) -> i64 {

@@ -1,7 +1,8 @@
 //! PostgreSQL: the scale-out store. Several center instances share one database; after each
-//! commit the writer sends `pg_notify` with the newest event id (in a transaction of its own: a
-//! notifying commit holds a database-wide lock), and every instance listens, so events written
-//! anywhere reach every instance's subscribers.
+//! commit the writer hands the newest event id to the instance's notifying thread, which sends
+//! `pg_notify` on a connection of its own ([`announce`]: a notifying commit holds a database-wide
+//! lock), and every instance listens, so events written anywhere reach every instance's
+//! subscribers.
 //!
 //! The rules are the synchronous [`Conn`] ones. Each connection has a single-threaded runtime of
 //! its own that drives its socket, and the thread using the connection (the writer, a blocking
@@ -24,8 +25,13 @@
 //! session lock of its own over every DDL statement (creating the schema, the migrations), so
 //! instances started at the same moment on a new schema do not race in the catalogs.
 
+mod announce;
+mod horizon;
+
 use super::{Conn, Dialect, Lock, Row, StoreError, Val};
+use announce::Announcer;
 use futures::StreamExt;
+use horizon::SharedHorizon;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -153,11 +159,15 @@ pub struct PgConn {
     tag: i64,
     /// The event horizon read by the last [`Conn::begin_read`].
     horizon: Option<u64>,
+    /// Where the horizon is read, shared by the instance's readers.
+    horizons: Arc<SharedHorizon>,
     statements: HashMap<String, Statement>,
     /// Statements sent and not yet answered, oldest first. The connection task hands each
     /// statement's answer to its own small channel and stalls while that channel is full, so the
     /// answers are always awaited oldest first (never a newer one while older ones wait).
     in_flight: VecDeque<Reply>,
+    /// Where a writer hands the ids to announce (see [`announce`]).
+    announcer: Option<Arc<Announcer>>,
     /// Runs the connection's task; `None` only while being dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -193,8 +203,10 @@ impl PgConn {
             scope: schema.unwrap_or("public").to_owned(),
             tag: marker_tag(schema.unwrap_or("public")),
             horizon: None,
+            horizons: Arc::default(),
             statements: HashMap::new(),
             in_flight: VecDeque::new(),
+            announcer: None,
             runtime: Some(rt),
         })
     }
@@ -463,35 +475,21 @@ impl Conn for PgConn {
 
     fn begin_read(&mut self) -> Result<(), StoreError> {
         self.horizon = None;
-        let stmt = self.statement(HORIZON_SQL)?;
-        let (client, tag) = (self.client.clone(), self.tag);
-        // Sent ahead of `BEGIN`, outside the transaction: its snapshot is taken after the horizon
-        // is read. One round trip for both.
-        let horizon: Rows = started(Box::pin(async move { client.query(&stmt, &[&tag]).await }));
+        let (shared, tag) = (self.horizons.clone(), self.tag);
+        // Outside any transaction: the snapshot is taken after the horizon is read.
+        let horizon = shared.read(|| {
+            self.query_one(HORIZON_SQL, &[Val::Int(tag)])?
+                .ok_or_else(|| StoreError::Corrupt("no event horizon".into()))?
+                .u64(0usize)
+        })?;
+        // Sent with the read's first statement: a REPEATABLE READ transaction takes its snapshot
+        // at its first statement, not at BEGIN, so this costs no round trip of its own.
         let client = self.client.clone();
         self.start(Box::pin(
             async move { client.batch_execute(BEGIN_READ).await },
         ));
-        let read = run(&self.runtime, horizon).map_err(db);
-        let begun = drain(&self.runtime, &mut self.in_flight);
-        let horizon = read.and_then(|rows| {
-            begun?;
-            let rows = convert_rows(rows)?;
-            let row = rows
-                .first()
-                .ok_or_else(|| StoreError::Corrupt("no event horizon".into()))?;
-            row.u64(0usize)
-        });
-        match horizon {
-            Ok(h) => {
-                self.horizon = Some(h);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        self.horizon = Some(horizon);
+        Ok(())
     }
 
     fn event_horizon(&self) -> Option<u64> {
@@ -500,6 +498,20 @@ impl Conn for PgConn {
 
     fn marker_tag(&self) -> i64 {
         self.tag
+    }
+
+    fn announce(&mut self, channel: &str, id: u64) -> Result<(), StoreError> {
+        if self.announcer.as_ref().is_some_and(|a| a.announce(id)) {
+            return Ok(());
+        }
+        // No notifying thread (it could not start, or ended): on this connection, in a
+        // transaction of its own that waits for no flush.
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{id}'); COMMIT"
+        );
+        self.batch(&sql).inspect_err(|_| {
+            let _ = self.batch("ROLLBACK");
+        })
     }
 
     fn control(&mut self, sql: &str) -> Result<(), StoreError> {
@@ -590,6 +602,23 @@ fn lost_a_race(e: &StoreError) -> bool {
         || matches!(e.code(), Some("23505" | "42P06" | "42P07" | "42710"))
 }
 
+/// The writers' planner settings: index lookups, never a scan of a whole table.
+///
+/// Every statement a writer prepares finds its rows by key (a batch's positions, answers and
+/// totals through `unnest` of the keys, `UPDATE ... FROM unnest(...)`), and is planned once per
+/// connection: PostgreSQL keeps a generic plan after a few executions and plans again only when
+/// the table's statistics change. Planned while the tables are small, as on a new schema, the
+/// cheapest plan was a hash join over a sequential scan of `positions` and `idempotency`, kept
+/// while they grew: every batch then read both tables whole (measured: 2,767 sequential scans
+/// reading 32 million rows in 10 s of reports, most of the database's CPU). With scans and
+/// hash or merge joins priced out, a key is one index probe whatever the table's size; the
+/// statements that have no index to use (the sequence, tiny tables) still scan, at a cost the
+/// planner now counts as huge: JIT compilation, which such a cost would trigger for every
+/// execution (90 ms each, measured), is off too, as it should be for statements this short. Set
+/// after the migrations, whose statements are not keyed lookups.
+const WRITER_PLANS: &str = "SET enable_seqscan TO off; SET enable_hashjoin TO off; \
+     SET enable_mergejoin TO off; SET jit TO off";
+
 pub struct Opened {
     pub writers: Vec<Box<dyn Conn>>,
     pub readers: Vec<Box<dyn Conn>>,
@@ -613,17 +642,34 @@ pub async fn open(
     let mut attempt = 1;
     loop {
         let (owned_url, owned_schema) = (url.to_owned(), schema.map(str::to_owned));
+        let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
+        let announced = channel.clone();
         let connected = tokio::task::spawn_blocking(move || {
             let (url, schema) = (owned_url.as_str(), owned_schema.as_deref());
-            let mut writer = PgConn::connect_blocking(url, schema)?;
-            prepare_schema(&mut writer, schema, migrate)?;
-            let mut all: Vec<Box<dyn Conn>> = vec![Box::new(writer)];
-            for _ in 1..writers.max(1) {
-                all.push(Box::new(PgConn::connect_blocking(url, schema)?));
+            let mut first = PgConn::connect_blocking(url, schema)?;
+            prepare_schema(&mut first, schema, migrate)?;
+            first.batch(WRITER_PLANS)?;
+            let announcer = Arc::new(Announcer::start(url, schema, &announced)?);
+            let mut all: Vec<Box<dyn Conn>> = Vec::with_capacity(writers.max(1));
+            let mut writer = Some(first);
+            for _ in 0..writers.max(1) {
+                let mut w = match writer.take() {
+                    Some(w) => w,
+                    None => {
+                        let mut w = PgConn::connect_blocking(url, schema)?;
+                        w.batch(WRITER_PLANS)?;
+                        w
+                    }
+                };
+                w.announcer = Some(announcer.clone());
+                all.push(Box::new(w));
             }
+            let horizons = Arc::new(SharedHorizon::default());
             let mut pool: Vec<Box<dyn Conn>> = Vec::with_capacity(readers);
             for _ in 0..readers {
-                pool.push(Box::new(PgConn::connect_blocking(url, schema)?));
+                let mut reader = PgConn::connect_blocking(url, schema)?;
+                reader.horizons = horizons.clone();
+                pool.push(Box::new(reader));
             }
             Ok::<_, StoreError>((all, pool))
         })
@@ -631,7 +677,6 @@ pub async fn open(
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         match connected {
             Ok((writers, pool)) => {
-                let channel = format!("hedge_center_events_{}", schema.unwrap_or("public"));
                 return Ok(Opened {
                     writers,
                     readers: pool,

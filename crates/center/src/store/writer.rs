@@ -317,20 +317,13 @@ impl AfterCommit {
     }
 }
 
-/// Announces event `id` to every instance (PostgreSQL `pg_notify` on `channel`), after the commit
-/// that stored it and after its requests were answered. Not inside the batch's transaction:
-/// PostgreSQL serializes the commits of every transaction that notifies in a database (a lock held
-/// from before the commit's WAL flush to its end), which put all batches of all instances back in
-/// a single file. Its own transaction waits for no flush (`synchronous_commit` off: a notification
-/// lost in a crash only delays the other instances' streams until their next poll). A failure is
-/// logged and costs the same.
+/// Announces event `id` to every instance (PostgreSQL `pg_notify` on `channel`, see
+/// [`Conn::announce`]), after the commit that stored it and after its requests were answered. A
+/// failure is logged: a notification lost only delays the other instances' streams until their
+/// next poll.
 pub(super) fn announce(conn: &mut dyn Conn, channel: &str, id: u64) {
-    let sql = format!(
-        "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{id}'); COMMIT"
-    );
-    if let Err(e) = conn.batch(&sql) {
+    if let Err(e) = conn.announce(channel, id) {
         tracing::warn!(error = %e, "cannot announce new events to the other instances");
-        let _ = conn.batch("ROLLBACK");
     }
 }
 
