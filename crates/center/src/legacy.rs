@@ -8,7 +8,6 @@
 
 use crate::api::{json_body, AppState, Failure};
 use crate::positions::{check_exact_numbers, check_key, check_symbol, lots};
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -16,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hedge_domain::fixed::Exposure;
-use hedge_domain::num::parse_decimal;
+use hedge_domain::num::decimal_from_f64;
 use hedge_domain::{Side, Volume};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -55,16 +55,22 @@ pub fn router(app: Arc<AppState>, token: Option<LegacyToken>) -> Router {
         app,
         token: token.map(|t| t.0),
     });
-    Router::new()
+    let routes = Router::new()
         .route("/new_position/", get(new_position))
         .route("/new_position", get(new_position))
         .route("/all_positions/", get(all_positions))
-        .route("/all_positions", get(all_positions))
-        .route_layer(axum::middleware::from_fn_with_state(
+        .route("/all_positions", get(all_positions));
+    // Without a token the check would pass every request: the layer is left out rather than
+    // run on each one.
+    let routes = if state.token.is_some() {
+        routes.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
-        .with_state(state)
+    } else {
+        routes
+    };
+    routes.with_state(state)
 }
 
 /// The token a legacy request presents, from `Authorization: Bearer` or the `token` parameter.
@@ -133,6 +139,18 @@ fn decode_body(body: &[u8]) -> Result<RawNewPosition, Failure> {
     })
 }
 
+/// The decimal a JSON number was written as: an integer as it is, a float at its shortest
+/// round-trip form (the text `Number` would print, without printing it).
+fn number_decimal(n: &serde_json::Number) -> Option<Decimal> {
+    if let Some(u) = n.as_u64() {
+        return Some(Decimal::from(u));
+    }
+    if let Some(i) = n.as_i64() {
+        return Some(Decimal::from(i));
+    }
+    n.as_f64().and_then(decimal_from_f64)
+}
+
 /// Parses and checks a `new_position` body.
 pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
     let raw = decode_body(body)?;
@@ -145,7 +163,7 @@ pub fn parse_new_position(body: &[u8]) -> Result<NewPosition, Failure> {
     let bad_volume = || Failure::invalid(Some("volume"), "volume must be a positive number");
     let volume = match raw.volume {
         None => return Err(Failure::invalid(Some("volume"), "volume is required")),
-        Some(serde_json::Value::Number(n)) => parse_decimal(&n.to_string())
+        Some(serde_json::Value::Number(n)) => number_decimal(&n)
             .map(|d| Volume(d.normalize()))
             .ok_or_else(bad_volume)?,
         Some(_) => return Err(bad_volume()),
@@ -201,10 +219,11 @@ fn success(replayed: bool) -> Response {
 
 async fn new_position(
     State(s): State<Arc<LegacyState>>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Result<Response, Failure> {
-    let key = idempotency_key(&headers)?;
+    // The request taken whole: the `HeaderMap` extractor would copy every header.
+    let (parts, body) = req.into_parts();
+    let key = idempotency_key(&parts.headers)?;
     let bytes = crate::api::read_limited(body, MAX_LEGACY_BODY)
         .await
         .ok_or_else(|| {
@@ -270,6 +289,7 @@ async fn all_positions(State(s): State<Arc<LegacyState>>) -> Result<Response, Fa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
 
     #[test]
     fn book_rendering() {
@@ -316,6 +336,33 @@ mod tests {
         assert_eq!(field(r#"{"symbol":"EURUSD","volume":0.1}"#), "side");
         let ok = parse_new_position(br#"{"symbol":"EURUSD","volume":0.1,"side":1}"#).unwrap();
         assert_eq!(ok.side, Side::Sell);
+    }
+
+    /// A number is read as the decimal its printed form gives, integers and floats alike.
+    #[test]
+    fn numbers_read_as_printed() {
+        for text in [
+            "0.01",
+            "0.1",
+            "1e-7",
+            "1.5E3",
+            "5",
+            "-3",
+            "0",
+            "1000000000",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.08345",
+            "92000000000.12345678",
+            "123456789012345.6",
+        ] {
+            let n: serde_json::Number = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                number_decimal(&n),
+                hedge_domain::num::parse_decimal(&n.to_string()),
+                "{text}"
+            );
+        }
     }
 
     #[test]
