@@ -6,7 +6,7 @@ use crate::netting::NettingBook;
 use hedge_center_api::model::{AccountMoney, PositionMark, Reconciliation};
 use hedge_domain::{DealTicket, Money, PositionId, Price, Side, SymbolSpec, Volume};
 use hedge_protocol::{AccountInfo, DealRecord, PositionRecord};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Everything the status carries besides the link state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,7 +32,10 @@ pub fn account_money(info: &AccountInfo) -> AccountMoney {
 /// counted once however often it is seen.
 #[derive(Clone, Debug, Default)]
 pub struct Commissions {
-    by_position: HashMap<PositionId, BTreeMap<DealTicket, Money>>,
+    /// Each position's deals, sorted by ticket. A position has a deal or two, so a vector of
+    /// them: a map per position would take a whole tree node (about 300 bytes) for its one deal,
+    /// for every open position, for as long as it stays open.
+    by_position: HashMap<PositionId, Vec<(DealTicket, Money)>>,
 }
 
 impl Commissions {
@@ -40,10 +43,11 @@ impl Commissions {
         if !deal.deal_type.is_trade() || deal.position_id.get() == 0 {
             return;
         }
-        self.by_position
-            .entry(deal.position_id)
-            .or_default()
-            .insert(deal.ticket, deal.commission);
+        let deals = self.by_position.entry(deal.position_id).or_default();
+        match deals.binary_search_by_key(&deal.ticket, |(ticket, _)| *ticket) {
+            Ok(i) => deals[i].1 = deal.commission,
+            Err(i) => deals.insert(i, (deal.ticket, deal.commission)),
+        }
     }
 
     /// Records that `id`'s deals have been looked for, even if none was found.
@@ -59,7 +63,7 @@ impl Commissions {
     pub fn of(&self, id: PositionId) -> Money {
         self.by_position
             .get(&id)
-            .map(|deals| deals.values().sum())
+            .map(|deals| deals.iter().map(|(_, commission)| *commission).sum())
             .unwrap_or(Money::ZERO)
     }
 
@@ -212,6 +216,30 @@ mod tests {
                 Price(dec!(1.1)),
             )
         }
+    }
+
+    /// Deals seen out of order and again are each counted once, with what was seen last.
+    #[test]
+    fn commissions_count_each_deal_once_in_any_order() {
+        let mut c = Commissions::default();
+        let of = |ticket, commission| {
+            deal(
+                ticket,
+                10,
+                DealEntry::In,
+                DealType::Buy,
+                Volume(dec!(0.1)),
+                Money(commission),
+            )
+        };
+        for (ticket, commission) in [(3, dec!(-0.3)), (1, dec!(-0.1)), (2, dec!(-0.2))] {
+            c.record(&of(ticket, commission));
+        }
+        c.record(&of(1, dec!(-0.1)));
+        assert_eq!(c.of(PositionId(10)), Money(dec!(-0.6)));
+        c.record(&of(2, dec!(-0.5)));
+        assert_eq!(c.of(PositionId(10)), Money(dec!(-0.9)));
+        assert_eq!(c.of(PositionId(11)), Money::ZERO);
     }
 
     #[test]
