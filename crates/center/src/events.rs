@@ -12,7 +12,7 @@
 use crate::auth::ReadScope;
 use crate::metrics::Metrics;
 use crate::plan_feed::PlanFrames;
-use crate::store::Store;
+use crate::store::{Committed, Store};
 use bytes::Bytes;
 use hedge_center_api::model::{Event, EventKind, PageQuery};
 use hedge_domain::Login;
@@ -53,16 +53,28 @@ pub struct Hub {
     replay_readers: Semaphore,
     /// The plan frames of the `?plan=` streams, computed once per event for all of them.
     plan_frames: PlanFrames,
+    /// Open `?plan=` streams: while there is one, the store reads the plan inputs after each
+    /// commit that can move a plan ([`Store::plans_on_commit`]).
+    plan_streams: Mutex<usize>,
 }
 
 /// One open stream of a token; counted until dropped.
 struct StreamSlot {
     hub: Arc<Hub>,
     token: String,
+    /// It sends plans.
+    plan: bool,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        if self.plan {
+            let mut plan_streams = self.hub.plan_streams.lock();
+            *plan_streams -= 1;
+            if *plan_streams == 0 {
+                self.hub.store.plans_on_commit(false);
+            }
+        }
         let mut open = self.hub.open.lock();
         if let Some(n) = open.get_mut(&self.token) {
             *n -= 1;
@@ -90,6 +102,7 @@ impl Hub {
             open: Mutex::new(HashMap::new()),
             replay_readers: Semaphore::new(REPLAY_READERS),
             plan_frames: PlanFrames::default(),
+            plan_streams: Mutex::new(0),
         });
         let mut last = store.last_event_id().await?;
         let mut committed = store.follow_commits();
@@ -102,9 +115,15 @@ impl Hub {
                     // First: the writer hands a commit's events over before it moves the head, so
                     // a head that moved finds them here and needs no read.
                     biased;
-                    events = next_commit(&mut committed) => {
-                        match events {
-                            Some(events) => tailer.broadcast(&mut last, events),
+                    commit = next_commit(&mut committed) => {
+                        match commit {
+                            Some(commit) => {
+                                // Ahead of the events: the streams that send plans find them.
+                                if let Some(inputs) = commit.plan_inputs {
+                                    tailer.plan_frames.prefill(inputs);
+                                }
+                                tailer.broadcast(&mut last, commit.events);
+                            }
                             None => committed = None,
                         }
                         continue;
@@ -174,9 +193,17 @@ impl Hub {
                 });
             }
             *n += 1;
+            if plan.is_some() {
+                let mut plan_streams = self.plan_streams.lock();
+                *plan_streams += 1;
+                if *plan_streams == 1 {
+                    self.store.plans_on_commit(true);
+                }
+            }
             StreamSlot {
                 hub: self.clone(),
                 token: token.to_owned(),
+                plan: plan.is_some(),
             }
         };
         let (out, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
@@ -337,8 +364,8 @@ impl Hub {
 
 /// The next commit's events from the writer; never, when it does not hand them over.
 async fn next_commit(
-    committed: &mut Option<mpsc::UnboundedReceiver<Vec<Event>>>,
-) -> Option<Vec<Event>> {
+    committed: &mut Option<mpsc::UnboundedReceiver<Committed>>,
+) -> Option<Committed> {
     match committed {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

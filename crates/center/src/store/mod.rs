@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
+pub use writer::Committed;
 use writer::*;
 
 /// A failure of the database itself (not of the request), classified by what the caller may do
@@ -453,13 +454,19 @@ impl Store {
     /// (at most [`COMMITTED_PAGE`] per commit; the head says when there were more). Only on
     /// SQLite, whose one writer is this instance's (`None` on PostgreSQL). One follower: a second
     /// call takes the events from the first.
-    pub fn follow_commits(&self) -> Option<UnboundedReceiver<Vec<Event>>> {
+    pub fn follow_commits(&self) -> Option<UnboundedReceiver<Committed>> {
         if self.inner.kind != "sqlite" {
             return None;
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        *self.inner.committed.lock() = Some(tx);
+        self.inner.committed.lock().to = Some(tx);
         Some(rx)
+    }
+
+    /// Whether the commits handed to [`Store::follow_commits`] carry every hedge account's plan
+    /// inputs, read right after each commit that can move a plan: on while a stream sends plans.
+    pub fn plans_on_commit(&self, on: bool) {
+        self.inner.committed.lock().plan_inputs = on;
     }
 
     /// Raises the known head (events written by other instances, found by polling).

@@ -267,8 +267,26 @@ pub(super) fn run_pass(
 /// Events handed from the writer to this instance's event stream per commit, at most.
 pub(super) const COMMITTED_PAGE: u32 = 1000;
 
-/// The sending end of the channel [`Store::follow_commits`] opened, while the stream follows it.
-pub(super) type CommittedEvents = Arc<parking_lot::Mutex<Option<UnboundedSender<Vec<Event>>>>>;
+/// What the writer hands to this instance's event stream after a commit.
+pub struct Committed {
+    /// The commit's events, in order (at most [`COMMITTED_PAGE`]).
+    pub events: Vec<Event>,
+    /// Every hedge account's plan inputs, read on the writer's connection right after the commit,
+    /// when the stream asked for them ([`Store::plans_on_commit`]) and an event can move a plan:
+    /// the stream's plan frames then need no read of their own, which on a reader connection was
+    /// two thread hand-overs and the same statements on a colder cache.
+    pub plan_inputs: Option<Arc<crate::plan::PlanInputs>>,
+}
+
+/// Where [`Store::follow_commits`] takes the commits, and whether it wants plan inputs with them.
+#[derive(Default)]
+pub(super) struct CommitFollower {
+    pub(super) to: Option<UnboundedSender<Committed>>,
+    pub(super) plan_inputs: bool,
+}
+
+/// The follower of the commits, shared by the store and its writer.
+pub(super) type CommittedEvents = Arc<parking_lot::Mutex<CommitFollower>>;
 
 /// What the writer does after a commit: moves the head, and on SQLite hands the committed events
 /// themselves to this instance's event stream, read on the writer's own connection right after
@@ -295,24 +313,48 @@ impl AfterCommit {
         self.head.send_modify(|h| *h = (*h).max(id));
     }
 
-    /// Sends the events after `after` to the stream. A failed read only leaves them to the
-    /// stream's own read, which the head wakes.
+    /// Sends the events after `after` to the stream, with the plan inputs if it wants them. A
+    /// failed read only leaves the events to the stream's own read, which the head wakes, and the
+    /// plan inputs to the plan frames' own read.
     fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
-        let Some(to) = self.events.lock().clone() else {
-            return;
+        let (to, wants_plan_inputs) = {
+            let follower = self.events.lock();
+            match &follower.to {
+                Some(to) => (to.clone(), follower.plan_inputs),
+                None => return,
+            }
         };
         let query = PageQuery {
             after: Some(after),
             limit: Some(COMMITTED_PAGE),
             ..Default::default()
         };
-        match logic::events(conn, &query) {
-            Ok(page) => {
-                if to.send(page.items).is_err() {
-                    self.events.lock().take();
+        let events = match logic::events(conn, &query) {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::debug!(error = %e, "committed events left to the stream's read");
+                return;
+            }
+        };
+        let plan_inputs = if wants_plan_inputs && events.iter().any(|e| e.kind.moves_plan()) {
+            match logic::in_read_tx(conn, logic::all_plan_inputs) {
+                Ok(inputs) => Some(Arc::new(inputs)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "plan inputs left to the plan frames' read");
+                    None
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "committed events left to the stream's read"),
+        } else {
+            None
+        };
+        if to
+            .send(Committed {
+                events,
+                plan_inputs,
+            })
+            .is_err()
+        {
+            self.events.lock().to.take();
         }
     }
 }

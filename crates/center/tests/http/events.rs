@@ -5,7 +5,7 @@ use futures::StreamExt;
 use hedge_center_api::client::StreamItem;
 use hedge_center_api::model::*;
 use hedge_center_api::ClientError;
-use hedge_domain::Side;
+use hedge_domain::{Login, Side};
 use reqwest::Method;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ both_backends!(
     events_ignore_the_hedges_open_filter,
     a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it,
     streams_of_one_hedge_account_share_each_plan_frame,
+    streams_of_two_hedge_accounts_share_one_plan_computation,
 );
 
 /// `open=true` is a filter of `GET /v1/hedges`; the event log has no status, and the parameter
@@ -380,4 +381,59 @@ async fn postgres_instances_share_events() {
     assert!(ids[0] < ids[1]);
     b.shutdown().await;
     a.finish().await;
+}
+
+/// The streams of two hedge accounts each get their own account's plan ahead of an event, and the
+/// plans of both accounts are computed together, once for that event.
+async fn streams_of_two_hedge_accounts_share_one_plan_computation(b: Backend) {
+    let env = Env::start(b).await;
+    env.register_defaults().await;
+    let second = Login(2002);
+    env.admin
+        .register_account(&AccountRegistration {
+            login: second,
+            ..hedge_registration()
+        })
+        .await
+        .unwrap();
+    let as_of = env.hedge.plan(HEDGE).await.unwrap().as_of_event_id;
+    let mut subs = [
+        env.admin.subscribe_with_plan(Some(as_of), HEDGE),
+        env.admin.subscribe_with_plan(Some(as_of), second),
+    ];
+    // Once a stream delivered an event it is live: what follows is not a replay.
+    env.client
+        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
+        .await
+        .unwrap();
+    for sub in subs.iter_mut() {
+        while !matches!(next_item(sub).await, StreamItem::Event(_)) {}
+    }
+    let before = plans_computed(&env).await;
+    env.client
+        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.3"))
+        .await
+        .unwrap();
+    for (sub, login) in subs.iter_mut().zip([HEDGE, second]) {
+        let plan = match next_item(sub).await {
+            StreamItem::Plan(plan) => plan,
+            other => panic!("expected the plan first, got {other:?}"),
+        };
+        let event = match next_item(sub).await {
+            StreamItem::Event(event) => event,
+            other => panic!("expected the event after its plan, got {other:?}"),
+        };
+        assert_eq!(event.kind, EventKind::PositionOpened);
+        assert_eq!(plan.hedge_login, login);
+        assert!(
+            plan.as_of_event_id >= event.id,
+            "{plan:?} older than {event:?}"
+        );
+    }
+    assert_eq!(
+        plans_computed(&env).await,
+        before + 1,
+        "one computation for both accounts' plans"
+    );
+    env.finish().await;
 }

@@ -30,6 +30,11 @@ pub fn plan_inputs(
             hedge.registration.role.as_str()
         ))));
     }
+    all_plan_inputs(c).map(Ok)
+}
+
+/// The inputs of every hedge account's plan, whichever account asks.
+pub fn all_plan_inputs(c: &mut dyn Conn) -> Result<PlanInputs, StoreError> {
     // No newer than the event horizon on PostgreSQL: every event up to it is in this snapshot.
     let as_of_event_id = max_event_id(c)?;
     let all = accounts(c)?;
@@ -101,7 +106,7 @@ pub fn plan_inputs(
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(Ok(PlanInputs {
+    Ok(PlanInputs {
         accounts: registered
             .into_values()
             .filter(|r| r.role == AccountRole::Hedge)
@@ -113,5 +118,5 @@ pub fn plan_inputs(
         allocations: allocations(c)?,
         refusals,
         as_of_event_id: EventId(as_of_event_id),
-    }))
+    })
 }
