@@ -283,7 +283,19 @@ pub struct Committed {
 pub(super) struct CommitFollower {
     pub(super) to: Option<UnboundedSender<Committed>>,
     pub(super) plan_inputs: bool,
+    /// Set when the writer's last read of the plan inputs took longer than
+    /// [`PLAN_INPUTS_BUDGET`]: until then the plan frames read them on reader connections.
+    pub(super) plan_inputs_paused_until: Option<std::time::Instant>,
 }
+
+/// The longest the writer may spend reading the plan inputs after a commit. The read is done on
+/// the writer's connection to spare the plan frames two thread hand-overs (about 0.1 ms), but the
+/// next batch waits for it: with a large book (thousands of open positions) it takes milliseconds,
+/// and then the readers, which run beside the writer, are the better place.
+pub(super) const PLAN_INPUTS_BUDGET: Duration = Duration::from_micros(500);
+
+/// How long a read over budget leaves the plan inputs to the readers before the writer tries again.
+pub(super) const PLAN_INPUTS_PAUSE: Duration = Duration::from_secs(30);
 
 /// The follower of the commits, shared by the store and its writer.
 pub(super) type CommittedEvents = Arc<parking_lot::Mutex<CommitFollower>>;
@@ -318,9 +330,15 @@ impl AfterCommit {
     /// plan inputs to the plan frames' own read.
     fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
         let (to, wants_plan_inputs) = {
-            let follower = self.events.lock();
+            let mut follower = self.events.lock();
+            let paused = follower
+                .plan_inputs_paused_until
+                .is_some_and(|until| std::time::Instant::now() < until);
+            if !paused {
+                follower.plan_inputs_paused_until = None;
+            }
             match &follower.to {
-                Some(to) => (to.clone(), follower.plan_inputs),
+                Some(to) => (to.clone(), follower.plan_inputs && !paused),
                 None => return,
             }
         };
@@ -337,7 +355,18 @@ impl AfterCommit {
             }
         };
         let plan_inputs = if wants_plan_inputs && events.iter().any(|e| e.kind.moves_plan()) {
-            match logic::in_read_tx(conn, logic::all_plan_inputs) {
+            let started = std::time::Instant::now();
+            let read = logic::in_read_tx(conn, logic::all_plan_inputs);
+            let took = started.elapsed();
+            if took > PLAN_INPUTS_BUDGET {
+                tracing::debug!(
+                    took_us = took.as_micros() as u64,
+                    "plan inputs read over budget, left to the readers for a while"
+                );
+                self.events.lock().plan_inputs_paused_until =
+                    Some(std::time::Instant::now() + PLAN_INPUTS_PAUSE);
+            }
+            match read {
                 Ok(inputs) => Some(Arc::new(inputs)),
                 Err(e) => {
                     tracing::debug!(error = %e, "plan inputs left to the plan frames' read");
