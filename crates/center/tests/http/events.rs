@@ -168,6 +168,21 @@ async fn next_item(sub: &mut hedge_center_api::client::EventSubscription) -> Str
         .expect("no error")
 }
 
+/// The next two items of a plan stream: a plan, then the event it was sent ahead of.
+async fn plan_then_event(
+    sub: &mut hedge_center_api::client::EventSubscription,
+) -> (HedgePlan, Event) {
+    let plan = match next_item(sub).await {
+        StreamItem::Plan(plan) => plan,
+        other => panic!("expected the plan first, got {other:?}"),
+    };
+    let event = match next_item(sub).await {
+        StreamItem::Event(event) => event,
+        other => panic!("expected the event after its plan, got {other:?}"),
+    };
+    (plan, event)
+}
+
 /// `?plan=` puts the hedge account's plan on the stream, ahead of each live event that can move it,
 /// as new as that event at least: the hedger acts without fetching it. Only a token that hedges for
 /// the account may ask; a stream without it carries events only.
@@ -326,14 +341,7 @@ async fn streams_of_one_hedge_account_share_each_plan_frame(b: Backend) {
         .unwrap();
     let mut plans = Vec::new();
     for sub in [&mut first, &mut second] {
-        let plan = match next_item(sub).await {
-            StreamItem::Plan(plan) => plan,
-            other => panic!("expected the plan first, got {other:?}"),
-        };
-        let event = match next_item(sub).await {
-            StreamItem::Event(event) => event,
-            other => panic!("expected the event after its plan, got {other:?}"),
-        };
+        let (plan, event) = plan_then_event(sub).await;
         assert_eq!(event.kind, EventKind::PositionOpened);
         assert!(
             plan.as_of_event_id >= event.id,
@@ -415,14 +423,7 @@ async fn streams_of_two_hedge_accounts_share_one_plan_computation(b: Backend) {
         .await
         .unwrap();
     for (sub, login) in subs.iter_mut().zip([HEDGE, second]) {
-        let plan = match next_item(sub).await {
-            StreamItem::Plan(plan) => plan,
-            other => panic!("expected the plan first, got {other:?}"),
-        };
-        let event = match next_item(sub).await {
-            StreamItem::Event(event) => event,
-            other => panic!("expected the event after its plan, got {other:?}"),
-        };
+        let (plan, event) = plan_then_event(sub).await;
         assert_eq!(event.kind, EventKind::PositionOpened);
         assert_eq!(plan.hedge_login, login);
         assert!(
