@@ -25,6 +25,6 @@ pub use message::{
     LINE_RESERVE, PROTOCOL_VERSION,
 };
 pub use terminal::{
-    connected_to_itself, History, Terminal, TerminalConfig, TerminalError, TerminalEvent,
-    TerminalListener, TerminalState,
+    connected_to_itself, free_listen_port, History, Terminal, TerminalConfig, TerminalError,
+    TerminalEvent, TerminalListener, TerminalState,
 };

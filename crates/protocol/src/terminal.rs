@@ -965,6 +965,46 @@ fn handle(inner: &Arc<Inner>, msg: TerminalMsg) {
         }
     }
 }
+/// A loopback port that is free now and that the kernel never hands out on its own: below the
+/// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range` on Linux, 32768 elsewhere), so no
+/// outgoing connection (a terminal reconnecting, an HTTP client) can take it as its local end
+/// between this call and the listener's bind. A port from `bind(0)` lies inside that range and can
+/// be taken so, which leaves the agent meant to listen there waiting. Falls back to `bind(0)` when
+/// no port below the range is free.
+pub fn free_listen_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let low = ephemeral_low().unwrap_or(32768).clamp(2048, 65535);
+    let first = 1024u64;
+    let span = u64::from(low) - first;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..64 {
+        // A different port per draw, spread over the range (a multiplicative hash of a counter), so
+        // two callers in one process started in the same instant do not try the same ports.
+        let n = DRAWS.fetch_add(1, Ordering::Relaxed);
+        let mixed = (seed ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+        let port = (first + mixed % span) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().map(|a| a.port());
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()
+        .map(|a| a.port())
+}
+
+/// The first port of the kernel's ephemeral range, where it says.
+fn ephemeral_low() -> Option<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Whether `stream`'s two ends are one address: a TCP self-connection. A terminal reconnecting to
 /// a loopback port nobody listens on can get one when the kernel picks that same port for its own
 /// end; it then holds the port the agent needs.

@@ -107,8 +107,7 @@ pub struct System {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(l.local_addr()?.port())
+    hedge_protocol::free_listen_port().context("no free loopback port")
 }
 
 fn secret(name: &str, seed: u64) -> String {

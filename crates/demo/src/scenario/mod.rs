@@ -65,8 +65,7 @@ fn lots(units: i64) -> Volume {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(l.local_addr()?.port())
+    hedge_protocol::free_listen_port().context("no free loopback port")
 }
 
 async fn wait_for<F: FnMut() -> bool>(timeout: Duration, mut f: F) -> bool {
