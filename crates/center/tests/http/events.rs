@@ -168,6 +168,27 @@ async fn next_item(sub: &mut hedge_center_api::client::EventSubscription) -> Str
         .expect("no error")
 }
 
+/// Makes the streams live (a first event delivered on each: what follows is not a replay), then
+/// reports an EURUSD open; returns the plan computations counted before that open.
+async fn live_then_open(
+    env: &Env,
+    subs: &mut [&mut hedge_center_api::client::EventSubscription],
+) -> u64 {
+    env.client
+        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
+        .await
+        .unwrap();
+    for sub in subs.iter_mut() {
+        while !matches!(next_item(sub).await, StreamItem::Event(_)) {}
+    }
+    let before = plans_computed(env).await;
+    env.client
+        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.3"))
+        .await
+        .unwrap();
+    before
+}
+
 /// The next two items of a plan stream: a plan, then the event it was sent ahead of.
 async fn plan_then_event(
     sub: &mut hedge_center_api::client::EventSubscription,
@@ -326,19 +347,7 @@ async fn streams_of_one_hedge_account_share_each_plan_frame(b: Backend) {
     let as_of = env.hedge.plan(HEDGE).await.unwrap().as_of_event_id;
     let mut first = env.hedge.subscribe_with_plan(Some(as_of), HEDGE);
     let mut second = env.hedge.subscribe_with_plan(Some(as_of), HEDGE);
-    // Once a stream delivered an event it is live: what follows is not a replay.
-    env.client
-        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
-        .await
-        .unwrap();
-    for sub in [&mut first, &mut second] {
-        while !matches!(next_item(sub).await, StreamItem::Event(_)) {}
-    }
-    let before = plans_computed(&env).await;
-    env.client
-        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.3"))
-        .await
-        .unwrap();
+    let before = live_then_open(&env, &mut [&mut first, &mut second]).await;
     let mut plans = Vec::new();
     for sub in [&mut first, &mut second] {
         let (plan, event) = plan_then_event(sub).await;
@@ -409,19 +418,7 @@ async fn streams_of_two_hedge_accounts_share_one_plan_computation(b: Backend) {
         env.admin.subscribe_with_plan(Some(as_of), HEDGE),
         env.admin.subscribe_with_plan(Some(as_of), second),
     ];
-    // Once a stream delivered an event it is live: what follows is not a replay.
-    env.client
-        .report_position(&open(CLIENT, 99, "GBPUSD", Side::Buy, "1"))
-        .await
-        .unwrap();
-    for sub in subs.iter_mut() {
-        while !matches!(next_item(sub).await, StreamItem::Event(_)) {}
-    }
-    let before = plans_computed(&env).await;
-    env.client
-        .report_position(&open(CLIENT, 100, "EURUSD", Side::Buy, "0.3"))
-        .await
-        .unwrap();
+    let before = live_then_open(&env, &mut subs.iter_mut().collect::<Vec<_>>()).await;
     for (sub, login) in subs.iter_mut().zip([HEDGE, second]) {
         let (plan, event) = plan_then_event(sub).await;
         assert_eq!(event.kind, EventKind::PositionOpened);
