@@ -150,27 +150,12 @@ impl PlanFrames {
         let plans = shared
             .plans
             .get_or_init(|| async {
-                if let Some(inputs) = &shared.inputs {
-                    metrics.plans_computed_total.fetch_add(1, Ordering::Relaxed);
-                    return Some(Arc::new(plan::compute_all(inputs)));
-                }
-                // The event is committed: the head is at least this event, whatever order the
-                // writer's notifications arrive in.
-                store.observe_head(at_event);
-                match store.plan_inputs(hedge_login).await {
-                    Ok(Ok(inputs)) => {
-                        metrics.plans_computed_total.fetch_add(1, Ordering::Relaxed);
-                        Some(Arc::new(plan::compute_all(&inputs)))
-                    }
-                    Ok(Err(refusal)) => {
-                        tracing::debug!(%refusal, login = %hedge_login, "no plan for the event stream");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, login = %hedge_login, "no plan for the event stream");
-                        None
-                    }
-                }
+                let inputs = match &shared.inputs {
+                    Some(inputs) => inputs.clone(),
+                    None => read_inputs(store, hedge_login, at_event).await?,
+                };
+                metrics.plans_computed_total.fetch_add(1, Ordering::Relaxed);
+                Some(Arc::new(plan::compute_all(&inputs)))
             })
             .await
             .clone();
@@ -183,6 +168,25 @@ impl PlanFrames {
             }
         }
         plans
+    }
+}
+
+/// Every hedge account's plan inputs, read after the committed event `at_event` for a frame of
+/// `hedge_login`; `None` when it is not a hedge account or the read failed.
+async fn read_inputs(store: &Store, hedge_login: Login, at_event: u64) -> Option<Arc<PlanInputs>> {
+    // The event is committed: the head is at least this event, whatever order the writer's
+    // notifications arrive in.
+    store.observe_head(at_event);
+    match store.plan_inputs(hedge_login).await {
+        Ok(Ok(inputs)) => Some(Arc::new(inputs)),
+        Ok(Err(refusal)) => {
+            tracing::debug!(%refusal, login = %hedge_login, "no plan for the event stream");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, login = %hedge_login, "no plan for the event stream");
+            None
+        }
     }
 }
 

@@ -330,13 +330,10 @@ impl AfterCommit {
     /// plan inputs to the plan frames' own read.
     fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
         let (to, wants_plan_inputs) = {
-            let mut follower = self.events.lock();
+            let follower = self.events.lock();
             let paused = follower
                 .plan_inputs_paused_until
                 .is_some_and(|until| std::time::Instant::now() < until);
-            if !paused {
-                follower.plan_inputs_paused_until = None;
-            }
             match &follower.to {
                 Some(to) => (to.clone(), follower.plan_inputs && !paused),
                 None => return,
