@@ -56,6 +56,9 @@ pub struct Hub {
     /// Open `?plan=` streams: while there is one, the store reads the plan inputs after each
     /// commit that can move a plan ([`Store::plans_on_commit`]).
     plan_streams: Mutex<usize>,
+    /// Open streams of any kind: while there is one, the writer hands each commit's events to the
+    /// tailer ([`Store::streams_open`]).
+    streams: Mutex<usize>,
 }
 
 /// One open stream of a token; counted until dropped.
@@ -68,6 +71,13 @@ struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        {
+            let mut streams = self.hub.streams.lock();
+            *streams -= 1;
+            if *streams == 0 {
+                self.hub.store.streams_open(false);
+            }
+        }
         if self.plan {
             let mut plan_streams = self.hub.plan_streams.lock();
             *plan_streams -= 1;
@@ -103,6 +113,7 @@ impl Hub {
             replay_readers: Semaphore::new(REPLAY_READERS),
             plan_frames: PlanFrames::default(),
             plan_streams: Mutex::new(0),
+            streams: Mutex::new(0),
         });
         let mut last = store.last_event_id().await?;
         let mut committed = store.follow_commits();
@@ -122,11 +133,18 @@ impl Hub {
                                 if let Some(inputs) = commit.plan_inputs {
                                     tailer.plan_frames.prefill(inputs);
                                 }
-                                tailer.broadcast(&mut last, commit.events);
+                                // Commits made while no stream was open were not handed over:
+                                // those come from the log first, with this one's.
+                                if commit.events.first().is_none_or(|e| e.id.get() <= last + 1) {
+                                    tailer.broadcast(&mut last, commit.events);
+                                    continue;
+                                }
                             }
-                            None => committed = None,
+                            None => {
+                                committed = None;
+                                continue;
+                            }
                         }
-                        continue;
                     }
                     changed = head.changed() => if changed.is_err() { return },
                     _ = poll.tick() => {
@@ -193,6 +211,13 @@ impl Hub {
                 });
             }
             *n += 1;
+            {
+                let mut streams = self.streams.lock();
+                *streams += 1;
+                if *streams == 1 {
+                    self.store.streams_open(true);
+                }
+            }
             if plan.is_some() {
                 let mut plan_streams = self.plan_streams.lock();
                 *plan_streams += 1;

@@ -463,6 +463,13 @@ impl Store {
         Some(rx)
     }
 
+    /// Whether the stream has live readers: only then does the writer hand it each commit's
+    /// events before answering (a read on the answer's path); without one the stream reads them
+    /// itself when the head moves, off that path.
+    pub fn streams_open(&self, open: bool) {
+        self.inner.committed.lock().streams_open = open;
+    }
+
     /// Whether the commits handed to [`Store::follow_commits`] carry every hedge account's plan
     /// inputs, read right after each commit that can move a plan: on while a stream sends plans.
     pub fn plans_on_commit(&self, on: bool) {

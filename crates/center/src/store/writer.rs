@@ -282,6 +282,9 @@ pub struct Committed {
 #[derive(Default)]
 pub(super) struct CommitFollower {
     pub(super) to: Option<UnboundedSender<Committed>>,
+    /// Somebody reads the stream live. Without a reader the writer answers without reading the
+    /// commit's events first, and the stream reads them itself when the head moves.
+    pub(super) streams_open: bool,
     pub(super) plan_inputs: bool,
     /// Set when the writer's last read of the plan inputs took longer than
     /// [`PLAN_INPUTS_BUDGET`]: until then the plan frames read them on reader connections.
@@ -335,8 +338,8 @@ impl AfterCommit {
                 .plan_inputs_paused_until
                 .is_some_and(|until| std::time::Instant::now() < until);
             match &follower.to {
-                Some(to) => (to.clone(), follower.plan_inputs && !paused),
-                None => return,
+                Some(to) if follower.streams_open => (to.clone(), follower.plan_inputs && !paused),
+                _ => return,
             }
         };
         let query = PageQuery {

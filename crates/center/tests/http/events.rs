@@ -15,6 +15,7 @@ both_backends!(
     a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it,
     streams_of_one_hedge_account_share_each_plan_frame,
     streams_of_two_hedge_accounts_share_one_plan_computation,
+    streams_opened_between_unfollowed_commits_miss_nothing,
 );
 
 /// `open=true` is a filter of `GET /v1/hedges`; the event log has no status, and the parameter
@@ -433,5 +434,96 @@ async fn streams_of_two_hedge_accounts_share_one_plan_computation(b: Backend) {
         before + 1,
         "one computation for both accounts' plans"
     );
+    env.finish().await;
+}
+
+/// The next `n` events of `sub`, within 5 s each.
+async fn next_events(
+    sub: &mut hedge_center_api::client::EventSubscription,
+    n: usize,
+) -> Vec<Event> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        match next_item(sub).await {
+            StreamItem::Event(e) => got.push(e),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+    got
+}
+
+/// While no stream is open the writer answers without handing the commit's events to the stream,
+/// which reads them from the log itself; a stream opened, closed and opened again between such
+/// commits still gets every later event once, in order, and the count of events sent to the
+/// streams has every event of the log.
+async fn streams_opened_between_unfollowed_commits_miss_nothing(b: Backend) {
+    let env = Env::start(b).await;
+    let report = |ticket: u64| {
+        let client = env.client.clone();
+        async move {
+            client
+                .report_position(&open(CLIENT, ticket, "EURUSD", Side::Buy, "0.1"))
+                .await
+                .expect("report")
+        }
+    };
+    for ticket in 300..303 {
+        report(ticket).await;
+    }
+    let head = |page: Page<Event>| page.items.last().expect("events").id;
+    let all = PageQuery {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let first_head = head(env.viewer.events(&all).await.unwrap());
+    let mut sub = env.viewer.subscribe(Some(first_head));
+    report(303).await;
+    report(304).await;
+    let live = next_events(&mut sub, 2).await;
+    drop(sub);
+    // Unfollowed again once the stream is gone: these reach a later stream from the log.
+    for ticket in 305..308 {
+        report(ticket).await;
+    }
+    let mut again = env.viewer.subscribe(Some(live[1].id));
+    report(308).await;
+    let rest = next_events(&mut again, 4).await;
+    let logged = env.viewer.events(&all).await.unwrap().items;
+    let after_first: Vec<EventId> = logged
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| *id > first_head)
+        .collect();
+    let streamed: Vec<EventId> = live.iter().chain(&rest).map(|e| e.id).collect();
+    assert_eq!(streamed, after_first);
+    // Every event of the log reached the streams' broadcast once (the tailer read the ones it
+    // was not handed), none twice.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, metrics) = env
+            .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
+            .await;
+        assert_eq!(status, 200);
+        let sent: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("hedge_center_events_total "))
+            .expect("the events counter")
+            .parse()
+            .expect("a count");
+        assert!(
+            sent <= logged.len(),
+            "{sent} events sent for {} logged",
+            logged.len()
+        );
+        if sent == logged.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sent} of {} events sent",
+            logged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     env.finish().await;
 }
