@@ -4,9 +4,11 @@
 //! it the events of each commit ([`Store::follow_commits`]), so a committed event reaches the
 //! streams without another read of the log; otherwise, and whenever the head shows events it was
 //! not handed (PostgreSQL notifications from other instances, a slow poll as a safety net), it
-//! reads them from the log. A subscriber first subscribes to the broadcast, then replays the log
-//! from its `Last-Event-ID`, then continues live, skipping what the replay already sent: no gap and
-//! no duplicate, whatever the timing. A hedger's stream may also carry its plan ahead of the live
+//! reads them from the log; on PostgreSQL only while a stream is subscribed (each read is a round
+//! trip for the horizon, one for the page and the commit, once per commit of every instance). A
+//! subscriber first subscribes to the broadcast, then replays the log from its `Last-Event-ID`,
+//! then continues live, skipping what the replay already sent: no gap and no duplicate, whatever
+//! the timing. A hedger's stream may also carry its plan ahead of the live
 //! events that can move it (`?plan=`, [`crate::plan_feed`]).
 
 use crate::auth::ReadScope;
@@ -29,6 +31,9 @@ pub const MAX_STREAMS_PER_TOKEN: usize = 8;
 /// Replays reading the log at once; the others wait their turn, page by page, so that many
 /// streams opened from the start of the log cannot take every core and store connection.
 const REPLAY_READERS: usize = 4;
+
+/// How long a stream waits for a dormant tailer to read the log's head before it replays anyway.
+const TAIL_WAKE_WAIT: Duration = Duration::from_secs(2);
 
 /// Events read per replay page.
 const REPLAY_PAGE: u32 = 100;
@@ -59,6 +64,14 @@ pub struct Hub {
     /// Open streams of any kind: while there is one, the writer hands each commit's events to the
     /// tailer ([`Store::streams_open`]).
     streams: Mutex<usize>,
+    /// Whether the tailer reads the log (see [`Hub::subscribe_live`]); held while a stream
+    /// subscribes and while the tailer finds nobody subscribed, so neither misses the other.
+    tail_lock: Mutex<()>,
+    /// The tailer reads the log; `false` while it is dormant (nobody subscribed: on PostgreSQL a
+    /// read per commit of every instance, for nobody).
+    tail_awake: watch::Sender<bool>,
+    /// Wakes a dormant tailer for a stream that subscribed.
+    tail_wake: tokio::sync::Notify,
 }
 
 /// One open stream of a token; counted until dropped.
@@ -114,6 +127,9 @@ impl Hub {
             plan_frames: PlanFrames::default(),
             plan_streams: Mutex::new(0),
             streams: Mutex::new(0),
+            tail_lock: Mutex::new(()),
+            tail_awake: watch::Sender::new(true),
+            tail_wake: tokio::sync::Notify::new(),
         });
         let mut last = store.last_event_id().await?;
         let mut committed = store.follow_commits();
@@ -152,7 +168,14 @@ impl Hub {
                             tailer.store.observe_head(id);
                         }
                     }
+                    () = tailer.tail_wake.notified() => {}
                     _ = shutdown.changed() => return,
+                }
+                // Without the writer's hand-over (PostgreSQL), every event is a read of the log:
+                // while no stream is subscribed, none is made.
+                if committed.is_none() && !tailer.awake(&mut last).await {
+                    head.borrow_and_update();
+                    continue;
                 }
                 while *head.borrow_and_update() > last {
                     let page = match tailer
@@ -178,6 +201,57 @@ impl Hub {
             }
         });
         Ok(hub)
+    }
+
+    /// Whether the tailer is to read the log now (PostgreSQL). Nobody subscribed: it goes dormant
+    /// and reads nothing. A stream subscribed since: first `last` moves to the log's head as read
+    /// now (every event at or below it committed, `Store::last_event_id`), and only then are the
+    /// waiting streams let through to their replay ([`Hub::subscribe_live`]), which reads from
+    /// their own position to a head at least as new: the events the dormant tailer skipped are
+    /// all in their replays, and every event after `last` comes live.
+    async fn awake(&self, last: &mut u64) -> bool {
+        {
+            let _held = self.tail_lock.lock();
+            if self.tx.receiver_count() == 0 {
+                self.tail_awake
+                    .send_if_modified(|awake| std::mem::replace(awake, false));
+                return false;
+            }
+        }
+        if *self.tail_awake.borrow() {
+            return true;
+        }
+        match self.store.last_event_id().await {
+            Ok(head) => {
+                *last = (*last).max(head);
+                self.tail_awake.send_replace(true);
+                true
+            }
+            Err(e) => {
+                // The streams wait a while, then replay without it (see `subscribe_live`); the
+                // next wake-up (at the latest the poll, a second later) tries again.
+                tracing::warn!(error = %e, "event tailer cannot read the log's head");
+                false
+            }
+        }
+    }
+
+    /// Subscribes a stream to the live events, then waits for a dormant tailer to be reading the
+    /// log again ([`Hub::awake`]) before the stream replays: its replay then reaches at least the
+    /// point the tailer's broadcast starts from.
+    async fn subscribe_live(&self) -> broadcast::Receiver<Arc<Event>> {
+        let (live, mut awake) = {
+            let _held = self.tail_lock.lock();
+            (self.tx.subscribe(), self.tail_awake.subscribe())
+        };
+        if !*awake.borrow_and_update() {
+            self.tail_wake.notify_one();
+            // A tailer that cannot read the head lets the stream go after a while: should its
+            // head come later than the replay's end, the events between reach the stream with the
+            // first live event after them (a gap before a live event is replayed from the log).
+            let _ = tokio::time::timeout(TAIL_WAKE_WAIT, awake.wait_for(|a| *a)).await;
+        }
+        live
     }
 
     /// Broadcasts the events of `events` after `last`, in order, and moves `last` on.
@@ -307,7 +381,7 @@ impl Hub {
         out: mpsc::Sender<Bytes>,
     ) -> Result<(), ()> {
         let mut feed = plan.map(|login| PlanFeed { login, owed: false });
-        let mut live = self.tx.subscribe();
+        let mut live = self.subscribe_live().await;
         let mut last = after;
         out.send(Bytes::from_static(b": connected\n\n"))
             .await

@@ -104,7 +104,7 @@ impl Metrics {
             (
                 "hedge_center_events_total",
                 "counter",
-                "Events seen by the event stream (rate = events/s).",
+                "Events broadcast to the event streams (rate = events/s; on PostgreSQL only while a stream is open).",
                 &self.events_total,
             ),
             (

@@ -58,8 +58,10 @@ pub(super) fn writer_loop(
     notify: Option<String>,
 ) {
     loop {
-        // One writer at a time takes what is queued; the others wait for what comes next.
-        let queued = {
+        // One writer at a time takes what is queued; the others wait for what comes next. The
+        // writer that took reports keeps its turn until their batch is written and only its
+        // commit is left (see [`Turn`]).
+        let (queued, turn) = {
             let work = work.lock();
             let Ok(first) = work.recv() else { return };
             let mut queued = vec![first];
@@ -69,8 +71,9 @@ pub(super) fn writer_loop(
                     Err(_) => break,
                 }
             }
-            queued
+            (queued, work)
         };
+        let mut turn = Turn(Some(turn));
         let (mut reports, mut batch) = (Vec::new(), Vec::new());
         for w in queued {
             match w {
@@ -80,9 +83,10 @@ pub(super) fn writer_loop(
         }
         while !reports.is_empty() {
             let rest = reports.split_off(reports.len().min(MAX_REPORTS));
-            run_reports(conn.as_mut(), reports, &head, notify.as_deref());
+            run_reports(conn.as_mut(), reports, &head, notify.as_deref(), &mut turn);
             reports = rest;
         }
+        turn.end();
         if batch.is_empty() {
             continue;
         }
@@ -90,6 +94,23 @@ pub(super) fn writer_loop(
         if let Pass::Refused = run_pass(conn.as_mut(), &mut batch, false, &head, notify) {
             run_pass(conn.as_mut(), &mut batch, true, &head, notify);
         }
+    }
+}
+
+/// A writer's turn at the request queue, held from taking requests until the reports among them
+/// are written and only their commit is left. The next writer then takes what queued meanwhile:
+/// while one batch waits for its round trips the requests pile up for the next one instead of each
+/// idle writer taking the first that comes, so batches stay large and the database runs fewer
+/// statements per report (each costs it an executor's set-up whatever its rows); the commits'
+/// flushes still overlap. Measured on PostgreSQL: with four writers taking requests as they came,
+/// batches were small whenever the instance's share of the load was light (two instances splitting
+/// it), and the writers then cost the database 1.7 to 2 times the CPU per report of one instance.
+pub(super) struct Turn<'a>(Option<parking_lot::MutexGuard<'a, std::sync::mpsc::Receiver<Work>>>);
+
+impl Turn<'_> {
+    /// Lets the next writer take the queue.
+    pub(super) fn end(&mut self) {
+        self.0.take();
     }
 }
 
@@ -101,12 +122,13 @@ pub(super) fn run_reports(
     works: Vec<ReportWork>,
     head: &AfterCommit,
     channel: Option<&str>,
+    turn: &mut Turn<'_>,
 ) {
     let (requests, dones): (Vec<_>, Vec<_>) =
         works.into_iter().map(|w| (w.request, w.done)).unzip();
     let mut attempt = 1;
     let stored = loop {
-        match reports_transaction(conn, &requests) {
+        match reports_transaction(conn, &requests, turn) {
             // SQLite's contention is a lock that stayed busy for the whole busy timeout already.
             Err(StoreError::Contention(e))
                 if attempt < REPORT_ATTEMPTS && conn.dialect() == Dialect::Postgres =>
@@ -132,7 +154,13 @@ pub(super) fn run_reports(
         Err(e) if requests.len() > 1 && !e.is_retryable() => {
             tracing::warn!(error = %e, reports = requests.len(), "report batch refused, storing its reports one by one");
             for (request, done) in requests.into_iter().zip(dones) {
-                run_reports(conn, vec![ReportWork { request, done }], head, channel);
+                run_reports(
+                    conn,
+                    vec![ReportWork { request, done }],
+                    head,
+                    channel,
+                    turn,
+                );
             }
         }
         Err(e) => {
@@ -148,8 +176,10 @@ pub(super) fn run_reports(
 pub(super) fn reports_transaction(
     conn: &mut dyn Conn,
     requests: &[logic::ReportRequest],
+    turn: &mut Turn<'_>,
 ) -> Result<logic::ReportBatch, StoreError> {
     let written = logic::begin_reports(conn).and_then(|_| logic::report_batch(conn, requests));
+    turn.end();
     let batch = match written {
         Ok(batch) => batch,
         Err(e) => {

@@ -28,6 +28,21 @@ pub fn max_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
     Ok(c.event_horizon().map_or(max, |horizon| max.min(horizon)))
 }
 
+/// The common table expressions that take a transaction's in-flight marker (`held`), the first
+/// parameter being the schema's marker tag: see [`DRAW_EVENT_IDS`].
+macro_rules! in_flight_marker {
+    () => {
+        "WITH top AS MATERIALIZED (
+        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id FROM events_id_seq),
+    marker AS MATERIALIZED (
+        SELECT (?::bigint << 16) | (id >> 32) AS high, id & 4294967295 AS low FROM top),
+    held AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock_shared(
+            (high - CASE WHEN high >= 2147483648 THEN 4294967296 ELSE 0 END)::int4,
+            (low - CASE WHEN low >= 2147483648 THEN 4294967296 ELSE 0 END)::int4) FROM marker)"
+    };
+}
+
 /// PostgreSQL: draws the second parameter's number of event ids; the first is the schema's marker
 /// tag ([`Conn::marker_tag`]). Ahead of drawing, the transaction takes its in-flight marker: a
 /// shared advisory lock (two-`int4` form) holding the last id drawn so far, below every id it
@@ -35,15 +50,22 @@ pub fn max_event_id(c: &mut dyn Conn) -> Result<u64, StoreError> {
 /// horizon, `postgres::HORIZON_SQL`), so an id committed out of order is never passed. Shared:
 /// writers never wait for each other's markers. The sequence must not cache values (`CACHE 1`,
 /// `BIGSERIAL`'s default), or `last_value` would run ahead of the ids sessions hand out.
-pub(super) const DRAW_EVENT_IDS: &str = "WITH top AS MATERIALIZED (
-        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS id FROM events_id_seq),
-    marker AS MATERIALIZED (
-        SELECT (?::bigint << 16) | (id >> 32) AS high, id & 4294967295 AS low FROM top),
-    held AS MATERIALIZED (
-        SELECT pg_advisory_xact_lock_shared(
-            (high - CASE WHEN high >= 2147483648 THEN 4294967296 ELSE 0 END)::int4,
-            (low - CASE WHEN low >= 2147483648 THEN 4294967296 ELSE 0 END)::int4) FROM marker)
-    SELECT nextval('events_id_seq') FROM held, generate_series(1, ?::bigint)";
+pub(super) const DRAW_EVENT_IDS: &str = concat!(
+    in_flight_marker!(),
+    " SELECT nextval('events_id_seq') FROM held, generate_series(1, ?::bigint)"
+);
+
+/// PostgreSQL: [`DRAW_EVENT_IDS`] for a batch of reports, sent with the batch's first reads: the
+/// parameters are the marker tag, how many distinct idempotency keys the batch's reports carry,
+/// and those keys. It draws one id per key not answered yet (a report resent gets its first
+/// answer and writes nothing, so it costs no id and leaves no gap in the log).
+pub(super) const DRAW_REPORT_IDS: &str = concat!(
+    in_flight_marker!(),
+    ",
+    wanted AS MATERIALIZED (
+        SELECT ?::bigint - (SELECT COUNT(*) FROM idempotency WHERE key = ANY(?::text[])) AS n)
+    SELECT nextval('events_id_seq') FROM held, wanted, generate_series(1, wanted.n)"
+);
 
 /// An event to write; `data` is the changed object as JSON.
 pub(super) struct NewEvent<'a> {

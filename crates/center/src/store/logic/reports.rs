@@ -4,14 +4,17 @@
 //! the caller. The rules are those of one report after another, applied in memory in the order the
 //! reports came (idempotency by key and payload, [`positions::apply`], the bound on exposure
 //! totals), so a batch stores exactly what its reports sent one by one would have, and a refused
-//! report writes nothing (no savepoint needed). On PostgreSQL a batch is three round trips whatever
-//! its size:
+//! report writes nothing (no savepoint needed). On PostgreSQL a batch is two round trips and seven
+//! statements whatever its size ([`postgres_batch`]):
 //!
-//! 1. lock the batch's positions ([`Lock::Position`], in key order), read their stored answers and
-//!    rows;
-//! 2. read the exposure totals the batch changes, draw the event ids (with the in-flight marker,
-//!    [`DRAW_EVENT_IDS`]);
-//! 3. write each table's rows in one statement; the caller notifies and commits.
+//! 1. `BEGIN`, lock the batch's positions ([`Lock::Position`], in key order), read their stored
+//!    answers and rows, the exposure totals of their (account, symbol) pairs, and draw one event id
+//!    per idempotency key not answered yet (with the in-flight marker, [`DRAW_REPORT_IDS`]);
+//! 2. the reports decided in memory, every table's rows written by one statement, and the caller's
+//!    `COMMIT`.
+//!
+//! SQLite, which has no round trips to save, reads only the totals the batch changes, once it is
+//! decided which ([`sqlite_batch`]).
 //!
 //! No lock is global: batches on different positions run side by side to their commits, on one
 //! instance or several. The position lock makes the rows read in step 1 still current at the
@@ -219,17 +222,31 @@ pub fn report_batch(
         .filter_map(|(r, p)| p.as_ref().ok().map(|_| &r.report))
         .collect();
 
-    // 1. The positions, locked, their rows and the answers stored under the batch's keys.
-    let stored = read_stored(c, &valid)?;
+    match c.dialect() {
+        Dialect::Sqlite => sqlite_batch(c, requests, &checked, &valid),
+        Dialect::Postgres => postgres_batch(c, requests, &checked, &valid),
+    }
+}
+
+/// SQLite (one writer, no round trips): the positions, then only the totals the batch changes,
+/// then its writes.
+fn sqlite_batch(
+    c: &mut dyn Conn,
+    requests: &[ReportRequest],
+    checked: &[Result<Payloads, WriteError>],
+    valid: &[&PositionReport],
+) -> Result<ReportBatch, StoreError> {
+    // 1. The positions, their rows and the answers stored under the batch's keys.
+    let stored = read_stored(c, valid, false)?;
     let known = Known {
         answers: &stored.answers,
         positions: &stored.positions,
         registrations: &stored.registrations,
     };
 
-    // 2. How many events the batch writes, and which totals it changes; then, in the event log's
-    // order, those totals and the ids.
-    let counted = decide(requests, &checked, &known, None, &mut Ids::Count(0))?;
+    // 2. How many events the batch writes, and which totals it changes; then those totals and the
+    // next id.
+    let counted = decide(requests, checked, &known, None, &mut Ids::Count(0))?;
     if counted.used == 0 {
         return Ok(ReportBatch {
             outcomes: counted.outcomes,
@@ -239,15 +256,71 @@ pub fn report_batch(
     let (totals, mut ids) = read_totals_and_ids(c, &counted)?;
 
     // 3. The batch as it is decided, written.
-    // Fewer ids than counted when the bound on totals refused a report (the rest stay unused, a
-    // gap as a rolled-back write leaves); never more, but if so the batch fails and the writer
-    // stores its reports one by one.
-    let decided = decide(requests, &checked, &known, Some(&totals), &mut ids)?;
+    let decided = decide(requests, checked, &known, Some(&totals), &mut ids)?;
     write_rows(c, &decided.writes, &stored.positions)?;
     Ok(ReportBatch {
         outcomes: decided.outcomes,
         head: decided.writes.head,
     })
+}
+
+/// PostgreSQL, two round trips: the positions locked, their rows, the answers under the batch's
+/// keys, the totals of every (account, symbol) a report of the batch is about and the event ids
+/// (one per key not answered yet) in the first; the writes, in one statement, and the commit in the
+/// second. Each statement costs the server its executor's set-up whatever its rows, so reading a
+/// total the batch turns out not to change costs less than a round trip of its own.
+fn postgres_batch(
+    c: &mut dyn Conn,
+    requests: &[ReportRequest],
+    checked: &[Result<Payloads, WriteError>],
+    valid: &[&PositionReport],
+) -> Result<ReportBatch, StoreError> {
+    let stored = read_stored(c, valid, true)?;
+    let known = Known {
+        answers: &stored.answers,
+        positions: &stored.positions,
+        registrations: &stored.registrations,
+    };
+    let mut ids = Ids::Drawn {
+        left: stored.ids.iter().copied().collect(),
+        short: 0,
+    };
+    let mut decided = decide(requests, checked, &known, Some(&stored.totals), &mut ids)?;
+    if let Ids::Drawn { short, .. } = ids {
+        if short > 0 {
+            // More ids than keys not answered: a key refused earlier in the batch and used again,
+            // or an answer gone since the draw counted it. Rare; the ids drawn first stay unused
+            // (a gap, as a rolled-back write leaves) and the batch is decided again with new ones.
+            let mut drawn = draw_ids(c, decided.used)?;
+            drawn.sort_unstable();
+            let mut more = Ids::Drawn {
+                left: drawn.into(),
+                short: 0,
+            };
+            decided = decide(requests, checked, &known, Some(&stored.totals), &mut more)?;
+            if matches!(more, Ids::Drawn { short, .. } if short > 0) {
+                return Err(StoreError::Internal(
+                    "a report batch ran out of event ids".into(),
+                ));
+            }
+        }
+    }
+    if decided.used > 0 {
+        write_rows_at_once(c, &decided.writes, &stored.positions)?;
+    }
+    Ok(ReportBatch {
+        outcomes: decided.outcomes,
+        head: decided.writes.head,
+    })
+}
+
+/// PostgreSQL: draws `n` event ids, with the in-flight marker, in a round trip of its own.
+fn draw_ids(c: &mut dyn Conn, n: usize) -> Result<Vec<u64>, StoreError> {
+    let tag = c.marker_tag();
+    c.query(DRAW_EVENT_IDS, &[Val::Int(tag), Val::Int(n as i64)])?
+        .iter()
+        .map(|r| r.u64(Single::value))
+        .collect()
 }
 
 /// What the batch's reports find stored: the answers under their keys, their positions and the
@@ -257,10 +330,19 @@ struct Stored {
     answers: HashMap<String, (String, String)>,
     positions: HashMap<PosKey, (Position, Option<Realized>)>,
     registrations: HashMap<u64, AccountRegistration>,
+    /// PostgreSQL: the totals of every (account, symbol) of the reports, and the ids drawn.
+    totals: HashMap<ExposureKey, i64>,
+    ids: Vec<u64>,
 }
 
-/// Locks the positions of the `valid` reports and reads what they find stored, in one round trip.
-fn read_stored(c: &mut dyn Conn, valid: &[&PositionReport]) -> Result<Stored, StoreError> {
+/// Locks the positions of the `valid` reports (PostgreSQL) and reads what they find stored, in one
+/// round trip; `with_totals_and_ids` (PostgreSQL): the totals of their (account, symbol) pairs and
+/// the event ids too.
+fn read_stored(
+    c: &mut dyn Conn,
+    valid: &[&PositionReport],
+    with_totals_and_ids: bool,
+) -> Result<Stored, StoreError> {
     let dialect = c.dialect();
     let mut positions_wanted: Vec<PosKey> =
         valid.iter().map(|r| (r.login.0, r.position_id.0)).collect();
@@ -313,8 +395,50 @@ fn read_stored(c: &mut dyn Conn, valid: &[&PositionReport]) -> Result<Stored, St
             .map(|l| vec![Val::Int(*l as i64)])
             .collect::<Vec<_>>(),
     )?;
+    // After the position locks (sent first, taken first): the ids' in-flight marker is then never
+    // held while the batch waits for a position.
+    let (totals_read, ids_read) = if with_totals_and_ids {
+        let mut pairs: Vec<(u64, &str)> = valid
+            .iter()
+            .map(|r| (r.login.0, r.symbol.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let totals_read = reads.plain(
+            TOTALS_SQL,
+            vec![
+                Val::IntArray(pairs.iter().map(|(l, _)| Some(*l as i64)).collect()),
+                Val::TextArray(pairs.iter().map(|(_, s)| Some((*s).to_owned())).collect()),
+            ],
+        );
+        let ids_read = reads.plain(
+            DRAW_REPORT_IDS,
+            vec![
+                Val::Int(c.marker_tag()),
+                Val::Int(keys_wanted.len() as i64),
+                Val::TextArray(keys_wanted.iter().map(|k| Some((*k).to_owned())).collect()),
+            ],
+        );
+        (Some(totals_read), Some(ids_read))
+    } else {
+        (None, None)
+    };
     let mut read = reads.run(c)?;
     let mut stored = Stored::default();
+    if let Some(totals_read) = totals_read {
+        for r in &read[totals_read] {
+            stored
+                .totals
+                .insert((r.u64(0usize)?, r.text(1usize)?.to_owned()), r.int(2usize)?);
+        }
+    }
+    if let Some(ids_read) = ids_read {
+        stored.ids = read[ids_read]
+            .iter()
+            .map(|r| r.u64(Single::value))
+            .collect::<Result<_, _>>()?;
+        stored.ids.sort_unstable();
+    }
     for r in &read[registrations_read] {
         let registration: AccountRegistration = serde_json::from_str(r.text(1usize)?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -339,91 +463,54 @@ fn read_stored(c: &mut dyn Conn, valid: &[&PositionReport]) -> Result<Stored, St
     Ok(stored)
 }
 
-/// The stored totals the batch changes (`counted.touched`) and the ids of its events, in one round
-/// trip.
+/// PostgreSQL: the totals of the (account, symbol) pairs given as two arrays, each the sum of its
+/// shards as committed now; no lock (see the module's documentation).
+const TOTALS_SQL: &str = "SELECT login, symbol, SUM(net_units)::bigint FROM exposures
+   WHERE (login, symbol) IN (SELECT * FROM unnest(?::bigint[], ?::text[]))
+   GROUP BY login, symbol";
+
+/// SQLite: the stored totals the batch changes (`counted.touched`) and the next event id.
 fn read_totals_and_ids(
     c: &mut dyn Conn,
     counted: &Decided,
 ) -> Result<(HashMap<ExposureKey, i64>, Ids), StoreError> {
     let dialect = c.dialect();
-    let needed = counted.used;
     let mut reads = Reads::default();
-    let totals_read = match dialect {
-        // The sum of the total's shards, as committed now; no lock (see the module's documentation).
-        Dialect::Postgres => reads.plain(
-            "SELECT login, symbol, SUM(net_units)::bigint FROM exposures
-               WHERE (login, symbol) IN (SELECT * FROM unnest(?::bigint[], ?::text[]))
-               GROUP BY login, symbol",
-            vec![
-                Val::IntArray(
-                    counted
-                        .touched
-                        .iter()
-                        .map(|(l, _)| Some(*l as i64))
-                        .collect(),
-                ),
-                Val::TextArray(
-                    counted
-                        .touched
-                        .iter()
-                        .map(|(_, s)| Some(s.clone()))
-                        .collect(),
-                ),
-            ],
-        ),
-        Dialect::Sqlite => reads.keyed(
-            dialect,
-            "login, symbol, net_units",
-            "exposures",
-            &[("login", Ty::Int), ("symbol", Ty::Text)],
-            &counted
-                .touched
-                .iter()
-                .map(|(l, s)| vec![Val::Int(*l as i64), Val::text(s)])
-                .collect::<Vec<_>>(),
-        )?,
-    };
-    let ids_read = match dialect {
-        Dialect::Postgres => reads.plain(
-            DRAW_EVENT_IDS,
-            vec![Val::Int(c.marker_tag()), Val::Int(needed as i64)],
-        ),
-        // One writer: the ids after the largest, as [`next_event_id`] gives them.
-        Dialect::Sqlite => reads.plain("SELECT COALESCE(MAX(id), 0) + 1 FROM events", vec![]),
-    };
+    let totals_read = reads.keyed(
+        dialect,
+        "login, symbol, net_units",
+        "exposures",
+        &[("login", Ty::Int), ("symbol", Ty::Text)],
+        &counted
+            .touched
+            .iter()
+            .map(|(l, s)| vec![Val::Int(*l as i64), Val::text(s)])
+            .collect::<Vec<_>>(),
+    )?;
+    // One writer: the ids after the largest, as [`next_event_id`] gives them.
+    let ids_read = reads.plain("SELECT COALESCE(MAX(id), 0) + 1 FROM events", vec![]);
     let read = reads.run(c)?;
     let mut totals = HashMap::new();
     for r in &read[totals_read] {
         totals.insert((r.u64(0usize)?, r.text(1usize)?.to_owned()), r.int(2usize)?);
     }
-    let ids = match dialect {
-        Dialect::Postgres => {
-            let mut drawn = read[ids_read]
-                .iter()
-                .map(|r| r.u64(Single::value))
-                .collect::<Result<Vec<_>, _>>()?;
-            drawn.sort_unstable();
-            Ids::Drawn(drawn.into())
-        }
-        Dialect::Sqlite => Ids::Next(
-            read[ids_read]
-                .first()
-                .ok_or_else(|| StoreError::Corrupt("no next event id".into()))?
-                .u64(Single::value)?,
-        ),
-    };
-
+    let ids = Ids::Next(
+        read[ids_read]
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no next event id".into()))?
+            .u64(Single::value)?,
+    );
     Ok((totals, ids))
 }
 
-/// Writes the decided batch: a multi-row statement per table.
-fn write_rows(
-    c: &mut dyn Conn,
+/// Position rows (each its [`position_values`]): those to insert, then those to update.
+type PositionRows = (Vec<Vec<Val>>, Vec<Vec<Val>>);
+
+/// The decided batch's position rows.
+fn position_rows(
     w: &Writes,
     stored_positions: &HashMap<PosKey, (Position, Option<Realized>)>,
-) -> Result<(), StoreError> {
-    let dialect = c.dialect();
-    insert_rows(c, "events", EVENT_COLS, &w.events, "")?;
+) -> Result<PositionRows, StoreError> {
     let (mut new_rows, mut changed_rows) = (Vec::new(), Vec::new());
     for key in &w.position_order {
         let (p, realized) = &w.positions[key];
@@ -437,12 +524,12 @@ fn write_rows(
             new_rows.push(values);
         }
     }
-    let insert_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
-    insert_rows(c, "positions", &insert_cols, &new_rows, "")?;
-    update_rows(c, "positions", POSITION_SET, POSITION_KEY, &changed_rows)?;
-    insert_rows(c, "position_volumes", VOLUME_COLS, &w.volumes, "")?;
-    let exposures: Vec<Vec<Val>> = w
-        .exposures
+    Ok((new_rows, changed_rows))
+}
+
+/// The decided batch's exposure rows: per total, the batch's change and its last event.
+fn exposure_rows(w: &Writes) -> Vec<Vec<Val>> {
+    w.exposures
         .iter()
         .map(|((login, symbol), (delta, event_id))| {
             vec![
@@ -452,17 +539,82 @@ fn write_rows(
                 Val::Int(*event_id as i64),
             ]
         })
-        .collect();
-    let upsert = match dialect {
-        Dialect::Sqlite => "ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
-           last_event_id = excluded.last_event_id",
-        // This session's shard of each total (the `shard` column's default).
-        Dialect::Postgres => "ON CONFLICT (login, symbol, shard) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
-           last_event_id = GREATEST(exposures.last_event_id, excluded.last_event_id)",
-    };
-    insert_rows(c, "exposures", EXPOSURE_COLS, &exposures, upsert)?;
+        .collect()
+}
+
+/// SQLite: the total's one row.
+const SQLITE_EXPOSURE_UPSERT: &str = "ON CONFLICT (login, symbol) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
+   last_event_id = excluded.last_event_id";
+
+/// PostgreSQL: this session's shard of each total (the `shard` column's default).
+const PG_EXPOSURE_UPSERT: &str = "ON CONFLICT (login, symbol, shard) DO UPDATE SET net_units = exposures.net_units + excluded.net_units,
+   last_event_id = GREATEST(exposures.last_event_id, excluded.last_event_id)";
+
+/// SQLite: writes the decided batch, a statement per row (no round trips there).
+fn write_rows(
+    c: &mut dyn Conn,
+    w: &Writes,
+    stored_positions: &HashMap<PosKey, (Position, Option<Realized>)>,
+) -> Result<(), StoreError> {
+    insert_rows(c, "events", EVENT_COLS, &w.events, "")?;
+    let (new_rows, changed_rows) = position_rows(w, stored_positions)?;
+    let insert_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
+    insert_rows(c, "positions", &insert_cols, &new_rows, "")?;
+    update_rows(c, "positions", POSITION_SET, POSITION_KEY, &changed_rows)?;
+    insert_rows(c, "position_volumes", VOLUME_COLS, &w.volumes, "")?;
+    insert_rows(
+        c,
+        "exposures",
+        EXPOSURE_COLS,
+        &exposure_rows(w),
+        SQLITE_EXPOSURE_UPSERT,
+    )?;
     insert_rows(c, REQUEST_ANSWER, ANSWER_COLS, &w.answers, "")?;
     Ok(())
+}
+
+/// PostgreSQL: the statement of [`write_rows_at_once`], built once.
+fn write_all_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let insert_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
+        // Data-modifying `WITH` clauses all run, to completion, whether the query reads them or
+        // not; they write disjoint rows, so none needs to see another's.
+        format!(
+            "WITH events_written AS ({}),
+              positions_added AS ({}),
+              positions_changed AS ({}),
+              volumes_written AS ({}),
+              exposures_written AS ({})
+             {}",
+            insert_sql("events", EVENT_COLS, ""),
+            insert_sql("positions", &insert_cols, ""),
+            update_sql("positions", POSITION_SET, POSITION_KEY),
+            insert_sql("position_volumes", VOLUME_COLS, ""),
+            insert_sql("exposures", EXPOSURE_COLS, PG_EXPOSURE_UPSERT),
+            insert_sql(REQUEST_ANSWER, ANSWER_COLS, ""),
+        )
+    })
+}
+
+/// PostgreSQL: writes the decided batch in one statement (every table's rows as arrays, an empty
+/// array for a table without any), pipelined ahead of the commit: the server sets an executor up
+/// once rather than once per table, and plans the statement once per connection.
+fn write_rows_at_once(
+    c: &mut dyn Conn,
+    w: &Writes,
+    stored_positions: &HashMap<PosKey, (Position, Option<Realized>)>,
+) -> Result<(), StoreError> {
+    let (new_rows, changed_rows) = position_rows(w, stored_positions)?;
+    let insert_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
+    let update_cols: Vec<Col> = POSITION_SET.iter().chain(POSITION_KEY).copied().collect();
+    let mut params = columns_of(EVENT_COLS, &w.events)?;
+    params.extend(columns_of(&insert_cols, &new_rows)?);
+    params.extend(columns_of(&update_cols, &changed_rows)?);
+    params.extend(columns_of(VOLUME_COLS, &w.volumes)?);
+    params.extend(columns_of(EXPOSURE_COLS, &exposure_rows(w))?);
+    params.extend(columns_of(ANSWER_COLS, &w.answers)?);
+    c.send(write_all_sql(), &params)
 }
 
 /// What the batch found stored.
@@ -477,24 +629,32 @@ struct Known<'a> {
 enum Ids {
     /// Counting only: nothing is rendered or written.
     Count(usize),
-    /// PostgreSQL: drawn from the sequence, in ascending order.
-    Drawn(std::collections::VecDeque<u64>),
+    /// PostgreSQL: drawn from the sequence, in ascending order; `short` counts the ids wanted
+    /// once they ran out (0 stands in for each: the batch is then decided again, see
+    /// [`postgres_batch`]).
+    Drawn {
+        left: std::collections::VecDeque<u64>,
+        short: usize,
+    },
     /// SQLite (one writer): the next one.
     Next(u64),
 }
 
 impl Ids {
-    fn take(&mut self) -> Option<u64> {
+    fn take(&mut self) -> u64 {
         match self {
             Ids::Count(n) => {
                 *n += 1;
-                Some(0)
+                0
             }
-            Ids::Drawn(left) => left.pop_front(),
+            Ids::Drawn { left, short } => left.pop_front().unwrap_or_else(|| {
+                *short += 1;
+                0
+            }),
             Ids::Next(next) => {
                 let id = *next;
                 *next += 1;
-                Some(id)
+                id
             }
         }
     }
@@ -585,11 +745,7 @@ fn decide(
                 continue;
             }
         }
-        let Some(event_id) = ids.take() else {
-            return Err(StoreError::Internal(
-                "a report batch ran out of event ids".into(),
-            ));
-        };
+        let event_id = ids.take();
         out.used += 1;
         let positions::Transition {
             event,

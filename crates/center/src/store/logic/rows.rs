@@ -31,7 +31,7 @@ fn unnest(cols: &[Col]) -> String {
 }
 
 /// The rows' values as one array per column.
-fn columns_of(cols: &[Col], rows: &[Vec<Val>]) -> Result<Vec<Val>, StoreError> {
+pub(super) fn columns_of(cols: &[Col], rows: &[Vec<Val>]) -> Result<Vec<Val>, StoreError> {
     let mut out = Vec::with_capacity(cols.len());
     for (i, (name, ty)) in cols.iter().enumerate() {
         let bad =
@@ -72,21 +72,39 @@ pub(super) fn insert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let list = names(cols);
     match c.dialect() {
-        Dialect::Postgres => c.send(
-            &format!(
-                "INSERT INTO {table} ({list}) SELECT * FROM {} {tail}",
-                unnest(cols)
-            ),
-            &columns_of(cols, rows)?,
-        ),
+        Dialect::Postgres => c.send(&insert_sql(table, cols, tail), &columns_of(cols, rows)?),
         Dialect::Sqlite => {
+            let list = names(cols);
             let marks = vec!["?"; cols.len()].join(", ");
             let sql = format!("INSERT INTO {table} ({list}) VALUES ({marks}) {tail}");
             rows.iter().try_for_each(|r| c.send(&sql, r))
         }
     }
+}
+
+/// PostgreSQL: the statement of [`insert_rows`]; its parameters are [`columns_of`] `cols`.
+pub(super) fn insert_sql(table: &str, cols: &[Col], tail: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({}) SELECT * FROM {} {tail}",
+        names(cols),
+        unnest(cols)
+    )
+}
+
+/// PostgreSQL: the statement of [`update_rows`]; its parameters are [`columns_of`] `cols` then
+/// `keys`.
+pub(super) fn update_sql(table: &str, cols: &[Col], keys: &[Col]) -> String {
+    let all: Vec<Col> = cols.iter().chain(keys).copied().collect();
+    let set: Vec<String> = cols.iter().map(|(n, _)| format!("{n} = u.{n}")).collect();
+    let on: Vec<String> = keys.iter().map(|(n, _)| format!("t.{n} = u.{n}")).collect();
+    format!(
+        "UPDATE {table} AS t SET {} FROM {} AS u ({}) WHERE {}",
+        set.join(", "),
+        unnest(&all),
+        names(&all),
+        on.join(" AND ")
+    )
 }
 
 /// Sets `cols` of the rows of `table` whose `keys` match; each row's values are `cols` then `keys`.
@@ -104,18 +122,7 @@ pub(super) fn update_rows(
     match c.dialect() {
         Dialect::Postgres => {
             let all: Vec<Col> = cols.iter().chain(keys).copied().collect();
-            let set: Vec<String> = cols.iter().map(|(n, _)| format!("{n} = u.{n}")).collect();
-            let on: Vec<String> = keys.iter().map(|(n, _)| format!("t.{n} = u.{n}")).collect();
-            c.send(
-                &format!(
-                    "UPDATE {table} AS t SET {} FROM {} AS u ({}) WHERE {}",
-                    set.join(", "),
-                    unnest(&all),
-                    names(&all),
-                    on.join(" AND ")
-                ),
-                &columns_of(&all, rows)?,
-            )
+            c.send(&update_sql(table, cols, keys), &columns_of(&all, rows)?)
         }
         Dialect::Sqlite => {
             let set: Vec<String> = cols.iter().map(|(n, _)| format!("{n} = ?")).collect();
