@@ -13,7 +13,7 @@
 //! Round trips, not the server, bound the writer here, so statements whose answer nobody needs
 //! ([`Conn::send`], locks, savepoints, `BEGIN`) are pipelined: handed to the connection at once and
 //! their answers collected with the next statement that waits, or by [`Conn::flush`];
-//! [`Conn::query_many`] sends several queries in one round trip. A batch of reports then costs three
+//! [`Conn::query_many`] sends several queries in one round trip. A batch of reports then costs two
 //! round trips whatever its size (see `logic::report_batch`), and each instance runs several
 //! writer connections whose batches commit side by side.
 //!
