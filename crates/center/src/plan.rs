@@ -85,7 +85,7 @@ pub struct HedgeCover {
 }
 
 /// Everything the plans of the hedge accounts depend on.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanInputs {
     /// Every hedge account, with the operator's overrides applied.
     pub accounts: Vec<AccountRegistration>,

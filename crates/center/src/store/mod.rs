@@ -416,6 +416,7 @@ impl Store {
             let after_commit = AfterCommit {
                 head: head.clone(),
                 events: committed.clone(),
+                held: Arc::default(),
             };
             std::thread::Builder::new()
                 .name("center-writer".into())
@@ -950,6 +951,261 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = StoreLocation::Sqlite(dir.path().join("center.db"));
         refusal_inside_a_batch(Store::open(&location).await.unwrap()).await;
+    }
+
+    /// Drives random writes of every kind through a SQLite store whose event stream wants the
+    /// plan inputs with each commit, and checks after each step that the inputs handed over (the
+    /// writer's held ones, carried through report batches) are those a full read finds, and so is
+    /// every hedge account's plan computed from them.
+    async fn held_plan_inputs_match_a_full_read(seed: u64) {
+        use crate::plan;
+        use hedge_domain::{AccountMarginMode, SymbolMap, SymbolSpec};
+        use rand::{Rng, SeedableRng};
+        use rust_decimal::Decimal;
+
+        const HEDGE: Login = Login(100);
+        const SYMBOLS: [&str; 3] = ["EURUSD", "XAUUSD", "GBPUSD"];
+        let registration = |login: Login, role: AccountRole, ratio: Decimal| AccountRegistration {
+            login,
+            role,
+            server: "Server".into(),
+            company: "Broker".into(),
+            margin_mode: AccountMarginMode::RetailHedging,
+            symbol_map: SymbolMap::default(),
+            hedge_ratio: ratio,
+            hedge_login: None,
+            symbols: SYMBOLS
+                .iter()
+                .map(|s| SymbolSpec::forex(s.to_string(), 5))
+                .collect(),
+            currency: "USD".into(),
+        };
+        let lots = |n: i64| Volume(Decimal::new(n, 2));
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Sqlite(dir.path().join("center.db")))
+            .await
+            .unwrap();
+        let mut committed = store.follow_commits().unwrap();
+        store.streams_open(true);
+        store.plans_on_commit(true);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        store
+            .register_account(
+                "t".into(),
+                registration(HEDGE, AccountRole::Hedge, Decimal::ONE),
+                1,
+            )
+            .await
+            .unwrap();
+        for login in [1, 2] {
+            store
+                .register_account(
+                    "t".into(),
+                    registration(Login(login), AccountRole::Client, Decimal::ONE),
+                    1,
+                )
+                .await
+                .unwrap();
+        }
+
+        // Position state as the test last reported it: (login, id) -> (symbol, side, volume, seq).
+        let mut positions: std::collections::BTreeMap<(u64, u64), (&str, Side, i64, u64)> =
+            Default::default();
+        let mut next_id = 1u64;
+        let mut compared = 0;
+        for step in 0..300u64 {
+            // A debug build on a busy machine may read over the writer's budget, which hands the
+            // reads to the plan frames for a while: not what this test is about.
+            store.inner.committed.lock().plan_inputs_paused_until = None;
+            let roll = rng.gen_range(0..100);
+            let mut reports = Vec::new();
+            let mut jobs: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+            if roll < 70 || (90..95).contains(&roll) {
+                for _ in 0..rng.gen_range(1..4) {
+                    // Mostly the registered clients; now and then an account that never
+                    // registered or the hedge account itself, which the plan does not count.
+                    let login = match rng.gen_range(0..20) {
+                        0 => 9,
+                        1 => HEDGE.0,
+                        n => 1 + n % 2,
+                    };
+                    let open: Vec<(u64, u64)> = positions
+                        .keys()
+                        .filter(|(l, _)| *l == login)
+                        .copied()
+                        .collect();
+                    let report = if open.is_empty() || rng.gen_bool(0.3) {
+                        let id = next_id;
+                        next_id += 1;
+                        let symbol = SYMBOLS[rng.gen_range(0..SYMBOLS.len())];
+                        let side = if rng.gen_bool(0.5) {
+                            Side::Buy
+                        } else {
+                            Side::Sell
+                        };
+                        let volume = rng.gen_range(1..500);
+                        positions.insert((login, id), (symbol, side, volume, 1));
+                        PositionReport::new(
+                            PositionEventKind::Open,
+                            Login(login),
+                            PositionId(id),
+                            symbol,
+                            side,
+                            lots(volume),
+                            1,
+                        )
+                    } else {
+                        let key = open[rng.gen_range(0..open.len())];
+                        let (symbol, side, volume, seq) = positions[&key];
+                        let seq = seq + 1;
+                        let (kind, to) = match rng.gen_range(0..4) {
+                            0 => (PositionEventKind::Increase, volume + rng.gen_range(1..100)),
+                            1 if volume > 1 => {
+                                (PositionEventKind::PartialClose, rng.gen_range(1..volume))
+                            }
+                            2 => (PositionEventKind::Modify, volume),
+                            _ => (PositionEventKind::Close, volume),
+                        };
+                        if kind == PositionEventKind::Close {
+                            positions.remove(&key);
+                        } else {
+                            positions.insert(key, (symbol, side, to, seq));
+                        }
+                        PositionReport::new(
+                            kind,
+                            Login(key.0),
+                            PositionId(key.1),
+                            symbol,
+                            side,
+                            lots(to),
+                            seq,
+                        )
+                    };
+                    reports.push(report);
+                }
+            }
+            if roll >= 70 {
+                let s = store.clone();
+                let symbol = SYMBOLS[rng.gen_range(0..SYMBOLS.len())].to_owned();
+                let volume = lots(rng.gen_range(1..300));
+                let side = if rng.gen_bool(0.5) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let n = rng.gen_range(0..5);
+                jobs.push(Box::pin(async move {
+                    let _ = match n {
+                        0 => s
+                            .hedge_executed(
+                                "t".into(),
+                                HedgeExecuted {
+                                    plan_item_id: PlanItemId(10_000 + step),
+                                    hedge_login: HEDGE,
+                                    symbol,
+                                    side,
+                                    volume,
+                                    order: Default::default(),
+                                    deal: Default::default(),
+                                    position_id: Default::default(),
+                                    price: None,
+                                    latency_us: None,
+                                    slippage: None,
+                                    time_ms: 1,
+                                },
+                                1,
+                            )
+                            .await
+                            .map(|_| ()),
+                        1 => {
+                            let refusals = vec![PretradeRefusal {
+                                symbol,
+                                account_symbol: String::new(),
+                                side,
+                                volume,
+                                reason: "margin".into(),
+                                since_ms: 1,
+                            }];
+                            let status = AccountStatus {
+                                pretrade_refusals: if step % 2 == 0 { refusals } else { vec![] },
+                                ..Default::default()
+                            };
+                            s.heartbeat("t".into(), HEDGE, status, 1).await.map(|_| ())
+                        }
+                        2 => {
+                            let ratio = Decimal::new(1 + step as i64 % 3, 0);
+                            s.register_account(
+                                "t".into(),
+                                registration(Login(2), AccountRole::Client, ratio),
+                                1,
+                            )
+                            .await
+                            .map(|_| ())
+                        }
+                        3 => {
+                            let kind = if step % 2 == 0 {
+                                ActionKind::Pause
+                            } else {
+                                ActionKind::Resume
+                            };
+                            let mut action = ActionRequest::new(kind);
+                            action.symbol = Some(symbol);
+                            s.action("t".into(), format!("pause-{step}"), action, 1)
+                                .await
+                                .map(|_| ())
+                        }
+                        _ => s
+                            .heartbeat("t".into(), Login(1), AccountStatus::default(), 1)
+                            .await
+                            .map(|_| ()),
+                    };
+                }));
+            }
+            let sent = reports.into_iter().map(|r| {
+                let s = store.clone();
+                Box::pin(async move {
+                    let _ = s.report("t".into(), r, 1).await;
+                }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+            });
+            futures::future::join_all(sent.chain(jobs)).await;
+
+            let mut latest = None;
+            while let Ok(commit) = committed.try_recv() {
+                if let Some(inputs) = commit.plan_inputs {
+                    latest = Some(inputs);
+                }
+            }
+            let head = store.last_event_id().await.unwrap();
+            let Some(handed) = latest.filter(|i| i.as_of_event_id.get() == head) else {
+                continue;
+            };
+            let read = store.plan_inputs(HEDGE).await.unwrap().unwrap();
+            assert_eq!(*handed, read, "seed {seed}, step {step}");
+            assert_eq!(
+                plan::compute_all(&handed),
+                plan::compute_all(&read),
+                "seed {seed}, step {step}"
+            );
+            compared += 1;
+        }
+        let carried = store.inner.committed.lock().plan_inputs_carried;
+        assert!(
+            compared > 150,
+            "seed {seed}: only {compared} steps compared"
+        );
+        assert!(
+            carried > 100,
+            "seed {seed}: only {carried} commits carried the inputs over"
+        );
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn held_plan_inputs_match_a_full_read_sqlite() {
+        for seed in [1, 2, 3] {
+            held_plan_inputs_match_a_full_read(seed).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

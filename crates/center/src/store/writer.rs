@@ -142,7 +142,7 @@ pub(super) fn run_reports(
     match stored {
         Ok(batch) => {
             if let Some(id) = batch.head {
-                head.committed(conn, id);
+                head.committed(conn, id, Change::Reports(&batch.exposures));
             }
             for (done, outcome) in dones.into_iter().zip(batch.outcomes) {
                 done(outcome);
@@ -279,8 +279,11 @@ pub(super) fn run_pass(
     }
     // The head moves before anybody is answered: a request that follows an acknowledged write
     // sees a head that includes it, so an answer cached under an older head is never served.
-    if let (Ok(()), Some(id)) = (&outcome, max_id) {
-        head.committed(conn, id);
+    match (&outcome, max_id) {
+        (Ok(()), Some(id)) => head.committed(conn, id, Change::Other),
+        // Nothing of it was stored; the held plan inputs are dropped all the same, so that a
+        // commit whose outcome is in doubt never leaves them behind the database.
+        _ => head.forget_plan_inputs(),
     }
     for (completion, own) in completions {
         completion(match own {
@@ -319,6 +322,9 @@ pub(super) struct CommitFollower {
     /// Set when the writer's last read of the plan inputs took longer than
     /// [`PLAN_INPUTS_BUDGET`]: until then the plan frames read them on reader connections.
     pub(super) plan_inputs_paused_until: Option<std::time::Instant>,
+    /// How many commits handed over plan inputs carried over from the previous ones rather than
+    /// read (see [`HeldInputs`]).
+    pub(super) plan_inputs_carried: u64,
 }
 
 /// The longest the writer may spend reading the plan inputs after a commit. The read is done on
@@ -333,6 +339,57 @@ pub(super) const PLAN_INPUTS_PAUSE: Duration = Duration::from_secs(30);
 /// The follower of the commits, shared by the store and its writer.
 pub(super) type CommittedEvents = Arc<parking_lot::Mutex<CommitFollower>>;
 
+/// What a commit changed, for the plan inputs the writer holds ([`HeldInputs`]).
+pub(super) enum Change<'a> {
+    /// Position reports only: the exposure totals they changed, as stored now.
+    Reports(&'a [logic::ExposureTotal]),
+    /// Anything else (registrations, statuses, overrides, settings, hedges, allocations, pauses,
+    /// commands, pruning...): the held inputs are read again.
+    Other,
+}
+
+/// The plan inputs the writer read last, kept current as of the event `inputs.as_of_event_id`
+/// through the report batches committed since: a batch of reports changes nothing the plan reads
+/// but the exposure totals it touched (and the head), and it says what they are now, so the
+/// writer updates those few entries instead of reading every account, status, total, pause and
+/// allocation again after each report (about 0.1 ms in series before the event and its plan
+/// leave). Any other write, a total the batch created, a commit it cannot account for, or a
+/// stream that did not want them drops them, and the next commit that needs them reads them all.
+pub(super) struct HeldInputs {
+    inputs: Arc<crate::plan::PlanInputs>,
+    /// Where each client total is in `inputs.exposures`.
+    index: std::collections::HashMap<(u64, String), usize>,
+}
+
+impl HeldInputs {
+    fn new(inputs: Arc<crate::plan::PlanInputs>) -> Self {
+        let index = inputs
+            .exposures
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.login.0, e.symbol.clone()), i))
+            .collect();
+        HeldInputs { inputs, index }
+    }
+
+    /// The inputs after a commit of reports that changed `totals` and whose newest event is
+    /// `head`; `None` when one of the totals is not one the inputs hold (a new row, an account
+    /// the plan does not count as a client): then only a read says where it goes.
+    fn advance(mut self, totals: &[logic::ExposureTotal], head: u64) -> Option<HeldInputs> {
+        // The stream may still hold the previous inputs (its frames are computed from them):
+        // those are copied, never changed under it.
+        let inputs = Arc::make_mut(&mut self.inputs);
+        for total in totals {
+            let i = *self.index.get(&total.key)?;
+            let exposure = inputs.exposures.get_mut(i)?;
+            exposure.net = hedge_domain::Exposure::from_units(total.net_units?);
+            exposure.last_event_id = EventId(total.last_event_id);
+        }
+        inputs.as_of_event_id = EventId(head);
+        Some(self)
+    }
+}
+
 /// What the writer does after a commit: moves the head, and on SQLite hands the committed events
 /// themselves to this instance's event stream, read on the writer's own connection right after
 /// the commit, so the stream has them without waking a reader of its own.
@@ -340,6 +397,8 @@ pub(super) type CommittedEvents = Arc<parking_lot::Mutex<CommitFollower>>;
 pub(super) struct AfterCommit {
     pub(super) head: watch::Sender<u64>,
     pub(super) events: CommittedEvents,
+    /// The plan inputs this writer keeps current (see [`HeldInputs`]); SQLite's one writer only.
+    pub(super) held: Arc<parking_lot::Mutex<Option<HeldInputs>>>,
 }
 
 impl AfterCommit {
@@ -348,20 +407,31 @@ impl AfterCommit {
     /// follows an acknowledged write sees a head that includes it). PostgreSQL's events come to
     /// the stream through the head alone: other instances write there too, and their order is the
     /// log's.
-    fn committed(&self, conn: &mut dyn Conn, id: u64) {
+    fn committed(&self, conn: &mut dyn Conn, id: u64, change: Change<'_>) {
         let before = *self.head.borrow();
         if id > before && conn.dialect() == Dialect::Sqlite {
-            self.hand_over(conn, before);
+            self.hand_over(conn, before, id, change);
+        } else {
+            self.forget_plan_inputs();
         }
         // Its watchers wake even when `id` is not above it: with several writers the commit may be
         // that of a lower id the event horizon was waiting for, after which the log reads further.
         self.head.send_modify(|h| *h = (*h).max(id));
     }
 
-    /// Sends the events after `after` to the stream, with the plan inputs if it wants them. A
-    /// failed read only leaves the events to the stream's own read, which the head wakes, and the
-    /// plan inputs to the plan frames' own read.
-    fn hand_over(&self, conn: &mut dyn Conn, after: u64) {
+    /// Drops the held plan inputs: the next commit that needs them reads them all.
+    pub(super) fn forget_plan_inputs(&self) {
+        self.held.lock().take();
+    }
+
+    /// Sends the events after `after` (up to `id`, this commit's newest) to the stream, with the
+    /// plan inputs if it wants them: the held ones brought up to this commit when it stored only
+    /// reports, else read. A failed read only leaves the events to the stream's own read, which the
+    /// head wakes, and the plan inputs to the plan frames' own read.
+    fn hand_over(&self, conn: &mut dyn Conn, after: u64, id: u64, change: Change<'_>) {
+        // One writer on SQLite: the lock is never waited for.
+        let mut held = self.held.lock();
+        let previous = held.take();
         let (to, wants_plan_inputs) = {
             let follower = self.events.lock();
             let paused = follower
@@ -384,28 +454,33 @@ impl AfterCommit {
                 return;
             }
         };
-        let plan_inputs = if wants_plan_inputs && events.iter().any(|e| e.kind.moves_plan()) {
-            let started = std::time::Instant::now();
-            let read = logic::in_read_tx(conn, logic::all_plan_inputs);
-            let took = started.elapsed();
-            if took > PLAN_INPUTS_BUDGET {
-                tracing::debug!(
-                    took_us = took.as_micros() as u64,
-                    "plan inputs read over budget, left to the readers for a while"
-                );
-                self.events.lock().plan_inputs_paused_until =
-                    Some(std::time::Instant::now() + PLAN_INPUTS_PAUSE);
+        // Held inputs carry over only from exactly the previous head, and only across a commit
+        // of reports that wrote every event since it.
+        let carried = match (previous, change) {
+            (Some(previous), Change::Reports(totals))
+                if wants_plan_inputs
+                    && previous.inputs.as_of_event_id.get() == after
+                    && events.last().map(|e| e.id.get()) == Some(id) =>
+            {
+                previous.advance(totals, id)
             }
-            match read {
-                Ok(inputs) => Some(Arc::new(inputs)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "plan inputs left to the plan frames' read");
-                    None
+            _ => None,
+        };
+        let plan_inputs = if wants_plan_inputs && events.iter().any(|e| e.kind.moves_plan()) {
+            match carried {
+                Some(kept) => {
+                    let inputs = kept.inputs.clone();
+                    *held = Some(kept);
+                    self.events.lock().plan_inputs_carried += 1;
+                    Some(inputs)
                 }
+                None => self.read_plan_inputs(conn, &mut held),
             }
         } else {
+            *held = carried;
             None
         };
+        drop(held);
         if to
             .send(Committed {
                 events,
@@ -414,6 +489,40 @@ impl AfterCommit {
             .is_err()
         {
             self.events.lock().to.take();
+        }
+    }
+
+    /// Every hedge account's plan inputs, read on the writer's connection; held for the next
+    /// commits when the read was within [`PLAN_INPUTS_BUDGET`].
+    fn read_plan_inputs(
+        &self,
+        conn: &mut dyn Conn,
+        held: &mut Option<HeldInputs>,
+    ) -> Option<Arc<crate::plan::PlanInputs>> {
+        let started = std::time::Instant::now();
+        let read = logic::in_read_tx(conn, logic::all_plan_inputs);
+        let took = started.elapsed();
+        let over_budget = took > PLAN_INPUTS_BUDGET;
+        if over_budget {
+            tracing::debug!(
+                took_us = took.as_micros() as u64,
+                "plan inputs read over budget, left to the readers for a while"
+            );
+            self.events.lock().plan_inputs_paused_until =
+                Some(std::time::Instant::now() + PLAN_INPUTS_PAUSE);
+        }
+        match read {
+            Ok(inputs) => {
+                let inputs = Arc::new(inputs);
+                if !over_budget {
+                    *held = Some(HeldInputs::new(inputs.clone()));
+                }
+                Some(inputs)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plan inputs left to the plan frames' read");
+                None
+            }
         }
     }
 }

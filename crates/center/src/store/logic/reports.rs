@@ -41,10 +41,27 @@ pub struct ReportRequest {
 /// replay; or why it was refused.
 pub type ReportOutcome = Result<(String, bool), WriteError>;
 
-/// What a batch did: one outcome per request, in order, and the newest event id it wrote.
+/// What a batch did: one outcome per request, in order, the newest event id it wrote, and the
+/// exposure totals it changed.
 pub struct ReportBatch {
     pub outcomes: Vec<ReportOutcome>,
     pub head: Option<u64>,
+    /// Every exposure total the batch changed, as stored once it commits (SQLite only: on
+    /// PostgreSQL a total is the sum of shards that other sessions add to as well).
+    pub exposures: Vec<ExposureTotal>,
+}
+
+/// A client's exposure total in one symbol as a batch left it: what the writer's held plan inputs
+/// take in place of a read of the table ([`crate::plan::PlanInputs::exposures`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExposureTotal {
+    /// The account's login and the canonical symbol.
+    pub key: (u64, String),
+    /// The stored total in 10^-8 units; `None` when the batch created its row (no total was
+    /// stored before it), so where the row stands among the others is for a read to say.
+    pub net_units: Option<i64>,
+    /// The id of the batch's last event that changed it.
+    pub last_event_id: u64,
 }
 
 type PosKey = (u64, u64);
@@ -251,6 +268,7 @@ fn sqlite_batch(
         return Ok(ReportBatch {
             outcomes: counted.outcomes,
             head: None,
+            exposures: Vec::new(),
         });
     }
     let (totals, mut ids) = read_totals_and_ids(c, &counted)?;
@@ -258,9 +276,21 @@ fn sqlite_batch(
     // 3. The batch as it is decided, written.
     let decided = decide(requests, checked, &known, Some(&totals), &mut ids)?;
     write_rows(c, &decided.writes, &stored.positions)?;
+    // As the upsert of `write_rows` adds them: the stored total plus the batch's change.
+    let exposures = decided
+        .writes
+        .exposures
+        .into_iter()
+        .map(|(key, (delta, last_event_id))| ExposureTotal {
+            net_units: totals.get(&key).and_then(|t| t.checked_add(delta)),
+            key,
+            last_event_id,
+        })
+        .collect();
     Ok(ReportBatch {
         outcomes: decided.outcomes,
         head: decided.writes.head,
+        exposures,
     })
 }
 
@@ -311,6 +341,8 @@ fn postgres_batch(
     Ok(ReportBatch {
         outcomes: decided.outcomes,
         head: decided.writes.head,
+        // A total there is the sum of shards that other sessions add to as well.
+        exposures: Vec::new(),
     })
 }
 
