@@ -483,7 +483,8 @@ impl Outbox {
     pub fn ack(&self, seq: i64) -> Result<(), OutboxError> {
         self.conn
             .lock()
-            .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+            .prepare_cached("DELETE FROM outbox WHERE seq = ?1")?
+            .execute(params![seq])?;
         self.acked.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -495,10 +496,9 @@ impl Outbox {
         {
             let conn = self.conn.lock();
             conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let deleted = conn.execute(
-                "DELETE FROM outbox WHERE seq = ?1 AND key = ?2",
-                params![item.seq, item.key],
-            );
+            let deleted = conn
+                .prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND key = ?2")
+                .and_then(|mut delete| delete.execute(params![item.seq, item.key]));
             conn.pragma_update(None, "synchronous", "FULL")?;
             deleted?;
         }
@@ -559,10 +559,13 @@ impl Outbox {
 
     /// Number of items waiting.
     pub fn pending(&self) -> Result<u64, OutboxError> {
+        // Prepared once: the hedger asks before each reaction, and preparing the statement
+        // again each time cost more than counting.
         let n: i64 = self
             .conn
             .lock()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM outbox")?
+            .query_row([], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
 

@@ -140,7 +140,7 @@ impl Hedger {
             .filter(|i| only.is_none_or(|s| s == i.symbol))
             .collect();
         let specs = self.specs();
-        let positions = self.held_positions();
+        let positions = self.held_positions_against(&items);
         let mut decision = {
             let view = AccountView {
                 netting: self.state.netting,

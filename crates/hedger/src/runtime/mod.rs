@@ -136,6 +136,37 @@ impl Hedger {
         })
     }
 
+    /// The held positions a decision on `items` can reduce: those on an item's symbol and on the
+    /// side opposite to it (the planner looks at no other). Filtered before they are copied, since
+    /// a hedge account may hold many positions and a reaction is on the clock.
+    fn held_positions_against(&self, items: &[crate::planner::PlanOrder]) -> Vec<HeldPosition> {
+        let wanted: Vec<(String, hedge_domain::Side)> = items
+            .iter()
+            .map(|i| {
+                (
+                    self.opts.symbol_map.to_account(&i.symbol),
+                    i.side.opposite(),
+                )
+            })
+            .collect();
+        let against = |symbol: &str, side: hedge_domain::Side| {
+            wanted.iter().any(|(s, w)| s == symbol && *w == side)
+        };
+        if let Some(hedges) = self.state.ledger_hedges() {
+            return hedges
+                .into_iter()
+                .filter(|p| against(&p.symbol, p.side))
+                .collect();
+        }
+        self.terminal.with_state(|s| {
+            s.positions
+                .values()
+                .filter(|p| against(&p.symbol, p.position_type.side()))
+                .map(crate::account_view::held_position)
+                .collect()
+        })
+    }
+
     /// Reads the terminal's symbol list through the configured map once, so the plan's canonical
     /// names find this account's symbols by the common aliases and decorations too (`XAUUSD` is
     /// `GOLD` here); the operator's explicit entries win. A symbol that several of the account's

@@ -136,19 +136,24 @@ struct Screened {
     passed: bool,
 }
 
-/// The account's signed net volume per symbol (buys positive), whatever opened it.
-fn net_by_symbol(terminal: &Terminal) -> BTreeMap<String, Volume> {
+/// The account's signed net volume in each symbol of `legs` (buys positive), whatever opened it.
+fn net_by_symbol(terminal: &Terminal, legs: &[Leg]) -> BTreeMap<String, Volume> {
+    // Only the legs' symbols: the account may hold many positions on others.
+    let mut net: BTreeMap<String, Volume> = legs
+        .iter()
+        .map(|l| (l.symbol.clone(), Volume::ZERO))
+        .collect();
     terminal.with_state(|s| {
-        let mut net = BTreeMap::new();
         for p in s.positions.values() {
-            let signed = match p.position_type.side() {
-                Side::Buy => p.volume,
-                Side::Sell => -p.volume,
-            };
-            *net.entry(p.symbol.clone()).or_insert(Volume::ZERO) += signed;
+            if let Some(total) = net.get_mut(&p.symbol) {
+                *total += match p.position_type.side() {
+                    Side::Buy => p.volume,
+                    Side::Sell => -p.volume,
+                };
+            }
         }
-        net
-    })
+    });
+    net
 }
 
 /// Margin per lot of a symbol, when its specification gives one.
@@ -209,7 +214,7 @@ async fn screen_openings(
     openings: Vec<Leg>,
     recent: &BTreeSet<String>,
 ) -> Vec<Screened> {
-    let net = &net_by_symbol(terminal);
+    let net = &net_by_symbol(terminal, &openings);
     let limited: Vec<(Leg, Verdict)> = openings
         .into_iter()
         .map(|leg| {
