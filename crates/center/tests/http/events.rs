@@ -326,18 +326,23 @@ async fn a_hedgers_stream_carries_its_plan_ahead_of_each_event_that_moves_it(b: 
     env.finish().await;
 }
 
-/// The plans the center computed so far, from its metrics.
-async fn plans_computed(env: &Env) -> u64 {
+/// The value of the center's counter `name`, from its metrics.
+async fn counter(env: &Env, name: &str) -> u64 {
     let (status, metrics) = env
         .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
         .await;
     assert_eq!(status, 200);
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("hedge_center_plans_computed_total "))
-        .expect("the plan computation counter")
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("the counter {name}"))
         .parse()
         .expect("a count")
+}
+
+/// The plans the center computed so far, from its metrics.
+async fn plans_computed(env: &Env) -> u64 {
+    counter(env, "hedge_center_plans_computed_total").await
 }
 
 /// Two streams of one hedge account get the plan of an event computed once for both, each ahead
@@ -547,16 +552,7 @@ async fn streams_opened_between_unfollowed_commits_miss_nothing(b: Backend) {
     // subscribed, so the events committed meanwhile are counted by no broadcast: at least those
     // committed while a stream was subscribed, never more than the log.
     if b == Backend::Postgres {
-        let (status, metrics) = env
-            .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
-            .await;
-        assert_eq!(status, 200);
-        let sent: usize = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("hedge_center_events_total "))
-            .expect("the events counter")
-            .parse()
-            .expect("a count");
+        let sent = counter(&env, "hedge_center_events_total").await as usize;
         // 303 and 304, and 308: committed while a stream was subscribed.
         let while_subscribed = live.len() + 1;
         assert!(
@@ -569,16 +565,7 @@ async fn streams_opened_between_unfollowed_commits_miss_nothing(b: Backend) {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, metrics) = env
-            .raw(Method::GET, "/metrics", Some(VIEWER_TOKEN), None)
-            .await;
-        assert_eq!(status, 200);
-        let sent: usize = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("hedge_center_events_total "))
-            .expect("the events counter")
-            .parse()
-            .expect("a count");
+        let sent = counter(&env, "hedge_center_events_total").await as usize;
         assert!(
             sent <= logged.len(),
             "{sent} events sent for {} logged",
