@@ -322,6 +322,8 @@ pub(super) struct CommitFollower {
     /// Set when the writer's last read of the plan inputs took longer than
     /// [`PLAN_INPUTS_BUDGET`]: until then the plan frames read them on reader connections.
     pub(super) plan_inputs_paused_until: Option<std::time::Instant>,
+    /// [`PLAN_INPUTS_BUDGET`] unless set (tests whose debug builds read slower than a release).
+    pub(super) plan_inputs_budget: Option<Duration>,
     /// How many commits handed over plan inputs carried over from the previous ones rather than
     /// read (see [`HeldInputs`]).
     pub(super) plan_inputs_carried: u64,
@@ -502,7 +504,8 @@ impl AfterCommit {
         let started = std::time::Instant::now();
         let read = logic::in_read_tx(conn, logic::all_plan_inputs);
         let took = started.elapsed();
-        let over_budget = took > PLAN_INPUTS_BUDGET;
+        let budget = self.events.lock().plan_inputs_budget;
+        let over_budget = took > budget.unwrap_or(PLAN_INPUTS_BUDGET);
         if over_budget {
             tracing::debug!(
                 took_us = took.as_micros() as u64,
