@@ -53,7 +53,8 @@ pub struct Hub {
     store: Store,
     metrics: Arc<Metrics>,
     heartbeat: Duration,
-    /// Open streams per token name.
+    /// Open streams per token name. While there is one, the writer hands each commit's events to
+    /// the tailer ([`Store::streams_open`]).
     open: Mutex<HashMap<String, usize>>,
     replay_readers: Semaphore,
     /// The plan frames of the `?plan=` streams, computed once per event for all of them.
@@ -61,9 +62,6 @@ pub struct Hub {
     /// Open `?plan=` streams: while there is one, the store reads the plan inputs after each
     /// commit that can move a plan ([`Store::plans_on_commit`]).
     plan_streams: Mutex<usize>,
-    /// Open streams of any kind: while there is one, the writer hands each commit's events to the
-    /// tailer ([`Store::streams_open`]).
-    streams: Mutex<usize>,
     /// Whether the tailer reads the log (see [`Hub::subscribe_live`]); held while a stream
     /// subscribes and while the tailer finds nobody subscribed, so neither misses the other.
     tail_lock: Mutex<()>,
@@ -84,13 +82,6 @@ struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        {
-            let mut streams = self.hub.streams.lock();
-            *streams -= 1;
-            if *streams == 0 {
-                self.hub.store.streams_open(false);
-            }
-        }
         if self.plan {
             let mut plan_streams = self.hub.plan_streams.lock();
             *plan_streams -= 1;
@@ -103,6 +94,9 @@ impl Drop for StreamSlot {
             *n -= 1;
             if *n == 0 {
                 open.remove(&self.token);
+                if open.is_empty() {
+                    self.hub.store.streams_open(false);
+                }
             }
         }
     }
@@ -126,7 +120,6 @@ impl Hub {
             replay_readers: Semaphore::new(REPLAY_READERS),
             plan_frames: PlanFrames::default(),
             plan_streams: Mutex::new(0),
-            streams: Mutex::new(0),
             tail_lock: Mutex::new(()),
             tail_awake: watch::Sender::new(true),
             tail_wake: tokio::sync::Notify::new(),
@@ -285,12 +278,8 @@ impl Hub {
                 });
             }
             *n += 1;
-            {
-                let mut streams = self.streams.lock();
-                *streams += 1;
-                if *streams == 1 {
-                    self.store.streams_open(true);
-                }
+            if *n == 1 && open.len() == 1 {
+                self.store.streams_open(true);
             }
             if plan.is_some() {
                 let mut plan_streams = self.plan_streams.lock();
